@@ -1,0 +1,1 @@
+"""kaspi-identity: password rules, argon2id hashing and account recovery for portals."""

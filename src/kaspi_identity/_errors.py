@@ -1,0 +1,91 @@
+"""Exceptions raised by kaspi-identity.
+
+Every exception derives from :class:`KaspiIdentityError`; where a builtin fits, an error
+also derives from it, so both ``except KaspiIdentityError`` and idiomatic catches work::
+
+    KaspiIdentityError
+    ├── PolicyConfigError (ValueError)        a policy mapping/TOML/keyword set is invalid
+    ├── UnknownLanguageError (ValueError)     a language that has no message catalog
+    ├── InvalidPasswordError (ValueError)     a password that cannot be hashed (lone surrogate)
+    ├── HashingError
+    │   ├── PasswordMismatchError             verify(): the password does not match the hash
+    │   └── InvalidHashError (ValueError)     a stored hash is malformed or not argon2
+    └── StorageError                          a storage adapter failed
+        └── CorruptRecordError (ValueError)   a stored row holds garbage
+
+Messages and attributes never carry a password, hash, token, code or key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+__all__ = [
+    "CorruptRecordError",
+    "HashingError",
+    "InvalidHashError",
+    "InvalidPasswordError",
+    "KaspiIdentityError",
+    "PasswordMismatchError",
+    "PolicyConfigError",
+    "StorageError",
+    "UnknownLanguageError",
+]
+
+
+class KaspiIdentityError(Exception):
+    """Base class of every exception this library raises on purpose."""
+
+
+class PolicyConfigError(KaspiIdentityError, ValueError):
+    """A password policy configuration is invalid.
+
+    ``errors`` maps every offending key to a human-readable reason, so one exception reports
+    every problem at once. The message lists them all.
+    """
+
+    def __init__(self, errors: Mapping[str, str]) -> None:
+        self.errors: dict[str, str] = dict(errors)
+        lines = "; ".join(f"{key}: {reason}" for key, reason in self.errors.items())
+        super().__init__(f"invalid password policy: {lines}")
+
+
+class UnknownLanguageError(KaspiIdentityError, ValueError):
+    """A language was asked for that has no message catalog.
+
+    ``language`` is the tag that was asked for, ``supported`` the tags that exist.
+    """
+
+    def __init__(self, language: object, supported: tuple[str, ...]) -> None:
+        self.language = language
+        self.supported = supported
+        super().__init__(
+            f"unknown language {language!r}; supported: {', '.join(supported)}"
+        )
+
+
+class InvalidPasswordError(KaspiIdentityError, ValueError):
+    """A password cannot be processed (for example it holds a lone surrogate).
+
+    The message says why, never what the password was.
+    """
+
+
+class HashingError(KaspiIdentityError):
+    """Base class of password-hashing failures."""
+
+
+class PasswordMismatchError(HashingError):
+    """The password does not match the stored hash."""
+
+
+class InvalidHashError(HashingError, ValueError):
+    """A stored hash is malformed, truncated, or not an argon2 hash this library can verify."""
+
+
+class StorageError(KaspiIdentityError):
+    """A storage adapter could not complete an operation; nothing was half-written."""
+
+
+class CorruptRecordError(StorageError, ValueError):
+    """A stored record holds data that cannot be interpreted (garbage, truncated, unknown format)."""
