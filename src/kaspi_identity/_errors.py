@@ -11,7 +11,9 @@ also derives from it, so both ``except KaspiIdentityError`` and idiomatic catche
     │   ├── PasswordMismatchError             verify(): the password does not match the hash
     │   └── InvalidHashError (ValueError)     a stored hash is malformed or not argon2
     └── StorageError                          a storage adapter failed
-        └── CorruptRecordError (ValueError)   a stored row holds garbage
+        ├── CorruptRecordError (ValueError)   a stored row holds garbage
+        ├── DuplicateAccountError (ValueError) user name / e-mail / phone already taken
+        └── AccountNotFoundError (LookupError) no account with that id
 
 Messages and attributes never carry a password, hash, token, code or key.
 """
@@ -21,7 +23,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 __all__ = [
+    "AccountNotFoundError",
     "CorruptRecordError",
+    "DuplicateAccountError",
     "HashingError",
     "InvalidHashError",
     "InvalidPasswordError",
@@ -89,3 +93,18 @@ class StorageError(KaspiIdentityError):
 
 class CorruptRecordError(StorageError, ValueError):
     """A stored record holds data that cannot be interpreted (garbage, truncated, unknown format)."""
+
+
+class DuplicateAccountError(StorageError, ValueError):
+    """An account with the same user name, e-mail or phone already exists.
+
+    ``field`` names which one ("username", "email" or "phone"); the value is not repeated.
+    """
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+        super().__init__(f"an account with this {field} already exists")
+
+
+class AccountNotFoundError(StorageError, LookupError):
+    """No account has the given id."""
