@@ -1,0 +1,38 @@
+"""Storage protocols, the records they carry, and helpers for host implementations.
+
+A host application implements these protocols over its own tables, or uses a bundled
+adapter: :mod:`kaspi_identity.storage.memory` (tests, one process) or
+:mod:`kaspi_identity.storage.sqlite` (the embedded default: one file, one machine).
+:mod:`kaspi_identity.testing` holds the contract suite that proves an implementation.
+"""
+
+from __future__ import annotations
+
+from ._checks import require_key, require_utc
+from ._protocols import (
+    AccountStore,
+    LoginKind,
+    OneTimeCodeStore,
+    PasswordHistoryStore,
+    RateLimiter,
+    Storage,
+    TokenLedger,
+)
+from ._records import Account, CodeAttempt, HistoryEntry, NewAccount, RateLimitResult
+
+__all__ = [
+    "Account",
+    "AccountStore",
+    "CodeAttempt",
+    "HistoryEntry",
+    "LoginKind",
+    "NewAccount",
+    "OneTimeCodeStore",
+    "PasswordHistoryStore",
+    "RateLimitResult",
+    "RateLimiter",
+    "Storage",
+    "TokenLedger",
+    "require_key",
+    "require_utc",
+]

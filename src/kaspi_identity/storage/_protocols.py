@@ -1,0 +1,310 @@
+"""The storage protocols a host application implements, and the bundle that carries them.
+
+Common rules for every protocol here:
+
+* Every time is passed in by the caller (``now=``, ``expires_at=``) as a timezone-aware
+  datetime; a store never reads the clock. A naive datetime raises ``ValueError``, a
+  non-datetime ``TypeError``. Callers pass a ``now`` that does not go backwards.
+* "Atomic" means atomic for every caller of the same backing store at once: threads of one
+  process, several processes, several app servers. A lock in the Python process is not
+  enough unless the data lives only in that process.
+* A failure of the backend raises :class:`~kaspi_identity.StorageError` and leaves the
+  stored data as it was before the call. Stored data that cannot be interpreted raises
+  :class:`~kaspi_identity.CorruptRecordError`; nothing is overwritten.
+* No exception message carries a password, hash, token, code or key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Literal, Protocol, runtime_checkable
+
+from ._records import Account, CodeAttempt, HistoryEntry, NewAccount, RateLimitResult
+
+__all__ = [
+    "AccountStore",
+    "LoginKind",
+    "OneTimeCodeStore",
+    "PasswordHistoryStore",
+    "RateLimiter",
+    "Storage",
+    "TokenLedger",
+]
+
+#: Which identifier :meth:`AccountStore.find_by_login` looks an account up by.
+LoginKind = Literal["username", "email", "phone"]
+
+
+class AccountStore(Protocol):
+    """Accounts; user name, e-mail and phone unique; password changes by compare-and-set.
+
+    Promises:
+
+    * ``username`` and ``email`` are unique compared with :meth:`str.casefold` ("Aliya" and
+      "ALIYA" are the same user name); ``phone`` is unique as an exact E.164 string.
+      Uniqueness holds atomically under concurrent :meth:`create` and :meth:`set_email`
+      calls (a unique index, not a check-then-insert in application code).
+    * :meth:`set_password_hash` is a compare-and-set: the write happens only if the stored
+      hash equals ``expected`` at the moment of the write (one ``UPDATE ... WHERE`` or a
+      locked transaction, never a read followed by a write). Of several concurrent callers
+      with the same ``expected``, exactly one wins.
+    * :meth:`record_login_failure` increments atomically; concurrent failures are never lost.
+    * Account ids are opaque strings chosen by the store. A lookup with a string that is no
+      account's id (or no account's identifier) finds nothing; it never raises.
+    """
+
+    def create(self, new: NewAccount, *, now: datetime) -> Account:
+        """Store ``new`` with a fresh id and ``created_at=now``; return the stored account.
+
+        Raises:
+            DuplicateAccountError: the user name, e-mail or phone is taken (checked in that
+                order; ``field`` names the first clash). Nothing is stored.
+
+        """
+        ...
+
+    def get(self, account_id: str) -> Account | None:
+        """Return the account with id ``account_id``, or ``None``."""
+        ...
+
+    def find_by_login(self, kind: LoginKind, value: str) -> Account | None:
+        """Return the account whose ``kind`` identifier equals ``value``, or ``None``.
+
+        ``username`` and ``email`` compare case-insensitively (casefold); ``phone`` exactly.
+
+        Raises:
+            ValueError: ``kind`` is not "username", "email" or "phone".
+
+        """
+        ...
+
+    def set_password_hash(self, account_id: str, *, expected: str | None, new: str) -> bool:
+        """Replace the hash with ``new`` only if it currently equals ``expected``.
+
+        ``expected=None`` matches an account without a password. Returns ``True`` if this
+        call wrote, ``False`` if the stored hash differed or the account does not exist.
+        """
+        ...
+
+    def set_email(self, account_id: str, email: str, *, confirmed: bool = False) -> None:
+        """Set the account's e-mail and whether it is confirmed.
+
+        Raises:
+            DuplicateAccountError: another account has this e-mail (``field="email"``).
+            AccountNotFoundError: no account has id ``account_id``.
+
+        """
+        ...
+
+    def mark_email_confirmed(self, account_id: str, *, now: datetime) -> None:
+        """Mark the account's current e-mail as confirmed at ``now``.
+
+        Raises:
+            AccountNotFoundError: no account has id ``account_id``.
+
+        """
+        ...
+
+    def record_login_failure(self, account_id: str, *, now: datetime) -> int:
+        """Add one to the consecutive failures, set ``last_failed_login_at``; return the count.
+
+        Raises:
+            AccountNotFoundError: no account has id ``account_id``.
+
+        """
+        ...
+
+    def record_login_success(self, account_id: str, *, now: datetime) -> None:
+        """Reset the consecutive failures to 0 and set ``last_login_at`` to ``now``.
+
+        Raises:
+            AccountNotFoundError: no account has id ``account_id``.
+
+        """
+        ...
+
+
+class PasswordHistoryStore(Protocol):
+    """The newest ``keep`` past passwords per account; appending and trimming are one step.
+
+    Promises:
+
+    * :meth:`append` adds the entry and deletes all but the newest ``keep`` entries of the
+      account atomically: concurrent appends for one account never leave more than the
+      largest ``keep`` they passed, and never lose the entry a call just appended to another
+      one's trim (the newest ``keep`` survive).
+    * "Newest" means most recently appended, whatever the entries' ``created_at``.
+    * ``account_id`` is an opaque key (1 to 256 characters); the store does not check that
+      the account exists, so history can live in a different backend than the accounts.
+    """
+
+    def append(self, account_id: str, entry: HistoryEntry, *, keep: int) -> None:
+        """Append ``entry`` and keep only the newest ``keep`` entries (``keep >= 1``).
+
+        Raises:
+            ValueError: ``keep`` is below 1, or ``account_id`` is empty or too long.
+
+        """
+        ...
+
+    def recent(self, account_id: str, limit: int) -> list[HistoryEntry]:
+        """Return at most ``limit`` entries (``limit >= 1``), newest first.
+
+        Raises:
+            ValueError: ``limit`` is below 1, or ``account_id`` is empty or too long.
+
+        """
+        ...
+
+
+class TokenLedger(Protocol):
+    """Single-use token ids: :meth:`consume` returns ``True`` exactly once per id, ever.
+
+    Promises:
+
+    * Of all calls with the same ``token_id`` -- from any thread, process or server --
+      at most one returns ``True`` (an atomic insert-if-absent, such as a primary key
+      insert or Redis ``SET NX``).
+    * A token whose ``expires_at`` is not after ``now`` is dead: :meth:`consume` returns
+      ``False`` for it without recording anything. Therefore an implementation may forget
+      an id once its ``expires_at`` has passed (the token's signature check rejects an
+      expired token anyway) and should purge such ids so the ledger does not grow without
+      bound. The bundled adapters purge opportunistically, keeping ids 5 minutes past expiry
+      to absorb clock skew between servers.
+    * Token ids are opaque strings of 1 to 128 characters; the same id always comes with
+      the same ``expires_at`` (both are read from the signed token).
+    """
+
+    def consume(self, token_id: str, expires_at: datetime, *, now: datetime) -> bool:
+        """Record ``token_id`` as used; ``True`` only for its first use before expiry.
+
+        Raises:
+            TypeError: ``token_id`` is not a ``str``.
+            ValueError: ``token_id`` is empty, longer than 128 characters or holds NUL.
+
+        """
+        ...
+
+
+class OneTimeCodeStore(Protocol):
+    """Short-lived codes (SMS) stored as keyed hashes, with an attempt counter per key.
+
+    Promises:
+
+    * Only ``code_hash`` (an HMAC of the code, computed by the caller) is stored; the
+      comparison uses :func:`hmac.compare_digest`.
+    * :meth:`attempt` is one atomic step -- increment, then compare: with a live code, the
+      counter goes up first; past ``max_attempts`` the code is deleted and the answer is
+      :attr:`CodeAttempt.EXHAUSTED` even if this attempt was right. Of any number of
+      concurrent attempts with the right code, exactly one gets :attr:`CodeAttempt.OK`.
+    * The counter belongs to the key, not the code: :meth:`put` replaces the code but keeps
+      the counter (NIST SP 800-63B: asking for a new code must not reset failed attempts).
+      The counter is reset by an ``OK`` attempt, or when its failure window has passed.
+      The window opens at the first counted attempt and lasts the ``failure_window`` given
+      to the latest :meth:`put` before it opened.
+    * A code is live while ``now < expires_at``.
+    """
+
+    def put(
+        self,
+        key: str,
+        code_hash: bytes,
+        *,
+        expires_at: datetime,
+        now: datetime,
+        failure_window: timedelta,
+    ) -> None:
+        """Store ``code_hash`` for ``key`` until ``expires_at``, replacing any earlier code.
+
+        Raises:
+            ValueError: ``expires_at`` is not after ``now``, ``failure_window`` is not
+                positive, ``code_hash`` is empty, or ``key`` is empty or too long.
+
+        """
+        ...
+
+    def attempt(
+        self, key: str, code_hash: bytes, *, now: datetime, max_attempts: int
+    ) -> CodeAttempt:
+        """Count an attempt for ``key`` and compare ``code_hash`` with the stored one.
+
+        Returns :attr:`~CodeAttempt.MISSING` (no live code; nothing counted),
+        :attr:`~CodeAttempt.EXHAUSTED` (the count now exceeds ``max_attempts``; the code is
+        deleted), :attr:`~CodeAttempt.OK` (right; code deleted, count reset) or
+        :attr:`~CodeAttempt.MISMATCH`.
+
+        Raises:
+            ValueError: ``max_attempts`` is below 1, or ``key`` is empty or too long.
+
+        """
+        ...
+
+
+class RateLimiter(Protocol):
+    """Fixed-window hit counters per key: at most ``limit`` allowed hits per window.
+
+    Promises:
+
+    * The first hit on a key opens a window ``[now, now + window)``. Each hit in it counts,
+      allowed or not; a hit is allowed while the count is at most ``limit``. The first hit at
+      or after the window's end opens a new window. Denied hits never move the window, so a
+      client that keeps knocking is let in again when the window ends.
+    * Counting is atomic (one upsert, ``INCR``, or a locked transaction): of any number of
+      concurrent hits in one window, exactly ``limit`` are allowed.
+    * Edge behaviour: up to ``2 * limit`` hits can be allowed within one window length
+      around a window's end. Use one ``(limit, window)`` per key; a window already open
+      keeps the length it was opened with.
+    """
+
+    def hit(self, key: str, *, limit: int, window: timedelta, now: datetime) -> RateLimitResult:
+        """Count a hit on ``key`` and say whether it is allowed.
+
+        Raises:
+            ValueError: ``limit`` is below 1, ``window`` is not positive, or ``key`` is
+                empty or too long.
+
+        """
+        ...
+
+
+@runtime_checkable
+class _Closeable(Protocol):
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Storage:
+    """The five stores the services need, bundled.
+
+    Mix freely: a host's own :class:`AccountStore` over its users table with the bundled
+    adapters for the rest. :meth:`close` (also on leaving a ``with`` block) calls ``close()``
+    on each distinct component that has one.
+    """
+
+    accounts: AccountStore
+    history: PasswordHistoryStore
+    tokens: TokenLedger
+    codes: OneTimeCodeStore
+    rate_limits: RateLimiter
+
+    def close(self) -> None:
+        """Close every component that has a ``close()`` method, each once."""
+        seen: set[int] = set()
+        for component in (self.accounts, self.history, self.tokens, self.codes, self.rate_limits):
+            if id(component) in seen or not isinstance(component, _Closeable):
+                continue
+            seen.add(id(component))
+            component.close()
+
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,191 @@
+"""Records passed to and returned by the storage protocols: frozen, slotted, self-checking."""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from ._checks import (
+    EMAIL_MAX_LENGTH,
+    FINGERPRINT_MAX_LENGTH,
+    HASH_MAX_LENGTH,
+    KEY_MAX_LENGTH,
+    USERNAME_MAX_LENGTH,
+    require_bytes,
+    require_count,
+    require_text,
+    require_utc,
+)
+
+__all__ = [
+    "Account",
+    "CodeAttempt",
+    "HistoryEntry",
+    "NewAccount",
+    "RateLimitResult",
+]
+
+# ASCII digits only: ``\d`` would also accept Arabic-Indic and other Unicode digits.
+_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+_LANGUAGE = re.compile(r"[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*")
+
+
+def _optional_text(value: object, name: str, max_length: int) -> str | None:
+    if value is None:
+        return None
+    return require_text(value, name, max_length=max_length)
+
+
+def _optional_phone(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"phone must be str or None, not {type(value).__name__}")
+    if not _E164.fullmatch(value):
+        raise ValueError("phone must be in E.164 form, such as +77011234567")
+    return value
+
+
+def _language(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"language must be str, not {type(value).__name__}")
+    if len(value) > 35 or not _LANGUAGE.fullmatch(value):
+        raise ValueError("language must be a language tag such as 'kk', 'ru' or 'en'")
+    return value
+
+
+def _flag(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be bool, not {type(value).__name__}")
+    return value
+
+
+def _optional_time(value: object, name: str) -> datetime | None:
+    return None if value is None else require_utc(value, name)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewAccount:
+    """An account to create: what the caller knows before the store assigns an id.
+
+    At least one login identifier (``username``, ``email`` or ``phone``) is required.
+    ``phone`` must already be normalised to E.164 (``+77011234567``). ``password_hash`` is
+    the encoded argon2 hash (never the password), or ``None`` for an account that has not
+    set one yet; it is left out of the repr.
+
+    Raises:
+        TypeError: a field has the wrong type.
+        ValueError: a field is empty, too long, malformed, or no identifier is given.
+
+    """
+
+    username: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    password_hash: str | None = field(default=None, repr=False)
+    email_confirmed: bool = False
+    language: str = "en"
+
+    def __post_init__(self) -> None:
+        _optional_text(self.username, "username", USERNAME_MAX_LENGTH)
+        _optional_text(self.email, "email", EMAIL_MAX_LENGTH)
+        _optional_phone(self.phone)
+        _optional_text(self.password_hash, "password_hash", HASH_MAX_LENGTH)
+        _flag(self.email_confirmed, "email_confirmed")
+        _language(self.language)
+        if self.username is None and self.email is None and self.phone is None:
+            raise ValueError("a new account needs a username, an email or a phone")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Account:
+    """A stored account, as an :class:`AccountStore` returns it.
+
+    ``id`` is the opaque string the store assigned. ``failed_logins`` counts consecutive
+    failed logins since the last success. Every time is timezone-aware UTC (an aware value
+    in another zone is converted). ``password_hash`` is left out of the repr.
+
+    Raises:
+        TypeError: a field has the wrong type.
+        ValueError: a field is empty, too long, malformed, naive or negative.
+
+    """
+
+    id: str
+    username: str | None
+    email: str | None
+    phone: str | None
+    password_hash: str | None = field(repr=False)
+    email_confirmed: bool
+    failed_logins: int
+    last_failed_login_at: datetime | None
+    last_login_at: datetime | None
+    created_at: datetime
+    language: str = "en"
+
+    def __post_init__(self) -> None:
+        require_text(self.id, "id", max_length=KEY_MAX_LENGTH)
+        _optional_text(self.username, "username", USERNAME_MAX_LENGTH)
+        _optional_text(self.email, "email", EMAIL_MAX_LENGTH)
+        _optional_phone(self.phone)
+        _optional_text(self.password_hash, "password_hash", HASH_MAX_LENGTH)
+        _flag(self.email_confirmed, "email_confirmed")
+        require_count(self.failed_logins, "failed_logins", minimum=0)
+        _language(self.language)
+        for name in ("last_failed_login_at", "last_login_at"):
+            object.__setattr__(self, name, _optional_time(getattr(self, name), name))
+        object.__setattr__(self, "created_at", require_utc(self.created_at, "created_at"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HistoryEntry:
+    """One past password of an account, as a :class:`PasswordHistoryStore` keeps it.
+
+    ``password_hash`` is the argon2 hash the account had; ``fingerprint`` is opaque bytes
+    the similarity check computes (keyed with a server-side secret; may be ``b""``). Both
+    are left out of the repr. ``created_at`` is when the password was set, in UTC.
+
+    Raises:
+        TypeError: a field has the wrong type.
+        ValueError: a field is empty, too long or naive.
+
+    """
+
+    password_hash: str = field(repr=False)
+    fingerprint: bytes = field(default=b"", repr=False)
+    created_at: datetime
+
+    def __post_init__(self) -> None:
+        require_text(self.password_hash, "password_hash", max_length=HASH_MAX_LENGTH)
+        require_bytes(
+            self.fingerprint, "fingerprint", max_length=FINGERPRINT_MAX_LENGTH, allow_empty=True
+        )
+        object.__setattr__(self, "created_at", require_utc(self.created_at, "created_at"))
+
+
+class CodeAttempt(enum.Enum):
+    """The outcome of :meth:`OneTimeCodeStore.attempt`."""
+
+    #: No live code for the key (never sent, expired, used, or burned); nothing was counted.
+    MISSING = "missing"
+    #: The code was wrong; the attempt was counted.
+    MISMATCH = "mismatch"
+    #: The code was right; it is now deleted (single use) and the counter is reset.
+    OK = "ok"
+    #: Too many attempts: the code is now deleted, whether this one was right or not.
+    EXHAUSTED = "exhausted"
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitResult:
+    """The outcome of :meth:`RateLimiter.hit`.
+
+    ``allowed`` says whether the hit is within the limit. ``retry_after`` is how long until
+    a hit on the same key can be allowed again: zero when ``allowed``, otherwise the time
+    left in the current window.
+    """
+
+    allowed: bool
+    retry_after: timedelta

@@ -1,0 +1,351 @@
+"""In-memory storage: thread-safe, one process, gone when the process ends.
+
+Use it in tests and single-process demos. It is the reference the other adapters are
+compared with. Every store guards its data with one lock, so each call is atomic for the
+threads of the process -- and only for them.
+"""
+
+from __future__ import annotations
+
+import heapq
+import secrets
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from .._errors import AccountNotFoundError, DuplicateAccountError
+from ._checks import (
+    CODE_HASH_MAX_LENGTH,
+    EMAIL_MAX_LENGTH,
+    LEDGER_GRACE,
+    TOKEN_ID_MAX_LENGTH,
+    check_account_id,
+    check_expected_hash,
+    check_login,
+    require_bytes,
+    require_count,
+    require_duration,
+    require_key,
+    require_text,
+    require_utc,
+    to_microseconds,
+)
+from ._logic import (
+    CodeState,
+    WindowState,
+    attempt_code,
+    code_is_dead,
+    hit_window,
+    put_code,
+    window_is_dead,
+)
+from ._protocols import LoginKind, Storage
+from ._records import (
+    Account,
+    CodeAttempt,
+    HistoryEntry,
+    NewAccount,
+    RateLimitResult,
+)
+
+__all__ = [
+    "MemoryAccountStore",
+    "MemoryOneTimeCodeStore",
+    "MemoryPasswordHistoryStore",
+    "MemoryRateLimiter",
+    "MemoryTokenLedger",
+    "memory_storage",
+]
+
+# Expired entries are swept after this many writes, so a sweep's cost is spread thin.
+_SWEEP_EVERY = 256
+
+
+class MemoryAccountStore:
+    """An :class:`~kaspi_identity.storage.AccountStore` held in a dict, guarded by a lock."""
+
+    def __init__(self) -> None:
+        """Create an empty store."""
+        self._lock = threading.Lock()
+        self._accounts: dict[str, Account] = {}
+        self._by_username: dict[str, str] = {}
+        self._by_email: dict[str, str] = {}
+        self._by_phone: dict[str, str] = {}
+
+    def create(self, new: NewAccount, *, now: datetime) -> Account:
+        """Store ``new`` under a fresh random id; see the protocol."""
+        if not isinstance(new, NewAccount):
+            raise TypeError(f"new must be a NewAccount, not {type(new).__name__}")
+        now = require_utc(now)
+        username_key = None if new.username is None else new.username.casefold()
+        email_key = None if new.email is None else new.email.casefold()
+        with self._lock:
+            if username_key is not None and username_key in self._by_username:
+                raise DuplicateAccountError("username")
+            if email_key is not None and email_key in self._by_email:
+                raise DuplicateAccountError("email")
+            if new.phone is not None and new.phone in self._by_phone:
+                raise DuplicateAccountError("phone")
+            account_id = secrets.token_hex(16)
+            account = Account(
+                id=account_id,
+                username=new.username,
+                email=new.email,
+                phone=new.phone,
+                password_hash=new.password_hash,
+                email_confirmed=new.email_confirmed,
+                failed_logins=0,
+                last_failed_login_at=None,
+                last_login_at=None,
+                created_at=now,
+                language=new.language,
+            )
+            self._accounts[account_id] = account
+            if username_key is not None:
+                self._by_username[username_key] = account_id
+            if email_key is not None:
+                self._by_email[email_key] = account_id
+            if new.phone is not None:
+                self._by_phone[new.phone] = account_id
+            return account
+
+    def get(self, account_id: str) -> Account | None:
+        """Return the account with this id, or ``None``."""
+        key = check_account_id(account_id)
+        if key is None:
+            return None
+        with self._lock:
+            return self._accounts.get(key)
+
+    def find_by_login(self, kind: LoginKind, value: str) -> Account | None:
+        """Return the account with this user name, e-mail or phone, or ``None``."""
+        key = check_login(kind, value)
+        if key is None:
+            return None
+        if kind == "username":
+            index = self._by_username
+        elif kind == "email":
+            index = self._by_email
+        else:
+            index = self._by_phone
+        with self._lock:
+            account_id = index.get(key)
+            return None if account_id is None else self._accounts[account_id]
+
+    def set_password_hash(self, account_id: str, *, expected: str | None, new: str) -> bool:
+        """Compare-and-set the password hash; see the protocol."""
+        can_match = check_expected_hash(expected, new)
+        key = check_account_id(account_id)
+        if key is None or not can_match:
+            return False
+        with self._lock:
+            account = self._accounts.get(key)
+            if account is None or account.password_hash != expected:
+                return False
+            self._accounts[key] = replace(account, password_hash=new)
+            return True
+
+    def set_email(self, account_id: str, email: str, *, confirmed: bool = False) -> None:
+        """Set the e-mail and its confirmation flag; see the protocol."""
+        require_text(email, "email", max_length=EMAIL_MAX_LENGTH)
+        if not isinstance(confirmed, bool):
+            raise TypeError(f"confirmed must be bool, not {type(confirmed).__name__}")
+        key = check_account_id(account_id)
+        with self._lock:
+            account = None if key is None else self._accounts.get(key)
+            if account is None:
+                raise AccountNotFoundError("no account has this id")
+            email_key = email.casefold()
+            owner = self._by_email.get(email_key)
+            if owner is not None and owner != account.id:
+                raise DuplicateAccountError("email")
+            if account.email is not None:
+                del self._by_email[account.email.casefold()]
+            self._by_email[email_key] = account.id
+            self._accounts[account.id] = replace(account, email=email, email_confirmed=confirmed)
+
+    def mark_email_confirmed(self, account_id: str, *, now: datetime) -> None:
+        """Mark the e-mail confirmed; see the protocol."""
+        self._update(account_id, now, lambda account, _: replace(account, email_confirmed=True))
+
+    def record_login_failure(self, account_id: str, *, now: datetime) -> int:
+        """Count a failed login; return the consecutive count."""
+        updated = self._update(
+            account_id,
+            now,
+            lambda account, at: replace(
+                account, failed_logins=account.failed_logins + 1, last_failed_login_at=at
+            ),
+        )
+        return updated.failed_logins
+
+    def record_login_success(self, account_id: str, *, now: datetime) -> None:
+        """Reset the failure count and set the last login time."""
+        self._update(
+            account_id, now, lambda account, at: replace(account, failed_logins=0, last_login_at=at)
+        )
+
+    def _update(
+        self, account_id: str, now: datetime, change: Callable[[Account, datetime], Account]
+    ) -> Account:
+        now = require_utc(now)
+        key = check_account_id(account_id)
+        with self._lock:
+            account = None if key is None else self._accounts.get(key)
+            if account is None:
+                raise AccountNotFoundError("no account has this id")
+            updated = change(account, now)
+            self._accounts[account.id] = updated
+            return updated
+
+
+class MemoryPasswordHistoryStore:
+    """A :class:`~kaspi_identity.storage.PasswordHistoryStore` of bounded deques."""
+
+    def __init__(self) -> None:
+        """Create an empty store."""
+        self._lock = threading.Lock()
+        self._entries: dict[str, deque[HistoryEntry]] = {}
+
+    def append(self, account_id: str, entry: HistoryEntry, *, keep: int) -> None:
+        """Append ``entry`` and keep the newest ``keep``; see the protocol."""
+        require_key(account_id, "account_id")
+        if not isinstance(entry, HistoryEntry):
+            raise TypeError(f"entry must be a HistoryEntry, not {type(entry).__name__}")
+        require_count(keep, "keep", minimum=1)
+        with self._lock:
+            entries = self._entries.setdefault(account_id, deque())
+            entries.append(entry)
+            while len(entries) > keep:
+                entries.popleft()
+
+    def recent(self, account_id: str, limit: int) -> list[HistoryEntry]:
+        """Return at most ``limit`` entries, newest first."""
+        require_key(account_id, "account_id")
+        require_count(limit, "limit", minimum=1)
+        with self._lock:
+            entries = self._entries.get(account_id, ())
+            return list(reversed(entries))[:limit]
+
+
+class MemoryTokenLedger:
+    """A :class:`~kaspi_identity.storage.TokenLedger` in a dict with an expiry heap."""
+
+    def __init__(self) -> None:
+        """Create an empty ledger."""
+        self._lock = threading.Lock()
+        self._used: dict[str, datetime] = {}
+        self._expiries: list[tuple[datetime, str]] = []
+
+    def consume(self, token_id: str, expires_at: datetime, *, now: datetime) -> bool:
+        """Record ``token_id`` as used; ``True`` only the first time, before expiry."""
+        require_key(token_id, "token_id", max_length=TOKEN_ID_MAX_LENGTH)
+        expires_at = require_utc(expires_at, "expires_at")
+        now = require_utc(now)
+        if expires_at <= now:
+            return False
+        with self._lock:
+            horizon = now - LEDGER_GRACE
+            while self._expiries and self._expiries[0][0] <= horizon:
+                _, stale = heapq.heappop(self._expiries)
+                self._used.pop(stale, None)
+            if token_id in self._used:
+                return False
+            self._used[token_id] = expires_at
+            heapq.heappush(self._expiries, (expires_at, token_id))
+            return True
+
+
+class MemoryOneTimeCodeStore:
+    """A :class:`~kaspi_identity.storage.OneTimeCodeStore` in a dict, guarded by a lock."""
+
+    def __init__(self) -> None:
+        """Create an empty store."""
+        self._lock = threading.Lock()
+        self._states: dict[str, CodeState] = {}
+        self._writes = 0
+
+    def put(
+        self,
+        key: str,
+        code_hash: bytes,
+        *,
+        expires_at: datetime,
+        now: datetime,
+        failure_window: timedelta,
+    ) -> None:
+        """Store a new code for ``key``, keeping the failure counter; see the protocol."""
+        require_key(key)
+        require_bytes(code_hash, "code_hash", max_length=CODE_HASH_MAX_LENGTH, allow_empty=False)
+        expires = to_microseconds(require_utc(expires_at, "expires_at"))
+        at = to_microseconds(require_utc(now))
+        window = require_duration(failure_window, "failure_window") // timedelta(microseconds=1)
+        if expires <= at:
+            raise ValueError("expires_at must be after now")
+        with self._lock:
+            self._sweep(at)
+            self._states[key] = put_code(
+                self._states.get(key), code_hash, expires_at=expires, now=at, failure_window=window
+            )
+
+    def attempt(
+        self, key: str, code_hash: bytes, *, now: datetime, max_attempts: int
+    ) -> CodeAttempt:
+        """Count an attempt and compare; see the protocol."""
+        require_key(key)
+        require_bytes(code_hash, "code_hash", max_length=CODE_HASH_MAX_LENGTH, allow_empty=False)
+        at = to_microseconds(require_utc(now))
+        require_count(max_attempts, "max_attempts", minimum=1)
+        with self._lock:
+            state, outcome = attempt_code(
+                self._states.get(key), code_hash, now=at, max_attempts=max_attempts
+            )
+            if state is None:
+                self._states.pop(key, None)
+            else:
+                self._states[key] = state
+            return outcome
+
+    def _sweep(self, now: int) -> None:
+        self._writes += 1
+        if self._writes % _SWEEP_EVERY == 0:
+            for key in [k for k, state in self._states.items() if code_is_dead(state, now)]:
+                del self._states[key]
+
+
+class MemoryRateLimiter:
+    """A fixed-window :class:`~kaspi_identity.storage.RateLimiter` in a dict."""
+
+    def __init__(self) -> None:
+        """Create a limiter with no windows open."""
+        self._lock = threading.Lock()
+        self._windows: dict[str, WindowState] = {}
+        self._writes = 0
+
+    def hit(self, key: str, *, limit: int, window: timedelta, now: datetime) -> RateLimitResult:
+        """Count a hit on ``key``; see the protocol."""
+        require_key(key)
+        require_count(limit, "limit", minimum=1)
+        length = require_duration(window, "window") // timedelta(microseconds=1)
+        at = to_microseconds(require_utc(now))
+        with self._lock:
+            self._writes += 1
+            if self._writes % _SWEEP_EVERY == 0:
+                for stale in [k for k, w in self._windows.items() if window_is_dead(w, at)]:
+                    del self._windows[stale]
+            state, result = hit_window(self._windows.get(key), now=at, limit=limit, window=length)
+            self._windows[key] = state
+            return result
+
+
+def memory_storage() -> Storage:
+    """Return a :class:`~kaspi_identity.storage.Storage` of fresh in-memory stores."""
+    return Storage(
+        accounts=MemoryAccountStore(),
+        history=MemoryPasswordHistoryStore(),
+        tokens=MemoryTokenLedger(),
+        codes=MemoryOneTimeCodeStore(),
+        rate_limits=MemoryRateLimiter(),
+    )

@@ -1,0 +1,864 @@
+"""SQLite storage: the embedded default, one file, safe across threads and processes.
+
+Everything lives in one SQLite file (standard library :mod:`sqlite3`, no server). The
+schema is created on first open and versioned with ``PRAGMA user_version``; the file runs
+in WAL mode so readers never wait for the writer. Every read-modify-write runs inside
+``BEGIN IMMEDIATE``, which takes SQLite's single write lock for the whole step, so it is
+atomic for every thread and every process on the machine that opens the file. Within one
+process a lock serialises writers as well, so threads queue instead of polling SQLite's
+busy handler.
+
+Times are stored as integer microseconds since 1970-01-01T00:00:00Z. A row that holds
+something else (a hand edit, a foreign tool) raises
+:class:`~kaspi_identity.CorruptRecordError`; nothing is overwritten.
+
+Use one machine's local disk: SQLite's locking is not reliable over network file systems.
+For several app servers, use the PostgreSQL or Redis adapters.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import sqlite3
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+from .._errors import AccountNotFoundError, CorruptRecordError, DuplicateAccountError, StorageError
+from ._checks import (
+    CODE_HASH_MAX_LENGTH,
+    EMAIL_MAX_LENGTH,
+    LEDGER_GRACE,
+    TOKEN_ID_MAX_LENGTH,
+    check_account_id,
+    check_expected_hash,
+    check_login,
+    from_microseconds,
+    require_bytes,
+    require_count,
+    require_duration,
+    require_key,
+    require_text,
+    require_utc,
+    to_microseconds,
+)
+from ._logic import (
+    CodeState,
+    WindowState,
+    attempt_code,
+    hit_window,
+    put_code,
+)
+from ._protocols import LoginKind, Storage
+from ._records import Account, CodeAttempt, HistoryEntry, NewAccount, RateLimitResult
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "SQLiteAccountStore",
+    "SQLiteDatabase",
+    "SQLiteOneTimeCodeStore",
+    "SQLitePasswordHistoryStore",
+    "SQLiteRateLimiter",
+    "SQLiteTokenLedger",
+    "sqlite_storage",
+]
+
+_T = TypeVar("_T")
+
+# Each step moves the schema from version ``index`` to ``index + 1``. Append, never edit.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """
+        CREATE TABLE accounts (
+            id TEXT PRIMARY KEY NOT NULL,
+            username TEXT,
+            username_key TEXT UNIQUE,
+            email TEXT,
+            email_key TEXT UNIQUE,
+            phone TEXT UNIQUE,
+            password_hash TEXT,
+            email_confirmed INTEGER NOT NULL DEFAULT 0,
+            failed_logins INTEGER NOT NULL DEFAULT 0,
+            last_failed_login_at INTEGER,
+            last_login_at INTEGER,
+            created_at INTEGER NOT NULL,
+            language TEXT NOT NULL DEFAULT 'en'
+        )
+        """,
+        """
+        CREATE TABLE password_history (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            account_id TEXT NOT NULL,
+            password_hash TEXT NOT NULL,
+            fingerprint BLOB NOT NULL,
+            created_at INTEGER NOT NULL
+        )
+        """,
+        "CREATE INDEX password_history_by_account ON password_history (account_id, seq)",
+        """
+        CREATE TABLE consumed_tokens (
+            token_id TEXT PRIMARY KEY NOT NULL,
+            expires_at INTEGER NOT NULL
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX consumed_tokens_by_expiry ON consumed_tokens (expires_at)",
+        """
+        CREATE TABLE one_time_codes (
+            code_key TEXT PRIMARY KEY NOT NULL,
+            code_hash BLOB,
+            expires_at INTEGER,
+            failure_window INTEGER NOT NULL,
+            failures INTEGER NOT NULL,
+            window_ends_at INTEGER
+        )
+        """,
+        """
+        CREATE TABLE rate_limits (
+            limit_key TEXT PRIMARY KEY NOT NULL,
+            window_start INTEGER NOT NULL,
+            window_length INTEGER NOT NULL,
+            hits INTEGER NOT NULL
+        )
+        """,
+    ),
+)
+
+#: The schema version this release creates and understands (``PRAGMA user_version``).
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+# Expired rows are swept every this many writes of a store, spreading the cost thin.
+_SWEEP_EVERY = 256
+_POOL_SIZE = 8
+
+
+def _corrupt(what: str, reason: str) -> CorruptRecordError:
+    return CorruptRecordError(f"a stored {what} row is invalid: {reason}")
+
+
+def _int(value: object, what: str, column: str) -> int:
+    if type(value) is not int:
+        raise _corrupt(what, f"{column} is not an integer")
+    return value
+
+
+def _optional_int(value: object, what: str, column: str) -> int | None:
+    return None if value is None else _int(value, what, column)
+
+
+def _time(value: object, what: str, column: str) -> datetime:
+    try:
+        return from_microseconds(_int(value, what, column))
+    except OverflowError:
+        raise _corrupt(what, f"{column} is out of range") from None
+
+
+def _optional_time(value: object, what: str, column: str) -> datetime | None:
+    return None if value is None else _time(value, what, column)
+
+
+class SQLiteDatabase:
+    """One SQLite file shared by the SQLite stores; creates and migrates the schema.
+
+    Connections are pooled (a connection is used by one thread at a time, so the pool
+    never grows past the number of threads working at once). Safe to share between
+    threads; after ``fork`` a child opens its own connections. Open it on a local disk.
+
+    Args:
+        path: the database file; created with its schema if missing.
+        timeout: seconds a writer waits for another process's write lock before giving
+            up with :class:`~kaspi_identity.StorageError`.
+        synchronous: ``"FULL"`` (default) makes every commit durable across power loss;
+            ``"NORMAL"`` is faster but a power cut may undo the last commits -- including
+            the consumption of a token.
+
+    Raises:
+        StorageError: the file cannot be opened, is not a SQLite database, or has a schema
+            newer than :data:`SCHEMA_VERSION`.
+        ValueError: ``path`` is empty or ``":memory:"`` (use the memory adapter), or
+            ``synchronous`` is not ``"FULL"`` or ``"NORMAL"``.
+
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        timeout: float = 30.0,
+        synchronous: Literal["FULL", "NORMAL"] = "FULL",
+    ) -> None:
+        self._path = os.fspath(path)
+        if self._path in ("", ":memory:") or self._path.startswith("file::memory:"):
+            raise ValueError("SQLite storage needs a file; use memory_storage() for memory")
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError("synchronous must be 'FULL' or 'NORMAL'")
+        self._timeout = float(timeout)
+        self._synchronous = synchronous
+        self._pool_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._idle: list[sqlite3.Connection] = []
+        self._pid = os.getpid()
+        self._closed = False
+        self._run(self._migrate, write=False)
+
+    @property
+    def path(self) -> str:
+        """The database file's path."""
+        return self._path
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version stored in the file (``PRAGMA user_version``)."""
+        return self._run(_user_version, write=False)
+
+    def close(self) -> None:
+        """Close every pooled connection; later calls raise StorageError. Idempotent."""
+        with self._pool_lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
+
+    def __enter__(self) -> SQLiteDatabase:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteDatabase({self._path!r})"
+
+    def read(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``operation`` on a pooled connection outside a transaction (for single SELECTs).
+
+        :class:`sqlite3.Error` becomes :class:`~kaspi_identity.StorageError`.
+        """
+        return self._run(operation, write=False)
+
+    def write(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``operation`` inside ``BEGIN IMMEDIATE`` ... ``COMMIT``; roll back if it raises.
+
+        The write lock is held from the first statement, so a read-modify-write inside
+        ``operation`` is atomic for every thread and process using the file.
+        :class:`sqlite3.Error` becomes :class:`~kaspi_identity.StorageError`.
+        """
+        return self._run(operation, write=True)
+
+    def _run(self, operation: Callable[[sqlite3.Connection], _T], *, write: bool) -> _T:
+        connection = self._acquire()
+        reusable = False
+        try:
+            if write:
+                with self._write_lock:
+                    result = self._transaction(connection, operation)
+            else:
+                result = operation(connection)
+            reusable = True
+            return result
+        except sqlite3.Error as exc:
+            raise StorageError(f"SQLite storage failed: {exc}") from exc
+        except BaseException:
+            reusable = not connection.in_transaction
+            raise
+        finally:
+            self._release(connection, reusable)
+
+    @staticmethod
+    def _transaction(
+        connection: sqlite3.Connection, operation: Callable[[sqlite3.Connection], _T]
+    ) -> _T:
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            result = operation(connection)
+            connection.execute("COMMIT")
+            return result
+        finally:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            connection = sqlite3.connect(
+                self._path,
+                timeout=self._timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open SQLite database: {exc}") from exc
+        try:
+            connection.execute(f"PRAGMA synchronous = {self._synchronous}")
+        except sqlite3.Error as exc:
+            connection.close()
+            raise StorageError(f"cannot open SQLite database: {exc}") from exc
+        return connection
+
+    def _acquire(self) -> sqlite3.Connection:
+        with self._pool_lock:
+            if self._closed:
+                raise StorageError("the SQLite database is closed")
+            if os.getpid() != self._pid:
+                # A forked child must not touch its parent's connections or locks.
+                self._pid = os.getpid()
+                self._idle = []
+                self._write_lock = threading.Lock()
+            if self._idle:
+                return self._idle.pop()
+        return self._connect()
+
+    def _release(self, connection: sqlite3.Connection, reusable: bool) -> None:
+        with self._pool_lock:
+            if reusable and not self._closed and len(self._idle) < _POOL_SIZE:
+                self._idle.append(connection)
+                return
+        connection.close()
+
+    def _migrate(self, connection: sqlite3.Connection) -> None:
+        connection.execute("PRAGMA journal_mode = WAL")
+        version = _user_version(connection)
+        if version == SCHEMA_VERSION:
+            return
+        self._check_known(version)
+        with self._write_lock:
+            self._transaction(connection, self._apply_migrations)
+
+    def _apply_migrations(self, connection: sqlite3.Connection) -> None:
+        # Read again under the write lock: another process may have migrated meanwhile.
+        version = _user_version(connection)
+        self._check_known(version)
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[target - 1]:
+                connection.execute(statement)
+            connection.execute(f"PRAGMA user_version = {int(target)}")
+
+    def _check_known(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                f"the SQLite database {self._path!r} has schema version {version}, newer "
+                f"than version {SCHEMA_VERSION} this kaspi-identity knows; upgrade kaspi-identity"
+            )
+
+
+def _user_version(connection: sqlite3.Connection) -> int:
+    row = connection.execute("PRAGMA user_version").fetchone()
+    return int(row[0])
+
+
+class _SQLiteStore:
+    """Common plumbing: the shared database and an opportunistic sweep counter."""
+
+    def __init__(self, database: SQLiteDatabase) -> None:
+        if not isinstance(database, SQLiteDatabase):
+            raise TypeError(f"database must be a SQLiteDatabase, not {type(database).__name__}")
+        self._db = database
+        self._writes = itertools.count(1)
+
+    @property
+    def database(self) -> SQLiteDatabase:
+        """The database this store reads and writes."""
+        return self._db
+
+    def close(self) -> None:
+        """Close the shared database (every store on it)."""
+        self._db.close()
+
+    def _sweep_due(self) -> bool:
+        return next(self._writes) % _SWEEP_EVERY == 0
+
+
+_ACCOUNT_COLUMNS = (
+    "id, username, email, phone, password_hash, email_confirmed, failed_logins,"
+    " last_failed_login_at, last_login_at, created_at, language"
+)
+_SELECT_ACCOUNT = {
+    "id": f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = ?",  # noqa: S608
+    "username": f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE username_key = ?",  # noqa: S608
+    "email": f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE email_key = ?",  # noqa: S608
+    "phone": f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE phone = ?",  # noqa: S608
+}
+_TAKEN = {
+    "username": "SELECT 1 FROM accounts WHERE username_key = ? AND id <> ?",
+    "email": "SELECT 1 FROM accounts WHERE email_key = ? AND id <> ?",
+    "phone": "SELECT 1 FROM accounts WHERE phone = ? AND id <> ?",
+}
+
+
+def _decode_account(row: tuple[Any, ...]) -> Account:
+    (
+        account_id,
+        username,
+        email,
+        phone,
+        password_hash,
+        confirmed,
+        failed,
+        last_failed,
+        last_login,
+        created,
+        language,
+    ) = row
+    if confirmed not in (0, 1) or type(confirmed) is not int:
+        raise _corrupt("account", "email_confirmed is not 0 or 1")
+    try:
+        return Account(
+            id=account_id,  # Account checks every field
+            username=username,
+            email=email,
+            phone=phone,
+            password_hash=password_hash,
+            email_confirmed=bool(confirmed),
+            failed_logins=_int(failed, "account", "failed_logins"),
+            last_failed_login_at=_optional_time(last_failed, "account", "last_failed_login_at"),
+            last_login_at=_optional_time(last_login, "account", "last_login_at"),
+            created_at=_time(created, "account", "created_at"),
+            language=language,
+        )
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, CorruptRecordError):
+            raise
+        raise _corrupt("account", str(exc)) from exc
+
+
+class SQLiteAccountStore(_SQLiteStore):
+    """An :class:`~kaspi_identity.storage.AccountStore` in the ``accounts`` table.
+
+    User names and e-mails are unique through indexed ``*_key`` columns holding their
+    casefolded form; ids are 32 random hex digits.
+    """
+
+    def create(self, new: NewAccount, *, now: datetime) -> Account:
+        """Store ``new`` under a fresh random id; see the protocol."""
+        if not isinstance(new, NewAccount):
+            raise TypeError(f"new must be a NewAccount, not {type(new).__name__}")
+        now = require_utc(now)
+        account = Account(
+            id=secrets.token_hex(16),
+            username=new.username,
+            email=new.email,
+            phone=new.phone,
+            password_hash=new.password_hash,
+            email_confirmed=new.email_confirmed,
+            failed_logins=0,
+            last_failed_login_at=None,
+            last_login_at=None,
+            created_at=now,
+            language=new.language,
+        )
+        keys = {
+            "username": None if new.username is None else new.username.casefold(),
+            "email": None if new.email is None else new.email.casefold(),
+            "phone": new.phone,
+        }
+
+        def insert(connection: sqlite3.Connection) -> None:
+            for field, value in keys.items():
+                if (
+                    value is not None
+                    and connection.execute(_TAKEN[field], (value, account.id)).fetchone()
+                ):
+                    raise DuplicateAccountError(field)
+            try:
+                connection.execute(
+                    "INSERT INTO accounts (id, username, username_key, email, email_key, phone,"
+                    " password_hash, email_confirmed, failed_logins, created_at, language)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                    (
+                        account.id,
+                        account.username,
+                        keys["username"],
+                        account.email,
+                        keys["email"],
+                        account.phone,
+                        account.password_hash,
+                        int(account.email_confirmed),
+                        to_microseconds(now),
+                        account.language,
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise _duplicate(exc) from exc
+
+        self._db.write(insert)
+        return account
+
+    def get(self, account_id: str) -> Account | None:
+        """Return the account with this id, or ``None``."""
+        key = check_account_id(account_id)
+        return None if key is None else self._select("id", key)
+
+    def find_by_login(self, kind: LoginKind, value: str) -> Account | None:
+        """Return the account with this user name, e-mail or phone, or ``None``."""
+        key = check_login(kind, value)
+        return None if key is None else self._select(kind, key)
+
+    def set_password_hash(self, account_id: str, *, expected: str | None, new: str) -> bool:
+        """Compare-and-set the password hash in one ``UPDATE``; see the protocol."""
+        can_match = check_expected_hash(expected, new)
+        key = check_account_id(account_id)
+        if key is None or not can_match:
+            return False
+
+        def swap(connection: sqlite3.Connection) -> bool:
+            cursor = connection.execute(
+                "UPDATE accounts SET password_hash = ? WHERE id = ? AND password_hash IS ?",
+                (new, key, expected),
+            )
+            return cursor.rowcount == 1
+
+        return self._db.write(swap)
+
+    def set_email(self, account_id: str, email: str, *, confirmed: bool = False) -> None:
+        """Set the e-mail and its confirmation flag; see the protocol."""
+        require_text(email, "email", max_length=EMAIL_MAX_LENGTH)
+        if not isinstance(confirmed, bool):
+            raise TypeError(f"confirmed must be bool, not {type(confirmed).__name__}")
+        key = check_account_id(account_id)
+        if key is None:
+            raise AccountNotFoundError("no account has this id")
+
+        def update(connection: sqlite3.Connection) -> None:
+            if not connection.execute("SELECT 1 FROM accounts WHERE id = ?", (key,)).fetchone():
+                raise AccountNotFoundError("no account has this id")
+            if connection.execute(_TAKEN["email"], (email.casefold(), key)).fetchone():
+                raise DuplicateAccountError("email")
+            connection.execute(
+                "UPDATE accounts SET email = ?, email_key = ?, email_confirmed = ? WHERE id = ?",
+                (email, email.casefold(), int(confirmed), key),
+            )
+
+        self._db.write(update)
+
+    def mark_email_confirmed(self, account_id: str, *, now: datetime) -> None:
+        """Mark the e-mail confirmed; see the protocol."""
+        require_utc(now)
+        self._update_one(account_id, "UPDATE accounts SET email_confirmed = 1 WHERE id = ?", ())
+
+    def record_login_failure(self, account_id: str, *, now: datetime) -> int:
+        """Count a failed login; return the consecutive count."""
+        at = to_microseconds(require_utc(now))
+        key = check_account_id(account_id)
+        if key is None:
+            raise AccountNotFoundError("no account has this id")
+
+        def increment(connection: sqlite3.Connection) -> int:
+            row = connection.execute(
+                "SELECT failed_logins FROM accounts WHERE id = ?", (key,)
+            ).fetchone()
+            if row is None:
+                raise AccountNotFoundError("no account has this id")
+            count = _int(row[0], "account", "failed_logins") + 1
+            if count < 1:
+                raise _corrupt("account", "failed_logins is negative")
+            connection.execute(
+                "UPDATE accounts SET failed_logins = ?, last_failed_login_at = ? WHERE id = ?",
+                (count, at, key),
+            )
+            return count
+
+        return self._db.write(increment)
+
+    def record_login_success(self, account_id: str, *, now: datetime) -> None:
+        """Reset the failure count and set the last login time."""
+        at = to_microseconds(require_utc(now))
+        self._update_one(
+            account_id,
+            "UPDATE accounts SET failed_logins = 0, last_login_at = ? WHERE id = ?",
+            (at,),
+        )
+
+    def _update_one(self, account_id: str, statement: str, parameters: tuple[object, ...]) -> None:
+        key = check_account_id(account_id)
+        if key is None:
+            raise AccountNotFoundError("no account has this id")
+
+        def update(connection: sqlite3.Connection) -> None:
+            if connection.execute(statement, (*parameters, key)).rowcount != 1:
+                raise AccountNotFoundError("no account has this id")
+
+        self._db.write(update)
+
+    def _select(self, column: str, value: str) -> Account | None:
+        def select(connection: sqlite3.Connection) -> tuple[object, ...] | None:
+            row: tuple[object, ...] | None = connection.execute(
+                _SELECT_ACCOUNT[column], (value,)
+            ).fetchone()
+            return row
+
+        row = self._db.read(select)
+        return None if row is None else _decode_account(row)
+
+
+def _duplicate(exc: sqlite3.IntegrityError) -> StorageError:
+    message = str(exc)
+    for field, column in (("username", "username_key"), ("email", "email_key"), ("phone", "phone")):
+        if f"accounts.{column}" in message:
+            return DuplicateAccountError(field)
+    return StorageError(f"SQLite storage failed: {exc}")
+
+
+class SQLitePasswordHistoryStore(_SQLiteStore):
+    """A :class:`~kaspi_identity.storage.PasswordHistoryStore` in ``password_history``."""
+
+    def append(self, account_id: str, entry: HistoryEntry, *, keep: int) -> None:
+        """Append ``entry`` and trim to the newest ``keep`` in one transaction."""
+        require_key(account_id, "account_id")
+        if not isinstance(entry, HistoryEntry):
+            raise TypeError(f"entry must be a HistoryEntry, not {type(entry).__name__}")
+        require_count(keep, "keep", minimum=1)
+
+        def append(connection: sqlite3.Connection) -> None:
+            connection.execute(
+                "INSERT INTO password_history (account_id, password_hash, fingerprint, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (
+                    account_id,
+                    entry.password_hash,
+                    entry.fingerprint,
+                    to_microseconds(entry.created_at),
+                ),
+            )
+            connection.execute(
+                "DELETE FROM password_history WHERE account_id = ? AND seq NOT IN"
+                " (SELECT seq FROM password_history WHERE account_id = ?"
+                " ORDER BY seq DESC LIMIT ?)",
+                (account_id, account_id, keep),
+            )
+
+        self._db.write(append)
+
+    def recent(self, account_id: str, limit: int) -> list[HistoryEntry]:
+        """Return at most ``limit`` entries, newest first."""
+        require_key(account_id, "account_id")
+        require_count(limit, "limit", minimum=1)
+
+        def select(connection: sqlite3.Connection) -> list[tuple[object, ...]]:
+            return connection.execute(
+                "SELECT password_hash, fingerprint, created_at FROM password_history"
+                " WHERE account_id = ? ORDER BY seq DESC LIMIT ?",
+                (account_id, limit),
+            ).fetchall()
+
+        return [_decode_entry(row) for row in self._db.read(select)]
+
+
+def _decode_entry(row: tuple[Any, ...]) -> HistoryEntry:
+    password_hash, fingerprint, created = row
+    if type(fingerprint) is not bytes:
+        raise _corrupt("password history", "fingerprint is not a blob")
+    try:
+        return HistoryEntry(
+            password_hash=password_hash,
+            fingerprint=fingerprint,
+            created_at=_time(created, "password history", "created_at"),
+        )
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, CorruptRecordError):
+            raise
+        raise _corrupt("password history", str(exc)) from exc
+
+
+class SQLiteTokenLedger(_SQLiteStore):
+    """A :class:`~kaspi_identity.storage.TokenLedger`: a primary-key insert per token id.
+
+    Ids are kept 5 minutes past their expiry, then swept.
+    """
+
+    def consume(self, token_id: str, expires_at: datetime, *, now: datetime) -> bool:
+        """Record ``token_id`` as used; ``True`` only the first time, before expiry."""
+        require_key(token_id, "token_id", max_length=TOKEN_ID_MAX_LENGTH)
+        expires = to_microseconds(require_utc(expires_at, "expires_at"))
+        at = to_microseconds(require_utc(now))
+        if expires <= at:
+            return False
+        sweep = self._sweep_due()
+
+        def insert(connection: sqlite3.Connection) -> bool:
+            if sweep:
+                connection.execute(
+                    "DELETE FROM consumed_tokens WHERE expires_at <= ?",
+                    (at - LEDGER_GRACE // timedelta(microseconds=1),),
+                )
+            cursor = connection.execute(
+                "INSERT OR IGNORE INTO consumed_tokens (token_id, expires_at) VALUES (?, ?)",
+                (token_id, expires),
+            )
+            return cursor.rowcount == 1
+
+        return self._db.write(insert)
+
+
+class SQLiteOneTimeCodeStore(_SQLiteStore):
+    """A :class:`~kaspi_identity.storage.OneTimeCodeStore` in ``one_time_codes``."""
+
+    def put(
+        self,
+        key: str,
+        code_hash: bytes,
+        *,
+        expires_at: datetime,
+        now: datetime,
+        failure_window: timedelta,
+    ) -> None:
+        """Store a new code for ``key``, keeping the failure counter; see the protocol."""
+        require_key(key)
+        require_bytes(code_hash, "code_hash", max_length=CODE_HASH_MAX_LENGTH, allow_empty=False)
+        expires = to_microseconds(require_utc(expires_at, "expires_at"))
+        at = to_microseconds(require_utc(now))
+        window = require_duration(failure_window, "failure_window") // timedelta(microseconds=1)
+        if expires <= at:
+            raise ValueError("expires_at must be after now")
+        sweep = self._sweep_due()
+
+        def put(connection: sqlite3.Connection) -> None:
+            if sweep:
+                connection.execute(
+                    "DELETE FROM one_time_codes"
+                    " WHERE (code_hash IS NULL OR expires_at IS NULL OR expires_at <= ?)"
+                    " AND (window_ends_at IS NULL OR window_ends_at <= ?)",
+                    (at, at),
+                )
+            state = put_code(
+                _load_code(connection, key),
+                code_hash,
+                expires_at=expires,
+                now=at,
+                failure_window=window,
+            )
+            _store_code(connection, key, state)
+
+        self._db.write(put)
+
+    def attempt(
+        self, key: str, code_hash: bytes, *, now: datetime, max_attempts: int
+    ) -> CodeAttempt:
+        """Count an attempt and compare, in one transaction; see the protocol."""
+        require_key(key)
+        require_bytes(code_hash, "code_hash", max_length=CODE_HASH_MAX_LENGTH, allow_empty=False)
+        at = to_microseconds(require_utc(now))
+        require_count(max_attempts, "max_attempts", minimum=1)
+
+        def attempt(connection: sqlite3.Connection) -> CodeAttempt:
+            state = _load_code(connection, key)
+            updated, outcome = attempt_code(state, code_hash, now=at, max_attempts=max_attempts)
+            if updated is None:
+                if state is not None:
+                    connection.execute("DELETE FROM one_time_codes WHERE code_key = ?", (key,))
+            elif updated is not state:
+                _store_code(connection, key, updated)
+            return outcome
+
+        return self._db.write(attempt)
+
+
+def _load_code(connection: sqlite3.Connection, key: str) -> CodeState | None:
+    row = connection.execute(
+        "SELECT code_hash, expires_at, failure_window, failures, window_ends_at"
+        " FROM one_time_codes WHERE code_key = ?",
+        (key,),
+    ).fetchone()
+    if row is None:
+        return None
+    code_hash, expires_at, failure_window, failures, window_ends_at = row
+    if code_hash is not None and type(code_hash) is not bytes:
+        raise _corrupt("one-time code", "code_hash is not a blob")
+    state = CodeState(
+        code_hash=code_hash,
+        expires_at=_optional_int(expires_at, "one-time code", "expires_at"),
+        failure_window=_int(failure_window, "one-time code", "failure_window"),
+        failures=_int(failures, "one-time code", "failures"),
+        window_ends_at=_optional_int(window_ends_at, "one-time code", "window_ends_at"),
+    )
+    if state.failure_window <= 0 or state.failures < 0:
+        raise _corrupt("one-time code", "failure_window or failures is out of range")
+    if (state.failures == 0) != (state.window_ends_at is None):
+        raise _corrupt("one-time code", "failures and window_ends_at disagree")
+    return state
+
+
+def _store_code(connection: sqlite3.Connection, key: str, state: CodeState) -> None:
+    connection.execute(
+        "INSERT OR REPLACE INTO one_time_codes"
+        " (code_key, code_hash, expires_at, failure_window, failures, window_ends_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            key,
+            state.code_hash,
+            state.expires_at,
+            state.failure_window,
+            state.failures,
+            state.window_ends_at,
+        ),
+    )
+
+
+class SQLiteRateLimiter(_SQLiteStore):
+    """A fixed-window :class:`~kaspi_identity.storage.RateLimiter` in ``rate_limits``."""
+
+    def hit(self, key: str, *, limit: int, window: timedelta, now: datetime) -> RateLimitResult:
+        """Count a hit on ``key`` in one transaction; see the protocol."""
+        require_key(key)
+        require_count(limit, "limit", minimum=1)
+        length = require_duration(window, "window") // timedelta(microseconds=1)
+        at = to_microseconds(require_utc(now))
+        sweep = self._sweep_due()
+
+        def hit(connection: sqlite3.Connection) -> RateLimitResult:
+            if sweep:
+                connection.execute(
+                    "DELETE FROM rate_limits WHERE window_start + window_length <= ?", (at,)
+                )
+            row = connection.execute(
+                "SELECT window_start, window_length, hits FROM rate_limits WHERE limit_key = ?",
+                (key,),
+            ).fetchone()
+            state = None
+            if row is not None:
+                state = WindowState(
+                    start=_int(row[0], "rate limit", "window_start"),
+                    length=_int(row[1], "rate limit", "window_length"),
+                    hits=_int(row[2], "rate limit", "hits"),
+                )
+                if state.length <= 0 or state.hits < 1:
+                    raise _corrupt("rate limit", "window_length or hits is out of range")
+            updated, result = hit_window(state, now=at, limit=limit, window=length)
+            connection.execute(
+                "INSERT OR REPLACE INTO rate_limits (limit_key, window_start, window_length, hits)"
+                " VALUES (?, ?, ?, ?)",
+                (key, updated.start, updated.length, updated.hits),
+            )
+            return result
+
+        return self._db.write(hit)
+
+
+def sqlite_storage(
+    path: str | os.PathLike[str],
+    *,
+    timeout: float = 30.0,
+    synchronous: Literal["FULL", "NORMAL"] = "FULL",
+) -> Storage:
+    """Open (or create) the SQLite file at ``path`` and return all five stores on it.
+
+    ``storage.close()`` (or a ``with`` block) closes the file. The keyword arguments are
+    those of :class:`SQLiteDatabase`.
+
+    Raises:
+        StorageError: the file cannot be opened or has a newer schema.
+
+    """
+    database = SQLiteDatabase(path, timeout=timeout, synchronous=synchronous)
+    return Storage(
+        accounts=SQLiteAccountStore(database),
+        history=SQLitePasswordHistoryStore(database),
+        tokens=SQLiteTokenLedger(database),
+        codes=SQLiteOneTimeCodeStore(database),
+        rate_limits=SQLiteRateLimiter(database),
+    )
