@@ -1,0 +1,21 @@
+"""The password policy engine: rules, presets, results. Pure: no I/O but reading config."""
+
+from __future__ import annotations
+
+from kaspi_identity.policy._policy import CONFIG_KEYS, PRESET_NAMES, PasswordPolicy
+from kaspi_identity.policy._result import VIOLATION_CODES, Hint, PolicyResult, Violation
+from kaspi_identity.policy._rules import STRENGTH_WINDOW, strength_window
+from kaspi_identity.policy._userinfo import UserInfo
+
+__all__ = [
+    "CONFIG_KEYS",
+    "PRESET_NAMES",
+    "STRENGTH_WINDOW",
+    "VIOLATION_CODES",
+    "Hint",
+    "PasswordPolicy",
+    "PolicyResult",
+    "UserInfo",
+    "Violation",
+    "strength_window",
+]

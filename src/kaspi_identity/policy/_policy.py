@@ -1,0 +1,543 @@
+"""``PasswordPolicy``: a validated, frozen set of password rules."""
+
+from __future__ import annotations
+
+import difflib
+import hmac
+import os
+import random
+import string
+import sys
+import unicodedata
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Final
+
+from kaspi_identity._errors import PolicyConfigError
+from kaspi_identity._normalize import normalize_password
+from kaspi_identity.i18n import get_catalog
+from kaspi_identity.policy._blocklist import BlocklistError, builtin_blocklist, load_blocklist
+from kaspi_identity.policy._presets import PRESETS
+from kaspi_identity.policy._result import PolicyResult, Violation
+from kaspi_identity.policy._rules import (
+    CLASS_NAMES,
+    Alphabet,
+    Blocklist,
+    Classes,
+    Context,
+    Length,
+    MaxRepeat,
+    PersonalInfo,
+    Rule,
+    Strength,
+)
+from kaspi_identity.policy._text import ASCII_PRINTABLE, DIGITS, LATIN_ALNUM, LOWER, UPPER
+from kaspi_identity.policy._userinfo import UserInfo
+
+__all__ = ["PRESET_NAMES", "PasswordPolicy"]
+
+#: The names :meth:`PasswordPolicy.preset` accepts.
+PRESET_NAMES: Final[tuple[str, ...]] = tuple(PRESETS)
+
+_ALPHABET_NAMES: Final = ("any", "ascii", "latin_alnum")
+_DEFAULT_SPECIAL: Final = string.punctuation
+# A few familiar special characters to show in messages, in the order users expect them.
+_EXAMPLE_SPECIAL: Final = "%$@&*#^!."
+# NFKC never merges more than four code points into one, so input longer than four times the
+# limit is too long whatever its normal form; it is rejected before normalisation runs.
+_NFKC_MAX_SHRINK: Final = 4
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _off(value: object) -> bool:
+    """``None``, ``False`` and ``0`` switch a rule off."""
+    return value is None or value is False or (_is_int(value) and value == 0)
+
+
+def _has_control(text: str) -> bool:
+    return any(unicodedata.category(c) in ("Cc", "Cs") for c in text)
+
+
+class _Checker:
+    """Collects every problem of a configuration before one exception reports them all."""
+
+    def __init__(self) -> None:
+        self.errors: dict[str, str] = {}
+
+    def bad(self, key: str, reason: str) -> None:
+        self.errors.setdefault(key, reason)
+
+    def optional_int(self, key: str, value: object, *, low: int, high: int | None = None) -> int | None:
+        if _off(value):
+            return None
+        if not _is_int(value):
+            self.bad(key, f"must be an integer or null/false, not {type(value).__name__}")
+            return None
+        assert isinstance(value, int)  # narrowed above; not a security check
+        if value < low or (high is not None and value > high):
+            span = f"from {low} to {high}" if high is not None else f"at least {low}"
+            self.bad(key, f"must be {span}, not {value}")
+            return None
+        return value
+
+    def flag(self, key: str, value: object) -> bool:
+        if value is None:
+            return False
+        if not isinstance(value, bool):
+            self.bad(key, f"must be true or false, not {type(value).__name__}")
+            return False
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordPolicy:
+    """A validated, immutable set of password rules.
+
+    Build one with keyword arguments, :meth:`from_mapping`, :meth:`from_toml` or
+    :meth:`preset`. Every rule is optional; ``None``, ``False`` or ``0`` switches it off.
+    ``PasswordPolicy()`` is the default: 8 to 128 characters, any characters, not a common
+    password, not containing the user's personal data — the NIST SP 800-63B / OWASP ASVS
+    baseline without composition rules. Change it with :func:`dataclasses.replace`.
+
+    Args:
+        min_length: fewest characters (code points after NFKC normalisation).
+        max_length: most characters; longer input is rejected, never truncated.
+        require: classes that must each appear: ``"upper"`` and ``"lower"`` (Latin A–Z, a–z),
+            ``"digit"`` (0–9), ``"special"`` (one of ``special_characters``).
+        min_classes: at least this many of the four classes must appear.
+        special_characters: what counts as a special character (default: ASCII punctuation).
+        alphabet: allowed characters: ``"any"``, ``"ascii"`` (printable ASCII and space),
+            ``"latin_alnum"`` (A–Z, a–z, 0–9) or an explicit string of allowed characters.
+            Control characters and lone surrogates are never allowed.
+        max_repeat: the longest allowed run of one character.
+        forbid_personal_info: reject passwords holding the user's name, user name, e-mail
+            local part or phone number (see :class:`UserInfo`).
+        min_strength: lowest zxcvbn score (1–4) accepted.
+        blocklist: ``True`` for the built-in list of common passwords, or the path of a UTF-8
+            file with one password per line.
+        history: how many previous passwords may not be reused (checked with storage).
+        history_similar: also reject passwords similar to those ``history`` passwords.
+
+    Raises:
+        PolicyConfigError: any value is invalid, or no password could satisfy the rules;
+            every problem is named at once.
+    """
+
+    min_length: int | None = 8
+    max_length: int | None = 128
+    require: Sequence[str] = ()
+    min_classes: int | None = None
+    special_characters: str = _DEFAULT_SPECIAL
+    alphabet: str = "any"
+    max_repeat: int | None = None
+    forbid_personal_info: bool = True
+    min_strength: int | None = None
+    blocklist: bool | str | os.PathLike[str] = True
+    history: int | None = None
+    history_similar: bool = False
+    _rules: tuple[Rule, ...] = field(init=False, repr=False, compare=False, default=())
+
+    def __post_init__(self) -> None:
+        values, errors = _validate({f: getattr(self, f) for f in CONFIG_KEYS})
+        if errors:
+            raise PolicyConfigError(errors)
+        for key, value in values.items():
+            object.__setattr__(self, key, value)
+        object.__setattr__(self, "_rules", self._build_rules())
+        errors = self._satisfiability()
+        if errors:
+            raise PolicyConfigError(errors)
+
+    # -- construction ---------------------------------------------------------------------
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any], *, base_dir: str | os.PathLike[str] | None = None) -> PasswordPolicy:
+        """Build a policy from a mapping of config keys (e.g. parsed JSON, TOML or YAML).
+
+        Keys left out keep their defaults. A relative ``blocklist`` path is resolved against
+        ``base_dir`` (default: the current directory).
+
+        Raises:
+            PolicyConfigError: an unknown key (with the near miss: ``min_lenght → min_length?``),
+                a wrong type or value, or an unsatisfiable policy; all problems at once.
+            TypeError: ``mapping`` is not a mapping.
+        """
+        if not isinstance(mapping, Mapping):
+            raise TypeError(f"policy config must be a mapping, not {type(mapping).__name__}")
+        errors: dict[str, str] = {}
+        known: dict[str, Any] = {}
+        for key, value in mapping.items():
+            if key in CONFIG_KEYS:
+                known[key] = value
+                continue
+            near = difflib.get_close_matches(str(key), CONFIG_KEYS, n=1, cutoff=0.6)
+            hint = f"{key} → {near[0]}?" if near else f"known keys: {', '.join(CONFIG_KEYS)}"
+            errors[str(key)] = f"unknown key ({hint})"
+        blocklist = known.get("blocklist")
+        if base_dir is not None and isinstance(blocklist, str | os.PathLike) and not isinstance(blocklist, bool):
+            known["blocklist"] = str(Path(base_dir, blocklist))
+        if errors:
+            _, value_errors = _validate({**_defaults(), **known})
+            raise PolicyConfigError({**errors, **value_errors})
+        try:
+            return cls(**known)
+        except PolicyConfigError:
+            raise
+        except TypeError as exc:  # pragma: no cover - every key is known at this point
+            raise PolicyConfigError({"config": str(exc)}) from None
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str]) -> PasswordPolicy:
+        """Read a policy from a TOML file: its ``[password]`` table, or the top level.
+
+        A relative ``blocklist`` path is resolved against the file's directory.
+
+        Raises:
+            PolicyConfigError: the file cannot be read or parsed, or its policy is invalid.
+        """
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover
+            import tomli as tomllib
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise PolicyConfigError({str(p): f"cannot read file ({exc.strerror})"}) from None
+        except UnicodeDecodeError:
+            raise PolicyConfigError({str(p): "file is not valid UTF-8"}) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise PolicyConfigError({str(p): f"invalid TOML ({exc})"}) from None
+        table = data.get("password", data)
+        if not isinstance(table, dict):
+            raise PolicyConfigError({"password": "must be a table"})
+        return cls.from_mapping(table, base_dir=p.parent)
+
+    @classmethod
+    def preset(cls, name: str) -> PasswordPolicy:
+        """The named policy: ``"kz-procurement"``, ``"utility-cabinet"`` or ``"nist"``.
+
+        Raises:
+            PolicyConfigError: no preset has that name.
+        """
+        mapping = PRESETS.get(name) if isinstance(name, str) else None
+        if mapping is None:
+            near = difflib.get_close_matches(str(name), PRESET_NAMES, n=1, cutoff=0.6)
+            hint = f"did you mean {near[0]}? " if near else ""
+            raise PolicyConfigError(
+                {"preset": f"unknown preset {name!r}; {hint}known: {', '.join(PRESET_NAMES)}"}
+            )
+        return cls.from_mapping(mapping)
+
+    def to_mapping(self) -> dict[str, Any]:
+        """Every config key with its value; ``from_mapping`` of the result gives an equal policy.
+
+        Switched-off rules are ``None`` (write ``false`` or ``0`` in TOML, which has no null).
+        """
+        out: dict[str, Any] = {key: getattr(self, key) for key in CONFIG_KEYS}
+        out["require"] = list(self.require)
+        return out
+
+    # -- checking -------------------------------------------------------------------------
+
+    def check(
+        self,
+        password: str,
+        *,
+        user: UserInfo | None = None,
+        confirmation: str | None = None,
+    ) -> PolicyResult:
+        """Check ``password`` against every stateless rule.
+
+        The password is NFKC-normalised first and lengths count its code points. Every broken
+        rule is reported, in rule order. An over-long password is reported as ``too_long``
+        alone: no other rule runs on it. History (``reused``, ``similar_to_previous``) needs
+        storage and is checked by the history store on top of this result.
+
+        Args:
+            password: the candidate password.
+            user: personal data the password must not contain (and zxcvbn's dictionary).
+            confirmation: the password typed a second time; ``confirmation_mismatch`` when the
+                two differ (compared in constant time).
+
+        Raises:
+            TypeError: ``password`` or ``confirmation`` is not a ``str``, or ``user`` is not
+                a :class:`UserInfo`.
+        """
+        if not isinstance(password, str):
+            raise TypeError(f"password must be str, not {type(password).__name__}")
+        if confirmation is not None and not isinstance(confirmation, str):
+            raise TypeError(f"confirmation must be str, not {type(confirmation).__name__}")
+        if user is not None and not isinstance(user, UserInfo):
+            raise TypeError(f"user must be UserInfo, not {type(user).__name__}")
+        limit = self.max_length
+        if limit is not None and len(password) > _NFKC_MAX_SHRINK * limit:
+            return self._too_long(password, confirmation)
+        normal = normalize_password(password)
+        if limit is not None and len(normal) > limit:
+            return self._too_long(normal, confirmation)
+        ctx = Context(normal, user)
+        for rule in self._rules:
+            rule.check(ctx)
+        if confirmation is not None and not self._same(normal, confirmation):
+            ctx.add("confirmation_mismatch")
+        return PolicyResult(tuple(ctx.violations), tuple(dict.fromkeys(ctx.hints)))
+
+    def describe(self, lang: str = "en") -> list[str]:
+        """The requirement lines a sign-up form shows under the password field, in ``lang``.
+
+        Raises:
+            UnknownLanguageError: ``lang`` has no catalog.
+        """
+        catalog = get_catalog(lang)
+        return [catalog.message(key, count=count, **params) for key, count, params in self._requirements()]
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _same(self, normal: str, confirmation: str) -> bool:
+        limit = self.max_length
+        if limit is not None and len(confirmation) > _NFKC_MAX_SHRINK * limit:
+            return False
+        other = normalize_password(confirmation)
+        return hmac.compare_digest(
+            normal.encode("utf-8", "surrogatepass"), other.encode("utf-8", "surrogatepass")
+        )
+
+    def _too_long(self, password: str, confirmation: str | None) -> PolicyResult:
+        violations = [Violation("too_long", {"max_length": self.max_length})]
+        if confirmation is not None and not hmac.compare_digest(
+            password.encode("utf-8", "surrogatepass"),
+            normalize_password(confirmation[: len(password) + 1]).encode("utf-8", "surrogatepass"),
+        ):
+            violations.append(Violation("confirmation_mismatch"))
+        return PolicyResult(tuple(violations))
+
+    def _special_examples(self) -> str:
+        chars = [c for c in _EXAMPLE_SPECIAL if c in self.special_characters]
+        chars += [c for c in self.special_characters if c not in chars]
+        return " ".join(chars[:9])
+
+    def _allowed(self) -> frozenset[str] | None:
+        return None if self.alphabet in _ALPHABET_NAMES else frozenset(self.alphabet)
+
+    def _class_pools(self) -> dict[str, frozenset[str]]:
+        """The characters of each class that the alphabet allows."""
+        pools = {
+            "upper": UPPER,
+            "lower": LOWER,
+            "digit": DIGITS,
+            "special": frozenset(self.special_characters),
+        }
+        allowed = self._allowed()
+        if self.alphabet == "ascii":
+            allowed = ASCII_PRINTABLE
+        elif self.alphabet == "latin_alnum":
+            allowed = LATIN_ALNUM
+        if allowed is None:
+            return pools
+        return {name: pool & allowed for name, pool in pools.items()}
+
+    def _build_rules(self) -> tuple[Rule, ...]:
+        rules: list[Rule] = [
+            Length(self.min_length, self.max_length),
+            Alphabet(self.alphabet, self._allowed()),
+        ]
+        latin_wanted = bool(
+            set(self.require) & {"upper", "lower"}
+            or self.min_classes
+            or self.alphabet in ("ascii", "latin_alnum")
+        )
+        if self.require or self.min_classes or latin_wanted:
+            rules.append(
+                Classes(
+                    tuple(self.require),
+                    self.min_classes,
+                    frozenset(self.special_characters),
+                    self._special_examples(),
+                    layout_hint=latin_wanted,
+                )
+            )
+        if self.max_repeat is not None:
+            rules.append(MaxRepeat.make(self.max_repeat))
+        if self.forbid_personal_info:
+            rules.append(PersonalInfo())
+        if self.blocklist:
+            if self.blocklist is True:
+                rules.append(Blocklist(builtin_blocklist))
+            else:
+                words = load_blocklist(self.blocklist)  # validated in _validate
+                rules.append(Blocklist(lambda: words))
+        if self.min_strength is not None:
+            rules.append(Strength(self.min_strength))
+        return tuple(rules)
+
+    def _requirements(self) -> Iterator[tuple[str, int | None, dict[str, object]]]:
+        for rule in self._rules:
+            yield from rule.requirements()
+        if self.history:
+            key = "requirement.history_similar" if self.history_similar else "requirement.history"
+            yield (key, self.history, {"history": self.history})
+
+    def _example(self, rng: random.Random, length: int) -> str | None:
+        """A password meeting the structural rules (length, classes, alphabet, runs), or None."""
+        pools = {name: sorted(pool) for name, pool in self._class_pools().items()}
+        needed = list(self.require)
+        for name in CLASS_NAMES:
+            if len(set(needed)) >= (self.min_classes or 0):
+                break
+            if name not in needed and pools[name]:
+                needed.append(name)
+        if any(not pools[name] for name in needed) or len(set(needed)) < (self.min_classes or 0):
+            return None
+        if self.alphabet in _ALPHABET_NAMES:
+            filler = sorted(set().union(*map(set, pools.values())))
+        else:
+            filler = sorted(set(self.alphabet))
+        chars = [rng.choice(pools[name]) for name in needed]
+        while len(chars) < length:
+            chars.append(rng.choice(filler))
+        rng.shuffle(chars)
+        limit = self.max_repeat
+        if limit is not None:
+            for i in range(limit, len(chars)):
+                if len(set(chars[i - limit : i + 1])) == 1:
+                    others = [c for c in filler if c != chars[i]]
+                    if not others:
+                        return None
+                    chars[i] = rng.choice(others)
+        text = "".join(chars)
+        return text if not self.check(text) is None else None
+
+    def _satisfiability(self) -> dict[str, str]:
+        """Explain why no password could pass, or return no errors."""
+        errors: dict[str, str] = {}
+        pools = self._class_pools()
+        for name in self.require:
+            if not pools[name]:
+                errors["require"] = f"{name!r} is required but the alphabet allows no such character"
+        available = sum(1 for pool in pools.values() if pool)
+        if self.min_classes is not None and self.min_classes > available:
+            errors["min_classes"] = (
+                f"{self.min_classes} classes asked for but the alphabet allows only {available}"
+            )
+        needed = max(len(self.require), self.min_classes or 0)
+        if self.max_length is not None and needed > self.max_length:
+            errors["max_length"] = (
+                f"{self.max_length} is fewer than the {needed} character classes required"
+            )
+        if errors:
+            return errors
+        rng = random.Random(0x6B61)  # noqa: S311 - a deterministic example, not a secret
+        low = max(self.min_length or 1, needed, 1)
+        high = self.max_length if self.max_length is not None else max(low, 64)
+        length = max(low, min(high, 24)) if self.min_strength else low
+        for _ in range(20):
+            example = self._example(rng, length)
+            if example is None:
+                break
+            if self.check(example):
+                return {}
+            if self.min_strength and length < high:
+                length = min(high, length + 4)
+        if self.min_strength:
+            errors["min_strength"] = f"no password of at most {high} allowed characters reached it"
+        else:
+            errors["max_repeat" if self.max_repeat else "alphabet"] = (
+                "no password can satisfy this policy"
+            )
+        return errors
+
+
+CONFIG_KEYS: Final[tuple[str, ...]] = tuple(f.name for f in fields(PasswordPolicy) if not f.name.startswith("_"))
+
+
+def _defaults() -> dict[str, Any]:
+    return {f.name: f.default for f in fields(PasswordPolicy) if not f.name.startswith("_")}
+
+
+def _validate(values: Mapping[str, object]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Canonical values and the errors of every key, checked independently."""
+    c = _Checker()
+    out: dict[str, Any] = {}
+    out["min_length"] = c.optional_int("min_length", values["min_length"], low=1)
+    out["max_length"] = c.optional_int("max_length", values["max_length"], low=1)
+    lo, hi = out["min_length"], out["max_length"]
+    if lo is not None and hi is not None and lo > hi:
+        c.bad("min_length", f"{lo} is greater than max_length {hi}")
+
+    require = values["require"]
+    if _off(require) or require == ():
+        out["require"] = ()
+    elif isinstance(require, str) or not isinstance(require, Sequence | set | frozenset):
+        c.bad("require", f"must be a list of {', '.join(CLASS_NAMES)}")
+        out["require"] = ()
+    else:
+        unknown = [r for r in require if r not in CLASS_NAMES]
+        if unknown:
+            c.bad("require", f"unknown class {unknown[0]!r}; choose from {', '.join(CLASS_NAMES)}")
+        out["require"] = tuple(n for n in CLASS_NAMES if n in require)
+
+    out["min_classes"] = c.optional_int("min_classes", values["min_classes"], low=1, high=4)
+
+    special = values["special_characters"]
+    if _off(special) or special == "":
+        special = _DEFAULT_SPECIAL
+    if not isinstance(special, str):
+        c.bad("special_characters", f"must be a string, not {type(special).__name__}")
+        special = _DEFAULT_SPECIAL
+    elif set(special) & LATIN_ALNUM:
+        c.bad("special_characters", "must not contain Latin letters or digits")
+    elif _has_control(special) or any(ch.isspace() and ch != " " for ch in special):
+        c.bad("special_characters", "must not contain control or whitespace characters")
+    elif unicodedata.normalize("NFKC", special) != special:
+        c.bad("special_characters", "holds characters that NFKC normalisation changes")
+    out["special_characters"] = "".join(dict.fromkeys(special))
+
+    alphabet = values["alphabet"]
+    if _off(alphabet) or alphabet == "":
+        alphabet = "any"
+    if not isinstance(alphabet, str):
+        c.bad("alphabet", f"must be a string, not {type(alphabet).__name__}")
+        alphabet = "any"
+    elif alphabet not in _ALPHABET_NAMES:
+        near = difflib.get_close_matches(alphabet, _ALPHABET_NAMES, n=1, cutoff=0.75)
+        if near:
+            c.bad("alphabet", f"{alphabet} → {near[0]}? (an explicit alphabet needs more characters)")
+        elif _has_control(alphabet):
+            c.bad("alphabet", "must not contain control characters")
+        elif unicodedata.normalize("NFKC", alphabet) != alphabet:
+            c.bad("alphabet", "holds characters that NFKC normalisation changes")
+        else:
+            alphabet = "".join(dict.fromkeys(alphabet))
+    out["alphabet"] = alphabet
+
+    out["max_repeat"] = c.optional_int("max_repeat", values["max_repeat"], low=1)
+    out["forbid_personal_info"] = c.flag("forbid_personal_info", values["forbid_personal_info"])
+    out["min_strength"] = c.optional_int("min_strength", values["min_strength"], low=1, high=4)
+
+    blocklist = values["blocklist"]
+    if blocklist is None:
+        blocklist = False
+    if isinstance(blocklist, os.PathLike):
+        blocklist = os.fspath(blocklist)
+    if isinstance(blocklist, bool):
+        pass
+    elif isinstance(blocklist, str) and blocklist:
+        try:
+            load_blocklist(blocklist)
+        except BlocklistError as exc:
+            c.bad("blocklist", f"{blocklist}: {exc}")
+    else:
+        c.bad("blocklist", "must be true, false or the path of a file")
+        blocklist = False
+    out["blocklist"] = blocklist
+
+    out["history"] = c.optional_int("history", values["history"], low=1, high=64)
+    out["history_similar"] = c.flag("history_similar", values["history_similar"])
+    if out["history_similar"] and not out["history"]:
+        c.bad("history_similar", "needs history (how many previous passwords to compare)")
+    return out, c.errors

@@ -1,0 +1,169 @@
+"""Results of a policy check: violations, hints and their rendered messages."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final
+
+from kaspi_identity.i18n import render
+
+__all__ = ["VIOLATION_CODES", "Hint", "PolicyResult", "Violation"]
+
+#: Every violation code the engine can report, in rule order. Codes are stable: a front end
+#: may map them to its own texts, so a code is never renamed or reused.
+VIOLATION_CODES: Final[tuple[str, ...]] = (
+    "too_short",
+    "too_long",
+    "disallowed_character",
+    "missing_upper",
+    "missing_lower",
+    "missing_digit",
+    "missing_special",
+    "too_few_classes",
+    "repeated_characters",
+    "contains_personal_info",
+    "too_common",
+    "too_weak",
+    "reused",
+    "similar_to_previous",
+    "confirmation_mismatch",
+)
+
+# The parameter whose value picks the plural form of a message.
+_COUNT_PARAM: Final[Mapping[str, str]] = {
+    "too_short": "min_length",
+    "too_long": "max_length",
+    "too_few_classes": "min_classes",
+    "repeated_characters": "max_repeat",
+    "reused": "history",
+    "similar_to_previous": "history",
+}
+
+# The parameter whose value picks a message variant (``violation.<code>.<variant>``).
+_VARIANT_PARAM: Final[Mapping[str, str]] = {
+    "disallowed_character": "reason",
+    "contains_personal_info": "field",
+}
+
+
+def _frozen(params: Mapping[str, object] | None) -> Mapping[str, object]:
+    return MappingProxyType(dict(params or {}))
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One broken rule: a stable ``code`` and the ``params`` its message needs.
+
+    ``params`` never holds any part of the password: only the rule's settings (for example
+    ``{"min_length": 8, "length": 5}``), so a violation may be logged or sent to a front end.
+    """
+
+    code: str
+    params: Mapping[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.code not in VIOLATION_CODES:
+            raise ValueError(f"unknown violation code {self.code!r}")
+        object.__setattr__(self, "params", _frozen(self.params))
+
+    @property
+    def message_key(self) -> str:
+        """The catalog key of this violation's message, e.g. ``"violation.too_short"``."""
+        variant = _VARIANT_PARAM.get(self.code)
+        if variant is not None:
+            return f"violation.{self.code}.{self.params[variant]}"
+        return f"violation.{self.code}"
+
+    def message(self, lang: str = "en") -> str:
+        """Render this violation in ``lang`` ("en", "ru" or "kk").
+
+        Raises:
+            UnknownLanguageError: ``lang`` has no catalog.
+        """
+        count_param = _COUNT_PARAM.get(self.code)
+        count = self.params[count_param] if count_param is not None else None
+        return render(
+            self.message_key,
+            lang,
+            count=count if isinstance(count, int) else None,
+            **self.params,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.code, tuple(sorted(self.params.items(), key=lambda kv: kv[0]))))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Violation):
+            return NotImplemented
+        return self.code == other.code and dict(self.params) == dict(other.params)
+
+    def __repr__(self) -> str:
+        return f"Violation({self.code!r}, {dict(self.params)!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class Hint:
+    """Advice shown next to the violations, never a reason to reject on its own.
+
+    The only hint so far is ``"keyboard_layout"``: the password holds Cyrillic letters where
+    the policy wants Latin ones, so the keyboard layout is probably switched.
+    """
+
+    code: str
+    params: Mapping[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", _frozen(self.params))
+
+    def message(self, lang: str = "en") -> str:
+        """Render this hint in ``lang``.
+
+        Raises:
+            UnknownLanguageError: ``lang`` has no catalog.
+        """
+        return render(f"hint.{self.code}", lang, **self.params)
+
+    def __repr__(self) -> str:
+        return f"Hint({self.code!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyResult:
+    """The outcome of :meth:`PasswordPolicy.check`.
+
+    Truthy when the password is acceptable. ``violations`` holds **every** broken rule in rule
+    order (see :data:`VIOLATION_CODES`); ``hints`` holds extra advice.
+    """
+
+    violations: tuple[Violation, ...] = ()
+    hints: tuple[Hint, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """True when no rule is broken."""
+        return not self.violations
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        """The codes of the violations, in rule order."""
+        return tuple(v.code for v in self.violations)
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def messages(self, lang: str = "en") -> list[str]:
+        """Every violation's message, then every hint's, rendered in ``lang``.
+
+        Raises:
+            UnknownLanguageError: ``lang`` has no catalog.
+        """
+        return [v.message(lang) for v in self.violations] + [h.message(lang) for h in self.hints]
+
+    def merged(self, other: PolicyResult) -> PolicyResult:
+        """A result holding this result's findings and then ``other``'s, in rule order."""
+        order = {code: i for i, code in enumerate(VIOLATION_CODES)}
+        violations = sorted(self.violations + other.violations, key=lambda v: order[v.code])
+        hints = self.hints + tuple(h for h in other.hints if h not in self.hints)
+        return PolicyResult(tuple(violations), hints)

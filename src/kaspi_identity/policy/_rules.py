@@ -1,0 +1,322 @@
+"""The stateless password rules.
+
+Each rule is a small object made by the policy from its configuration. ``check`` appends the
+rule's violations for one password; ``requirements`` yields the lines ``describe`` shows. Rules
+never see storage: history rules live with the history store.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+from kaspi_identity.policy._result import Hint, Violation
+from kaspi_identity.policy._text import (
+    ASCII_PRINTABLE,
+    CYRILLIC,
+    DIGITS,
+    LATIN_ALNUM,
+    LOWER,
+    UPPER,
+    from_russian_layout,
+    transliterate,
+)
+from kaspi_identity.policy._userinfo import UserInfo
+
+__all__ = [
+    "CLASS_NAMES",
+    "STRENGTH_WINDOW",
+    "Context",
+    "Requirement",
+    "Rule",
+    "strength_window",
+]
+
+#: The character classes ``require`` and ``min_classes`` speak of, in canonical order.
+CLASS_NAMES: Final = ("upper", "lower", "digit", "special")
+
+#: zxcvbn scores at most this many characters (see :func:`strength_window`).
+STRENGTH_WINDOW: Final = 32
+# ...and at most this many distinct characters its l33t matcher can substitute: that matcher's
+# work grows exponentially with them (pure-Python zxcvbn takes 6 s on 72 crafted characters).
+_MAX_L33T_CHARS: Final = 8
+_L33T_CHARS: Final = frozenset("!$%(+0123456789<@[{|")
+_MIN_FRAGMENT: Final = 3
+_PHONE_SEPARATORS: Final = str.maketrans("", "", " -().+")
+
+#: A line ``describe`` shows: the catalog key, the plural count, the parameters.
+Requirement = tuple[str, int | None, dict[str, object]]
+
+
+@dataclass(slots=True)
+class Context:
+    """One password under check, with what rules share about it."""
+
+    password: str
+    user: UserInfo | None
+    violations: list[Violation] = field(default_factory=list)
+    hints: list[Hint] = field(default_factory=list)
+    _folded: str | None = None
+
+    @property
+    def folded(self) -> str:
+        """The password casefolded (computed once)."""
+        if self._folded is None:
+            self._folded = self.password.casefold()
+        return self._folded
+
+    def add(self, code: str, **params: object) -> None:
+        """Record a violation."""
+        self.violations.append(Violation(code, params))
+
+
+class Rule(Protocol):
+    """A configured stateless rule."""
+
+    def check(self, ctx: Context) -> None:
+        """Append this rule's violations (and hints) for ``ctx.password``."""
+
+    def requirements(self) -> Iterator[Requirement]:
+        """The positive requirement lines of this rule."""
+
+
+def strength_window(password: str) -> str:
+    """The prefix of ``password`` that zxcvbn scores.
+
+    At most :data:`STRENGTH_WINDOW` characters, cut earlier so that it holds at most eight
+    distinct characters zxcvbn's l33t matcher substitutes. More characters only add guesses,
+    so a prefix that is strong enough proves the whole password is; a password whose prefix is
+    weak is judged weak, even if a strong tail follows (the documented, conservative choice).
+    """
+    seen: set[str] = set()
+    for i, char in enumerate(password[:STRENGTH_WINDOW]):
+        if char in _L33T_CHARS and char not in seen:
+            if len(seen) == _MAX_L33T_CHARS:
+                return password[:i]
+            seen.add(char)
+    return password[:STRENGTH_WINDOW]
+
+
+@dataclass(frozen=True, slots=True)
+class Length:
+    """``too_short`` below ``min_length``; ``too_long`` is decided by the policy up front."""
+
+    min_length: int | None
+    max_length: int | None
+
+    def check(self, ctx: Context) -> None:
+        if self.min_length is not None and len(ctx.password) < self.min_length:
+            ctx.add("too_short", min_length=self.min_length)
+
+    def requirements(self) -> Iterator[Requirement]:
+        lo, hi = self.min_length, self.max_length
+        if lo is not None and hi is not None:
+            yield ("requirement.length_range", hi, {"min_length": lo, "max_length": hi})
+        elif lo is not None:
+            yield ("requirement.min_length", lo, {"min_length": lo})
+        elif hi is not None:
+            yield ("requirement.max_length", hi, {"max_length": hi})
+
+
+def _has_control(password: str) -> bool:
+    # isprintable() is False for every control and surrogate code point (and for a few harmless
+    # ones), so the exact scan runs only on the rare password that fails it.
+    if password.isprintable():
+        return False
+    return any(
+        c in "\x00\x7f" or c < " " or "\x80" <= c <= "\x9f" or "\ud800" <= c <= "\udfff"
+        for c in password
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Alphabet:
+    """``disallowed_character``: control characters and lone surrogates always; others by alphabet."""
+
+    alphabet: str  # "any", "ascii", "latin_alnum" or the explicit allowed characters
+    allowed: frozenset[str] | None
+
+    @property
+    def kind(self) -> str:
+        return self.alphabet if self.allowed is None else "custom"
+
+    def check(self, ctx: Context) -> None:
+        pw = ctx.password
+        if _has_control(pw):
+            ctx.add("disallowed_character", reason="control")
+            return
+        if self.alphabet == "ascii":
+            bad = not (pw.isascii() and pw.isprintable())
+        elif self.alphabet == "latin_alnum":
+            bad = not (pw.isascii() and (pw.isalnum() or not pw))
+        elif self.allowed is not None:
+            bad = not self.allowed.issuperset(pw)
+        else:
+            bad = False
+        if bad:
+            if self.allowed is not None:
+                ctx.add("disallowed_character", reason="custom", allowed=self.alphabet)
+            else:
+                ctx.add("disallowed_character", reason=self.alphabet)
+
+    def requirements(self) -> Iterator[Requirement]:
+        if self.allowed is not None:
+            yield ("requirement.alphabet.custom", None, {"allowed": self.alphabet})
+        elif self.alphabet != "any":
+            yield (f"requirement.alphabet.{self.alphabet}", None, {})
+
+
+@dataclass(frozen=True, slots=True)
+class Classes:
+    """``missing_<class>`` for each required class; ``too_few_classes`` below ``min_classes``."""
+
+    require: tuple[str, ...]
+    min_classes: int | None
+    special: frozenset[str]
+    examples: str
+    layout_hint: bool
+
+    def present(self, password: str) -> dict[str, bool]:
+        """Which of the four classes ``password`` holds."""
+        return {
+            "upper": not UPPER.isdisjoint(password),
+            "lower": not LOWER.isdisjoint(password),
+            "digit": not DIGITS.isdisjoint(password),
+            "special": not self.special.isdisjoint(password),
+        }
+
+    def check(self, ctx: Context) -> None:
+        present = self.present(ctx.password)
+        for name in self.require:
+            if not present[name]:
+                if name == "special":
+                    ctx.add("missing_special", examples=self.examples)
+                else:
+                    ctx.add(f"missing_{name}")
+        if self.min_classes is not None:
+            have = sum(present.values())
+            if have < self.min_classes:
+                ctx.add("too_few_classes", min_classes=self.min_classes)
+        if self.layout_hint and CYRILLIC.search(ctx.password):
+            ctx.hints.append(Hint("keyboard_layout"))
+
+    def requirements(self) -> Iterator[Requirement]:
+        for name in self.require:
+            params: dict[str, object] = {"examples": self.examples} if name == "special" else {}
+            yield (f"requirement.{name}", None, params)
+        if self.min_classes is not None:
+            yield ("requirement.min_classes", self.min_classes, {"min_classes": self.min_classes})
+
+
+@dataclass(frozen=True, slots=True)
+class MaxRepeat:
+    """``repeated_characters``: a run of one character longer than ``max_repeat``."""
+
+    max_repeat: int
+    pattern: re.Pattern[str]
+
+    @classmethod
+    def make(cls, max_repeat: int) -> MaxRepeat:
+        """Build the rule with its run-detecting pattern."""
+        return cls(max_repeat, re.compile(r"(.)\1{%d}" % max_repeat, re.DOTALL))
+
+    def check(self, ctx: Context) -> None:
+        if self.pattern.search(ctx.password):
+            ctx.add("repeated_characters", max_repeat=self.max_repeat)
+
+    def requirements(self) -> Iterator[Requirement]:
+        yield ("requirement.max_repeat", self.max_repeat, {"max_repeat": self.max_repeat})
+
+
+def personal_fragments(user: UserInfo) -> list[tuple[str, str]]:
+    """``(field, casefolded fragment)`` pairs a password must not contain, in report order."""
+    out: list[tuple[str, str]] = []
+
+    def add(field_name: str, text: str) -> None:
+        text = text.strip().casefold()
+        if len(text) >= _MIN_FRAGMENT:
+            out.append((field_name, text))
+            for latin in transliterate(text):
+                if len(latin) >= _MIN_FRAGMENT:
+                    out.append((field_name, latin))
+
+    if user.username:
+        add("username", user.username)
+        for part in re.split(r"[._\-+\s]+", user.username):
+            add("username", part)
+    if user.email:
+        local = user.email.rpartition("@")[0] or user.email
+        add("email", local)
+        for part in re.split(r"[._\-+]+", local):
+            add("email", part)
+    if user.phone:
+        digits = "".join(c for c in user.phone if c.isdigit())
+        if len(digits) >= 7:
+            # The whole number, the national number and the subscriber part: a password
+            # holding any of them holds the phone number.
+            for tail in dict.fromkeys((digits, digits[-10:], digits[-7:])):
+                out.append(("phone", tail))
+    for name in user.names:
+        for part in re.split(r"[\s\-]+", name):
+            add("name", part)
+    return list(dict.fromkeys(out))
+
+
+@dataclass(frozen=True, slots=True)
+class PersonalInfo:
+    """``contains_personal_info``: user name, e-mail local part, phone digits or a name."""
+
+    def check(self, ctx: Context) -> None:
+        if ctx.user is None:
+            return
+        folded = ctx.folded
+        compact = folded.translate(_PHONE_SEPARATORS)
+        for field_name, fragment in personal_fragments(ctx.user):
+            haystack = compact if field_name == "phone" else folded
+            if fragment in haystack:
+                ctx.add("contains_personal_info", field=field_name)
+                return
+
+    def requirements(self) -> Iterator[Requirement]:
+        yield ("requirement.personal_info", None, {})
+
+
+@dataclass(frozen=True, slots=True)
+class Blocklist:
+    """``too_common``: the password (or its QWERTY reading) is on the blocklist."""
+
+    load: Callable[[], frozenset[str]]
+
+    def check(self, ctx: Context) -> None:
+        words = self.load()
+        folded = ctx.folded
+        if folded in words or (
+            CYRILLIC.search(folded) and from_russian_layout(folded) in words
+        ):
+            ctx.add("too_common")
+
+    def requirements(self) -> Iterator[Requirement]:
+        yield ("requirement.blocklist", None, {})
+
+
+@dataclass(frozen=True, slots=True)
+class Strength:
+    """``too_weak``: zxcvbn's score of the bounded prefix is below ``min_strength``."""
+
+    min_strength: int
+
+    def check(self, ctx: Context) -> None:
+        from zxcvbn import zxcvbn
+
+        inputs: list[str] = []
+        if ctx.user is not None:
+            inputs = [frag for _, frag in personal_fragments(ctx.user)][:32]
+        window = strength_window(ctx.password)
+        score = int(zxcvbn(window, user_inputs=inputs)["score"]) if window else 0
+        if score < self.min_strength:
+            ctx.add("too_weak", min_strength=self.min_strength, score=score)
+
+    def requirements(self) -> Iterator[Requirement]:
+        yield ("requirement.min_strength", None, {})

@@ -1,0 +1,1015 @@
+"""Contract tests for the storage protocols, as base classes a test module subclasses.
+
+Each ``*Contract`` class holds the tests for one protocol. Subclass it in a class whose name
+starts with ``Test`` and say how to build the implementation under test, either by defining
+``make_<thing>()`` or -- when it needs other fixtures or cleanup -- by overriding the
+fixture of the same name (``accounts``, ``history``, ``ledger``, ``codes``,
+``rate_limiter``). :class:`StorageContract` runs all five against one
+:class:`~kaspi_identity.storage.Storage`. Every test gets a fresh, empty implementation.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from typing import TypeVar
+
+import pytest
+
+from kaspi_identity._errors import AccountNotFoundError, DuplicateAccountError
+from kaspi_identity.storage import (
+    AccountStore,
+    CodeAttempt,
+    HistoryEntry,
+    NewAccount,
+    OneTimeCodeStore,
+    PasswordHistoryStore,
+    RateLimiter,
+    Storage,
+    TokenLedger,
+)
+
+__all__ = [
+    "AccountStoreContract",
+    "OneTimeCodeStoreContract",
+    "PasswordHistoryStoreContract",
+    "RateLimiterContract",
+    "StorageContract",
+    "TokenLedgerContract",
+]
+
+_T = TypeVar("_T")
+
+#: The moment the contract tests start at; every other time is an offset from it.
+T0 = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
+_ALMATY = timezone(timedelta(hours=5))
+_NAIVE = datetime(2025, 3, 1, 9, 0)  # deliberately naive
+_US = timedelta(microseconds=1)
+_HOUR = timedelta(hours=1)
+_THREADS = 32
+_HASH_A = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGFoYXNoYWhhc2g"
+_HASH_B = "$argon2id$v=19$m=65536,t=3,p=4$b3RoZXJzYWx0$b3RoZXJoYXNob3RoZXI"
+
+
+def _race(count: int, action: Callable[[int], _T]) -> list[_T]:
+    """Run ``action(i)`` for ``i`` in ``range(count)`` in threads released by one barrier.
+
+    Returns the results in order; re-raises the first exception a thread raised.
+    """
+    barrier = threading.Barrier(count)
+    results: dict[int, _T] = {}
+    errors: list[BaseException] = []
+
+    def worker(index: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            results[index] = action(index)
+        except BaseException as exc:  # collected and re-raised in the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    if errors:
+        raise errors[0]
+    assert len(results) == count, "a racing thread did not finish"
+    return [results[i] for i in range(count)]
+
+
+def _new(
+    username: str | None = "aliya",
+    email: str | None = "aliya@example.kz",
+    phone: str | None = "+77011234567",
+    password_hash: str | None = _HASH_A,
+) -> NewAccount:
+    return NewAccount(username=username, email=email, phone=phone, password_hash=password_hash)
+
+
+class AccountStoreContract:
+    """The contract of :class:`~kaspi_identity.storage.AccountStore`.
+
+    Define ``make_accounts()`` returning an empty store, or override the ``accounts`` fixture.
+    """
+
+    def make_accounts(self) -> AccountStore:
+        """Return a new, empty account store (override this or the ``accounts`` fixture)."""
+        raise NotImplementedError("define make_accounts() or override the accounts fixture")
+
+    @pytest.fixture
+    def accounts(self) -> AccountStore:
+        """Return the account store under test."""
+        return self.make_accounts()
+
+    def test_create_returns_the_stored_account(self, accounts: AccountStore) -> None:
+        """create() returns the account as stored, and get() returns the same record."""
+        created = accounts.create(_new(), now=T0)
+        assert isinstance(created.id, str)
+        assert created.id
+        assert (created.username, created.email, created.phone) == (
+            "aliya",
+            "aliya@example.kz",
+            "+77011234567",
+        )
+        assert created.password_hash == _HASH_A
+        assert created.email_confirmed is False
+        assert created.failed_logins == 0
+        assert created.last_failed_login_at is None
+        assert created.last_login_at is None
+        assert created.created_at == T0
+        assert created.language == "en"
+        assert accounts.get(created.id) == created
+
+    def test_create_keeps_language_and_confirmation(self, accounts: AccountStore) -> None:
+        """The language and the e-mail confirmation flag of a new account are stored."""
+        new = NewAccount(email="bolat@example.kz", email_confirmed=True, language="kk")
+        created = accounts.create(new, now=T0)
+        stored = accounts.get(created.id)
+        assert stored is not None
+        assert (stored.language, stored.email_confirmed) == ("kk", True)
+        assert (stored.username, stored.phone, stored.password_hash) == (None, None, None)
+
+    def test_create_assigns_distinct_ids(self, accounts: AccountStore) -> None:
+        """Every account gets its own id."""
+        ids = {accounts.create(NewAccount(username=f"user{i}"), now=T0).id for i in range(5)}
+        assert len(ids) == 5
+
+    def test_times_come_back_in_utc(self, accounts: AccountStore) -> None:
+        """An aware time in another zone is stored as the same instant and returned in UTC."""
+        created = accounts.create(_new(), now=T0.astimezone(_ALMATY))
+        stored = accounts.get(created.id)
+        assert stored is not None
+        assert stored.created_at == T0
+        assert stored.created_at.utcoffset() == timedelta(0)
+
+    def test_times_keep_microseconds(self, accounts: AccountStore) -> None:
+        """Stored times keep microsecond precision."""
+        moment = T0 + timedelta(microseconds=123457)
+        created = accounts.create(_new(), now=moment)
+        accounts.record_login_success(created.id, now=moment + _US)
+        stored = accounts.get(created.id)
+        assert stored is not None
+        assert (stored.created_at, stored.last_login_at) == (moment, moment + _US)
+
+    def test_get_unknown_id_returns_none(self, accounts: AccountStore) -> None:
+        """get() finds nothing for ids no account has, however odd the string."""
+        accounts.create(_new(), now=T0)
+        for unknown in ("no-such-id", "", "x" * 10_000, "\x00", "\ud800"):
+            assert accounts.get(unknown) is None
+
+    def test_get_rejects_non_str(self, accounts: AccountStore) -> None:
+        """get(None) is a programming error: TypeError."""
+        with pytest.raises(TypeError):
+            accounts.get(None)  # type: ignore[arg-type]
+
+    def test_find_by_username_ignores_case(self, accounts: AccountStore) -> None:
+        """User names match case-insensitively, Cyrillic included."""
+        latin = accounts.create(NewAccount(username="Aliya"), now=T0)
+        cyrillic = accounts.create(NewAccount(username="Айгерим"), now=T0)
+        assert accounts.find_by_login("username", "aliya") == latin
+        assert accounts.find_by_login("username", "ALIYA") == latin
+        assert accounts.find_by_login("username", "АЙГЕРИМ") == cyrillic
+        assert accounts.find_by_login("username", "айгерим") == cyrillic
+        stored = accounts.find_by_login("username", "aliya")
+        assert stored is not None
+        assert stored.username == "Aliya"
+
+    def test_find_by_email_ignores_case(self, accounts: AccountStore) -> None:
+        """E-mails match case-insensitively; the stored spelling is kept."""
+        created = accounts.create(NewAccount(email="Aliya.N@Example.KZ"), now=T0)
+        assert accounts.find_by_login("email", "aliya.n@example.kz") == created
+        assert accounts.find_by_login("email", "ALIYA.N@EXAMPLE.KZ") == created
+        assert created.email == "Aliya.N@Example.KZ"
+
+    def test_find_by_phone_is_exact(self, accounts: AccountStore) -> None:
+        """Phones match only in the exact E.164 form."""
+        created = accounts.create(NewAccount(phone="+77011234567"), now=T0)
+        assert accounts.find_by_login("phone", "+77011234567") == created
+        assert accounts.find_by_login("phone", "77011234567") is None
+        assert accounts.find_by_login("phone", "+7 701 123 4567") is None
+
+    def test_find_does_not_cross_kinds(self, accounts: AccountStore) -> None:
+        """A user name is not found as an e-mail, nor the other way round."""
+        accounts.create(NewAccount(username="a@b.kz", email="c@d.kz"), now=T0)
+        assert accounts.find_by_login("email", "a@b.kz") is None
+        assert accounts.find_by_login("username", "c@d.kz") is None
+
+    def test_find_unknown_returns_none(self, accounts: AccountStore) -> None:
+        """Values no account has -- empty, huge, NUL, lone surrogate -- find nothing."""
+        accounts.create(_new(), now=T0)
+        for kind in ("username", "email", "phone"):
+            for value in ("nobody", "", "x" * 10_000, "a\x00", "\udfff"):
+                assert accounts.find_by_login(kind, value) is None
+
+    def test_find_rejects_unknown_kind(self, accounts: AccountStore) -> None:
+        """An unknown login kind is a ValueError."""
+        with pytest.raises(ValueError, match="kind"):
+            accounts.find_by_login("id", "x")  # type: ignore[arg-type]
+
+    def test_find_rejects_non_str_value(self, accounts: AccountStore) -> None:
+        """A non-str login value is a TypeError."""
+        with pytest.raises(TypeError):
+            accounts.find_by_login("email", None)  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize(
+        ("field", "clash"),
+        [
+            ("username", NewAccount(username="ALIYA", email="other@example.kz")),
+            ("email", NewAccount(username="other", email="ALIYA@EXAMPLE.KZ")),
+            ("phone", NewAccount(username="other", phone="+77011234567")),
+        ],
+    )
+    def test_duplicates_are_refused(
+        self, accounts: AccountStore, field: str, clash: NewAccount
+    ) -> None:
+        """A taken user name, e-mail (any case) or phone raises DuplicateAccountError(field)."""
+        accounts.create(_new(), now=T0)
+        with pytest.raises(DuplicateAccountError) as caught:
+            accounts.create(clash, now=T0)
+        assert caught.value.field == field
+        assert accounts.find_by_login("username", "other") is None
+        assert accounts.find_by_login("email", "other@example.kz") is None
+
+    def test_duplicate_check_order(self, accounts: AccountStore) -> None:
+        """With several clashes the user name is reported first, then the e-mail."""
+        accounts.create(_new(), now=T0)
+        with pytest.raises(DuplicateAccountError) as caught:
+            accounts.create(_new(username="Aliya"), now=T0)
+        assert caught.value.field == "username"
+        with pytest.raises(DuplicateAccountError) as caught:
+            accounts.create(_new(username="new"), now=T0)
+        assert caught.value.field == "email"
+
+    def test_none_identifiers_never_clash(self, accounts: AccountStore) -> None:
+        """Many accounts may lack a user name, an e-mail or a phone."""
+        accounts.create(NewAccount(username="one"), now=T0)
+        accounts.create(NewAccount(username="two"), now=T0)
+        accounts.create(NewAccount(email="x@example.kz"), now=T0)
+        accounts.create(NewAccount(phone="+77770000000"), now=T0)
+
+    def test_create_rejects_naive_now(self, accounts: AccountStore) -> None:
+        """A naive ``now`` is a ValueError and stores nothing."""
+        with pytest.raises(ValueError, match="aware"):
+            accounts.create(_new(), now=_NAIVE)
+        assert accounts.find_by_login("username", "aliya") is None
+
+    def test_create_rejects_non_record(self, accounts: AccountStore) -> None:
+        """create() takes a NewAccount, not a mapping: TypeError."""
+        with pytest.raises(TypeError):
+            accounts.create({"username": "aliya"}, now=T0)  # type: ignore[arg-type]
+
+    def test_concurrent_creates_with_one_name(self, accounts: AccountStore) -> None:
+        """16 threads creating the same user name: exactly one succeeds."""
+
+        def create(index: int) -> str:
+            try:
+                accounts.create(NewAccount(username="Aliya" if index % 2 else "ALIYA"), now=T0)
+            except DuplicateAccountError as exc:
+                return exc.field
+            return "created"
+
+        outcomes = Counter(_race(16, create))
+        assert outcomes == Counter({"created": 1, "username": 15})
+
+    def test_password_cas_wins_with_the_expected_hash(self, accounts: AccountStore) -> None:
+        """set_password_hash() writes when ``expected`` is the stored hash."""
+        created = accounts.create(_new(), now=T0)
+        assert accounts.set_password_hash(created.id, expected=_HASH_A, new=_HASH_B) is True
+        stored = accounts.get(created.id)
+        assert stored is not None
+        assert stored.password_hash == _HASH_B
+
+    def test_password_cas_loses_with_a_stale_hash(self, accounts: AccountStore) -> None:
+        """With any other ``expected`` nothing is written."""
+        created = accounts.create(_new(), now=T0)
+        assert accounts.set_password_hash(created.id, expected=_HASH_B, new="new") is False
+        assert accounts.set_password_hash(created.id, expected=None, new="new") is False
+        stored = accounts.get(created.id)
+        assert stored is not None
+        assert stored.password_hash == _HASH_A
+
+    def test_password_cas_from_no_password(self, accounts: AccountStore) -> None:
+        """``expected=None`` matches an account without a password, and only that."""
+        created = accounts.create(_new(password_hash=None), now=T0)
+        assert accounts.set_password_hash(created.id, expected=_HASH_A, new=_HASH_B) is False
+        assert accounts.set_password_hash(created.id, expected=None, new=_HASH_B) is True
+        assert accounts.set_password_hash(created.id, expected=None, new=_HASH_A) is False
+
+    def test_password_cas_unknown_account(self, accounts: AccountStore) -> None:
+        """An unknown id is simply a lost compare-and-set."""
+        assert accounts.set_password_hash("no-such-id", expected=None, new=_HASH_A) is False
+        assert accounts.set_password_hash("", expected=_HASH_A, new=_HASH_B) is False
+
+    def test_password_cas_rejects_bad_new_hash(self, accounts: AccountStore) -> None:
+        """The new hash must be a non-empty str: ValueError or TypeError, nothing written."""
+        created = accounts.create(_new(), now=T0)
+        with pytest.raises(ValueError, match="new"):
+            accounts.set_password_hash(created.id, expected=_HASH_A, new="")
+        with pytest.raises(TypeError):
+            accounts.set_password_hash(created.id, expected=_HASH_A, new=None)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            accounts.set_password_hash(created.id, expected=b"x", new="n")  # type: ignore[arg-type]
+        stored = accounts.get(created.id)
+        assert stored is not None
+        assert stored.password_hash == _HASH_A
+
+    @pytest.mark.parametrize("racers", [2, 16])
+    def test_racing_password_changes(self, accounts: AccountStore, racers: int) -> None:
+        """Racing changes from the same old hash: exactly one wins, and its hash is stored."""
+        created = accounts.create(_new(), now=T0)
+        wins = _race(
+            racers,
+            lambda i: accounts.set_password_hash(created.id, expected=_HASH_A, new=f"new-{i}"),
+        )
+        assert wins.count(True) == 1
+        stored = accounts.get(created.id)
+        assert stored is not None
+        assert stored.password_hash == f"new-{wins.index(True)}"
+
+    def test_set_email(self, accounts: AccountStore) -> None:
+        """set_email() replaces the e-mail: the new one is found, the old one is free."""
+        created = accounts.create(_new(), now=T0)
+        accounts.set_email(created.id, "New@Example.KZ", confirmed=True)
+        found = accounts.find_by_login("email", "new@example.kz")
+        assert found is not None
+        assert (found.id, found.email, found.email_confirmed) == (
+            created.id,
+            "New@Example.KZ",
+            True,
+        )
+        assert accounts.find_by_login("email", "aliya@example.kz") is None
+        accounts.create(NewAccount(email="aliya@example.kz"), now=T0)
+
+    def test_set_email_unconfirms_by_default(self, accounts: AccountStore) -> None:
+        """A new e-mail is unconfirmed unless the caller says otherwise."""
+        created = accounts.create(NewAccount(email="a@example.kz", email_confirmed=True), now=T0)
+        accounts.set_email(created.id, "b@example.kz")
+        stored = accounts.get(created.id)
+        assert stored is not None
+        assert stored.email_confirmed is False
+
+    def test_set_email_to_own_address_in_other_case(self, accounts: AccountStore) -> None:
+        """Changing only the case of one's own e-mail is not a duplicate."""
+        created = accounts.create(_new(), now=T0)
+        accounts.set_email(created.id, "ALIYA@example.kz")
+        stored = accounts.get(created.id)
+        assert stored is not None
+        assert stored.email == "ALIYA@example.kz"
+
+    def test_set_email_duplicate(self, accounts: AccountStore) -> None:
+        """Another account's e-mail (any case) raises DuplicateAccountError("email")."""
+        accounts.create(_new(), now=T0)
+        other = accounts.create(NewAccount(email="other@example.kz"), now=T0)
+        with pytest.raises(DuplicateAccountError) as caught:
+            accounts.set_email(other.id, "Aliya@Example.kz")
+        assert caught.value.field == "email"
+        assert accounts.get(other.id) == other
+
+    def test_set_email_unknown_account(self, accounts: AccountStore) -> None:
+        """set_email() on an unknown id raises AccountNotFoundError."""
+        with pytest.raises(AccountNotFoundError):
+            accounts.set_email("no-such-id", "x@example.kz")
+
+    def test_set_email_rejects_bad_input(self, accounts: AccountStore) -> None:
+        """An empty or non-str e-mail is refused before anything is written."""
+        created = accounts.create(_new(), now=T0)
+        with pytest.raises(ValueError, match="email"):
+            accounts.set_email(created.id, "")
+        with pytest.raises(TypeError):
+            accounts.set_email(created.id, None)  # type: ignore[arg-type]
+        assert accounts.get(created.id) == created
+
+    def test_mark_email_confirmed(self, accounts: AccountStore) -> None:
+        """mark_email_confirmed() sets the flag and touches nothing else."""
+        created = accounts.create(_new(), now=T0)
+        accounts.mark_email_confirmed(created.id, now=T0 + _HOUR)
+        stored = accounts.get(created.id)
+        assert stored is not None
+        assert stored.email_confirmed is True
+        assert (stored.email, stored.failed_logins) == (created.email, 0)
+
+    def test_mark_email_confirmed_unknown_or_naive(self, accounts: AccountStore) -> None:
+        """Unknown id: AccountNotFoundError; naive ``now``: ValueError."""
+        created = accounts.create(_new(), now=T0)
+        with pytest.raises(AccountNotFoundError):
+            accounts.mark_email_confirmed("no-such-id", now=T0)
+        with pytest.raises(ValueError, match="aware"):
+            accounts.mark_email_confirmed(created.id, now=_NAIVE)
+        assert accounts.get(created.id) == created
+
+    def test_login_failures_count_up_and_success_resets(self, accounts: AccountStore) -> None:
+        """Failures count consecutively with their time; a success resets to 0."""
+        created = accounts.create(_new(), now=T0)
+        assert accounts.record_login_failure(created.id, now=T0 + _US) == 1
+        assert accounts.record_login_failure(created.id, now=T0 + 2 * _US) == 2
+        stored = accounts.get(created.id)
+        assert stored is not None
+        assert (stored.failed_logins, stored.last_failed_login_at) == (2, T0 + 2 * _US)
+        accounts.record_login_success(created.id, now=T0 + _HOUR)
+        stored = accounts.get(created.id)
+        assert stored is not None
+        assert (stored.failed_logins, stored.last_login_at) == (0, T0 + _HOUR)
+        assert stored.last_failed_login_at == T0 + 2 * _US
+        assert accounts.record_login_failure(created.id, now=T0 + 2 * _HOUR) == 1
+
+    def test_login_records_unknown_or_naive(self, accounts: AccountStore) -> None:
+        """Unknown id: AccountNotFoundError; naive ``now``: ValueError, nothing counted."""
+        created = accounts.create(_new(), now=T0)
+        with pytest.raises(AccountNotFoundError):
+            accounts.record_login_failure("no-such-id", now=T0)
+        with pytest.raises(AccountNotFoundError):
+            accounts.record_login_success("no-such-id", now=T0)
+        with pytest.raises(ValueError, match="aware"):
+            accounts.record_login_failure(created.id, now=_NAIVE)
+        with pytest.raises(ValueError, match="aware"):
+            accounts.record_login_success(created.id, now=_NAIVE)
+        assert accounts.get(created.id) == created
+
+    def test_concurrent_login_failures_are_all_counted(self, accounts: AccountStore) -> None:
+        """32 racing failures: each gets a distinct count, and the total is 32."""
+        created = accounts.create(_new(), now=T0)
+        counts = _race(_THREADS, lambda _: accounts.record_login_failure(created.id, now=T0))
+        assert sorted(counts) == list(range(1, _THREADS + 1))
+        stored = accounts.get(created.id)
+        assert stored is not None
+        assert stored.failed_logins == _THREADS
+
+    def test_password_hash_not_in_repr(self, accounts: AccountStore) -> None:
+        """An account's repr never shows its password hash."""
+        created = accounts.create(_new(), now=T0)
+        assert _HASH_A not in repr(created)
+        assert _HASH_A not in repr(accounts.get(created.id))
+
+
+def _entry(index: int, *, created_at: datetime = T0) -> HistoryEntry:
+    return HistoryEntry(
+        password_hash=f"$argon2id$hash-{index}",
+        fingerprint=bytes([index % 256]) * 32,
+        created_at=created_at + index * timedelta(days=1),
+    )
+
+
+class PasswordHistoryStoreContract:
+    """The contract of :class:`~kaspi_identity.storage.PasswordHistoryStore`.
+
+    Define ``make_history()`` returning an empty store, or override the ``history`` fixture.
+    """
+
+    def make_history(self) -> PasswordHistoryStore:
+        """Return a new, empty history store (override this or the ``history`` fixture)."""
+        raise NotImplementedError("define make_history() or override the history fixture")
+
+    @pytest.fixture
+    def history(self) -> PasswordHistoryStore:
+        """Return the password history store under test."""
+        return self.make_history()
+
+    def test_empty_history(self, history: PasswordHistoryStore) -> None:
+        """An account without history has an empty list."""
+        assert history.recent("acct-1", 6) == []
+
+    def test_recent_is_newest_first(self, history: PasswordHistoryStore) -> None:
+        """Entries come back newest first, exactly as appended."""
+        for index in range(3):
+            history.append("acct-1", _entry(index), keep=6)
+        assert history.recent("acct-1", 6) == [_entry(2), _entry(1), _entry(0)]
+
+    def test_keep_trims_to_the_newest(self, history: PasswordHistoryStore) -> None:
+        """After 8 appends with keep=6 only the newest 6 remain."""
+        for index in range(8):
+            history.append("acct-1", _entry(index), keep=6)
+        assert history.recent("acct-1", 100) == [_entry(i) for i in range(7, 1, -1)]
+
+    def test_keep_one(self, history: PasswordHistoryStore) -> None:
+        """keep=1 holds only the last entry."""
+        for index in range(3):
+            history.append("acct-1", _entry(index), keep=1)
+        assert history.recent("acct-1", 6) == [_entry(2)]
+
+    def test_smaller_keep_trims_older_entries(self, history: PasswordHistoryStore) -> None:
+        """An append with a smaller keep trims what earlier, larger keeps left."""
+        for index in range(6):
+            history.append("acct-1", _entry(index), keep=6)
+        history.append("acct-1", _entry(6), keep=2)
+        assert history.recent("acct-1", 6) == [_entry(6), _entry(5)]
+
+    def test_limit_bounds_the_answer(self, history: PasswordHistoryStore) -> None:
+        """recent(limit) returns the newest ``limit`` entries; limit=1 the newest only."""
+        for index in range(5):
+            history.append("acct-1", _entry(index), keep=6)
+        assert history.recent("acct-1", 2) == [_entry(4), _entry(3)]
+        assert history.recent("acct-1", 1) == [_entry(4)]
+
+    def test_newest_means_last_appended(self, history: PasswordHistoryStore) -> None:
+        """Order follows appending, not ``created_at``."""
+        late, early = _entry(9), _entry(1)
+        history.append("acct-1", late, keep=6)
+        history.append("acct-1", early, keep=6)
+        assert history.recent("acct-1", 6) == [early, late]
+        history.append("acct-1", _entry(5), keep=2)
+        assert history.recent("acct-1", 6) == [_entry(5), early]
+
+    def test_accounts_are_separate(self, history: PasswordHistoryStore) -> None:
+        """One account's appends and trims never touch another's entries."""
+        history.append("acct-1", _entry(1), keep=6)
+        history.append("acct-2", _entry(2), keep=1)
+        history.append("acct-2", _entry(3), keep=1)
+        assert history.recent("acct-1", 6) == [_entry(1)]
+        assert history.recent("acct-2", 6) == [_entry(3)]
+
+    def test_fields_round_trip(self, history: PasswordHistoryStore) -> None:
+        """Hash, fingerprint bytes (all 256 values, or empty) and time come back exactly."""
+        full = HistoryEntry(
+            password_hash=_HASH_A,
+            fingerprint=bytes(range(256)),
+            created_at=T0.astimezone(_ALMATY) + timedelta(microseconds=7),
+        )
+        empty = HistoryEntry(password_hash=_HASH_B, fingerprint=b"", created_at=T0)
+        history.append("acct-1", full, keep=6)
+        history.append("acct-1", empty, keep=6)
+        newest, oldest = history.recent("acct-1", 6)
+        assert newest == empty
+        assert oldest == full
+        assert oldest.created_at.utcoffset() == timedelta(0)
+
+    def test_history_bad_arguments(self, history: PasswordHistoryStore) -> None:
+        """keep/limit below 1, empty or over-long ids: ValueError; wrong types: TypeError."""
+        with pytest.raises(ValueError, match="keep"):
+            history.append("acct-1", _entry(0), keep=0)
+        with pytest.raises(ValueError, match="limit"):
+            history.recent("acct-1", 0)
+        with pytest.raises(ValueError, match="account_id"):
+            history.append("", _entry(0), keep=6)
+        with pytest.raises(ValueError, match="account_id"):
+            history.recent("x" * 257, 6)
+        with pytest.raises(TypeError):
+            history.append(None, _entry(0), keep=6)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            history.append("acct-1", "hash", keep=6)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            history.append("acct-1", _entry(0), keep=True)
+        assert history.recent("acct-1", 6) == []
+
+    def test_concurrent_appends_never_exceed_keep(self, history: PasswordHistoryStore) -> None:
+        """16 racing appends with keep=6 (and a reader): never more than 6 stored."""
+        seen: list[int] = []
+        stop = threading.Event()
+
+        def read() -> None:
+            while not stop.is_set():
+                seen.append(len(history.recent("acct-1", 100)))
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        try:
+            _race(16, lambda i: history.append("acct-1", _entry(i), keep=6))
+        finally:
+            stop.set()
+            reader.join()
+        stored = history.recent("acct-1", 100)
+        assert len(stored) == 6
+        assert len(set(stored)) == 6
+        assert all(entry in {_entry(i) for i in range(16)} for entry in stored)
+        assert max(seen, default=0) <= 6
+
+    def test_secrets_not_in_repr(self) -> None:
+        """An entry's repr shows neither the hash nor the fingerprint."""
+        entry = HistoryEntry(password_hash=_HASH_A, fingerprint=b"\xde\xad", created_at=T0)
+        assert repr(entry) == f"HistoryEntry(created_at={T0!r})"
+
+
+class TokenLedgerContract:
+    """The contract of :class:`~kaspi_identity.storage.TokenLedger`.
+
+    Define ``make_ledger()`` returning an empty ledger, or override the ``ledger`` fixture.
+    """
+
+    def make_ledger(self) -> TokenLedger:
+        """Return a new, empty token ledger (override this or the ``ledger`` fixture)."""
+        raise NotImplementedError("define make_ledger() or override the ledger fixture")
+
+    @pytest.fixture
+    def ledger(self) -> TokenLedger:
+        """Return the token ledger under test."""
+        return self.make_ledger()
+
+    def test_consume_once(self, ledger: TokenLedger) -> None:
+        """The first consume() of an id is True, every later one False."""
+        assert ledger.consume("tok-1", T0 + _HOUR, now=T0) is True
+        assert ledger.consume("tok-1", T0 + _HOUR, now=T0) is False
+        assert ledger.consume("tok-1", T0 + _HOUR, now=T0 + timedelta(minutes=30)) is False
+
+    def test_ids_are_independent(self, ledger: TokenLedger) -> None:
+        """Consuming one id does not consume another."""
+        assert ledger.consume("tok-1", T0 + _HOUR, now=T0) is True
+        assert ledger.consume("tok-2", T0 + _HOUR, now=T0) is True
+        assert ledger.consume("TOK-1", T0 + _HOUR, now=T0) is True
+
+    def test_token_expiry_boundary(self, ledger: TokenLedger) -> None:
+        """Expiring exactly at ``now`` is dead (False); one microsecond later is live (True)."""
+        assert ledger.consume("tok-1", T0, now=T0) is False
+        assert ledger.consume("tok-2", T0 + _US, now=T0) is True
+        assert ledger.consume("tok-3", T0 - _US, now=T0) is False
+
+    def test_expired_consume_is_not_recorded(self, ledger: TokenLedger) -> None:
+        """A dead token stays dead: later calls with the same data are False as well."""
+        assert ledger.consume("tok-1", T0, now=T0) is False
+        assert ledger.consume("tok-1", T0, now=T0 + _US) is False
+
+    def test_used_id_stays_used_after_its_expiry(self, ledger: TokenLedger) -> None:
+        """After expiry (and any purge) a used id never returns True again."""
+        assert ledger.consume("tok-1", T0 + _HOUR, now=T0) is True
+        later = T0 + timedelta(days=2)
+        for index in range(300):
+            ledger.consume(f"other-{index}", later + _HOUR, now=later)
+        assert ledger.consume("tok-1", T0 + _HOUR, now=later) is False
+
+    def test_purging_keeps_live_ids(self, ledger: TokenLedger) -> None:
+        """Ids still live survive whatever purging other consumes trigger."""
+        assert ledger.consume("long-lived", T0 + timedelta(days=30), now=T0) is True
+        for index in range(300):
+            now = T0 + index * timedelta(hours=1)
+            ledger.consume(f"short-{index}", now + timedelta(minutes=1), now=now)
+        assert ledger.consume("long-lived", T0 + timedelta(days=30), now=T0 + _HOUR * 300) is False
+
+    def test_id_length_limits(self, ledger: TokenLedger) -> None:
+        """Ids of 1 and 128 characters work; empty or 129 characters raise ValueError."""
+        assert ledger.consume("x", T0 + _HOUR, now=T0) is True
+        assert ledger.consume("y" * 128, T0 + _HOUR, now=T0) is True
+        with pytest.raises(ValueError, match="token_id"):
+            ledger.consume("", T0 + _HOUR, now=T0)
+        with pytest.raises(ValueError, match="token_id"):
+            ledger.consume("z" * 129, T0 + _HOUR, now=T0)
+        with pytest.raises(ValueError, match="token_id"):
+            ledger.consume("a\x00b", T0 + _HOUR, now=T0)
+
+    def test_non_str_ids(self, ledger: TokenLedger) -> None:
+        """None, bytes or int ids raise TypeError."""
+        for bad in (None, b"tok-1", 1):
+            with pytest.raises(TypeError):
+                ledger.consume(bad, T0 + _HOUR, now=T0)  # type: ignore[arg-type]
+
+    def test_naive_times(self, ledger: TokenLedger) -> None:
+        """Naive ``now`` or ``expires_at`` raises ValueError and consumes nothing."""
+        with pytest.raises(ValueError, match="aware"):
+            ledger.consume("tok-1", T0 + _HOUR, now=_NAIVE)
+        with pytest.raises(ValueError, match="aware"):
+            ledger.consume("tok-1", _NAIVE, now=T0)
+        assert ledger.consume("tok-1", T0 + _HOUR, now=T0) is True
+
+    def test_other_zones(self, ledger: TokenLedger) -> None:
+        """Aware times in any zone compare as instants."""
+        assert ledger.consume("tok-1", (T0 + _US).astimezone(_ALMATY), now=T0) is True
+        assert ledger.consume("tok-2", T0.astimezone(_ALMATY), now=T0) is False
+
+    def test_racing_consumers(self, ledger: TokenLedger) -> None:
+        """32 threads consuming one id together: exactly one True."""
+        results = _race(_THREADS, lambda _: ledger.consume("tok-1", T0 + _HOUR, now=T0))
+        assert results.count(True) == 1
+
+    def test_racing_distinct_ids(self, ledger: TokenLedger) -> None:
+        """32 threads consuming 32 different ids: all True."""
+        results = _race(_THREADS, lambda i: ledger.consume(f"tok-{i}", T0 + _HOUR, now=T0))
+        assert all(results)
+
+
+_CODE = b"\x01" * 32
+_WRONG = b"\x02" * 32
+_OTHER = b"\x03" * 32
+_PHONE = "+77011234567"
+_WINDOW = timedelta(minutes=15)
+
+
+class OneTimeCodeStoreContract:
+    """The contract of :class:`~kaspi_identity.storage.OneTimeCodeStore`.
+
+    Define ``make_codes()`` returning an empty store, or override the ``codes`` fixture.
+    """
+
+    def make_codes(self) -> OneTimeCodeStore:
+        """Return a new, empty one-time code store (override this or the ``codes`` fixture)."""
+        raise NotImplementedError("define make_codes() or override the codes fixture")
+
+    @pytest.fixture
+    def codes(self) -> OneTimeCodeStore:
+        """Return the one-time code store under test."""
+        return self.make_codes()
+
+    @staticmethod
+    def _put(
+        codes: OneTimeCodeStore,
+        code_hash: bytes = _CODE,
+        *,
+        now: datetime = T0,
+        ttl: timedelta = timedelta(minutes=5),
+        key: str = _PHONE,
+    ) -> None:
+        codes.put(key, code_hash, expires_at=now + ttl, now=now, failure_window=_WINDOW)
+
+    def test_no_code(self, codes: OneTimeCodeStore) -> None:
+        """Without a code every attempt is MISSING."""
+        assert codes.attempt(_PHONE, _CODE, now=T0, max_attempts=5) is CodeAttempt.MISSING
+
+    def test_right_code_once(self, codes: OneTimeCodeStore) -> None:
+        """The right code is OK once; the code is then gone (single use)."""
+        self._put(codes)
+        assert codes.attempt(_PHONE, _CODE, now=T0, max_attempts=5) is CodeAttempt.OK
+        assert codes.attempt(_PHONE, _CODE, now=T0, max_attempts=5) is CodeAttempt.MISSING
+
+    def test_wrong_then_right(self, codes: OneTimeCodeStore) -> None:
+        """A wrong code is MISMATCH and leaves the code usable."""
+        self._put(codes)
+        assert codes.attempt(_PHONE, _WRONG, now=T0, max_attempts=5) is CodeAttempt.MISMATCH
+        assert codes.attempt(_PHONE, _CODE, now=T0, max_attempts=5) is CodeAttempt.OK
+
+    def test_last_allowed_attempt(self, codes: OneTimeCodeStore) -> None:
+        """With max 5: four wrong, then the right one as the fifth attempt is OK."""
+        self._put(codes)
+        for _ in range(4):
+            assert codes.attempt(_PHONE, _WRONG, now=T0, max_attempts=5) is CodeAttempt.MISMATCH
+        assert codes.attempt(_PHONE, _CODE, now=T0, max_attempts=5) is CodeAttempt.OK
+
+    def test_one_attempt_too_many(self, codes: OneTimeCodeStore) -> None:
+        """With max 5: five wrong, then the right one is EXHAUSTED; the code is then gone."""
+        self._put(codes)
+        for _ in range(5):
+            assert codes.attempt(_PHONE, _WRONG, now=T0, max_attempts=5) is CodeAttempt.MISMATCH
+        assert codes.attempt(_PHONE, _CODE, now=T0, max_attempts=5) is CodeAttempt.EXHAUSTED
+        assert codes.attempt(_PHONE, _CODE, now=T0, max_attempts=5) is CodeAttempt.MISSING
+
+    def test_max_attempts_one(self, codes: OneTimeCodeStore) -> None:
+        """With max 1 a single wrong try burns the code."""
+        self._put(codes)
+        assert codes.attempt(_PHONE, _WRONG, now=T0, max_attempts=1) is CodeAttempt.MISMATCH
+        assert codes.attempt(_PHONE, _CODE, now=T0, max_attempts=1) is CodeAttempt.EXHAUSTED
+
+    def test_code_expiry_boundary(self, codes: OneTimeCodeStore) -> None:
+        """A code is live one microsecond before ``expires_at`` and MISSING at it."""
+        self._put(codes, ttl=timedelta(minutes=5))
+        end = T0 + timedelta(minutes=5)
+        assert codes.attempt(_PHONE, _CODE, now=end, max_attempts=5) is CodeAttempt.MISSING
+        self._put(codes, now=T0 + _US, ttl=timedelta(minutes=5) - _US)
+        assert codes.attempt(_PHONE, _CODE, now=end - _US, max_attempts=5) is CodeAttempt.OK
+
+    def test_missing_is_not_counted(self, codes: OneTimeCodeStore) -> None:
+        """Attempts without a live code use up nothing."""
+        for _ in range(3):
+            assert codes.attempt(_PHONE, _WRONG, now=T0, max_attempts=2) is CodeAttempt.MISSING
+        self._put(codes)
+        assert codes.attempt(_PHONE, _WRONG, now=T0, max_attempts=2) is CodeAttempt.MISMATCH
+        assert codes.attempt(_PHONE, _CODE, now=T0, max_attempts=2) is CodeAttempt.OK
+
+    def test_put_replaces_the_code(self, codes: OneTimeCodeStore) -> None:
+        """After a new put() the old code is wrong and the new one works."""
+        self._put(codes, _CODE)
+        self._put(codes, _OTHER)
+        assert codes.attempt(_PHONE, _CODE, now=T0, max_attempts=5) is CodeAttempt.MISMATCH
+        assert codes.attempt(_PHONE, _OTHER, now=T0, max_attempts=5) is CodeAttempt.OK
+
+    def test_new_code_keeps_the_failure_count(self, codes: OneTimeCodeStore) -> None:
+        """Requesting a new code does not reset failed attempts (NIST SP 800-63B)."""
+        self._put(codes, _CODE)
+        for _ in range(3):
+            assert codes.attempt(_PHONE, _WRONG, now=T0, max_attempts=3) is CodeAttempt.MISMATCH
+        self._put(codes, _OTHER, now=T0 + _US)
+        assert codes.attempt(_PHONE, _OTHER, now=T0 + _US, max_attempts=3) is (
+            CodeAttempt.EXHAUSTED
+        )
+
+    def test_failure_window_boundary(self, codes: OneTimeCodeStore) -> None:
+        """The count lives until the window (from the first failure) ends, not a µs less."""
+        self._put(codes, _CODE)
+        for _ in range(3):
+            assert codes.attempt(_PHONE, _WRONG, now=T0, max_attempts=3) is CodeAttempt.MISMATCH
+        just_before = T0 + _WINDOW - _US
+        self._put(codes, _OTHER, now=just_before)
+        assert codes.attempt(_PHONE, _OTHER, now=just_before, max_attempts=3) is (
+            CodeAttempt.EXHAUSTED
+        )
+        self._put(codes, _OTHER, now=T0 + _WINDOW)
+        assert codes.attempt(_PHONE, _OTHER, now=T0 + _WINDOW, max_attempts=3) is CodeAttempt.OK
+
+    def test_window_does_not_slide(self, codes: OneTimeCodeStore) -> None:
+        """Failures late in the window do not extend it."""
+        self._put(codes, _CODE, ttl=_WINDOW * 3)
+        assert codes.attempt(_PHONE, _WRONG, now=T0, max_attempts=2) is CodeAttempt.MISMATCH
+        late = T0 + _WINDOW - _US
+        assert codes.attempt(_PHONE, _WRONG, now=late, max_attempts=2) is CodeAttempt.MISMATCH
+        assert codes.attempt(_PHONE, _WRONG, now=T0 + _WINDOW, max_attempts=2) is (
+            CodeAttempt.MISMATCH
+        )
+        assert codes.attempt(_PHONE, _CODE, now=T0 + _WINDOW, max_attempts=2) is CodeAttempt.OK
+
+    def test_success_resets_the_count(self, codes: OneTimeCodeStore) -> None:
+        """After OK the next code starts with a fresh count."""
+        self._put(codes, _CODE)
+        for _ in range(2):
+            codes.attempt(_PHONE, _WRONG, now=T0, max_attempts=3)
+        assert codes.attempt(_PHONE, _CODE, now=T0, max_attempts=3) is CodeAttempt.OK
+        self._put(codes, _OTHER)
+        for _ in range(2):
+            codes.attempt(_PHONE, _WRONG, now=T0, max_attempts=3)
+        assert codes.attempt(_PHONE, _OTHER, now=T0, max_attempts=3) is CodeAttempt.OK
+
+    def test_code_keys_are_separate(self, codes: OneTimeCodeStore) -> None:
+        """Codes and counters of different keys never mix."""
+        self._put(codes, _CODE, key="+77010000001")
+        self._put(codes, _OTHER, key="+77010000002")
+        assert codes.attempt("+77010000001", _WRONG, now=T0, max_attempts=1) is (
+            CodeAttempt.MISMATCH
+        )
+        assert codes.attempt("+77010000002", _CODE, now=T0, max_attempts=5) is (
+            CodeAttempt.MISMATCH
+        )
+        assert codes.attempt("+77010000002", _OTHER, now=T0, max_attempts=5) is CodeAttempt.OK
+
+    def test_put_rejects_bad_arguments(self, codes: OneTimeCodeStore) -> None:
+        """Dead-on-arrival expiry, non-positive window, bad hash or key, naive time: refused."""
+        with pytest.raises(ValueError, match="expires_at"):
+            codes.put(_PHONE, _CODE, expires_at=T0, now=T0, failure_window=_WINDOW)
+        with pytest.raises(ValueError, match="failure_window"):
+            codes.put(_PHONE, _CODE, expires_at=T0 + _HOUR, now=T0, failure_window=timedelta(0))
+        with pytest.raises(ValueError, match="code_hash"):
+            codes.put(_PHONE, b"", expires_at=T0 + _HOUR, now=T0, failure_window=_WINDOW)
+        with pytest.raises(TypeError):
+            codes.put(_PHONE, "123456", expires_at=T0 + _HOUR, now=T0, failure_window=_WINDOW)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="key"):
+            codes.put("", _CODE, expires_at=T0 + _HOUR, now=T0, failure_window=_WINDOW)
+        with pytest.raises(TypeError):
+            codes.put(None, _CODE, expires_at=T0 + _HOUR, now=T0, failure_window=_WINDOW)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="aware"):
+            codes.put(_PHONE, _CODE, expires_at=T0 + _HOUR, now=_NAIVE, failure_window=_WINDOW)
+        with pytest.raises(ValueError, match="aware"):
+            codes.put(_PHONE, _CODE, expires_at=_NAIVE, now=T0, failure_window=_WINDOW)
+        assert codes.attempt(_PHONE, _CODE, now=T0, max_attempts=5) is CodeAttempt.MISSING
+
+    def test_attempt_rejects_bad_arguments(self, codes: OneTimeCodeStore) -> None:
+        """max_attempts below 1, bad hash or key, naive time: refused, nothing counted."""
+        self._put(codes)
+        with pytest.raises(ValueError, match="max_attempts"):
+            codes.attempt(_PHONE, _CODE, now=T0, max_attempts=0)
+        with pytest.raises(TypeError):
+            codes.attempt(_PHONE, "123456", now=T0, max_attempts=5)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="key"):
+            codes.attempt("x" * 257, _CODE, now=T0, max_attempts=5)
+        with pytest.raises(ValueError, match="aware"):
+            codes.attempt(_PHONE, _CODE, now=_NAIVE, max_attempts=5)
+        assert codes.attempt(_PHONE, _WRONG, now=T0, max_attempts=1) is CodeAttempt.MISMATCH
+
+    def test_racing_right_codes(self, codes: OneTimeCodeStore) -> None:
+        """32 threads submitting the right code at once: exactly one OK, the rest MISSING."""
+        self._put(codes)
+        results = _race(_THREADS, lambda _: codes.attempt(_PHONE, _CODE, now=T0, max_attempts=100))
+        assert Counter(results) == Counter({CodeAttempt.OK: 1, CodeAttempt.MISSING: 31})
+
+    def test_racing_wrong_codes(self, codes: OneTimeCodeStore) -> None:
+        """32 racing wrong codes with max 5: exactly 5 MISMATCH, 1 EXHAUSTED, 26 MISSING."""
+        self._put(codes)
+        results = _race(_THREADS, lambda _: codes.attempt(_PHONE, _WRONG, now=T0, max_attempts=5))
+        assert Counter(results) == Counter(
+            {CodeAttempt.MISMATCH: 5, CodeAttempt.EXHAUSTED: 1, CodeAttempt.MISSING: 26}
+        )
+
+
+_SECOND = timedelta(seconds=1)
+_TEN = timedelta(seconds=10)
+
+
+class RateLimiterContract:
+    """The contract of :class:`~kaspi_identity.storage.RateLimiter`.
+
+    Define ``make_rate_limiter()`` returning an empty limiter, or override the
+    ``rate_limiter`` fixture.
+    """
+
+    def make_rate_limiter(self) -> RateLimiter:
+        """Return a new, empty rate limiter (override this or the ``rate_limiter`` fixture)."""
+        raise NotImplementedError("define make_rate_limiter() or override the rate_limiter fixture")
+
+    @pytest.fixture
+    def rate_limiter(self) -> RateLimiter:
+        """Return the rate limiter under test."""
+        return self.make_rate_limiter()
+
+    def test_limit_then_denied(self, rate_limiter: RateLimiter) -> None:
+        """Exactly ``limit`` hits are allowed; the next is denied with the window's rest."""
+        for _ in range(3):
+            result = rate_limiter.hit("ip:1", limit=3, window=_TEN, now=T0)
+            assert (result.allowed, result.retry_after) == (True, timedelta(0))
+        result = rate_limiter.hit("ip:1", limit=3, window=_TEN, now=T0)
+        assert (result.allowed, result.retry_after) == (False, _TEN)
+
+    def test_retry_after_counts_down(self, rate_limiter: RateLimiter) -> None:
+        """retry_after is the time left in the window, measured from the first hit."""
+        rate_limiter.hit("ip:1", limit=1, window=_TEN, now=T0)
+        result = rate_limiter.hit("ip:1", limit=1, window=_TEN, now=T0 + 4 * _SECOND)
+        assert (result.allowed, result.retry_after) == (False, 6 * _SECOND)
+
+    def test_window_boundary(self, rate_limiter: RateLimiter) -> None:
+        """One microsecond before the window ends: denied (1 µs to wait); at the end: allowed."""
+        rate_limiter.hit("ip:1", limit=1, window=_TEN, now=T0)
+        result = rate_limiter.hit("ip:1", limit=1, window=_TEN, now=T0 + _TEN - _US)
+        assert (result.allowed, result.retry_after) == (False, _US)
+        result = rate_limiter.hit("ip:1", limit=1, window=_TEN, now=T0 + _TEN)
+        assert (result.allowed, result.retry_after) == (True, timedelta(0))
+
+    def test_denied_hits_do_not_extend_the_window(self, rate_limiter: RateLimiter) -> None:
+        """Knocking every second while denied does not push the window's end."""
+        rate_limiter.hit("ip:1", limit=1, window=_TEN, now=T0)
+        for second in range(1, 10):
+            result = rate_limiter.hit("ip:1", limit=1, window=_TEN, now=T0 + second * _SECOND)
+            assert not result.allowed
+        assert rate_limiter.hit("ip:1", limit=1, window=_TEN, now=T0 + _TEN).allowed
+
+    def test_new_window_opens_at_the_next_hit(self, rate_limiter: RateLimiter) -> None:
+        """After a window ends the next hit opens a new one starting at that hit."""
+        rate_limiter.hit("ip:1", limit=1, window=_TEN, now=T0)
+        start = T0 + 13 * _SECOND
+        assert rate_limiter.hit("ip:1", limit=1, window=_TEN, now=start).allowed
+        result = rate_limiter.hit("ip:1", limit=1, window=_TEN, now=T0 + 2 * _TEN)
+        assert (result.allowed, result.retry_after) == (False, 3 * _SECOND)
+        assert rate_limiter.hit("ip:1", limit=1, window=_TEN, now=start + _TEN).allowed
+
+    def test_rate_limit_keys_are_separate(self, rate_limiter: RateLimiter) -> None:
+        """Hits on one key never count against another."""
+        assert rate_limiter.hit("ip:1", limit=1, window=_TEN, now=T0).allowed
+        assert rate_limiter.hit("ip:2", limit=1, window=_TEN, now=T0).allowed
+        assert not rate_limiter.hit("ip:1", limit=1, window=_TEN, now=T0).allowed
+
+    def test_rate_limit_bad_arguments(self, rate_limiter: RateLimiter) -> None:
+        """A limit below 1, a non-positive window, bad key, naive time: refused, not counted."""
+        with pytest.raises(ValueError, match="limit"):
+            rate_limiter.hit("ip:1", limit=0, window=_TEN, now=T0)
+        with pytest.raises(TypeError):
+            rate_limiter.hit("ip:1", limit=True, window=_TEN, now=T0)
+        with pytest.raises(ValueError, match="window"):
+            rate_limiter.hit("ip:1", limit=1, window=timedelta(0), now=T0)
+        with pytest.raises(ValueError, match="window"):
+            rate_limiter.hit("ip:1", limit=1, window=-_TEN, now=T0)
+        with pytest.raises(TypeError):
+            rate_limiter.hit("ip:1", limit=1, window=10, now=T0)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="key"):
+            rate_limiter.hit("", limit=1, window=_TEN, now=T0)
+        with pytest.raises(TypeError):
+            rate_limiter.hit(None, limit=1, window=_TEN, now=T0)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="aware"):
+            rate_limiter.hit("ip:1", limit=1, window=_TEN, now=_NAIVE)
+        assert rate_limiter.hit("ip:1", limit=1, window=_TEN, now=T0).allowed
+
+    def test_racing_hits(self, rate_limiter: RateLimiter) -> None:
+        """32 threads hitting a limit of 10 at once: exactly 10 allowed."""
+        results = _race(_THREADS, lambda _: rate_limiter.hit("ip:1", limit=10, window=_TEN, now=T0))
+        assert [r.allowed for r in results].count(True) == 10
+        assert all(r.retry_after == _TEN for r in results if not r.allowed)
+
+
+class StorageContract(
+    AccountStoreContract,
+    PasswordHistoryStoreContract,
+    TokenLedgerContract,
+    OneTimeCodeStoreContract,
+    RateLimiterContract,
+):
+    """Every contract against the components of one :class:`~kaspi_identity.storage.Storage`.
+
+    Define ``make_storage()`` returning a fresh, empty bundle, or override the ``storage``
+    fixture (for example to close it afterwards).
+    """
+
+    def make_storage(self) -> Storage:
+        """Return a new, empty storage bundle (override this or the ``storage`` fixture)."""
+        raise NotImplementedError("define make_storage() or override the storage fixture")
+
+    @pytest.fixture
+    def storage(self) -> Iterator[Storage]:
+        """Yield the storage bundle under test, and close it afterwards."""
+        with self.make_storage() as storage:
+            yield storage
+
+    @pytest.fixture
+    def accounts(self, storage: Storage) -> AccountStore:
+        """Return the bundle's account store."""
+        return storage.accounts
+
+    @pytest.fixture
+    def history(self, storage: Storage) -> PasswordHistoryStore:
+        """Return the bundle's password history store."""
+        return storage.history
+
+    @pytest.fixture
+    def ledger(self, storage: Storage) -> TokenLedger:
+        """Return the bundle's token ledger."""
+        return storage.tokens
+
+    @pytest.fixture
+    def codes(self, storage: Storage) -> OneTimeCodeStore:
+        """Return the bundle's one-time code store."""
+        return storage.codes
+
+    @pytest.fixture
+    def rate_limiter(self, storage: Storage) -> RateLimiter:
+        """Return the bundle's rate limiter."""
+        return storage.rate_limits

@@ -1,0 +1,267 @@
+"""A Hypothesis state machine that checks a storage implementation agrees with memory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from typing import TypeVar
+
+import pytest
+from hypothesis import assume
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    multiple,
+    rule,
+)
+
+from kaspi_identity._errors import AccountNotFoundError, DuplicateAccountError
+from kaspi_identity.storage import Account, HistoryEntry, NewAccount, Storage
+from kaspi_identity.storage.memory import memory_storage
+
+__all__ = ["make_comparison_machine"]
+
+_T = TypeVar("_T")
+_START = datetime(2025, 1, 1, tzinfo=timezone.utc)
+_US = timedelta(microseconds=1)
+
+_USERNAMES = st.sampled_from([None, "aliya", "Aliya", "ALIYA", "bolat", "Айгерим", "айгерим"])
+_EMAILS = st.sampled_from([None, "a@example.kz", "A@Example.KZ", "b@example.kz"])
+_PHONES = st.sampled_from([None, "+77010000001", "+77010000002"])
+_HASHES = st.sampled_from(["hash-1", "hash-2", "hash-3"])
+_SECOND, _MINUTE, _HOUR = timedelta(seconds=1), timedelta(minutes=1), timedelta(hours=1)
+_STEPS = st.sampled_from([timedelta(0), _US, _SECOND, _MINUTE, 10 * _MINUTE, _HOUR, 24 * _HOUR])
+_OFFSETS = st.sampled_from([-_SECOND, timedelta(0), _US, _SECOND, 5 * _MINUTE, _HOUR])
+# One (limit, window) per key, as the RateLimiter protocol asks of its callers.
+_LIMITS = {"ip:1": (2, timedelta(seconds=1)), "ip:2": (3, timedelta(minutes=1))}
+
+
+def _outcome(call: Callable[[], _T]) -> tuple[str, _T | str]:
+    """Run ``call``; describe an expected storage error instead of raising it."""
+    try:
+        return "ok", call()
+    except DuplicateAccountError as exc:
+        return "duplicate", exc.field
+    except AccountNotFoundError:
+        return "not found", ""
+
+
+def make_comparison_machine(
+    candidate: Callable[[], Storage],
+    *,
+    reference: Callable[[], Storage] = memory_storage,
+) -> type[RuleBasedStateMachine]:
+    """Return a state machine class that runs random operations against two storages.
+
+    Each run builds a fresh ``candidate()`` and ``reference()`` (the in-memory adapters by
+    default), applies the same random sequence of calls on all five protocols to both, with
+    a clock that only moves forward, and fails as soon as their answers differ (account
+    ids, which each store picks itself, are mapped between the two). Both storages are
+    closed at the end of each run.
+
+    Run it with ``make_comparison_machine(factory).TestCase`` in a test module, or inside a
+    test function (which can use fixtures) with
+    :func:`hypothesis.stateful.run_state_machine_as_test`.
+    """
+
+    class StorageComparisonMachine(RuleBasedStateMachine):
+        """Random operation sequences against a candidate storage and a reference."""
+
+        accounts = Bundle("accounts")
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.reference = reference()
+            self.candidate = candidate()
+            self.now = _START
+            # candidate account id -> reference account id
+            self.ids: dict[str, str] = {}
+            self.token_expiry: dict[str, datetime] = {}
+
+        def teardown(self) -> None:
+            try:
+                self.candidate.close()
+            finally:
+                self.reference.close()
+
+        def _same_account(self, expected: Account | None, actual: Account | None) -> None:
+            if expected is None or actual is None:
+                assert expected is None
+                assert actual is None
+                return
+            assert self.ids.get(actual.id) == expected.id
+            assert replace(actual, id=expected.id) == expected
+
+        @rule(step=_STEPS)
+        def advance_clock(self, step: timedelta) -> None:
+            self.now += step
+
+        @rule(
+            target=accounts,
+            username=_USERNAMES,
+            email=_EMAILS,
+            phone=_PHONES,
+            password_hash=st.none() | _HASHES,
+            confirmed=st.booleans(),
+            language=st.sampled_from(["en", "ru", "kk"]),
+        )
+        def create(
+            self,
+            username: str | None,
+            email: str | None,
+            phone: str | None,
+            password_hash: str | None,
+            confirmed: bool,
+            language: str,
+        ) -> object:
+            assume(username is not None or email is not None or phone is not None)
+            new = NewAccount(
+                username=username,
+                email=email,
+                phone=phone,
+                password_hash=password_hash,
+                email_confirmed=confirmed,
+                language=language,
+            )
+            kind, expected = _outcome(lambda: self.reference.accounts.create(new, now=self.now))
+            actual_kind, actual = _outcome(
+                lambda: self.candidate.accounts.create(new, now=self.now)
+            )
+            assert actual_kind == kind
+            if kind != "ok":
+                assert actual == expected
+                return multiple()
+            assert isinstance(expected, Account)
+            assert isinstance(actual, Account)
+            assert actual.id not in self.ids
+            self.ids[actual.id] = expected.id
+            self._same_account(expected, actual)
+            return (expected.id, actual.id)
+
+        @rule(pair=accounts)
+        def get(self, pair: tuple[str, str]) -> None:
+            self._same_account(
+                self.reference.accounts.get(pair[0]), self.candidate.accounts.get(pair[1])
+            )
+
+        @rule(unknown=st.sampled_from(["", "no-such-id", "0" * 32]))
+        def get_unknown(self, unknown: str) -> None:
+            assert self.reference.accounts.get(unknown) is None
+            assert self.candidate.accounts.get(unknown) is None
+
+        @rule(
+            kind_value=st.one_of(
+                st.tuples(st.just("username"), _USERNAMES.filter(bool)),
+                st.tuples(st.just("email"), _EMAILS.filter(bool)),
+                st.tuples(st.just("phone"), _PHONES.filter(bool)),
+            )
+        )
+        def find_by_login(self, kind_value: tuple[str, str]) -> None:
+            kind, value = kind_value
+            expected = self.reference.accounts.find_by_login(kind, value)  # type: ignore[arg-type]
+            actual = self.candidate.accounts.find_by_login(kind, value)  # type: ignore[arg-type]
+            self._same_account(expected, actual)
+
+        @rule(pair=accounts, expected=st.none() | _HASHES, new=_HASHES)
+        def set_password_hash(self, pair: tuple[str, str], expected: str | None, new: str) -> None:
+            won = self.reference.accounts.set_password_hash(pair[0], expected=expected, new=new)
+            assert (
+                self.candidate.accounts.set_password_hash(pair[1], expected=expected, new=new)
+                is won
+            )
+
+        @rule(pair=accounts, email=_EMAILS.filter(bool), confirmed=st.booleans())
+        def set_email(self, pair: tuple[str, str], email: str, confirmed: bool) -> None:
+            expected = _outcome(
+                lambda: self.reference.accounts.set_email(pair[0], email, confirmed=confirmed)
+            )
+            actual = _outcome(
+                lambda: self.candidate.accounts.set_email(pair[1], email, confirmed=confirmed)
+            )
+            assert actual == expected
+
+        @rule(pair=accounts)
+        def mark_email_confirmed(self, pair: tuple[str, str]) -> None:
+            self.reference.accounts.mark_email_confirmed(pair[0], now=self.now)
+            self.candidate.accounts.mark_email_confirmed(pair[1], now=self.now)
+
+        @rule(pair=accounts)
+        def record_login_failure(self, pair: tuple[str, str]) -> None:
+            expected = self.reference.accounts.record_login_failure(pair[0], now=self.now)
+            assert self.candidate.accounts.record_login_failure(pair[1], now=self.now) == expected
+
+        @rule(pair=accounts)
+        def record_login_success(self, pair: tuple[str, str]) -> None:
+            self.reference.accounts.record_login_success(pair[0], now=self.now)
+            self.candidate.accounts.record_login_success(pair[1], now=self.now)
+
+        @rule(unknown=st.sampled_from(["no-such-id", "0" * 32]))
+        def update_unknown_account(self, unknown: str) -> None:
+            for accounts in (self.reference.accounts, self.candidate.accounts):
+                with pytest.raises(AccountNotFoundError):
+                    accounts.record_login_failure(unknown, now=self.now)
+                assert accounts.set_password_hash(unknown, expected=None, new="h") is False
+
+        @rule(
+            account=st.sampled_from(["acct-1", "acct-2"]),
+            password_hash=_HASHES,
+            fingerprint=st.sampled_from([b"", b"\x00", b"fp-1", bytes(range(32))]),
+            keep=st.integers(1, 4),
+        )
+        def history_append(
+            self, account: str, password_hash: str, fingerprint: bytes, keep: int
+        ) -> None:
+            entry = HistoryEntry(
+                password_hash=password_hash, fingerprint=fingerprint, created_at=self.now
+            )
+            self.reference.history.append(account, entry, keep=keep)
+            self.candidate.history.append(account, entry, keep=keep)
+
+        @rule(account=st.sampled_from(["acct-1", "acct-2"]), limit=st.integers(1, 5))
+        def history_recent(self, account: str, limit: int) -> None:
+            expected = self.reference.history.recent(account, limit)
+            assert self.candidate.history.recent(account, limit) == expected
+
+        @rule(token=st.sampled_from([f"tok-{i}" for i in range(6)]), offset=_OFFSETS)
+        def consume(self, token: str, offset: timedelta) -> None:
+            # The same id always comes with the same expiry, as the protocol asks.
+            expires_at = self.token_expiry.setdefault(token, self.now + offset)
+            expected = self.reference.tokens.consume(token, expires_at, now=self.now)
+            assert self.candidate.tokens.consume(token, expires_at, now=self.now) is expected
+
+        @rule(
+            key=st.sampled_from(["+77010000001", "+77010000002"]),
+            code=st.sampled_from([b"code-1", b"code-2"]),
+            ttl=st.sampled_from([_US, timedelta(seconds=1), timedelta(minutes=5)]),
+            window=st.sampled_from([timedelta(seconds=1), timedelta(minutes=10)]),
+        )
+        def code_put(self, key: str, code: bytes, ttl: timedelta, window: timedelta) -> None:
+            for storage in (self.reference, self.candidate):
+                storage.codes.put(
+                    key, code, expires_at=self.now + ttl, now=self.now, failure_window=window
+                )
+
+        @rule(
+            key=st.sampled_from(["+77010000001", "+77010000002"]),
+            code=st.sampled_from([b"code-1", b"code-2"]),
+            max_attempts=st.integers(1, 3),
+        )
+        def code_attempt(self, key: str, code: bytes, max_attempts: int) -> None:
+            expected = self.reference.codes.attempt(
+                key, code, now=self.now, max_attempts=max_attempts
+            )
+            actual = self.candidate.codes.attempt(
+                key, code, now=self.now, max_attempts=max_attempts
+            )
+            assert actual is expected
+
+        @rule(key=st.sampled_from(sorted(_LIMITS)))
+        def hit(self, key: str) -> None:
+            limit, window = _LIMITS[key]
+            expected = self.reference.rate_limits.hit(key, limit=limit, window=window, now=self.now)
+            actual = self.candidate.rate_limits.hit(key, limit=limit, window=window, now=self.now)
+            assert actual == expected
+
+    return StorageComparisonMachine
