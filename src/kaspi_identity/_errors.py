@@ -92,7 +92,7 @@ class StorageError(KaspiIdentityError):
 
 
 class CorruptRecordError(StorageError, ValueError):
-    """A stored record holds data that cannot be interpreted (garbage, truncated, unknown format)."""
+    """A stored record holds data that cannot be read (garbage, truncated, unknown format)."""
 
 
 class DuplicateAccountError(StorageError, ValueError):

@@ -43,7 +43,7 @@ PRESET_NAMES: Final[tuple[str, ...]] = tuple(PRESETS)
 _ALPHABET_NAMES: Final = ("any", "ascii", "latin_alnum")
 _DEFAULT_SPECIAL: Final = string.punctuation
 # A few familiar special characters to show in messages, in the order users expect them.
-_EXAMPLE_SPECIAL: Final = "%$@&*#^!."
+_EXAMPLE_SPECIAL: Final = "%$@&*#^!"
 # NFKC never merges more than four code points into one, so input longer than four times the
 # limit is too long whatever its normal form; it is rejected before normalisation runs.
 _NFKC_MAX_SHRINK: Final = 4
@@ -71,7 +71,9 @@ class _Checker:
     def bad(self, key: str, reason: str) -> None:
         self.errors.setdefault(key, reason)
 
-    def optional_int(self, key: str, value: object, *, low: int, high: int | None = None) -> int | None:
+    def optional_int(
+        self, key: str, value: object, *, low: int, high: int | None = None
+    ) -> int | None:
         if _off(value):
             return None
         if not _is_int(value):
@@ -155,7 +157,9 @@ class PasswordPolicy:
     # -- construction ---------------------------------------------------------------------
 
     @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any], *, base_dir: str | os.PathLike[str] | None = None) -> PasswordPolicy:
+    def from_mapping(
+        cls, mapping: Mapping[str, Any], *, base_dir: str | os.PathLike[str] | None = None
+    ) -> PasswordPolicy:
         """Build a policy from a mapping of config keys (e.g. parsed JSON, TOML or YAML).
 
         Keys left out keep their defaults. A relative ``blocklist`` path is resolved against
@@ -178,7 +182,11 @@ class PasswordPolicy:
             hint = f"{key} → {near[0]}?" if near else f"known keys: {', '.join(CONFIG_KEYS)}"
             errors[str(key)] = f"unknown key ({hint})"
         blocklist = known.get("blocklist")
-        if base_dir is not None and isinstance(blocklist, str | os.PathLike) and not isinstance(blocklist, bool):
+        if (
+            base_dir is not None
+            and isinstance(blocklist, str | os.PathLike)
+            and not isinstance(blocklist, bool)
+        ):
             known["blocklist"] = str(Path(base_dir, blocklist))
         if errors:
             _, value_errors = _validate({**_defaults(), **known})
@@ -294,7 +302,10 @@ class PasswordPolicy:
             UnknownLanguageError: ``lang`` has no catalog.
         """
         catalog = get_catalog(lang)
-        return [catalog.message(key, count=count, **params) for key, count, params in self._requirements()]
+        return [
+            catalog.message(key, count=count, **params)
+            for key, count, params in self._requirements()
+        ]
 
     # -- internals ------------------------------------------------------------------------
 
@@ -319,7 +330,7 @@ class PasswordPolicy:
     def _special_examples(self) -> str:
         chars = [c for c in _EXAMPLE_SPECIAL if c in self.special_characters]
         chars += [c for c in self.special_characters if c not in chars]
-        return " ".join(chars[:9])
+        return " ".join(chars[:8])
 
     def _allowed(self) -> frozenset[str] | None:
         return None if self.alphabet in _ALPHABET_NAMES else frozenset(self.alphabet)
@@ -410,7 +421,7 @@ class PasswordPolicy:
                         return None
                     chars[i] = rng.choice(others)
         text = "".join(chars)
-        return text if not self.check(text) is None else None
+        return text if self.check(text) is not None else None
 
     def _satisfiability(self) -> dict[str, str]:
         """Explain why no password could pass, or return no errors."""
@@ -418,7 +429,9 @@ class PasswordPolicy:
         pools = self._class_pools()
         for name in self.require:
             if not pools[name]:
-                errors["require"] = f"{name!r} is required but the alphabet allows no such character"
+                errors["require"] = (
+                    f"{name!r} is required but the alphabet allows no such character"
+                )
         available = sum(1 for pool in pools.values() if pool)
         if self.min_classes is not None and self.min_classes > available:
             errors["min_classes"] = (
@@ -452,7 +465,9 @@ class PasswordPolicy:
         return errors
 
 
-CONFIG_KEYS: Final[tuple[str, ...]] = tuple(f.name for f in fields(PasswordPolicy) if not f.name.startswith("_"))
+CONFIG_KEYS: Final[tuple[str, ...]] = tuple(
+    f.name for f in fields(PasswordPolicy) if not f.name.startswith("_")
+)
 
 
 def _defaults() -> dict[str, Any]:
@@ -506,7 +521,9 @@ def _validate(values: Mapping[str, object]) -> tuple[dict[str, Any], dict[str, s
     elif alphabet not in _ALPHABET_NAMES:
         near = difflib.get_close_matches(alphabet, _ALPHABET_NAMES, n=1, cutoff=0.75)
         if near:
-            c.bad("alphabet", f"{alphabet} → {near[0]}? (an explicit alphabet needs more characters)")
+            c.bad(
+                "alphabet", f"{alphabet} → {near[0]}? (an explicit alphabet needs more characters)"
+            )
         elif _has_control(alphabet):
             c.bad("alphabet", "must not contain control characters")
         elif unicodedata.normalize("NFKC", alphabet) != alphabet:

@@ -105,17 +105,13 @@ class Violation:
 
 @dataclass(frozen=True, slots=True)
 class Hint:
-    """Advice shown next to the violations, never a reason to reject on its own.
+    """Advice shown after the violations, never a reason to reject on its own.
 
     The only hint so far is ``"keyboard_layout"``: the password holds Cyrillic letters where
     the policy wants Latin ones, so the keyboard layout is probably switched.
     """
 
     code: str
-    params: Mapping[str, object] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "params", _frozen(self.params))
 
     def message(self, lang: str = "en") -> str:
         """Render this hint in ``lang``.
@@ -123,10 +119,7 @@ class Hint:
         Raises:
             UnknownLanguageError: ``lang`` has no catalog.
         """
-        return render(f"hint.{self.code}", lang, **self.params)
-
-    def __repr__(self) -> str:
-        return f"Hint({self.code!r})"
+        return render(f"hint.{self.code}", lang)
 
 
 @dataclass(frozen=True, slots=True)

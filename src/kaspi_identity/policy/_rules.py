@@ -14,10 +14,8 @@ from typing import Final, Protocol
 
 from kaspi_identity.policy._result import Hint, Violation
 from kaspi_identity.policy._text import (
-    ASCII_PRINTABLE,
     CYRILLIC,
     DIGITS,
-    LATIN_ALNUM,
     LOWER,
     UPPER,
     from_russian_layout,
@@ -133,7 +131,7 @@ def _has_control(password: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Alphabet:
-    """``disallowed_character``: control characters and lone surrogates always; others by alphabet."""
+    """``disallowed_character``: control characters and surrogates always, then the alphabet."""
 
     alphabet: str  # "any", "ascii", "latin_alnum" or the explicit allowed characters
     allowed: frozenset[str] | None
@@ -220,7 +218,7 @@ class MaxRepeat:
     @classmethod
     def make(cls, max_repeat: int) -> MaxRepeat:
         """Build the rule with its run-detecting pattern."""
-        return cls(max_repeat, re.compile(r"(.)\1{%d}" % max_repeat, re.DOTALL))
+        return cls(max_repeat, re.compile(rf"(.)\1{{{max_repeat}}}", re.DOTALL))
 
     def check(self, ctx: Context) -> None:
         if self.pattern.search(ctx.password):
@@ -292,9 +290,7 @@ class Blocklist:
     def check(self, ctx: Context) -> None:
         words = self.load()
         folded = ctx.folded
-        if folded in words or (
-            CYRILLIC.search(folded) and from_russian_layout(folded) in words
-        ):
+        if folded in words or (CYRILLIC.search(folded) and from_russian_layout(folded) in words):
             ctx.add("too_common")
 
     def requirements(self) -> Iterator[Requirement]:
