@@ -264,7 +264,7 @@ class TestCorruptRows:
                 storage.accounts.get(account_id)
             assert SECRET_HASH not in str(caught.value)
             with pytest.raises(CorruptRecordError):
-                storage.accounts.find_by_login("phone", "+77011234567")
+                storage.accounts.find_by_login("username", "aliya")
 
     def test_bad_failure_count_is_not_overwritten(self, tmp_path: Path) -> None:
         """record_login_failure() on a garbage count raises and leaves the row as it was."""

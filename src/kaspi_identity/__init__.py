@@ -1,1 +1,75 @@
-"""kaspi-identity: password rules, argon2id hashing and account recovery for portals."""
+"""kaspi-identity: password rules, argon2id hashing and account recovery for portals.
+
+The names here are the public surface; subpackages ``kaspi_identity.i18n``,
+``kaspi_identity.storage`` and ``kaspi_identity.testing`` have their own. Nothing is imported
+from an underscore module by users.
+"""
+
+from __future__ import annotations
+
+from kaspi_identity._errors import (
+    AccountNotFoundError,
+    CorruptRecordError,
+    DuplicateAccountError,
+    HashingError,
+    InvalidHashError,
+    InvalidPasswordError,
+    KaspiIdentityError,
+    PasswordMismatchError,
+    PolicyConfigError,
+    StorageError,
+    UnknownLanguageError,
+)
+from kaspi_identity.hashing import (
+    OWASP_MINIMUM,
+    PROFILES,
+    RFC_9106_LOW_MEMORY,
+    TESTS_ONLY,
+    HashProfile,
+    PasswordHasher,
+    calibrate,
+)
+from kaspi_identity.i18n import CatalogError
+from kaspi_identity.policy import (
+    CONFIG_KEYS,
+    PRESET_NAMES,
+    VIOLATION_CODES,
+    Hint,
+    PasswordPolicy,
+    PolicyResult,
+    UserInfo,
+    Violation,
+)
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "CONFIG_KEYS",
+    "OWASP_MINIMUM",
+    "PRESET_NAMES",
+    "PROFILES",
+    "RFC_9106_LOW_MEMORY",
+    "TESTS_ONLY",
+    "VIOLATION_CODES",
+    "AccountNotFoundError",
+    "CatalogError",
+    "CorruptRecordError",
+    "DuplicateAccountError",
+    "HashProfile",
+    "HashingError",
+    "Hint",
+    "InvalidHashError",
+    "InvalidPasswordError",
+    "KaspiIdentityError",
+    "PasswordHasher",
+    "PasswordMismatchError",
+    "PasswordPolicy",
+    "PolicyConfigError",
+    "PolicyResult",
+    "StorageError",
+    "UnknownLanguageError",
+    "UserInfo",
+    "Violation",
+    "__version__",
+    "calibrate",
+]

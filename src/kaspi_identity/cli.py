@@ -1,0 +1,189 @@
+"""The ``kaspi-identity`` command: check, describe, hash, calibrate.
+
+Exit status: 0 success (password accepted), 1 password rejected or mismatch, 2 usage or
+configuration error. Passwords are read from a prompt without echo, or from standard input
+when it is not a terminal (one password per line); they are never taken as arguments, which
+would leave them in shell history and the process list.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from kaspi_identity._errors import KaspiIdentityError, PolicyConfigError
+from kaspi_identity.hashing import PROFILES, PasswordHasher, calibrate
+from kaspi_identity.i18n import SUPPORTED_LANGUAGES, render
+from kaspi_identity.policy import PRESET_NAMES, PasswordPolicy, UserInfo
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_REJECTED = 1
+EXIT_USAGE = 2
+
+
+class _UsageError(Exception):
+    """A problem with the command line or its input (exit status 2)."""
+
+
+def _add_policy_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--preset", choices=PRESET_NAMES, help="a named policy")
+    group.add_argument("--policy", metavar="FILE", help="a TOML policy file ([password] table)")
+    parser.add_argument(
+        "--lang", default="en", choices=SUPPORTED_LANGUAGES, help="message language (default: en)"
+    )
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kaspi-identity",
+        description="Password policy, hashing and recovery toolkit.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser(
+        "check", help="check a password against a policy (read from a prompt or stdin)"
+    )
+    _add_policy_options(check)
+    check.add_argument("--username", help="the user's login name (personal-info rule)")
+    check.add_argument("--email", help="the user's e-mail address (personal-info rule)")
+    check.add_argument("--phone", help="the user's phone number (personal-info rule)")
+    check.add_argument(
+        "--name", action="append", default=[], help="a name of the user (repeatable)"
+    )
+
+    describe = commands.add_parser("describe", help="print a policy's requirements")
+    _add_policy_options(describe)
+
+    hash_ = commands.add_parser("hash", help="hash a password with argon2id")
+    hash_.add_argument(
+        "--profile",
+        default="owasp-minimum",
+        choices=sorted(PROFILES),
+        help="argon2id parameter profile (default: owasp-minimum)",
+    )
+
+    cal = commands.add_parser("calibrate", help="pick argon2id parameters for a target time")
+    cal.add_argument(
+        "--target-ms", type=float, default=500.0, help="target hash time in milliseconds"
+    )
+    cal.add_argument(
+        "--memory-kib", type=int, default=19456, help="memory per hash in KiB (default 19456)"
+    )
+    cal.add_argument("--parallelism", type=int, default=1, help="argon2 lanes (default 1)")
+    return parser
+
+
+def _load_policy(args: argparse.Namespace) -> PasswordPolicy:
+    if args.policy:
+        return PasswordPolicy.from_toml(args.policy)
+    if args.preset:
+        return PasswordPolicy.preset(args.preset)
+    return PasswordPolicy()
+
+
+def _read_secret(prompt: str, stdin: TextIO) -> str:
+    """One password: from a no-echo prompt on a terminal, else one line of ``stdin``."""
+    if stdin.isatty():
+        return getpass.getpass(prompt)
+    line = stdin.readline()
+    if not line:
+        raise _UsageError("no password on standard input")
+    return line[:-1] if line.endswith("\n") else line
+
+
+def _cmd_check(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
+    policy = _load_policy(args)
+    user = UserInfo(
+        username=args.username, email=args.email, phone=args.phone, names=tuple(args.name)
+    )
+    password = _read_secret("Password: ", stdin)
+    result = policy.check(password, user=user)
+    if result:
+        print(render("cli.accepted", args.lang), file=out)
+        return EXIT_OK
+    print(render("cli.rejected", args.lang), file=out)
+    for message in result.messages(args.lang):
+        print(f"  - {message}", file=out)
+    return EXIT_REJECTED
+
+
+def _cmd_describe(args: argparse.Namespace, out: TextIO) -> int:
+    policy = _load_policy(args)
+    print(render("cli.requirements", args.lang), file=out)
+    for line in policy.describe(args.lang):
+        print(f"  - {line}", file=out)
+    return EXIT_OK
+
+
+def _cmd_hash(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
+    hasher = PasswordHasher(PROFILES[args.profile])
+    password = _read_secret("Password: ", stdin)
+    if stdin.isatty() and getpass.getpass("Repeat: ") != password:
+        print("kaspi-identity: the passwords do not match", file=err)
+        return EXIT_REJECTED
+    print(hasher.hash(password), file=out)
+    return EXIT_OK
+
+
+def _cmd_calibrate(args: argparse.Namespace, out: TextIO) -> int:
+    if args.target_ms <= 0:
+        raise _UsageError("--target-ms must be positive")
+    try:
+        profile = calibrate(
+            args.target_ms / 1000, memory_cost=args.memory_kib, parallelism=args.parallelism
+        )
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    print(
+        f"time_cost={profile.time_cost} memory_cost={profile.memory_cost} "
+        f"parallelism={profile.parallelism}",
+        file=out,
+    )
+    return EXIT_OK
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    stdin: TextIO | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Run the command line; returns the exit status (0 ok, 1 rejected, 2 usage error).
+
+    ``stdin``/``stdout``/``stderr`` default to the process's streams (tests pass their own).
+    """
+    stdin = stdin if stdin is not None else sys.stdin
+    out = stdout if stdout is not None else sys.stdout
+    err = stderr if stderr is not None else sys.stderr
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        if args.command == "check":
+            return _cmd_check(args, stdin, out)
+        if args.command == "describe":
+            return _cmd_describe(args, out)
+        if args.command == "hash":
+            return _cmd_hash(args, stdin, out, err)
+        return _cmd_calibrate(args, out)
+    except (PolicyConfigError, _UsageError) as exc:
+        print(f"kaspi-identity: {exc}", file=err)
+        return EXIT_USAGE
+    except KaspiIdentityError as exc:
+        print(f"kaspi-identity: {exc}", file=err)
+        return EXIT_REJECTED
+    except UnicodeDecodeError:
+        print("kaspi-identity: standard input is not valid UTF-8", file=err)
+        return EXIT_USAGE
+    except (EOFError, KeyboardInterrupt):
+        print("", file=err)
+        return EXIT_USAGE
