@@ -284,10 +284,10 @@ class PasswordPolicy:
             raise TypeError(f"user must be UserInfo, not {type(user).__name__}")
         limit = self.max_length
         if limit is not None and len(password) > _NFKC_MAX_SHRINK * limit:
-            return self._too_long(password, confirmation)
+            return self._too_long(password, None, confirmation)
         normal = normalize_password(password)
         if limit is not None and len(normal) > limit:
-            return self._too_long(normal, confirmation)
+            return self._too_long(password, normal, confirmation)
         ctx = Context(normal, user)
         for rule in self._rules:
             rule.check(ctx)
@@ -318,14 +318,26 @@ class PasswordPolicy:
             normal.encode("utf-8", "surrogatepass"), other.encode("utf-8", "surrogatepass")
         )
 
-    def _too_long(self, password: str, confirmation: str | None) -> PolicyResult:
+    def _too_long(
+        self, password: str, normal: str | None, confirmation: str | None
+    ) -> PolicyResult:
         violations = [Violation("too_long", {"max_length": self.max_length})]
-        if confirmation is not None and not hmac.compare_digest(
-            password.encode("utf-8", "surrogatepass"),
-            normalize_password(confirmation[: len(password) + 1]).encode("utf-8", "surrogatepass"),
-        ):
+        if confirmation is not None and not self._same_too_long(password, normal, confirmation):
             violations.append(Violation("confirmation_mismatch"))
         return PolicyResult(tuple(violations))
+
+    def _same_too_long(self, password: str, normal: str | None, confirmation: str) -> bool:
+        """Whether an over-long password and its confirmation match, at bounded cost.
+
+        An exact retype always matches. Past four times the limit the password is never
+        normalised (that could cost 18 times its length), so there only an exact retype matches.
+        """
+        if hmac.compare_digest(
+            password.encode("utf-8", "surrogatepass"),
+            confirmation.encode("utf-8", "surrogatepass"),
+        ):
+            return True
+        return normal is not None and self._same(normal, confirmation)
 
     def _special_examples(self) -> str:
         chars = [c for c in _EXAMPLE_SPECIAL if c in self.special_characters]
