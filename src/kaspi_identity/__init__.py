@@ -29,6 +29,7 @@ from kaspi_identity.hashing import (
     PasswordHasher,
     calibrate,
 )
+from kaspi_identity.history import PasswordHistory
 from kaspi_identity.i18n import CatalogError
 from kaspi_identity.policy import (
     CONFIG_KEYS,
@@ -62,6 +63,7 @@ __all__ = [
     "InvalidPasswordError",
     "KaspiIdentityError",
     "PasswordHasher",
+    "PasswordHistory",
     "PasswordMismatchError",
     "PasswordPolicy",
     "PolicyConfigError",
