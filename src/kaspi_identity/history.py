@@ -71,10 +71,10 @@ def _skeletons(password: str) -> list[tuple[bytes, str]]:
                 chars[i] = _L33T[c]
     shape: list[str] = []
     for c in chars:
-        token = c if c.isalpha() else ("0" if c.isdigit() else "!")
-        if token in "0!" and shape and shape[-1] == token:
+        mark = c if c.isalpha() else ("0" if c.isdigit() else "!")
+        if mark in "0!" and shape and shape[-1] == mark:
             continue
-        shape.append(token)
+        shape.append(mark)
     letters = "".join(c for c in chars if c.isalpha())
     out: list[tuple[bytes, str]] = []
     if len(letters) >= _MIN_SHAPE_LETTERS:

@@ -36,6 +36,7 @@ _SECOND, _MINUTE, _HOUR = timedelta(seconds=1), timedelta(minutes=1), timedelta(
 _STEPS = st.sampled_from([timedelta(0), _US, _SECOND, _MINUTE, 10 * _MINUTE, _HOUR, 24 * _HOUR])
 _OFFSETS = st.sampled_from([-_SECOND, timedelta(0), _US, _SECOND, 5 * _MINUTE, _HOUR])
 _HISTORY_KEYS = ("acct-1", "acct-2")
+_CODES = (b"code-1", b"code-2")
 # One (limit, window) per key, as the RateLimiter protocol asks of its callers.
 _LIMITS = {"ip:1": (2, _SECOND), "ip:2": (3, _MINUTE)}
 # One attempt budget per key, as a service would use.
@@ -234,16 +235,23 @@ def make_comparison_machine(
             expected = self.reference.history.recent(account, limit)
             assert self.candidate.history.recent(account, limit) == expected
 
-        @rule(token=st.sampled_from(["tok-1", "tok-2", "tok-3"]), offset=_OFFSETS)
-        def consume(self, token: str, offset: timedelta) -> None:
-            # The same id always comes with the same expiry, as the protocol asks.
-            expires_at = self.token_expiry.setdefault(token, self.now + offset)
-            expected = self.reference.tokens.consume(token, expires_at, now=self.now)
-            assert self.candidate.tokens.consume(token, expires_at, now=self.now) is expected
+        # The rules below take a few calls per step, so that the sequences which matter
+        # (consume twice, fail then ask for a new code, hit past a limit) come up often.
+
+        @rule(
+            tokens=st.lists(st.sampled_from(["tok-1", "tok-2", "tok-3"]), min_size=1, max_size=3),
+            offset=_OFFSETS,
+        )
+        def consume(self, tokens: list[str], offset: timedelta) -> None:
+            for token in tokens:
+                # The same id always comes with the same expiry, as the protocol asks.
+                expires_at = self.token_expiry.setdefault(token, self.now + offset)
+                expected = self.reference.tokens.consume(token, expires_at, now=self.now)
+                assert self.candidate.tokens.consume(token, expires_at, now=self.now) is expected
 
         @rule(
             key=st.sampled_from(sorted(_MAX_ATTEMPTS)),
-            code=st.sampled_from([b"code-1", b"code-2"]),
+            code=st.sampled_from(_CODES),
             ttl=st.sampled_from([_US, _MINUTE, 5 * _MINUTE, _HOUR]),
             window=st.sampled_from([_SECOND, 10 * _MINUTE]),
         )
@@ -254,23 +262,26 @@ def make_comparison_machine(
                 )
 
         @rule(
-            key=st.sampled_from(sorted(_MAX_ATTEMPTS)), code=st.sampled_from([b"code-1", b"code-2"])
+            key=st.sampled_from(sorted(_MAX_ATTEMPTS)),
+            codes=st.lists(st.sampled_from(_CODES), min_size=1, max_size=4),
         )
-        def code_attempt(self, key: str, code: bytes) -> None:
-            max_attempts = _MAX_ATTEMPTS[key]
-            expected = self.reference.codes.attempt(
-                key, code, now=self.now, max_attempts=max_attempts
-            )
-            actual = self.candidate.codes.attempt(
-                key, code, now=self.now, max_attempts=max_attempts
-            )
-            assert actual is expected
+        def code_attempts(self, key: str, codes: list[bytes]) -> None:
+            limit = _MAX_ATTEMPTS[key]
+            for code in codes:
+                expected = self.reference.codes.attempt(key, code, now=self.now, max_attempts=limit)
+                actual = self.candidate.codes.attempt(key, code, now=self.now, max_attempts=limit)
+                assert actual is expected
 
-        @rule(key=st.sampled_from(sorted(_LIMITS)))
-        def hit(self, key: str) -> None:
+        @rule(key=st.sampled_from(sorted(_LIMITS)), hits=st.integers(1, 4))
+        def hit(self, key: str, hits: int) -> None:
             limit, window = _LIMITS[key]
-            expected = self.reference.rate_limits.hit(key, limit=limit, window=window, now=self.now)
-            actual = self.candidate.rate_limits.hit(key, limit=limit, window=window, now=self.now)
-            assert actual == expected
+            for _ in range(hits):
+                expected = self.reference.rate_limits.hit(
+                    key, limit=limit, window=window, now=self.now
+                )
+                actual = self.candidate.rate_limits.hit(
+                    key, limit=limit, window=window, now=self.now
+                )
+                assert actual == expected
 
     return StorageComparisonMachine
