@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
 
-from kaspi_identity.i18n import render
+from kaspi_identity.i18n import get_catalog, render
 
 __all__ = ["VIOLATION_CODES", "Hint", "PolicyResult", "Violation"]
 
@@ -150,8 +150,9 @@ class PolicyResult:
         """Every violation's message, then every hint's, rendered in ``lang``.
 
         Raises:
-            UnknownLanguageError: ``lang`` has no catalog.
+            UnknownLanguageError: ``lang`` has no catalog, even when there is nothing to render.
         """
+        get_catalog(lang)  # fail on the first call, not on the first failing password
         return [v.message(lang) for v in self.violations] + [h.message(lang) for h in self.hints]
 
     def merged(self, other: PolicyResult) -> PolicyResult:

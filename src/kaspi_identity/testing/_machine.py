@@ -254,12 +254,16 @@ def make_comparison_machine(
             code=st.sampled_from(_CODES),
             ttl=st.sampled_from([_US, _MINUTE, 5 * _MINUTE, _HOUR]),
             window=st.sampled_from([_SECOND, 10 * _MINUTE]),
+            attempts=st.lists(st.sampled_from(_CODES), max_size=4),
         )
-        def code_put(self, key: str, code: bytes, ttl: timedelta, window: timedelta) -> None:
+        def code_put(
+            self, key: str, code: bytes, ttl: timedelta, window: timedelta, attempts: list[bytes]
+        ) -> None:
             for storage in (self.reference, self.candidate):
                 storage.codes.put(
                     key, code, expires_at=self.now + ttl, now=self.now, failure_window=window
                 )
+            self.code_attempts(key, attempts)
 
         @rule(
             key=st.sampled_from(sorted(_MAX_ATTEMPTS)),
