@@ -14,8 +14,8 @@ from kaspi_identity.storage.sqlite import sqlite_storage
 from kaspi_identity.testing import make_comparison_machine
 
 BOUNDED = settings(
-    max_examples=60,
-    stateful_step_count=40,
+    max_examples=150,
+    stateful_step_count=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
@@ -34,4 +34,4 @@ def test_sqlite_agrees_with_memory(tmp_path: Path) -> None:
 def test_memory_agrees_with_itself() -> None:
     """The machine itself is sound: two memory storages always agree."""
     machine = make_comparison_machine(memory_storage)
-    run_state_machine_as_test(machine, settings=settings(BOUNDED, max_examples=20))
+    run_state_machine_as_test(machine, settings=settings(BOUNDED, max_examples=30))
