@@ -147,9 +147,10 @@ class TestSchema:
             assert account.password_hash == SECRET_HASH
             assert [e.fingerprint for e in storage.history.recent(account_id, 6)] == [b"fp"]
             assert storage.tokens.consume("tok-1", T0 + HOUR, now=T0) is False
-            assert storage.codes.attempt(
-                "+77011234567", b"code", now=T0, max_attempts=3
-            ) is CodeAttempt.OK
+            assert (
+                storage.codes.attempt("+77011234567", b"code", now=T0, max_attempts=3)
+                is CodeAttempt.OK
+            )
             assert not storage.rate_limits.hit("ip:1", limit=1, window=HOUR, now=T0).allowed
 
     def test_newer_schema_is_refused(self, tmp_path: Path) -> None:
@@ -328,9 +329,7 @@ class TestCorruptRows:
             "UPDATE rate_limits SET window_start = 2.5",
         ],
     )
-    def test_bad_rate_limit_rows_are_not_overwritten(
-        self, tmp_path: Path, statement: str
-    ) -> None:
+    def test_bad_rate_limit_rows_are_not_overwritten(self, tmp_path: Path, statement: str) -> None:
         """hit() on a garbage window row raises and leaves it as it was."""
         path = tmp_path / "corrupt.sqlite3"
         _seed(path)

@@ -7,6 +7,8 @@ also derives from it, so both ``except KaspiIdentityError`` and idiomatic catche
     ├── PolicyConfigError (ValueError)        a policy mapping/TOML/keyword set is invalid
     ├── UnknownLanguageError (ValueError)     a language that has no message catalog
     ├── InvalidPasswordError (ValueError)     a password that cannot be hashed (lone surrogate)
+    ├── InvalidTokenError (ValueError)        any failure of a link token or grant
+    │   └── ExpiredTokenError                 ...that failed only because it expired
     ├── HashingError
     │   ├── PasswordMismatchError             verify(): the password does not match the hash
     │   └── InvalidHashError (ValueError)     a stored hash is malformed or not argon2
@@ -26,9 +28,11 @@ __all__ = [
     "AccountNotFoundError",
     "CorruptRecordError",
     "DuplicateAccountError",
+    "ExpiredTokenError",
     "HashingError",
     "InvalidHashError",
     "InvalidPasswordError",
+    "InvalidTokenError",
     "KaspiIdentityError",
     "PasswordMismatchError",
     "PolicyConfigError",
@@ -73,6 +77,18 @@ class InvalidPasswordError(KaspiIdentityError, ValueError):
 
     The message says why, never what the password was.
     """
+
+
+class InvalidTokenError(KaspiIdentityError, ValueError):
+    """A token is not valid: bad signature, garbage, wrong purpose, expired, used, or stale.
+
+    Callers handle every failure the same way; :class:`ExpiredTokenError` exists only so the
+    user can be told to ask for a new link. The message never repeats the token.
+    """
+
+
+class ExpiredTokenError(InvalidTokenError):
+    """A token was genuine but its lifetime is over."""
 
 
 class HashingError(KaspiIdentityError):

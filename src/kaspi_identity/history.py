@@ -85,24 +85,35 @@ def _skeletons(password: str) -> list[tuple[bytes, str]]:
 
 
 def _within_distance(a: str, b: str, limit: int) -> bool:
-    """Whether the Levenshtein distance of ``a`` and ``b`` is at most ``limit`` (banded)."""
+    """Whether the Levenshtein distance of ``a`` and ``b`` is at most ``limit``.
+
+    Only the diagonal band of ``2 * limit + 1`` cells per row is computed, so the cost is
+    O(len * limit) time and O(limit) memory, whatever the lengths (a full row per step would
+    make two long inputs quadratic).
+    """
     if abs(len(a) - len(b)) > limit:
         return False
     if len(a) > len(b):
         a, b = b, a
     big = limit + 1
-    previous = [j if j <= limit else big for j in range(len(b) + 1)]
+    previous = {j: j for j in range(min(len(b), limit) + 1)}
     for i in range(1, len(a) + 1):
-        current = [big] * (len(b) + 1)
-        current[0] = i if i <= limit else big
-        low, high = max(1, i - limit), min(len(b), i + limit)
-        for j in range(low, high + 1):
+        current: dict[int, int] = {}
+        for j in range(max(0, i - limit), min(len(b), i + limit) + 1):
+            if j == 0:
+                current[0] = i
+                continue
             cost = 0 if a[i - 1] == b[j - 1] else 1
-            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost, big)
-        if min(current) > limit:
+            current[j] = min(
+                previous.get(j, big) + 1,
+                current.get(j - 1, big) + 1,
+                previous.get(j - 1, big) + cost,
+                big,
+            )
+        if min(current.values()) > limit:
             return False
         previous = current
-    return previous[len(b)] <= limit
+    return previous.get(len(b), big) <= limit
 
 
 def is_similar(new: str, old: str) -> bool:

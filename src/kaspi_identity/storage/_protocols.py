@@ -12,6 +12,9 @@ Common rules for every protocol here:
   stored data as it was before the call. Stored data that cannot be interpreted raises
   :class:`~kaspi_identity.CorruptRecordError`; nothing is overwritten.
 * No exception message carries a password, hash, token, code or key.
+* Bad arguments fail before anything is written: ``TypeError`` for a wrong type,
+  ``ValueError`` for a wrong value. :func:`require_utc` and :func:`require_key` do the
+  checks the contract suite (:mod:`kaspi_identity.testing`) expects.
 """
 
 from __future__ import annotations
@@ -45,14 +48,17 @@ class AccountStore(Protocol):
     * ``username`` and ``email`` are unique compared with :meth:`str.casefold` ("Aliya" and
       "ALIYA" are the same user name); ``phone`` is unique as an exact E.164 string.
       Uniqueness holds atomically under concurrent :meth:`create` and :meth:`set_email`
-      calls (a unique index, not a check-then-insert in application code).
+      calls (unique indexes, or checks made inside a transaction that holds the write
+      lock -- never a check in one transaction and the insert in another).
     * :meth:`set_password_hash` is a compare-and-set: the write happens only if the stored
       hash equals ``expected`` at the moment of the write (one ``UPDATE ... WHERE`` or a
       locked transaction, never a read followed by a write). Of several concurrent callers
       with the same ``expected``, exactly one wins.
     * :meth:`record_login_failure` increments atomically; concurrent failures are never lost.
-    * Account ids are opaque strings chosen by the store. A lookup with a string that is no
-      account's id (or no account's identifier) finds nothing; it never raises.
+    * Account ids are opaque strings (at most 256 characters) chosen by the store; a host
+      with integer keys returns ``str(pk)``. Any ``str`` that is no account's id or
+      identifier -- empty, huge, with NUL or a lone surrogate -- simply finds nothing
+      (``None``, ``False`` or :class:`~kaspi_identity.AccountNotFoundError`).
     """
 
     def create(self, new: NewAccount, *, now: datetime) -> Account:
@@ -132,9 +138,8 @@ class PasswordHistoryStore(Protocol):
     Promises:
 
     * :meth:`append` adds the entry and deletes all but the newest ``keep`` entries of the
-      account atomically: concurrent appends for one account never leave more than the
-      largest ``keep`` they passed, and never lose the entry a call just appended to another
-      one's trim (the newest ``keep`` survive).
+      account in one atomic step: however many appends race for one account, it never holds
+      more than ``keep`` entries, and the ones it holds are the newest.
     * "Newest" means most recently appended, whatever the entries' ``created_at``.
     * ``account_id`` is an opaque key (1 to 256 characters); the store does not check that
       the account exists, so history can live in a different backend than the accounts.

@@ -236,14 +236,14 @@ class SQLiteDatabase:
     def __repr__(self) -> str:
         return f"SQLiteDatabase({self._path!r})"
 
-    def read(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
+    def _read(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run ``operation`` on a pooled connection outside a transaction (for single SELECTs).
 
         :class:`sqlite3.Error` becomes :class:`~kaspi_identity.StorageError`.
         """
         return self._run(operation, write=False)
 
-    def write(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
+    def _write(self, operation: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run ``operation`` inside ``BEGIN IMMEDIATE`` ... ``COMMIT``; roll back if it raises.
 
         The write lock is held from the first statement, so a read-modify-write inside
@@ -486,7 +486,7 @@ class SQLiteAccountStore(_SQLiteStore):
             except sqlite3.IntegrityError as exc:
                 raise _duplicate(exc) from exc
 
-        self._db.write(insert)
+        self._db._write(insert)
         return account
 
     def get(self, account_id: str) -> Account | None:
@@ -513,7 +513,7 @@ class SQLiteAccountStore(_SQLiteStore):
             )
             return cursor.rowcount == 1
 
-        return self._db.write(swap)
+        return self._db._write(swap)
 
     def set_email(self, account_id: str, email: str, *, confirmed: bool = False) -> None:
         """Set the e-mail and its confirmation flag; see the protocol."""
@@ -534,7 +534,7 @@ class SQLiteAccountStore(_SQLiteStore):
                 (email, email.casefold(), int(confirmed), key),
             )
 
-        self._db.write(update)
+        self._db._write(update)
 
     def mark_email_confirmed(self, account_id: str, *, now: datetime) -> None:
         """Mark the e-mail confirmed; see the protocol."""
@@ -563,7 +563,7 @@ class SQLiteAccountStore(_SQLiteStore):
             )
             return count
 
-        return self._db.write(increment)
+        return self._db._write(increment)
 
     def record_login_success(self, account_id: str, *, now: datetime) -> None:
         """Reset the failure count and set the last login time."""
@@ -583,7 +583,7 @@ class SQLiteAccountStore(_SQLiteStore):
             if connection.execute(statement, (*parameters, key)).rowcount != 1:
                 raise AccountNotFoundError("no account has this id")
 
-        self._db.write(update)
+        self._db._write(update)
 
     def _select(self, column: str, value: str) -> Account | None:
         def select(connection: sqlite3.Connection) -> tuple[object, ...] | None:
@@ -592,7 +592,7 @@ class SQLiteAccountStore(_SQLiteStore):
             ).fetchone()
             return row
 
-        row = self._db.read(select)
+        row = self._db._read(select)
         return None if row is None else _decode_account(row)
 
 
@@ -632,7 +632,7 @@ class SQLitePasswordHistoryStore(_SQLiteStore):
                 (account_id, account_id, keep),
             )
 
-        self._db.write(append)
+        self._db._write(append)
 
     def recent(self, account_id: str, limit: int) -> list[HistoryEntry]:
         """Return at most ``limit`` entries, newest first."""
@@ -646,7 +646,7 @@ class SQLitePasswordHistoryStore(_SQLiteStore):
                 (account_id, limit),
             ).fetchall()
 
-        return [_decode_entry(row) for row in self._db.read(select)]
+        return [_decode_entry(row) for row in self._db._read(select)]
 
 
 def _decode_entry(row: tuple[Any, ...]) -> HistoryEntry:
@@ -692,7 +692,7 @@ class SQLiteTokenLedger(_SQLiteStore):
             )
             return cursor.rowcount == 1
 
-        return self._db.write(insert)
+        return self._db._write(insert)
 
 
 class SQLiteOneTimeCodeStore(_SQLiteStore):
@@ -734,7 +734,7 @@ class SQLiteOneTimeCodeStore(_SQLiteStore):
             )
             _store_code(connection, key, state)
 
-        self._db.write(put)
+        self._db._write(put)
 
     def attempt(
         self, key: str, code_hash: bytes, *, now: datetime, max_attempts: int
@@ -755,7 +755,7 @@ class SQLiteOneTimeCodeStore(_SQLiteStore):
                 _store_code(connection, key, updated)
             return outcome
 
-        return self._db.write(attempt)
+        return self._db._write(attempt)
 
 
 def _load_code(connection: sqlite3.Connection, key: str) -> CodeState | None:
@@ -836,7 +836,7 @@ class SQLiteRateLimiter(_SQLiteStore):
             )
             return result
 
-        return self._db.write(hit)
+        return self._db._write(hit)
 
 
 def sqlite_storage(

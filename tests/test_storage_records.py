@@ -1,0 +1,233 @@
+"""The storage records, argument checks and public surface."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+import kaspi_identity.storage
+import kaspi_identity.testing
+from kaspi_identity.storage import (
+    Account,
+    CodeAttempt,
+    HistoryEntry,
+    NewAccount,
+    RateLimitResult,
+    Storage,
+    require_key,
+    require_utc,
+)
+from kaspi_identity.storage.memory import memory_storage
+
+T0 = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
+HASH = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA"
+
+
+def _account(**changes: object) -> Account:
+    fields: dict[str, object] = {
+        "id": "a1",
+        "username": "aliya",
+        "email": None,
+        "phone": None,
+        "password_hash": HASH,
+        "email_confirmed": False,
+        "failed_logins": 0,
+        "last_failed_login_at": None,
+        "last_login_at": None,
+        "created_at": T0,
+    }
+    fields.update(changes)
+    return Account(**fields)  # type: ignore[arg-type]
+
+
+class TestNewAccount:
+    def test_defaults(self) -> None:
+        """Only an identifier is needed; the rest defaults sensibly."""
+        new = NewAccount(phone="+77011234567")
+        assert (new.username, new.email, new.password_hash) == (None, None, None)
+        assert (new.email_confirmed, new.language) == (False, "en")
+
+    def test_needs_an_identifier(self) -> None:
+        """An account with no user name, e-mail or phone is refused."""
+        with pytest.raises(ValueError, match="username, an email or a phone"):
+            NewAccount(password_hash=HASH)
+
+    @pytest.mark.parametrize(
+        ("changes", "error"),
+        [
+            ({"username": ""}, ValueError),
+            ({"username": "a\x00b"}, ValueError),
+            ({"username": "\ud800"}, ValueError),
+            ({"username": "x" * 1_000_000}, ValueError),
+            ({"username": b"aliya"}, TypeError),
+            ({"email": 5}, TypeError),
+            ({"phone": "87011234567"}, ValueError),
+            ({"phone": "+0701"}, ValueError),
+            ({"phone": "+7701١٢٣٤٥٦٧"}, ValueError),
+            ({"password_hash": ""}, ValueError),
+            ({"email_confirmed": 1}, TypeError),
+            ({"language": "english!"}, ValueError),
+            ({"language": None}, TypeError),
+        ],
+    )
+    def test_bad_fields(self, changes: dict[str, object], error: type[Exception]) -> None:
+        """Each malformed field is refused with TypeError or ValueError."""
+        fields: dict[str, object] = {"username": "aliya", **changes}
+        with pytest.raises(error):
+            NewAccount(**fields)  # type: ignore[arg-type]
+
+    def test_error_messages_hold_no_secret(self) -> None:
+        """A refused password hash is not repeated in the message."""
+        with pytest.raises(ValueError, match="password_hash") as caught:
+            NewAccount(username="aliya", password_hash="x" * 2000)
+        assert "xxxx" not in str(caught.value)
+
+    def test_repr_hides_the_hash(self) -> None:
+        """The password hash never shows in a repr."""
+        assert HASH not in repr(NewAccount(username="aliya", password_hash=HASH))
+
+    def test_frozen(self) -> None:
+        """Records are immutable."""
+        new = NewAccount(username="aliya")
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            new.username = "other"  # type: ignore[misc]
+
+
+class TestAccount:
+    def test_converts_times_to_utc(self) -> None:
+        """Aware times in another zone are stored as the same instant in UTC."""
+        almaty = timezone(timedelta(hours=5))
+        account = _account(created_at=T0.astimezone(almaty), last_login_at=T0.astimezone(almaty))
+        assert account.created_at.tzinfo is timezone.utc
+        assert account.last_login_at == T0
+
+    @pytest.mark.parametrize(
+        ("changes", "error"),
+        [
+            ({"created_at": datetime(2025, 1, 1)}, ValueError),
+            ({"created_at": "2025-01-01"}, TypeError),
+            ({"failed_logins": -1}, ValueError),
+            ({"failed_logins": True}, TypeError),
+            ({"id": ""}, ValueError),
+            ({"last_failed_login_at": 0}, TypeError),
+        ],
+    )
+    def test_bad_fields(self, changes: dict[str, object], error: type[Exception]) -> None:
+        """Each malformed field is refused with TypeError or ValueError."""
+        with pytest.raises(error):
+            _account(**changes)
+
+    def test_repr_hides_the_hash(self) -> None:
+        """The password hash never shows in a repr."""
+        assert HASH not in repr(_account())
+        assert "password_hash" not in repr(_account())
+
+    def test_slotted(self) -> None:
+        """Records are slotted: no per-instance dict."""
+        assert not hasattr(_account(), "__dict__")
+
+
+class TestHistoryEntry:
+    def test_fingerprint_defaults_to_empty(self) -> None:
+        """Without a similarity fingerprint the entry holds b''."""
+        assert HistoryEntry(password_hash=HASH, created_at=T0).fingerprint == b""
+
+    @pytest.mark.parametrize(
+        ("changes", "error"),
+        [
+            ({"fingerprint": bytearray(b"x")}, TypeError),
+            ({"fingerprint": "abc"}, TypeError),
+            ({"fingerprint": b"x" * 70_000}, ValueError),
+            ({"password_hash": ""}, ValueError),
+            ({"created_at": datetime(2025, 1, 1)}, ValueError),
+        ],
+    )
+    def test_bad_fields(self, changes: dict[str, object], error: type[Exception]) -> None:
+        """Each malformed field is refused with TypeError or ValueError."""
+        fields: dict[str, object] = {"password_hash": HASH, "created_at": T0, **changes}
+        with pytest.raises(error):
+            HistoryEntry(**fields)  # type: ignore[arg-type]
+
+
+class TestSmallTypes:
+    def test_code_attempt_values(self) -> None:
+        """CodeAttempt has exactly the four documented outcomes."""
+        assert [a.value for a in CodeAttempt] == ["missing", "mismatch", "ok", "exhausted"]
+
+    def test_rate_limit_result(self) -> None:
+        """RateLimitResult compares by value."""
+        assert RateLimitResult(True, timedelta(0)) == RateLimitResult(True, timedelta(0))
+
+
+class TestChecks:
+    def test_require_utc(self) -> None:
+        """require_utc converts aware times and refuses naive ones or non-datetimes."""
+        assert require_utc(T0.astimezone(timezone(timedelta(hours=6)))).tzinfo is timezone.utc
+        with pytest.raises(ValueError, match="now must be timezone-aware"):
+            require_utc(datetime(2025, 1, 1))
+        with pytest.raises(TypeError, match="expires_at"):
+            require_utc("2025-01-01", "expires_at")
+        with pytest.raises(ValueError, match="range"):
+            require_utc(datetime.max.replace(tzinfo=timezone(timedelta(hours=-5))))
+
+    def test_require_key(self) -> None:
+        """require_key passes usable keys through and refuses the rest."""
+        assert require_key("ip:1") == "ip:1"
+        with pytest.raises(ValueError, match="at most 128"):
+            require_key("x" * 129, "token_id", max_length=128)
+        with pytest.raises(TypeError):
+            require_key(b"ip:1")
+
+
+class TestStorageBundle:
+    def test_close_closes_each_component_once(self) -> None:
+        """Storage.close() calls close() once per distinct component that has one."""
+        closed: list[str] = []
+
+        class Closing:
+            def close(self) -> None:
+                closed.append("x")
+
+        shared = Closing()
+        base = memory_storage()
+        storage = dataclasses.replace(base, tokens=shared, codes=shared)  # type: ignore[arg-type]
+        with storage:
+            pass
+        assert closed == ["x"]
+
+    def test_frozen(self) -> None:
+        """The bundle is immutable; mix stores with dataclasses.replace."""
+        storage = memory_storage()
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            storage.tokens = storage.tokens  # type: ignore[misc]
+        assert isinstance(dataclasses.replace(storage), Storage)
+
+
+class TestPublicSurface:
+    def test_storage_all_is_sorted_and_complete(self) -> None:
+        """kaspi_identity.storage publishes a sorted __all__ of existing names."""
+        names = kaspi_identity.storage.__all__
+        assert names == sorted(names)
+        assert all(hasattr(kaspi_identity.storage, name) for name in names)
+
+    def test_testing_all_is_sorted_and_complete(self) -> None:
+        """kaspi_identity.testing publishes a sorted __all__ of existing names."""
+        names = kaspi_identity.testing.__all__
+        assert names == sorted(names)
+        assert all(hasattr(kaspi_identity.testing, name) for name in names)
+
+    def test_storage_imports_neither_pytest_nor_hypothesis(self) -> None:
+        """Importing the storage package and adapters pulls in no test tools."""
+        code = (
+            "import sys, kaspi_identity.storage, kaspi_identity.storage.memory, "
+            "kaspi_identity.storage.sqlite; "
+            "print(sorted(m for m in ('pytest', 'hypothesis') if m in sys.modules))"
+        )
+        output = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+        assert output.strip() == "[]"
