@@ -20,8 +20,8 @@ from kaspi_identity.policy import (
     PolicyResult,
     UserInfo,
     Violation,
+    _blocklist,
 )
-from kaspi_identity.policy import _blocklist
 
 LANGUAGES = ("en", "ru", "kk")
 ALL_CLASSES = ("upper", "lower", "digit", "special")
@@ -242,13 +242,13 @@ class TestRequiredClasses:
     def test_upper_and_lower_mean_latin_only(self, password: str) -> None:
         """Cyrillic, accented and Greek letters satisfy neither ``upper`` nor ``lower``."""
         policy = bare(require=["upper", "lower"])
-        expected = ("missing_upper", "missing_lower")
+        expected: tuple[str, ...] = ("missing_upper", "missing_lower")
         if password == "ＡＢ":  # full-width Latin is Latin after NFKC
             expected = ("missing_lower",)
         assert expected == codes(policy, password)
 
     def test_digit_means_ascii_digits(self) -> None:
-        """Arabic-Indic and superscript digits... superscripts become 0–9 under NFKC."""
+        """Arabic-Indic digits are not 0–9; a superscript two is "2" after NFKC."""
         policy = bare(require=["digit"])
         assert ("missing_digit",) == codes(policy, "abc١٢٣")
         assert policy.check("abc²")  # NFKC: "²" → "2"
@@ -314,11 +314,11 @@ class TestMaxRepeat:
             assert ("repeated_characters",) == codes(policy, password)[-1:]
 
     def test_runs_are_of_one_character_only(self) -> None:
-        """"abcabcabc" repeats a pattern, not a character: not a run."""
+        """ "abcabcabc" repeats a pattern, not a character: not a run."""
         assert bare(max_repeat=1).check("abcabcabc")
 
     def test_case_differs(self) -> None:
-        """"aAaA" is not a run of one character."""
+        """ "aAaA" is not a run of one character."""
         assert bare(max_repeat=1).check("aAaA")
 
 
@@ -485,7 +485,7 @@ class TestStrength:
     policy = bare(min_strength=3)
 
     def test_weak_password(self) -> None:
-        """"password1" scores 0: too weak, with the threshold and the score as params."""
+        """ "password1" scores 0: too weak, with the threshold and the score as params."""
         result = self.policy.check("password1")
         assert (Violation("too_weak", {"min_strength": 3, "score": 0}),) == result.violations
 
@@ -558,7 +558,7 @@ class TestKeyboardLayoutHint:
         ],
     )
     def test_hint_under_latin_policies(self, config: dict[str, Any]) -> None:
-        """"Пароль" gets the hint when the policy wants Latin letters."""
+        """ "Пароль" gets the hint when the policy wants Latin letters."""
         result = bare(**config).check("Пароль")
         assert (Hint("keyboard_layout"),) == result.hints
         assert not result
@@ -701,7 +701,7 @@ class TestPolicyResult:
             result.messages("de")
 
     def test_region_tags_are_accepted(self) -> None:
-        """"ru-RU" and "kk_KZ" render as "ru" and "kk"."""
+        """ "ru-RU" and "kk_KZ" render as "ru" and "kk"."""
         result = bare(min_length=8).check("abc")
         assert result.messages("ru") == result.messages("ru-RU")
         assert result.messages("kk") == result.messages("kk_KZ")
@@ -797,13 +797,13 @@ class TestNormalisation:
         assert () == result.hints
 
     def test_ligature_counts_two(self) -> None:
-        """"ﬁ" is "fi" after NFKC: two code points."""
+        """ "ﬁ" is "fi" after NFKC: two code points."""
         assert bare(min_length=2, max_length=2).check("ﬁ")
         assert ("too_short",) == codes(bare(min_length=3), "ﬁ")
         assert ("too_long",) == codes(bare(max_length=1), "ﬁ")
 
     def test_decomposed_counts_as_composed(self) -> None:
-        """"e" + combining acute is one code point after NFKC."""
+        """ "e" + combining acute is one code point after NFKC."""
         assert bare(max_length=1).check("e\u0301")
 
     def test_runs_after_normalisation(self) -> None:
@@ -840,7 +840,9 @@ class TestConcurrency:
             barrier.wait()
             out = []
             for i in range(offset, len(passwords), 16):
-                out.append((i, policy.check(passwords[i], user=user, confirmation=passwords[i][::-1])))
+                out.append(
+                    (i, policy.check(passwords[i], user=user, confirmation=passwords[i][::-1]))
+                )
             return out
 
         with ThreadPoolExecutor(max_workers=16) as pool:

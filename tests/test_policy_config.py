@@ -375,7 +375,17 @@ class TestWrongTypes:
         assert "min_length" in config_errors(min_length=value)
 
     @pytest.mark.parametrize(
-        "value", ["upper", "upper,digit", ["upper", "cyrillic"], ["Upper"], {"upper": 1}, 4]
+        "value",
+        [
+            "upper",
+            "upper,digit",
+            b"upper",
+            bytearray(b"digit"),
+            ["upper", "cyrillic"],
+            ["Upper"],
+            {"upper": 1},
+            4,
+        ],
     )
     def test_require(self, value: object) -> None:
         """``require`` must be a list of the four class names."""
@@ -540,7 +550,9 @@ class TestSwitchingOff:
     @pytest.mark.parametrize("off", [None, False])
     def test_personal_info(self, off: object) -> None:
         """The personal-info rule is off for None and False."""
-        assert PasswordPolicy.from_mapping({"forbid_personal_info": off}).forbid_personal_info is False
+        assert (
+            PasswordPolicy.from_mapping({"forbid_personal_info": off}).forbid_personal_info is False
+        )
 
     @pytest.mark.parametrize("off", [None, False, 0, ""])
     def test_alphabet_and_specials_default(self, off: object) -> None:

@@ -499,7 +499,9 @@ def _validate(values: Mapping[str, object]) -> tuple[dict[str, Any], dict[str, s
     require = values["require"]
     if _off(require) or require == ():
         out["require"] = ()
-    elif isinstance(require, str) or not isinstance(require, Sequence | set | frozenset):
+    elif isinstance(require, str | bytes | bytearray) or not isinstance(
+        require, Sequence | set | frozenset
+    ):
         c.bad("require", f"must be a list of {', '.join(CLASS_NAMES)}")
         out["require"] = ()
     else:

@@ -1,0 +1,45 @@
+"""Account and recovery flows: register, confirm, log in, change and reset passwords.
+
+:class:`IdentityService` is the one entry point; it is written against the storage and
+delivery protocols only. See docs/recovery.md for the flows.
+"""
+
+from __future__ import annotations
+
+from kaspi_identity.services._audit import (
+    EVENT_KINDS,
+    AuditEvent,
+    AuditSink,
+    LoggingAuditSink,
+    MemoryAuditLog,
+)
+from kaspi_identity.services._clock import Clock, ManualClock, SystemClock
+from kaspi_identity.services._results import (
+    LoginResult,
+    PasswordChangeResult,
+    PasswordResetResult,
+    RegistrationResult,
+    ResetRequestResult,
+)
+from kaspi_identity.services._service import IdentityService, InvalidIdentifierError
+from kaspi_identity.services._settings import IdentitySettings, RateLimit
+
+__all__ = [
+    "EVENT_KINDS",
+    "AuditEvent",
+    "AuditSink",
+    "Clock",
+    "IdentityService",
+    "IdentitySettings",
+    "InvalidIdentifierError",
+    "LoggingAuditSink",
+    "LoginResult",
+    "ManualClock",
+    "MemoryAuditLog",
+    "PasswordChangeResult",
+    "PasswordResetResult",
+    "RateLimit",
+    "RegistrationResult",
+    "ResetRequestResult",
+    "SystemClock",
+]

@@ -1,0 +1,571 @@
+"""``IdentityService``: registration, log-in, change of password and recovery by e-mail.
+
+Written against the storage and delivery protocols only, so the same flows run on the memory,
+SQLite, Redis or PostgreSQL adapters and on a host's own tables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import threading
+from collections.abc import Sequence
+from datetime import timedelta
+
+from kaspi_identity._errors import (
+    AccountNotFoundError,
+    DuplicateAccountError,
+    InvalidHashError,
+    InvalidTokenError,
+    KaspiIdentityError,
+    PasswordMismatchError,
+)
+from kaspi_identity.delivery import DeliveryError, EmailSender, render_email
+from kaspi_identity.hashing import PasswordHasher
+from kaspi_identity.history import PasswordHistory
+from kaspi_identity.i18n import normalize_language
+from kaspi_identity.policy import PasswordPolicy, PolicyResult, UserInfo
+from kaspi_identity.services._audit import AuditEvent, AuditSink
+from kaspi_identity.services._clock import Clock, SystemClock
+from kaspi_identity.services._results import (
+    LoginResult,
+    PasswordChangeResult,
+    PasswordResetResult,
+    RegistrationResult,
+    ResetRequestResult,
+)
+from kaspi_identity.services._settings import IdentitySettings, RateLimit
+from kaspi_identity.storage import Account, NewAccount, Storage
+from kaspi_identity.tokens import LinkBuilder, TokenClaims, TokenService
+
+__all__ = ["IdentityService", "InvalidIdentifierError"]
+
+_log = logging.getLogger("kaspi_identity.services")
+
+_EMAIL_MAX = 254
+_USERNAME_RE = re.compile(r"[^\W_][\w.\-]{1,62}[^\W_]?", re.UNICODE)
+_EMAIL_RE = re.compile(r"[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f.]+(\.[^@\s\x00-\x1f\x7f.]+)+")
+_IDENTIFIER_MAX = 320
+
+
+class InvalidIdentifierError(KaspiIdentityError, ValueError):
+    """A user name, e-mail address or phone number given at registration is malformed.
+
+    ``field`` names which one; the value is not repeated in the message.
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"invalid {field}: {reason}")
+
+
+class _NullAudit:
+    def emit(self, event: AuditEvent) -> None:
+        pass
+
+
+def _derive(keys: Sequence[bytes], label: bytes) -> list[bytes]:
+    """One key per configured key, separated by purpose (so no key serves two uses)."""
+    return [hmac.new(k, b"kaspi-identity/derive/" + label, hashlib.sha256).digest() for k in keys]
+
+
+class IdentityService:
+    """The account and recovery flows a portal calls from its views.
+
+    Args:
+        storage: the stores (accounts, history, token ledger, codes, rate limits).
+        settings: keys, link URLs, throttling and rate limits.
+        email_sender: delivers letters.
+        policy: the password rules (default ``PasswordPolicy()``).
+        hasher: argon2id hasher (default profile ``OWASP_MINIMUM``).
+        clock: where the time comes from (default: the system clock).
+        audit: receives an :class:`AuditEvent` for everything that happens.
+
+    Every method takes and returns plain values; none raises for a wrong password or an
+    unknown account. Bad input (non-``str``, malformed identifiers) raises a typed error
+    before anything is written.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        settings: IdentitySettings,
+        *,
+        email_sender: EmailSender,
+        policy: PasswordPolicy | None = None,
+        hasher: PasswordHasher | None = None,
+        clock: Clock | None = None,
+        audit: AuditSink | None = None,
+    ) -> None:
+        self.storage = storage
+        self.settings = settings
+        self.policy = policy if policy is not None else PasswordPolicy()
+        self.hasher = hasher if hasher is not None else PasswordHasher()
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.audit: AuditSink = audit if audit is not None else _NullAudit()
+        self._email = email_sender
+        self.tokens = TokenService(
+            settings.secret_keys,
+            lifetimes={
+                "reset": settings.reset_link_lifetime,
+                "confirm": settings.confirm_link_lifetime,
+            },
+        )
+        self.history = PasswordHistory(
+            storage.history,
+            secret_keys=_derive(settings.secret_keys, b"history"),
+            hasher=self.hasher,
+        )
+        self._limit_key = _derive(settings.secret_keys[:1], b"rate-limit")[0]
+        insecure = settings.allow_insecure_http
+        self._confirm_links = LinkBuilder(settings.confirm_url, allow_insecure_http=insecure)
+        self._reset_links = LinkBuilder(settings.reset_url, allow_insecure_http=insecure)
+        self._dummy_hash: str | None = None
+        self._dummy_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<IdentityService site={self.settings.site_name!r} policy={self.policy!r}>"
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _emit(self, kind: str, account_id: str | None = None, **details: str) -> None:
+        try:
+            self.audit.emit(AuditEvent(kind, self.clock.now(), account_id, details))
+        except Exception:  # a broken audit sink must not break a flow
+            _log.exception("audit sink failed on %s", kind)
+
+    def _dummy(self) -> str:
+        """A hash of a random password, so unknown accounts cost one verification too."""
+        if self._dummy_hash is None:
+            with self._dummy_lock:
+                if self._dummy_hash is None:
+                    self._dummy_hash = self.hasher.hash(secrets.token_urlsafe(24))
+        return self._dummy_hash
+
+    def _burn_verification(self, password: str) -> None:
+        try:
+            self.hasher.verify(self._dummy(), password)
+        except (PasswordMismatchError, InvalidHashError):
+            pass
+
+    @staticmethod
+    def _state(account: Account) -> str:
+        """What a reset link is bound to: it dies when the password or e-mail changes."""
+        return f"{account.password_hash or ''}\x00{(account.email or '').casefold()}"
+
+    @staticmethod
+    def _user_info(account: Account) -> UserInfo:
+        return UserInfo(username=account.username, email=account.email, phone=account.phone)
+
+    def _send(self, kind: str, account_id: str | None, to: str, lang: str, **params: object) -> None:
+        """Deliver a letter; a failing sender is logged and audited, never raised."""
+        try:
+            message = render_email(kind, lang, to=to, site=self.settings.site_name, **params)
+            self._email.send_email(message)
+        except DeliveryError as exc:
+            _log.warning("could not deliver %s letter: %s", kind, type(exc).__name__)
+            self._emit("delivery_failed", account_id, letter=kind)
+
+    def _limited(self, scope: str, value: str, rule: RateLimit) -> timedelta | None:
+        """Count one hit; the wait when over the limit, else ``None``. Keys are keyed hashes."""
+        digest = hmac.new(
+            self._limit_key, value.encode("utf-8", "surrogatepass"), hashlib.sha256
+        ).hexdigest()[:32]
+        result = self.storage.rate_limits.hit(
+            f"{scope}:{digest}", limit=rule.limit, window=rule.window, now=self.clock.now()
+        )
+        return None if result.allowed else result.retry_after
+
+    def _find(self, identifier: str) -> Account | None:
+        """The account a user name or e-mail address belongs to."""
+        text = identifier.strip()
+        if not text or len(text) > _IDENTIFIER_MAX:
+            return None
+        kind = "email" if "@" in text else "username"
+        return self.storage.accounts.find_by_login(kind, text)
+
+    @staticmethod
+    def _require_str(**values: object) -> None:
+        for name, value in values.items():
+            if not isinstance(value, str):
+                raise TypeError(f"{name} must be str, not {type(value).__name__}")
+
+    def _history_keep(self) -> int:
+        return max(self.policy.history or 0, 1)
+
+    # -- registration -------------------------------------------------------------------------
+
+    def register(
+        self,
+        *,
+        password: str,
+        confirmation: str,
+        email: str | None = None,
+        username: str | None = None,
+        phone: str | None = None,
+        names: Sequence[str] = (),
+        language: str = "en",
+    ) -> RegistrationResult:
+        """Create an unconfirmed account and send the confirmation letter.
+
+        The password is checked against the policy with the user's own data as personal
+        information. An e-mail address (or phone) that already has an account gets the same
+        answer as a new one; its owner receives an "already registered" letter instead.
+
+        Args:
+            password: the chosen password; ``confirmation``: the same, typed again.
+            email: the e-mail address (the login on many portals); a confirmation link is
+                sent to it.
+            username: a public login name (letters, digits, ``.``, ``_``, ``-``; 2–64).
+            phone: a mobile number already normalised to E.164 (see ``kaspi_identity.phone``).
+            names: the user's names, for the personal-information rule.
+            language: the account's language for letters ("en", "ru", "kk", or a tag).
+
+        Raises:
+            TypeError: a password or identifier is not a ``str``.
+            InvalidIdentifierError: a malformed e-mail, user name or phone; nothing is written.
+            UnknownLanguageError: ``language`` has no catalog.
+        """
+        self._require_str(password=password, confirmation=confirmation)
+        lang = normalize_language(language)
+        email = self._clean_email(email)
+        username = self._clean_username(username)
+        if phone is not None:
+            self._require_str(phone=phone)
+            if not re.fullmatch(r"\+[1-9]\d{6,14}", phone):
+                raise InvalidIdentifierError("phone", "must be in E.164 form, e.g. +77011234567")
+        if email is None and username is None and phone is None:
+            raise InvalidIdentifierError("email", "an e-mail, user name or phone is required")
+        user = UserInfo(username=username, email=email, phone=phone, names=tuple(names))
+        result = self.policy.check(password, user=user, confirmation=confirmation)
+        if not result:
+            return RegistrationResult(False, result)
+        # Hash before looking anything up, so both answers below cost the same work.
+        password_hash = self.hasher.hash(password)
+        try:
+            account = self.storage.accounts.create(
+                NewAccount(
+                    username=username,
+                    email=email,
+                    phone=phone,
+                    password_hash=password_hash,
+                    language=lang,
+                ),
+                now=self.clock.now(),
+            )
+        except DuplicateAccountError as exc:
+            if exc.field == "username":
+                return RegistrationResult(False, result, username_taken=True)
+            self._existing_registration(exc.field, email if exc.field == "email" else phone)
+            return RegistrationResult(True, result)
+        if self.policy.history:
+            self.history.record(
+                account.id, password, password_hash, keep=self._history_keep(), now=account.created_at
+            )
+        self._emit("registered", account.id)
+        if account.email is not None:
+            self._send_confirmation(account)
+        return RegistrationResult(True, result)
+
+    def _existing_registration(self, field: str, value: str | None) -> None:
+        existing = (
+            self.storage.accounts.find_by_login("email" if field == "email" else "phone", value)
+            if value is not None
+            else None
+        )
+        self._emit("registration_duplicate", existing.id if existing else None, field=field)
+        if existing is not None and existing.email is not None:
+            token = self.tokens.issue(
+                "reset", existing.id, state=self._state(existing), now=self.clock.now()
+            )
+            self._send(
+                "already_registered",
+                existing.id,
+                existing.email,
+                existing.language,
+                reset_link=self._reset_links.link(token),
+            )
+
+    def _send_confirmation(self, account: Account) -> None:
+        assert account.email is not None  # checked by the caller; not a security check
+        token = self.tokens.issue(
+            "confirm", account.id, state=account.email.casefold(), now=self.clock.now()
+        )
+        hours = max(1, int(self.tokens.lifetime("confirm").total_seconds() // 3600))
+        self._send(
+            "confirm_email",
+            account.id,
+            account.email,
+            account.language,
+            link=self._confirm_links.link(token),
+            hours=hours,
+            count=hours,
+        )
+
+    @staticmethod
+    def _clean_email(email: str | None) -> str | None:
+        if email is None:
+            return None
+        if not isinstance(email, str):
+            raise TypeError("email must be str")
+        email = email.strip()
+        if len(email) > _EMAIL_MAX or not _EMAIL_RE.fullmatch(email):
+            raise InvalidIdentifierError("email", "not an e-mail address")
+        return email
+
+    @staticmethod
+    def _clean_username(username: str | None) -> str | None:
+        if username is None:
+            return None
+        if not isinstance(username, str):
+            raise TypeError("username must be str")
+        username = username.strip()
+        if not 2 <= len(username) <= 64 or not _USERNAME_RE.fullmatch(username):
+            raise InvalidIdentifierError(
+                "username", "use 2 to 64 letters, digits, '.', '_' or '-'"
+            )
+        return username
+
+    def confirm_email(self, token: str) -> str:
+        """Confirm the e-mail address a confirmation link was sent to; return the account id.
+
+        The link works once, and only while the account still has that address.
+
+        Raises:
+            InvalidTokenError: the link is invalid, used, expired (:class:`ExpiredTokenError`)
+                or the address changed since.
+        """
+        now = self.clock.now()
+        claims = self.tokens.verify(token, "confirm", now=now)
+        account = self.storage.accounts.get(claims.account_id)
+        if account is None or account.email is None:
+            raise InvalidTokenError("invalid token")
+        self.tokens.check_state(claims, account.email.casefold())
+        if not self.storage.tokens.consume(claims.token_id, claims.expires_at, now=now):
+            raise InvalidTokenError("invalid token")
+        self.storage.accounts.mark_email_confirmed(account.id, now=now)
+        self._emit("email_confirmed", account.id)
+        return account.id
+
+    # -- log-in -------------------------------------------------------------------------------
+
+    def authenticate(self, identifier: str, password: str) -> LoginResult:
+        """Log in with a user name or e-mail address and a password.
+
+        Unknown accounts cost one argon2 verification like known ones, and get the same
+        ``"invalid"`` answer. After ``backoff_after`` consecutive failures each attempt must
+        wait (doubling, up to ``backoff_max``); after ``lockout_after`` the account can only be
+        recovered by a password reset. On success a hash made with old parameters is
+        replaced (compare-and-set, so a concurrent change of password wins).
+
+        Raises:
+            TypeError: ``identifier`` or ``password`` is not a ``str``.
+        """
+        self._require_str(identifier=identifier, password=password)
+        now = self.clock.now()
+        account = self._find(identifier)
+        if account is None or account.password_hash is None:
+            self._burn_verification(password)
+            self._emit("login_failed", account.id if account else None, reason="unknown")
+            return LoginResult(False, "invalid")
+        s = self.settings
+        if account.failed_logins >= s.lockout_after:
+            self._burn_verification(password)
+            self._emit("login_failed", account.id, reason="locked")
+            return LoginResult(False, "locked", account.id)
+        wait = s.backoff(account.failed_logins)
+        last = account.last_failed_login_at
+        if wait and last is not None and now < last + wait:
+            self._burn_verification(password)
+            self._emit("login_failed", account.id, reason="throttled")
+            return LoginResult(False, "throttled", account.id, retry_after=last + wait - now)
+        try:
+            ok, new_hash = self.hasher.verify_and_update(account.password_hash, password)
+        except InvalidHashError:
+            _log.error("account %s has a malformed password hash", account.id)
+            ok, new_hash = False, None
+        if not ok:
+            failures = self.storage.accounts.record_login_failure(account.id, now=now)
+            self._emit("login_failed", account.id, reason="password")
+            if failures == s.lockout_after:
+                self._emit("account_locked", account.id)
+                return LoginResult(False, "locked", account.id)
+            return LoginResult(False, "invalid")
+        rehashed = bool(
+            new_hash
+            and self.storage.accounts.set_password_hash(
+                account.id, expected=account.password_hash, new=new_hash
+            )
+        )
+        self.storage.accounts.record_login_success(account.id, now=now)
+        self._emit("login_succeeded", account.id)
+        return LoginResult(
+            True,
+            "ok",
+            account.id,
+            email_confirmed=account.email_confirmed,
+            rehashed=rehashed,
+        )
+
+    # -- change of password ---------------------------------------------------------------------
+
+    def change_password(
+        self, account_id: str, current: str, new: str, confirmation: str
+    ) -> PasswordChangeResult:
+        """Change the password of a logged-in account; the current password is required.
+
+        The new password goes through the full policy and history (including a direct
+        similarity check against ``current``); the hash is replaced by compare-and-set; the
+        history gains the new entry; a "password changed" letter goes to the stored address.
+        If storing the history fails after the hash changed, the old hash is put back, so the
+        old password keeps working and the history is unchanged.
+
+        Raises:
+            TypeError: a password is not a ``str``.
+            AccountNotFoundError: no account has id ``account_id``.
+        """
+        self._require_str(account_id=account_id, current=current, new=new, confirmation=confirmation)
+        account = self.storage.accounts.get(account_id)
+        if account is None:
+            raise AccountNotFoundError("no account with this id")
+        empty = PolicyResult()
+        try:
+            if account.password_hash is None:
+                raise PasswordMismatchError
+            self.hasher.verify(account.password_hash, current)
+        except (PasswordMismatchError, InvalidHashError):
+            self.storage.accounts.record_login_failure(account.id, now=self.clock.now())
+            self._emit("login_failed", account.id, reason="change_password")
+            return PasswordChangeResult(False, "wrong_password", empty)
+        result = self.history.validate(
+            self.policy,
+            account.id,
+            new,
+            user=self._user_info(account),
+            confirmation=confirmation,
+            current_password=current,
+        )
+        if not result:
+            return PasswordChangeResult(False, "policy", result)
+        if not self._replace_password(account, new):
+            return PasswordChangeResult(False, "conflict", result)
+        self._emit("password_changed", account.id, via="change")
+        if account.email is not None:
+            self._send_changed_notice(account)
+        return PasswordChangeResult(True, "ok", result, end_other_sessions=True)
+
+    def _replace_password(self, account: Account, password: str) -> bool:
+        """Hash, compare-and-set, record history; undo the hash if the history write fails."""
+        new_hash = self.hasher.hash(password)
+        accounts = self.storage.accounts
+        if not accounts.set_password_hash(account.id, expected=account.password_hash, new=new_hash):
+            return False
+        if self.policy.history:
+            try:
+                self.history.record(
+                    account.id, password, new_hash, keep=self._history_keep(), now=self.clock.now()
+                )
+            except Exception:
+                accounts.set_password_hash(account.id, expected=new_hash, new=account.password_hash or "")
+                raise
+        return True
+
+    def _send_changed_notice(self, account: Account) -> None:
+        assert account.email is not None  # checked by the caller; not a security check
+        self._send(
+            "password_changed",
+            account.id,
+            account.email,
+            account.language,
+            time=self.clock.now().strftime("%Y-%m-%d %H:%M UTC"),
+        )
+
+    # -- reset by e-mail link -------------------------------------------------------------------
+
+    def request_password_reset(self, identifier: str, *, client_key: str) -> ResetRequestResult:
+        """Send a reset link to the address stored on the account named by ``identifier``.
+
+        ``identifier`` is a user name or an e-mail address. The answer is the same whether or
+        not an account exists, and so is the work done (a token is made either way); the
+        letter goes only to the address **stored** on the account, never to the typed string.
+        A failing e-mail sender does not change the answer. Requests are rate-limited per
+        identifier and per ``client_key`` (e.g. the client's IP address).
+
+        Raises:
+            TypeError: ``identifier`` or ``client_key`` is not a ``str``.
+        """
+        self._require_str(identifier=identifier, client_key=client_key)
+        s = self.settings
+        wait = self._limited("reset-client", client_key, s.reset_per_client)
+        if wait is None:
+            wait = self._limited("reset-id", identifier.strip().casefold(), s.reset_per_identifier)
+        if wait is not None:
+            self._emit("rate_limited", None, action="password_reset")
+            return ResetRequestResult(False, retry_after=wait)
+        account = self._find(identifier)
+        now = self.clock.now()
+        if account is None or account.email is None:
+            # Equal work: sign a token nobody will see.
+            self.tokens.issue("reset", "unknown", state="", now=now)
+            self._emit("password_reset_requested", None, found="no")
+            return ResetRequestResult(True)
+        token = self.tokens.issue("reset", account.id, state=self._state(account), now=now)
+        minutes = max(1, int(self.tokens.lifetime("reset").total_seconds() // 60))
+        self._send(
+            "password_reset",
+            account.id,
+            account.email,
+            account.language,
+            link=self._reset_links.link(token),
+            minutes=minutes,
+            count=minutes,
+        )
+        self._emit("password_reset_requested", account.id, found="yes")
+        return ResetRequestResult(True)
+
+    def reset_password(self, token: str, new: str, confirmation: str) -> PasswordResetResult:
+        """Set a new password with a reset link's token.
+
+        The token must be genuine, unexpired, for this purpose, and bound to the account's
+        current password and e-mail (it dies when either changes). A password that breaks the
+        policy or history is refused without using the link up, so the form can be shown
+        again. Otherwise the token is consumed through the single-use ledger — exactly once,
+        even under concurrent redemption — the hash replaced, the failure counter cleared, and
+        a "password changed" letter sent. The user is not logged in.
+
+        Raises:
+            InvalidTokenError: the token is invalid, used, stale or expired
+                (:class:`ExpiredTokenError`).
+            TypeError: a password is not a ``str``.
+        """
+        self._require_str(new=new, confirmation=confirmation)
+        now = self.clock.now()
+        claims = self.tokens.verify(token, "reset", now=now)
+        return self._complete_reset(claims.account_id, claims, new, confirmation, via="email")
+
+    def _complete_reset(
+        self, account_id: str, claims: TokenClaims, new: str, confirmation: str, *, via: str
+    ) -> PasswordResetResult:
+        account = self.storage.accounts.get(account_id)
+        if account is None:
+            raise InvalidTokenError("invalid token")
+        self.tokens.check_state(claims, self._state(account))
+        result = self.history.validate(
+            self.policy, account.id, new, user=self._user_info(account), confirmation=confirmation
+        )
+        if not result:
+            return PasswordResetResult(False, result)
+        now = self.clock.now()
+        if not self.storage.tokens.consume(claims.token_id, claims.expires_at, now=now):
+            raise InvalidTokenError("invalid token")
+        if not self._replace_password(account, new):
+            raise InvalidTokenError("invalid token")
+        self.storage.accounts.clear_login_failures(account.id)
+        self._emit("password_reset_completed", account.id, via=via)
+        if account.email is not None:
+            self._send_changed_notice(account)
+        return PasswordResetResult(True, result, account.id, end_sessions=True)

@@ -1,0 +1,96 @@
+"""Settings of the account and recovery services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Final
+
+from kaspi_identity.tokens import MAX_LIFETIME, LinkBuilder
+
+__all__ = ["IdentitySettings", "RateLimit"]
+
+#: NIST SP 800-63B-4 (RL-2): no more than 100 consecutive failed attempts on one account.
+NIST_MAX_FAILURES: Final = 100
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """At most ``limit`` events per ``window``."""
+
+    limit: int
+    window: timedelta
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.limit, int) or isinstance(self.limit, bool) or self.limit < 1:
+            raise ValueError("RateLimit.limit must be a positive integer")
+        if not isinstance(self.window, timedelta) or self.window <= timedelta(0):
+            raise ValueError("RateLimit.window must be a positive timedelta")
+
+
+@dataclass(frozen=True, slots=True)
+class IdentitySettings:
+    """Everything the services need to know about the deployment.
+
+    Args:
+        secret_keys: server-side keys, **newest first**, at least 32 bytes each. They sign
+            link tokens and key the history fingerprints, rate-limit keys and SMS code
+            hashes (each use derives its own key). Keep them out of the database.
+        confirm_url: the ``https://`` page that opens e-mail confirmation links.
+        reset_url: the ``https://`` page that opens password-reset links.
+        site_name: the portal's name, used in letters and SMS.
+        reset_link_lifetime: how long a reset link works (default 1 hour, at most 24).
+        confirm_link_lifetime: how long a confirmation link works (default 24 hours, at most 24).
+        backoff_after: consecutive failed logins before each further attempt must wait.
+        backoff_base: the first wait; it doubles with each further failure...
+        backoff_max: ...up to this.
+        lockout_after: consecutive failed logins after which the account can only be
+            recovered by a password reset (at most 100, NIST SP 800-63B-4).
+        reset_per_identifier: reset requests allowed per user name / e-mail / phone.
+        reset_per_client: reset requests allowed per client key (e.g. an IP address).
+        allow_insecure_http: accept ``http://`` link URLs — local development only.
+    """
+
+    secret_keys: tuple[bytes, ...] = field(repr=False)
+    confirm_url: str
+    reset_url: str
+    site_name: str = "kaspi-identity"
+    reset_link_lifetime: timedelta = timedelta(hours=1)
+    confirm_link_lifetime: timedelta = timedelta(hours=24)
+    backoff_after: int = 5
+    backoff_base: timedelta = timedelta(seconds=1)
+    backoff_max: timedelta = timedelta(minutes=15)
+    lockout_after: int = 50
+    reset_per_identifier: RateLimit = RateLimit(5, timedelta(hours=1))
+    reset_per_client: RateLimit = RateLimit(20, timedelta(hours=1))
+    allow_insecure_http: bool = False
+
+    def __post_init__(self) -> None:
+        keys = self.secret_keys
+        if isinstance(keys, bytes | str) or not keys:
+            raise ValueError("secret_keys must be a non-empty sequence of keys, newest first")
+        normal = tuple(k.encode("utf-8") if isinstance(k, str) else k for k in keys)
+        if any(not isinstance(k, bytes) or len(k) < 32 for k in normal):
+            raise ValueError("each secret key must be at least 32 bytes")
+        object.__setattr__(self, "secret_keys", normal)
+        for name in ("confirm_url", "reset_url"):
+            LinkBuilder(getattr(self, name), allow_insecure_http=self.allow_insecure_http)
+        for name in ("reset_link_lifetime", "confirm_link_lifetime"):
+            value = getattr(self, name)
+            if not isinstance(value, timedelta) or not timedelta(0) < value <= MAX_LIFETIME:
+                raise ValueError(f"{name} must be positive and at most 24 hours")
+        if not 1 <= self.lockout_after <= NIST_MAX_FAILURES:
+            raise ValueError(f"lockout_after must be from 1 to {NIST_MAX_FAILURES}")
+        if not 1 <= self.backoff_after <= self.lockout_after:
+            raise ValueError("backoff_after must be from 1 to lockout_after")
+        if self.backoff_base <= timedelta(0) or self.backoff_max < self.backoff_base:
+            raise ValueError("backoff_base must be positive and at most backoff_max")
+        if not isinstance(self.site_name, str) or not self.site_name.strip():
+            raise ValueError("site_name must be a non-empty string")
+
+    def backoff(self, failures: int) -> timedelta:
+        """How long to wait after ``failures`` consecutive failures (zero below the threshold)."""
+        if failures < self.backoff_after:
+            return timedelta(0)
+        steps = min(failures - self.backoff_after, 32)
+        return min(self.backoff_base * (2**steps), self.backoff_max)
