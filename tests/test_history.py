@@ -177,6 +177,38 @@ class TestIssueExamples:
         assert history.validate(policy, ACCOUNT, "Winter2024!").ok
 
 
+class TestDocumentedExamples:
+    """The second example table of docs/security.md behaves as documented."""
+
+    @pytest.mark.parametrize(
+        ("new", "reset", "change"),
+        [
+            ("2023!Summer", True, True),
+            ("$ummer2023", True, True),
+            ("Sunmer2023!", False, True),
+            ("Summer2023!x", False, True),
+            ("Autumn2023!", False, False),
+            ("Лето2023!", False, False),
+            ("Su2023!", False, False),
+            ("P@ssw0rd", False, False),
+        ],
+    )
+    def test_reset_and_change_flow(self, new: str, reset: bool, change: bool) -> None:
+        """Reset flow: fingerprints only; change flow: plus the direct comparison."""
+        history = make_history(memory_storage().history)
+        record(history, OLD)
+        policy = PasswordPolicy(history=6, history_similar=True, min_length=6)
+        reset_codes = history_codes(history.validate(policy, ACCOUNT, new))
+        change_codes = history_codes(history.validate(policy, ACCOUNT, new, current_password=OLD))
+        assert reset_codes == ({"similar_to_previous"} if reset else set())
+        assert change_codes == ({"similar_to_previous"} if change else set())
+
+    def test_leet_run_is_read_only_where_a_letter_touches_it(self) -> None:
+        """P@$$w0rd reads as pa$sword: not similar to password (documented limitation)."""
+        assert is_similar("P@ssw0rd", "password")
+        assert not is_similar("P@$$w0rd", "Password")
+
+
 # --------------------------------------------------------------------------- depth
 
 
@@ -335,10 +367,11 @@ class TestCurrentPassword:
         assert result.ok
 
     def test_current_password_must_be_str(self, backend: Backend) -> None:
-        """A current_password that is bytes is a TypeError, not a silent pass."""
+        """A current_password that is bytes is a TypeError under any policy, not a silent pass."""
         history = make_history(backend.store)
-        with pytest.raises(TypeError):
-            history.validate(SIMILAR, ACCOUNT, "Winter2024!", current_password=b"Kx9#mPq2Lz")  # type: ignore[arg-type]
+        for policy in (SIMILAR, EXACT, PasswordPolicy()):
+            with pytest.raises(TypeError):
+                history.validate(policy, ACCOUNT, "Winter2024!", current_password=b"Kx9#mPq2Lz")  # type: ignore[arg-type]
 
     def test_long_current_password_is_cheap(self) -> None:
         """A huge current password and a huge new one (no max_length) do not go quadratic.

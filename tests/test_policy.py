@@ -11,17 +11,17 @@ from typing import Any
 
 import pytest
 
-from kaspi_identity._errors import UnknownLanguageError
-from kaspi_identity.policy import (
+from kaspi_identity import (
     PRESET_NAMES,
     VIOLATION_CODES,
     Hint,
     PasswordPolicy,
     PolicyResult,
+    UnknownLanguageError,
     UserInfo,
     Violation,
-    _blocklist,
 )
+from kaspi_identity.policy import _blocklist
 
 LANGUAGES = ("en", "ru", "kk")
 ALL_CLASSES = ("upper", "lower", "digit", "special")
@@ -834,7 +834,7 @@ class TestConcurrency:
         expected = [policy.check(p, user=user, confirmation=p[::-1]) for p in passwords]
         # Make the built-in blocklist load lazily under contention too.
         monkeypatch.setattr(_blocklist, "_builtin", None)
-        barrier = threading.Barrier(16)
+        barrier = threading.Barrier(16, timeout=60)
 
         def work(offset: int) -> list[tuple[int, PolicyResult]]:
             barrier.wait()

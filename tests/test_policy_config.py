@@ -10,8 +10,13 @@ from typing import Any
 
 import pytest
 
-from kaspi_identity._errors import KaspiIdentityError, PolicyConfigError
-from kaspi_identity.policy import CONFIG_KEYS, PRESET_NAMES, PasswordPolicy
+from kaspi_identity import (
+    CONFIG_KEYS,
+    PRESET_NAMES,
+    KaspiIdentityError,
+    PasswordPolicy,
+    PolicyConfigError,
+)
 
 ALL_CLASSES = ["upper", "lower", "digit", "special"]
 

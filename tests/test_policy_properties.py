@@ -12,12 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kaspi_identity._errors import PolicyConfigError
-from kaspi_identity.policy import (
+from kaspi_identity import (
     CONFIG_KEYS,
     PRESET_NAMES,
     VIOLATION_CODES,
     PasswordPolicy,
+    PolicyConfigError,
     PolicyResult,
     UserInfo,
 )

@@ -13,7 +13,7 @@ import string
 
 import pytest
 
-from kaspi_identity.policy import PRESET_NAMES, Hint, PasswordPolicy, UserInfo
+from kaspi_identity import PRESET_NAMES, Hint, PasswordPolicy, UserInfo
 
 LANGUAGES = ("en", "ru", "kk")
 

@@ -257,12 +257,12 @@ class PasswordHistory:
             InvalidHashError: a stored hash is malformed.
             CorruptRecordError: a stored fingerprint is malformed.
         """
+        if current_password is not None and not isinstance(current_password, str):
+            raise TypeError("current_password must be str")
         result = policy.check(password, user=user, confirmation=confirmation)
         depth = policy.history
         if not depth or "too_long" in result.codes:
             return result
-        if current_password is not None and not isinstance(current_password, str):
-            raise TypeError("current_password must be str")
         entries = self._store.recent(account_id, depth)
         found: list[Violation] = []
         if self._hasher.verify_any(password, [e.password_hash for e in entries]) is not None:

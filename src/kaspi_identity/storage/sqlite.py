@@ -202,7 +202,11 @@ class SQLiteDatabase:
         self._idle: list[sqlite3.Connection] = []
         self._pid = os.getpid()
         self._closed = False
-        self._run(self._migrate, write=False)
+        try:
+            self._run(self._migrate, write=False)
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def path(self) -> str:

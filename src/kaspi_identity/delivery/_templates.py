@@ -1,0 +1,210 @@
+"""Letters and SMS texts from the message catalogs, in Kazakh, Russian and English."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from kaspi_identity.i18n import Catalog, get_catalog
+
+from ._messages import EmailMessage, SmsMessage
+from ._sms import sms_segments
+
+__all__ = ["EMAIL_KINDS", "SMS_KINDS", "render_email", "render_sms"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    required: tuple[str, ...]  # parameters the caller must pass
+    count: str | None  # the parameter the plural form follows
+    links: tuple[str, ...] = ()  # https:// URLs that must show in the text
+    optional: tuple[str, ...] = ()
+
+
+_EMAIL: Mapping[str, _Kind] = {
+    "confirm_email": _Kind(("link", "hours", "site"), "hours", links=("link",)),
+    "already_registered": _Kind(("site", "reset_link"), None, links=("reset_link",)),
+    "password_reset": _Kind(("link", "minutes", "site"), "minutes", links=("link",)),
+    "password_changed": _Kind(("site", "time"), None),
+}
+_SMS: Mapping[str, _Kind] = {
+    "reset_code": _Kind(("code", "minutes"), "minutes", optional=("site",)),
+}
+
+EMAIL_KINDS: tuple[str, ...] = tuple(_EMAIL)
+"""The letters :func:`render_email` writes: ``confirm_email``, ``already_registered``,
+``password_reset``, ``password_changed``."""
+
+SMS_KINDS: tuple[str, ...] = tuple(_SMS)
+"""The SMS texts :func:`render_sms` writes: ``reset_code``."""
+
+_LINK = re.compile(r"https://[^\s<>\"'«»]+")
+_CODE = re.compile(r"[0-9]{6,10}")
+
+
+def render_email(
+    kind: str, lang: str, /, *, to: str, catalog: Catalog | None = None, **params: object
+) -> EmailMessage:
+    """Write the letter ``kind`` to ``to`` in language ``lang``, plain text only.
+
+    Subject and body come from the catalog entries ``email.<kind>.subject`` and
+    ``email.<kind>.text``; a host overrides them by passing its own ``catalog`` (see
+    docs/delivery.md). The parameters of each kind (all required, no others accepted):
+
+    ======================  ====================================================
+    ``confirm_email``       ``link`` (https URL), ``hours`` (int), ``site``
+    ``already_registered``  ``site``, ``reset_link`` (https URL of the
+                            "Forgot password?" page)
+    ``password_reset``      ``link`` (https URL), ``minutes`` (int), ``site``
+    ``password_changed``    ``site``, ``time`` (str, or an aware datetime shown as
+                            ``2026-11-23 16:00 UTC`` in its own offset)
+    ======================  ====================================================
+
+    ``hours`` and ``minutes`` pick the plural form ("1 час", "2 часа", "5 часов").
+
+    Raises:
+        ValueError: unknown ``kind``; a link that is not ``https://`` without spaces;
+            ``catalog`` is of another language than ``lang``; the template does not show
+            a link it must show; a subject that is not one line (header injection) or a
+            ``to`` that is not one address. No message repeats a link.
+        TypeError: a parameter is missing, unexpected, or of the wrong type.
+        UnknownLanguageError: no shipped catalog for ``lang`` (and no ``catalog`` given).
+
+    """
+    spec = _lookup(_EMAIL, kind, "e-mail")
+    values = _check_params(spec, kind, params)
+    messages = _catalog_for(lang, catalog)
+    count = _count(spec, values)
+    subject = messages.message(f"email.{kind}.subject", count=None, **values)
+    key = f"email.{kind}.text"
+    text = messages.message(key, count=count, **values)
+    for name in spec.links:
+        if str(values[name]) not in text:
+            raise ValueError(f"the template {key!r} ({messages.language}) must show {{{name}}}")
+    return EmailMessage(
+        to=to, subject=subject, text=text, kind=kind, language=messages.language
+    )
+
+
+def render_sms(
+    kind: str,
+    lang: str,
+    /,
+    *,
+    to: str,
+    catalog: Catalog | None = None,
+    max_segments: int | None = 1,
+    **params: object,
+) -> SmsMessage:
+    """Write the SMS ``kind`` to the E.164 number ``to`` in language ``lang``.
+
+    ``reset_code`` takes ``code`` (a string of 6 to 10 digits), ``minutes`` (int, picks the
+    plural form) and optionally ``site``. With ``site`` the catalog entry
+    ``sms.<kind>.text`` is used if the result fits ``max_segments`` SMS segments (see
+    :func:`sms_segments`); otherwise -- or without ``site`` -- ``sms.<kind>.text_no_site``.
+    In practice English keeps the site and Russian and Kazakh keep it only for short names
+    (70 characters per Cyrillic SMS): the code, its lifetime and "do not share it" matter
+    more than the name, which the gateway's sender name shows anyway.
+
+    Pass ``max_segments=None`` to allow a text of any length.
+
+    Raises:
+        ValueError: unknown ``kind``; ``code`` is not 6 to 10 digits; ``catalog`` is of
+            another language than ``lang``; the template does not show the code; the text
+            needs more than ``max_segments`` segments (a host template too long); ``to``
+            is not E.164. No message repeats the code.
+        TypeError: a parameter is missing, unexpected, or of the wrong type.
+        UnknownLanguageError: no shipped catalog for ``lang`` (and no ``catalog`` given).
+
+    """
+    spec = _lookup(_SMS, kind, "SMS")
+    if max_segments is not None and (
+        isinstance(max_segments, bool) or not isinstance(max_segments, int) or max_segments < 1
+    ):
+        raise ValueError("max_segments must be an int >= 1 or None")
+    values = _check_params(spec, kind, params)
+    messages = _catalog_for(lang, catalog)
+    count = _count(spec, values)
+    text = None
+    if "site" in values:
+        key = f"sms.{kind}.text"
+        text = messages.message(key, count=count, **values)
+        if max_segments is not None and sms_segments(text) > max_segments:
+            text = None
+    if text is None:
+        key = f"sms.{kind}.text_no_site"
+        text = messages.message(key, count=count, **values)
+    if str(values["code"]) not in text:
+        raise ValueError(f"the template {key!r} ({messages.language}) must show {{code}}")
+    if max_segments is not None and (segments := sms_segments(text)) > max_segments:
+        raise ValueError(
+            f"the template {key!r} ({messages.language}) needs {segments} SMS segments, "
+            f"more than max_segments={max_segments}; shorten it"
+        )
+    return SmsMessage(to=to, text=text, kind=kind, language=messages.language)
+
+
+def _lookup(kinds: Mapping[str, _Kind], kind: object, what: str) -> _Kind:
+    if not isinstance(kind, str) or kind not in kinds:
+        raise ValueError(f"unknown {what} kind {kind!r}; known: {', '.join(kinds)}")
+    return kinds[kind]
+
+
+def _check_params(spec: _Kind, kind: str, params: Mapping[str, object]) -> dict[str, object]:
+    missing = [name for name in spec.required if name not in params]
+    unexpected = sorted(set(params) - set(spec.required) - set(spec.optional))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing)}")
+        if unexpected:
+            parts.append(f"unexpected {', '.join(unexpected)}")
+        raise TypeError(f"{kind!r} parameters: {'; '.join(parts)}")
+    values: dict[str, object] = {}
+    for name, value in params.items():
+        if name == spec.count:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+        elif name == "time" and isinstance(value, datetime):
+            value = _format_time(value)
+        elif not isinstance(value, str):
+            raise TypeError(f"{name} must be str, not {type(value).__name__}")
+        elif not value.strip():
+            raise ValueError(f"{name} must not be empty")
+        if name in spec.links and not _LINK.fullmatch(str(value)):
+            raise ValueError(f"{name} must be an https:// URL without spaces or quotes")
+        if name == "code" and not _CODE.fullmatch(str(value)):
+            raise ValueError("code must be a string of 6 to 10 digits")
+        values[name] = value
+    return values
+
+
+def _count(spec: _Kind, values: Mapping[str, object]) -> int | None:
+    if spec.count is None:
+        return None
+    count = values[spec.count]
+    assert isinstance(count, int)  # checked by _check_params; not a security check
+    return count
+
+
+def _format_time(moment: datetime) -> str:
+    offset = moment.utcoffset()
+    if offset is None:
+        raise ValueError("time must be a timezone-aware datetime (or a str)")
+    if offset == timedelta(0):
+        return f"{moment:%Y-%m-%d %H:%M} UTC"
+    return f"{moment:%Y-%m-%d %H:%M} UTC{moment:%z}"[:-2] + f":{moment:%z}"[-2:]
+
+
+def _catalog_for(lang: str, catalog: Catalog | None) -> Catalog:
+    if catalog is None:
+        return get_catalog(lang)
+    if not isinstance(catalog, Catalog):
+        raise TypeError(f"catalog must be a Catalog, not {type(catalog).__name__}")
+    if not isinstance(lang, str) or re.split(r"[-_.@]", lang)[0].lower() != catalog.language:
+        raise ValueError(
+            f"lang {lang!r} does not match the language of the catalog ({catalog.language!r})"
+        )
+    return catalog

@@ -1,0 +1,388 @@
+"""Phone numbers: parse what a user typed into E.164, check region and type, mask for display.
+
+:func:`parse_phone` turns the forms people type in Kazakhstan (``+7 701 123 45 67``,
+``8 (701) 123-45-67``, ``87011234567``, ``7011234567``, ...) into a :class:`PhoneNumber`
+holding the E.164 form (``+77011234567``), the region the number belongs to and its type.
+Kazakhstan and Russia share the country code +7; the region is decided by the number itself
+(``+7 701 …`` is KZ, ``+7 916 …`` is RU), and each deployment lists the regions it accepts.
+By default only mobile numbers are accepted, because the number is there to receive SMS.
+
+Every refusal is an :class:`InvalidPhoneError` (a ``ValueError``) with a stable ``reason``
+code and a localised :meth:`~InvalidPhoneError.message`; input that is not a ``str`` is a
+``TypeError``. Neither the exception text nor :func:`repr` of a :class:`PhoneNumber` shows the
+whole number.
+
+The `phonenumbers <https://github.com/daviddrysdale/python-phonenumbers>`_ package is
+imported on first use, not when this module is imported, and only its core (parsing,
+formatting, number type, region): never its geocoder, carrier or time-zone data, which cost
+about 0.4 s and 97 MiB. See docs/phone.md.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from kaspi_identity._errors import KaspiIdentityError
+from kaspi_identity.i18n import render
+
+if TYPE_CHECKING:
+    from phonenumbers import PhoneNumber as _ParsedNumber
+
+__all__ = [
+    "PHONE_ERROR_REASONS",
+    "PHONE_KINDS",
+    "PHONE_MAX_LENGTH",
+    "InvalidPhoneError",
+    "PhoneNumber",
+    "mask_phone",
+    "parse_phone",
+]
+
+#: Longer input is refused (reason ``"too_long"``) before any parsing: real input is < 25.
+PHONE_MAX_LENGTH: Final = 64
+
+#: The stable ``reason`` codes of :class:`InvalidPhoneError`; the message key is
+#: ``"phone." + reason``.
+PHONE_ERROR_REASONS: Final[tuple[str, ...]] = (
+    "empty",
+    "invalid",
+    "not_mobile",
+    "region_not_allowed",
+    "too_long",
+    "too_short",
+)
+
+#: Every value :attr:`PhoneNumber.kind` can take (phonenumbers' ``PhoneNumberType`` names,
+#: lower case).
+PHONE_KINDS: Final[tuple[str, ...]] = (
+    "fixed_line",
+    "fixed_line_or_mobile",
+    "mobile",
+    "pager",
+    "personal_number",
+    "premium_rate",
+    "shared_cost",
+    "toll_free",
+    "uan",
+    "unknown",
+    "voicemail",
+    "voip",
+)
+
+# Kinds an SMS can go to. FIXED_LINE_OR_MOBILE is what phonenumbers says where the numbering
+# plan does not tell the two apart (the US, Canada, ...): refusing it would refuse every
+# mobile number of those countries, so it is accepted; a gateway reports the rare landline.
+_SMS_KINDS: Final = frozenset({"mobile", "fixed_line_or_mobile"})
+
+# One optional leading "+", ASCII digits, and the separators people type or paste: spaces
+# (also no-break, narrow no-break, thin and figure spaces), tabs, hyphens and dashes, the
+# minus sign, dots, slashes and parentheses. Anything else (letters, which phonenumbers
+# would read as a keypad "vanity" number, other scripts' digits, control characters, NUL,
+# lone surrogates, extensions) is refused before phonenumbers sees the text.
+_SHAPE: Final = re.compile(
+    "\\+?[0-9 \t\u00a0\u2007\u2009\u202f\\-\u2010-\u2015\u2212./()]*", re.ASCII
+)
+_NOT_DIGIT: Final = re.compile("[^0-9]")
+_E164: Final = re.compile(r"\+[1-9][0-9]{6,14}")
+_REGION: Final = re.compile(r"[A-Za-z]{2}")
+# The subscriber part of a masked number keeps its last digits only if it is this long.
+_MIN_SUBSCRIBER_TO_SHOW = 5
+_SHOWN_DIGITS = 2
+
+_TECHNICAL_TEXT: Final = {
+    "empty": "no phone number was given",
+    "invalid": "not a valid phone number",
+    "not_mobile": "not a mobile phone number",
+    "region_not_allowed": "phone numbers of this region are not accepted",
+    "too_long": "the phone number is too long",
+    "too_short": "the phone number is too short",
+}
+
+
+class InvalidPhoneError(KaspiIdentityError, ValueError):
+    """A phone number was refused: malformed, of the wrong type, or from a region not allowed.
+
+    ``reason`` is one of :data:`PHONE_ERROR_REASONS` (stable; a front end may map it):
+
+    - ``"empty"`` — nothing but whitespace;
+    - ``"invalid"`` — letters or other characters a number cannot hold, or digits that are
+      not a number of any known plan;
+    - ``"too_short"`` / ``"too_long"`` — too few or too many digits (``"too_long"`` also for
+      input longer than :data:`PHONE_MAX_LENGTH` characters);
+    - ``"region_not_allowed"`` — a valid number of a region not in the allow-list;
+    - ``"not_mobile"`` — a valid number that cannot receive SMS (a landline, toll-free, ...).
+
+    ``region`` and ``kind`` are the number's region and :data:`PHONE_KINDS` value when they
+    are known (for the last two reasons), ``allowed_regions`` the allow-list that refused it.
+    The message never contains the number.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        region: str | None = None,
+        kind: str | None = None,
+        allowed_regions: Collection[str] = (),
+    ) -> None:
+        if reason not in _TECHNICAL_TEXT:
+            raise ValueError(
+                f"unknown reason {reason!r}; expected one of {', '.join(PHONE_ERROR_REASONS)}"
+            )
+        self.reason = reason
+        self.region = region
+        self.kind = kind
+        self.allowed_regions: tuple[str, ...] = tuple(allowed_regions)
+        text = _TECHNICAL_TEXT[reason]
+        details = [
+            f"{name}={value}" for name, value in (("region", region), ("kind", kind)) if value
+        ]
+        if reason == "region_not_allowed":
+            details.append(f"allowed={','.join(self.allowed_regions)}")
+        super().__init__(f"{text} ({'; '.join([reason, *details])})")
+
+    def message(self, lang: str) -> str:
+        """Return the message for the end user in ``lang`` (``"kk"``, ``"ru"`` or ``"en"``).
+
+        The text comes from the message catalog, key ``"phone." + reason``; for
+        ``"region_not_allowed"`` it lists the allowed regions as ISO codes (``KZ, RU``).
+
+        Raises:
+            UnknownLanguageError: there is no catalog for ``lang``.
+
+        """
+        return render(
+            f"phone.{self.reason}", lang, count=None, regions=", ".join(self.allowed_regions)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PhoneNumber:
+    """A phone number that passed :func:`parse_phone`.
+
+    Attributes:
+        e164: The number in E.164 form, ``"+77011234567"``: the form to store and compare.
+        region: The ISO 3166 region the number belongs to, ``"KZ"``, ``"RU"``, ...
+        kind: Its type, one of :data:`PHONE_KINDS` (``"mobile"``, ``"fixed_line"``, ...).
+
+    ``str()`` gives :attr:`e164`; :func:`repr` shows only the :attr:`masked` form, so a
+    number that reaches a log line is not disclosed whole.
+    """
+
+    e164: str
+    region: str
+    kind: str
+
+    def __post_init__(self) -> None:
+        for name in ("e164", "region", "kind"):
+            value = getattr(self, name)
+            if not isinstance(value, str):
+                raise TypeError(f"PhoneNumber.{name} must be a str, not {type(value).__name__}")
+        if _E164.fullmatch(self.e164) is None:
+            raise ValueError("PhoneNumber.e164 must be in E.164 form, such as '+77011234567'")
+        if self.kind not in PHONE_KINDS:
+            raise ValueError(f"PhoneNumber.kind must be one of {', '.join(PHONE_KINDS)}")
+
+    @property
+    def masked(self) -> str:
+        """The number for display with the middle hidden: ``"+7 701 *** ** 67"``.
+
+        See :func:`mask_phone`.
+        """
+        return mask_phone(self.e164)
+
+    def __str__(self) -> str:
+        return self.e164
+
+    def __repr__(self) -> str:
+        try:
+            shown = self.masked
+        except InvalidPhoneError:
+            shown = "+" + "*" * (len(self.e164) - 1)
+        return f"PhoneNumber(masked={shown!r}, region={self.region!r}, kind={self.kind!r})"
+
+
+def parse_phone(
+    text: str,
+    *,
+    region: str = "KZ",
+    allowed_regions: Collection[str] = ("KZ",),
+    mobile_only: bool = True,
+) -> PhoneNumber:
+    """Parse a phone number as a user typed it and return it in E.164 form.
+
+    ``region`` says how to read a number typed without ``+``: for ``"KZ"``, ``87011234567``
+    (trunk prefix 8), ``7011234567`` (the ten-digit national number) and ``77011234567``
+    (the country code without ``+``) are all ``+77011234567``. Surrounding whitespace is
+    ignored; inside, spaces (also no-break), hyphens, dashes, dots, slashes and parentheses
+    may separate the ASCII digits.
+
+    The number must be valid in its country's numbering plan, belong to one of
+    ``allowed_regions`` — decided by the number, so ``+7 701 …`` is KZ and ``+7 916 …`` is
+    RU — and, with ``mobile_only`` (the default), be able to receive SMS: ``"mobile"``, or
+    ``"fixed_line_or_mobile"`` where the plan does not tell the two apart.
+
+    Args:
+        text: What the user typed.
+        region: ISO 3166 code of the region a number without ``+`` is read in.
+        allowed_regions: ISO 3166 codes of the regions whose numbers are accepted.
+        mobile_only: Refuse numbers that cannot receive SMS (landlines, toll-free, ...).
+
+    Returns:
+        The number, its region and its kind.
+
+    Raises:
+        InvalidPhoneError: the number is refused; ``reason`` says why.
+        TypeError: ``text`` is not a ``str``, or ``allowed_regions`` is a single ``str``.
+        ValueError: ``region`` or an allowed region is not a region phonenumbers knows
+            (a configuration error).
+
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"phone number must be a str, not {type(text).__name__}")
+    default_region = _check_region(region, "region")
+    allowed = _check_allowed_regions(allowed_regions)
+    if len(text) > PHONE_MAX_LENGTH:
+        raise InvalidPhoneError("too_long")
+    typed = text.strip()
+    if not typed:
+        raise InvalidPhoneError("empty")
+    if _SHAPE.fullmatch(typed) is None:
+        raise InvalidPhoneError("invalid")
+    # Separators carry no meaning, and phonenumbers does not know all of them (U+202F).
+    digits = _NOT_DIGIT.sub("", typed)
+    if not digits:
+        raise InvalidPhoneError("invalid")
+
+    import phonenumbers
+
+    try:
+        number = phonenumbers.parse(
+            typed[0] + digits if typed[0] == "+" else digits, default_region
+        )
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidPhoneError(_parse_failure_reason(exc.error_type)) from None
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidPhoneError(_length_reason(number))
+    number_region = phonenumbers.region_code_for_number(number)
+    if number_region not in allowed:
+        raise InvalidPhoneError("region_not_allowed", region=number_region, allowed_regions=allowed)
+    kind = _kind(number)
+    if mobile_only and kind not in _SMS_KINDS:
+        raise InvalidPhoneError("not_mobile", region=number_region, kind=kind)
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return PhoneNumber(e164=e164, region=number_region, kind=kind)
+
+
+def mask_phone(e164: str) -> str:
+    """Return an E.164 number for display with its middle digits hidden.
+
+    The country code, the operator or area code and the last two digits stay, the rest of
+    the subscriber number becomes ``*`` in groups of two from the right (three in front where
+    one digit would be left alone): ``"+77011234567"`` → ``"+7 701 *** ** 67"``,
+    ``"+77172123456"`` (Astana, area code 7172) → ``"+7 7172 ** ** 56"``. Where the operator
+    code is unknown, only the last two digits are shown.
+
+    The number need not be mobile nor of an allowed region (it is typically one already
+    stored), but it must be in E.164 form.
+
+    Raises:
+        InvalidPhoneError: ``e164`` is not an E.164 number (reason ``"invalid"``).
+        TypeError: ``e164`` is not a ``str``.
+
+    """
+    if not isinstance(e164, str):
+        raise TypeError(f"phone number must be a str, not {type(e164).__name__}")
+    if _E164.fullmatch(e164) is None:
+        raise InvalidPhoneError("invalid")
+
+    import phonenumbers
+
+    try:
+        number = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        raise InvalidPhoneError("invalid") from None
+    national = phonenumbers.national_significant_number(number)
+    code_length = phonenumbers.length_of_national_destination_code(number)
+    code, subscriber = national[:code_length], national[code_length:]
+    if len(subscriber) >= _MIN_SUBSCRIBER_TO_SHOW:
+        hidden = "*" * (len(subscriber) - _SHOWN_DIGITS) + subscriber[-_SHOWN_DIGITS:]
+    else:
+        hidden = "*" * len(subscriber)
+    parts = [f"+{number.country_code}", code, *_pairs(hidden)]
+    return " ".join(part for part in parts if part)
+
+
+def _pairs(digits: str) -> list[str]:
+    """Split into groups of two from the right; a lone leading digit joins the next group."""
+    groups = [digits[max(0, end - 2) : end] for end in range(len(digits), 0, -2)][::-1]
+    if len(groups) > 1 and len(groups[0]) == 1:
+        groups[:2] = [groups[0] + groups[1]]
+    return groups
+
+
+def _check_region(region: object, name: str) -> str:
+    """Return ``region`` upper-cased if phonenumbers knows it; a bad one is a config error."""
+    if not isinstance(region, str):
+        raise TypeError(f"{name} must be a str such as 'KZ', not {type(region).__name__}")
+    import phonenumbers
+
+    code = region.upper()
+    if _REGION.fullmatch(region) is None or code not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(f"{name}: {region!r} is not a region code phonenumbers knows")
+    return code
+
+
+def _check_allowed_regions(allowed_regions: Collection[str]) -> tuple[str, ...]:
+    if isinstance(allowed_regions, str):
+        raise TypeError(
+            "allowed_regions must be a collection of region codes such as ('KZ',), not a str"
+        )
+    allowed = tuple(dict.fromkeys(_check_region(r, "allowed_regions") for r in allowed_regions))
+    if not allowed:
+        raise ValueError("allowed_regions must name at least one region")
+    return allowed
+
+
+def _parse_failure_reason(error_type: int) -> str:
+    import phonenumbers
+
+    failure = phonenumbers.NumberParseException
+    if error_type in (failure.TOO_SHORT_NSN, failure.TOO_SHORT_AFTER_IDD):
+        return "too_short"
+    if error_type == failure.TOO_LONG:
+        return "too_long"
+    return "invalid"
+
+
+def _length_reason(number: _ParsedNumber) -> str:
+    """Why a parsed number is not valid: too few digits, too many, or just not a number."""
+    import phonenumbers
+
+    result = phonenumbers.ValidationResult
+    possible = phonenumbers.is_possible_number_with_reason(number)
+    if possible == result.INVALID_LENGTH:
+        # Between two lengths the plan allows, such as 11 digits after +7 (10 for a mobile
+        # or landline number, 14 for some toll-free ones): measure against a mobile number.
+        possible = phonenumbers.is_possible_number_for_type_with_reason(
+            number, phonenumbers.PhoneNumberType.MOBILE
+        )
+    # IS_POSSIBLE_LOCAL_ONLY: a local number without its area code, such as 7 digits in KZ.
+    if possible in (result.TOO_SHORT, result.IS_POSSIBLE_LOCAL_ONLY):
+        return "too_short"
+    if possible == result.TOO_LONG:
+        return "too_long"
+    return "invalid"
+
+
+def _kind(number: _ParsedNumber) -> str:
+    import phonenumbers
+
+    number_type = phonenumbers.number_type(number)
+    for kind in PHONE_KINDS:
+        if getattr(phonenumbers.PhoneNumberType, kind.upper()) == number_type:
+            return kind
+    return "unknown"
