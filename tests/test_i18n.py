@@ -151,11 +151,17 @@ class TestPublicSurface:
 
 
 class TestShippedCatalogs:
-    def test_template_has_exactly_the_stable_keys(self) -> None:
-        """The .pot holds every stable key once, plural exactly where documented."""
+    def test_template_has_every_stable_key(self) -> None:
+        """The .pot holds every policy key, plural exactly where documented.
+
+        Other modules (CLI, letters, SMS, phone errors) add keys of their own; the
+        completeness tests below cover those in every language.
+        """
         entries = {e.msgctxt: e for e in template().entries}
-        assert set(entries) == set(ALL_KEYS)
-        assert {k for k, e in entries.items() if e.msgid_plural is not None} == set(PLURAL_KEYS)
+        assert set(ALL_KEYS) <= set(entries)
+        policy_entries = {k: e for k, e in entries.items() if k in ALL_KEYS}
+        plural = {k for k, e in policy_entries.items() if e.msgid_plural is not None}
+        assert plural == set(PLURAL_KEYS)
 
     def test_template_is_untranslated(self) -> None:
         """Every msgstr of the .pot is empty, as a template's should be."""
@@ -184,8 +190,8 @@ class TestShippedCatalogs:
 
     @pytest.mark.parametrize("language", SUPPORTED_LANGUAGES)
     def test_loaded_catalog_has_every_key(self, language: str) -> None:
-        """The loaded catalog's keys are exactly the stable keys."""
-        assert get_catalog(language).keys() == ALL_KEYS
+        """The loaded catalog's keys are exactly the template's keys."""
+        assert get_catalog(language).keys() == {e.msgctxt for e in template().entries}
 
     @pytest.mark.parametrize("language", SUPPORTED_LANGUAGES)
     def test_placeholders_match_the_source(self, language: str) -> None:
@@ -382,7 +388,7 @@ class TestCatalog:
         """A catalog knows its language and says so in its repr."""
         catalog = get_catalog("kk-KZ")
         assert catalog.language == "kk"
-        assert f"<Catalog 'kk': {len(ALL_KEYS)} messages>" == repr(catalog)
+        assert f"<Catalog 'kk': {len(template().entries)} messages>" == repr(catalog)
 
     def test_unknown_key(self) -> None:
         """An unknown key is a KeyError naming it."""

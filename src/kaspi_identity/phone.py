@@ -260,9 +260,7 @@ def parse_phone(
     import phonenumbers
 
     try:
-        number = phonenumbers.parse(
-            typed[0] + digits if typed[0] == "+" else digits, default_region
-        )
+        number = phonenumbers.parse(("+" if typed[0] == "+" else "") + digits, default_region)
     except phonenumbers.NumberParseException as exc:
         raise InvalidPhoneError(_parse_failure_reason(exc.error_type)) from None
     if not phonenumbers.is_valid_number(number):

@@ -39,10 +39,10 @@ def sms_encoding(text: str) -> Literal["GSM-7", "UCS-2"]:
 
 
 def sms_segments(text: str) -> int:
-    """Return how many SMS segments ``text`` is sent as (1 for a single SMS).
+    r"""Return how many SMS segments ``text`` is sent as (1 for a single SMS).
 
     GSM-7 text fits 160 septets in one SMS, where each extension character
-    (``{ } [ ] ~ ^ | € \\`` and form feed) costs two; longer text is split into parts of 153
+    (``{ } [ ] ~ ^ | € \`` and form feed) costs two; longer text is split into parts of 153
     septets, never between an escape and its character. UCS-2 text fits 70 UTF-16 code
     units in one SMS (a character outside the Basic Multilingual Plane, such as an emoji,
     costs two); longer text is split into parts of 67, never inside a surrogate pair. An

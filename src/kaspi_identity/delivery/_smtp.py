@@ -116,12 +116,8 @@ class SmtpEmailSender:
             problems["host"] = "must be a host name or IP address"
         if not 1 <= port <= 65535:
             problems["port"] = "must be from 1 to 65535"
-        display_name, address = email.utils.parseaddr(sender)
-        if (
-            _HEADER_BREAKERS.search(sender)
-            or not _ADDRESS.fullmatch(address)
-            or len(address) > 254
-        ):
+        _display_name, address = email.utils.parseaddr(sender)
+        if _HEADER_BREAKERS.search(sender) or not _ADDRESS.fullmatch(address) or len(address) > 254:
             problems["sender"] = "must be an address, optionally with a display name"
         if (username is None) != (password is None):
             problems["username"] = "username and password go together: give both or neither"
@@ -138,7 +134,7 @@ class SmtpEmailSender:
                 )
             if ssl_context is not None:
                 problems["ssl_context"] = "is not used with security='none'"
-        if isinstance(timeout, bool) or not (math.isfinite(timeout) and timeout > 0):
+        if not (math.isfinite(timeout) and timeout > 0):
             problems["timeout"] = "must be a finite number of seconds > 0"
         if local_hostname is not None and (
             not _HOST.fullmatch(local_hostname) or _HEADER_BREAKERS.search(local_hostname)
@@ -155,13 +151,12 @@ class SmtpEmailSender:
         self._msgid_domain = address.rpartition("@")[2]
         self._username = username
         self._password = password
-        self._security: SmtpSecurity = security  # type: ignore[assignment]
+        self._security = security
         self._timeout = float(timeout)
         if ssl_context is None and security != "none":
             ssl_context = ssl.create_default_context()
         self._ssl_context = ssl_context
         self._local_hostname = local_hostname or socket.getfqdn()
-        del display_name
 
     def send_email(self, message: EmailMessage) -> None:
         """Send one letter: connect, STARTTLS or TLS, log in, send, QUIT.

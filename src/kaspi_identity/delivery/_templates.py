@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from kaspi_identity.i18n import Catalog, get_catalog
 
@@ -58,8 +58,8 @@ def render_email(
     ``already_registered``  ``site``, ``reset_link`` (https URL of the
                             "Forgot password?" page)
     ``password_reset``      ``link`` (https URL), ``minutes`` (int), ``site``
-    ``password_changed``    ``site``, ``time`` (str, or an aware datetime shown as
-                            ``2026-11-23 16:00 UTC`` in its own offset)
+    ``password_changed``    ``site``, ``time`` (str, or an aware datetime, shown
+                            in its own offset: ``2026-11-23 21:00 UTC+05:00``)
     ======================  ====================================================
 
     ``hours`` and ``minutes`` pick the plural form ("1 час", "2 часа", "5 часов").
@@ -74,18 +74,15 @@ def render_email(
 
     """
     spec = _lookup(_EMAIL, kind, "e-mail")
-    values = _check_params(spec, kind, params)
+    values, count = _check_params(spec, kind, params)
     messages = _catalog_for(lang, catalog)
-    count = _count(spec, values)
     subject = messages.message(f"email.{kind}.subject", count=None, **values)
     key = f"email.{kind}.text"
     text = messages.message(key, count=count, **values)
     for name in spec.links:
         if str(values[name]) not in text:
             raise ValueError(f"the template {key!r} ({messages.language}) must show {{{name}}}")
-    return EmailMessage(
-        to=to, subject=subject, text=text, kind=kind, language=messages.language
-    )
+    return EmailMessage(to=to, subject=subject, text=text, kind=kind, language=messages.language)
 
 
 def render_sms(
@@ -101,7 +98,7 @@ def render_sms(
     """Write the SMS ``kind`` to the E.164 number ``to`` in language ``lang``.
 
     ``reset_code`` takes ``code`` (a string of 6 to 10 digits), ``minutes`` (int, picks the
-    plural form) and optionally ``site``. With ``site`` the catalog entry
+    plural form) and optionally ``site`` (``None`` counts as absent). With ``site`` the entry
     ``sms.<kind>.text`` is used if the result fits ``max_segments`` SMS segments (see
     :func:`sms_segments`); otherwise -- or without ``site`` -- ``sms.<kind>.text_no_site``.
     In practice English keeps the site and Russian and Kazakh keep it only for short names
@@ -124,9 +121,8 @@ def render_sms(
         isinstance(max_segments, bool) or not isinstance(max_segments, int) or max_segments < 1
     ):
         raise ValueError("max_segments must be an int >= 1 or None")
-    values = _check_params(spec, kind, params)
+    values, count = _check_params(spec, kind, params)
     messages = _catalog_for(lang, catalog)
-    count = _count(spec, values)
     text = None
     if "site" in values:
         key = f"sms.{kind}.text"
@@ -152,7 +148,15 @@ def _lookup(kinds: Mapping[str, _Kind], kind: object, what: str) -> _Kind:
     return kinds[kind]
 
 
-def _check_params(spec: _Kind, kind: str, params: Mapping[str, object]) -> dict[str, object]:
+def _check_params(
+    spec: _Kind, kind: str, params: Mapping[str, object]
+) -> tuple[dict[str, object], int | None]:
+    """Return the parameters, checked and ready for the catalog, and the plural count."""
+    params = {
+        name: value
+        for name, value in params.items()
+        if not (name in spec.optional and value is None)
+    }
     missing = [name for name in spec.required if name not in params]
     unexpected = sorted(set(params) - set(spec.required) - set(spec.optional))
     if missing or unexpected:
@@ -163,39 +167,37 @@ def _check_params(spec: _Kind, kind: str, params: Mapping[str, object]) -> dict[
             parts.append(f"unexpected {', '.join(unexpected)}")
         raise TypeError(f"{kind!r} parameters: {'; '.join(parts)}")
     values: dict[str, object] = {}
+    count: int | None = None
     for name, value in params.items():
         if name == spec.count:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+            count = value
         elif name == "time" and isinstance(value, datetime):
             value = _format_time(value)
         elif not isinstance(value, str):
             raise TypeError(f"{name} must be str, not {type(value).__name__}")
         elif not value.strip():
             raise ValueError(f"{name} must not be empty")
-        if name in spec.links and not _LINK.fullmatch(str(value)):
+        elif name in spec.links and not _LINK.fullmatch(value):
             raise ValueError(f"{name} must be an https:// URL without spaces or quotes")
-        if name == "code" and not _CODE.fullmatch(str(value)):
+        elif name == "code" and not _CODE.fullmatch(value):
             raise ValueError("code must be a string of 6 to 10 digits")
         values[name] = value
-    return values
-
-
-def _count(spec: _Kind, values: Mapping[str, object]) -> int | None:
-    if spec.count is None:
-        return None
-    count = values[spec.count]
-    assert isinstance(count, int)  # checked by _check_params; not a security check
-    return count
+    return values, count
 
 
 def _format_time(moment: datetime) -> str:
+    """Format an aware datetime in its own offset: ``2026-11-23 21:00 UTC+05:00``."""
     offset = moment.utcoffset()
     if offset is None:
         raise ValueError("time must be a timezone-aware datetime (or a str)")
-    if offset == timedelta(0):
+    minutes = int(offset.total_seconds()) // 60
+    if minutes == 0:
         return f"{moment:%Y-%m-%d %H:%M} UTC"
-    return f"{moment:%Y-%m-%d %H:%M} UTC{moment:%z}"[:-2] + f":{moment:%z}"[-2:]
+    sign = "+" if minutes > 0 else "-"
+    hours, minutes = divmod(abs(minutes), 60)
+    return f"{moment:%Y-%m-%d %H:%M} UTC{sign}{hours:02d}:{minutes:02d}"
 
 
 def _catalog_for(lang: str, catalog: Catalog | None) -> Catalog:

@@ -1,0 +1,50 @@
+"""Sending letters and SMS: sender protocols, a test outbox, a console and an SMTP sender.
+
+The services write a letter with :func:`render_email` (or an SMS with :func:`render_sms`)
+and hand it to an :class:`EmailSender` (or :class:`SmsSender`)::
+
+    from kaspi_identity.delivery import SmtpEmailSender, render_email
+
+    sender = SmtpEmailSender(
+        "smtp.example.kz", 587, sender="Portal <noreply@example.kz>",
+        username="noreply@example.kz", password=smtp_password,
+    )
+    sender.send_email(render_email(
+        "password_reset", "kk", to="aliya@example.kz",
+        link=reset_url, minutes=60, site="portal.example.kz",
+    ))
+
+:class:`Outbox` is the sender for tests, :class:`ConsoleSender` the one for development
+(it prints links and codes: never in production). See docs/delivery.md.
+"""
+
+from __future__ import annotations
+
+from ._console import ConsoleSender
+from ._errors import DeliveryError
+from ._messages import EmailMessage, SmsMessage
+from ._outbox import Outbox, extract_code, extract_link
+from ._protocols import EmailSender, SmsSender
+from ._sms import sms_encoding, sms_segments
+from ._smtp import SmtpEmailSender, SmtpSecurity
+from ._templates import EMAIL_KINDS, SMS_KINDS, render_email, render_sms
+
+__all__ = [
+    "EMAIL_KINDS",
+    "SMS_KINDS",
+    "ConsoleSender",
+    "DeliveryError",
+    "EmailMessage",
+    "EmailSender",
+    "Outbox",
+    "SmsMessage",
+    "SmsSender",
+    "SmtpEmailSender",
+    "SmtpSecurity",
+    "extract_code",
+    "extract_link",
+    "render_email",
+    "render_sms",
+    "sms_encoding",
+    "sms_segments",
+]
