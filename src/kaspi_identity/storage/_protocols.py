@@ -131,6 +131,18 @@ class AccountStore(Protocol):
         """
         ...
 
+    def clear_login_failures(self, account_id: str) -> None:
+        """Reset the consecutive failures to 0 without recording a login.
+
+        Called when a password reset recovers the account (a locked account needs exactly
+        that). ``last_login_at`` and ``last_failed_login_at`` are left as they are.
+
+        Raises:
+            AccountNotFoundError: no account has id ``account_id``.
+
+        """
+        ...
+
 
 class PasswordHistoryStore(Protocol):
     """The newest ``keep`` past passwords per account; appending and trimming are one step.

@@ -187,6 +187,15 @@ class MemoryAccountStore:
             account_id, now, lambda account, at: replace(account, failed_logins=0, last_login_at=at)
         )
 
+    def clear_login_failures(self, account_id: str) -> None:
+        """Reset the failure count without recording a login."""
+        key = check_account_id(account_id)
+        with self._lock:
+            account = None if key is None else self._accounts.get(key)
+            if account is None:
+                raise AccountNotFoundError("no account has this id")
+            self._accounts[account.id] = replace(account, failed_logins=0)
+
     def _update(
         self, account_id: str, now: datetime, change: Callable[[Account, datetime], Account]
     ) -> Account:

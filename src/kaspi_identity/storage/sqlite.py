@@ -578,6 +578,10 @@ class SQLiteAccountStore(_SQLiteStore):
             (at,),
         )
 
+    def clear_login_failures(self, account_id: str) -> None:
+        """Reset the failure count without recording a login."""
+        self._update_one(account_id, "UPDATE accounts SET failed_logins = 0 WHERE id = ?", ())
+
     def _update_one(self, account_id: str, statement: str, parameters: tuple[object, ...]) -> None:
         key = check_account_id(account_id)
         if key is None:

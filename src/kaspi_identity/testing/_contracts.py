@@ -415,6 +415,19 @@ class AccountStoreContract:
         assert stored.last_failed_login_at == T0 + 2 * _US
         assert accounts.record_login_failure(created.id, now=T0 + 2 * _HOUR) == 1
 
+    def test_clear_login_failures_keeps_the_times(self, accounts: AccountStore) -> None:
+        """Clearing failures (a recovered account) sets the count to 0 and nothing else."""
+        created = accounts.create(_new(), now=T0)
+        accounts.record_login_failure(created.id, now=T0 + _US)
+        accounts.record_login_failure(created.id, now=T0 + 2 * _US)
+        accounts.clear_login_failures(created.id)
+        stored = accounts.get(created.id)
+        assert stored is not None
+        assert (stored.failed_logins, stored.last_login_at) == (0, None)
+        assert stored.last_failed_login_at == T0 + 2 * _US
+        with pytest.raises(AccountNotFoundError):
+            accounts.clear_login_failures("no-such-id")
+
     def test_login_records_unknown_or_naive(self, accounts: AccountStore) -> None:
         """Unknown id: AccountNotFoundError; naive ``now``: ValueError, nothing counted."""
         created = accounts.create(_new(), now=T0)

@@ -207,6 +207,11 @@ def make_comparison_machine(
             self.reference.accounts.record_login_success(pair[0], now=self.now)
             self.candidate.accounts.record_login_success(pair[1], now=self.now)
 
+        @rule(pair=accounts)
+        def clear_login_failures(self, pair: tuple[str, str]) -> None:
+            self.reference.accounts.clear_login_failures(pair[0])
+            self.candidate.accounts.clear_login_failures(pair[1])
+
         @rule(unknown=st.sampled_from(["", "no-such-id", "0" * 32]))
         def unknown_account(self, unknown: str) -> None:
             for accounts in (self.reference.accounts, self.candidate.accounts):
