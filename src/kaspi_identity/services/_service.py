@@ -185,8 +185,9 @@ class IdentityService:
         text = identifier.strip()
         if not text or len(text) > _IDENTIFIER_MAX:
             return None
-        kind = "email" if "@" in text else "username"
-        return self.storage.accounts.find_by_login(kind, text)
+        if "@" in text:
+            return self.storage.accounts.find_by_login("email", text)
+        return self.storage.accounts.find_by_login("username", text)
 
     @staticmethod
     def _require_str(**values: object) -> None:

@@ -93,4 +93,5 @@ class IdentitySettings:
         if failures < self.backoff_after:
             return timedelta(0)
         steps = min(failures - self.backoff_after, 32)
-        return min(self.backoff_base * (2**steps), self.backoff_max)
+        wait: timedelta = min(self.backoff_base * (2**steps), self.backoff_max)
+        return wait
