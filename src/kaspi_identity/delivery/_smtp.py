@@ -230,13 +230,13 @@ class SmtpEmailSender:
         mime["Subject"] = message.subject
         mime["Date"] = email.utils.format_datetime(datetime.now(timezone.utc), usegmt=True)
         mime["Message-ID"] = email.utils.make_msgid(domain=self._msgid_domain)
-        mime["Content-Language"] = message.language
         mime["Auto-Submitted"] = "auto-generated"
         mime.set_content(message.text, charset="utf-8", cte="quoted-printable")
         if message.html is not None:
             mime.add_alternative(
                 message.html, subtype="html", charset="utf-8", cte="quoted-printable"
             )
+        mime["Content-Language"] = message.language  # after set_content, which drops Content-*
         return mime
 
     def _fail(self, stage: str, exc: BaseException) -> NoReturn:
