@@ -106,6 +106,7 @@ def crafted_inputs(max_length: int = 128, seed: int = 2) -> list[tuple[str, str]
         ("worst 8 l33t repeated", (worst8 * n)[:n]),
         ("worst 8 l33t + aeio", _interleave(worst8, "aeio", n)),
         ("worst 8 l33t + aeio, period 16", (half * n)[:n]),
+        ("found earlier: '!{+|1+7!<<[' repeated", ("!{+|1+7!<<[" * n)[:n]),
         ("'a' * max_length", "a" * n),
         ("digits 0-9 repeated", ("0123456789" * n)[:n]),
         ("'1' * max_length", "1" * n),
@@ -768,6 +769,9 @@ SWEEP_FOUND: tuple[str, ...] = (
     "7[!@!4<832+27[[@84<832+27[[@84l8",
     "!a+{|i<1!a+{|i<1!a+{|i<1",
     "{{|<1777<7[{{|<1777<7[{{",
+    "8!+i1i{!<x|!+i1i8!+i1i{!<x|!+i1i",
+    "{{668o+7%9{|$@@{668o+7%9{|$@@{66",
+    "!o+x1<||<1[<{!s+s1<||<1[<{!s+s1<",
 )
 
 

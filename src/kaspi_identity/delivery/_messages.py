@@ -18,6 +18,19 @@ _KIND = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
 _LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8}){0,4}")
 
 
+def is_deliverable_address(text: str) -> bool:
+    """Whether ``text`` is one bare e-mail address a letter can be sent to.
+
+    The services check addresses with this at registration, so an address that is accepted
+    there can always be written on a letter.
+    """
+    return (
+        len(text) <= _MAX_ADDRESS
+        and _ADDRESS.fullmatch(text) is not None
+        and _HEADER_BREAKERS.search(text) is None
+    )
+
+
 def _require_str(name: str, value: object) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{name} must be str, not {type(value).__name__}")

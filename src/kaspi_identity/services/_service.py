@@ -24,6 +24,7 @@ from kaspi_identity._errors import (
     PasswordMismatchError,
 )
 from kaspi_identity.delivery import DeliveryError, EmailSender, render_email
+from kaspi_identity.delivery._messages import is_deliverable_address
 from kaspi_identity.hashing import PasswordHasher
 from kaspi_identity.history import PasswordHistory
 from kaspi_identity.i18n import normalize_language
@@ -45,9 +46,7 @@ __all__ = ["IdentityService", "InvalidIdentifierError"]
 
 _log = logging.getLogger("kaspi_identity.services")
 
-_EMAIL_MAX = 254
 _USERNAME_RE = re.compile(r"[^\W_][\w.\-]{1,62}[^\W_]?", re.UNICODE)
-_EMAIL_RE = re.compile(r"[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f.]+(\.[^@\s\x00-\x1f\x7f.]+)+")
 _IDENTIFIER_MAX = 320
 
 
@@ -164,9 +163,11 @@ class IdentityService:
     def _send(self, kind: str, account_id: str | None, to: str, lang: str, **params: object) -> None:
         """Deliver a letter; a failing sender is logged and audited, never raised."""
         try:
-            message = render_email(kind, lang, to=to, site=self.settings.site_name, **params)
+            message = render_email(
+                kind, lang, to=to, catalog=None, site=self.settings.site_name, **params
+            )
             self._email.send_email(message)
-        except DeliveryError as exc:
+        except (DeliveryError, ValueError) as exc:
             _log.warning("could not deliver %s letter: %s", kind, type(exc).__name__)
             self._emit("delivery_failed", account_id, letter=kind)
 
@@ -304,7 +305,6 @@ class IdentityService:
             account.language,
             link=self._confirm_links.link(token),
             hours=hours,
-            count=hours,
         )
 
     @staticmethod
@@ -314,7 +314,8 @@ class IdentityService:
         if not isinstance(email, str):
             raise TypeError("email must be str")
         email = email.strip()
-        if len(email) > _EMAIL_MAX or not _EMAIL_RE.fullmatch(email):
+        local = email.rpartition("@")[0]
+        if len(local) > 64 or not is_deliverable_address(email):
             raise InvalidIdentifierError("email", "not an e-mail address")
         return email
 
@@ -482,7 +483,7 @@ class IdentityService:
             account.id,
             account.email,
             account.language,
-            time=self.clock.now().strftime("%Y-%m-%d %H:%M UTC"),
+            time=self.clock.now(),
         )
 
     # -- reset by e-mail link -------------------------------------------------------------------
@@ -523,7 +524,6 @@ class IdentityService:
             account.language,
             link=self._reset_links.link(token),
             minutes=minutes,
-            count=minutes,
         )
         self._emit("password_reset_requested", account.id, found="yes")
         return ResetRequestResult(True)
