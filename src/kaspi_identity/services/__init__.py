@@ -21,7 +21,11 @@ from kaspi_identity.services._results import (
     RegistrationResult,
     ResetRequestResult,
 )
-from kaspi_identity.services._service import IdentityService, InvalidIdentifierError
+from kaspi_identity.services._service import (
+    IdentityService,
+    InvalidCodeError,
+    InvalidIdentifierError,
+)
 from kaspi_identity.services._settings import IdentitySettings, RateLimit
 
 __all__ = [
@@ -31,6 +35,7 @@ __all__ = [
     "Clock",
     "IdentityService",
     "IdentitySettings",
+    "InvalidCodeError",
     "InvalidIdentifierError",
     "LoggingAuditSink",
     "LoginResult",

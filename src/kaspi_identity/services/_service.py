@@ -6,6 +6,7 @@ SQLite, Redis or PostgreSQL adapters and on a host's own tables.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -18,16 +19,18 @@ from datetime import timedelta
 from kaspi_identity._errors import (
     AccountNotFoundError,
     DuplicateAccountError,
+    ExpiredTokenError,
     InvalidHashError,
     InvalidTokenError,
     KaspiIdentityError,
     PasswordMismatchError,
 )
-from kaspi_identity.delivery import DeliveryError, EmailSender, render_email
+from kaspi_identity.delivery import DeliveryError, EmailSender, SmsSender, render_email, render_sms
 from kaspi_identity.delivery._messages import is_deliverable_address
 from kaspi_identity.hashing import PasswordHasher
 from kaspi_identity.history import PasswordHistory
 from kaspi_identity.i18n import normalize_language
+from kaspi_identity.phone import InvalidPhoneError, PhoneNumber, parse_phone
 from kaspi_identity.policy import PasswordPolicy, PolicyResult, UserInfo
 from kaspi_identity.services._audit import AuditEvent, AuditSink
 from kaspi_identity.services._clock import Clock, SystemClock
@@ -39,15 +42,17 @@ from kaspi_identity.services._results import (
     ResetRequestResult,
 )
 from kaspi_identity.services._settings import IdentitySettings, RateLimit
-from kaspi_identity.storage import Account, NewAccount, Storage
+from kaspi_identity.storage import Account, CodeAttempt, NewAccount, Storage
 from kaspi_identity.tokens import LinkBuilder, TokenClaims, TokenService
 
-__all__ = ["IdentityService", "InvalidIdentifierError"]
+__all__ = ["IdentityService", "InvalidCodeError", "InvalidIdentifierError"]
 
 _log = logging.getLogger("kaspi_identity.services")
 
 _USERNAME_RE = re.compile(r"[^\W_][\w.\-]{1,62}[^\W_]?", re.UNICODE)
 _IDENTIFIER_MAX = 320
+# A login identifier made of what phone numbers are written with: read as a phone number.
+_PHONE_LIKE = re.compile(r"\+?[\d\s().\-]{7,24}")
 
 
 class InvalidIdentifierError(KaspiIdentityError, ValueError):
@@ -60,6 +65,18 @@ class InvalidIdentifierError(KaspiIdentityError, ValueError):
         self.field = field
         self.reason = reason
         super().__init__(f"invalid {field}: {reason}")
+
+
+class InvalidCodeError(InvalidTokenError):
+    """An SMS code was not accepted.
+
+    ``reason`` is ``"wrong"`` (try again), ``"exhausted"`` (too many wrong codes: wait and
+    ask for a new one later) or ``"expired"`` (no live code: ask for a new one).
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"SMS code not accepted ({reason})")
 
 
 class _NullAudit:
@@ -83,6 +100,7 @@ class IdentityService:
         hasher: argon2id hasher (default profile ``OWASP_MINIMUM``).
         clock: where the time comes from (default: the system clock).
         audit: receives an :class:`AuditEvent` for everything that happens.
+        sms_sender: delivers SMS codes; needed only for the reset by SMS.
 
     Every method takes and returns plain values; none raises for a wrong password or an
     unknown account. Bad input (non-``str``, malformed identifiers) raises a typed error
@@ -99,6 +117,7 @@ class IdentityService:
         hasher: PasswordHasher | None = None,
         clock: Clock | None = None,
         audit: AuditSink | None = None,
+        sms_sender: SmsSender | None = None,
     ) -> None:
         self.storage = storage
         self.settings = settings
@@ -112,8 +131,11 @@ class IdentityService:
             lifetimes={
                 "reset": settings.reset_link_lifetime,
                 "confirm": settings.confirm_link_lifetime,
+                "sms_grant": settings.sms_grant_lifetime,
             },
         )
+        self._sms = sms_sender
+        self._code_key = _derive(settings.secret_keys[:1], b"sms-code")[0]
         self.history = PasswordHistory(
             storage.history,
             secret_keys=_derive(settings.secret_keys, b"history"),
@@ -146,10 +168,8 @@ class IdentityService:
         return self._dummy_hash
 
     def _burn_verification(self, password: str) -> None:
-        try:
+        with contextlib.suppress(PasswordMismatchError, InvalidHashError):
             self.hasher.verify(self._dummy(), password)
-        except (PasswordMismatchError, InvalidHashError):
-            pass
 
     @staticmethod
     def _state(account: Account) -> str:
@@ -160,7 +180,9 @@ class IdentityService:
     def _user_info(account: Account) -> UserInfo:
         return UserInfo(username=account.username, email=account.email, phone=account.phone)
 
-    def _send(self, kind: str, account_id: str | None, to: str, lang: str, **params: object) -> None:
+    def _send(
+        self, kind: str, account_id: str | None, to: str, lang: str, **params: object
+    ) -> None:
         """Deliver a letter; a failing sender is logged and audited, never raised."""
         try:
             message = render_email(
@@ -182,13 +204,25 @@ class IdentityService:
         return None if result.allowed else result.retry_after
 
     def _find(self, identifier: str) -> Account | None:
-        """The account a user name or e-mail address belongs to."""
+        """The account a user name, e-mail address or phone number belongs to."""
         text = identifier.strip()
         if not text or len(text) > _IDENTIFIER_MAX:
             return None
         if "@" in text:
             return self.storage.accounts.find_by_login("email", text)
+        if _PHONE_LIKE.fullmatch(text):
+            try:
+                phone = self._parse_phone(text, mobile_only=False)
+            except InvalidPhoneError:
+                return None
+            return self.storage.accounts.find_by_login("phone", phone.e164)
         return self.storage.accounts.find_by_login("username", text)
+
+    def _parse_phone(self, text: str, *, mobile_only: bool = True) -> PhoneNumber:
+        s = self.settings
+        return parse_phone(
+            text, region=s.phone_region, allowed_regions=s.phone_regions, mobile_only=mobile_only
+        )
 
     @staticmethod
     def _require_str(**values: object) -> None:
@@ -219,17 +253,20 @@ class IdentityService:
         answer as a new one; its owner receives an "already registered" letter instead.
 
         Args:
-            password: the chosen password; ``confirmation``: the same, typed again.
+            password: the chosen password.
+            confirmation: the same password, typed again.
             email: the e-mail address (the login on many portals); a confirmation link is
                 sent to it.
             username: a public login name (letters, digits, ``.``, ``_``, ``-``; 2–64).
-            phone: a mobile number already normalised to E.164 (see ``kaspi_identity.phone``).
+            phone: a mobile number in any common format ("8 701 123 45 67"); stored in E.164.
             names: the user's names, for the personal-information rule.
             language: the account's language for letters ("en", "ru", "kk", or a tag).
 
         Raises:
             TypeError: a password or identifier is not a ``str``.
-            InvalidIdentifierError: a malformed e-mail, user name or phone; nothing is written.
+            InvalidIdentifierError: a malformed e-mail or user name; nothing is written.
+            InvalidPhoneError: a malformed phone, not a mobile, or from a region not allowed
+                (its ``message(lang)`` says which, localised); nothing is written.
             UnknownLanguageError: ``language`` has no catalog.
         """
         self._require_str(password=password, confirmation=confirmation)
@@ -237,9 +274,7 @@ class IdentityService:
         email = self._clean_email(email)
         username = self._clean_username(username)
         if phone is not None:
-            self._require_str(phone=phone)
-            if not re.fullmatch(r"\+[1-9]\d{6,14}", phone):
-                raise InvalidIdentifierError("phone", "must be in E.164 form, e.g. +77011234567")
+            phone = self._parse_phone(phone).e164
         if email is None and username is None and phone is None:
             raise InvalidIdentifierError("email", "an e-mail, user name or phone is required")
         user = UserInfo(username=username, email=email, phone=phone, names=tuple(names))
@@ -266,7 +301,11 @@ class IdentityService:
             return RegistrationResult(True, result)
         if self.policy.history:
             self.history.record(
-                account.id, password, password_hash, keep=self._history_keep(), now=account.created_at
+                account.id,
+                password,
+                password_hash,
+                keep=self._history_keep(),
+                now=account.created_at,
             )
         self._emit("registered", account.id)
         if account.email is not None:
@@ -327,9 +366,7 @@ class IdentityService:
             raise TypeError("username must be str")
         username = username.strip()
         if not 2 <= len(username) <= 64 or not _USERNAME_RE.fullmatch(username):
-            raise InvalidIdentifierError(
-                "username", "use 2 to 64 letters, digits, '.', '_' or '-'"
-            )
+            raise InvalidIdentifierError("username", "use 2 to 64 letters, digits, '.', '_' or '-'")
         return username
 
     def confirm_email(self, token: str) -> str:
@@ -430,7 +467,9 @@ class IdentityService:
             TypeError: a password is not a ``str``.
             AccountNotFoundError: no account has id ``account_id``.
         """
-        self._require_str(account_id=account_id, current=current, new=new, confirmation=confirmation)
+        self._require_str(
+            account_id=account_id, current=current, new=new, confirmation=confirmation
+        )
         account = self.storage.accounts.get(account_id)
         if account is None:
             raise AccountNotFoundError("no account with this id")
@@ -472,7 +511,9 @@ class IdentityService:
                     account.id, password, new_hash, keep=self._history_keep(), now=self.clock.now()
                 )
             except Exception:
-                accounts.set_password_hash(account.id, expected=new_hash, new=account.password_hash or "")
+                accounts.set_password_hash(
+                    account.id, expected=new_hash, new=account.password_hash or ""
+                )
                 raise
         return True
 
@@ -529,7 +570,7 @@ class IdentityService:
         return ResetRequestResult(True)
 
     def reset_password(self, token: str, new: str, confirmation: str) -> PasswordResetResult:
-        """Set a new password with a reset link's token.
+        """Set a new password with a reset link's token, or the grant of a verified SMS code.
 
         The token must be genuine, unexpired, for this purpose, and bound to the account's
         current password and e-mail (it dies when either changes). A password that breaks the
@@ -545,8 +586,15 @@ class IdentityService:
         """
         self._require_str(new=new, confirmation=confirmation)
         now = self.clock.now()
-        claims = self.tokens.verify(token, "reset", now=now)
-        return self._complete_reset(claims.account_id, claims, new, confirmation, via="email")
+        try:
+            claims = self.tokens.verify(token, "reset", now=now)
+        except ExpiredTokenError:
+            raise
+        except InvalidTokenError:
+            # Not a reset link: perhaps the grant a verified SMS code gave (its own salt).
+            claims = self.tokens.verify(token, "sms_grant", now=now)
+        via = "email" if claims.purpose == "reset" else "sms"
+        return self._complete_reset(claims.account_id, claims, new, confirmation, via=via)
 
     def _complete_reset(
         self, account_id: str, claims: TokenClaims, new: str, confirmation: str, *, via: str
@@ -570,3 +618,109 @@ class IdentityService:
         if account.email is not None:
             self._send_changed_notice(account)
         return PasswordResetResult(True, result, account.id, end_sessions=True)
+
+    # -- reset by SMS code ----------------------------------------------------------------------
+
+    def _code_hash(self, e164: str, code: str) -> bytes:
+        message = f"kaspi-identity/sms-code\x00{e164}\x00{code}".encode("utf-8", "surrogatepass")
+        return hmac.new(self._code_key, message, hashlib.sha256).digest()
+
+    def request_sms_reset(self, phone: str, *, client_key: str) -> ResetRequestResult:
+        """Send a reset code by SMS to the phone number given at registration.
+
+        The answer is the same whether or not the number belongs to an account, and so is
+        the work (a code is made and hashed either way). The code is ``sms_code_digits``
+        digits from :mod:`secrets`, stored only as an HMAC keyed with a server secret, and
+        lives ``sms_code_lifetime``. A new code replaces the previous one but does not reset
+        the count of wrong attempts. Requests are limited by a cooldown per phone and daily
+        caps per phone and per ``client_key``.
+
+        Raises:
+            TypeError: ``phone`` or ``client_key`` is not a ``str``.
+            InvalidPhoneError: the number is malformed, not a mobile, or from a region the
+                deployment does not serve (``message(lang)`` is localised).
+            KaspiIdentityError: the service has no SMS sender.
+        """
+        self._require_str(phone=phone, client_key=client_key)
+        number = self._parse_phone(phone)
+        if self._sms is None:
+            raise KaspiIdentityError("no SMS sender is configured")
+        s, day = self.settings, timedelta(days=1)
+        for scope, value, rule in (
+            ("sms-client", client_key, RateLimit(s.sms_per_client_daily, day)),
+            ("sms-cooldown", number.e164, RateLimit(1, s.sms_cooldown)),
+            ("sms-phone", number.e164, RateLimit(s.sms_per_phone_daily, day)),
+        ):
+            wait = self._limited(scope, value, rule)
+            if wait is not None:
+                self._emit("rate_limited", None, action="sms_reset", limit=scope)
+                return ResetRequestResult(False, retry_after=wait)
+        now = self.clock.now()
+        code = f"{secrets.randbelow(10**s.sms_code_digits):0{s.sms_code_digits}d}"
+        code_hash = self._code_hash(number.e164, code)
+        account = self.storage.accounts.find_by_login("phone", number.e164)
+        if account is None:
+            self._emit("sms_reset_requested", None, found="no")
+            return ResetRequestResult(True)
+        self.storage.codes.put(
+            number.e164,
+            code_hash,
+            expires_at=now + s.sms_code_lifetime,
+            now=now,
+            failure_window=s.sms_failure_window,
+        )
+        minutes = max(1, int(s.sms_code_lifetime.total_seconds() // 60))
+        try:
+            message = render_sms(
+                "reset_code",
+                account.language,
+                to=number.e164,
+                catalog=None,
+                code=code,
+                minutes=minutes,
+                site=s.site_name,
+            )
+            self._sms.send_sms(message)
+        except (DeliveryError, ValueError) as exc:
+            _log.warning("could not deliver the reset SMS: %s", type(exc).__name__)
+            self._emit("delivery_failed", account.id, sms="reset_code")
+        self._emit("sms_reset_requested", account.id, found="yes")
+        return ResetRequestResult(True)
+
+    def verify_sms_code(self, phone: str, code: str) -> str:
+        """Check an SMS code; on success return a short-lived grant for :meth:`reset_password`.
+
+        The attempt is counted **before** the comparison, atomically, so parallel guesses
+        cannot exceed ``sms_max_attempts``; after that many wrong codes the code is dead, and
+        a new code does not reset the count. A right code works once.
+
+        Raises:
+            InvalidCodeError: wrong, expired or used code, or too many attempts
+                (``reason`` says which, for the message).
+            InvalidPhoneError: the number is malformed.
+            TypeError: ``phone`` or ``code`` is not a ``str``.
+        """
+        self._require_str(phone=phone, code=code)
+        number = self._parse_phone(phone)
+        s, now = self.settings, self.clock.now()
+        candidate = code.strip()[:16]
+        outcome = self.storage.codes.attempt(
+            number.e164,
+            self._code_hash(number.e164, candidate),
+            now=now,
+            max_attempts=s.sms_max_attempts,
+        )
+        account = (
+            self.storage.accounts.find_by_login("phone", number.e164)
+            if outcome is CodeAttempt.OK
+            else None
+        )
+        if account is None:
+            reason = {
+                CodeAttempt.MISMATCH: "wrong",
+                CodeAttempt.EXHAUSTED: "exhausted",
+            }.get(outcome, "expired")
+            self._emit("sms_code_failed", None, reason=reason)
+            raise InvalidCodeError(reason)
+        self._emit("sms_code_verified", account.id)
+        return self.tokens.issue("sms_grant", account.id, state=self._state(account), now=now)

@@ -12,6 +12,8 @@ __all__ = ["IdentitySettings", "RateLimit"]
 
 #: NIST SP 800-63B-4 (RL-2): no more than 100 consecutive failed attempts on one account.
 NIST_MAX_FAILURES: Final = 100
+#: NIST SP 800-63B-4 (OBV-3): an out-of-band secret lives at most 10 minutes.
+SMS_CODE_MAX_LIFETIME: Final = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,18 @@ class IdentitySettings:
         reset_per_identifier: reset requests allowed per user name / e-mail / phone.
         reset_per_client: reset requests allowed per client key (e.g. an IP address).
         allow_insecure_http: accept ``http://`` link URLs — local development only.
+        phone_region: the region a phone number without ``+`` is read in (default "KZ").
+        phone_regions: the regions whose numbers may receive SMS (default only "KZ").
+        sms_code_digits: digits of an SMS code, 6 to 8 (default 6).
+        sms_code_lifetime: how long a code works (default 5 minutes, at most 10 — NIST
+            SP 800-63B-4 OBV-3).
+        sms_max_attempts: wrong codes after which the code is dead (default 5).
+        sms_failure_window: how long wrong attempts are remembered; requesting a new code
+            does not reset them (NIST OBV-7). Default 24 hours.
+        sms_cooldown: the wait between two codes to one phone (default 60 seconds).
+        sms_per_phone_daily: codes one phone may receive per day (default 5).
+        sms_per_client_daily: codes one client key may request per day (default 20).
+        sms_grant_lifetime: how long the grant from a verified code works (default 10 minutes).
     """
 
     secret_keys: tuple[bytes, ...] = field(repr=False)
@@ -64,6 +78,16 @@ class IdentitySettings:
     reset_per_identifier: RateLimit = RateLimit(5, timedelta(hours=1))
     reset_per_client: RateLimit = RateLimit(20, timedelta(hours=1))
     allow_insecure_http: bool = False
+    phone_region: str = "KZ"
+    phone_regions: tuple[str, ...] = ("KZ",)
+    sms_code_digits: int = 6
+    sms_code_lifetime: timedelta = timedelta(minutes=5)
+    sms_max_attempts: int = 5
+    sms_failure_window: timedelta = timedelta(hours=24)
+    sms_cooldown: timedelta = timedelta(seconds=60)
+    sms_per_phone_daily: int = 5
+    sms_per_client_daily: int = 20
+    sms_grant_lifetime: timedelta = timedelta(minutes=10)
 
     def __post_init__(self) -> None:
         keys = self.secret_keys
@@ -87,6 +111,21 @@ class IdentitySettings:
             raise ValueError("backoff_base must be positive and at most backoff_max")
         if not isinstance(self.site_name, str) or not self.site_name.strip():
             raise ValueError("site_name must be a non-empty string")
+        if not 6 <= self.sms_code_digits <= 8:
+            raise ValueError("sms_code_digits must be from 6 to 8")
+        if not timedelta(0) < self.sms_code_lifetime <= SMS_CODE_MAX_LIFETIME:
+            raise ValueError("sms_code_lifetime must be positive and at most 10 minutes")
+        if not 1 <= self.sms_max_attempts <= 10:
+            raise ValueError("sms_max_attempts must be from 1 to 10")
+        if not timedelta(0) < self.sms_grant_lifetime <= MAX_LIFETIME:
+            raise ValueError("sms_grant_lifetime must be positive and at most 24 hours")
+        for name in ("sms_failure_window", "sms_cooldown"):
+            if getattr(self, name) <= timedelta(0):
+                raise ValueError(f"{name} must be positive")
+        for name in ("sms_per_phone_daily", "sms_per_client_daily"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        object.__setattr__(self, "phone_regions", tuple(self.phone_regions))
 
     def backoff(self, failures: int) -> timedelta:
         """How long to wait after ``failures`` consecutive failures (zero below the threshold)."""
