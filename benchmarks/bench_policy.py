@@ -14,8 +14,9 @@ Run ``python benchmarks/bench_policy.py [--quick] [--sweep]``. It prints, in one
 4. if ``zxcvbn-rs-py`` is installed, its time on the same inputs and how often its score
    differs from pure-Python zxcvbn's.
 
-``--sweep`` adds the worst zxcvbn time for other window lengths and l33t caps, the data to
-tune ``strength_window``. The peers are optional: ``pip install -e '.[bench]'`` installs them.
+``--sweep`` compares other window rules (lengths, caps on distinct l33t characters or on
+l33t substitution tables): worst zxcvbn time and score fidelity, the data to tune
+``strength_window``. The peers are optional: ``pip install -e '.[bench]'`` installs them.
 The helpers are importable, so other scripts and notebooks can call them.
 """
 

@@ -1,4 +1,4 @@
-"""The ``kaspi-identity`` command: check, describe, hash, calibrate.
+"""The ``kaspi-identity`` command: demo, check, describe, hash, calibrate.
 
 Exit status: 0 success (password accepted), 1 password rejected or mismatch, 2 usage or
 configuration error. Passwords are read from a prompt without echo, or from standard input
@@ -68,6 +68,14 @@ def _build_parser() -> argparse.ArgumentParser:
         help="argon2id parameter profile (default: owasp-minimum)",
     )
 
+    demo = commands.add_parser(
+        "demo", help="run the whole account lifecycle on a SQLite file, narrated"
+    )
+    _add_policy_options(demo)
+    demo.add_argument(
+        "--db", metavar="PATH", help="SQLite file to use (default: a temporary one, removed after)"
+    )
+
     cal = commands.add_parser("calibrate", help="pick argon2id parameters for a target time")
     cal.add_argument(
         "--target-ms", type=float, default=500.0, help="target hash time in milliseconds"
@@ -131,6 +139,16 @@ def _cmd_hash(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO)
     return EXIT_OK
 
 
+def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
+    from kaspi_identity._demo import run_demo
+
+    policy = _load_policy(args)
+    name = args.preset or args.policy or "kz-procurement"
+    if not args.preset and not args.policy:
+        policy = PasswordPolicy.preset("kz-procurement")
+    return run_demo(policy=policy, policy_name=name, lang=args.lang, out=out, db=args.db)
+
+
 def _cmd_calibrate(args: argparse.Namespace, out: TextIO) -> int:
     if args.target_ms <= 0:
         raise _UsageError("--target-ms must be positive")
@@ -174,6 +192,8 @@ def main(
             return _cmd_describe(args, out)
         if args.command == "hash":
             return _cmd_hash(args, stdin, out, err)
+        if args.command == "demo":
+            return _cmd_demo(args, out)
         return _cmd_calibrate(args, out)
     except (PolicyConfigError, _UsageError) as exc:
         print(f"kaspi-identity: {exc}", file=err)
