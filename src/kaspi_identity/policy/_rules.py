@@ -7,7 +7,9 @@ never see storage: history rules live with the history store.
 
 from __future__ import annotations
 
+import functools
 import re
+import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Final, Protocol
@@ -37,9 +39,12 @@ CLASS_NAMES: Final = ("upper", "lower", "digit", "special")
 
 #: zxcvbn scores at most this many characters (see :func:`strength_window`).
 STRENGTH_WINDOW: Final = 32
-# ...and at most this many distinct characters its l33t matcher can substitute: that matcher's
-# work grows exponentially with them (pure-Python zxcvbn takes 6 s on 72 crafted characters).
-_MAX_L33T_CHARS: Final = 8
+# ...cut earlier where zxcvbn's l33t matcher would try more than this many substitution
+# tables: each table is one more pass over every dictionary, and their number grows
+# exponentially with the distinct l33t characters present (pure-Python zxcvbn took 6 s on 72
+# crafted characters here). 12 tables bound the worst case to ~20 ms (benchmarks/bench_policy.py
+# --sweep); 8 distinct characters, the first rule, still allowed 69 tables and 180 ms.
+_MAX_L33T_TABLES: Final = 12
 _L33T_CHARS: Final = frozenset("!$%(+0123456789<@[{|")
 _MIN_FRAGMENT: Final = 3
 _PHONE_SEPARATORS: Final = str.maketrans("", "", " -().+")
@@ -80,20 +85,30 @@ class Rule(Protocol):
         """The positive requirement lines of this rule."""
 
 
+@functools.lru_cache(maxsize=4096)
+def _l33t_tables(chars: frozenset[str]) -> int:
+    """How many substitution tables zxcvbn's l33t matcher tries for these characters."""
+    from zxcvbn.matching import L33T_TABLE, enumerate_l33t_subs, relevant_l33t_subtable
+
+    return len(enumerate_l33t_subs(relevant_l33t_subtable("".join(sorted(chars)), L33T_TABLE)))
+
+
 def strength_window(password: str) -> str:
     """The prefix of ``password`` that zxcvbn scores.
 
-    At most :data:`STRENGTH_WINDOW` characters, cut earlier so that it holds at most eight
-    distinct characters zxcvbn's l33t matcher substitutes. More characters only add guesses,
-    so a prefix that is strong enough proves the whole password is; a password whose prefix is
-    weak is judged weak, even if a strong tail follows (the documented, conservative choice).
+    At most :data:`STRENGTH_WINDOW` characters, cut before the first character that would
+    make zxcvbn's l33t matcher try more than twelve substitution tables (which bounds its
+    cost). More characters only add guesses, so a prefix that is strong enough proves the
+    whole password is; a password whose prefix is weak is judged weak, even if a strong tail
+    follows (the documented, conservative choice).
     """
-    seen: set[str] = set()
+    seen: frozenset[str] = frozenset()
     for i, char in enumerate(password[:STRENGTH_WINDOW]):
         if char in _L33T_CHARS and char not in seen:
-            if len(seen) == _MAX_L33T_CHARS:
+            grown = seen | {char}
+            if _l33t_tables(grown) > _MAX_L33T_TABLES:
                 return password[:i]
-            seen.add(char)
+            seen = grown
     return password[:STRENGTH_WINDOW]
 
 
@@ -228,12 +243,17 @@ class MaxRepeat:
         yield ("requirement.max_repeat", self.max_repeat, {"max_repeat": self.max_repeat})
 
 
-def personal_fragments(user: UserInfo) -> list[tuple[str, str]]:
-    """``(field, casefolded fragment)`` pairs a password must not contain, in report order."""
+@functools.lru_cache(maxsize=1024)
+def personal_fragments(user: UserInfo) -> tuple[tuple[str, str], ...]:
+    """``(field, casefolded fragment)`` pairs a password must not contain, in report order.
+
+    Cached per :class:`UserInfo` (frozen, hashable): a form checked on every keystroke
+    computes them once. The data is NFKC-normalised like the password.
+    """
     out: list[tuple[str, str]] = []
 
     def add(field_name: str, text: str) -> None:
-        text = text.strip().casefold()
+        text = unicodedata.normalize("NFKC", text).strip().casefold()
         if len(text) >= _MIN_FRAGMENT:
             out.append((field_name, text))
             for latin in transliterate(text):
@@ -259,7 +279,7 @@ def personal_fragments(user: UserInfo) -> list[tuple[str, str]]:
     for name in user.names:
         for part in re.split(r"[\s\-]+", name):
             add("name", part)
-    return list(dict.fromkeys(out))
+    return tuple(dict.fromkeys(out))
 
 
 @dataclass(frozen=True, slots=True)
