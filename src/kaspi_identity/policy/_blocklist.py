@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+import unicodedata
 from importlib import resources
 from pathlib import Path
 
@@ -25,6 +26,11 @@ class BlocklistError(Exception):
     """A blocklist file could not be read (the policy reports it as a config error)."""
 
 
+def _fold(word: str) -> str:
+    """Entries are compared in the password's form: NFKC, then casefolded."""
+    return (word if word.isascii() else unicodedata.normalize("NFKC", word)).casefold()
+
+
 def builtin_blocklist() -> frozenset[str]:
     """The built-in blocklist, loaded on first use and cached."""
     global _builtin
@@ -36,7 +42,7 @@ def builtin_blocklist() -> frozenset[str]:
                 ours = resources.files(__package__).joinpath("data", "common-cis.txt")
                 extra = ours.read_text(encoding="utf-8").splitlines()
                 _builtin = frozenset(
-                    w.casefold() for w in (*FREQUENCY_LISTS["passwords"], *extra) if w
+                    _fold(w) for w in (*FREQUENCY_LISTS["passwords"], *extra) if w
                 )
     return _builtin
 
@@ -64,7 +70,7 @@ def load_blocklist(path: str | os.PathLike[str]) -> frozenset[str]:
         raise BlocklistError("file is not valid UTF-8") from None
     except OSError as exc:
         raise BlocklistError(f"cannot read file ({exc.strerror})") from None
-    words = frozenset(line.casefold() for line in text.splitlines() if line)
+    words = frozenset(_fold(line) for line in text.splitlines() if line)
     with _lock:
         _files[key] = words
     return words

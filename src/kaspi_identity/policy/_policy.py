@@ -47,6 +47,8 @@ _EXAMPLE_SPECIAL: Final = "%$@&*#^!"
 # NFKC never merges more than four code points into one, so input longer than four times the
 # limit is too long whatever its normal form; it is rejected before normalisation runs.
 _NFKC_MAX_SHRINK: Final = 4
+# No deployment needs longer passwords; the bound keeps construction's example cheap.
+_MAX_LIMIT: Final = 4096
 
 
 def _is_int(value: object) -> bool:
@@ -432,8 +434,7 @@ class PasswordPolicy:
                     if not others:
                         return None
                     chars[i] = rng.choice(others)
-        text = "".join(chars)
-        return text if self.check(text) is not None else None
+        return "".join(chars)
 
     def _satisfiability(self) -> dict[str, str]:
         """Explain why no password could pass, or return no errors."""
@@ -490,8 +491,8 @@ def _validate(values: Mapping[str, object]) -> tuple[dict[str, Any], dict[str, s
     """Canonical values and the errors of every key, checked independently."""
     c = _Checker()
     out: dict[str, Any] = {}
-    out["min_length"] = c.optional_int("min_length", values["min_length"], low=1)
-    out["max_length"] = c.optional_int("max_length", values["max_length"], low=1)
+    out["min_length"] = c.optional_int("min_length", values["min_length"], low=1, high=_MAX_LIMIT)
+    out["max_length"] = c.optional_int("max_length", values["max_length"], low=1, high=_MAX_LIMIT)
     lo, hi = out["min_length"], out["max_length"]
     if lo is not None and hi is not None and lo > hi:
         c.bad("min_length", f"{lo} is greater than max_length {hi}")
