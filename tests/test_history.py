@@ -203,10 +203,11 @@ class TestDocumentedExamples:
         assert reset_codes == ({"similar_to_previous"} if reset else set())
         assert change_codes == ({"similar_to_previous"} if change else set())
 
-    def test_leet_run_is_read_only_where_a_letter_touches_it(self) -> None:
-        """P@$$w0rd reads as pa$sword: not similar to password (documented limitation)."""
+    def test_leet_run_is_read_through_from_a_letter(self) -> None:
+        """P@$$w0rd reads as password: a run of @ and $ touching a word is read through."""
         assert is_similar("P@ssw0rd", "password")
-        assert not is_similar("P@$$w0rd", "Password")
+        assert is_similar("P@$$w0rd", "Password")
+        assert not is_similar("h00k1234", "hook")  # digit runs inside words stay digits
 
 
 # --------------------------------------------------------------------------- depth
@@ -489,8 +490,12 @@ class TestKeyRotation:
 
     def test_fingerprint_of_key_a_is_useless_with_key_b(self) -> None:
         """Relabelled with B's key id, A's tags match nothing: no false match across keys."""
-        fingerprint_a = make_history(memory_storage().history, [KEY_A]).fingerprint(OLD)
-        fingerprint_b = make_history(memory_storage().history, [KEY_B]).fingerprint(OLD)
+        fingerprint_a = make_history(memory_storage().history, [KEY_A]).fingerprint(
+            OLD, account_id=ACCOUNT
+        )
+        fingerprint_b = make_history(memory_storage().history, [KEY_B]).fingerprint(
+            OLD, account_id=ACCOUNT
+        )
         assert fingerprint_a != fingerprint_b
         assert fingerprint_a[1:5] != fingerprint_b[1:5]
         assert fingerprint_a[6:] != fingerprint_b[6:]
@@ -542,21 +547,23 @@ class TestSecrets:
     def test_fingerprint_layout(self) -> None:
         """Version 1, a 4-byte key id, the tag count, then 16-byte tags."""
         history = make_history(memory_storage().history)
-        fingerprint = history.fingerprint(OLD)
+        fingerprint = history.fingerprint(OLD, account_id=ACCOUNT)
         assert len(fingerprint) == 1 + 4 + 1 + 2 * 16
         assert fingerprint[0] == 1
         assert fingerprint[5] == 2
-        assert history.fingerprint("xyz12345")[5] == 1  # three letters: the shape only
-        assert history.fingerprint("xy123456")[5] == 0  # two letters: nothing
-        assert len(history.fingerprint("xy123456")) == 6
+        assert (
+            history.fingerprint("xyz12345", account_id=ACCOUNT)[5] == 1
+        )  # three letters: the shape only
+        assert history.fingerprint("xy123456", account_id=ACCOUNT)[5] == 0  # two letters: nothing
+        assert len(history.fingerprint("xy123456", account_id=ACCOUNT)) == 6
 
     def test_fingerprint_and_entry_hold_no_plain_or_unkeyed_hash(self) -> None:
         """No plaintext, and no md5/sha1/sha256 of the password or its skeletons."""
         history = make_history(memory_storage().history)
-        fingerprint = history.fingerprint(OLD)
+        fingerprint = history.fingerprint(OLD, account_id=ACCOUNT)
         for piece in FORBIDDEN:
             assert piece not in fingerprint
-        entry = history.entry(OLD, HASHER.hash(OLD), now=T0)
+        entry = history.entry(OLD, HASHER.hash(OLD), account_id=ACCOUNT, now=T0)
         stored = entry.password_hash.encode() + entry.fingerprint
         for piece in FORBIDDEN:
             assert piece not in stored
@@ -594,7 +601,7 @@ class TestSecrets:
     def test_reprs_hold_nothing_secret(self) -> None:
         """repr of PasswordHistory and HistoryEntry holds no key, hash or fingerprint."""
         history = make_history(memory_storage().history, [KEY_A, KEY_B])
-        entry = history.entry(OLD, HASHER.hash(OLD), now=T0)
+        entry = history.entry(OLD, HASHER.hash(OLD), account_id=ACCOUNT, now=T0)
         for text in (repr(history), str(history), repr(entry), str(entry)):
             for secret in (KEY_A, KEY_B):
                 assert secret.hex() not in text
@@ -645,7 +652,7 @@ class TestBadInput:
         with pytest.raises(TypeError):
             history.validate(SIMILAR, ACCOUNT, password)  # type: ignore[arg-type]
         with pytest.raises(TypeError):
-            history.fingerprint(password)  # type: ignore[arg-type]
+            history.fingerprint(password, account_id=ACCOUNT)  # type: ignore[arg-type]
         with pytest.raises(TypeError):
             history.record(ACCOUNT, password, HASHER.hash(OLD), keep=6, now=T0)  # type: ignore[arg-type]
         assert backend.store.recent(ACCOUNT, 6) == []
@@ -689,7 +696,7 @@ class TestBadInput:
     def test_key_of_exactly_32_bytes(self) -> None:
         """32 bytes is the minimum and is accepted."""
         history = PasswordHistory(memory_storage().history, secret_keys=[b"k" * 32])
-        assert len(history.fingerprint(OLD)) == 38
+        assert len(history.fingerprint(OLD, account_id=ACCOUNT)) == 38
 
     @pytest.mark.parametrize(
         "mangle",
@@ -705,7 +712,7 @@ class TestBadInput:
     )
     def test_corrupt_fingerprint(self, mangle: Callable[[bytes], bytes]) -> None:
         """A malformed stored fingerprint raises CorruptRecordError; nothing is written."""
-        good = make_history(memory_storage().history).fingerprint(OLD)
+        good = make_history(memory_storage().history).fingerprint(OLD, account_id=ACCOUNT)
         store = store_with(mangle(good))
         before = store.recent(ACCOUNT, 6)
         with pytest.raises(CorruptRecordError):
@@ -742,7 +749,7 @@ class TestBadInput:
     )
     def test_malformed_stored_hash(self, bad_hash: str) -> None:
         """A malformed stored hash raises InvalidHashError, whatever the new password."""
-        fingerprint = make_history(memory_storage().history).fingerprint(OLD)
+        fingerprint = make_history(memory_storage().history).fingerprint(OLD, account_id=ACCOUNT)
         history = make_history(store_with(fingerprint, bad_hash))
         for new in (OLD, "Winter2024!"):
             with pytest.raises(InvalidHashError):
@@ -839,14 +846,16 @@ class TestProperties:
     @given(passwords)
     def test_fingerprint_deterministic(self, password: str) -> None:
         """The same key and password give the same fingerprint every time."""
-        assert PROPERTY_HISTORY.fingerprint(password) == PROPERTY_HISTORY.fingerprint(password)
+        assert PROPERTY_HISTORY.fingerprint(
+            password, account_id=ACCOUNT
+        ) == PROPERTY_HISTORY.fingerprint(password, account_id=ACCOUNT)
 
     @given(ascii_passwords)
     def test_fingerprint_ignores_case(self, password: str) -> None:
         """p, p.upper() and p.lower() share their skeletons, so their fingerprints."""
-        fingerprint = PROPERTY_HISTORY.fingerprint(password)
-        assert PROPERTY_HISTORY.fingerprint(password.upper()) == fingerprint
-        assert PROPERTY_HISTORY.fingerprint(password.lower()) == fingerprint
+        fingerprint = PROPERTY_HISTORY.fingerprint(password, account_id=ACCOUNT)
+        assert PROPERTY_HISTORY.fingerprint(password.upper(), account_id=ACCOUNT) == fingerprint
+        assert PROPERTY_HISTORY.fingerprint(password.lower(), account_id=ACCOUNT) == fingerprint
 
     @given(ascii_passwords, st.integers(min_value=0, max_value=9))
     def test_fingerprint_ignores_digit_values(self, password: str, digit: int) -> None:
@@ -855,18 +864,23 @@ class TestProperties:
             str(digit) if c.isdigit() and not _inside_word(password, i) else c
             for i, c in enumerate(password)
         )
-        assert PROPERTY_HISTORY.fingerprint(other) == PROPERTY_HISTORY.fingerprint(password)
+        assert PROPERTY_HISTORY.fingerprint(
+            other, account_id=ACCOUNT
+        ) == PROPERTY_HISTORY.fingerprint(password, account_id=ACCOUNT)
 
     @given(st.text(alphabet=SMALL, max_size=12), st.text(alphabet=SMALL, max_size=12))
     def test_equal_fingerprint_iff_similar_by_skeleton(self, a: str, b: str) -> None:
         """Equal non-empty fingerprints mean similar passwords; key B never matches key A."""
-        fa, fb = PROPERTY_HISTORY.fingerprint(a), PROPERTY_HISTORY.fingerprint(b)
+        fa, fb = (
+            PROPERTY_HISTORY.fingerprint(a, account_id=ACCOUNT),
+            PROPERTY_HISTORY.fingerprint(b, account_id=ACCOUNT),
+        )
         if fa == fb and fa[5] > 0:
             assert is_similar(a, b)
         tags_a = {fa[6 + 16 * i : 22 + 16 * i] for i in range(fa[5])}
         if tags_a & {fb[6 + 16 * i : 22 + 16 * i] for i in range(fb[5])}:
             assert is_similar(a, b)
-        fb_other = OTHER_KEY_HISTORY.fingerprint(b)
+        fb_other = OTHER_KEY_HISTORY.fingerprint(b, account_id=ACCOUNT)
         assert not tags_a & {fb_other[6 + 16 * i : 22 + 16 * i] for i in range(fb_other[5])}
 
     @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
@@ -882,7 +896,7 @@ class TestProperties:
         rng = random.Random(20250301)
         pairs = [(strong_password(rng), strong_password(rng)) for _ in range(2000)]
         assert sum(is_similar(a, b) for a, b in pairs) == 0
-        fingerprints = {PROPERTY_HISTORY.fingerprint(a) for a, _ in pairs}
+        fingerprints = {PROPERTY_HISTORY.fingerprint(a, account_id=ACCOUNT) for a, _ in pairs}
         assert len(fingerprints) == len(pairs)
 
 
@@ -891,3 +905,23 @@ def _inside_word(text: str, index: int) -> bool:
     before = index > 0 and text[index - 1].isalpha()
     after = index + 1 < len(text) and text[index + 1].isalpha()
     return before and after
+
+
+class TestFingerprintsAreBoundToTheAccount:
+    def test_same_password_in_two_accounts_gives_unrelated_tags(self) -> None:
+        """Equal skeletons in two accounts do not show as equal in a dump."""
+        history = make_history(memory_storage().history)
+        a = history.fingerprint(OLD, account_id="account-a")
+        b = history.fingerprint(OLD, account_id="account-b")
+        assert a[:6] == b[:6]  # same version, key id and tag count
+        assert a[6:22] != b[6:22]
+        assert a[22:] != b[22:]
+
+    def test_entries_of_another_account_never_match(self) -> None:
+        """A fingerprint copied from account A into B's history is not similar for B."""
+        store = memory_storage().history
+        history = make_history(store)
+        foreign = history.entry(OLD, HASHER.hash("Unrelated#Pass9"), account_id="a", now=T0)
+        store.append("b", foreign, keep=6)
+        policy = PasswordPolicy(history=6, history_similar=True, min_length=6)
+        assert "similar_to_previous" not in history.validate(policy, "b", "Summer2024!").codes

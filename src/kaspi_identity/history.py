@@ -19,9 +19,9 @@ fingerprints of two *skeletons* of its password (see docs/security.md):
 - the **letters**: the letters alone in order (``summer``); used only with four or more.
 
 Two passwords are similar when either skeleton is equal. A fingerprint is
-``HMAC-SHA256(server key, skeleton)`` truncated to 128 bits, with a version byte and the id of
-the key that made it: a database dump alone reveals nothing about the skeletons, and the key
-never reaches the database. When the current password is known (a change of password) it is
+``HMAC-SHA256(server key, account id + skeleton)`` truncated to 128 bits, with a version byte
+and the id of the key that made it: a database dump alone reveals nothing about the
+skeletons, and the key never reaches the database. When the current password is known (a change of password) it is
 also compared directly: equal skeletons, or an edit distance of at most two.
 """
 
@@ -49,6 +49,7 @@ _MIN_KEY_BYTES: Final = 32
 _MIN_SHAPE_LETTERS: Final = 3
 _MIN_LETTERS: Final = 4
 _MAX_DISTANCE: Final = 2
+_MAX_TAGS: Final = 2
 # Characters read as the letter they stand for when they sit inside a word.
 _L33T: Final[dict[str, str]] = {
     "0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g",
@@ -63,12 +64,23 @@ def _skeletons(password: str) -> list[tuple[bytes, str]]:
     """The (kind, skeleton) pairs of a password; empty when it has too few letters."""
     text = normalize_password(password).casefold()
     chars = list(text)
+    # A digit or other l33t character is read only between two letters of the password as
+    # typed. "@" and "$" are also read at the edge of a word, judging neighbours as read so
+    # far, so a run of them touching a word is read through ("p@$$w0rd" -> "password").
     for i, c in enumerate(text):
-        if c in _L33T:
-            before = i > 0 and text[i - 1].isalpha()
-            after = i + 1 < len(text) and text[i + 1].isalpha()
-            if (before and after) or (c in _L33T_EDGE and (before or after)):
-                chars[i] = _L33T[c]
+        inside = 0 < i < len(text) - 1 and text[i - 1].isalpha() and text[i + 1].isalpha()
+        if inside and c in _L33T and c not in _L33T_EDGE:
+            chars[i] = _L33T[c]
+    changed = True
+    while changed:  # each pass reads at least one more character or stops
+        changed = False
+        for i, c in enumerate(chars):
+            if c in _L33T_EDGE:
+                before = i > 0 and chars[i - 1].isalpha()
+                after = i + 1 < len(chars) and chars[i + 1].isalpha()
+                if before or after:
+                    chars[i] = _L33T[c]
+                    changed = True
     shape: list[str] = []
     for c in chars:
         mark = c if c.isalpha() else ("0" if c.isdigit() else "!")
@@ -177,33 +189,44 @@ class PasswordHistory:
         ]
 
     @staticmethod
-    def _tag(key: bytes, kind: bytes, skeleton: str) -> bytes:
-        message = b"kaspi-identity/history/v1\x00" + kind + b"\x00"
-        message += skeleton.encode("utf-8", "surrogatepass")
+    def _tag(key: bytes, account_id: str, kind: bytes, skeleton: str) -> bytes:
+        # The account id is in the message, so equal skeletons of two accounts give unrelated
+        # tags: a dump does not even show which accounts share a password pattern.
+        message = b"kaspi-identity/history/v1\x00" + account_id.encode("utf-8", "surrogatepass")
+        message += b"\x00" + kind + b"\x00" + skeleton.encode("utf-8", "surrogatepass")
         return hmac.new(key, message, hashlib.sha256).digest()[:_TAG_LEN]
 
-    def fingerprint(self, password: str) -> bytes:
-        """The keyed fingerprint of ``password`` that an entry stores (opaque bytes).
+    def fingerprint(self, password: str, *, account_id: str) -> bytes:
+        """The keyed fingerprint of ``password`` for ``account_id`` (opaque bytes, ≤ 38).
 
         Raises:
-            TypeError: ``password`` is not a ``str``.
+            TypeError: ``password`` or ``account_id`` is not a ``str``.
         """
+        if not isinstance(account_id, str):
+            raise TypeError("account_id must be str")
         key = self._signing_key
-        tags = [self._tag(key, kind, skeleton) for kind, skeleton in _skeletons(password)]
+        tags = [
+            self._tag(key, account_id, kind, skeleton) for kind, skeleton in _skeletons(password)
+        ]
         header = bytes([_VERSION]) + self._key_id(key) + bytes([len(tags)])
         return header + b"".join(tags)
 
-    def entry(self, password: str, password_hash: str, *, now: datetime) -> HistoryEntry:
-        """A history entry for a password the account has just taken."""
+    def entry(
+        self, password: str, password_hash: str, *, account_id: str, now: datetime
+    ) -> HistoryEntry:
+        """A history entry for a password ``account_id`` has just taken."""
         return HistoryEntry(
-            password_hash=password_hash, fingerprint=self.fingerprint(password), created_at=now
+            password_hash=password_hash,
+            fingerprint=self.fingerprint(password, account_id=account_id),
+            created_at=now,
         )
 
     def record(
         self, account_id: str, password: str, password_hash: str, *, keep: int, now: datetime
     ) -> None:
         """Append the password an account has just taken, keeping the newest ``keep`` entries."""
-        self._store.append(account_id, self.entry(password, password_hash, now=now), keep=keep)
+        entry = self.entry(password, password_hash, account_id=account_id, now=now)
+        self._store.append(account_id, entry, keep=keep)
 
     def _stored_tags(self, fingerprint: bytes) -> tuple[bytes | None, list[bytes]]:
         """The key and tags of a stored fingerprint; key ``None`` when it was retired."""
@@ -215,21 +238,25 @@ class PasswordHistory:
         if version != _VERSION:
             raise CorruptRecordError(f"history fingerprint has unknown version {version}")
         body = fingerprint[_HEADER_LEN:]
-        if len(body) != count * _TAG_LEN:
+        if count > _MAX_TAGS or len(body) != count * _TAG_LEN:
             raise CorruptRecordError("history fingerprint has the wrong length")
         tags = [body[i : i + _TAG_LEN] for i in range(0, len(body), _TAG_LEN)]
         return self._keys.get(key_id), tags
 
-    def _similar_to_entries(self, password: str, entries: Iterable[HistoryEntry]) -> bool:
+    def _similar_to_entries(
+        self, account_id: str, password: str, entries: Iterable[HistoryEntry]
+    ) -> bool:
         skeletons = _skeletons(password)
+        tags_by_key: dict[bytes, list[bytes]] = {}
         found = False
         for entry in entries:
             key, stored = self._stored_tags(entry.fingerprint)
             if key is None or not skeletons:
                 continue
-            for kind, skeleton in skeletons:
-                tag = self._tag(key, kind, skeleton)
-                # Every comparison runs, so the time does not tell which entry matched.
+            if key not in tags_by_key:  # one HMAC per skeleton and key, not per entry
+                tags_by_key[key] = [self._tag(key, account_id, k, s) for k, s in skeletons]
+            # Every comparison runs, so the time does not tell which entry matched.
+            for tag in tags_by_key[key]:
                 for other in stored:
                     found |= hmac.compare_digest(tag, other)
         return found
@@ -268,7 +295,7 @@ class PasswordHistory:
         if self._hasher.verify_any(password, [e.password_hash for e in entries]) is not None:
             found.append(Violation("reused", {"history": depth}))
         elif policy.history_similar and (
-            self._similar_to_entries(password, entries)
+            self._similar_to_entries(account_id, password, entries)
             or (current_password is not None and is_similar(password, current_password))
         ):
             found.append(Violation("similar_to_previous", {"history": depth}))

@@ -14,7 +14,7 @@ import re
 import secrets
 import threading
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from kaspi_identity._errors import (
     AccountNotFoundError,
@@ -82,6 +82,14 @@ class InvalidCodeError(InvalidTokenError):
 class _NullAudit:
     def emit(self, event: AuditEvent) -> None:
         pass
+
+
+def _ledger_expiry(claims: TokenClaims) -> datetime:
+    """When a token dies, for the ledger (dead once ``now >= expiry``).
+
+    A token verifies up to and including its expiry second, so it dies one second later.
+    """
+    return claims.expires_at + timedelta(seconds=1)
 
 
 def _derive(keys: Sequence[bytes], label: bytes) -> list[bytes]:
@@ -384,7 +392,7 @@ class IdentityService:
         if account is None or account.email is None:
             raise InvalidTokenError("invalid token")
         self.tokens.check_state(claims, account.email.casefold())
-        if not self.storage.tokens.consume(claims.token_id, claims.expires_at, now=now):
+        if not self.storage.tokens.consume(claims.token_id, _ledger_expiry(claims), now=now):
             raise InvalidTokenError("invalid token")
         self.storage.accounts.mark_email_confirmed(account.id, now=now)
         self._emit("email_confirmed", account.id)
@@ -609,7 +617,7 @@ class IdentityService:
         if not result:
             return PasswordResetResult(False, result)
         now = self.clock.now()
-        if not self.storage.tokens.consume(claims.token_id, claims.expires_at, now=now):
+        if not self.storage.tokens.consume(claims.token_id, _ledger_expiry(claims), now=now):
             raise InvalidTokenError("invalid token")
         if not self._replace_password(account, new):
             raise InvalidTokenError("invalid token")
