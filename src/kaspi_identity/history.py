@@ -21,8 +21,9 @@ fingerprints of two *skeletons* of its password (see docs/security.md):
 Two passwords are similar when either skeleton is equal. A fingerprint is
 ``HMAC-SHA256(server key, account id + skeleton)`` truncated to 128 bits, with a version byte
 and the id of the key that made it: a database dump alone reveals nothing about the
-skeletons, and the key never reaches the database. When the current password is known (a change of password) it is
-also compared directly: equal skeletons, or an edit distance of at most two.
+skeletons, and the key never reaches the database. When the current password is known (a
+change of password) it is also compared directly: equal skeletons, or an edit distance of at
+most two.
 """
 
 from __future__ import annotations
