@@ -324,10 +324,10 @@ class TestValidateResult:
         assert len({en, ru, kk}) == 3
         if depth == 1:
             assert en.endswith("1 password.")
-            assert "1 пароль." in ru
+            assert "из 1 последнего пароля." in ru
         else:
             assert en.endswith("6 passwords.")
-            assert "6 паролей." in ru
+            assert "из 6 последних паролей." in ru
         assert f"{depth} құпиясөз" in kk
         for text in (en, ru, kk):
             assert OLD not in text
