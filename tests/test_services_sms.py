@@ -375,6 +375,16 @@ class TestRegions:
         assert env.request("8 916 123 45 67")
         assert env.outbox.last_sms().to == RU_PHONE
 
+    def test_allow_list_given_as_str_refused(self) -> None:
+        """phone_regions="RU" is a TypeError at construction, not ("R", "U") failing later."""
+        with pytest.raises(TypeError, match="phone_regions"):
+            IdentitySettings(
+                secret_keys=(SECRET,),
+                confirm_url="https://portal.example.kz/confirm",
+                reset_url="https://portal.example.kz/reset",
+                phone_regions=cast(tuple[str, ...], "RU"),
+            )
+
     @pytest.mark.parametrize("landline", ["+7 727 212 34 56", "8 (7172) 12-34-56"])
     def test_landline_refused(self, sms_env: SmsEnv, landline: str) -> None:
         """A Kazakh landline cannot receive SMS: not_mobile, with a localised message."""

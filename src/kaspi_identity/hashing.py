@@ -24,13 +24,11 @@ import dataclasses
 import math
 import os
 import re
-import statistics
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from types import MappingProxyType
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from argon2.exceptions import HashingError as _Argon2HashingError
 from argon2.exceptions import VerificationError, VerifyMismatchError
@@ -43,6 +41,9 @@ from kaspi_identity._errors import (
     PasswordMismatchError,
 )
 from kaspi_identity._normalize import normalize_password
+
+if TYPE_CHECKING:  # imported when first needed: they cost ~15 ms at import time
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 __all__ = [
     "OWASP_MINIMUM",
@@ -465,6 +466,8 @@ class PasswordHasher:
         with self._lock:
             # A forked child inherits the executor object but none of its threads.
             if self._executor is None or self._executor_pid != pid:
+                from concurrent.futures import ThreadPoolExecutor
+
                 self._executor = ThreadPoolExecutor(
                     max_workers=self._max_concurrency,
                     thread_name_prefix="kaspi-identity-verify",
@@ -475,6 +478,8 @@ class PasswordHasher:
 
 def _lowest_match(futures: Sequence[Future[bool]]) -> int | None:
     """Wait for ``futures`` (in index order of the hashes) until the lowest match is known."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
     position = {future: index for index, future in enumerate(futures)}
     pending = set(futures)
     best: int | None = None
@@ -547,6 +552,8 @@ def calibrate(
             ``target_seconds`` (lower ``memory_cost`` or raise the target).
 
     """
+    import statistics
+
     if isinstance(target_seconds, bool) or not isinstance(target_seconds, (int, float)):
         raise TypeError(f"target_seconds must be a number, not {type(target_seconds).__name__}")
     if not (math.isfinite(target_seconds) and target_seconds > 0):

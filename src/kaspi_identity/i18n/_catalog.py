@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gettext
 import re
 import string
 import threading
@@ -234,6 +233,8 @@ def _parse_plural_forms(value: str, source: str, line: int | None) -> _PluralRul
     nplurals = int(match.group(1))
     expression = match.group(2)
     try:
+        import gettext  # only to compile a Plural-Forms rule, once per catalog
+
         select = gettext.c2py(expression)
     except ValueError as exc:
         raise CatalogError(source, line, f"bad plural expression {expression!r}: {exc}") from None

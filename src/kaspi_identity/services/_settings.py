@@ -125,6 +125,8 @@ class IdentitySettings:
         for name in ("sms_per_phone_daily", "sms_per_client_daily"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if isinstance(self.phone_regions, str):  # tuple("KZ") would be ("K", "Z")
+            raise TypeError("phone_regions must be a tuple of region codes such as ('KZ',)")
         object.__setattr__(self, "phone_regions", tuple(self.phone_regions))
 
     def backoff(self, failures: int) -> timedelta:
