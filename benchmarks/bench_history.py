@@ -168,7 +168,9 @@ def run(profile: HashProfile = OWASP_MINIMUM, count: int = 6, runs: int = 7) -> 
         current_seconds=statistics.median(currents),
         similarity_only_seconds=similarity_cost(count, runs),
         policy_seconds=median_seconds(lambda: similar.check(PROBE), runs, batch=200),
-        fingerprint_seconds=median_seconds(lambda: history.fingerprint(PROBE, account_id="bench"), runs, batch=2000),
+        fingerprint_seconds=median_seconds(
+            lambda: history.fingerprint(PROBE, account_id="bench"), runs, batch=2000
+        ),
     )
 
 

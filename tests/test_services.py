@@ -425,7 +425,7 @@ class TestRegister:
         assert any("\u0400" <= c <= "\u04ff" for c in subjects["ru"] + subjects["kk"])
 
     def test_language_tag_is_normalised_and_unknown_refused(self, svc_env: Env) -> None:
-        """"ru-KZ" is Russian; a language without a catalog is refused before any write."""
+        """ "ru-KZ" is Russian; a language without a catalog is refused before any write."""
         _register(svc_env, language="ru-KZ")
         assert svc_env.account().language == "ru"
         svc_env.forget_calls()
@@ -573,9 +573,7 @@ class TestRegister:
     def test_malformed_username(self, svc_env: Env, username: str) -> None:
         """A malformed user name raises InvalidIdentifierError; nothing is written or sent."""
         with pytest.raises(InvalidIdentifierError) as caught:
-            svc_env.service.register(
-                email=EMAIL, username=username, password=PW, confirmation=PW
-            )
+            svc_env.service.register(email=EMAIL, username=username, password=PW, confirmation=PW)
         assert caught.value.field == "username"
         assert svc_env.writes() == []
         assert svc_env.outbox.emails == []
@@ -1352,9 +1350,7 @@ class TestResetPassword:
         assert svc_env.service.reset_password(token, NEW, NEW).ok
 
     @pytest.mark.parametrize(("new", "confirmation"), [(None, NEW), (NEW, None), (b"x", b"x")])
-    def test_wrong_types_raise_type_error(
-        self, svc_env: Env, new: Any, confirmation: Any
-    ) -> None:
+    def test_wrong_types_raise_type_error(self, svc_env: Env, new: Any, confirmation: Any) -> None:
         """Non-str passwords raise TypeError; the link is not used up."""
         _register(svc_env)
         token = _reset_token(svc_env)
@@ -1520,9 +1516,7 @@ class TestSecretsNeverLeak:
                 row[0]
                 for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
             ]
-            assert {"accounts", "password_history", "consumed_tokens", "rate_limits"} <= set(
-                tables
-            )
+            assert {"accounts", "password_history", "consumed_tokens", "rate_limits"} <= set(tables)
             cells: list[object] = []
             for table in tables:
                 cells.extend(

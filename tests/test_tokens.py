@@ -269,7 +269,9 @@ class TestExpiry:
         service = _service()
         token = service.issue(purpose, ACCOUNT, state=STATE, now=T0)
         with pytest.raises(ExpiredTokenError):
-            service.verify(token, purpose, now=T0 + service.lifetime(purpose) + timedelta(seconds=1))
+            service.verify(
+                token, purpose, now=T0 + service.lifetime(purpose) + timedelta(seconds=1)
+            )
 
     def test_expired_is_an_invalid_token(self) -> None:
         """Callers catching InvalidTokenError catch expiry too; the message holds no token."""
@@ -523,7 +525,11 @@ class TestLinkBuilder:
         token = _issue()
         link = LinkBuilder("https://portal.example.kz/reset").link(token)
         parts = urlsplit(link)
-        assert (parts.scheme, parts.hostname, parts.path) == ("https", "portal.example.kz", "/reset")
+        assert (parts.scheme, parts.hostname, parts.path) == (
+            "https",
+            "portal.example.kz",
+            "/reset",
+        )
         assert parse_qs(parts.query) == {"token": [token]}
 
     @pytest.mark.parametrize(

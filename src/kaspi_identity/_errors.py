@@ -67,9 +67,7 @@ class UnknownLanguageError(KaspiIdentityError, ValueError):
     def __init__(self, language: object, supported: tuple[str, ...]) -> None:
         self.language = language
         self.supported = supported
-        super().__init__(
-            f"unknown language {language!r}; supported: {', '.join(supported)}"
-        )
+        super().__init__(f"unknown language {language!r}; supported: {', '.join(supported)}")
 
 
 class InvalidPasswordError(KaspiIdentityError, ValueError):

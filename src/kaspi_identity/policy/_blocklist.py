@@ -41,9 +41,7 @@ def builtin_blocklist() -> frozenset[str]:
 
                 ours = resources.files(__package__).joinpath("data", "common-cis.txt")
                 extra = ours.read_text(encoding="utf-8").splitlines()
-                _builtin = frozenset(
-                    _fold(w) for w in (*FREQUENCY_LISTS["passwords"], *extra) if w
-                )
+                _builtin = frozenset(_fold(w) for w in (*FREQUENCY_LISTS["passwords"], *extra) if w)
     return _builtin
 
 
