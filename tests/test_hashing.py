@@ -232,7 +232,7 @@ class TestPasswordHasherConstruction:
             "print(before, threading.active_count())\n"
         )
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(source), *sys.path])}
-        result = subprocess.run(  # noqa: S603
+        result = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
         )
         before, after = map(int, result.stdout.split())
