@@ -11,9 +11,11 @@ from kaspi_identity._errors import (
     AccountNotFoundError,
     CorruptRecordError,
     DuplicateAccountError,
+    ExpiredTokenError,
     HashingError,
     InvalidHashError,
     InvalidPasswordError,
+    InvalidTokenError,
     KaspiIdentityError,
     PasswordMismatchError,
     PolicyConfigError,
@@ -29,8 +31,10 @@ from kaspi_identity.hashing import (
     PasswordHasher,
     calibrate,
 )
+from kaspi_identity.delivery import DeliveryError
 from kaspi_identity.history import PasswordHistory
 from kaspi_identity.i18n import CatalogError
+from kaspi_identity.phone import InvalidPhoneError
 from kaspi_identity.policy import (
     CONFIG_KEYS,
     PRESET_NAMES,
@@ -55,12 +59,16 @@ __all__ = [
     "AccountNotFoundError",
     "CatalogError",
     "CorruptRecordError",
+    "DeliveryError",
     "DuplicateAccountError",
+    "ExpiredTokenError",
     "HashProfile",
     "HashingError",
     "Hint",
     "InvalidHashError",
     "InvalidPasswordError",
+    "InvalidPhoneError",
+    "InvalidTokenError",
     "KaspiIdentityError",
     "PasswordHasher",
     "PasswordHistory",

@@ -17,6 +17,11 @@ also derives from it, so both ``except KaspiIdentityError`` and idiomatic catche
         ├── DuplicateAccountError (ValueError) user name / e-mail / phone already taken
         └── AccountNotFoundError (LookupError) no account with that id
 
+Two more live with their modules and are exported from ``kaspi_identity`` too:
+``InvalidPhoneError`` (``kaspi_identity.phone``, a ``ValueError`` with a localised
+``message(lang)``) and ``DeliveryError`` (``kaspi_identity.delivery``). The services add
+``InvalidIdentifierError`` and ``InvalidCodeError`` (an ``InvalidTokenError``).
+
 Messages and attributes never carry a password, hash, token, code or key.
 """
 

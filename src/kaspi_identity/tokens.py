@@ -36,6 +36,8 @@ from kaspi_identity._errors import ExpiredTokenError, InvalidTokenError
 __all__ = [
     "MAX_LIFETIME",
     "TOKEN_MAX_LENGTH",
+    "ExpiredTokenError",
+    "InvalidTokenError",
     "LinkBuilder",
     "TokenClaims",
     "TokenPurpose",
