@@ -15,7 +15,7 @@ import itertools
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -144,6 +144,28 @@ class FailingHistory:
 
     def recent(self, account_id: str, limit: int) -> list[HistoryEntry]:
         """Read through to the real store."""
+        return self.inner.recent(account_id, limit)
+
+
+class RacingHistory:
+    """A history store that runs ``before_read`` once, just before its first ``recent``.
+
+    It puts a concurrent flow at the worst moment of another, deterministically.
+    """
+
+    def __init__(self, inner: PasswordHistoryStore, before_read: Callable[[], object]) -> None:
+        self.inner = inner
+        self.before_read: Callable[[], object] | None = before_read
+
+    def append(self, account_id: str, entry: HistoryEntry, *, keep: int) -> None:
+        """Write through to the real store."""
+        self.inner.append(account_id, entry, keep=keep)
+
+    def recent(self, account_id: str, limit: int) -> list[HistoryEntry]:
+        """Run the racing flow once, then read the real store."""
+        hook, self.before_read = self.before_read, None
+        if hook is not None:
+            hook()
         return self.inner.recent(account_id, limit)
 
 
@@ -1215,7 +1237,7 @@ class TestResetPassword:
             barrier.wait()
             try:
                 outcome: object = svc_env.service.reset_password(token, password, password)
-            except Exception as exc:  # noqa: BLE001 - every outcome is inspected below
+            except Exception as exc:  # every outcome is inspected below
                 outcome = exc
             with lock:
                 outcomes.append((n, outcome))
@@ -1236,6 +1258,28 @@ class TestResetPassword:
         assert [m.kind for m in svc_env.outbox.emails] == ["password_changed"]
         assert len(svc_env.raw.history.recent(account_id, 10)) == 2
         assert _login_ok(svc_env, f"Parallel#{winner:02d}-Orchid")
+
+    def test_losing_a_race_after_the_policy_check_is_a_dead_token(self, svc_env: Env) -> None:
+        """The other redemption wins between our state check and history read: InvalidToken.
+
+        The winner's new history entry makes our password "reused"; the answer must still be
+        that the link is used up, not a policy complaint about a link that no longer works.
+        """
+        _register(svc_env)
+        token = _reset_token(svc_env)
+        winner: list[object] = []
+
+        def other_tab() -> None:
+            winner.append(svc_env.service.reset_password(token, NEW, NEW))
+
+        racing = dataclasses.replace(
+            svc_env.storage, history=RacingHistory(svc_env.raw.history, other_tab)
+        )
+        with pytest.raises(InvalidTokenError):
+            svc_env.rebuild(racing).reset_password(token, NEW, NEW)
+        assert [getattr(w, "ok", None) for w in winner] == [True]
+        assert svc_env.kinds().count("password_reset_completed") == 1
+        assert _login_ok(svc_env, NEW)
 
     def test_token_of_a_changes_only_a(self, svc_env: Env) -> None:
         """A's link changes A's password; B's stays."""
@@ -1409,7 +1453,8 @@ class TestBadPasswords:
 
 def _all_flows(env: Env) -> tuple[set[str], list[object]]:
     """Run every e-mail flow, good and bad; return the secrets used and every result."""
-    service, secrets, results = env.service, {PW, PW_B, NEW, NEWER}, []
+    service, secrets = env.service, {PW, PW_B, NEW, NEWER}
+    results: list[object] = []
 
     def keep(message: EmailMessage) -> None:
         link = extract_link(message)
@@ -1506,8 +1551,9 @@ class TestSecretsNeverLeak:
             ):
                 assert secret not in text, f"a secret appears in a {where}"
         for account in (env.account(), env.account(EMAIL_B)):
-            assert (account.password_hash or "").startswith("$argon2id$")
-            assert account.password_hash not in repr_text + log_text + event_text
+            stored = account.password_hash or ""
+            assert stored.startswith("$argon2id$")
+            assert stored not in repr_text + log_text + event_text
 
         if env.path is None:
             return

@@ -56,7 +56,7 @@ def _b64decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _same_key_serializer(purpose: str, key: bytes = KEY_NEW) -> URLSafeSerializer[str]:
+def _same_key_serializer(purpose: str, key: bytes = KEY_NEW) -> URLSafeSerializer:
     """A serializer that signs exactly as TokenService does (SHA-256, HMAC, same salt)."""
     return URLSafeSerializer(
         key,

@@ -362,7 +362,8 @@ class IdentityService:
             raise TypeError("email must be str")
         email = email.strip()
         local = email.rpartition("@")[0]
-        if len(local) > 64 or not is_deliverable_address(email):
+        surrogate = any("\ud800" <= c <= "\udfff" for c in email)  # no UTF-8 form: unstorable
+        if len(local) > 64 or surrogate or not is_deliverable_address(email):
             raise InvalidIdentifierError("email", "not an e-mail address")
         return email
 
@@ -615,6 +616,12 @@ class IdentityService:
             self.policy, account.id, new, user=self._user_info(account), confirmation=confirmation
         )
         if not result:
+            # A concurrent redemption may have changed the password meanwhile (its new entry
+            # then fails this one as reused/similar): report the dead token, not the policy.
+            current = self.storage.accounts.get(account.id)
+            if current is None:
+                raise InvalidTokenError("invalid token")
+            self.tokens.check_state(claims, self._state(current))
             return PasswordResetResult(False, result)
         now = self.clock.now()
         if not self.storage.tokens.consume(claims.token_id, _ledger_expiry(claims), now=now):

@@ -1,22 +1,39 @@
-"""Tools for proving an implementation in its own CI: the storage contract suite.
+"""Tools for proving a deployment in its own CI: strategies, contract suite, compliance report.
 
-Subclass a ``*Contract`` class in a ``Test*`` class to run the contract tests of one
-storage protocol against an implementation; :func:`make_comparison_machine` builds a
-Hypothesis state machine that checks a whole :class:`~kaspi_identity.storage.Storage`
-agrees with the in-memory reference. This package imports pytest and Hypothesis.
+- :func:`passwords`, :func:`violating_passwords` and :func:`policies` are Hypothesis
+  strategies: passwords a policy accepts, passwords it rejects with a chosen violation
+  code, and valid policies.
+- :func:`run_compliance` runs those properties against a deployment's policy and prints a
+  short report (``kaspi-identity compliance --policy FILE``).
+- Subclass a ``*Contract`` class in a ``Test*`` class to run the contract tests of one
+  storage protocol against an implementation; :func:`make_comparison_machine` builds a
+  Hypothesis state machine that checks a whole :class:`~kaspi_identity.storage.Storage`
+  agrees with the in-memory reference.
+- The pytest plugin (``kaspi_identity.testing._plugin``, loaded through the ``pytest11``
+  entry point) provides the ``kaspi_*`` fixtures.
+
+These tools need pytest and Hypothesis (``pip install 'kaspi-identity[test]'``). The names
+are imported on first use, so importing this package -- as pytest does when it loads the
+plugin -- imports neither.
 """
 
 from __future__ import annotations
 
-from ._contracts import (
-    AccountStoreContract,
-    OneTimeCodeStoreContract,
-    PasswordHistoryStoreContract,
-    RateLimiterContract,
-    StorageContract,
-    TokenLedgerContract,
-)
-from ._machine import make_comparison_machine
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._compliance import run_compliance
+    from ._contracts import (
+        AccountStoreContract,
+        OneTimeCodeStoreContract,
+        PasswordHistoryStoreContract,
+        RateLimiterContract,
+        StorageContract,
+        TokenLedgerContract,
+    )
+    from ._machine import make_comparison_machine
+    from ._strategies import passwords, policies, violating_passwords
 
 __all__ = [
     "AccountStoreContract",
@@ -26,4 +43,36 @@ __all__ = [
     "StorageContract",
     "TokenLedgerContract",
     "make_comparison_machine",
+    "passwords",
+    "policies",
+    "run_compliance",
+    "violating_passwords",
 ]
+
+# Which private module defines each public name.
+_WHERE = {
+    "AccountStoreContract": "_contracts",
+    "OneTimeCodeStoreContract": "_contracts",
+    "PasswordHistoryStoreContract": "_contracts",
+    "RateLimiterContract": "_contracts",
+    "StorageContract": "_contracts",
+    "TokenLedgerContract": "_contracts",
+    "make_comparison_machine": "_machine",
+    "passwords": "_strategies",
+    "policies": "_strategies",
+    "run_compliance": "_compliance",
+    "violating_passwords": "_strategies",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -1,0 +1,538 @@
+"""Redis storage: token ledger, one-time codes, rate limits and password history.
+
+For deployments with several app servers: a token consumed through one server is dead on
+every other at once. Every operation is one Redis command or one Lua script on one key,
+so it is atomic for every client of the server, and a dropped connection can never leave
+half of it written. Accounts are not kept here -- they belong in your SQL database; bundle
+your :class:`~kaspi_identity.storage.AccountStore` with these stores with
+:func:`redis_storage`.
+
+Key layout (``prefix`` defaults to :data:`DEFAULT_PREFIX`; the caller's key or id is the
+Redis Cluster hash tag, so each key hashes by the caller's key alone)::
+
+    <prefix>token:{<token_id>}      string "1"                      TokenLedger
+    <prefix>code:{<key>}            hash h e w f x                  OneTimeCodeStore
+    <prefix>rate:{<key>}            hash s l n                      RateLimiter
+    <prefix>history:{<account_id>}  list of encoded entries, newest first
+
+All times come from the caller's ``now``: they travel into the scripts as integer
+microseconds since 1970, and every stored time is the caller's. Keys expire only to free
+memory -- an expiry is computed as a duration from the caller's ``now`` (``PX`` /
+``PEXPIRE``) plus :data:`~kaspi_identity.storage._checks.LEDGER_GRACE`, and never decides an
+answer. Redis errors become :class:`~kaspi_identity.StorageError` with the original as
+``__cause__``; a key holding something this adapter did not write raises
+:class:`~kaspi_identity.CorruptRecordError` and is left as it was.
+
+Requires the ``redis`` client: ``pip install 'kaspi-identity[redis]'``.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+try:
+    import redis
+    import redis.exceptions
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess
+    raise ImportError(
+        "kaspi_identity.storage.redis needs the redis client: pip install 'kaspi-identity[redis]'"
+    ) from exc
+
+from .._errors import CorruptRecordError, StorageError
+from ._checks import (
+    CODE_HASH_MAX_LENGTH,
+    LEDGER_GRACE,
+    TOKEN_ID_MAX_LENGTH,
+    from_microseconds,
+    require_bytes,
+    require_count,
+    require_duration,
+    require_key,
+    require_utc,
+    to_microseconds,
+)
+from ._protocols import AccountStore, Storage
+from ._records import CodeAttempt, HistoryEntry, RateLimitResult
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "RedisOneTimeCodeStore",
+    "RedisPasswordHistoryStore",
+    "RedisRateLimiter",
+    "RedisTokenLedger",
+    "redis_storage",
+]
+
+_T = TypeVar("_T")
+
+#: The key prefix used unless another is given.
+DEFAULT_PREFIX = "kaspi-identity:"
+
+_US = timedelta(microseconds=1)
+_MS = timedelta(milliseconds=1)
+_GRACE_MS = LEDGER_GRACE // _MS
+# Lua numbers are doubles: integers are exact below 2**53 microseconds (1684 to 2255).
+_LUA_EXACT = 2**53
+# Beyond what LTRIM/LRANGE indexes accept; no list gets near it.
+_LIST_INDEX_MAX = 2**62
+_ERROR_CODE = re.compile(r"[A-Z]{2,16}")
+
+# Shared Lua: strict integer parsing, and an expiry as a duration from the caller's clock.
+# Values are formatted with %.0f before they reach redis.call, because Redis would print a
+# Lua number with an exponent. Scripts validate everything before their first write and
+# issue no command that can fail after it, so a script never stops half-way.
+_LUA_PRELUDE = """
+local function int(value)
+  if type(value) ~= 'string' or #value > 30 or not string.match(value, '^%-?%d+$') then
+    return nil
+  end
+  return tonumber(value)
+end
+local function fmt(number)
+  return string.format('%.0f', number)
+end
+local function expire(key, deadline, now, grace)
+  local ttl = math.ceil((deadline - now) / 1000) + grace
+  if ttl > 1e15 then ttl = 1e15 end
+  if ttl < 1 then ttl = 1 end
+  redis.call('PEXPIRE', key, fmt(ttl))
+end
+"""
+
+# A one-time code's state: h code hash, e expires_at, w failure window, f failures,
+# x end of the failure window (present exactly when f > 0). A burned code keeps w, f, x.
+_LUA_LOAD_CODE = """
+local function load(key)
+  local raw = redis.call('HMGET', key, 'h', 'e', 'w', 'f', 'x')
+  if not (raw[1] or raw[2] or raw[3] or raw[4] or raw[5]) then
+    if redis.call('EXISTS', key) == 1 then return nil, 'unknown fields' end
+    return false
+  end
+  local s = {h = raw[1], es = raw[2], e = int(raw[2]), w = int(raw[3]), ws = raw[3],
+             f = int(raw[4]), xs = raw[5], x = int(raw[5])}
+  if not s.w or s.w <= 0 then return nil, 'failure window' end
+  if not s.f or s.f < 0 then return nil, 'failure count' end
+  if (s.f == 0) ~= (raw[5] == false) or (raw[5] and not s.x) then
+    return nil, 'failure window end'
+  end
+  if (s.h == false) ~= (raw[2] == false) or (raw[2] and not s.e) or s.h == '' then
+    return nil, 'code or expiry'
+  end
+  return s
+end
+"""
+
+# KEYS[1] code key; ARGV: code hash, expires_at, now, failure window, grace (ms).
+_LUA_PUT_CODE = (
+    _LUA_PRELUDE
+    + _LUA_LOAD_CODE
+    + """
+local key = KEYS[1]
+local now = tonumber(ARGV[3])
+local state, corrupt = load(key)
+if corrupt then return corrupt end
+local failures, window_end = 0, false
+if state and state.xs and now < state.x then
+  failures, window_end = state.f, state.xs
+end
+redis.call('HSET', key, 'h', ARGV[1], 'e', ARGV[2], 'w', ARGV[4], 'f', fmt(failures))
+local deadline = tonumber(ARGV[2])
+if window_end then
+  redis.call('HSET', key, 'x', window_end)
+  if tonumber(window_end) > deadline then deadline = tonumber(window_end) end
+else
+  redis.call('HDEL', key, 'x')
+end
+expire(key, deadline, now, tonumber(ARGV[5]))
+return 1
+"""
+)
+
+# KEYS[1] code key; ARGV: code hash, now, max attempts, grace (ms).
+# Returns 0 MISSING, 1 MISMATCH, 2 OK, 3 EXHAUSTED, or a string naming corrupt data.
+_LUA_ATTEMPT_CODE = (
+    _LUA_PRELUDE
+    + _LUA_LOAD_CODE
+    + """
+local key = KEYS[1]
+local now = tonumber(ARGV[2])
+local state, corrupt = load(key)
+if corrupt then return corrupt end
+if not state or not state.h or now >= state.e then return 0 end
+local failures, window_end, window_end_s = state.f, state.x, state.xs
+if window_end_s and now >= window_end then
+  failures, window_end, window_end_s = 0, nil, false
+end
+failures = failures + 1
+if not window_end_s then
+  window_end = now + state.w
+  window_end_s = fmt(window_end)
+end
+local grace = tonumber(ARGV[4])
+if failures > tonumber(ARGV[3]) then
+  redis.call('HSET', key, 'f', fmt(failures), 'x', window_end_s)
+  redis.call('HDEL', key, 'h', 'e')
+  expire(key, window_end, now, grace)
+  return 3
+end
+if state.h == ARGV[1] then
+  redis.call('DEL', key)
+  return 2
+end
+redis.call('HSET', key, 'f', fmt(failures), 'x', window_end_s)
+local deadline = state.e
+if window_end > deadline then deadline = window_end end
+expire(key, deadline, now, grace)
+return 1
+"""
+)
+
+# KEYS[1] rate key; ARGV: now, limit, window, grace (ms).
+# Returns {allowed 1/0, window start, window length} or a string naming corrupt data.
+_LUA_HIT = (
+    _LUA_PRELUDE
+    + """
+local key = KEYS[1]
+local now = tonumber(ARGV[1])
+local raw = redis.call('HMGET', key, 's', 'l', 'n')
+local start_s, length_s, hits
+if raw[1] or raw[2] or raw[3] then
+  local start, length, count = int(raw[1]), int(raw[2]), int(raw[3])
+  if not start or not length or length <= 0 or not count or count < 1 then
+    return 'window fields'
+  end
+  if now < start + length then
+    start_s, length_s = raw[1], raw[2]
+    hits = redis.call('HINCRBY', key, 'n', 1)
+  end
+elseif redis.call('EXISTS', key) == 1 then
+  return 'unknown fields'
+end
+if not start_s then
+  start_s, length_s, hits = ARGV[1], ARGV[3], 1
+  redis.call('HSET', key, 's', start_s, 'l', length_s, 'n', '1')
+end
+expire(key, tonumber(start_s) + tonumber(length_s), now, tonumber(ARGV[4]))
+local allowed = 0
+if hits <= tonumber(ARGV[2]) then allowed = 1 end
+return {allowed, start_s, length_s}
+"""
+)
+
+# KEYS[1] history key; ARGV: encoded entry, keep. LPUSH is the first write: if the key
+# holds another type it fails before anything is written.
+_LUA_APPEND = """
+redis.call('LPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], 0, ARGV[2])
+return 1
+"""
+
+# An encoded history entry: version byte, created_at (signed 64-bit microseconds), length
+# of the UTF-8 password hash (unsigned 16-bit), the hash, then the fingerprint bytes.
+_ENTRY_VERSION = 1
+_ENTRY_HEAD = struct.Struct(">BqH")
+
+
+def _encode_entry(entry: HistoryEntry) -> bytes:
+    password_hash = entry.password_hash.encode("utf-8")
+    head = _ENTRY_HEAD.pack(_ENTRY_VERSION, to_microseconds(entry.created_at), len(password_hash))
+    return head + password_hash + entry.fingerprint
+
+
+def _decode_entry(raw: object) -> HistoryEntry:
+    if not isinstance(raw, bytes) or len(raw) < _ENTRY_HEAD.size:
+        raise _corrupt("password history entry", "too short")
+    version, created, length = _ENTRY_HEAD.unpack_from(raw)
+    if version != _ENTRY_VERSION:
+        raise _corrupt("password history entry", "unknown format version")
+    end = _ENTRY_HEAD.size + length
+    if len(raw) < end:
+        raise _corrupt("password history entry", "truncated password hash")
+    try:
+        return HistoryEntry(
+            password_hash=raw[_ENTRY_HEAD.size : end].decode("utf-8"),
+            fingerprint=raw[end:],
+            created_at=from_microseconds(created),
+        )
+    except (UnicodeDecodeError, OverflowError, TypeError, ValueError) as exc:
+        raise _corrupt("password history entry", type(exc).__name__) from exc
+
+
+def _corrupt(what: str, reason: str) -> CorruptRecordError:
+    return CorruptRecordError(f"a stored {what} in Redis is invalid: {reason}")
+
+
+def _run(operation: Callable[[], _T]) -> _T:
+    """Run ``operation``; a Redis error becomes StorageError (WRONGTYPE: CorruptRecordError)."""
+    try:
+        return operation()
+    except redis.exceptions.ResponseError as exc:
+        message = str(exc)
+        if "WRONGTYPE" in message:
+            raise CorruptRecordError("a Redis key of this store holds another data type") from exc
+        # Only the error code (ERR, OOM, READONLY, NOAUTH ...), never the rest of the text.
+        code = _ERROR_CODE.match(message)
+        suffix = f" ({code.group()})" if code else ""
+        raise StorageError(f"Redis storage failed: {type(exc).__name__}{suffix}") from exc
+    except redis.exceptions.RedisError as exc:
+        raise StorageError(f"Redis storage failed: {type(exc).__name__}") from exc
+
+
+def _lua_time(value: datetime, name: str) -> int:
+    """Return ``value`` in microseconds, refused where Lua's doubles stop being exact."""
+    micros = to_microseconds(require_utc(value, name))
+    if not -_LUA_EXACT < micros < _LUA_EXACT:
+        raise ValueError(f"{name} must lie between the years 1685 and 2255 for Redis storage")
+    return micros
+
+
+def _ceil_ms(micros: int) -> int:
+    return -(-micros // 1000)
+
+
+class _RedisStore:
+    """Common plumbing: the client, the key prefix, and closing."""
+
+    _namespace = ""
+
+    def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+        if not isinstance(client, redis.Redis):
+            raise TypeError(f"client must be a redis.Redis, not {type(client).__name__}")
+        if client.get_connection_kwargs().get("decode_responses"):
+            raise ValueError("the Redis client must be created with decode_responses=False")
+        self._client = client
+        self._prefix = require_key(prefix, "prefix")
+        self._owns_client = False
+        self._closed = False
+
+    @property
+    def client(self) -> redis.Redis:
+        """The Redis client this store uses."""
+        return self._client
+
+    @property
+    def prefix(self) -> str:
+        """The prefix of every key this store writes."""
+        return self._prefix
+
+    def close(self) -> None:
+        """Refuse further calls; disconnect the client if :func:`redis_storage` opened it.
+
+        A client passed in by the caller is left open: it belongs to the caller.
+        """
+        self._closed = True
+        if self._owns_client:
+            self._client.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(prefix={self._prefix!r})"
+
+    def _key(self, key: str) -> str:
+        if self._closed:
+            raise StorageError("the Redis storage is closed")
+        return f"{self._prefix}{self._namespace}:{{{key}}}"
+
+
+class RedisTokenLedger(_RedisStore):
+    """A :class:`~kaspi_identity.storage.TokenLedger`: ``SET <key> 1 NX PX <ttl>`` per id.
+
+    An id is kept until 5 minutes (``LEDGER_GRACE``) past its ``expires_at``, measured from
+    the caller's ``now``; Redis then deletes it.
+
+    Args:
+        client: a ``redis.Redis`` (with its connection pool), ``decode_responses=False``.
+        prefix: the prefix of every key (non-empty).
+
+    Raises:
+        TypeError: ``client`` is not a ``redis.Redis``.
+        ValueError: the client decodes responses, or ``prefix`` is empty.
+
+    """
+
+    _namespace = "token"
+
+    def consume(self, token_id: str, expires_at: datetime, *, now: datetime) -> bool:
+        """Record ``token_id`` as used; ``True`` only the first time, before expiry."""
+        require_key(token_id, "token_id", max_length=TOKEN_ID_MAX_LENGTH)
+        expires = to_microseconds(require_utc(expires_at, "expires_at"))
+        at = to_microseconds(require_utc(now))
+        if expires <= at:
+            return False
+        key = self._key(token_id)
+        ttl = _ceil_ms(expires - at) + _GRACE_MS
+        return _run(lambda: self._client.set(key, b"1", nx=True, px=ttl)) is True
+
+
+class RedisOneTimeCodeStore(_RedisStore):
+    """A :class:`~kaspi_identity.storage.OneTimeCodeStore`: one hash per key, Lua scripts.
+
+    ``put`` and ``attempt`` are each one Lua script, so the increment-then-compare is
+    atomic. The stored HMAC is compared with Lua's plain ``==``: both sides are keyed
+    HMACs, so timing reveals nothing that helps forge one. Times must lie between the years
+    1685 and 2255 (Lua counts in doubles). Arguments as for :class:`RedisTokenLedger`.
+    """
+
+    _namespace = "code"
+
+    def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+        super().__init__(client, prefix=prefix)
+        self._put = client.register_script(_LUA_PUT_CODE)
+        self._attempt = client.register_script(_LUA_ATTEMPT_CODE)
+
+    def put(
+        self,
+        key: str,
+        code_hash: bytes,
+        *,
+        expires_at: datetime,
+        now: datetime,
+        failure_window: timedelta,
+    ) -> None:
+        """Store a new code for ``key``, keeping the failure counter; see the protocol."""
+        require_key(key)
+        require_bytes(code_hash, "code_hash", max_length=CODE_HASH_MAX_LENGTH, allow_empty=False)
+        expires = to_microseconds(require_utc(expires_at, "expires_at"))
+        at = _lua_time(now, "now")
+        window = require_duration(failure_window, "failure_window") // _US
+        if expires <= at:
+            raise ValueError("expires_at must be after now")
+        redis_key = self._key(key)
+        args: list[bytes | str] = [code_hash, str(expires), str(at), str(window), str(_GRACE_MS)]
+        result = _run(lambda: self._put(keys=[redis_key], args=args))
+        if isinstance(result, bytes):
+            raise _corrupt("one-time code", result.decode("ascii", "replace"))
+
+    def attempt(
+        self, key: str, code_hash: bytes, *, now: datetime, max_attempts: int
+    ) -> CodeAttempt:
+        """Count an attempt and compare, in one script; see the protocol."""
+        require_key(key)
+        require_bytes(code_hash, "code_hash", max_length=CODE_HASH_MAX_LENGTH, allow_empty=False)
+        at = _lua_time(now, "now")
+        require_count(max_attempts, "max_attempts", minimum=1)
+        redis_key = self._key(key)
+        args: list[bytes | str] = [code_hash, str(at), str(max_attempts), str(_GRACE_MS)]
+        result = _run(lambda: self._attempt(keys=[redis_key], args=args))
+        if isinstance(result, bytes):
+            raise _corrupt("one-time code", result.decode("ascii", "replace"))
+        return _OUTCOMES[result]
+
+
+_OUTCOMES = {
+    0: CodeAttempt.MISSING,
+    1: CodeAttempt.MISMATCH,
+    2: CodeAttempt.OK,
+    3: CodeAttempt.EXHAUSTED,
+}
+
+
+class RedisRateLimiter(_RedisStore):
+    """A fixed-window :class:`~kaspi_identity.storage.RateLimiter`: a hash per key, one script.
+
+    The window opens at the first hit, as in every adapter; the key expires after the
+    window ends. ``now`` must lie between the years 1685 and 2255. Arguments as for
+    :class:`RedisTokenLedger`.
+    """
+
+    _namespace = "rate"
+
+    def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+        super().__init__(client, prefix=prefix)
+        self._hit = client.register_script(_LUA_HIT)
+
+    def hit(self, key: str, *, limit: int, window: timedelta, now: datetime) -> RateLimitResult:
+        """Count a hit on ``key`` in one script; see the protocol."""
+        require_key(key)
+        require_count(limit, "limit", minimum=1)
+        length = require_duration(window, "window") // _US
+        at = _lua_time(now, "now")
+        redis_key = self._key(key)
+        args = [str(at), str(limit), str(length), str(_GRACE_MS)]
+        result = _run(lambda: self._hit(keys=[redis_key], args=args))
+        if isinstance(result, bytes):
+            raise _corrupt("rate limit", result.decode("ascii", "replace"))
+        allowed, start, stored_length = result
+        if allowed == 1:
+            return RateLimitResult(True, timedelta(0))
+        return RateLimitResult(False, (int(start) + int(stored_length) - at) * _US)
+
+
+class RedisPasswordHistoryStore(_RedisStore):
+    """A :class:`~kaspi_identity.storage.PasswordHistoryStore`: a list per account.
+
+    ``append`` is ``LPUSH`` + ``LTRIM`` in one Lua script. Entries are packed compactly
+    (about 11 bytes besides the hash and fingerprint); one that cannot be decoded raises
+    :class:`~kaspi_identity.CorruptRecordError`. History keys never expire: run Redis with
+    persistence if it keeps history. Arguments as for :class:`RedisTokenLedger`.
+    """
+
+    _namespace = "history"
+
+    def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+        super().__init__(client, prefix=prefix)
+        self._append = client.register_script(_LUA_APPEND)
+
+    def append(self, account_id: str, entry: HistoryEntry, *, keep: int) -> None:
+        """Append ``entry`` and keep the newest ``keep``, in one script; see the protocol."""
+        require_key(account_id, "account_id")
+        if not isinstance(entry, HistoryEntry):
+            raise TypeError(f"entry must be a HistoryEntry, not {type(entry).__name__}")
+        require_count(keep, "keep", minimum=1)
+        key = self._key(account_id)
+        args: list[bytes | str] = [_encode_entry(entry), str(min(keep, _LIST_INDEX_MAX) - 1)]
+        _run(lambda: self._append(keys=[key], args=args))
+
+    def recent(self, account_id: str, limit: int) -> list[HistoryEntry]:
+        """Return at most ``limit`` entries, newest first."""
+        require_key(account_id, "account_id")
+        require_count(limit, "limit", minimum=1)
+        key = self._key(account_id)
+        raw = _run(lambda: self._client.lrange(key, 0, min(limit, _LIST_INDEX_MAX) - 1))
+        return [_decode_entry(item) for item in raw]
+
+
+def redis_storage(
+    url_or_client: str | redis.Redis,
+    *,
+    accounts: AccountStore,
+    prefix: str = DEFAULT_PREFIX,
+) -> Storage:
+    """Return a :class:`~kaspi_identity.storage.Storage` of ``accounts`` and the Redis stores.
+
+    ``url_or_client`` is a ``redis://`` / ``rediss://`` / ``unix://`` URL (a client is
+    opened for it, and ``storage.close()`` disconnects it) or a ``redis.Redis`` you manage
+    (left open). Nothing connects until the first call. ``accounts`` is your own
+    :class:`~kaspi_identity.storage.AccountStore` or a SQLite/SQLAlchemy one: Redis keeps no
+    accounts.
+
+    Raises:
+        TypeError: ``url_or_client`` is neither a ``str`` nor a ``redis.Redis``.
+        ValueError: the URL is malformed, the client decodes responses, or ``prefix`` is
+            empty.
+
+    """
+    if isinstance(url_or_client, str):
+        client = redis.Redis.from_url(url_or_client)
+        owned = True
+    elif isinstance(url_or_client, redis.Redis):
+        client, owned = url_or_client, False
+    else:
+        raise TypeError(
+            f"url_or_client must be a URL or a redis.Redis, not {type(url_or_client).__name__}"
+        )
+    stores = (
+        RedisPasswordHistoryStore(client, prefix=prefix),
+        RedisTokenLedger(client, prefix=prefix),
+        RedisOneTimeCodeStore(client, prefix=prefix),
+        RedisRateLimiter(client, prefix=prefix),
+    )
+    for store in stores:
+        store._owns_client = owned
+    history, tokens, codes, rate_limits = stores
+    return Storage(
+        accounts=accounts, history=history, tokens=tokens, codes=codes, rate_limits=rate_limits
+    )

@@ -1,0 +1,1267 @@
+"""SQLAlchemy storage: PostgreSQL for several app servers, or SQLite through SQLAlchemy.
+
+Every storage protocol over five tables of a :class:`~sqlalchemy.MetaData` the host can
+create (``metadata.create_all(engine)``) or add to its Alembic migrations. PostgreSQL
+(psycopg 3) is the backend for deployments with several app servers; SQLite works too, for a
+host whose engine already points at a SQLite file. Needs the ``[sqlalchemy]`` extra.
+
+How each promise is kept, on PostgreSQL (default ``READ COMMITTED``):
+
+* the compare-and-set of a password hash is one ``UPDATE ... WHERE password_hash IS NOT
+  DISTINCT FROM :expected`` and the ledger's ``consume`` one ``INSERT ... ON CONFLICT DO
+  NOTHING``, each judged by its row count -- never a read followed by a write;
+* one-time codes, rate-limit windows and failed-login counters are read ``FOR UPDATE``,
+  changed by the same pure functions the in-memory reference uses, and written back in the
+  same transaction; a key's first row is inserted with ``ON CONFLICT DO NOTHING`` and, if
+  another caller got there first, locked and read again;
+* a history append takes a transaction-scoped advisory lock on the account before it
+  inserts and trims, so racing appends never leave more than ``keep`` entries;
+* uniqueness of user names (casefolded), e-mails (casefolded) and phones rests on unique
+  indexes; a violation is answered by checking again, in order, which identifier is taken.
+
+On SQLite every read-modify-write runs inside ``BEGIN IMMEDIATE`` (SQLite's write lock for
+the whole step), and a lock in the process queues writers, as in
+:mod:`kaspi_identity.storage.sqlite`.
+
+Times are integer microseconds since 1970-01-01T00:00:00Z; fingerprints and code hashes are
+binary. A row that holds something else raises :class:`~kaspi_identity.CorruptRecordError`
+and nothing is written. Database errors -- a lost connection included -- raise
+:class:`~kaspi_identity.StorageError` with SQLAlchemy's exception as ``__cause__``, after the
+transaction was rolled back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import re
+import secrets
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+try:
+    import sqlalchemy as sa
+    from sqlalchemy.dialects import postgresql as _postgresql
+    from sqlalchemy.dialects import sqlite as _sqlite
+    from sqlalchemy.types import NullType
+except ImportError as _missing:  # pragma: no cover - exercised in a subprocess
+    raise ImportError(
+        "kaspi_identity.storage.sqlalchemy needs SQLAlchemy 2 (and psycopg for PostgreSQL): "
+        "pip install 'kaspi-identity[sqlalchemy]'"
+    ) from _missing
+
+from .._errors import AccountNotFoundError, CorruptRecordError, DuplicateAccountError, StorageError
+from ._checks import (
+    CODE_HASH_MAX_LENGTH,
+    EMAIL_MAX_LENGTH,
+    LEDGER_GRACE,
+    TOKEN_ID_MAX_LENGTH,
+    check_account_id,
+    check_expected_hash,
+    check_login,
+    from_microseconds,
+    require_bytes,
+    require_count,
+    require_duration,
+    require_key,
+    require_text,
+    require_utc,
+    to_microseconds,
+)
+from ._logic import CodeState, WindowState, attempt_code, hit_window, put_code
+from ._protocols import LoginKind, Storage
+from ._records import Account, CodeAttempt, HistoryEntry, NewAccount, RateLimitResult
+
+__all__ = [
+    "ACCOUNT_FIELDS",
+    "SQLAlchemyAccountStore",
+    "SQLAlchemyDatabase",
+    "SQLAlchemyOneTimeCodeStore",
+    "SQLAlchemyPasswordHistoryStore",
+    "SQLAlchemyRateLimiter",
+    "SQLAlchemyTokenLedger",
+    "make_metadata",
+    "metadata",
+    "sqlalchemy_storage",
+]
+
+_T = TypeVar("_T")
+_Mode = Literal["read", "single", "transaction"]
+
+_INSTALL = "pip install 'kaspi-identity[sqlalchemy]'"
+_INFO_KEY = "kaspi_identity.prefix"
+_PREFIX = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_]{0,29})?")
+_US = timedelta(microseconds=1)
+# Expired rows are swept every this many writes of a store, at most this many at a time.
+_SWEEP_EVERY = 256
+_SWEEP_BATCH = 4 * _SWEEP_EVERY
+# How often a store re-reads a key whose first row another caller inserted meanwhile, and
+# how often create() re-checks identifiers after a unique index refused a row.
+_RETRIES = 8
+_CREATE_TRIES = 3
+
+#: The fields an account table provides, in the order :class:`SQLAlchemyAccountStore`
+#: reads them; also the column names of the library's own accounts table.
+ACCOUNT_FIELDS = (
+    "id",
+    "username",
+    "username_key",
+    "email",
+    "email_key",
+    "phone",
+    "password_hash",
+    "email_confirmed",
+    "failed_logins",
+    "last_failed_login_at",
+    "last_login_at",
+    "created_at",
+    "language",
+)
+_TIME_FIELDS = ("last_failed_login_at", "last_login_at", "created_at")
+_KEY_FIELDS = {"username": "username_key", "email": "email_key", "phone": "phone"}
+
+
+def make_metadata(prefix: str = "kaspi_", *, schema: str | None = None) -> sa.MetaData:
+    """Return a new :class:`~sqlalchemy.MetaData` holding the five tables, named with ``prefix``.
+
+    The tables are ``<prefix>accounts``, ``<prefix>password_history``,
+    ``<prefix>consumed_tokens``, ``<prefix>one_time_codes`` and ``<prefix>rate_limits``, in
+    ``schema`` if given (PostgreSQL). Create them with ``create_all(engine)`` or through
+    Alembic; pass the same metadata to :class:`SQLAlchemyDatabase`.
+
+    Raises:
+        ValueError: ``prefix`` is not empty or letters, digits and ``_`` (at most 30,
+            not starting with a digit).
+
+    """
+    if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
+        raise ValueError("prefix must be letters, digits and '_' (at most 30, no leading digit)")
+    if schema is not None and (not isinstance(schema, str) or not schema):
+        raise ValueError("schema must be a non-empty str or None")
+    md = sa.MetaData(schema=schema, info={_INFO_KEY: prefix})
+    p = prefix
+    sa.Table(
+        f"{p}accounts",
+        md,
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("username", sa.String(254)),
+        # Casefolding can lengthen a string ("ß" -> "ss"), so the keys get more room.
+        sa.Column("username_key", sa.String(1024)),
+        sa.Column("email", sa.String(254)),
+        sa.Column("email_key", sa.String(1024)),
+        sa.Column("phone", sa.String(16)),
+        sa.Column("password_hash", sa.String(1024)),
+        sa.Column("email_confirmed", sa.Boolean(), nullable=False),
+        sa.Column("failed_logins", sa.Integer(), nullable=False),
+        sa.Column("last_failed_login_at", sa.BigInteger()),
+        sa.Column("last_login_at", sa.BigInteger()),
+        sa.Column("created_at", sa.BigInteger(), nullable=False),
+        sa.Column("language", sa.String(35), nullable=False),
+        sa.UniqueConstraint("username_key", name=f"uq_{p}accounts_username_key"),
+        sa.UniqueConstraint("email_key", name=f"uq_{p}accounts_email_key"),
+        sa.UniqueConstraint("phone", name=f"uq_{p}accounts_phone"),
+    )
+    sa.Table(
+        f"{p}password_history",
+        md,
+        sa.Column(
+            "seq",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
+        sa.Column("account_id", sa.String(256), nullable=False),
+        sa.Column("password_hash", sa.String(1024), nullable=False),
+        sa.Column("fingerprint", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", sa.BigInteger(), nullable=False),
+        sa.Index(f"ix_{p}password_history_account", "account_id", "seq"),
+        sqlite_autoincrement=True,
+    )
+    sa.Table(
+        f"{p}consumed_tokens",
+        md,
+        sa.Column("token_id", sa.String(TOKEN_ID_MAX_LENGTH), primary_key=True),
+        sa.Column("expires_at", sa.BigInteger(), nullable=False),
+        sa.Index(f"ix_{p}consumed_tokens_expires_at", "expires_at"),
+        sqlite_with_rowid=False,
+    )
+    sa.Table(
+        f"{p}one_time_codes",
+        md,
+        sa.Column("code_key", sa.String(256), primary_key=True),
+        sa.Column("code_hash", sa.LargeBinary()),
+        sa.Column("expires_at", sa.BigInteger()),
+        sa.Column("failure_window", sa.BigInteger(), nullable=False),
+        sa.Column("failures", sa.Integer(), nullable=False),
+        sa.Column("window_ends_at", sa.BigInteger()),
+    )
+    limits = sa.Table(
+        f"{p}rate_limits",
+        md,
+        sa.Column("limit_key", sa.String(256), primary_key=True),
+        sa.Column("window_start", sa.BigInteger(), nullable=False),
+        sa.Column("window_length", sa.BigInteger(), nullable=False),
+        sa.Column("hits", sa.BigInteger(), nullable=False),
+    )
+    sa.Index(f"ix_{p}rate_limits_window_end", limits.c.window_start + limits.c.window_length)
+    return md
+
+
+#: The five tables with the default prefix ``kaspi_``: for ``metadata.create_all(engine)``
+#: or Alembic's ``target_metadata``.
+metadata: sa.MetaData = make_metadata()
+
+
+@dataclass(frozen=True, slots=True)
+class _Tables:
+    accounts: sa.Table
+    history: sa.Table
+    tokens: sa.Table
+    codes: sa.Table
+    rate_limits: sa.Table
+
+
+def _find_tables(md: object) -> _Tables:
+    if not isinstance(md, sa.MetaData):
+        raise TypeError(f"metadata must be a sqlalchemy MetaData, not {type(md).__name__}")
+    prefix = md.info.get(_INFO_KEY)
+    if not isinstance(prefix, str):
+        raise ValueError("metadata must come from make_metadata() (or be the module's metadata)")
+    qualifier = f"{md.schema}." if md.schema else ""
+    names = ("accounts", "password_history", "consumed_tokens", "one_time_codes", "rate_limits")
+    try:
+        return _Tables(*(md.tables[f"{qualifier}{prefix}{name}"] for name in names))
+    except KeyError as exc:
+        raise ValueError(f"metadata lacks the table {exc.args[0]!r}") from None
+
+
+def _corrupt(what: str, reason: str) -> CorruptRecordError:
+    return CorruptRecordError(f"a stored {what} row is invalid: {reason}")
+
+
+def _int(value: object, what: str, column: str) -> int:
+    if type(value) is not int:
+        raise _corrupt(what, f"{column} is not an integer")
+    return value
+
+
+def _optional_int(value: object, what: str, column: str) -> int | None:
+    return None if value is None else _int(value, what, column)
+
+
+def _time(value: object, what: str, column: str) -> datetime:
+    try:
+        return from_microseconds(_int(value, what, column))
+    except OverflowError:
+        raise _corrupt(what, f"{column} is out of range") from None
+
+
+def _raw(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """Select ``column`` as the driver returns it, so garbage is seen and not converted."""
+    return sa.type_coerce(column, NullType())
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= 200 else f"{line[:200]}..."
+
+
+class SQLAlchemyDatabase:
+    """An engine and the five tables, shared by the SQLAlchemy stores.
+
+    Pass your application's :class:`~sqlalchemy.engine.Engine` (the stores borrow its pool;
+    :meth:`close` leaves it open) or a URL (an engine is created with ``hide_parameters``,
+    and disposed by :meth:`close`). PostgreSQL and SQLite files are supported. Safe to share
+    between threads; after ``fork`` the child opens its own connections.
+
+    Args:
+        engine_or_url: an Engine, or a URL such as
+            ``"postgresql+psycopg://user@host/db"`` or ``"sqlite:///identity.db"``.
+        metadata: the tables to use: this module's :data:`metadata` or one from
+            :func:`make_metadata`.
+        create_tables: create missing tables now (``CREATE TABLE IF NOT EXISTS``, under a
+            lock so several processes may start at once). Leave it off when Alembic owns
+            the schema.
+
+    Raises:
+        ValueError: the URL is not a database URL, the database is neither PostgreSQL nor
+            SQLite, or it is an in-memory SQLite database (use the memory adapter).
+        TypeError: ``engine_or_url`` or ``metadata`` has the wrong type.
+        ImportError: the database driver is missing.
+        StorageError: ``create_tables`` failed.
+
+    """
+
+    def __init__(
+        self,
+        engine_or_url: sa.Engine | sa.URL | str,
+        *,
+        metadata: sa.MetaData = metadata,
+        create_tables: bool = False,
+    ) -> None:
+        self._tables = _find_tables(metadata)
+        self._metadata = metadata
+        if isinstance(engine_or_url, sa.Engine):
+            engine, self._owns_engine = engine_or_url, False
+        elif isinstance(engine_or_url, (str, sa.URL)):
+            engine, self._owns_engine = _create_engine(engine_or_url), True
+        else:
+            raise TypeError(
+                f"engine_or_url must be an Engine, URL or str, not {type(engine_or_url).__name__}"
+            )
+        backend = engine.dialect.name
+        if backend not in ("postgresql", "sqlite"):
+            if self._owns_engine:
+                engine.dispose()
+            raise ValueError(
+                f"the SQLAlchemy storage supports PostgreSQL and SQLite, not {backend}"
+            )
+        database = engine.url.database
+        if backend == "sqlite" and (
+            not database or database == ":memory:" or database.startswith("file::memory:")
+        ):
+            if self._owns_engine:
+                engine.dispose()
+            raise ValueError("SQLite storage needs a file; use memory_storage() for memory")
+        self._engine = engine
+        self._postgresql = backend == "postgresql"
+        self._label = "PostgreSQL" if self._postgresql else "SQLite"
+        # Single statements need no transaction on PostgreSQL: one round trip, not three.
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._pid = os.getpid()
+        self._state_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._closed = False
+        if create_tables:
+            try:
+                self.create_tables()
+            except BaseException:
+                self.close()
+                raise
+
+    @property
+    def engine(self) -> sa.Engine:
+        """The engine the stores run on."""
+        return self._engine
+
+    @property
+    def metadata(self) -> sa.MetaData:
+        """The metadata holding the stores' tables."""
+        return self._metadata
+
+    @property
+    def backend(self) -> Literal["postgresql", "sqlite"]:
+        """Which database the engine talks to."""
+        return "postgresql" if self._postgresql else "sqlite"
+
+    def create_tables(self) -> None:
+        """Create the tables that do not exist yet; existing ones are left as they are.
+
+        Runs in one transaction under a lock (an advisory lock on PostgreSQL, SQLite's
+        write lock), so processes starting together create each table once.
+
+        Raises:
+            StorageError: the database refused (for example, no permission to create).
+
+        """
+
+        def create(connection: sa.Connection) -> None:
+            if self._postgresql:
+                connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_lock_key("ddl"))))
+            self._metadata.create_all(connection, checkfirst=True)
+
+        self._run(create, mode="transaction")
+
+    def close(self) -> None:
+        """Make later calls raise StorageError; dispose the engine if this object made it.
+
+        Idempotent. An engine passed in by the application is left open.
+        """
+        with self._state_lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self._owns_engine:
+            self._engine.dispose()
+
+    def __enter__(self) -> SQLAlchemyDatabase:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SQLAlchemyDatabase({self._engine.url.render_as_string(hide_password=True)!r})"
+
+    # -- running statements ------------------------------------------------------------
+
+    def _read(self, operation: Callable[[sa.Connection], _T]) -> _T:
+        """Run ``operation`` (reads only) outside an explicit transaction."""
+        return self._run(operation, mode="read")
+
+    def _single(self, operation: Callable[[sa.Connection], _T]) -> _T:
+        """Run ``operation``, one atomic write statement (autocommit on PostgreSQL)."""
+        return self._run(operation, mode="single")
+
+    def _write(self, operation: Callable[[sa.Connection], _T]) -> _T:
+        """Run ``operation`` in one transaction; roll back if it raises.
+
+        SQLite: ``BEGIN IMMEDIATE`` holds the write lock from the first statement.
+        PostgreSQL: ``READ COMMITTED``; ``operation`` locks what it reads.
+        """
+        return self._run(operation, mode="transaction")
+
+    def _run(self, operation: Callable[[sa.Connection], _T], *, mode: _Mode) -> _T:
+        self._check_open()
+        try:
+            if not self._postgresql:
+                if mode == "read":
+                    with self._engine.connect() as connection:
+                        return operation(connection)
+                with self._write_lock, self._engine.connect() as connection:
+                    return _sqlite_transaction(connection, operation)
+            if mode == "transaction":
+                with self._engine.begin() as connection:
+                    return operation(connection)
+            with self._autocommit.connect() as connection:
+                return operation(connection)
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._storage_error(exc) from exc
+
+    def _check_open(self) -> None:
+        with self._state_lock:
+            if self._closed:
+                raise StorageError(f"the {self._label} storage is closed")
+            if os.getpid() != self._pid:
+                # A forked child must not use its parent's connections or locks.
+                self._pid = os.getpid()
+                self._write_lock = threading.Lock()
+                self._engine.dispose(close=False)
+
+    def _storage_error(self, exc: sa.exc.SQLAlchemyError) -> StorageError:
+        # Only the driver's first message line: SQLAlchemy's full text lists the bound
+        # parameters (token ids, hashes) and PostgreSQL's DETAIL may quote row values.
+        original = getattr(exc, "orig", None)
+        if isinstance(original, BaseException):
+            diagnostics = getattr(original, "diag", None)
+            primary = getattr(diagnostics, "message_primary", None)
+            reason = primary if isinstance(primary, str) else _first_line(str(original))
+            name = type(original).__name__
+        else:
+            reason, name = _first_line(str(exc).split("(Background on this error")[0]), ""
+        kind = f" ({name})" if name else ""
+        return StorageError(f"{self._label} storage failed{kind}: {reason}")
+
+
+def _sqlite_transaction(connection: sa.Connection, operation: Callable[[sa.Connection], _T]) -> _T:
+    transaction = connection.begin()
+    try:
+        driver = connection.connection.driver_connection
+        # pysqlite begins lazily and DEFERRED; take the write lock at once instead -- unless
+        # the application's engine already issued its own BEGIN.
+        if not getattr(driver, "in_transaction", False):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        result = operation(connection)
+    except BaseException:
+        transaction.rollback()
+        raise
+    transaction.commit()
+    return result
+
+
+def _create_engine(url: sa.URL | str) -> sa.Engine:
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        # The message would repeat the URL, password included.
+        raise ValueError("engine_or_url is not a database URL") from None
+    options: dict[str, Any] = {"hide_parameters": True}
+    backend = parsed.get_backend_name()
+    if backend not in ("postgresql", "sqlite"):
+        raise ValueError(f"the SQLAlchemy storage supports PostgreSQL and SQLite, not {backend}")
+    if backend == "postgresql":
+        options.update(pool_size=10, max_overflow=20, pool_timeout=30)
+    elif backend == "sqlite":
+        options["connect_args"] = {"timeout": 30.0}
+    try:
+        engine = sa.create_engine(parsed, **options)
+    except ImportError as exc:
+        raise ImportError(f"the database driver is missing: {_INSTALL}") from exc
+    except sa.exc.ArgumentError:
+        raise ValueError("engine_or_url is not a usable database URL") from None
+    if backend == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_wal)
+    return engine
+
+
+def _sqlite_wal(dbapi_connection: Any, connection_record: object) -> None:
+    # WAL lets readers go on while a writer holds the lock; the mode is kept in the file.
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode = WAL")
+    finally:
+        cursor.close()
+
+
+def _lock_key(*parts: str) -> int:
+    """Return a signed 64-bit advisory lock key for ``parts``."""
+    digest = hashlib.blake2b(
+        "\x00".join(("kaspi_identity", *parts)).encode("utf-8"), digest_size=8
+    ).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class _Store:
+    """Common plumbing: the shared database and an opportunistic sweep counter."""
+
+    def __init__(self, database: SQLAlchemyDatabase) -> None:
+        if not isinstance(database, SQLAlchemyDatabase):
+            raise TypeError(f"database must be a SQLAlchemyDatabase, not {type(database).__name__}")
+        self._db = database
+        self._tables = database._tables
+        self._writes = itertools.count(1)
+
+    @property
+    def database(self) -> SQLAlchemyDatabase:
+        """The database this store reads and writes."""
+        return self._db
+
+    def close(self) -> None:
+        """Close the shared database (every store on it)."""
+        self._db.close()
+
+    def _sweep_due(self) -> bool:
+        return next(self._writes) % _SWEEP_EVERY == 0
+
+    def _sweep(self, table: sa.Table, key: sa.Column[Any], dead: sa.ColumnElement[bool]) -> None:
+        # In its own statement, skipping rows other callers hold: a sweep never waits and
+        # never deadlocks, and deleting dead rows changes no answer.
+        doomed = sa.select(key).where(dead).limit(_SWEEP_BATCH).with_for_update(skip_locked=True)
+        self._db._single(lambda c: c.execute(sa.delete(table).where(key.in_(doomed))))
+
+    def _insert(self, table: sa.Table) -> Any:
+        """Return a dialect-specific INSERT (it has ``on_conflict_do_nothing``)."""
+        if self._db._postgresql:
+            return _postgresql.insert(table)
+        return _sqlite.insert(table)
+
+
+# -- accounts ------------------------------------------------------------------------------
+
+
+class _TimeColumn:
+    """Reads and writes one time column: integer microseconds, or a DateTime column."""
+
+    def __init__(self, column: sa.Column[Any], *, postgresql: bool) -> None:
+        self.column = column
+        self.micro = isinstance(column.type, sa.Integer)
+        aware = isinstance(column.type, sa.DateTime) and bool(column.type.timezone)
+        # SQLite's DateTime drops the zone; PostgreSQL's "timestamp without time zone" would
+        # shift an aware value to the session's zone. Both get naive UTC.
+        self.aware = aware and postgresql
+
+    def select(self) -> sa.ColumnElement[Any]:
+        return _raw(self.column) if self.micro else self.column
+
+    def to_db(self, moment: datetime) -> object:
+        if self.micro:
+            return to_microseconds(moment)
+        return moment if self.aware else moment.replace(tzinfo=None)
+
+    def from_db(self, value: object, name: str) -> datetime | None:
+        if value is None:
+            return None
+        if self.micro:
+            return _time(value, "account", name)
+        if not isinstance(value, datetime):
+            raise _corrupt("account", f"{name} is not a time")
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class SQLAlchemyAccountStore(_Store):
+    """An :class:`~kaspi_identity.storage.AccountStore` over a table with the needed columns.
+
+    By default the library's ``<prefix>accounts`` table: ids are 32 random hex digits and
+    user names and e-mails are unique through ``*_key`` columns holding their casefolded
+    form.
+
+    To use the application's **existing users table**, pass it as ``table`` (declared in
+    the application's metadata, or reflected) and map the fields whose column names differ
+    in ``columns`` (field -> column name; the fields are :data:`ACCOUNT_FIELDS`). The table
+    must have a column for every field, with unique indexes on the ``username_key``,
+    ``email_key`` and ``phone`` columns (filled with ``str.casefold()`` of the user name and
+    e-mail). An integer ``id`` is generated by the database (ids become ``str(pk)``), a
+    string one by the store. Time columns may be integers (microseconds since the epoch) or
+    DateTime (stored in UTC). ``email_confirmed`` may be Boolean or Integer (0/1).
+    ``insert_defaults`` gives values for the table's other NOT NULL columns on
+    :meth:`create` (``{"is_active": True}``).
+
+    Raises:
+        TypeError: an argument has the wrong type.
+        ValueError: ``table`` lacks a column, a column has an unusable type, ``columns``
+            names an unknown field, or ``columns``/``insert_defaults`` come without
+            ``table``. Every problem is listed in one message.
+
+    """
+
+    def __init__(
+        self,
+        database: SQLAlchemyDatabase,
+        *,
+        table: sa.Table | None = None,
+        columns: Mapping[str, str] | None = None,
+        insert_defaults: Mapping[str, object] | None = None,
+    ) -> None:
+        super().__init__(database)
+        if table is None:
+            if columns or insert_defaults:
+                raise ValueError("columns and insert_defaults need the table they describe")
+            table = self._tables.accounts
+        elif not isinstance(table, sa.Table):
+            raise TypeError(f"table must be a sqlalchemy Table, not {type(table).__name__}")
+        self._table = table
+        self._columns = self._map_columns(table, dict(columns or {}))
+        self._defaults = dict(insert_defaults or {})
+        self._times = {
+            name: _TimeColumn(self._columns[name], postgresql=database._postgresql)
+            for name in _TIME_FIELDS
+        }
+        self._integer_id = isinstance(self._columns["id"].type, sa.Integer)
+        self._select = sa.select(
+            *(
+                self._times[name].select() if name in self._times else _raw(self._columns[name])
+                for name in ACCOUNT_FIELDS
+                if name not in ("username_key", "email_key")
+            )
+        ).select_from(table)
+
+    @property
+    def table(self) -> sa.Table:
+        """The table the accounts live in."""
+        return self._table
+
+    @staticmethod
+    def _map_columns(table: sa.Table, names: dict[str, str]) -> dict[str, sa.Column[Any]]:
+        problems = [f"unknown field {field!r}" for field in names if field not in ACCOUNT_FIELDS]
+        mapped: dict[str, sa.Column[Any]] = {}
+        for field in ACCOUNT_FIELDS:
+            name = names.get(field, field)
+            if not isinstance(name, str) or name not in table.c:
+                problems.append(f"{field}: table {table.name!r} has no column {name!r}")
+                continue
+            column = table.c[name]
+            mapped[field] = column
+            kind = column.type
+            if field == "id" and not isinstance(kind, (sa.Integer, sa.String)):
+                problems.append("id: the column must be an integer or a string")
+            if field == "id" and isinstance(kind, sa.String) and (kind.length or 32) < 32:
+                problems.append("id: a string id column needs room for 32 characters")
+            if field in _TIME_FIELDS and not isinstance(kind, (sa.Integer, sa.DateTime)):
+                problems.append(f"{field}: the column must be an integer or a DateTime")
+            if field == "email_confirmed" and not isinstance(kind, (sa.Boolean, sa.Integer)):
+                problems.append("email_confirmed: the column must be Boolean or Integer")
+        if problems:
+            raise ValueError("cannot map the account table: " + "; ".join(problems))
+        return mapped
+
+    # -- helpers --
+
+    def _pk(self, account_id: str) -> object | None:
+        """Return the primary key value ``account_id`` names, or ``None`` if none can."""
+        key = check_account_id(account_id)
+        if key is None or not self._integer_id:
+            return key
+        if not (key.isascii() and key.isdigit()) or len(key) > 19 or str(int(key)) != key:
+            return None
+        return int(key) if int(key) < 2**63 else None
+
+    def _decode(self, row: tuple[Any, ...] | None) -> Account | None:
+        if row is None:
+            return None
+        (
+            pk,
+            username,
+            email,
+            phone,
+            password_hash,
+            confirmed,
+            failed,
+            last_failed,
+            last_login,
+            created,
+            language,
+        ) = row
+        if type(confirmed) is not bool and not (type(confirmed) is int and confirmed in (0, 1)):
+            raise _corrupt("account", "email_confirmed is not a boolean")
+        if self._integer_id and type(pk) is not int:
+            raise _corrupt("account", "id is not an integer")
+        created_at = self._times["created_at"].from_db(created, "created_at")
+        if created_at is None:
+            raise _corrupt("account", "created_at is missing")
+        try:
+            return Account(
+                id=str(pk) if self._integer_id else pk,  # Account checks every field
+                username=username,
+                email=email,
+                phone=phone,
+                password_hash=password_hash,
+                email_confirmed=bool(confirmed),
+                failed_logins=_int(failed, "account", "failed_logins"),
+                last_failed_login_at=self._times["last_failed_login_at"].from_db(
+                    last_failed, "last_failed_login_at"
+                ),
+                last_login_at=self._times["last_login_at"].from_db(last_login, "last_login_at"),
+                created_at=created_at,
+                language=language,
+            )
+        except (TypeError, ValueError) as exc:
+            if isinstance(exc, CorruptRecordError):
+                raise
+            raise _corrupt("account", str(exc)) from exc
+
+    def _fetch(self, connection: sa.Connection, where: sa.ColumnElement[bool]) -> Account | None:
+        try:
+            row = connection.execute(self._select.where(where)).first()
+        except (TypeError, ValueError) as exc:  # a DateTime column SQLAlchemy cannot parse
+            raise _corrupt("account", "a time column cannot be read") from exc
+        return self._decode(None if row is None else tuple(row))
+
+    def _taken(self, connection: sa.Connection, field: str, value: str, pk: object | None) -> bool:
+        column = self._columns[_KEY_FIELDS[field]]
+        query = sa.select(sa.literal(1)).select_from(self._table).where(column == value)
+        if pk is not None:
+            query = query.where(self._columns["id"] != pk)
+        return connection.execute(query.limit(1)).first() is not None
+
+    def _write_checked(self, operation: Callable[[sa.Connection], _T]) -> _T:
+        """Run ``operation`` (which checks identifiers, then writes) in a transaction.
+
+        When a unique index refuses the write (a racing call took an identifier after the
+        check), run it again: the check now names the identifier. A refusal that persists
+        raises StorageError.
+        """
+        for _ in range(_CREATE_TRIES - 1):
+            try:
+                return self._db._write(operation)
+            except _Clash:
+                continue
+        try:
+            return self._db._write(operation)
+        except _Clash as clash:
+            raise self._db._storage_error(clash.error) from clash.error
+
+    # -- the protocol --
+
+    def create(self, new: NewAccount, *, now: datetime) -> Account:
+        """Store ``new`` under a fresh id; see the protocol."""
+        if not isinstance(new, NewAccount):
+            raise TypeError(f"new must be a NewAccount, not {type(new).__name__}")
+        now = require_utc(now)
+        keys = {
+            "username": None if new.username is None else new.username.casefold(),
+            "email": None if new.email is None else new.email.casefold(),
+            "phone": new.phone,
+        }
+        c = self._columns
+        values: dict[str, object] = {
+            **self._defaults,
+            c["username"].key: new.username,
+            c["username_key"].key: keys["username"],
+            c["email"].key: new.email,
+            c["email_key"].key: keys["email"],
+            c["phone"].key: new.phone,
+            c["password_hash"].key: new.password_hash,
+            c["email_confirmed"].key: new.email_confirmed,
+            c["failed_logins"].key: 0,
+            c["last_failed_login_at"].key: None,
+            c["last_login_at"].key: None,
+            c["created_at"].key: self._times["created_at"].to_db(now),
+            c["language"].key: new.language,
+        }
+        if not self._integer_id:
+            values[c["id"].key] = secrets.token_hex(16)
+        statement = sa.insert(self._table).values(values)
+
+        def insert(connection: sa.Connection) -> object:
+            for field, value in keys.items():
+                if value is not None and self._taken(connection, field, value, None):
+                    raise DuplicateAccountError(field)
+            try:
+                result = connection.execute(statement)
+            except sa.exc.IntegrityError as exc:
+                raise _Clash(exc) from exc
+            key = result.inserted_primary_key
+            return values[c["id"].key] if key is None or not self._integer_id else key[0]
+
+        pk = self._write_checked(insert)
+        return Account(
+            id=str(pk),
+            username=new.username,
+            email=new.email,
+            phone=new.phone,
+            password_hash=new.password_hash,
+            email_confirmed=new.email_confirmed,
+            failed_logins=0,
+            last_failed_login_at=None,
+            last_login_at=None,
+            created_at=now,
+            language=new.language,
+        )
+
+    def get(self, account_id: str) -> Account | None:
+        """Return the account with this id, or ``None``."""
+        pk = self._pk(account_id)
+        if pk is None:
+            return None
+        return self._db._read(lambda c: self._fetch(c, self._columns["id"] == pk))
+
+    def find_by_login(self, kind: LoginKind, value: str) -> Account | None:
+        """Return the account with this user name, e-mail or phone, or ``None``."""
+        key = check_login(kind, value)
+        if key is None:
+            return None
+        column = self._columns[_KEY_FIELDS[kind]]
+        return self._db._read(lambda c: self._fetch(c, column == key))
+
+    def set_password_hash(self, account_id: str, *, expected: str | None, new: str) -> bool:
+        """Compare-and-set the password hash in one ``UPDATE``; see the protocol."""
+        can_match = check_expected_hash(expected, new)
+        pk = self._pk(account_id)
+        if pk is None or not can_match:
+            return False
+        column = self._columns["password_hash"]
+        statement = (
+            sa.update(self._table)
+            .where(self._columns["id"] == pk, column.is_not_distinct_from(expected))
+            .values({column.key: new})
+        )
+        return self._db._single(lambda c: c.execute(statement).rowcount == 1)
+
+    def set_email(self, account_id: str, email: str, *, confirmed: bool = False) -> None:
+        """Set the e-mail and its confirmation flag; see the protocol."""
+        require_text(email, "email", max_length=EMAIL_MAX_LENGTH)
+        if not isinstance(confirmed, bool):
+            raise TypeError(f"confirmed must be bool, not {type(confirmed).__name__}")
+        pk = self._pk(account_id)
+        if pk is None:
+            raise AccountNotFoundError("no account has this id")
+        c = self._columns
+        statement = (
+            sa.update(self._table)
+            .where(c["id"] == pk)
+            .values(
+                {
+                    c["email"].key: email,
+                    c["email_key"].key: email.casefold(),
+                    c["email_confirmed"].key: confirmed,
+                }
+            )
+        )
+
+        def update(connection: sa.Connection) -> None:
+            exists = sa.select(sa.literal(1)).select_from(self._table).where(c["id"] == pk)
+            if connection.execute(exists.with_for_update()).first() is None:
+                raise AccountNotFoundError("no account has this id")
+            if self._taken(connection, "email", email.casefold(), pk):
+                raise DuplicateAccountError("email")
+            try:
+                connection.execute(statement)
+            except sa.exc.IntegrityError as exc:
+                raise _Clash(exc) from exc
+
+        self._write_checked(update)
+
+    def mark_email_confirmed(self, account_id: str, *, now: datetime) -> None:
+        """Mark the e-mail confirmed; see the protocol."""
+        require_utc(now)
+        self._update_one(account_id, {"email_confirmed": True})
+
+    def record_login_failure(self, account_id: str, *, now: datetime) -> int:
+        """Count a failed login in one locked transaction; return the consecutive count."""
+        at = self._times["last_failed_login_at"].to_db(require_utc(now))
+        pk = self._pk(account_id)
+        if pk is None:
+            raise AccountNotFoundError("no account has this id")
+        c = self._columns
+
+        def increment(connection: sa.Connection) -> int:
+            # Read under a row lock (not "failed_logins + 1"), so garbage is seen, not fixed.
+            row = connection.execute(
+                sa.select(_raw(c["failed_logins"])).where(c["id"] == pk).with_for_update()
+            ).first()
+            if row is None:
+                raise AccountNotFoundError("no account has this id")
+            count = _int(row[0], "account", "failed_logins") + 1
+            if count < 1:
+                raise _corrupt("account", "failed_logins is negative")
+            connection.execute(
+                sa.update(self._table)
+                .where(c["id"] == pk)
+                .values({c["failed_logins"].key: count, c["last_failed_login_at"].key: at})
+            )
+            return count
+
+        return self._db._write(increment)
+
+    def record_login_success(self, account_id: str, *, now: datetime) -> None:
+        """Reset the failure count and set the last login time."""
+        at = self._times["last_login_at"].to_db(require_utc(now))
+        self._update_one(account_id, {"failed_logins": 0, "last_login_at": at})
+
+    def clear_login_failures(self, account_id: str) -> None:
+        """Reset the failure count without recording a login."""
+        self._update_one(account_id, {"failed_logins": 0})
+
+    def _update_one(self, account_id: str, changes: dict[str, object]) -> None:
+        pk = self._pk(account_id)
+        if pk is None:
+            raise AccountNotFoundError("no account has this id")
+        statement = (
+            sa.update(self._table)
+            .where(self._columns["id"] == pk)
+            .values({self._columns[field].key: value for field, value in changes.items()})
+        )
+        if self._db._single(lambda c: c.execute(statement).rowcount) != 1:
+            raise AccountNotFoundError("no account has this id")
+
+
+class _Clash(Exception):
+    """A unique index refused a row (raised inside a transaction so that it rolls back)."""
+
+    def __init__(self, error: sa.exc.IntegrityError) -> None:
+        super().__init__("a unique index refused the row")
+        self.error = error
+
+
+# -- password history ----------------------------------------------------------------------
+
+
+class SQLAlchemyPasswordHistoryStore(_Store):
+    """A :class:`~kaspi_identity.storage.PasswordHistoryStore` in ``<prefix>password_history``.
+
+    An append inserts and trims in one transaction holding a lock on the account (an
+    advisory lock on PostgreSQL, the write lock on SQLite).
+    """
+
+    def append(self, account_id: str, entry: HistoryEntry, *, keep: int) -> None:
+        """Append ``entry`` and trim to the newest ``keep`` in one transaction."""
+        require_key(account_id, "account_id")
+        if not isinstance(entry, HistoryEntry):
+            raise TypeError(f"entry must be a HistoryEntry, not {type(entry).__name__}")
+        require_count(keep, "keep", minimum=1)
+        t = self._tables.history
+        newest = (
+            sa.select(t.c.seq)
+            .where(t.c.account_id == account_id)
+            .order_by(t.c.seq.desc())
+            .limit(keep)
+        )
+
+        def append(connection: sa.Connection) -> None:
+            if self._db._postgresql:
+                # Rows of the account may not exist yet, so lock the account's key instead.
+                lock = _lock_key("history", t.fullname, account_id)
+                connection.execute(sa.select(sa.func.pg_advisory_xact_lock(lock)))
+            connection.execute(
+                sa.insert(t).values(
+                    account_id=account_id,
+                    password_hash=entry.password_hash,
+                    fingerprint=entry.fingerprint,
+                    created_at=to_microseconds(entry.created_at),
+                )
+            )
+            connection.execute(
+                sa.delete(t).where(t.c.account_id == account_id, t.c.seq.not_in(newest))
+            )
+
+        self._db._write(append)
+
+    def recent(self, account_id: str, limit: int) -> list[HistoryEntry]:
+        """Return at most ``limit`` entries, newest first."""
+        require_key(account_id, "account_id")
+        require_count(limit, "limit", minimum=1)
+        t = self._tables.history
+        query = (
+            sa.select(_raw(t.c.password_hash), _raw(t.c.fingerprint), _raw(t.c.created_at))
+            .where(t.c.account_id == account_id)
+            .order_by(t.c.seq.desc())
+            .limit(limit)
+        )
+        rows = self._db._read(lambda c: [tuple(row) for row in c.execute(query).all()])
+        return [_decode_entry(row) for row in rows]
+
+
+def _decode_entry(row: tuple[Any, ...]) -> HistoryEntry:
+    password_hash, fingerprint, created = row
+    if type(fingerprint) is not bytes:
+        raise _corrupt("password history", "fingerprint is not binary")
+    try:
+        return HistoryEntry(
+            password_hash=password_hash,
+            fingerprint=fingerprint,
+            created_at=_time(created, "password history", "created_at"),
+        )
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, CorruptRecordError):
+            raise
+        raise _corrupt("password history", str(exc)) from exc
+
+
+# -- token ledger --------------------------------------------------------------------------
+
+
+class SQLAlchemyTokenLedger(_Store):
+    """A :class:`~kaspi_identity.storage.TokenLedger`: one ``INSERT ... ON CONFLICT DO NOTHING``.
+
+    Ids are kept 5 minutes past their expiry, then swept.
+    """
+
+    def __init__(self, database: SQLAlchemyDatabase) -> None:
+        super().__init__(database)
+        t = self._tables.tokens
+        self._consume = (
+            self._insert(t)
+            .values(token_id=sa.bindparam("token_id"), expires_at=sa.bindparam("expires_at"))
+            .on_conflict_do_nothing(index_elements=[t.c.token_id])
+            .returning(t.c.token_id)
+        )
+
+    def consume(self, token_id: str, expires_at: datetime, *, now: datetime) -> bool:
+        """Record ``token_id`` as used; ``True`` only the first time, before expiry."""
+        require_key(token_id, "token_id", max_length=TOKEN_ID_MAX_LENGTH)
+        expires = to_microseconds(require_utc(expires_at, "expires_at"))
+        at = to_microseconds(require_utc(now))
+        if expires <= at:
+            return False
+        if self._sweep_due():
+            t = self._tables.tokens
+            self._sweep(t, t.c.token_id, t.c.expires_at <= at - LEDGER_GRACE // _US)
+        parameters = {"token_id": token_id, "expires_at": expires}
+        # RETURNING, not the row count: drivers need not report it for an INSERT.
+        return self._db._single(
+            lambda c: c.execute(self._consume, parameters).first() is not None
+        )
+
+
+# -- one-time codes ------------------------------------------------------------------------
+
+
+class SQLAlchemyOneTimeCodeStore(_Store):
+    """A :class:`~kaspi_identity.storage.OneTimeCodeStore` in ``<prefix>one_time_codes``.
+
+    Each call reads the key's row ``FOR UPDATE``, applies the shared state transition and
+    writes the result in the same transaction.
+    """
+
+    def put(
+        self,
+        key: str,
+        code_hash: bytes,
+        *,
+        expires_at: datetime,
+        now: datetime,
+        failure_window: timedelta,
+    ) -> None:
+        """Store a new code for ``key``, keeping the failure counter; see the protocol."""
+        require_key(key)
+        require_bytes(code_hash, "code_hash", max_length=CODE_HASH_MAX_LENGTH, allow_empty=False)
+        expires = to_microseconds(require_utc(expires_at, "expires_at"))
+        at = to_microseconds(require_utc(now))
+        window = require_duration(failure_window, "failure_window") // _US
+        if expires <= at:
+            raise ValueError("expires_at must be after now")
+        if self._sweep_due():
+            t = self._tables.codes
+            no_code = sa.or_(
+                t.c.code_hash.is_(None), t.c.expires_at.is_(None), t.c.expires_at <= at
+            )
+            no_counter = sa.or_(t.c.window_ends_at.is_(None), t.c.window_ends_at <= at)
+            self._sweep(t, t.c.code_key, sa.and_(no_code, no_counter))
+
+        def put(connection: sa.Connection) -> None:
+            for _ in range(_RETRIES):
+                state = self._load(connection, key)
+                updated = put_code(
+                    state, code_hash, expires_at=expires, now=at, failure_window=window
+                )
+                if state is not None:
+                    self._update(connection, key, updated)
+                    return
+                if self._insert_new(connection, key, updated):
+                    return
+            raise StorageError("the one-time code row kept changing; try again")
+
+        self._db._write(put)
+
+    def attempt(
+        self, key: str, code_hash: bytes, *, now: datetime, max_attempts: int
+    ) -> CodeAttempt:
+        """Count an attempt and compare, in one locked transaction; see the protocol."""
+        require_key(key)
+        require_bytes(code_hash, "code_hash", max_length=CODE_HASH_MAX_LENGTH, allow_empty=False)
+        at = to_microseconds(require_utc(now))
+        require_count(max_attempts, "max_attempts", minimum=1)
+        t = self._tables.codes
+
+        def attempt(connection: sa.Connection) -> CodeAttempt:
+            state = self._load(connection, key)
+            updated, outcome = attempt_code(state, code_hash, now=at, max_attempts=max_attempts)
+            if updated is None:
+                if state is not None:
+                    connection.execute(sa.delete(t).where(t.c.code_key == key))
+            elif updated is not state:
+                self._update(connection, key, updated)
+            return outcome
+
+        return self._db._write(attempt)
+
+    def _load(self, connection: sa.Connection, key: str) -> CodeState | None:
+        t = self._tables.codes
+        row = connection.execute(
+            sa.select(
+                _raw(t.c.code_hash),
+                _raw(t.c.expires_at),
+                _raw(t.c.failure_window),
+                _raw(t.c.failures),
+                _raw(t.c.window_ends_at),
+            )
+            .where(t.c.code_key == key)
+            .with_for_update()
+        ).first()
+        if row is None:
+            return None
+        code_hash, expires_at, failure_window, failures, window_ends_at = row
+        if code_hash is not None and type(code_hash) is not bytes:
+            raise _corrupt("one-time code", "code_hash is not binary")
+        state = CodeState(
+            code_hash=code_hash,
+            expires_at=_optional_int(expires_at, "one-time code", "expires_at"),
+            failure_window=_int(failure_window, "one-time code", "failure_window"),
+            failures=_int(failures, "one-time code", "failures"),
+            window_ends_at=_optional_int(window_ends_at, "one-time code", "window_ends_at"),
+        )
+        if state.failure_window <= 0 or state.failures < 0:
+            raise _corrupt("one-time code", "failure_window or failures is out of range")
+        if (state.failures == 0) != (state.window_ends_at is None):
+            raise _corrupt("one-time code", "failures and window_ends_at disagree")
+        return state
+
+    @staticmethod
+    def _values(state: CodeState) -> dict[str, object]:
+        return {
+            "code_hash": state.code_hash,
+            "expires_at": state.expires_at,
+            "failure_window": state.failure_window,
+            "failures": state.failures,
+            "window_ends_at": state.window_ends_at,
+        }
+
+    def _update(self, connection: sa.Connection, key: str, state: CodeState) -> None:
+        t = self._tables.codes
+        connection.execute(sa.update(t).where(t.c.code_key == key).values(self._values(state)))
+
+    def _insert_new(self, connection: sa.Connection, key: str, state: CodeState) -> bool:
+        t = self._tables.codes
+        statement = (
+            self._insert(t)
+            .values(code_key=key, **self._values(state))
+            .on_conflict_do_nothing(index_elements=[t.c.code_key])
+            .returning(t.c.code_key)
+        )
+        return connection.execute(statement).first() is not None
+
+
+# -- rate limits ---------------------------------------------------------------------------
+
+
+class SQLAlchemyRateLimiter(_Store):
+    """A fixed-window :class:`~kaspi_identity.storage.RateLimiter` in ``<prefix>rate_limits``.
+
+    Each hit reads the key's window ``FOR UPDATE`` and writes it back in one transaction.
+    """
+
+    def hit(self, key: str, *, limit: int, window: timedelta, now: datetime) -> RateLimitResult:
+        """Count a hit on ``key`` in one locked transaction; see the protocol."""
+        require_key(key)
+        require_count(limit, "limit", minimum=1)
+        length = require_duration(window, "window") // _US
+        at = to_microseconds(require_utc(now))
+        t = self._tables.rate_limits
+        if self._sweep_due():
+            self._sweep(t, t.c.limit_key, t.c.window_start + t.c.window_length <= at)
+
+        def hit(connection: sa.Connection) -> RateLimitResult:
+            for _ in range(_RETRIES):
+                row = connection.execute(
+                    sa.select(_raw(t.c.window_start), _raw(t.c.window_length), _raw(t.c.hits))
+                    .where(t.c.limit_key == key)
+                    .with_for_update()
+                ).first()
+                state = None
+                if row is not None:
+                    state = WindowState(
+                        start=_int(row[0], "rate limit", "window_start"),
+                        length=_int(row[1], "rate limit", "window_length"),
+                        hits=_int(row[2], "rate limit", "hits"),
+                    )
+                    if state.length <= 0 or state.hits < 1:
+                        raise _corrupt("rate limit", "window_length or hits is out of range")
+                updated, result = hit_window(state, now=at, limit=limit, window=length)
+                values = {
+                    "window_start": updated.start,
+                    "window_length": updated.length,
+                    "hits": updated.hits,
+                }
+                if state is not None:
+                    connection.execute(sa.update(t).where(t.c.limit_key == key).values(values))
+                    return result
+                inserted = connection.execute(
+                    self._insert(t)
+                    .values(limit_key=key, **values)
+                    .on_conflict_do_nothing(index_elements=[t.c.limit_key])
+                    .returning(t.c.limit_key)
+                )
+                if inserted.first() is not None:
+                    return result
+            raise StorageError("the rate-limit row kept changing; try again")
+
+        return self._db._write(hit)
+
+
+def sqlalchemy_storage(
+    engine_or_url: sa.Engine | sa.URL | str,
+    *,
+    create_tables: bool = False,
+    metadata: sa.MetaData = metadata,
+) -> Storage:
+    """Return all five stores on one database, given an engine or a URL.
+
+    ``storage.close()`` (or a ``with`` block) disposes an engine made from a URL and leaves
+    an engine passed in open. The arguments are those of :class:`SQLAlchemyDatabase`.
+
+    Raises:
+        ValueError: not PostgreSQL or a SQLite file, or not a database URL.
+        ImportError: the database driver is missing.
+        StorageError: ``create_tables`` failed.
+
+    """
+    database = SQLAlchemyDatabase(engine_or_url, metadata=metadata, create_tables=create_tables)
+    return Storage(
+        accounts=SQLAlchemyAccountStore(database),
+        history=SQLAlchemyPasswordHistoryStore(database),
+        tokens=SQLAlchemyTokenLedger(database),
+        codes=SQLAlchemyOneTimeCodeStore(database),
+        rate_limits=SQLAlchemyRateLimiter(database),
+    )

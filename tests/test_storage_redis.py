@@ -1,0 +1,772 @@
+"""The storage contract suite against the Redis adapters on a real server, plus Redis only.
+
+Needs ``KASPI_IDENTITY_REDIS_URL`` (``eval "$(scripts/test-servers start)"``); without it
+these tests skip, and with ``CI=true`` they fail. Every test writes under its own random key
+prefix and deletes its keys afterwards, so the server may be shared.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import select
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
+
+import pytest
+import redis
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import run_state_machine_as_test
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from _servers import require_server
+from kaspi_identity._errors import CorruptRecordError, StorageError
+from kaspi_identity.storage import (
+    CodeAttempt,
+    HistoryEntry,
+    OneTimeCodeStore,
+    PasswordHistoryStore,
+    RateLimiter,
+    Storage,
+    TokenLedger,
+)
+from kaspi_identity.storage.memory import (
+    MemoryAccountStore,
+    MemoryOneTimeCodeStore,
+    MemoryRateLimiter,
+)
+from kaspi_identity.storage.redis import (
+    DEFAULT_PREFIX,
+    RedisOneTimeCodeStore,
+    RedisPasswordHistoryStore,
+    RedisRateLimiter,
+    RedisTokenLedger,
+    redis_storage,
+)
+from kaspi_identity.testing import (
+    OneTimeCodeStoreContract,
+    PasswordHistoryStoreContract,
+    RateLimiterContract,
+    TokenLedgerContract,
+    make_comparison_machine,
+)
+
+_T = TypeVar("_T")
+
+ENV_VAR = "KASPI_IDENTITY_REDIS_URL"
+T0 = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
+US = timedelta(microseconds=1)
+HOUR = timedelta(hours=1)
+GRACE_MS = 5 * 60 * 1000
+PHONE = "+77011234567"
+CODE = b"\x01" * 32
+WRONG = b"\x02" * 32
+SECRET_HASH = "$argon2id$v=19$m=65536,t=3,p=4$c2VjcmV0$c2VjcmV0c2VjcmV0"
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> str:
+    """The server's URL; skips (or fails with CI=true) when there is none."""
+    return require_server(ENV_VAR)
+
+
+def _unique_prefix() -> str:
+    return f"kaspi-test:{uuid.uuid4().hex}:"
+
+
+def _delete_prefixed(client: redis.Redis, prefix: str) -> None:
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
+def _no_retry(**kwargs: Any) -> redis.Redis:
+    """A client that reports a dropped connection at once instead of retrying."""
+    return redis.Redis(retry=Retry(NoBackoff(), 0), socket_timeout=5, **kwargs)
+
+
+class RedisServer:
+    """A client and a fresh key prefix per test; the prefix's keys are deleted afterwards."""
+
+    client: redis.Redis
+    prefix: str
+
+    @pytest.fixture(autouse=True)
+    def _redis(self, redis_url: str) -> Iterator[None]:
+        self.client = redis.Redis.from_url(redis_url)
+        self.prefix = _unique_prefix()
+        yield
+        _delete_prefixed(self.client, self.prefix)
+        self.client.close()
+
+    def key(self, namespace: str, key: str) -> str:
+        """The Redis key the documented layout gives ``key`` in ``namespace``."""
+        return f"{self.prefix}{namespace}:{{{key}}}"
+
+
+class TestRedisTokenLedger(RedisServer, TokenLedgerContract):
+    def make_ledger(self) -> TokenLedger:
+        return RedisTokenLedger(self.client, prefix=self.prefix)
+
+
+class TestRedisOneTimeCodeStore(RedisServer, OneTimeCodeStoreContract):
+    def make_codes(self) -> OneTimeCodeStore:
+        return RedisOneTimeCodeStore(self.client, prefix=self.prefix)
+
+
+class TestRedisRateLimiter(RedisServer, RateLimiterContract):
+    def make_rate_limiter(self) -> RateLimiter:
+        return RedisRateLimiter(self.client, prefix=self.prefix)
+
+
+class TestRedisPasswordHistoryStore(RedisServer, PasswordHistoryStoreContract):
+    def make_history(self) -> PasswordHistoryStore:
+        return RedisPasswordHistoryStore(self.client, prefix=self.prefix)
+
+
+def _entry(index: int) -> HistoryEntry:
+    return HistoryEntry(
+        password_hash=f"{SECRET_HASH}-{index}",
+        fingerprint=bytes([index]) * 32,
+        created_at=T0 + index * US,
+    )
+
+
+class TestKeysAndExpiry(RedisServer):
+    def test_token_key_and_ttl(self) -> None:
+        """A consumed id is a string key that lives until expires_at + 5 minutes."""
+        ledger = RedisTokenLedger(self.client, prefix=self.prefix)
+        assert ledger.consume("tok-1", T0 + HOUR, now=T0) is True
+        key = self.key("token", "tok-1")
+        assert self.client.get(key) == b"1"
+        ttl = self.client.pttl(key)
+        assert 3_600_000 + GRACE_MS - 2_000 < ttl <= 3_600_000 + GRACE_MS
+
+    def test_expiry_is_measured_from_the_callers_clock(self) -> None:
+        """The TTL is expires_at - now (+ grace) even when the caller's clock is years off."""
+        ledger = RedisTokenLedger(self.client, prefix=self.prefix)
+        far_future = datetime(2200, 1, 1, tzinfo=timezone.utc)
+        assert ledger.consume("tok-1", far_future + 2 * HOUR, now=far_future) is True
+        ttl = self.client.pttl(self.key("token", "tok-1"))
+        assert 7_200_000 + GRACE_MS - 2_000 < ttl <= 7_200_000 + GRACE_MS
+
+    def test_dead_token_writes_nothing(self) -> None:
+        """consume() of an expired token touches no key."""
+        ledger = RedisTokenLedger(self.client, prefix=self.prefix)
+        assert ledger.consume("tok-1", T0, now=T0) is False
+        assert list(self.client.scan_iter(match=f"{self.prefix}*")) == []
+
+    def test_code_key_layout_and_ttl(self) -> None:
+        """A code is one hash; its TTL covers the later of the code's and the counter's end."""
+        codes = RedisOneTimeCodeStore(self.client, prefix=self.prefix)
+        five, fifteen = timedelta(minutes=5), timedelta(minutes=15)
+        codes.put(PHONE, CODE, expires_at=T0 + five, now=T0, failure_window=fifteen)
+        key = self.key("code", PHONE)
+        expires = (T0 + five - datetime(1970, 1, 1, tzinfo=timezone.utc)) // US
+        assert self.client.hgetall(key) == {
+            b"h": CODE,
+            b"e": str(expires).encode(),
+            b"w": b"900000000",
+            b"f": b"0",
+        }
+        assert 300_000 + GRACE_MS - 2_000 < self.client.pttl(key) <= 300_000 + GRACE_MS
+        assert codes.attempt(PHONE, WRONG, now=T0, max_attempts=3) is CodeAttempt.MISMATCH
+        assert 900_000 + GRACE_MS - 2_000 < self.client.pttl(key) <= 900_000 + GRACE_MS
+        assert codes.attempt(PHONE, CODE, now=T0, max_attempts=3) is CodeAttempt.OK
+        assert self.client.exists(key) == 0
+
+    def test_rate_key_layout_and_ttl(self) -> None:
+        """A window is one hash (start, length, hits) that expires after the window ends."""
+        limiter = RedisRateLimiter(self.client, prefix=self.prefix)
+        for _ in range(3):
+            limiter.hit("ip:1", limit=2, window=timedelta(seconds=10), now=T0)
+        key = self.key("rate", "ip:1")
+        fields = self.client.hgetall(key)
+        assert (fields[b"l"], fields[b"n"]) == (b"10000000", b"3")
+        assert 10_000 + GRACE_MS - 2_000 < self.client.pttl(key) <= 10_000 + GRACE_MS
+
+    def test_history_is_a_list_without_expiry(self) -> None:
+        """History is a list, newest first, trimmed to keep, and never expires."""
+        history = RedisPasswordHistoryStore(self.client, prefix=self.prefix)
+        for index in range(4):
+            history.append("acct-1", _entry(index), keep=3)
+        key = self.key("history", "acct-1")
+        assert self.client.llen(key) == 3
+        assert self.client.pttl(key) == -1
+        assert history.recent("acct-1", 10) == [_entry(3), _entry(2), _entry(1)]
+
+    def test_entries_are_compact(self) -> None:
+        """An entry takes 11 bytes besides its hash and fingerprint."""
+        history = RedisPasswordHistoryStore(self.client, prefix=self.prefix)
+        history.append("acct-1", _entry(1), keep=3)
+        (raw,) = self.client.lrange(self.key("history", "acct-1"), 0, -1)
+        assert len(raw) == 11 + len(_entry(1).password_hash) + 32
+
+    def test_keys_with_braces_and_unicode(self) -> None:
+        """Caller keys holding braces, colons or Cyrillic stay distinct."""
+        limiter = RedisRateLimiter(self.client, prefix=self.prefix)
+        for key in ("a}b", "a}c", "{x}", "x", "Айгерим", "ip:1:2"):
+            assert limiter.hit(key, limit=1, window=HOUR, now=T0).allowed
+        assert not limiter.hit("a}b", limit=1, window=HOUR, now=T0).allowed
+
+    def test_prefixes_are_separate(self) -> None:
+        """Two stores with different prefixes never see each other's keys."""
+        first = RedisTokenLedger(self.client, prefix=self.prefix + "a:")
+        second = RedisTokenLedger(self.client, prefix=self.prefix + "b:")
+        assert first.consume("tok-1", T0 + HOUR, now=T0) is True
+        assert second.consume("tok-1", T0 + HOUR, now=T0) is True
+        assert first.consume("tok-1", T0 + HOUR, now=T0) is False
+
+    def test_extreme_durations_agree_with_memory(self) -> None:
+        """Windows of millions of years and far-future expiry answer exactly as memory does."""
+        huge = timedelta(days=999_999_999)
+        far = datetime(9999, 12, 31, tzinfo=timezone.utc)
+        redis_codes = RedisOneTimeCodeStore(self.client, prefix=self.prefix)
+        memory_codes = MemoryOneTimeCodeStore()
+        redis_limiter = RedisRateLimiter(self.client, prefix=self.prefix)
+        memory_limiter = MemoryRateLimiter()
+        for codes in (redis_codes, memory_codes):
+            codes.put(PHONE, CODE, expires_at=far, now=T0, failure_window=huge)
+        for step, code in enumerate([WRONG, WRONG, CODE, WRONG, CODE]):
+            now = T0 + step * HOUR
+            expected = memory_codes.attempt(PHONE, code, now=now, max_attempts=2)
+            assert redis_codes.attempt(PHONE, code, now=now, max_attempts=2) is expected
+        for step in range(3):
+            now = T0 + step * US
+            expected_hit = memory_limiter.hit("ip:1", limit=1, window=huge, now=now)
+            assert redis_limiter.hit("ip:1", limit=1, window=huge, now=now) == expected_hit
+        assert redis_limiter.hit("ip:1", limit=1, window=huge, now=T0).retry_after == huge
+
+
+class TestConstruction(RedisServer):
+    def test_default_prefix(self) -> None:
+        """The default prefix is documented and used."""
+        assert DEFAULT_PREFIX == "kaspi-identity:"
+        assert RedisTokenLedger(self.client).prefix == DEFAULT_PREFIX
+
+    def test_bad_arguments(self, redis_url: str) -> None:
+        """A non-client, an empty prefix or a decoding client is refused."""
+        with pytest.raises(TypeError, match=r"redis\.Redis"):
+            RedisTokenLedger(redis_url)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="prefix"):
+            RedisRateLimiter(self.client, prefix="")
+        with pytest.raises(TypeError):
+            RedisRateLimiter(self.client, prefix=None)  # type: ignore[arg-type]
+        decoding = redis.Redis.from_url(redis_url, decode_responses=True)
+        with pytest.raises(ValueError, match="decode_responses"):
+            RedisPasswordHistoryStore(decoding)
+        decoding.close()
+        with pytest.raises(TypeError, match="URL"):
+            redis_storage(42, accounts=MemoryAccountStore())  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="scheme"):
+            redis_storage("http://example.kz", accounts=MemoryAccountStore())
+
+    def test_times_beyond_lua_precision(self) -> None:
+        """Codes and rate limits refuse a ``now`` past 2255, where Lua doubles round."""
+        late = datetime(2300, 1, 1, tzinfo=timezone.utc)
+        codes = RedisOneTimeCodeStore(self.client, prefix=self.prefix)
+        with pytest.raises(ValueError, match="2255"):
+            codes.put(PHONE, CODE, expires_at=late + HOUR, now=late, failure_window=HOUR)
+        with pytest.raises(ValueError, match="2255"):
+            codes.attempt(PHONE, CODE, now=late, max_attempts=3)
+        limiter = RedisRateLimiter(self.client, prefix=self.prefix)
+        with pytest.raises(ValueError, match="2255"):
+            limiter.hit("ip:1", limit=1, window=HOUR, now=late)
+        ledger = RedisTokenLedger(self.client, prefix=self.prefix)
+        assert ledger.consume("tok-1", late + HOUR, now=late) is True
+
+    def test_huge_keep_and_limit(self) -> None:
+        """keep and limit far beyond any list length work (clamped for LTRIM/LRANGE)."""
+        history = RedisPasswordHistoryStore(self.client, prefix=self.prefix)
+        history.append("acct-1", _entry(1), keep=10**30)
+        history.append("acct-1", _entry(2), keep=2**63)
+        assert history.recent("acct-1", 10**30) == [_entry(2), _entry(1)]
+
+    def test_repr_shows_only_the_prefix(self) -> None:
+        """A store's repr names its class and prefix, nothing else."""
+        ledger = RedisTokenLedger(self.client, prefix=self.prefix)
+        assert repr(ledger) == f"RedisTokenLedger(prefix={self.prefix!r})"
+
+    def test_redis_storage_with_a_client(self) -> None:
+        """redis_storage(client) bundles the accounts given with the four Redis stores."""
+        accounts = MemoryAccountStore()
+        storage = redis_storage(self.client, accounts=accounts, prefix=self.prefix)
+        assert storage.accounts is accounts
+        assert isinstance(storage.tokens, RedisTokenLedger)
+        assert isinstance(storage.codes, RedisOneTimeCodeStore)
+        assert isinstance(storage.rate_limits, RedisRateLimiter)
+        assert isinstance(storage.history, RedisPasswordHistoryStore)
+        assert storage.tokens.consume("tok-1", T0 + HOUR, now=T0) is True
+        storage.close()
+        with pytest.raises(StorageError, match="closed"):
+            storage.tokens.consume("tok-2", T0 + HOUR, now=T0)
+        # The caller's client stays usable.
+        assert self.client.ping() is True
+
+    def test_redis_storage_with_a_url(self, redis_url: str) -> None:
+        """redis_storage(url) opens its own client and disconnects it with the bundle."""
+        name = f"kaspi-test-{uuid.uuid4().hex}"
+        url = f"{redis_url}{'&' if '?' in redis_url else '?'}client_name={name}"
+        with redis_storage(url, accounts=MemoryAccountStore(), prefix=self.prefix) as storage:
+            assert storage.rate_limits.hit("ip:1", limit=1, window=HOUR, now=T0).allowed
+            assert name in self._client_names()
+        with pytest.raises(StorageError, match="closed"):
+            storage.rate_limits.hit("ip:1", limit=1, window=HOUR, now=T0)
+        deadline = time.monotonic() + 5
+        while name in self._client_names() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert name not in self._client_names()
+
+    def _client_names(self) -> set[str]:
+        return {entry["name"] for entry in self.client.client_list()}
+
+
+class TestCorruptData(RedisServer):
+    def _codes(self) -> RedisOneTimeCodeStore:
+        return RedisOneTimeCodeStore(self.client, prefix=self.prefix)
+
+    def _dump(self, key: str) -> object:
+        return self.client.dump(key)
+
+    @pytest.mark.parametrize(
+        "fields",
+        [
+            {"h": "x", "e": "soon", "w": "1", "f": "0"},
+            {"h": "x", "e": "1", "w": "0", "f": "0"},
+            {"h": "x", "e": "1", "w": "1", "f": "2"},
+            {"h": "x", "e": "1", "w": "1", "f": "0", "x": "5"},
+            {"h": "x", "w": "1", "f": "0"},
+            {"e": "1", "w": "1", "f": "-1"},
+            {"h": "", "e": "1", "w": "1", "f": "0"},
+            {"w": "1.5", "f": "0"},
+            {"unknown": "field"},
+        ],
+    )
+    def test_bad_code_hash_is_not_overwritten(self, fields: dict[str, str]) -> None:
+        """put() and attempt() on a garbage code hash raise and leave it byte for byte."""
+        key = self.key("code", PHONE)
+        self.client.hset(key, mapping=fields)  # type: ignore[arg-type]
+        before = self._dump(key)
+        codes = self._codes()
+        with pytest.raises(CorruptRecordError, match="one-time code"):
+            codes.attempt(PHONE, CODE, now=T0, max_attempts=3)
+        with pytest.raises(CorruptRecordError, match="one-time code"):
+            codes.put(PHONE, CODE, expires_at=T0 + HOUR, now=T0, failure_window=HOUR)
+        assert self._dump(key) == before
+
+    @pytest.mark.parametrize(
+        "fields",
+        [
+            {"s": "1", "l": "10", "n": "lots"},
+            {"s": "1", "l": "0", "n": "1"},
+            {"s": "2.5", "l": "10", "n": "1"},
+            {"s": "1", "l": "10", "n": "0"},
+            {"s": "1", "l": "10"},
+            {"other": "1"},
+        ],
+    )
+    def test_bad_window_hash_is_not_overwritten(self, fields: dict[str, str]) -> None:
+        """hit() on a garbage window raises CorruptRecordError and leaves it as it was."""
+        key = self.key("rate", "ip:1")
+        self.client.hset(key, mapping=fields)  # type: ignore[arg-type]
+        before = self._dump(key)
+        limiter = RedisRateLimiter(self.client, prefix=self.prefix)
+        with pytest.raises(CorruptRecordError, match="rate limit"):
+            limiter.hit("ip:1", limit=1, window=HOUR, now=T0)
+        assert self._dump(key) == before
+
+    def test_keys_of_another_type(self) -> None:
+        """A key holding another Redis type raises CorruptRecordError and is left alone."""
+        for namespace, key in (("code", PHONE), ("rate", "ip:1"), ("history", "acct-1")):
+            self.client.set(self.key(namespace, key), SECRET_HASH)
+        codes = self._codes()
+        limiter = RedisRateLimiter(self.client, prefix=self.prefix)
+        history = RedisPasswordHistoryStore(self.client, prefix=self.prefix)
+        calls: list[Callable[[], object]] = [
+            lambda: codes.put(PHONE, CODE, expires_at=T0 + HOUR, now=T0, failure_window=HOUR),
+            lambda: codes.attempt(PHONE, CODE, now=T0, max_attempts=3),
+            lambda: limiter.hit("ip:1", limit=1, window=HOUR, now=T0),
+            lambda: history.append("acct-1", _entry(1), keep=6),
+            lambda: history.recent("acct-1", 6),
+        ]
+        for call in calls:
+            with pytest.raises(CorruptRecordError) as caught:
+                call()
+            assert SECRET_HASH not in str(caught.value)
+            assert isinstance(caught.value.__cause__, redis.exceptions.ResponseError)
+        for namespace, key in (("code", PHONE), ("rate", "ip:1"), ("history", "acct-1")):
+            assert self.client.get(self.key(namespace, key)) == SECRET_HASH.encode()
+
+    @pytest.mark.parametrize(
+        "raw",
+        [
+            b"",
+            b"\x01short",
+            b"\x02" + b"\x00" * 10 + b"unknown version",
+            b"\x01" + b"\x00" * 8 + b"\x00\x40" + b"truncated",
+            b"\x01" + b"\x00" * 8 + b"\x00\x02" + b"\xff\xfe",
+            b"\x01" + b"\x7f" + b"\xff" * 7 + b"\x00\x01" + b"h",
+            b"\x01" + b"\x00" * 8 + b"\x00\x00",
+            b"\x01" + b"\x00" * 8 + b"\x00\x01" + b"\x00",
+        ],
+    )
+    def test_garbage_history_entries(self, raw: bytes) -> None:
+        """An entry that cannot be decoded raises CorruptRecordError; the list is kept."""
+        history = RedisPasswordHistoryStore(self.client, prefix=self.prefix)
+        history.append("acct-1", _entry(1), keep=6)
+        key = self.key("history", "acct-1")
+        self.client.lpush(key, raw)
+        with pytest.raises(CorruptRecordError, match="password history") as caught:
+            history.recent("acct-1", 6)
+        assert SECRET_HASH not in str(caught.value)
+        assert self.client.llen(key) == 2
+
+
+def _missing_extra_script() -> str:
+    return (
+        "import sys\n"
+        "sys.modules['redis'] = None\n"
+        "try:\n"
+        "    import kaspi_identity.storage.redis\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+        "else:\n"
+        "    raise SystemExit('imported without redis')\n"
+    )
+
+
+def test_missing_extra_names_the_install_command() -> None:
+    """Without the redis package the import fails naming pip install 'kaspi-identity[redis]'."""
+    result = subprocess.run(
+        [sys.executable, "-c", _missing_extra_script()],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert "pip install 'kaspi-identity[redis]'" in result.stdout
+
+
+def test_storage_package_does_not_import_redis() -> None:
+    """Importing kaspi_identity.storage leaves the redis adapter (and client) unloaded."""
+    code = (
+        "import sys, kaspi_identity, kaspi_identity.storage\n"
+        "print(sorted(m for m in ('redis', 'kaspi_identity.storage.redis') if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]"
+
+
+# -- Faults: connections that drop after the server ran the command --------------------
+
+
+class _CuttingProxy:
+    """A TCP proxy to the Redis server that can drop one reply and cut the connection.
+
+    With :meth:`cut_next_reply`, the next command reaches the server and runs, but its
+    reply is thrown away and both sides of the connection are closed: the client sees the
+    connection drop mid-call, the ambiguous case where it cannot know whether the command
+    ran.
+    """
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self._target = target
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._cut = threading.Event()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    def cut_next_reply(self) -> None:
+        self._cut.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def _accept(self) -> None:
+        self._listener.settimeout(0.05)  # so close() is noticed without a connection
+        while not self._stop.is_set():
+            try:
+                downstream, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            downstream.settimeout(None)
+            upstream = socket.create_connection(self._target)
+            thread = threading.Thread(target=self._pump, args=(downstream, upstream), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _pump(self, downstream: socket.socket, upstream: socket.socket) -> None:
+        try:
+            while not self._stop.is_set():
+                readable, _, _ = select.select([downstream, upstream], [], [], 0.05)
+                for sock in readable:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    if sock is downstream:
+                        upstream.sendall(data)
+                    elif self._cut.is_set():
+                        self._cut.clear()
+                        return
+                    else:
+                        downstream.sendall(data)
+        finally:
+            for sock in (downstream, upstream):
+                sock.close()
+
+
+def _raises_storage_error(call: Callable[[], object], *secrets: str) -> StorageError:
+    with pytest.raises(StorageError) as caught:
+        call()
+    assert isinstance(caught.value.__cause__, redis.exceptions.ConnectionError)
+    for secret in secrets:
+        assert secret not in str(caught.value)
+    return caught.value
+
+
+class TestDroppedConnections(RedisServer):
+    """The connection drops in the middle of a flow, after the server ran the command."""
+
+    proxy: _CuttingProxy
+    flaky: redis.Redis
+
+    @pytest.fixture(autouse=True)
+    def _proxy(self, _redis: None) -> Iterator[None]:
+        kwargs = self.client.get_connection_kwargs()
+        self.proxy = _CuttingProxy((kwargs["host"], kwargs["port"]))
+        self.flaky = _no_retry(host="127.0.0.1", port=self.proxy.port, db=kwargs.get("db", 0))
+        yield
+        self.flaky.close()
+        self.proxy.close()
+
+    def lose_reply(self, call: Callable[[], object], *secrets: str) -> StorageError:
+        """Run ``call`` with its reply dropped; check it raised StorageError."""
+        self.flaky.ping()  # connected and past the handshake, so the cut hits ``call``
+        self.proxy.cut_next_reply()
+        return _raises_storage_error(call, *secrets)
+
+    def test_token_is_never_redeemed_twice(self) -> None:
+        """A consume whose reply is lost raises StorageError; the id is used all the same."""
+        ledger = RedisTokenLedger(self.flaky, prefix=self.prefix)
+        steady = RedisTokenLedger(self.client, prefix=self.prefix)
+        assert ledger.consume("warm-up", T0 + HOUR, now=T0) is True
+        self.lose_reply(lambda: ledger.consume("tok-1", T0 + HOUR, now=T0), "tok-1")
+        assert ledger.consume("tok-1", T0 + HOUR, now=T0) is False
+        assert steady.consume("tok-1", T0 + HOUR, now=T0) is False
+
+    def test_lost_attempts_still_count(self) -> None:
+        """Wrong attempts whose replies were lost still count: the right code is EXHAUSTED."""
+        codes = RedisOneTimeCodeStore(self.flaky, prefix=self.prefix)
+        codes.put(PHONE, CODE, expires_at=T0 + HOUR, now=T0, failure_window=HOUR)
+        assert codes.attempt(PHONE, WRONG, now=T0, max_attempts=3) is CodeAttempt.MISMATCH
+        for _ in range(2):
+            self.lose_reply(lambda: codes.attempt(PHONE, WRONG, now=T0, max_attempts=3))
+        assert codes.attempt(PHONE, CODE, now=T0, max_attempts=3) is CodeAttempt.EXHAUSTED
+        assert codes.attempt(PHONE, CODE, now=T0, max_attempts=3) is CodeAttempt.MISSING
+        # A new code does not reset the count either.
+        codes.put(PHONE, CODE, expires_at=T0 + HOUR, now=T0, failure_window=HOUR)
+        assert codes.attempt(PHONE, CODE, now=T0, max_attempts=3) is CodeAttempt.EXHAUSTED
+
+    def test_lost_ok_is_not_reusable(self) -> None:
+        """A right code whose OK was lost is gone: trying it again is MISSING, never OK."""
+        codes = RedisOneTimeCodeStore(self.flaky, prefix=self.prefix)
+        codes.put(PHONE, CODE, expires_at=T0 + HOUR, now=T0, failure_window=HOUR)
+        assert codes.attempt(PHONE, WRONG, now=T0, max_attempts=5) is CodeAttempt.MISMATCH
+        self.lose_reply(lambda: codes.attempt(PHONE, CODE, now=T0, max_attempts=5))
+        assert codes.attempt(PHONE, CODE, now=T0, max_attempts=5) is CodeAttempt.MISSING
+        assert self.client.exists(self.key("code", PHONE)) == 0
+
+    def test_lost_put_keeps_the_counter_consistent(self) -> None:
+        """A put whose reply is lost leaves a whole state: new code stored, counter kept."""
+        codes = RedisOneTimeCodeStore(self.flaky, prefix=self.prefix)
+        codes.put(PHONE, CODE, expires_at=T0 + HOUR, now=T0, failure_window=HOUR)
+        assert codes.attempt(PHONE, CODE[:-1] + b"\x00", now=T0, max_attempts=2) is (
+            CodeAttempt.MISMATCH
+        )
+        self.lose_reply(
+            lambda: codes.put(PHONE, WRONG, expires_at=T0 + HOUR, now=T0, failure_window=HOUR)
+        )
+        fields = self.client.hgetall(self.key("code", PHONE))
+        assert (fields[b"h"], fields[b"f"]) == (WRONG, b"1")
+        assert codes.attempt(PHONE, CODE, now=T0, max_attempts=2) is CodeAttempt.MISMATCH
+        assert codes.attempt(PHONE, WRONG, now=T0, max_attempts=2) is CodeAttempt.EXHAUSTED
+
+    def test_lost_history_append_is_whole(self) -> None:
+        """An append whose reply is lost is either whole or absent -- here, whole and trimmed."""
+        history = RedisPasswordHistoryStore(self.flaky, prefix=self.prefix)
+        history.append("acct-1", _entry(1), keep=2)
+        history.append("acct-1", _entry(2), keep=2)
+        self.lose_reply(lambda: history.append("acct-1", _entry(3), keep=2), SECRET_HASH)
+        assert history.recent("acct-1", 10) == [_entry(3), _entry(2)]
+
+    def test_lost_hit_is_counted(self) -> None:
+        """A hit whose reply is lost still counted: the limit is never exceeded."""
+        limiter = RedisRateLimiter(self.flaky, prefix=self.prefix)
+        assert limiter.hit("ip:1", limit=2, window=HOUR, now=T0).allowed
+        self.lose_reply(lambda: limiter.hit("ip:1", limit=2, window=HOUR, now=T0))
+        assert not limiter.hit("ip:1", limit=2, window=HOUR, now=T0).allowed
+
+    def test_default_retries_stay_safe(self, redis_url: str) -> None:
+        """With redis-py's retries a lost consume is retried -- and answers False, not True."""
+        retrying = redis.Redis(host="127.0.0.1", port=self.proxy.port)
+        try:
+            ledger = RedisTokenLedger(retrying, prefix=self.prefix)
+            assert ledger.consume("warm-up", T0 + HOUR, now=T0) is True
+            self.proxy.cut_next_reply()
+            assert ledger.consume("tok-1", T0 + HOUR, now=T0) is False
+        finally:
+            retrying.close()
+
+    def test_unreachable_server(self) -> None:
+        """A server that is not there gives StorageError (cause ConnectionError), no secret."""
+        with socket.create_server(("127.0.0.1", 0)) as placeholder:
+            port = placeholder.getsockname()[1]
+        down = _no_retry(host="127.0.0.1", port=port, socket_connect_timeout=2)
+        try:
+            ledger = RedisTokenLedger(down, prefix=self.prefix)
+            codes = RedisOneTimeCodeStore(down, prefix=self.prefix)
+            limiter = RedisRateLimiter(down, prefix=self.prefix)
+            history = RedisPasswordHistoryStore(down, prefix=self.prefix)
+            error = _raises_storage_error(
+                lambda: ledger.consume("tok-secret", T0 + HOUR, now=T0), "tok-secret"
+            )
+            assert str(error) == "Redis storage failed: ConnectionError"
+            _raises_storage_error(
+                lambda: codes.put(PHONE, CODE, expires_at=T0 + HOUR, now=T0, failure_window=HOUR)
+            )
+            _raises_storage_error(lambda: codes.attempt(PHONE, CODE, now=T0, max_attempts=3))
+            _raises_storage_error(lambda: limiter.hit("ip:1", limit=1, window=HOUR, now=T0))
+            _raises_storage_error(lambda: history.recent("acct-1", 6))
+        finally:
+            down.close()
+
+
+# -- Across processes -------------------------------------------------------------------
+
+_PROCESSES = 8
+_THREADS_PER_PROCESS = 16
+
+
+def _race_threads(
+    count: int, start: Any, action: Callable[[], _T], warm: Callable[[], object]
+) -> list[_T]:
+    """Warm ``count`` threads' connections, meet the other processes, then race ``action``."""
+    ready = threading.Barrier(count + 1)
+    go = threading.Barrier(count)
+    results: list[_T] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        warm()
+        ready.wait(timeout=60)
+        go.wait(timeout=60)
+        outcome = action()
+        with lock:
+            results.append(outcome)
+
+    threads = [threading.Thread(target=worker) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    ready.wait(timeout=60)
+    start.wait(timeout=60)
+    for thread in threads:
+        thread.join(timeout=60)
+    return results
+
+
+def _race_in_process(url: str, prefix: str, start: Any, results: Any) -> None:
+    """Child process: its own client; race 16 threads on one token, then on one code."""
+    client = redis.Redis.from_url(url)
+    ledger = RedisTokenLedger(client, prefix=prefix)
+    codes = RedisOneTimeCodeStore(client, prefix=prefix)
+    wins = _race_threads(
+        _THREADS_PER_PROCESS,
+        start,
+        lambda: ledger.consume("shared-token", T0 + HOUR, now=T0),
+        client.ping,
+    )
+    outcomes = _race_threads(
+        _THREADS_PER_PROCESS,
+        start,
+        lambda: codes.attempt(PHONE, CODE, now=T0, max_attempts=1000).value,
+        client.ping,
+    )
+    client.close()
+    results.put((wins, outcomes))
+
+
+def test_racing_processes_redeem_once(redis_url: str) -> None:
+    """8 processes x 16 threads, each process its own client: one consume, one OK code."""
+    prefix = _unique_prefix()
+    client = redis.Redis.from_url(redis_url)
+    try:
+        RedisOneTimeCodeStore(client, prefix=prefix).put(
+            PHONE, CODE, expires_at=T0 + HOUR, now=T0, failure_window=HOUR
+        )
+        context = multiprocessing.get_context("spawn")
+        start = context.Barrier(_PROCESSES)
+        results = context.Queue()
+        processes = [
+            context.Process(target=_race_in_process, args=(redis_url, prefix, start, results))
+            for _ in range(_PROCESSES)
+        ]
+        for process in processes:
+            process.start()
+        outcomes = [results.get(timeout=120) for _ in processes]
+        for process in processes:
+            process.join(timeout=60)
+            assert process.exitcode == 0
+        results.close()
+        results.join_thread()
+        wins = [won for process_wins, _ in outcomes for won in process_wins]
+        codes = Counter(code for _, process_codes in outcomes for code in process_codes)
+        total = _PROCESSES * _THREADS_PER_PROCESS
+        assert (len(wins), wins.count(True)) == (total, 1)
+        assert codes == Counter({"ok": 1, "missing": total - 1})
+    finally:
+        _delete_prefixed(client, prefix)
+        client.close()
+
+
+# -- Agreement with the in-memory reference ---------------------------------------------
+
+BOUNDED = settings(
+    max_examples=80,
+    stateful_step_count=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+def test_redis_agrees_with_memory(redis_url: str) -> None:
+    """Random sequences give the same answers from memory accounts + Redis and from memory."""
+    client = redis.Redis.from_url(redis_url)
+    base = _unique_prefix()
+    runs = itertools.count()
+
+    def candidate() -> Storage:
+        return redis_storage(client, accounts=MemoryAccountStore(), prefix=f"{base}{next(runs)}:")
+
+    try:
+        run_state_machine_as_test(make_comparison_machine(candidate), settings=BOUNDED)
+    finally:
+        _delete_prefixed(client, base)
+        client.close()

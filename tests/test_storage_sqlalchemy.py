@@ -1,0 +1,873 @@
+"""The storage contract suite against the SQLAlchemy adapters, on PostgreSQL and on SQLite.
+
+PostgreSQL tests need a real server: ``eval "$(scripts/test-servers start)"`` exports
+``KASPI_IDENTITY_POSTGRES_URL``. Without it they skip (with ``CI=true`` they fail); the
+SQLite-through-SQLAlchemy half always runs. Each module run works in a fresh PostgreSQL
+schema and drops it afterwards.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import secrets
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from _servers import HOW_TO_ENABLE, require_server
+from kaspi_identity._errors import CorruptRecordError, StorageError
+from kaspi_identity.storage import (
+    AccountStore,
+    CodeAttempt,
+    HistoryEntry,
+    NewAccount,
+    OneTimeCodeStore,
+    PasswordHistoryStore,
+    RateLimiter,
+    Storage,
+    TokenLedger,
+)
+from kaspi_identity.storage.sqlalchemy import (
+    ACCOUNT_FIELDS,
+    SQLAlchemyAccountStore,
+    SQLAlchemyDatabase,
+    SQLAlchemyOneTimeCodeStore,
+    SQLAlchemyPasswordHistoryStore,
+    SQLAlchemyRateLimiter,
+    SQLAlchemyTokenLedger,
+    make_metadata,
+    metadata,
+    sqlalchemy_storage,
+)
+from kaspi_identity.testing import (
+    AccountStoreContract,
+    OneTimeCodeStoreContract,
+    PasswordHistoryStoreContract,
+    RateLimiterContract,
+    StorageContract,
+    TokenLedgerContract,
+    make_comparison_machine,
+)
+
+POSTGRES_ENV = "KASPI_IDENTITY_POSTGRES_URL"
+T0 = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
+HOUR = timedelta(hours=1)
+HASH_A = "$argon2id$v=19$m=65536,t=3,p=4$c2VjcmV0$c2VjcmV0c2VjcmV0"
+HASH_B = "$argon2id$v=19$m=65536,t=3,p=4$b3RoZXI$b3RoZXJvdGhlcm90aGVy"
+PHONE = "+77011234567"
+
+# A host's existing users table: integer keys, its own column names, DateTime columns and
+# NOT NULL columns the library knows nothing about.
+USER_COLUMNS = {
+    "id": "pk",
+    "username": "login",
+    "username_key": "login_key",
+    "phone": "mobile",
+    "password_hash": "password",
+    "email_confirmed": "email_verified",
+    "last_failed_login_at": "last_failed_login",
+    "last_login_at": "last_login",
+    "created_at": "date_joined",
+}
+
+
+def users_table(md: sa.MetaData) -> sa.Table:
+    """Declare the host's users table in ``md``."""
+    return sa.Table(
+        "app_users",
+        md,
+        sa.Column("pk", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("login", sa.String(254)),
+        sa.Column("login_key", sa.String(1024), unique=True),
+        sa.Column("email", sa.String(254)),
+        sa.Column("email_key", sa.String(1024), unique=True),
+        sa.Column("mobile", sa.String(16), unique=True),
+        sa.Column("password", sa.String(1024)),
+        sa.Column("email_verified", sa.Boolean(), nullable=False),
+        sa.Column("failed_logins", sa.Integer(), nullable=False),
+        sa.Column("last_failed_login", sa.DateTime(timezone=True)),
+        sa.Column("last_login", sa.DateTime(timezone=True)),
+        sa.Column("date_joined", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("language", sa.String(35), nullable=False),
+        sa.Column("is_active", sa.Boolean(), nullable=False),
+        sa.Column("display_name", sa.String(100), nullable=False, server_default=""),
+    )
+
+
+@dataclass
+class Backend:
+    """One database the tests run against: its engine, the library's tables, a users table."""
+
+    name: str
+    url: str
+    engine: sa.Engine
+    metadata: sa.MetaData
+    users: sa.Table
+
+    def tables(self) -> list[sa.Table]:
+        return [*self.metadata.sorted_tables, self.users]
+
+    def reset(self) -> None:
+        """Empty every table, so each test starts from nothing."""
+        with self.engine.begin() as connection:
+            for table in self.tables():
+                connection.execute(sa.delete(table))
+
+    def database(self) -> SQLAlchemyDatabase:
+        return SQLAlchemyDatabase(self.engine, metadata=self.metadata)
+
+    def table(self, name: str) -> sa.Table:
+        """The library's table ``kaspi_<name>`` in this backend."""
+        return next(t for t in self.metadata.sorted_tables if t.name == f"kaspi_{name}")
+
+    def engine_for_tests(self, **options: Any) -> sa.Engine:
+        """A separate engine on the same database (for fault injection)."""
+        if self.name == "sqlite":
+            options.setdefault("connect_args", {"timeout": 30.0})
+        return sa.create_engine(self.url, hide_parameters=True, **options)
+
+
+# Room for the contract's 32 racing threads plus a reader; idle connections above 8 close.
+_POOL = {"pool_size": 8, "max_overflow": 40, "pool_timeout": 60, "hide_parameters": True}
+
+
+def _postgresql_backend() -> Iterator[Backend]:
+    url = require_server(POSTGRES_ENV)
+    schema = f"kaspi_test_{secrets.token_hex(4)}"
+    engine = sa.create_engine(url, **_POOL)
+    with engine.begin() as connection:
+        connection.execute(sa.schema.CreateSchema(schema))
+    try:
+        md = make_metadata(schema=schema)
+        host = sa.MetaData(schema=schema)
+        users = users_table(host)
+        md.create_all(engine)
+        host.create_all(engine)
+        yield Backend("postgresql", url, engine, md, users)
+    finally:
+        with engine.begin() as connection:
+            connection.execute(sa.schema.DropSchema(schema, cascade=True))
+        engine.dispose()
+
+
+def _sqlite_backend(directory: Path) -> Iterator[Backend]:
+    url = f"sqlite:///{directory / 'identity.sqlite3'}"
+    engine = sa.create_engine(url, connect_args={"timeout": 30.0}, **_POOL)
+    with engine.connect() as connection:
+        connection.exec_driver_sql("PRAGMA journal_mode = WAL")
+    host = sa.MetaData()
+    users = users_table(host)
+    metadata.create_all(engine)
+    host.create_all(engine)
+    try:
+        yield Backend("sqlite", url, engine, metadata, users)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
+def backend(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Backend]:
+    """Each database once per module: PostgreSQL (a fresh schema), SQLite (a fresh file)."""
+    if request.param == "postgresql":
+        yield from _postgresql_backend()
+    else:
+        yield from _sqlite_backend(tmp_path_factory.mktemp("sqlalchemy"))
+
+
+@pytest.fixture(scope="module")
+def postgresql() -> Iterator[Backend]:
+    """PostgreSQL alone, for what only a server can show (several processes)."""
+    yield from _postgresql_backend()
+
+
+class OnBackend:
+    """Empties the backend's tables before each test and opens a database on its engine."""
+
+    backend: Backend
+    db: SQLAlchemyDatabase
+
+    @pytest.fixture(autouse=True)
+    def _database(self, backend: Backend) -> Iterator[None]:
+        backend.reset()
+        self.backend = backend
+        self.db = backend.database()
+        yield
+        self.db.close()
+
+
+class TestAccountStore(OnBackend, AccountStoreContract):
+    def make_accounts(self) -> AccountStore:
+        return SQLAlchemyAccountStore(self.db)
+
+
+class TestPasswordHistoryStore(OnBackend, PasswordHistoryStoreContract):
+    def make_history(self) -> PasswordHistoryStore:
+        return SQLAlchemyPasswordHistoryStore(self.db)
+
+
+class TestTokenLedger(OnBackend, TokenLedgerContract):
+    def make_ledger(self) -> TokenLedger:
+        return SQLAlchemyTokenLedger(self.db)
+
+
+class TestOneTimeCodeStore(OnBackend, OneTimeCodeStoreContract):
+    def make_codes(self) -> OneTimeCodeStore:
+        return SQLAlchemyOneTimeCodeStore(self.db)
+
+
+class TestRateLimiter(OnBackend, RateLimiterContract):
+    def make_rate_limiter(self) -> RateLimiter:
+        return SQLAlchemyRateLimiter(self.db)
+
+
+class TestExistingUsersTable(OnBackend, AccountStoreContract):
+    """The whole AccountStore contract on the host's own users table, mapped by name."""
+
+    def make_accounts(self) -> AccountStore:
+        return SQLAlchemyAccountStore(
+            self.db,
+            table=self.backend.users,
+            columns=USER_COLUMNS,
+            insert_defaults={"is_active": True},
+        )
+
+    def test_rows_are_the_hosts_rows(self, accounts: AccountStore) -> None:
+        """The account lives in the host's columns: DateTime times, integer id, its defaults."""
+        created = accounts.create(NewAccount(username="Aliya", phone=PHONE), now=T0)
+        users = self.backend.users
+        with self.backend.engine.connect() as connection:
+            row = connection.execute(sa.select(users).where(users.c.pk == int(created.id))).one()
+        assert (row.login, row.login_key, row.mobile, row.is_active) == (
+            "Aliya",
+            "aliya",
+            PHONE,
+            True,
+        )
+        joined = row.date_joined  # SQLite's DateTime comes back naive, in UTC
+        assert (joined if joined.tzinfo else joined.replace(tzinfo=timezone.utc)) == T0
+        assert row.display_name == ""
+
+    def test_non_canonical_integer_ids_find_nothing(self, accounts: AccountStore) -> None:
+        """'007', '+7', ' 7' or a number past 64 bits never name account 7."""
+        created = accounts.create(NewAccount(username="aliya"), now=T0)
+        assert accounts.get(created.id) == created
+        for other in (f"0{created.id}", f"+{created.id}", f" {created.id}", "9" * 25, "-1"):
+            assert accounts.get(other) is None
+
+
+class TestStorageBundle(StorageContract):
+    """The bundle from sqlalchemy_storage() on the application's engine."""
+
+    @pytest.fixture
+    def storage(self, backend: Backend) -> Iterator[Storage]:
+        backend.reset()
+        with sqlalchemy_storage(backend.engine, metadata=backend.metadata) as storage:
+            yield storage
+        # Closing a bundle built on the application's engine leaves the engine usable.
+        with backend.engine.connect() as connection:
+            assert connection.execute(sa.select(sa.literal(1))).scalar() == 1
+
+
+BOUNDED = settings(
+    max_examples=25,
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+def test_agrees_with_memory(backend: Backend) -> None:
+    """Random sequences on all five protocols give the same answers as the memory adapter."""
+
+    def candidate() -> Storage:
+        backend.reset()
+        return sqlalchemy_storage(backend.engine, metadata=backend.metadata)
+
+    run_state_machine_as_test(make_comparison_machine(candidate), settings=BOUNDED)
+
+
+class TestImport:
+    def test_missing_extra_names_the_install_command(self) -> None:
+        """Without SQLAlchemy the import fails with the exact pip command."""
+        code = (
+            "import sys\n"
+            "sys.modules['sqlalchemy'] = None\n"
+            "try:\n"
+            "    import kaspi_identity.storage.sqlalchemy\n"
+            "except ImportError as exc:\n"
+            "    print(exc)\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        assert "pip install 'kaspi-identity[sqlalchemy]'" in out.stdout
+
+    def test_storage_package_does_not_import_sqlalchemy(self) -> None:
+        """`import kaspi_identity.storage` leaves SQLAlchemy unloaded."""
+        code = "import sys, kaspi_identity.storage\nprint('sqlalchemy' in sys.modules)\n"
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        assert out.stdout.strip() == "False"
+
+
+class TestMetadata:
+    def test_default_tables(self) -> None:
+        """The module's metadata holds the five kaspi_ tables."""
+        assert set(metadata.tables) == {
+            "kaspi_accounts",
+            "kaspi_password_history",
+            "kaspi_consumed_tokens",
+            "kaspi_one_time_codes",
+            "kaspi_rate_limits",
+        }
+
+    def test_casefolded_keys_are_unique(self) -> None:
+        """Uniqueness rests on unique constraints over the casefolded keys and the phone."""
+        accounts = metadata.tables["kaspi_accounts"]
+        unique = {
+            tuple(c.name for c in constraint.columns)
+            for constraint in accounts.constraints
+            if isinstance(constraint, sa.UniqueConstraint)
+        }
+        assert unique == {("username_key",), ("email_key",), ("phone",)}
+        assert tuple(c.name for c in accounts.columns) == ACCOUNT_FIELDS
+
+    def test_binary_and_integer_columns(self) -> None:
+        """Times are BigInteger microseconds; fingerprints and code hashes are binary."""
+        history = metadata.tables["kaspi_password_history"]
+        codes = metadata.tables["kaspi_one_time_codes"]
+        assert isinstance(history.c.fingerprint.type, sa.LargeBinary)
+        assert isinstance(codes.c.code_hash.type, sa.LargeBinary)
+        assert isinstance(history.c.created_at.type, sa.BigInteger)
+        assert isinstance(metadata.tables["kaspi_accounts"].c.created_at.type, sa.BigInteger)
+
+    def test_prefix_and_schema(self) -> None:
+        """make_metadata() names the tables with the prefix, in the schema."""
+        md = make_metadata("idp_", schema="auth")
+        assert sorted(md.tables) == [
+            "auth.idp_accounts",
+            "auth.idp_consumed_tokens",
+            "auth.idp_one_time_codes",
+            "auth.idp_password_history",
+            "auth.idp_rate_limits",
+        ]
+        assert make_metadata("").tables.keys() >= {"accounts", "rate_limits"}
+
+    @pytest.mark.parametrize("prefix", ["1x_", "a-b_", "x" * 31, "kaspi; drop"])
+    def test_bad_prefix(self, prefix: str) -> None:
+        """A prefix that is not a plain identifier is a ValueError."""
+        with pytest.raises(ValueError, match="prefix"):
+            make_metadata(prefix)
+
+    def test_create_tables_is_idempotent(self, tmp_path: Path) -> None:
+        """create_tables=True creates the tables once; opening again leaves the data."""
+        url = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
+        with sqlalchemy_storage(url, create_tables=True) as storage:
+            assert storage.tokens.consume("tok-1", T0 + HOUR, now=T0) is True
+        with sqlalchemy_storage(url, create_tables=True) as storage:
+            assert storage.tokens.consume("tok-1", T0 + HOUR, now=T0) is False
+        raw = sqlite3.connect(tmp_path / "fresh.sqlite3")
+        assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        raw.close()
+
+    def test_unsupported_databases_are_refused(self, tmp_path: Path) -> None:
+        """In-memory SQLite, other databases, garbage URLs and wrong types are refused."""
+        for url in ("sqlite://", "sqlite:///:memory:"):
+            with pytest.raises(ValueError, match="memory"):
+                SQLAlchemyDatabase(url)
+        with pytest.raises(ValueError, match="PostgreSQL and SQLite"):
+            SQLAlchemyDatabase("mysql+pymysql://u:secret@localhost/db")
+        with pytest.raises(ValueError, match="URL") as caught:
+            SQLAlchemyDatabase("not a url with s3cret")
+        assert "s3cret" not in str(caught.value)
+        with pytest.raises(TypeError):
+            SQLAlchemyDatabase(42)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="make_metadata"):
+            SQLAlchemyDatabase(f"sqlite:///{tmp_path / 'x.db'}", metadata=sa.MetaData())
+        with pytest.raises(TypeError):
+            SQLAlchemyTokenLedger(f"sqlite:///{tmp_path / 'x.db'}")  # type: ignore[arg-type]
+
+    def test_repr_hides_the_password(self) -> None:
+        """The database's repr shows the URL without its password."""
+        db = SQLAlchemyDatabase("postgresql+psycopg://kaspi:s3cret@127.0.0.1:1/none")
+        assert "s3cret" not in repr(db)
+        assert db.backend == "postgresql"
+        db.close()
+
+
+class TestMappingErrors:
+    def test_every_problem_is_reported(self, tmp_path: Path) -> None:
+        """Missing columns, unknown fields and unusable types are listed together."""
+        md = sa.MetaData()
+        table = sa.Table(
+            "people",
+            md,
+            sa.Column("uid", sa.Uuid(), primary_key=True),
+            sa.Column("created_at", sa.String(30)),
+        )
+        with SQLAlchemyDatabase(f"sqlite:///{tmp_path / 'm.db'}") as db:
+            with pytest.raises(ValueError, match="cannot map") as caught:
+                SQLAlchemyAccountStore(db, table=table, columns={"id": "uid", "nickname": "x"})
+            message = str(caught.value)
+            for expected in ("'nickname'", "id: the column", "created_at: the column", "phone"):
+                assert expected in message
+            with pytest.raises(ValueError, match="table"):
+                SQLAlchemyAccountStore(db, columns={"id": "pk"})
+            with pytest.raises(TypeError):
+                SQLAlchemyAccountStore(db, table="users")  # type: ignore[arg-type]
+
+    def test_naive_datetime_and_string_ids(self, backend: Backend) -> None:
+        """A table with naive DateTime columns and string ids round-trips exact UTC times."""
+        md = sa.MetaData(schema=backend.metadata.schema)
+        columns = [
+            sa.Column(name, sa.String(254))
+            for name in ("username", "username_key", "email", "email_key")
+        ]
+        table = sa.Table(
+            f"naive_{secrets.token_hex(3)}",
+            md,
+            sa.Column("id", sa.String(40), primary_key=True),
+            *columns,
+            sa.Column("phone", sa.String(16), unique=True),
+            sa.Column("password_hash", sa.Text()),
+            sa.Column("email_confirmed", sa.Integer(), nullable=False),
+            sa.Column("failed_logins", sa.Integer(), nullable=False),
+            sa.Column("last_failed_login_at", sa.DateTime()),
+            sa.Column("last_login_at", sa.DateTime()),
+            sa.Column("created_at", sa.DateTime(), nullable=False),
+            sa.Column("language", sa.String(35), nullable=False),
+        )
+        md.create_all(backend.engine)
+        try:
+            with backend.database() as db:
+                store = SQLAlchemyAccountStore(db, table=table)
+                moment = T0.astimezone(timezone(timedelta(hours=5))) + timedelta(microseconds=7)
+                created = store.create(NewAccount(email="a@example.kz", phone=PHONE), now=moment)
+                store.record_login_success(created.id, now=moment + HOUR)
+                stored = store.get(created.id)
+                assert stored is not None
+                assert stored.created_at == moment
+                assert stored.created_at.utcoffset() == timedelta(0)
+                assert stored.last_login_at == moment + HOUR
+                assert len(created.id) == 32
+        finally:
+            md.drop_all(backend.engine)
+
+
+def _set(backend: Backend, table: str, assignment: str) -> None:
+    with backend.engine.begin() as connection:
+        name = backend.table(table).fullname
+        connection.exec_driver_sql(f"UPDATE {name} SET {assignment}")  # noqa: S608
+
+
+def _rows(backend: Backend, table: str) -> list[tuple[Any, ...]]:
+    t = backend.table(table)
+    with backend.engine.connect() as connection:
+        return [tuple(row) for row in connection.execute(sa.select(t))]
+
+
+def _seed(storage: Storage) -> str:
+    account = storage.accounts.create(
+        NewAccount(username="aliya", phone=PHONE, password_hash=HASH_A), now=T0
+    )
+    storage.history.append(
+        account.id, HistoryEntry(password_hash=HASH_A, fingerprint=b"fp", created_at=T0), keep=6
+    )
+    storage.codes.put(PHONE, b"code", expires_at=T0 + HOUR, now=T0, failure_window=HOUR)
+    storage.rate_limits.hit("ip:1", limit=1, window=HOUR, now=T0)
+    return account.id
+
+
+# Garbage any database can hold, and garbage only SQLite's loose typing lets in.
+_BAD_ACCOUNTS = [
+    "created_at = 900000000000000000",
+    "failed_logins = -1",
+    "phone = 'not a phone'",
+    "language = ''",
+    "password_hash = ''",
+]
+_BAD_ACCOUNTS_SQLITE = [
+    "created_at = 'yesterday'",
+    "last_login_at = 1.5",
+    "email_confirmed = 7",
+    "username = X'00ff'",
+]
+_BAD_CODES = ["failures = 2", "failure_window = 0", "expires_at = NULL, failures = -1"]
+_BAD_CODES_SQLITE = ["code_hash = 'code'", "failures = 'x'", "expires_at = 'later'"]
+_BAD_LIMITS = ["window_length = 0", "hits = 0"]
+_BAD_LIMITS_SQLITE = ["hits = 'lots'", "window_start = 2.5"]
+
+
+class TestCorruptRows(OnBackend):
+    @pytest.fixture
+    def storage(self, backend: Backend) -> Iterator[Storage]:
+        with sqlalchemy_storage(backend.engine, metadata=backend.metadata) as storage:
+            yield storage
+
+    def _cases(self, common: list[str], sqlite_only: list[str]) -> list[str]:
+        return common + (sqlite_only if self.backend.name == "sqlite" else [])
+
+    def test_bad_account_rows(self, storage: Storage) -> None:
+        """A hand-edited account row raises CorruptRecordError, never a raw error."""
+        for assignment in self._cases(_BAD_ACCOUNTS, _BAD_ACCOUNTS_SQLITE):
+            self.backend.reset()
+            account_id = _seed(storage)
+            _set(self.backend, "accounts", assignment)
+            with pytest.raises(CorruptRecordError) as caught:
+                storage.accounts.get(account_id)
+            assert HASH_A not in str(caught.value)
+            with pytest.raises(CorruptRecordError):
+                storage.accounts.find_by_login("username", "aliya")
+
+    def test_bad_failure_count_is_not_overwritten(self, storage: Storage) -> None:
+        """record_login_failure() on a negative count raises and leaves the row as it was."""
+        account_id = _seed(storage)
+        garbage = "'many'" if self.backend.name == "sqlite" else "-5"
+        _set(self.backend, "accounts", f"failed_logins = {garbage}")
+        before = _rows(self.backend, "accounts")
+        with pytest.raises(CorruptRecordError):
+            storage.accounts.record_login_failure(account_id, now=T0)
+        assert _rows(self.backend, "accounts") == before
+
+    def test_bad_history_rows(self, storage: Storage) -> None:
+        """A hand-edited history row raises CorruptRecordError."""
+        cases = ["password_hash = ''", "created_at = -900000000000000000"]
+        if self.backend.name == "sqlite":
+            cases += ["fingerprint = 'text, not bytes'", "created_at = 'noon'"]
+        for assignment in cases:
+            self.backend.reset()
+            account_id = _seed(storage)
+            _set(self.backend, "password_history", assignment)
+            with pytest.raises(CorruptRecordError) as caught:
+                storage.history.recent(account_id, 6)
+            assert HASH_A not in str(caught.value)
+
+    def test_bad_code_rows_are_not_overwritten(self, storage: Storage) -> None:
+        """put() and attempt() on a garbage code row raise and leave it as it was."""
+        for assignment in self._cases(_BAD_CODES, _BAD_CODES_SQLITE):
+            self.backend.reset()
+            _seed(storage)
+            _set(self.backend, "one_time_codes", assignment)
+            before = _rows(self.backend, "one_time_codes")
+            with pytest.raises(CorruptRecordError):
+                storage.codes.attempt(PHONE, b"code", now=T0, max_attempts=3)
+            with pytest.raises(CorruptRecordError):
+                storage.codes.put(PHONE, b"new", expires_at=T0 + HOUR, now=T0, failure_window=HOUR)
+            assert _rows(self.backend, "one_time_codes") == before, assignment
+
+    def test_bad_rate_limit_rows_are_not_overwritten(self, storage: Storage) -> None:
+        """hit() on a garbage window row raises and leaves it as it was."""
+        for assignment in self._cases(_BAD_LIMITS, _BAD_LIMITS_SQLITE):
+            self.backend.reset()
+            _seed(storage)
+            _set(self.backend, "rate_limits", assignment)
+            before = _rows(self.backend, "rate_limits")
+            with pytest.raises(CorruptRecordError):
+                storage.rate_limits.hit("ip:1", limit=1, window=HOUR, now=T0)
+            assert _rows(self.backend, "rate_limits") == before, assignment
+
+
+class TestErrors:
+    def test_closed_storage(self, backend: Backend) -> None:
+        """After close() every call raises StorageError; closing twice is fine."""
+        storage = sqlalchemy_storage(backend.engine, metadata=backend.metadata)
+        storage.close()
+        storage.close()
+        with pytest.raises(StorageError, match="closed"):
+            storage.tokens.consume("tok-1", T0 + HOUR, now=T0)
+        with pytest.raises(StorageError, match="closed"):
+            storage.accounts.get("x")
+
+    def test_owned_engine_is_disposed(self, tmp_path: Path) -> None:
+        """A storage opened from a URL disposes its engine on close()."""
+        storage = sqlalchemy_storage(f"sqlite:///{tmp_path / 'own.db'}", create_tables=True)
+        ledger = storage.tokens
+        assert isinstance(ledger, SQLAlchemyTokenLedger)
+        pool = ledger.database.engine.pool
+        assert isinstance(pool, sa.pool.QueuePool)
+        assert storage.tokens.consume("tok-1", T0 + HOUR, now=T0) is True
+        assert pool.checkedin() == 1
+        storage.close()
+        assert pool.checkedin() == 0
+
+    def test_database_errors_are_wrapped(self, backend: Backend) -> None:
+        """A failing statement is a StorageError with SQLAlchemy's error as cause, no secret."""
+        md = make_metadata(f"broken_{secrets.token_hex(3)}_", schema=backend.metadata.schema)
+        md.create_all(backend.engine)
+        try:
+            storage = sqlalchemy_storage(backend.url, metadata=md)
+            tokens = next(t for t in md.sorted_tables if t.name.endswith("consumed_tokens"))
+            tokens.drop(backend.engine)
+            with pytest.raises(StorageError) as caught:
+                storage.tokens.consume("tok-secret", T0 + HOUR, now=T0)
+            assert isinstance(caught.value.__cause__, sa.exc.DBAPIError)
+            assert "tok-secret" not in str(caught.value)
+            # An engine made from a URL hides bound values even in the chained error.
+            assert "tok-secret" not in str(caught.value.__cause__)
+            # The transaction was rolled back; the pool still works.
+            assert storage.rate_limits.hit("ip:1", limit=1, window=HOUR, now=T0).allowed
+            storage.close()
+        finally:
+            md.drop_all(backend.engine)
+
+    def test_unreachable_server(self) -> None:
+        """A server that does not answer is a StorageError without the URL's password."""
+        storage = sqlalchemy_storage("postgresql+psycopg://kaspi:s3cret@127.0.0.1:1/none")
+        with pytest.raises(StorageError) as caught:
+            storage.tokens.consume("tok-1", T0 + HOUR, now=T0)
+        assert isinstance(caught.value.__cause__, sa.exc.OperationalError)
+        assert "s3cret" not in str(caught.value)
+        assert "tok-1" not in str(caught.value)
+        storage.close()
+
+    def test_locked_sqlite_times_out_with_storage_error(self, tmp_path: Path) -> None:
+        """Another process holding SQLite's write lock past the timeout gives StorageError."""
+        path = tmp_path / "locked.sqlite3"
+        sqlalchemy_storage(f"sqlite:///{path}", create_tables=True).close()
+        engine = sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.05})
+        storage = sqlalchemy_storage(engine)
+        raw = sqlite3.connect(path, isolation_level=None)
+        raw.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(StorageError, match="locked"):
+                storage.tokens.consume("tok-1", T0 + HOUR, now=T0)
+        finally:
+            raw.execute("ROLLBACK")
+            raw.close()
+        assert storage.tokens.consume("tok-1", T0 + HOUR, now=T0) is True
+        storage.close()
+        engine.dispose()
+
+
+class Fault:
+    """Cuts the connection under the next statement that starts with ``marker``, once.
+
+    PostgreSQL: ``pg_terminate_backend`` on the session's backend, from a second connection,
+    before (or after) the statement runs. SQLite: the driver connection is closed under it.
+    """
+
+    def __init__(self, backend: Backend, engine: sa.Engine) -> None:
+        self.backend = backend
+        self.engine = engine
+        self.admin = backend.engine
+        self.marker: str | None = None
+        self.after = False
+        self.fired = 0
+        sa.event.listen(engine, "before_cursor_execute", self._before)
+        sa.event.listen(engine, "after_cursor_execute", self._after)
+
+    def arm(self, marker: str, *, after: bool = False) -> None:
+        self.marker, self.after = marker, after
+
+    def _before(self, connection: sa.Connection, cursor: Any, statement: str, *_: Any) -> None:
+        if not self.after:
+            self._maybe_cut(connection, statement)
+
+    def _after(self, connection: sa.Connection, cursor: Any, statement: str, *_: Any) -> None:
+        if self.after:
+            self._maybe_cut(connection, statement)
+
+    def _maybe_cut(self, connection: sa.Connection, statement: str) -> None:
+        if self.marker is None or not statement.lstrip().startswith(self.marker):
+            return
+        self.marker = None
+        self.fired += 1
+        driver = connection.connection.driver_connection
+        if self.backend.name == "sqlite":
+            assert driver is not None
+            driver.close()
+            return
+        pid = driver.info.backend_pid  # type: ignore[union-attr]
+        with self.admin.connect() as admin:
+            admin.execute(sa.select(sa.func.pg_terminate_backend(pid, 5000)))
+
+
+class TestFaults(OnBackend):
+    """The connection drops in the middle of a flow: typed error, nothing half-done."""
+
+    @pytest.fixture
+    def faulty(self, backend: Backend) -> Iterator[tuple[Storage, Fault]]:
+        engine = backend.engine_for_tests(pool_size=2, max_overflow=2)
+        fault = Fault(backend, engine)
+        with sqlalchemy_storage(engine, metadata=backend.metadata) as storage:
+            yield storage, fault
+        engine.dispose()
+
+    def test_token_is_never_redeemed_twice(self, faulty: tuple[Storage, Fault]) -> None:
+        """A connection cut before or after the insert: StorageError, and one True in all."""
+        storage, fault = faulty
+        for after in (False, True):
+            token = f"tok-{after}"
+            fault.arm("INSERT", after=after)
+            outcomes: list[bool | None] = []
+            errors: list[StorageError] = []
+            for _ in range(4):
+                try:
+                    outcomes.append(storage.tokens.consume(token, T0 + HOUR, now=T0))
+                except StorageError as exc:
+                    errors.append(exc)
+                    outcomes.append(None)
+            assert all(isinstance(exc.__cause__, sa.exc.DBAPIError) for exc in errors)
+            assert not any(token in str(exc) for exc in errors)
+            assert outcomes.count(True) == 1, outcomes
+            assert None in outcomes
+            assert outcomes[-1] is False
+        assert fault.fired == 2
+
+    def test_code_is_not_accepted_after_its_attempts_ran_out(
+        self, faulty: tuple[Storage, Fault]
+    ) -> None:
+        """Cut between the locked read and the write: StorageError, and the count holds."""
+        storage, fault = faulty
+        storage.codes.put(PHONE, b"right", expires_at=T0 + HOUR, now=T0, failure_window=HOUR)
+        for _ in range(2):
+            assert storage.codes.attempt(PHONE, b"wrong", now=T0, max_attempts=2) is (
+                CodeAttempt.MISMATCH
+            )
+        fault.arm("UPDATE")
+        with pytest.raises(StorageError):
+            storage.codes.attempt(PHONE, b"right", now=T0, max_attempts=2)
+        assert fault.fired == 1
+        assert storage.codes.attempt(PHONE, b"right", now=T0, max_attempts=2) is (
+            CodeAttempt.EXHAUSTED
+        )
+        assert storage.codes.attempt(PHONE, b"right", now=T0, max_attempts=2) is (
+            CodeAttempt.MISSING
+        )
+
+    def test_right_code_is_accepted_once(self, faulty: tuple[Storage, Fault]) -> None:
+        """Cut before the delete of a right code: StorageError, then OK exactly once."""
+        storage, fault = faulty
+        storage.codes.put(PHONE, b"right", expires_at=T0 + HOUR, now=T0, failure_window=HOUR)
+        fault.arm("DELETE")
+        with pytest.raises(StorageError):
+            storage.codes.attempt(PHONE, b"right", now=T0, max_attempts=5)
+        results = [storage.codes.attempt(PHONE, b"right", now=T0, max_attempts=5) for _ in "ab"]
+        assert results == [CodeAttempt.OK, CodeAttempt.MISSING]
+
+    def test_history_append_is_all_or_nothing(self, faulty: tuple[Storage, Fault]) -> None:
+        """Cut between the insert and the trim: the history is exactly as before."""
+        storage, fault = faulty
+        entries = [
+            HistoryEntry(password_hash=f"$argon2id$h{i}", fingerprint=bytes([i]), created_at=T0)
+            for i in range(3)
+        ]
+        for entry in entries[:2]:
+            storage.history.append("acct-1", entry, keep=2)
+        fault.arm("DELETE")
+        with pytest.raises(StorageError):
+            storage.history.append("acct-1", entries[2], keep=2)
+        assert storage.history.recent("acct-1", 10) == [entries[1], entries[0]]
+        storage.history.append("acct-1", entries[2], keep=2)
+        assert storage.history.recent("acct-1", 10) == [entries[2], entries[1]]
+
+    def test_password_change_keeps_the_old_hash(self, faulty: tuple[Storage, Fault]) -> None:
+        """A cut compare-and-set leaves the old hash; a retry then wins."""
+        storage, fault = faulty
+        account = storage.accounts.create(
+            NewAccount(username="aliya", password_hash=HASH_A), now=T0
+        )
+        fault.arm("UPDATE")
+        with pytest.raises(StorageError) as caught:
+            storage.accounts.set_password_hash(account.id, expected=HASH_A, new=HASH_B)
+        assert HASH_A not in str(caught.value)
+        assert HASH_B not in str(caught.value)
+        stored = storage.accounts.get(account.id)
+        assert stored is not None
+        assert stored.password_hash == HASH_A
+        assert storage.accounts.set_password_hash(account.id, expected=HASH_A, new=HASH_B)
+
+
+class TestServerHelper:
+    def test_missing_server_skips_with_instructions(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Without the variable the test skips, saying how to start the servers."""
+        monkeypatch.delenv("CI", raising=False)
+        monkeypatch.delenv("KASPI_TEST_NO_SUCH_URL", raising=False)
+        with pytest.raises(pytest.skip.Exception, match="scripts/test-servers start"):
+            require_server("KASPI_TEST_NO_SUCH_URL")
+        assert "test-servers" in HOW_TO_ENABLE
+
+    def test_missing_server_fails_in_ci(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """With CI=true a missing or unreachable server is a failure, not a skip."""
+        monkeypatch.setenv("CI", "true")
+        monkeypatch.delenv("KASPI_TEST_NO_SUCH_URL", raising=False)
+        with pytest.raises(pytest.fail.Exception):
+            require_server("KASPI_TEST_NO_SUCH_URL")
+        monkeypatch.setenv("KASPI_TEST_NO_SUCH_URL", "postgresql://127.0.0.1:1/none")
+        with pytest.raises(pytest.fail.Exception, match="unreachable"):
+            require_server("KASPI_TEST_NO_SUCH_URL")
+
+
+_PROCESSES = 8
+_THREADS_PER_PROCESS = 16
+
+
+def _race_in_process(url: str, schema: str, account_id: str, start: Any, results: Any) -> None:
+    """Child process: 16 threads race to consume one token id, then one CAS attempt."""
+    engine = sa.create_engine(url, pool_size=_THREADS_PER_PROCESS, max_overflow=0)
+    storage = sqlalchemy_storage(engine, metadata=make_metadata(schema=schema))
+    local = threading.Barrier(_THREADS_PER_PROCESS)
+    wins: list[bool] = []
+
+    def consume() -> None:
+        local.wait(timeout=60)
+        wins.append(storage.tokens.consume("shared-token", T0 + HOUR, now=T0))
+
+    threads = [threading.Thread(target=consume) for _ in range(_THREADS_PER_PROCESS)]
+    start.wait(timeout=120)
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    start.wait(timeout=120)
+    changed = storage.accounts.set_password_hash(account_id, expected=HASH_A, new=HASH_B)
+    results.put((len(wins), wins.count(True), changed))
+    storage.close()
+    engine.dispose()
+
+
+class TestAcrossProcesses:
+    def test_racing_processes(self, postgresql: Backend) -> None:
+        """8 processes x 16 threads consume one id: one True; their CAS race: one winner."""
+        postgresql.reset()
+        with sqlalchemy_storage(postgresql.engine, metadata=postgresql.metadata) as storage:
+            account = storage.accounts.create(
+                NewAccount(username="aliya", password_hash=HASH_A), now=T0
+            )
+        schema = postgresql.metadata.schema
+        assert schema is not None
+        context = multiprocessing.get_context("spawn")
+        start = context.Barrier(_PROCESSES)
+        results = context.Queue()
+        processes = [
+            context.Process(
+                target=_race_in_process,
+                args=(postgresql.url, schema, account.id, start, results),
+            )
+            for _ in range(_PROCESSES)
+        ]
+        for process in processes:
+            process.start()
+        outcomes = [results.get(timeout=180) for _ in processes]
+        for process in processes:
+            process.join(timeout=60)
+            assert process.exitcode == 0
+        assert sum(calls for calls, _, _ in outcomes) == _PROCESSES * _THREADS_PER_PROCESS
+        assert sum(won for _, won, _ in outcomes) == 1
+        assert sum(changed for _, _, changed in outcomes) == 1
+        results.close()
+        results.join_thread()
