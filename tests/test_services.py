@@ -846,14 +846,26 @@ class TestAuthenticate:
         assert svc_env.account().failed_logins == 0
         assert svc_env.service.authenticate(EMAIL, NEW).ok
 
-    def test_change_of_password_does_not_unlock(self, svc_env: Env) -> None:
-        """Knowing the current password in a session does not lift a lockout."""
+    def test_locked_account_cannot_change_its_password(self, svc_env: Env) -> None:
+        """A locked account stays locked in a session too: only a reset recovers it."""
         account_id = _register(svc_env)
         for _ in range(6):
             svc_env.clock.advance(hours=1)
             svc_env.service.authenticate(EMAIL, PW_B)
+        change = svc_env.service.change_password(account_id, PW, NEW, NEW)
+        assert (change.ok, change.reason) == (False, "locked")
+        assert svc_env.service.authenticate(EMAIL, PW).reason == "locked"
+
+    def test_change_of_password_is_throttled_like_a_login(self, svc_env: Env) -> None:
+        """Guessing the current password in a session backs off exactly like logging in."""
+        account_id = _register(svc_env)
+        for _ in range(svc_env.service.settings.backoff_after):
+            svc_env.service.change_password(account_id, PW_B, NEW, NEW)
+        change = svc_env.service.change_password(account_id, PW, NEW, NEW)
+        assert (change.ok, change.reason) == (False, "throttled")
+        assert change.retry_after is not None
+        svc_env.clock.advance(change.retry_after)
         assert svc_env.service.change_password(account_id, PW, NEW, NEW).ok
-        assert svc_env.service.authenticate(EMAIL, NEW).reason == "locked"
 
     @pytest.mark.parametrize(
         ("identifier", "password"),
@@ -1480,6 +1492,7 @@ def _all_flows(env: Env) -> tuple[set[str], list[object]]:
         results.append(service.authenticate(EMAIL, PW_B))
     env.clock.advance(hours=1)
     results.append(service.change_password(account_id, PW_B, NEW, NEW))
+    env.clock.advance(hours=1)  # past the back-off the wrong guesses above started
     results.append(service.change_password(account_id, PW, "Tr0ub4dor&3y", "Tr0ub4dor&3y"))
     secrets.add("Tr0ub4dor&3y")
     results.append(service.change_password(account_id, PW, NEW, NEW))

@@ -64,15 +64,18 @@ class PasswordChangeResult:
     """The outcome of :meth:`IdentityService.change_password`.
 
     ``reason``: ``"ok"``, ``"policy"`` (see ``policy`` for the violations),
-    ``"wrong_password"`` (the current password did not verify) or ``"conflict"`` (the
-    password changed meanwhile; ask again). When ``end_other_sessions`` is true, the host
-    must end every other session of the account.
+    ``"wrong_password"`` (the current password did not verify; it counts as a failed
+    log-in), ``"throttled"`` (too many failures: retry after ``retry_after``), ``"locked"``
+    (the account must be recovered with a password reset) or ``"conflict"`` (the password
+    changed meanwhile; ask again). When ``end_other_sessions`` is true, the host must end
+    every other session of the account.
     """
 
     ok: bool
-    reason: Literal["ok", "policy", "wrong_password", "conflict"]
+    reason: Literal["ok", "policy", "wrong_password", "throttled", "locked", "conflict"]
     policy: PolicyResult
     end_other_sessions: bool = False
+    retry_after: timedelta | None = None
 
     def __bool__(self) -> bool:
         return self.ok

@@ -15,6 +15,7 @@ import secrets
 import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Literal
 
 from kaspi_identity._errors import (
     AccountNotFoundError,
@@ -153,6 +154,8 @@ class IdentityService:
         insecure = settings.allow_insecure_http
         self._confirm_links = LinkBuilder(settings.confirm_url, allow_insecure_http=insecure)
         self._reset_links = LinkBuilder(settings.reset_url, allow_insecure_http=insecure)
+        # Made on first use, not here: a host may build a service per request. Only the very
+        # first unknown-account log-in of a process pays one extra hash for it.
         self._dummy_hash: str | None = None
         self._dummy_lock = threading.Lock()
 
@@ -327,17 +330,25 @@ class IdentityService:
             else None
         )
         self._emit("registration_duplicate", existing.id if existing else None, field=field)
-        if existing is not None and existing.email is not None:
-            token = self.tokens.issue(
-                "reset", existing.id, state=self._state(existing), now=self.clock.now()
-            )
-            self._send(
-                "already_registered",
-                existing.id,
-                existing.email,
-                existing.language,
-                reset_link=self._reset_links.link(token),
-            )
+        if existing is None or existing.email is None:
+            return
+        # Repeated sign-ups with someone's address must not flood their inbox: these letters
+        # have a limit of their own (the size of the reset limit, but a separate count, so
+        # the sign-ups cannot use up the owner's reset requests either).
+        limit = self.settings.reset_per_identifier
+        if self._limited("registered-letter", existing.email.casefold(), limit) is not None:
+            self._emit("rate_limited", existing.id, action="already_registered_letter")
+            return
+        token = self.tokens.issue(
+            "reset", existing.id, state=self._state(existing), now=self.clock.now()
+        )
+        self._send(
+            "already_registered",
+            existing.id,
+            existing.email,
+            existing.language,
+            reset_link=self._reset_links.link(token),
+        )
 
     def _send_confirmation(self, account: Account) -> None:
         assert account.email is not None  # checked by the caller; not a security check
@@ -420,29 +431,16 @@ class IdentityService:
             self._burn_verification(password)
             self._emit("login_failed", account.id if account else None, reason="unknown")
             return LoginResult(False, "invalid")
-        s = self.settings
-        if account.failed_logins >= s.lockout_after:
-            self._burn_verification(password)
-            self._emit("login_failed", account.id, reason="locked")
-            return LoginResult(False, "locked", account.id)
-        wait = s.backoff(account.failed_logins)
-        last = account.last_failed_login_at
-        if wait and last is not None and now < last + wait:
-            self._burn_verification(password)
-            self._emit("login_failed", account.id, reason="throttled")
-            return LoginResult(False, "throttled", account.id, retry_after=last + wait - now)
+        blocked = self._blocked(account, password, now)
+        if blocked is not None:
+            return blocked
         try:
             ok, new_hash = self.hasher.verify_and_update(account.password_hash, password)
         except InvalidHashError:
             _log.error("account %s has a malformed password hash", account.id)
             ok, new_hash = False, None
         if not ok:
-            failures = self.storage.accounts.record_login_failure(account.id, now=now)
-            self._emit("login_failed", account.id, reason="password")
-            if failures == s.lockout_after:
-                self._emit("account_locked", account.id)
-                return LoginResult(False, "locked", account.id)
-            return LoginResult(False, "invalid")
+            return self._failed(account, now, reason="password")
         rehashed = bool(
             new_hash
             and self.storage.accounts.set_password_hash(
@@ -458,6 +456,32 @@ class IdentityService:
             email_confirmed=account.email_confirmed,
             rehashed=rehashed,
         )
+
+    def _blocked(self, account: Account, password: str, now: datetime) -> LoginResult | None:
+        """The refusal for a locked or backing-off account (after equal work), else ``None``."""
+        s = self.settings
+        reason: Literal["locked", "throttled"] | None = None
+        retry_after = None
+        last = account.last_failed_login_at
+        wait = s.backoff(account.failed_logins)
+        if account.failed_logins >= s.lockout_after:
+            reason = "locked"
+        elif wait and last is not None and now < last + wait:
+            reason, retry_after = "throttled", last + wait - now
+        if reason is None:
+            return None
+        self._burn_verification(password)
+        self._emit("login_failed", account.id, reason=reason)
+        return LoginResult(False, reason, account.id, retry_after=retry_after)
+
+    def _failed(self, account: Account, now: datetime, *, reason: str) -> LoginResult:
+        """Count a wrong password; lock the account when the count reaches the threshold."""
+        failures = self.storage.accounts.record_login_failure(account.id, now=now)
+        self._emit("login_failed", account.id, reason=reason)
+        if failures == self.settings.lockout_after:
+            self._emit("account_locked", account.id)
+            return LoginResult(False, "locked", account.id)
+        return LoginResult(False, "invalid")
 
     # -- change of password ---------------------------------------------------------------------
 
@@ -482,15 +506,24 @@ class IdentityService:
         account = self.storage.accounts.get(account_id)
         if account is None:
             raise AccountNotFoundError("no account with this id")
-        empty = PolicyResult()
+        empty, now = PolicyResult(), self.clock.now()
+        # Guessing the current password here is throttled exactly like logging in.
+        blocked = self._blocked(account, current, now)
+        if blocked is not None:
+            assert blocked.reason in ("locked", "throttled")  # narrowing; not a security check
+            return PasswordChangeResult(
+                False, blocked.reason, empty, retry_after=blocked.retry_after
+            )
         try:
             if account.password_hash is None:
                 raise PasswordMismatchError
             self.hasher.verify(account.password_hash, current)
         except (PasswordMismatchError, InvalidHashError):
-            self.storage.accounts.record_login_failure(account.id, now=self.clock.now())
-            self._emit("login_failed", account.id, reason="change_password")
-            return PasswordChangeResult(False, "wrong_password", empty)
+            failed = self._failed(account, now, reason="change_password")
+            reason: Literal["wrong_password", "locked"] = (
+                "locked" if failed.reason == "locked" else "wrong_password"
+            )
+            return PasswordChangeResult(False, reason, empty)
         result = self.history.validate(
             self.policy,
             account.id,
@@ -500,6 +533,9 @@ class IdentityService:
             current_password=current,
         )
         if not result:
+            if self._password_changed_since(account):
+                # A concurrent change won; its new entry is what tripped the history check.
+                return PasswordChangeResult(False, "conflict", result)
             return PasswordChangeResult(False, "policy", result)
         if not self._replace_password(account, new):
             return PasswordChangeResult(False, "conflict", result)
@@ -507,6 +543,10 @@ class IdentityService:
         if account.email is not None:
             self._send_changed_notice(account)
         return PasswordChangeResult(True, "ok", result, end_other_sessions=True)
+
+    def _password_changed_since(self, account: Account) -> bool:
+        fresh = self.storage.accounts.get(account.id)
+        return fresh is None or fresh.password_hash != account.password_hash
 
     def _replace_password(self, account: Account, password: str) -> bool:
         """Hash, compare-and-set, record history; undo the hash if the history write fails."""
