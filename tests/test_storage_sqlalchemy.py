@@ -654,10 +654,11 @@ class TestErrors:
 
 
 class Fault:
-    """Cuts the connection under the next statement that starts with ``marker``, once.
+    """Breaks the connection under the next statement that starts with ``marker``, once.
 
     PostgreSQL: ``pg_terminate_backend`` on the session's backend, from a second connection,
-    before (or after) the statement runs. SQLite: the driver connection is closed under it.
+    before (or after) the statement runs -- the server drops the connection. SQLite has no
+    connection to drop: the driver raises a disk I/O error there instead.
     """
 
     def __init__(self, backend: Backend, engine: sa.Engine) -> None:
@@ -686,12 +687,9 @@ class Fault:
             return
         self.marker = None
         self.fired += 1
-        driver = connection.connection.driver_connection
         if self.backend.name == "sqlite":
-            assert driver is not None
-            driver.close()
-            return
-        pid = driver.info.backend_pid  # type: ignore[union-attr]
+            raise sqlite3.OperationalError("disk I/O error")
+        pid = connection.connection.driver_connection.info.backend_pid  # type: ignore[union-attr]
         with self.admin.connect() as admin:
             admin.execute(sa.select(sa.func.pg_terminate_backend(pid, 5000)))
 
@@ -850,7 +848,10 @@ class TestAcrossProcesses:
             )
         schema = postgresql.metadata.schema
         assert schema is not None
-        context = multiprocessing.get_context("spawn")
+        # A fork server imports this module once and forks the children from it: the
+        # children start in milliseconds, and from a process that has no threads.
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
         start = context.Barrier(_PROCESSES)
         results = context.Queue()
         processes = [
