@@ -282,7 +282,7 @@ class TestStorageBundle(StorageContract):
 
 
 BOUNDED = settings(
-    max_examples=25,
+    max_examples=20,
     stateful_step_count=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
@@ -389,6 +389,8 @@ class TestMetadata:
         for url in ("sqlite://", "sqlite:///:memory:"):
             with pytest.raises(ValueError, match="memory"):
                 SQLAlchemyDatabase(url)
+            with pytest.raises(ValueError, match="memory"):
+                SQLAlchemyDatabase(sa.create_engine(url))
         with pytest.raises(ValueError, match="PostgreSQL and SQLite"):
             SQLAlchemyDatabase("mysql+pymysql://u:secret@localhost/db")
         with pytest.raises(ValueError, match="URL") as caught:

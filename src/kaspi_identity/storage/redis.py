@@ -17,9 +17,11 @@ Redis Cluster hash tag, so each key hashes by the caller's key alone)::
 
 All times come from the caller's ``now``: they travel into the scripts as integer
 microseconds since 1970, and every stored time is the caller's. Keys expire only to free
-memory -- an expiry is computed as a duration from the caller's ``now`` (``PX`` /
-``PEXPIRE``) plus :data:`~kaspi_identity.storage._checks.LEDGER_GRACE`, and never decides an
-answer. Redis errors become :class:`~kaspi_identity.StorageError` with the original as
+memory -- an expiry is a duration from the caller's ``now`` (``PX`` / ``PEXPIRE``, so the
+Redis host's clock does not matter) plus the 5-minute grace every adapter keeps -- and never
+decides an answer. App servers' clocks must agree to well within that grace (NTP).
+
+Redis errors become :class:`~kaspi_identity.StorageError` with the original as
 ``__cause__``; a key holding something this adapter did not write raises
 :class:`~kaspi_identity.CorruptRecordError` and is left as it was.
 

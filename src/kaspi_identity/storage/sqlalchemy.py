@@ -321,12 +321,7 @@ class SQLAlchemyDatabase:
             raise ValueError(
                 f"the SQLAlchemy storage supports PostgreSQL and SQLite, not {backend}"
             )
-        database = engine.url.database
-        if backend == "sqlite" and (
-            not database or database == ":memory:" or database.startswith("file::memory:")
-        ):
-            if self._owns_engine:
-                engine.dispose()
+        if backend == "sqlite" and _in_memory(engine.url):
             raise ValueError("SQLite storage needs a file; use memory_storage() for memory")
         self._engine = engine
         self._postgresql = backend == "postgresql"
@@ -489,9 +484,11 @@ def _create_engine(url: sa.URL | str) -> sa.Engine:
     backend = parsed.get_backend_name()
     if backend not in ("postgresql", "sqlite"):
         raise ValueError(f"the SQLAlchemy storage supports PostgreSQL and SQLite, not {backend}")
-    if backend == "postgresql":
-        options.update(pool_size=10, max_overflow=20, pool_timeout=30)
-    elif backend == "sqlite":
+    if backend == "sqlite" and _in_memory(parsed):
+        # Each pooled connection would get its own empty database.
+        raise ValueError("SQLite storage needs a file; use memory_storage() for memory")
+    options.update(pool_size=10, max_overflow=20, pool_timeout=30)
+    if backend == "sqlite":
         options["connect_args"] = {"timeout": 30.0}
     try:
         engine = sa.create_engine(parsed, **options)
@@ -502,6 +499,11 @@ def _create_engine(url: sa.URL | str) -> sa.Engine:
     if backend == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_wal)
     return engine
+
+
+def _in_memory(url: sa.URL) -> bool:
+    database = url.database or ""
+    return database in ("", ":memory:") or database.startswith("file::memory:")
 
 
 def _sqlite_wal(dbapi_connection: Any, connection_record: object) -> None:
@@ -1050,20 +1052,65 @@ class SQLAlchemyTokenLedger(_Store):
             self._sweep(t, t.c.token_id, t.c.expires_at <= at - LEDGER_GRACE // _US)
         parameters = {"token_id": token_id, "expires_at": expires}
         # RETURNING, not the row count: drivers need not report it for an INSERT.
-        return self._db._single(
-            lambda c: c.execute(self._consume, parameters).first() is not None
-        )
+        return self._db._single(lambda c: c.execute(self._consume, parameters).first() is not None)
 
 
 # -- one-time codes ------------------------------------------------------------------------
 
 
-class SQLAlchemyOneTimeCodeStore(_Store):
+class _RowPerKey(_Store):
+    """A store that keeps one row per key and changes it by a locked read-modify-write.
+
+    :meth:`_lock` reads the key's row ``FOR UPDATE`` (on SQLite the transaction already
+    holds the write lock). A key without a row gets one through ``INSERT ... ON CONFLICT DO
+    NOTHING``; if another caller inserted it first, the caller reads and locks it again.
+    The statements are built once, with bound parameters.
+    """
+
+    def _prepare(self, table: sa.Table, key: sa.Column[Any], fields: tuple[str, ...]) -> None:
+        where = key == sa.bindparam("row_key")
+        self._key_name = key.key
+        self._select_row = (
+            sa.select(*(_raw(table.c[field]) for field in fields)).where(where).with_for_update()
+        )
+        self._update_row = sa.update(table).where(where)
+        self._delete_row = sa.delete(table).where(where)
+        self._insert_row = (
+            self._insert(table).on_conflict_do_nothing(index_elements=[key]).returning(key)
+        )
+
+    def _lock(self, connection: sa.Connection, key: str) -> tuple[Any, ...] | None:
+        row = connection.execute(self._select_row, {"row_key": key}).first()
+        return None if row is None else tuple(row)
+
+    def _store(
+        self, connection: sa.Connection, key: str, values: dict[str, object], *, exists: bool
+    ) -> bool:
+        """Write ``values``; ``False`` if the row was new and another caller inserted it first."""
+        if exists:
+            connection.execute(self._update_row, {"row_key": key, **values})
+            return True
+        inserted = connection.execute(self._insert_row, {self._key_name: key, **values})
+        return inserted.first() is not None
+
+    def _delete(self, connection: sa.Connection, key: str) -> None:
+        connection.execute(self._delete_row, {"row_key": key})
+
+
+_CODE_FIELDS = ("code_hash", "expires_at", "failure_window", "failures", "window_ends_at")
+
+
+class SQLAlchemyOneTimeCodeStore(_RowPerKey):
     """A :class:`~kaspi_identity.storage.OneTimeCodeStore` in ``<prefix>one_time_codes``.
 
     Each call reads the key's row ``FOR UPDATE``, applies the shared state transition and
     writes the result in the same transaction.
     """
+
+    def __init__(self, database: SQLAlchemyDatabase) -> None:
+        super().__init__(database)
+        t = self._tables.codes
+        self._prepare(t, t.c.code_key, _CODE_FIELDS)
 
     def put(
         self,
@@ -1092,14 +1139,11 @@ class SQLAlchemyOneTimeCodeStore(_Store):
 
         def put(connection: sa.Connection) -> None:
             for _ in range(_RETRIES):
-                state = self._load(connection, key)
+                state = _code_state(self._lock(connection, key))
                 updated = put_code(
                     state, code_hash, expires_at=expires, now=at, failure_window=window
                 )
-                if state is not None:
-                    self._update(connection, key, updated)
-                    return
-                if self._insert_new(connection, key, updated):
+                if self._store(connection, key, _code_values(updated), exists=state is not None):
                     return
             raise StorageError("the one-time code row kept changing; try again")
 
@@ -1113,84 +1157,63 @@ class SQLAlchemyOneTimeCodeStore(_Store):
         require_bytes(code_hash, "code_hash", max_length=CODE_HASH_MAX_LENGTH, allow_empty=False)
         at = to_microseconds(require_utc(now))
         require_count(max_attempts, "max_attempts", minimum=1)
-        t = self._tables.codes
 
         def attempt(connection: sa.Connection) -> CodeAttempt:
-            state = self._load(connection, key)
+            state = _code_state(self._lock(connection, key))
             updated, outcome = attempt_code(state, code_hash, now=at, max_attempts=max_attempts)
             if updated is None:
                 if state is not None:
-                    connection.execute(sa.delete(t).where(t.c.code_key == key))
+                    self._delete(connection, key)
             elif updated is not state:
-                self._update(connection, key, updated)
+                self._store(connection, key, _code_values(updated), exists=True)
             return outcome
 
         return self._db._write(attempt)
 
-    def _load(self, connection: sa.Connection, key: str) -> CodeState | None:
-        t = self._tables.codes
-        row = connection.execute(
-            sa.select(
-                _raw(t.c.code_hash),
-                _raw(t.c.expires_at),
-                _raw(t.c.failure_window),
-                _raw(t.c.failures),
-                _raw(t.c.window_ends_at),
-            )
-            .where(t.c.code_key == key)
-            .with_for_update()
-        ).first()
-        if row is None:
-            return None
-        code_hash, expires_at, failure_window, failures, window_ends_at = row
-        if code_hash is not None and type(code_hash) is not bytes:
-            raise _corrupt("one-time code", "code_hash is not binary")
-        state = CodeState(
-            code_hash=code_hash,
-            expires_at=_optional_int(expires_at, "one-time code", "expires_at"),
-            failure_window=_int(failure_window, "one-time code", "failure_window"),
-            failures=_int(failures, "one-time code", "failures"),
-            window_ends_at=_optional_int(window_ends_at, "one-time code", "window_ends_at"),
-        )
-        if state.failure_window <= 0 or state.failures < 0:
-            raise _corrupt("one-time code", "failure_window or failures is out of range")
-        if (state.failures == 0) != (state.window_ends_at is None):
-            raise _corrupt("one-time code", "failures and window_ends_at disagree")
-        return state
 
-    @staticmethod
-    def _values(state: CodeState) -> dict[str, object]:
-        return {
-            "code_hash": state.code_hash,
-            "expires_at": state.expires_at,
-            "failure_window": state.failure_window,
-            "failures": state.failures,
-            "window_ends_at": state.window_ends_at,
-        }
+def _code_state(row: tuple[Any, ...] | None) -> CodeState | None:
+    if row is None:
+        return None
+    code_hash, expires_at, failure_window, failures, window_ends_at = row
+    if code_hash is not None and type(code_hash) is not bytes:
+        raise _corrupt("one-time code", "code_hash is not binary")
+    state = CodeState(
+        code_hash=code_hash,
+        expires_at=_optional_int(expires_at, "one-time code", "expires_at"),
+        failure_window=_int(failure_window, "one-time code", "failure_window"),
+        failures=_int(failures, "one-time code", "failures"),
+        window_ends_at=_optional_int(window_ends_at, "one-time code", "window_ends_at"),
+    )
+    if state.failure_window <= 0 or state.failures < 0:
+        raise _corrupt("one-time code", "failure_window or failures is out of range")
+    if (state.failures == 0) != (state.window_ends_at is None):
+        raise _corrupt("one-time code", "failures and window_ends_at disagree")
+    return state
 
-    def _update(self, connection: sa.Connection, key: str, state: CodeState) -> None:
-        t = self._tables.codes
-        connection.execute(sa.update(t).where(t.c.code_key == key).values(self._values(state)))
 
-    def _insert_new(self, connection: sa.Connection, key: str, state: CodeState) -> bool:
-        t = self._tables.codes
-        statement = (
-            self._insert(t)
-            .values(code_key=key, **self._values(state))
-            .on_conflict_do_nothing(index_elements=[t.c.code_key])
-            .returning(t.c.code_key)
-        )
-        return connection.execute(statement).first() is not None
+def _code_values(state: CodeState) -> dict[str, object]:
+    return {
+        "code_hash": state.code_hash,
+        "expires_at": state.expires_at,
+        "failure_window": state.failure_window,
+        "failures": state.failures,
+        "window_ends_at": state.window_ends_at,
+    }
 
 
 # -- rate limits ---------------------------------------------------------------------------
 
 
-class SQLAlchemyRateLimiter(_Store):
+class SQLAlchemyRateLimiter(_RowPerKey):
     """A fixed-window :class:`~kaspi_identity.storage.RateLimiter` in ``<prefix>rate_limits``.
 
     Each hit reads the key's window ``FOR UPDATE`` and writes it back in one transaction.
     """
+
+    def __init__(self, database: SQLAlchemyDatabase) -> None:
+        super().__init__(database)
+        t = self._tables.rate_limits
+        self._prepare(t, t.c.limit_key, ("window_start", "window_length", "hits"))
 
     def hit(self, key: str, *, limit: int, window: timedelta, now: datetime) -> RateLimitResult:
         """Count a hit on ``key`` in one locked transaction; see the protocol."""
@@ -1198,46 +1221,37 @@ class SQLAlchemyRateLimiter(_Store):
         require_count(limit, "limit", minimum=1)
         length = require_duration(window, "window") // _US
         at = to_microseconds(require_utc(now))
-        t = self._tables.rate_limits
         if self._sweep_due():
+            t = self._tables.rate_limits
             self._sweep(t, t.c.limit_key, t.c.window_start + t.c.window_length <= at)
 
         def hit(connection: sa.Connection) -> RateLimitResult:
             for _ in range(_RETRIES):
-                row = connection.execute(
-                    sa.select(_raw(t.c.window_start), _raw(t.c.window_length), _raw(t.c.hits))
-                    .where(t.c.limit_key == key)
-                    .with_for_update()
-                ).first()
-                state = None
-                if row is not None:
-                    state = WindowState(
-                        start=_int(row[0], "rate limit", "window_start"),
-                        length=_int(row[1], "rate limit", "window_length"),
-                        hits=_int(row[2], "rate limit", "hits"),
-                    )
-                    if state.length <= 0 or state.hits < 1:
-                        raise _corrupt("rate limit", "window_length or hits is out of range")
+                state = _window_state(self._lock(connection, key))
                 updated, result = hit_window(state, now=at, limit=limit, window=length)
-                values = {
+                values: dict[str, object] = {
                     "window_start": updated.start,
                     "window_length": updated.length,
                     "hits": updated.hits,
                 }
-                if state is not None:
-                    connection.execute(sa.update(t).where(t.c.limit_key == key).values(values))
-                    return result
-                inserted = connection.execute(
-                    self._insert(t)
-                    .values(limit_key=key, **values)
-                    .on_conflict_do_nothing(index_elements=[t.c.limit_key])
-                    .returning(t.c.limit_key)
-                )
-                if inserted.first() is not None:
+                if self._store(connection, key, values, exists=state is not None):
                     return result
             raise StorageError("the rate-limit row kept changing; try again")
 
         return self._db._write(hit)
+
+
+def _window_state(row: tuple[Any, ...] | None) -> WindowState | None:
+    if row is None:
+        return None
+    state = WindowState(
+        start=_int(row[0], "rate limit", "window_start"),
+        length=_int(row[1], "rate limit", "window_length"),
+        hits=_int(row[2], "rate limit", "hits"),
+    )
+    if state.length <= 0 or state.hits < 1:
+        raise _corrupt("rate limit", "window_length or hits is out of range")
+    return state
 
 
 def sqlalchemy_storage(

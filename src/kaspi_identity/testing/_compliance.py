@@ -89,6 +89,7 @@ def _prove(
     """Run ``problem`` on examples of ``strategy``: ``(count, failure or None, an example)``."""
     count = 0
     last = ""
+    simplest: str | None = None
 
     @settings(
         database=None,
@@ -101,12 +102,14 @@ def _prove(
     )
     @given(strategy)
     def prop(password: str) -> None:
-        nonlocal count, last
+        nonlocal count, last, simplest
         count += 1
         last = password
         found = problem(password)
         if found is not None:
             raise _Broken(found)
+        if simplest is None or (len(password), password) < (len(simplest), simplest):
+            simplest = password
 
     test = hypothesis_seed(seed)(prop) if seed is not None else prop
     try:
@@ -118,7 +121,7 @@ def _prove(
         return count, "could not generate enough examples for this policy", last
     except Exception as exc:  # a crash is a failed check, reported and not raised
         return count, f"{type(exc).__name__}: {exc} (on {_short(last)})", last
-    return count, None, last
+    return count, None, simplest if simplest is not None else last
 
 
 def _summary(policy: PasswordPolicy) -> str:

@@ -1,0 +1,367 @@
+"""Storage operations per second: each adapter, 1 and 16 clients, next to redis-benchmark.
+
+Three operations the services run on every request that touches recovery, each through the
+protocol on a :class:`~kaspi_identity.storage.Storage`:
+
+* **consume** -- ``TokenLedger.consume`` of a fresh token id (the insert that makes a link
+  single-use);
+* **code-verify** -- ``OneTimeCodeStore.attempt`` with a wrong code against a live code (the
+  increment-then-compare; ``max_attempts`` is huge so the code never burns);
+* **rate-limit hit** -- ``RateLimiter.hit`` on a key whose limit is never reached.
+
+Each cell runs the operation for a fixed time in 1 or 16 threads (each thread its own keys,
+so the figure is throughput, not contention on one row) and reports operations per second.
+Backends are a list of :class:`Backend` (name + a function that opens a fresh ``Storage``):
+memory, SQLite (``synchronous`` FULL and NORMAL), SQLite through SQLAlchemy, Redis when
+``KASPI_IDENTITY_REDIS_URL`` (or ``--redis-url``) is set, and PostgreSQL (SQLAlchemy and
+psycopg 3, a fresh schema per cell) when ``KASPI_IDENTITY_POSTGRES_URL`` (or
+``--postgres-url``) is set. Another adapter adds one entry in :func:`default_backends`.
+
+As the ceiling, ``redis-benchmark -t set,incr -q -n N`` runs against the same server with 1,
+16 and its default 50 clients, and the Redis rows are given as a fraction of it. It writes
+its two fixed keys (``key:__rand_int__``, ``counter:__rand_int__``); they are deleted after.
+
+Run: ``python benchmarks/bench_storage.py [--quick] [--redis-url URL]`` (about 1 minute;
+``--quick`` about 20 s). Start the server with ``eval "$(scripts/test-servers start)"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from kaspi_identity.storage import Storage
+from kaspi_identity.storage.memory import MemoryAccountStore, memory_storage
+from kaspi_identity.storage.sqlite import sqlite_storage
+
+REDIS_ENV = "KASPI_IDENTITY_REDIS_URL"
+POSTGRES_ENV = "KASPI_IDENTITY_POSTGRES_URL"
+CLIENTS = (1, 16)
+_CODE = b"\x01" * 32
+_WRONG = b"\x02" * 32
+_HOUR = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A named way to open a fresh, empty :class:`Storage` for one measurement.
+
+    ``open`` is a context manager factory: it yields the storage and cleans up afterwards
+    (closes it, deletes files or keys). ``unavailable`` says why the backend is skipped.
+    """
+
+    name: str
+    open: Callable[[], AbstractContextManager[Storage]]
+    unavailable: str | None = None
+
+
+@contextmanager
+def _memory() -> Iterator[Storage]:
+    with memory_storage() as storage:
+        yield storage
+
+
+def sqlite_backend(synchronous: Literal["FULL", "NORMAL"]) -> Backend:
+    """SQLite in a temporary directory, with ``synchronous`` FULL (default) or NORMAL."""
+
+    @contextmanager
+    def open_sqlite() -> Iterator[Storage]:
+        with tempfile.TemporaryDirectory() as directory:
+            path = Path(directory) / "bench.sqlite3"
+            with sqlite_storage(path, synchronous=synchronous) as storage:
+                yield storage
+
+    return Backend(f"SQLite ({synchronous})", open_sqlite)
+
+
+def redis_backend(url: str | None) -> Backend:
+    """Redis through ``kaspi_identity.storage.redis`` under a random prefix, deleted after."""
+    if not url:
+        return Backend("Redis", _memory, f"n/a: set {REDIS_ENV} or --redis-url")
+    try:
+        import redis
+
+        from kaspi_identity.storage.redis import redis_storage
+    except ImportError as exc:
+        return Backend("Redis", _memory, f"n/a: {exc}")
+
+    @contextmanager
+    def open_redis() -> Iterator[Storage]:
+        client = redis.Redis.from_url(url)
+        prefix = f"kaspi-bench:{uuid.uuid4().hex}:"
+        try:
+            with redis_storage(client, accounts=MemoryAccountStore(), prefix=prefix) as storage:
+                yield storage
+        finally:
+            keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+            for start in range(0, len(keys), 1000):
+                client.delete(*keys[start : start + 1000])
+            client.close()
+
+    try:
+        probe = redis.Redis.from_url(url, socket_connect_timeout=2)
+        probe.ping()
+        probe.close()
+    except redis.exceptions.RedisError as exc:
+        return Backend("Redis", open_redis, f"n/a: {type(exc).__name__} at {_address(url)}")
+    return Backend("Redis", open_redis)
+
+
+def sqlalchemy_sqlite_backend() -> Backend:
+    """SQLite through ``kaspi_identity.storage.sqlalchemy`` (its own engine: WAL, FULL)."""
+    try:
+        from kaspi_identity.storage.sqlalchemy import sqlalchemy_storage
+    except ImportError as exc:
+        return Backend("SQLAlchemy SQLite", _memory, f"n/a: {exc}")
+
+    @contextmanager
+    def open_sqlalchemy_sqlite() -> Iterator[Storage]:
+        with tempfile.TemporaryDirectory() as directory:
+            url = f"sqlite:///{Path(directory) / 'bench.sqlite3'}"
+            with sqlalchemy_storage(url, create_tables=True) as storage:
+                yield storage
+
+    return Backend("SQLAlchemy SQLite", open_sqlalchemy_sqlite)
+
+
+def postgresql_backend(url: str | None) -> Backend:
+    """PostgreSQL through ``kaspi_identity.storage.sqlalchemy``, in a fresh schema dropped after."""
+    if not url:
+        return Backend("PostgreSQL", _memory, f"n/a: set {POSTGRES_ENV} or --postgres-url")
+    try:
+        import sqlalchemy as sa
+
+        from kaspi_identity.storage.sqlalchemy import make_metadata, sqlalchemy_storage
+    except ImportError as exc:
+        return Backend("PostgreSQL", _memory, f"n/a: {exc}")
+
+    @contextmanager
+    def open_postgresql() -> Iterator[Storage]:
+        schema = f"kaspi_bench_{uuid.uuid4().hex[:12]}"
+        # One pooled connection per client, as an app server would size its pool.
+        engine = sa.create_engine(url, pool_size=max(CLIENTS), hide_parameters=True)
+        try:
+            with engine.begin() as connection:
+                connection.execute(sa.schema.CreateSchema(schema))
+            tables = make_metadata(schema=schema)
+            with sqlalchemy_storage(engine, metadata=tables, create_tables=True) as storage:
+                yield storage
+        finally:
+            with engine.begin() as connection:
+                connection.execute(sa.schema.DropSchema(schema, cascade=True, if_exists=True))
+            engine.dispose()
+
+    try:
+        probe = sa.create_engine(url)
+        with probe.connect():
+            pass
+        probe.dispose()
+    except sa.exc.SQLAlchemyError as exc:
+        return Backend("PostgreSQL", open_postgresql, f"n/a: {type(exc).__name__}")
+    return Backend("PostgreSQL", open_postgresql)
+
+
+def default_backends(redis_url: str | None, postgres_url: str | None = None) -> list[Backend]:
+    """The backends measured, in table order. Add another adapter's :class:`Backend` here."""
+    return [
+        Backend("memory", _memory),
+        sqlite_backend("FULL"),
+        sqlite_backend("NORMAL"),
+        sqlalchemy_sqlite_backend(),
+        redis_backend(redis_url),
+        postgresql_backend(postgres_url),
+    ]
+
+
+# -- the operations ------------------------------------------------------------------------
+
+#: Given the storage, a thread number and the clock, return the call to repeat.
+Operation = Callable[[Storage, int, datetime], Callable[[], object]]
+
+
+def consume(storage: Storage, thread: int, now: datetime) -> Callable[[], object]:
+    """A fresh token id per call: every consume inserts."""
+    counter = iter(range(sys.maxsize))
+    expires = now + _HOUR
+
+    def run() -> object:
+        return storage.tokens.consume(f"t{thread}-{next(counter)}", expires, now=now)
+
+    return run
+
+
+def code_verify(storage: Storage, thread: int, now: datetime) -> Callable[[], object]:
+    """A wrong code against a live one: increment, compare, write back."""
+    key = f"+7701{thread:07d}"
+    storage.codes.put(key, _CODE, expires_at=now + _HOUR, now=now, failure_window=_HOUR)
+
+    def run() -> object:
+        return storage.codes.attempt(key, _WRONG, now=now, max_attempts=2**40)
+
+    return run
+
+
+def rate_limit_hit(storage: Storage, thread: int, now: datetime) -> Callable[[], object]:
+    """A hit counted in an open window, far below its limit."""
+    key = f"ip:{thread}"
+
+    def run() -> object:
+        return storage.rate_limits.hit(key, limit=2**40, window=_HOUR, now=now)
+
+    return run
+
+
+OPERATIONS: tuple[tuple[str, Operation], ...] = (
+    ("consume", consume),
+    ("code-verify", code_verify),
+    ("rate-limit hit", rate_limit_hit),
+)
+
+
+def ops_per_second(storage: Storage, operation: Operation, clients: int, seconds: float) -> float:
+    """Run ``operation`` in ``clients`` threads for ``seconds``; return total calls per second."""
+    now = datetime.now(timezone.utc)
+    calls = [operation(storage, thread, now) for thread in range(clients)]
+    for call in calls:
+        call()  # connect and warm up outside the clock
+    counts = [0] * clients
+    barrier = threading.Barrier(clients + 1)
+    stop = threading.Event()
+
+    def worker(index: int) -> None:
+        call = calls[index]
+        barrier.wait()
+        done = 0
+        while not stop.is_set():
+            call()
+            done += 1
+        counts[index] = done
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    start = time.perf_counter()
+    time.sleep(seconds)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    return sum(counts) / (time.perf_counter() - start)
+
+
+def measure(backend: Backend, seconds: float) -> dict[tuple[str, int], float]:
+    """Every operation at every client count on fresh storage: ``{(operation, clients): ops/s}``."""
+    results: dict[tuple[str, int], float] = {}
+    for name, operation in OPERATIONS:
+        for clients in CLIENTS:
+            with backend.open() as storage:
+                results[name, clients] = ops_per_second(storage, operation, clients, seconds)
+    return results
+
+
+# -- redis-benchmark -----------------------------------------------------------------------
+
+_RPS = re.compile(r"([A-Z]+): ([0-9.]+) requests per second")
+
+
+def _address(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname or '127.0.0.1'}:{parts.port or 6379}"
+
+
+def redis_benchmark(url: str, clients: int | None, requests: int) -> dict[str, float]:
+    """Run ``redis-benchmark -t set,incr -q``; return ``{"SET": rps, "INCR": rps}``."""
+    host, port = _address(url).rsplit(":", 1)
+    db = urlsplit(url).path.strip("/") or "0"
+    command = ["redis-benchmark", "-h", host, "-p", port, "--dbnum", db]
+    command += ["-t", "set,incr", "-q", "-n", str(requests)]
+    if clients is not None:
+        command += ["-c", str(clients)]
+    output = subprocess.run(command, capture_output=True, text=True, check=True, timeout=300)
+    return {name: float(rps) for name, rps in _RPS.findall(output.stdout.replace("\r", "\n"))}
+
+
+def _cleanup_redis_benchmark(url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    client.delete("key:__rand_int__", "counter:__rand_int__")
+    client.close()
+
+
+# -- report --------------------------------------------------------------------------------
+
+
+def _row(name: str, cells: Sequence[str]) -> str:
+    return f"{name:<20}" + "".join(f"{cell:>10}" for cell in cells)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the table of every backend and the redis-benchmark ceiling; exit status 0."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="shorter cells, fewer requests")
+    parser.add_argument("--redis-url", default=os.environ.get(REDIS_ENV), help=f"${REDIS_ENV}")
+    parser.add_argument(
+        "--postgres-url", default=os.environ.get(POSTGRES_ENV), help=f"${POSTGRES_ENV}"
+    )
+    args = parser.parse_args(argv)
+    seconds, requests = (0.4, 20_000) if args.quick else (1.2, 100_000)
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"operations per second, {seconds} s per cell, {os.cpu_count()} cores, load {load:.2f}")
+    header = [f"{clients} cl." for _ in OPERATIONS for clients in CLIENTS]
+    print(_row("", [f"{name[:9]:>9}" for name, _ in OPERATIONS for _ in CLIENTS]))
+    print(_row("backend", header))
+    measured: dict[str, dict[tuple[str, int], float]] = {}
+    for backend in default_backends(args.redis_url, args.postgres_url):
+        if backend.unavailable:
+            print(_row(backend.name, [backend.unavailable]))
+            continue
+        measured[backend.name] = results = measure(backend, seconds)
+        cells = [f"{results[name, clients]:,.0f}" for name, _ in OPERATIONS for clients in CLIENTS]
+        print(_row(backend.name, cells), flush=True)
+
+    if "Redis" not in measured or args.redis_url is None:
+        return 0
+    if shutil.which("redis-benchmark") is None:
+        print("\nredis-benchmark: n/a (apt-get install redis-tools)")
+        return 0
+    print(f"\nceiling: redis-benchmark -t set,incr -q -n {requests} on {_address(args.redis_url)}")
+    ceiling: dict[int | None, dict[str, float]] = {}
+    try:
+        for clients in (1, 16, None):
+            ceiling[clients] = rps = redis_benchmark(args.redis_url, clients, requests)
+            label = f"-c {clients}" if clients else "-c 50 (default)"
+            print(f"  {label:<16} SET {rps['SET']:>10,.0f}   INCR {rps['INCR']:>10,.0f}")
+    finally:
+        _cleanup_redis_benchmark(args.redis_url)
+    redis_rows = measured["Redis"]
+    print("\nRedis adapter as a fraction of redis-benchmark with as many clients:")
+    for clients in CLIENTS:
+        ceil = ceiling[clients]
+        parts = [
+            f"consume/SET {redis_rows['consume', clients] / ceil['SET']:.2f}",
+            f"code-verify/INCR {redis_rows['code-verify', clients] / ceil['INCR']:.2f}",
+            f"hit/INCR {redis_rows['rate-limit hit', clients] / ceil['INCR']:.2f}",
+        ]
+        print(f"  {clients:>2} client(s): " + "   ".join(parts))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
