@@ -655,6 +655,35 @@ class TestErrors:
         engine.dispose()
 
 
+class TestHostEngines(OnBackend):
+    def test_stricter_default_isolation(self) -> None:
+        """An engine defaulting to SERIALIZABLE still gives exact answers under a race."""
+        engine = self.backend.engine_for_tests(
+            isolation_level="SERIALIZABLE", pool_size=32, max_overflow=4
+        )
+        try:
+            storage = sqlalchemy_storage(engine, metadata=self.backend.metadata)
+            storage.codes.put(PHONE, b"right", expires_at=T0 + HOUR, now=T0, failure_window=HOUR)
+            barrier = threading.Barrier(16)
+            outcomes: list[CodeAttempt] = []
+
+            def attempt() -> None:
+                barrier.wait(timeout=30)
+                outcomes.append(storage.codes.attempt(PHONE, b"wrong", now=T0, max_attempts=5))
+
+            threads = [threading.Thread(target=attempt) for _ in range(16)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=60)
+            assert sorted(o.value for o in outcomes) == sorted(
+                ["mismatch"] * 5 + ["exhausted"] + ["missing"] * 10
+            )
+            storage.close()
+        finally:
+            engine.dispose()
+
+
 class Fault:
     """Breaks the connection under the next statement that starts with ``marker``, once.
 

@@ -201,7 +201,12 @@ class TokenService:
             raise InvalidTokenError("invalid token")
         try:
             payload: Any = self._serializers[name].loads(token)
-        except (BadData, UnicodeError, ValueError):
+            # base64 lets the last character of the signature carry two ignored bits; accept
+            # only the canonical spelling, so a token has exactly one valid form.
+            signature = token.rpartition(".")[2]
+            if _b64(_unb64(signature)) != signature:
+                raise InvalidTokenError("invalid token")
+        except (BadData, UnicodeError, ValueError, binascii.Error):
             raise InvalidTokenError("invalid token") from None
         claims = self._claims(payload, name)
         if moment.timestamp() >= claims.expires_at.timestamp() + 1:

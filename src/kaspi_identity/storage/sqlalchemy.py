@@ -317,8 +317,6 @@ class SQLAlchemyDatabase:
             )
         backend = engine.dialect.name
         if backend not in ("postgresql", "sqlite"):
-            if self._owns_engine:
-                engine.dispose()
             raise ValueError(
                 f"the SQLAlchemy storage supports PostgreSQL and SQLite, not {backend}"
             )
@@ -458,7 +456,7 @@ class SQLAlchemyDatabase:
         if isinstance(original, BaseException):
             diagnostics = getattr(original, "diag", None)
             primary = getattr(diagnostics, "message_primary", None)
-            reason = primary if isinstance(primary, str) else _first_line(str(original))
+            reason = _first_line(primary if isinstance(primary, str) else str(original))
             name = type(original).__name__
         else:
             reason, name = _first_line(str(exc).split("(Background on this error")[0]), ""
