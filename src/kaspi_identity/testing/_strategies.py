@@ -144,11 +144,10 @@ def _assemble(
     needed = list(needed)[: max(high, 0)]
     rest_low = max(low - len(needed), 0) if filler else 0
     rest_high = max(high - len(needed), rest_low) if filler else 0
-    chars: list[tuple[str, bool]] = [
-        (c, False)
-        for c in draw(st.lists(st.sampled_from(filler), min_size=rest_low, max_size=rest_high))
-        if filler
-    ]
+    chars: list[tuple[str, bool]] = []
+    if filler:
+        rest = draw(st.lists(st.sampled_from(filler), min_size=rest_low, max_size=rest_high))
+        chars = [(c, False) for c in rest]
     # Lower before upper: each goes to the front, so the upper-case letter ends up first.
     for name in sorted(needed, key=("lower", "upper", "digit", "special").index):
         char = draw(st.sampled_from(pools[name]))
