@@ -21,7 +21,7 @@ pytest_plugins = ["pytester"]
 FAST = settings(
     max_examples=60,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    suppress_health_check=[HealthCheck.too_slow],
 )
 #: zxcvbn runs on every check: fewer examples.
 STRONG = settings(FAST, max_examples=15)

@@ -141,7 +141,9 @@ def _assemble(
     Upper and lower case letters shrink to the front, digits and specials to the back, so a
     minimal example reads like a password a person would type (``"Aaaaaaa0!"``).
     """
-    needed = list(needed)[: max(high, 0)]
+    high = max(high, 0)
+    low = min(max(low, 0), high)  # never longer than ``high``: the caller's room is exact
+    needed = list(needed)[:high]
     rest_low = max(low - len(needed), 0) if filler else 0
     rest_high = max(high - len(needed), rest_low) if filler else 0
     chars: list[tuple[str, bool]] = []
