@@ -22,6 +22,7 @@ from kaspi_identity._errors import (
     StorageError,
     UnknownLanguageError,
 )
+from kaspi_identity.delivery import DeliveryError
 from kaspi_identity.hashing import (
     OWASP_MINIMUM,
     PROFILES,
@@ -31,7 +32,6 @@ from kaspi_identity.hashing import (
     PasswordHasher,
     calibrate,
 )
-from kaspi_identity.delivery import DeliveryError
 from kaspi_identity.history import PasswordHistory
 from kaspi_identity.i18n import CatalogError
 from kaspi_identity.phone import InvalidPhoneError
