@@ -26,6 +26,7 @@ __all__ = [
     "require_text",
     "require_utc",
     "to_microseconds",
+    "utc_microseconds",
 ]
 
 #: The instant every stored time is counted from (integer microseconds since).
@@ -158,6 +159,17 @@ def require_duration(value: object, name: str) -> timedelta:
 def to_microseconds(value: datetime) -> int:
     """Return an aware ``value`` as integer microseconds since 1970-01-01T00:00:00Z."""
     return (value - EPOCH) // _MICROSECOND
+
+
+def utc_microseconds(value: object, name: str = "now") -> int:
+    """Return ``value``, checked by :func:`require_utc`, as integer microseconds since the epoch.
+
+    Raises:
+        TypeError: ``value`` is not a :class:`~datetime.datetime`.
+        ValueError: ``value`` is naive, or cannot be expressed in UTC.
+
+    """
+    return to_microseconds(require_utc(value, name))
 
 
 def from_microseconds(value: int) -> datetime:

@@ -1,28 +1,230 @@
-"""State transitions of one-time codes and rate-limit windows, shared by the adapters.
+"""Argument checks and state transitions of the store operations, shared by the adapters.
 
-Each adapter loads a key's state, applies one of these pure functions and writes the result
-back inside one atomic step (a lock, ``BEGIN IMMEDIATE``, ``SELECT ... FOR UPDATE``), so every
-adapter answers exactly as the in-memory reference does. Times are integer microseconds
-since the Unix epoch, as the SQL adapters store them.
+Every adapter method starts with the same ``check_*`` function, so all of them refuse the
+same arguments with the same errors and messages, and get the same normalised values back.
+
+Each adapter then loads a key's state, applies one of the pure transitions below and writes
+the result back inside one atomic step (a lock, ``BEGIN IMMEDIATE``, ``SELECT ... FOR
+UPDATE``), so every adapter answers exactly as the in-memory reference does. Times are
+integer microseconds since the Unix epoch, as the SQL adapters store them.
 """
 
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from ._records import CodeAttempt, RateLimitResult
+from ._checks import (
+    CODE_HASH_MAX_LENGTH,
+    EMAIL_MAX_LENGTH,
+    TOKEN_ID_MAX_LENGTH,
+    require_bytes,
+    require_count,
+    require_duration,
+    require_key,
+    require_text,
+    require_utc,
+    utc_microseconds,
+)
+from ._records import Account, CodeAttempt, HistoryEntry, NewAccount, RateLimitResult
 
 __all__ = [
     "CodeState",
     "WindowState",
     "attempt_code",
+    "check_append",
+    "check_attempt",
+    "check_consume",
+    "check_create",
+    "check_hit",
+    "check_put",
+    "check_recent",
+    "check_set_email",
     "code_is_dead",
+    "fresh_account",
     "hit_window",
+    "login_keys",
     "put_code",
     "window_is_dead",
 ]
+
+_US = timedelta(microseconds=1)
+
+#: Converts ``now`` to microseconds: :func:`utc_microseconds`, or an adapter's stricter one.
+ToMicroseconds = Callable[[object, str], int]
+
+
+# -- argument checks -------------------------------------------------------------------
+
+
+def check_create(new: object, now: object) -> datetime:
+    """Check the arguments of ``AccountStore.create``; return ``now`` in UTC.
+
+    Raises:
+        TypeError: ``new`` is not a :class:`NewAccount`, or ``now`` not a datetime.
+        ValueError: ``now`` is naive.
+
+    """
+    if not isinstance(new, NewAccount):
+        raise TypeError(f"new must be a NewAccount, not {type(new).__name__}")
+    return require_utc(now)
+
+
+def fresh_account(new: NewAccount, account_id: str, now: datetime) -> Account:
+    """Return the account ``create`` stores for ``new``: no failures, no logins yet."""
+    return Account(
+        id=account_id,
+        username=new.username,
+        email=new.email,
+        phone=new.phone,
+        password_hash=new.password_hash,
+        email_confirmed=new.email_confirmed,
+        failed_logins=0,
+        last_failed_login_at=None,
+        last_login_at=None,
+        created_at=now,
+        language=new.language,
+    )
+
+
+def login_keys(new: NewAccount) -> dict[str, str | None]:
+    """Return the unique keys of ``new`` by kind: user name and e-mail casefolded, the phone."""
+    return {
+        "username": None if new.username is None else new.username.casefold(),
+        "email": None if new.email is None else new.email.casefold(),
+        "phone": new.phone,
+    }
+
+
+def check_set_email(email: object, confirmed: object) -> None:
+    """Check the arguments of ``AccountStore.set_email`` (the account id is checked apart).
+
+    Raises:
+        TypeError: ``email`` is not a ``str`` or ``confirmed`` not a ``bool``.
+        ValueError: ``email`` is empty, too long, or holds NUL or a lone surrogate.
+
+    """
+    require_text(email, "email", max_length=EMAIL_MAX_LENGTH)
+    if not isinstance(confirmed, bool):
+        raise TypeError(f"confirmed must be bool, not {type(confirmed).__name__}")
+
+
+def check_append(account_id: object, entry: object, keep: object) -> None:
+    """Check the arguments of ``PasswordHistoryStore.append``.
+
+    Raises:
+        TypeError: an argument has the wrong type.
+        ValueError: ``account_id`` is not a usable key, or ``keep`` is below 1.
+
+    """
+    require_key(account_id, "account_id")
+    if not isinstance(entry, HistoryEntry):
+        raise TypeError(f"entry must be a HistoryEntry, not {type(entry).__name__}")
+    require_count(keep, "keep", minimum=1)
+
+
+def check_recent(account_id: object, limit: object) -> None:
+    """Check the arguments of ``PasswordHistoryStore.recent``.
+
+    Raises:
+        TypeError: an argument has the wrong type.
+        ValueError: ``account_id`` is not a usable key, or ``limit`` is below 1.
+
+    """
+    require_key(account_id, "account_id")
+    require_count(limit, "limit", minimum=1)
+
+
+def check_consume(token_id: object, expires_at: object, now: object) -> tuple[int, int]:
+    """Check the arguments of ``TokenLedger.consume``; return both times in microseconds.
+
+    Raises:
+        TypeError: an argument has the wrong type.
+        ValueError: ``token_id`` is not a usable id, or a time is naive.
+
+    """
+    require_key(token_id, "token_id", max_length=TOKEN_ID_MAX_LENGTH)
+    return utc_microseconds(expires_at, "expires_at"), utc_microseconds(now)
+
+
+def check_put(
+    key: object,
+    code_hash: object,
+    *,
+    expires_at: object,
+    now: object,
+    failure_window: object,
+    now_microseconds: ToMicroseconds = utc_microseconds,
+) -> tuple[int, int, int]:
+    """Check the arguments of ``OneTimeCodeStore.put``.
+
+    Returns ``(expires_at, now, failure_window)`` in integer microseconds.
+
+    Raises:
+        TypeError: an argument has the wrong type.
+        ValueError: ``key`` or ``code_hash`` is empty or too long, a time is naive (or
+            refused by ``now_microseconds``), ``failure_window`` is not positive, or
+            ``expires_at`` is not after ``now``.
+
+    """
+    require_key(key)
+    require_bytes(code_hash, "code_hash", max_length=CODE_HASH_MAX_LENGTH, allow_empty=False)
+    expires = utc_microseconds(expires_at, "expires_at")
+    at = now_microseconds(now, "now")
+    window = require_duration(failure_window, "failure_window") // _US
+    if expires <= at:
+        raise ValueError("expires_at must be after now")
+    return expires, at, window
+
+
+def check_attempt(
+    key: object,
+    code_hash: object,
+    *,
+    now: object,
+    max_attempts: object,
+    now_microseconds: ToMicroseconds = utc_microseconds,
+) -> int:
+    """Check the arguments of ``OneTimeCodeStore.attempt``; return ``now`` in microseconds.
+
+    Raises:
+        TypeError: an argument has the wrong type.
+        ValueError: ``key`` or ``code_hash`` is empty or too long, ``now`` is naive (or
+            refused by ``now_microseconds``), or ``max_attempts`` is below 1.
+
+    """
+    require_key(key)
+    require_bytes(code_hash, "code_hash", max_length=CODE_HASH_MAX_LENGTH, allow_empty=False)
+    at = now_microseconds(now, "now")
+    require_count(max_attempts, "max_attempts", minimum=1)
+    return at
+
+
+def check_hit(
+    key: object,
+    *,
+    limit: object,
+    window: object,
+    now: object,
+    now_microseconds: ToMicroseconds = utc_microseconds,
+) -> tuple[int, int]:
+    """Check the arguments of ``RateLimiter.hit``; return ``(window, now)`` in microseconds.
+
+    Raises:
+        TypeError: an argument has the wrong type.
+        ValueError: ``key`` is empty or too long, ``limit`` is below 1, ``window`` is not
+            positive, or ``now`` is naive (or refused by ``now_microseconds``).
+
+    """
+    require_key(key)
+    require_count(limit, "limit", minimum=1)
+    length = require_duration(window, "window") // _US
+    return length, now_microseconds(now, "now")
+
+
+# -- state transitions -----------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)

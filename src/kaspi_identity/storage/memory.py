@@ -17,26 +17,27 @@ from datetime import datetime, timedelta
 
 from .._errors import AccountNotFoundError, DuplicateAccountError
 from ._checks import (
-    CODE_HASH_MAX_LENGTH,
-    EMAIL_MAX_LENGTH,
     LEDGER_GRACE,
     TOKEN_ID_MAX_LENGTH,
     check_account_id,
     check_expected_hash,
     check_login,
-    require_bytes,
-    require_count,
-    require_duration,
     require_key,
-    require_text,
     require_utc,
-    to_microseconds,
 )
 from ._logic import (
     CodeState,
     WindowState,
     attempt_code,
+    check_append,
+    check_attempt,
+    check_create,
+    check_hit,
+    check_put,
+    check_recent,
+    check_set_email,
     code_is_dead,
+    fresh_account,
     hit_window,
     put_code,
     window_is_dead,
@@ -76,9 +77,7 @@ class MemoryAccountStore:
 
     def create(self, new: NewAccount, *, now: datetime) -> Account:
         """Store ``new`` under a fresh random id; see the protocol."""
-        if not isinstance(new, NewAccount):
-            raise TypeError(f"new must be a NewAccount, not {type(new).__name__}")
-        now = require_utc(now)
+        now = check_create(new, now)
         username_key = None if new.username is None else new.username.casefold()
         email_key = None if new.email is None else new.email.casefold()
         with self._lock:
@@ -89,19 +88,7 @@ class MemoryAccountStore:
             if new.phone is not None and new.phone in self._by_phone:
                 raise DuplicateAccountError("phone")
             account_id = secrets.token_hex(16)
-            account = Account(
-                id=account_id,
-                username=new.username,
-                email=new.email,
-                phone=new.phone,
-                password_hash=new.password_hash,
-                email_confirmed=new.email_confirmed,
-                failed_logins=0,
-                last_failed_login_at=None,
-                last_login_at=None,
-                created_at=now,
-                language=new.language,
-            )
+            account = fresh_account(new, account_id, now)
             self._accounts[account_id] = account
             if username_key is not None:
                 self._by_username[username_key] = account_id
@@ -149,9 +136,7 @@ class MemoryAccountStore:
 
     def set_email(self, account_id: str, email: str, *, confirmed: bool = False) -> None:
         """Set the e-mail and its confirmation flag; see the protocol."""
-        require_text(email, "email", max_length=EMAIL_MAX_LENGTH)
-        if not isinstance(confirmed, bool):
-            raise TypeError(f"confirmed must be bool, not {type(confirmed).__name__}")
+        check_set_email(email, confirmed)
         key = check_account_id(account_id)
         with self._lock:
             account = None if key is None else self._accounts.get(key)
@@ -220,10 +205,7 @@ class MemoryPasswordHistoryStore:
 
     def append(self, account_id: str, entry: HistoryEntry, *, keep: int) -> None:
         """Append ``entry`` and keep the newest ``keep``; see the protocol."""
-        require_key(account_id, "account_id")
-        if not isinstance(entry, HistoryEntry):
-            raise TypeError(f"entry must be a HistoryEntry, not {type(entry).__name__}")
-        require_count(keep, "keep", minimum=1)
+        check_append(account_id, entry, keep)
         with self._lock:
             entries = self._entries.setdefault(account_id, deque())
             entries.append(entry)
@@ -232,8 +214,7 @@ class MemoryPasswordHistoryStore:
 
     def recent(self, account_id: str, limit: int) -> list[HistoryEntry]:
         """Return at most ``limit`` entries, newest first."""
-        require_key(account_id, "account_id")
-        require_count(limit, "limit", minimum=1)
+        check_recent(account_id, limit)
         with self._lock:
             entries = self._entries.get(account_id, ())
             return list(reversed(entries))[:limit]
@@ -286,13 +267,9 @@ class MemoryOneTimeCodeStore:
         failure_window: timedelta,
     ) -> None:
         """Store a new code for ``key``, keeping the failure counter; see the protocol."""
-        require_key(key)
-        require_bytes(code_hash, "code_hash", max_length=CODE_HASH_MAX_LENGTH, allow_empty=False)
-        expires = to_microseconds(require_utc(expires_at, "expires_at"))
-        at = to_microseconds(require_utc(now))
-        window = require_duration(failure_window, "failure_window") // timedelta(microseconds=1)
-        if expires <= at:
-            raise ValueError("expires_at must be after now")
+        expires, at, window = check_put(
+            key, code_hash, expires_at=expires_at, now=now, failure_window=failure_window
+        )
         with self._lock:
             self._sweep(at)
             self._states[key] = put_code(
@@ -303,10 +280,7 @@ class MemoryOneTimeCodeStore:
         self, key: str, code_hash: bytes, *, now: datetime, max_attempts: int
     ) -> CodeAttempt:
         """Count an attempt and compare; see the protocol."""
-        require_key(key)
-        require_bytes(code_hash, "code_hash", max_length=CODE_HASH_MAX_LENGTH, allow_empty=False)
-        at = to_microseconds(require_utc(now))
-        require_count(max_attempts, "max_attempts", minimum=1)
+        at = check_attempt(key, code_hash, now=now, max_attempts=max_attempts)
         with self._lock:
             state, outcome = attempt_code(
                 self._states.get(key), code_hash, now=at, max_attempts=max_attempts
@@ -335,10 +309,7 @@ class MemoryRateLimiter:
 
     def hit(self, key: str, *, limit: int, window: timedelta, now: datetime) -> RateLimitResult:
         """Count a hit on ``key``; see the protocol."""
-        require_key(key)
-        require_count(limit, "limit", minimum=1)
-        length = require_duration(window, "window") // timedelta(microseconds=1)
-        at = to_microseconds(require_utc(now))
+        length, at = check_hit(key, limit=limit, window=window, now=now)
         with self._lock:
             self._writes += 1
             if self._writes % _SWEEP_EVERY == 0:

@@ -45,18 +45,8 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess
     ) from exc
 
 from .._errors import CorruptRecordError, StorageError
-from ._checks import (
-    CODE_HASH_MAX_LENGTH,
-    LEDGER_GRACE,
-    TOKEN_ID_MAX_LENGTH,
-    from_microseconds,
-    require_bytes,
-    require_count,
-    require_duration,
-    require_key,
-    require_utc,
-    to_microseconds,
-)
+from ._checks import LEDGER_GRACE, from_microseconds, require_key, to_microseconds, utc_microseconds
+from ._logic import check_append, check_attempt, check_consume, check_hit, check_put, check_recent
 from ._protocols import AccountStore, Storage
 from ._records import CodeAttempt, HistoryEntry, RateLimitResult
 
@@ -284,9 +274,9 @@ def _run(operation: Callable[[], _T]) -> _T:
         raise StorageError(f"Redis storage failed: {type(exc).__name__}") from exc
 
 
-def _lua_time(value: datetime, name: str) -> int:
+def _lua_time(value: object, name: str) -> int:
     """Return ``value`` in microseconds, refused where Lua's doubles stop being exact."""
-    micros = to_microseconds(require_utc(value, name))
+    micros = utc_microseconds(value, name)
     if not -_LUA_EXACT < micros < _LUA_EXACT:
         raise ValueError(f"{name} must lie between the years 1685 and 2255 for Redis storage")
     return micros
@@ -359,9 +349,7 @@ class RedisTokenLedger(_RedisStore):
 
     def consume(self, token_id: str, expires_at: datetime, *, now: datetime) -> bool:
         """Record ``token_id`` as used; ``True`` only the first time, before expiry."""
-        require_key(token_id, "token_id", max_length=TOKEN_ID_MAX_LENGTH)
-        expires = to_microseconds(require_utc(expires_at, "expires_at"))
-        at = to_microseconds(require_utc(now))
+        expires, at = check_consume(token_id, expires_at, now)
         if expires <= at:
             return False
         key = self._key(token_id)
@@ -395,13 +383,14 @@ class RedisOneTimeCodeStore(_RedisStore):
         failure_window: timedelta,
     ) -> None:
         """Store a new code for ``key``, keeping the failure counter; see the protocol."""
-        require_key(key)
-        require_bytes(code_hash, "code_hash", max_length=CODE_HASH_MAX_LENGTH, allow_empty=False)
-        expires = to_microseconds(require_utc(expires_at, "expires_at"))
-        at = _lua_time(now, "now")
-        window = require_duration(failure_window, "failure_window") // _US
-        if expires <= at:
-            raise ValueError("expires_at must be after now")
+        expires, at, window = check_put(
+            key,
+            code_hash,
+            expires_at=expires_at,
+            now=now,
+            failure_window=failure_window,
+            now_microseconds=_lua_time,
+        )
         redis_key = self._key(key)
         args: list[bytes | str] = [code_hash, str(expires), str(at), str(window), str(_GRACE_MS)]
         result = _run(lambda: self._put(keys=[redis_key], args=args))
@@ -412,10 +401,9 @@ class RedisOneTimeCodeStore(_RedisStore):
         self, key: str, code_hash: bytes, *, now: datetime, max_attempts: int
     ) -> CodeAttempt:
         """Count an attempt and compare, in one script; see the protocol."""
-        require_key(key)
-        require_bytes(code_hash, "code_hash", max_length=CODE_HASH_MAX_LENGTH, allow_empty=False)
-        at = _lua_time(now, "now")
-        require_count(max_attempts, "max_attempts", minimum=1)
+        at = check_attempt(
+            key, code_hash, now=now, max_attempts=max_attempts, now_microseconds=_lua_time
+        )
         redis_key = self._key(key)
         args: list[bytes | str] = [code_hash, str(at), str(max_attempts), str(_GRACE_MS)]
         result = _run(lambda: self._attempt(keys=[redis_key], args=args))
@@ -448,10 +436,7 @@ class RedisRateLimiter(_RedisStore):
 
     def hit(self, key: str, *, limit: int, window: timedelta, now: datetime) -> RateLimitResult:
         """Count a hit on ``key`` in one script; see the protocol."""
-        require_key(key)
-        require_count(limit, "limit", minimum=1)
-        length = require_duration(window, "window") // _US
-        at = _lua_time(now, "now")
+        length, at = check_hit(key, limit=limit, window=window, now=now, now_microseconds=_lua_time)
         redis_key = self._key(key)
         args = [str(at), str(limit), str(length), str(_GRACE_MS)]
         result = _run(lambda: self._hit(keys=[redis_key], args=args))
@@ -480,18 +465,14 @@ class RedisPasswordHistoryStore(_RedisStore):
 
     def append(self, account_id: str, entry: HistoryEntry, *, keep: int) -> None:
         """Append ``entry`` and keep the newest ``keep``, in one script; see the protocol."""
-        require_key(account_id, "account_id")
-        if not isinstance(entry, HistoryEntry):
-            raise TypeError(f"entry must be a HistoryEntry, not {type(entry).__name__}")
-        require_count(keep, "keep", minimum=1)
+        check_append(account_id, entry, keep)
         key = self._key(account_id)
         args: list[bytes | str] = [_encode_entry(entry), str(min(keep, _LIST_INDEX_MAX) - 1)]
         _run(lambda: self._append(keys=[key], args=args))
 
     def recent(self, account_id: str, limit: int) -> list[HistoryEntry]:
         """Return at most ``limit`` entries, newest first."""
-        require_key(account_id, "account_id")
-        require_count(limit, "limit", minimum=1)
+        check_recent(account_id, limit)
         key = self._key(account_id)
         raw = _run(lambda: self._client.lrange(key, 0, min(limit, _LIST_INDEX_MAX) - 1))
         return [_decode_entry(item) for item in raw]

@@ -57,25 +57,41 @@ except ImportError as _missing:  # pragma: no cover - exercised in a subprocess
 
 from .._errors import AccountNotFoundError, CorruptRecordError, DuplicateAccountError, StorageError
 from ._checks import (
-    CODE_HASH_MAX_LENGTH,
-    EMAIL_MAX_LENGTH,
     LEDGER_GRACE,
     TOKEN_ID_MAX_LENGTH,
     check_account_id,
     check_expected_hash,
     check_login,
-    from_microseconds,
-    require_bytes,
-    require_count,
-    require_duration,
-    require_key,
-    require_text,
     require_utc,
     to_microseconds,
 )
-from ._logic import CodeState, WindowState, attempt_code, hit_window, put_code
+from ._logic import (
+    CodeState,
+    attempt_code,
+    check_append,
+    check_attempt,
+    check_consume,
+    check_create,
+    check_hit,
+    check_put,
+    check_recent,
+    check_set_email,
+    fresh_account,
+    hit_window,
+    login_keys,
+    put_code,
+)
 from ._protocols import LoginKind, Storage
 from ._records import Account, CodeAttempt, HistoryEntry, NewAccount, RateLimitResult
+from ._rows import (
+    corrupt,
+    decode_code_state,
+    decode_history_entry,
+    decode_window_state,
+    next_failed_logins,
+    read_int,
+    read_time,
+)
 
 __all__ = [
     "ACCOUNT_FIELDS",
@@ -239,27 +255,6 @@ def _find_tables(md: object) -> _Tables:
         return _Tables(*(md.tables[f"{qualifier}{prefix}{name}"] for name in names))
     except KeyError as exc:
         raise ValueError(f"metadata lacks the table {exc.args[0]!r}") from None
-
-
-def _corrupt(what: str, reason: str) -> CorruptRecordError:
-    return CorruptRecordError(f"a stored {what} row is invalid: {reason}")
-
-
-def _int(value: object, what: str, column: str) -> int:
-    if type(value) is not int:
-        raise _corrupt(what, f"{column} is not an integer")
-    return value
-
-
-def _optional_int(value: object, what: str, column: str) -> int | None:
-    return None if value is None else _int(value, what, column)
-
-
-def _time(value: object, what: str, column: str) -> datetime:
-    try:
-        return from_microseconds(_int(value, what, column))
-    except OverflowError:
-        raise _corrupt(what, f"{column} is out of range") from None
 
 
 def _raw(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
@@ -590,9 +585,9 @@ class _TimeColumn:
         if value is None:
             return None
         if self.micro:
-            return _time(value, "account", name)
+            return read_time(value, "account", name)
         if not isinstance(value, datetime):
-            raise _corrupt("account", f"{name} is not a time")
+            raise corrupt("account", f"{name} is not a time")
         if value.tzinfo is None:
             return value.replace(tzinfo=timezone.utc)
         return value.astimezone(timezone.utc)
@@ -712,12 +707,12 @@ class SQLAlchemyAccountStore(_Store):
             language,
         ) = row
         if type(confirmed) is not bool and not (type(confirmed) is int and confirmed in (0, 1)):
-            raise _corrupt("account", "email_confirmed is not a boolean")
+            raise corrupt("account", "email_confirmed is not a boolean")
         if self._integer_id and type(pk) is not int:
-            raise _corrupt("account", "id is not an integer")
+            raise corrupt("account", "id is not an integer")
         created_at = self._times["created_at"].from_db(created, "created_at")
         if created_at is None:
-            raise _corrupt("account", "created_at is missing")
+            raise corrupt("account", "created_at is missing")
         try:
             return Account(
                 id=str(pk) if self._integer_id else pk,  # Account checks every field
@@ -726,7 +721,7 @@ class SQLAlchemyAccountStore(_Store):
                 phone=phone,
                 password_hash=password_hash,
                 email_confirmed=bool(confirmed),
-                failed_logins=_int(failed, "account", "failed_logins"),
+                failed_logins=read_int(failed, "account", "failed_logins"),
                 last_failed_login_at=self._times["last_failed_login_at"].from_db(
                     last_failed, "last_failed_login_at"
                 ),
@@ -737,13 +732,13 @@ class SQLAlchemyAccountStore(_Store):
         except (TypeError, ValueError) as exc:
             if isinstance(exc, CorruptRecordError):
                 raise
-            raise _corrupt("account", str(exc)) from exc
+            raise corrupt("account", str(exc)) from exc
 
     def _fetch(self, connection: sa.Connection, where: sa.ColumnElement[bool]) -> Account | None:
         try:
             row = connection.execute(self._select.where(where)).first()
         except (TypeError, ValueError) as exc:  # a DateTime column SQLAlchemy cannot parse
-            raise _corrupt("account", "a time column cannot be read") from exc
+            raise corrupt("account", "a time column cannot be read") from exc
         return self._decode(None if row is None else tuple(row))
 
     def _taken(self, connection: sa.Connection, field: str, value: str, pk: object | None) -> bool:
@@ -774,14 +769,8 @@ class SQLAlchemyAccountStore(_Store):
 
     def create(self, new: NewAccount, *, now: datetime) -> Account:
         """Store ``new`` under a fresh id; see the protocol."""
-        if not isinstance(new, NewAccount):
-            raise TypeError(f"new must be a NewAccount, not {type(new).__name__}")
-        now = require_utc(now)
-        keys = {
-            "username": None if new.username is None else new.username.casefold(),
-            "email": None if new.email is None else new.email.casefold(),
-            "phone": new.phone,
-        }
+        now = check_create(new, now)
+        keys = login_keys(new)
         c = self._columns
         values: dict[str, object] = {
             **self._defaults,
@@ -814,19 +803,7 @@ class SQLAlchemyAccountStore(_Store):
             return values[c["id"].key] if key is None or not self._integer_id else key[0]
 
         pk = self._write_checked(insert)
-        return Account(
-            id=str(pk),
-            username=new.username,
-            email=new.email,
-            phone=new.phone,
-            password_hash=new.password_hash,
-            email_confirmed=new.email_confirmed,
-            failed_logins=0,
-            last_failed_login_at=None,
-            last_login_at=None,
-            created_at=now,
-            language=new.language,
-        )
+        return fresh_account(new, str(pk), now)
 
     def get(self, account_id: str) -> Account | None:
         """Return the account with this id, or ``None``."""
@@ -859,9 +836,7 @@ class SQLAlchemyAccountStore(_Store):
 
     def set_email(self, account_id: str, email: str, *, confirmed: bool = False) -> None:
         """Set the e-mail and its confirmation flag; see the protocol."""
-        require_text(email, "email", max_length=EMAIL_MAX_LENGTH)
-        if not isinstance(confirmed, bool):
-            raise TypeError(f"confirmed must be bool, not {type(confirmed).__name__}")
+        check_set_email(email, confirmed)
         pk = self._pk(account_id)
         if pk is None:
             raise AccountNotFoundError("no account has this id")
@@ -911,9 +886,7 @@ class SQLAlchemyAccountStore(_Store):
             ).first()
             if row is None:
                 raise AccountNotFoundError("no account has this id")
-            count = _int(row[0], "account", "failed_logins") + 1
-            if count < 1:
-                raise _corrupt("account", "failed_logins is negative")
+            count = next_failed_logins(row[0])
             connection.execute(
                 sa.update(self._table)
                 .where(c["id"] == pk)
@@ -965,10 +938,7 @@ class SQLAlchemyPasswordHistoryStore(_Store):
 
     def append(self, account_id: str, entry: HistoryEntry, *, keep: int) -> None:
         """Append ``entry`` and trim to the newest ``keep`` in one transaction."""
-        require_key(account_id, "account_id")
-        if not isinstance(entry, HistoryEntry):
-            raise TypeError(f"entry must be a HistoryEntry, not {type(entry).__name__}")
-        require_count(keep, "keep", minimum=1)
+        check_append(account_id, entry, keep)
         t = self._tables.history
         newest = (
             sa.select(t.c.seq)
@@ -998,8 +968,7 @@ class SQLAlchemyPasswordHistoryStore(_Store):
 
     def recent(self, account_id: str, limit: int) -> list[HistoryEntry]:
         """Return at most ``limit`` entries, newest first."""
-        require_key(account_id, "account_id")
-        require_count(limit, "limit", minimum=1)
+        check_recent(account_id, limit)
         t = self._tables.history
         query = (
             sa.select(_raw(t.c.password_hash), _raw(t.c.fingerprint), _raw(t.c.created_at))
@@ -1008,23 +977,7 @@ class SQLAlchemyPasswordHistoryStore(_Store):
             .limit(limit)
         )
         rows = self._db._read(lambda c: [tuple(row) for row in c.execute(query).all()])
-        return [_decode_entry(row) for row in rows]
-
-
-def _decode_entry(row: tuple[Any, ...]) -> HistoryEntry:
-    password_hash, fingerprint, created = row
-    if type(fingerprint) is not bytes:
-        raise _corrupt("password history", "fingerprint is not binary")
-    try:
-        return HistoryEntry(
-            password_hash=password_hash,
-            fingerprint=fingerprint,
-            created_at=_time(created, "password history", "created_at"),
-        )
-    except (TypeError, ValueError) as exc:
-        if isinstance(exc, CorruptRecordError):
-            raise
-        raise _corrupt("password history", str(exc)) from exc
+        return [decode_history_entry(row) for row in rows]
 
 
 # -- token ledger --------------------------------------------------------------------------
@@ -1048,9 +1001,7 @@ class SQLAlchemyTokenLedger(_Store):
 
     def consume(self, token_id: str, expires_at: datetime, *, now: datetime) -> bool:
         """Record ``token_id`` as used; ``True`` only the first time, before expiry."""
-        require_key(token_id, "token_id", max_length=TOKEN_ID_MAX_LENGTH)
-        expires = to_microseconds(require_utc(expires_at, "expires_at"))
-        at = to_microseconds(require_utc(now))
+        expires, at = check_consume(token_id, expires_at, now)
         if expires <= at:
             return False
         if self._sweep_due():
@@ -1128,13 +1079,9 @@ class SQLAlchemyOneTimeCodeStore(_RowPerKey):
         failure_window: timedelta,
     ) -> None:
         """Store a new code for ``key``, keeping the failure counter; see the protocol."""
-        require_key(key)
-        require_bytes(code_hash, "code_hash", max_length=CODE_HASH_MAX_LENGTH, allow_empty=False)
-        expires = to_microseconds(require_utc(expires_at, "expires_at"))
-        at = to_microseconds(require_utc(now))
-        window = require_duration(failure_window, "failure_window") // _US
-        if expires <= at:
-            raise ValueError("expires_at must be after now")
+        expires, at, window = check_put(
+            key, code_hash, expires_at=expires_at, now=now, failure_window=failure_window
+        )
         if self._sweep_due():
             t = self._tables.codes
             no_code = sa.or_(
@@ -1145,7 +1092,7 @@ class SQLAlchemyOneTimeCodeStore(_RowPerKey):
 
         def put(connection: sa.Connection) -> None:
             for _ in range(_RETRIES):
-                state = _code_state(self._lock(connection, key))
+                state = decode_code_state(self._lock(connection, key))
                 updated = put_code(
                     state, code_hash, expires_at=expires, now=at, failure_window=window
                 )
@@ -1159,13 +1106,10 @@ class SQLAlchemyOneTimeCodeStore(_RowPerKey):
         self, key: str, code_hash: bytes, *, now: datetime, max_attempts: int
     ) -> CodeAttempt:
         """Count an attempt and compare, in one locked transaction; see the protocol."""
-        require_key(key)
-        require_bytes(code_hash, "code_hash", max_length=CODE_HASH_MAX_LENGTH, allow_empty=False)
-        at = to_microseconds(require_utc(now))
-        require_count(max_attempts, "max_attempts", minimum=1)
+        at = check_attempt(key, code_hash, now=now, max_attempts=max_attempts)
 
         def attempt(connection: sa.Connection) -> CodeAttempt:
-            state = _code_state(self._lock(connection, key))
+            state = decode_code_state(self._lock(connection, key))
             updated, outcome = attempt_code(state, code_hash, now=at, max_attempts=max_attempts)
             if updated is None:
                 if state is not None:
@@ -1175,26 +1119,6 @@ class SQLAlchemyOneTimeCodeStore(_RowPerKey):
             return outcome
 
         return self._db._write(attempt)
-
-
-def _code_state(row: tuple[Any, ...] | None) -> CodeState | None:
-    if row is None:
-        return None
-    code_hash, expires_at, failure_window, failures, window_ends_at = row
-    if code_hash is not None and type(code_hash) is not bytes:
-        raise _corrupt("one-time code", "code_hash is not binary")
-    state = CodeState(
-        code_hash=code_hash,
-        expires_at=_optional_int(expires_at, "one-time code", "expires_at"),
-        failure_window=_int(failure_window, "one-time code", "failure_window"),
-        failures=_int(failures, "one-time code", "failures"),
-        window_ends_at=_optional_int(window_ends_at, "one-time code", "window_ends_at"),
-    )
-    if state.failure_window <= 0 or state.failures < 0:
-        raise _corrupt("one-time code", "failure_window or failures is out of range")
-    if (state.failures == 0) != (state.window_ends_at is None):
-        raise _corrupt("one-time code", "failures and window_ends_at disagree")
-    return state
 
 
 def _code_values(state: CodeState) -> dict[str, object]:
@@ -1223,17 +1147,14 @@ class SQLAlchemyRateLimiter(_RowPerKey):
 
     def hit(self, key: str, *, limit: int, window: timedelta, now: datetime) -> RateLimitResult:
         """Count a hit on ``key`` in one locked transaction; see the protocol."""
-        require_key(key)
-        require_count(limit, "limit", minimum=1)
-        length = require_duration(window, "window") // _US
-        at = to_microseconds(require_utc(now))
+        length, at = check_hit(key, limit=limit, window=window, now=now)
         if self._sweep_due():
             t = self._tables.rate_limits
             self._sweep(t, t.c.limit_key, t.c.window_start + t.c.window_length <= at)
 
         def hit(connection: sa.Connection) -> RateLimitResult:
             for _ in range(_RETRIES):
-                state = _window_state(self._lock(connection, key))
+                state = decode_window_state(self._lock(connection, key))
                 updated, result = hit_window(state, now=at, limit=limit, window=length)
                 values: dict[str, object] = {
                     "window_start": updated.start,
@@ -1245,19 +1166,6 @@ class SQLAlchemyRateLimiter(_RowPerKey):
             raise StorageError("the rate-limit row kept changing; try again")
 
         return self._db._write(hit)
-
-
-def _window_state(row: tuple[Any, ...] | None) -> WindowState | None:
-    if row is None:
-        return None
-    state = WindowState(
-        start=_int(row[0], "rate limit", "window_start"),
-        length=_int(row[1], "rate limit", "window_length"),
-        hits=_int(row[2], "rate limit", "hits"),
-    )
-    if state.length <= 0 or state.hits < 1:
-        raise _corrupt("rate limit", "window_length or hits is out of range")
-    return state
 
 
 def sqlalchemy_storage(

@@ -30,31 +30,42 @@ from typing import Any, Literal, TypeVar
 
 from .._errors import AccountNotFoundError, CorruptRecordError, DuplicateAccountError, StorageError
 from ._checks import (
-    CODE_HASH_MAX_LENGTH,
-    EMAIL_MAX_LENGTH,
     LEDGER_GRACE,
-    TOKEN_ID_MAX_LENGTH,
     check_account_id,
     check_expected_hash,
     check_login,
-    from_microseconds,
-    require_bytes,
-    require_count,
-    require_duration,
-    require_key,
-    require_text,
     require_utc,
     to_microseconds,
+    utc_microseconds,
 )
 from ._logic import (
     CodeState,
-    WindowState,
     attempt_code,
+    check_append,
+    check_attempt,
+    check_consume,
+    check_create,
+    check_hit,
+    check_put,
+    check_recent,
+    check_set_email,
+    fresh_account,
     hit_window,
+    login_keys,
     put_code,
 )
 from ._protocols import LoginKind, Storage
 from ._records import Account, CodeAttempt, HistoryEntry, NewAccount, RateLimitResult
+from ._rows import (
+    corrupt,
+    decode_code_state,
+    decode_history_entry,
+    decode_window_state,
+    next_failed_logins,
+    read_int,
+    read_optional_time,
+    read_time,
+)
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -133,31 +144,6 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 # Expired rows are swept every this many writes of a store, spreading the cost thin.
 _SWEEP_EVERY = 256
 _POOL_SIZE = 8
-
-
-def _corrupt(what: str, reason: str) -> CorruptRecordError:
-    return CorruptRecordError(f"a stored {what} row is invalid: {reason}")
-
-
-def _int(value: object, what: str, column: str) -> int:
-    if type(value) is not int:
-        raise _corrupt(what, f"{column} is not an integer")
-    return value
-
-
-def _optional_int(value: object, what: str, column: str) -> int | None:
-    return None if value is None else _int(value, what, column)
-
-
-def _time(value: object, what: str, column: str) -> datetime:
-    try:
-        return from_microseconds(_int(value, what, column))
-    except OverflowError:
-        raise _corrupt(what, f"{column} is out of range") from None
-
-
-def _optional_time(value: object, what: str, column: str) -> datetime | None:
-    return None if value is None else _time(value, what, column)
 
 
 class SQLiteDatabase:
@@ -410,7 +396,7 @@ def _decode_account(row: tuple[Any, ...]) -> Account:
         language,
     ) = row
     if confirmed not in (0, 1) or type(confirmed) is not int:
-        raise _corrupt("account", "email_confirmed is not 0 or 1")
+        raise corrupt("account", "email_confirmed is not 0 or 1")
     try:
         return Account(
             id=account_id,  # Account checks every field
@@ -419,16 +405,16 @@ def _decode_account(row: tuple[Any, ...]) -> Account:
             phone=phone,
             password_hash=password_hash,
             email_confirmed=bool(confirmed),
-            failed_logins=_int(failed, "account", "failed_logins"),
-            last_failed_login_at=_optional_time(last_failed, "account", "last_failed_login_at"),
-            last_login_at=_optional_time(last_login, "account", "last_login_at"),
-            created_at=_time(created, "account", "created_at"),
+            failed_logins=read_int(failed, "account", "failed_logins"),
+            last_failed_login_at=read_optional_time(last_failed, "account", "last_failed_login_at"),
+            last_login_at=read_optional_time(last_login, "account", "last_login_at"),
+            created_at=read_time(created, "account", "created_at"),
             language=language,
         )
     except (TypeError, ValueError) as exc:
         if isinstance(exc, CorruptRecordError):
             raise
-        raise _corrupt("account", str(exc)) from exc
+        raise corrupt("account", str(exc)) from exc
 
 
 class SQLiteAccountStore(_SQLiteStore):
@@ -440,27 +426,9 @@ class SQLiteAccountStore(_SQLiteStore):
 
     def create(self, new: NewAccount, *, now: datetime) -> Account:
         """Store ``new`` under a fresh random id; see the protocol."""
-        if not isinstance(new, NewAccount):
-            raise TypeError(f"new must be a NewAccount, not {type(new).__name__}")
-        now = require_utc(now)
-        account = Account(
-            id=secrets.token_hex(16),
-            username=new.username,
-            email=new.email,
-            phone=new.phone,
-            password_hash=new.password_hash,
-            email_confirmed=new.email_confirmed,
-            failed_logins=0,
-            last_failed_login_at=None,
-            last_login_at=None,
-            created_at=now,
-            language=new.language,
-        )
-        keys = {
-            "username": None if new.username is None else new.username.casefold(),
-            "email": None if new.email is None else new.email.casefold(),
-            "phone": new.phone,
-        }
+        now = check_create(new, now)
+        account = fresh_account(new, secrets.token_hex(16), now)
+        keys = login_keys(new)
 
         def insert(connection: sqlite3.Connection) -> None:
             for field, value in keys.items():
@@ -521,9 +489,7 @@ class SQLiteAccountStore(_SQLiteStore):
 
     def set_email(self, account_id: str, email: str, *, confirmed: bool = False) -> None:
         """Set the e-mail and its confirmation flag; see the protocol."""
-        require_text(email, "email", max_length=EMAIL_MAX_LENGTH)
-        if not isinstance(confirmed, bool):
-            raise TypeError(f"confirmed must be bool, not {type(confirmed).__name__}")
+        check_set_email(email, confirmed)
         key = check_account_id(account_id)
         if key is None:
             raise AccountNotFoundError("no account has this id")
@@ -547,7 +513,7 @@ class SQLiteAccountStore(_SQLiteStore):
 
     def record_login_failure(self, account_id: str, *, now: datetime) -> int:
         """Count a failed login; return the consecutive count."""
-        at = to_microseconds(require_utc(now))
+        at = utc_microseconds(now)
         key = check_account_id(account_id)
         if key is None:
             raise AccountNotFoundError("no account has this id")
@@ -558,9 +524,7 @@ class SQLiteAccountStore(_SQLiteStore):
             ).fetchone()
             if row is None:
                 raise AccountNotFoundError("no account has this id")
-            count = _int(row[0], "account", "failed_logins") + 1
-            if count < 1:
-                raise _corrupt("account", "failed_logins is negative")
+            count = next_failed_logins(row[0])
             connection.execute(
                 "UPDATE accounts SET failed_logins = ?, last_failed_login_at = ? WHERE id = ?",
                 (count, at, key),
@@ -571,7 +535,7 @@ class SQLiteAccountStore(_SQLiteStore):
 
     def record_login_success(self, account_id: str, *, now: datetime) -> None:
         """Reset the failure count and set the last login time."""
-        at = to_microseconds(require_utc(now))
+        at = utc_microseconds(now)
         self._update_one(
             account_id,
             "UPDATE accounts SET failed_logins = 0, last_login_at = ? WHERE id = ?",
@@ -617,10 +581,7 @@ class SQLitePasswordHistoryStore(_SQLiteStore):
 
     def append(self, account_id: str, entry: HistoryEntry, *, keep: int) -> None:
         """Append ``entry`` and trim to the newest ``keep`` in one transaction."""
-        require_key(account_id, "account_id")
-        if not isinstance(entry, HistoryEntry):
-            raise TypeError(f"entry must be a HistoryEntry, not {type(entry).__name__}")
-        require_count(keep, "keep", minimum=1)
+        check_append(account_id, entry, keep)
 
         def append(connection: sqlite3.Connection) -> None:
             connection.execute(
@@ -644,8 +605,7 @@ class SQLitePasswordHistoryStore(_SQLiteStore):
 
     def recent(self, account_id: str, limit: int) -> list[HistoryEntry]:
         """Return at most ``limit`` entries, newest first."""
-        require_key(account_id, "account_id")
-        require_count(limit, "limit", minimum=1)
+        check_recent(account_id, limit)
 
         def select(connection: sqlite3.Connection) -> list[tuple[object, ...]]:
             return connection.execute(
@@ -654,23 +614,7 @@ class SQLitePasswordHistoryStore(_SQLiteStore):
                 (account_id, limit),
             ).fetchall()
 
-        return [_decode_entry(row) for row in self._db._read(select)]
-
-
-def _decode_entry(row: tuple[Any, ...]) -> HistoryEntry:
-    password_hash, fingerprint, created = row
-    if type(fingerprint) is not bytes:
-        raise _corrupt("password history", "fingerprint is not a blob")
-    try:
-        return HistoryEntry(
-            password_hash=password_hash,
-            fingerprint=fingerprint,
-            created_at=_time(created, "password history", "created_at"),
-        )
-    except (TypeError, ValueError) as exc:
-        if isinstance(exc, CorruptRecordError):
-            raise
-        raise _corrupt("password history", str(exc)) from exc
+        return [decode_history_entry(row) for row in self._db._read(select)]
 
 
 class SQLiteTokenLedger(_SQLiteStore):
@@ -681,9 +625,7 @@ class SQLiteTokenLedger(_SQLiteStore):
 
     def consume(self, token_id: str, expires_at: datetime, *, now: datetime) -> bool:
         """Record ``token_id`` as used; ``True`` only the first time, before expiry."""
-        require_key(token_id, "token_id", max_length=TOKEN_ID_MAX_LENGTH)
-        expires = to_microseconds(require_utc(expires_at, "expires_at"))
-        at = to_microseconds(require_utc(now))
+        expires, at = check_consume(token_id, expires_at, now)
         if expires <= at:
             return False
         sweep = self._sweep_due()
@@ -716,13 +658,9 @@ class SQLiteOneTimeCodeStore(_SQLiteStore):
         failure_window: timedelta,
     ) -> None:
         """Store a new code for ``key``, keeping the failure counter; see the protocol."""
-        require_key(key)
-        require_bytes(code_hash, "code_hash", max_length=CODE_HASH_MAX_LENGTH, allow_empty=False)
-        expires = to_microseconds(require_utc(expires_at, "expires_at"))
-        at = to_microseconds(require_utc(now))
-        window = require_duration(failure_window, "failure_window") // timedelta(microseconds=1)
-        if expires <= at:
-            raise ValueError("expires_at must be after now")
+        expires, at, window = check_put(
+            key, code_hash, expires_at=expires_at, now=now, failure_window=failure_window
+        )
         sweep = self._sweep_due()
 
         def put(connection: sqlite3.Connection) -> None:
@@ -748,10 +686,7 @@ class SQLiteOneTimeCodeStore(_SQLiteStore):
         self, key: str, code_hash: bytes, *, now: datetime, max_attempts: int
     ) -> CodeAttempt:
         """Count an attempt and compare, in one transaction; see the protocol."""
-        require_key(key)
-        require_bytes(code_hash, "code_hash", max_length=CODE_HASH_MAX_LENGTH, allow_empty=False)
-        at = to_microseconds(require_utc(now))
-        require_count(max_attempts, "max_attempts", minimum=1)
+        at = check_attempt(key, code_hash, now=now, max_attempts=max_attempts)
 
         def attempt(connection: sqlite3.Connection) -> CodeAttempt:
             state = _load_code(connection, key)
@@ -772,23 +707,7 @@ def _load_code(connection: sqlite3.Connection, key: str) -> CodeState | None:
         " FROM one_time_codes WHERE code_key = ?",
         (key,),
     ).fetchone()
-    if row is None:
-        return None
-    code_hash, expires_at, failure_window, failures, window_ends_at = row
-    if code_hash is not None and type(code_hash) is not bytes:
-        raise _corrupt("one-time code", "code_hash is not a blob")
-    state = CodeState(
-        code_hash=code_hash,
-        expires_at=_optional_int(expires_at, "one-time code", "expires_at"),
-        failure_window=_int(failure_window, "one-time code", "failure_window"),
-        failures=_int(failures, "one-time code", "failures"),
-        window_ends_at=_optional_int(window_ends_at, "one-time code", "window_ends_at"),
-    )
-    if state.failure_window <= 0 or state.failures < 0:
-        raise _corrupt("one-time code", "failure_window or failures is out of range")
-    if (state.failures == 0) != (state.window_ends_at is None):
-        raise _corrupt("one-time code", "failures and window_ends_at disagree")
-    return state
+    return decode_code_state(row)
 
 
 def _store_code(connection: sqlite3.Connection, key: str, state: CodeState) -> None:
@@ -812,10 +731,7 @@ class SQLiteRateLimiter(_SQLiteStore):
 
     def hit(self, key: str, *, limit: int, window: timedelta, now: datetime) -> RateLimitResult:
         """Count a hit on ``key`` in one transaction; see the protocol."""
-        require_key(key)
-        require_count(limit, "limit", minimum=1)
-        length = require_duration(window, "window") // timedelta(microseconds=1)
-        at = to_microseconds(require_utc(now))
+        length, at = check_hit(key, limit=limit, window=window, now=now)
         sweep = self._sweep_due()
 
         def hit(connection: sqlite3.Connection) -> RateLimitResult:
@@ -827,15 +743,7 @@ class SQLiteRateLimiter(_SQLiteStore):
                 "SELECT window_start, window_length, hits FROM rate_limits WHERE limit_key = ?",
                 (key,),
             ).fetchone()
-            state = None
-            if row is not None:
-                state = WindowState(
-                    start=_int(row[0], "rate limit", "window_start"),
-                    length=_int(row[1], "rate limit", "window_length"),
-                    hits=_int(row[2], "rate limit", "hits"),
-                )
-                if state.length <= 0 or state.hits < 1:
-                    raise _corrupt("rate limit", "window_length or hits is out of range")
+            state = decode_window_state(row)
             updated, result = hit_window(state, now=at, limit=limit, window=length)
             connection.execute(
                 "INSERT OR REPLACE INTO rate_limits (limit_key, window_start, window_length, hits)"
