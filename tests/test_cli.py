@@ -139,3 +139,37 @@ class TestEntryPoints:
     def test_help_exits_zero(self) -> None:
         """--help is not an error."""
         assert run(["--help"])[0] == 0
+
+
+class TestCompliance:
+    def test_preset_passes(self) -> None:
+        """The compliance report proves a preset and exits 0."""
+        code, out, _ = run(["compliance", "--preset", "utility-cabinet", "--examples", "20"])
+        assert code == 0
+        assert "PASS" in out
+        assert "FAIL" not in out
+
+    def test_policy_file_and_bad_arguments(self, tmp_path: Path) -> None:
+        """--policy reads TOML; a missing choice or a bad --examples is a usage error."""
+        f = tmp_path / "p.toml"
+        f.write_text("[password]\nmin_length = 10\nrequire = ['digit']\n", encoding="utf-8")
+        assert run(["compliance", "--policy", str(f), "--examples", "10"])[0] == 0
+        assert run(["compliance"])[0] == 2
+        assert run(["compliance", "--preset", "nist", "--examples", "0"])[0] == 2
+
+
+class TestDemo:
+    @pytest.mark.parametrize("preset", ["kz-procurement", "utility-cabinet", "nist"])
+    def test_demo_runs_the_lifecycle(self, preset: str, tmp_path: Path) -> None:
+        """The demo walks every step on a SQLite file and exits 0; no step failed."""
+        code, out, _ = run(["demo", "--preset", preset, "--db", str(tmp_path / "d.sqlite3")])
+        assert code == 0, out
+        assert "Every step behaved as expected." in out
+        assert "[11]" in out
+        assert (tmp_path / "d.sqlite3").exists()
+
+    def test_demo_narrates_in_kazakh(self) -> None:
+        """--lang kk narrates in Kazakh, letters included."""
+        code, out, _ = run(["demo", "--lang", "kk"])
+        assert code == 0
+        assert "Барлық қадам күтілгендей орындалды." in out

@@ -1,4 +1,4 @@
-"""The ``kaspi-identity`` command: demo, check, describe, hash, calibrate.
+"""The ``kaspi-identity`` command: demo, check, describe, compliance, hash, calibrate.
 
 Exit status: 0 success (password accepted), 1 password rejected or mismatch, 2 usage or
 configuration error. Passwords are read from a prompt without echo, or from standard input
@@ -76,6 +76,20 @@ def _build_parser() -> argparse.ArgumentParser:
         "--db", metavar="PATH", help="SQLite file to use (default: a temporary one, removed after)"
     )
 
+    compliance = commands.add_parser(
+        "compliance",
+        help="prove a policy with property checks and print a report (needs [test] extra)",
+    )
+    group = compliance.add_mutually_exclusive_group(required=True)
+    group.add_argument("--preset", choices=PRESET_NAMES, help="a named policy")
+    group.add_argument("--policy", metavar="FILE", help="a TOML policy file ([password] table)")
+    compliance.add_argument(
+        "--examples", type=int, default=200, help="examples per property (default 200)"
+    )
+    compliance.add_argument(
+        "--seed", type=int, default=0, help="random seed, for a reproducible report (default 0)"
+    )
+
     cal = commands.add_parser("calibrate", help="pick argon2id parameters for a target time")
     cal.add_argument(
         "--target-ms", type=float, default=500.0, help="target hash time in milliseconds"
@@ -149,6 +163,19 @@ def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     return run_demo(policy=policy, policy_name=name, lang=args.lang, out=out, db=args.db)
 
 
+def _cmd_compliance(args: argparse.Namespace, out: TextIO) -> int:
+    if args.examples < 1:
+        raise _UsageError("--examples must be at least 1")
+    policy = _load_policy(args)
+    try:
+        from kaspi_identity.testing import run_compliance
+    except ImportError as exc:  # Hypothesis is a test dependency, not a core one
+        raise _UsageError(
+            f"the compliance report needs Hypothesis: pip install 'kaspi-identity[test]' ({exc})"
+        ) from None
+    return int(run_compliance(policy, out=out, examples=args.examples, seed=args.seed))
+
+
 def _cmd_calibrate(args: argparse.Namespace, out: TextIO) -> int:
     if args.target_ms <= 0:
         raise _UsageError("--target-ms must be positive")
@@ -194,6 +221,8 @@ def main(
             return _cmd_hash(args, stdin, out, err)
         if args.command == "demo":
             return _cmd_demo(args, out)
+        if args.command == "compliance":
+            return _cmd_compliance(args, out)
         return _cmd_calibrate(args, out)
     except (PolicyConfigError, _UsageError) as exc:
         print(f"kaspi-identity: {exc}", file=err)
