@@ -1,7 +1,7 @@
 """Hypothesis strategies: policies, passwords a policy accepts, passwords it rejects on purpose.
 
 Passwords are assembled from the policy's own character pools (the classes it requires,
-the alphabet it allows), so they shrink to readable examples such as ``"Aaaaaaa0!"``; a
+the alphabet it allows), so they shrink to readable examples such as ``"Aaaaaa0!"``; a
 final ``filter`` through :meth:`PasswordPolicy.check` makes every promise exact even where
 NFKC normalisation, the blocklist, personal data or zxcvbn have the last word.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import itertools
 import string
 from collections.abc import Callable, Sequence
 from typing import Any, Final
@@ -20,8 +21,7 @@ from hypothesis.errors import InvalidArgument
 
 from kaspi_identity._errors import PolicyConfigError
 from kaspi_identity.policy import PRESET_NAMES, VIOLATION_CODES, PasswordPolicy, UserInfo
-from kaspi_identity.policy._blocklist import builtin_blocklist, load_blocklist
-from kaspi_identity.policy._rules import CLASS_NAMES, personal_fragments
+from kaspi_identity.policy._rules import CLASS_NAMES, Blocklist, personal_fragments
 from kaspi_identity.policy._text import ASCII_PRINTABLE, LATIN_ALNUM, from_russian_layout
 
 __all__ = ["passwords", "policies", "violating_passwords"]
@@ -135,11 +135,14 @@ def _assemble(
     low: int,
     high: int,
     max_repeat: int | None,
+    exact: bool = True,
 ) -> str:
     """``needed`` class characters placed among ``filler`` characters, ``low..high`` in all.
 
     Upper and lower case letters shrink to the front, digits and specials to the back, so a
-    minimal example reads like a password a person would type (``"Aaaaaaa0!"``).
+    minimal example reads like a password a person would type (``"Aaaaaa0!"``). Runs longer
+    than ``max_repeat`` are broken up; when the alphabet is too small for that, an ``exact``
+    draw is rejected and any other keeps its run.
     """
     high = max(high, 0)
     low = min(max(low, 0), high)  # never longer than ``high``: the caller's room is exact
@@ -156,26 +159,32 @@ def _assemble(
         offset = draw(st.integers(0, len(chars)))
         at = offset if name in ("upper", "lower") else len(chars) - offset
         chars.insert(at, (char, True))
-    if max_repeat is not None:
-        _break_runs(chars, max_repeat, filler)
+    if max_repeat is not None and not _break_runs(chars, max_repeat, filler) and exact:
+        reject()
     return "".join(c for c, _ in chars)
 
 
-def _break_runs(chars: list[tuple[str, bool]], limit: int, filler: Sequence[str]) -> None:
+def _break_runs(chars: list[tuple[str, bool]], limit: int, filler: Sequence[str]) -> bool:
     """Replace characters so no run is longer than ``limit``, keeping the needed ones.
 
     The needed characters belong to distinct classes, so a run holds at most one of them
-    and another member of the run can always be replaced.
+    and another member of the run can be replaced. Returns whether it worked: a tiny
+    alphabet may leave no character to break a run with.
     """
     for i in range(limit, len(chars)):
         if len({c for c, _ in chars[i - limit : i + 1]}) != 1:
             continue
         j = i - 1 if chars[i][1] else i
-        around = {chars[j - 1][0] if j > 0 else "", chars[j + 1][0] if j + 1 < len(chars) else ""}
-        for char in filler:
-            if char not in around:
-                chars[j] = (char, False)
-                break
+        left = chars[j - 1][0] if j > 0 else ""
+        right = chars[j + 1][0] if j + 1 < len(chars) else ""
+        # Best differs from both neighbours; else from the left one (the loop goes on right).
+        choices = [c for c in filler if c not in (left, right)] or [
+            c for c in filler if c != (right if j < i else left)
+        ]
+        if choices:
+            chars[j] = (choices[0], False)
+    longest = max((len(list(run)) for _, run in itertools.groupby(c for c, _ in chars)), default=0)
+    return longest <= limit
 
 
 def _check_policy(policy: object, user: object) -> PasswordPolicy:
@@ -313,6 +322,7 @@ def _structured(
         low=max(low, 0),
         high=max(high, 0),
         max_repeat=plan.policy.max_repeat,
+        exact=False,  # a run left in breaks another rule too, which a violator may
     )
 
 
@@ -435,24 +445,29 @@ def _personal(plan: _Plan, code: str, user: UserInfo | None) -> st.SearchStrateg
 
 
 @functools.lru_cache(maxsize=32)
-def _blocked_words(policy: PasswordPolicy) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The blocklist words that fit ``max_length``: those the other rules may allow, the rest."""
-    if policy.blocklist is True:
-        words = builtin_blocklist()
-    else:
-        assert isinstance(policy.blocklist, str)  # validated by the policy; not a security check
-        words = load_blocklist(policy.blocklist)
-    hi = policy.max_length
+def _blocked_words(
+    words: frozenset[str], lo: int, hi: int | None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The words that fit ``hi``: those of ``lo`` or more characters, then the shorter ones."""
     fitting = sorted((w for w in words if hi is None or len(w) <= hi), key=lambda w: (len(w), w))
-    lo = policy.min_length or 0
-    near = tuple(w for w in fitting if len(w) >= lo)
-    return near, tuple(w for w in fitting if len(w) < lo)
+    return tuple(w for w in fitting if len(w) >= lo), tuple(w for w in fitting if len(w) < lo)
+
+
+def _policy_blocklist(policy: PasswordPolicy) -> frozenset[str]:
+    """The very words ``policy`` checks against (loaded when it was built)."""
+    for rule in policy._rules:
+        if isinstance(rule, Blocklist):
+            return rule.load()
+    return frozenset()
 
 
 def _too_common(plan: _Plan, code: str, user: UserInfo | None) -> st.SearchStrategy[str]:
     if not plan.policy.blocklist:
         raise _impossible(code, "the policy has blocklist=False")
-    near, short = _blocked_words(plan.policy)
+    policy = plan.policy
+    near, short = _blocked_words(
+        _policy_blocklist(policy), policy.min_length or 0, policy.max_length
+    )
     if not near and not short:
         raise _impossible(code, f"no blocklisted password fits in max_length={plan.high}")
     words = st.one_of([st.sampled_from(ws) for ws in (near, short) if ws])
