@@ -111,6 +111,19 @@ class TestPasswords:
 
         accepted()
 
+    def test_a_policy_only_short_patterns_satisfy(self) -> None:
+        """zxcvbn is not monotonic in length: such a policy exists, and gets its passwords."""
+        policy = PasswordPolicy(
+            alphabet="A1", max_repeat=1, min_length=None, max_length=14, min_strength=1
+        )
+
+        @STRONG
+        @given(passwords(policy))
+        def accepted(password: str) -> None:
+            assert policy.check(password).ok
+
+        accepted()
+
     def test_shrinks_to_a_readable_password(self) -> None:
         """The minimal example reads like a password a person types."""
         assert "Aaaaaa0!" == find(passwords(KZ), lambda p: True)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from typing import TextIO
 
@@ -167,6 +169,9 @@ def _cmd_compliance(args: argparse.Namespace, out: TextIO) -> int:
     if args.examples < 1:
         raise _UsageError("--examples must be at least 1")
     policy = _load_policy(args)
+    # Hypothesis caches what it learns in ./.hypothesis; a report run by hand or in a
+    # deployment's CI should leave no such folder behind.
+    os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", tempfile.mkdtemp(prefix="kaspi-hyp-"))
     try:
         from kaspi_identity.testing import run_compliance
     except ImportError as exc:  # Hypothesis is a test dependency, not a core one

@@ -460,15 +460,18 @@ class PasswordPolicy:
         rng = random.Random(0x6B61)  # noqa: S311 - a deterministic example, not a secret
         low = max(self.min_length or 1, needed, 1)
         high = self.max_length if self.max_length is not None else max(low, 64)
-        length = max(low, min(high, 24)) if self.min_strength else low
-        for _ in range(20):
-            example = self._example(rng, length)
+        start = max(low, min(high, 24)) if self.min_strength else low
+        lengths = [start]
+        if self.min_strength:
+            # zxcvbn's score is not monotonic in length (one more repetition of a pattern can
+            # lower it), so shorter lengths are tried too once the longer ones have failed.
+            lengths += [*range(start + 4, high + 1, 4), *range(start - 1, low - 1, -1)]
+        for attempt in range(40 if self.min_strength else 20):
+            example = self._example(rng, lengths[attempt % len(lengths)])
             if example is None:
                 break
             if self.check(example):
                 return {}
-            if self.min_strength and length < high:
-                length = min(high, length + 4)
         if self.min_strength:
             errors["min_strength"] = f"no password of at most {high} allowed characters reached it"
         else:

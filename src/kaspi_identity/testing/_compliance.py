@@ -226,12 +226,13 @@ def run_compliance(
 ) -> int:
     """Prove ``policy`` with property checks and write a short report to ``out``.
 
-    The checks: the policy is satisfiable (generated passwords exist and pass); it accepts
-    what it should (:func:`passwords` examples pass, with and without a user's personal
-    data); each configured rule rejects what it should (every example of
-    :func:`violating_passwords` for its code carries that code); and every message the
-    policy can show, its requirement lines included, renders in kk, ru and en. A failed
-    check names the smallest example Hypothesis found.
+    The checks: the policy is satisfiable (:func:`passwords` finds passwords it accepts);
+    it accepts what it should (no password built to the length, class, alphabet and repeat
+    rules is rejected by one of them); each rule it turns on rejects what it should (every
+    password built to break the rule is reported with its code, for a sample user with a
+    name, e-mail and phone); and every message the policy can show, its requirement lines
+    included, renders in kk, ru and en. A failed check names the smallest example
+    Hypothesis found.
 
     Args:
         policy: the deployment's policy (e.g. ``PasswordPolicy.from_toml("identity.toml")``).
