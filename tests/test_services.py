@@ -17,7 +17,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
@@ -1632,3 +1632,26 @@ class TestSecretsNeverLeak:
         assert "audit sink failed" in caplog.text
         assert PW not in caplog.text
         assert token not in caplog.text
+
+
+class TestConfirmRace:
+    def test_address_changed_during_confirmation_stays_unconfirmed(self, svc_env: Env) -> None:
+        """An address changed between the link's check and the mark is not confirmed by it."""
+        _register(svc_env)
+        token = _token(svc_env.outbox.last_email(to=EMAIL))
+        accounts = svc_env.raw.accounts
+        account = accounts.find_by_login("email", EMAIL)
+        assert account is not None
+        real_mark = accounts.mark_email_confirmed
+
+        def racing_mark(account_id: str, *, now: datetime) -> None:
+            accounts.set_email(account_id, "other@example.kz")  # the race, just before
+            real_mark(account_id, now=now)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(accounts, "mark_email_confirmed", racing_mark)
+            with pytest.raises(InvalidTokenError):
+                svc_env.service.confirm_email(token)
+        stored = accounts.get(account.id)
+        assert stored is not None
+        assert (stored.email, stored.email_confirmed) == ("other@example.kz", False)

@@ -407,6 +407,18 @@ class IdentityService:
         if not self.storage.tokens.consume(claims.token_id, _ledger_expiry(claims), now=now):
             raise InvalidTokenError("invalid token")
         self.storage.accounts.mark_email_confirmed(account.id, now=now)
+        # The protocol's mark has no compare: if the address changed between the check above
+        # and the mark, the new address was just confirmed by a link sent to the old one.
+        # Undo that (set_email leaves an address unconfirmed) and refuse the link.
+        after = self.storage.accounts.get(account.id)
+        if (
+            after is None
+            or after.email is None
+            or after.email.casefold() != account.email.casefold()
+        ):
+            if after is not None and after.email is not None:
+                self.storage.accounts.set_email(account.id, after.email, confirmed=False)
+            raise InvalidTokenError("invalid token")
         self._emit("email_confirmed", account.id)
         return account.id
 
