@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timedelta, timezone
 
 __all__ = [
@@ -12,11 +13,13 @@ __all__ = [
     "HASH_MAX_LENGTH",
     "KEY_MAX_LENGTH",
     "LEDGER_GRACE",
+    "STAMP_MAX_LENGTH",
     "TOKEN_ID_MAX_LENGTH",
     "USERNAME_MAX_LENGTH",
     "check_account_id",
     "check_expected_hash",
     "check_login",
+    "new_security_stamp",
     "from_microseconds",
     "is_storable_text",
     "require_bytes",
@@ -40,11 +43,22 @@ EMAIL_MAX_LENGTH = 254
 HASH_MAX_LENGTH = 1024
 FINGERPRINT_MAX_LENGTH = 65536
 CODE_HASH_MAX_LENGTH = 1024
+#: Longest security stamp an account record accepts.
+STAMP_MAX_LENGTH = 64
 #: How long past its expiry the bundled ledgers keep a consumed token id (clock skew).
 LEDGER_GRACE = timedelta(minutes=5)
 _LOGIN_KINDS = ("username", "email", "phone")
 
 _MICROSECOND = timedelta(microseconds=1)
+
+
+def new_security_stamp() -> str:
+    """Return a fresh security stamp: 128 random bits from :mod:`secrets`, 22 characters.
+
+    Random rather than a counter, so a stamp is never reused even when a host deletes an
+    account and a new one gets the same id.
+    """
+    return secrets.token_urlsafe(16)
 
 
 def is_storable_text(value: str) -> bool:

@@ -12,7 +12,7 @@ integer microseconds since the Unix epoch, as the SQL adapters store them.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -25,12 +25,14 @@ from ._checks import (
     require_duration,
     require_key,
     require_text,
+    new_security_stamp,
     require_utc,
     utc_microseconds,
 )
 from ._records import Account, CodeAttempt, HistoryEntry, NewAccount, RateLimitResult
 
 __all__ = [
+    "MAX_CANDIDATES",
     "CodeState",
     "WindowState",
     "attempt_code",
@@ -41,11 +43,13 @@ __all__ = [
     "check_hit",
     "check_put",
     "check_recent",
+    "check_reserve",
     "check_set_email",
     "code_is_dead",
     "fresh_account",
     "hit_window",
     "login_keys",
+    "matches_any",
     "put_code",
     "window_is_dead",
 ]
@@ -86,6 +90,7 @@ def fresh_account(new: NewAccount, account_id: str, now: datetime) -> Account:
         last_login_at=None,
         created_at=now,
         language=new.language,
+        security_stamp=new_security_stamp(),
     )
 
 
@@ -179,27 +184,65 @@ def check_put(
     return expires, at, window
 
 
+#: Most candidate hashes one code attempt may bring (one per configured key).
+MAX_CANDIDATES = 8
+
+
 def check_attempt(
     key: object,
-    code_hash: object,
+    candidates: object,
     *,
     now: object,
     max_attempts: object,
     now_microseconds: ToMicroseconds = utc_microseconds,
-) -> int:
-    """Check the arguments of ``OneTimeCodeStore.attempt``; return ``now`` in microseconds.
+) -> tuple[int, tuple[bytes, ...]]:
+    """Check the arguments of ``OneTimeCodeStore.attempt``.
+
+    Returns ``now`` in microseconds and the candidates as a tuple.
 
     Raises:
-        TypeError: an argument has the wrong type.
-        ValueError: ``key`` or ``code_hash`` is empty or too long, ``now`` is naive (or
-            refused by ``now_microseconds``), or ``max_attempts`` is below 1.
+        TypeError: an argument has the wrong type (``candidates`` a bare ``bytes`` too).
+        ValueError: ``key`` or a candidate is empty or too long, there are no candidates
+            or more than :data:`MAX_CANDIDATES`, ``now`` is naive (or refused by
+            ``now_microseconds``), or ``max_attempts`` is below 1.
 
     """
     require_key(key)
-    require_bytes(code_hash, "code_hash", max_length=CODE_HASH_MAX_LENGTH, allow_empty=False)
+    if isinstance(candidates, bytes | bytearray | memoryview | str) or not isinstance(
+        candidates, Sequence
+    ):
+        raise TypeError("candidates must be a sequence of bytes, one hash per key")
+    found = tuple(candidates)
+    if not 1 <= len(found) <= MAX_CANDIDATES:
+        raise ValueError(f"candidates must hold 1 to {MAX_CANDIDATES} hashes")
+    for candidate in found:
+        require_bytes(candidate, "candidate", max_length=CODE_HASH_MAX_LENGTH, allow_empty=False)
     at = now_microseconds(now, "now")
     require_count(max_attempts, "max_attempts", minimum=1)
-    return at
+    return at, found
+
+
+def check_reserve(account_id: object, expected_failures: object, now: object) -> datetime:
+    """Check the arguments of ``AccountStore.reserve_login_attempt``; return ``now`` in UTC.
+
+    Raises:
+        TypeError: ``account_id`` is not a ``str``, ``expected_failures`` not an ``int``,
+            ``now`` not a datetime.
+        ValueError: ``expected_failures`` is negative or ``now`` is naive.
+
+    """
+    if not isinstance(account_id, str):
+        raise TypeError(f"account_id must be str, not {type(account_id).__name__}")
+    require_count(expected_failures, "expected_failures", minimum=0)
+    return require_utc(now)
+
+
+def matches_any(stored: bytes, candidates: Sequence[bytes]) -> bool:
+    """Whether ``stored`` equals any candidate; every candidate is compared in constant time."""
+    found = False
+    for candidate in candidates:
+        found |= hmac.compare_digest(stored, candidate)
+    return found
 
 
 def check_hit(
@@ -266,7 +309,7 @@ def put_code(
 
 
 def attempt_code(
-    state: CodeState | None, code_hash: bytes, *, now: int, max_attempts: int
+    state: CodeState | None, candidates: Sequence[bytes], *, now: int, max_attempts: int
 ) -> tuple[CodeState | None, CodeAttempt]:
     """Return the state after an attempt (``None``: delete the key) and the outcome.
 
@@ -285,7 +328,7 @@ def attempt_code(
             state, code_hash=None, expires_at=None, failures=failures, window_ends_at=window_ends_at
         )
         return burned, CodeAttempt.EXHAUSTED
-    if hmac.compare_digest(state.code_hash, code_hash):
+    if matches_any(state.code_hash, candidates):
         return None, CodeAttempt.OK
     counted = replace(state, failures=failures, window_ends_at=window_ends_at)
     return counted, CodeAttempt.MISMATCH

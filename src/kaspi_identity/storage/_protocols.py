@@ -19,6 +19,7 @@ Common rules for every protocol here:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -54,7 +55,16 @@ class AccountStore(Protocol):
       hash equals ``expected`` at the moment of the write (one ``UPDATE ... WHERE`` or a
       locked transaction, never a read followed by a write). Of several concurrent callers
       with the same ``expected``, exactly one wins.
-    * :meth:`record_login_failure` increments atomically; concurrent failures are never lost.
+    * :meth:`reserve_login_attempt` is a compare-and-set on the consecutive failure count
+      (one ``UPDATE ... WHERE failed_logins = :expected``): of several concurrent callers
+      that read the same count, exactly one wins. The services reserve an attempt *before*
+      verifying a password, so no more than ``lockout_after`` verifications can ever run for
+      one account between two successes, however many requests arrive at once.
+    * Every account carries a **security stamp**: an opaque random string (at most 64
+      characters) that :meth:`create` sets and that :meth:`set_password_hash` (unless told
+      ``rotate_stamp=False``) and :meth:`set_email` replace with a fresh random value in the
+      same write. A stamp is never reused, so a link or session bound to an old stamp stays
+      dead even when the password or address later comes back to an earlier value.
     * Account ids are opaque strings (at most 256 characters) chosen by the store; a host
       with integer keys returns ``str(pk)``. Any ``str`` that is no account's id or
       identifier -- empty, huge, with NUL or a lone surrogate -- simply finds nothing
@@ -86,16 +96,20 @@ class AccountStore(Protocol):
         """
         ...
 
-    def set_password_hash(self, account_id: str, *, expected: str | None, new: str) -> bool:
+    def set_password_hash(
+        self, account_id: str, *, expected: str | None, new: str, rotate_stamp: bool = True
+    ) -> bool:
         """Replace the hash with ``new`` only if it currently equals ``expected``.
 
         ``expected=None`` matches an account without a password. Returns ``True`` if this
         call wrote, ``False`` if the stored hash differed or the account does not exist.
+        The same write gives the account a fresh security stamp, except with
+        ``rotate_stamp=False`` (a rehash of the same password on log-in).
         """
         ...
 
     def set_email(self, account_id: str, email: str, *, confirmed: bool = False) -> None:
-        """Set the account's e-mail and whether it is confirmed.
+        """Set the account's e-mail and whether it is confirmed; give it a fresh stamp.
 
         Raises:
             DuplicateAccountError: another account has this e-mail (``field="email"``).
@@ -104,20 +118,30 @@ class AccountStore(Protocol):
         """
         ...
 
-    def mark_email_confirmed(self, account_id: str, *, now: datetime) -> None:
-        """Mark the account's current e-mail as confirmed at ``now``.
+    def mark_email_confirmed(self, account_id: str, *, email: str, now: datetime) -> bool:
+        """Mark the e-mail confirmed, only if the account's address still equals ``email``.
 
-        Raises:
-            AccountNotFoundError: no account has id ``account_id``.
-
+        A compare-and-set: the address is compared with :meth:`str.casefold` in the same
+        write (one ``UPDATE ... WHERE email_key = :key``), so a link sent to an old address
+        can never confirm a new one. Returns ``True`` if this call marked the address,
+        ``False`` if the address differs or the account does not exist. The stamp is kept.
         """
         ...
 
-    def record_login_failure(self, account_id: str, *, now: datetime) -> int:
-        """Add one to the consecutive failures, set ``last_failed_login_at``; return the count.
+    def reserve_login_attempt(
+        self, account_id: str, *, expected_failures: int, now: datetime
+    ) -> bool:
+        """Count one log-in attempt before it is verified, if the count is still as read.
+
+        If the account's consecutive failure count equals ``expected_failures``, add one
+        and set ``last_failed_login_at`` to ``now`` in one atomic write and return ``True``;
+        otherwise (another attempt was counted first, or no such account) write nothing
+        and return ``False``. A verified success then resets the count with
+        :meth:`record_login_success`; a failure needs no further write.
 
         Raises:
-            AccountNotFoundError: no account has id ``account_id``.
+            TypeError: ``expected_failures`` is not an ``int``.
+            ValueError: ``expected_failures`` is negative, or ``now`` is naive.
 
         """
         ...
@@ -211,7 +235,9 @@ class OneTimeCodeStore(Protocol):
     Promises:
 
     * Only ``code_hash`` (an HMAC of the code, computed by the caller) is stored; the
-      comparison uses :func:`hmac.compare_digest`.
+      comparison uses :func:`hmac.compare_digest`. An attempt brings one candidate hash per
+      configured key (newest first), so a code stored under the previous key still
+      verifies after a key rotation; it is still **one** counted attempt.
     * :meth:`attempt` is one atomic step -- increment, then compare: with a live code, the
       counter goes up first; past ``max_attempts`` the code is deleted and the answer is
       :attr:`CodeAttempt.EXHAUSTED` even if this attempt was right. Of any number of
@@ -243,9 +269,11 @@ class OneTimeCodeStore(Protocol):
         ...
 
     def attempt(
-        self, key: str, code_hash: bytes, *, now: datetime, max_attempts: int
+        self, key: str, candidates: Sequence[bytes], *, now: datetime, max_attempts: int
     ) -> CodeAttempt:
-        """Count an attempt for ``key`` and compare ``code_hash`` with the stored one.
+        """Count one attempt for ``key``; right if the stored hash equals any candidate.
+
+        ``candidates`` holds 1 to 8 non-empty hashes of the typed code (one per key).
 
         Returns :attr:`~CodeAttempt.MISSING` (no live code; nothing counted),
         :attr:`~CodeAttempt.EXHAUSTED` (the count now exceeds ``max_attempts``; the code is
@@ -253,7 +281,9 @@ class OneTimeCodeStore(Protocol):
         :attr:`~CodeAttempt.MISMATCH`.
 
         Raises:
-            ValueError: ``max_attempts`` is below 1, or ``key`` is empty or too long.
+            TypeError: ``candidates`` is not a sequence of ``bytes`` (a bare ``bytes`` too).
+            ValueError: ``max_attempts`` is below 1, ``candidates`` is empty, holds more
+                than 8 or an empty hash, or ``key`` is empty or too long.
 
         """
         ...

@@ -12,6 +12,7 @@ from ._checks import (
     FINGERPRINT_MAX_LENGTH,
     HASH_MAX_LENGTH,
     KEY_MAX_LENGTH,
+    STAMP_MAX_LENGTH,
     USERNAME_MAX_LENGTH,
     require_bytes,
     require_count,
@@ -104,8 +105,11 @@ class Account:
     """A stored account, as an :class:`AccountStore` returns it.
 
     ``id`` is the opaque string the store assigned. ``failed_logins`` counts consecutive
-    failed logins since the last success. Every time is timezone-aware UTC (an aware value
-    in another zone is converted). ``password_hash`` is left out of the repr.
+    log-in attempts since the last success (an attempt is counted before it is verified,
+    so ``last_failed_login_at`` is the time of the latest counted attempt). Every time is
+    timezone-aware UTC (an aware value in another zone is converted). ``security_stamp``
+    changes with every password or e-mail change and is never reused; links and sessions
+    are bound to it. ``password_hash`` and ``security_stamp`` are left out of the repr.
 
     Raises:
         TypeError: a field has the wrong type.
@@ -124,9 +128,11 @@ class Account:
     last_login_at: datetime | None
     created_at: datetime
     language: str = "en"
+    security_stamp: str = field(repr=False)
 
     def __post_init__(self) -> None:
         require_text(self.id, "id", max_length=KEY_MAX_LENGTH)
+        require_text(self.security_stamp, "security_stamp", max_length=STAMP_MAX_LENGTH)
         _optional_text(self.username, "username", USERNAME_MAX_LENGTH)
         _optional_text(self.email, "email", EMAIL_MAX_LENGTH)
         _optional_phone(self.phone)
