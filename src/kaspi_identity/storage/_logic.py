@@ -20,12 +20,12 @@ from ._checks import (
     CODE_HASH_MAX_LENGTH,
     EMAIL_MAX_LENGTH,
     TOKEN_ID_MAX_LENGTH,
+    new_security_stamp,
     require_bytes,
     require_count,
     require_duration,
     require_key,
     require_text,
-    new_security_stamp,
     require_utc,
     utc_microseconds,
 )
