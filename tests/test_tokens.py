@@ -15,6 +15,8 @@ from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from itsdangerous import URLSafeSerializer
 
 from kaspi_identity._errors import ExpiredTokenError, InvalidTokenError
@@ -591,3 +593,45 @@ class TestLinkBuilder:
             assert parts.path == "/a/reset"
         assert builder.base_url == "https://portal.example.kz:8443/a/reset"
         assert repr(builder) == "LinkBuilder('https://portal.example.kz:8443/a/reset')"
+
+
+# -- no token material in exception chains (issue 10, item 7) ---------------------------
+
+
+def _assert_bare(exc: BaseException) -> None:
+    """The exception holds no chained exception that could carry the presented token."""
+    assert exc.__cause__ is None
+    assert exc.__context__ is None
+
+
+@pytest.mark.parametrize("purpose", PURPOSES)
+def test_failures_chain_nothing(purpose: TokenPurpose) -> None:
+    service = _service()
+    genuine = _issue(service, purpose)
+    body, _, signature = genuine.rpartition(".")
+    flipped = signature[:-2] + ("A" if signature[-2] != "A" else "B") + signature[-1]
+    other = "reset" if purpose != "reset" else "confirm"
+    wrong_purpose = _issue(service, other)
+    bad_json = _same_key_serializer(purpose).dumps(["not", "a", "dict"])
+    for presented in (
+        body + "." + flipped,  # a bad signature: itsdangerous raises BadSignature inside
+        "garbage",
+        "a.b.c",
+        "",
+        "é" * 10,
+        genuine + "x",
+        wrong_purpose,
+        bad_json,
+        _issue(_service(KEY_RETIRED), purpose),
+    ):
+        with pytest.raises(InvalidTokenError) as caught:
+            service.verify(presented, purpose, now=T0)
+        _assert_bare(caught.value)
+        assert signature not in str(caught.value)
+
+
+@given(st.text(max_size=300))
+def test_arbitrary_text_fails_without_a_chain(text: str) -> None:
+    with pytest.raises(InvalidTokenError) as caught:
+        _service().verify(text, "reset", now=T0)
+    _assert_bare(caught.value)

@@ -7,8 +7,9 @@ never pass as a reset token. The payload holds:
 - the purpose and the account id;
 - a 128-bit random token id from :mod:`secrets` — the id the single-use ledger consumes;
 - the expiry time (whole seconds; valid up to and including that second);
-- a keyed digest of the account *state* the token is bound to (for a reset: the current
-  password hash and e-mail), so the token dies as soon as that state changes.
+- a keyed digest of the account *state* the token is bound to (the services bind reset
+  links and SMS grants to the account's security stamp, confirmation links to the
+  address), so the token dies as soon as that state changes.
 
 Keys rotate: pass them newest first; the newest signs, all verify. Every failure — bad
 signature, garbage, wrong purpose, expired, stale state — raises :class:`InvalidTokenError`;
@@ -62,6 +63,8 @@ _MIN_KEY_BYTES: Final = 32
 _NONCE_BYTES: Final = 16
 _STATE_BYTES: Final = 16
 _SALT_PREFIX: Final = "kaspi-identity.token."
+#: What :meth:`TokenService._load` returns for a token that does not verify.
+_INVALID: Final = object()
 
 
 def _b64(data: bytes) -> str:
@@ -199,25 +202,37 @@ class TokenService:
             raise InvalidTokenError("invalid token")
         if not token.isascii():
             raise InvalidTokenError("invalid token")
-        try:
-            payload: Any = self._serializers[name].loads(token)
-            # base64 lets the last character of the signature carry two ignored bits; accept
-            # only the canonical spelling, so a token has exactly one valid form.
-            signature = token.rpartition(".")[2]
-            if _b64(_unb64(signature)) != signature:
-                raise InvalidTokenError("invalid token")
-        except (BadData, UnicodeError, ValueError, binascii.Error):
-            raise InvalidTokenError("invalid token") from None
+        payload = self._load(name, token)
+        if payload is _INVALID:
+            # Raised here, outside any ``except`` block, so neither ``__cause__`` nor
+            # ``__context__`` holds itsdangerous's exception (which carries the signature).
+            raise InvalidTokenError("invalid token")
         claims = self._claims(payload, name)
+        if claims is None:
+            raise InvalidTokenError("invalid token")
         if moment.timestamp() >= claims.expires_at.timestamp() + 1:
             raise ExpiredTokenError("token expired")
         return claims
 
+    def _load(self, purpose: str, token: str) -> Any:
+        """The token's payload, or :data:`_INVALID` for a bad signature or a bad spelling."""
+        try:
+            payload: Any = self._serializers[purpose].loads(token)
+            # base64 lets the last character of the signature carry two ignored bits; accept
+            # only the canonical spelling, so a token has exactly one valid form.
+            signature = token.rpartition(".")[2]
+            if _b64(_unb64(signature)) != signature:
+                return _INVALID
+        except (BadData, UnicodeError, ValueError, binascii.Error):
+            return _INVALID
+        return payload
+
     @staticmethod
-    def _claims(payload: Any, purpose: str) -> TokenClaims:
+    def _claims(payload: Any, purpose: str) -> TokenClaims | None:
+        """The claims of a genuine payload, or ``None`` if it is malformed or for another use."""
         try:
             if not isinstance(payload, dict) or payload.get("p") != purpose:
-                raise InvalidTokenError("invalid token")
+                return None
             account_id, nonce, expiry, state = (
                 payload["a"],
                 payload["n"],
@@ -232,13 +247,13 @@ class TokenService:
                 and isinstance(expiry, int)
                 and not isinstance(expiry, bool)
             ):
-                raise InvalidTokenError("invalid token")
+                return None
             digest = _unb64(state)
             if len(_unb64(nonce)) != _NONCE_BYTES or len(digest) != _STATE_BYTES:
-                raise InvalidTokenError("invalid token")
+                return None
             expires_at = datetime.fromtimestamp(expiry, tz=timezone.utc)
         except (KeyError, binascii.Error, ValueError, OverflowError, OSError):
-            raise InvalidTokenError("invalid token") from None
+            return None
         return TokenClaims(purpose, account_id, nonce, expires_at, digest)
 
     def check_state(self, claims: TokenClaims, state: str) -> None:
