@@ -20,6 +20,7 @@ from ._checks import (
     CODE_HASH_MAX_LENGTH,
     EMAIL_MAX_LENGTH,
     TOKEN_ID_MAX_LENGTH,
+    is_storable_text,
     new_security_stamp,
     require_bytes,
     require_count,
@@ -41,9 +42,11 @@ __all__ = [
     "check_consume",
     "check_create",
     "check_hit",
+    "check_mark_email",
     "check_put",
     "check_recent",
     "check_reserve",
+    "check_rotate_stamp",
     "check_set_email",
     "code_is_dead",
     "fresh_account",
@@ -114,6 +117,38 @@ def check_set_email(email: object, confirmed: object) -> None:
     require_text(email, "email", max_length=EMAIL_MAX_LENGTH)
     if not isinstance(confirmed, bool):
         raise TypeError(f"confirmed must be bool, not {type(confirmed).__name__}")
+
+
+def check_mark_email(email: object, now: object) -> tuple[str | None, datetime]:
+    """Check the arguments of ``AccountStore.mark_email_confirmed`` (the id is checked apart).
+
+    Returns the casefolded lookup key of ``email`` -- ``None`` when no account can have it
+    (empty, too long, NUL or a lone surrogate: the mark simply finds nothing) -- and
+    ``now`` in UTC.
+
+    Raises:
+        TypeError: ``email`` is not a ``str`` or ``now`` not a datetime.
+        ValueError: ``now`` is naive.
+
+    """
+    if not isinstance(email, str):
+        raise TypeError(f"email must be str, not {type(email).__name__}")
+    at = require_utc(now)
+    if not email or len(email) > EMAIL_MAX_LENGTH or not is_storable_text(email):
+        return None, at
+    return email.casefold(), at
+
+
+def check_rotate_stamp(rotate_stamp: object) -> bool:
+    """Check ``rotate_stamp`` of ``AccountStore.set_password_hash``: a ``bool``.
+
+    Raises:
+        TypeError: ``rotate_stamp`` is not a ``bool``.
+
+    """
+    if not isinstance(rotate_stamp, bool):
+        raise TypeError(f"rotate_stamp must be bool, not {type(rotate_stamp).__name__}")
+    return rotate_stamp
 
 
 def check_append(account_id: object, entry: object, keep: object) -> None:

@@ -11,7 +11,7 @@ import heapq
 import secrets
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -22,6 +22,7 @@ from ._checks import (
     check_account_id,
     check_expected_hash,
     check_login,
+    new_security_stamp,
     require_key,
     require_utc,
 )
@@ -33,8 +34,11 @@ from ._logic import (
     check_attempt,
     check_create,
     check_hit,
+    check_mark_email,
     check_put,
     check_recent,
+    check_reserve,
+    check_rotate_stamp,
     check_set_email,
     code_is_dead,
     fresh_account,
@@ -121,9 +125,12 @@ class MemoryAccountStore:
             account_id = index.get(key)
             return None if account_id is None else self._accounts[account_id]
 
-    def set_password_hash(self, account_id: str, *, expected: str | None, new: str) -> bool:
-        """Compare-and-set the password hash; see the protocol."""
+    def set_password_hash(
+        self, account_id: str, *, expected: str | None, new: str, rotate_stamp: bool = True
+    ) -> bool:
+        """Compare-and-set the password hash (and a fresh stamp); see the protocol."""
         can_match = check_expected_hash(expected, new)
+        check_rotate_stamp(rotate_stamp)
         key = check_account_id(account_id)
         if key is None or not can_match:
             return False
@@ -131,7 +138,8 @@ class MemoryAccountStore:
             account = self._accounts.get(key)
             if account is None or account.password_hash != expected:
                 return False
-            self._accounts[key] = replace(account, password_hash=new)
+            stamp = new_security_stamp() if rotate_stamp else account.security_stamp
+            self._accounts[key] = replace(account, password_hash=new, security_stamp=stamp)
             return True
 
     def set_email(self, account_id: str, email: str, *, confirmed: bool = False) -> None:
@@ -149,22 +157,42 @@ class MemoryAccountStore:
             if account.email is not None:
                 del self._by_email[account.email.casefold()]
             self._by_email[email_key] = account.id
-            self._accounts[account.id] = replace(account, email=email, email_confirmed=confirmed)
+            self._accounts[account.id] = replace(
+                account,
+                email=email,
+                email_confirmed=confirmed,
+                security_stamp=new_security_stamp(),
+            )
 
-    def mark_email_confirmed(self, account_id: str, *, now: datetime) -> None:
-        """Mark the e-mail confirmed; see the protocol."""
-        self._update(account_id, now, lambda account, _: replace(account, email_confirmed=True))
+    def mark_email_confirmed(self, account_id: str, *, email: str, now: datetime) -> bool:
+        """Mark the e-mail confirmed if it still equals ``email``; see the protocol."""
+        email_key, _ = check_mark_email(email, now)
+        key = check_account_id(account_id)
+        if key is None or email_key is None:
+            return False
+        with self._lock:
+            account = self._accounts.get(key)
+            if account is None or account.email is None or account.email.casefold() != email_key:
+                return False
+            self._accounts[key] = replace(account, email_confirmed=True)
+            return True
 
-    def record_login_failure(self, account_id: str, *, now: datetime) -> int:
-        """Count a failed login; return the consecutive count."""
-        updated = self._update(
-            account_id,
-            now,
-            lambda account, at: replace(
-                account, failed_logins=account.failed_logins + 1, last_failed_login_at=at
-            ),
-        )
-        return updated.failed_logins
+    def reserve_login_attempt(
+        self, account_id: str, *, expected_failures: int, now: datetime
+    ) -> bool:
+        """Count an attempt if the failure count is still ``expected_failures``."""
+        at = check_reserve(account_id, expected_failures, now)
+        key = check_account_id(account_id)
+        if key is None:
+            return False
+        with self._lock:
+            account = self._accounts.get(key)
+            if account is None or account.failed_logins != expected_failures:
+                return False
+            self._accounts[key] = replace(
+                account, failed_logins=expected_failures + 1, last_failed_login_at=at
+            )
+            return True
 
     def record_login_success(self, account_id: str, *, now: datetime) -> None:
         """Reset the failure count and set the last login time."""
@@ -277,13 +305,13 @@ class MemoryOneTimeCodeStore:
             )
 
     def attempt(
-        self, key: str, code_hash: bytes, *, now: datetime, max_attempts: int
+        self, key: str, candidates: Sequence[bytes], *, now: datetime, max_attempts: int
     ) -> CodeAttempt:
-        """Count an attempt and compare; see the protocol."""
-        at = check_attempt(key, code_hash, now=now, max_attempts=max_attempts)
+        """Count one attempt and compare with every candidate; see the protocol."""
+        at, hashes = check_attempt(key, candidates, now=now, max_attempts=max_attempts)
         with self._lock:
             state, outcome = attempt_code(
-                self._states.get(key), code_hash, now=at, max_attempts=max_attempts
+                self._states.get(key), hashes, now=at, max_attempts=max_attempts
             )
             if state is None:
                 self._states.pop(key, None)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import TypeVar
 
@@ -383,78 +384,293 @@ class AccountStoreContract:
         assert accounts.get(created.id) == created
 
     def test_mark_email_confirmed(self, accounts: AccountStore) -> None:
-        """mark_email_confirmed() sets the flag and touches nothing else."""
+        """A matching address (any case) is marked: True, and nothing else changes."""
         created = accounts.create(_new(), now=T0)
-        accounts.mark_email_confirmed(created.id, now=T0 + _HOUR)
+        assert accounts.mark_email_confirmed(created.id, email="ALIYA@Example.KZ", now=T0) is True
         stored = accounts.get(created.id)
         assert stored is not None
         assert stored.email_confirmed is True
-        assert (stored.email, stored.failed_logins) == (created.email, 0)
+        assert stored == replace(created, email_confirmed=True)
+        # Marking a confirmed address again still finds it equal: True, nothing changes.
+        assert accounts.mark_email_confirmed(created.id, email="aliya@example.kz", now=T0)
+        assert accounts.get(created.id) == stored
 
-    def test_mark_email_confirmed_unknown_or_naive(self, accounts: AccountStore) -> None:
-        """Unknown id: AccountNotFoundError; naive ``now``: ValueError."""
+    def test_mark_email_confirmed_refuses_an_old_address(self, accounts: AccountStore) -> None:
+        """After set_email to another address, a mark with the old one is False, not marked."""
         created = accounts.create(_new(), now=T0)
-        with pytest.raises(AccountNotFoundError):
-            accounts.mark_email_confirmed("no-such-id", now=T0)
-        with pytest.raises(ValueError, match="aware"):
-            accounts.mark_email_confirmed(created.id, now=_NAIVE)
-        assert accounts.get(created.id) == created
-
-    def test_login_failures_count_up_and_success_resets(self, accounts: AccountStore) -> None:
-        """Failures count consecutively with their time; a success resets to 0."""
-        created = accounts.create(_new(), now=T0)
-        assert accounts.record_login_failure(created.id, now=T0 + _US) == 1
-        assert accounts.record_login_failure(created.id, now=T0 + 2 * _US) == 2
+        accounts.set_email(created.id, "new@example.kz")
+        changed = accounts.get(created.id)
+        assert changed is not None
+        assert accounts.mark_email_confirmed(created.id, email="aliya@example.kz", now=T0) is False
+        assert accounts.get(created.id) == changed
+        assert accounts.mark_email_confirmed(created.id, email="New@Example.kz", now=T0) is True
         stored = accounts.get(created.id)
         assert stored is not None
-        assert (stored.failed_logins, stored.last_failed_login_at) == (2, T0 + 2 * _US)
+        assert (stored.email, stored.email_confirmed) == ("new@example.kz", True)
+
+    def test_mark_email_confirmed_without_an_address(self, accounts: AccountStore) -> None:
+        """An account without an e-mail has nothing to mark: False."""
+        created = accounts.create(NewAccount(username="aliya"), now=T0)
+        assert accounts.mark_email_confirmed(created.id, email="aliya@example.kz", now=T0) is False
+        assert accounts.get(created.id) == created
+
+    def test_mark_email_confirmed_unknown_or_garbage(self, accounts: AccountStore) -> None:
+        """Unknown ids and addresses no account can have -- empty, huge, NUL -- are False."""
+        created = accounts.create(_new(), now=T0)
+        for unknown in ("no-such-id", "", "x" * 10_000, "\x00", "\ud800"):
+            assert accounts.mark_email_confirmed(unknown, email="aliya@example.kz", now=T0) is False
+        for garbage in ("", "x" * 10_000, "aliya@example.kz\x00", "\udfff", "aliya"):
+            assert accounts.mark_email_confirmed(created.id, email=garbage, now=T0) is False
+        assert accounts.get(created.id) == created
+
+    def test_mark_email_confirmed_rejects_bad_arguments(self, accounts: AccountStore) -> None:
+        """A non-str address or id: TypeError; a naive ``now``: ValueError; nothing marked."""
+        created = accounts.create(_new(), now=T0)
+        for bad in (None, b"aliya@example.kz", 1):
+            with pytest.raises(TypeError):
+                accounts.mark_email_confirmed(created.id, email=bad, now=T0)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            accounts.mark_email_confirmed(None, email="aliya@example.kz", now=T0)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="aware"):
+            accounts.mark_email_confirmed(created.id, email="aliya@example.kz", now=_NAIVE)
+        assert accounts.get(created.id) == created
+
+    def test_mark_racing_an_address_change(self, accounts: AccountStore) -> None:
+        """Marks of the old address racing set_email never confirm the new address."""
+        created = accounts.create(_new(), now=T0)
+        addresses = ("aliya@example.kz", "new@example.kz")
+        for round_ in range(4):
+            old, new = addresses[round_ % 2], addresses[(round_ + 1) % 2]
+
+            def act(index: int, old: str = old, new: str = new) -> bool:
+                if index == 0:
+                    accounts.set_email(created.id, new)
+                    return False
+                return accounts.mark_email_confirmed(created.id, email=old, now=T0)
+
+            _race(16, act)
+            stored = accounts.get(created.id)
+            assert stored is not None
+            assert (stored.email, stored.email_confirmed) == (new, False)
+
+    def test_reserve_counts_an_attempt(self, accounts: AccountStore) -> None:
+        """Each reserve with the current count adds one and stamps the time; success resets."""
+        created = accounts.create(_new(), now=T0)
+        assert accounts.reserve_login_attempt(created.id, expected_failures=0, now=T0 + _US)
+        assert accounts.reserve_login_attempt(created.id, expected_failures=1, now=T0 + 2 * _US)
+        stored = accounts.get(created.id)
+        assert stored == replace(created, failed_logins=2, last_failed_login_at=T0 + 2 * _US)
         accounts.record_login_success(created.id, now=T0 + _HOUR)
         stored = accounts.get(created.id)
         assert stored is not None
         assert (stored.failed_logins, stored.last_login_at) == (0, T0 + _HOUR)
         assert stored.last_failed_login_at == T0 + 2 * _US
-        assert accounts.record_login_failure(created.id, now=T0 + 2 * _HOUR) == 1
+        assert accounts.reserve_login_attempt(
+            created.id, expected_failures=0, now=(T0 + 2 * _HOUR).astimezone(_ALMATY)
+        )
+        stored = accounts.get(created.id)
+        assert stored is not None
+        assert (stored.failed_logins, stored.last_failed_login_at) == (1, T0 + 2 * _HOUR)
+        assert stored.security_stamp == created.security_stamp
+
+    def test_reserve_with_a_stale_count_writes_nothing(self, accounts: AccountStore) -> None:
+        """A count other than the stored one -- lower, higher, huge -- is False, no write."""
+        created = accounts.create(_new(), now=T0)
+        assert accounts.reserve_login_attempt(created.id, expected_failures=0, now=T0)
+        counted = accounts.get(created.id)
+        assert counted is not None
+        for stale in (0, 2, 3, 2**31, 2**63 - 1, 2**63, 2**100):
+            assert (
+                accounts.reserve_login_attempt(created.id, expected_failures=stale, now=T0 + _HOUR)
+                is False
+            )
+        assert accounts.get(created.id) == counted
+
+    def test_reserve_unknown_account(self, accounts: AccountStore) -> None:
+        """An id no account has, however odd the string, is False and writes nothing."""
+        created = accounts.create(_new(), now=T0)
+        for unknown in ("no-such-id", "", "x" * 10_000, "\x00", "\ud800"):
+            assert accounts.reserve_login_attempt(unknown, expected_failures=0, now=T0) is False
+        assert accounts.get(created.id) == created
+
+    def test_reserve_rejects_bad_arguments(self, accounts: AccountStore) -> None:
+        """A non-int, bool or negative count, a naive or non-datetime ``now``: refused."""
+        created = accounts.create(_new(), now=T0)
+        for bad in ("0", 0.0, None, True, False):
+            with pytest.raises(TypeError):
+                accounts.reserve_login_attempt(created.id, expected_failures=bad, now=T0)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="expected_failures"):
+            accounts.reserve_login_attempt(created.id, expected_failures=-1, now=T0)
+        with pytest.raises(ValueError, match="aware"):
+            accounts.reserve_login_attempt(created.id, expected_failures=0, now=_NAIVE)
+        with pytest.raises(TypeError):
+            accounts.reserve_login_attempt(created.id, expected_failures=0, now="now")  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            accounts.reserve_login_attempt(None, expected_failures=0, now=T0)  # type: ignore[arg-type]
+        assert accounts.get(created.id) == created
+
+    def test_racing_reservations_with_one_count(self, accounts: AccountStore) -> None:
+        """32 threads reserving with the same expected count: exactly one True."""
+        created = accounts.create(_new(), now=T0)
+        wins = _race(
+            _THREADS,
+            lambda i: accounts.reserve_login_attempt(
+                created.id, expected_failures=0, now=T0 + i * _US
+            ),
+        )
+        assert wins.count(True) == 1
+        stored = accounts.get(created.id)
+        assert stored is not None
+        assert stored.failed_logins == 1
+        assert stored.last_failed_login_at == T0 + wins.index(True) * _US
+
+    def test_racing_read_then_reserve_loops(self, accounts: AccountStore) -> None:
+        """32 threads each reading the count and reserving until one wins: 1..32 once each."""
+        created = accounts.create(_new(), now=T0)
+
+        def reserve_once(_: int) -> int:
+            while True:
+                account = accounts.get(created.id)
+                assert account is not None
+                seen = account.failed_logins
+                if accounts.reserve_login_attempt(created.id, expected_failures=seen, now=T0):
+                    return seen + 1
+
+        won = _race(_THREADS, reserve_once)
+        assert sorted(won) == list(range(1, _THREADS + 1))
+        stored = accounts.get(created.id)
+        assert stored is not None
+        assert stored.failed_logins == _THREADS
 
     def test_clear_login_failures_keeps_the_times(self, accounts: AccountStore) -> None:
         """Clearing failures (a recovered account) sets the count to 0 and nothing else."""
         created = accounts.create(_new(), now=T0)
-        accounts.record_login_failure(created.id, now=T0 + _US)
-        accounts.record_login_failure(created.id, now=T0 + 2 * _US)
+        accounts.reserve_login_attempt(created.id, expected_failures=0, now=T0 + _US)
+        accounts.reserve_login_attempt(created.id, expected_failures=1, now=T0 + 2 * _US)
         accounts.clear_login_failures(created.id)
         stored = accounts.get(created.id)
-        assert stored is not None
-        assert (stored.failed_logins, stored.last_login_at) == (0, None)
-        assert stored.last_failed_login_at == T0 + 2 * _US
+        assert stored == replace(created, last_failed_login_at=T0 + 2 * _US)
         with pytest.raises(AccountNotFoundError):
             accounts.clear_login_failures("no-such-id")
 
     def test_login_records_unknown_or_naive(self, accounts: AccountStore) -> None:
-        """Unknown id: AccountNotFoundError; naive ``now``: ValueError, nothing counted."""
+        """record_login_success: unknown id AccountNotFoundError; naive ``now`` ValueError."""
         created = accounts.create(_new(), now=T0)
         with pytest.raises(AccountNotFoundError):
-            accounts.record_login_failure("no-such-id", now=T0)
-        with pytest.raises(AccountNotFoundError):
             accounts.record_login_success("no-such-id", now=T0)
-        with pytest.raises(ValueError, match="aware"):
-            accounts.record_login_failure(created.id, now=_NAIVE)
         with pytest.raises(ValueError, match="aware"):
             accounts.record_login_success(created.id, now=_NAIVE)
         assert accounts.get(created.id) == created
 
-    def test_concurrent_login_failures_are_all_counted(self, accounts: AccountStore) -> None:
-        """32 racing failures: each gets a distinct count, and the total is 32."""
+    def test_create_gives_a_security_stamp(self, accounts: AccountStore) -> None:
+        """Every new account has a non-empty stamp of at most 64 characters, its own."""
+        created = [
+            accounts.create(NewAccount(username=f"user{i}", password_hash=_HASH_A), now=T0)
+            for i in range(5)
+        ]
+        stamps = {account.security_stamp for account in created}
+        assert len(stamps) == 5
+        for account in created:
+            assert isinstance(account.security_stamp, str)
+            assert 1 <= len(account.security_stamp) <= 64
+            stored = accounts.get(account.id)
+            assert stored is not None
+            assert stored.security_stamp == account.security_stamp
+
+    def test_password_change_rotates_the_stamp(self, accounts: AccountStore) -> None:
+        """Each won password CAS gives a new stamp, even back to an earlier hash: never reused."""
         created = accounts.create(_new(), now=T0)
-        counts = _race(_THREADS, lambda _: accounts.record_login_failure(created.id, now=T0))
-        assert sorted(counts) == list(range(1, _THREADS + 1))
+        seen = [created.security_stamp]
+        for expected, new in ((_HASH_A, _HASH_B), (_HASH_B, _HASH_A), (_HASH_A, _HASH_B)):
+            assert accounts.set_password_hash(created.id, expected=expected, new=new) is True
+            stored = accounts.get(created.id)
+            assert stored is not None
+            assert stored.password_hash == new
+            assert stored.security_stamp not in seen
+            assert stored == replace(
+                created, password_hash=new, security_stamp=stored.security_stamp
+            )
+            seen.append(stored.security_stamp)
+        without = accounts.create(NewAccount(username="nopass"), now=T0)
+        assert accounts.set_password_hash(without.id, expected=None, new=_HASH_A) is True
+        stored = accounts.get(without.id)
+        assert stored is not None
+        assert stored.security_stamp not in (*seen, without.security_stamp)
+
+    def test_rehash_keeps_the_stamp(self, accounts: AccountStore) -> None:
+        """With ``rotate_stamp=False`` the hash changes and the stamp stays."""
+        created = accounts.create(_new(), now=T0)
+        assert accounts.set_password_hash(
+            created.id, expected=_HASH_A, new=_HASH_B, rotate_stamp=False
+        )
+        assert accounts.get(created.id) == replace(created, password_hash=_HASH_B)
+
+    def test_lost_password_cas_keeps_the_stamp(self, accounts: AccountStore) -> None:
+        """A lost compare-and-set writes nothing: hash and stamp stay."""
+        created = accounts.create(_new(), now=T0)
+        assert accounts.set_password_hash(created.id, expected=_HASH_B, new="new") is False
+        assert accounts.set_password_hash(created.id, expected=None, new="new") is False
+        assert (
+            accounts.set_password_hash(created.id, expected=_HASH_B, new="new", rotate_stamp=True)
+            is False
+        )
+        assert accounts.get(created.id) == created
+
+    def test_racing_password_changes_rotate_once(self, accounts: AccountStore) -> None:
+        """Of 16 racing changes from one hash, the winner's write holds a new stamp."""
+        created = accounts.create(_new(), now=T0)
+        wins = _race(
+            16, lambda i: accounts.set_password_hash(created.id, expected=_HASH_A, new=f"new-{i}")
+        )
+        assert wins.count(True) == 1
         stored = accounts.get(created.id)
         assert stored is not None
-        assert stored.failed_logins == _THREADS
+        assert stored.security_stamp != created.security_stamp
+        assert stored == replace(
+            created, password_hash=f"new-{wins.index(True)}", security_stamp=stored.security_stamp
+        )
+
+    def test_set_email_rotates_the_stamp(self, accounts: AccountStore) -> None:
+        """Every set_email gives a new stamp -- back to the earlier address too."""
+        created = accounts.create(_new(), now=T0)
+        seen = [created.security_stamp]
+        for address in ("new@example.kz", "aliya@example.kz", "ALIYA@example.kz"):
+            accounts.set_email(created.id, address, confirmed=True)
+            stored = accounts.get(created.id)
+            assert stored is not None
+            assert stored.security_stamp not in seen
+            assert stored == replace(
+                created, email=address, email_confirmed=True, security_stamp=stored.security_stamp
+            )
+            seen.append(stored.security_stamp)
+
+    def test_other_writes_keep_the_stamp(self, accounts: AccountStore) -> None:
+        """Marking, reserving, succeeding and clearing never touch the stamp."""
+        created = accounts.create(_new(), now=T0)
+        accounts.mark_email_confirmed(created.id, email="aliya@example.kz", now=T0)
+        accounts.reserve_login_attempt(created.id, expected_failures=0, now=T0)
+        accounts.clear_login_failures(created.id)
+        accounts.record_login_success(created.id, now=T0 + _HOUR)
+        stored = accounts.get(created.id)
+        assert stored is not None
+        assert stored.security_stamp == created.security_stamp
+        for kind, value in (("username", "aliya"), ("email", "aliya@example.kz")):
+            found = accounts.find_by_login(kind, value)  # type: ignore[arg-type]
+            assert found == stored
 
     def test_password_hash_not_in_repr(self, accounts: AccountStore) -> None:
         """An account's repr never shows its password hash."""
         created = accounts.create(_new(), now=T0)
         assert _HASH_A not in repr(created)
         assert _HASH_A not in repr(accounts.get(created.id))
+
+    def test_security_stamp_not_in_repr(self, accounts: AccountStore) -> None:
+        """An account's repr never shows its security stamp."""
+        created = accounts.create(_new(), now=T0)
+        stored = accounts.get(created.id)
+        for account in (created, stored):
+            assert created.security_stamp not in repr(account)
+            assert "security_stamp" not in repr(account)
 
 
 def _entry(index: int, *, created_at: datetime = T0) -> HistoryEntry:
@@ -724,71 +940,71 @@ class OneTimeCodeStoreContract:
 
     def test_no_code(self, codes: OneTimeCodeStore) -> None:
         """Without a code every attempt is MISSING."""
-        assert codes.attempt(_PHONE, _CODE, now=T0, max_attempts=5) is CodeAttempt.MISSING
+        assert codes.attempt(_PHONE, (_CODE,), now=T0, max_attempts=5) is CodeAttempt.MISSING
 
     def test_right_code_once(self, codes: OneTimeCodeStore) -> None:
         """The right code is OK once; the code is then gone (single use)."""
         self._put(codes)
-        assert codes.attempt(_PHONE, _CODE, now=T0, max_attempts=5) is CodeAttempt.OK
-        assert codes.attempt(_PHONE, _CODE, now=T0, max_attempts=5) is CodeAttempt.MISSING
+        assert codes.attempt(_PHONE, (_CODE,), now=T0, max_attempts=5) is CodeAttempt.OK
+        assert codes.attempt(_PHONE, (_CODE,), now=T0, max_attempts=5) is CodeAttempt.MISSING
 
     def test_wrong_then_right(self, codes: OneTimeCodeStore) -> None:
         """A wrong code is MISMATCH and leaves the code usable."""
         self._put(codes)
-        assert codes.attempt(_PHONE, _WRONG, now=T0, max_attempts=5) is CodeAttempt.MISMATCH
-        assert codes.attempt(_PHONE, _CODE, now=T0, max_attempts=5) is CodeAttempt.OK
+        assert codes.attempt(_PHONE, (_WRONG,), now=T0, max_attempts=5) is CodeAttempt.MISMATCH
+        assert codes.attempt(_PHONE, (_CODE,), now=T0, max_attempts=5) is CodeAttempt.OK
 
     def test_last_allowed_attempt(self, codes: OneTimeCodeStore) -> None:
         """With max 5: four wrong, then the right one as the fifth attempt is OK."""
         self._put(codes)
         for _ in range(4):
-            assert codes.attempt(_PHONE, _WRONG, now=T0, max_attempts=5) is CodeAttempt.MISMATCH
-        assert codes.attempt(_PHONE, _CODE, now=T0, max_attempts=5) is CodeAttempt.OK
+            assert codes.attempt(_PHONE, (_WRONG,), now=T0, max_attempts=5) is CodeAttempt.MISMATCH
+        assert codes.attempt(_PHONE, (_CODE,), now=T0, max_attempts=5) is CodeAttempt.OK
 
     def test_one_attempt_too_many(self, codes: OneTimeCodeStore) -> None:
         """With max 5: five wrong, then the right one is EXHAUSTED; the code is then gone."""
         self._put(codes)
         for _ in range(5):
-            assert codes.attempt(_PHONE, _WRONG, now=T0, max_attempts=5) is CodeAttempt.MISMATCH
-        assert codes.attempt(_PHONE, _CODE, now=T0, max_attempts=5) is CodeAttempt.EXHAUSTED
-        assert codes.attempt(_PHONE, _CODE, now=T0, max_attempts=5) is CodeAttempt.MISSING
+            assert codes.attempt(_PHONE, (_WRONG,), now=T0, max_attempts=5) is CodeAttempt.MISMATCH
+        assert codes.attempt(_PHONE, (_CODE,), now=T0, max_attempts=5) is CodeAttempt.EXHAUSTED
+        assert codes.attempt(_PHONE, (_CODE,), now=T0, max_attempts=5) is CodeAttempt.MISSING
 
     def test_max_attempts_one(self, codes: OneTimeCodeStore) -> None:
         """With max 1 a single wrong try burns the code."""
         self._put(codes)
-        assert codes.attempt(_PHONE, _WRONG, now=T0, max_attempts=1) is CodeAttempt.MISMATCH
-        assert codes.attempt(_PHONE, _CODE, now=T0, max_attempts=1) is CodeAttempt.EXHAUSTED
+        assert codes.attempt(_PHONE, (_WRONG,), now=T0, max_attempts=1) is CodeAttempt.MISMATCH
+        assert codes.attempt(_PHONE, (_CODE,), now=T0, max_attempts=1) is CodeAttempt.EXHAUSTED
 
     def test_code_expiry_boundary(self, codes: OneTimeCodeStore) -> None:
         """A code is live one microsecond before ``expires_at`` and MISSING at it."""
         self._put(codes, ttl=timedelta(minutes=5))
         end = T0 + timedelta(minutes=5)
-        assert codes.attempt(_PHONE, _CODE, now=end, max_attempts=5) is CodeAttempt.MISSING
+        assert codes.attempt(_PHONE, (_CODE,), now=end, max_attempts=5) is CodeAttempt.MISSING
         self._put(codes, now=T0 + _US, ttl=timedelta(minutes=5) - _US)
-        assert codes.attempt(_PHONE, _CODE, now=end - _US, max_attempts=5) is CodeAttempt.OK
+        assert codes.attempt(_PHONE, (_CODE,), now=end - _US, max_attempts=5) is CodeAttempt.OK
 
     def test_missing_is_not_counted(self, codes: OneTimeCodeStore) -> None:
         """Attempts without a live code use up nothing."""
         for _ in range(3):
-            assert codes.attempt(_PHONE, _WRONG, now=T0, max_attempts=2) is CodeAttempt.MISSING
+            assert codes.attempt(_PHONE, (_WRONG,), now=T0, max_attempts=2) is CodeAttempt.MISSING
         self._put(codes)
-        assert codes.attempt(_PHONE, _WRONG, now=T0, max_attempts=2) is CodeAttempt.MISMATCH
-        assert codes.attempt(_PHONE, _CODE, now=T0, max_attempts=2) is CodeAttempt.OK
+        assert codes.attempt(_PHONE, (_WRONG,), now=T0, max_attempts=2) is CodeAttempt.MISMATCH
+        assert codes.attempt(_PHONE, (_CODE,), now=T0, max_attempts=2) is CodeAttempt.OK
 
     def test_put_replaces_the_code(self, codes: OneTimeCodeStore) -> None:
         """After a new put() the old code is wrong and the new one works."""
         self._put(codes, _CODE)
         self._put(codes, _OTHER)
-        assert codes.attempt(_PHONE, _CODE, now=T0, max_attempts=5) is CodeAttempt.MISMATCH
-        assert codes.attempt(_PHONE, _OTHER, now=T0, max_attempts=5) is CodeAttempt.OK
+        assert codes.attempt(_PHONE, (_CODE,), now=T0, max_attempts=5) is CodeAttempt.MISMATCH
+        assert codes.attempt(_PHONE, (_OTHER,), now=T0, max_attempts=5) is CodeAttempt.OK
 
     def test_new_code_keeps_the_failure_count(self, codes: OneTimeCodeStore) -> None:
         """Requesting a new code does not reset failed attempts (NIST SP 800-63B)."""
         self._put(codes, _CODE)
         for _ in range(3):
-            assert codes.attempt(_PHONE, _WRONG, now=T0, max_attempts=3) is CodeAttempt.MISMATCH
+            assert codes.attempt(_PHONE, (_WRONG,), now=T0, max_attempts=3) is CodeAttempt.MISMATCH
         self._put(codes, _OTHER, now=T0 + _US)
-        assert codes.attempt(_PHONE, _OTHER, now=T0 + _US, max_attempts=3) is (
+        assert codes.attempt(_PHONE, (_OTHER,), now=T0 + _US, max_attempts=3) is (
             CodeAttempt.EXHAUSTED
         )
 
@@ -796,48 +1012,48 @@ class OneTimeCodeStoreContract:
         """The count lives until the window (from the first failure) ends, not a µs less."""
         self._put(codes, _CODE)
         for _ in range(3):
-            assert codes.attempt(_PHONE, _WRONG, now=T0, max_attempts=3) is CodeAttempt.MISMATCH
+            assert codes.attempt(_PHONE, (_WRONG,), now=T0, max_attempts=3) is CodeAttempt.MISMATCH
         just_before = T0 + _WINDOW - _US
         self._put(codes, _OTHER, now=just_before)
-        assert codes.attempt(_PHONE, _OTHER, now=just_before, max_attempts=3) is (
+        assert codes.attempt(_PHONE, (_OTHER,), now=just_before, max_attempts=3) is (
             CodeAttempt.EXHAUSTED
         )
         self._put(codes, _OTHER, now=T0 + _WINDOW)
-        assert codes.attempt(_PHONE, _OTHER, now=T0 + _WINDOW, max_attempts=3) is CodeAttempt.OK
+        assert codes.attempt(_PHONE, (_OTHER,), now=T0 + _WINDOW, max_attempts=3) is CodeAttempt.OK
 
     def test_window_does_not_slide(self, codes: OneTimeCodeStore) -> None:
         """Failures late in the window do not extend it."""
         self._put(codes, _CODE, ttl=_WINDOW * 3)
-        assert codes.attempt(_PHONE, _WRONG, now=T0, max_attempts=2) is CodeAttempt.MISMATCH
+        assert codes.attempt(_PHONE, (_WRONG,), now=T0, max_attempts=2) is CodeAttempt.MISMATCH
         late = T0 + _WINDOW - _US
-        assert codes.attempt(_PHONE, _WRONG, now=late, max_attempts=2) is CodeAttempt.MISMATCH
-        assert codes.attempt(_PHONE, _WRONG, now=T0 + _WINDOW, max_attempts=2) is (
+        assert codes.attempt(_PHONE, (_WRONG,), now=late, max_attempts=2) is CodeAttempt.MISMATCH
+        assert codes.attempt(_PHONE, (_WRONG,), now=T0 + _WINDOW, max_attempts=2) is (
             CodeAttempt.MISMATCH
         )
-        assert codes.attempt(_PHONE, _CODE, now=T0 + _WINDOW, max_attempts=2) is CodeAttempt.OK
+        assert codes.attempt(_PHONE, (_CODE,), now=T0 + _WINDOW, max_attempts=2) is CodeAttempt.OK
 
     def test_success_resets_the_count(self, codes: OneTimeCodeStore) -> None:
         """After OK the next code starts with a fresh count."""
         self._put(codes, _CODE)
         for _ in range(2):
-            codes.attempt(_PHONE, _WRONG, now=T0, max_attempts=3)
-        assert codes.attempt(_PHONE, _CODE, now=T0, max_attempts=3) is CodeAttempt.OK
+            codes.attempt(_PHONE, (_WRONG,), now=T0, max_attempts=3)
+        assert codes.attempt(_PHONE, (_CODE,), now=T0, max_attempts=3) is CodeAttempt.OK
         self._put(codes, _OTHER)
         for _ in range(2):
-            codes.attempt(_PHONE, _WRONG, now=T0, max_attempts=3)
-        assert codes.attempt(_PHONE, _OTHER, now=T0, max_attempts=3) is CodeAttempt.OK
+            codes.attempt(_PHONE, (_WRONG,), now=T0, max_attempts=3)
+        assert codes.attempt(_PHONE, (_OTHER,), now=T0, max_attempts=3) is CodeAttempt.OK
 
     def test_code_keys_are_separate(self, codes: OneTimeCodeStore) -> None:
         """Codes and counters of different keys never mix."""
         self._put(codes, _CODE, key="+77010000001")
         self._put(codes, _OTHER, key="+77010000002")
-        assert codes.attempt("+77010000001", _WRONG, now=T0, max_attempts=1) is (
+        assert codes.attempt("+77010000001", (_WRONG,), now=T0, max_attempts=1) is (
             CodeAttempt.MISMATCH
         )
-        assert codes.attempt("+77010000002", _CODE, now=T0, max_attempts=5) is (
+        assert codes.attempt("+77010000002", (_CODE,), now=T0, max_attempts=5) is (
             CodeAttempt.MISMATCH
         )
-        assert codes.attempt("+77010000002", _OTHER, now=T0, max_attempts=5) is CodeAttempt.OK
+        assert codes.attempt("+77010000002", (_OTHER,), now=T0, max_attempts=5) is CodeAttempt.OK
 
     def test_put_rejects_bad_arguments(self, codes: OneTimeCodeStore) -> None:
         """Dead-on-arrival expiry, non-positive window, bad hash or key, naive time: refused."""
@@ -857,31 +1073,87 @@ class OneTimeCodeStoreContract:
             codes.put(_PHONE, _CODE, expires_at=T0 + _HOUR, now=_NAIVE, failure_window=_WINDOW)
         with pytest.raises(ValueError, match="aware"):
             codes.put(_PHONE, _CODE, expires_at=_NAIVE, now=T0, failure_window=_WINDOW)
-        assert codes.attempt(_PHONE, _CODE, now=T0, max_attempts=5) is CodeAttempt.MISSING
+        assert codes.attempt(_PHONE, (_CODE,), now=T0, max_attempts=5) is CodeAttempt.MISSING
 
     def test_attempt_rejects_bad_arguments(self, codes: OneTimeCodeStore) -> None:
         """max_attempts below 1, bad hash or key, naive time: refused, nothing counted."""
         self._put(codes)
         with pytest.raises(ValueError, match="max_attempts"):
-            codes.attempt(_PHONE, _CODE, now=T0, max_attempts=0)
+            codes.attempt(_PHONE, (_CODE,), now=T0, max_attempts=0)
         with pytest.raises(TypeError):
             codes.attempt(_PHONE, "123456", now=T0, max_attempts=5)  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="key"):
-            codes.attempt("x" * 257, _CODE, now=T0, max_attempts=5)
+            codes.attempt("x" * 257, (_CODE,), now=T0, max_attempts=5)
         with pytest.raises(ValueError, match="aware"):
-            codes.attempt(_PHONE, _CODE, now=_NAIVE, max_attempts=5)
-        assert codes.attempt(_PHONE, _WRONG, now=T0, max_attempts=1) is CodeAttempt.MISMATCH
+            codes.attempt(_PHONE, (_CODE,), now=_NAIVE, max_attempts=5)
+        assert codes.attempt(_PHONE, (_WRONG,), now=T0, max_attempts=1) is CodeAttempt.MISMATCH
+
+    def test_any_candidate_verifies(self, codes: OneTimeCodeStore) -> None:
+        """A code stored under one key's hash verifies among other keys' hashes, any order."""
+        self._put(codes, _CODE)
+        assert codes.attempt(_PHONE, (_OTHER, _CODE), now=T0, max_attempts=5) is CodeAttempt.OK
+        self._put(codes, _CODE)
+        assert codes.attempt(_PHONE, [_CODE, _OTHER], now=T0, max_attempts=5) is CodeAttempt.OK
+        self._put(codes, _CODE)
+        eight = [bytes([index]) * 32 for index in range(4, 11)] + [_CODE]
+        assert codes.attempt(_PHONE, eight, now=T0, max_attempts=5) is CodeAttempt.OK
+        assert codes.attempt(_PHONE, eight, now=T0, max_attempts=5) is CodeAttempt.MISSING
+
+    def test_wrong_candidates_count_as_one_attempt(self, codes: OneTimeCodeStore) -> None:
+        """However many wrong candidates an attempt brings, it is one counted attempt."""
+        self._put(codes, _CODE)
+        wrong = [_WRONG, _OTHER, b"\x04" * 32]
+        assert codes.attempt(_PHONE, wrong, now=T0, max_attempts=2) is CodeAttempt.MISMATCH
+        assert codes.attempt(_PHONE, (_WRONG, _CODE), now=T0, max_attempts=2) is CodeAttempt.OK
+        self._put(codes, _CODE)
+        eight = [bytes([index]) * 32 for index in range(4, 12)]
+        assert codes.attempt(_PHONE, eight, now=T0, max_attempts=1) is CodeAttempt.MISMATCH
+        assert codes.attempt(_PHONE, [_CODE], now=T0, max_attempts=1) is CodeAttempt.EXHAUSTED
+
+    def test_attempt_rejects_bad_candidates(self, codes: OneTimeCodeStore) -> None:
+        """A bare bytes or str, none, nine, an empty or non-bytes hash: refused, not counted."""
+        self._put(codes)
+        for bare in (_CODE, bytearray(_CODE), memoryview(_CODE), "123456", None, 7):
+            with pytest.raises(TypeError):
+                codes.attempt(_PHONE, bare, now=T0, max_attempts=1)  # type: ignore[arg-type]
+        for wrong_type in (["123456"], [_WRONG, bytearray(_CODE)], (None,), [_WRONG, 1]):
+            with pytest.raises(TypeError):
+                codes.attempt(_PHONE, wrong_type, now=T0, max_attempts=1)  # type: ignore[arg-type]
+        for bad in ([], (), [_WRONG] * 8 + [_CODE], [b""], [_CODE, b""], [b"x" * 1025]):
+            with pytest.raises(ValueError, match="candidate"):
+                codes.attempt(_PHONE, bad, now=T0, max_attempts=1)
+        assert codes.attempt(_PHONE, [_WRONG], now=T0, max_attempts=1) is CodeAttempt.MISMATCH
+        assert codes.attempt(_PHONE, [_CODE], now=T0, max_attempts=1) is CodeAttempt.EXHAUSTED
+
+    def test_bad_candidates_without_a_code(self, codes: OneTimeCodeStore) -> None:
+        """The candidates are checked even when there is no code to compare with."""
+        with pytest.raises(TypeError):
+            codes.attempt(_PHONE, _CODE, now=T0, max_attempts=5)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="candidate"):
+            codes.attempt(_PHONE, [], now=T0, max_attempts=5)
+
+    def test_racing_candidate_lists(self, codes: OneTimeCodeStore) -> None:
+        """32 threads each bringing (wrong, right): exactly one OK, the rest MISSING."""
+        self._put(codes)
+        results = _race(
+            _THREADS, lambda _: codes.attempt(_PHONE, (_WRONG, _CODE), now=T0, max_attempts=100)
+        )
+        assert Counter(results) == Counter({CodeAttempt.OK: 1, CodeAttempt.MISSING: 31})
 
     def test_racing_right_codes(self, codes: OneTimeCodeStore) -> None:
         """32 threads submitting the right code at once: exactly one OK, the rest MISSING."""
         self._put(codes)
-        results = _race(_THREADS, lambda _: codes.attempt(_PHONE, _CODE, now=T0, max_attempts=100))
+        results = _race(
+            _THREADS, lambda _: codes.attempt(_PHONE, (_CODE,), now=T0, max_attempts=100)
+        )
         assert Counter(results) == Counter({CodeAttempt.OK: 1, CodeAttempt.MISSING: 31})
 
     def test_racing_wrong_codes(self, codes: OneTimeCodeStore) -> None:
         """32 racing wrong codes with max 5: exactly 5 MISMATCH, 1 EXHAUSTED, 26 MISSING."""
         self._put(codes)
-        results = _race(_THREADS, lambda _: codes.attempt(_PHONE, _WRONG, now=T0, max_attempts=5))
+        results = _race(
+            _THREADS, lambda _: codes.attempt(_PHONE, (_WRONG,), now=T0, max_attempts=5)
+        )
         assert Counter(results) == Counter(
             {CodeAttempt.MISMATCH: 5, CodeAttempt.EXHAUSTED: 1, CodeAttempt.MISSING: 26}
         )
