@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
 
@@ -26,12 +26,14 @@ class RegistrationResult:
     owner of an existing account gets an "already registered" letter instead, so the answer
     reveals nothing. ``policy`` holds the password's violations when ``ok`` is false;
     ``username_taken`` is true when the chosen user name belongs to someone else (user
-    names are public, so saying so reveals nothing private).
+    names are public, so saying so reveals nothing private). ``retry_after`` is set when
+    the registration was refused by a rate limit (per client or per identifier).
     """
 
     ok: bool
     policy: PolicyResult
     username_taken: bool = False
+    retry_after: timedelta | None = None
 
     def __bool__(self) -> bool:
         return self.ok
@@ -42,10 +44,16 @@ class LoginResult:
     """The outcome of :meth:`IdentityService.authenticate`.
 
     ``reason`` is ``"ok"``, ``"invalid"`` (unknown account or wrong password — one answer for
-    both), ``"throttled"`` (too many failures: try again after ``retry_after``) or
+    both), ``"throttled"`` (too many attempts from this client or for this identifier, or
+    the account is backing off after failures: try again after ``retry_after``) or
     ``"locked"`` (the account must be recovered with a password reset). Show the user one
     generic message for every failure. ``email_confirmed`` lets the host decide what an
     unconfirmed account may do. ``rehashed`` tells that the stored hash was upgraded.
+
+    ``security_stamp`` (set on success; left out of the repr) is what the host keeps in the
+    session beside ``account_id`` and checks on later requests with
+    :meth:`IdentityService.session_is_current`: it changes with every password, reset or
+    e-mail change, which ends every session that holds the old one.
     """
 
     ok: bool
@@ -54,6 +62,7 @@ class LoginResult:
     email_confirmed: bool = False
     retry_after: timedelta | None = None
     rehashed: bool = False
+    security_stamp: str | None = field(default=None, repr=False)
 
     def __bool__(self) -> bool:
         return self.ok
@@ -68,7 +77,9 @@ class PasswordChangeResult:
     log-in), ``"throttled"`` (too many failures: retry after ``retry_after``), ``"locked"``
     (the account must be recovered with a password reset) or ``"conflict"`` (the password
     changed meanwhile; ask again). When ``end_other_sessions`` is true, the host must end
-    every other session of the account.
+    every other session of the account: the change gave the account a new
+    ``security_stamp`` (here; left out of the repr), so storing it in the current session
+    keeps that one alive while :meth:`IdentityService.session_is_current` refuses the rest.
     """
 
     ok: bool
@@ -76,6 +87,7 @@ class PasswordChangeResult:
     policy: PolicyResult
     end_other_sessions: bool = False
     retry_after: timedelta | None = None
+    security_stamp: str | None = field(default=None, repr=False)
 
     def __bool__(self) -> bool:
         return self.ok

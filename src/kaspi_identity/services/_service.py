@@ -14,6 +14,7 @@ import re
 import secrets
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -26,7 +27,15 @@ from kaspi_identity._errors import (
     KaspiIdentityError,
     PasswordMismatchError,
 )
-from kaspi_identity.delivery import DeliveryError, EmailSender, SmsSender, render_email, render_sms
+from kaspi_identity.delivery import (
+    DeliveryError,
+    EmailMessage,
+    EmailSender,
+    SmsMessage,
+    SmsSender,
+    render_email,
+    render_sms,
+)
 from kaspi_identity.delivery._messages import is_deliverable_address
 from kaspi_identity.hashing import PasswordHasher
 from kaspi_identity.history import PasswordHistory
@@ -43,7 +52,7 @@ from kaspi_identity.services._results import (
     ResetRequestResult,
 )
 from kaspi_identity.services._settings import IdentitySettings, RateLimit
-from kaspi_identity.storage import Account, CodeAttempt, NewAccount, Storage
+from kaspi_identity.storage import Account, CodeAttempt, LoginKind, NewAccount, Storage
 from kaspi_identity.tokens import LinkBuilder, TokenClaims, TokenService
 
 __all__ = ["IdentityService", "InvalidCodeError", "InvalidIdentifierError"]
@@ -52,6 +61,10 @@ _log = logging.getLogger("kaspi_identity.services")
 
 _USERNAME_RE = re.compile(r"[^\W_][\w.\-]{1,62}[^\W_]?", re.UNICODE)
 _IDENTIFIER_MAX = 320
+# Where the letters an unknown account would have received are rendered to (never sent).
+_ABSENT_ADDRESS = "absent@kaspi-identity.invalid"
+# The one hit an unknown identifier costs, in place of the known path's reserved attempt.
+_ABSENT_RULE = RateLimit(1_000_000, timedelta(minutes=1))
 # A login identifier made of what phone numbers are written with: read as a phone number.
 _PHONE_LIKE = re.compile(r"\+?[\d\s().\-]{7,24}")
 
@@ -144,13 +157,16 @@ class IdentityService:
             },
         )
         self._sms = sms_sender
-        self._code_key = _derive(settings.secret_keys[:1], b"sms-code")[0]
+        # Every configured key, newest first: a code sent or a rate-limit window opened
+        # under the previous key keeps working through a key rotation.
+        self._code_keys = _derive(settings.secret_keys, b"sms-code")
+        self._absent_code_key = _derive(settings.secret_keys[:1], b"sms-code/absent")[0]
         self.history = PasswordHistory(
             storage.history,
             secret_keys=_derive(settings.secret_keys, b"history"),
             hasher=self.hasher,
         )
-        self._limit_key = _derive(settings.secret_keys[:1], b"rate-limit")[0]
+        self._limit_keys = _derive(settings.secret_keys, b"rate-limit")
         insecure = settings.allow_insecure_http
         self._confirm_links = LinkBuilder(settings.confirm_url, allow_insecure_http=insecure)
         self._reset_links = LinkBuilder(settings.reset_url, allow_insecure_http=insecure)
@@ -184,8 +200,13 @@ class IdentityService:
 
     @staticmethod
     def _state(account: Account) -> str:
-        """What a reset link is bound to: it dies when the password or e-mail changes."""
-        return f"{account.password_hash or ''}\x00{(account.email or '').casefold()}"
+        """What reset links and SMS grants are bound to: the account's security stamp.
+
+        The store replaces the stamp with a fresh random one on every change of password or
+        e-mail and never reuses one, so a link dies at the first change and stays dead even
+        if the password or the address later comes back to what it was.
+        """
+        return account.security_stamp
 
     @staticmethod
     def _user_info(account: Account) -> UserInfo:
@@ -194,40 +215,112 @@ class IdentityService:
     def _send(
         self, kind: str, account_id: str | None, to: str, lang: str, **params: object
     ) -> None:
-        """Deliver a letter; a failing sender is logged and audited, never raised."""
+        """Render and deliver a letter; a failure is logged and audited, never raised."""
+        self._deliver(kind, account_id, self._render(kind, to, lang, **params))
+
+    def _render(self, kind: str, to: str, lang: str, **params: object) -> EmailMessage | None:
         try:
-            message = render_email(
+            return render_email(
                 kind, lang, to=to, catalog=None, site=self.settings.site_name, **params
             )
-            self._email.send_email(message)
+        except ValueError as exc:
+            _log.warning("could not render %s letter: %s", kind, type(exc).__name__)
+            return None
+
+    def _deliver(
+        self, kind: str, account_id: str | None, message: EmailMessage | SmsMessage | None
+    ) -> None:
+        """Hand a rendered message to its sender; a failing sender is logged, never raised."""
+        try:
+            if message is None:
+                raise ValueError("not rendered")
+            if isinstance(message, SmsMessage):
+                if self._sms is None:  # checked by the SMS flow; not a security check
+                    raise DeliveryError("no SMS sender")
+                self._sms.send_sms(message)
+            else:
+                self._email.send_email(message)
         except (DeliveryError, ValueError) as exc:
-            _log.warning("could not deliver %s letter: %s", kind, type(exc).__name__)
-            self._emit("delivery_failed", account_id, letter=kind)
+            _log.warning("could not deliver %s: %s", kind, type(exc).__name__)
+            if isinstance(message, SmsMessage):
+                self._emit("delivery_failed", account_id, sms=kind)
+            else:
+                self._emit("delivery_failed", account_id, letter=kind)
 
     def _limited(self, scope: str, value: str, rule: RateLimit) -> timedelta | None:
-        """Count one hit; the wait when over the limit, else ``None``. Keys are keyed hashes."""
-        digest = hmac.new(
-            self._limit_key, value.encode("utf-8", "surrogatepass"), hashlib.sha256
-        ).hexdigest()[:32]
-        result = self.storage.rate_limits.hit(
-            f"{scope}:{digest}", limit=rule.limit, window=rule.window, now=self.clock.now()
-        )
-        return None if result.allowed else result.retry_after
+        """Count one hit; the wait when over the limit, else ``None``.
 
-    def _find(self, identifier: str) -> Account | None:
-        """The account a user name, e-mail address or phone number belongs to."""
+        Keys are keyed hashes of ``value``, so the limiter's store holds no e-mail, phone
+        or IP address. The hit is counted under every configured key and refused when any
+        count is over: a key rotation neither restarts a window nor lets a refused client
+        in (the count under the previous key goes on until that key is dropped).
+        """
+        data = value.encode("utf-8", "surrogatepass")
+        now = self.clock.now()
+        wait: timedelta | None = None
+        for key in self._limit_keys:
+            digest = hmac.new(key, data, hashlib.sha256).hexdigest()[:32]
+            result = self.storage.rate_limits.hit(
+                f"{scope}:{digest}", limit=rule.limit, window=rule.window, now=now
+            )
+            if not result.allowed:
+                wait = result.retry_after if wait is None else max(wait, result.retry_after)
+        return wait
+
+    def _first_limited(self, *checks: tuple[str, str, RateLimit]) -> timedelta | None:
+        """Apply ``(scope, value, rule)`` limits in order; the first wait, else ``None``."""
+        for scope, value, rule in checks:
+            wait = self._limited(scope, value, rule)
+            if wait is not None:
+                return wait
+        return None
+
+    def _absent_work(self, value: str) -> None:
+        """The one storage write an unknown identifier costs.
+
+        A known account's attempt writes once more than the limits (the reserved log-in
+        attempt, or a per-account limit); an unknown one writes this hit instead, so both
+        paths do the same number of writes and take the same time.
+        """
+        digest = hmac.new(
+            self._limit_keys[0], value.encode("utf-8", "surrogatepass"), hashlib.sha256
+        ).hexdigest()[:32]
+        rule = _ABSENT_RULE
+        self.storage.rate_limits.hit(
+            f"absent:{digest}", limit=rule.limit, window=rule.window, now=self.clock.now()
+        )
+
+    def _resolve(self, identifier: str) -> tuple[LoginKind, str] | None:
+        """Which login an identifier names, normalised, or ``None`` for one no account has.
+
+        An e-mail address (it holds ``@``), a phone number (what numbers are written with;
+        read into E.164, so every spelling of one number is the same identifier) or a user
+        name (a digit-only login such as a 12-digit IIN that is no phone number is one).
+        """
         text = identifier.strip()
         if not text or len(text) > _IDENTIFIER_MAX:
             return None
         if "@" in text:
-            return self.storage.accounts.find_by_login("email", text)
+            return "email", text
         if _PHONE_LIKE.fullmatch(text):
             try:
-                phone = self._parse_phone(text, mobile_only=False)
+                return "phone", self._parse_phone(text, mobile_only=False).e164
             except InvalidPhoneError:
-                return None
-            return self.storage.accounts.find_by_login("phone", phone.e164)
-        return self.storage.accounts.find_by_login("username", text)
+                pass
+        return "username", text
+
+    @staticmethod
+    def _limit_value(resolved: tuple[LoginKind, str] | None, identifier: str) -> str:
+        """What per-identifier limits count: the normalised identifier, whoever has it."""
+        if resolved is None:
+            return "?" + identifier.strip()[:_IDENTIFIER_MAX].casefold()
+        kind, value = resolved
+        return f"{kind}:{value if kind == 'phone' else value.casefold()}"
+
+    def _lookup(self, resolved: tuple[LoginKind, str] | None) -> Account | None:
+        if resolved is None:
+            return None
+        return self.storage.accounts.find_by_login(*resolved)
 
     def _parse_phone(self, text: str, *, mobile_only: bool = True) -> PhoneNumber:
         s = self.settings
@@ -251,6 +344,7 @@ class IdentityService:
         *,
         password: str,
         confirmation: str,
+        client_key: str,
         email: str | None = None,
         username: str | None = None,
         phone: str | None = None,
@@ -262,10 +356,17 @@ class IdentityService:
         The password is checked against the policy with the user's own data as personal
         information. An e-mail address (or phone) that already has an account gets the same
         answer as a new one; its owner receives an "already registered" letter instead.
+        A phone number that belongs to another account is left off the new account (its
+        owner is told by e-mail), and the registration goes on exactly as with a free number:
+        the same answer and the same confirmation letter, so neither tells whose number it is.
+        An acceptable form is counted against ``register_per_client`` and
+        ``register_per_identifier`` (the normalised e-mail, else phone, else user name); over
+        a limit, the answer is not ``ok`` and ``retry_after`` says when to try again.
 
         Args:
             password: the chosen password.
             confirmation: the same password, typed again.
+            client_key: who is asking (e.g. the client's IP address), for the rate limits.
             email: the e-mail address (the login on many portals); a confirmation link is
                 sent to it.
             username: a public login name (letters, digits, ``.``, ``_``, ``-``; 2–64).
@@ -280,7 +381,7 @@ class IdentityService:
                 (its ``message(lang)`` says which, localised); nothing is written.
             UnknownLanguageError: ``language`` has no catalog.
         """
-        self._require_str(password=password, confirmation=confirmation)
+        self._require_str(password=password, confirmation=confirmation, client_key=client_key)
         lang = normalize_language(language)
         email = self._clean_email(email)
         username = self._clean_username(username)
@@ -292,24 +393,39 @@ class IdentityService:
         result = self.policy.check(password, user=user, confirmation=confirmation)
         if not result:
             return RegistrationResult(False, result)
+        s = self.settings
+        if email is not None:
+            wanted = f"email:{email.casefold()}"
+        elif phone is not None:
+            wanted = f"phone:{phone}"
+        else:
+            wanted = f"username:{(username or '').casefold()}"
+        wait = self._first_limited(
+            ("register-client", client_key, s.register_per_client),
+            ("register-id", wanted, s.register_per_identifier),
+        )
+        if wait is not None:
+            self._emit("rate_limited", None, action="register")
+            return RegistrationResult(False, result, retry_after=wait)
         # Hash before looking anything up, so both answers below cost the same work.
         password_hash = self.hasher.hash(password)
-        try:
-            account = self.storage.accounts.create(
-                NewAccount(
-                    username=username,
-                    email=email,
-                    phone=phone,
-                    password_hash=password_hash,
-                    language=lang,
-                ),
-                now=self.clock.now(),
-            )
-        except DuplicateAccountError as exc:
-            if exc.field == "username":
-                return RegistrationResult(False, result, username_taken=True)
-            self._existing_registration(exc.field, email if exc.field == "email" else phone)
-            return RegistrationResult(True, result)
+        new = NewAccount(
+            username=username, email=email, phone=phone, password_hash=password_hash, language=lang
+        )
+        while True:
+            try:
+                account = self.storage.accounts.create(new, now=self.clock.now())
+            except DuplicateAccountError as exc:
+                if exc.field == "username":
+                    return RegistrationResult(False, result, username_taken=True)
+                if exc.field == "phone" and new.email is not None:
+                    # Someone else's number: tell its owner, and register without it.
+                    self._existing_registration("phone", new.phone)
+                    new = replace(new, phone=None)
+                    continue
+                self._existing_registration(exc.field, new.email if exc.field == "email" else phone)
+                return RegistrationResult(True, result)
+            break
         if self.policy.history:
             self.history.record(
                 account.id,
@@ -336,14 +452,14 @@ class IdentityService:
         # have a limit of their own (the size of the reset limit, but a separate count, so
         # the sign-ups cannot use up the owner's reset requests either).
         limit = self.settings.reset_per_identifier
-        if self._limited("registered-letter", existing.email.casefold(), limit) is not None:
+        if self._limited("registered-letter", f"id:{existing.id}", limit) is not None:
             self._emit("rate_limited", existing.id, action="already_registered_letter")
             return
         token = self.tokens.issue(
             "reset", existing.id, state=self._state(existing), now=self.clock.now()
         )
         self._send(
-            "already_registered",
+            "already_registered" if field == "email" else "phone_already_registered",
             existing.id,
             existing.email,
             existing.language,
@@ -406,57 +522,70 @@ class IdentityService:
         self.tokens.check_state(claims, account.email.casefold())
         if not self.storage.tokens.consume(claims.token_id, _ledger_expiry(claims), now=now):
             raise InvalidTokenError("invalid token")
-        self.storage.accounts.mark_email_confirmed(account.id, now=now)
-        # The protocol's mark has no compare: if the address changed between the check above
-        # and the mark, the new address was just confirmed by a link sent to the old one.
-        # Undo that (set_email leaves an address unconfirmed) and refuse the link.
-        after = self.storage.accounts.get(account.id)
-        if (
-            after is None
-            or after.email is None
-            or after.email.casefold() != account.email.casefold()
-        ):
-            if after is not None and after.email is not None:
-                self.storage.accounts.set_email(account.id, after.email, confirmed=False)
+        # A compare-and-set on the address: if it changed since the check above, the new
+        # address is not confirmed by a link sent to the old one.
+        if not self.storage.accounts.mark_email_confirmed(account.id, email=account.email, now=now):
             raise InvalidTokenError("invalid token")
         self._emit("email_confirmed", account.id)
         return account.id
 
     # -- log-in -------------------------------------------------------------------------------
 
-    def authenticate(self, identifier: str, password: str) -> LoginResult:
-        """Log in with a user name or e-mail address and a password.
+    def authenticate(self, identifier: str, password: str, *, client_key: str) -> LoginResult:
+        """Log in with a user name, e-mail address or phone number and a password.
 
-        Unknown accounts cost one argon2 verification like known ones, and get the same
-        ``"invalid"`` answer. After ``backoff_after`` consecutive failures each attempt must
-        wait (doubling, up to ``backoff_max``); after ``lockout_after`` the account can only be
-        recovered by a password reset. On success a hash made with old parameters is
-        replaced (compare-and-set, so a concurrent change of password wins).
+        Every attempt is first counted against ``login_per_client`` (``client_key``, e.g.
+        the client's IP address) and ``login_per_identifier`` (the normalised identifier,
+        whether or not an account has it); over a limit the answer is ``"throttled"``
+        with ``retry_after``, and no password is verified. Then the attempt is **reserved**
+        on the account (a compare-and-set on its failure count) before the password is
+        verified, so however many requests arrive at once, at most ``lockout_after``
+        verifications run for one account between two successes, and the back-off holds
+        under concurrency. Unknown accounts cost the same storage writes and one argon2
+        verification like known ones, and get the same ``"invalid"`` answer. After
+        ``backoff_after`` consecutive failures each attempt must wait (doubling, up to
+        ``backoff_max``); after ``lockout_after`` the account can only be recovered by a
+        password reset. On success a hash made with old parameters is replaced
+        (compare-and-set, so a concurrent change of password wins; the security stamp is
+        kept, so sessions and links live on).
 
         Raises:
-            TypeError: ``identifier`` or ``password`` is not a ``str``.
+            TypeError: ``identifier``, ``password`` or ``client_key`` is not a ``str``.
         """
-        self._require_str(identifier=identifier, password=password)
+        self._require_str(identifier=identifier, password=password, client_key=client_key)
+        s = self.settings
+        resolved = self._resolve(identifier)
+        value = self._limit_value(resolved, identifier)
+        wait = self._first_limited(
+            ("login-client", client_key, s.login_per_client),
+            ("login-id", value, s.login_per_identifier),
+        )
+        if wait is not None:
+            self._emit("rate_limited", None, action="login")
+            return LoginResult(False, "throttled", retry_after=wait)
         now = self.clock.now()
-        account = self._find(identifier)
+        account = self._lookup(resolved)
         if account is None or account.password_hash is None:
+            self._absent_work(value)
             self._burn_verification(password)
             self._emit("login_failed", account.id if account else None, reason="unknown")
             return LoginResult(False, "invalid")
-        blocked = self._blocked(account, password, now)
-        if blocked is not None:
-            return blocked
+        reserved = self._reserve(account, password, now)
+        if isinstance(reserved, LoginResult):
+            return reserved
+        account, failures = reserved
+        assert account.password_hash is not None  # checked by _reserve; not a security check
         try:
             ok, new_hash = self.hasher.verify_and_update(account.password_hash, password)
         except InvalidHashError:
             _log.error("account %s has a malformed password hash", account.id)
             ok, new_hash = False, None
         if not ok:
-            return self._failed(account, now, reason="password")
+            return self._failed(account, failures, reason="password")
         rehashed = bool(
             new_hash
             and self.storage.accounts.set_password_hash(
-                account.id, expected=account.password_hash, new=new_hash
+                account.id, expected=account.password_hash, new=new_hash, rotate_stamp=False
             )
         )
         self.storage.accounts.record_login_success(account.id, now=now)
@@ -467,7 +596,55 @@ class IdentityService:
             account.id,
             email_confirmed=account.email_confirmed,
             rehashed=rehashed,
+            security_stamp=account.security_stamp,
         )
+
+    def session_is_current(self, account_id: str, security_stamp: str) -> bool:
+        """Whether a session that holds ``account_id`` and ``security_stamp`` may go on.
+
+        A host keeps :attr:`LoginResult.security_stamp` in the session at log-in and asks
+        this on each request (or every few minutes): after any change of password, reset or
+        change of e-mail the account has a new stamp and every older session answers
+        ``False``. The comparison is constant-time; a non-``str`` value answers ``False``.
+        """
+        if not isinstance(account_id, str) or not isinstance(security_stamp, str):
+            return False
+        account = self.storage.accounts.get(account_id)
+        stored = "" if account is None else account.security_stamp
+        return account is not None and hmac.compare_digest(
+            stored.encode("utf-8", "surrogatepass"),
+            security_stamp.encode("utf-8", "surrogatepass"),
+        )
+
+    def _reserve(
+        self, account: Account, password: str, now: datetime
+    ) -> tuple[Account, int] | LoginResult:
+        """Count this attempt on the account before its password is verified.
+
+        Returns the account as reserved and its new failure count, or the refusal (locked,
+        backing off, or gone) after equal work. The reservation is a compare-and-set on the
+        failure count read with the account: when another attempt got in first, the account
+        is read again and the back-off and lockout are judged on the fresh count, so the
+        limits hold however many attempts race. Each lost race means another attempt was
+        counted, so the loop ends by lockout at the latest.
+        """
+        accounts = self.storage.accounts
+        for _ in range(self.settings.lockout_after + 1):
+            blocked = self._blocked(account, password, now)
+            if blocked is not None:
+                return blocked
+            expected = account.failed_logins
+            if accounts.reserve_login_attempt(account.id, expected_failures=expected, now=now):
+                return account, expected + 1
+            fresh = accounts.get(account.id)
+            if fresh is None or fresh.password_hash is None:
+                self._burn_verification(password)
+                return LoginResult(False, "invalid")
+            account = fresh
+        # Successes kept resetting the count under this attempt: refuse it like a back-off.
+        self._burn_verification(password)
+        self._emit("login_failed", account.id, reason="throttled")
+        return LoginResult(False, "throttled", account.id, retry_after=self.settings.backoff_base)
 
     def _blocked(self, account: Account, password: str, now: datetime) -> LoginResult | None:
         """The refusal for a locked or backing-off account (after equal work), else ``None``."""
@@ -486,11 +663,10 @@ class IdentityService:
         self._emit("login_failed", account.id, reason=reason)
         return LoginResult(False, reason, account.id, retry_after=retry_after)
 
-    def _failed(self, account: Account, now: datetime, *, reason: str) -> LoginResult:
-        """Count a wrong password; lock the account when the count reaches the threshold."""
-        failures = self.storage.accounts.record_login_failure(account.id, now=now)
+    def _failed(self, account: Account, failures: int, *, reason: str) -> LoginResult:
+        """A wrong password (already counted by the reservation); ``locked`` at the threshold."""
         self._emit("login_failed", account.id, reason=reason)
-        if failures == self.settings.lockout_after:
+        if failures >= self.settings.lockout_after:
             self._emit("account_locked", account.id)
             return LoginResult(False, "locked", account.id)
         return LoginResult(False, "invalid")
@@ -498,44 +674,65 @@ class IdentityService:
     # -- change of password ---------------------------------------------------------------------
 
     def change_password(
-        self, account_id: str, current: str, new: str, confirmation: str
+        self, account_id: str, current: str, new: str, confirmation: str, *, client_key: str
     ) -> PasswordChangeResult:
         """Change the password of a logged-in account; the current password is required.
 
-        The new password goes through the full policy and history (including a direct
-        similarity check against ``current``); the hash is replaced by compare-and-set; the
-        history gains the new entry; a "password changed" letter goes to the stored address.
-        If storing the history fails after the hash changed, the old hash is put back, so the
-        old password keeps working and the history is unchanged.
+        Checking the current password obeys the log-in rules: it is counted against
+        ``login_per_client`` and ``login_per_identifier`` (per account) and reserved on the
+        account before it is verified, with the same back-off and lockout. The new password
+        goes through the full policy and history (including a direct similarity check
+        against ``current``); the hash is replaced by compare-and-set, which gives the
+        account a new security stamp (returned, for the current session); the history gains
+        the new entry; a "password changed" letter goes to the stored address. If storing
+        the history fails after the hash changed, the old hash is put back, so the old
+        password keeps working and the history is unchanged.
 
         Raises:
-            TypeError: a password is not a ``str``.
+            TypeError: a password, ``account_id`` or ``client_key`` is not a ``str``.
             AccountNotFoundError: no account has id ``account_id``.
         """
         self._require_str(
-            account_id=account_id, current=current, new=new, confirmation=confirmation
+            account_id=account_id,
+            current=current,
+            new=new,
+            confirmation=confirmation,
+            client_key=client_key,
         )
         account = self.storage.accounts.get(account_id)
         if account is None:
             raise AccountNotFoundError("no account with this id")
-        empty, now = PolicyResult(), self.clock.now()
-        # Guessing the current password here is throttled exactly like logging in.
-        blocked = self._blocked(account, current, now)
-        if blocked is not None:
-            assert blocked.reason in ("locked", "throttled")  # narrowing; not a security check
-            return PasswordChangeResult(
-                False, blocked.reason, empty, retry_after=blocked.retry_after
-            )
+        s, empty, now = self.settings, PolicyResult(), self.clock.now()
+        wait = self._first_limited(
+            ("login-client", client_key, s.login_per_client),
+            ("login-id", f"account:{account.id}", s.login_per_identifier),
+        )
+        if wait is not None:
+            self._emit("rate_limited", account.id, action="change_password")
+            return PasswordChangeResult(False, "throttled", empty, retry_after=wait)
+        if account.password_hash is None:
+            self._burn_verification(current)
+            return PasswordChangeResult(False, "wrong_password", empty)
+        reserved = self._reserve(account, current, now)
+        if isinstance(reserved, LoginResult):
+            if reserved.reason in ("locked", "throttled"):
+                return PasswordChangeResult(
+                    False, reserved.reason, empty, retry_after=reserved.retry_after
+                )
+            return PasswordChangeResult(False, "wrong_password", empty)
+        account, failures = reserved
         try:
             if account.password_hash is None:
                 raise PasswordMismatchError
             self.hasher.verify(account.password_hash, current)
         except (PasswordMismatchError, InvalidHashError):
-            failed = self._failed(account, now, reason="change_password")
+            failed = self._failed(account, failures, reason="change_password")
             reason: Literal["wrong_password", "locked"] = (
                 "locked" if failed.reason == "locked" else "wrong_password"
             )
             return PasswordChangeResult(False, reason, empty)
+        # The current password is proven: the attempt reserved for it is no failure.
+        self.storage.accounts.clear_login_failures(account.id)
         result = self.history.validate(
             self.policy,
             account.id,
@@ -554,7 +751,14 @@ class IdentityService:
         self._emit("password_changed", account.id, via="change")
         if account.email is not None:
             self._send_changed_notice(account)
-        return PasswordChangeResult(True, "ok", result, end_other_sessions=True)
+        changed = self.storage.accounts.get(account.id)
+        return PasswordChangeResult(
+            True,
+            "ok",
+            result,
+            end_other_sessions=True,
+            security_stamp=None if changed is None else changed.security_stamp,
+        )
 
     def _password_changed_since(self, account: Account) -> bool:
         fresh = self.storage.accounts.get(account.id)
@@ -593,40 +797,60 @@ class IdentityService:
     def request_password_reset(self, identifier: str, *, client_key: str) -> ResetRequestResult:
         """Send a reset link to the address stored on the account named by ``identifier``.
 
-        ``identifier`` is a user name or an e-mail address. The answer is the same whether or
-        not an account exists, and so is the work done (a token is made either way); the
-        letter goes only to the address **stored** on the account, never to the typed string.
-        A failing e-mail sender does not change the answer. Requests are rate-limited per
-        identifier and per ``client_key`` (e.g. the client's IP address).
+        ``identifier`` is a user name, an e-mail address or a phone number. The answer is
+        the same whether or not an account exists, and so is the work done: a token is
+        signed and the letter rendered either way, and both paths make the same storage
+        writes; the letter is handed to the sender only for a real account, and goes only
+        to the address **stored** on it, never to the typed string. A failing e-mail sender
+        does not change the answer. Requests are rate-limited per ``client_key`` (e.g. the
+        client's IP address), per normalised identifier (every spelling of one phone number
+        counts as one) and per account found (its user name, e-mail and phone share one
+        count).
 
         Raises:
             TypeError: ``identifier`` or ``client_key`` is not a ``str``.
         """
         self._require_str(identifier=identifier, client_key=client_key)
         s = self.settings
-        wait = self._limited("reset-client", client_key, s.reset_per_client)
+        resolved = self._resolve(identifier)
+        value = self._limit_value(resolved, identifier)
+        wait = self._first_limited(
+            ("reset-client", client_key, s.reset_per_client),
+            ("reset-id", value, s.reset_per_identifier),
+        )
+        account = None
         if wait is None:
-            wait = self._limited("reset-id", identifier.strip().casefold(), s.reset_per_identifier)
+            found = self._lookup(resolved)
+            account = found if found is not None and found.email is not None else None
+            per_account = f"id:{account.id}" if account is not None else f"absent:{value}"
+            wait = self._limited("reset-account", per_account, s.reset_per_identifier)
         if wait is not None:
             self._emit("rate_limited", None, action="password_reset")
             return ResetRequestResult(False, retry_after=wait)
-        account = self._find(identifier)
         now = self.clock.now()
-        if account is None or account.email is None:
-            # Equal work: sign a token nobody will see.
-            self.tokens.issue("reset", "unknown", state="", now=now)
+        minutes = max(1, int(self.tokens.lifetime("reset").total_seconds() // 60))
+        if account is None:
+            # Equal work: sign a token and write a letter nobody will see.
+            token = self.tokens.issue("reset", "unknown", state="-", now=now)
+            self._render(
+                "password_reset",
+                _ABSENT_ADDRESS,
+                "en",
+                link=self._reset_links.link(token),
+                minutes=minutes,
+            )
             self._emit("password_reset_requested", None, found="no")
             return ResetRequestResult(True)
+        assert account.email is not None  # checked above; not a security check
         token = self.tokens.issue("reset", account.id, state=self._state(account), now=now)
-        minutes = max(1, int(self.tokens.lifetime("reset").total_seconds() // 60))
-        self._send(
+        message = self._render(
             "password_reset",
-            account.id,
             account.email,
             account.language,
             link=self._reset_links.link(token),
             minutes=minutes,
         )
+        self._deliver("password_reset", account.id, message)
         self._emit("password_reset_requested", account.id, found="yes")
         return ResetRequestResult(True)
 
@@ -634,11 +858,12 @@ class IdentityService:
         """Set a new password with a reset link's token, or the grant of a verified SMS code.
 
         The token must be genuine, unexpired, for this purpose, and bound to the account's
-        current password and e-mail (it dies when either changes). A password that breaks the
-        policy or history is refused without using the link up, so the form can be shown
-        again. Otherwise the token is consumed through the single-use ledger — exactly once,
-        even under concurrent redemption — the hash replaced, the failure counter cleared, and
-        a "password changed" letter sent. The user is not logged in.
+        current security stamp (it dies at any change of password or e-mail, for good). A
+        password that breaks the policy or history is refused without using the link up, so
+        the form can be shown again. Otherwise the token is consumed through the single-use
+        ledger — exactly once, even under concurrent redemption — the hash replaced (a new
+        stamp), the failure counter cleared, and a "password changed" letter sent. The user
+        is not logged in.
 
         Raises:
             InvalidTokenError: the token is invalid, used, stale or expired
@@ -647,12 +872,16 @@ class IdentityService:
         """
         self._require_str(new=new, confirmation=confirmation)
         now = self.clock.now()
+        claims: TokenClaims | None = None
         try:
             claims = self.tokens.verify(token, "reset", now=now)
         except ExpiredTokenError:
             raise
         except InvalidTokenError:
+            pass
+        if claims is None:
             # Not a reset link: perhaps the grant a verified SMS code gave (its own salt).
+            # Verified outside the ``except`` block, so no exception chain rides along.
             claims = self.tokens.verify(token, "sms_grant", now=now)
         via = "email" if claims.purpose == "reset" else "sms"
         return self._complete_reset(claims.account_id, claims, new, confirmation, via=via)
@@ -688,9 +917,10 @@ class IdentityService:
 
     # -- reset by SMS code ----------------------------------------------------------------------
 
-    def _code_hash(self, e164: str, code: str) -> bytes:
+    @staticmethod
+    def _code_hash(key: bytes, e164: str, code: str) -> bytes:
         message = f"kaspi-identity/sms-code\x00{e164}\x00{code}".encode("utf-8", "surrogatepass")
-        return hmac.new(self._code_key, message, hashlib.sha256).digest()
+        return hmac.new(key, message, hashlib.sha256).digest()
 
     def request_sms_reset(self, phone: str, *, client_key: str) -> ResetRequestResult:
         """Send a reset code by SMS to the phone number given at registration.
@@ -724,33 +954,36 @@ class IdentityService:
                 return ResetRequestResult(False, retry_after=wait)
         now = self.clock.now()
         code = f"{secrets.randbelow(10**s.sms_code_digits):0{s.sms_code_digits}d}"
-        code_hash = self._code_hash(number.e164, code)
         account = self.storage.accounts.find_by_login("phone", number.e164)
-        if account is None:
-            self._emit("sms_reset_requested", None, found="no")
-            return ResetRequestResult(True)
+        # An unknown number gets a code too, stored under a key no attempt is hashed with:
+        # it can never be right, but wrong tries, exhaustion and expiry answer exactly as
+        # for a registered number, so the answers of verify_sms_code tell nothing.
+        key = self._code_keys[0] if account is not None else self._absent_code_key
         self.storage.codes.put(
             number.e164,
-            code_hash,
+            self._code_hash(key, number.e164, code),
             expires_at=now + s.sms_code_lifetime,
             now=now,
             failure_window=s.sms_failure_window,
         )
         minutes = max(1, int(s.sms_code_lifetime.total_seconds() // 60))
         try:
-            message = render_sms(
+            message: SmsMessage | None = render_sms(
                 "reset_code",
-                account.language,
+                account.language if account is not None else "en",
                 to=number.e164,
                 catalog=None,
                 code=code,
                 minutes=minutes,
                 site=s.site_name,
             )
-            self._sms.send_sms(message)
-        except (DeliveryError, ValueError) as exc:
-            _log.warning("could not deliver the reset SMS: %s", type(exc).__name__)
-            self._emit("delivery_failed", account.id, sms="reset_code")
+        except ValueError as exc:
+            _log.warning("could not render the reset SMS: %s", type(exc).__name__)
+            message = None
+        if account is None:
+            self._emit("sms_reset_requested", None, found="no")
+            return ResetRequestResult(True)
+        self._deliver("reset_code", account.id, message)
         self._emit("sms_reset_requested", account.id, found="yes")
         return ResetRequestResult(True)
 
@@ -773,7 +1006,7 @@ class IdentityService:
         candidate = code.strip()[:16]
         outcome = self.storage.codes.attempt(
             number.e164,
-            self._code_hash(number.e164, candidate),
+            [self._code_hash(key, number.e164, candidate) for key in self._code_keys],
             now=now,
             max_attempts=s.sms_max_attempts,
         )

@@ -37,7 +37,10 @@ class IdentitySettings:
     Args:
         secret_keys: server-side keys, **newest first**, at least 32 bytes each. They sign
             link tokens and key the history fingerprints, rate-limit keys and SMS code
-            hashes (each use derives its own key). Keep them out of the database.
+            hashes (each use derives its own key). Keep them out of the database. To
+            rotate, put a new key first and keep the old ones for at least the longest
+            rate-limit window (24 hours with the defaults): links, codes and rate-limit
+            counts made under an older key keep working until it is dropped. At most 8.
         confirm_url: the ``https://`` page that opens e-mail confirmation links.
         reset_url: the ``https://`` page that opens password-reset links.
         site_name: the portal's name, used in letters and SMS.
@@ -48,8 +51,19 @@ class IdentitySettings:
         backoff_max: ...up to this.
         lockout_after: consecutive failed logins after which the account can only be
             recovered by a password reset (at most 100, NIST SP 800-63B-4).
-        reset_per_identifier: reset requests allowed per user name / e-mail / phone.
+        reset_per_identifier: reset requests allowed per identifier (the normalised user
+            name, e-mail or phone typed) and, separately, per account found.
         reset_per_client: reset requests allowed per client key (e.g. an IP address).
+        login_per_client: log-in attempts (and current-password checks of a change of
+            password) allowed per client key. Every attempt counts, before its password is
+            verified, so parallel requests cannot exceed it. Default 20 a minute: allauth's
+            ``login_failed`` 10 a minute counts only failures, and this counts successes too.
+        login_per_identifier: log-in attempts allowed per normalised identifier, known or
+            not (the account's own back-off and lockout come on top). Default 10 per 5
+            minutes (allauth: 5 failures per 5 minutes).
+        register_per_client: registrations allowed per client key (default 20 an hour).
+        register_per_identifier: registrations allowed per normalised e-mail, phone or user
+            name (default 5 an hour).
         allow_insecure_http: accept ``http://`` link URLs — local development only.
         phone_region: the region a phone number without ``+`` is read in (default "KZ").
         phone_regions: the regions whose numbers may receive SMS (default only "KZ").
@@ -77,6 +91,10 @@ class IdentitySettings:
     lockout_after: int = 50
     reset_per_identifier: RateLimit = RateLimit(5, timedelta(hours=1))
     reset_per_client: RateLimit = RateLimit(20, timedelta(hours=1))
+    login_per_client: RateLimit = RateLimit(20, timedelta(minutes=1))
+    login_per_identifier: RateLimit = RateLimit(10, timedelta(minutes=5))
+    register_per_client: RateLimit = RateLimit(20, timedelta(hours=1))
+    register_per_identifier: RateLimit = RateLimit(5, timedelta(hours=1))
     allow_insecure_http: bool = False
     phone_region: str = "KZ"
     phone_regions: tuple[str, ...] = ("KZ",)
@@ -96,6 +114,8 @@ class IdentitySettings:
         normal = tuple(k.encode("utf-8") if isinstance(k, str) else k for k in keys)
         if any(not isinstance(k, bytes) or len(k) < 32 for k in normal):
             raise ValueError("each secret key must be at least 32 bytes")
+        if len(normal) > 8:
+            raise ValueError("at most 8 secret keys: drop the oldest once rotated out")
         object.__setattr__(self, "secret_keys", normal)
         for name in ("confirm_url", "reset_url"):
             LinkBuilder(getattr(self, name), allow_insecure_http=self.allow_insecure_http)
