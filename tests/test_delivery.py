@@ -44,6 +44,7 @@ PHONE = "+77011234567"
 EMAIL_PARAMS: dict[str, dict[str, object]] = {
     "confirm_email": {"link": LINK, "hours": 24, "site": SITE},
     "already_registered": {"site": SITE, "reset_link": RESET_PAGE},
+    "phone_already_registered": {"site": SITE, "reset_link": RESET_PAGE},
     "password_reset": {"link": LINK, "minutes": 60, "site": SITE},
     "password_changed": {"site": SITE, "time": "2026-11-23 16:00 UTC"},
 }
@@ -51,6 +52,7 @@ EMAIL_PARAMS: dict[str, dict[str, object]] = {
 EMAIL_LINKS = {
     "confirm_email": LINK,
     "already_registered": RESET_PAGE,
+    "phone_already_registered": RESET_PAGE,
     "password_reset": LINK,
 }
 
@@ -113,7 +115,13 @@ class TestPublicSurface:
 
     def test_kinds(self) -> None:
         """The documented kinds of letter and SMS."""
-        expected = ("confirm_email", "already_registered", "password_reset", "password_changed")
+        expected = (
+            "confirm_email",
+            "already_registered",
+            "phone_already_registered",
+            "password_reset",
+            "password_changed",
+        )
         assert expected == EMAIL_KINDS
         assert ("reset_code",) == SMS_KINDS
 
@@ -552,6 +560,8 @@ class TestRenderEmail:
             ("password_reset", "сілтеме"),
             ("password_changed", "құпиясөз"),
             ("already_registered", "құпиясөз"),
+            ("phone_already_registered", "құпиясөз"),
+            ("phone_already_registered", "тіркелгі"),
         ],
     )
     def test_kazakh_terms(self, kind: str, word: str) -> None:
@@ -602,6 +612,61 @@ class TestRenderEmail:
         assert "en" == message.language
         assert message.text.startswith("Hello,\n\n")
         assert "ignore this letter: your password stays unchanged." in message.text
+
+    @pytest.mark.parametrize(
+        ("language", "subject", "phrases"),
+        [
+            (
+                "en",
+                "Your phone number was used in a sign-up for goszakup.gov.kz",
+                [
+                    "gave the mobile phone number of your account when signing up for "
+                    "goszakup.gov.kz.",
+                    "the new account was created without it.",
+                    "your account, phone number and password stay unchanged.",
+                ],
+            ),
+            (
+                "ru",
+                "goszakup.gov.kz: ваш номер телефона указали при регистрации",
+                [
+                    "при регистрации на сайте goszakup.gov.kz.",
+                    "новая учётная запись создана без него.",
+                    "ваша учётная запись, номер телефона и пароль остались прежними.",
+                ],
+            ),
+            (
+                "kk",
+                "goszakup.gov.kz: тіркелу кезінде сіздің телефон нөміріңіз көрсетілді",
+                [
+                    "goszakup.gov.kz сайтында тіркелу кезінде",
+                    "жаңа тіркелгі бұл нөмірсіз ашылды.",
+                    "тіркелгіңіз, телефон нөміріңіз және құпиясөзіңіз өзгерген жоқ.",
+                ],
+            ),
+        ],
+    )
+    def test_phone_already_registered(
+        self, language: str, subject: str, phrases: list[str]
+    ) -> None:
+        """The letter to a phone number's owner: site named, link shown once on its own line."""
+        message = render_email(
+            "phone_already_registered",
+            language,
+            to="aliya@example.kz",
+            site=SITE,
+            reset_link=RESET_PAGE,
+        )
+        assert ("phone_already_registered", language) == (message.kind, message.language)
+        assert subject == message.subject
+        assert RESET_PAGE == extract_link(message)
+        assert 1 == message.text.count(RESET_PAGE)
+        assert f"\n\n{RESET_PAGE}\n\n" in message.text
+        assert SITE in message.text
+        for phrase in phrases:
+            assert phrase in message.text
+        with pytest.raises(TypeError, match="missing reset_link"):
+            render_email("phone_already_registered", language, to="a@example.kz", site=SITE)
 
     def test_aware_datetime(self) -> None:
         """A time given as an aware datetime is shown in its own offset."""

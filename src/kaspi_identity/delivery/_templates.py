@@ -26,6 +26,7 @@ class _Kind:
 _EMAIL: Mapping[str, _Kind] = {
     "confirm_email": _Kind(("link", "hours", "site"), "hours", links=("link",)),
     "already_registered": _Kind(("site", "reset_link"), None, links=("reset_link",)),
+    "phone_already_registered": _Kind(("site", "reset_link"), None, links=("reset_link",)),
     "password_reset": _Kind(("link", "minutes", "site"), "minutes", links=("link",)),
     "password_changed": _Kind(("site", "time"), None),
 }
@@ -35,7 +36,7 @@ _SMS: Mapping[str, _Kind] = {
 
 EMAIL_KINDS: tuple[str, ...] = tuple(_EMAIL)
 """The letters :func:`render_email` writes: ``confirm_email``, ``already_registered``,
-``password_reset``, ``password_changed``."""
+``phone_already_registered``, ``password_reset``, ``password_changed``."""
 
 SMS_KINDS: tuple[str, ...] = tuple(_SMS)
 """The SMS texts :func:`render_sms` writes: ``reset_code``."""
@@ -53,14 +54,21 @@ def render_email(
     ``email.<kind>.text``; a host overrides them by passing its own ``catalog`` (see
     docs/delivery.md). The parameters of each kind (all required, no others accepted):
 
-    ======================  ====================================================
-    ``confirm_email``       ``link`` (https URL), ``hours`` (int), ``site``
-    ``already_registered``  ``site``, ``reset_link`` (https URL of the
-                            "Forgot password?" page)
-    ``password_reset``      ``link`` (https URL), ``minutes`` (int), ``site``
-    ``password_changed``    ``site``, ``time`` (str, or an aware datetime, shown
-                            in its own offset: ``2026-11-23 21:00 UTC+05:00``)
-    ======================  ====================================================
+    ============================  ==============================================
+    ``confirm_email``             ``link`` (https URL), ``hours`` (int), ``site``
+    ``already_registered``        ``site``, ``reset_link`` (https URL of the
+                                  "Forgot password?" page)
+    ``phone_already_registered``  ``site``, ``reset_link``, as for
+                                  ``already_registered``; sent to the e-mail
+                                  address of the account that owns a phone
+                                  number someone gave at a sign-up (the new
+                                  account is created without it)
+    ``password_reset``            ``link`` (https URL), ``minutes`` (int),
+                                  ``site``
+    ``password_changed``          ``site``, ``time`` (str, or an aware datetime,
+                                  shown in its own offset:
+                                  ``2026-11-23 21:00 UTC+05:00``)
+    ============================  ==============================================
 
     ``hours`` and ``minutes`` pick the plural form ("1 час", "2 часа", "5 часов").
 
