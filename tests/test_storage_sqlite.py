@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import re
 import sqlite3
+import stat
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -45,7 +48,9 @@ from kaspi_identity.testing import (
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
 HOUR = timedelta(hours=1)
+_US = timedelta(microseconds=1)
 SECRET_HASH = "$argon2id$v=19$m=65536,t=3,p=4$c2VjcmV0$c2VjcmV0c2VjcmV0"
+LONG_STAMP = "s" * 80  # what the too-long stamp of a corrupt row holds
 
 
 class SQLiteFile:
@@ -122,7 +127,7 @@ class TestSchema:
         """A new file is created at SCHEMA_VERSION, in WAL mode."""
         path = tmp_path / "new.sqlite3"
         with SQLiteDatabase(path) as db:
-            assert db.schema_version == SCHEMA_VERSION == 1
+            assert db.schema_version == SCHEMA_VERSION == 2
             assert db.path == str(path)
         raw = _raw(path)
         assert raw.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
@@ -148,7 +153,7 @@ class TestSchema:
             assert [e.fingerprint for e in storage.history.recent(account_id, 6)] == [b"fp"]
             assert storage.tokens.consume("tok-1", T0 + HOUR, now=T0) is False
             assert (
-                storage.codes.attempt("+77011234567", b"code", now=T0, max_attempts=3)
+                storage.codes.attempt("+77011234567", [b"code"], now=T0, max_attempts=3)
                 is CodeAttempt.OK
             )
             assert not storage.rate_limits.hit("ip:1", limit=1, window=HOUR, now=T0).allowed
@@ -186,6 +191,259 @@ class TestSchema:
             SQLiteDatabase(tmp_path / "x.sqlite3", synchronous="OFF")  # type: ignore[arg-type]
         with pytest.raises(TypeError):
             SQLiteTokenLedger(str(tmp_path / "x.sqlite3"))  # type: ignore[arg-type]
+
+
+# The schema of version 1 exactly as that release created it (frozen: never edit).
+_SCHEMA_V1 = (
+    """
+    CREATE TABLE accounts (
+        id TEXT PRIMARY KEY NOT NULL,
+        username TEXT,
+        username_key TEXT UNIQUE,
+        email TEXT,
+        email_key TEXT UNIQUE,
+        phone TEXT UNIQUE,
+        password_hash TEXT,
+        email_confirmed INTEGER NOT NULL DEFAULT 0,
+        failed_logins INTEGER NOT NULL DEFAULT 0,
+        last_failed_login_at INTEGER,
+        last_login_at INTEGER,
+        created_at INTEGER NOT NULL,
+        language TEXT NOT NULL DEFAULT 'en'
+    )
+    """,
+    """
+    CREATE TABLE password_history (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        account_id TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        fingerprint BLOB NOT NULL,
+        created_at INTEGER NOT NULL
+    )
+    """,
+    "CREATE INDEX password_history_by_account ON password_history (account_id, seq)",
+    """
+    CREATE TABLE consumed_tokens (
+        token_id TEXT PRIMARY KEY NOT NULL,
+        expires_at INTEGER NOT NULL
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX consumed_tokens_by_expiry ON consumed_tokens (expires_at)",
+    """
+    CREATE TABLE one_time_codes (
+        code_key TEXT PRIMARY KEY NOT NULL,
+        code_hash BLOB,
+        expires_at INTEGER,
+        failure_window INTEGER NOT NULL,
+        failures INTEGER NOT NULL,
+        window_ends_at INTEGER
+    )
+    """,
+    """
+    CREATE TABLE rate_limits (
+        limit_key TEXT PRIMARY KEY NOT NULL,
+        window_start INTEGER NOT NULL,
+        window_length INTEGER NOT NULL,
+        hits INTEGER NOT NULL
+    )
+    """,
+)
+_T0_US = int((T0 - datetime(1970, 1, 1, tzinfo=timezone.utc)) / timedelta(microseconds=1))
+_V1_ACCOUNTS = 50
+
+
+def _version_1_file(path: Path) -> None:
+    """Write a database at schema version 1 holding accounts, a token and a code."""
+    raw = _raw(path)
+    raw.execute("PRAGMA journal_mode = WAL")
+    raw.execute("BEGIN")
+    for statement in _SCHEMA_V1:
+        raw.execute(statement)
+    raw.executemany(
+        "INSERT INTO accounts (id, username, username_key, email, email_key, password_hash,"
+        " email_confirmed, failed_logins, last_failed_login_at, created_at, language)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                f"id-{i}",
+                f"User{i}",
+                f"user{i}",
+                f"User{i}@Example.kz",
+                f"user{i}@example.kz",
+                SECRET_HASH,
+                i % 2,
+                i % 3,
+                _T0_US + i if i % 3 else None,
+                _T0_US,
+                "kk",
+            )
+            for i in range(_V1_ACCOUNTS)
+        ],
+    )
+    raw.execute("INSERT INTO consumed_tokens VALUES ('tok-1', ?)", (_T0_US + 3_600_000_000,))
+    raw.execute("PRAGMA user_version = 1")
+    raw.execute("COMMIT")
+    raw.close()
+
+
+class TestMigration:
+    def test_version_1_file_gets_random_stamps(self, tmp_path: Path) -> None:
+        """Opening a version 1 file adds a random stamp to every account and keeps the rest."""
+        path = tmp_path / "v1.sqlite3"
+        _version_1_file(path)
+        with sqlite_storage(path) as storage:
+            assert isinstance(storage.accounts, SQLiteAccountStore)
+            assert storage.accounts.database.schema_version == SCHEMA_VERSION == 2
+            accounts = [storage.accounts.get(f"id-{i}") for i in range(_V1_ACCOUNTS)]
+            stamps = set()
+            for i, account in enumerate(accounts):
+                assert account is not None
+                assert re.fullmatch("[0-9a-f]{32}", account.security_stamp)
+                stamps.add(account.security_stamp)
+                assert (account.username, account.email, account.password_hash) == (
+                    f"User{i}",
+                    f"User{i}@Example.kz",
+                    SECRET_HASH,
+                )
+                assert (account.email_confirmed, account.failed_logins) == (bool(i % 2), i % 3)
+                assert account.last_failed_login_at == (T0 + i * _US if i % 3 else None)
+                assert (account.created_at, account.language) == (T0, "kk")
+            assert len(stamps) == _V1_ACCOUNTS
+            assert storage.tokens.consume("tok-1", T0 + HOUR, now=T0) is False
+            migrated = accounts[1]
+            assert migrated is not None
+            assert storage.accounts.find_by_login("email", "USER1@example.kz") == migrated
+            # Migrated accounts work like new ones.
+            assert storage.accounts.reserve_login_attempt("id-1", expected_failures=1, now=T0)
+            assert storage.accounts.set_password_hash("id-1", expected=SECRET_HASH, new="h2")
+            changed = storage.accounts.get("id-1")
+            assert changed is not None
+            assert changed.failed_logins == 2
+            assert changed.security_stamp not in stamps
+            created = storage.accounts.create(NewAccount(username="fresh"), now=T0)
+            assert created.security_stamp not in stamps
+        with sqlite_storage(path) as storage:  # reopening does not migrate (or re-stamp) again
+            assert storage.accounts.get("id-0") == accounts[0]
+
+    def test_migration_is_one_transaction(self, tmp_path: Path) -> None:
+        """A migration that fails half-way leaves the file at version 1, untouched."""
+        path = tmp_path / "v1.sqlite3"
+        _version_1_file(path)
+        raw = _raw(path)
+        # A column of that name already exists: the ALTER TABLE fails.
+        raw.execute("ALTER TABLE accounts ADD COLUMN security_stamp TEXT")
+        raw.execute("UPDATE accounts SET security_stamp = 'kept'")
+        raw.close()
+        with pytest.raises(StorageError):
+            SQLiteDatabase(path)
+        assert _row(path, "PRAGMA user_version") == (1,)
+        assert _row(path, "SELECT count(*) FROM accounts WHERE security_stamp = 'kept'") == (
+            _V1_ACCOUNTS,
+        )
+
+    def test_racing_openers_migrate_once(self, tmp_path: Path) -> None:
+        """8 threads opening one version 1 file at once: one migration, one stamp per row."""
+        path = tmp_path / "v1.sqlite3"
+        _version_1_file(path)
+        barrier = threading.Barrier(8)
+        seen: list[str] = []
+        errors: list[BaseException] = []
+
+        def open_and_read() -> None:
+            try:
+                barrier.wait(timeout=30)
+                with sqlite_storage(path) as storage:
+                    account = storage.accounts.get("id-7")
+                    assert account is not None
+                    seen.append(account.security_stamp)
+            except BaseException as exc:  # re-raised below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_and_read) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not errors
+        assert len(seen) == 8
+        assert len(set(seen)) == 1
+
+
+def _mode(path: Path | str) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """Run the test with the common umask 022 (SQLite alone would then create 0644)."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX")
+class TestFilePermissions:
+    @pytest.mark.usefixtures("umask_022")
+    def test_new_file_and_side_files_are_private(self, tmp_path: Path) -> None:
+        """A new database and its -wal and -shm files are mode 0600, not 0644."""
+        path = tmp_path / "private.sqlite3"
+        with sqlite_storage(path) as storage:
+            storage.accounts.create(NewAccount(username="aliya", password_hash=SECRET_HASH), now=T0)
+            storage.tokens.consume("tok-1", T0 + HOUR, now=T0)
+            for name in (path, f"{path}-wal", f"{path}-shm"):
+                assert os.path.exists(name)
+                assert _mode(name) == 0o600, name
+        assert _mode(path) == 0o600
+
+    def test_private_whatever_the_umask(self, tmp_path: Path) -> None:
+        """With umask 000 (and 077) a new file is still exactly 0600."""
+        for umask in (0o000, 0o077):
+            old = os.umask(umask)
+            try:
+                path = tmp_path / f"umask-{umask:03o}.sqlite3"
+                with sqlite_storage(path) as storage:
+                    storage.tokens.consume("tok-1", T0 + HOUR, now=T0)
+                    assert _mode(path) == 0o600
+                    assert _mode(f"{path}-wal") == 0o600
+            finally:
+                os.umask(old)
+
+    @pytest.mark.usefixtures("umask_022")
+    def test_existing_file_keeps_its_mode(self, tmp_path: Path) -> None:
+        """The mode of an existing file -- empty or a database -- is never changed."""
+        empty = tmp_path / "empty.sqlite3"
+        empty.touch(mode=0o644)
+        os.chmod(empty, 0o644)
+        with sqlite_storage(empty) as storage:
+            storage.tokens.consume("tok-1", T0 + HOUR, now=T0)
+            assert _mode(empty) == 0o644
+        shared = tmp_path / "shared.sqlite3"
+        _seed(shared)
+        os.chmod(shared, 0o640)
+        with sqlite_storage(shared) as storage:
+            storage.tokens.consume("tok-2", T0 + HOUR, now=T0)
+            assert _mode(shared) == 0o640
+
+    def test_missing_directory_is_a_storage_error(self, tmp_path: Path) -> None:
+        """A path in a directory that does not exist raises StorageError, creates nothing."""
+        path = tmp_path / "no-such-dir" / "identity.sqlite3"
+        with pytest.raises(StorageError, match="cannot open"):
+            SQLiteDatabase(path)
+        assert not path.parent.exists()
+
+    def test_symlink_is_followed_not_replaced(self, tmp_path: Path) -> None:
+        """A symlink to an existing database is opened as before; its target keeps its mode."""
+        target = tmp_path / "target.sqlite3"
+        account_id = _seed(target)
+        os.chmod(target, 0o640)
+        link = tmp_path / "link.sqlite3"
+        link.symlink_to(target)
+        with sqlite_storage(link) as storage:
+            assert storage.accounts.get(account_id) is not None
+        assert link.is_symlink()
+        assert _mode(target) == 0o640
 
 
 class TestFaults:
@@ -253,6 +511,10 @@ class TestCorruptRows:
             "UPDATE accounts SET phone = 'not a phone'",
             "UPDATE accounts SET username = X'00ff'",
             "UPDATE accounts SET language = ''",
+            "UPDATE accounts SET security_stamp = ''",
+            # 80 characters: longer than a stamp may be
+            "UPDATE accounts SET security_stamp = replace(hex(zeroblob(40)), '0', 's')",
+            "UPDATE accounts SET security_stamp = X'00ff'",
         ],
     )
     def test_bad_account_rows(self, tmp_path: Path, statement: str) -> None:
@@ -264,20 +526,37 @@ class TestCorruptRows:
             with pytest.raises(CorruptRecordError) as caught:
                 storage.accounts.get(account_id)
             assert SECRET_HASH not in str(caught.value)
+            assert LONG_STAMP not in str(caught.value)
             with pytest.raises(CorruptRecordError):
                 storage.accounts.find_by_login("username", "aliya")
 
-    def test_bad_failure_count_is_not_overwritten(self, tmp_path: Path) -> None:
-        """record_login_failure() on a garbage count raises and leaves the row as it was."""
+    @pytest.mark.parametrize(
+        "statement",
+        [
+            "UPDATE accounts SET failed_logins = 'many'",
+            "UPDATE accounts SET failed_logins = -1",
+            "UPDATE accounts SET failed_logins = 1.5",
+        ],
+    )
+    def test_bad_failure_count_is_not_overwritten(self, tmp_path: Path, statement: str) -> None:
+        """reserve_login_attempt() never matches a garbage count: False, the row as it was."""
         path = tmp_path / "corrupt.sqlite3"
         account_id = _seed(path)
-        _corrupt(path, "UPDATE accounts SET failed_logins = 'many'")
-        with sqlite_storage(path) as storage, pytest.raises(CorruptRecordError):
-            storage.accounts.record_login_failure(account_id, now=T0)
-        assert _row(path, "SELECT failed_logins, last_failed_login_at FROM accounts") == (
-            "many",
-            None,
-        )
+        _corrupt(path, statement)
+        query = "SELECT failed_logins, last_failed_login_at FROM accounts"
+        before = _row(path, query)
+        with sqlite_storage(path) as storage:
+            for expected in (0, 1, 2):
+                assert (
+                    storage.accounts.reserve_login_attempt(
+                        account_id, expected_failures=expected, now=T0
+                    )
+                    is False
+                )
+            with pytest.raises(CorruptRecordError):
+                storage.accounts.get(account_id)
+        assert _row(path, query) == before
+        assert before[1] is None
 
     @pytest.mark.parametrize(
         "statement",
@@ -314,7 +593,7 @@ class TestCorruptRows:
         before = _row(path, query)
         with sqlite_storage(path) as storage:
             with pytest.raises(CorruptRecordError):
-                storage.codes.attempt("+77011234567", b"code", now=T0, max_attempts=3)
+                storage.codes.attempt("+77011234567", (b"code",), now=T0, max_attempts=3)
             with pytest.raises(CorruptRecordError):
                 storage.codes.put(
                     "+77011234567", b"new", expires_at=T0 + HOUR, now=T0, failure_window=HOUR
@@ -364,6 +643,48 @@ def _consume_in_threads(path: str, start: Any, results: Any) -> None:
         results.put((len(wins), wins.count(True)))
 
 
+_RESERVATIONS = 5
+
+
+def _reserve_in_threads(path: str, once: str, looped: str, start: Any, results: Any) -> None:
+    """Child process: 8 threads reserve once with count 0, then loop read-then-reserve.
+
+    Puts (one-shot outcomes, the counts this process's reservations set, calls made).
+    """
+    with sqlite_storage(path) as storage:
+        accounts = storage.accounts
+        local = threading.Barrier(_THREADS_PER_PROCESS)
+        lock = threading.Lock()
+        wins: list[bool] = []
+        counts: list[int] = []
+        tries = [0]
+
+        def reserve() -> None:
+            local.wait(timeout=60)
+            won = accounts.reserve_login_attempt(once, expected_failures=0, now=T0)
+            mine: list[int] = []
+            calls = 0
+            while len(mine) < _RESERVATIONS:
+                account = accounts.get(looped)
+                assert account is not None
+                seen = account.failed_logins
+                calls += 1
+                if accounts.reserve_login_attempt(looped, expected_failures=seen, now=T0):
+                    mine.append(seen + 1)
+            with lock:
+                wins.append(won)
+                counts.extend(mine)
+                tries[0] += calls
+
+        threads = [threading.Thread(target=reserve) for _ in range(_THREADS_PER_PROCESS)]
+        start.wait(timeout=60)
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=240)
+        results.put((wins, counts, tries[0]))
+
+
 class TestAcrossProcesses:
     def test_racing_processes_consume_once(self, tmp_path: Path) -> None:
         """4 processes x 8 threads racing on one fresh file: exactly one consume() wins."""
@@ -385,3 +706,43 @@ class TestAcrossProcesses:
         assert sum(won for _, won in outcomes) == 1
         results.close()
         results.join_thread()
+
+    def test_racing_processes_reserve(self, tmp_path: Path) -> None:
+        """4 processes x 8 threads reserving log-in attempts on one account.
+
+        One-shot reservations with the same count: exactly one wins across processes.
+        Read-then-reserve loops: every count 1..160 is won exactly once, and the stored
+        count equals the number of successful reservations.
+        """
+        path = str(tmp_path / "reserve.sqlite3")
+        with sqlite_storage(path) as storage:
+            once = storage.accounts.create(NewAccount(username="once"), now=T0).id
+            looped = storage.accounts.create(NewAccount(username="looped"), now=T0).id
+        context = multiprocessing.get_context("spawn")
+        start = context.Barrier(_PROCESSES)
+        results = context.Queue()
+        processes = [
+            context.Process(target=_reserve_in_threads, args=(path, once, looped, start, results))
+            for _ in range(_PROCESSES)
+        ]
+        for process in processes:
+            process.start()
+        outcomes = [results.get(timeout=300) for _ in processes]
+        for process in processes:
+            process.join(timeout=60)
+            assert process.exitcode == 0
+        results.close()
+        results.join_thread()
+        one_shot = [won for process_wins, _, _ in outcomes for won in process_wins]
+        counts = [count for _, process_counts, _ in outcomes for count in process_counts]
+        tries = sum(process_tries for _, _, process_tries in outcomes)
+        total = _PROCESSES * _THREADS_PER_PROCESS * _RESERVATIONS
+        assert len(one_shot) == _PROCESSES * _THREADS_PER_PROCESS
+        assert one_shot.count(True) == 1
+        assert sorted(counts) == list(range(1, total + 1))
+        assert tries >= total
+        with sqlite_storage(path) as storage:
+            for account_id, expected in ((once, 1), (looped, total)):
+                account = storage.accounts.get(account_id)
+                assert account is not None
+                assert account.failed_logins == expected

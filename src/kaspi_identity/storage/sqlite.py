@@ -12,6 +12,9 @@ Times are stored as integer microseconds since 1970-01-01T00:00:00Z. A row that 
 something else (a hand edit, a foreign tool) raises
 :class:`~kaspi_identity.CorruptRecordError`; nothing is overwritten.
 
+A new file is created with mode 0600 (owner only), so other local users cannot read the
+password hashes; the mode of an existing file is never changed.
+
 Use one machine's local disk: SQLite's locking is not reliable over network file systems.
 For several app servers, use the PostgreSQL or Redis adapters.
 """
@@ -23,7 +26,7 @@ import os
 import secrets
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -34,7 +37,7 @@ from ._checks import (
     check_account_id,
     check_expected_hash,
     check_login,
-    require_utc,
+    new_security_stamp,
     to_microseconds,
     utc_microseconds,
 )
@@ -46,8 +49,11 @@ from ._logic import (
     check_consume,
     check_create,
     check_hit,
+    check_mark_email,
     check_put,
     check_recent,
+    check_reserve,
+    check_rotate_stamp,
     check_set_email,
     fresh_account,
     hit_window,
@@ -61,7 +67,6 @@ from ._rows import (
     decode_code_state,
     decode_history_entry,
     decode_window_state,
-    next_failed_logins,
     read_int,
     read_optional_time,
     read_time,
@@ -136,6 +141,13 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    # 2: every account carries a security stamp. ADD COLUMN needs a constant default, so
+    # existing rows hold '' for a moment and then get 128 random bits each, in the same
+    # transaction; every later write supplies its own stamp.
+    (
+        "ALTER TABLE accounts ADD COLUMN security_stamp TEXT NOT NULL DEFAULT ''",
+        "UPDATE accounts SET security_stamp = lower(hex(randomblob(16)))",
+    ),
 )
 
 #: The schema version this release creates and understands (``PRAGMA user_version``).
@@ -144,6 +156,8 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 # Expired rows are swept every this many writes of a store, spreading the cost thin.
 _SWEEP_EVERY = 256
 _POOL_SIZE = 8
+# SQLite integers are 64-bit: a count this high can never be stored, nor one more than it.
+_MAX_COUNT = 2**63 - 1
 
 
 class SQLiteDatabase:
@@ -154,7 +168,9 @@ class SQLiteDatabase:
     threads; after ``fork`` a child opens its own connections. Open it on a local disk.
 
     Args:
-        path: the database file; created with its schema if missing.
+        path: the database file; created with its schema if missing, readable and
+            writable by its owner only (mode 0600, and so its ``-wal`` and ``-shm``
+            files). The mode of an existing file is left as it is.
         timeout: seconds a writer waits for another process's write lock before giving
             up with :class:`~kaspi_identity.StorageError`.
         synchronous: ``"FULL"`` (default) makes every commit durable across power loss;
@@ -189,6 +205,7 @@ class SQLiteDatabase:
         self._pid = os.getpid()
         self._closed = False
         try:
+            _create_private(self._path)
             self._run(self._migrate, write=False)
         except BaseException:
             self.close()
@@ -337,6 +354,29 @@ class SQLiteDatabase:
             )
 
 
+def _create_private(path: str) -> None:
+    """Create the database file, empty and readable by its owner only, if it is missing.
+
+    SQLite would create it with mode 0644 (less the umask): every local user could read
+    the password hashes. SQLite gives the ``-wal`` and ``-shm`` files the mode of the
+    database file, so they are 0600 as well. An existing file (or a symlink) is left as it
+    is: its mode is the host's decision, and nothing is chmod-ed behind its back.
+    """
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise StorageError(f"cannot open SQLite database: {exc}") from exc
+    try:
+        if hasattr(os, "fchmod"):  # exactly 0600 whatever the umask; POSIX only
+            os.fchmod(descriptor, 0o600)
+    except OSError as exc:
+        raise StorageError(f"cannot open SQLite database: {exc}") from exc
+    finally:
+        os.close(descriptor)
+
+
 def _user_version(connection: sqlite3.Connection) -> int:
     row = connection.execute("PRAGMA user_version").fetchone()
     return int(row[0])
@@ -366,7 +406,7 @@ class _SQLiteStore:
 
 _ACCOUNT_COLUMNS = (
     "id, username, email, phone, password_hash, email_confirmed, failed_logins,"
-    " last_failed_login_at, last_login_at, created_at, language"
+    " last_failed_login_at, last_login_at, created_at, language, security_stamp"
 )
 _SELECT_ACCOUNT = {
     "id": f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = ?",  # noqa: S608
@@ -394,6 +434,7 @@ def _decode_account(row: tuple[Any, ...]) -> Account:
         last_login,
         created,
         language,
+        stamp,
     ) = row
     if confirmed not in (0, 1) or type(confirmed) is not int:
         raise corrupt("account", "email_confirmed is not 0 or 1")
@@ -410,6 +451,7 @@ def _decode_account(row: tuple[Any, ...]) -> Account:
             last_login_at=read_optional_time(last_login, "account", "last_login_at"),
             created_at=read_time(created, "account", "created_at"),
             language=language,
+            security_stamp=stamp,
         )
     except (TypeError, ValueError) as exc:
         if isinstance(exc, CorruptRecordError):
@@ -440,8 +482,8 @@ class SQLiteAccountStore(_SQLiteStore):
             try:
                 connection.execute(
                     "INSERT INTO accounts (id, username, username_key, email, email_key, phone,"
-                    " password_hash, email_confirmed, failed_logins, created_at, language)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                    " password_hash, email_confirmed, failed_logins, created_at, language,"
+                    " security_stamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
                     (
                         account.id,
                         account.username,
@@ -453,6 +495,7 @@ class SQLiteAccountStore(_SQLiteStore):
                         int(account.email_confirmed),
                         to_microseconds(now),
                         account.language,
+                        account.security_stamp,
                     ),
                 )
             except sqlite3.IntegrityError as exc:
@@ -471,19 +514,27 @@ class SQLiteAccountStore(_SQLiteStore):
         key = check_login(kind, value)
         return None if key is None else self._select(kind, key)
 
-    def set_password_hash(self, account_id: str, *, expected: str | None, new: str) -> bool:
-        """Compare-and-set the password hash in one ``UPDATE``; see the protocol."""
+    def set_password_hash(
+        self, account_id: str, *, expected: str | None, new: str, rotate_stamp: bool = True
+    ) -> bool:
+        """Compare-and-set the hash (and a fresh stamp) in one ``UPDATE``; see the protocol."""
         can_match = check_expected_hash(expected, new)
+        check_rotate_stamp(rotate_stamp)
         key = check_account_id(account_id)
         if key is None or not can_match:
             return False
+        if rotate_stamp:
+            statement = (
+                "UPDATE accounts SET password_hash = ?, security_stamp = ?"
+                " WHERE id = ? AND password_hash IS ?"
+            )
+            parameters: tuple[object, ...] = (new, new_security_stamp(), key, expected)
+        else:
+            statement = "UPDATE accounts SET password_hash = ? WHERE id = ? AND password_hash IS ?"
+            parameters = (new, key, expected)
 
         def swap(connection: sqlite3.Connection) -> bool:
-            cursor = connection.execute(
-                "UPDATE accounts SET password_hash = ? WHERE id = ? AND password_hash IS ?",
-                (new, key, expected),
-            )
-            return cursor.rowcount == 1
+            return connection.execute(statement, parameters).rowcount == 1
 
         return self._db._write(swap)
 
@@ -500,38 +551,47 @@ class SQLiteAccountStore(_SQLiteStore):
             if connection.execute(_TAKEN["email"], (email.casefold(), key)).fetchone():
                 raise DuplicateAccountError("email")
             connection.execute(
-                "UPDATE accounts SET email = ?, email_key = ?, email_confirmed = ? WHERE id = ?",
-                (email, email.casefold(), int(confirmed), key),
+                "UPDATE accounts SET email = ?, email_key = ?, email_confirmed = ?,"
+                " security_stamp = ? WHERE id = ?",
+                (email, email.casefold(), int(confirmed), new_security_stamp(), key),
             )
 
         self._db._write(update)
 
-    def mark_email_confirmed(self, account_id: str, *, now: datetime) -> None:
-        """Mark the e-mail confirmed; see the protocol."""
-        require_utc(now)
-        self._update_one(account_id, "UPDATE accounts SET email_confirmed = 1 WHERE id = ?", ())
-
-    def record_login_failure(self, account_id: str, *, now: datetime) -> int:
-        """Count a failed login; return the consecutive count."""
-        at = utc_microseconds(now)
+    def mark_email_confirmed(self, account_id: str, *, email: str, now: datetime) -> bool:
+        """Mark the e-mail confirmed if it still equals ``email``, in one ``UPDATE``."""
+        email_key, _ = check_mark_email(email, now)
         key = check_account_id(account_id)
-        if key is None:
-            raise AccountNotFoundError("no account has this id")
+        if key is None or email_key is None:
+            return False
 
-        def increment(connection: sqlite3.Connection) -> int:
-            row = connection.execute(
-                "SELECT failed_logins FROM accounts WHERE id = ?", (key,)
-            ).fetchone()
-            if row is None:
-                raise AccountNotFoundError("no account has this id")
-            count = next_failed_logins(row[0])
-            connection.execute(
-                "UPDATE accounts SET failed_logins = ?, last_failed_login_at = ? WHERE id = ?",
-                (count, at, key),
+        def mark(connection: sqlite3.Connection) -> bool:
+            cursor = connection.execute(
+                "UPDATE accounts SET email_confirmed = 1 WHERE id = ? AND email_key = ?",
+                (key, email_key),
             )
-            return count
+            return cursor.rowcount == 1
 
-        return self._db._write(increment)
+        return self._db._write(mark)
+
+    def reserve_login_attempt(
+        self, account_id: str, *, expected_failures: int, now: datetime
+    ) -> bool:
+        """Count an attempt if the count is still ``expected_failures``, in one ``UPDATE``."""
+        at = to_microseconds(check_reserve(account_id, expected_failures, now))
+        key = check_account_id(account_id)
+        if key is None or expected_failures >= _MAX_COUNT:
+            return False  # no account has this id; no stored count can be this high
+
+        def reserve(connection: sqlite3.Connection) -> bool:
+            cursor = connection.execute(
+                "UPDATE accounts SET failed_logins = ?, last_failed_login_at = ?"
+                " WHERE id = ? AND failed_logins = ?",
+                (expected_failures + 1, at, key, expected_failures),
+            )
+            return cursor.rowcount == 1
+
+        return self._db._write(reserve)
 
     def record_login_success(self, account_id: str, *, now: datetime) -> None:
         """Reset the failure count and set the last login time."""
@@ -683,14 +743,14 @@ class SQLiteOneTimeCodeStore(_SQLiteStore):
         self._db._write(put)
 
     def attempt(
-        self, key: str, code_hash: bytes, *, now: datetime, max_attempts: int
+        self, key: str, candidates: Sequence[bytes], *, now: datetime, max_attempts: int
     ) -> CodeAttempt:
-        """Count an attempt and compare, in one transaction; see the protocol."""
-        at = check_attempt(key, code_hash, now=now, max_attempts=max_attempts)
+        """Count one attempt and compare with every candidate, in one transaction."""
+        at, hashes = check_attempt(key, candidates, now=now, max_attempts=max_attempts)
 
         def attempt(connection: sqlite3.Connection) -> CodeAttempt:
             state = _load_code(connection, key)
-            updated, outcome = attempt_code(state, code_hash, now=at, max_attempts=max_attempts)
+            updated, outcome = attempt_code(state, hashes, now=at, max_attempts=max_attempts)
             if updated is None:
                 if state is not None:
                     connection.execute("DELETE FROM one_time_codes WHERE code_key = ?", (key,))
