@@ -71,7 +71,7 @@ WRITES = frozenset(
         "set_password_hash",
         "set_email",
         "mark_email_confirmed",
-        "record_login_failure",
+        "reserve_login_attempt",
         "record_login_success",
         "clear_login_failures",
         "append",
@@ -294,6 +294,7 @@ def _register(
         password=password,
         confirmation=password,
         language=language,
+        client_key=_client(),
     )
     assert result.ok, result.policy.codes
     if email is not None:
@@ -328,7 +329,7 @@ def _reset_token(env: Env, identifier: str = EMAIL, to: str = EMAIL) -> str:
 
 
 def _login_ok(env: Env, password: str, identifier: str = EMAIL) -> bool:
-    return env.service.authenticate(identifier, password).ok
+    return env.service.authenticate(identifier, password, client_key=_client()).ok
 
 
 GARBAGE_TOKENS: list[object] = [
@@ -408,7 +409,7 @@ class TestRegister:
     def test_creates_an_unconfirmed_account_and_sends_a_working_link(self, svc_env: Env) -> None:
         """The account is stored unconfirmed; its letter's link confirms it."""
         result = svc_env.service.register(
-            email=EMAIL, username="aliya", password=PW, confirmation=PW
+            email=EMAIL, username="aliya", password=PW, confirmation=PW, client_key=_client()
         )
         assert result == RegistrationResult(True, result.policy)
         assert result.policy.ok
@@ -452,13 +453,18 @@ class TestRegister:
         assert svc_env.account().language == "ru"
         svc_env.forget_calls()
         with pytest.raises(UnknownLanguageError):
-            svc_env.service.register(email=EMAIL_B, password=PW, confirmation=PW, language="de")
+            svc_env.service.register(
+                email=EMAIL_B, password=PW, confirmation=PW, language="de", client_key=_client()
+            )
         assert svc_env.writes() == []
 
     def test_policy_rejection_writes_nothing(self, svc_env: Env) -> None:
         """A password containing the e-mail's local part is refused; nothing stored or sent."""
         result = svc_env.service.register(
-            email="nurlanova@example.kz", password="Nurlanova#2024", confirmation="Nurlanova#2024"
+            email="nurlanova@example.kz",
+            password="Nurlanova#2024",
+            confirmation="Nurlanova#2024",
+            client_key=_client(),
         )
         assert not result.ok
         assert "contains_personal_info" in result.policy.codes
@@ -482,24 +488,32 @@ class TestRegister:
     ) -> None:
         """The user name, given names and phone digits count as personal information."""
         result = svc_env.service.register(
-            email=EMAIL_B, password=password, confirmation=password, **kwargs
+            email=EMAIL_B, password=password, confirmation=password, **kwargs, client_key=_client()
         )
         assert "contains_personal_info" in result.policy.codes
         assert svc_env.writes() == []
 
     def test_confirmation_mismatch(self, svc_env: Env) -> None:
         """The password typed twice must match."""
-        result = svc_env.service.register(email=EMAIL, password=PW, confirmation=PW + "x")
+        result = svc_env.service.register(
+            email=EMAIL, password=PW, confirmation=PW + "x", client_key=_client()
+        )
         assert result.policy.codes == ("confirmation_mismatch",)
         assert svc_env.writes() == []
 
     def test_duplicate_email_gives_the_same_answer(self, svc_env: Env) -> None:
         """A taken address: same result as a new one, owner told, no second account."""
-        first = svc_env.service.register(email=EMAIL, password=PW, confirmation=PW)
+        first = svc_env.service.register(
+            email=EMAIL, password=PW, confirmation=PW, client_key=_client()
+        )
         original = svc_env.account()
         svc_env.outbox.clear()
         second = svc_env.service.register(
-            email="  ALIYA@example.KZ ", password=PW_B, confirmation=PW_B, language="ru"
+            email="  ALIYA@example.KZ ",
+            password=PW_B,
+            confirmation=PW_B,
+            language="ru",
+            client_key=_client(),
         )
         assert second == first
         assert bool(second) is True
@@ -514,7 +528,9 @@ class TestRegister:
     def test_already_registered_letter_leads_to_a_reset(self, svc_env: Env) -> None:
         """The owner's "you already have an account" letter links to a working reset."""
         _register(svc_env)
-        svc_env.service.register(email=EMAIL, password=PW_B, confirmation=PW_B)
+        svc_env.service.register(
+            email=EMAIL, password=PW_B, confirmation=PW_B, client_key=_client()
+        )
         message = svc_env.outbox.last_email(to=EMAIL)
         assert message.kind == "already_registered"
         assert extract_link(message).startswith("https://portal.example.kz/reset?lang=kk&token=")
@@ -522,25 +538,57 @@ class TestRegister:
         assert _login_ok(svc_env, NEW)
 
     def test_duplicate_phone_gives_the_same_answer(self, svc_env: Env) -> None:
-        """A taken phone: same answer; the phone's owner gets the letter, not the new address."""
+        """A taken phone: same answer and same letter to the requester; its owner is told.
+
+        Issue 10: the requester's letters must not depend on whether the phone is free, so
+        the new account is made without the phone and gets its confirmation letter as usual.
+        """
         first = svc_env.service.register(
-            email=EMAIL, phone="+7 701 123 45 67", password=PW, confirmation=PW
+            email=EMAIL,
+            phone="+7 701 123 45 67",
+            password=PW,
+            confirmation=PW,
+            client_key=_client(),
         )
         svc_env.outbox.clear()
         second = svc_env.service.register(
-            email=EMAIL_B, phone="8 (701) 123-45-67", password=PW_B, confirmation=PW_B
+            email=EMAIL_B,
+            phone="8 (701) 123-45-67",
+            password=PW_B,
+            confirmation=PW_B,
+            client_key=_client(),
         )
         assert second == first
-        assert [(m.to, m.kind) for m in svc_env.outbox.emails] == [(EMAIL, "already_registered")]
-        assert svc_env.raw.accounts.find_by_login("email", EMAIL_B) is None
+        assert sorted((m.to, m.kind) for m in svc_env.outbox.emails) == [
+            (EMAIL, "phone_already_registered"),
+            (EMAIL_B, "confirm_email"),
+        ]
+        newcomer = svc_env.raw.accounts.find_by_login("email", EMAIL_B)
+        assert newcomer is not None and newcomer.phone is None
         assert svc_env.account().phone == "+77011234567"
+
+    def test_taken_phone_sends_the_requester_the_same_letters(self, svc_env: Env) -> None:
+        """register(email=mine, phone=victim) cannot tell a free phone from a taken one."""
+        _register(svc_env, EMAIL, phone="+7 701 123 45 67")
+        letters = []
+        for phone, mine in (
+            ("8 701 123 45 67", "mine1@example.kz"),
+            ("8 702 765 43 21", "mine2@example.kz"),
+        ):
+            svc_env.outbox.clear()
+            answer = svc_env.service.register(
+                email=mine, phone=phone, password=PW_B, confirmation=PW_B, client_key=_client()
+            )
+            assert answer == RegistrationResult(True, answer.policy)
+            letters.append([m.kind for m in svc_env.outbox.emails if m.to == mine])
+        assert letters[0] == letters[1] == ["confirm_email"]
 
     def test_username_taken(self, svc_env: Env) -> None:
         """A user name in use (case-insensitively) is reported; nothing else happens."""
         _register(svc_env, username="aliya")
         svc_env.outbox.clear()
         result = svc_env.service.register(
-            email=EMAIL_B, username="ALIYA", password=PW_B, confirmation=PW_B
+            email=EMAIL_B, username="ALIYA", password=PW_B, confirmation=PW_B, client_key=_client()
         )
         assert not result.ok
         assert result.username_taken
@@ -553,14 +601,14 @@ class TestRegister:
         """An account without e-mail is created; no letter can be sent."""
         account_id = _register(svc_env, None, username="bolat_77")
         assert svc_env.outbox.emails == []
-        assert svc_env.service.authenticate("Bolat_77", PW) == LoginResult(
+        assert svc_env.service.authenticate("Bolat_77", PW, client_key=_client()) == LoginResult(
             True, "ok", account_id, email_confirmed=False
         )
 
     def test_no_identifier_is_refused(self, svc_env: Env) -> None:
         """At least one of e-mail, user name or phone is required."""
         with pytest.raises(InvalidIdentifierError):
-            svc_env.service.register(password=PW, confirmation=PW)
+            svc_env.service.register(password=PW, confirmation=PW, client_key=_client())
         assert svc_env.writes() == []
 
     @pytest.mark.parametrize(
@@ -582,7 +630,9 @@ class TestRegister:
     def test_malformed_email(self, svc_env: Env, email: str) -> None:
         """A malformed address raises InvalidIdentifierError; nothing is written or sent."""
         with pytest.raises(InvalidIdentifierError) as caught:
-            svc_env.service.register(email=email, username="aliya", password=PW, confirmation=PW)
+            svc_env.service.register(
+                email=email, username="aliya", password=PW, confirmation=PW, client_key=_client()
+            )
         assert caught.value.field == "email"
         assert svc_env.writes() == []
         assert svc_env.raw.accounts.find_by_login("username", "aliya") is None
@@ -595,7 +645,9 @@ class TestRegister:
     def test_malformed_username(self, svc_env: Env, username: str) -> None:
         """A malformed user name raises InvalidIdentifierError; nothing is written or sent."""
         with pytest.raises(InvalidIdentifierError) as caught:
-            svc_env.service.register(email=EMAIL, username=username, password=PW, confirmation=PW)
+            svc_env.service.register(
+                email=EMAIL, username=username, password=PW, confirmation=PW, client_key=_client()
+            )
         assert caught.value.field == "username"
         assert svc_env.writes() == []
         assert svc_env.outbox.emails == []
@@ -607,7 +659,9 @@ class TestRegister:
     def test_malformed_phone(self, svc_env: Env, phone: str) -> None:
         """Malformed, foreign or landline numbers raise InvalidPhoneError; nothing written."""
         with pytest.raises(InvalidPhoneError):
-            svc_env.service.register(email=EMAIL, phone=phone, password=PW, confirmation=PW)
+            svc_env.service.register(
+                email=EMAIL, phone=phone, password=PW, confirmation=PW, client_key=_client()
+            )
         assert svc_env.writes() == []
         assert svc_env.outbox.emails == []
 
@@ -666,8 +720,8 @@ class TestConfirmEmail:
     def test_configured_lifetime(self, svc_env: Env) -> None:
         """A shorter configured lifetime is honoured, boundary included."""
         service = svc_env.rebuild(confirm_link_lifetime=timedelta(minutes=30))
-        service.register(email=EMAIL, password=PW, confirmation=PW)
-        service.register(email=EMAIL_B, password=PW_B, confirmation=PW_B)
+        service.register(email=EMAIL, password=PW, confirmation=PW, client_key=_client())
+        service.register(email=EMAIL_B, password=PW_B, confirmation=PW_B, client_key=_client())
         svc_env.clock.advance(minutes=30)
         service.confirm_email(_confirm_token(svc_env, EMAIL))
         svc_env.clock.advance(seconds=1)
@@ -728,23 +782,27 @@ class TestAuthenticate:
         account_id = _register(svc_env, username="aliya")
         expected = LoginResult(True, "ok", account_id, email_confirmed=False)
         for identifier in (EMAIL, "aliya@example.kz", " ALIYA ", "aliya"):
-            assert svc_env.service.authenticate(identifier, PW) == expected
+            assert svc_env.service.authenticate(identifier, PW, client_key=_client()) == expected
         assert svc_env.kinds().count("login_succeeded") == 4
         assert svc_env.account().last_login_at == svc_env.clock.now()
 
     def test_unconfirmed_email_is_reported(self, svc_env: Env) -> None:
         """email_confirmed tells the host whether the address was confirmed."""
         _register(svc_env)
-        assert svc_env.service.authenticate(EMAIL, PW).email_confirmed is False
+        assert (
+            svc_env.service.authenticate(EMAIL, PW, client_key=_client()).email_confirmed is False
+        )
         svc_env.service.confirm_email(_confirm_token(svc_env))
-        assert svc_env.service.authenticate(EMAIL, PW).email_confirmed is True
+        assert svc_env.service.authenticate(EMAIL, PW, client_key=_client()).email_confirmed is True
 
     def test_wrong_password_and_unknown_account_answer_alike(self, svc_env: Env) -> None:
         """A wrong password and an unknown account both give exactly LoginResult(invalid)."""
         _register(svc_env)
-        wrong = svc_env.service.authenticate(EMAIL, PW_B)
-        unknown_email = svc_env.service.authenticate("nobody@example.kz", PW_B)
-        unknown_name = svc_env.service.authenticate("nobody", PW_B)
+        wrong = svc_env.service.authenticate(EMAIL, PW_B, client_key=_client())
+        unknown_email = svc_env.service.authenticate(
+            "nobody@example.kz", PW_B, client_key=_client()
+        )
+        unknown_name = svc_env.service.authenticate("nobody", PW_B, client_key=_client())
         assert wrong == unknown_email == unknown_name == LoginResult(False, "invalid")
         assert not wrong
         assert svc_env.account().failed_logins == 1
@@ -754,7 +812,9 @@ class TestAuthenticate:
     def test_unknown_account_costs_one_verification_like_a_known_one(self, svc_env: Env) -> None:
         """Known (right or wrong password) and unknown accounts each cost one argon2 verify."""
         _register(svc_env)
-        svc_env.service.authenticate("warm-up@example.kz", PW)  # makes the dummy hash once
+        svc_env.service.authenticate(
+            "warm-up@example.kz", PW, client_key=_client()
+        )  # makes the dummy hash once
         counts = {}
         for name, identifier, password in (
             ("known, right", EMAIL, PW),
@@ -764,7 +824,7 @@ class TestAuthenticate:
             ("unknown phone", "+7 701 000 00 00", PW),
         ):
             svc_env.hasher.reset_counts()
-            svc_env.service.authenticate(identifier, password)
+            svc_env.service.authenticate(identifier, password, client_key=_client())
             counts[name] = (svc_env.hasher.verifications, svc_env.hasher.hashes)
         assert set(counts.values()) == {(1, 0)}, counts
 
@@ -777,7 +837,7 @@ class TestAuthenticate:
         assert svc_env.raw.accounts.set_password_hash(
             account.id, expected=account.password_hash, new=old_hash
         )
-        first = svc_env.service.authenticate(EMAIL, PW)
+        first = svc_env.service.authenticate(EMAIL, PW, client_key=_client())
         assert first.ok
         assert first.rehashed
         stored = svc_env.account().password_hash
@@ -785,7 +845,7 @@ class TestAuthenticate:
         assert stored != old_hash
         assert stored.startswith("$argon2id$")
         assert not svc_env.hasher.needs_rehash(stored)
-        second = svc_env.service.authenticate(EMAIL, PW)
+        second = svc_env.service.authenticate(EMAIL, PW, client_key=_client())
         assert second.ok
         assert not second.rehashed
         assert svc_env.account().password_hash == stored
@@ -798,35 +858,41 @@ class TestAuthenticate:
         svc_env.raw.accounts.set_password_hash(
             account.id, expected=account.password_hash, new=old_hash
         )
-        assert not svc_env.service.authenticate(EMAIL, PW_B).rehashed
+        assert not svc_env.service.authenticate(EMAIL, PW_B, client_key=_client()).rehashed
         assert svc_env.account().password_hash == old_hash
 
     def test_backoff_after_consecutive_failures(self, svc_env: Env) -> None:
         """After backoff_after failures each attempt waits, doubling; then it is allowed."""
         _register(svc_env)
         for _ in range(3):
-            assert svc_env.service.authenticate(EMAIL, PW_B) == LoginResult(False, "invalid")
-        throttled = svc_env.service.authenticate(EMAIL, PW)
+            assert svc_env.service.authenticate(EMAIL, PW_B, client_key=_client()) == LoginResult(
+                False, "invalid"
+            )
+        throttled = svc_env.service.authenticate(EMAIL, PW, client_key=_client())
         assert (throttled.ok, throttled.reason) == (False, "throttled")
         assert throttled.retry_after == SECOND
         svc_env.clock.advance(milliseconds=500)
-        assert svc_env.service.authenticate(EMAIL, PW).retry_after == timedelta(milliseconds=500)
+        assert svc_env.service.authenticate(
+            EMAIL, PW, client_key=_client()
+        ).retry_after == timedelta(milliseconds=500)
         assert svc_env.account().failed_logins == 3  # throttled attempts are not counted
         svc_env.clock.advance(milliseconds=500)
-        assert svc_env.service.authenticate(EMAIL, PW_B).reason == "invalid"
-        assert svc_env.service.authenticate(EMAIL, PW).retry_after == 2 * SECOND
+        assert svc_env.service.authenticate(EMAIL, PW_B, client_key=_client()).reason == "invalid"
+        assert (
+            svc_env.service.authenticate(EMAIL, PW, client_key=_client()).retry_after == 2 * SECOND
+        )
         svc_env.clock.advance(seconds=2)
-        assert svc_env.service.authenticate(EMAIL, PW).ok
+        assert svc_env.service.authenticate(EMAIL, PW, client_key=_client()).ok
         assert svc_env.account().failed_logins == 0
-        assert svc_env.service.authenticate(EMAIL, PW_B).reason == "invalid"
+        assert svc_env.service.authenticate(EMAIL, PW_B, client_key=_client()).reason == "invalid"
 
     def test_throttled_attempt_still_costs_a_verification(self, svc_env: Env) -> None:
         """A throttled answer takes as long as a checked one."""
         _register(svc_env)
         for _ in range(3):
-            svc_env.service.authenticate(EMAIL, PW_B)
+            svc_env.service.authenticate(EMAIL, PW_B, client_key=_client())
         svc_env.hasher.reset_counts()
-        assert svc_env.service.authenticate(EMAIL, PW).reason == "throttled"
+        assert svc_env.service.authenticate(EMAIL, PW, client_key=_client()).reason == "throttled"
         assert svc_env.hasher.verifications == 1
 
     def test_lockout_needs_a_reset(self, svc_env: Env) -> None:
@@ -835,37 +901,37 @@ class TestAuthenticate:
         reasons = []
         for _ in range(6):
             svc_env.clock.advance(hours=1)  # past any back-off
-            reasons.append(svc_env.service.authenticate(EMAIL, PW_B).reason)
+            reasons.append(svc_env.service.authenticate(EMAIL, PW_B, client_key=_client()).reason)
         assert reasons == ["invalid"] * 5 + ["locked"]
         assert svc_env.kinds().count("account_locked") == 1
         svc_env.clock.advance(days=30)
-        locked = svc_env.service.authenticate(EMAIL, PW)
+        locked = svc_env.service.authenticate(EMAIL, PW, client_key=_client())
         assert (locked.ok, locked.reason) == (False, "locked")
         assert svc_env.account().failed_logins == 6
         assert svc_env.service.reset_password(_reset_token(svc_env), NEW, NEW).ok
         assert svc_env.account().failed_logins == 0
-        assert svc_env.service.authenticate(EMAIL, NEW).ok
+        assert svc_env.service.authenticate(EMAIL, NEW, client_key=_client()).ok
 
     def test_locked_account_cannot_change_its_password(self, svc_env: Env) -> None:
         """A locked account stays locked in a session too: only a reset recovers it."""
         account_id = _register(svc_env)
         for _ in range(6):
             svc_env.clock.advance(hours=1)
-            svc_env.service.authenticate(EMAIL, PW_B)
-        change = svc_env.service.change_password(account_id, PW, NEW, NEW)
+            svc_env.service.authenticate(EMAIL, PW_B, client_key=_client())
+        change = svc_env.service.change_password(account_id, PW, NEW, NEW, client_key=_client())
         assert (change.ok, change.reason) == (False, "locked")
-        assert svc_env.service.authenticate(EMAIL, PW).reason == "locked"
+        assert svc_env.service.authenticate(EMAIL, PW, client_key=_client()).reason == "locked"
 
     def test_change_of_password_is_throttled_like_a_login(self, svc_env: Env) -> None:
         """Guessing the current password in a session backs off exactly like logging in."""
         account_id = _register(svc_env)
         for _ in range(svc_env.service.settings.backoff_after):
-            svc_env.service.change_password(account_id, PW_B, NEW, NEW)
-        change = svc_env.service.change_password(account_id, PW, NEW, NEW)
+            svc_env.service.change_password(account_id, PW_B, NEW, NEW, client_key=_client())
+        change = svc_env.service.change_password(account_id, PW, NEW, NEW, client_key=_client())
         assert (change.ok, change.reason) == (False, "throttled")
         assert change.retry_after is not None
         svc_env.clock.advance(change.retry_after)
-        assert svc_env.service.change_password(account_id, PW, NEW, NEW).ok
+        assert svc_env.service.change_password(account_id, PW, NEW, NEW, client_key=_client()).ok
 
     @pytest.mark.parametrize(
         ("identifier", "password"),
@@ -878,7 +944,7 @@ class TestAuthenticate:
         _register(svc_env)
         svc_env.forget_calls()
         with pytest.raises(TypeError):
-            svc_env.service.authenticate(identifier, password)
+            svc_env.service.authenticate(identifier, password, client_key=_client())
         assert svc_env.writes() == []
 
     @pytest.mark.parametrize(
@@ -887,10 +953,12 @@ class TestAuthenticate:
     def test_odd_passwords_are_just_wrong(self, svc_env: Env, password: str) -> None:
         """Empty, 1 MB, NUL or lone-surrogate passwords fail cleanly as "invalid"."""
         _register(svc_env)
-        assert svc_env.service.authenticate(EMAIL, password) == LoginResult(False, "invalid")
-        assert svc_env.service.authenticate("nobody@example.kz", password) == LoginResult(
+        assert svc_env.service.authenticate(EMAIL, password, client_key=_client()) == LoginResult(
             False, "invalid"
         )
+        assert svc_env.service.authenticate(
+            "nobody@example.kz", password, client_key=_client()
+        ) == LoginResult(False, "invalid")
 
     @pytest.mark.parametrize(
         "identifier", ["", " ", "x" * 100_000, "a\x00b", "\ud800", "\ud800@example.kz", "@"]
@@ -898,7 +966,9 @@ class TestAuthenticate:
     def test_odd_identifiers_find_nothing(self, svc_env: Env, identifier: str) -> None:
         """Huge, empty, NUL or lone-surrogate identifiers are unknown accounts, no crash."""
         _register(svc_env)
-        assert svc_env.service.authenticate(identifier, PW) == LoginResult(False, "invalid")
+        assert svc_env.service.authenticate(identifier, PW, client_key=_client()) == LoginResult(
+            False, "invalid"
+        )
 
 
 class TestChangePassword:
@@ -908,7 +978,7 @@ class TestChangePassword:
         """The new password works, the old one not; others sessions end; owner told."""
         account_id = _register(svc_env)
         svc_env.outbox.clear()
-        result = svc_env.service.change_password(account_id, PW, NEW, NEW)
+        result = svc_env.service.change_password(account_id, PW, NEW, NEW, client_key=_client())
         assert result.ok
         assert result.reason == "ok"
         assert result.end_other_sessions
@@ -926,7 +996,7 @@ class TestChangePassword:
         """A wrong current password changes nothing and counts as a failed login."""
         account_id = _register(svc_env)
         before = svc_env.account().password_hash
-        result = svc_env.service.change_password(account_id, PW_B, NEW, NEW)
+        result = svc_env.service.change_password(account_id, PW_B, NEW, NEW, client_key=_client())
         assert (result.ok, result.reason, result.end_other_sessions) == (
             False,
             "wrong_password",
@@ -940,10 +1010,12 @@ class TestChangePassword:
     def test_policy_violation(self, svc_env: Env) -> None:
         """The full policy applies to the new password."""
         account_id = _register(svc_env)
-        result = svc_env.service.change_password(account_id, PW, "short", "short")
+        result = svc_env.service.change_password(
+            account_id, PW, "short", "short", client_key=_client()
+        )
         assert (result.ok, result.reason) == (False, "policy")
         assert "too_short" in result.policy.codes
-        mismatch = svc_env.service.change_password(account_id, PW, NEW, NEWER)
+        mismatch = svc_env.service.change_password(account_id, PW, NEW, NEWER, client_key=_client())
         assert mismatch.policy.codes == ("confirmation_mismatch",)
         assert _login_ok(svc_env, PW)
 
@@ -951,7 +1023,9 @@ class TestChangePassword:
         """A small edit of the current password is "similar_to_previous"."""
         account_id = _register(svc_env)
         for similar in ("Tr0ub4dor&3y", "tr0ub4dor&3x", "Tr0ub4dor&3x!"):
-            result = svc_env.service.change_password(account_id, PW, similar, similar)
+            result = svc_env.service.change_password(
+                account_id, PW, similar, similar, client_key=_client()
+            )
             assert result.reason == "policy"
             assert "similar_to_previous" in result.policy.codes
         assert _login_ok(svc_env, PW)
@@ -959,8 +1033,8 @@ class TestChangePassword:
     def test_reuse_of_a_previous_password(self, svc_env: Env) -> None:
         """Going back to an earlier password is "reused"."""
         account_id = _register(svc_env)
-        assert svc_env.service.change_password(account_id, PW, NEW, NEW).ok
-        result = svc_env.service.change_password(account_id, NEW, PW, PW)
+        assert svc_env.service.change_password(account_id, PW, NEW, NEW, client_key=_client()).ok
+        result = svc_env.service.change_password(account_id, NEW, PW, PW, client_key=_client())
         assert result.reason == "policy"
         assert "reused" in result.policy.codes
 
@@ -973,7 +1047,7 @@ class TestChangePassword:
         broken = dataclasses.replace(svc_env.storage, history=FailingHistory(svc_env.raw.history))
         service = svc_env.rebuild(broken)
         with pytest.raises(StorageError):
-            service.change_password(account_id, PW, NEW, NEW)
+            service.change_password(account_id, PW, NEW, NEW, client_key=_client())
         assert svc_env.account().password_hash == before_hash
         assert svc_env.raw.history.recent(account_id, 10) == before_history
         assert svc_env.outbox.emails == []
@@ -994,7 +1068,7 @@ class TestChangePassword:
         accounts = cast(Any, svc_env.storage.accounts)
         accounts.__dict__["set_password_hash"] = racing
         try:
-            result = svc_env.service.change_password(account_id, PW, NEW, NEW)
+            result = svc_env.service.change_password(account_id, PW, NEW, NEW, client_key=_client())
         finally:
             del accounts.__dict__["set_password_hash"]
         assert (result.ok, result.reason) == (False, "conflict")
@@ -1004,7 +1078,7 @@ class TestChangePassword:
     def test_unknown_account(self, svc_env: Env) -> None:
         """An id no account has raises AccountNotFoundError."""
         with pytest.raises(AccountNotFoundError):
-            svc_env.service.change_password("no-such-account", PW, NEW, NEW)
+            svc_env.service.change_password("no-such-account", PW, NEW, NEW, client_key=_client())
 
     @pytest.mark.parametrize("position", range(4))
     @pytest.mark.parametrize("bad", [None, b"bytes"])
@@ -1015,7 +1089,7 @@ class TestChangePassword:
         arguments[position] = bad
         svc_env.forget_calls()
         with pytest.raises(TypeError):
-            svc_env.service.change_password(*arguments)
+            svc_env.service.change_password(*arguments, client_key=_client())
         assert svc_env.writes() == []
 
 
@@ -1318,7 +1392,7 @@ class TestResetPassword:
         """Changing the password after the link was sent kills the link."""
         account_id = _register(svc_env)
         token = _reset_token(svc_env)
-        assert svc_env.service.change_password(account_id, PW, NEW, NEW).ok
+        assert svc_env.service.change_password(account_id, PW, NEW, NEW, client_key=_client()).ok
         with pytest.raises(InvalidTokenError):
             svc_env.service.reset_password(token, NEWER, NEWER)
         assert _login_ok(svc_env, NEW)
@@ -1435,14 +1509,18 @@ class TestBadPasswords:
     )
     def test_in_every_flow(self, svc_env: Env, password: str, code: str) -> None:
         """register, change_password and reset_password all answer with the violation."""
-        result = svc_env.service.register(email=EMAIL_B, password=password, confirmation=password)
+        result = svc_env.service.register(
+            email=EMAIL_B, password=password, confirmation=password, client_key=_client()
+        )
         assert not result.ok
         assert code in result.policy.codes
         assert svc_env.writes() == []
         assert svc_env.hasher.hashes == 0
         account_id = _register(svc_env)
         before = svc_env.account().password_hash
-        change = svc_env.service.change_password(account_id, PW, password, password)
+        change = svc_env.service.change_password(
+            account_id, PW, password, password, client_key=_client()
+        )
         assert (change.reason, code in change.policy.codes) == ("policy", True)
         token = _reset_token(svc_env)
         svc_env.forget_calls()
@@ -1459,7 +1537,7 @@ class TestBadPasswords:
     def test_huge_current_password_is_just_wrong(self, svc_env: Env) -> None:
         """A 1 MB "current" password is a wrong password, not a crash."""
         account_id = _register(svc_env)
-        result = svc_env.service.change_password(account_id, ONE_MB, NEW, NEW)
+        result = svc_env.service.change_password(account_id, ONE_MB, NEW, NEW, client_key=_client())
         assert result.reason == "wrong_password"
 
 
@@ -1473,29 +1551,43 @@ def _all_flows(env: Env) -> tuple[set[str], list[object]]:
         token = parse_qs(urlsplit(link).query)["token"][0]
         secrets.update({link, token, token.rsplit(".", 1)[-1], token.rsplit(".", 1)[0]})
 
-    results.append(service.register(email=EMAIL, username="aliya", password=PW, confirmation=PW))
+    results.append(
+        service.register(
+            email=EMAIL, username="aliya", password=PW, confirmation=PW, client_key=_client()
+        )
+    )
     keep(env.outbox.last_email())
-    results.append(service.register(email=EMAIL, password=PW_B, confirmation=PW_B))
+    results.append(
+        service.register(email=EMAIL, password=PW_B, confirmation=PW_B, client_key=_client())
+    )
     keep(env.outbox.last_email())
     weak = "bolat-1991"
     secrets.add(weak)
-    refused = service.register(email=EMAIL_B, password=weak, confirmation=weak)
+    refused = service.register(
+        email=EMAIL_B, password=weak, confirmation=weak, client_key=_client()
+    )
     assert not refused.ok
     results.append(refused)
-    results.append(service.register(email=EMAIL_B, password=PW_B, confirmation=PW_B))
+    results.append(
+        service.register(email=EMAIL_B, password=PW_B, confirmation=PW_B, client_key=_client())
+    )
     keep(env.outbox.last_email(to=EMAIL_B))
     results.append(service.confirm_email(_token(env.outbox.last_email(to=EMAIL_B))))
     account_id = env.account().id
     for identifier, password in ((EMAIL, PW), ("aliya", PW_B), ("nobody", PW_B)):
-        results.append(service.authenticate(identifier, password))
+        results.append(service.authenticate(identifier, password, client_key=_client()))
     for _ in range(3):
-        results.append(service.authenticate(EMAIL, PW_B))
+        results.append(service.authenticate(EMAIL, PW_B, client_key=_client()))
     env.clock.advance(hours=1)
-    results.append(service.change_password(account_id, PW_B, NEW, NEW))
+    results.append(service.change_password(account_id, PW_B, NEW, NEW, client_key=_client()))
     env.clock.advance(hours=1)  # past the back-off the wrong guesses above started
-    results.append(service.change_password(account_id, PW, "Tr0ub4dor&3y", "Tr0ub4dor&3y"))
+    results.append(
+        service.change_password(
+            account_id, PW, "Tr0ub4dor&3y", "Tr0ub4dor&3y", client_key=_client()
+        )
+    )
     secrets.add("Tr0ub4dor&3y")
-    results.append(service.change_password(account_id, PW, NEW, NEW))
+    results.append(service.change_password(account_id, PW, NEW, NEW, client_key=_client()))
     env.outbox.fail_next()
     results.append(service.request_password_reset(EMAIL, client_key="203.0.113.9"))
     results.append(service.request_password_reset("nobody", client_key="203.0.113.9"))
@@ -1606,7 +1698,9 @@ class TestSecretsNeverLeak:
         """Typed errors say what was wrong, never the value that was typed."""
         secret_email = "secret.address@example"
         with pytest.raises(InvalidIdentifierError) as caught:
-            svc_env.service.register(email=secret_email, password=PW, confirmation=PW)
+            svc_env.service.register(
+                email=secret_email, password=PW, confirmation=PW, client_key=_client()
+            )
         assert secret_email not in str(caught.value)
         assert PW not in str(caught.value)
         token = "zz-not-a-token-zz"
@@ -1626,9 +1720,9 @@ class TestSecretsNeverLeak:
         caplog.set_level(logging.DEBUG, logger="kaspi_identity")
         service = svc_env.rebuild()
         service.audit = Broken()
-        assert service.register(email=EMAIL, password=PW, confirmation=PW).ok
+        assert service.register(email=EMAIL, password=PW, confirmation=PW, client_key=_client()).ok
         token = _token(svc_env.outbox.last_email())
-        assert service.authenticate(EMAIL, PW).ok
+        assert service.authenticate(EMAIL, PW, client_key=_client()).ok
         assert "audit sink failed" in caplog.text
         assert PW not in caplog.text
         assert token not in caplog.text
@@ -1644,9 +1738,9 @@ class TestConfirmRace:
         assert account is not None
         real_mark = accounts.mark_email_confirmed
 
-        def racing_mark(account_id: str, *, now: datetime) -> None:
+        def racing_mark(account_id: str, *, email: str, now: datetime) -> bool:
             accounts.set_email(account_id, "other@example.kz")  # the race, just before
-            real_mark(account_id, now=now)
+            return real_mark(account_id, email=email, now=now)
 
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(accounts, "mark_email_confirmed", racing_mark)

@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import itertools
 import logging
 import secrets
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -45,6 +46,14 @@ from kaspi_identity.storage import (
 )
 from kaspi_identity.storage.memory import memory_storage
 from kaspi_identity.storage.sqlite import sqlite_storage
+
+_clients = itertools.count(1)
+
+
+def _client() -> str:
+    """A fresh client key, so the per-client limits only bite where a test wants them to."""
+    return f"203.0.113.{next(_clients)}"
+
 
 T = TypeVar("T")
 
@@ -90,11 +99,11 @@ class SpyCodes:
             self.puts.append((key, code_hash))
 
     def attempt(
-        self, key: str, code_hash: bytes, *, now: datetime, max_attempts: int
+        self, key: str, candidates: Sequence[bytes], *, now: datetime, max_attempts: int
     ) -> CodeAttempt:
         with self._lock:
             self.attempts.append(key)
-        return self.inner.attempt(key, code_hash, now=now, max_attempts=max_attempts)
+        return self.inner.attempt(key, candidates, now=now, max_attempts=max_attempts)
 
 
 class SpyLimits:
@@ -132,10 +141,13 @@ class SmsEnv:
             email=f"u{e164[1:]}@example.kz",
             phone=phone,
             language=language,
+            client_key=_client(),
         )
         assert result.ok, result
         account = self.service.storage.accounts.find_by_login("phone", e164)
         assert account is not None
+        # Registration's own limits are set-up: the tests look at what the SMS flow counts.
+        self.limits.keys[:] = [k for k in self.limits.keys if not k.startswith("register-")]
         return account.id
 
     def request(self, phone: str = PHONE, client: str = CLIENT) -> ResetRequestResult:
@@ -164,7 +176,8 @@ class SmsEnv:
         """Every row of the SQLite ``rate_limits`` table (SQLite only)."""
         assert self.db_path is not None
         with contextlib.closing(sqlite3.connect(self.db_path)) as db:
-            return db.execute("SELECT * FROM rate_limits").fetchall()
+            rows = db.execute("SELECT * FROM rate_limits").fetchall()
+        return [row for row in rows if not str(row[0]).startswith("register-")]
 
 
 SmsMake = Callable[..., SmsEnv]
@@ -835,11 +848,15 @@ class TestGrant:
         assert result.ok
         assert result.account_id == account_id
         assert result.end_sessions
-        assert sms_env.service.authenticate("8 701 123 45 67", NEW_PASSWORD).ok
-        assert not sms_env.service.authenticate("8 701 123 45 67", PASSWORD).ok
+        assert sms_env.service.authenticate(
+            "8 701 123 45 67", NEW_PASSWORD, client_key=_client()
+        ).ok
+        assert not sms_env.service.authenticate(
+            "8 701 123 45 67", PASSWORD, client_key=_client()
+        ).ok
         with pytest.raises(InvalidTokenError):
             sms_env.service.reset_password(grant, THIRD_PASSWORD, THIRD_PASSWORD)
-        assert sms_env.service.authenticate(PHONE, NEW_PASSWORD).ok
+        assert sms_env.service.authenticate(PHONE, NEW_PASSWORD, client_key=_client()).ok
         completed = [e for e in sms_env.audit.events if e.kind == "password_reset_completed"]
         assert [(e.account_id, dict(e.details)) for e in completed] == [
             (account_id, {"via": "sms"})
@@ -867,16 +884,18 @@ class TestGrant:
         env.clock.advance(lifetime + SECOND)
         with pytest.raises(ExpiredTokenError):
             env.service.reset_password(grant, NEW_PASSWORD, NEW_PASSWORD)
-        assert env.service.authenticate(PHONE, PASSWORD).ok
+        assert env.service.authenticate(PHONE, PASSWORD, client_key=_client()).ok
 
     def test_grant_dies_when_password_changes(self, sms_env: SmsEnv) -> None:
         """A grant issued before a change of password is refused after it."""
         account_id, grant = self._grant(sms_env)
-        changed = sms_env.service.change_password(account_id, PASSWORD, NEW_PASSWORD, NEW_PASSWORD)
+        changed = sms_env.service.change_password(
+            account_id, PASSWORD, NEW_PASSWORD, NEW_PASSWORD, client_key=_client()
+        )
         assert changed.ok
         with pytest.raises(InvalidTokenError):
             sms_env.service.reset_password(grant, THIRD_PASSWORD, THIRD_PASSWORD)
-        assert sms_env.service.authenticate(PHONE, NEW_PASSWORD).ok
+        assert sms_env.service.authenticate(PHONE, NEW_PASSWORD, client_key=_client()).ok
 
     def test_grant_dies_when_another_grant_is_used(self, sms_env: SmsEnv) -> None:
         """Of two grants from two codes, the second dies once the first reset the password."""
@@ -1033,15 +1052,15 @@ class TestUnknownPhone:
     """Unknown and known phones: the same answer, the same work, but no SMS and no code."""
 
     def test_same_answer_same_work(self, sms_env: SmsEnv, monkeypatch: pytest.MonkeyPatch) -> None:
-        """Both get ResetRequestResult(True); each makes one code and one keyed hash."""
+        """Both get ResetRequestResult(True); each makes one code, one keyed hash, one put."""
         sms_env.register()
         service = sms_env.service
         calls: list[str] = []
         real_hash, real_randbelow = service._code_hash, secrets.randbelow
 
-        def counting_hash(e164: str, code: str) -> bytes:
+        def counting_hash(key: bytes, e164: str, code: str) -> bytes:
             calls.append("hash")
-            return real_hash(e164, code)
+            return real_hash(key, e164, code)
 
         def counting_randbelow(bound: int) -> int:
             calls.append("randbelow")
@@ -1057,30 +1076,53 @@ class TestUnknownPhone:
 
         assert known == unknown == ResetRequestResult(True)
         assert known_calls == unknown_calls == ["hash", "randbelow"]
+        assert [key for key, _ in sms_env.codes.puts] == [PHONE, UNKNOWN_PHONE]
         assert [m.to for m in sms_env.outbox.sms] == [PHONE]
 
-    def test_no_code_stored_for_unknown_phone(self, sms_env: SmsEnv) -> None:
-        """Nothing is put in the code store for an unknown phone."""
+    def test_unknown_phone_gets_a_code_nobody_can_match(self, sms_env: SmsEnv) -> None:
+        """An unknown phone's code is stored (equal state), but under a key no try uses."""
         assert sms_env.request(UNKNOWN_PHONE)
-        assert sms_env.codes.puts == []
+        [(key, stored)] = sms_env.codes.puts
+        assert key == UNKNOWN_PHONE and len(stored) == 32
         assert sms_env.outbox.sms == []
-        outcome = sms_env.codes.inner.attempt(
-            UNKNOWN_PHONE, b"\x00" * 32, now=sms_env.clock.now(), max_attempts=5
-        )
-        assert outcome is CodeAttempt.MISSING
-        if sms_env.db_path is not None:
-            assert sms_env.code_rows() == []
+        service = sms_env.service
+        for code in ("000000", "123456", "999999"):
+            for k in service._code_keys:
+                assert service._code_hash(k, UNKNOWN_PHONE, code) != stored
 
-    def test_verify_on_unknown_phone_looks_like_no_code(self, sms_env: SmsEnv) -> None:
-        """Verifying on an unknown phone fails exactly like on a known phone without a code."""
+    def test_verify_answers_the_same_for_known_and_unknown(self, sms_env: SmsEnv) -> None:
+        """Issue 10: the reasons, the tries before exhaustion and expiry are the same."""
         sms_env.register()
-        sms_env.request(UNKNOWN_PHONE)
-        errors = []
-        for phone in (UNKNOWN_PHONE, PHONE):
+        s = sms_env.service.settings
+        answers: dict[str, list[str]] = {PHONE: [], UNKNOWN_PHONE: []}
+        for phone in (PHONE, UNKNOWN_PHONE):  # no code asked for yet
             with pytest.raises(InvalidCodeError) as caught:
-                sms_env.service.verify_sms_code(phone, "123456")
-            errors.append((caught.value.reason, str(caught.value)))
-        assert errors[0] == errors[1] == ("expired", str(InvalidCodeError("expired")))
+                sms_env.service.verify_sms_code(phone, "000000")
+            answers[phone].append(caught.value.reason)
+        for phone in (PHONE, UNKNOWN_PHONE):
+            assert sms_env.request(phone) == ResetRequestResult(True)
+        for _ in range(s.sms_max_attempts + 2):
+            for phone in (PHONE, UNKNOWN_PHONE):
+                wrong = "000000" if sms_env.code() != "000000" else "111111"
+                with pytest.raises(InvalidCodeError) as caught:
+                    sms_env.service.verify_sms_code(phone, wrong)
+                answers[phone].append(caught.value.reason)
+        assert answers[PHONE] == answers[UNKNOWN_PHONE]
+        assert answers[PHONE][:2] == ["expired", "wrong"]
+        assert "exhausted" in answers[PHONE]
+
+    def test_expired_codes_answer_the_same(self, sms_env: SmsEnv) -> None:
+        """After the code's lifetime both phones answer "expired"."""
+        sms_env.register()
+        for phone in (PHONE, UNKNOWN_PHONE):
+            sms_env.request(phone)
+        sms_env.clock.advance(sms_env.service.settings.sms_code_lifetime)
+        reasons = []
+        for phone in (PHONE, UNKNOWN_PHONE):
+            with pytest.raises(InvalidCodeError) as caught:
+                sms_env.service.verify_sms_code(phone, "000000")
+            reasons.append(caught.value.reason)
+        assert reasons == ["expired", "expired"]
 
     def test_audit_tells_found_or_not(self, sms_env: SmsEnv) -> None:
         """The audit log (for the operator) records whether an account was found."""

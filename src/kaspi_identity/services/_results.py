@@ -62,7 +62,7 @@ class LoginResult:
     email_confirmed: bool = False
     retry_after: timedelta | None = None
     rehashed: bool = False
-    security_stamp: str | None = field(default=None, repr=False)
+    security_stamp: str | None = field(default=None, repr=False, compare=False)
 
     def __bool__(self) -> bool:
         return self.ok
@@ -87,7 +87,7 @@ class PasswordChangeResult:
     policy: PolicyResult
     end_other_sessions: bool = False
     retry_after: timedelta | None = None
-    security_stamp: str | None = field(default=None, repr=False)
+    security_stamp: str | None = field(default=None, repr=False, compare=False)
 
     def __bool__(self) -> bool:
         return self.ok
