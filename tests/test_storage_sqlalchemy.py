@@ -8,15 +8,17 @@ schema and drops it afterwards.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import secrets
 import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +81,7 @@ USER_COLUMNS = {
     "last_failed_login_at": "last_failed_login",
     "last_login_at": "last_login",
     "created_at": "date_joined",
+    "security_stamp": "session_stamp",
 }
 
 
@@ -100,6 +103,7 @@ def users_table(md: sa.MetaData) -> sa.Table:
         sa.Column("last_login", sa.DateTime(timezone=True)),
         sa.Column("date_joined", sa.DateTime(timezone=True), nullable=False),
         sa.Column("language", sa.String(35), nullable=False),
+        sa.Column("session_stamp", sa.String(64), nullable=False),
         sa.Column("is_active", sa.Boolean(), nullable=False),
         sa.Column("display_name", sa.String(100), nullable=False, server_default=""),
     )
@@ -250,11 +254,12 @@ class TestExistingUsersTable(OnBackend, AccountStoreContract):
         users = self.backend.users
         with self.backend.engine.connect() as connection:
             row = connection.execute(sa.select(users).where(users.c.pk == int(created.id))).one()
-        assert (row.login, row.login_key, row.mobile, row.is_active) == (
+        assert (row.login, row.login_key, row.mobile, row.is_active, row.session_stamp) == (
             "Aliya",
             "aliya",
             PHONE,
             True,
+            created.security_stamp,
         )
         joined = row.date_joined  # SQLite's DateTime comes back naive, in UTC
         assert (joined if joined.tzinfo else joined.replace(tzinfo=timezone.utc)) == T0
@@ -429,6 +434,40 @@ class TestMappingErrors:
                 assert expected in message
             with pytest.raises(ValueError, match="table"):
                 SQLAlchemyAccountStore(db, columns={"id": "pk"})
+
+    def test_a_table_without_the_security_stamp(self, tmp_path: Path) -> None:
+        """A users table from before the stamp: a ValueError that names the column to add."""
+        without = sa.Table("before_stamps", sa.MetaData(), *_account_columns())
+        with SQLAlchemyDatabase(f"sqlite:///{tmp_path / 'm.db'}") as db:
+            with pytest.raises(ValueError, match="cannot map") as caught:
+                SQLAlchemyAccountStore(db, table=without)
+            message = str(caught.value)
+            assert "security_stamp: table 'before_stamps' has no column 'security_stamp'" in message
+            assert "String(64)" in message
+            assert "docs/storage.md" in message
+            # Renamed: the message names the column the mapping asked for.
+            with pytest.raises(ValueError, match="no column 'session_stamp'"):
+                SQLAlchemyAccountStore(
+                    db, table=without, columns={"security_stamp": "session_stamp"}
+                )
+            # Too short for a stamp, or not text at all.
+            for kind in (sa.String(16), sa.Integer(), sa.LargeBinary()):
+                short = sa.Table(
+                    "short_stamps",
+                    sa.MetaData(),
+                    *_account_columns(),
+                    sa.Column("security_stamp", kind, nullable=False),
+                )
+                with pytest.raises(ValueError, match="security_stamp: the column must be a string"):
+                    SQLAlchemyAccountStore(db, table=short)
+            for kind in (sa.String(64), sa.String(), sa.Text(), sa.Unicode(200)):
+                fine = sa.Table(
+                    "fine_stamps",
+                    sa.MetaData(),
+                    *_account_columns(),
+                    sa.Column("security_stamp", kind, nullable=False),
+                )
+                assert SQLAlchemyAccountStore(db, table=fine).table is fine
             with pytest.raises(TypeError):
                 SQLAlchemyAccountStore(db, table="users")  # type: ignore[arg-type]
 
@@ -452,6 +491,7 @@ class TestMappingErrors:
             sa.Column("last_login_at", sa.DateTime()),
             sa.Column("created_at", sa.DateTime(), nullable=False),
             sa.Column("language", sa.String(35), nullable=False),
+            sa.Column("security_stamp", sa.Text(), nullable=False),
         )
         md.create_all(backend.engine)
         try:
@@ -468,6 +508,15 @@ class TestMappingErrors:
                 assert len(created.id) == 32
         finally:
             md.drop_all(backend.engine)
+
+
+def _account_columns() -> list[sa.Column[Any]]:
+    """Every account column but the security stamp, as the library's table has them."""
+    return [
+        sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
+        for c in metadata.tables["kaspi_accounts"].columns
+        if c.name != "security_stamp"
+    ]
 
 
 def _set(backend: Backend, table: str, assignment: str) -> None:
@@ -501,12 +550,14 @@ _BAD_ACCOUNTS = [
     "phone = 'not a phone'",
     "language = ''",
     "password_hash = ''",
+    "security_stamp = ''",
 ]
 _BAD_ACCOUNTS_SQLITE = [
     "created_at = 'yesterday'",
     "last_login_at = 1.5",
     "email_confirmed = 7",
     "username = X'00ff'",
+    "security_stamp = X'00ff'",
 ]
 _BAD_CODES = ["failures = 2", "failure_window = 0", "expires_at = NULL, failures = -1"]
 _BAD_CODES_SQLITE = ["code_hash = 'code'", "failures = 'x'", "expires_at = 'later'"]
@@ -520,8 +571,12 @@ class TestCorruptRows(OnBackend):
         with sqlalchemy_storage(backend.engine, metadata=backend.metadata) as storage:
             yield storage
 
+    @property
+    def _sqlite(self) -> bool:
+        return self.backend.name == "sqlite"
+
     def _cases(self, common: list[str], sqlite_only: list[str]) -> list[str]:
-        return common + (sqlite_only if self.backend.name == "sqlite" else [])
+        return common + (sqlite_only if self._sqlite else [])
 
     def test_bad_account_rows(self, storage: Storage) -> None:
         """A hand-edited account row raises CorruptRecordError, never a raw error."""
@@ -536,14 +591,20 @@ class TestCorruptRows(OnBackend):
                 storage.accounts.find_by_login("username", "aliya")
 
     def test_bad_failure_count_is_not_overwritten(self, storage: Storage) -> None:
-        """record_login_failure() on a negative count raises and leaves the row as it was."""
-        account_id = _seed(storage)
-        garbage = "'many'" if self.backend.name == "sqlite" else "-5"
-        _set(self.backend, "accounts", f"failed_logins = {garbage}")
-        before = _rows(self.backend, "accounts")
-        with pytest.raises(CorruptRecordError):
-            storage.accounts.record_login_failure(account_id, now=T0)
-        assert _rows(self.backend, "accounts") == before
+        """A garbage count is CorruptRecordError to read; no reservation ever matches it."""
+        garbage = ["-5", "-1"] + (["'many'", "2.5", "X'00'"] if self._sqlite else [])
+        for assignment in garbage:
+            self.backend.reset()
+            account_id = _seed(storage)
+            _set(self.backend, "accounts", f"failed_logins = {assignment}")
+            before = _rows(self.backend, "accounts")
+            with pytest.raises(CorruptRecordError):
+                storage.accounts.get(account_id)
+            for expected in (0, 1, 2, 3, 2**31 - 2):
+                assert not storage.accounts.reserve_login_attempt(
+                    account_id, expected_failures=expected, now=T0 + HOUR
+                ), assignment
+            assert _rows(self.backend, "accounts") == before, assignment
 
     def test_bad_history_rows(self, storage: Storage) -> None:
         """A hand-edited history row raises CorruptRecordError."""
@@ -566,7 +627,7 @@ class TestCorruptRows(OnBackend):
             _set(self.backend, "one_time_codes", assignment)
             before = _rows(self.backend, "one_time_codes")
             with pytest.raises(CorruptRecordError):
-                storage.codes.attempt(PHONE, b"code", now=T0, max_attempts=3)
+                storage.codes.attempt(PHONE, [b"code"], now=T0, max_attempts=3)
             with pytest.raises(CorruptRecordError):
                 storage.codes.put(PHONE, b"new", expires_at=T0 + HOUR, now=T0, failure_window=HOUR)
             assert _rows(self.backend, "one_time_codes") == before, assignment
@@ -655,6 +716,101 @@ class TestErrors:
         engine.dispose()
 
 
+class TestSingleStatements(OnBackend):
+    """Each compare-and-set on an account is one UPDATE: nothing read before it."""
+
+    def test_account_compare_and_sets(self) -> None:
+        """reserve_login_attempt, mark_email_confirmed, set_password_hash: one UPDATE each."""
+        engine = self.backend.engine_for_tests()
+        with engine.connect() as connection:  # the dialect's first-connect queries, uncounted
+            connection.execute(sa.select(sa.literal(1)))
+        statements: list[str] = []
+
+        def record(connection: sa.Connection, cursor: Any, statement: str, *_: Any) -> None:
+            statements.append(statement.split(None, 1)[0].upper())
+
+        sa.event.listen(engine, "before_cursor_execute", record)
+        try:
+            with sqlalchemy_storage(engine, metadata=self.backend.metadata) as storage:
+                accounts = storage.accounts
+                new = NewAccount(username="aliya", email="a@example.kz", password_hash=HASH_A)
+                account_id = accounts.create(new, now=T0).id
+                reserve = partial(accounts.reserve_login_attempt, account_id, now=T0)
+                mark = partial(accounts.mark_email_confirmed, account_id, now=T0)
+                change = partial(accounts.set_password_hash, account_id)
+                calls: list[tuple[Callable[[], bool], bool]] = [
+                    (partial(reserve, expected_failures=0), True),
+                    (partial(reserve, expected_failures=0), False),
+                    (partial(mark, email="A@Example.kz"), True),
+                    (partial(mark, email="b@example.kz"), False),
+                    (partial(change, expected=HASH_A, new=HASH_B), True),
+                    (partial(change, expected=HASH_A, new=HASH_B), False),
+                    (partial(change, expected=HASH_B, new=HASH_A, rotate_stamp=False), True),
+                ]
+                for call, answer in calls:
+                    statements.clear()
+                    assert call() is answer
+                    assert [s for s in statements if s != "BEGIN"] == ["UPDATE"]
+        finally:
+            engine.dispose()
+
+
+# The migration docs/storage.md gives for a deployment from before security stamps.
+_ADD_STAMP = {
+    "postgresql": [
+        "ALTER TABLE {table} ADD COLUMN security_stamp varchar(64) NOT NULL"
+        " DEFAULT replace(gen_random_uuid()::text, '-', '')",
+    ],
+    "sqlite": [
+        "ALTER TABLE {table} ADD COLUMN security_stamp VARCHAR(64) NOT NULL DEFAULT ''",
+        "UPDATE {table} SET security_stamp = lower(hex(randomblob(16))) WHERE security_stamp = ''",
+    ],
+}
+
+
+class TestAddingTheStamp(OnBackend):
+    def test_documented_migration(self) -> None:
+        """Rows from before the stamp get distinct random stamps; the store then works."""
+        engine = self.backend.engine
+        md = make_metadata(f"old_{secrets.token_hex(3)}_", schema=self.backend.metadata.schema)
+        md.create_all(engine)
+        table = next(t for t in md.sorted_tables if t.name.endswith("accounts"))
+        try:
+            with engine.begin() as connection:
+                connection.exec_driver_sql(
+                    f"ALTER TABLE {table.fullname} DROP COLUMN security_stamp"
+                )
+            old = sa.Table(table.name, sa.MetaData(schema=md.schema), *_account_columns())
+            ids = [secrets.token_hex(16) for _ in range(5)]
+            rows = [
+                {
+                    "id": account_id,
+                    "username": f"user{i}",
+                    "username_key": f"user{i}",
+                    "email_confirmed": False,
+                    "failed_logins": 0,
+                    "created_at": 1_700_000_000_000_000 + i,
+                    "language": "en",
+                }
+                for i, account_id in enumerate(ids)
+            ]
+            with engine.begin() as connection:
+                connection.execute(sa.insert(old), rows)
+                for statement in _ADD_STAMP[self.backend.name]:
+                    connection.exec_driver_sql(statement.format(table=table.fullname))
+            with SQLAlchemyDatabase(engine, metadata=md) as db:
+                store = SQLAlchemyAccountStore(db)
+                found = [store.get(account_id) for account_id in ids]
+                stamps = {account.security_stamp for account in found if account is not None}
+                assert len(stamps) == len(rows)
+                assert all(len(stamp) == 32 for stamp in stamps)
+                created = store.create(NewAccount(username="aliya"), now=T0)
+                assert created.security_stamp not in stamps
+                assert store.get(created.id) == created
+        finally:
+            md.drop_all(engine)
+
+
 class TestHostEngines(OnBackend):
     def test_stricter_default_isolation(self) -> None:
         """An engine defaulting to SERIALIZABLE still gives exact answers under a race."""
@@ -669,7 +825,7 @@ class TestHostEngines(OnBackend):
 
             def attempt() -> None:
                 barrier.wait(timeout=30)
-                outcomes.append(storage.codes.attempt(PHONE, b"wrong", now=T0, max_attempts=5))
+                outcomes.append(storage.codes.attempt(PHONE, [b"wrong"], now=T0, max_attempts=5))
 
             threads = [threading.Thread(target=attempt) for _ in range(16)]
             for thread in threads:
@@ -764,17 +920,17 @@ class TestFaults(OnBackend):
         storage, fault = faulty
         storage.codes.put(PHONE, b"right", expires_at=T0 + HOUR, now=T0, failure_window=HOUR)
         for _ in range(2):
-            assert storage.codes.attempt(PHONE, b"wrong", now=T0, max_attempts=2) is (
+            assert storage.codes.attempt(PHONE, [b"wrong"], now=T0, max_attempts=2) is (
                 CodeAttempt.MISMATCH
             )
         fault.arm("UPDATE")
         with pytest.raises(StorageError):
-            storage.codes.attempt(PHONE, b"right", now=T0, max_attempts=2)
+            storage.codes.attempt(PHONE, [b"right"], now=T0, max_attempts=2)
         assert fault.fired == 1
-        assert storage.codes.attempt(PHONE, b"right", now=T0, max_attempts=2) is (
+        assert storage.codes.attempt(PHONE, [b"right"], now=T0, max_attempts=2) is (
             CodeAttempt.EXHAUSTED
         )
-        assert storage.codes.attempt(PHONE, b"right", now=T0, max_attempts=2) is (
+        assert storage.codes.attempt(PHONE, [b"right"], now=T0, max_attempts=2) is (
             CodeAttempt.MISSING
         )
 
@@ -784,8 +940,8 @@ class TestFaults(OnBackend):
         storage.codes.put(PHONE, b"right", expires_at=T0 + HOUR, now=T0, failure_window=HOUR)
         fault.arm("DELETE")
         with pytest.raises(StorageError):
-            storage.codes.attempt(PHONE, b"right", now=T0, max_attempts=5)
-        results = [storage.codes.attempt(PHONE, b"right", now=T0, max_attempts=5) for _ in "ab"]
+            storage.codes.attempt(PHONE, [b"right"], now=T0, max_attempts=5)
+        results = [storage.codes.attempt(PHONE, [b"right"], now=T0, max_attempts=5) for _ in "ab"]
         assert results == [CodeAttempt.OK, CodeAttempt.MISSING]
 
     def test_history_append_is_all_or_nothing(self, faulty: tuple[Storage, Fault]) -> None:
@@ -869,6 +1025,47 @@ def _race_in_process(url: str, schema: str, account_id: str, start: Any, results
     engine.dispose()
 
 
+def _reserve_in_process(
+    url: str, schema: str, account_id: str, process: int, start: Any, results: Any
+) -> None:
+    """Child process: 16 threads each read the count and reserve it, until one reserve wins."""
+    engine = sa.create_engine(url, pool_size=_THREADS_PER_PROCESS, max_overflow=0)
+    storage = sqlalchemy_storage(engine, metadata=make_metadata(schema=schema))
+    local = threading.Barrier(_THREADS_PER_PROCESS)
+    won: list[tuple[int, datetime, int]] = []
+
+    def reserve(thread: int) -> None:
+        now = T0 + timedelta(microseconds=process * _THREADS_PER_PROCESS + thread)
+        local.wait(timeout=60)
+        for tries in itertools.count(1):
+            account = storage.accounts.get(account_id)
+            assert account is not None
+            seen = account.failed_logins
+            if storage.accounts.reserve_login_attempt(account_id, expected_failures=seen, now=now):
+                won.append((seen, now, tries))
+                return
+
+    threads = [
+        threading.Thread(target=reserve, args=(thread,)) for thread in range(_THREADS_PER_PROCESS)
+    ]
+    start.wait(timeout=120)
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    results.put(won)
+    storage.close()
+    engine.dispose()
+
+
+def _forkserver() -> Any:
+    # A fork server imports this module once and forks the children from it: the
+    # children start in milliseconds, and from a process that has no threads.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
+
+
 class TestAcrossProcesses:
     def test_racing_processes(self, postgresql: Backend) -> None:
         """8 processes x 16 threads consume one id: one True; their CAS race: one winner."""
@@ -879,10 +1076,7 @@ class TestAcrossProcesses:
             )
         schema = postgresql.metadata.schema
         assert schema is not None
-        # A fork server imports this module once and forks the children from it: the
-        # children start in milliseconds, and from a process that has no threads.
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__])
+        context = _forkserver()
         start = context.Barrier(_PROCESSES)
         results = context.Queue()
         processes = [
@@ -901,5 +1095,44 @@ class TestAcrossProcesses:
         assert sum(calls for calls, _, _ in outcomes) == _PROCESSES * _THREADS_PER_PROCESS
         assert sum(won for _, won, _ in outcomes) == 1
         assert sum(changed for _, _, changed in outcomes) == 1
+        results.close()
+        results.join_thread()
+
+    def test_racing_log_in_reservations(self, postgresql: Backend) -> None:
+        """8 processes x 16 threads read-then-reserve until each wins: every count once."""
+        postgresql.reset()
+        with sqlalchemy_storage(postgresql.engine, metadata=postgresql.metadata) as storage:
+            account = storage.accounts.create(NewAccount(username="aliya"), now=T0)
+        schema = postgresql.metadata.schema
+        assert schema is not None
+        context = _forkserver()
+        start = context.Barrier(_PROCESSES)
+        results = context.Queue()
+        processes = [
+            context.Process(
+                target=_reserve_in_process,
+                args=(postgresql.url, schema, account.id, index, start, results),
+            )
+            for index in range(_PROCESSES)
+        ]
+        for process in processes:
+            process.start()
+        won = [entry for _ in processes for entry in results.get(timeout=300)]
+        for process in processes:
+            process.join(timeout=60)
+            assert process.exitcode == 0
+        racers = _PROCESSES * _THREADS_PER_PROCESS
+        # Every racer won once, each count value went to exactly one of them ...
+        assert len(won) == racers
+        assert sorted(seen for seen, _, _ in won) == list(range(racers))
+        # ... and some lost a race first: the reads really overlapped.
+        assert max(tries for _, _, tries in won) > 1
+        with sqlalchemy_storage(postgresql.engine, metadata=postgresql.metadata) as storage:
+            stored = storage.accounts.get(account.id)
+        assert stored is not None
+        assert stored.failed_logins == racers
+        last = next(now for seen, now, _ in won if seen == racers - 1)
+        assert stored.last_failed_login_at == last
+        assert stored.security_stamp == account.security_stamp
         results.close()
         results.join_thread()
