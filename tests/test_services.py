@@ -564,7 +564,8 @@ class TestRegister:
             (EMAIL_B, "confirm_email"),
         ]
         newcomer = svc_env.raw.accounts.find_by_login("email", EMAIL_B)
-        assert newcomer is not None and newcomer.phone is None
+        assert newcomer is not None
+        assert newcomer.phone is None
         assert svc_env.account().phone == "+77011234567"
 
     def test_taken_phone_sends_the_requester_the_same_letters(self, svc_env: Env) -> None:

@@ -1083,7 +1083,8 @@ class TestUnknownPhone:
         """An unknown phone's code is stored (equal state), but under a key no try uses."""
         assert sms_env.request(UNKNOWN_PHONE)
         [(key, stored)] = sms_env.codes.puts
-        assert key == UNKNOWN_PHONE and len(stored) == 32
+        assert key == UNKNOWN_PHONE
+        assert len(stored) == 32
         assert sms_env.outbox.sms == []
         service = sms_env.service
         for code in ("000000", "123456", "999999"):

@@ -302,7 +302,7 @@ class TestPlugin:
                 assert kaspi_identity_service.policy == kaspi_policy == PasswordPolicy()
                 pw = "Tengri-Sky-2026"
                 result = kaspi_identity_service.register(
-                    email="aliya@example.kz", password=pw, confirmation=pw
+                    email="aliya@example.kz", password=pw, confirmation=pw, client_key="t"
                 )
                 assert result.ok
                 assert extract_link(kaspi_outbox.last_email(to="aliya@example.kz")).startswith(

@@ -165,7 +165,12 @@ def _lifecycle(
     weak = next((p for p in _WEAK if not policy.check(p, user=user)), None)
     if weak is not None:
         rejected = service.register(
-            email=email, phone=phone, password=weak, confirmation=weak, language=lang
+            email=email,
+            phone=phone,
+            password=weak,
+            confirmation=weak,
+            language=lang,
+            client_key="demo",
         )
         if rejected.ok:
             raise _StepFailed("a weak password was accepted at registration")
@@ -181,6 +186,7 @@ def _lifecycle(
         confirmation=first,
         language=lang,
         names=("Айгерим",),
+        client_key="demo",
     )
     if not registered.ok:
         raise _StepFailed(
@@ -192,7 +198,7 @@ def _lifecycle(
     service.confirm_email(_token(letter))
     say("demo.confirmed")
 
-    login = service.authenticate(email, first)
+    login = service.authenticate(email, first, client_key="demo")
     if not (login.ok and login.email_confirmed):
         raise _StepFailed("log-in with the registration password failed")
     say("demo.login_ok", login=email)
@@ -201,7 +207,7 @@ def _lifecycle(
     current = first
 
     similar = first.replace("2023", "2024")
-    change = service.change_password(account_id, current, similar, similar)
+    change = service.change_password(account_id, current, similar, similar, client_key="demo")
     if policy.history_similar:
         if change.ok or "similar_to_previous" not in change.policy.codes:
             raise _StepFailed("a password similar to the old one was accepted")
@@ -251,6 +257,7 @@ def _lifecycle(
     if not reset.ok:
         raise _StepFailed("the reset by SMS was refused: " + "; ".join(reset.policy.messages(lang)))
 
-    if not service.authenticate(phone, by_sms).ok or service.authenticate(email, current).ok:
+    by_phone = service.authenticate(phone, by_sms, client_key="demo")
+    if not by_phone.ok or service.authenticate(email, current, client_key="demo").ok:
         raise _StepFailed("log-in after the resets did not behave")
     say("demo.login_final")

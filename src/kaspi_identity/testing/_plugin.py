@@ -15,6 +15,7 @@ turn it on with ``-p kaspi_identity``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import pytest
@@ -103,15 +104,22 @@ def kaspi_policy() -> PasswordPolicy:
 def kaspi_settings() -> IdentitySettings:
     """Test :class:`~kaspi_identity.services.IdentitySettings`: a public key, ``https://portal.test``.
 
-    Override it to test the deployment's own limits and lifetimes.
+    The log-in and registration rate limits are set so high that the hundreds of examples
+    of a Hypothesis test (which share one service) never reach them; every other setting is
+    the default. Override it to test the deployment's own limits and lifetimes.
     """
-    from kaspi_identity.services import IdentitySettings
+    from kaspi_identity.services import IdentitySettings, RateLimit
 
+    unlimited = RateLimit(1_000_000, timedelta(hours=1))
     return IdentitySettings(
         secret_keys=(_TEST_SECRET_KEY,),
         confirm_url="https://portal.test/confirm",
         reset_url="https://portal.test/reset",
         site_name="portal.test",
+        login_per_client=unlimited,
+        login_per_identifier=unlimited,
+        register_per_client=unlimited,
+        register_per_identifier=unlimited,
     )
 
 
