@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
-from hypothesis import HealthCheck, settings
+import pytest
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from kaspi_identity.storage import Storage
-from kaspi_identity.storage.memory import memory_storage
+from kaspi_identity.storage import CodeAttempt, Storage
+from kaspi_identity.storage.memory import (
+    MemoryAccountStore,
+    MemoryOneTimeCodeStore,
+    MemoryPasswordHistoryStore,
+    MemoryRateLimiter,
+    MemoryTokenLedger,
+    memory_storage,
+)
 from kaspi_identity.storage.sqlite import sqlite_storage
 from kaspi_identity.testing import make_comparison_machine
 
@@ -18,6 +29,16 @@ BOUNDED = settings(
     stateful_step_count=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
+)
+#: For the machine hunting a planted bug: the same 300 runs every time (derandomised, so
+#: never flaky), no shrinking, no example database.
+HUNT = settings(
+    BOUNDED,
+    max_examples=300,
+    database=None,
+    derandomize=True,
+    print_blob=False,
+    phases=[Phase.generate],
 )
 
 
@@ -35,3 +56,97 @@ def test_memory_agrees_with_itself() -> None:
     """The machine itself is sound: two memory storages always agree."""
     machine = make_comparison_machine(memory_storage)
     run_state_machine_as_test(machine, settings=settings(BOUNDED, max_examples=30))
+
+
+class _KeepsStampOnEmail(MemoryAccountStore):
+    """Planted bug: set_email forgets to give a fresh stamp."""
+
+    def set_email(self, account_id: str, email: str, *, confirmed: bool = False) -> None:
+        before = self.get(account_id)
+        super().set_email(account_id, email, confirmed=confirmed)
+        if before is not None:
+            with self._lock:
+                account = self._accounts[before.id]
+                self._accounts[before.id] = replace(account, security_stamp=before.security_stamp)
+
+
+class _ReusesStamps(MemoryAccountStore):
+    """Planted bug: a password change swaps between two stamps per account."""
+
+    def set_password_hash(
+        self, account_id: str, *, expected: str | None, new: str, rotate_stamp: bool = True
+    ) -> bool:
+        before = self.get(account_id)
+        won = super().set_password_hash(
+            account_id, expected=expected, new=new, rotate_stamp=rotate_stamp
+        )
+        if won and rotate_stamp and before is not None:
+            stamp = before.security_stamp
+            swapped = stamp[:-1] + ("b" if stamp.endswith("a") else "a")
+            with self._lock:
+                account = self._accounts[before.id]
+                self._accounts[before.id] = replace(account, security_stamp=swapped)
+        return won
+
+
+class _ReserveIgnoresTheCount(MemoryAccountStore):
+    """Planted bug: reserve_login_attempt counts whatever count the caller read."""
+
+    def reserve_login_attempt(
+        self, account_id: str, *, expected_failures: int, now: datetime
+    ) -> bool:
+        account = self.get(account_id)
+        if account is None:
+            return False
+        return super().reserve_login_attempt(
+            account_id, expected_failures=account.failed_logins, now=now
+        )
+
+
+class _MarksAnyAddress(MemoryAccountStore):
+    """Planted bug: mark_email_confirmed does not compare the address."""
+
+    def mark_email_confirmed(self, account_id: str, *, email: str, now: datetime) -> bool:
+        account = self.get(account_id)
+        if account is None or account.email is None:
+            return False
+        return super().mark_email_confirmed(account_id, email=account.email, now=now)
+
+
+class _FirstCandidateOnly(MemoryOneTimeCodeStore):
+    """Planted bug: an attempt compares only the first candidate."""
+
+    def attempt(
+        self, key: str, candidates: Sequence[bytes], *, now: datetime, max_attempts: int
+    ) -> CodeAttempt:
+        return super().attempt(key, list(candidates)[:1], now=now, max_attempts=max_attempts)
+
+
+def _memory_with(
+    accounts: type[MemoryAccountStore] = MemoryAccountStore,
+    codes: type[MemoryOneTimeCodeStore] = MemoryOneTimeCodeStore,
+) -> Storage:
+    return Storage(
+        accounts=accounts(),
+        history=MemoryPasswordHistoryStore(),
+        tokens=MemoryTokenLedger(),
+        codes=codes(),
+        rate_limits=MemoryRateLimiter(),
+    )
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        pytest.param(lambda: _memory_with(accounts=_KeepsStampOnEmail), id="stamp-kept"),
+        pytest.param(lambda: _memory_with(accounts=_ReusesStamps), id="stamp-reused"),
+        pytest.param(lambda: _memory_with(accounts=_ReserveIgnoresTheCount), id="reserve"),
+        pytest.param(lambda: _memory_with(accounts=_MarksAnyAddress), id="mark"),
+        pytest.param(lambda: _memory_with(codes=_FirstCandidateOnly), id="candidates"),
+    ],
+)
+def test_machine_finds_planted_bugs(broken: Callable[[], Storage]) -> None:
+    """The machine fails a candidate with a planted stamp, reserve, mark or candidates bug."""
+    machine = make_comparison_machine(broken)
+    with pytest.raises(AssertionError):
+        run_state_machine_as_test(machine, settings=HUNT)

@@ -32,11 +32,16 @@ _USERNAMES = st.sampled_from([None, "aliya", "Aliya", "ALIYA", "bolat", "Айг�
 _EMAILS = st.sampled_from([None, "a@example.kz", "A@Example.KZ", "b@example.kz"])
 _PHONES = st.sampled_from([None, "+77010000001", "+77010000002"])
 _HASHES = st.sampled_from(["hash-1", "hash-2", "hash-3"])
+_CURRENT = "<the stored hash>"  # set_password_hash reads the account's hash first
 _SECOND, _MINUTE, _HOUR = timedelta(seconds=1), timedelta(minutes=1), timedelta(hours=1)
 _STEPS = st.sampled_from([timedelta(0), _US, _SECOND, _MINUTE, 10 * _MINUTE, _HOUR, 24 * _HOUR])
 _OFFSETS = st.sampled_from([-_SECOND, timedelta(0), _US, _SECOND, 5 * _MINUTE, _HOUR])
 _HISTORY_KEYS = ("acct-1", "acct-2")
 _CODES = (b"code-1", b"code-2")
+# What one attempt brings: one candidate hash per configured key, b"code-3" never stored.
+_CANDIDATES = st.lists(st.sampled_from((*_CODES, b"code-3")), min_size=1, max_size=3)
+# Addresses a confirmation link may carry: the stored ones in any case, and garbage.
+_MARK_EMAILS = st.sampled_from(["a@example.kz", "A@EXAMPLE.KZ", "b@example.kz", "c@example.kz", ""])
 # One (limit, window) per key, as the RateLimiter protocol asks of its callers.
 _LIMITS = {"ip:1": (2, _SECOND), "ip:2": (3, _MINUTE)}
 # One attempt budget per key, as a service would use.
@@ -63,7 +68,10 @@ def make_comparison_machine(
     Each run builds a fresh ``candidate()`` and ``reference()`` (the in-memory adapters by
     default), applies the same random sequence of calls on all five protocols to both, with
     a clock that only moves forward, and fails as soon as their answers differ (account
-    ids, which each store picks itself, are mapped between the two). Both storages are
+    ids, which each store picks itself, are mapped between the two). Security stamps are
+    random, so their values are not compared; instead, after every step, each account's
+    stamp must have changed in the candidate exactly when it changed in the reference, and
+    a changed stamp must be one neither store has ever shown before. Both storages are
     closed at the end of each run.
 
     Run it with ``make_comparison_machine(factory).TestCase`` in a test module, or inside a
@@ -85,6 +93,9 @@ def make_comparison_machine(
             self.ids: dict[str, str] = {}
             self.pairs: list[tuple[str, str]] = []
             self.token_expiry: dict[str, datetime] = {}
+            # (reference id, candidate id) -> the stamps each store showed last
+            self.stamps: dict[tuple[str, str], tuple[str, str]] = {}
+            self.seen_stamps: tuple[set[str], set[str]] = (set(), set())
 
         def teardown(self) -> None:
             try:
@@ -98,7 +109,18 @@ def make_comparison_machine(
                 assert actual is None
                 return
             assert self.ids.get(actual.id) == expected.id
-            assert replace(actual, id=expected.id) == expected
+            # Stamps are random: compare everything else here, their changes in stamps_agree.
+            assert replace(actual, id=expected.id, security_stamp=expected.security_stamp) == (
+                expected
+            )
+
+        def _new_stamps(self, pair: tuple[str, str], expected: Account, actual: Account) -> None:
+            """Record the stamps of a new account: fresh ones, never seen before."""
+            stamps = (expected.security_stamp, actual.security_stamp)
+            for seen, stamp in zip(self.seen_stamps, stamps, strict=True):
+                assert stamp not in seen, "a new account got a stamp seen before"
+                seen.add(stamp)
+            self.stamps[pair] = stamps
 
         @rule(step=_STEPS)
         def advance_clock(self, step: timedelta) -> None:
@@ -145,6 +167,7 @@ def make_comparison_machine(
             self.ids[actual.id] = expected.id
             self.pairs.append((expected.id, actual.id))
             self._same_account(expected, actual)
+            self._new_stamps((expected.id, actual.id), expected, actual)
             return (expected.id, actual.id)
 
         @invariant()
@@ -154,6 +177,24 @@ def make_comparison_machine(
                     self.reference.accounts.get(reference_id),
                     self.candidate.accounts.get(candidate_id),
                 )
+
+        @invariant()
+        def stamps_agree(self) -> None:
+            for pair in self.pairs:
+                expected = self.reference.accounts.get(pair[0])
+                actual = self.candidate.accounts.get(pair[1])
+                assert expected is not None
+                assert actual is not None
+                now = (expected.security_stamp, actual.security_stamp)
+                changed = [new != old for new, old in zip(now, self.stamps[pair], strict=True)]
+                assert changed[1] == changed[0], (
+                    "the candidate changed the stamp" if changed[1] else "the stamp did not change"
+                )
+                if changed[0]:
+                    for seen, stamp in zip(self.seen_stamps, now, strict=True):
+                        assert stamp not in seen, "a stamp was reused"
+                        seen.add(stamp)
+                self.stamps[pair] = now
 
         @invariant()
         def histories_agree(self) -> None:
@@ -174,11 +215,26 @@ def make_comparison_machine(
             actual = self.candidate.accounts.find_by_login(kind, value)  # type: ignore[arg-type]
             self._same_account(expected, actual)
 
-        @rule(pair=accounts, expected=st.none() | _HASHES, new=_HASHES)
-        def set_password_hash(self, pair: tuple[str, str], expected: str | None, new: str) -> None:
-            won = self.reference.accounts.set_password_hash(pair[0], expected=expected, new=new)
+        @rule(
+            pair=accounts,
+            expected=st.none() | _HASHES | st.just(_CURRENT),
+            new=_HASHES,
+            rotate=st.sampled_from([True, True, False]),
+        )
+        def set_password_hash(
+            self, pair: tuple[str, str], expected: str | None, new: str, rotate: bool
+        ) -> None:
+            if expected == _CURRENT:  # read, then compare-and-set: what a change does
+                account = self.reference.accounts.get(pair[0])
+                assert account is not None
+                expected = account.password_hash
+            won = self.reference.accounts.set_password_hash(
+                pair[0], expected=expected, new=new, rotate_stamp=rotate
+            )
             assert (
-                self.candidate.accounts.set_password_hash(pair[1], expected=expected, new=new)
+                self.candidate.accounts.set_password_hash(
+                    pair[1], expected=expected, new=new, rotate_stamp=rotate
+                )
                 is won
             )
 
@@ -192,15 +248,31 @@ def make_comparison_machine(
             )
             assert actual == expected
 
-        @rule(pair=accounts)
-        def mark_email_confirmed(self, pair: tuple[str, str]) -> None:
-            self.reference.accounts.mark_email_confirmed(pair[0], now=self.now)
-            self.candidate.accounts.mark_email_confirmed(pair[1], now=self.now)
+        @rule(pair=accounts, email=_MARK_EMAILS)
+        def mark_email_confirmed(self, pair: tuple[str, str], email: str) -> None:
+            marked = self.reference.accounts.mark_email_confirmed(
+                pair[0], email=email, now=self.now
+            )
+            assert (
+                self.candidate.accounts.mark_email_confirmed(pair[1], email=email, now=self.now)
+                is marked
+            )
 
-        @rule(pair=accounts)
-        def record_login_failure(self, pair: tuple[str, str]) -> None:
-            expected = self.reference.accounts.record_login_failure(pair[0], now=self.now)
-            assert self.candidate.accounts.record_login_failure(pair[1], now=self.now) == expected
+        @rule(pair=accounts, expected=st.none() | st.integers(0, 3))
+        def reserve_login_attempt(self, pair: tuple[str, str], expected: int | None) -> None:
+            if expected is None:  # read, then reserve: what a log-in does
+                account = self.reference.accounts.get(pair[0])
+                assert account is not None
+                expected = account.failed_logins
+            won = self.reference.accounts.reserve_login_attempt(
+                pair[0], expected_failures=expected, now=self.now
+            )
+            assert (
+                self.candidate.accounts.reserve_login_attempt(
+                    pair[1], expected_failures=expected, now=self.now
+                )
+                is won
+            )
 
         @rule(pair=accounts)
         def record_login_success(self, pair: tuple[str, str]) -> None:
@@ -216,8 +288,16 @@ def make_comparison_machine(
         def unknown_account(self, unknown: str) -> None:
             for accounts in (self.reference.accounts, self.candidate.accounts):
                 assert accounts.get(unknown) is None
+                assert (
+                    accounts.reserve_login_attempt(unknown, expected_failures=0, now=self.now)
+                    is False
+                )
+                assert (
+                    accounts.mark_email_confirmed(unknown, email="a@example.kz", now=self.now)
+                    is False
+                )
                 with pytest.raises(AccountNotFoundError):
-                    accounts.record_login_failure(unknown, now=self.now)
+                    accounts.record_login_success(unknown, now=self.now)
                 assert accounts.set_password_hash(unknown, expected=None, new="h") is False
 
         @rule(
@@ -259,10 +339,15 @@ def make_comparison_machine(
             code=st.sampled_from(_CODES),
             ttl=st.sampled_from([_US, _MINUTE, 5 * _MINUTE, _HOUR]),
             window=st.sampled_from([_SECOND, 10 * _MINUTE]),
-            attempts=st.lists(st.sampled_from(_CODES), max_size=4),
+            attempts=st.lists(_CANDIDATES, max_size=4),
         )
         def code_put(
-            self, key: str, code: bytes, ttl: timedelta, window: timedelta, attempts: list[bytes]
+            self,
+            key: str,
+            code: bytes,
+            ttl: timedelta,
+            window: timedelta,
+            attempts: list[list[bytes]],
         ) -> None:
             for storage in (self.reference, self.candidate):
                 storage.codes.put(
@@ -272,13 +357,17 @@ def make_comparison_machine(
 
         @rule(
             key=st.sampled_from(sorted(_MAX_ATTEMPTS)),
-            codes=st.lists(st.sampled_from(_CODES), min_size=1, max_size=4),
+            codes=st.lists(_CANDIDATES, min_size=1, max_size=4),
         )
-        def code_attempts(self, key: str, codes: list[bytes]) -> None:
+        def code_attempts(self, key: str, codes: list[list[bytes]]) -> None:
             limit = _MAX_ATTEMPTS[key]
-            for code in codes:
-                expected = self.reference.codes.attempt(key, code, now=self.now, max_attempts=limit)
-                actual = self.candidate.codes.attempt(key, code, now=self.now, max_attempts=limit)
+            for candidates in codes:
+                expected = self.reference.codes.attempt(
+                    key, candidates, now=self.now, max_attempts=limit
+                )
+                actual = self.candidate.codes.attempt(
+                    key, tuple(candidates), now=self.now, max_attempts=limit
+                )
                 assert actual is expected
 
         @rule(key=st.sampled_from(sorted(_LIMITS)), hits=st.integers(1, 4))
