@@ -610,7 +610,7 @@ def test_failures_chain_nothing(purpose: TokenPurpose) -> None:
     genuine = _issue(service, purpose)
     body, _, signature = genuine.rpartition(".")
     flipped = signature[:-2] + ("A" if signature[-2] != "A" else "B") + signature[-1]
-    other = "reset" if purpose != "reset" else "confirm"
+    other: TokenPurpose = "reset" if purpose != "reset" else "confirm"
     wrong_purpose = _issue(service, other)
     bad_json = _same_key_serializer(purpose).dumps(["not", "a", "dict"])
     for presented in (
