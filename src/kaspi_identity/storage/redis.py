@@ -23,18 +23,23 @@ decides an answer. App servers' clocks must agree to well within that grace (NTP
 
 Redis errors become :class:`~kaspi_identity.StorageError` with the original as
 ``__cause__``; a key holding something this adapter did not write raises
-:class:`~kaspi_identity.CorruptRecordError` and is left as it was.
+:class:`~kaspi_identity.CorruptRecordError` and is left as it was. A client opened from a
+URL (:func:`redis_client`, :func:`redis_storage`) pools at most ``max_connections``, and a
+call made while all are busy waits up to ``pool_timeout`` seconds for one instead of
+failing at once; a wait that runs out is a ``StorageError`` too.
 
 Requires the ``redis`` client: ``pip install 'kaspi-identity[redis]'``.
 """
 
 from __future__ import annotations
 
+import math
+import queue
 import re
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 try:
     import redis
@@ -51,11 +56,14 @@ from ._protocols import AccountStore, Storage
 from ._records import CodeAttempt, HistoryEntry, RateLimitResult
 
 __all__ = [
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_POOL_TIMEOUT",
     "DEFAULT_PREFIX",
     "RedisOneTimeCodeStore",
     "RedisPasswordHistoryStore",
     "RedisRateLimiter",
     "RedisTokenLedger",
+    "redis_client",
     "redis_storage",
 ]
 
@@ -63,6 +71,10 @@ _T = TypeVar("_T")
 
 #: The key prefix used unless another is given.
 DEFAULT_PREFIX = "kaspi-identity:"
+#: Connections a client opened from a URL keeps open at most.
+DEFAULT_MAX_CONNECTIONS = 50
+#: Seconds a call waits for a free connection of such a client before ``StorageError``.
+DEFAULT_POOL_TIMEOUT = 5.0
 
 _US = timedelta(microseconds=1)
 _MS = timedelta(milliseconds=1)
@@ -144,14 +156,15 @@ return 1
 """
 )
 
-# KEYS[1] code key; ARGV: code hash, now, max attempts, grace (ms).
+# KEYS[1] code key; ARGV: now, max attempts, grace (ms), then 1 to 8 candidate hashes.
 # Returns 0 MISSING, 1 MISMATCH, 2 OK, 3 EXHAUSTED, or a string naming corrupt data.
+# Every candidate is compared, a match or not, and the attempt is counted once.
 _LUA_ATTEMPT_CODE = (
     _LUA_PRELUDE
     + _LUA_LOAD_CODE
     + """
 local key = KEYS[1]
-local now = tonumber(ARGV[2])
+local now = tonumber(ARGV[1])
 local state, corrupt = load(key)
 if corrupt then return corrupt end
 if not state or not state.h or now >= state.e then return 0 end
@@ -164,14 +177,18 @@ if not window_end_s then
   window_end = now + state.w
   window_end_s = fmt(window_end)
 end
-local grace = tonumber(ARGV[4])
-if failures > tonumber(ARGV[3]) then
+local grace = tonumber(ARGV[3])
+if failures > tonumber(ARGV[2]) then
   redis.call('HSET', key, 'f', fmt(failures), 'x', window_end_s)
   redis.call('HDEL', key, 'h', 'e')
   expire(key, window_end, now, grace)
   return 3
 end
-if state.h == ARGV[1] then
+local right = false
+for i = 4, #ARGV do
+  if state.h == ARGV[i] then right = true end
+end
+if right then
   redis.call('DEL', key)
   return 2
 end
@@ -258,10 +275,36 @@ def _corrupt(what: str, reason: str) -> CorruptRecordError:
     return CorruptRecordError(f"a stored {what} in Redis is invalid: {reason}")
 
 
+class _PoolExhausted(redis.exceptions.ConnectionError):
+    """No connection of a pool became free within the pool's timeout."""
+
+
+class _WaitQueue(queue.LifoQueue[Any]):
+    """The free list of a :class:`redis.BlockingConnectionPool` whose timeout is told apart.
+
+    The pool waits for a connection with ``get(block=True, timeout=...)`` and turns
+    :class:`queue.Empty` into a bare ``ConnectionError``, the same type as a refused
+    connection; this queue raises :class:`_PoolExhausted` instead.
+    """
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        try:
+            return super().get(block, timeout)
+        except queue.Empty:
+            if not block:
+                raise
+            wait = "" if timeout is None else f" within {timeout:g} s"
+            raise _PoolExhausted(
+                f"none of the pool's {self.maxsize} connections became free{wait}"
+            ) from None
+
+
 def _run(operation: Callable[[], _T]) -> _T:
     """Run ``operation``; a Redis error becomes StorageError (WRONGTYPE: CorruptRecordError)."""
     try:
         return operation()
+    except _PoolExhausted as exc:
+        raise StorageError(f"Redis storage failed: {exc}") from exc
     except redis.exceptions.ResponseError as exc:
         message = str(exc)
         if "WRONGTYPE" in message:
@@ -361,7 +404,8 @@ class RedisOneTimeCodeStore(_RedisStore):
     """A :class:`~kaspi_identity.storage.OneTimeCodeStore`: one hash per key, Lua scripts.
 
     ``put`` and ``attempt`` are each one Lua script, so the increment-then-compare is
-    atomic. The stored HMAC is compared with Lua's plain ``==``: both sides are keyed
+    atomic; an attempt compares the stored HMAC with each of its candidates (one per key)
+    and counts once. The stored HMAC is compared with Lua's plain ``==``: both sides are keyed
     HMACs, so timing reveals nothing that helps forge one. Times must lie between the years
     1685 and 2255 (Lua counts in doubles). Arguments as for :class:`RedisTokenLedger`.
     """
@@ -398,14 +442,14 @@ class RedisOneTimeCodeStore(_RedisStore):
             raise _corrupt("one-time code", result.decode("ascii", "replace"))
 
     def attempt(
-        self, key: str, code_hash: bytes, *, now: datetime, max_attempts: int
+        self, key: str, candidates: Sequence[bytes], *, now: datetime, max_attempts: int
     ) -> CodeAttempt:
-        """Count an attempt and compare, in one script; see the protocol."""
-        at = check_attempt(
-            key, code_hash, now=now, max_attempts=max_attempts, now_microseconds=_lua_time
+        """Count one attempt and compare every candidate, in one script; see the protocol."""
+        at, hashes = check_attempt(
+            key, candidates, now=now, max_attempts=max_attempts, now_microseconds=_lua_time
         )
         redis_key = self._key(key)
-        args: list[bytes | str] = [code_hash, str(at), str(max_attempts), str(_GRACE_MS)]
+        args: list[bytes | str] = [str(at), str(max_attempts), str(_GRACE_MS), *hashes]
         result = _run(lambda: self._attempt(keys=[redis_key], args=args))
         if isinstance(result, bytes):
             raise _corrupt("one-time code", result.decode("ascii", "replace"))
@@ -478,41 +522,103 @@ class RedisPasswordHistoryStore(_RedisStore):
         return [_decode_entry(item) for item in raw]
 
 
+def redis_client(
+    url: str,
+    *,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    pool_timeout: float = DEFAULT_POOL_TIMEOUT,
+) -> redis.Redis:
+    """Open a ``redis.Redis`` for ``url`` whose calls wait for a free connection.
+
+    The client's pool is a :class:`redis.BlockingConnectionPool` of at most
+    ``max_connections``: a call made while every connection is busy waits up to
+    ``pool_timeout`` seconds for one, and only then fails -- with
+    :class:`~kaspi_identity.StorageError` when it came through a store. (redis-py's default
+    pool refuses such a call at once.) Nothing connects until the first call;
+    ``client.close()`` disconnects the pool. Options in the URL's query string
+    (``?socket_timeout=5``) apply too.
+
+    Raises:
+        TypeError: an argument has the wrong type.
+        ValueError: the URL is malformed, ``max_connections`` is below 1, or
+            ``pool_timeout`` is not a positive finite number of seconds.
+
+    """
+    if not isinstance(url, str):
+        raise TypeError(f"url must be str, not {type(url).__name__}")
+    if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+        raise TypeError(f"max_connections must be int, not {type(max_connections).__name__}")
+    if max_connections < 1:
+        raise ValueError("max_connections must be at least 1")
+    if isinstance(pool_timeout, bool) or not isinstance(pool_timeout, (int, float)):
+        raise TypeError(f"pool_timeout must be a number, not {type(pool_timeout).__name__}")
+    if not (math.isfinite(pool_timeout) and pool_timeout > 0):
+        raise ValueError("pool_timeout must be a positive, finite number of seconds")
+    pool = redis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=pool_timeout, queue_class=_WaitQueue
+    )
+    client = redis.Redis(connection_pool=pool)
+    client.auto_close_connection_pool = True  # as from_url() does; from_pool() needs 5.0.1
+    return client
+
+
 def redis_storage(
     url_or_client: str | redis.Redis,
     *,
     accounts: AccountStore,
     prefix: str = DEFAULT_PREFIX,
+    max_connections: int | None = None,
+    pool_timeout: float | None = None,
 ) -> Storage:
     """Return a :class:`~kaspi_identity.storage.Storage` of ``accounts`` and the Redis stores.
 
     ``url_or_client`` is a ``redis://`` / ``rediss://`` / ``unix://`` URL (a client is
-    opened for it, and ``storage.close()`` disconnects it) or a ``redis.Redis`` you manage
-    (left open). Nothing connects until the first call. ``accounts`` is your own
-    :class:`~kaspi_identity.storage.AccountStore` or a SQLite/SQLAlchemy one: Redis keeps no
-    accounts.
+    opened for it with :func:`redis_client`, and ``storage.close()`` disconnects it) or a
+    ``redis.Redis`` you manage (left open). Nothing connects until the first call.
+    ``accounts`` is your own :class:`~kaspi_identity.storage.AccountStore` or a
+    SQLite/SQLAlchemy one: Redis keeps no accounts.
+
+    For a URL, the pool holds at most ``max_connections`` (default
+    :data:`DEFAULT_MAX_CONNECTIONS`) and a call waits up to ``pool_timeout`` seconds (default
+    :data:`DEFAULT_POOL_TIMEOUT`) for a free one before it raises
+    :class:`~kaspi_identity.StorageError`. A client of your own keeps its own pool.
 
     Raises:
-        TypeError: ``url_or_client`` is neither a ``str`` nor a ``redis.Redis``.
-        ValueError: the URL is malformed, the client decodes responses, or ``prefix`` is
-            empty.
+        TypeError: ``url_or_client`` is neither a ``str`` nor a ``redis.Redis``, or a pool
+            setting has the wrong type.
+        ValueError: the URL is malformed, the client decodes responses, ``prefix`` is
+            empty, a pool setting is out of range, or pool settings come with a client.
 
     """
     if isinstance(url_or_client, str):
-        client = redis.Redis.from_url(url_or_client)
+        client = redis_client(
+            url_or_client,
+            max_connections=DEFAULT_MAX_CONNECTIONS if max_connections is None else max_connections,
+            pool_timeout=DEFAULT_POOL_TIMEOUT if pool_timeout is None else pool_timeout,
+        )
         owned = True
     elif isinstance(url_or_client, redis.Redis):
+        if max_connections is not None or pool_timeout is not None:
+            raise ValueError(
+                "max_connections and pool_timeout size the pool of a client opened from a URL;"
+                " configure your own client's pool instead"
+            )
         client, owned = url_or_client, False
     else:
         raise TypeError(
             f"url_or_client must be a URL or a redis.Redis, not {type(url_or_client).__name__}"
         )
-    stores = (
-        RedisPasswordHistoryStore(client, prefix=prefix),
-        RedisTokenLedger(client, prefix=prefix),
-        RedisOneTimeCodeStore(client, prefix=prefix),
-        RedisRateLimiter(client, prefix=prefix),
-    )
+    try:
+        stores = (
+            RedisPasswordHistoryStore(client, prefix=prefix),
+            RedisTokenLedger(client, prefix=prefix),
+            RedisOneTimeCodeStore(client, prefix=prefix),
+            RedisRateLimiter(client, prefix=prefix),
+        )
+    except BaseException:
+        if owned:
+            client.close()
+        raise
     for store in stores:
         store._owns_client = owned
     history, tokens, codes, rate_limits = stores
