@@ -211,7 +211,7 @@ def code_verify(storage: Storage, thread: int, now: datetime) -> Callable[[], ob
     storage.codes.put(key, _CODE, expires_at=now + _HOUR, now=now, failure_window=_HOUR)
 
     def run() -> object:
-        return storage.codes.attempt(key, _WRONG, now=now, max_attempts=2**40)
+        return storage.codes.attempt(key, [_WRONG], now=now, max_attempts=2**40)
 
     return run
 
