@@ -21,10 +21,20 @@ from kaspi_identity.storage import (
     require_key,
     require_utc,
 )
+from kaspi_identity.storage._checks import new_security_stamp
+from kaspi_identity.storage._logic import (
+    MAX_CANDIDATES,
+    check_attempt,
+    check_mark_email,
+    check_reserve,
+    check_rotate_stamp,
+    matches_any,
+)
 from kaspi_identity.storage.memory import memory_storage
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
 HASH = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA"
+STAMP = "Zm9vYmFyYmF6cXV4cXV1eA"
 
 
 def _account(**changes: object) -> Account:
@@ -39,6 +49,7 @@ def _account(**changes: object) -> Account:
         "last_failed_login_at": None,
         "last_login_at": None,
         "created_at": T0,
+        "security_stamp": STAMP,
     }
     fields.update(changes)
     return Account(**fields)  # type: ignore[arg-type]
@@ -114,6 +125,12 @@ class TestAccount:
             ({"failed_logins": True}, TypeError),
             ({"id": ""}, ValueError),
             ({"last_failed_login_at": 0}, TypeError),
+            ({"security_stamp": ""}, ValueError),
+            ({"security_stamp": "s" * 65}, ValueError),
+            ({"security_stamp": "a\x00b"}, ValueError),
+            ({"security_stamp": "\ud800"}, ValueError),
+            ({"security_stamp": None}, TypeError),
+            ({"security_stamp": b"stamp"}, TypeError),
         ],
     )
     def test_bad_fields(self, changes: dict[str, object], error: type[Exception]) -> None:
@@ -121,10 +138,34 @@ class TestAccount:
         with pytest.raises(error):
             _account(**changes)
 
+    def test_security_stamp_is_required(self) -> None:
+        """An account record without a stamp is refused; 1 and 64 characters are fine."""
+        fields = dataclasses.asdict(_account())
+        del fields["security_stamp"]
+        with pytest.raises(TypeError, match="security_stamp"):
+            Account(**fields)
+        assert _account(security_stamp="s").security_stamp == "s"
+        assert _account(security_stamp="s" * 64).security_stamp == "s" * 64
+
     def test_repr_hides_the_hash(self) -> None:
         """The password hash never shows in a repr."""
         assert HASH not in repr(_account())
         assert "password_hash" not in repr(_account())
+
+    def test_repr_hides_the_stamp(self) -> None:
+        """The security stamp never shows in a repr."""
+        assert STAMP not in repr(_account())
+        assert "security_stamp" not in repr(_account())
+
+    def test_stamp_errors_hold_no_stamp(self) -> None:
+        """A refused stamp is not repeated in the message."""
+        with pytest.raises(ValueError, match="security_stamp") as caught:
+            _account(security_stamp="secret-stamp-" * 10)
+        assert "secret-stamp" not in str(caught.value)
+
+    def test_stamp_takes_part_in_equality(self) -> None:
+        """Two records differing only in their stamp are different records."""
+        assert _account() != _account(security_stamp="other")
 
     def test_slotted(self) -> None:
         """Records are slotted: no per-instance dict."""
@@ -181,6 +222,76 @@ class TestChecks:
             require_key("x" * 129, "token_id", max_length=128)
         with pytest.raises(TypeError):
             require_key(b"ip:1")
+
+    def test_new_security_stamp(self) -> None:
+        """Fresh stamps are 22 URL-safe characters, valid on a record, and never repeat."""
+        stamps = {new_security_stamp() for _ in range(10_000)}
+        assert len(stamps) == 10_000
+        for stamp in list(stamps)[:100]:
+            assert len(stamp) == 22
+            assert stamp.replace("-", "").replace("_", "").isalnum()
+            assert _account(security_stamp=stamp).security_stamp == stamp
+
+    def test_check_reserve(self) -> None:
+        """check_reserve returns ``now`` in UTC; refuses bad types, negative counts, naive."""
+        almaty = timezone(timedelta(hours=5))
+        at = check_reserve("a1", 0, T0.astimezone(almaty))
+        assert (at, at.tzinfo) == (T0, timezone.utc)
+        assert check_reserve("", 2**70, T0) == T0  # any str: the store finds nothing
+        for bad_count in ("0", 0.0, None, True):
+            with pytest.raises(TypeError, match="expected_failures"):
+                check_reserve("a1", bad_count, T0)
+        with pytest.raises(ValueError, match="expected_failures"):
+            check_reserve("a1", -1, T0)
+        with pytest.raises(ValueError, match="aware"):
+            check_reserve("a1", 0, datetime(2025, 1, 1))
+        with pytest.raises(TypeError, match="account_id"):
+            check_reserve(None, 0, T0)
+
+    def test_check_mark_email(self) -> None:
+        """check_mark_email gives the casefolded key, or None for what no account can have."""
+        assert check_mark_email("Aliya@Example.KZ", T0) == ("aliya@example.kz", T0)
+        assert check_mark_email("STRASSE@Straße.kz", T0)[0] == "strasse@strasse.kz"
+        for garbage in ("", "x" * 255, "a\x00b", "\udfff"):
+            assert check_mark_email(garbage, T0) == (None, T0)
+        for bad in (None, b"a@example.kz", 1):
+            with pytest.raises(TypeError, match="email"):
+                check_mark_email(bad, T0)
+        with pytest.raises(ValueError, match="aware"):
+            check_mark_email("a@example.kz", datetime(2025, 1, 1))
+
+    def test_check_rotate_stamp(self) -> None:
+        """rotate_stamp must be a bool: 0 and 1 are refused."""
+        assert check_rotate_stamp(True) is True
+        assert check_rotate_stamp(False) is False
+        for bad in (0, 1, None, "yes"):
+            with pytest.raises(TypeError, match="rotate_stamp"):
+                check_rotate_stamp(bad)
+
+    def test_check_attempt(self) -> None:
+        """check_attempt returns ``now`` in microseconds and the candidates as a tuple."""
+        at, found = check_attempt("k", [b"a", b"b"], now=T0, max_attempts=1)
+        assert found == (b"a", b"b")
+        assert at == (T0 - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1)
+        assert check_attempt("k", (b"x",) * MAX_CANDIDATES, now=T0, max_attempts=1)[1] == (
+            (b"x",) * 8
+        )
+        for bare in (b"ab", bytearray(b"ab"), memoryview(b"ab"), "ab", None, 3, {b"a"}):
+            with pytest.raises(TypeError, match="candidates"):
+                check_attempt("k", bare, now=T0, max_attempts=1)
+        with pytest.raises(TypeError, match="candidate"):
+            check_attempt("k", [b"a", "b"], now=T0, max_attempts=1)
+        for bad in ([], [b"a"] * 9, [b""], [b"x" * 1025]):
+            with pytest.raises(ValueError, match="candidate"):
+                check_attempt("k", bad, now=T0, max_attempts=1)
+
+    def test_matches_any(self) -> None:
+        """matches_any is true when any candidate equals the stored hash, wherever it stands."""
+        assert matches_any(b"a", [b"a"])
+        assert matches_any(b"a", (b"b", b"c", b"a"))
+        assert matches_any(b"a", (b"a", b"b"))
+        assert not matches_any(b"a", (b"b", b"ab", b"A"))
+        assert not matches_any(b"a", ())
 
 
 class TestStorageBundle:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, find, given, settings
@@ -456,3 +458,99 @@ class TestCompliance:
         with pytest.raises(error):
             run_compliance(out=out, **arguments)  # type: ignore[arg-type]
         assert "" == out.getvalue()
+
+
+_USERS_SCHEMA = """
+CREATE TABLE users (
+    id INTEGER PRIMARY KEY,
+    login TEXT, login_key TEXT UNIQUE,
+    email TEXT, email_key TEXT UNIQUE,
+    phone TEXT UNIQUE,
+    pw_hash TEXT,
+    email_ok INTEGER NOT NULL DEFAULT 0,
+    failures INTEGER NOT NULL DEFAULT 0,
+    failed_at INTEGER, login_at INTEGER,
+    created_at INTEGER NOT NULL,
+    lang TEXT NOT NULL DEFAULT 'en',
+    stamp VARCHAR(64) NOT NULL
+)
+"""
+
+
+def _docs_users_table_example() -> str:
+    """The ``UsersTableAccounts`` example of docs/storage.md, as the page shows it."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "storage.md").read_text("utf-8")
+    blocks: list[str] = re.findall(r"^```python\n(.*?)^```", page, flags=re.DOTALL | re.MULTILINE)
+    [example] = [block for block in blocks if "class UsersTableAccounts" in block]
+    return example
+
+
+class TestContractSuiteForHosts:
+    """The contract suite as a host runs it: subclassed in the host's own test module."""
+
+    @staticmethod
+    def _host_project(pytester: pytest.Pytester, store_module: str) -> None:
+        pytester.makepyfile(users_table=store_module)
+        pytester.makepyfile(
+            test_host=f"""
+            import sqlite3
+            import pytest
+            from users_table import UsersTableAccounts
+            from kaspi_identity.testing import AccountStoreContract
+
+            SCHEMA = {_USERS_SCHEMA!r}
+
+
+            class TestUsersTable(AccountStoreContract):
+                @pytest.fixture
+                def accounts(self, tmp_path):
+                    path = str(tmp_path / "app.db")
+                    db = sqlite3.connect(path)
+                    db.execute("PRAGMA journal_mode = WAL")
+                    db.execute(SCHEMA)
+                    db.close()
+                    return UsersTableAccounts(path)
+            """
+        )
+
+    def test_the_documented_users_table_passes(self, pytester: pytest.Pytester) -> None:
+        """The host example in docs/storage.md passes the whole AccountStoreContract."""
+        self._host_project(pytester, _docs_users_table_example())
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+        outcomes = result.parseoutcomes()
+        assert outcomes.get("failed", 0) == outcomes.get("errors", 0) == 0
+        assert outcomes["passed"] >= 50
+
+    @pytest.mark.parametrize(
+        ("bug", "failing"),
+        [
+            (  # the old increment: counts however many attempts were read
+                (
+                    '"UPDATE users SET failures = ?, failed_at = ? WHERE id = ? AND failures = ?"',
+                    '"UPDATE users SET failures = failures + 1 + 0 * ?, failed_at = ?'
+                    ' WHERE id = ? AND ? IS NOT NULL"',
+                ),
+                "test_reserve_with_a_stale_count_writes_nothing",
+            ),
+            (  # confirms whatever address the account has now
+                (
+                    '"UPDATE users SET email_ok = 1 WHERE id = ? AND email_key = ?"',
+                    '"UPDATE users SET email_ok = 1 WHERE id = ? AND ? IS NOT NULL"',
+                ),
+                "test_mark_email_confirmed_refuses_an_old_address",
+            ),
+            (  # forgets to rotate the stamp on a change of address
+                ('email_ok = ?, stamp = ?"', 'email_ok = ?, stamp = stamp || substr(?, 1, 0)"'),
+                "test_set_email_rotates_the_stamp",
+            ),
+        ],
+    )
+    def test_a_broken_store_fails(
+        self, pytester: pytest.Pytester, bug: tuple[str, str], failing: str
+    ) -> None:
+        """The same example with one planted bug fails the contract test that guards it."""
+        example = _docs_users_table_example()
+        assert bug[0] in example
+        self._host_project(pytester, example.replace(bug[0], bug[1]))
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", "-k", failing)
+        result.assert_outcomes(failed=1)
