@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import cast
 
 import pytest
@@ -51,7 +53,9 @@ ACCEPTED_FORMS = [
     "\t87011234567\n",
 ]
 
-# Prefixes of Kazakh mobile operators (Kcell, Beeline, Tele2/Altel, Activ, ...).
+# Prefixes of Kazakh mobile operators (Kcell, Beeline, Tele2/Altel, Activ, ...): every 7xx
+# prefix phonenumbers' metadata gives the type MOBILE (703, 704 and 709 are unallocated,
+# 751 is VoIP). TestDocumentedPrefixes keeps this list, docs/phone.md and phonenumbers agree.
 KZ_MOBILE_PREFIXES = (
     "700",
     "701",
@@ -61,16 +65,24 @@ KZ_MOBILE_PREFIXES = (
     "707",
     "708",
     "747",
+    "760",
+    "761",
+    "762",
+    "763",
+    "764",
     "771",
     "775",
     "776",
     "777",
     "778",
+    "785",
 )
 
 ALMATY_LANDLINE = "+7 727 212 34 56"
 ASTANA_LANDLINE = "8 7172 12 34 56"
 MOSCOW_MOBILE = "+7 916 123 45 67"
+KZ_AND_RU = ("KZ", "RU")
+DOCS_PHONE = Path(__file__).resolve().parent.parent / "docs" / "phone.md"
 
 
 def kz_formats(prefix: str, rest: str) -> list[str]:
@@ -159,6 +171,170 @@ class TestAcceptedFormats:
         """Where the plan cannot tell mobile from landline (US), the number is accepted."""
         number = parse_phone("+1 202 555 0123", allowed_regions=("US",))
         assert ("US", "fixed_line_or_mobile") == (number.region, number.kind)
+
+
+class TestCountryCodeWithoutPlus:
+    """Eleven digits starting with 7, typed without "+", are +7 and the national number."""
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "79161234567",
+            "7 916 123 45 67",
+            "7 (916) 123-45-67",
+            "7-916-123-45-67",
+            f"{NBSP}7{NBSP}916{NBSP}123{NBSP}45{NBSP}67 ",
+        ],
+    )
+    def test_russian_mobile(self, text: str) -> None:
+        """docs/phone.md: 79161234567 is the Russian +79161234567 when KZ and RU are allowed."""
+        assert PhoneNumber("+79161234567", "RU", "mobile") == parse_phone(
+            text, allowed_regions=KZ_AND_RU
+        )
+
+    @pytest.mark.parametrize("region", ["KZ", "RU", "kz", "ru"])
+    def test_read_the_same_from_either_region(self, region: str) -> None:
+        """Both regions of +7 read the eleven digits as country code + national number."""
+        for text, expected in (
+            ("79161234567", PhoneNumber("+79161234567", "RU", "mobile")),
+            ("77011234567", PhoneNumber(E164, "KZ", "mobile")),
+        ):
+            assert expected == parse_phone(text, region=region, allowed_regions=KZ_AND_RU)
+
+    def test_russian_mobile_refused_by_the_default_allow_list(self) -> None:
+        """With ("KZ",) it is a valid Russian number of a region not allowed, not too long."""
+        with pytest.raises(InvalidPhoneError) as info:
+            parse_phone("79161234567")
+        assert ("region_not_allowed", "RU") == (info.value.reason, info.value.region)
+
+    def test_moscow_landline(self) -> None:
+        """74951234567 is the Moscow landline +74951234567: not mobile, or accepted without."""
+        with pytest.raises(InvalidPhoneError) as info:
+            parse_phone("74951234567", allowed_regions=KZ_AND_RU)
+        assert ("not_mobile", "RU", "fixed_line") == (
+            info.value.reason,
+            info.value.region,
+            info.value.kind,
+        )
+        assert PhoneNumber("+74951234567", "RU", "fixed_line") == parse_phone(
+            "7 495 123 45 67", allowed_regions=KZ_AND_RU, mobile_only=False
+        )
+
+    @pytest.mark.parametrize(
+        ("text", "reason"),
+        [
+            ("71234567890", "invalid"),  # +7 123…: no number of either plan
+            ("76001234567", "invalid"),
+            ("7 727 123 45 67", "invalid"),  # Almaty numbers continue 727 2… or 3…
+            ("7 701 123 45 678", "too_long"),
+            ("7 916 123 45 678", "too_long"),
+            ("7 701 123 45", "too_short"),
+        ],
+    )
+    def test_reasons_otherwise(self, text: str, reason: str) -> None:
+        """Eleven digits that are no +7 number are invalid; more or fewer, too long or short."""
+        assert reason == reason_of(text, allowed_regions=KZ_AND_RU, mobile_only=False)
+
+    def test_other_default_regions_are_not_affected(self) -> None:
+        """Only in a region of +7 is a leading 7 the country code: from US it is no number."""
+        with pytest.raises(InvalidPhoneError):
+            parse_phone("79161234567", region="US", allowed_regions=("US", "RU"))
+
+    @given(
+        prefix=st.sampled_from(["700", "701", "747", "777", "7172", "727", "916", "495", "800"]),
+        rest=st.text(alphabet="0123456789", min_size=7, max_size=7),
+        mobile_only=st.booleans(),
+    )
+    def test_same_as_with_plus_and_with_trunk_prefix(
+        self, prefix: str, rest: str, mobile_only: bool
+    ) -> None:
+        """7 + ten digits answers exactly as +7 + ten digits and 8 + ten digits do."""
+        national = (prefix + rest)[:10]
+
+        def outcome(text: str) -> object:
+            try:
+                return parse_phone(text, allowed_regions=KZ_AND_RU, mobile_only=mobile_only)
+            except InvalidPhoneError as error:
+                return (error.reason, error.region, error.kind)
+
+        assert outcome("+7" + national) == outcome("7" + national) == outcome("8" + national)
+
+
+class TestIinIsNoPhone:
+    """A 12-digit IIN/BIN typed where a phone number may be is refused, never a number."""
+
+    @pytest.mark.parametrize(
+        "iin",
+        [
+            "880101300123",
+            "960101300123",
+            "000101500123",
+            "700101300123",
+            "770101300123",
+            "790101300123",
+            "810101300123",  # starts like the 8~10 international prefix
+            "810915300123",
+        ],
+    )
+    def test_iin_is_too_long(self, iin: str) -> None:
+        """Twelve digits are more than any +7 number has, however typed: too_long."""
+        for mobile_only in (True, False):
+            assert "too_long" == reason_of(iin, allowed_regions=KZ_AND_RU, mobile_only=mobile_only)
+
+    @given(digits=st.text(alphabet="0123456789", min_size=12, max_size=12))
+    def test_no_twelve_digits_are_a_kz_or_ru_number(self, digits: str) -> None:
+        """No 12-digit string is a Kazakh or Russian number; the reason says which way."""
+        with pytest.raises(InvalidPhoneError) as info:
+            parse_phone(digits, allowed_regions=KZ_AND_RU, mobile_only=False)
+        # After the 8~10 prefix, nine digits may be a valid number of a small country
+        # (the Faroes, +298 and six digits): that one is a region not allowed.
+        expected = {"too_long", "region_not_allowed"} if digits[:3] == "810" else {"too_long"}
+        assert info.value.reason in expected
+
+
+class TestDocumentedPrefixes:
+    @staticmethod
+    def documented_kz_mobile() -> set[str]:
+        """The three-digit prefixes docs/phone.md lists as KZ mobile."""
+        rows = [
+            line
+            for line in DOCS_PHONE.read_text(encoding="utf-8").splitlines()
+            if line.startswith("|") and line.endswith("| `KZ` | `mobile` |")
+        ]
+        assert len(rows) == 1, rows
+        prefixes: set[str] = set()
+        for first, last in re.findall(r"`\+7 (\d{3})(?:…(\d{3}))? …`", rows[0]):
+            prefixes.update(str(p) for p in range(int(first), int(last or first) + 1))
+        return prefixes
+
+    def test_docs_list_every_allocated_kz_mobile_prefix(self) -> None:
+        """docs/phone.md lists exactly the 7xx prefixes phonenumbers knows as KZ mobile."""
+        import phonenumbers
+
+        allocated = set()
+        for prefix in range(700, 800):
+            number = phonenumbers.parse(f"+7{prefix}5556677")
+            if (
+                phonenumbers.region_code_for_number(number) == "KZ"
+                and phonenumbers.number_type(number) == phonenumbers.PhoneNumberType.MOBILE
+            ):
+                allocated.add(str(prefix))
+        assert allocated == self.documented_kz_mobile() == set(KZ_MOBILE_PREFIXES)
+
+    @pytest.mark.parametrize("prefix", ["703", "704", "709"])
+    def test_unallocated_prefixes_are_invalid(self, prefix: str) -> None:
+        """Prefixes the plan does not allocate are no numbers at all."""
+        assert "invalid" == reason_of(f"8 {prefix} 555 66 77", mobile_only=False)
+
+    def test_751_is_voip(self) -> None:
+        """+7 751 … is KZ VoIP: refused for SMS, accepted without mobile_only."""
+        with pytest.raises(InvalidPhoneError) as info:
+            parse_phone("+7 751 555 66 77")
+        assert ("not_mobile", "KZ", "voip") == (
+            info.value.reason,
+            info.value.region,
+            info.value.kind,
+        )
 
 
 class TestRegions:

@@ -88,6 +88,11 @@ _SHAPE: Final = re.compile(
 _NOT_DIGIT: Final = re.compile("[^0-9]")
 _E164: Final = re.compile(r"\+[1-9][0-9]{6,14}")
 _REGION: Final = re.compile(r"[A-Za-z]{2}")
+# Kazakhstan and Russia share the country code +7 and its plan: ten-digit national numbers,
+# the trunk prefix 8 and the international prefix 8~10.
+_PLUS_SEVEN: Final = 7
+_NATIONAL_DIGITS: Final = 10
+_IIN_DIGITS: Final = 12
 # The subscriber part of a masked number keeps its last digits only if it is this long.
 _MIN_SUBSCRIBER_TO_SHOW = 5
 _SHOWN_DIGITS = 2
@@ -216,9 +221,12 @@ def parse_phone(
 
     ``region`` says how to read a number typed without ``+``: for ``"KZ"``, ``87011234567``
     (trunk prefix 8), ``7011234567`` (the ten-digit national number) and ``77011234567``
-    (the country code without ``+``) are all ``+77011234567``. Surrounding whitespace is
-    ignored; inside, spaces (also no-break), hyphens, dashes, dots, slashes and parentheses
-    may separate the ASCII digits.
+    (the country code without ``+``) are all ``+77011234567``, and ``79161234567`` is the
+    Russian ``+79161234567``: from a region of +7 (KZ, RU), eleven digits starting with 7
+    are the country code and the ten-digit national number, while twelve digits (the length
+    of an IIN/BIN) are no +7 number and are refused as ``"too_long"``. Surrounding
+    whitespace is ignored; inside, spaces (also no-break), hyphens, dashes, dots, slashes
+    and parentheses may separate the ASCII digits.
 
     The number must be valid in its country's numbering plan, belong to one of
     ``allowed_regions`` — decided by the number, so ``+7 701 …`` is KZ and ``+7 916 …`` is
@@ -259,12 +267,27 @@ def parse_phone(
 
     import phonenumbers
 
+    international = typed[0] == "+"
+    in_plus_seven = phonenumbers.country_code_for_region(default_region) == _PLUS_SEVEN
+    if not international and in_plus_seven and len(digits) == _NATIONAL_DIGITS + 1:
+        # A national number of +7 has ten digits, so eleven starting with 7 are the country
+        # code typed without its "+". phonenumbers strips such a 7 only when the rest is a
+        # number of the default region, which would make 79161234567 "too long" from KZ.
+        international = digits[0] == "7"
+    reason: str | None
     try:
-        number = phonenumbers.parse(("+" if typed[0] == "+" else "") + digits, default_region)
+        number = phonenumbers.parse(("+" if international else "") + digits, default_region)
     except phonenumbers.NumberParseException as exc:
-        raise InvalidPhoneError(_parse_failure_reason(exc.error_type)) from None
-    if not phonenumbers.is_valid_number(number):
-        raise InvalidPhoneError(_length_reason(number))
+        reason = _parse_failure_reason(exc.error_type)
+    else:
+        reason = None if phonenumbers.is_valid_number(number) else _length_reason(number)
+    if reason is not None:
+        if in_plus_seven and not international and len(digits) == _IIN_DIGITS:
+            # Twelve digits are no +7 number however typed (10 national, 11 with the 8 or 7
+            # in front, 14 after 8~10 7); they are an IIN/BIN. Without this, 810101300123
+            # (born 1981) is read after the international prefix 8~10 and is "too short".
+            reason = "too_long"
+        raise InvalidPhoneError(reason)
     number_region = phonenumbers.region_code_for_number(number)
     if number_region not in allowed:
         raise InvalidPhoneError("region_not_allowed", region=number_region, allowed_regions=allowed)
