@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
+import pytest
+
 from kaspi_identity.storage import (
     AccountStore,
+    NewAccount,
     OneTimeCodeStore,
     PasswordHistoryStore,
     RateLimiter,
@@ -26,6 +31,8 @@ from kaspi_identity.testing import (
     StorageContract,
     TokenLedgerContract,
 )
+
+T0 = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
 
 
 class TestMemoryAccountStore(AccountStoreContract):
@@ -75,3 +82,11 @@ class TestMemoryStorage:
         """Closing a memory bundle (which has nothing to close) is fine, twice."""
         with memory_storage() as storage:
             storage.close()
+
+    def test_rotate_stamp_must_be_a_bool(self) -> None:
+        """set_password_hash(rotate_stamp=1) is a TypeError and writes nothing."""
+        accounts = MemoryAccountStore()
+        created = accounts.create(NewAccount(username="aliya", password_hash="h1"), now=T0)
+        with pytest.raises(TypeError, match="rotate_stamp"):
+            accounts.set_password_hash(created.id, expected="h1", new="h2", rotate_stamp=1)  # type: ignore[arg-type]
+        assert accounts.get(created.id) == created

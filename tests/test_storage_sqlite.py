@@ -8,7 +8,7 @@ import re
 import sqlite3
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -746,3 +746,94 @@ class TestAcrossProcesses:
                 account = storage.accounts.get(account_id)
                 assert account is not None
                 assert account.failed_logins == expected
+
+
+class _TracedDatabase(SQLiteDatabase):
+    """A database whose connections record every statement they run."""
+
+    def __init__(self, path: Path) -> None:
+        self.statements: list[str] = []
+        super().__init__(path)
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = super()._connect()
+        connection.set_trace_callback(lambda sql: self.statements.append(_shape(sql)))
+        return connection
+
+
+def _shape(statement: str) -> str:
+    """The statement with its literals (the trace shows bound values) as ``?``."""
+    return re.sub(r"'(?:[^']|'')*'|\b\d+\b", "?", statement)
+
+
+class TestSingleStatements:
+    """Each compare-and-set is one UPDATE ... WHERE inside its write transaction."""
+
+    @pytest.fixture
+    def traced(self, tmp_path: Path) -> Iterator[_TracedDatabase]:
+        database = _TracedDatabase(tmp_path / "traced.sqlite3")
+        try:
+            yield database
+        finally:
+            database.close()
+
+    def test_compare_and_sets_are_single_updates(self, traced: _TracedDatabase) -> None:
+        """reserve, mark and the password change: BEGIN IMMEDIATE, one UPDATE, COMMIT."""
+        accounts = SQLiteAccountStore(traced)
+        account = accounts.create(
+            NewAccount(username="aliya", email="a@example.kz", password_hash=SECRET_HASH), now=T0
+        )
+        reserve = (
+            "UPDATE accounts SET failed_logins = ?, last_failed_login_at = ?"
+            " WHERE id = ? AND failed_logins = ?"
+        )
+        mark = "UPDATE accounts SET email_confirmed = 1 WHERE id = ? AND email_key = ?"
+        calls: list[tuple[Callable[[], bool], str, tuple[bool, bool]]] = [
+            (
+                lambda: accounts.reserve_login_attempt(account.id, expected_failures=0, now=T0),
+                reserve,
+                (True, False),
+            ),
+            (
+                lambda: accounts.mark_email_confirmed(account.id, email="b@example.kz", now=T0),
+                mark,
+                (False, False),
+            ),
+            (
+                lambda: accounts.mark_email_confirmed(account.id, email="A@example.kz", now=T0),
+                mark,
+                (True, True),
+            ),
+            (
+                lambda: accounts.set_password_hash(account.id, expected=SECRET_HASH, new="h2"),
+                "UPDATE accounts SET password_hash = ?, security_stamp = ?"
+                " WHERE id = ? AND password_hash IS ?",
+                (True, False),
+            ),
+            (
+                lambda: accounts.set_password_hash(
+                    account.id, expected="h2", new="h3", rotate_stamp=False
+                ),
+                "UPDATE accounts SET password_hash = ? WHERE id = ? AND password_hash IS ?",
+                (True, False),
+            ),
+        ]
+        for call, update, answers in calls:
+            for answer in answers:  # won or lost, the same single statement
+                traced.statements.clear()
+                assert call() is answer
+                assert traced.statements == ["BEGIN IMMEDIATE", _shape(update), "COMMIT"]
+
+    def test_nothing_runs_for_what_cannot_match(self, traced: _TracedDatabase) -> None:
+        """Garbage ids, addresses and huge counts are answered without a statement."""
+        accounts = SQLiteAccountStore(traced)
+        account = accounts.create(NewAccount(username="aliya", password_hash="h1"), now=T0)
+        traced.statements.clear()
+        assert not accounts.reserve_login_attempt("", expected_failures=0, now=T0)
+        assert not accounts.reserve_login_attempt(account.id, expected_failures=2**63, now=T0)
+        assert not accounts.mark_email_confirmed(account.id, email="\ud800", now=T0)
+        assert not accounts.mark_email_confirmed("x" * 300, email="a@example.kz", now=T0)
+        with pytest.raises(TypeError, match="rotate_stamp"):
+            accounts.set_password_hash(account.id, expected="h1", new="h2", rotate_stamp=1)  # type: ignore[arg-type]
+        assert traced.statements == []
+        assert accounts.get(account.id) == account
