@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import getpass
+import importlib.metadata
 import io
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
 import pytest
 
@@ -13,10 +17,76 @@ from kaspi_identity import PasswordHasher
 from kaspi_identity.cli import main
 
 
-def run(argv: list[str], stdin: str = "") -> tuple[int, str, str]:
+def run(argv: list[str], stdin: str | TextIO = "") -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    code = main(argv, stdin=io.StringIO(stdin), stdout=out, stderr=err)
+    source = io.StringIO(stdin) if isinstance(stdin, str) else stdin
+    code = main(argv, stdin=source, stdout=out, stderr=err)
     return code, out.getvalue(), err.getvalue()
+
+
+class Terminal(io.StringIO):
+    """A standard input that says it is a terminal, so the CLI prompts with getpass."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def answers(*replies: str | type[BaseException]) -> tuple[list[str], Callable[[str], str]]:
+    """A getpass stand-in: returns (or raises) each reply in turn and records the prompts."""
+    prompts: list[str] = []
+    pending = list(replies)
+
+    def fake_getpass(prompt: str = "Password: ", stream: TextIO | None = None) -> str:
+        prompts.append(prompt)
+        reply = pending.pop(0)
+        if isinstance(reply, str):
+            return reply
+        raise reply
+
+    return prompts, fake_getpass
+
+
+# Drives the real command on a pseudo-terminal: waits for the prompt, types one key, and
+# relays what the terminal showed and the exit status. It runs in its own interpreter, so
+# pty.fork() happens in a process with a single thread.
+PTY_DRIVER = r"""
+import os, pty, select, sys
+key, argv = sys.argv[1].encode("latin-1"), sys.argv[2:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.executable, [sys.executable, "-m", "kaspi_identity", *argv])
+shown = b""
+def read(until_prompt):
+    global shown
+    while select.select([fd], [], [], 10)[0]:
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:  # EIO: the command has exited and closed the terminal
+            return
+        if not chunk:
+            return
+        shown += chunk
+        if until_prompt and shown.rstrip().endswith(b":"):
+            return
+read(until_prompt=True)
+os.write(fd, key)
+read(until_prompt=False)
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(shown.decode("utf-8", "replace"))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def on_terminal(key: str, *argv: str) -> tuple[int, str]:
+    """Run ``kaspi-identity *argv`` on a pseudo-terminal, press ``key`` at the prompt."""
+    proc = subprocess.run(
+        [sys.executable, "-c", PTY_DRIVER, key, *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return proc.returncode, proc.stdout
 
 
 class TestCheck:
@@ -84,6 +154,118 @@ class TestCheck:
         assert "control" in out
 
 
+class TestPrompts:
+    @pytest.mark.parametrize(
+        ("lang", "prompt"), [("en", "Password: "), ("ru", "Пароль: "), ("kk", "Құпиясөз: ")]
+    )
+    def test_check_prompt_is_localised(
+        self, lang: str, prompt: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """check asks for the password in the --lang language."""
+        prompts, fake = answers("Summer2023!")
+        monkeypatch.setattr(getpass, "getpass", fake)
+        code, _, _ = run(["check", "--preset", "kz-procurement", "--lang", lang], Terminal())
+        assert 0 == code
+        assert [prompt] == prompts
+
+    def test_hash_prompts_and_mismatch_are_localised(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """hash --lang kk asks twice in Kazakh and says in Kazakh that the two differ."""
+        prompts, fake = answers("Summer2023!", "Summer2024!")
+        monkeypatch.setattr(getpass, "getpass", fake)
+        code, out, err = run(["hash", "--profile", "tests-only", "--lang", "kk"], Terminal())
+        assert 1 == code
+        assert ["Құпиясөз: ", "Құпиясөзді қайталаңыз: "] == prompts
+        assert "kaspi-identity: Құпиясөздер сәйкес келмейді.\n" == err
+        assert "" == out
+
+    def test_hash_asks_twice_in_english_by_default(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Without --lang the prompts are English, and two equal answers give a hash."""
+        prompts, fake = answers("Summer2023!", "Summer2023!")
+        monkeypatch.setattr(getpass, "getpass", fake)
+        code, out, _ = run(["hash", "--profile", "tests-only"], Terminal())
+        assert 0 == code
+        assert ["Password: ", "Repeat the password: "] == prompts
+        assert out.startswith("$argon2id$")
+
+    @pytest.mark.parametrize(
+        ("interruption", "lang", "message"),
+        [
+            (KeyboardInterrupt, "en", "kaspi-identity: Interrupted.\n"),
+            (KeyboardInterrupt, "ru", "kaspi-identity: Прервано.\n"),
+            (KeyboardInterrupt, "kk", "kaspi-identity: Әрекет тоқтатылды.\n"),
+            (EOFError, "en", "kaspi-identity: No input: no password was entered.\n"),
+            (EOFError, "ru", "kaspi-identity: Нет ввода: пароль не введён.\n"),
+            (EOFError, "kk", "kaspi-identity: Енгізу жоқ: құпиясөз енгізілмеді.\n"),
+        ],
+    )
+    def test_ctrl_c_and_ctrl_d_say_why(
+        self,
+        interruption: type[BaseException],
+        lang: str,
+        message: str,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """Ctrl-C (KeyboardInterrupt) or Ctrl-D (EOFError) at a prompt: exit 2, saying why."""
+        for command in (["check"], ["hash", "--profile", "tests-only"]):
+            _, fake = answers(interruption)
+            monkeypatch.setattr(getpass, "getpass", fake)
+            code, out, err = run([*command, "--lang", lang], Terminal())
+            assert (2, "", message) == (code, out, err)
+
+    def test_ctrl_c_at_the_repeat_prompt(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """An interruption at the second prompt of hash is reported the same way."""
+        _, fake = answers("Summer2023!", KeyboardInterrupt)
+        monkeypatch.setattr(getpass, "getpass", fake)
+        assert (2, "", "kaspi-identity: Interrupted.\n") == run(
+            ["hash", "--profile", "tests-only"], Terminal()
+        )
+
+    @pytest.mark.parametrize(
+        ("lang", "message"), [("en", "No input"), ("ru", "Нет ввода"), ("kk", "Енгізу жоқ")]
+    )
+    def test_empty_standard_input_says_why(self, lang: str, message: str) -> None:
+        """No line on a piped standard input is "no input" too, in the chosen language."""
+        code, _, err = run(["check", "--lang", lang], "")
+        assert 2 == code
+        assert err.startswith(f"kaspi-identity: {message}")
+
+    @pytest.mark.parametrize(
+        ("key", "lang", "message"),
+        [
+            ("\x03", "en", "Interrupted."),
+            ("\x04", "en", "No input: no password was entered."),
+            ("\x03", "ru", "Прервано."),
+            ("\x04", "kk", "Енгізу жоқ: құпиясөз енгізілмеді."),
+        ],
+    )
+    def test_on_a_real_terminal(self, key: str, lang: str, message: str) -> None:
+        """On a pseudo-terminal, Ctrl-C or Ctrl-D at the localised prompt exits 2 with why."""
+        code, shown = on_terminal(key, "check", "--lang", lang)
+        assert 2 == code, shown
+        prompt = {"en": "Password:", "ru": "Пароль:", "kk": "Құпиясөз:"}[lang]
+        assert prompt in shown
+        assert f"kaspi-identity: {message}" in shown
+        assert "Traceback" not in shown
+
+
+class TestVersion:
+    def test_version(self) -> None:
+        """--version prints the installed package version and exits 0."""
+        expected = f"kaspi-identity {importlib.metadata.version('kaspi-identity')}\n"
+        assert (0, expected, "") == run(["--version"])
+
+    def test_version_with_python_dash_m(self) -> None:
+        """`python -m kaspi_identity --version` prints the same."""
+        proc = subprocess.run(
+            [sys.executable, "-m", "kaspi_identity", "--version"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        version = importlib.metadata.version("kaspi-identity")
+        assert (0, f"kaspi-identity {version}\n") == (proc.returncode, proc.stdout)
+
+
 class TestDescribe:
     @pytest.mark.parametrize("lang", ["en", "ru", "kk"])
     def test_describe_every_preset(self, lang: str) -> None:
@@ -121,6 +303,36 @@ class TestCalibrate:
         code, out, _ = run(["calibrate", "--target-ms", "2000", "--memory-kib", "64"])
         assert code == 0
         assert out.startswith("time_cost=")
+
+    def test_progress_on_stderr(self) -> None:
+        """Each timing is reported on stderr as it is made; stdout holds only the result."""
+        code, out, err = run(["calibrate", "--target-ms", "2000", "--memory-kib", "64"])
+        assert 0 == code
+        assert 1 == len(out.splitlines())
+        lines = err.splitlines()
+        assert lines[0] == (
+            "Measuring argon2id on this host: target 2000 ms per hash, "
+            "64 KiB of memory, parallelism 1."
+        )
+        assert lines[1].startswith("  time_cost=1, run 1/3: ")
+        assert lines[1].endswith(" ms")
+        assert len(lines) >= 4
+        assert f"  {out.split()[0]}, run 1/3: " in err  # the chosen time_cost was measured
+
+    def test_progress_is_localised(self) -> None:
+        """calibrate --lang ru reports its progress in Russian."""
+        code, _, err = run(
+            ["calibrate", "--target-ms", "2000", "--memory-kib", "64", "--lang", "ru"]
+        )
+        assert 0 == code
+        assert err.startswith("Замер argon2id на этом компьютере: цель 2000 мс на хеш")
+        assert ", замер 1/3: " in err
+
+    def test_help_shows_the_default_target(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """calibrate --help says what the target time is when none is given."""
+        assert 0 == run(["calibrate", "--help"])[0]
+        text = " ".join(capsys.readouterr().out.split())
+        assert "target hash time in milliseconds (default: 500)" in text
 
 
 class TestEntryPoints:
@@ -167,6 +379,38 @@ class TestDemo:
         assert "Every step behaved as expected." in out
         assert "[11]" in out
         assert (tmp_path / "d.sqlite3").exists()
+
+    @pytest.mark.parametrize("where", ["missing-directory", "directory", "not-sqlite"])
+    def test_unusable_db_is_a_configuration_error(self, where: str, tmp_path: Path) -> None:
+        """docs/cli.md: a --db that cannot be used exits 2 with why, before any step runs."""
+        path = {
+            "missing-directory": tmp_path / "nonexistent" / "x.db",
+            "directory": tmp_path,
+            "not-sqlite": tmp_path / "notes.txt",
+        }[where]
+        (tmp_path / "notes.txt").write_text("not a database\n" * 100, encoding="utf-8")
+        code, out, err = run(["demo", "--db", str(path)])
+        assert 2 == code
+        assert "" == out
+        assert err.startswith(f"kaspi-identity: --db {path}: ")
+        reason = {
+            "missing-directory": f"the directory {path.parent} does not exist",
+            "directory": "it is a directory, not a file",
+            "not-sqlite": "file is not a database",
+        }[where]
+        assert reason in err
+        assert not (tmp_path / "nonexistent").exists()
+
+    def test_nonexistent_db_in_a_subprocess(self) -> None:
+        """The issue's reproduction: demo --db /nonexistent/x.db exits 2."""
+        proc = subprocess.run(
+            [sys.executable, "-m", "kaspi_identity", "demo", "--db", "/nonexistent/x.db"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert 2 == proc.returncode
+        assert "the directory /nonexistent does not exist" in proc.stderr
 
     def test_demo_narrates_in_kazakh(self) -> None:
         """--lang kk narrates in Kazakh, letters included."""

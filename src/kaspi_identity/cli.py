@@ -1,24 +1,28 @@
 """The ``kaspi-identity`` command: demo, check, describe, compliance, hash, calibrate.
 
 Exit status: 0 success (password accepted), 1 password rejected or mismatch, 2 usage or
-configuration error. Passwords are read from a prompt without echo, or from standard input
+configuration error, or input that ended or was interrupted (Ctrl-D, Ctrl-C) — said on
+standard error. Passwords are read from a prompt without echo, or from standard input
 when it is not a terminal (one password per line); they are never taken as arguments, which
-would leave them in shell history and the process list.
+would leave them in shell history and the process list. Prompts and what the user is told
+follow ``--lang``; see docs/cli.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import importlib.metadata
 import os
 import sys
 import tempfile
 from collections.abc import Sequence
-from typing import TextIO
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
 
-from kaspi_identity._errors import KaspiIdentityError, PolicyConfigError
-from kaspi_identity.hashing import PROFILES, PasswordHasher, calibrate
-from kaspi_identity.i18n import SUPPORTED_LANGUAGES, render
+from kaspi_identity._errors import KaspiIdentityError, PolicyConfigError, StorageError
+from kaspi_identity.hashing import PROFILES, HashProfile, PasswordHasher, _time_one_hash, calibrate
+from kaspi_identity.i18n import DEFAULT_LANGUAGE, SUPPORTED_LANGUAGES, render
 from kaspi_identity.policy import PRESET_NAMES, PasswordPolicy, UserInfo
 
 __all__ = ["main"]
@@ -27,24 +31,71 @@ EXIT_OK = 0
 EXIT_REJECTED = 1
 EXIT_USAGE = 2
 
+# Each calibration candidate is timed this many times (the median counts); the progress
+# lines say "run 2/3".
+_CALIBRATE_RUNS = 3
+_DISTRIBUTION = "kaspi-identity"
+
 
 class _UsageError(Exception):
     """A problem with the command line or its input (exit status 2)."""
+
+
+class _VersionRequested(Exception):
+    """``--version`` was given: print the version instead of running a command."""
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: stops parsing (no command needed) so ``main`` prints to its stdout."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(
+            option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=kwargs.get("help")
+        )
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> NoReturn:
+        raise _VersionRequested
+
+
+def _version() -> str:
+    """The installed distribution's version; the source tree's when it is not installed."""
+    try:
+        return importlib.metadata.version(_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        from kaspi_identity import __version__
+
+        return __version__
+
+
+def _add_lang_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--lang",
+        default=DEFAULT_LANGUAGE,
+        choices=SUPPORTED_LANGUAGES,
+        help="language of prompts and messages (default: %(default)s)",
+    )
 
 
 def _add_policy_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--preset", choices=PRESET_NAMES, help="a named policy")
     group.add_argument("--policy", metavar="FILE", help="a TOML policy file ([password] table)")
-    parser.add_argument(
-        "--lang", default="en", choices=SUPPORTED_LANGUAGES, help="message language (default: en)"
-    )
+    _add_lang_option(parser)
 
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kaspi-identity",
         description="Password policy, hashing and recovery toolkit.",
+    )
+    parser.add_argument(
+        "--version", action=_VersionAction, help="print the package version and exit"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -69,6 +120,7 @@ def _build_parser() -> argparse.ArgumentParser:
         choices=sorted(PROFILES),
         help="argon2id parameter profile (default: owasp-minimum)",
     )
+    _add_lang_option(hash_)
 
     demo = commands.add_parser(
         "demo", help="run the whole account lifecycle on a SQLite file, narrated"
@@ -94,12 +146,16 @@ def _build_parser() -> argparse.ArgumentParser:
 
     cal = commands.add_parser("calibrate", help="pick argon2id parameters for a target time")
     cal.add_argument(
-        "--target-ms", type=float, default=500.0, help="target hash time in milliseconds"
+        "--target-ms",
+        type=float,
+        default=500.0,
+        help="target hash time in milliseconds (default: %(default)g)",
     )
     cal.add_argument(
         "--memory-kib", type=int, default=19456, help="memory per hash in KiB (default 19456)"
     )
     cal.add_argument("--parallelism", type=int, default=1, help="argon2 lanes (default 1)")
+    _add_lang_option(cal)
     return parser
 
 
@@ -111,13 +167,17 @@ def _load_policy(args: argparse.Namespace) -> PasswordPolicy:
     return PasswordPolicy()
 
 
-def _read_secret(prompt: str, stdin: TextIO) -> str:
-    """One password: from a no-echo prompt on a terminal, else one line of ``stdin``."""
+def _read_secret(key: str, lang: str, stdin: TextIO) -> str:
+    """One password: from a no-echo prompt on a terminal, else one line of ``stdin``.
+
+    ``key`` is the prompt's message key. Ctrl-C is ``KeyboardInterrupt``; Ctrl-D, or a
+    standard input with no line left, is ``EOFError``: ``main`` says which and exits 2.
+    """
     if stdin.isatty():
-        return getpass.getpass(prompt)
+        return getpass.getpass(render(key, lang) + " ")
     line = stdin.readline()
     if not line:
-        raise _UsageError("no password on standard input")
+        raise EOFError
     return line[:-1] if line.endswith("\n") else line
 
 
@@ -126,7 +186,7 @@ def _cmd_check(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
     user = UserInfo(
         username=args.username, email=args.email, phone=args.phone, names=tuple(args.name)
     )
-    password = _read_secret("Password: ", stdin)
+    password = _read_secret("cli.prompt_password", args.lang, stdin)
     result = policy.check(password, user=user)
     if result:
         print(render("cli.accepted", args.lang), file=out)
@@ -147,9 +207,9 @@ def _cmd_describe(args: argparse.Namespace, out: TextIO) -> int:
 
 def _cmd_hash(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
     hasher = PasswordHasher(PROFILES[args.profile])
-    password = _read_secret("Password: ", stdin)
-    if stdin.isatty() and getpass.getpass("Repeat: ") != password:
-        print("kaspi-identity: the passwords do not match", file=err)
+    password = _read_secret("cli.prompt_password", args.lang, stdin)
+    if stdin.isatty() and _read_secret("cli.prompt_repeat", args.lang, stdin) != password:
+        print(f"kaspi-identity: {render('cli.mismatch', args.lang)}", file=err)
         return EXIT_REJECTED
     print(hasher.hash(password), file=out)
     return EXIT_OK
@@ -162,7 +222,28 @@ def _cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     name = args.preset or args.policy or "kz-procurement"
     if not args.preset and not args.policy:
         policy = PasswordPolicy.preset("kz-procurement")
+    if args.db is not None:
+        _check_database(args.db)
     return run_demo(policy=policy, policy_name=name, lang=args.lang, out=out, db=args.db)
+
+
+def _check_database(db: str) -> None:
+    """Refuse a ``--db`` that cannot be opened, before any step runs (a usage error)."""
+    path = Path(db)
+    if path.is_dir():
+        raise _UsageError(f"--db {db}: it is a directory, not a file")
+    if not path.parent.exists():
+        raise _UsageError(f"--db {db}: the directory {path.parent} does not exist")
+    if not path.parent.is_dir():
+        raise _UsageError(f"--db {db}: {path.parent} is not a directory")
+    from kaspi_identity.storage.sqlite import sqlite_storage
+
+    # Opening creates the file (the demo would) and reads its schema: an unreadable or
+    # non-SQLite file, or one of a newer schema, is refused here with SQLite's reason.
+    try:
+        sqlite_storage(path).close()
+    except StorageError as exc:
+        raise _UsageError(f"--db {db}: {exc}") from None
 
 
 def _cmd_compliance(args: argparse.Namespace, out: TextIO) -> int:
@@ -181,12 +262,45 @@ def _cmd_compliance(args: argparse.Namespace, out: TextIO) -> int:
     return int(run_compliance(policy, out=out, examples=args.examples, seed=args.seed))
 
 
-def _cmd_calibrate(args: argparse.Namespace, out: TextIO) -> int:
+def _cmd_calibrate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.target_ms <= 0:
         raise _UsageError("--target-ms must be positive")
+    lang = args.lang
+    runs: dict[int, int] = {}
+
+    def timed(profile: HashProfile) -> float:
+        """Time one hash as calibrate() would, and report it: the search takes seconds."""
+        seconds = _time_one_hash(profile)
+        runs[profile.time_cost] = run = runs.get(profile.time_cost, 0) + 1
+        line = render(
+            "cli.calibrate_probe",
+            lang,
+            time_cost=profile.time_cost,
+            run=run,
+            runs=_CALIBRATE_RUNS,
+            ms=f"{seconds * 1000:.0f}",
+        )
+        print(f"  {line}", file=err, flush=True)
+        return seconds
+
+    print(
+        render(
+            "cli.calibrating",
+            lang,
+            target_ms=f"{args.target_ms:g}",
+            memory_kib=args.memory_kib,
+            parallelism=args.parallelism,
+        ),
+        file=err,
+        flush=True,
+    )
     try:
         profile = calibrate(
-            args.target_ms / 1000, memory_cost=args.memory_kib, parallelism=args.parallelism
+            args.target_ms / 1000,
+            memory_cost=args.memory_kib,
+            parallelism=args.parallelism,
+            runs=_CALIBRATE_RUNS,
+            hasher_timer=timed,
         )
     except ValueError as exc:
         raise _UsageError(str(exc)) from None
@@ -217,6 +331,10 @@ def main(
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    except _VersionRequested:
+        print(f"kaspi-identity {_version()}", file=out)
+        return EXIT_OK
+    lang: str = getattr(args, "lang", DEFAULT_LANGUAGE)
     try:
         if args.command == "check":
             return _cmd_check(args, stdin, out)
@@ -228,7 +346,7 @@ def main(
             return _cmd_demo(args, out)
         if args.command == "compliance":
             return _cmd_compliance(args, out)
-        return _cmd_calibrate(args, out)
+        return _cmd_calibrate(args, out, err)
     except (PolicyConfigError, _UsageError) as exc:
         print(f"kaspi-identity: {exc}", file=err)
         return EXIT_USAGE
@@ -238,6 +356,10 @@ def main(
     except UnicodeDecodeError:
         print("kaspi-identity: standard input is not valid UTF-8", file=err)
         return EXIT_USAGE
-    except (EOFError, KeyboardInterrupt):
-        print("", file=err)
+    except (EOFError, KeyboardInterrupt) as exc:
+        # getpass ends its prompt line only when a password was typed: end it here.
+        if stdin.isatty() and err.isatty():
+            print("", file=err)
+        key = "cli.interrupted" if isinstance(exc, KeyboardInterrupt) else "cli.no_input"
+        print(f"kaspi-identity: {render(key, lang)}", file=err)
         return EXIT_USAGE
