@@ -328,6 +328,19 @@ class TestCalibrate:
         assert err.startswith("Замер argon2id на этом компьютере: цель 2000 мс на хеш")
         assert ", замер 1/3: " in err
 
+    def test_ctrl_c_while_measuring(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Ctrl-C during the measurements: exit 2 with "Interrupted." after the progress."""
+        import kaspi_identity.cli as cli
+
+        def interrupted(profile: object) -> float:
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(cli, "_time_one_hash", interrupted)
+        code, out, err = run(["calibrate", "--lang", "ru"])
+        assert (2, "") == (code, out)
+        assert err.startswith("Замер argon2id")
+        assert err.endswith("\nkaspi-identity: Прервано.\n")
+
     def test_help_shows_the_default_target(self, capsys: pytest.CaptureFixture[str]) -> None:
         """calibrate --help says what the target time is when none is given."""
         assert 0 == run(["calibrate", "--help"])[0]
