@@ -21,7 +21,6 @@ __all__ = [
     "decode_code_state",
     "decode_history_entry",
     "decode_window_state",
-    "next_failed_logins",
     "read_int",
     "read_optional_int",
     "read_optional_time",
@@ -57,14 +56,6 @@ def read_time(value: object, what: str, column: str) -> datetime:
 def read_optional_time(value: object, what: str, column: str) -> datetime | None:
     """Return ``None`` for NULL, else as :func:`read_time`."""
     return None if value is None else read_time(value, what, column)
-
-
-def next_failed_logins(value: object) -> int:
-    """Return the stored ``failed_logins`` plus one; a negative count is corrupt."""
-    count = read_int(value, "account", "failed_logins") + 1
-    if count < 1:
-        raise corrupt("account", "failed_logins is negative")
-    return count
 
 
 def decode_history_entry(row: tuple[Any, ...]) -> HistoryEntry:
