@@ -4,7 +4,8 @@ Runs each script in its own interpreter, one after the other (so they do not dis
 other), and prints their tables in order: policy check vs Django and password_strength and
 the worst case; history N=6 vs the one-hash lower bound; hashing and the memory bound of
 concurrent hashes; token issue+verify vs Django and import time; storage operations per
-second (when the servers are configured). Results from an idle machine are recorded in
+second (when the servers are configured); Welch's t between known and unknown identifiers
+in the account flows (timing enumeration). Results from an idle machine are recorded in
 docs/performance.md.
 """
 
@@ -26,6 +27,7 @@ SCRIPTS: tuple[tuple[str, list[str], list[str]], ...] = (
     ("bench_hashing.py", ["--runs", "1"], []),
     ("bench_tokens.py", ["--quick"], []),
     ("bench_storage.py", ["--quick"], []),
+    ("bench_enumeration.py", ["--quick"], []),
 )
 
 
