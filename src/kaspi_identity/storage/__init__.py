@@ -11,6 +11,7 @@ from __future__ import annotations
 from ._checks import require_key, require_utc
 from ._protocols import (
     AccountStore,
+    AccountWithHistory,
     LoginKind,
     OneTimeCodeStore,
     PasswordHistoryStore,
@@ -23,6 +24,7 @@ from ._records import Account, CodeAttempt, HistoryEntry, NewAccount, RateLimitR
 __all__ = [
     "Account",
     "AccountStore",
+    "AccountWithHistory",
     "CodeAttempt",
     "HistoryEntry",
     "LoginKind",

@@ -47,7 +47,7 @@ CODE_HASH_MAX_LENGTH = 1024
 STAMP_MAX_LENGTH = 64
 #: How long past its expiry the bundled ledgers keep a consumed token id (clock skew).
 LEDGER_GRACE = timedelta(minutes=5)
-_LOGIN_KINDS = ("username", "email", "phone")
+_LOGIN_KINDS = ("username", "email", "phone", "iin")
 
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -211,7 +211,8 @@ def check_account_id(account_id: object) -> str | None:
 
 
 def check_login(kind: object, value: object) -> str | None:
-    """Return the lookup key for ``value`` (casefolded for user names and e-mails).
+    """Return the lookup key for ``value`` (casefolded for user names and e-mails, exact
+    for phones and IINs).
 
     ``None`` means no account can have this value.
 
@@ -221,7 +222,7 @@ def check_login(kind: object, value: object) -> str | None:
 
     """
     if kind not in _LOGIN_KINDS:
-        raise ValueError("kind must be 'username', 'email' or 'phone'")
+        raise ValueError("kind must be 'username', 'email', 'phone' or 'iin'")
     if not isinstance(value, str):
         raise TypeError(f"value must be str, not {type(value).__name__}")
     if (
@@ -230,7 +231,7 @@ def check_login(kind: object, value: object) -> str | None:
         or not is_storable_text(value)
     ):
         return None
-    return value if kind == "phone" else value.casefold()
+    return value if kind in ("phone", "iin") else value.casefold()
 
 
 def check_expected_hash(expected: object, new: object) -> bool:

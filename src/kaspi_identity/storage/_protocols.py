@@ -19,7 +19,7 @@ Common rules for every protocol here:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -29,6 +29,7 @@ from ._records import Account, CodeAttempt, HistoryEntry, NewAccount, RateLimitR
 
 __all__ = [
     "AccountStore",
+    "AccountWithHistory",
     "LoginKind",
     "OneTimeCodeStore",
     "PasswordHistoryStore",
@@ -38,7 +39,7 @@ __all__ = [
 ]
 
 #: Which identifier :meth:`AccountStore.find_by_login` looks an account up by.
-LoginKind = Literal["username", "email", "phone"]
+LoginKind = Literal["username", "email", "phone", "iin"]
 
 
 class AccountStore(Protocol):
@@ -47,7 +48,8 @@ class AccountStore(Protocol):
     Promises:
 
     * ``username`` and ``email`` are unique compared with :meth:`str.casefold` ("Aliya" and
-      "ALIYA" are the same user name); ``phone`` is unique as an exact E.164 string.
+      "ALIYA" are the same user name); ``phone`` (an exact E.164 string) and ``iin`` (12
+      digits) are unique as exact strings. ``names`` are stored as given, in order.
       Uniqueness holds atomically under concurrent :meth:`create` and :meth:`set_email`
       calls (unique indexes, or checks made inside a transaction that holds the write
       lock -- never a check in one transaction and the insert in another).
@@ -75,8 +77,8 @@ class AccountStore(Protocol):
         """Store ``new`` with a fresh id and ``created_at=now``; return the stored account.
 
         Raises:
-            DuplicateAccountError: the user name, e-mail or phone is taken (checked in that
-                order; ``field`` names the first clash). Nothing is stored.
+            DuplicateAccountError: the user name, e-mail, phone or IIN is taken (checked in
+                that order; ``field`` names the first clash). Nothing is stored.
 
         """
         ...
@@ -88,10 +90,11 @@ class AccountStore(Protocol):
     def find_by_login(self, kind: LoginKind, value: str) -> Account | None:
         """Return the account whose ``kind`` identifier equals ``value``, or ``None``.
 
-        ``username`` and ``email`` compare case-insensitively (casefold); ``phone`` exactly.
+        ``username`` and ``email`` compare case-insensitively (casefold); ``phone`` and
+        ``iin`` exactly.
 
         Raises:
-            ValueError: ``kind`` is not "username", "email" or "phone".
+            ValueError: ``kind`` is not "username", "email", "phone" or "iin".
 
         """
         ...
@@ -316,6 +319,63 @@ class RateLimiter(Protocol):
         ...
 
 
+class AccountWithHistory(Protocol):
+    """Account writes that change the password history in the same unit of work.
+
+    Offered by a backend that keeps accounts and history in one database (the bundled SQLite
+    and SQLAlchemy factories, and the memory one), through :attr:`Storage.with_history`.
+
+    Promises:
+
+    * Each method is one transaction: the account write and the history append both take
+      effect, or neither does (a failure of either raises
+      :class:`~kaspi_identity.StorageError` and leaves both as they were).
+    * The account write keeps every promise of the :class:`AccountStore` method it extends
+      (uniqueness, compare-and-set, a fresh security stamp); the append keeps those of
+      :meth:`PasswordHistoryStore.append` (at most ``keep`` entries, the newest).
+    """
+
+    def create_with_history(
+        self,
+        new: NewAccount,
+        *,
+        now: datetime,
+        entry: Callable[[Account], HistoryEntry] | None,
+        keep: int,
+    ) -> Account:
+        """:meth:`AccountStore.create`, then append ``entry(account)`` to its history.
+
+        ``entry`` is called inside the transaction with the stored account (the history
+        fingerprints are bound to its id) and must not do I/O; ``None`` appends nothing.
+
+        Raises:
+            DuplicateAccountError: as :meth:`AccountStore.create`; nothing is stored.
+            ValueError: ``keep`` is below 1.
+
+        """
+        ...
+
+    def replace_password(
+        self,
+        account_id: str,
+        *,
+        expected: str | None,
+        new: str,
+        entry: HistoryEntry | None,
+        keep: int,
+    ) -> bool:
+        """:meth:`AccountStore.set_password_hash` (a new stamp), then append ``entry``.
+
+        Returns ``False``, having written nothing, when the compare-and-set loses;
+        ``entry=None`` appends nothing.
+
+        Raises:
+            ValueError: ``keep`` is below 1.
+
+        """
+        ...
+
+
 @runtime_checkable
 class _Closeable(Protocol):
     def close(self) -> None: ...
@@ -328,6 +388,12 @@ class Storage:
     Mix freely: a host's own :class:`AccountStore` over its users table with the bundled
     adapters for the rest. :meth:`close` (also on leaving a ``with`` block) calls ``close()``
     on each distinct component that has one.
+
+    ``with_history`` is set by the factories whose accounts and history share one database
+    (:class:`AccountWithHistory`); the services then change a password and its history in
+    one transaction. Left ``None`` (stores in different backends), the services append the
+    history entry first and set the hash after, so a failure in between leaves the old
+    password working (and at worst a spare history entry).
     """
 
     accounts: AccountStore
@@ -335,11 +401,20 @@ class Storage:
     tokens: TokenLedger
     codes: OneTimeCodeStore
     rate_limits: RateLimiter
+    with_history: AccountWithHistory | None = None
 
     def close(self) -> None:
         """Close every component that has a ``close()`` method, each once."""
         seen: set[int] = set()
-        for component in (self.accounts, self.history, self.tokens, self.codes, self.rate_limits):
+        components = (
+            self.accounts,
+            self.history,
+            self.tokens,
+            self.codes,
+            self.rate_limits,
+            self.with_history,
+        )
+        for component in components:
             if id(component) in seen or not isinstance(component, _Closeable):
                 continue
             seen.add(id(component))

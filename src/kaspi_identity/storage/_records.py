@@ -31,6 +31,10 @@ __all__ = [
 # ASCII digits only: ``\d`` would also accept Arabic-Indic and other Unicode digits.
 _E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 _LANGUAGE = re.compile(r"[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*")
+_IIN = re.compile(r"[0-9]{12}")
+#: Most names an account keeps for the personal-data rule, and the longest one.
+MAX_NAMES = 8
+NAME_MAX_LENGTH = 128
 
 
 def _optional_text(value: object, name: str, max_length: int) -> str | None:
@@ -47,6 +51,27 @@ def _optional_phone(value: object) -> str | None:
     if not _E164.fullmatch(value):
         raise ValueError("phone must be in E.164 form, such as +77011234567")
     return value
+
+
+def _optional_iin(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"iin must be str or None, not {type(value).__name__}")
+    if not _IIN.fullmatch(value):
+        raise ValueError("iin must be 12 ASCII digits (an IIN or BIN)")
+    return value
+
+
+def _names(value: object) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, tuple | list):
+        raise TypeError("names must be a tuple of str")
+    names = tuple(value)
+    if len(names) > MAX_NAMES:
+        raise ValueError(f"names holds at most {MAX_NAMES} names")
+    for name in names:
+        require_text(name, "name", max_length=NAME_MAX_LENGTH)
+    return names
 
 
 def _language(value: object) -> str:
@@ -71,10 +96,13 @@ def _optional_time(value: object, name: str) -> datetime | None:
 class NewAccount:
     """An account to create: what the caller knows before the store assigns an id.
 
-    At least one login identifier (``username``, ``email`` or ``phone``) is required.
-    ``phone`` must already be normalised to E.164 (``+77011234567``). ``password_hash`` is
-    the encoded argon2 hash (never the password), or ``None`` for an account that has not
-    set one yet; it is left out of the repr.
+    At least one login identifier (``username``, ``email``, ``phone`` or ``iin``) is
+    required. ``phone`` must already be normalised to E.164 (``+77011234567``); ``iin`` is
+    a Kazakh IIN/BIN of 12 digits (its check digit is the caller's to verify).
+    ``password_hash`` is the encoded argon2 hash (never the password), or ``None`` for an
+    account that has not set one yet. ``names`` are the user's names (at most 8, each at
+    most 128 characters), kept for the personal-data rule of later password changes.
+    ``password_hash``, ``iin`` and ``names`` are left out of the repr.
 
     Raises:
         TypeError: a field has the wrong type.
@@ -88,16 +116,20 @@ class NewAccount:
     password_hash: str | None = field(default=None, repr=False)
     email_confirmed: bool = False
     language: str = "en"
+    iin: str | None = field(default=None, repr=False)
+    names: tuple[str, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         _optional_text(self.username, "username", USERNAME_MAX_LENGTH)
         _optional_text(self.email, "email", EMAIL_MAX_LENGTH)
         _optional_phone(self.phone)
+        _optional_iin(self.iin)
         _optional_text(self.password_hash, "password_hash", HASH_MAX_LENGTH)
         _flag(self.email_confirmed, "email_confirmed")
         _language(self.language)
-        if self.username is None and self.email is None and self.phone is None:
-            raise ValueError("a new account needs a username, an email or a phone")
+        object.__setattr__(self, "names", _names(self.names))
+        if self.username is None and self.email is None and self.phone is None and self.iin is None:
+            raise ValueError("a new account needs a username, an email, a phone or an iin")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,7 +141,9 @@ class Account:
     so ``last_failed_login_at`` is the time of the latest counted attempt). Every time is
     timezone-aware UTC (an aware value in another zone is converted). ``security_stamp``
     changes with every password or e-mail change and is never reused; links and sessions
-    are bound to it. ``password_hash`` and ``security_stamp`` are left out of the repr.
+    are bound to it. ``iin`` (12 digits) and ``names`` are as in :class:`NewAccount`.
+    ``password_hash``, ``security_stamp``, ``iin`` and ``names`` are left out of the repr
+    (the last two are personal data: an IIN encodes the birth date).
 
     Raises:
         TypeError: a field has the wrong type.
@@ -129,6 +163,8 @@ class Account:
     created_at: datetime
     language: str = "en"
     security_stamp: str = field(repr=False)
+    iin: str | None = field(default=None, repr=False)
+    names: tuple[str, ...] = field(default=(), repr=False)
 
     def __post_init__(self) -> None:
         require_text(self.id, "id", max_length=KEY_MAX_LENGTH)
@@ -136,6 +172,8 @@ class Account:
         _optional_text(self.username, "username", USERNAME_MAX_LENGTH)
         _optional_text(self.email, "email", EMAIL_MAX_LENGTH)
         _optional_phone(self.phone)
+        _optional_iin(self.iin)
+        object.__setattr__(self, "names", _names(self.names))
         _optional_text(self.password_hash, "password_hash", HASH_MAX_LENGTH)
         _flag(self.email_confirmed, "email_confirmed")
         require_count(self.failed_logins, "failed_logins", minimum=0)
