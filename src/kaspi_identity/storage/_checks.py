@@ -211,8 +211,9 @@ def check_account_id(account_id: object) -> str | None:
 
 
 def check_login(kind: object, value: object) -> str | None:
-    """Return the lookup key for ``value`` (casefolded for user names and e-mails, exact
-    for phones and IINs).
+    """Return the lookup key for ``value`` (user names and e-mails casefolded).
+
+    Phones and IINs are compared exactly.
 
     ``None`` means no account can have this value.
 
