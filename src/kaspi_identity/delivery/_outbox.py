@@ -12,6 +12,7 @@ from ._messages import EmailMessage, SmsMessage
 __all__ = ["Outbox", "extract_code", "extract_link"]
 
 _LINK = re.compile(r"https://[^\s<>\"'«»]+")
+_HTTP_LINK = re.compile(r"http://[^\s<>\"'«»]+")
 _LINK_TRAILER = ".,;:!?)]}"
 _CODE = re.compile(r"(?<![0-9])[0-9]{6,10}(?![0-9])")
 
@@ -185,14 +186,16 @@ def extract_link(message: EmailMessage) -> str:
 
     Raises:
         TypeError: ``message`` is not an :class:`EmailMessage`.
-        ValueError: the letter holds no ``https://`` link (the message does not quote it).
+        ValueError: the letter holds no link (the message does not quote it). With no
+            ``https://`` link, the first ``http://`` one is returned: only a development
+            service (``allow_insecure_http=True``) writes those.
 
     """
     if not isinstance(message, EmailMessage):
         raise TypeError(f"message must be an EmailMessage, not {type(message).__name__}")
-    match = _LINK.search(message.text)
+    match = _LINK.search(message.text) or _HTTP_LINK.search(message.text)
     if match is None:
-        raise ValueError(f"the {message.kind!r} letter holds no https:// link")
+        raise ValueError(f"the {message.kind!r} letter holds no link")
     return match.group().rstrip(_LINK_TRAILER)
 
 

@@ -42,11 +42,20 @@ SMS_KINDS: tuple[str, ...] = tuple(_SMS)
 """The SMS texts :func:`render_sms` writes: ``reset_code``."""
 
 _LINK = re.compile(r"https://[^\s<>\"'«»]+")
+# Development only (``allow_insecure_http=True``): plain http links are let through too.
+_ANY_LINK = re.compile(r"https?://[^\s<>\"'«»]+")
 _CODE = re.compile(r"[0-9]{6,10}")
 
 
 def render_email(
-    kind: str, lang: str, /, *, to: str, catalog: Catalog | None = None, **params: object
+    kind: str,
+    lang: str,
+    /,
+    *,
+    to: str,
+    catalog: Catalog | None = None,
+    allow_insecure_http: bool = False,
+    **params: object,
 ) -> EmailMessage:
     """Write the letter ``kind`` to ``to`` in language ``lang``, plain text only.
 
@@ -71,6 +80,8 @@ def render_email(
     ============================  ==============================================
 
     ``hours`` and ``minutes`` pick the plural form ("1 час", "2 часа", "5 часов").
+    ``allow_insecure_http=True`` (local development only, as in
+    :class:`~kaspi_identity.services.IdentitySettings`) lets ``http://`` links through.
 
     Raises:
         ValueError: unknown ``kind``; a link that is not ``https://`` without spaces;
@@ -82,7 +93,7 @@ def render_email(
 
     """
     spec = _lookup(_EMAIL, kind, "e-mail")
-    values, count = _check_params(spec, kind, params)
+    values, count = _check_params(spec, kind, params, insecure=allow_insecure_http is True)
     messages = _catalog_for(lang, catalog)
     subject = messages.message(f"email.{kind}.subject", count=None, **values)
     key = f"email.{kind}.text"
@@ -157,7 +168,7 @@ def _lookup(kinds: Mapping[str, _Kind], kind: object, what: str) -> _Kind:
 
 
 def _check_params(
-    spec: _Kind, kind: str, params: Mapping[str, object]
+    spec: _Kind, kind: str, params: Mapping[str, object], *, insecure: bool = False
 ) -> tuple[dict[str, object], int | None]:
     """Return the parameters, checked and ready for the catalog, and the plural count."""
     params = {
@@ -187,7 +198,7 @@ def _check_params(
             raise TypeError(f"{name} must be str, not {type(value).__name__}")
         elif not value.strip():
             raise ValueError(f"{name} must not be empty")
-        elif name in spec.links and not _LINK.fullmatch(value):
+        elif name in spec.links and not (_ANY_LINK if insecure else _LINK).fullmatch(value):
             raise ValueError(f"{name} must be an https:// URL without spaces or quotes")
         elif name == "code" and not _CODE.fullmatch(value):
             raise ValueError("code must be a string of 6 to 10 digits")

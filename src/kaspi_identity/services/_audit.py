@@ -28,6 +28,8 @@ EVENT_KINDS: Final[tuple[str, ...]] = (
     "sms_code_failed",
     "rate_limited",
     "delivery_failed",
+    "confirmation_requested",
+    "history_write_failed",
 )
 
 

@@ -26,6 +26,7 @@ from kaspi_identity._errors import (
     InvalidTokenError,
     KaspiIdentityError,
     PasswordMismatchError,
+    StorageError,
 )
 from kaspi_identity.delivery import (
     DeliveryError,
@@ -52,7 +53,14 @@ from kaspi_identity.services._results import (
     ResetRequestResult,
 )
 from kaspi_identity.services._settings import IdentitySettings, RateLimit
-from kaspi_identity.storage import Account, CodeAttempt, LoginKind, NewAccount, Storage
+from kaspi_identity.storage import (
+    Account,
+    CodeAttempt,
+    HistoryEntry,
+    LoginKind,
+    NewAccount,
+    Storage,
+)
 from kaspi_identity.tokens import LinkBuilder, TokenClaims, TokenService
 
 __all__ = ["IdentityService", "InvalidCodeError", "InvalidIdentifierError"]
@@ -174,9 +182,40 @@ class IdentityService:
         # first unknown-account log-in of a process pays one extra hash for it.
         self._dummy_hash: str | None = None
         self._dummy_lock = threading.Lock()
+        self._check_letters()
 
     def __repr__(self) -> str:
         return f"<IdentityService site={self.settings.site_name!r} policy={self.policy!r}>"
+
+    def _check_letters(self) -> None:
+        """Refuse, now, settings with which the flows could not write their letters.
+
+        Every letter is rendered once with the configured links (a few hundred microseconds):
+        a service that would report success while sending nothing must not be built.
+
+        Raises:
+            ValueError: a letter cannot be written (the message says which and why).
+        """
+        sample = "x" * 43
+        letters: dict[str, dict[str, object]] = {
+            "confirm_email": {"link": self._confirm_links.link(sample), "hours": 24},
+            "password_reset": {"link": self._reset_links.link(sample), "minutes": 60},
+            "already_registered": {"reset_link": self._reset_links.link(sample)},
+            "phone_already_registered": {"reset_link": self._reset_links.link(sample)},
+            "password_changed": {"time": self.clock.now()},
+        }
+        for kind, params in letters.items():
+            try:
+                render_email(
+                    kind,
+                    "en",
+                    to=_ABSENT_ADDRESS,
+                    site=self.settings.site_name,
+                    allow_insecure_http=self.settings.allow_insecure_http,
+                    **params,
+                )
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"the service cannot write its {kind!r} letter: {exc}") from None
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -210,7 +249,13 @@ class IdentityService:
 
     @staticmethod
     def _user_info(account: Account) -> UserInfo:
-        return UserInfo(username=account.username, email=account.email, phone=account.phone)
+        """The personal data a new password is checked against: the same as at sign-up."""
+        return UserInfo(
+            username=account.username,
+            email=account.email,
+            phone=account.phone,
+            names=account.names,
+        )
 
     def _send(
         self, kind: str, account_id: str | None, to: str, lang: str, **params: object
@@ -221,7 +266,13 @@ class IdentityService:
     def _render(self, kind: str, to: str, lang: str, **params: object) -> EmailMessage | None:
         try:
             return render_email(
-                kind, lang, to=to, catalog=None, site=self.settings.site_name, **params
+                kind,
+                lang,
+                to=to,
+                catalog=None,
+                site=self.settings.site_name,
+                allow_insecure_http=self.settings.allow_insecure_http,
+                **params,
             )
         except ValueError as exc:
             _log.warning("could not render %s letter: %s", kind, type(exc).__name__)
@@ -410,11 +461,16 @@ class IdentityService:
         # Hash before looking anything up, so both answers below cost the same work.
         password_hash = self.hasher.hash(password)
         new = NewAccount(
-            username=username, email=email, phone=phone, password_hash=password_hash, language=lang
+            username=username,
+            email=email,
+            phone=phone,
+            password_hash=password_hash,
+            language=lang,
+            names=user.names,
         )
         while True:
             try:
-                account = self.storage.accounts.create(new, now=self.clock.now())
+                account = self._create(new, password)
             except DuplicateAccountError as exc:
                 if exc.field == "username":
                     return RegistrationResult(False, result, username_taken=True)
@@ -426,18 +482,57 @@ class IdentityService:
                 self._existing_registration(exc.field, new.email if exc.field == "email" else phone)
                 return RegistrationResult(True, result)
             break
-        if self.policy.history:
-            self.history.record(
-                account.id,
-                password,
-                password_hash,
-                keep=self._history_keep(),
-                now=account.created_at,
-            )
         self._emit("registered", account.id)
         if account.email is not None:
             self._send_confirmation(account)
+        if self.storage.with_history is None and self.policy.history:
+            self._record_after_create(account, password)
         return RegistrationResult(True, result)
+
+    def _create(self, new: NewAccount, password: str) -> Account:
+        """Create the account, with its first history entry in the same transaction.
+
+        Where accounts and history share a database (``Storage.with_history``) a failure
+        leaves nothing behind, so registering again starts afresh. Otherwise the account is
+        created here and its entry appended after the confirmation letter went out
+        (:meth:`_record_after_create`), so a failing history store cannot leave a
+        half-made account that nobody can confirm.
+        """
+        together = self.storage.with_history
+        now = self.clock.now()
+        if together is None:
+            return self.storage.accounts.create(new, now=now)
+        password_hash = new.password_hash or ""
+
+        def first_entry(account: Account) -> HistoryEntry:
+            return self.history.entry(
+                password, password_hash, account_id=account.id, now=account.created_at
+            )
+
+        return together.create_with_history(
+            new,
+            now=now,
+            entry=first_entry if self.policy.history else None,
+            keep=self._history_keep(),
+        )
+
+    def _record_after_create(self, account: Account, password: str) -> None:
+        """Split stores: append the first entry; a failure is logged, not raised.
+
+        The account already exists and its confirmation letter is on its way; all a lost
+        entry costs is that the first password is missing from the history.
+        """
+        try:
+            self.history.record(
+                account.id,
+                password,
+                account.password_hash or "",
+                keep=self._history_keep(),
+                now=account.created_at,
+            )
+        except StorageError as exc:
+            _log.warning("first history entry not stored: %s", type(exc).__name__)
+            self._emit("history_write_failed", account.id)
 
     def _existing_registration(self, field: str, value: str | None) -> None:
         existing = (
@@ -467,18 +562,20 @@ class IdentityService:
         )
 
     def _send_confirmation(self, account: Account) -> None:
-        assert account.email is not None  # checked by the caller; not a security check
+        self._deliver("confirm_email", account.id, self._confirmation_letter(account))
+
+    def _confirmation_letter(self, account: Account | None) -> EmailMessage | None:
+        """The confirmation letter for ``account``, or (``None``) one nobody will get."""
+        if account is None or account.email is None:
+            account_id, email, to, lang = "unknown", "-", _ABSENT_ADDRESS, "en"
+        else:
+            account_id, email, to, lang = account.id, account.email, account.email, account.language
         token = self.tokens.issue(
-            "confirm", account.id, state=account.email.casefold(), now=self.clock.now()
+            "confirm", account_id, state=email.casefold(), now=self.clock.now()
         )
         hours = max(1, int(self.tokens.lifetime("confirm").total_seconds() // 3600))
-        self._send(
-            "confirm_email",
-            account.id,
-            account.email,
-            account.language,
-            link=self._confirm_links.link(token),
-            hours=hours,
+        return self._render(
+            "confirm_email", to, lang, link=self._confirm_links.link(token), hours=hours
         )
 
     @staticmethod
@@ -528,6 +625,47 @@ class IdentityService:
             raise InvalidTokenError("invalid token")
         self._emit("email_confirmed", account.id)
         return account.id
+
+    def resend_confirmation(self, identifier: str, *, client_key: str) -> ResetRequestResult:
+        """Send the confirmation letter again, to the address stored on the account.
+
+        For a lost or expired letter: ``identifier`` is the user name, e-mail address or
+        phone the account was registered with. The answer is the same whether or not an
+        account exists and whether or not its address is already confirmed, and so is the
+        work (a token is signed and a letter rendered either way); the letter goes out only
+        to an unconfirmed address. Limited like the reset requests (per ``client_key``, per
+        normalised identifier and per account), with counts of its own.
+
+        Raises:
+            TypeError: ``identifier`` or ``client_key`` is not a ``str``.
+        """
+        self._require_str(identifier=identifier, client_key=client_key)
+        s = self.settings
+        resolved = self._resolve(identifier)
+        value = self._limit_value(resolved, identifier)
+        wait = self._first_limited(
+            ("confirm-client", client_key, s.reset_per_client),
+            ("confirm-id", value, s.reset_per_identifier),
+        )
+        account = None
+        if wait is None:
+            found = self._lookup(resolved)
+            account = found if found is not None and found.email is not None else None
+            per_account = f"id:{account.id}" if account is not None else f"absent:{value}"
+            wait = self._limited("confirm-account", per_account, s.reset_per_identifier)
+        if wait is not None:
+            self._emit("rate_limited", None, action="resend_confirmation")
+            return ResetRequestResult(False, retry_after=wait)
+        message = self._confirmation_letter(account)
+        pending = account is not None and not account.email_confirmed
+        if pending and account is not None:
+            self._deliver("confirm_email", account.id, message)
+        self._emit(
+            "confirmation_requested",
+            account.id if account is not None else None,
+            sent="yes" if pending else "no",
+        )
+        return ResetRequestResult(True)
 
     # -- log-in -------------------------------------------------------------------------------
 
@@ -765,22 +903,30 @@ class IdentityService:
         return fresh is None or fresh.password_hash != account.password_hash
 
     def _replace_password(self, account: Account, password: str) -> bool:
-        """Hash, compare-and-set, record history; undo the hash if the history write fails."""
+        """Hash, then set the hash and record its history entry as one unit of work.
+
+        Returns ``False`` (nothing changed) when a concurrent change won the compare-and-set.
+        With ``Storage.with_history`` both writes are one transaction. With stores in
+        different backends the entry is appended **first**: if setting the hash then fails,
+        the old password still works, and the only trace is a spare entry (a password that
+        never went live is remembered as used).
+        """
         new_hash = self.hasher.hash(password)
-        accounts = self.storage.accounts
-        if not accounts.set_password_hash(account.id, expected=account.password_hash, new=new_hash):
-            return False
-        if self.policy.history:
-            try:
-                self.history.record(
-                    account.id, password, new_hash, keep=self._history_keep(), now=self.clock.now()
-                )
-            except Exception:
-                accounts.set_password_hash(
-                    account.id, expected=new_hash, new=account.password_hash or ""
-                )
-                raise
-        return True
+        entry = (
+            self.history.entry(password, new_hash, account_id=account.id, now=self.clock.now())
+            if self.policy.history
+            else None
+        )
+        keep, together = self._history_keep(), self.storage.with_history
+        if together is not None:
+            return together.replace_password(
+                account.id, expected=account.password_hash, new=new_hash, entry=entry, keep=keep
+            )
+        if entry is not None:
+            self.storage.history.append(account.id, entry, keep=keep)
+        return self.storage.accounts.set_password_hash(
+            account.id, expected=account.password_hash, new=new_hash
+        )
 
     def _send_changed_notice(self, account: Account) -> None:
         assert account.email is not None  # checked by the caller; not a security check
@@ -910,6 +1056,9 @@ class IdentityService:
         if not self._replace_password(account, new):
             raise InvalidTokenError("invalid token")
         self.storage.accounts.clear_login_failures(account.id)
+        if via == "email" and account.email is not None and not account.email_confirmed:
+            # The link reached this mailbox: that proves control of it, as a confirmation does.
+            self.storage.accounts.mark_email_confirmed(account.id, email=account.email, now=now)
         self._emit("password_reset_completed", account.id, via=via)
         if account.email is not None:
             self._send_changed_notice(account)
