@@ -1,0 +1,412 @@
+"""Issue 11 ("Hardening II") at the service level: nothing is lost, every rule holds.
+
+Password changes and registrations are units of work: on the bundled SQLite and memory
+storage (``Storage.with_history``) a failing history write leaves nothing changed; with
+stores in different backends the order of the writes leaves the old password working. The
+adapters prove their half through the contract suite (``AccountWithHistoryContract``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from kaspi_identity import PasswordPolicy, StorageError
+from kaspi_identity._errors import InvalidTokenError
+from kaspi_identity.delivery import Outbox, extract_code, extract_link
+from kaspi_identity.hashing import TESTS_ONLY, PasswordHasher
+from kaspi_identity.services import (
+    IdentityService,
+    IdentitySettings,
+    ManualClock,
+    MemoryAuditLog,
+    RateLimit,
+    ResetRequestResult,
+)
+from kaspi_identity.storage import HistoryEntry, PasswordHistoryStore, Storage
+from kaspi_identity.storage.memory import memory_storage
+from kaspi_identity.storage.sqlite import sqlite_storage
+
+KEY = hashlib.sha256(b"kaspi-identity tests: faults key").digest()
+EMAIL = "aliya@example.kz"
+PHONE = "+77011234567"
+PW = "Tr0ub4dor&3x"
+NEW = "Velvet#Quartz-9182"
+HOUR = timedelta(hours=1)
+_clients = itertools.count(1)
+
+
+def _client() -> str:
+    return f"198.18.0.{next(_clients)}"
+
+
+class FailingHistory:
+    """A history store in another backend that has gone away: every append fails."""
+
+    def __init__(self, inner: PasswordHistoryStore) -> None:
+        self.inner = inner
+        self.failing = True
+
+    def append(self, account_id: str, entry: HistoryEntry, *, keep: int) -> None:
+        if self.failing:
+            raise StorageError("simulated: the history backend is down")
+        self.inner.append(account_id, entry, keep=keep)
+
+    def recent(self, account_id: str, limit: int) -> list[HistoryEntry]:
+        return self.inner.recent(account_id, limit)
+
+
+@dataclass
+class Env:
+    storage: Storage
+    service: IdentityService
+    outbox: Outbox
+    clock: ManualClock
+    audit: MemoryAuditLog
+    path: Path | None
+
+    def register(self, email: str = EMAIL, **more: Any) -> str:
+        result = self.service.register(
+            email=email, password=PW, confirmation=PW, client_key=_client(), **more
+        )
+        assert result.ok, result
+        account = self.storage.accounts.find_by_login("email", email)
+        assert account is not None
+        return account.id
+
+    def login(self, password: str, identifier: str = EMAIL) -> bool:
+        return self.service.authenticate(identifier, password, client_key=_client()).ok
+
+    def reset_token(self, identifier: str = EMAIL) -> str:
+        assert self.service.request_password_reset(identifier, client_key=_client())
+        link = extract_link(self.outbox.last_email(to=EMAIL))
+        return parse_qs(urlsplit(link).query)["token"][0]
+
+
+def _settings(**changes: Any) -> IdentitySettings:
+    base: dict[str, Any] = {
+        "secret_keys": (KEY,),
+        "confirm_url": "https://portal.example.kz/confirm",
+        "reset_url": "https://portal.example.kz/reset",
+        "site_name": "portal.example.kz",
+    }
+    base.update(changes)
+    return IdentitySettings(**base)
+
+
+def _service(
+    storage: Storage, outbox: Outbox, clock: ManualClock, audit: MemoryAuditLog, **changes: Any
+) -> IdentityService:
+    return IdentityService(
+        storage,
+        _settings(**changes),
+        email_sender=outbox,
+        sms_sender=outbox,
+        policy=PasswordPolicy(history=6, history_similar=True),
+        hasher=PasswordHasher(TESTS_ONLY),
+        clock=clock,
+        audit=audit,
+    )
+
+
+def _make(kind: str, tmp_path: Path, *, split: bool = False, **changes: Any) -> Env:
+    path = tmp_path / "identity.sqlite3" if kind == "sqlite" else None
+    raw = sqlite_storage(path) if path is not None else memory_storage()
+    storage = raw
+    if split:  # history in "another backend": no shared unit of work
+        storage = replace(raw, history=FailingHistory(raw.history), with_history=None)
+    outbox, clock, audit = Outbox(), ManualClock(), MemoryAuditLog()
+    return Env(
+        storage, _service(storage, outbox, clock, audit, **changes), outbox, clock, audit, path
+    )
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Env]:
+    made = _make(request.param, tmp_path)
+    try:
+        yield made
+    finally:
+        made.storage.close()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def split(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Env]:
+    made = _make(request.param, tmp_path, split=True)
+    assert isinstance(made.storage.history, FailingHistory)
+    made.storage.history.failing = False
+    try:
+        yield made
+    finally:
+        made.storage.close()
+
+
+def _break_sqlite_history(path: Path) -> None:
+    """Make every history insert fail inside the database (a disk-full stand-in)."""
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TRIGGER fail_history BEFORE INSERT ON password_history "
+            "BEGIN SELECT RAISE(ABORT, 'simulated disk full'); END"
+        )
+
+
+def _mend_sqlite_history(path: Path) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TRIGGER fail_history")
+
+
+# -- 1. a password change is one unit of work ------------------------------------------
+
+
+class TestSplitStores:
+    """History in another backend: the entry is written first, the hash after."""
+
+    def test_change_with_history_down_keeps_the_old_password(self, split: Env) -> None:
+        account_id = split.register()
+        assert isinstance(split.storage.history, FailingHistory)
+        split.storage.history.failing = True
+        before = split.storage.accounts.get(account_id)
+        with pytest.raises(StorageError):
+            split.service.change_password(account_id, PW, NEW, NEW, client_key=_client())
+        after = split.storage.accounts.get(account_id)
+        assert before is not None
+        assert after is not None
+        assert after.password_hash == before.password_hash
+        assert after.security_stamp == before.security_stamp
+        assert split.login(PW)
+        assert not split.login(NEW)
+
+    def test_reset_with_history_down_keeps_the_old_password(self, split: Env) -> None:
+        split.register()
+        token = split.reset_token()
+        assert isinstance(split.storage.history, FailingHistory)
+        split.storage.history.failing = True
+        with pytest.raises(StorageError):
+            split.service.reset_password(token, NEW, NEW)
+        assert split.login(PW)
+        split.storage.history.failing = False
+        # The link was consumed before the write failed (single use comes first): a new
+        # letter finishes the reset.
+        with pytest.raises(InvalidTokenError):
+            split.service.reset_password(token, NEW, NEW)
+        assert split.service.reset_password(split.reset_token(), NEW, NEW).ok
+        assert split.login(NEW)
+
+    def test_reset_of_an_account_without_password(self, split: Env) -> None:
+        """Issue 11: the put-back raised an untyped ValueError and left the new hash set."""
+        from kaspi_identity.storage import NewAccount
+
+        account = split.storage.accounts.create(NewAccount(email=EMAIL), now=split.clock.now())
+        token = split.reset_token()
+        assert isinstance(split.storage.history, FailingHistory)
+        split.storage.history.failing = True
+        with pytest.raises(StorageError):
+            split.service.reset_password(token, NEW, NEW)
+        stored = split.storage.accounts.get(account.id)
+        assert stored is not None
+        assert stored.password_hash is None
+
+    def test_registration_with_history_down_still_confirms(self, split: Env) -> None:
+        """The account is made and its letter sent; the lost entry is audited."""
+        assert isinstance(split.storage.history, FailingHistory)
+        split.storage.history.failing = True
+        account_id = split.register()
+        assert split.outbox.last_email(to=EMAIL).kind == "confirm_email"
+        assert "history_write_failed" in split.audit.kinds()
+        link = extract_link(split.outbox.last_email(to=EMAIL))
+        assert split.service.confirm_email(parse_qs(urlsplit(link).query)["token"][0]) == (
+            account_id
+        )
+
+
+class TestOneTransaction:
+    """Accounts and history in one SQLite database: both writes or neither."""
+
+    @pytest.fixture
+    def db(self, tmp_path: Path) -> Iterator[Env]:
+        made = _make("sqlite", tmp_path)
+        assert made.storage.with_history is not None
+        try:
+            yield made
+        finally:
+            made.storage.close()
+
+    def test_change_fails_whole(self, db: Env) -> None:
+        account_id = db.register()
+        assert db.path is not None
+        before = db.storage.accounts.get(account_id)
+        entries = db.storage.history.recent(account_id, 6)
+        _break_sqlite_history(db.path)
+        with pytest.raises(StorageError):
+            db.service.change_password(account_id, PW, NEW, NEW, client_key=_client())
+        assert db.storage.accounts.get(account_id) == before
+        assert db.storage.history.recent(account_id, 6) == entries
+        assert db.login(PW)
+
+    def test_reset_fails_whole(self, db: Env) -> None:
+        account_id = db.register()
+        token = db.reset_token()
+        assert db.path is not None
+        _break_sqlite_history(db.path)
+        with pytest.raises(StorageError):
+            db.service.reset_password(token, NEW, NEW)
+        assert db.login(PW)
+        assert len(db.storage.history.recent(account_id, 6)) == 1
+        _mend_sqlite_history(db.path)
+
+    def test_registration_fails_whole_and_a_retry_finishes_it(self, db: Env) -> None:
+        assert db.path is not None
+        _break_sqlite_history(db.path)
+        with pytest.raises(StorageError):
+            db.service.register(email=EMAIL, password=PW, confirmation=PW, client_key=_client())
+        assert db.storage.accounts.find_by_login("email", EMAIL) is None
+        assert db.outbox.emails == []
+        _mend_sqlite_history(db.path)
+        db.register()
+        assert db.outbox.last_email(to=EMAIL).kind == "confirm_email"
+
+
+# -- 2. registration is never stuck ------------------------------------------------------
+
+
+class TestResendConfirmation:
+    def test_a_lost_letter_can_be_sent_again(self, env: Env) -> None:
+        account_id = env.register()
+        env.outbox.clear()
+        assert env.service.resend_confirmation(EMAIL, client_key=_client()) == (
+            ResetRequestResult(True)
+        )
+        letter = env.outbox.last_email(to=EMAIL)
+        assert letter.kind == "confirm_email"
+        token = parse_qs(urlsplit(extract_link(letter)).query)["token"][0]
+        assert env.service.confirm_email(token) == account_id
+
+    def test_same_answer_for_unknown_and_confirmed(self, env: Env) -> None:
+        env.register()
+        token = parse_qs(urlsplit(extract_link(env.outbox.last_email(to=EMAIL))).query)
+        env.service.confirm_email(token["token"][0])
+        env.outbox.clear()
+        answers = [
+            env.service.resend_confirmation(identifier, client_key=_client())
+            for identifier in (EMAIL, "nobody@example.kz", "nobody", "+77479998877", "")
+        ]
+        assert answers == [ResetRequestResult(True)] * 5
+        assert env.outbox.emails == []
+
+    def test_limited_per_identifier_and_account(self, env: Env) -> None:
+        env.register(username="aliya_n")
+        service = env.service
+        limited = IdentityService(
+            env.storage,
+            replace(service.settings, reset_per_identifier=RateLimit(2, HOUR)),
+            email_sender=env.outbox,
+            hasher=service.hasher,
+            clock=env.clock,
+        )
+        env.outbox.clear()
+        answers = [
+            limited.resend_confirmation(identifier, client_key=_client())
+            for identifier in (EMAIL, "aliya_n", "ALIYA@example.kz")
+        ]
+        assert [a.accepted for a in answers] == [True, True, False]
+        assert answers[2].retry_after == HOUR
+        assert len(env.outbox.emails) == 2
+
+    @pytest.mark.parametrize("bad", [None, b"x", 1])
+    def test_bad_input(self, env: Env, bad: Any) -> None:
+        with pytest.raises(TypeError):
+            env.service.resend_confirmation(bad, client_key="c")
+        with pytest.raises(TypeError):
+            env.service.resend_confirmation(EMAIL, client_key=bad)
+
+    def test_a_reset_by_email_confirms_the_address(self, env: Env) -> None:
+        account_id = env.register()
+        assert env.service.reset_password(env.reset_token(), NEW, NEW).ok
+        account = env.storage.accounts.get(account_id)
+        assert account is not None
+        assert account.email_confirmed
+
+    def test_a_reset_by_sms_does_not(self, env: Env) -> None:
+        account_id = env.register(phone=PHONE)
+        env.service.request_sms_reset(PHONE, client_key=_client())
+        grant = env.service.verify_sms_code(PHONE, extract_code(env.outbox.last_sms(to=PHONE)))
+        assert env.service.reset_password(grant, NEW, NEW).ok
+        account = env.storage.accounts.get(account_id)
+        assert account is not None
+        assert not account.email_confirmed
+
+
+# -- 6. personal data at every change ------------------------------------------------------
+
+
+class TestNamesAtEveryChange:
+    def test_names_are_kept_and_checked(self, env: Env) -> None:
+        """Issue 11: names refused at sign-up were accepted by change and reset."""
+        account_id = env.register(names=("Aigerim", "Nurlanova"))
+        account = env.storage.accounts.get(account_id)
+        assert account is not None
+        assert account.names == ("Aigerim", "Nurlanova")
+        changed = env.service.change_password(
+            account_id, PW, "Aigerim#2026x", "Aigerim#2026x", client_key=_client()
+        )
+        assert changed.reason == "policy"
+        assert "contains_personal_info" in changed.policy.codes
+        reset = env.service.reset_password(env.reset_token(), "nurlanova!Q9z", "nurlanova!Q9z")
+        assert not reset.ok
+        assert "contains_personal_info" in reset.policy.codes
+
+    def test_names_not_in_reprs(self, env: Env) -> None:
+        account_id = env.register(names=("Aigerim",))
+        account = env.storage.accounts.get(account_id)
+        assert "Aigerim" not in repr(account)
+
+
+# -- 9. development mode --------------------------------------------------------------------
+
+
+class TestDevelopmentMode:
+    def test_http_links_are_sent_in_development(self, tmp_path: Path) -> None:
+        made = _make(
+            "memory",
+            tmp_path,
+            allow_insecure_http=True,
+            confirm_url="http://127.0.0.1:8000/confirm",
+            reset_url="http://127.0.0.1:8000/reset",
+        )
+        account_id = made.register()
+        letter = made.outbox.last_email(to=EMAIL)
+        link = extract_link(letter)
+        assert link.startswith("http://127.0.0.1:8000/confirm?")
+        assert made.service.confirm_email(parse_qs(urlsplit(link).query)["token"][0]) == (
+            account_id
+        )
+        assert made.service.request_password_reset(EMAIL, client_key=_client())
+        assert extract_link(made.outbox.last_email(to=EMAIL)).startswith("http://127.0.0.1")
+
+    def test_a_service_that_cannot_write_letters_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="cannot write its"):
+            _service(
+                memory_storage(),
+                Outbox(),
+                ManualClock(),
+                MemoryAuditLog(),
+                site_name="portal\nBcc: victim@example.kz",
+            )
+
+
+# -- token material never chained through the new flows --------------------------------------
+
+
+def test_confirm_with_garbage_chains_nothing(env: Env) -> None:
+    with pytest.raises(InvalidTokenError) as caught:
+        env.service.confirm_email("garbage")
+    assert caught.value.__context__ is None
