@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from kaspi_identity._errors import (
     PasswordMismatchError,
 )
 from kaspi_identity.hashing import (
+    MAX_PASSWORD_LENGTH,
     OWASP_MINIMUM,
     PROFILES,
     RFC_9106_LOW_MEMORY,
@@ -294,9 +296,10 @@ class TestHash:
         with pytest.raises(PasswordMismatchError):
             FAST.verify(stored, "abc")
 
-    def test_one_megabyte(self) -> None:
-        """A 1 MB password hashes and verifies; one changed character does not."""
-        password = "я" * 500_000 + "x" * 24
+    def test_longest_password(self) -> None:
+        """A password of MAX_PASSWORD_LENGTH code points (8 KiB of UTF-8) hashes and
+        verifies; one changed character does not."""
+        password = "я" * (MAX_PASSWORD_LENGTH - 24) + "x" * 24
         stored = FAST.hash(password)
         FAST.verify(stored, password)
         with pytest.raises(PasswordMismatchError):
@@ -860,3 +863,111 @@ class TestProperties:
         FAST.verify(stored, password)
         with pytest.raises(PasswordMismatchError):
             FAST.verify(stored, password + "x")
+
+
+# --------------------------------------------------------------------------- huge input
+
+
+def huge(kind: str) -> str:
+    """A huge password, built when the test runs (so a 100 MB string lives only that long)."""
+    return {
+        "1MB": "x" * 1_000_000,
+        "100MB": "x" * 100_000_000,
+        "1M-U+FDFA": "\ufdfa" * 1_000_000,  # NFKC would make 18M code points of it
+        "1MB-cyrillic": "я" * 500_000,
+        "just-over": "я" * (MAX_PASSWORD_LENGTH + 1),
+        "expands-over": "\ufdfa" * (MAX_PASSWORD_LENGTH // 18 + 1),
+    }[kind]
+
+
+HUGE_KINDS = ["1MB", "100MB", "1M-U+FDFA", "1MB-cyrillic", "just-over", "expands-over"]
+
+
+class TestHugeInput:
+    """Past MAX_PASSWORD_LENGTH a password is refused or fails to verify, before NFKC or argon2.
+
+    The results are checked here; the time each call takes is measured in
+    benchmarks/bench_inputs.py, never asserted.
+    """
+
+    stored = FAST.hash(PASSWORD)
+
+    def test_limit_is_the_policy_hard_cap(self) -> None:
+        """The hasher takes every password a policy can accept: 4096 code points."""
+        from kaspi_identity.policy._policy import _MAX_LIMIT
+
+        assert 4096 == MAX_PASSWORD_LENGTH == _MAX_LIMIT
+
+    @pytest.mark.parametrize("kind", HUGE_KINDS)
+    def test_hash_refuses(self, kind: str) -> None:
+        """hash() raises InvalidPasswordError (a ValueError) that does not quote the input."""
+        with pytest.raises(InvalidPasswordError, match="longer than 4096 characters") as info:
+            FAST.hash(huge(kind))
+        assert isinstance(info.value, ValueError)
+        assert len(str(info.value)) < 100
+        assert info.value.__context__ is None
+
+    @pytest.mark.parametrize("kind", HUGE_KINDS)
+    def test_verify_is_a_mismatch(self, kind: str) -> None:
+        """verify() raises PasswordMismatchError: no stored hash can come from such input."""
+        with pytest.raises(PasswordMismatchError):
+            FAST.verify(self.stored, huge(kind))
+
+    @pytest.mark.parametrize("kind", HUGE_KINDS)
+    def test_verify_and_update_is_a_mismatch(self, kind: str) -> None:
+        """verify_and_update() answers (False, None)."""
+        assert (False, None) == FAST.verify_and_update(self.stored, huge(kind))
+
+    @pytest.mark.parametrize("kind", HUGE_KINDS)
+    def test_verify_any_finds_nothing(self, kind: str) -> None:
+        """verify_any() answers None, even next to the hash of the input's own prefix."""
+        password = huge(kind)
+        prefix = FAST.hash(password[:200])
+        assert FAST.verify_any(password, [self.stored, prefix]) is None
+
+    def test_malformed_hash_still_wins(self) -> None:
+        """A malformed stored hash is InvalidHashError whatever the password's length."""
+        with pytest.raises(InvalidHashError):
+            FAST.verify("not a hash", huge("1MB"))
+        with pytest.raises(InvalidHashError):
+            FAST.verify_any(huge("1MB"), ["not a hash"])
+
+    def test_wrong_type_still_wins(self) -> None:
+        """A non-str password is a TypeError, as before."""
+        with pytest.raises(TypeError):
+            FAST.verify(self.stored, b"x" * 1_000_000)  # type: ignore[arg-type]
+
+    def test_at_the_limit_after_nfkc(self) -> None:
+        """227 x U+FDFA is 4086 code points after NFKC: hashed and verified, NFKC-equal form too."""
+        password = "\ufdfa" * 227
+        stored = FAST.hash(password)
+        FAST.verify(stored, unicodedata.normalize("NFKC", password))
+        assert FAST.verify_any(password, [stored]) == 0
+
+    @pytest.mark.parametrize("kind", ["1MB", "100MB"])
+    def test_huge_stored_hash(self, kind: str) -> None:
+        """A stored "hash" of 1 MB or 100 MB is InvalidHashError, for every method."""
+        text = "$argon2id$v=19$m=8,t=1,p=1$" + huge(kind)
+        with pytest.raises(InvalidHashError, match="longer than"):
+            FAST.verify(text, PASSWORD)
+        with pytest.raises(InvalidHashError):
+            FAST.verify_and_update(text, PASSWORD)
+        with pytest.raises(InvalidHashError):
+            FAST.needs_rehash(text)
+        with pytest.raises(InvalidHashError):
+            FAST.verify_any(PASSWORD, [self.stored, text])
+
+    def test_largest_profile_lengths_round_trip(self) -> None:
+        """1024-byte salts and tags (the most a profile allows) make hashes that verify."""
+        profile = dataclasses.replace(TESTS_ONLY, salt_len=1024, hash_len=1024)
+        hasher = PasswordHasher(profile)
+        stored = hasher.hash(PASSWORD)
+        hasher.verify(stored, PASSWORD)
+        assert not hasher.needs_rehash(stored)
+
+    @pytest.mark.parametrize("field", ["salt_len", "hash_len"])
+    def test_profile_lengths_are_bounded(self, field: str) -> None:
+        """A salt or tag over 1024 bytes is refused when the profile is built, naming the field
+        (its hashes would be longer than any stored hash the hasher reads)."""
+        with pytest.raises(ValueError, match=field):
+            dataclasses.replace(TESTS_ONLY, **{field: 1025})

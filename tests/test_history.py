@@ -11,6 +11,7 @@ import random
 import sqlite3
 import string
 import threading
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -20,9 +21,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kaspi_identity import VIOLATION_CODES, CorruptRecordError, InvalidHashError
+from kaspi_identity import (
+    VIOLATION_CODES,
+    CorruptRecordError,
+    InvalidHashError,
+    InvalidPasswordError,
+)
 from kaspi_identity.hashing import TESTS_ONLY, PasswordHasher
-from kaspi_identity.history import PasswordHistory, is_similar
+from kaspi_identity.history import (
+    MAX_ACCOUNT_ID_LENGTH,
+    PasswordHistory,
+    _skeletons,
+    _within_distance,
+    is_similar,
+)
 from kaspi_identity.policy import PasswordPolicy, PolicyResult, Violation
 from kaspi_identity.storage import HistoryEntry, PasswordHistoryStore
 from kaspi_identity.storage.memory import memory_storage
@@ -375,16 +387,25 @@ class TestCurrentPassword:
                 history.validate(policy, ACCOUNT, "Winter2024!", current_password=b"Kx9#mPq2Lz")  # type: ignore[arg-type]
 
     def test_long_current_password_is_cheap(self) -> None:
-        """A huge current password and a huge new one (no max_length) do not go quadratic.
+        """The longest current and new passwords (no max_length: the hard cap) are compared.
 
-        The banded edit distance is linear in the length; 200 000 characters would take
-        minutes with a full dynamic-programming row per character.
+        The edit distance is linear in the length; 4096 characters would take seconds with a
+        full dynamic-programming row per character.
         """
         policy = PasswordPolicy(max_length=None, history=6, history_similar=True)
         history = make_history(memory_storage().history)
-        current = "ab" * 100_000
+        current = "ab" * 2048
         result = history.validate(policy, ACCOUNT, current[:-2] + "x!", current_password=current)
         assert result.codes == ("similar_to_previous",)
+
+    def test_huge_current_password_is_refused(self) -> None:
+        """A current password past the hard cap cannot be any account's: InvalidPasswordError,
+        before the store is read."""
+        policy = PasswordPolicy(max_length=None, history=6, history_similar=True)
+        history = make_history(UntouchableStore())
+        for current in ("ab" * 100_000, "\ufdfa" * 1_000_000):
+            with pytest.raises(InvalidPasswordError):
+                history.validate(policy, ACCOUNT, "Winter2024!", current_password=current)
 
 
 class TestIsSimilar:
@@ -773,6 +794,99 @@ class TestBadInput:
 # --------------------------------------------------------------------------- concurrency
 
 
+def huge(kind: str) -> str:
+    """A huge input, built when the test runs (so a 100 MB string lives only that long)."""
+    return {
+        "1MB": "a" * 1_000_000,
+        "100MB": "a" * 100_000_000,
+        "1M-U+FDFA": "\ufdfa" * 1_000_000,  # NFKC would make 18M code points of it
+        "just-over": "Summer2023!" * 373,  # 4103 characters
+        "expands-over": "\ufdfa" * 228,  # 4104 code points after NFKC
+    }[kind]
+
+
+HUGE_KINDS = ["1MB", "100MB", "1M-U+FDFA", "just-over", "expands-over"]
+
+
+class TestHugeInput:
+    """1 MB and 100 MB inputs at every entry point: a clean violation or a typed error.
+
+    The result is checked, never the time (benchmarks/bench_inputs.py measures that).
+    """
+
+    @pytest.mark.parametrize("kind", HUGE_KINDS)
+    def test_is_similar_refuses(self, kind: str) -> None:
+        """is_similar() raises InvalidPasswordError for a huge new or old password."""
+        with pytest.raises(InvalidPasswordError, match="new is longer than 4096"):
+            is_similar(huge(kind), OLD)
+        with pytest.raises(InvalidPasswordError, match="old is longer than 4096"):
+            is_similar(OLD, huge(kind))
+
+    @pytest.mark.parametrize("kind", HUGE_KINDS)
+    def test_fingerprint_entry_record_refuse(self, kind: str) -> None:
+        """fingerprint(), entry() and record() raise InvalidPasswordError; nothing is written."""
+        store = memory_storage().history
+        history = make_history(store)
+        with pytest.raises(InvalidPasswordError):
+            history.fingerprint(huge(kind), account_id=ACCOUNT)
+        with pytest.raises(InvalidPasswordError):
+            history.entry(huge(kind), HASHER.hash(OLD), account_id=ACCOUNT, now=T0)
+        with pytest.raises(InvalidPasswordError):
+            history.record(ACCOUNT, huge(kind), HASHER.hash(OLD), keep=6, now=T0)
+        assert [] == store.recent(ACCOUNT, 6)
+
+    @pytest.mark.parametrize("kind", HUGE_KINDS)
+    def test_validate_new_password_is_too_long(self, kind: str) -> None:
+        """validate() reports a huge new password as too_long without reading the store,
+        under a policy with no max_length too (its hard cap is 4096)."""
+        history = make_history(UntouchableStore())
+        for policy in (SIMILAR, PasswordPolicy(max_length=None, history=6, history_similar=True)):
+            result = history.validate(policy, ACCOUNT, huge(kind), current_password=OLD)
+            assert ("too_long",) == result.codes
+
+    @pytest.mark.parametrize("kind", HUGE_KINDS)
+    def test_validate_current_password_refused(self, kind: str) -> None:
+        """validate() raises InvalidPasswordError for a huge current password."""
+        history = make_history(UntouchableStore())
+        with pytest.raises(InvalidPasswordError, match="current_password"):
+            history.validate(SIMILAR, ACCOUNT, "Winter2024!", current_password=huge(kind))
+
+    @pytest.mark.parametrize("kind", ["1MB", "100MB"])
+    def test_account_id_refused(self, kind: str) -> None:
+        """A huge account id is a ValueError at every method; nothing is read or written."""
+        history = make_history(UntouchableStore())
+        with pytest.raises(ValueError, match="account_id is longer than 1024"):
+            history.validate(SIMILAR, huge(kind), "Winter2024!")
+        with pytest.raises(ValueError, match="account_id"):
+            history.fingerprint(OLD, account_id=huge(kind))
+        with pytest.raises(ValueError, match="account_id"):
+            history.record(huge(kind), OLD, HASHER.hash(OLD), keep=6, now=T0)
+        assert MAX_ACCOUNT_ID_LENGTH == 1024
+
+    @pytest.mark.parametrize("kind", ["1MB", "100MB"])
+    def test_huge_password_hash_refused(self, kind: str) -> None:
+        """entry() and record() refuse a password hash longer than any hash the library makes."""
+        store = memory_storage().history
+        history = make_history(store)
+        with pytest.raises(InvalidHashError):
+            history.record(ACCOUNT, OLD, huge(kind), keep=6, now=T0)
+        assert [] == store.recent(ACCOUNT, 6)
+
+    def test_at_the_limit(self) -> None:
+        """4096 characters (the most a policy accepts) are fingerprinted and compared."""
+        history = make_history(memory_storage().history)
+        password = "Summer2023!" * 372 + "Summ"
+        assert 4096 == len(password)
+        assert len(history.fingerprint(password, account_id=ACCOUNT)) == 38
+        assert is_similar(password, password[:-1] + "r")
+
+    def test_edge_characters_are_linear(self) -> None:
+        """A long run of "@" or "$" next to a letter is read through in one pass (it took
+        seconds one character per pass): the skeleton is the letters it stands for."""
+        assert is_similar("@" * 4000 + "b", "a" * 4000 + "b")
+        assert is_similar("b" + "$" * 4000, "B" + "s" * 4000)
+
+
 class TestConcurrency:
     """One PasswordHistory and store, shared by many threads, answers as it does alone."""
 
@@ -905,6 +1019,80 @@ def _inside_word(text: str, index: int) -> bool:
     before = index > 0 and text[index - 1].isalpha()
     after = index + 1 < len(text) and text[index + 1].isalpha()
     return before and after
+
+
+def reference_skeletons(password: str) -> list[tuple[bytes, str]]:
+    """The skeletons as first written (one edge character read per pass), for comparison.
+
+    Fingerprints are stored, so the linear rewrite must give exactly these skeletons.
+    """
+    l33t = {
+        "0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g",
+        "@": "a", "$": "s", "!": "i", "|": "i", "+": "t",
+    }  # fmt: skip
+    text = unicodedata.normalize("NFKC", password).casefold()
+    chars = list(text)
+    for i, c in enumerate(text):
+        inside = 0 < i < len(text) - 1 and text[i - 1].isalpha() and text[i + 1].isalpha()
+        if inside and c in l33t and c not in "@$":
+            chars[i] = l33t[c]
+    changed = True
+    while changed:
+        changed = False
+        for i, c in enumerate(chars):
+            if c in "@$":
+                before = i > 0 and chars[i - 1].isalpha()
+                after = i + 1 < len(chars) and chars[i + 1].isalpha()
+                if before or after:
+                    chars[i] = l33t[c]
+                    changed = True
+    shape: list[str] = []
+    for c in chars:
+        mark = c if c.isalpha() else ("0" if c.isdigit() else "!")
+        if mark in "0!" and shape and shape[-1] == mark:
+            continue
+        shape.append(mark)
+    letters = "".join(c for c in chars if c.isalpha())
+    out: list[tuple[bytes, str]] = []
+    if len(letters) >= 3:
+        out.append((b"shape", "".join(shape)))
+    if len(letters) >= 4:
+        out.append((b"letters", letters))
+    return out
+
+
+def levenshtein(a: str, b: str) -> int:
+    """The full dynamic-programming edit distance."""
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i]
+        for j, y in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
+        previous = current
+    return previous[-1]
+
+
+EDGE_HEAVY = st.text(alphabet="a@$b1!0 3sS.$@", max_size=24)
+
+
+class TestLinearHelpers:
+    """The linear skeleton and edit-distance helpers agree with their plain definitions."""
+
+    @settings(max_examples=500, deadline=None)
+    @given(st.one_of(EDGE_HEAVY, passwords))
+    def test_skeletons_as_first_written(self, password: str) -> None:
+        """_skeletons gives exactly the skeletons of the one-character-per-pass version."""
+        assert reference_skeletons(password) == _skeletons(password)
+
+    @settings(max_examples=500, deadline=None)
+    @given(
+        st.text(alphabet="abc", max_size=10),
+        st.text(alphabet="abc", max_size=10),
+        st.integers(0, 3),
+    )
+    def test_within_distance(self, a: str, b: str, limit: int) -> None:
+        """_within_distance(a, b, k) is levenshtein(a, b) <= k."""
+        assert (levenshtein(a, b) <= limit) == _within_distance(a, b, limit)
 
 
 class TestFingerprintsAreBoundToTheAccount:

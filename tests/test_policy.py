@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import string
 import threading
 import unicodedata
@@ -21,7 +22,7 @@ from kaspi_identity import (
     UserInfo,
     Violation,
 )
-from kaspi_identity.policy import _blocklist
+from kaspi_identity.policy import USERINFO_LIMITS, _blocklist, strength_window
 
 LANGUAGES = ("en", "ru", "kk")
 ALL_CLASSES = ("upper", "lower", "digit", "special")
@@ -142,8 +143,19 @@ class TestMaxLength:
             assert ("too_long",) == codes(PasswordPolicy.preset(name), "\ufdfa" * 1_000_000)
 
     def test_off_accepts_long_input(self) -> None:
-        """With ``max_length=None`` a 10,000-character password is not too long."""
-        assert bare(max_length=None).check("ab" * 5000)
+        """With ``max_length=None`` the longest password any policy allows (4096) passes."""
+        assert bare(max_length=None).check("ab" * 2048)
+        assert bare(max_length=None).check("\ufdfa" * 227)  # 4086 code points after NFKC
+
+    @pytest.mark.parametrize(
+        "password",
+        ["ab" * 5000, "a" * 4097, "\ufdfa" * 228, "\ufdfa" * 1_000_000, "x" * 100_000_000],
+        ids=["10k", "just-over", "expanding-just-over", "1M-expanding", "100MB"],
+    )
+    def test_off_still_has_the_hard_cap(self, password: str) -> None:
+        """``max_length=None`` keeps the hard cap: past 4096 code points it is ``too_long``."""
+        result = bare(max_length=None).check(password, confirmation=password)
+        assert (Violation("too_long", {"max_length": 4096}),) == result.violations
 
 
 class TestDisallowedCharacter:
@@ -445,6 +457,34 @@ class TestBlocklist:
     def test_uncommon_password_passes(self) -> None:
         """A random-looking password is not on the list."""
         assert bare(blocklist=True).check("vq7-Ttm3-Lop2")
+
+    @pytest.mark.parametrize(
+        "password",
+        [
+            " godzilla ",
+            "password ",
+            "  Password",
+            "\tqwerty123\t",
+            "\u3000password\u00a0",  # ideographic and no-break spaces (NFKC: plain spaces)
+            "\u200bpassword\ufeff",  # zero-width space and BOM around it
+            " зфыыцщкв ",  # "password" in the Russian layout, with spaces
+            " пароль ",
+        ],
+    )
+    def test_surrounding_space_is_ignored(self, password: str) -> None:
+        """A common password with white space (or zero-width characters) around it is as
+        common as without: the stripped form is compared too."""
+        assert "too_common" in codes(bare(blocklist=True), password)
+
+    def test_inner_space_is_kept(self) -> None:
+        """Only the edges are stripped: spaces inside a password are part of it."""
+        assert bare(blocklist=True).check("pass word godzilla")
+
+    def test_surrounding_space_against_a_file(self, tmp_path: Path) -> None:
+        """A file entry is matched by the password with spaces around it."""
+        path = tmp_path / "blocked.txt"
+        path.write_text("mycompany\n", encoding="utf-8")
+        assert ("too_common",) == codes(bare(blocklist=path), "  MyCompany ")
 
     def test_nfkc_form_is_compared(self) -> None:
         """Full-width "ｐａｓｓｗｏｒｄ" is "password" after NFKC: rejected."""
@@ -784,6 +824,108 @@ class TestBadInput:
         assert "disallowed_character" in result.codes
         assert "confirmation_mismatch" in result.codes
         assert_rendered(result)
+
+
+def huge(kind: str) -> str:
+    """A huge input, built when the test runs (so a 100 MB string lives only that long)."""
+    return {
+        "1MB": "x" * 1_000_000,
+        "100MB": "x" * 100_000_000,
+        "1M-U+FDFA": "\ufdfa" * 1_000_000,  # NFKC would make 18M code points of it
+        "1MB-cyrillic": "я" * 500_000,
+    }[kind]
+
+
+HUGE_KINDS = ["1MB", "100MB", "1M-U+FDFA", "1MB-cyrillic"]
+#: Policies of every shape, the strength rule and no length limit included.
+HUGE_POLICIES = {
+    "default": PasswordPolicy(),
+    "strength": PasswordPolicy(min_strength=4, max_length=4096),
+    "no-limit": PasswordPolicy(max_length=None, min_strength=3, history=6, history_similar=True),
+    "kz-procurement": PasswordPolicy.preset("kz-procurement"),
+}
+
+
+class TestHugeInput:
+    """1 MB and 100 MB inputs at every entry point: a clean violation or a typed error.
+
+    The result is checked, never the time (benchmarks/bench_inputs.py measures that).
+    """
+
+    @pytest.mark.parametrize("name", list(HUGE_POLICIES))
+    @pytest.mark.parametrize("kind", HUGE_KINDS)
+    def test_password(self, kind: str, name: str) -> None:
+        """A huge password is ``too_long`` alone under every policy."""
+        policy = HUGE_POLICIES[name]
+        limit = policy.max_length or 4096
+        result = policy.check(huge(kind), user=USER_AT_LIMITS)
+        assert (Violation("too_long", {"max_length": limit}),) == result.violations
+
+    @pytest.mark.parametrize("kind", HUGE_KINDS)
+    def test_confirmation(self, kind: str) -> None:
+        """A huge confirmation of a good password is a mismatch; an exact retype of a huge
+        password is not."""
+        policy = HUGE_POLICIES["no-limit"]
+        text = huge(kind)
+        assert ("confirmation_mismatch",) == policy.check(
+            "Kx9#mPq2Lz-vault", confirmation=text
+        ).codes
+        assert ("too_long",) == policy.check(text, confirmation=text).codes
+
+    @pytest.mark.parametrize("field", ["username", "email", "phone"])
+    @pytest.mark.parametrize("kind", HUGE_KINDS)
+    def test_userinfo_field_refused(self, kind: str, field: str) -> None:
+        """A huge user name, e-mail or phone is a ValueError naming the field, not its value."""
+        with pytest.raises(ValueError, match=f"UserInfo.{field} is longer than") as info:
+            kwargs: dict[str, Any] = {field: huge(kind)}
+            UserInfo(**kwargs)
+        assert len(str(info.value)) < 80
+
+    @pytest.mark.parametrize("kind", HUGE_KINDS)
+    def test_userinfo_name_refused(self, kind: str) -> None:
+        """A huge name is a ValueError naming its position."""
+        with pytest.raises(ValueError, match=r"UserInfo.names\[1\] is longer than 256"):
+            UserInfo(names=("Айгерим", huge(kind)))
+
+    def test_userinfo_name_count_refused(self) -> None:
+        """More than 16 names is a ValueError, even from an endless iterator (never read
+        past the seventeenth)."""
+        with pytest.raises(ValueError, match="more than 16 names"):
+            UserInfo(names=("a",) * 1_000_000)
+        with pytest.raises(ValueError, match="more than 16 names"):
+            UserInfo(names=itertools.repeat("Айгерим"))  # type: ignore[arg-type]
+
+    def test_userinfo_at_the_limits(self) -> None:
+        """Fields exactly at USERINFO_LIMITS are accepted and checked."""
+        assert USER_AT_LIMITS.names[-1] == "Нұрлан"
+        policy = bare(forbid_personal_info=True, min_strength=4, max_length=None)
+        result = policy.check("nurlan-" + "Kx9#mPq2Lz" * 3, user=USER_AT_LIMITS)
+        assert "contains_personal_info" in result.codes
+        assert policy.check("ab" * 2048, user=USER_AT_LIMITS).codes == ("too_weak",)
+
+    def test_limits_are_published(self) -> None:
+        """USERINFO_LIMITS says what UserInfo accepts."""
+        assert {
+            "username": 254,
+            "email": 320,
+            "phone": 64,
+            "names": 256,
+            "names_count": 16,
+        } == dict(USERINFO_LIMITS)
+
+    @pytest.mark.parametrize("kind", HUGE_KINDS)
+    def test_strength_window(self, kind: str) -> None:
+        """strength_window() of a huge text is empty: zxcvbn never sees it."""
+        assert "" == strength_window(huge(kind))
+
+
+#: A user whose every field is as long as UserInfo allows.
+USER_AT_LIMITS = UserInfo(
+    username="u" * 254,
+    email="e" * 64 + "@" + "d" * 255,
+    phone="+7 701 234 56 78" + " " * 48,
+    names=("Айгерим" * 36 + "abcd",) * 15 + ("Нұрлан",),
+)
 
 
 class TestNormalisation:

@@ -7,7 +7,10 @@ Its cost comes from a :class:`HashProfile`; named profiles are module constants 
 target duration.
 
 Every password is NFKC-normalised first (see :func:`kaspi_identity._normalize`), so a
-password typed with compatibility characters verifies the same as its plain form.
+password typed with compatibility characters verifies the same as its plain form. A password
+longer than :data:`MAX_PASSWORD_LENGTH` is never normalised nor hashed: :meth:`~PasswordHasher.hash`
+refuses it and the verifying methods treat it as a mismatch, so no input costs more than a
+few milliseconds besides argon2 itself.
 
 Usage::
 
@@ -46,6 +49,7 @@ if TYPE_CHECKING:  # imported when first needed: they cost ~15 ms at import time
     from concurrent.futures import Future, ThreadPoolExecutor
 
 __all__ = [
+    "MAX_PASSWORD_LENGTH",
     "OWASP_MINIMUM",
     "PROFILES",
     "RFC_9106_LOW_MEMORY",
@@ -61,6 +65,18 @@ _MAX_U32: Final = 2**32 - 1
 _MAX_PARALLELISM: Final = 2**24 - 1
 _MIN_SALT_LEN: Final = 8
 _MIN_HASH_LEN: Final = 4
+# Far above any real need (RFC 9106: 16-byte salts, 32-byte tags) and low enough that a hash
+# this library makes always fits _MAX_HASH_CHARS, the longest stored hash it reads.
+_MAX_SALT_LEN: Final = 1024
+_MAX_HASH_LEN: Final = 1024
+_MAX_HASH_CHARS: Final = 4096
+
+#: The most code points a password may have, after NFKC normalisation, to be hashed: the
+#: largest ``max_length`` a :class:`~kaspi_identity.PasswordPolicy` allows. Input longer than
+#: four times this is refused before it is normalised (NFKC never merges more than four code
+#: points into one, and may expand one into eighteen).
+MAX_PASSWORD_LENGTH: Final = 4096
+_NFKC_MAX_SHRINK: Final = 4
 _CURRENT_VERSION: Final = 19  # argon2 v1.3 (0x13)
 _LEGACY_VERSION: Final = 16  # argon2 v1.0 (0x10); hashes without a "v=" field are this
 
@@ -75,8 +91,8 @@ class HashProfile:
         time_cost: Passes over memory (argon2 ``t``), at least 1.
         memory_cost: Memory per hash in KiB (argon2 ``m``), at least ``8 * parallelism``.
         parallelism: Lanes (argon2 ``p``), at least 1. It changes the resulting hash.
-        hash_len: Length of the tag in bytes, at least 4 (argon2's minimum).
-        salt_len: Length of the random salt in bytes, at least 8 (argon2's minimum).
+        hash_len: Length of the tag in bytes, 4 (argon2's minimum) to 1024.
+        salt_len: Length of the random salt in bytes, 8 (argon2's minimum) to 1024.
 
     Raises:
         TypeError: A field is not an ``int`` (``bool`` included).
@@ -117,9 +133,12 @@ class HashProfile:
                 f"memory_cost: must be at least 8 KiB per lane (8 * parallelism = "
                 f"{8 * max(self.parallelism, 1)}), got {self.memory_cost}"
             )
-        for name in ("time_cost", "memory_cost", "hash_len", "salt_len"):
+        for name in ("time_cost", "memory_cost"):
             if fields[name] > _MAX_U32:
                 problems.append(f"{name}: must be at most {_MAX_U32}")
+        for name, maximum in (("hash_len", _MAX_HASH_LEN), ("salt_len", _MAX_SALT_LEN)):
+            if fields[name] > maximum:
+                problems.append(f"{name}: must be at most {maximum}, got {fields[name]}")
         if problems:
             raise ValueError(f"invalid hash profile: {'; '.join(problems)}")
 
@@ -209,6 +228,8 @@ def _parse_hash(stored: object) -> _ParsedHash:
     """
     if not isinstance(stored, str):
         raise InvalidHashError(f"a stored hash must be str, not {type(stored).__name__}")
+    if len(stored) > _MAX_HASH_CHARS:
+        raise InvalidHashError(f"the stored hash is longer than {_MAX_HASH_CHARS} characters")
     match = _PHC.fullmatch(stored)
     if match is None:
         raise InvalidHashError("the stored hash is not a well-formed argon2 hash")
@@ -239,8 +260,27 @@ def _parse_hash(stored: object) -> _ParsedHash:
     )
 
 
-def _encode(password: str) -> bytes | None:
+def _normal_form(password: object) -> str | None:
+    """The NFKC form of ``password``, or None when it is longer than MAX_PASSWORD_LENGTH.
+
+    Input longer than four times the limit is not even normalised: NFKC cannot bring it
+    under the limit, and could make it eighteen times longer first.
+
+    Raises:
+        TypeError: ``password`` is not a ``str``.
+    """
+    if not isinstance(password, str):
+        raise TypeError(f"password must be str, not {type(password).__name__}")
+    if len(password) > _NFKC_MAX_SHRINK * MAX_PASSWORD_LENGTH:
+        return None
+    normal = normalize_password(password)
+    return normal if len(normal) <= MAX_PASSWORD_LENGTH else None
+
+
+def _encode(password: str | None) -> bytes | None:
     """Return the UTF-8 bytes of a normalised password, None if it holds a lone surrogate."""
+    if password is None:
+        return None
     try:
         return password.encode("utf-8")
     except UnicodeEncodeError:
@@ -328,15 +368,23 @@ class PasswordHasher:
     def hash(self, password: str) -> str:
         """Return an argon2id hash of the NFKC-normalised ``password``, with a fresh salt.
 
-        Any length is accepted, NUL characters included.
+        Any password of up to :data:`MAX_PASSWORD_LENGTH` code points (after NFKC) is
+        accepted, NUL characters included.
 
         Raises:
             TypeError: ``password`` is not a ``str``.
-            InvalidPasswordError: ``password`` holds a lone surrogate, so it has no UTF-8 form.
+            InvalidPasswordError: ``password`` is longer than :data:`MAX_PASSWORD_LENGTH`
+                (refused before it is normalised or hashed), or holds a lone surrogate, so it
+                has no UTF-8 form.
             HashingError: argon2 failed (for instance, memory could not be allocated).
 
         """
-        secret = _encode(normalize_password(password))
+        normal = _normal_form(password)
+        if normal is None:
+            raise InvalidPasswordError(
+                f"a password longer than {MAX_PASSWORD_LENGTH} characters cannot be hashed"
+            )
+        secret = _encode(normal)
         if secret is None:
             raise InvalidPasswordError(
                 "the password contains a lone surrogate code point and cannot be hashed"
@@ -368,12 +416,14 @@ class PasswordHasher:
             TypeError: ``password`` is not a ``str``.
             InvalidHashError: ``hash`` is not a ``str`` or not a well-formed argon2 hash.
             PasswordMismatchError: The password does not match. A password holding a lone
-                surrogate cannot have been hashed, so it is a mismatch too.
+                surrogate, or longer than :data:`MAX_PASSWORD_LENGTH`, cannot have been
+                hashed, so it is a mismatch too (found without normalising or hashing it).
 
         """
-        normalized = normalize_password(password)
+        if not isinstance(password, str):
+            raise TypeError(f"password must be str, not {type(password).__name__}")
         parsed = _parse_hash(hash)
-        secret = _encode(normalized)
+        secret = _encode(_normal_form(password))
         if secret is None or not _matches(parsed, secret):
             raise PasswordMismatchError("the password does not match the stored hash")
 
@@ -383,9 +433,9 @@ class PasswordHasher:
         This is the rehash-on-login step: store the new hash when one comes back.
 
         Returns:
-            ``(False, None)`` on a mismatch; ``(True, new_hash)`` when the password matches
-            and :meth:`needs_rehash` is true; ``(True, None)`` when it matches and the hash
-            is current.
+            ``(False, None)`` on a mismatch (an over-long password included);
+            ``(True, new_hash)`` when the password matches and :meth:`needs_rehash` is true;
+            ``(True, None)`` when it matches and the hash is current.
 
         Raises:
             TypeError: ``password`` is not a ``str``.
@@ -437,7 +487,8 @@ class PasswordHasher:
 
         Returns:
             The lowest index whose hash matches, or None when none does, ``hashes`` is empty,
-            or ``password`` holds a lone surrogate (it can never have been hashed).
+            or ``password`` holds a lone surrogate or is longer than
+            :data:`MAX_PASSWORD_LENGTH` (it can never have been hashed).
 
         Raises:
             TypeError: ``password`` is not a ``str``, or ``hashes`` is a single ``str`` or
@@ -448,9 +499,10 @@ class PasswordHasher:
         """
         if isinstance(hashes, (str, bytes)):
             raise TypeError("hashes must be a sequence of hash strings, not a single string")
-        normalized = normalize_password(password)
+        if not isinstance(password, str):
+            raise TypeError(f"password must be str, not {type(password).__name__}")
         parsed = [_parse_hash(stored) for stored in hashes]
-        secret = _encode(normalized)
+        secret = _encode(_normal_form(password))
         if not parsed or secret is None:
             return None
         executor = self._get_executor()

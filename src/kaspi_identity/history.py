@@ -24,6 +24,12 @@ and the id of the key that made it: a database dump alone reveals nothing about 
 skeletons, and the key never reaches the database. When the current password is known (a
 change of password) it is also compared directly: equal skeletons, or an edit distance of at
 most two.
+
+Every text is bounded before any work is done on it: a password longer than
+:data:`~kaspi_identity.hashing.MAX_PASSWORD_LENGTH` (the most any policy accepts) is refused with
+:class:`~kaspi_identity.InvalidPasswordError` (``validate`` reports a new one as ``too_long``),
+an account id longer than :data:`MAX_ACCOUNT_ID_LENGTH` with ``ValueError``, so each call costs
+milliseconds whatever it is given.
 """
 
 from __future__ import annotations
@@ -34,13 +40,17 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Final
 
-from kaspi_identity._errors import CorruptRecordError
+from kaspi_identity._errors import CorruptRecordError, InvalidHashError, InvalidPasswordError
 from kaspi_identity._normalize import normalize_password
-from kaspi_identity.hashing import PasswordHasher
+from kaspi_identity.hashing import _MAX_HASH_CHARS, MAX_PASSWORD_LENGTH, PasswordHasher
 from kaspi_identity.policy import PasswordPolicy, PolicyResult, UserInfo, Violation
 from kaspi_identity.storage import HistoryEntry, PasswordHistoryStore
 
-__all__ = ["PasswordHistory", "is_similar"]
+__all__ = ["MAX_ACCOUNT_ID_LENGTH", "PasswordHistory", "is_similar"]
+
+#: The longest account id (in code points) the history accepts: far above a UUID, an integer
+#: key or an e-mail address used as the id.
+MAX_ACCOUNT_ID_LENGTH: Final = 1024
 
 _VERSION: Final = 1
 _KEY_ID_LEN: Final = 4
@@ -59,6 +69,34 @@ _L33T: Final[dict[str, str]] = {
 # ...and these also at the edge of a word ("$ummer", "p@ss"), where a digit is more likely a
 # number than a letter.
 _L33T_EDGE: Final = frozenset("@$")
+_NFKC_MAX_SHRINK: Final = 4
+
+
+def _bounded(password: object, name: str) -> str:
+    """``password`` if it is a ``str`` of at most MAX_PASSWORD_LENGTH code points after NFKC.
+
+    Input longer than four times the limit is refused before it is normalised (NFKC may
+    expand a code point into eighteen, and cannot bring such input under the limit).
+
+    Raises:
+        TypeError: ``password`` is not a ``str``.
+        InvalidPasswordError: it is longer than the limit (the message names ``name`` only).
+    """
+    if not isinstance(password, str):
+        raise TypeError(f"{name} must be str, not {type(password).__name__}")
+    if (
+        len(password) > _NFKC_MAX_SHRINK * MAX_PASSWORD_LENGTH
+        or len(normalize_password(password)) > MAX_PASSWORD_LENGTH
+    ):
+        raise InvalidPasswordError(f"{name} is longer than {MAX_PASSWORD_LENGTH} characters")
+    return password
+
+
+def _check_account_id(account_id: object) -> None:
+    if not isinstance(account_id, str):
+        raise TypeError("account_id must be str")
+    if len(account_id) > MAX_ACCOUNT_ID_LENGTH:
+        raise ValueError(f"account_id is longer than {MAX_ACCOUNT_ID_LENGTH} characters")
 
 
 def _skeletons(password: str) -> list[tuple[bytes, str]]:
@@ -72,16 +110,22 @@ def _skeletons(password: str) -> list[tuple[bytes, str]]:
         inside = 0 < i < len(text) - 1 and text[i - 1].isalpha() and text[i + 1].isalpha()
         if inside and c in _L33T and c not in _L33T_EDGE:
             chars[i] = _L33T[c]
-    changed = True
-    while changed:  # each pass reads at least one more character or stops
-        changed = False
-        for i, c in enumerate(chars):
-            if c in _L33T_EDGE:
-                before = i > 0 and chars[i - 1].isalpha()
-                after = i + 1 < len(chars) and chars[i + 1].isalpha()
-                if before or after:
-                    chars[i] = _L33T[c]
-                    changed = True
+    # Reading an edge character never changes a character that is not one, so a maximal run
+    # of them is read through exactly when the character just before or just after it is a
+    # letter: one pass over the runs, linear in the length (reading one character per pass
+    # until nothing changes took seconds on "@" * 4000 + "a").
+    i, n = 0, len(chars)
+    while i < n:
+        if chars[i] not in _L33T_EDGE:
+            i += 1
+            continue
+        end = i
+        while end < n and chars[end] in _L33T_EDGE:
+            end += 1
+        if (i > 0 and chars[i - 1].isalpha()) or (end < n and chars[end].isalpha()):
+            for k in range(i, end):
+                chars[k] = _L33T[chars[k]]
+        i = end
     shape: list[str] = []
     for c in chars:
         mark = c if c.isalpha() else ("0" if c.isdigit() else "!")
@@ -100,33 +144,44 @@ def _skeletons(password: str) -> list[tuple[bytes, str]]:
 def _within_distance(a: str, b: str, limit: int) -> bool:
     """Whether the Levenshtein distance of ``a`` and ``b`` is at most ``limit``.
 
-    Only the diagonal band of ``2 * limit + 1`` cells per row is computed, so the cost is
-    O(len * limit) time and O(limit) memory, whatever the lengths (a full row per step would
-    make two long inputs quadratic).
+    The common prefix and suffix never change the distance, so they are dropped; then the
+    first characters differ, and the first edit of any alignment substitutes, deletes or
+    inserts there: three branches, each with one edit fewer to spend. That is at most
+    ``3 ** limit`` string comparisons (done in C), whatever the lengths — linear in the length
+    for the limit of two used here.
     """
     if abs(len(a) - len(b)) > limit:
         return False
-    if len(a) > len(b):
-        a, b = b, a
-    big = limit + 1
-    previous = {j: j for j in range(min(len(b), limit) + 1)}
-    for i in range(1, len(a) + 1):
-        current: dict[int, int] = {}
-        for j in range(max(0, i - limit), min(len(b), i + limit) + 1):
-            if j == 0:
-                current[0] = i
-                continue
-            cost = 0 if a[i - 1] == b[j - 1] else 1
-            current[j] = min(
-                previous.get(j, big) + 1,
-                current.get(j - 1, big) + 1,
-                previous.get(j - 1, big) + cost,
-                big,
-            )
-        if min(current.values()) > limit:
-            return False
-        previous = current
-    return previous.get(len(b), big) <= limit
+    a, b = _strip_common(a, b)
+    if not a or not b:
+        return max(len(a), len(b)) <= limit
+    if limit == 0:
+        return False
+    return (
+        _within_distance(a[1:], b[1:], limit - 1)
+        or _within_distance(a[1:], b, limit - 1)
+        or _within_distance(a, b[1:], limit - 1)
+    )
+
+
+def _strip_common(a: str, b: str) -> tuple[str, str]:
+    """``a`` and ``b`` without their longest common prefix and suffix (found by bisection)."""
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if a[:middle] == b[:middle]:
+            low = middle
+        else:
+            high = middle - 1
+    a, b = a[low:], b[low:]
+    low, high = 0, min(len(a), len(b))
+    while low < high:
+        middle = (low + high + 1) // 2
+        if a[len(a) - middle :] == b[len(b) - middle :]:
+            low = middle
+        else:
+            high = middle - 1
+    return a[: len(a) - low], b[: len(b) - low]
 
 
 def is_similar(new: str, old: str) -> bool:
@@ -135,7 +190,14 @@ def is_similar(new: str, old: str) -> bool:
     Similar means: an equal skeleton (see the module docstring), or — for passwords of six or
     more characters — a Levenshtein distance of at most two between the casefolded NFKC forms.
     Equal passwords are similar.
+
+    Raises:
+        TypeError: ``new`` or ``old`` is not a ``str``.
+        InvalidPasswordError: either is longer than
+            :data:`~kaspi_identity.hashing.MAX_PASSWORD_LENGTH` (no password that long is ever
+            accepted or stored); it is refused before it is normalised.
     """
+    new, old = _bounded(new, "new"), _bounded(old, "old")
     a, b = normalize_password(new).casefold(), normalize_password(old).casefold()
     if hmac.compare_digest(a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass")):
         return True
@@ -202,9 +264,12 @@ class PasswordHistory:
 
         Raises:
             TypeError: ``password`` or ``account_id`` is not a ``str``.
+            InvalidPasswordError: ``password`` is longer than
+                :data:`~kaspi_identity.hashing.MAX_PASSWORD_LENGTH`.
+            ValueError: ``account_id`` is longer than :data:`MAX_ACCOUNT_ID_LENGTH`.
         """
-        if not isinstance(account_id, str):
-            raise TypeError("account_id must be str")
+        _check_account_id(account_id)
+        password = _bounded(password, "password")
         key = self._signing_key
         tags = [
             self._tag(key, account_id, kind, skeleton) for kind, skeleton in _skeletons(password)
@@ -215,7 +280,19 @@ class PasswordHistory:
     def entry(
         self, password: str, password_hash: str, *, account_id: str, now: datetime
     ) -> HistoryEntry:
-        """A history entry for a password ``account_id`` has just taken."""
+        """A history entry for a password ``account_id`` has just taken.
+
+        Raises:
+            TypeError: an argument is not a ``str``.
+            InvalidPasswordError: ``password`` is longer than
+                :data:`~kaspi_identity.hashing.MAX_PASSWORD_LENGTH`.
+            InvalidHashError: ``password_hash`` is longer than any hash this library makes.
+            ValueError: ``account_id`` is longer than :data:`MAX_ACCOUNT_ID_LENGTH`.
+        """
+        if not isinstance(password_hash, str):
+            raise TypeError("password_hash must be str")
+        if len(password_hash) > _MAX_HASH_CHARS:
+            raise InvalidHashError(f"password_hash is longer than {_MAX_HASH_CHARS} characters")
         return HistoryEntry(
             password_hash=password_hash,
             fingerprint=self.fingerprint(password, account_id=account_id),
@@ -225,7 +302,12 @@ class PasswordHistory:
     def record(
         self, account_id: str, password: str, password_hash: str, *, keep: int, now: datetime
     ) -> None:
-        """Append the password an account has just taken, keeping the newest ``keep`` entries."""
+        """Append the password an account has just taken, keeping the newest ``keep`` entries.
+
+        Raises:
+            TypeError, InvalidPasswordError, InvalidHashError, ValueError: as :meth:`entry`
+                (nothing is written).
+        """
         entry = self.entry(password, password_hash, account_id=account_id, now=now)
         self._store.append(account_id, entry, keep=keep)
 
@@ -280,13 +362,21 @@ class PasswordHistory:
         similar to one of them or to ``current_password`` (pass it in a change of password,
         where the user has just typed it). Everything arrives in one result, in rule order.
 
+        An over-long ``password`` is reported as ``too_long`` (its policy's limit, or the hard
+        cap of 4096 characters) without touching the store.
+
         Raises:
             TypeError: a password is not a ``str``.
+            InvalidPasswordError: ``current_password`` is longer than
+                :data:`~kaspi_identity.hashing.MAX_PASSWORD_LENGTH`: no account can have it.
+            ValueError: ``account_id`` is longer than :data:`MAX_ACCOUNT_ID_LENGTH`.
             InvalidHashError: a stored hash is malformed.
             CorruptRecordError: a stored fingerprint is malformed.
         """
-        if current_password is not None and not isinstance(current_password, str):
-            raise TypeError("current_password must be str")
+        if current_password is not None:
+            current_password = _bounded(current_password, "current_password")
+        if isinstance(account_id, str) and len(account_id) > MAX_ACCOUNT_ID_LENGTH:
+            raise ValueError(f"account_id is longer than {MAX_ACCOUNT_ID_LENGTH} characters")
         result = policy.check(password, user=user, confirmation=confirmation)
         depth = policy.history
         if not depth or "too_long" in result.codes:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from kaspi_identity.policy._policy import CONFIG_KEYS, PRESET_NAMES, PasswordPolicy
 from kaspi_identity.policy._result import VIOLATION_CODES, Hint, PolicyResult, Violation
 from kaspi_identity.policy._rules import STRENGTH_WINDOW, strength_window
-from kaspi_identity.policy._userinfo import UserInfo
+from kaspi_identity.policy._userinfo import USERINFO_LIMITS, UserInfo
 
 __all__ = [
     "CONFIG_KEYS",
     "PRESET_NAMES",
     "STRENGTH_WINDOW",
+    "USERINFO_LIMITS",
     "VIOLATION_CODES",
     "Hint",
     "PasswordPolicy",

@@ -47,7 +47,9 @@ _EXAMPLE_SPECIAL: Final = "%$@&*#^!"
 # NFKC never merges more than four code points into one, so input longer than four times the
 # limit is too long whatever its normal form; it is rejected before normalisation runs.
 _NFKC_MAX_SHRINK: Final = 4
-# No deployment needs longer passwords; the bound keeps construction's example cheap.
+# No deployment needs longer passwords; the bound keeps construction's example cheap. It is
+# also the hard cap of a policy with ``max_length=None``: no password longer than this is ever
+# accepted (nor hashed: kaspi_identity.hashing.MAX_PASSWORD_LENGTH is the same number).
 _MAX_LIMIT: Final = 4096
 
 
@@ -109,7 +111,8 @@ class PasswordPolicy:
 
     Args:
         min_length: fewest characters (code points after NFKC normalisation).
-        max_length: most characters; longer input is rejected, never truncated.
+        max_length: most characters; longer input is rejected, never truncated. ``None``
+            leaves the hard cap of 4096 characters, the most any policy allows.
         require: classes that must each appear: ``"upper"`` and ``"lower"`` (Latin A–Z, a–z),
             ``"digit"`` (0–9), ``"special"`` (one of ``special_characters``).
         min_classes: at least this many of the four classes must appear.
@@ -265,8 +268,11 @@ class PasswordPolicy:
 
         The password is NFKC-normalised first and lengths count its code points. Every broken
         rule is reported, in rule order. An over-long password is reported as ``too_long``
-        alone: no other rule runs on it. History (``reused``, ``similar_to_previous``) needs
-        storage and is checked by the history store on top of this result.
+        alone: no other rule runs on it, and input longer than four times the limit is refused
+        before it is normalised, so no input costs more than a few milliseconds. With
+        ``max_length=None`` the limit is the hard cap, 4096. History (``reused``,
+        ``similar_to_previous``) needs storage and is checked by the history store on top of
+        this result.
 
         Args:
             password: the candidate password.
@@ -284,11 +290,11 @@ class PasswordPolicy:
             raise TypeError(f"confirmation must be str, not {type(confirmation).__name__}")
         if user is not None and not isinstance(user, UserInfo):
             raise TypeError(f"user must be UserInfo, not {type(user).__name__}")
-        limit = self.max_length
-        if limit is not None and len(password) > _NFKC_MAX_SHRINK * limit:
+        limit = self._limit
+        if len(password) > _NFKC_MAX_SHRINK * limit:
             return self._too_long(password, None, confirmation)
         normal = normalize_password(password)
-        if limit is not None and len(normal) > limit:
+        if len(normal) > limit:
             return self._too_long(password, normal, confirmation)
         ctx = Context(normal, user)
         for rule in self._rules:
@@ -311,9 +317,13 @@ class PasswordPolicy:
 
     # -- internals ------------------------------------------------------------------------
 
+    @property
+    def _limit(self) -> int:
+        """The most characters a password may have: ``max_length``, or the hard cap."""
+        return self.max_length if self.max_length is not None else _MAX_LIMIT
+
     def _same(self, normal: str, confirmation: str) -> bool:
-        limit = self.max_length
-        if limit is not None and len(confirmation) > _NFKC_MAX_SHRINK * limit:
+        if len(confirmation) > _NFKC_MAX_SHRINK * self._limit:
             return False
         other = normalize_password(confirmation)
         return hmac.compare_digest(
@@ -323,7 +333,7 @@ class PasswordPolicy:
     def _too_long(
         self, password: str, normal: str | None, confirmation: str | None
     ) -> PolicyResult:
-        violations = [Violation("too_long", {"max_length": self.max_length})]
+        violations = [Violation("too_long", {"max_length": self._limit})]
         if confirmation is not None and not self._same_too_long(password, normal, confirmation):
             violations.append(Violation("confirmation_mismatch"))
         return PolicyResult(tuple(violations))
@@ -368,7 +378,7 @@ class PasswordPolicy:
 
     def _build_rules(self) -> tuple[Rule, ...]:
         rules: list[Rule] = [
-            Length(self.min_length, self.max_length),
+            Length(self.min_length, self.max_length, _MAX_LIMIT),
             Alphabet(self.alphabet, self._allowed()),
         ]
         latin_wanted = bool(

@@ -118,6 +118,7 @@ class Length:
 
     min_length: int | None
     max_length: int | None
+    hard_cap: int  # the limit when max_length is None
 
     def check(self, ctx: Context) -> None:
         if self.min_length is not None and len(ctx.password) < self.min_length:
@@ -125,6 +126,9 @@ class Length:
 
     def requirements(self) -> Iterator[Requirement]:
         lo, hi = self.min_length, self.max_length
+        if lo is None and hi is None:
+            # Nothing else bounds the length: the hard cap is the one length rule there is.
+            hi = self.hard_cap
         if lo is not None and hi is not None:
             yield ("requirement.length_range", hi, {"min_length": lo, "max_length": hi})
         elif lo is not None:
@@ -301,17 +305,33 @@ class PersonalInfo:
         yield ("requirement.personal_info", None, {})
 
 
+def _strip(text: str) -> str:
+    """``text`` without the white space and invisible format characters around it."""
+    start, end = 0, len(text)
+    while start < end and (text[start].isspace() or unicodedata.category(text[start]) == "Cf"):
+        start += 1
+    while end > start and (text[end - 1].isspace() or unicodedata.category(text[end - 1]) == "Cf"):
+        end -= 1
+    return text[start:end]
+
+
 @dataclass(frozen=True, slots=True)
 class Blocklist:
-    """``too_common``: the password (or its QWERTY reading) is on the blocklist."""
+    """``too_common``: the password (or its QWERTY reading) is on the blocklist.
+
+    The password is compared as typed and with the white space (and zero-width characters)
+    around it removed, so `` password `` is as common as ``password``.
+    """
 
     load: Callable[[], frozenset[str]]
 
     def check(self, ctx: Context) -> None:
         words = self.load()
         folded = ctx.folded
-        if folded in words or (CYRILLIC.search(folded) and from_russian_layout(folded) in words):
-            ctx.add("too_common")
+        for form in dict.fromkeys((folded, _strip(folded))):
+            if form in words or (CYRILLIC.search(form) and from_russian_layout(form) in words):
+                ctx.add("too_common")
+                return
 
     def requirements(self) -> Iterator[Requirement]:
         yield ("requirement.blocklist", None, {})
