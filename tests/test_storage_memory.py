@@ -6,8 +6,10 @@ from datetime import datetime, timezone
 
 import pytest
 
+from kaspi_identity._errors import StorageError
 from kaspi_identity.storage import (
     AccountStore,
+    HistoryEntry,
     NewAccount,
     OneTimeCodeStore,
     PasswordHistoryStore,
@@ -17,6 +19,7 @@ from kaspi_identity.storage import (
 )
 from kaspi_identity.storage.memory import (
     MemoryAccountStore,
+    MemoryAccountWithHistory,
     MemoryOneTimeCodeStore,
     MemoryPasswordHistoryStore,
     MemoryRateLimiter,
@@ -25,6 +28,7 @@ from kaspi_identity.storage.memory import (
 )
 from kaspi_identity.testing import (
     AccountStoreContract,
+    AccountWithHistoryContract,
     OneTimeCodeStoreContract,
     PasswordHistoryStoreContract,
     RateLimiterContract,
@@ -60,11 +64,43 @@ class TestMemoryRateLimiter(RateLimiterContract):
         return MemoryRateLimiter()
 
 
+def _break_history_writes(storage: Storage) -> None:
+    """The fault double: every later history write of the bundle raises StorageError."""
+    history = storage.history
+    assert isinstance(history, MemoryPasswordHistoryStore)
+
+    def failing(account_id: str, entry: HistoryEntry, keep: int) -> None:
+        raise StorageError("memory storage failed: injected history fault")
+
+    history._append = failing  # type: ignore[method-assign]
+
+
 class TestMemoryStorageBundle(StorageContract):
     """The whole bundle through one fixture, as a host that uses memory_storage() would."""
 
     def make_storage(self) -> Storage:
         return memory_storage()
+
+    def break_history_writes(self, storage: Storage) -> None:
+        _break_history_writes(storage)
+
+
+class TestMemoryAccountWithHistory(AccountWithHistoryContract):
+    """The unit of work on its own, over two stores built by hand."""
+
+    def make_storage(self) -> Storage:
+        accounts, history = MemoryAccountStore(), MemoryPasswordHistoryStore()
+        return Storage(
+            accounts=accounts,
+            history=history,
+            tokens=MemoryTokenLedger(),
+            codes=MemoryOneTimeCodeStore(),
+            rate_limits=MemoryRateLimiter(),
+            with_history=MemoryAccountWithHistory(accounts, history),
+        )
+
+    def break_history_writes(self, storage: Storage) -> None:
+        _break_history_writes(storage)
 
 
 class TestMemoryStorage:
@@ -76,7 +112,35 @@ class TestMemoryStorage:
         assert isinstance(storage.tokens, MemoryTokenLedger)
         assert isinstance(storage.codes, MemoryOneTimeCodeStore)
         assert isinstance(storage.rate_limits, MemoryRateLimiter)
+        assert isinstance(storage.with_history, MemoryAccountWithHistory)
+        assert storage.with_history._accounts is storage.accounts
+        assert storage.with_history._history is storage.history
         assert memory_storage().accounts is not storage.accounts
+
+    def test_with_history_needs_memory_stores(self) -> None:
+        """MemoryAccountWithHistory refuses stores it cannot lock: TypeError."""
+        storage = memory_storage()
+        with pytest.raises(TypeError, match="accounts"):
+            MemoryAccountWithHistory(storage.history, storage.history)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="history"):
+            MemoryAccountWithHistory(storage.accounts, storage.accounts)  # type: ignore[arg-type]
+
+    def test_undo_frees_every_unique_key(self) -> None:
+        """A create undone by a history fault leaves no index entry behind, in any case."""
+        storage = memory_storage()
+        assert storage.with_history is not None
+        _break_history_writes(storage)
+        new = NewAccount(
+            username="Aliya", email="A@Example.KZ", phone="+77011234567", iin="880101300123"
+        )
+        with pytest.raises(StorageError):
+            storage.with_history.create_with_history(
+                new, now=T0, entry=lambda a: HistoryEntry(password_hash="h", created_at=T0), keep=1
+            )
+        accounts = storage.accounts
+        assert isinstance(accounts, MemoryAccountStore)
+        assert accounts._accounts == {}
+        assert accounts._indexes() == {"username": {}, "email": {}, "phone": {}, "iin": {}}
 
     def test_close_is_harmless(self) -> None:
         """Closing a memory bundle (which has nothing to close) is fine, twice."""

@@ -63,9 +63,10 @@ class TestNewAccount:
         assert (new.email_confirmed, new.language) == (False, "en")
 
     def test_needs_an_identifier(self) -> None:
-        """An account with no user name, e-mail or phone is refused."""
-        with pytest.raises(ValueError, match="username, an email or a phone"):
-            NewAccount(password_hash=HASH)
+        """An account with no user name, e-mail, phone or IIN is refused; an IIN alone will do."""
+        with pytest.raises(ValueError, match="a username, an email, a phone or an iin"):
+            NewAccount(password_hash=HASH, names=("Aliya",))
+        assert NewAccount(iin="880101300123").iin == "880101300123"
 
     @pytest.mark.parametrize(
         ("changes", "error"),

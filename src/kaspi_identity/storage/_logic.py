@@ -20,6 +20,8 @@ from ._checks import (
     CODE_HASH_MAX_LENGTH,
     EMAIL_MAX_LENGTH,
     TOKEN_ID_MAX_LENGTH,
+    check_account_id,
+    check_expected_hash,
     is_storable_text,
     new_security_stamp,
     require_bytes,
@@ -41,10 +43,14 @@ __all__ = [
     "check_attempt",
     "check_consume",
     "check_create",
+    "check_create_with_history",
+    "check_entry",
     "check_hit",
+    "check_keep",
     "check_mark_email",
     "check_put",
     "check_recent",
+    "check_replace_password",
     "check_reserve",
     "check_rotate_stamp",
     "check_set_email",
@@ -94,15 +100,21 @@ def fresh_account(new: NewAccount, account_id: str, now: datetime) -> Account:
         created_at=now,
         language=new.language,
         security_stamp=new_security_stamp(),
+        iin=new.iin,
+        names=new.names,
     )
 
 
-def login_keys(new: NewAccount) -> dict[str, str | None]:
-    """Return the unique keys of ``new`` by kind: user name and e-mail casefolded, the phone."""
+def login_keys(new: NewAccount | Account) -> dict[str, str | None]:
+    """Return the unique keys of ``new`` by kind, in the order duplicates are checked.
+
+    User name and e-mail casefolded, then the phone and the IIN as given.
+    """
     return {
         "username": None if new.username is None else new.username.casefold(),
         "email": None if new.email is None else new.email.casefold(),
         "phone": new.phone,
+        "iin": new.iin,
     }
 
 
@@ -151,6 +163,29 @@ def check_rotate_stamp(rotate_stamp: object) -> bool:
     return rotate_stamp
 
 
+def check_entry(entry: object) -> HistoryEntry:
+    """Return ``entry`` if it is a :class:`HistoryEntry`.
+
+    Raises:
+        TypeError: ``entry`` is anything else.
+
+    """
+    if not isinstance(entry, HistoryEntry):
+        raise TypeError(f"entry must be a HistoryEntry, not {type(entry).__name__}")
+    return entry
+
+
+def check_keep(keep: object) -> int:
+    """Return ``keep``, how many history entries an append keeps, if it is an int of at least 1.
+
+    Raises:
+        TypeError: ``keep`` is not an ``int`` (or is a ``bool``).
+        ValueError: ``keep`` is below 1.
+
+    """
+    return require_count(keep, "keep", minimum=1)
+
+
 def check_append(account_id: object, entry: object, keep: object) -> None:
     """Check the arguments of ``PasswordHistoryStore.append``.
 
@@ -160,9 +195,52 @@ def check_append(account_id: object, entry: object, keep: object) -> None:
 
     """
     require_key(account_id, "account_id")
-    if not isinstance(entry, HistoryEntry):
-        raise TypeError(f"entry must be a HistoryEntry, not {type(entry).__name__}")
-    require_count(keep, "keep", minimum=1)
+    check_entry(entry)
+    check_keep(keep)
+
+
+def check_create_with_history(new: object, now: object, entry: object, keep: object) -> datetime:
+    """Check the arguments of ``AccountWithHistory.create_with_history``; return ``now`` in UTC.
+
+    The entry ``entry(account)`` returns is checked with :func:`check_entry` once it is
+    built, inside the transaction.
+
+    Raises:
+        TypeError: ``new`` is not a :class:`NewAccount`, ``now`` not a datetime, ``entry``
+            neither callable nor ``None``, ``keep`` not an ``int``.
+        ValueError: ``now`` is naive, or ``keep`` is below 1.
+
+    """
+    at = check_create(new, now)
+    if entry is not None and not callable(entry):
+        kind = type(entry).__name__
+        raise TypeError(f"entry must be a callable returning a HistoryEntry, or None, not {kind}")
+    check_keep(keep)
+    return at
+
+
+def check_replace_password(
+    account_id: object, expected: object, new: object, entry: object, keep: object
+) -> str | None:
+    """Check the arguments of ``AccountWithHistory.replace_password``.
+
+    Returns the account id, or ``None`` when the compare-and-set cannot win (an id no
+    account can have, an ``expected`` no hash can equal): the call then writes nothing and
+    answers ``False``.
+
+    Raises:
+        TypeError: ``account_id`` or ``new`` is not a ``str``, ``expected`` neither ``str``
+            nor ``None``, ``entry`` neither a :class:`HistoryEntry` nor ``None``, ``keep``
+            not an ``int``.
+        ValueError: ``new`` is empty, too long or holds NUL, or ``keep`` is below 1.
+
+    """
+    can_match = check_expected_hash(expected, new)
+    if entry is not None:
+        check_entry(entry)
+    check_keep(keep)
+    key = check_account_id(account_id)
+    return key if can_match else None
 
 
 def check_recent(account_id: object, limit: object) -> None:

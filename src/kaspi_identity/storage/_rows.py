@@ -8,6 +8,8 @@ never the stored value.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +22,9 @@ __all__ = [
     "corrupt",
     "decode_code_state",
     "decode_history_entry",
+    "decode_names",
     "decode_window_state",
+    "encode_names",
     "read_int",
     "read_optional_int",
     "read_optional_time",
@@ -56,6 +60,28 @@ def read_time(value: object, what: str, column: str) -> datetime:
 def read_optional_time(value: object, what: str, column: str) -> datetime | None:
     """Return ``None`` for NULL, else as :func:`read_time`."""
     return None if value is None else read_time(value, what, column)
+
+
+def encode_names(names: Sequence[str]) -> str:
+    """Return an account's names as the stored JSON list (``'[]'`` for none), in order."""
+    return json.dumps(list(names), ensure_ascii=False, separators=(",", ":"))
+
+
+def decode_names(value: object, what: str = "account", column: str = "names") -> tuple[str, ...]:
+    """Return the names stored by :func:`encode_names` in ``value``.
+
+    Anything but text holding a JSON list of strings raises CorruptRecordError; the
+    number and length of the names are checked by the :class:`Account` built from them.
+    """
+    if type(value) is not str:
+        raise corrupt(what, f"{column} is not text")
+    try:
+        names = json.loads(value)
+    except ValueError:  # json.JSONDecodeError, and a lone surrogate escape
+        raise corrupt(what, f"{column} is not a JSON list") from None
+    if type(names) is not list or any(type(name) is not str for name in names):
+        raise corrupt(what, f"{column} is not a JSON list of strings")
+    return tuple(names)
 
 
 def decode_history_entry(row: tuple[Any, ...]) -> HistoryEntry:

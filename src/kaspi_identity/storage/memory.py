@@ -33,16 +33,20 @@ from ._logic import (
     check_append,
     check_attempt,
     check_create,
+    check_create_with_history,
+    check_entry,
     check_hit,
     check_mark_email,
     check_put,
     check_recent,
+    check_replace_password,
     check_reserve,
     check_rotate_stamp,
     check_set_email,
     code_is_dead,
     fresh_account,
     hit_window,
+    login_keys,
     put_code,
     window_is_dead,
 )
@@ -57,6 +61,7 @@ from ._records import (
 
 __all__ = [
     "MemoryAccountStore",
+    "MemoryAccountWithHistory",
     "MemoryOneTimeCodeStore",
     "MemoryPasswordHistoryStore",
     "MemoryRateLimiter",
@@ -78,29 +83,56 @@ class MemoryAccountStore:
         self._by_username: dict[str, str] = {}
         self._by_email: dict[str, str] = {}
         self._by_phone: dict[str, str] = {}
+        self._by_iin: dict[str, str] = {}
 
     def create(self, new: NewAccount, *, now: datetime) -> Account:
         """Store ``new`` under a fresh random id; see the protocol."""
         now = check_create(new, now)
-        username_key = None if new.username is None else new.username.casefold()
-        email_key = None if new.email is None else new.email.casefold()
         with self._lock:
-            if username_key is not None and username_key in self._by_username:
-                raise DuplicateAccountError("username")
-            if email_key is not None and email_key in self._by_email:
-                raise DuplicateAccountError("email")
-            if new.phone is not None and new.phone in self._by_phone:
-                raise DuplicateAccountError("phone")
-            account_id = secrets.token_hex(16)
-            account = fresh_account(new, account_id, now)
-            self._accounts[account_id] = account
-            if username_key is not None:
-                self._by_username[username_key] = account_id
-            if email_key is not None:
-                self._by_email[email_key] = account_id
-            if new.phone is not None:
-                self._by_phone[new.phone] = account_id
-            return account
+            return self._insert(new, now)
+
+    def _indexes(self) -> dict[str, dict[str, str]]:
+        return {
+            "username": self._by_username,
+            "email": self._by_email,
+            "phone": self._by_phone,
+            "iin": self._by_iin,
+        }
+
+    def _insert(self, new: NewAccount, now: datetime) -> Account:
+        """Check the unique keys and store ``new``; the caller holds the lock."""
+        keys = login_keys(new)
+        indexes = self._indexes()
+        for kind, key in keys.items():  # in the order the protocol checks them
+            if key is not None and key in indexes[kind]:
+                raise DuplicateAccountError(kind)
+        account_id = secrets.token_hex(16)
+        account = fresh_account(new, account_id, now)
+        self._accounts[account_id] = account
+        for kind, key in keys.items():
+            if key is not None:
+                indexes[kind][key] = account_id
+        return account
+
+    def _remove(self, account: Account) -> None:
+        """Undo :meth:`_insert` of ``account``; the caller holds the lock."""
+        del self._accounts[account.id]
+        keys = login_keys(account)
+        indexes = self._indexes()
+        for kind, key in keys.items():
+            if key is not None:
+                del indexes[kind][key]
+
+    def _swap_hash(
+        self, key: str, expected: str | None, new: str, *, rotate_stamp: bool
+    ) -> Account | None:
+        """The compare-and-set; return the account as it was if it won. The caller locks."""
+        account = self._accounts.get(key)
+        if account is None or account.password_hash != expected:
+            return None
+        stamp = new_security_stamp() if rotate_stamp else account.security_stamp
+        self._accounts[key] = replace(account, password_hash=new, security_stamp=stamp)
+        return account
 
     def get(self, account_id: str) -> Account | None:
         """Return the account with this id, or ``None``."""
@@ -111,16 +143,11 @@ class MemoryAccountStore:
             return self._accounts.get(key)
 
     def find_by_login(self, kind: LoginKind, value: str) -> Account | None:
-        """Return the account with this user name, e-mail or phone, or ``None``."""
+        """Return the account with this user name, e-mail, phone or IIN, or ``None``."""
         key = check_login(kind, value)
         if key is None:
             return None
-        if kind == "username":
-            index = self._by_username
-        elif kind == "email":
-            index = self._by_email
-        else:
-            index = self._by_phone
+        index = self._indexes()[kind]
         with self._lock:
             account_id = index.get(key)
             return None if account_id is None else self._accounts[account_id]
@@ -135,12 +162,7 @@ class MemoryAccountStore:
         if key is None or not can_match:
             return False
         with self._lock:
-            account = self._accounts.get(key)
-            if account is None or account.password_hash != expected:
-                return False
-            stamp = new_security_stamp() if rotate_stamp else account.security_stamp
-            self._accounts[key] = replace(account, password_hash=new, security_stamp=stamp)
-            return True
+            return self._swap_hash(key, expected, new, rotate_stamp=rotate_stamp) is not None
 
     def set_email(self, account_id: str, email: str, *, confirmed: bool = False) -> None:
         """Set the e-mail and its confirmation flag; see the protocol."""
@@ -235,10 +257,14 @@ class MemoryPasswordHistoryStore:
         """Append ``entry`` and keep the newest ``keep``; see the protocol."""
         check_append(account_id, entry, keep)
         with self._lock:
-            entries = self._entries.setdefault(account_id, deque())
-            entries.append(entry)
-            while len(entries) > keep:
-                entries.popleft()
+            self._append(account_id, entry, keep)
+
+    def _append(self, account_id: str, entry: HistoryEntry, keep: int) -> None:
+        """Append and trim; the caller holds the lock."""
+        entries = self._entries.setdefault(account_id, deque())
+        entries.append(entry)
+        while len(entries) > keep:
+            entries.popleft()
 
     def recent(self, account_id: str, limit: int) -> list[HistoryEntry]:
         """Return at most ``limit`` entries, newest first."""
@@ -246,6 +272,72 @@ class MemoryPasswordHistoryStore:
         with self._lock:
             entries = self._entries.get(account_id, ())
             return list(reversed(entries))[:limit]
+
+
+class MemoryAccountWithHistory:
+    """An :class:`~kaspi_identity.storage.AccountWithHistory` over two memory stores.
+
+    It works on a :class:`MemoryAccountStore` and a :class:`MemoryPasswordHistoryStore`.
+    Each call holds both stores' locks (the account store's first), so no other call on
+    either store sees the account written without its history entry; if the history
+    write fails, the account write is undone before the error propagates.
+    """
+
+    def __init__(self, accounts: MemoryAccountStore, history: MemoryPasswordHistoryStore) -> None:
+        """Work on ``accounts`` and ``history`` (the stores of one ``memory_storage()``)."""
+        if not isinstance(accounts, MemoryAccountStore):
+            raise TypeError(f"accounts must be a MemoryAccountStore, not {type(accounts).__name__}")
+        if not isinstance(history, MemoryPasswordHistoryStore):
+            raise TypeError(
+                f"history must be a MemoryPasswordHistoryStore, not {type(history).__name__}"
+            )
+        self._accounts = accounts
+        self._history = history
+
+    def create_with_history(
+        self,
+        new: NewAccount,
+        *,
+        now: datetime,
+        entry: Callable[[Account], HistoryEntry] | None,
+        keep: int,
+    ) -> Account:
+        """Create the account and append ``entry(account)``, both or neither; see the protocol."""
+        now = check_create_with_history(new, now, entry, keep)
+        with self._accounts._lock, self._history._lock:
+            account = self._accounts._insert(new, now)
+            try:
+                if entry is not None:
+                    self._history._append(account.id, check_entry(entry(account)), keep)
+            except BaseException:
+                self._accounts._remove(account)
+                raise
+            return account
+
+    def replace_password(
+        self,
+        account_id: str,
+        *,
+        expected: str | None,
+        new: str,
+        entry: HistoryEntry | None,
+        keep: int,
+    ) -> bool:
+        """Compare-and-set the hash (a new stamp) and append ``entry``; see the protocol."""
+        key = check_replace_password(account_id, expected, new, entry, keep)
+        if key is None:
+            return False
+        with self._accounts._lock, self._history._lock:
+            before = self._accounts._swap_hash(key, expected, new, rotate_stamp=True)
+            if before is None:
+                return False
+            try:
+                if entry is not None:
+                    self._history._append(key, entry, keep)
+            except BaseException:
+                self._accounts._accounts[key] = before
+                raise
+            return True
 
 
 class MemoryTokenLedger:
@@ -349,11 +441,17 @@ class MemoryRateLimiter:
 
 
 def memory_storage() -> Storage:
-    """Return a :class:`~kaspi_identity.storage.Storage` of fresh in-memory stores."""
+    """Return a :class:`~kaspi_identity.storage.Storage` of fresh in-memory stores.
+
+    Its ``with_history`` is a :class:`MemoryAccountWithHistory` over its accounts and history.
+    """
+    accounts = MemoryAccountStore()
+    history = MemoryPasswordHistoryStore()
     return Storage(
-        accounts=MemoryAccountStore(),
-        history=MemoryPasswordHistoryStore(),
+        accounts=accounts,
+        history=history,
         tokens=MemoryTokenLedger(),
         codes=MemoryOneTimeCodeStore(),
         rate_limits=MemoryRateLimiter(),
+        with_history=MemoryAccountWithHistory(accounts, history),
     )

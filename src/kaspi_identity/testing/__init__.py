@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ._compliance import run_compliance
     from ._contracts import (
         AccountStoreContract,
+        AccountWithHistoryContract,
         OneTimeCodeStoreContract,
         PasswordHistoryStoreContract,
         RateLimiterContract,
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AccountStoreContract",
+    "AccountWithHistoryContract",
     "OneTimeCodeStoreContract",
     "PasswordHistoryStoreContract",
     "RateLimiterContract",
@@ -52,6 +54,7 @@ __all__ = [
 # Which private module defines each public name.
 _WHERE = {
     "AccountStoreContract": "_contracts",
+    "AccountWithHistoryContract": "_contracts",
     "OneTimeCodeStoreContract": "_contracts",
     "PasswordHistoryStoreContract": "_contracts",
     "RateLimiterContract": "_contracts",

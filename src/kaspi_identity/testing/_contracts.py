@@ -4,8 +4,10 @@ Each ``*Contract`` class holds the tests for one protocol. Subclass it in a clas
 starts with ``Test`` and say how to build the implementation under test, either by defining
 ``make_<thing>()`` or -- when it needs other fixtures or cleanup -- by overriding the
 fixture of the same name (``accounts``, ``history``, ``ledger``, ``codes``,
-``rate_limiter``). :class:`StorageContract` runs all five against one
-:class:`~kaspi_identity.storage.Storage`. Every test gets a fresh, empty implementation.
+``rate_limiter``). :class:`AccountWithHistoryContract` tests a bundle's ``with_history``
+against its accounts and history (``make_storage()`` or the ``storage`` fixture).
+:class:`StorageContract` runs them all against one :class:`~kaspi_identity.storage.Storage`.
+Every test gets a fresh, empty implementation.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from typing import TypeVar
 
 import pytest
 
-from kaspi_identity._errors import AccountNotFoundError, DuplicateAccountError
+from kaspi_identity._errors import AccountNotFoundError, DuplicateAccountError, StorageError
 from kaspi_identity.storage import (
+    Account,
     AccountStore,
+    AccountWithHistory,
     CodeAttempt,
     HistoryEntry,
     NewAccount,
@@ -34,6 +38,7 @@ from kaspi_identity.storage import (
 
 __all__ = [
     "AccountStoreContract",
+    "AccountWithHistoryContract",
     "OneTimeCodeStoreContract",
     "PasswordHistoryStoreContract",
     "RateLimiterContract",
@@ -52,6 +57,10 @@ _HOUR = timedelta(hours=1)
 _THREADS = 32
 _HASH_A = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGFoYXNoYWhhc2g"
 _HASH_B = "$argon2id$v=19$m=65536,t=3,p=4$b3RoZXJzYWx0$b3RoZXJoYXNob3RoZXI"
+#: Valid IINs (check digit included): a man born 1988-01-01, a woman born 1999-02-02.
+_IIN = "880101300123"
+_OTHER_IIN = "990202400455"
+_NAMES = ("Алия", "Нурланова")
 
 
 def _race(count: int, action: Callable[[int], _T]) -> list[_T]:
@@ -86,8 +95,17 @@ def _new(
     email: str | None = "aliya@example.kz",
     phone: str | None = "+77011234567",
     password_hash: str | None = _HASH_A,
+    iin: str | None = _IIN,
+    names: tuple[str, ...] = _NAMES,
 ) -> NewAccount:
-    return NewAccount(username=username, email=email, phone=phone, password_hash=password_hash)
+    return NewAccount(
+        username=username,
+        email=email,
+        phone=phone,
+        password_hash=password_hash,
+        iin=iin,
+        names=names,
+    )
 
 
 class AccountStoreContract:
@@ -122,6 +140,7 @@ class AccountStoreContract:
         assert created.last_login_at is None
         assert created.created_at == T0
         assert created.language == "en"
+        assert (created.iin, created.names) == (_IIN, _NAMES)
         assert accounts.get(created.id) == created
 
     def test_create_keeps_language_and_confirmation(self, accounts: AccountStore) -> None:
@@ -132,6 +151,7 @@ class AccountStoreContract:
         assert stored is not None
         assert (stored.language, stored.email_confirmed) == ("kk", True)
         assert (stored.username, stored.phone, stored.password_hash) == (None, None, None)
+        assert (stored.iin, stored.names) == (None, ())
 
     def test_create_assigns_distinct_ids(self, accounts: AccountStore) -> None:
         """Every account gets its own id."""
@@ -201,7 +221,7 @@ class AccountStoreContract:
     def test_find_unknown_returns_none(self, accounts: AccountStore) -> None:
         """Values no account has -- empty, huge, NUL, lone surrogate -- find nothing."""
         accounts.create(_new(), now=T0)
-        for kind in ("username", "email", "phone"):
+        for kind in ("username", "email", "phone", "iin"):
             for value in ("nobody", "", "x" * 10_000, "a\x00", "\udfff"):
                 assert accounts.find_by_login(kind, value) is None
 
@@ -221,12 +241,13 @@ class AccountStoreContract:
             ("username", NewAccount(username="ALIYA", email="other@example.kz")),
             ("email", NewAccount(username="other", email="ALIYA@EXAMPLE.KZ")),
             ("phone", NewAccount(username="other", phone="+77011234567")),
+            ("iin", NewAccount(username="other", iin=_IIN)),
         ],
     )
     def test_duplicates_are_refused(
         self, accounts: AccountStore, field: str, clash: NewAccount
     ) -> None:
-        """A taken user name, e-mail (any case) or phone raises DuplicateAccountError(field)."""
+        """A taken user name, e-mail (any case), phone or IIN: DuplicateAccountError(field)."""
         accounts.create(_new(), now=T0)
         with pytest.raises(DuplicateAccountError) as caught:
             accounts.create(clash, now=T0)
@@ -235,7 +256,7 @@ class AccountStoreContract:
         assert accounts.find_by_login("email", "other@example.kz") is None
 
     def test_duplicate_check_order(self, accounts: AccountStore) -> None:
-        """With several clashes the user name is reported first, then the e-mail."""
+        """With several clashes: the user name first, then the e-mail, the phone, the IIN."""
         accounts.create(_new(), now=T0)
         with pytest.raises(DuplicateAccountError) as caught:
             accounts.create(_new(username="Aliya"), now=T0)
@@ -243,6 +264,15 @@ class AccountStoreContract:
         with pytest.raises(DuplicateAccountError) as caught:
             accounts.create(_new(username="new"), now=T0)
         assert caught.value.field == "email"
+        with pytest.raises(DuplicateAccountError) as caught:
+            accounts.create(_new(username="new", email="new@example.kz"), now=T0)
+        assert caught.value.field == "phone"
+        with pytest.raises(DuplicateAccountError) as caught:
+            accounts.create(
+                _new(username="new", email="new@example.kz", phone="+77019999999"), now=T0
+            )
+        assert caught.value.field == "iin"
+        assert accounts.find_by_login("username", "new") is None
 
     def test_none_identifiers_never_clash(self, accounts: AccountStore) -> None:
         """Many accounts may lack a user name, an e-mail or a phone."""
@@ -250,6 +280,8 @@ class AccountStoreContract:
         accounts.create(NewAccount(username="two"), now=T0)
         accounts.create(NewAccount(email="x@example.kz"), now=T0)
         accounts.create(NewAccount(phone="+77770000000"), now=T0)
+        accounts.create(NewAccount(iin=_IIN), now=T0)
+        accounts.create(NewAccount(iin=_OTHER_IIN, names=_NAMES), now=T0)
 
     def test_create_rejects_naive_now(self, accounts: AccountStore) -> None:
         """A naive ``now`` is a ValueError and stores nothing."""
@@ -672,6 +704,114 @@ class AccountStoreContract:
             assert created.security_stamp not in repr(account)
             assert "security_stamp" not in repr(account)
 
+    def test_find_by_iin_is_exact(self, accounts: AccountStore) -> None:
+        """An IIN is found by exactly its 12 ASCII digits, nothing else."""
+        created = accounts.create(NewAccount(iin=_IIN), now=T0)
+        assert created.iin == _IIN
+        assert accounts.get(created.id) == created
+        assert accounts.find_by_login("iin", _IIN) == created
+        fullwidth = _IIN.translate(str.maketrans("0123456789", "０１２３４５６７８９"))
+        arabic_indic = _IIN.translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+        for other in (
+            _OTHER_IIN,
+            _IIN[:-1],
+            _IIN + "0",
+            f" {_IIN}",
+            f"{_IIN}\n",
+            "880101 300123",
+            f"+{_IIN}",
+            fullwidth,
+            arabic_indic,
+            f"{_IIN}\x00",
+        ):
+            assert accounts.find_by_login("iin", other) is None
+
+    def test_iin_and_digit_logins_never_cross(self, accounts: AccountStore) -> None:
+        """A user name or phone made of the same digits is another login: each finds its own."""
+        by_name = accounts.create(NewAccount(username=_IIN), now=T0)
+        by_iin = accounts.create(NewAccount(iin=_IIN), now=T0)
+        by_phone = accounts.create(NewAccount(phone=f"+{_IIN}"), now=T0)
+        assert accounts.find_by_login("username", _IIN) == by_name
+        assert accounts.find_by_login("iin", _IIN) == by_iin
+        assert accounts.find_by_login("phone", f"+{_IIN}") == by_phone
+        assert accounts.find_by_login("phone", _IIN) is None
+        assert accounts.find_by_login("iin", f"+{_IIN}") is None
+        assert accounts.find_by_login("username", f"+{_IIN}") is None
+
+    def test_racing_creates_with_one_iin(self, accounts: AccountStore) -> None:
+        """16 threads creating accounts with the same IIN: exactly one succeeds."""
+
+        def create(index: int) -> str:
+            try:
+                accounts.create(NewAccount(username=f"user{index}", iin=_IIN), now=T0)
+            except DuplicateAccountError as exc:
+                return exc.field
+            return "created"
+
+        outcomes = Counter(_race(16, create))
+        assert outcomes == Counter({"created": 1, "iin": 15})
+
+    def test_names_round_trip_in_order(self, accounts: AccountStore) -> None:
+        """Names come back as given, in order: 8 of them, repeats, 128 characters, quotes."""
+        names = (
+            "Нұрсұлтан",
+            "Aliya",
+            "Aliya",
+            'O\'Brien "Jr", [x] \\ {y}',
+            "𝔸" * 128,  # outside the BMP: 128 characters, 512 bytes of UTF-8
+            "ә" * 128,
+            "张伟",
+            "a",
+        )
+        created = accounts.create(NewAccount(username="aliya", names=names), now=T0)
+        assert created.names == names
+        for stored in (accounts.get(created.id), accounts.find_by_login("username", "ALIYA")):
+            assert stored is not None
+            assert stored.names == names
+            assert isinstance(stored.names, tuple)
+        reordered = accounts.create(NewAccount(username="bolat", names=names[::-1]), now=T0)
+        assert accounts.get(reordered.id) == reordered
+        assert reordered.names == names[::-1]
+
+    def test_record_refuses_bad_names(self, accounts: AccountStore) -> None:
+        """Nine names, one of 129 characters, an empty one, NUL or a bare str: refused."""
+        too_many = tuple(f"name{i}" for i in range(9))
+        for bad in (too_many, ("x" * 129,), ("",), ("a\x00b",), ("\ud800",)):
+            with pytest.raises(ValueError, match="name"):
+                NewAccount(username="aliya", names=bad)
+        with pytest.raises(TypeError, match="names"):
+            NewAccount(username="aliya", names="Aliya")  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            NewAccount(username="aliya", names=(1,))  # type: ignore[arg-type]
+        assert accounts.find_by_login("username", "aliya") is None
+
+    def test_every_write_keeps_iin_and_names(self, accounts: AccountStore) -> None:
+        """No write of the protocol touches the IIN or the names."""
+        created = accounts.create(_new(), now=T0)
+        accounts.set_password_hash(created.id, expected=_HASH_A, new=_HASH_B)
+        accounts.set_password_hash(created.id, expected=_HASH_B, new=_HASH_A, rotate_stamp=False)
+        accounts.set_email(created.id, "new@example.kz")
+        accounts.mark_email_confirmed(created.id, email="new@example.kz", now=T0)
+        accounts.reserve_login_attempt(created.id, expected_failures=0, now=T0)
+        accounts.record_login_success(created.id, now=T0 + _HOUR)
+        accounts.reserve_login_attempt(created.id, expected_failures=0, now=T0 + _HOUR)
+        accounts.clear_login_failures(created.id)
+        stored = accounts.find_by_login("iin", _IIN)
+        assert stored is not None
+        assert (stored.id, stored.iin, stored.names) == (created.id, _IIN, _NAMES)
+
+    def test_iin_and_names_not_in_repr(self, accounts: AccountStore) -> None:
+        """An account's repr shows neither its IIN (it encodes the birth date) nor its names."""
+        created = accounts.create(_new(), now=T0)
+        for account in (created, accounts.get(created.id)):
+            text = repr(account)
+            assert _IIN not in text
+            assert "iin=" not in text
+            assert "names=" not in text
+            assert all(name not in text for name in _NAMES)
+        assert _IIN not in repr(_new())
+        assert "Нурланова" not in repr(_new())
+
 
 def _entry(index: int, *, created_at: datetime = T0) -> HistoryEntry:
     return HistoryEntry(
@@ -808,6 +948,407 @@ class PasswordHistoryStoreContract:
         """An entry's repr shows neither the hash nor the fingerprint."""
         entry = HistoryEntry(password_hash=_HASH_A, fingerprint=b"\xde\xad", created_at=T0)
         assert repr(entry) == f"HistoryEntry(created_at={T0!r})"
+
+
+class AccountWithHistoryContract:
+    """The contract of :class:`~kaspi_identity.storage.AccountWithHistory`.
+
+    Tested through one :class:`~kaspi_identity.storage.Storage`: its ``with_history`` is
+    checked against what its ``accounts`` and ``history`` then hold. Define
+    ``make_storage()`` returning a fresh, empty bundle, or override the ``storage`` fixture.
+    A bundle whose ``with_history`` is ``None`` skips these tests.
+
+    The fault tests need a way to make the history writes fail: override
+    :meth:`break_history_writes`. Without it they skip.
+    """
+
+    def make_storage(self) -> Storage:
+        """Return a new, empty storage bundle (override this or the ``storage`` fixture)."""
+        raise NotImplementedError("define make_storage() or override the storage fixture")
+
+    @pytest.fixture
+    def storage(self) -> Iterator[Storage]:
+        """Yield the storage bundle under test, and close it afterwards."""
+        with self.make_storage() as storage:
+            yield storage
+
+    @pytest.fixture
+    def with_history(self, storage: Storage) -> AccountWithHistory:
+        """Return the bundle's ``with_history``; skip the test if it has none."""
+        if storage.with_history is None:
+            pytest.skip("this storage has no with_history (AccountWithHistory)")
+        return storage.with_history
+
+    def break_history_writes(self, storage: Storage) -> None:
+        """Make every later history write of ``storage`` fail, from inside its transaction.
+
+        Override it for the fault tests: after the call every insert into (or trim of) the
+        password history must fail with :class:`~kaspi_identity.StorageError` -- a trigger
+        that aborts, a revoked permission, a test double -- while reads keep working and the
+        account writes stay as they were. The default skips those tests.
+        """
+        pytest.skip("define break_history_writes(storage) to run the fault tests")
+
+    @staticmethod
+    def _recorder(seen: list[Account], entry: HistoryEntry) -> Callable[[Account], HistoryEntry]:
+        def build(account: Account) -> HistoryEntry:
+            seen.append(account)
+            return entry
+
+        return build
+
+    def test_create_with_history_writes_both(
+        self, storage: Storage, with_history: AccountWithHistory
+    ) -> None:
+        """The account is stored, entry() gets that very account, its entry is the history."""
+        seen: list[Account] = []
+        created = with_history.create_with_history(
+            _new(), now=T0, entry=self._recorder(seen, _entry(1)), keep=6
+        )
+        assert seen == [created]
+        assert storage.accounts.get(created.id) == created
+        assert storage.accounts.find_by_login("iin", _IIN) == created
+        assert (created.username, created.iin, created.names) == ("aliya", _IIN, _NAMES)
+        assert (created.password_hash, created.failed_logins, created.created_at) == (
+            _HASH_A,
+            0,
+            T0,
+        )
+        assert 1 <= len(created.security_stamp) <= 64
+        assert storage.history.recent(created.id, 10) == [_entry(1)]
+
+    def test_create_with_history_without_an_entry(
+        self, storage: Storage, with_history: AccountWithHistory
+    ) -> None:
+        """``entry=None`` stores the account and appends nothing."""
+        created = with_history.create_with_history(
+            NewAccount(email="bolat@example.kz"), now=T0.astimezone(_ALMATY), entry=None, keep=1
+        )
+        assert created.created_at == T0
+        assert storage.accounts.get(created.id) == created
+        assert storage.history.recent(created.id, 10) == []
+
+    def test_create_with_history_keeps_the_newest(
+        self, storage: Storage, with_history: AccountWithHistory
+    ) -> None:
+        """The entry of a new account is its only one, whatever ``keep``; stamps are fresh."""
+        stamps = set()
+        for keep, username in ((1, "one"), (6, "six")):
+            created = with_history.create_with_history(
+                NewAccount(username=username),
+                now=T0,
+                entry=lambda _, index=keep: _entry(index),  # type: ignore[misc]
+                keep=keep,
+            )
+            assert storage.history.recent(created.id, 10) == [_entry(keep)]
+            stamps.add(created.security_stamp)
+        assert len(stamps) == 2
+
+    @pytest.mark.parametrize(
+        ("field", "clash"),
+        [
+            ("username", NewAccount(username="ALIYA", email="other@example.kz")),
+            ("email", NewAccount(username="other", email="ALIYA@EXAMPLE.KZ")),
+            ("phone", NewAccount(username="other", phone="+77011234567")),
+            ("iin", NewAccount(username="other", iin=_IIN)),
+        ],
+    )
+    def test_create_with_history_duplicate_writes_neither(
+        self, storage: Storage, with_history: AccountWithHistory, field: str, clash: NewAccount
+    ) -> None:
+        """A clash raises DuplicateAccountError(field): no account, no history entry."""
+        first = with_history.create_with_history(_new(), now=T0, entry=lambda _: _entry(1), keep=6)
+        seen: list[Account] = []
+        with pytest.raises(DuplicateAccountError) as caught:
+            with_history.create_with_history(
+                clash, now=T0, entry=self._recorder(seen, _entry(2)), keep=6
+            )
+        assert caught.value.field == field
+        assert storage.accounts.find_by_login("username", "other") is None
+        assert storage.accounts.find_by_login("email", "other@example.kz") is None
+        assert storage.accounts.get(first.id) == first
+        assert storage.history.recent(first.id, 10) == [_entry(1)]
+        for account in seen:  # if entry() ran at all, nothing of it was kept
+            assert storage.accounts.get(account.id) is None
+            assert storage.history.recent(account.id, 10) == []
+
+    def test_create_with_history_entry_that_raises_stores_nothing(
+        self, storage: Storage, with_history: AccountWithHistory
+    ) -> None:
+        """entry() raising (or returning no HistoryEntry) leaves no account behind."""
+        seen: list[Account] = []
+
+        def explode(account: Account) -> HistoryEntry:
+            seen.append(account)
+            raise RuntimeError("entry failed")
+
+        with pytest.raises(RuntimeError, match="entry failed"):
+            with_history.create_with_history(_new(), now=T0, entry=explode, keep=6)
+
+        def not_an_entry(account: Account) -> HistoryEntry:
+            seen.append(account)
+            return _HASH_B  # type: ignore[return-value]
+
+        with pytest.raises(TypeError, match="HistoryEntry"):
+            with_history.create_with_history(_new(), now=T0, entry=not_an_entry, keep=6)
+        assert len(seen) == 2
+        for account in seen:
+            assert storage.accounts.get(account.id) is None
+            assert storage.history.recent(account.id, 10) == []
+        for kind, value in (("username", "aliya"), ("phone", "+77011234567"), ("iin", _IIN)):
+            assert storage.accounts.find_by_login(kind, value) is None  # type: ignore[arg-type]
+        # Every unique key is free again.
+        storage.accounts.create(_new(), now=T0)
+
+    def test_create_with_history_rejects_bad_arguments(
+        self, storage: Storage, with_history: AccountWithHistory
+    ) -> None:
+        """A keep below 1, naive ``now``, non-record or non-callable: refused, nothing stored."""
+        entry = lambda _: _entry(1)  # noqa: E731
+        with pytest.raises(ValueError, match="keep"):
+            with_history.create_with_history(_new(), now=T0, entry=entry, keep=0)
+        with pytest.raises(ValueError, match="keep"):
+            with_history.create_with_history(_new(), now=T0, entry=None, keep=0)
+        with pytest.raises(TypeError):
+            with_history.create_with_history(_new(), now=T0, entry=entry, keep=True)
+        with pytest.raises(ValueError, match="aware"):
+            with_history.create_with_history(_new(), now=_NAIVE, entry=entry, keep=6)
+        with pytest.raises(TypeError):
+            with_history.create_with_history(
+                {"username": "aliya"},  # type: ignore[arg-type]
+                now=T0,
+                entry=entry,
+                keep=6,
+            )
+        with pytest.raises(TypeError, match="entry"):
+            with_history.create_with_history(_new(), now=T0, entry=_entry(1), keep=6)  # type: ignore[arg-type]
+        assert storage.accounts.find_by_login("username", "aliya") is None
+        assert storage.accounts.find_by_login("iin", _IIN) is None
+
+    def test_replace_password_writes_both(
+        self, storage: Storage, with_history: AccountWithHistory
+    ) -> None:
+        """A won compare-and-set stores the hash and a new stamp, and appends the entry."""
+        created = storage.accounts.create(_new(), now=T0)
+        seen = [created.security_stamp]
+        entries: list[HistoryEntry] = []
+        for index, (expected, new) in enumerate(
+            ((_HASH_A, _HASH_B), (_HASH_B, _HASH_A), (_HASH_A, _HASH_B))
+        ):
+            entries.insert(0, _entry(index))
+            assert (
+                with_history.replace_password(
+                    created.id, expected=expected, new=new, entry=_entry(index), keep=6
+                )
+                is True
+            )
+            stored = storage.accounts.get(created.id)
+            assert stored is not None
+            assert stored.security_stamp not in seen
+            seen.append(stored.security_stamp)
+            assert stored == replace(
+                created, password_hash=new, security_stamp=stored.security_stamp
+            )
+            assert storage.history.recent(created.id, 10) == entries
+
+    def test_replace_password_from_no_password(
+        self, storage: Storage, with_history: AccountWithHistory
+    ) -> None:
+        """``expected=None`` matches an account without a password, and only that."""
+        created = storage.accounts.create(_new(password_hash=None), now=T0)
+        assert not with_history.replace_password(
+            created.id, expected=_HASH_A, new=_HASH_B, entry=_entry(1), keep=6
+        )
+        assert with_history.replace_password(
+            created.id, expected=None, new=_HASH_B, entry=_entry(2), keep=6
+        )
+        assert not with_history.replace_password(
+            created.id, expected=None, new=_HASH_A, entry=_entry(3), keep=6
+        )
+        stored = storage.accounts.get(created.id)
+        assert stored is not None
+        assert stored.password_hash == _HASH_B
+        assert storage.history.recent(created.id, 10) == [_entry(2)]
+
+    def test_replace_password_without_an_entry(
+        self, storage: Storage, with_history: AccountWithHistory
+    ) -> None:
+        """``entry=None`` changes the hash and the stamp and leaves the history alone."""
+        created = storage.accounts.create(_new(), now=T0)
+        storage.history.append(created.id, _entry(1), keep=6)
+        assert with_history.replace_password(
+            created.id, expected=_HASH_A, new=_HASH_B, entry=None, keep=6
+        )
+        stored = storage.accounts.get(created.id)
+        assert stored is not None
+        assert (stored.password_hash, stored.security_stamp != created.security_stamp) == (
+            _HASH_B,
+            True,
+        )
+        assert storage.history.recent(created.id, 10) == [_entry(1)]
+
+    def test_replace_password_losing_writes_neither(
+        self, storage: Storage, with_history: AccountWithHistory
+    ) -> None:
+        """A lost compare-and-set is False and writes nothing: hash, stamp, history stay."""
+        created = storage.accounts.create(_new(), now=T0)
+        storage.history.append(created.id, _entry(1), keep=6)
+        for expected in (_HASH_B, None, "", "x" * 2000, "a\x00"):
+            assert (
+                with_history.replace_password(
+                    created.id, expected=expected, new=_HASH_B, entry=_entry(2), keep=1
+                )
+                is False
+            )
+        for unknown in ("no-such-id", "", "x" * 10_000, "\x00", "\ud800"):
+            assert (
+                with_history.replace_password(
+                    unknown, expected=_HASH_A, new=_HASH_B, entry=_entry(3), keep=1
+                )
+                is False
+            )
+        assert storage.history.recent("no-such-id", 10) == []
+        assert storage.accounts.get(created.id) == created
+        assert storage.history.recent(created.id, 10) == [_entry(1)]
+
+    def test_replace_password_keeps_the_newest(
+        self, storage: Storage, with_history: AccountWithHistory
+    ) -> None:
+        """The append trims to the newest ``keep``, older entries and smaller keeps alike."""
+        created = storage.accounts.create(_new(), now=T0)
+        for index in range(3):
+            storage.history.append(created.id, _entry(index), keep=6)
+        assert with_history.replace_password(
+            created.id, expected=_HASH_A, new=_HASH_B, entry=_entry(3), keep=2
+        )
+        assert storage.history.recent(created.id, 10) == [_entry(3), _entry(2)]
+        assert with_history.replace_password(
+            created.id, expected=_HASH_B, new=_HASH_A, entry=_entry(4), keep=1
+        )
+        assert storage.history.recent(created.id, 10) == [_entry(4)]
+
+    def test_replace_password_rejects_bad_arguments(
+        self, storage: Storage, with_history: AccountWithHistory
+    ) -> None:
+        """Bad keep, entry or hashes raise before anything is written, though the CAS would win."""
+        created = storage.accounts.create(_new(), now=T0)
+        storage.history.append(created.id, _entry(1), keep=6)
+        calls: list[tuple[type[Exception], dict[str, object]]] = [
+            (ValueError, {"keep": 0}),
+            (ValueError, {"keep": 0, "entry": None}),
+            (TypeError, {"keep": True}),
+            (TypeError, {"keep": 1.0}),
+            (TypeError, {"entry": "hash"}),
+            (TypeError, {"entry": lambda _: _entry(2)}),
+            (ValueError, {"new": ""}),
+            (TypeError, {"new": None}),
+            (TypeError, {"expected": b"x"}),
+            (TypeError, {"account_id": None}),
+        ]
+        for error, changes in calls:
+            arguments: dict[str, object] = {
+                "account_id": created.id,
+                "expected": _HASH_A,
+                "new": _HASH_B,
+                "entry": _entry(2),
+                "keep": 6,
+                **changes,
+            }
+            with pytest.raises(error):
+                with_history.replace_password(**arguments)  # type: ignore[arg-type]
+        assert storage.accounts.get(created.id) == created
+        assert storage.history.recent(created.id, 10) == [_entry(1)]
+
+    def test_history_fault_at_replace_changes_nothing(
+        self, storage: Storage, with_history: AccountWithHistory
+    ) -> None:
+        """The history write failing after the hash's UPDATE: StorageError, both as before."""
+        created = storage.accounts.create(_new(), now=T0)
+        for index in range(2):
+            storage.history.append(created.id, _entry(index), keep=2)
+        self.break_history_writes(storage)
+        with pytest.raises(StorageError):
+            with_history.replace_password(
+                created.id, expected=_HASH_A, new=_HASH_B, entry=_entry(2), keep=2
+            )
+        assert storage.accounts.get(created.id) == created  # the old password still works
+        assert storage.history.recent(created.id, 10) == [_entry(1), _entry(0)]
+
+    def test_history_fault_at_create_leaves_no_account(
+        self, storage: Storage, with_history: AccountWithHistory
+    ) -> None:
+        """The history write failing after the INSERT: StorageError, no half-made account."""
+        self.break_history_writes(storage)
+        seen: list[Account] = []
+        with pytest.raises(StorageError):
+            with_history.create_with_history(
+                _new(), now=T0, entry=self._recorder(seen, _entry(1)), keep=6
+            )
+        for account in seen:
+            assert storage.accounts.get(account.id) is None
+            assert storage.history.recent(account.id, 10) == []
+        for kind, value in (
+            ("username", "aliya"),
+            ("email", "aliya@example.kz"),
+            ("phone", "+77011234567"),
+            ("iin", _IIN),
+        ):
+            assert storage.accounts.find_by_login(kind, value) is None  # type: ignore[arg-type]
+        # A retry can finish the registration: every unique key is free.
+        assert storage.accounts.create(_new(), now=T0).username == "aliya"
+
+    def test_racing_replacements_from_one_hash(
+        self, storage: Storage, with_history: AccountWithHistory
+    ) -> None:
+        """16 racing replacements from one hash: one True, one new entry, the winner's."""
+        created = storage.accounts.create(_new(), now=T0)
+        storage.history.append(created.id, _entry(100), keep=6)
+        wins = _race(
+            16,
+            lambda i: with_history.replace_password(
+                created.id, expected=_HASH_A, new=f"new-{i}", entry=_entry(i), keep=6
+            ),
+        )
+        assert wins.count(True) == 1
+        winner = wins.index(True)
+        stored = storage.accounts.get(created.id)
+        assert stored is not None
+        assert stored.password_hash == f"new-{winner}"
+        assert stored.security_stamp != created.security_stamp
+        assert storage.history.recent(created.id, 10) == [_entry(winner), _entry(100)]
+
+    def test_racing_creates_with_history(
+        self, storage: Storage, with_history: AccountWithHistory
+    ) -> None:
+        """16 racing creations of one user name: one account, and only its entry is kept."""
+        seen: list[Account] = []
+        lock = threading.Lock()
+
+        def create(index: int) -> str:
+            def build(account: Account) -> HistoryEntry:
+                with lock:
+                    seen.append(account)
+                return _entry(index)
+
+            try:
+                with_history.create_with_history(
+                    NewAccount(username="Aliya", iin=_IIN), now=T0, entry=build, keep=6
+                )
+            except DuplicateAccountError as exc:
+                return exc.field
+            return f"created-{index}"
+
+        outcomes = _race(16, create)
+        winners = [outcome for outcome in outcomes if outcome.startswith("created")]
+        assert len(winners) == 1
+        assert Counter(outcomes)["username"] == 15
+        stored = storage.accounts.find_by_login("username", "aliya")
+        assert stored is not None
+        assert storage.history.recent(stored.id, 10) == [_entry(outcomes.index(winners[0]))]
+        for account in seen:
+            if account.id != stored.id:
+                assert storage.accounts.get(account.id) is None
+                assert storage.history.recent(account.id, 10) == []
 
 
 class TokenLedgerContract:
@@ -1254,6 +1795,7 @@ class RateLimiterContract:
 class StorageContract(
     AccountStoreContract,
     PasswordHistoryStoreContract,
+    AccountWithHistoryContract,
     TokenLedgerContract,
     OneTimeCodeStoreContract,
     RateLimiterContract,
@@ -1261,7 +1803,9 @@ class StorageContract(
     """Every contract against the components of one :class:`~kaspi_identity.storage.Storage`.
 
     Define ``make_storage()`` returning a fresh, empty bundle, or override the ``storage``
-    fixture (for example to close it afterwards).
+    fixture (for example to close it afterwards). The :class:`AccountWithHistoryContract`
+    tests skip when the bundle's ``with_history`` is ``None``; override
+    :meth:`~AccountWithHistoryContract.break_history_writes` to run its fault tests.
     """
 
     def make_storage(self) -> Storage:
