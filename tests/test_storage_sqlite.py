@@ -8,6 +8,8 @@ import re
 import sqlite3
 import stat
 import threading
+import time
+import types
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from kaspi_identity._errors import CorruptRecordError, StorageError
+from kaspi_identity._errors import CorruptRecordError, DuplicateAccountError, StorageError
 from kaspi_identity.storage import (
     AccountStore,
     CodeAttempt,
@@ -27,9 +29,11 @@ from kaspi_identity.storage import (
     Storage,
     TokenLedger,
 )
+from kaspi_identity.storage import sqlite as sqlite_module
 from kaspi_identity.storage.sqlite import (
     SCHEMA_VERSION,
     SQLiteAccountStore,
+    SQLiteAccountWithHistory,
     SQLiteDatabase,
     SQLiteOneTimeCodeStore,
     SQLitePasswordHistoryStore,
@@ -39,6 +43,7 @@ from kaspi_identity.storage.sqlite import (
 )
 from kaspi_identity.testing import (
     AccountStoreContract,
+    AccountWithHistoryContract,
     OneTimeCodeStoreContract,
     PasswordHistoryStoreContract,
     RateLimiterContract,
@@ -51,6 +56,8 @@ HOUR = timedelta(hours=1)
 _US = timedelta(microseconds=1)
 SECRET_HASH = "$argon2id$v=19$m=65536,t=3,p=4$c2VjcmV0$c2VjcmV0c2VjcmV0"
 LONG_STAMP = "s" * 80  # what the too-long stamp of a corrupt row holds
+SECRET_IIN = "880101300123"
+SECRET_NAMES = ("Алия", "Нурланова")
 
 
 class SQLiteFile:
@@ -90,6 +97,22 @@ class TestSQLiteRateLimiter(SQLiteFile, RateLimiterContract):
         return SQLiteRateLimiter(self.db)
 
 
+def _break_history_writes(storage: Storage) -> None:
+    """Make every later history insert and trim abort, from a second connection's trigger.
+
+    The statement fails inside the adapter's transaction, after the account's INSERT or
+    UPDATE ran: the rollback is what the fault tests check.
+    """
+    assert isinstance(storage.accounts, SQLiteAccountStore)
+    raw = _raw(Path(storage.accounts.database.path))
+    for event in ("INSERT", "DELETE"):
+        raw.execute(
+            f"CREATE TRIGGER fail_history_{event.lower()} BEFORE {event} ON password_history"
+            " BEGIN SELECT RAISE(ABORT, 'injected fault: disk full'); END"
+        )
+    raw.close()
+
+
 class TestSQLiteStorageBundle(StorageContract):
     """The whole bundle from sqlite_storage(), overriding the fixture to use tmp_path."""
 
@@ -97,6 +120,51 @@ class TestSQLiteStorageBundle(StorageContract):
     def storage(self, tmp_path: Path) -> Iterator[Storage]:
         with sqlite_storage(tmp_path / "bundle.sqlite3", synchronous="NORMAL") as storage:
             yield storage
+
+    def break_history_writes(self, storage: Storage) -> None:
+        _break_history_writes(storage)
+
+
+class TestSQLiteAccountWithHistory(SQLiteFile, AccountWithHistoryContract):
+    """The unit of work built by hand on one SQLiteDatabase, next to the two stores."""
+
+    def make_storage(self) -> Storage:
+        return Storage(
+            accounts=SQLiteAccountStore(self.db),
+            history=SQLitePasswordHistoryStore(self.db),
+            tokens=SQLiteTokenLedger(self.db),
+            codes=SQLiteOneTimeCodeStore(self.db),
+            rate_limits=SQLiteRateLimiter(self.db),
+            with_history=SQLiteAccountWithHistory(self.db),
+        )
+
+    def break_history_writes(self, storage: Storage) -> None:
+        _break_history_writes(storage)
+
+    def test_a_failing_trim_rolls_back_too(self) -> None:
+        """Only the trim (DELETE) failing, after the history INSERT: nothing is kept."""
+        storage = self.make_storage()
+        assert storage.with_history is not None
+        account = storage.accounts.create(NewAccount(username="aliya", password_hash="h1"), now=T0)
+        entry = HistoryEntry(password_hash="h1", created_at=T0)
+        storage.history.append(account.id, entry, keep=1)
+        _corrupt(
+            Path(self.db.path),
+            "CREATE TRIGGER fail_trim BEFORE DELETE ON password_history"
+            " BEGIN SELECT RAISE(ABORT, 'injected fault'); END",
+        )
+        with pytest.raises(StorageError) as caught:
+            storage.with_history.replace_password(
+                account.id,
+                expected="h1",
+                new="h2",
+                entry=HistoryEntry(password_hash="h2", created_at=T0),
+                keep=1,
+            )
+        assert isinstance(caught.value.__cause__, sqlite3.IntegrityError)
+        assert storage.accounts.get(account.id) == account
+        assert storage.history.recent(account.id, 6) == [entry]
+        assert _row(Path(self.db.path), "SELECT count(*) FROM password_history") == (1,)
 
 
 def _raw(path: Path) -> sqlite3.Connection:
@@ -107,7 +175,14 @@ def _seed(path: Path) -> str:
     """Create one row in every table; return the account id."""
     with sqlite_storage(path) as storage:
         account = storage.accounts.create(
-            NewAccount(username="aliya", phone="+77011234567", password_hash=SECRET_HASH), now=T0
+            NewAccount(
+                username="aliya",
+                phone="+77011234567",
+                password_hash=SECRET_HASH,
+                iin=SECRET_IIN,
+                names=SECRET_NAMES,
+            ),
+            now=T0,
         )
         storage.history.append(
             account.id,
@@ -127,7 +202,7 @@ class TestSchema:
         """A new file is created at SCHEMA_VERSION, in WAL mode."""
         path = tmp_path / "new.sqlite3"
         with SQLiteDatabase(path) as db:
-            assert db.schema_version == SCHEMA_VERSION == 2
+            assert db.schema_version == SCHEMA_VERSION == 3
             assert db.path == str(path)
         raw = _raw(path)
         assert raw.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
@@ -184,6 +259,15 @@ class TestSchema:
         """In-memory SQLite would give each pooled connection its own database: ValueError."""
         with pytest.raises(ValueError, match="memory"):
             SQLiteDatabase(path)
+
+    def test_bundle_has_with_history_on_the_same_file(self, tmp_path: Path) -> None:
+        """sqlite_storage() fills with_history with a SQLiteAccountWithHistory on its file."""
+        with sqlite_storage(tmp_path / "bundle.sqlite3") as storage:
+            assert isinstance(storage.accounts, SQLiteAccountStore)
+            assert isinstance(storage.with_history, SQLiteAccountWithHistory)
+            assert storage.with_history.database is storage.accounts.database
+        with pytest.raises(TypeError):
+            SQLiteAccountWithHistory(str(tmp_path / "x.sqlite3"))  # type: ignore[arg-type]
 
     def test_bad_options(self, tmp_path: Path) -> None:
         """An unknown synchronous mode is a ValueError; a non-database store argument TypeError."""
@@ -286,6 +370,39 @@ def _version_1_file(path: Path) -> None:
     raw.close()
 
 
+# What version 2 added to version 1 (frozen: never edit).
+_SCHEMA_V2_STEP = (
+    "ALTER TABLE accounts ADD COLUMN security_stamp TEXT NOT NULL DEFAULT ''",
+    "UPDATE accounts SET security_stamp = lower(hex(randomblob(16)))",
+)
+_V2_ACCOUNTS = 20
+
+
+def _version_2_file(path: Path) -> None:
+    """Write a database at schema version 2: accounts with stamps, phones and history."""
+    raw = _raw(path)
+    raw.execute("PRAGMA journal_mode = WAL")
+    raw.execute("BEGIN")
+    for statement in (*_SCHEMA_V1, *_SCHEMA_V2_STEP):
+        raw.execute(statement)
+    raw.executemany(
+        "INSERT INTO accounts (id, username, username_key, phone, password_hash, created_at,"
+        " security_stamp) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (f"id-{i}", f"User{i}", f"user{i}", f"+7701000{i:04d}", SECRET_HASH, _T0_US, f"st-{i}")
+            for i in range(_V2_ACCOUNTS)
+        ],
+    )
+    raw.execute(
+        "INSERT INTO password_history (account_id, password_hash, fingerprint, created_at)"
+        " VALUES ('id-0', ?, X'0102', ?)",
+        (SECRET_HASH, _T0_US),
+    )
+    raw.execute("PRAGMA user_version = 2")
+    raw.execute("COMMIT")
+    raw.close()
+
+
 class TestMigration:
     def test_version_1_file_gets_random_stamps(self, tmp_path: Path) -> None:
         """Opening a version 1 file adds a random stamp to every account and keeps the rest."""
@@ -293,7 +410,7 @@ class TestMigration:
         _version_1_file(path)
         with sqlite_storage(path) as storage:
             assert isinstance(storage.accounts, SQLiteAccountStore)
-            assert storage.accounts.database.schema_version == SCHEMA_VERSION == 2
+            assert storage.accounts.database.schema_version == SCHEMA_VERSION == 3
             accounts = [storage.accounts.get(f"id-{i}") for i in range(_V1_ACCOUNTS)]
             stamps = set()
             for i, account in enumerate(accounts):
@@ -308,6 +425,7 @@ class TestMigration:
                 assert (account.email_confirmed, account.failed_logins) == (bool(i % 2), i % 3)
                 assert account.last_failed_login_at == (T0 + i * _US if i % 3 else None)
                 assert (account.created_at, account.language) == (T0, "kk")
+                assert (account.iin, account.names) == (None, ())
             assert len(stamps) == _V1_ACCOUNTS
             assert storage.tokens.consume("tok-1", T0 + HOUR, now=T0) is False
             migrated = accounts[1]
@@ -340,6 +458,58 @@ class TestMigration:
         assert _row(path, "SELECT count(*) FROM accounts WHERE security_stamp = 'kept'") == (
             _V1_ACCOUNTS,
         )
+
+    def test_version_2_file_gets_iin_and_names(self, tmp_path: Path) -> None:
+        """Opening a version 2 file adds an empty IIN and no names, and keeps the rest."""
+        path = tmp_path / "v2.sqlite3"
+        _version_2_file(path)
+        with sqlite_storage(path) as storage:
+            assert isinstance(storage.accounts, SQLiteAccountStore)
+            assert storage.accounts.database.schema_version == SCHEMA_VERSION == 3
+            for i in range(_V2_ACCOUNTS):
+                account = storage.accounts.get(f"id-{i}")
+                assert account is not None
+                assert (account.username, account.phone, account.security_stamp) == (
+                    f"User{i}",
+                    f"+7701000{i:04d}",
+                    f"st-{i}",
+                )
+                assert (account.iin, account.names) == (None, ())
+            assert [e.fingerprint for e in storage.history.recent("id-0", 6)] == [b"\x01\x02"]
+            # The IIN is a unique login from now on; many accounts may have none.
+            created = storage.accounts.create(
+                NewAccount(username="fresh", iin="880101300123", names=("Алия",)), now=T0
+            )
+            assert storage.accounts.find_by_login("iin", "880101300123") == created
+            with pytest.raises(DuplicateAccountError) as caught:
+                storage.accounts.create(NewAccount(username="other", iin="880101300123"), now=T0)
+            assert caught.value.field == "iin"
+            storage.accounts.create(NewAccount(username="no-iin"), now=T0)
+            assert storage.with_history is not None
+            assert storage.with_history.replace_password(
+                "id-3",
+                expected=SECRET_HASH,
+                new="h2",
+                entry=HistoryEntry(password_hash="h2", created_at=T0),
+                keep=6,
+            )
+        assert _row(path, "SELECT names, iin FROM accounts WHERE id = 'id-5'") == ("[]", None)
+        index = "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = 'accounts_iin'"
+        assert "UNIQUE" in _row(path, index)[0]
+
+    def test_version_2_to_3_is_one_transaction(self, tmp_path: Path) -> None:
+        """Step 3 failing half-way (its index name is taken) leaves version 2 as it was."""
+        path = tmp_path / "v2.sqlite3"
+        _version_2_file(path)
+        _corrupt(path, "CREATE INDEX accounts_iin ON accounts (username)")  # the name is taken
+        with pytest.raises(StorageError):
+            SQLiteDatabase(path)
+        assert _row(path, "PRAGMA user_version") == (2,)
+        raw = _raw(path)
+        columns = {row[1] for row in raw.execute("PRAGMA table_info(accounts)")}
+        raw.close()
+        assert "iin" not in columns
+        assert "names" not in columns
 
     def test_racing_openers_migrate_once(self, tmp_path: Path) -> None:
         """8 threads opening one version 1 file at once: one migration, one stamp per row."""
@@ -485,6 +655,67 @@ class TestFaults:
                 raw.close()
             assert storage.tokens.consume("tok-1", T0 + HOUR, now=T0) is True
 
+    def test_every_caller_gives_up_within_the_timeout(self, tmp_path: Path) -> None:
+        """8 threads writing to a file another connection holds locked all give up in time.
+
+        Issue 11, item 3: the in-process write lock had no timeout, so with a 0.5 s busy
+        timeout the callers queued behind each other and gave up after 0.5, 1.0, ... 4.0 s.
+        Now one deadline per call covers the wait for that lock and SQLite's busy wait.
+        The bound of 3 x the timeout is no benchmark: it only has to tell 0.5 s from the
+        4.0 s the old code took, a margin wide enough for a loaded CI machine.
+        """
+        timeout = 0.5
+        path = tmp_path / "locked.sqlite3"
+        with sqlite_storage(path, timeout=timeout) as storage:
+            account = storage.accounts.create(NewAccount(username="aliya"), now=T0)
+            raw = _raw(path)
+            raw.execute("BEGIN IMMEDIATE")
+            barrier = threading.Barrier(8)
+            outcomes: list[tuple[str, float, str]] = []
+            lock = threading.Lock()
+            writes: list[Callable[[int], object]] = [
+                lambda i: storage.tokens.consume(f"tok-{i}", T0 + HOUR, now=T0),
+                lambda i: storage.accounts.reserve_login_attempt(
+                    account.id, expected_failures=0, now=T0
+                ),
+                lambda i: storage.rate_limits.hit(f"ip:{i}", limit=1, window=HOUR, now=T0),
+                lambda i: storage.accounts.create(NewAccount(username=f"user{i}"), now=T0),
+            ]
+
+            def write(index: int) -> None:
+                barrier.wait(timeout=30)
+                started = time.monotonic()
+                try:
+                    writes[index % len(writes)](index)
+                    outcome, message = "written", ""
+                except StorageError as exc:
+                    outcome, message = "StorageError", str(exc)
+                with lock:
+                    outcomes.append((outcome, time.monotonic() - started, message))
+
+            threads = [threading.Thread(target=write, args=(i,)) for i in range(8)]
+            try:
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join(timeout=60)
+            finally:
+                raw.execute("ROLLBACK")
+                raw.close()
+            assert [outcome for outcome, _, _ in outcomes] == ["StorageError"] * 8
+            assert all("locked" in message for _, _, message in outcomes)
+            assert all("tok-" not in message and "ip:" not in message for *_, message in outcomes)
+            slowest = max(elapsed for _, elapsed, _ in outcomes)
+            assert slowest < 3 * timeout, f"a caller waited {slowest:.2f} s"
+            # The lock released, every write works again on the same connections, and
+            # each pooled connection has its full busy timeout back.
+            assert storage.tokens.consume("tok-0", T0 + HOUR, now=T0) is True
+            assert isinstance(storage.accounts, SQLiteAccountStore)
+            database = storage.accounts.database
+            assert database._idle
+            for connection in database._idle:
+                assert connection.execute("PRAGMA busy_timeout").fetchone() == (500,)
+
 
 def _corrupt(path: Path, statement: str) -> None:
     raw = _raw(path)
@@ -515,6 +746,25 @@ class TestCorruptRows:
             # 80 characters: longer than a stamp may be
             "UPDATE accounts SET security_stamp = replace(hex(zeroblob(40)), '0', 's')",
             "UPDATE accounts SET security_stamp = X'00ff'",
+            "UPDATE accounts SET iin = '88010130012'",
+            "UPDATE accounts SET iin = X'383830313031333030313233'",  # the digits as a BLOB
+            "UPDATE accounts SET iin = '８８０１０１３００１２３'",
+            "UPDATE accounts SET iin = ''",
+            "UPDATE accounts SET names = 'Алия'",
+            "UPDATE accounts SET names = ''",
+            "UPDATE accounts SET names = '[\"Алия\",]'",
+            "UPDATE accounts SET names = '{\"Алия\": 1}'",
+            "UPDATE accounts SET names = 'null'",
+            "UPDATE accounts SET names = '[1]'",
+            "UPDATE accounts SET names = '[[\"Алия\"]]'",
+            "UPDATE accounts SET names = X'5b5d'",  # the bytes of '[]', as a BLOB
+            "UPDATE accounts SET names = 7",
+            "UPDATE accounts SET names = '[\"\"]'",
+            "UPDATE accounts SET names = '[\"\\u0000\"]'",
+            "UPDATE accounts SET names = '[\"\\ud800\"]'",
+            'UPDATE accounts SET names = \'["a","b","c","d","e","f","g","h","i"]\'',
+            # 129 characters: longer than a name may be
+            "UPDATE accounts SET names = '[\"' || replace(hex(zeroblob(65)), '0', 'n') || '\"]'",
         ],
     )
     def test_bad_account_rows(self, tmp_path: Path, statement: str) -> None:
@@ -525,8 +775,11 @@ class TestCorruptRows:
         with sqlite_storage(path) as storage:
             with pytest.raises(CorruptRecordError) as caught:
                 storage.accounts.get(account_id)
-            assert SECRET_HASH not in str(caught.value)
-            assert LONG_STAMP not in str(caught.value)
+            message = str(caught.value)
+            assert SECRET_HASH not in message
+            assert LONG_STAMP not in message
+            assert SECRET_IIN[:6] not in message
+            assert all(name not in message for name in SECRET_NAMES)
             with pytest.raises(CorruptRecordError):
                 storage.accounts.find_by_login("username", "aliya")
 
@@ -685,6 +938,40 @@ def _reserve_in_threads(path: str, once: str, looped: str, start: Any, results: 
         results.put((wins, counts, tries[0]))
 
 
+def _replace_in_threads(path: str, account_id: str, process: int, start: Any, results: Any) -> None:
+    """Child process: 8 threads replace the password from one hash, each with its entry."""
+    with sqlite_storage(path) as storage:
+        with_history = storage.with_history
+        assert with_history is not None
+        local = threading.Barrier(_THREADS_PER_PROCESS)
+        wins: list[str] = []
+        calls = [0]
+        lock = threading.Lock()
+
+        def replace(index: int) -> None:
+            new = f"hash-{process}-{index}"
+            local.wait(timeout=60)
+            won = with_history.replace_password(
+                account_id,
+                expected=SECRET_HASH,
+                new=new,
+                entry=HistoryEntry(password_hash=new, created_at=T0),
+                keep=6,
+            )
+            with lock:
+                calls[0] += 1
+                if won:
+                    wins.append(new)
+
+        threads = [threading.Thread(target=replace, args=(i,)) for i in range(_THREADS_PER_PROCESS)]
+        start.wait(timeout=60)
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        results.put((calls[0], wins))
+
+
 class TestAcrossProcesses:
     def test_racing_processes_consume_once(self, tmp_path: Path) -> None:
         """4 processes x 8 threads racing on one fresh file: exactly one consume() wins."""
@@ -706,6 +993,37 @@ class TestAcrossProcesses:
         assert sum(won for _, won in outcomes) == 1
         results.close()
         results.join_thread()
+
+    def test_racing_processes_replace_the_password(self, tmp_path: Path) -> None:
+        """4 processes x 8 threads replacing one password from one hash: one winner, one entry."""
+        path = str(tmp_path / "replace.sqlite3")
+        account_id = _seed(Path(path))
+        context = multiprocessing.get_context("spawn")
+        start = context.Barrier(_PROCESSES)
+        results = context.Queue()
+        processes = [
+            context.Process(
+                target=_replace_in_threads, args=(path, account_id, index, start, results)
+            )
+            for index in range(_PROCESSES)
+        ]
+        for process in processes:
+            process.start()
+        outcomes = [results.get(timeout=120) for _ in processes]
+        for process in processes:
+            process.join(timeout=60)
+            assert process.exitcode == 0
+        results.close()
+        results.join_thread()
+        assert sum(calls for calls, _ in outcomes) == _PROCESSES * _THREADS_PER_PROCESS
+        winners = [won for _, wins in outcomes for won in wins]
+        assert len(winners) == 1
+        with sqlite_storage(path) as storage:
+            account = storage.accounts.get(account_id)
+            assert account is not None
+            assert account.password_hash == winners[0]
+            entries = storage.history.recent(account_id, 10)
+            assert [e.password_hash for e in entries] == [winners[0], SECRET_HASH]
 
     def test_racing_processes_reserve(self, tmp_path: Path) -> None:
         """4 processes x 8 threads reserving log-in attempts on one account.
@@ -751,14 +1069,19 @@ class TestAcrossProcesses:
 class _TracedDatabase(SQLiteDatabase):
     """A database whose connections record every statement they run."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, timeout: float = 30.0) -> None:
         self.statements: list[str] = []
-        super().__init__(path)
+        self.raw_statements: list[str] = []
+        super().__init__(path, timeout=timeout)
 
     def _connect(self) -> sqlite3.Connection:
         connection = super()._connect()
-        connection.set_trace_callback(lambda sql: self.statements.append(_shape(sql)))
+        connection.set_trace_callback(self._trace)
         return connection
+
+    def _trace(self, statement: str) -> None:
+        self.statements.append(_shape(statement))
+        self.raw_statements.append(statement)
 
 
 def _shape(statement: str) -> str:
@@ -837,3 +1160,149 @@ class TestSingleStatements:
             accounts.set_password_hash(account.id, expected="h1", new="h2", rotate_stamp=1)  # type: ignore[arg-type]
         assert traced.statements == []
         assert accounts.get(account.id) == account
+
+
+class TestWithHistoryStatements:
+    """The unit of work runs the stores' own statements, in one transaction."""
+
+    @pytest.fixture
+    def traced(self, tmp_path: Path) -> Iterator[_TracedDatabase]:
+        database = _TracedDatabase(tmp_path / "traced.sqlite3")
+        try:
+            yield database
+        finally:
+            database.close()
+
+    def test_create_with_history_is_create_then_append(self, traced: _TracedDatabase) -> None:
+        """create_with_history: create's checks and INSERT, then append's, one transaction."""
+        accounts, history = SQLiteAccountStore(traced), SQLitePasswordHistoryStore(traced)
+        with_history = SQLiteAccountWithHistory(traced)
+        entry = HistoryEntry(password_hash="h1", fingerprint=b"fp", created_at=T0)
+        new = NewAccount(username="aliya", email="a@example.kz", iin=SECRET_IIN, names=("Алия",))
+        traced.statements.clear()
+        separate = accounts.create(new, now=T0)
+        history.append(separate.id, entry, keep=6)
+        apart = [sql for sql in traced.statements if sql not in ("BEGIN IMMEDIATE", "COMMIT")]
+        traced.statements.clear()
+        other = NewAccount(username="bolat", email="b@example.kz", iin="990202400455")
+        together = with_history.create_with_history(other, now=T0, entry=lambda _: entry, keep=6)
+        assert traced.statements == ["BEGIN IMMEDIATE", *apart, "COMMIT"]
+        assert history.recent(together.id, 6) == [entry]
+
+    def test_replace_password_is_one_update_then_append(self, traced: _TracedDatabase) -> None:
+        """replace_password: the CAS UPDATE, then the history INSERT and trim; lost: UPDATE only."""
+        accounts = SQLiteAccountStore(traced)
+        with_history = SQLiteAccountWithHistory(traced)
+        account = accounts.create(NewAccount(username="aliya", password_hash="h1"), now=T0)
+        entry = HistoryEntry(password_hash="h2", created_at=T0)
+        update = _shape(
+            "UPDATE accounts SET password_hash = ?, security_stamp = ?"
+            " WHERE id = ? AND password_hash IS ?"
+        )
+        traced.statements.clear()
+        assert with_history.replace_password(
+            account.id, expected="h1", new="h2", entry=entry, keep=6
+        )
+        assert traced.statements[:2] == ["BEGIN IMMEDIATE", update]
+        assert traced.statements[2].startswith("INSERT INTO password_history")
+        assert traced.statements[3].startswith("DELETE FROM password_history")
+        assert traced.statements[4:] == ["COMMIT"]
+        for expected, given in (("h1", entry), ("h2", None)):  # lost; won without an entry
+            traced.statements.clear()
+            with_history.replace_password(
+                account.id, expected=expected, new="h3", entry=given, keep=6
+            )
+            assert traced.statements == ["BEGIN IMMEDIATE", update, "COMMIT"]
+        traced.statements.clear()
+        for garbage in ("", "x" * 300, "\ud800"):
+            assert not with_history.replace_password(
+                garbage, expected="h3", new="h4", entry=entry, keep=6
+            )
+        assert not with_history.replace_password(
+            account.id, expected="h3\x00", new="h4", entry=entry, keep=6
+        )
+        assert traced.statements == []
+
+
+class TestLockDeadline:
+    """One deadline per write covers the in-process lock and SQLite's busy wait."""
+
+    def test_waiting_for_this_process_ends_at_the_deadline(self, tmp_path: Path) -> None:
+        """A thread holding the in-process lock past another's timeout: StorageError.
+
+        The holder only lets go once the waiter has given up, so the waiter can only have
+        finished because its wait for the lock ran out (the old code waited for ever).
+        """
+        with SQLiteDatabase(tmp_path / "held.sqlite3", timeout=0.2) as db:
+            ledger = SQLiteTokenLedger(db)
+            inside, gave_up = threading.Event(), threading.Event()
+
+            def hold(connection: sqlite3.Connection) -> None:
+                inside.set()
+                assert gave_up.wait(timeout=60)
+
+            holder = threading.Thread(target=db._write, args=(hold,))
+            holder.start()
+            try:
+                assert inside.wait(timeout=30)
+                with pytest.raises(StorageError, match="locked") as caught:
+                    ledger.consume("tok-secret", T0 + HOUR, now=T0)
+            finally:
+                gave_up.set()
+                holder.join(timeout=60)
+            assert "tok-secret" not in str(caught.value)
+            assert "0.2 s" in str(caught.value)
+            assert ledger.consume("tok-secret", T0 + HOUR, now=T0) is True
+
+    def test_busy_wait_gets_what_the_lock_wait_left(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """After 10 s of a 30 s deadline spent on the in-process lock, SQLite gets 20 s.
+
+        The adapter's clock is replaced (deterministically: the call starts at 0 and every
+        later reading says 10 s), so the test sees the mechanism without timing anything:
+        the busy timeout is lowered to what is left just before BEGIN IMMEDIATE, and set
+        back to the full 30 s after the transaction.
+        """
+        db = _TracedDatabase(tmp_path / "traced.sqlite3", timeout=30.0)
+        try:
+            ledger = SQLiteTokenLedger(db)
+            readings = iter([0.0])
+            fake = types.SimpleNamespace(monotonic=lambda: next(readings, 10.0))
+            monkeypatch.setattr(sqlite_module, "time", fake)
+            db.raw_statements.clear()
+            assert ledger.consume("tok-1", T0 + HOUR, now=T0) is True
+            assert [sql for sql in db.raw_statements if not sql.startswith("INSERT")] == [
+                "PRAGMA busy_timeout = 20000",
+                "BEGIN IMMEDIATE",
+                "COMMIT",
+                "PRAGMA busy_timeout = 30000",
+            ]
+            readings = iter([0.0])
+            fake.monotonic = lambda: next(readings, 31.0)  # the deadline has passed
+            db.raw_statements.clear()
+            assert ledger.consume("tok-2", T0 + HOUR, now=T0) is True  # nobody holds a lock
+            assert db.raw_statements[0] == "PRAGMA busy_timeout = 0"
+            assert db.raw_statements[-1] == "PRAGMA busy_timeout = 30000"
+        finally:
+            db.close()
+
+    def test_uncontended_writes_add_no_statement(self, tmp_path: Path) -> None:
+        """Without a wait for the lock nothing is lowered: BEGIN IMMEDIATE ... COMMIT only."""
+        db = _TracedDatabase(tmp_path / "traced.sqlite3", timeout=30.0)
+        try:
+            ledger = SQLiteTokenLedger(db)
+            db.statements.clear()
+            for index in range(20):
+                assert ledger.consume(f"tok-{index}", T0 + HOUR, now=T0) is True
+            assert not [sql for sql in db.statements if sql.startswith("PRAGMA")]
+        finally:
+            db.close()
+
+    @pytest.mark.parametrize("timeout", [-1.0, float("nan"), float("inf")])
+    def test_timeout_must_be_finite_and_not_negative(self, tmp_path: Path, timeout: float) -> None:
+        """A negative, NaN or infinite timeout is a ValueError; 0 means no waiting at all."""
+        with pytest.raises(ValueError, match="timeout"):
+            SQLiteDatabase(tmp_path / "x.sqlite3", timeout=timeout)
+        with SQLiteDatabase(tmp_path / "zero.sqlite3", timeout=0) as db:
+            assert SQLiteTokenLedger(db).consume("tok-1", T0 + HOUR, now=T0) is True

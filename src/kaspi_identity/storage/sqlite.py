@@ -6,7 +6,7 @@ in WAL mode so readers never wait for the writer. Every read-modify-write runs i
 ``BEGIN IMMEDIATE``, which takes SQLite's single write lock for the whole step, so it is
 atomic for every thread and every process on the machine that opens the file. Within one
 process a lock serialises writers as well, so threads queue instead of polling SQLite's
-busy handler.
+busy handler; one deadline per call bounds the wait for both.
 
 Times are stored as integer microseconds since 1970-01-01T00:00:00Z. A row that holds
 something else (a hand edit, a foreign tool) raises
@@ -26,7 +26,9 @@ import os
 import secrets
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -48,10 +50,13 @@ from ._logic import (
     check_attempt,
     check_consume,
     check_create,
+    check_create_with_history,
+    check_entry,
     check_hit,
     check_mark_email,
     check_put,
     check_recent,
+    check_replace_password,
     check_reserve,
     check_rotate_stamp,
     check_set_email,
@@ -66,7 +71,9 @@ from ._rows import (
     corrupt,
     decode_code_state,
     decode_history_entry,
+    decode_names,
     decode_window_state,
+    encode_names,
     read_int,
     read_optional_time,
     read_time,
@@ -75,6 +82,7 @@ from ._rows import (
 __all__ = [
     "SCHEMA_VERSION",
     "SQLiteAccountStore",
+    "SQLiteAccountWithHistory",
     "SQLiteDatabase",
     "SQLiteOneTimeCodeStore",
     "SQLitePasswordHistoryStore",
@@ -148,6 +156,13 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE accounts ADD COLUMN security_stamp TEXT NOT NULL DEFAULT ''",
         "UPDATE accounts SET security_stamp = lower(hex(randomblob(16)))",
     ),
+    # 3: the IIN/BIN, a fourth unique login (NULL for accounts without one: a UNIQUE index
+    # lets any number of rows hold NULL), and the user's names as a JSON list of strings.
+    (
+        "ALTER TABLE accounts ADD COLUMN iin TEXT",
+        "CREATE UNIQUE INDEX accounts_iin ON accounts (iin)",
+        "ALTER TABLE accounts ADD COLUMN names TEXT NOT NULL DEFAULT '[]'",
+    ),
 )
 
 #: The schema version this release creates and understands (``PRAGMA user_version``).
@@ -156,6 +171,10 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 # Expired rows are swept every this many writes of a store, spreading the cost thin.
 _SWEEP_EVERY = 256
 _POOL_SIZE = 8
+# A write that waited longer than this for the in-process lock lowers its connection's
+# busy timeout to what is left of its deadline (and restores it after); below it, the
+# connection's own timeout overshoots the deadline by at most this much.
+_BUSY_SLACK = 0.01
 # SQLite integers are 64-bit: a count this high can never be stored, nor one more than it.
 _MAX_COUNT = 2**63 - 1
 
@@ -171,8 +190,9 @@ class SQLiteDatabase:
         path: the database file; created with its schema if missing, readable and
             writable by its owner only (mode 0600, and so its ``-wal`` and ``-shm``
             files). The mode of an existing file is left as it is.
-        timeout: seconds a writer waits for another process's write lock before giving
-            up with :class:`~kaspi_identity.StorageError`.
+        timeout: seconds a write waits in all -- for the other writers of this process and
+            for another process's write lock -- before giving up with
+            :class:`~kaspi_identity.StorageError`. One deadline per call covers both waits.
         synchronous: ``"FULL"`` (default) makes every commit durable across power loss;
             ``"NORMAL"`` is faster but a power cut may undo the last commits -- including
             the consumption of a token.
@@ -180,8 +200,9 @@ class SQLiteDatabase:
     Raises:
         StorageError: the file cannot be opened, is not a SQLite database, or has a schema
             newer than :data:`SCHEMA_VERSION`.
-        ValueError: ``path`` is empty or ``":memory:"`` (use the memory adapter), or
-            ``synchronous`` is not ``"FULL"`` or ``"NORMAL"``.
+        ValueError: ``path`` is empty or ``":memory:"`` (use the memory adapter),
+            ``timeout`` is negative or not finite, or ``synchronous`` is not ``"FULL"`` or
+            ``"NORMAL"``.
 
     """
 
@@ -198,6 +219,10 @@ class SQLiteDatabase:
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError("synchronous must be 'FULL' or 'NORMAL'")
         self._timeout = float(timeout)
+        if not 0.0 <= self._timeout < float("inf"):  # also refuses NaN
+            raise ValueError("timeout must be a finite number of seconds, at least 0")
+        # What sqlite3.connect(timeout=...) gives each connection, in milliseconds.
+        self._busy_ms = int(self._timeout * 1000)
         self._synchronous = synchronous
         self._pool_lock = threading.Lock()
         self._write_lock = threading.Lock()
@@ -260,12 +285,13 @@ class SQLiteDatabase:
         return self._run(operation, write=True)
 
     def _run(self, operation: Callable[[sqlite3.Connection], _T], *, write: bool) -> _T:
+        deadline = time.monotonic() + self._timeout
         connection = self._acquire()
         reusable = False
         try:
             if write:
-                with self._write_lock:
-                    result = self._transaction(connection, operation)
+                with self._write_locked(deadline):
+                    result = self._transaction(connection, operation, deadline)
             else:
                 result = operation(connection)
             reusable = True
@@ -278,10 +304,37 @@ class SQLiteDatabase:
         finally:
             self._release(connection, reusable)
 
-    @staticmethod
+    @contextmanager
+    def _write_locked(self, deadline: float) -> Iterator[None]:
+        """Hold the in-process write lock, waiting for it no later than ``deadline``.
+
+        Raises:
+            StorageError: the lock stayed taken until the deadline (another writer of this
+                process waits for, or holds, SQLite's write lock).
+
+        """
+        if not self._write_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise StorageError(
+                "SQLite storage failed: database is locked (no write lock within the"
+                f" {self._timeout:g} s timeout)"
+            )
+        try:
+            yield
+        finally:
+            self._write_lock.release()
+
     def _transaction(
-        connection: sqlite3.Connection, operation: Callable[[sqlite3.Connection], _T]
+        self,
+        connection: sqlite3.Connection,
+        operation: Callable[[sqlite3.Connection], _T],
+        deadline: float,
     ) -> _T:
+        # SQLite's busy wait gets only what the wait for the in-process lock left of the
+        # deadline. Uncontended, nothing is left out and no statement is added.
+        left = max(0.0, deadline - time.monotonic())
+        lowered = left < self._timeout - _BUSY_SLACK
+        if lowered:
+            connection.execute(f"PRAGMA busy_timeout = {int(left * 1000)}")
         try:
             connection.execute("BEGIN IMMEDIATE")
             result = operation(connection)
@@ -290,6 +343,8 @@ class SQLiteDatabase:
         finally:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
+            if lowered:
+                connection.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
 
     def _connect(self) -> sqlite3.Connection:
         try:
@@ -334,8 +389,9 @@ class SQLiteDatabase:
         if version == SCHEMA_VERSION:
             return
         self._check_known(version)
-        with self._write_lock:
-            self._transaction(connection, self._apply_migrations)
+        deadline = time.monotonic() + self._timeout
+        with self._write_locked(deadline):
+            self._transaction(connection, self._apply_migrations, deadline)
 
     def _apply_migrations(self, connection: sqlite3.Connection) -> None:
         # Read again under the write lock: another process may have migrated meanwhile.
@@ -406,18 +462,20 @@ class _SQLiteStore:
 
 _ACCOUNT_COLUMNS = (
     "id, username, email, phone, password_hash, email_confirmed, failed_logins,"
-    " last_failed_login_at, last_login_at, created_at, language, security_stamp"
+    " last_failed_login_at, last_login_at, created_at, language, security_stamp, iin, names"
 )
 _SELECT_ACCOUNT = {
     "id": f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = ?",  # noqa: S608
     "username": f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE username_key = ?",  # noqa: S608
     "email": f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE email_key = ?",  # noqa: S608
     "phone": f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE phone = ?",  # noqa: S608
+    "iin": f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE iin = ?",  # noqa: S608
 }
 _TAKEN = {
     "username": "SELECT 1 FROM accounts WHERE username_key = ? AND id <> ?",
     "email": "SELECT 1 FROM accounts WHERE email_key = ? AND id <> ?",
     "phone": "SELECT 1 FROM accounts WHERE phone = ? AND id <> ?",
+    "iin": "SELECT 1 FROM accounts WHERE iin = ? AND id <> ?",
 }
 
 
@@ -435,9 +493,12 @@ def _decode_account(row: tuple[Any, ...]) -> Account:
         created,
         language,
         stamp,
+        iin,
+        names,
     ) = row
     if confirmed not in (0, 1) or type(confirmed) is not int:
         raise corrupt("account", "email_confirmed is not 0 or 1")
+    stored_names = decode_names(names)
     try:
         return Account(
             id=account_id,  # Account checks every field
@@ -452,11 +513,76 @@ def _decode_account(row: tuple[Any, ...]) -> Account:
             created_at=read_time(created, "account", "created_at"),
             language=language,
             security_stamp=stamp,
+            iin=iin,
+            names=stored_names,
         )
     except (TypeError, ValueError) as exc:
         if isinstance(exc, CorruptRecordError):
             raise
         raise corrupt("account", str(exc)) from exc
+
+
+def _insert_account(
+    connection: sqlite3.Connection, account: Account, keys: dict[str, str | None]
+) -> None:
+    """Check the unique keys in order, then insert ``account``; inside a write transaction."""
+    for field, value in keys.items():
+        if value is not None and connection.execute(_TAKEN[field], (value, account.id)).fetchone():
+            raise DuplicateAccountError(field)
+    try:
+        connection.execute(
+            "INSERT INTO accounts (id, username, username_key, email, email_key, phone,"
+            " password_hash, email_confirmed, failed_logins, created_at, language,"
+            " security_stamp, iin, names) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)",
+            (
+                account.id,
+                account.username,
+                keys["username"],
+                account.email,
+                keys["email"],
+                account.phone,
+                account.password_hash,
+                int(account.email_confirmed),
+                to_microseconds(account.created_at),
+                account.language,
+                account.security_stamp,
+                account.iin,
+                encode_names(account.names),
+            ),
+        )
+    except sqlite3.IntegrityError as exc:
+        raise _duplicate(exc) from exc
+
+
+def _hash_swap(
+    key: str, expected: str | None, new: str, *, rotate_stamp: bool
+) -> tuple[str, tuple[object, ...]]:
+    """Return the one ``UPDATE`` of the password compare-and-set, and its parameters."""
+    if rotate_stamp:
+        statement = (
+            "UPDATE accounts SET password_hash = ?, security_stamp = ?"
+            " WHERE id = ? AND password_hash IS ?"
+        )
+        return statement, (new, new_security_stamp(), key, expected)
+    statement = "UPDATE accounts SET password_hash = ? WHERE id = ? AND password_hash IS ?"
+    return statement, (new, key, expected)
+
+
+def _append_history(
+    connection: sqlite3.Connection, account_id: str, entry: HistoryEntry, keep: int
+) -> None:
+    """Insert ``entry`` and trim to the newest ``keep``; inside a write transaction."""
+    connection.execute(
+        "INSERT INTO password_history (account_id, password_hash, fingerprint, created_at)"
+        " VALUES (?, ?, ?, ?)",
+        (account_id, entry.password_hash, entry.fingerprint, to_microseconds(entry.created_at)),
+    )
+    connection.execute(
+        "DELETE FROM password_history WHERE account_id = ? AND seq NOT IN"
+        " (SELECT seq FROM password_history WHERE account_id = ?"
+        " ORDER BY seq DESC LIMIT ?)",
+        (account_id, account_id, keep),
+    )
 
 
 class SQLiteAccountStore(_SQLiteStore):
@@ -471,37 +597,7 @@ class SQLiteAccountStore(_SQLiteStore):
         now = check_create(new, now)
         account = fresh_account(new, secrets.token_hex(16), now)
         keys = login_keys(new)
-
-        def insert(connection: sqlite3.Connection) -> None:
-            for field, value in keys.items():
-                if (
-                    value is not None
-                    and connection.execute(_TAKEN[field], (value, account.id)).fetchone()
-                ):
-                    raise DuplicateAccountError(field)
-            try:
-                connection.execute(
-                    "INSERT INTO accounts (id, username, username_key, email, email_key, phone,"
-                    " password_hash, email_confirmed, failed_logins, created_at, language,"
-                    " security_stamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
-                    (
-                        account.id,
-                        account.username,
-                        keys["username"],
-                        account.email,
-                        keys["email"],
-                        account.phone,
-                        account.password_hash,
-                        int(account.email_confirmed),
-                        to_microseconds(now),
-                        account.language,
-                        account.security_stamp,
-                    ),
-                )
-            except sqlite3.IntegrityError as exc:
-                raise _duplicate(exc) from exc
-
-        self._db._write(insert)
+        self._db._write(lambda connection: _insert_account(connection, account, keys))
         return account
 
     def get(self, account_id: str) -> Account | None:
@@ -510,7 +606,7 @@ class SQLiteAccountStore(_SQLiteStore):
         return None if key is None else self._select("id", key)
 
     def find_by_login(self, kind: LoginKind, value: str) -> Account | None:
-        """Return the account with this user name, e-mail or phone, or ``None``."""
+        """Return the account with this user name, e-mail, phone or IIN, or ``None``."""
         key = check_login(kind, value)
         return None if key is None else self._select(kind, key)
 
@@ -523,15 +619,7 @@ class SQLiteAccountStore(_SQLiteStore):
         key = check_account_id(account_id)
         if key is None or not can_match:
             return False
-        if rotate_stamp:
-            statement = (
-                "UPDATE accounts SET password_hash = ?, security_stamp = ?"
-                " WHERE id = ? AND password_hash IS ?"
-            )
-            parameters: tuple[object, ...] = (new, new_security_stamp(), key, expected)
-        else:
-            statement = "UPDATE accounts SET password_hash = ? WHERE id = ? AND password_hash IS ?"
-            parameters = (new, key, expected)
+        statement, parameters = _hash_swap(key, expected, new, rotate_stamp=rotate_stamp)
 
         def swap(connection: sqlite3.Connection) -> bool:
             return connection.execute(statement, parameters).rowcount == 1
@@ -630,7 +718,8 @@ class SQLiteAccountStore(_SQLiteStore):
 
 def _duplicate(exc: sqlite3.IntegrityError) -> StorageError:
     message = str(exc)
-    for field, column in (("username", "username_key"), ("email", "email_key"), ("phone", "phone")):
+    columns = (("username", "username_key"), ("email", "email_key"), ("phone", "phone"))
+    for field, column in (*columns, ("iin", "iin")):
         if f"accounts.{column}" in message:
             return DuplicateAccountError(field)
     return StorageError(f"SQLite storage failed: {exc}")
@@ -642,26 +731,7 @@ class SQLitePasswordHistoryStore(_SQLiteStore):
     def append(self, account_id: str, entry: HistoryEntry, *, keep: int) -> None:
         """Append ``entry`` and trim to the newest ``keep`` in one transaction."""
         check_append(account_id, entry, keep)
-
-        def append(connection: sqlite3.Connection) -> None:
-            connection.execute(
-                "INSERT INTO password_history (account_id, password_hash, fingerprint, created_at)"
-                " VALUES (?, ?, ?, ?)",
-                (
-                    account_id,
-                    entry.password_hash,
-                    entry.fingerprint,
-                    to_microseconds(entry.created_at),
-                ),
-            )
-            connection.execute(
-                "DELETE FROM password_history WHERE account_id = ? AND seq NOT IN"
-                " (SELECT seq FROM password_history WHERE account_id = ?"
-                " ORDER BY seq DESC LIMIT ?)",
-                (account_id, account_id, keep),
-            )
-
-        self._db._write(append)
+        self._db._write(lambda connection: _append_history(connection, account_id, entry, keep))
 
     def recent(self, account_id: str, limit: int) -> list[HistoryEntry]:
         """Return at most ``limit`` entries, newest first."""
@@ -675,6 +745,61 @@ class SQLitePasswordHistoryStore(_SQLiteStore):
             ).fetchall()
 
         return [decode_history_entry(row) for row in self._db._read(select)]
+
+
+class SQLiteAccountWithHistory(_SQLiteStore):
+    """An :class:`~kaspi_identity.storage.AccountWithHistory` on one :class:`SQLiteDatabase`.
+
+    Each call is one ``BEGIN IMMEDIATE`` transaction running the very statements of
+    :class:`SQLiteAccountStore` (the checks and ``INSERT`` of ``create``, the single
+    ``UPDATE`` of ``set_password_hash``) and of :class:`SQLitePasswordHistoryStore`
+    (``INSERT`` and trim); a failure of any of them rolls the whole call back.
+    """
+
+    def create_with_history(
+        self,
+        new: NewAccount,
+        *,
+        now: datetime,
+        entry: Callable[[Account], HistoryEntry] | None,
+        keep: int,
+    ) -> Account:
+        """Create the account and append ``entry(account)`` in one transaction."""
+        now = check_create_with_history(new, now, entry, keep)
+        account = fresh_account(new, secrets.token_hex(16), now)
+        keys = login_keys(new)
+
+        def create(connection: sqlite3.Connection) -> None:
+            _insert_account(connection, account, keys)
+            if entry is not None:
+                _append_history(connection, account.id, check_entry(entry(account)), keep)
+
+        self._db._write(create)
+        return account
+
+    def replace_password(
+        self,
+        account_id: str,
+        *,
+        expected: str | None,
+        new: str,
+        entry: HistoryEntry | None,
+        keep: int,
+    ) -> bool:
+        """Compare-and-set the hash (a new stamp) and append ``entry`` in one transaction."""
+        key = check_replace_password(account_id, expected, new, entry, keep)
+        if key is None:
+            return False
+        statement, parameters = _hash_swap(key, expected, new, rotate_stamp=True)
+
+        def replace(connection: sqlite3.Connection) -> bool:
+            if connection.execute(statement, parameters).rowcount != 1:
+                return False
+            if entry is not None:
+                _append_history(connection, key, entry, keep)
+            return True
+
+        return self._db._write(replace)
 
 
 class SQLiteTokenLedger(_SQLiteStore):
@@ -823,6 +948,7 @@ def sqlite_storage(
 ) -> Storage:
     """Open (or create) the SQLite file at ``path`` and return all five stores on it.
 
+    Its ``with_history`` is a :class:`SQLiteAccountWithHistory` on the same file.
     ``storage.close()`` (or a ``with`` block) closes the file. The keyword arguments are
     those of :class:`SQLiteDatabase`.
 
@@ -837,4 +963,5 @@ def sqlite_storage(
         tokens=SQLiteTokenLedger(database),
         codes=SQLiteOneTimeCodeStore(database),
         rate_limits=SQLiteRateLimiter(database),
+        with_history=SQLiteAccountWithHistory(database),
     )
