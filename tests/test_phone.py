@@ -111,8 +111,8 @@ def reason_of(text: str, **kwargs: object) -> str:
 class TestPublicSurface:
     def test_all_is_sorted_and_exact(self) -> None:
         """__all__ lists every public name of kaspi_identity.phone, in isort order."""
-        imported = {"Collection", "Final", "KaspiIdentityError", "TYPE_CHECKING"}
-        imported |= {"annotations", "dataclass", "re", "render"}
+        imported = {"Collection", "Final", "KaspiIdentityError", "Literal", "TYPE_CHECKING"}
+        imported |= {"annotations", "dataclass", "date", "field", "re", "render"}
         public = {name for name in vars(phone) if not name.startswith(("_", "@"))} - imported
         assert public == set(phone.__all__)
         constants = sorted(n for n in phone.__all__ if n.isupper())
@@ -122,7 +122,8 @@ class TestPublicSurface:
 
     def test_every_public_name_has_a_docstring(self) -> None:
         """Every public class and function says what it is for."""
-        for name in ("InvalidPhoneError", "PhoneNumber", "mask_phone", "parse_phone"):
+        names = ("InvalidPhoneError", "PhoneNumber", "mask_phone", "parse_phone")
+        for name in (*names, "InvalidIinError", "Iin", "parse_iin"):
             assert getattr(phone, name).__doc__, name
 
     def test_error_is_in_the_tree(self) -> None:

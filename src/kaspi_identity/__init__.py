@@ -34,7 +34,7 @@ from kaspi_identity.hashing import (
 )
 from kaspi_identity.history import PasswordHistory
 from kaspi_identity.i18n import CatalogError
-from kaspi_identity.phone import InvalidPhoneError
+from kaspi_identity.phone import Iin, InvalidIinError, InvalidPhoneError, parse_iin
 from kaspi_identity.policy import (
     CONFIG_KEYS,
     PRESET_NAMES,
@@ -65,7 +65,9 @@ __all__ = [
     "HashProfile",
     "HashingError",
     "Hint",
+    "Iin",
     "InvalidHashError",
+    "InvalidIinError",
     "InvalidPasswordError",
     "InvalidPhoneError",
     "InvalidTokenError",
@@ -82,4 +84,5 @@ __all__ = [
     "Violation",
     "__version__",
     "calibrate",
+    "parse_iin",
 ]

@@ -16,14 +16,24 @@ The `phonenumbers <https://github.com/daviddrysdale/python-phonenumbers>`_ packa
 imported on first use, not when this module is imported, and only its core (parsing,
 formatting, number type, region): never its geocoder, carrier or time-zone data, which cost
 about 0.4 s and 97 MiB. See docs/phone.md.
+
+Kazakh portals also log users in by their 12-digit IIN (individual identification number) or
+BIN (business identification number), which no phone number can be. :func:`parse_iin` checks
+one (twelve ASCII digits, the check digit, the date it encodes) and returns an :class:`Iin`
+that knows its kind, an individual's birth date, a masked form, and the strings a password
+must not contain; every refusal is an :class:`InvalidIinError` (a ``ValueError``) with a
+stable ``reason`` and a localised message. An IIN is personal data (it encodes the birth
+date): neither :func:`repr` nor :func:`str` of an :class:`Iin` shows it whole, and no error
+text repeats it. This part needs no third-party package.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Collection
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from dataclasses import dataclass, field
+from datetime import date
+from typing import TYPE_CHECKING, Final, Literal
 
 from kaspi_identity._errors import KaspiIdentityError
 from kaspi_identity.i18n import render
@@ -32,12 +42,18 @@ if TYPE_CHECKING:
     from phonenumbers import PhoneNumber as _ParsedNumber
 
 __all__ = [
+    "IIN_ERROR_REASONS",
+    "IIN_KINDS",
+    "IIN_MAX_LENGTH",
     "PHONE_ERROR_REASONS",
     "PHONE_KINDS",
     "PHONE_MAX_LENGTH",
+    "Iin",
+    "InvalidIinError",
     "InvalidPhoneError",
     "PhoneNumber",
     "mask_phone",
+    "parse_iin",
     "parse_phone",
 ]
 
@@ -104,6 +120,50 @@ _TECHNICAL_TEXT: Final = {
     "region_not_allowed": "phone numbers of this region are not accepted",
     "too_long": "the phone number is too long",
     "too_short": "the phone number is too short",
+}
+
+#: Longer input is refused (reason ``"wrong_length"``) before any other work: an IIN or BIN
+#: is twelve digits, and this leaves room for whitespace around them.
+IIN_MAX_LENGTH: Final = 64
+
+#: The stable ``reason`` codes of :class:`InvalidIinError`; the message key is
+#: ``"iin." + reason``.
+IIN_ERROR_REASONS: Final[tuple[str, ...]] = (
+    "bad_date",
+    "check_digit",
+    "empty",
+    "not_digits",
+    "wrong_length",
+)
+
+#: Every value :attr:`Iin.kind` can take: ``"bin"`` for a legal entity or entrepreneur,
+#: ``"iin"`` for an individual.
+IIN_KINDS: Final[tuple[str, ...]] = ("bin", "iin")
+
+# A range, not \d: \d also matches fullwidth, Arabic-Indic and other scripts' digits.
+_ASCII_DIGITS: Final = re.compile("[0-9]+")
+# The check digit, as the Kazakh rules for forming an IIN/BIN define it: the weighted sum of
+# the first eleven digits mod 11; a remainder of 10 means a second pass with the second
+# weights, and 10 again means that no number is issued with those eleven digits.
+_IIN_WEIGHTS: Final = ((1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11), (3, 4, 5, 6, 7, 8, 9, 10, 11, 1, 2))
+_IIN_MODULUS: Final = 11
+_NO_CHECK_DIGIT: Final = 10
+# The fifth digit of a BIN is the type of the registrant (4 resident legal entity,
+# 5 non-resident, 6 individual entrepreneur); in an IIN it is the tens of the birth day, 0-3.
+_BIN_TYPE_DIGITS: Final = frozenset("456")
+# The seventh digit of an IIN is the century of birth and the sex (odd male, even female).
+_IIN_CENTURY: Final = {"1": 1800, "2": 1800, "3": 1900, "4": 1900, "5": 2000, "6": 2000}
+_MONTHS: Final = range(1, 13)
+# Masked form: the first four digits (year and month) and the last two stay.
+_IIN_SHOWN_HEAD: Final = 4
+_IIN_SHOWN_TAIL: Final = 2
+
+_IIN_TECHNICAL_TEXT: Final = {
+    "bad_date": "the date in the IIN/BIN is not a real date",
+    "check_digit": "the IIN/BIN check digit does not match",
+    "empty": "no IIN/BIN was given",
+    "not_digits": "an IIN/BIN holds only ASCII digits",
+    "wrong_length": "an IIN/BIN has exactly 12 digits",
 }
 
 
@@ -407,3 +467,187 @@ def _kind(number: _ParsedNumber) -> str:
         if getattr(phonenumbers.PhoneNumberType, kind.upper()) == number_type:
             return kind
     return "unknown"
+
+
+class InvalidIinError(KaspiIdentityError, ValueError):
+    """An IIN or BIN was refused: not twelve digits, a wrong check digit, or an impossible date.
+
+    ``reason`` is one of :data:`IIN_ERROR_REASONS` (stable; a front end may map it):
+
+    - ``"empty"`` — nothing but whitespace;
+    - ``"not_digits"`` — a character other than the ASCII digits ``0``–``9`` (a letter, a
+      space or hyphen inside, a fullwidth or other script's digit, NUL, a lone surrogate);
+    - ``"wrong_length"`` — digits only, but not twelve of them (also for input longer than
+      :data:`IIN_MAX_LENGTH` characters);
+    - ``"check_digit"`` — the twelfth digit is not the check digit of the first eleven, or
+      no check digit exists for them (such a number is never issued): usually a typo;
+    - ``"bad_date"`` — the check digit is right but the number encodes no real date: an
+      IIN's birth date (``YYMMDD``) does not exist or its century digit (the seventh) is not
+      1–6, or a BIN's month of registration is not 01–12. An IIN's fifth digit, the tens of
+      the birth day, is 0–3, and 4–6 mark a BIN, so a fifth digit 7–9 is ``"bad_date"`` too.
+
+    The message and the exception's arguments never contain the number, nor any part of it.
+    """
+
+    def __init__(self, reason: str) -> None:
+        if reason not in _IIN_TECHNICAL_TEXT:
+            raise ValueError(
+                f"unknown reason {reason!r}; expected one of {', '.join(IIN_ERROR_REASONS)}"
+            )
+        self.reason = reason
+        super().__init__(f"{_IIN_TECHNICAL_TEXT[reason]} ({reason})")
+
+    def __reduce__(self) -> tuple[type[InvalidIinError], tuple[str]]:
+        # The default would call the class with the message text, which is not a reason.
+        return type(self), (self.reason,)
+
+    def message(self, lang: str) -> str:
+        """Return the message for the end user in ``lang`` (``"kk"``, ``"ru"`` or ``"en"``).
+
+        The text comes from the message catalog, key ``"iin." + reason``.
+
+        Raises:
+            UnknownLanguageError: there is no catalog for ``lang``.
+
+        """
+        return render(f"iin.{self.reason}", lang, count=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Iin:
+    """A valid Kazakh IIN (individual) or BIN (business identification number).
+
+    Build one with :func:`parse_iin` from what a user typed, or as ``Iin("880101300123")``
+    from a stored value: the constructor checks the value exactly as :func:`parse_iin` does
+    (except that it strips nothing) and derives :attr:`kind` and :attr:`birth_date` from it,
+    so an :class:`Iin` that exists is always valid and consistent.
+
+    Attributes:
+        value: The twelve digits, ``"880101300123"``: the form to store and compare.
+        kind: ``"iin"`` for an individual, ``"bin"`` for a legal entity, branch or
+            entrepreneur registered as one (the fifth digit is 4, 5 or 6).
+        birth_date: An individual's date of birth, from the first six digits (``YYMMDD``)
+            and the century in the seventh; ``None`` for a BIN.
+
+    An IIN is personal data: it encodes the birth date. :func:`repr` and :func:`str` both
+    show only the :attr:`masked` form and the kind (``Iin(masked='8801******23',
+    kind='iin')``), so an IIN that reaches a log line or an f-string is not disclosed; read
+    :attr:`value` where the number itself is meant.
+
+    Raises:
+        InvalidIinError: ``value`` is not a valid IIN or BIN; ``reason`` says why.
+        TypeError: ``value`` is not a ``str``.
+
+    """
+
+    value: str
+    kind: Literal["iin", "bin"] = field(init=False)
+    birth_date: date | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.value, str):
+            raise TypeError(f"Iin.value must be a str, not {type(self.value).__name__}")
+        kind, birth_date = _decode_iin(self.value)
+        # Derived once here, so a value and its kind or birth date can never disagree.
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "birth_date", birth_date)
+
+    @property
+    def masked(self) -> str:
+        """The number for display with the middle hidden: ``"8801******23"``.
+
+        The first four digits (the year and month of birth or registration) and the last two
+        stay; the six between become ``*``.
+        """
+        hidden = "*" * (_IIN_DIGITS - _IIN_SHOWN_HEAD - _IIN_SHOWN_TAIL)
+        return self.value[:_IIN_SHOWN_HEAD] + hidden + self.value[-_IIN_SHOWN_TAIL:]
+
+    def personal_strings(self) -> tuple[str, ...]:
+        """Return the strings a password of this person must not contain.
+
+        For an IIN: the twelve digits, then the birth date as ``YYMMDD``, ``DDMMYY`` and
+        ``DDMMYYYY`` (born 1 February 1988: ``"880201"``, ``"010288"``, ``"01021988"``);
+        for a BIN, the twelve digits only. A form that coincides with an earlier one (born
+        1 January 2001: ``YYMMDD`` and ``DDMMYY`` are both ``"010101"``) is given once.
+        """
+        if self.birth_date is None:
+            return (self.value,)
+        born = self.birth_date
+        yy, mm, dd = f"{born.year % 100:02d}", f"{born.month:02d}", f"{born.day:02d}"
+        forms = (self.value, yy + mm + dd, dd + mm + yy, f"{dd}{mm}{born.year:04d}")
+        return tuple(dict.fromkeys(forms))
+
+    def __repr__(self) -> str:
+        return f"Iin(masked={self.masked!r}, kind={self.kind!r})"
+
+    # Spelled out: a dataclass leaves __str__ to object, which would use repr anyway, and
+    # str() must never become the plain number by accident.
+    __str__ = __repr__
+
+
+def parse_iin(text: str) -> Iin:
+    """Parse an IIN or BIN as a user typed it.
+
+    Surrounding whitespace is ignored; what remains must be exactly twelve ASCII digits,
+    with nothing between them (no spaces, hyphens, fullwidth or other scripts' digits). The
+    twelfth digit must be the check digit of the first eleven, and the date the number
+    encodes must exist: for an IIN the birth date (``YYMMDD``, the century from the seventh
+    digit: 1–2 the 1800s, 3–4 the 1900s, 5–6 the 2000s), for a BIN the month of registration
+    (the third and fourth digits). Input longer than :data:`IIN_MAX_LENGTH` characters is
+    refused before anything else is looked at.
+
+    Args:
+        text: What the user typed.
+
+    Returns:
+        The number, its kind and, for an individual, the birth date.
+
+    Raises:
+        InvalidIinError: the number is refused; ``reason`` says why (see
+            :class:`InvalidIinError`).
+        TypeError: ``text`` is not a ``str``.
+
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"IIN/BIN must be a str, not {type(text).__name__}")
+    if len(text) > IIN_MAX_LENGTH:
+        raise InvalidIinError("wrong_length")
+    return Iin(text.strip())
+
+
+def _decode_iin(value: str) -> tuple[Literal["iin", "bin"], date | None]:
+    """Check twelve digits as an IIN or BIN and return its kind and birth date."""
+    if not value:
+        raise InvalidIinError("empty")
+    if len(value) > IIN_MAX_LENGTH:
+        raise InvalidIinError("wrong_length")
+    if _ASCII_DIGITS.fullmatch(value) is None:
+        raise InvalidIinError("not_digits")
+    if len(value) != _IIN_DIGITS:
+        raise InvalidIinError("wrong_length")
+    # The check digit first: a typo is by far the likeliest fault, and its message says so.
+    if _iin_check_digit(value[:-1]) != int(value[-1]):
+        raise InvalidIinError("check_digit")
+    month = int(value[2:4])
+    if value[4] in _BIN_TYPE_DIGITS:
+        if month not in _MONTHS:
+            raise InvalidIinError("bad_date")
+        return "bin", None
+    century = _IIN_CENTURY.get(value[6])
+    if century is None:
+        raise InvalidIinError("bad_date")
+    try:
+        born = date(century + int(value[:2]), month, int(value[4:6]))
+    except ValueError:
+        raise InvalidIinError("bad_date") from None
+    return "iin", born
+
+
+def _iin_check_digit(first_eleven: str) -> int | None:
+    """The twelfth digit that makes these eleven a valid number, or None if none does."""
+    digits = [int(char) for char in first_eleven]
+    for weights in _IIN_WEIGHTS:
+        remainder = sum(d * w for d, w in zip(digits, weights, strict=True)) % _IIN_MODULUS
+        if remainder != _NO_CHECK_DIGIT:
+            return remainder
+    return None
