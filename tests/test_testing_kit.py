@@ -472,7 +472,9 @@ CREATE TABLE users (
     failed_at INTEGER, login_at INTEGER,
     created_at INTEGER NOT NULL,
     lang TEXT NOT NULL DEFAULT 'en',
-    stamp VARCHAR(64) NOT NULL
+    stamp VARCHAR(64) NOT NULL,
+    iin TEXT UNIQUE,
+    names TEXT NOT NULL DEFAULT '[]'
 )
 """
 
@@ -542,6 +544,10 @@ class TestContractSuiteForHosts:
             (  # forgets to rotate the stamp on a change of address
                 ('email_ok = ?, stamp = ?"', 'email_ok = ?, stamp = stamp || substr(?, 1, 0)"'),
                 "test_set_email_rotates_the_stamp",
+            ),
+            (  # leaves the IIN to the unique index: a raw IntegrityError, not a duplicate
+                ('"phone": new.phone, "iin": new.iin}', '"phone": new.phone}'),
+                "test_duplicates_are_refused and iin",
             ),
         ],
     )
