@@ -41,7 +41,7 @@ CODE = "98765432"  # the longest code the services send: 8 digits
 PHONE = "+77011234567"
 
 # The parameters of every letter, as the services pass them.
-EMAIL_PARAMS: dict[str, dict[str, object]] = {
+EMAIL_PARAMS: dict[str, dict[str, Any]] = {
     "confirm_email": {"link": LINK, "hours": 24, "site": SITE},
     "already_registered": {"site": SITE, "reset_link": RESET_PAGE},
     "phone_already_registered": {"site": SITE, "reset_link": RESET_PAGE},
@@ -710,7 +710,7 @@ class TestRenderEmail:
             ({"link": LINK, "hours": 24, "site": 5}, "site must be str"),
         ],
     )
-    def test_parameter_errors(self, params: dict[str, object], match: str) -> None:
+    def test_parameter_errors(self, params: dict[str, Any], match: str) -> None:
         """Missing, unexpected and mistyped parameters are TypeErrors naming them."""
         with pytest.raises(TypeError, match=match):
             render_email("confirm_email", "en", to="a@example.kz", catalog=None, **params)

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from kaspi_identity._errors import (
     AccountNotFoundError,
@@ -197,7 +197,7 @@ class IdentityService:
             ValueError: a letter cannot be written (the message says which and why).
         """
         sample = "x" * 43
-        letters: dict[str, dict[str, object]] = {
+        letters: dict[str, dict[str, Any]] = {
             "confirm_email": {"link": self._confirm_links.link(sample), "hours": 24},
             "password_reset": {"link": self._reset_links.link(sample), "minutes": 60},
             "already_registered": {"reset_link": self._reset_links.link(sample)},
