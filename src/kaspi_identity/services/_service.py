@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import itertools
 import logging
 import re
 import secrets
@@ -41,7 +42,7 @@ from kaspi_identity.delivery._messages import is_deliverable_address
 from kaspi_identity.hashing import PasswordHasher
 from kaspi_identity.history import PasswordHistory
 from kaspi_identity.i18n import normalize_language
-from kaspi_identity.phone import InvalidPhoneError, PhoneNumber, parse_phone
+from kaspi_identity.phone import InvalidPhoneError, PhoneNumber, parse_iin, parse_phone
 from kaspi_identity.policy import PasswordPolicy, PolicyResult, UserInfo
 from kaspi_identity.services._audit import AuditEvent, AuditSink
 from kaspi_identity.services._clock import Clock, SystemClock
@@ -61,6 +62,8 @@ from kaspi_identity.storage import (
     NewAccount,
     Storage,
 )
+from kaspi_identity.storage._checks import is_storable_text
+from kaspi_identity.storage._records import MAX_NAMES, NAME_MAX_LENGTH
 from kaspi_identity.tokens import LinkBuilder, TokenClaims, TokenService
 
 __all__ = ["IdentityService", "InvalidCodeError", "InvalidIdentifierError"]
@@ -75,6 +78,14 @@ _ABSENT_ADDRESS = "absent@kaspi-identity.invalid"
 _ABSENT_RULE = RateLimit(1_000_000, timedelta(minutes=1))
 # A login identifier made of what phone numbers are written with: read as a phone number.
 _PHONE_LIKE = re.compile(r"\+?[\d\s().\-]{7,24}")
+# Exactly what an IIN/BIN is: 12 ASCII digits.
+_IIN_LIKE = re.compile(r"[0-9]{12}")
+# Which letter tells the owner of a taken identifier that someone registered with it.
+_TAKEN_LETTERS: dict[str, str] = {
+    "email": "already_registered",
+    "phone": "phone_already_registered",
+    "iin": "iin_already_registered",
+}
 
 
 class InvalidIdentifierError(KaspiIdentityError, ValueError):
@@ -344,20 +355,24 @@ class IdentityService:
     def _resolve(self, identifier: str) -> tuple[LoginKind, str] | None:
         """Which login an identifier names, normalised, or ``None`` for one no account has.
 
-        An e-mail address (it holds ``@``), a phone number (what numbers are written with;
-        read into E.164, so every spelling of one number is the same identifier) or a user
-        name (a digit-only login such as a 12-digit IIN that is no phone number is one).
+        The kinds cannot overlap, so an identifier names at most one account: an e-mail
+        address holds ``@``; exactly 12 digits are an IIN/BIN (no KZ or RU phone number has
+        12 digits); what phone numbers are written with is a phone, read into E.164 so every
+        spelling of one number is one identifier; anything else is a user name (which
+        registration refuses to look like a phone number or an IIN).
         """
         text = identifier.strip()
         if not text or len(text) > _IDENTIFIER_MAX:
             return None
         if "@" in text:
             return "email", text
+        if _IIN_LIKE.fullmatch(text):
+            return "iin", text
         if _PHONE_LIKE.fullmatch(text):
             try:
                 return "phone", self._parse_phone(text, mobile_only=False).e164
             except InvalidPhoneError:
-                pass
+                pass  # an account registered before user names were kept apart
         return "username", text
 
     @staticmethod
@@ -366,7 +381,7 @@ class IdentityService:
         if resolved is None:
             return "?" + identifier.strip()[:_IDENTIFIER_MAX].casefold()
         kind, value = resolved
-        return f"{kind}:{value if kind == 'phone' else value.casefold()}"
+        return f"{kind}:{value if kind in ('phone', 'iin') else value.casefold()}"
 
     def _lookup(self, resolved: tuple[LoginKind, str] | None) -> Account | None:
         if resolved is None:
@@ -399,6 +414,7 @@ class IdentityService:
         email: str | None = None,
         username: str | None = None,
         phone: str | None = None,
+        iin: str | None = None,
         names: Sequence[str] = (),
         language: str = "en",
     ) -> RegistrationResult:
@@ -407,9 +423,9 @@ class IdentityService:
         The password is checked against the policy with the user's own data as personal
         information. An e-mail address (or phone) that already has an account gets the same
         answer as a new one; its owner receives an "already registered" letter instead.
-        A phone number that belongs to another account is left off the new account (its
-        owner is told by e-mail), and the registration goes on exactly as with a free number:
-        the same answer and the same confirmation letter, so neither tells whose number it is.
+        A phone number or IIN/BIN that belongs to another account is left off the new account
+        (its owner is told by e-mail), and the registration goes on exactly as with a free
+        one: the same answer and the same confirmation letter, so neither tells whose it is.
         An acceptable form is counted against ``register_per_client`` and
         ``register_per_identifier`` (the normalised e-mail, else phone, else user name); over
         a limit, the answer is not ``ok`` and ``retry_after`` says when to try again.
@@ -422,12 +438,18 @@ class IdentityService:
                 sent to it.
             username: a public login name (letters, digits, ``.``, ``_``, ``-``; 2–64).
             phone: a mobile number in any common format ("8 701 123 45 67"); stored in E.164.
-            names: the user's names, for the personal-information rule.
+            iin: a Kazakh IIN/BIN (12 digits, check digit verified): a login of its own, and
+                personal data (it and the birth date it encodes may not be in the password).
+            names: the user's names, kept on the account for the personal-information rule
+                of every later change of password.
             language: the account's language for letters ("en", "ru", "kk", or a tag).
 
         Raises:
             TypeError: a password or identifier is not a ``str``.
-            InvalidIdentifierError: a malformed e-mail or user name; nothing is written.
+            InvalidIdentifierError: a malformed e-mail or user name (one that looks like a
+                phone number or an IIN is refused too: those have fields of their own), or
+                too many or too long names; nothing is written.
+            InvalidIinError: a malformed IIN/BIN (``reason``, localised ``message(lang)``).
             InvalidPhoneError: a malformed phone, not a mobile, or from a region not allowed
                 (its ``message(lang)`` says which, localised); nothing is written.
             UnknownLanguageError: ``language`` has no catalog.
@@ -438,9 +460,12 @@ class IdentityService:
         username = self._clean_username(username)
         if phone is not None:
             phone = self._parse_phone(phone).e164
-        if email is None and username is None and phone is None:
-            raise InvalidIdentifierError("email", "an e-mail, user name or phone is required")
-        user = UserInfo(username=username, email=email, phone=phone, names=tuple(names))
+        if iin is not None:
+            iin = parse_iin(iin).value
+        if email is None and username is None and phone is None and iin is None:
+            raise InvalidIdentifierError("email", "an e-mail, user name, phone or IIN is required")
+        kept = self._clean_names(names)
+        user = UserInfo(username=username, email=email, phone=phone, names=kept)
         result = self.policy.check(password, user=user, confirmation=confirmation)
         if not result:
             return RegistrationResult(False, result)
@@ -449,6 +474,8 @@ class IdentityService:
             wanted = f"email:{email.casefold()}"
         elif phone is not None:
             wanted = f"phone:{phone}"
+        elif iin is not None:
+            wanted = f"iin:{iin}"
         else:
             wanted = f"username:{(username or '').casefold()}"
         wait = self._first_limited(
@@ -466,20 +493,25 @@ class IdentityService:
             phone=phone,
             password_hash=password_hash,
             language=lang,
-            names=user.names,
+            iin=iin,
+            names=kept,
         )
         while True:
             try:
                 account = self._create(new, password)
             except DuplicateAccountError as exc:
-                if exc.field == "username":
+                field = exc.field
+                if field == "username":
                     return RegistrationResult(False, result, username_taken=True)
-                if exc.field == "phone" and new.email is not None:
+                if field not in ("email", "phone", "iin"):
+                    raise  # a clash the protocol does not name: the store is at fault
+                kind: LoginKind = field  # type: ignore[assignment]  # narrowed just above
+                if kind != "email" and new.email is not None:
                     # Someone else's number: tell its owner, and register without it.
-                    self._existing_registration("phone", new.phone)
-                    new = replace(new, phone=None)
+                    self._existing_registration(kind, getattr(new, kind))
+                    new = replace(new, phone=None) if kind == "phone" else replace(new, iin=None)
                     continue
-                self._existing_registration(exc.field, new.email if exc.field == "email" else phone)
+                self._existing_registration(kind, getattr(new, kind))
                 return RegistrationResult(True, result)
             break
         self._emit("registered", account.id)
@@ -534,12 +566,8 @@ class IdentityService:
             _log.warning("first history entry not stored: %s", type(exc).__name__)
             self._emit("history_write_failed", account.id)
 
-    def _existing_registration(self, field: str, value: str | None) -> None:
-        existing = (
-            self.storage.accounts.find_by_login("email" if field == "email" else "phone", value)
-            if value is not None
-            else None
-        )
+    def _existing_registration(self, field: LoginKind, value: str | None) -> None:
+        existing = self.storage.accounts.find_by_login(field, value) if value is not None else None
         self._emit("registration_duplicate", existing.id if existing else None, field=field)
         if existing is None or existing.email is None:
             return
@@ -554,7 +582,7 @@ class IdentityService:
             "reset", existing.id, state=self._state(existing), now=self.clock.now()
         )
         self._send(
-            "already_registered" if field == "email" else "phone_already_registered",
+            _TAKEN_LETTERS[field],
             existing.id,
             existing.email,
             existing.language,
@@ -600,7 +628,29 @@ class IdentityService:
         username = username.strip()
         if not 2 <= len(username) <= 64 or not _USERNAME_RE.fullmatch(username):
             raise InvalidIdentifierError("username", "use 2 to 64 letters, digits, '.', '_' or '-'")
+        if _PHONE_LIKE.fullmatch(username) or _IIN_LIKE.fullmatch(username):
+            # Log-in reads such a login as a phone number or an IIN, so it would find the
+            # account of whoever has that number: a user name must hold a letter.
+            raise InvalidIdentifierError(
+                "username", "a user name needs a letter; give a phone or an IIN in its own field"
+            )
         return username
+
+    @staticmethod
+    def _clean_names(names: Sequence[str]) -> tuple[str, ...]:
+        if isinstance(names, str):
+            raise TypeError("names must be a sequence of str, not one str")
+        kept = tuple(itertools.islice(names, MAX_NAMES + 1))
+        if not all(isinstance(name, str) for name in kept):
+            raise TypeError("names must be a sequence of str")
+        if len(kept) > MAX_NAMES or any(len(name) > NAME_MAX_LENGTH for name in kept):
+            raise InvalidIdentifierError(
+                "names", f"at most {MAX_NAMES} names of at most {NAME_MAX_LENGTH} characters"
+            )
+        kept = tuple(name.strip() for name in kept if name.strip())
+        if not all(is_storable_text(name) for name in kept):
+            raise InvalidIdentifierError("names", "a name holds a character that cannot be stored")
+        return kept
 
     def confirm_email(self, token: str) -> str:
         """Confirm the e-mail address a confirmation link was sent to; return the account id.
