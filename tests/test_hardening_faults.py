@@ -416,3 +416,91 @@ def test_confirm_with_garbage_chains_nothing(env: Env) -> None:
     with pytest.raises(InvalidTokenError) as caught:
         env.service.confirm_email("garbage")
     assert caught.value.__context__ is None
+
+
+# -- 7. IIN/BIN logins --------------------------------------------------------------------
+
+IIN = "880101300123"  # born 1 January 1988; a valid check digit
+OTHER_IIN = "900502401237"
+
+
+class TestIinLogins:
+    def test_register_and_log_in_by_iin(self, env: Env) -> None:
+        account_id = env.register(iin=IIN)
+        account = env.storage.accounts.get(account_id)
+        assert account is not None
+        assert account.iin == IIN
+        assert env.login(PW, identifier=IIN)
+        assert env.login(PW, identifier=f"  {IIN} ")
+        assert not env.login(PW, identifier=OTHER_IIN)
+
+    def test_reset_by_iin_sends_the_letter(self, env: Env) -> None:
+        env.register(iin=IIN)
+        env.outbox.clear()
+        assert env.service.request_password_reset(IIN, client_key=_client())
+        assert env.outbox.last_email(to=EMAIL).kind == "password_reset"
+
+    def test_digit_only_user_names_are_refused(self, env: Env) -> None:
+        """Issue 11: register(username=IIN) succeeded and then nobody could log in by it."""
+        from kaspi_identity.services import InvalidIdentifierError
+
+        for username in (IIN, "87011234567", "+7 701 123 45 67", "8(701)1234567"):
+            with pytest.raises(InvalidIdentifierError) as caught:
+                env.service.register(
+                    email="new@example.kz",
+                    username=username,
+                    password=PW,
+                    confirmation=PW,
+                    client_key=_client(),
+                )
+            assert caught.value.field == "username"
+        assert env.storage.accounts.find_by_login("email", "new@example.kz") is None
+
+    def test_a_user_name_never_finds_another_accounts_phone(self, env: Env) -> None:
+        """An identifier names at most one account."""
+        phone_owner = env.register("owner@example.kz", phone=PHONE)
+        named = env.register("named@example.kz", username="aliya77")
+        found = {
+            identifier: env.service._lookup(env.service._resolve(identifier))
+            for identifier in ("aliya77", PHONE, "8 701 123 45 67")
+        }
+        assert found["aliya77"] is not None
+        assert found["aliya77"].id == named
+        assert {found[PHONE].id, found["8 701 123 45 67"].id} == {phone_owner}  # type: ignore[union-attr]
+
+    @pytest.mark.parametrize(
+        "bad",
+        [
+            "88010130012",
+            "8801013001234",
+            "880101300124",
+            "88O101300123",
+            "８８０１０１３００１２３",
+        ],
+    )
+    def test_malformed_iin_is_a_typed_error_and_nothing_is_written(
+        self, env: Env, bad: str
+    ) -> None:
+        from kaspi_identity import InvalidIinError
+
+        with pytest.raises(InvalidIinError) as caught:
+            env.service.register(
+                email=EMAIL, iin=bad, password=PW, confirmation=PW, client_key=_client()
+            )
+        assert caught.value.message("kk")
+        assert env.storage.accounts.find_by_login("email", EMAIL) is None
+
+    def test_a_taken_iin_gives_the_same_answer_and_letters(self, env: Env) -> None:
+        env.register("owner@example.kz", iin=IIN)
+        letters = []
+        for iin, mine in ((IIN, "mine1@example.kz"), (OTHER_IIN, "mine2@example.kz")):
+            env.outbox.clear()
+            answer = env.service.register(
+                email=mine, iin=iin, password=NEW, confirmation=NEW, client_key=_client()
+            )
+            assert answer.ok
+            letters.append([m.kind for m in env.outbox.emails if m.to == mine])
+        assert letters[0] == letters[1] == ["confirm_email"]
+        newcomer = env.storage.accounts.find_by_login("email", "mine1@example.kz")
+        assert newcomer is not None
+        assert newcomer.iin is None
