@@ -45,6 +45,7 @@ EMAIL_PARAMS: dict[str, dict[str, Any]] = {
     "confirm_email": {"link": LINK, "hours": 24, "site": SITE},
     "already_registered": {"site": SITE, "reset_link": RESET_PAGE},
     "phone_already_registered": {"site": SITE, "reset_link": RESET_PAGE},
+    "iin_already_registered": {"site": SITE, "reset_link": RESET_PAGE},
     "password_reset": {"link": LINK, "minutes": 60, "site": SITE},
     "password_changed": {"site": SITE, "time": "2026-11-23 16:00 UTC"},
 }
@@ -53,6 +54,7 @@ EMAIL_LINKS = {
     "confirm_email": LINK,
     "already_registered": RESET_PAGE,
     "phone_already_registered": RESET_PAGE,
+    "iin_already_registered": RESET_PAGE,
     "password_reset": LINK,
 }
 
@@ -119,6 +121,7 @@ class TestPublicSurface:
             "confirm_email",
             "already_registered",
             "phone_already_registered",
+            "iin_already_registered",
             "password_reset",
             "password_changed",
         )
@@ -562,6 +565,9 @@ class TestRenderEmail:
             ("already_registered", "құпиясөз"),
             ("phone_already_registered", "құпиясөз"),
             ("phone_already_registered", "тіркелгі"),
+            ("iin_already_registered", "құпиясөз"),
+            ("iin_already_registered", "тіркелгі"),
+            ("iin_already_registered", "жсн/бсн"),
         ],
     )
     def test_kazakh_terms(self, kind: str, word: str) -> None:
@@ -667,6 +673,59 @@ class TestRenderEmail:
             assert phrase in message.text
         with pytest.raises(TypeError, match="missing reset_link"):
             render_email("phone_already_registered", language, to="a@example.kz", site=SITE)
+
+    @pytest.mark.parametrize(
+        ("language", "subject", "phrases"),
+        [
+            (
+                "en",
+                "Your IIN/BIN was used in a sign-up for goszakup.gov.kz",
+                [
+                    "gave the IIN/BIN of your account when signing up for goszakup.gov.kz.",
+                    "so no account was created with it.",
+                    "your account and password stay unchanged.",
+                ],
+            ),
+            (
+                "ru",
+                "goszakup.gov.kz: ваш ИИН/БИН указали при регистрации",
+                [
+                    "указал ИИН/БИН вашей учётной записи при регистрации на сайте goszakup.gov.kz.",
+                    "поэтому учётная запись с этим номером не создана.",
+                    "ваша учётная запись и пароль остались прежними.",
+                ],
+            ),
+            (
+                "kk",
+                "goszakup.gov.kz: тіркелу кезінде сіздің ЖСН/БСН нөміріңіз көрсетілді",
+                [
+                    "goszakup.gov.kz сайтында тіркелу кезінде тіркелгіңіздің ЖСН/БСН "
+                    "нөмірін көрсетті.",
+                    "бұл нөмірмен ешбір тіркелгі ашылмады.",
+                    "тіркелгіңіз бен құпиясөзіңіз өзгерген жоқ.",
+                ],
+            ),
+        ],
+    )
+    def test_iin_already_registered(self, language: str, subject: str, phrases: list[str]) -> None:
+        """The letter to an IIN/BIN's owner: site named, link shown once on its own line."""
+        message = render_email(
+            "iin_already_registered",
+            language,
+            to="aliya@example.kz",
+            site=SITE,
+            reset_link=RESET_PAGE,
+        )
+        assert ("iin_already_registered", language) == (message.kind, message.language)
+        assert subject == message.subject
+        assert RESET_PAGE == extract_link(message)
+        assert 1 == message.text.count(RESET_PAGE)
+        assert f"\n\n{RESET_PAGE}\n\n" in message.text
+        assert SITE in message.text
+        for phrase in phrases:
+            assert phrase in message.text
+        with pytest.raises(TypeError, match="missing reset_link"):
+            render_email("iin_already_registered", language, to="a@example.kz", site=SITE)
 
     def test_aware_datetime(self) -> None:
         """A time given as an aware datetime is shown in its own offset."""

@@ -27,6 +27,7 @@ _EMAIL: Mapping[str, _Kind] = {
     "confirm_email": _Kind(("link", "hours", "site"), "hours", links=("link",)),
     "already_registered": _Kind(("site", "reset_link"), None, links=("reset_link",)),
     "phone_already_registered": _Kind(("site", "reset_link"), None, links=("reset_link",)),
+    "iin_already_registered": _Kind(("site", "reset_link"), None, links=("reset_link",)),
     "password_reset": _Kind(("link", "minutes", "site"), "minutes", links=("link",)),
     "password_changed": _Kind(("site", "time"), None),
 }
@@ -36,7 +37,8 @@ _SMS: Mapping[str, _Kind] = {
 
 EMAIL_KINDS: tuple[str, ...] = tuple(_EMAIL)
 """The letters :func:`render_email` writes: ``confirm_email``, ``already_registered``,
-``phone_already_registered``, ``password_reset``, ``password_changed``."""
+``phone_already_registered``, ``iin_already_registered``, ``password_reset``,
+``password_changed``."""
 
 SMS_KINDS: tuple[str, ...] = tuple(_SMS)
 """The SMS texts :func:`render_sms` writes: ``reset_code``."""
@@ -72,6 +74,11 @@ def render_email(
                                   address of the account that owns a phone
                                   number someone gave at a sign-up (the new
                                   account is created without it)
+    ``iin_already_registered``    ``site``, ``reset_link``, as for
+                                  ``already_registered``; sent to the e-mail
+                                  address of the account that owns an IIN/BIN
+                                  someone gave at a sign-up (no account is
+                                  created with it)
     ``password_reset``            ``link`` (https URL), ``minutes`` (int),
                                   ``site``
     ``password_changed``          ``site``, ``time`` (str, or an aware datetime,
