@@ -12,9 +12,17 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from kaspi_identity.storage import CodeAttempt, Storage
+from kaspi_identity.storage import (
+    Account,
+    CodeAttempt,
+    HistoryEntry,
+    LoginKind,
+    NewAccount,
+    Storage,
+)
 from kaspi_identity.storage.memory import (
     MemoryAccountStore,
+    MemoryAccountWithHistory,
     MemoryOneTimeCodeStore,
     MemoryPasswordHistoryStore,
     MemoryRateLimiter,
@@ -122,16 +130,98 @@ class _FirstCandidateOnly(MemoryOneTimeCodeStore):
         return super().attempt(key, list(candidates)[:1], now=now, max_attempts=max_attempts)
 
 
+class _AppendsOnALostChange(MemoryAccountWithHistory):
+    """Planted bug: replace_password appends the entry even when the CAS lost."""
+
+    def replace_password(
+        self,
+        account_id: str,
+        *,
+        expected: str | None,
+        new: str,
+        entry: HistoryEntry | None,
+        keep: int,
+    ) -> bool:
+        won = super().replace_password(
+            account_id, expected=expected, new=new, entry=entry, keep=keep
+        )
+        if not won and entry is not None and self._accounts.get(account_id) is not None:
+            self._history.append(account_id, entry, keep=keep)
+        return won
+
+
+class _KeepsStampOnReplace(MemoryAccountWithHistory):
+    """Planted bug: replace_password keeps the old security stamp."""
+
+    def replace_password(
+        self,
+        account_id: str,
+        *,
+        expected: str | None,
+        new: str,
+        entry: HistoryEntry | None,
+        keep: int,
+    ) -> bool:
+        before = self._accounts.get(account_id)
+        won = super().replace_password(
+            account_id, expected=expected, new=new, entry=entry, keep=keep
+        )
+        if won and before is not None:
+            with self._accounts._lock:
+                account = self._accounts._accounts[before.id]
+                self._accounts._accounts[before.id] = replace(
+                    account, security_stamp=before.security_stamp
+                )
+        return won
+
+
+class _IgnoresKeepAtCreate(MemoryAccountWithHistory):
+    """Planted bug: create_with_history appends its entry twice (an off-by-one keep)."""
+
+    def create_with_history(
+        self,
+        new: NewAccount,
+        *,
+        now: datetime,
+        entry: Callable[[Account], HistoryEntry] | None,
+        keep: int,
+    ) -> Account:
+        account = super().create_with_history(new, now=now, entry=entry, keep=keep)
+        if entry is not None:
+            self._history.append(account.id, entry(account), keep=keep + 1)
+        return account
+
+
+class _ForgetsNames(MemoryAccountStore):
+    """Planted bug: create stores the account without its names."""
+
+    def create(self, new: NewAccount, *, now: datetime) -> Account:
+        return super().create(replace(new, names=()), now=now)
+
+
+class _IinFindsByUsername(MemoryAccountStore):
+    """Planted bug: an IIN lookup falls back to the user names (issue 11, item 7)."""
+
+    def find_by_login(self, kind: LoginKind, value: str) -> Account | None:
+        found = super().find_by_login(kind, value)
+        if found is None and kind == "iin":
+            return super().find_by_login("username", value)
+        return found
+
+
 def _memory_with(
     accounts: type[MemoryAccountStore] = MemoryAccountStore,
     codes: type[MemoryOneTimeCodeStore] = MemoryOneTimeCodeStore,
+    with_history: type[MemoryAccountWithHistory] = MemoryAccountWithHistory,
 ) -> Storage:
+    account_store, history = accounts(), MemoryPasswordHistoryStore()
     return Storage(
-        accounts=accounts(),
-        history=MemoryPasswordHistoryStore(),
+        accounts=account_store,
+        history=history,
         tokens=MemoryTokenLedger(),
         codes=codes(),
         rate_limits=MemoryRateLimiter(),
+        with_history=with_history(account_store, history),
     )
 
 
@@ -143,10 +233,20 @@ def _memory_with(
         pytest.param(lambda: _memory_with(accounts=_ReserveIgnoresTheCount), id="reserve"),
         pytest.param(lambda: _memory_with(accounts=_MarksAnyAddress), id="mark"),
         pytest.param(lambda: _memory_with(codes=_FirstCandidateOnly), id="candidates"),
+        pytest.param(lambda: _memory_with(accounts=_ForgetsNames), id="names"),
+        pytest.param(lambda: _memory_with(accounts=_IinFindsByUsername), id="iin-lookup"),
+        pytest.param(
+            lambda: _memory_with(with_history=_AppendsOnALostChange), id="append-on-lost-cas"
+        ),
+        pytest.param(
+            lambda: _memory_with(with_history=_KeepsStampOnReplace), id="replace-keeps-stamp"
+        ),
+        pytest.param(lambda: _memory_with(with_history=_IgnoresKeepAtCreate), id="create-keep"),
     ],
 )
 def test_machine_finds_planted_bugs(broken: Callable[[], Storage]) -> None:
-    """The machine fails a candidate with a planted stamp, reserve, mark or candidates bug."""
+    """The machine fails a candidate with a planted stamp, reserve, mark, candidates, names,
+    IIN lookup or with_history bug."""
     machine = make_comparison_machine(broken)
     with pytest.raises(AssertionError):
         run_state_machine_as_test(machine, settings=HUNT)

@@ -15,6 +15,7 @@ from hypothesis.stateful import (
     RuleBasedStateMachine,
     invariant,
     multiple,
+    precondition,
     rule,
 )
 
@@ -28,9 +29,16 @@ _T = TypeVar("_T")
 _START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 _US = timedelta(microseconds=1)
 
-_USERNAMES = st.sampled_from([None, "aliya", "Aliya", "ALIYA", "bolat", "Айгерим", "айгерим"])
+_USERNAMES = st.sampled_from(
+    [None, "aliya", "Aliya", "ALIYA", "bolat", "Айгерим", "айгерим", "880101300123"]
+)
 _EMAILS = st.sampled_from([None, "a@example.kz", "A@Example.KZ", "b@example.kz"])
 _PHONES = st.sampled_from([None, "+77010000001", "+77010000002"])
+_IINS = st.sampled_from([None, "880101300123", "990202400455"])
+_NAMES = st.sampled_from([(), ("Алия",), ("Алия", "Нурланова"), ("Нурланова", "Алия"), ("A", "A")])
+_FINGERPRINTS = st.sampled_from([b"", b"\x00", b"fp-1", bytes(range(32))])
+_ANY_HASH = "hash-1"
+_LANGUAGES = st.sampled_from(["en", "ru", "kk"])
 _HASHES = st.sampled_from(["hash-1", "hash-2", "hash-3"])
 _CURRENT = "<the stored hash>"  # set_password_hash reads the account's hash first
 _SECOND, _MINUTE, _HOUR = timedelta(seconds=1), timedelta(minutes=1), timedelta(hours=1)
@@ -58,6 +66,13 @@ def _outcome(call: Callable[[], _T]) -> tuple[str, _T | str]:
         return "not found", ""
 
 
+def _both_have_with_history(machine: RuleBasedStateMachine) -> bool:
+    return all(
+        storage.with_history is not None
+        for storage in (machine.reference, machine.candidate)  # type: ignore[attr-defined]
+    )
+
+
 def make_comparison_machine(
     candidate: Callable[[], Storage],
     *,
@@ -68,7 +83,9 @@ def make_comparison_machine(
     Each run builds a fresh ``candidate()`` and ``reference()`` (the in-memory adapters by
     default), applies the same random sequence of calls on all five protocols to both, with
     a clock that only moves forward, and fails as soon as their answers differ (account
-    ids, which each store picks itself, are mapped between the two). Security stamps are
+    ids, which each store picks itself, are mapped between the two). When both storages
+    have ``with_history``, its two methods are called too, and every account's history is
+    compared after each step. Security stamps are
     random, so their values are not compared; instead, after every step, each account's
     stamp must have changed in the candidate exactly when it changed in the reference, and
     a changed stamp must be one neither store has ever shown before. Both storages are
@@ -126,37 +143,131 @@ def make_comparison_machine(
         def advance_clock(self, step: timedelta) -> None:
             self.now += step
 
+        @staticmethod
+        def _new_account(
+            username: str | None,
+            email: str | None,
+            phone: str | None,
+            iin: str | None,
+            names: tuple[str, ...],
+            password_hash: str | None,
+            confirmed: bool,
+            language: str,
+        ) -> NewAccount:
+            assume(any(login is not None for login in (username, email, phone, iin)))
+            return NewAccount(
+                username=username,
+                email=email,
+                phone=phone,
+                iin=iin,
+                names=names,
+                password_hash=password_hash,
+                email_confirmed=confirmed,
+                language=language,
+            )
+
         @rule(
             target=accounts,
             username=_USERNAMES,
             email=_EMAILS,
             phone=_PHONES,
+            iin=_IINS,
+            names=_NAMES,
             password_hash=st.none() | _HASHES,
             confirmed=st.booleans(),
-            language=st.sampled_from(["en", "ru", "kk"]),
+            language=_LANGUAGES,
         )
         def create(
             self,
             username: str | None,
             email: str | None,
             phone: str | None,
+            iin: str | None,
+            names: tuple[str, ...],
             password_hash: str | None,
             confirmed: bool,
             language: str,
         ) -> object:
-            assume(username is not None or email is not None or phone is not None)
-            new = NewAccount(
-                username=username,
-                email=email,
-                phone=phone,
-                password_hash=password_hash,
-                email_confirmed=confirmed,
-                language=language,
+            new = self._new_account(
+                username, email, phone, iin, names, password_hash, confirmed, language
             )
             kind, expected = _outcome(lambda: self.reference.accounts.create(new, now=self.now))
             actual_kind, actual = _outcome(
                 lambda: self.candidate.accounts.create(new, now=self.now)
             )
+            return self._created(kind, expected, actual_kind, actual)
+
+        @precondition(_both_have_with_history)
+        @rule(
+            target=accounts,
+            with_entry=st.booleans(),
+            fingerprint=_FINGERPRINTS,
+            keep=st.integers(1, 4),
+            username=_USERNAMES,
+            email=_EMAILS,
+            phone=_PHONES,
+            iin=_IINS,
+            names=_NAMES,
+            password_hash=st.none() | _HASHES,
+            confirmed=st.booleans(),
+            language=_LANGUAGES,
+        )
+        def create_with_history(
+            self,
+            with_entry: bool,
+            fingerprint: bytes,
+            keep: int,
+            username: str | None,
+            email: str | None,
+            phone: str | None,
+            iin: str | None,
+            names: tuple[str, ...],
+            password_hash: str | None,
+            confirmed: bool,
+            language: str,
+        ) -> object:
+            new = self._new_account(
+                username, email, phone, iin, names, password_hash, confirmed, language
+            )
+            seen: tuple[list[Account], list[Account]] = ([], [])
+
+            def entry(into: list[Account]) -> Callable[[Account], HistoryEntry] | None:
+                def build(account: Account) -> HistoryEntry:
+                    into.append(account)
+                    return HistoryEntry(
+                        password_hash=account.password_hash or "no-hash",
+                        fingerprint=fingerprint,
+                        created_at=self.now,
+                    )
+
+                return build if with_entry else None
+
+            reference, candidate = self.reference.with_history, self.candidate.with_history
+            assert reference is not None
+            assert candidate is not None
+            kind, expected = _outcome(
+                lambda: reference.create_with_history(
+                    new, now=self.now, entry=entry(seen[0]), keep=keep
+                )
+            )
+            actual_kind, actual = _outcome(
+                lambda: candidate.create_with_history(
+                    new, now=self.now, entry=entry(seen[1]), keep=keep
+                )
+            )
+            result = self._created(kind, expected, actual_kind, actual)
+            if kind == "ok" and with_entry:  # entry() got the account it stored
+                assert seen[0][-1] == expected
+                assert seen[1][-1] == actual
+            return result
+
+        def _created(
+            self,
+            kind: str,
+            expected: Account | str,
+            actual_kind: str,
+            actual: Account | str,
+        ) -> object:
             assert actual_kind == kind
             if kind != "ok":
                 assert actual == expected
@@ -201,12 +312,18 @@ def make_comparison_machine(
             for account in _HISTORY_KEYS:
                 expected = self.reference.history.recent(account, 10)
                 assert self.candidate.history.recent(account, 10) == expected
+            for reference_id, candidate_id in self.pairs:
+                expected = self.reference.history.recent(reference_id, 10)
+                assert self.candidate.history.recent(candidate_id, 10) == expected
 
         @rule(
             kind_value=st.one_of(
                 st.tuples(st.just("username"), _USERNAMES.filter(bool)),
                 st.tuples(st.just("email"), _EMAILS.filter(bool)),
                 st.tuples(st.just("phone"), _PHONES.filter(bool)),
+                st.tuples(st.just("iin"), _IINS.filter(bool)),
+                # an IIN's digits as a user name or phone: another login, never a match
+                st.tuples(st.sampled_from(["username", "phone"]), _IINS.filter(bool)),
             )
         )
         def find_by_login(self, kind_value: tuple[str, str]) -> None:
@@ -234,6 +351,46 @@ def make_comparison_machine(
             assert (
                 self.candidate.accounts.set_password_hash(
                     pair[1], expected=expected, new=new, rotate_stamp=rotate
+                )
+                is won
+            )
+
+        @precondition(_both_have_with_history)
+        @rule(
+            pair=accounts,
+            expected=st.none() | _HASHES | st.just(_CURRENT),
+            new=_HASHES,
+            with_entry=st.booleans(),
+            fingerprint=_FINGERPRINTS,
+            keep=st.integers(1, 4),
+        )
+        def replace_password(
+            self,
+            pair: tuple[str, str],
+            expected: str | None,
+            new: str,
+            with_entry: bool,
+            fingerprint: bytes,
+            keep: int,
+        ) -> None:
+            if expected == _CURRENT:  # read, then compare-and-set: what a change does
+                account = self.reference.accounts.get(pair[0])
+                assert account is not None
+                expected = account.password_hash
+            entry = (
+                HistoryEntry(password_hash=new, fingerprint=fingerprint, created_at=self.now)
+                if with_entry
+                else None
+            )
+            reference, candidate = self.reference.with_history, self.candidate.with_history
+            assert reference is not None
+            assert candidate is not None
+            won = reference.replace_password(
+                pair[0], expected=expected, new=new, entry=entry, keep=keep
+            )
+            assert (
+                candidate.replace_password(
+                    pair[1], expected=expected, new=new, entry=entry, keep=keep
                 )
                 is won
             )
@@ -299,6 +456,16 @@ def make_comparison_machine(
                 with pytest.raises(AccountNotFoundError):
                     accounts.record_login_success(unknown, now=self.now)
                 assert accounts.set_password_hash(unknown, expected=None, new="h") is False
+            if _both_have_with_history(self):
+                entry = HistoryEntry(password_hash=_ANY_HASH, created_at=self.now)
+                for storage in (self.reference, self.candidate):
+                    assert storage.with_history is not None
+                    assert (
+                        storage.with_history.replace_password(
+                            unknown, expected=None, new="h", entry=entry, keep=1
+                        )
+                        is False
+                    )
 
         @rule(
             account=st.sampled_from(_HISTORY_KEYS),
