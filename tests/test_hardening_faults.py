@@ -501,6 +501,12 @@ class TestIinLogins:
             assert answer.ok
             letters.append([m.kind for m in env.outbox.emails if m.to == mine])
         assert letters[0] == letters[1] == ["confirm_email"]
+        assert [m.kind for m in env.outbox.emails if m.to == "owner@example.kz"] == []
+        env.outbox.clear()
+        env.service.register(
+            email="mine3@example.kz", iin=IIN, password=NEW, confirmation=NEW, client_key=_client()
+        )
+        assert env.outbox.last_email(to="owner@example.kz").kind == "iin_already_registered"
         newcomer = env.storage.accounts.find_by_login("email", "mine1@example.kz")
         assert newcomer is not None
         assert newcomer.iin is None

@@ -213,6 +213,7 @@ class IdentityService:
             "password_reset": {"link": self._reset_links.link(sample), "minutes": 60},
             "already_registered": {"reset_link": self._reset_links.link(sample)},
             "phone_already_registered": {"reset_link": self._reset_links.link(sample)},
+            "iin_already_registered": {"reset_link": self._reset_links.link(sample)},
             "password_changed": {"time": self.clock.now()},
         }
         for kind, params in letters.items():
