@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 import kaspi_identity.storage
 import kaspi_identity.testing
+from kaspi_identity._errors import CorruptRecordError
 from kaspi_identity.storage import (
     Account,
     CodeAttempt,
@@ -25,16 +27,51 @@ from kaspi_identity.storage._checks import new_security_stamp
 from kaspi_identity.storage._logic import (
     MAX_CANDIDATES,
     check_attempt,
+    check_create_with_history,
+    check_entry,
+    check_keep,
     check_mark_email,
+    check_replace_password,
     check_reserve,
     check_rotate_stamp,
+    fresh_account,
+    login_keys,
     matches_any,
 )
+from kaspi_identity.storage._rows import decode_names, encode_names
 from kaspi_identity.storage.memory import memory_storage
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
 HASH = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA"
 STAMP = "Zm9vYmFyYmF6cXV4cXV1eA"
+IIN = "880101300123"
+NAMES = ("Алия", "Нурланова")
+BAD_IINS: list[tuple[object, type[Exception]]] = [
+    ("88010130012", ValueError),
+    ("8801013001234", ValueError),
+    ("", ValueError),
+    (" 880101300123", ValueError),
+    ("880101300123\n", ValueError),
+    ("88010130012a", ValueError),
+    ("８８０１０１３００１２３", ValueError),  # full-width digits
+    ("٨٨٠١٠١٣٠٠١٢٣", ValueError),  # Arabic-Indic digits
+    ("+880101300123", ValueError),
+    (880101300123, TypeError),
+    (b"880101300123", TypeError),
+]
+BAD_NAMES: list[tuple[object, type[Exception]]] = [
+    (tuple(f"n{i}" for i in range(9)), ValueError),
+    (("x" * 129,), ValueError),
+    (("",), ValueError),
+    (("a\x00b",), ValueError),
+    (("\ud800",), ValueError),
+    ("Aliya", TypeError),
+    (None, TypeError),
+    ((1,), TypeError),
+    (("Aliya", None), TypeError),
+    ({"Aliya"}, TypeError),
+    (iter(["Aliya"]), TypeError),
+]
 
 
 def _account(**changes: object) -> Account:
@@ -102,6 +139,38 @@ class TestNewAccount:
         """The password hash never shows in a repr."""
         assert HASH not in repr(NewAccount(username="aliya", password_hash=HASH))
 
+    def test_iin_and_names(self) -> None:
+        """An IIN is 12 ASCII digits; names a tuple of at most 8, each 1-128 characters."""
+        new = NewAccount(iin=IIN, names=NAMES)
+        assert (new.iin, new.names) == (IIN, NAMES)
+        assert NewAccount(username="aliya").names == ()
+        listed = NewAccount(username="aliya", names=["Алия", "Алия"])  # type: ignore[arg-type]
+        assert listed.names == ("Алия", "Алия")
+        eight = tuple("ә" * 128 for _ in range(8))
+        assert NewAccount(username="aliya", names=eight).names == eight
+
+    @pytest.mark.parametrize(("iin", "error"), BAD_IINS)
+    def test_bad_iins(self, iin: object, error: type[Exception]) -> None:
+        """Anything but 12 ASCII digits is refused, without repeating the value."""
+        with pytest.raises(error, match="iin") as caught:
+            NewAccount(username="aliya", iin=iin)  # type: ignore[arg-type]
+        assert "880101" not in str(caught.value)
+
+    @pytest.mark.parametrize(("names", "error"), BAD_NAMES)
+    def test_bad_names(self, names: object, error: type[Exception]) -> None:
+        """Nine names, a long, empty, NUL or surrogate one, a bare str or non-str: refused."""
+        with pytest.raises(error, match="name") as caught:
+            NewAccount(username="aliya", names=names)  # type: ignore[arg-type]
+        assert "xxxx" not in str(caught.value)
+
+    def test_repr_hides_iin_and_names(self) -> None:
+        """The IIN and the names are personal data: no repr shows them."""
+        text = repr(NewAccount(username="aliya", iin=IIN, names=NAMES))
+        assert IIN not in text
+        assert all(name not in text for name in NAMES)
+        assert "iin=" not in text
+        assert "names=" not in text
+
     def test_frozen(self) -> None:
         """Records are immutable."""
         new = NewAccount(username="aliya")
@@ -157,6 +226,28 @@ class TestAccount:
         """The security stamp never shows in a repr."""
         assert STAMP not in repr(_account())
         assert "security_stamp" not in repr(_account())
+
+    def test_iin_and_names(self) -> None:
+        """An account keeps its IIN and names; both default to none and stay out of the repr."""
+        account = _account(iin=IIN, names=list(NAMES))
+        assert (account.iin, account.names) == (IIN, NAMES)
+        assert (_account().iin, _account().names) == (None, ())
+        assert IIN not in repr(account)
+        assert all(name not in repr(account) for name in NAMES)
+        assert account != _account(iin=IIN)  # both take part in equality
+        assert _account(names=("a", "b")) != _account(names=("b", "a"))
+
+    @pytest.mark.parametrize(("iin", "error"), BAD_IINS)
+    def test_bad_iins(self, iin: object, error: type[Exception]) -> None:
+        """The record refuses what NewAccount refuses."""
+        with pytest.raises(error, match="iin"):
+            _account(iin=iin)
+
+    @pytest.mark.parametrize(("names", "error"), BAD_NAMES)
+    def test_bad_names(self, names: object, error: type[Exception]) -> None:
+        """The record refuses what NewAccount refuses."""
+        with pytest.raises(error, match="name"):
+            _account(names=names)
 
     def test_stamp_errors_hold_no_stamp(self) -> None:
         """A refused stamp is not repeated in the message."""
@@ -286,6 +377,90 @@ class TestChecks:
             with pytest.raises(ValueError, match="candidate"):
                 check_attempt("k", bad, now=T0, max_attempts=1)
 
+    def test_login_keys_and_fresh_account(self) -> None:
+        """The unique keys come in the order duplicates are checked; a new account keeps all."""
+        new = NewAccount(username="Aliya", email="A@Example.KZ", phone="+77011234567", iin=IIN)
+        keys = login_keys(new)
+        assert list(keys.items()) == [
+            ("username", "aliya"),
+            ("email", "a@example.kz"),
+            ("phone", "+77011234567"),
+            ("iin", IIN),
+        ]
+        assert login_keys(NewAccount(iin=IIN)) == {
+            "username": None,
+            "email": None,
+            "phone": None,
+            "iin": IIN,
+        }
+        account = fresh_account(replace(new, names=NAMES), "a1", T0)
+        assert (account.iin, account.names, account.failed_logins) == (IIN, NAMES, 0)
+        assert login_keys(account) == keys
+
+    def test_check_keep_and_entry(self) -> None:
+        """keep is an int of at least 1; an entry is a HistoryEntry."""
+        entry = HistoryEntry(password_hash=HASH, created_at=T0)
+        assert check_keep(1) == 1
+        assert check_entry(entry) is entry
+        with pytest.raises(ValueError, match="keep"):
+            check_keep(0)
+        for bad in (True, 1.0, "1", None):
+            with pytest.raises(TypeError, match="keep"):
+                check_keep(bad)
+        for bad_entry in (HASH, None, {"password_hash": HASH}):
+            with pytest.raises(TypeError, match="HistoryEntry"):
+                check_entry(bad_entry)
+
+    def test_check_create_with_history(self) -> None:
+        """The checks of create, a callable or None for entry, and keep."""
+        almaty = timezone(timedelta(hours=5))
+        new = NewAccount(username="aliya")
+        assert check_create_with_history(new, T0.astimezone(almaty), None, 1) == T0
+        assert check_create_with_history(new, T0, lambda account: None, 6) == T0
+        with pytest.raises(TypeError, match="NewAccount"):
+            check_create_with_history({"username": "aliya"}, T0, None, 1)
+        with pytest.raises(ValueError, match="aware"):
+            check_create_with_history(new, datetime(2025, 1, 1), None, 1)
+        with pytest.raises(TypeError, match="entry"):
+            check_create_with_history(new, T0, HistoryEntry(password_hash=HASH, created_at=T0), 1)
+        with pytest.raises(ValueError, match="keep"):
+            check_create_with_history(new, T0, None, 0)
+
+    def test_check_replace_password(self) -> None:
+        """The checks of set_password_hash, entry and keep; None when the CAS cannot win."""
+        entry = HistoryEntry(password_hash=HASH, created_at=T0)
+        assert check_replace_password("a1", HASH, "new", entry, 6) == "a1"
+        assert check_replace_password("a1", None, "new", None, 1) == "a1"
+        for garbage in ("", "x" * 257, "\x00"):
+            assert check_replace_password(garbage, HASH, "new", entry, 6) is None
+        assert check_replace_password("a1", "h\x00", "new", entry, 6) is None
+        with pytest.raises(ValueError, match="keep"):  # checked though the CAS cannot win
+            check_replace_password("", HASH, "new", None, 0)
+        with pytest.raises(TypeError, match="entry"):
+            check_replace_password("a1", HASH, "new", lambda account: entry, 6)
+        with pytest.raises(ValueError, match="new"):
+            check_replace_password("a1", HASH, "", entry, 6)
+        with pytest.raises(TypeError, match="expected"):
+            check_replace_password("a1", b"h", "new", entry, 6)
+        with pytest.raises(TypeError, match="account_id"):
+            check_replace_password(None, HASH, "new", entry, 6)
+
+    def test_names_encoding(self) -> None:
+        """Names go to a compact JSON list and back, in order; garbage is a corrupt row."""
+        names = ("Алия", 'O\'Brien "Jr"', "[x], {y} \\", "𝔸" * 128)
+        text = encode_names(names)
+        assert text.startswith('["Алия",')  # UTF-8 as it is, no \\u escapes
+        assert decode_names(text) == names
+        assert encode_names(()) == "[]"
+        assert decode_names("[]") == ()
+        for garbage in ("", "Алия", "[", "null", "{}", '{"a": 1}', "[1]", '["a", null]', "NaN"):
+            with pytest.raises(CorruptRecordError, match="names") as caught:
+                decode_names(garbage)
+            assert "Алия" not in str(caught.value)
+        for not_text in (b"[]", None, 7, ["Алия"]):
+            with pytest.raises(CorruptRecordError, match="names is not text"):
+                decode_names(not_text)
+
     def test_matches_any(self) -> None:
         """matches_any is true when any candidate equals the stored hash, wherever it stands."""
         assert matches_any(b"a", [b"a"])
@@ -310,6 +485,32 @@ class TestStorageBundle:
         with storage:
             pass
         assert closed == ["x"]
+
+    def test_with_history_is_optional_and_closed_once(self) -> None:
+        """with_history defaults to None; close() closes it too, once even when shared."""
+        base = memory_storage()
+        bare = Storage(
+            accounts=base.accounts,
+            history=base.history,
+            tokens=base.tokens,
+            codes=base.codes,
+            rate_limits=base.rate_limits,
+        )
+        assert bare.with_history is None
+        bare.close()
+        closed: list[str] = []
+
+        class Closing:
+            def close(self) -> None:
+                closed.append("x")
+
+        shared = Closing()
+        storage = dataclasses.replace(base, with_history=shared, tokens=shared)  # type: ignore[arg-type]
+        storage.close()
+        assert closed == ["x"]
+        alone = dataclasses.replace(base, with_history=Closing())  # type: ignore[arg-type]
+        alone.close()
+        assert closed == ["x", "x"]
 
     def test_frozen(self) -> None:
         """The bundle is immutable; mix stores with dataclasses.replace."""
