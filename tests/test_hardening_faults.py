@@ -510,3 +510,94 @@ class TestIinLogins:
         newcomer = env.storage.accounts.find_by_login("email", "mine1@example.kz")
         assert newcomer is not None
         assert newcomer.iin is None
+
+
+# -- 4. no input makes a call slow (results checked, never the time) -----------------------
+
+_MB = 1024 * 1024
+
+
+@pytest.fixture(scope="module", params=[_MB, 100 * _MB], ids=["1MB", "100MB"])
+def huge(request: pytest.FixtureRequest) -> dict[str, str]:
+    size = request.param
+    return {
+        "ascii": "a" * size,
+        "nfkc": "\ufdfa" * (size // 18),  # NFKC expands U+FDFA 18 times
+        "digits": "7" * size,
+    }
+
+
+class TestHugeInputs:
+    """Every entry point answers a huge text with its usual typed error or refusal."""
+
+    def test_log_in(self, env: Env, huge: dict[str, str]) -> None:
+        env.register()
+        for text in huge.values():
+            assert env.service.authenticate(text, PW, client_key=_client()).reason == "invalid"
+            assert env.service.authenticate(EMAIL, text, client_key=_client()).reason == ("invalid")
+        with pytest.raises(ValueError, match="client_key"):
+            env.service.authenticate(EMAIL, PW, client_key=huge["ascii"])
+
+    def test_registration(self, env: Env, huge: dict[str, str]) -> None:
+        from kaspi_identity import InvalidIinError, InvalidPhoneError
+        from kaspi_identity.services import InvalidIdentifierError
+
+        for text in huge.values():
+            with pytest.raises(InvalidIdentifierError):
+                env.service.register(email=text, password=PW, confirmation=PW, client_key="c")
+            with pytest.raises(InvalidIdentifierError):
+                env.service.register(
+                    email=EMAIL, username=text, password=PW, confirmation=PW, client_key="c"
+                )
+            with pytest.raises(InvalidIdentifierError):
+                env.service.register(
+                    email=EMAIL, names=(text,), password=PW, confirmation=PW, client_key="c"
+                )
+            with pytest.raises(InvalidPhoneError):
+                env.service.register(
+                    email=EMAIL, phone=text, password=PW, confirmation=PW, client_key="c"
+                )
+            with pytest.raises(InvalidIinError):
+                env.service.register(
+                    email=EMAIL, iin=text, password=PW, confirmation=PW, client_key="c"
+                )
+            refused = env.service.register(
+                email=EMAIL, password=text, confirmation=text, client_key=_client()
+            )
+            assert not refused.ok
+            assert "too_long" in refused.policy.codes
+        assert env.storage.accounts.find_by_login("email", EMAIL) is None
+
+    def test_change_and_reset(self, env: Env, huge: dict[str, str]) -> None:
+        account_id = env.register()
+        for text in huge.values():
+            changed = env.service.change_password(account_id, PW, text, text, client_key=_client())
+            assert changed.reason == "policy"
+            assert "too_long" in changed.policy.codes
+            wrong = env.service.change_password(account_id, text, NEW, NEW, client_key=_client())
+            assert wrong.reason in ("wrong_password", "throttled")
+            env.clock.advance(HOUR)
+        token = env.reset_token()
+        for text in huge.values():
+            result = env.service.reset_password(token, text, text)
+            assert not result.ok
+            assert "too_long" in result.policy.codes
+            with pytest.raises(InvalidTokenError):
+                env.service.reset_password(text, NEW, NEW)
+        assert env.login(PW)
+
+    def test_recovery_requests(self, env: Env, huge: dict[str, str]) -> None:
+        from kaspi_identity import InvalidPhoneError
+        from kaspi_identity.services import InvalidCodeError
+
+        env.register(phone=PHONE)
+        for text in huge.values():
+            assert env.service.request_password_reset(text, client_key=_client())
+            assert env.service.resend_confirmation(text, client_key=_client())
+            with pytest.raises(InvalidPhoneError):
+                env.service.request_sms_reset(text, client_key=_client())
+            with pytest.raises(InvalidCodeError):
+                env.service.verify_sms_code(PHONE, text)
+            with pytest.raises(InvalidTokenError):
+                env.service.confirm_email(text)
+            assert env.service.session_is_current(text, text) is False

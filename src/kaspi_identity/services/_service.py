@@ -72,6 +72,8 @@ _log = logging.getLogger("kaspi_identity.services")
 
 _USERNAME_RE = re.compile(r"[^\W_][\w.\-]{1,62}[^\W_]?", re.UNICODE)
 _IDENTIFIER_MAX = 320
+# A client key is an IP address or a device id that the host passes.
+_CLIENT_KEY_MAX = 256
 # Where the letters an unknown account would have received are rendered to (never sent).
 _ABSENT_ADDRESS = "absent@kaspi-identity.invalid"
 # The one hit an unknown identifier costs, in place of the known path's reserved attempt.
@@ -362,6 +364,8 @@ class IdentityService:
         spelling of one number is one identifier; anything else is a user name (which
         registration refuses to look like a phone number or an IIN).
         """
+        if len(identifier) > 2 * _IDENTIFIER_MAX:  # bounded before it is even stripped
+            return None
         text = identifier.strip()
         if not text or len(text) > _IDENTIFIER_MAX:
             return None
@@ -380,7 +384,7 @@ class IdentityService:
     def _limit_value(resolved: tuple[LoginKind, str] | None, identifier: str) -> str:
         """What per-identifier limits count: the normalised identifier, whoever has it."""
         if resolved is None:
-            return "?" + identifier.strip()[:_IDENTIFIER_MAX].casefold()
+            return "?" + identifier[: 2 * _IDENTIFIER_MAX].strip()[:_IDENTIFIER_MAX].casefold()
         kind, value = resolved
         return f"{kind}:{value if kind in ('phone', 'iin') else value.casefold()}"
 
@@ -397,9 +401,17 @@ class IdentityService:
 
     @staticmethod
     def _require_str(**values: object) -> None:
+        """``TypeError`` for a non-``str``; ``ValueError`` for a client key past its cap.
+
+        Every other text is bounded where it is read (identifiers, codes, passwords by the
+        policy and the hasher), before it is stripped, normalised, hashed or looked up.
+        """
         for name, value in values.items():
             if not isinstance(value, str):
                 raise TypeError(f"{name} must be str, not {type(value).__name__}")
+        key = values.get("client_key")
+        if isinstance(key, str) and len(key) > _CLIENT_KEY_MAX:
+            raise ValueError(f"client_key is longer than {_CLIENT_KEY_MAX} characters")
 
     def _history_keep(self) -> int:
         return max(self.policy.history or 0, 1)
@@ -613,6 +625,8 @@ class IdentityService:
             return None
         if not isinstance(email, str):
             raise TypeError("email must be str")
+        if len(email) > 2 * _IDENTIFIER_MAX:  # before any scan of it
+            raise InvalidIdentifierError("email", "not an e-mail address")
         email = email.strip()
         local = email.rpartition("@")[0]
         surrogate = any("\ud800" <= c <= "\udfff" for c in email)  # no UTF-8 form: unstorable
@@ -626,6 +640,8 @@ class IdentityService:
             return None
         if not isinstance(username, str):
             raise TypeError("username must be str")
+        if len(username) > 2 * _IDENTIFIER_MAX:  # before any scan of it
+            raise InvalidIdentifierError("username", "use 2 to 64 letters, digits, '.', '_' or '-'")
         username = username.strip()
         if not 2 <= len(username) <= 64 or not _USERNAME_RE.fullmatch(username):
             raise InvalidIdentifierError("username", "use 2 to 64 letters, digits, '.', '_' or '-'")
@@ -1203,7 +1219,8 @@ class IdentityService:
         self._require_str(phone=phone, code=code)
         number = self._parse_phone(phone)
         s, now = self.settings, self.clock.now()
-        candidate = code.strip()[:16]
+        # A code is 6 to 8 digits; anything much longer is simply wrong (and never scanned).
+        candidate = code.strip()[:16] if len(code) <= 64 else "-"
         outcome = self.storage.codes.attempt(
             number.e164,
             [self._code_hash(key, number.e164, candidate) for key in self._code_keys],
