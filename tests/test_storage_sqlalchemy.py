@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import partial
@@ -54,6 +55,7 @@ from kaspi_identity.storage.sqlalchemy import (
 )
 from kaspi_identity.testing import (
     AccountStoreContract,
+    AccountWithHistoryContract,
     OneTimeCodeStoreContract,
     PasswordHistoryStoreContract,
     RateLimiterContract,
@@ -69,8 +71,8 @@ HASH_A = "$argon2id$v=19$m=65536,t=3,p=4$c2VjcmV0$c2VjcmV0c2VjcmV0"
 HASH_B = "$argon2id$v=19$m=65536,t=3,p=4$b3RoZXI$b3RoZXJvdGhlcm90aGVy"
 PHONE = "+77011234567"
 
-# A host's existing users table: integer keys, its own column names, DateTime columns and
-# NOT NULL columns the library knows nothing about.
+# A host's existing users table: integer keys, its own column names, DateTime columns, a
+# JSON column for the names and NOT NULL columns the library knows nothing about.
 USER_COLUMNS = {
     "id": "pk",
     "username": "login",
@@ -82,6 +84,8 @@ USER_COLUMNS = {
     "last_login_at": "last_login",
     "created_at": "date_joined",
     "security_stamp": "session_stamp",
+    "iin": "tax_id",
+    "names": "full_names",
 }
 
 
@@ -104,6 +108,8 @@ def users_table(md: sa.MetaData) -> sa.Table:
         sa.Column("date_joined", sa.DateTime(timezone=True), nullable=False),
         sa.Column("language", sa.String(35), nullable=False),
         sa.Column("session_stamp", sa.String(64), nullable=False),
+        sa.Column("tax_id", sa.String(12), unique=True),
+        sa.Column("full_names", sa.JSON(), nullable=False, server_default="[]"),
         sa.Column("is_active", sa.Boolean(), nullable=False),
         sa.Column("display_name", sa.String(100), nullable=False, server_default=""),
     )
@@ -273,7 +279,76 @@ class TestExistingUsersTable(OnBackend, AccountStoreContract):
             assert accounts.get(other) is None
 
 
-class TestStorageBundle(StorageContract):
+_REFUSE = "kaspi_test_refuse_history"
+
+
+def refuse_history_writes(backend: Backend) -> None:
+    """Install a trigger that aborts every insert into (or delete from) the history table.
+
+    PL/pgSQL ``RAISE EXCEPTION`` on PostgreSQL, ``RAISE(ABORT)`` on SQLite: the statement
+    fails inside the adapter's transaction, as a full disk or a revoked grant would.
+    """
+    table = backend.table("password_history").fullname
+    if backend.name == "postgresql":
+        function = f"{backend.metadata.schema}.{_REFUSE}"
+        with backend.engine.begin() as connection:
+            connection.exec_driver_sql(
+                f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql"
+                " AS $$ BEGIN RAISE EXCEPTION 'history writes refused by the test'; END $$"
+            )
+            connection.exec_driver_sql(
+                f"CREATE TRIGGER {_REFUSE} BEFORE INSERT OR UPDATE OR DELETE ON {table}"
+                f" FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
+            )
+        return
+    with _fresh_sqlite(backend) as raw:
+        for event in ("INSERT", "UPDATE", "DELETE"):
+            raw.execute(
+                f"CREATE TRIGGER {_REFUSE}_{event.lower()} BEFORE {event} ON {table}"
+                " BEGIN SELECT RAISE(ABORT, 'history writes refused by the test'); END"
+            )
+
+
+def allow_history_writes(backend: Backend) -> None:
+    """Drop what :func:`refuse_history_writes` installed (nothing if it was not)."""
+    table = backend.table("password_history").fullname
+    if backend.name == "postgresql":
+        with backend.engine.begin() as connection:
+            connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {_REFUSE} ON {table}")
+        return
+    with _fresh_sqlite(backend) as raw:
+        for event in ("insert", "update", "delete"):
+            raw.execute(f"DROP TRIGGER IF EXISTS {_REFUSE}_{event}")
+
+
+@contextmanager
+def _fresh_sqlite(backend: Backend) -> Iterator[sqlite3.Connection]:
+    """A new connection for DDL: a pooled one may prepare against its cached schema, where
+    a trigger another connection dropped still exists ("trigger ... already exists")."""
+    raw = sqlite3.connect(backend.url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        yield raw
+    finally:
+        raw.close()
+
+
+class BreaksHistory:
+    """The AccountWithHistoryContract fault hook: a trigger on the history table."""
+
+    backend: Backend
+
+    @pytest.fixture(autouse=True)
+    def _history_trigger(self, backend: Backend) -> Iterator[None]:
+        self.backend = backend
+        allow_history_writes(backend)
+        yield
+        allow_history_writes(backend)
+
+    def break_history_writes(self, storage: Storage) -> None:
+        refuse_history_writes(self.backend)
+
+
+class TestStorageBundle(BreaksHistory, StorageContract):
     """The bundle from sqlalchemy_storage() on the application's engine."""
 
     @pytest.fixture
@@ -284,6 +359,22 @@ class TestStorageBundle(StorageContract):
         # Closing a bundle built on the application's engine leaves the engine usable.
         with backend.engine.connect() as connection:
             assert connection.execute(sa.select(sa.literal(1))).scalar() == 1
+
+
+class TestUsersTableWithHistory(BreaksHistory, AccountWithHistoryContract):
+    """with_history of a bundle whose accounts live in the host's users table."""
+
+    @pytest.fixture
+    def storage(self, backend: Backend) -> Iterator[Storage]:
+        backend.reset()
+        with sqlalchemy_storage(
+            backend.engine,
+            metadata=backend.metadata,
+            accounts_table=backend.users,
+            columns=USER_COLUMNS,
+            insert_defaults={"is_active": True},
+        ) as storage:
+            yield storage
 
 
 BOUNDED = settings(
@@ -341,14 +432,14 @@ class TestMetadata:
         }
 
     def test_casefolded_keys_are_unique(self) -> None:
-        """Uniqueness rests on unique constraints over the casefolded keys and the phone."""
+        """Uniqueness rests on unique constraints: casefolded keys, the phone and the IIN."""
         accounts = metadata.tables["kaspi_accounts"]
         unique = {
             tuple(c.name for c in constraint.columns)
             for constraint in accounts.constraints
             if isinstance(constraint, sa.UniqueConstraint)
         }
-        assert unique == {("username_key",), ("email_key",), ("phone",)}
+        assert unique == {("username_key",), ("email_key",), ("phone",), ("iin",)}
         assert tuple(c.name for c in accounts.columns) == ACCOUNT_FIELDS
 
     def test_binary_and_integer_columns(self) -> None:
@@ -492,11 +583,12 @@ class TestMappingErrors:
             sa.Column("created_at", sa.DateTime(), nullable=False),
             sa.Column("language", sa.String(35), nullable=False),
             sa.Column("security_stamp", sa.Text(), nullable=False),
+            sa.Column("names", sa.Text(), nullable=False, server_default="[]"),
         )
         md.create_all(backend.engine)
         try:
             with backend.database() as db:
-                store = SQLAlchemyAccountStore(db, table=table)
+                store = SQLAlchemyAccountStore(db, table=table, columns={"iin": None})
                 moment = T0.astimezone(timezone(timedelta(hours=5))) + timedelta(microseconds=7)
                 created = store.create(NewAccount(email="a@example.kz", phone=PHONE), now=moment)
                 store.record_login_success(created.id, now=moment + HOUR)

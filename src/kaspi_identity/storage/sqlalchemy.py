@@ -76,10 +76,13 @@ from ._logic import (
     check_attempt,
     check_consume,
     check_create,
+    check_create_with_history,
+    check_entry,
     check_hit,
     check_mark_email,
     check_put,
     check_recent,
+    check_replace_password,
     check_reserve,
     check_rotate_stamp,
     check_set_email,
@@ -89,12 +92,22 @@ from ._logic import (
     put_code,
 )
 from ._protocols import LoginKind, Storage
-from ._records import Account, CodeAttempt, HistoryEntry, NewAccount, RateLimitResult
+from ._records import (
+    MAX_NAMES,
+    NAME_MAX_LENGTH,
+    Account,
+    CodeAttempt,
+    HistoryEntry,
+    NewAccount,
+    RateLimitResult,
+)
 from ._rows import (
     corrupt,
     decode_code_state,
     decode_history_entry,
+    decode_names,
     decode_window_state,
+    encode_names,
     read_int,
     read_time,
 )
@@ -102,6 +115,7 @@ from ._rows import (
 __all__ = [
     "ACCOUNT_FIELDS",
     "SQLAlchemyAccountStore",
+    "SQLAlchemyAccountWithHistory",
     "SQLAlchemyDatabase",
     "SQLAlchemyOneTimeCodeStore",
     "SQLAlchemyPasswordHistoryStore",
@@ -144,15 +158,31 @@ ACCOUNT_FIELDS = (
     "created_at",
     "language",
     "security_stamp",
+    "iin",
+    "names",
 )
 _TIME_FIELDS = ("last_failed_login_at", "last_login_at", "created_at")
+#: Fields a host's table may go without, mapped to ``None`` in ``columns``.
+_OPTIONAL_FIELDS = ("iin",)
+#: The longest ``names`` the store writes: compact JSON of 8 names of 128 characters, each
+#: character escaped as ``\u00XX`` at worst (control characters; the rest stay as they are).
+_NAMES_TEXT_MAX_LENGTH = 2 + MAX_NAMES * (2 + 6 * NAME_MAX_LENGTH) + MAX_NAMES - 1
+# Longer stored text is not parsed at all (a JSON column may add spaces and \u escapes).
+_NAMES_READ_LIMIT = 4 * _NAMES_TEXT_MAX_LENGTH
 _MISSING_HINTS = {
     "security_stamp": (
         f" (add a NOT NULL String({STAMP_MAX_LENGTH}) column filled with random values;"
         " docs/storage.md shows the migration)"
     ),
+    "iin": (
+        " (add a nullable String(12) column with a unique constraint, or map 'iin' to None"
+        " in columns for a table without IIN logins; docs/storage.md shows the migration)"
+    ),
+    "names": (
+        " (add a NOT NULL Text column with the default '[]'; docs/storage.md shows the migration)"
+    ),
 }
-_KEY_FIELDS = {"username": "username_key", "email": "email_key", "phone": "phone"}
+_KEY_FIELDS = {"username": "username_key", "email": "email_key", "phone": "phone", "iin": "iin"}
 
 
 def make_metadata(prefix: str = "kaspi_", *, schema: str | None = None) -> sa.MetaData:
@@ -194,9 +224,15 @@ def make_metadata(prefix: str = "kaspi_", *, schema: str | None = None) -> sa.Me
         # Random, replaced with every password or e-mail change; see docs/storage.md for
         # adding it to an existing table.
         sa.Column("security_stamp", sa.String(STAMP_MAX_LENGTH), nullable=False),
+        # A Kazakh IIN/BIN log-in (12 digits), unique as an exact string.
+        sa.Column("iin", sa.String(12)),
+        # The user's names as a JSON array of strings, for the personal-data rule of later
+        # password changes; docs/storage.md shows how an existing table adds both.
+        sa.Column("names", sa.Text(), nullable=False, server_default="[]"),
         sa.UniqueConstraint("username_key", name=f"uq_{p}accounts_username_key"),
         sa.UniqueConstraint("email_key", name=f"uq_{p}accounts_email_key"),
         sa.UniqueConstraint("phone", name=f"uq_{p}accounts_phone"),
+        sa.UniqueConstraint("iin", name=f"uq_{p}accounts_iin"),
     )
     sa.Table(
         f"{p}password_history",
@@ -618,6 +654,47 @@ def _integer_limit(kind: object) -> int:
     return 2**63 - 1
 
 
+def _decode_names(value: object) -> tuple[str, ...]:
+    """Read a stored ``names``: a JSON array of strings, or CorruptRecordError.
+
+    Nothing is guessed: NULL, bytes, a number, a JSON string or object, or an array that
+    holds anything but strings is garbage (the :class:`Account` then checks each name).
+    Text far longer than any the store writes is not parsed at all.
+    """
+    if isinstance(value, str) and len(value) > _NAMES_READ_LIMIT:
+        raise corrupt("account", "names is too long")
+    try:
+        return decode_names(value)
+    except RecursionError:  # '[[[[...': json nests by recursion
+        raise corrupt("account", "names is not a JSON list") from None
+
+
+def _names_column_problems(column: sa.Column[Any]) -> list[str]:
+    kind = column.type
+    problems = []
+    roomy = isinstance(kind, sa.String) and (kind.length or _NAMES_TEXT_MAX_LENGTH) >= (
+        _NAMES_TEXT_MAX_LENGTH
+    )
+    if not (roomy or isinstance(kind, sa.JSON)):
+        problems.append(
+            f"names: the column must be Text, JSON or a string with room for "
+            f"{_NAMES_TEXT_MAX_LENGTH} characters"
+        )
+    if column.nullable:
+        problems.append("names: the column must be NOT NULL (with the default '[]')")
+    return problems
+
+
+@dataclass(frozen=True, slots=True)
+class _NewRow:
+    """What :meth:`SQLAlchemyAccountStore.create` inserts, built before the transaction."""
+
+    keys: dict[str, str | None]
+    values: dict[str, object]
+    statement: sa.Insert
+    account: Account
+
+
 class SQLAlchemyAccountStore(_Store):
     """An :class:`~kaspi_identity.storage.AccountStore` over a table with the needed columns.
 
@@ -629,20 +706,25 @@ class SQLAlchemyAccountStore(_Store):
     the application's metadata, or reflected) and map the fields whose column names differ
     in ``columns`` (field -> column name; the fields are :data:`ACCOUNT_FIELDS`). The table
     must have a column for every field, with unique indexes on the ``username_key``,
-    ``email_key`` and ``phone`` columns (filled with ``str.casefold()`` of the user name and
-    e-mail). An integer ``id`` is generated by the database (ids become ``str(pk)``), a
-    string one by the store. Time columns may be integers (microseconds since the epoch) or
-    DateTime (stored in UTC). ``email_confirmed`` may be Boolean or Integer (0/1).
-    ``security_stamp`` must be a ``NOT NULL`` string column with room for 64 characters
-    (docs/storage.md shows how to add it to a table that has rows).
+    ``email_key``, ``phone`` and ``iin`` columns (filled with ``str.casefold()`` of the user
+    name and e-mail). An integer ``id`` is generated by the database (ids become
+    ``str(pk)``), a string one by the store. Time columns may be integers (microseconds
+    since the epoch) or DateTime (stored in UTC). ``email_confirmed`` may be Boolean or
+    Integer (0/1). ``security_stamp`` must be a ``NOT NULL`` string column with room for 64
+    characters (docs/storage.md shows how to add it to a table that has rows). ``iin`` is a
+    string column with room for 12 characters; a table for a site without IIN log-ins may
+    map it to ``None`` (``columns={"iin": None}``): no account then has an IIN, and
+    :meth:`create` refuses a :class:`NewAccount` with one. ``names`` is required: a
+    ``NOT NULL`` Text (or JSON) column, default ``'[]'``, holding a JSON array of strings.
     ``insert_defaults`` gives values for the table's other NOT NULL columns on
     :meth:`create` (``{"is_active": True}``).
 
     Raises:
         TypeError: an argument has the wrong type.
         ValueError: ``table`` lacks a column, a column has an unusable type, ``columns``
-            names an unknown field, or ``columns``/``insert_defaults`` come without
-            ``table``. Every problem is listed in one message.
+            names an unknown field or maps a required one to ``None``, or
+            ``columns``/``insert_defaults`` come without ``table``. Every problem is listed
+            in one message.
 
     """
 
@@ -651,7 +733,7 @@ class SQLAlchemyAccountStore(_Store):
         database: SQLAlchemyDatabase,
         *,
         table: sa.Table | None = None,
-        columns: Mapping[str, str] | None = None,
+        columns: Mapping[str, str | None] | None = None,
         insert_defaults: Mapping[str, object] | None = None,
     ) -> None:
         super().__init__(database)
@@ -670,13 +752,27 @@ class SQLAlchemyAccountStore(_Store):
         }
         self._integer_id = isinstance(self._columns["id"].type, sa.Integer)
         self._count_limit = _integer_limit(self._columns["failed_logins"].type)
-        self._select = sa.select(
-            *(
-                self._times[name].select() if name in self._times else _raw(self._columns[name])
-                for name in ACCOUNT_FIELDS
-                if name not in ("username_key", "email_key")
-            )
-        ).select_from(table)
+        self._has_iin = "iin" in self._columns
+        self._names_json = isinstance(self._columns["names"].type, sa.JSON)
+        self._read_fields = tuple(
+            name
+            for name in ACCOUNT_FIELDS
+            if name in self._columns and name not in ("username_key", "email_key")
+        )
+        self._select = sa.select(*(self._read(name) for name in self._read_fields)).select_from(
+            table
+        )
+
+    def _read(self, field: str) -> sa.ColumnElement[Any]:
+        """The expression that selects ``field`` as stored, for :meth:`_decode` to check."""
+        if field in self._times:
+            return self._times[field].select()
+        column = self._columns[field]
+        if field == "names" and self._names_json:
+            # The JSON text itself, not what a driver makes of it: '"[]"' (a JSON string) is
+            # garbage, and a driver that decodes JSON would hand back "[]".
+            return _raw(sa.cast(column, sa.Text()))
+        return _raw(column)
 
     @property
     def table(self) -> sa.Table:
@@ -684,11 +780,15 @@ class SQLAlchemyAccountStore(_Store):
         return self._table
 
     @staticmethod
-    def _map_columns(table: sa.Table, names: dict[str, str]) -> dict[str, sa.Column[Any]]:
+    def _map_columns(table: sa.Table, names: dict[str, str | None]) -> dict[str, sa.Column[Any]]:
         problems = [f"unknown field {field!r}" for field in names if field not in ACCOUNT_FIELDS]
         mapped: dict[str, sa.Column[Any]] = {}
         for field in ACCOUNT_FIELDS:
             name = names.get(field, field)
+            if name is None:
+                if field not in _OPTIONAL_FIELDS:
+                    problems.append(f"{field}: the field is required (it cannot map to None)")
+                continue
             if not isinstance(name, str) or name not in table.c:
                 hint = _MISSING_HINTS.get(field, "")
                 problems.append(f"{field}: table {table.name!r} has no column {name!r}{hint}")
@@ -712,6 +812,10 @@ class SQLAlchemyAccountStore(_Store):
                     f"security_stamp: the column must be a string with room for "
                     f"{STAMP_MAX_LENGTH} characters"
                 )
+            if field == "iin" and not (isinstance(kind, sa.String) and (kind.length or 12) >= 12):
+                problems.append("iin: the column must be a string with room for 12 characters")
+            if field == "names":
+                problems.extend(_names_column_problems(column))
         if problems:
             raise ValueError("cannot map the account table: " + "; ".join(problems))
         return mapped
@@ -730,20 +834,9 @@ class SQLAlchemyAccountStore(_Store):
     def _decode(self, row: tuple[Any, ...] | None) -> Account | None:
         if row is None:
             return None
-        (
-            pk,
-            username,
-            email,
-            phone,
-            password_hash,
-            confirmed,
-            failed,
-            last_failed,
-            last_login,
-            created,
-            language,
-            stamp,
-        ) = row
+        stored = dict(zip(self._read_fields, row, strict=True))
+        pk, confirmed, created = stored["id"], stored["email_confirmed"], stored["created_at"]
+        last_failed, last_login = stored["last_failed_login_at"], stored["last_login_at"]
         if type(confirmed) is not bool and not (type(confirmed) is int and confirmed in (0, 1)):
             raise corrupt("account", "email_confirmed is not a boolean")
         if self._integer_id and type(pk) is not int:
@@ -754,19 +847,21 @@ class SQLAlchemyAccountStore(_Store):
         try:
             return Account(
                 id=str(pk) if self._integer_id else pk,  # Account checks every field
-                username=username,
-                email=email,
-                phone=phone,
-                password_hash=password_hash,
+                username=stored["username"],
+                email=stored["email"],
+                phone=stored["phone"],
+                password_hash=stored["password_hash"],
                 email_confirmed=bool(confirmed),
-                failed_logins=read_int(failed, "account", "failed_logins"),
+                failed_logins=read_int(stored["failed_logins"], "account", "failed_logins"),
                 last_failed_login_at=self._times["last_failed_login_at"].from_db(
                     last_failed, "last_failed_login_at"
                 ),
                 last_login_at=self._times["last_login_at"].from_db(last_login, "last_login_at"),
                 created_at=created_at,
-                language=language,
-                security_stamp=stamp,
+                language=stored["language"],
+                security_stamp=stored["security_stamp"],
+                iin=stored.get("iin"),
+                names=_decode_names(stored["names"]),
             )
         except (TypeError, ValueError) as exc:
             if isinstance(exc, CorruptRecordError):
@@ -780,12 +875,36 @@ class SQLAlchemyAccountStore(_Store):
             raise corrupt("account", "a time column cannot be read") from exc
         return self._decode(None if row is None else tuple(row))
 
-    def _taken(self, connection: sa.Connection, field: str, value: str, pk: object | None) -> bool:
-        column = self._columns[_KEY_FIELDS[field]]
-        query = sa.select(sa.literal(1)).select_from(self._table).where(column == value)
-        if pk is not None:
-            query = query.where(self._columns["id"] != pk)
+    def _email_taken(self, connection: sa.Connection, key: str, pk: object) -> bool:
+        """Whether an account other than ``pk`` has the casefolded e-mail ``key``."""
+        query = (
+            sa.select(sa.literal(1))
+            .select_from(self._table)
+            .where(self._columns["email_key"] == key, self._columns["id"] != pk)
+        )
         return connection.execute(query.limit(1)).first() is not None
+
+    def _first_taken(self, connection: sa.Connection, keys: Mapping[str, str | None]) -> str | None:
+        """Return the first of ``keys`` (in their order) another account already has.
+
+        One statement, so one snapshot: checked one by one under READ COMMITTED, a racing
+        create committing between two checks would be reported by a later identifier
+        ("iin") although the first one ("username") clashes too.
+        """
+        present = [(field, value) for field, value in keys.items() if value is not None]
+        if not present:
+            return None
+        matches = [self._columns[_KEY_FIELDS[field]] == value for field, value in present]
+        query = (
+            sa.select(*(sa.case((match, 1), else_=0) for match in matches))
+            .select_from(self._table)
+            .where(sa.or_(*matches))
+        )
+        rows = connection.execute(query).all()
+        for index, (field, _) in enumerate(present):
+            if any(row[index] == 1 for row in rows):
+                return field
+        return None
 
     def _write_checked(self, operation: Callable[[sa.Connection], _T]) -> _T:
         """Run ``operation`` (which checks identifiers, then writes) in a transaction.
@@ -806,10 +925,14 @@ class SQLAlchemyAccountStore(_Store):
 
     # -- the protocol --
 
-    def create(self, new: NewAccount, *, now: datetime) -> Account:
-        """Store ``new`` under a fresh id; see the protocol."""
-        now = check_create(new, now)
-        keys = login_keys(new)
+    def _plan_create(self, new: NewAccount, at: datetime) -> _NewRow:
+        """Build the row and statement ``create`` inserts (``at``: the checked ``now``)."""
+        if new.iin is not None and not self._has_iin:
+            raise ValueError(
+                f"table {self._table.name!r} keeps no IIN (columns maps 'iin' to None);"
+                " an account with an iin cannot be stored in it"
+            )
+        keys = login_keys(new)  # in the protocol's order: user name, e-mail, phone, IIN
         stamp = new_security_stamp()
         c = self._columns
         values: dict[str, object] = {
@@ -824,27 +947,63 @@ class SQLAlchemyAccountStore(_Store):
             c["failed_logins"].key: 0,
             c["last_failed_login_at"].key: None,
             c["last_login_at"].key: None,
-            c["created_at"].key: self._times["created_at"].to_db(now),
+            c["created_at"].key: self._times["created_at"].to_db(at),
             c["language"].key: new.language,
             c["security_stamp"].key: stamp,
+            c["names"].key: list(new.names) if self._names_json else encode_names(new.names),
         }
+        if self._has_iin:
+            values[c["iin"].key] = new.iin
         if not self._integer_id:
             values[c["id"].key] = secrets.token_hex(16)
-        statement = sa.insert(self._table).values(values)
+        # The id is known once the row is in (an integer key comes from the database).
+        account = replace(fresh_account(new, "pending", at), security_stamp=stamp)
+        return _NewRow(keys, values, sa.insert(self._table).values(values), account)
 
-        def insert(connection: sa.Connection) -> object:
-            for field, value in keys.items():
-                if value is not None and self._taken(connection, field, value, None):
-                    raise DuplicateAccountError(field)
-            try:
-                result = connection.execute(statement)
-            except sa.exc.IntegrityError as exc:
-                raise _Clash(exc) from exc
-            key = result.inserted_primary_key
-            return values[c["id"].key] if key is None or not self._integer_id else key[0]
+    def _insert_row(self, connection: sa.Connection, row: _NewRow) -> Account:
+        """Check the identifiers in order, insert ``row``; return the stored account.
 
-        pk = self._write_checked(insert)
-        return replace(fresh_account(new, str(pk), now), security_stamp=stamp)
+        Raises DuplicateAccountError for a taken identifier, and _Clash when a unique index
+        refused the row (for :meth:`_write_checked` to run the transaction again).
+        """
+        taken = self._first_taken(connection, row.keys)
+        if taken is not None:
+            raise DuplicateAccountError(taken)
+        try:
+            result = connection.execute(row.statement)
+        except sa.exc.IntegrityError as exc:
+            raise _Clash(exc) from exc
+        id_key = self._columns["id"].key
+        key = result.inserted_primary_key
+        pk = row.values[id_key] if key is None or not self._integer_id else key[0]
+        return replace(row.account, id=str(pk))
+
+    def _password_update(
+        self, account_id: str, expected: str | None, new: str, *, rotate_stamp: bool
+    ) -> sa.Update | None:
+        """Check ``set_password_hash``'s arguments; build its one ``UPDATE``.
+
+        ``None`` means no row can match (an id or expected hash no account can have).
+        """
+        can_match = check_expected_hash(expected, new)
+        check_rotate_stamp(rotate_stamp)
+        pk = self._pk(account_id)
+        if pk is None or not can_match:
+            return None
+        column = self._columns["password_hash"]
+        values: dict[str, object] = {column.key: new}
+        if rotate_stamp:
+            values[self._columns["security_stamp"].key] = new_security_stamp()
+        return (
+            sa.update(self._table)
+            .where(self._columns["id"] == pk, column.is_not_distinct_from(expected))
+            .values(values)
+        )
+
+    def create(self, new: NewAccount, *, now: datetime) -> Account:
+        """Store ``new`` under a fresh id; see the protocol."""
+        row = self._plan_create(new, check_create(new, now))
+        return self._write_checked(lambda connection: self._insert_row(connection, row))
 
     def get(self, account_id: str) -> Account | None:
         """Return the account with this id, or ``None``."""
@@ -854,10 +1013,10 @@ class SQLAlchemyAccountStore(_Store):
         return self._db._read(lambda c: self._fetch(c, self._columns["id"] == pk))
 
     def find_by_login(self, kind: LoginKind, value: str) -> Account | None:
-        """Return the account with this user name, e-mail or phone, or ``None``."""
+        """Return the account with this user name, e-mail, phone or IIN, or ``None``."""
         key = check_login(kind, value)
-        if key is None:
-            return None
+        if key is None or _KEY_FIELDS[kind] not in self._columns:
+            return None  # no such value, or a table that keeps no IIN
         column = self._columns[_KEY_FIELDS[kind]]
         return self._db._read(lambda c: self._fetch(c, column == key))
 
@@ -865,20 +1024,9 @@ class SQLAlchemyAccountStore(_Store):
         self, account_id: str, *, expected: str | None, new: str, rotate_stamp: bool = True
     ) -> bool:
         """Compare-and-set the hash (and a fresh stamp) in one ``UPDATE``; see the protocol."""
-        can_match = check_expected_hash(expected, new)
-        check_rotate_stamp(rotate_stamp)
-        pk = self._pk(account_id)
-        if pk is None or not can_match:
+        statement = self._password_update(account_id, expected, new, rotate_stamp=rotate_stamp)
+        if statement is None:
             return False
-        column = self._columns["password_hash"]
-        values: dict[str, object] = {column.key: new}
-        if rotate_stamp:
-            values[self._columns["security_stamp"].key] = new_security_stamp()
-        statement = (
-            sa.update(self._table)
-            .where(self._columns["id"] == pk, column.is_not_distinct_from(expected))
-            .values(values)
-        )
         return self._db._single(lambda c: c.execute(statement).rowcount == 1)
 
     def set_email(self, account_id: str, email: str, *, confirmed: bool = False) -> None:
@@ -905,7 +1053,7 @@ class SQLAlchemyAccountStore(_Store):
             exists = sa.select(sa.literal(1)).select_from(self._table).where(c["id"] == pk)
             if connection.execute(exists.with_for_update()).first() is None:
                 raise AccountNotFoundError("no account has this id")
-            if self._taken(connection, "email", email.casefold(), pk):
+            if self._email_taken(connection, email.casefold(), pk):
                 raise DuplicateAccountError("email")
             try:
                 connection.execute(statement)
@@ -998,32 +1146,35 @@ class SQLAlchemyPasswordHistoryStore(_Store):
     def append(self, account_id: str, entry: HistoryEntry, *, keep: int) -> None:
         """Append ``entry`` and trim to the newest ``keep`` in one transaction."""
         check_append(account_id, entry, keep)
+        self._db._write(lambda connection: self._append(connection, account_id, entry, keep))
+
+    def _append(
+        self, connection: sa.Connection, account_id: str, entry: HistoryEntry, keep: int
+    ) -> None:
+        """Lock the account's history, insert ``entry``, delete all but the newest ``keep``.
+
+        Runs inside the caller's transaction (arguments already checked).
+        """
         t = self._tables.history
+        if self._db._postgresql:
+            # Rows of the account may not exist yet, so lock the account's key instead.
+            lock = _lock_key("history", t.fullname, account_id)
+            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(lock)))
+        connection.execute(
+            sa.insert(t).values(
+                account_id=account_id,
+                password_hash=entry.password_hash,
+                fingerprint=entry.fingerprint,
+                created_at=to_microseconds(entry.created_at),
+            )
+        )
         newest = (
             sa.select(t.c.seq)
             .where(t.c.account_id == account_id)
             .order_by(t.c.seq.desc())
             .limit(keep)
         )
-
-        def append(connection: sa.Connection) -> None:
-            if self._db._postgresql:
-                # Rows of the account may not exist yet, so lock the account's key instead.
-                lock = _lock_key("history", t.fullname, account_id)
-                connection.execute(sa.select(sa.func.pg_advisory_xact_lock(lock)))
-            connection.execute(
-                sa.insert(t).values(
-                    account_id=account_id,
-                    password_hash=entry.password_hash,
-                    fingerprint=entry.fingerprint,
-                    created_at=to_microseconds(entry.created_at),
-                )
-            )
-            connection.execute(
-                sa.delete(t).where(t.c.account_id == account_id, t.c.seq.not_in(newest))
-            )
-
-        self._db._write(append)
+        connection.execute(sa.delete(t).where(t.c.account_id == account_id, t.c.seq.not_in(newest)))
 
     def recent(self, account_id: str, limit: int) -> list[HistoryEntry]:
         """Return at most ``limit`` entries, newest first."""
@@ -1227,28 +1378,160 @@ class SQLAlchemyRateLimiter(_RowPerKey):
         return self._db._write(hit)
 
 
+# -- accounts and history together --------------------------------------------------------
+
+
+class SQLAlchemyAccountWithHistory:
+    """:class:`~kaspi_identity.storage.AccountWithHistory`: each call is one transaction.
+
+    Runs the account store's own ``INSERT`` (:meth:`SQLAlchemyAccountStore.create`) or
+    compare-and-set ``UPDATE`` (``set_password_hash``, with a fresh stamp) and the history
+    store's locked insert-and-trim (:meth:`SQLAlchemyPasswordHistoryStore.append`) on one
+    connection of the one engine, so both take effect or neither does. The accounts table
+    may be the library's or the host's own (any table the store maps): what matters is that
+    both stores run on the same :class:`SQLAlchemyDatabase`, hence in one database.
+
+    On PostgreSQL the compare-and-set's row lock is taken before the history's advisory
+    lock, in every call, so racing calls queue and never deadlock; on SQLite the whole call
+    runs inside ``BEGIN IMMEDIATE``.
+
+    Raises:
+        TypeError: ``accounts`` or ``history`` is not the SQLAlchemy store.
+        ValueError: the two stores run on different :class:`SQLAlchemyDatabase` objects.
+
+    """
+
+    def __init__(
+        self, accounts: SQLAlchemyAccountStore, history: SQLAlchemyPasswordHistoryStore
+    ) -> None:
+        if not isinstance(accounts, SQLAlchemyAccountStore):
+            raise TypeError(
+                f"accounts must be a SQLAlchemyAccountStore, not {type(accounts).__name__}"
+            )
+        if not isinstance(history, SQLAlchemyPasswordHistoryStore):
+            raise TypeError(
+                f"history must be a SQLAlchemyPasswordHistoryStore, not {type(history).__name__}"
+            )
+        if accounts.database is not history.database:
+            raise ValueError(
+                "accounts and history must run on the same SQLAlchemyDatabase (one engine,"
+                " one transaction); build both stores on one database"
+            )
+        self._accounts = accounts
+        self._history = history
+        self._db = accounts.database
+
+    @property
+    def accounts(self) -> SQLAlchemyAccountStore:
+        """The account store whose table this writes."""
+        return self._accounts
+
+    @property
+    def history(self) -> SQLAlchemyPasswordHistoryStore:
+        """The history store whose table this writes."""
+        return self._history
+
+    @property
+    def database(self) -> SQLAlchemyDatabase:
+        """The database both stores run on."""
+        return self._db
+
+    def close(self) -> None:
+        """Close the shared database (every store on it)."""
+        self._db.close()
+
+    def create_with_history(
+        self,
+        new: NewAccount,
+        *,
+        now: datetime,
+        entry: Callable[[Account], HistoryEntry] | None,
+        keep: int,
+    ) -> Account:
+        """Insert the account and append ``entry(account)`` in one transaction."""
+        row = self._accounts._plan_create(new, check_create_with_history(new, now, entry, keep))
+
+        def create(connection: sa.Connection) -> Account:
+            account = self._accounts._insert_row(connection, row)
+            if entry is not None:
+                made = check_entry(entry(account))
+                self._history._append(connection, account.id, made, keep)
+            return account
+
+        return self._accounts._write_checked(create)
+
+    def replace_password(
+        self,
+        account_id: str,
+        *,
+        expected: str | None,
+        new: str,
+        entry: HistoryEntry | None,
+        keep: int,
+    ) -> bool:
+        """Compare-and-set the hash with a fresh stamp and append ``entry``, in one transaction.
+
+        ``False``, with nothing written, when the ``UPDATE`` matched no row.
+        """
+        if check_replace_password(account_id, expected, new, entry, keep) is None:
+            return False
+        statement = self._accounts._password_update(account_id, expected, new, rotate_stamp=True)
+        if statement is None:  # an id the table's key cannot hold ("x" for an integer key)
+            return False
+
+        def replace_hash(connection: sa.Connection) -> bool:
+            if connection.execute(statement).rowcount != 1:
+                return False
+            if entry is not None:
+                self._history._append(connection, account_id, entry, keep)
+            return True
+
+        return self._db._write(replace_hash)
+
+
 def sqlalchemy_storage(
     engine_or_url: sa.Engine | sa.URL | str,
     *,
     create_tables: bool = False,
     metadata: sa.MetaData = metadata,
+    accounts_table: sa.Table | None = None,
+    columns: Mapping[str, str | None] | None = None,
+    insert_defaults: Mapping[str, object] | None = None,
 ) -> Storage:
     """Return all five stores on one database, given an engine or a URL.
 
-    ``storage.close()`` (or a ``with`` block) disposes an engine made from a URL and leaves
-    an engine passed in open. The arguments are those of :class:`SQLAlchemyDatabase`.
+    ``storage.with_history`` is a :class:`SQLAlchemyAccountWithHistory` over the same
+    account and history stores, so the services change a password and its history in one
+    transaction. ``accounts_table``, ``columns`` and ``insert_defaults`` put the accounts in
+    the host's own users table, as :class:`SQLAlchemyAccountStore`'s ``table``, ``columns``
+    and ``insert_defaults`` do -- build the bundle this way rather than replacing
+    ``accounts`` on a finished one, which would leave ``with_history`` writing the other
+    table. ``storage.close()`` (or a ``with`` block) disposes an engine made from a URL and
+    leaves an engine passed in open. The other arguments are those of
+    :class:`SQLAlchemyDatabase`.
 
     Raises:
-        ValueError: not PostgreSQL or a SQLite file, or not a database URL.
+        ValueError: not PostgreSQL or a SQLite file, not a database URL, or a users table
+            the account store cannot map.
         ImportError: the database driver is missing.
         StorageError: ``create_tables`` failed.
 
     """
     database = SQLAlchemyDatabase(engine_or_url, metadata=metadata, create_tables=create_tables)
+    try:
+        accounts = SQLAlchemyAccountStore(
+            database, table=accounts_table, columns=columns, insert_defaults=insert_defaults
+        )
+    except BaseException:
+        database.close()
+        raise
+    history = SQLAlchemyPasswordHistoryStore(database)
     return Storage(
-        accounts=SQLAlchemyAccountStore(database),
-        history=SQLAlchemyPasswordHistoryStore(database),
+        accounts=accounts,
+        history=history,
         tokens=SQLAlchemyTokenLedger(database),
         codes=SQLAlchemyOneTimeCodeStore(database),
         rate_limits=SQLAlchemyRateLimiter(database),
+        # Both tables are reached through the one engine, so always one database.
+        with_history=SQLAlchemyAccountWithHistory(accounts, history),
     )
