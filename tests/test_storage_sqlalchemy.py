@@ -9,6 +9,7 @@ schema and drops it afterwards.
 from __future__ import annotations
 
 import itertools
+import json
 import multiprocessing
 import secrets
 import sqlite3
@@ -27,9 +28,10 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
+from sqlalchemy.dialects.postgresql import JSONB
 
 from _servers import HOW_TO_ENABLE, require_server
-from kaspi_identity._errors import CorruptRecordError, StorageError
+from kaspi_identity._errors import CorruptRecordError, DuplicateAccountError, StorageError
 from kaspi_identity.storage import (
     AccountStore,
     CodeAttempt,
@@ -44,6 +46,7 @@ from kaspi_identity.storage import (
 from kaspi_identity.storage.sqlalchemy import (
     ACCOUNT_FIELDS,
     SQLAlchemyAccountStore,
+    SQLAlchemyAccountWithHistory,
     SQLAlchemyDatabase,
     SQLAlchemyOneTimeCodeStore,
     SQLAlchemyPasswordHistoryStore,
@@ -70,6 +73,11 @@ HOUR = timedelta(hours=1)
 HASH_A = "$argon2id$v=19$m=65536,t=3,p=4$c2VjcmV0$c2VjcmV0c2VjcmV0"
 HASH_B = "$argon2id$v=19$m=65536,t=3,p=4$b3RoZXI$b3RoZXJvdGhlcm90aGVy"
 PHONE = "+77011234567"
+IIN = "880101300123"
+# Columns added for issue 11, and the room docs/storage.md gives for a String names
+# column: a JSON list of 8 names, each of 128 characters escaped as \u00XX.
+_NEW = ("iin", "names")
+NAMES_ROOM = 2 + 8 * (2 + 128 * 6) + 7
 
 # A host's existing users table: integer keys, its own column names, DateTime columns, a
 # JSON column for the names and NOT NULL columns the library knows nothing about.
@@ -377,6 +385,91 @@ class TestUsersTableWithHistory(BreaksHistory, AccountWithHistoryContract):
             yield storage
 
 
+class TestWithHistoryWiring(OnBackend):
+    def test_bundle_writes_the_tables_it_reads(self) -> None:
+        """The factory's with_history runs on the bundle's own account and history stores."""
+        with sqlalchemy_storage(self.backend.engine, metadata=self.backend.metadata) as storage:
+            with_history = storage.with_history
+            assert isinstance(with_history, SQLAlchemyAccountWithHistory)
+            assert with_history.accounts is storage.accounts
+            assert with_history.history is storage.history
+            assert with_history.database is with_history.accounts.database
+            assert with_history.accounts.table is self.backend.table("accounts")
+
+    def test_bundle_on_the_hosts_users_table(self) -> None:
+        """accounts_table/columns put accounts and with_history in the host's table."""
+        users = self.backend.users
+        with sqlalchemy_storage(
+            self.backend.engine,
+            metadata=self.backend.metadata,
+            accounts_table=users,
+            columns=USER_COLUMNS,
+            insert_defaults={"is_active": True},
+        ) as storage:
+            with_history = storage.with_history
+            assert isinstance(with_history, SQLAlchemyAccountWithHistory)
+            assert with_history.accounts is storage.accounts
+            assert isinstance(storage.accounts, SQLAlchemyAccountStore)
+            assert storage.accounts.table is users
+            created = with_history.create_with_history(
+                NewAccount(username="Aliya", iin=IIN, names=("Алия", "Нурланова")),
+                now=T0,
+                entry=None,
+                keep=1,
+            )
+        with self.backend.engine.connect() as connection:
+            row = connection.execute(sa.select(users).where(users.c.pk == int(created.id))).one()
+        assert (row.login, row.tax_id, row.full_names, row.is_active) == (
+            "Aliya",
+            IIN,
+            ["Алия", "Нурланова"],
+            True,
+        )
+        assert _rows(self.backend, "accounts") == []
+
+    def test_unusable_users_table_closes_what_it_opened(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A users table the store cannot map: ValueError, and the URL's engine is disposed."""
+        closed: list[SQLAlchemyDatabase] = []
+        original = SQLAlchemyDatabase.close
+
+        def close(db: SQLAlchemyDatabase) -> None:
+            closed.append(db)
+            original(db)
+
+        monkeypatch.setattr(SQLAlchemyDatabase, "close", close)
+        table = sa.Table("bare", sa.MetaData(), sa.Column("id", sa.String(40), primary_key=True))
+        with pytest.raises(ValueError, match="cannot map"):
+            sqlalchemy_storage(f"sqlite:///{tmp_path / 'x.db'}", accounts_table=table)
+        assert len(closed) == 1
+        with pytest.raises(ValueError, match="columns and insert_defaults need the table"):
+            sqlalchemy_storage(self.backend.engine, columns={"id": "pk"})
+
+    def test_stores_on_different_databases_are_refused(self) -> None:
+        """One transaction needs one database object: other pairs and types are refused."""
+        with self.backend.database() as first, self.backend.database() as second:
+            accounts = SQLAlchemyAccountStore(first)
+            history = SQLAlchemyPasswordHistoryStore(first)
+            assert SQLAlchemyAccountWithHistory(accounts, history).database is first
+            with pytest.raises(ValueError, match="same SQLAlchemyDatabase"):
+                SQLAlchemyAccountWithHistory(accounts, SQLAlchemyPasswordHistoryStore(second))
+            with pytest.raises(TypeError, match="accounts"):
+                SQLAlchemyAccountWithHistory(history, history)  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match="history"):
+                SQLAlchemyAccountWithHistory(accounts, accounts)  # type: ignore[arg-type]
+
+    def test_close_closes_with_history_too(self, tmp_path: Path) -> None:
+        """Storage.close() reaches with_history (the same database): later calls fail."""
+        storage = sqlalchemy_storage(f"sqlite:///{tmp_path / 'c.db'}", create_tables=True)
+        with_history = storage.with_history
+        assert isinstance(with_history, SQLAlchemyAccountWithHistory)
+        storage.close()
+        with pytest.raises(StorageError, match="closed"):
+            with_history.create_with_history(NewAccount(username="a"), now=T0, entry=None, keep=1)
+        with_history.close()  # idempotent
+
+
 BOUNDED = settings(
     max_examples=20,
     stateful_step_count=30,
@@ -441,6 +534,17 @@ class TestMetadata:
         }
         assert unique == {("username_key",), ("email_key",), ("phone",), ("iin",)}
         assert tuple(c.name for c in accounts.columns) == ACCOUNT_FIELDS
+
+    def test_iin_and_names_columns(self) -> None:
+        """iin: nullable String(12); names: NOT NULL Text defaulting to an empty JSON list."""
+        accounts = metadata.tables["kaspi_accounts"]
+        iin, names = accounts.c.iin, accounts.c.names
+        assert isinstance(iin.type, sa.String)
+        assert (iin.type.length, iin.nullable) == (12, True)
+        assert isinstance(names.type, sa.Text)
+        assert names.nullable is False
+        assert isinstance(names.server_default, sa.DefaultClause)
+        assert str(names.server_default.arg) == "[]"
 
     def test_binary_and_integer_columns(self) -> None:
         """Times are BigInteger microseconds; fingerprints and code hashes are binary."""
@@ -562,6 +666,133 @@ class TestMappingErrors:
             with pytest.raises(TypeError):
                 SQLAlchemyAccountStore(db, table="users")  # type: ignore[arg-type]
 
+    def test_a_table_without_iin_and_names(self, tmp_path: Path) -> None:
+        """A users table from before IIN and names: both columns named, with what to add."""
+        before = sa.Table(
+            "before_names",
+            sa.MetaData(),
+            *(column for column in _account_columns(stamp=True) if column.name not in _NEW),
+        )
+        with SQLAlchemyDatabase(f"sqlite:///{tmp_path / 'm.db'}") as db:
+            with pytest.raises(ValueError, match="cannot map") as caught:
+                SQLAlchemyAccountStore(db, table=before)
+            message = str(caught.value)
+            assert "iin: table 'before_names' has no column 'iin'" in message
+            assert "map 'iin' to None" in message
+            assert "names: table 'before_names' has no column 'names'" in message
+            assert "NOT NULL Text column with the default '[]'" in message
+            assert message.count("docs/storage.md") == 2
+            # Without IIN log-ins the table still needs the names.
+            with pytest.raises(ValueError, match="cannot map") as caught:
+                SQLAlchemyAccountStore(db, table=before, columns={"iin": None})
+            assert "iin" not in str(caught.value)
+            assert "no column 'names'" in str(caught.value)
+            # names cannot be switched off: the personal-data rule needs them.
+            with pytest.raises(ValueError, match="names: the field is required"):
+                SQLAlchemyAccountStore(db, columns={"names": None}, table=before)
+            with pytest.raises(ValueError, match="security_stamp: the field is required"):
+                SQLAlchemyAccountStore(db, columns={"security_stamp": None}, table=before)
+
+    @pytest.mark.parametrize(
+        ("column", "problem"),
+        [
+            (sa.Column("iin", sa.String(11)), "iin: the column must be a string with room for 12"),
+            (sa.Column("iin", sa.BigInteger()), "iin: the column must be a string"),
+            (
+                sa.Column("names", sa.String(NAMES_ROOM - 1), nullable=False),
+                f"names: the column must be Text, JSON or a string with room for {NAMES_ROOM}",
+            ),
+            (sa.Column("names", sa.LargeBinary(), nullable=False), "names: the column must be"),
+            (sa.Column("names", sa.Text(), nullable=True), "names: the column must be NOT NULL"),
+            (sa.Column("names", sa.JSON(), nullable=True), "names: the column must be NOT NULL"),
+        ],
+    )
+    def test_unusable_iin_and_names_columns(
+        self, tmp_path: Path, column: sa.Column[Any], problem: str
+    ) -> None:
+        """Too short, not text, or a names column that admits NULL: refused with the reason."""
+        kept = [c for c in _account_columns(stamp=True) if c.name != column.name]
+        table = sa.Table("odd_users", sa.MetaData(), *kept, column)
+        with SQLAlchemyDatabase(f"sqlite:///{tmp_path / 'm.db'}") as db:
+            with pytest.raises(ValueError, match="cannot map") as caught:
+                SQLAlchemyAccountStore(db, table=table)
+            assert problem in str(caught.value)
+
+    @pytest.mark.parametrize(
+        "kind", [sa.String(12), sa.String(), sa.Text(), sa.Unicode(40)], ids=repr
+    )
+    def test_usable_iin_columns(self, tmp_path: Path, kind: sa.types.TypeEngine[Any]) -> None:
+        """Any string column with room for 12 characters holds an IIN."""
+        kept = [c for c in _account_columns(stamp=True) if c.name != "iin"]
+        table = sa.Table("iin_users", sa.MetaData(), *kept, sa.Column("iin", kind))
+        with SQLAlchemyDatabase(f"sqlite:///{tmp_path / 'm.db'}") as db:
+            assert SQLAlchemyAccountStore(db, table=table).table is table
+
+    @pytest.mark.parametrize(
+        "kind",
+        [sa.Text(), sa.String(), sa.String(NAMES_ROOM), sa.JSON(), JSONB()],
+        ids=repr,
+    )
+    def test_usable_names_columns(self, tmp_path: Path, kind: sa.types.TypeEngine[Any]) -> None:
+        """Text, an unbounded or roomy String, JSON or JSONB (NOT NULL) hold the names."""
+        kept = [c for c in _account_columns(stamp=True) if c.name != "names"]
+        table = sa.Table(
+            "names_users", sa.MetaData(), *kept, sa.Column("names", kind, nullable=False)
+        )
+        with SQLAlchemyDatabase(f"sqlite:///{tmp_path / 'm.db'}") as db:
+            assert SQLAlchemyAccountStore(db, table=table).table is table
+
+    def test_longest_names_fit_the_smallest_column(self, backend: Backend) -> None:
+        """Eight names of 128 escaped characters fit a String of the documented room."""
+        md = sa.MetaData(schema=backend.metadata.schema)
+        kept = [c for c in _account_columns(stamp=True) if c.name != "names"]
+        table = sa.Table(
+            f"roomy_{secrets.token_hex(3)}",
+            md,
+            *kept,
+            sa.Column("names", sa.String(NAMES_ROOM), nullable=False),
+        )
+        md.create_all(backend.engine)
+        try:
+            with backend.database() as db:
+                store = SQLAlchemyAccountStore(db, table=table)
+                # A control character is the longest JSON escape: \u0001, six characters.
+                names = ("\x01" * 128,) * 8
+                created = store.create(NewAccount(username="aliya", names=names), now=T0)
+                assert store.get(created.id) == created
+                assert created.names == names
+            with backend.engine.connect() as connection:
+                stored = connection.execute(sa.select(table.c.names)).scalar_one()
+            assert len(stored) == NAMES_ROOM
+        finally:
+            md.drop_all(backend.engine)
+
+    def test_a_table_without_iin_logins(self, backend: Backend) -> None:
+        """iin mapped to None: no account has an IIN, and one with an IIN is not stored."""
+        md = sa.MetaData(schema=backend.metadata.schema)
+        kept = [c for c in _account_columns(stamp=True) if c.name != "iin"]
+        table = sa.Table(f"no_iin_{secrets.token_hex(3)}", md, *kept)
+        md.create_all(backend.engine)
+        try:
+            with backend.database() as db:
+                store = SQLAlchemyAccountStore(db, table=table, columns={"iin": None})
+                history = SQLAlchemyPasswordHistoryStore(db)
+                with_history = SQLAlchemyAccountWithHistory(store, history)
+                created = store.create(NewAccount(username="aliya", names=("Алия",)), now=T0)
+                assert (created.iin, store.get(created.id)) == (None, created)
+                assert store.find_by_login("iin", IIN) is None
+                with pytest.raises(ValueError, match="keeps no IIN"):
+                    store.create(NewAccount(username="bolat", iin=IIN), now=T0)
+                with pytest.raises(ValueError, match="keeps no IIN"):
+                    with_history.create_with_history(
+                        NewAccount(username="bolat", iin=IIN), now=T0, entry=None, keep=1
+                    )
+                assert store.find_by_login("username", "bolat") is None
+                with pytest.raises(ValueError, match="kind"):
+                    store.find_by_login("tin", IIN)  # type: ignore[arg-type]
+        finally:
+            md.drop_all(backend.engine)
+
     def test_naive_datetime_and_string_ids(self, backend: Backend) -> None:
         """A table with naive DateTime columns and string ids round-trips exact UTC times."""
         md = sa.MetaData(schema=backend.metadata.schema)
@@ -602,12 +833,18 @@ class TestMappingErrors:
             md.drop_all(backend.engine)
 
 
-def _account_columns() -> list[sa.Column[Any]]:
-    """Every account column but the security stamp, as the library's table has them."""
+def _account_columns(*, stamp: bool = False) -> list[sa.Column[Any]]:
+    """The account columns as the library's table has them (the stamp only if ``stamp``)."""
     return [
-        sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
+        sa.Column(
+            c.name,
+            c.type,
+            primary_key=c.primary_key,
+            nullable=c.nullable,
+            server_default=None if c.server_default is None else "[]",
+        )
         for c in metadata.tables["kaspi_accounts"].columns
-        if c.name != "security_stamp"
+        if stamp or c.name != "security_stamp"
     ]
 
 
@@ -643,6 +880,28 @@ _BAD_ACCOUNTS = [
     "language = ''",
     "password_hash = ''",
     "security_stamp = ''",
+    "iin = '12345'",
+    "iin = '88010130012x'",
+    *(
+        f"names = '{garbage}'"
+        for garbage in (
+            "Aliya",
+            "",
+            "{}",
+            "null",
+            '"[]"',  # a JSON string, not a list
+            "[1]",
+            "[null]",
+            '[""]',
+            '["a", ["b"]]',
+            '["a\\u0000b"]',
+            '["\\ud800"]',
+            "[" + ",".join(['"a"'] * 9) + "]",  # nine names
+            '["' + "x" * 129 + '"]',
+            "[" * 5000,  # deep enough to exhaust json's recursion
+            "[" * 30000 + "]" * 30000,  # longer than any stored names
+        )
+    ),
 ]
 _BAD_ACCOUNTS_SQLITE = [
     "created_at = 'yesterday'",
@@ -650,6 +909,8 @@ _BAD_ACCOUNTS_SQLITE = [
     "email_confirmed = 7",
     "username = X'00ff'",
     "security_stamp = X'00ff'",
+    "iin = X'383830313031333030313233'",  # the digits as a blob
+    "names = X'5b5d'",
 ]
 _BAD_CODES = ["failures = 2", "failure_window = 0", "expires_at = NULL, failures = -1"]
 _BAD_CODES_SQLITE = ["code_hash = 'code'", "failures = 'x'", "expires_at = 'later'"]
@@ -697,6 +958,32 @@ class TestCorruptRows(OnBackend):
                     account_id, expected_failures=expected, now=T0 + HOUR
                 ), assignment
             assert _rows(self.backend, "accounts") == before, assignment
+
+    def test_bad_names_in_a_json_column(self) -> None:
+        """A JSON names column holding a JSON string, object or number: CorruptRecordError."""
+        users = self.backend.users
+        storage = sqlalchemy_storage(
+            self.backend.engine,
+            metadata=self.backend.metadata,
+            accounts_table=users,
+            columns=USER_COLUMNS,
+            insert_defaults={"is_active": True},
+        )
+        created = storage.accounts.create(NewAccount(username="aliya", names=("Алия",)), now=T0)
+        with self.backend.engine.connect() as connection:
+            text = connection.execute(sa.select(sa.cast(users.c.full_names, sa.Text))).scalar()
+        assert isinstance(text, str)
+        assert json.loads(text) == ["Алия"]
+        for garbage in ('"[]"', '"Aliya"', '{"a": 1}', "[1]", "7", "null", '[""]'):
+            with self.backend.engine.begin() as connection:
+                connection.exec_driver_sql(
+                    f"UPDATE {users.fullname} SET full_names = '{garbage}'"  # noqa: S608
+                )
+            with pytest.raises(CorruptRecordError):
+                storage.accounts.get(created.id)
+            with pytest.raises(CorruptRecordError):
+                storage.accounts.find_by_login("username", "aliya")
+        storage.close()
 
     def test_bad_history_rows(self, storage: Storage) -> None:
         """A hand-edited history row raises CorruptRecordError."""
@@ -846,6 +1133,71 @@ class TestSingleStatements(OnBackend):
         finally:
             engine.dispose()
 
+    def test_with_history_is_one_transaction(self) -> None:
+        """Each AccountWithHistory call: one BEGIN ... COMMIT on one connection, the store's
+        own statements inside; a lost compare-and-set sends its UPDATE and nothing else."""
+        engine = self.backend.engine_for_tests()
+        with engine.connect() as connection:
+            connection.execute(sa.select(sa.literal(1)))
+        trace: list[tuple[int, str]] = []
+
+        def record(connection: sa.Connection, cursor: Any, statement: str, *_: Any) -> None:
+            word = statement.split(None, 1)[0].upper()
+            if word != "BEGIN":  # SQLite's BEGIN IMMEDIATE; the begin event is recorded below
+                trace.append((id(connection.connection.dbapi_connection), word))
+
+        def mark(word: str) -> Callable[[sa.Connection], None]:
+            def listener(connection: sa.Connection) -> None:
+                trace.append((id(connection.connection.dbapi_connection), word))
+
+            return listener
+
+        sa.event.listen(engine, "before_cursor_execute", record)
+        for word in ("begin", "commit", "rollback"):
+            sa.event.listen(engine, word, mark(word.upper()))
+        # PostgreSQL locks the account's history (advisory lock) before its insert and trim.
+        lock = ["SELECT"] if self.backend.name == "postgresql" else []
+        entry = HistoryEntry(password_hash=HASH_B, fingerprint=b"fp", created_at=T0)
+        try:
+            with sqlalchemy_storage(engine, metadata=self.backend.metadata) as storage:
+                with_history = storage.with_history
+                assert with_history is not None
+                trace.clear()
+                created = with_history.create_with_history(
+                    NewAccount(username="aliya", iin=IIN, password_hash=HASH_A),
+                    now=T0,
+                    entry=lambda _: entry,
+                    keep=6,
+                )
+                # The identifiers are checked in one SELECT, then the account and its entry.
+                self._assert_one_transaction(trace, ["SELECT", "INSERT", *lock, "INSERT", "DELETE"])
+                trace.clear()
+                assert with_history.replace_password(
+                    created.id, expected=HASH_A, new=HASH_B, entry=entry, keep=6
+                )
+                self._assert_one_transaction(trace, ["UPDATE", *lock, "INSERT", "DELETE"])
+                trace.clear()
+                assert not with_history.replace_password(
+                    created.id, expected=HASH_A, new=HASH_B, entry=entry, keep=6
+                )
+                self._assert_one_transaction(trace, ["UPDATE"])
+                trace.clear()
+                assert not with_history.replace_password(
+                    "x" * 10_000,
+                    expected=HASH_A,
+                    new=HASH_B,
+                    entry=entry,
+                    keep=6,
+                )
+                assert trace == []  # an id no account can have: nothing sent
+        finally:
+            engine.dispose()
+
+    @staticmethod
+    def _assert_one_transaction(trace: list[tuple[int, str]], statements: list[str]) -> None:
+        assert {connection for connection, _ in trace} == {trace[0][0]}, trace
+        assert [word for _, word in trace] == ["BEGIN", *statements, "COMMIT"]
+
 
 # The migration docs/storage.md gives for a deployment from before security stamps.
 _ADD_STAMP = {
@@ -899,6 +1251,81 @@ class TestAddingTheStamp(OnBackend):
                 created = store.create(NewAccount(username="aliya"), now=T0)
                 assert created.security_stamp not in stamps
                 assert store.get(created.id) == created
+        finally:
+            md.drop_all(engine)
+
+
+# The migration docs/storage.md gives for a deployment from before iin and names.
+_ADD_IIN_AND_NAMES = {
+    "postgresql": [
+        "ALTER TABLE {table} ADD COLUMN iin varchar(12)",
+        "ALTER TABLE {table} ADD CONSTRAINT {unique} UNIQUE (iin)",
+        "ALTER TABLE {table} ADD COLUMN names text NOT NULL DEFAULT '[]'",
+    ],
+    "sqlite": [
+        "ALTER TABLE {table} ADD COLUMN iin VARCHAR(12)",
+        "CREATE UNIQUE INDEX {unique} ON {table} (iin)",
+        "ALTER TABLE {table} ADD COLUMN names TEXT NOT NULL DEFAULT '[]'",
+    ],
+}
+
+
+class TestAddingIinAndNames(OnBackend):
+    def test_documented_migration(self) -> None:
+        """Old rows read as no IIN and no names; an IIN is unique; old inserts get '[]'."""
+        engine = self.backend.engine
+        prefix = f"pre_{secrets.token_hex(3)}_"
+        md = make_metadata(prefix, schema=self.backend.metadata.schema)
+        table = next(t for t in md.sorted_tables if t.name.endswith("accounts"))
+        # The accounts table as the previous release created it.
+        old_md = sa.MetaData(schema=md.schema)
+        old = sa.Table(
+            table.name,
+            old_md,
+            *(column for column in _account_columns(stamp=True) if column.name not in _NEW),
+            *(
+                sa.UniqueConstraint(name, name=f"uq_{table.name}_{name}")
+                for name in ("username_key", "email_key", "phone")
+            ),
+        )
+        old_md.create_all(engine)
+        try:
+            rows: list[dict[str, Any]] = [
+                {
+                    "id": secrets.token_hex(16),
+                    "username": f"user{i}",
+                    "username_key": f"user{i}",
+                    "email_confirmed": False,
+                    "failed_logins": 0,
+                    "created_at": 1_700_000_000_000_000 + i,
+                    "language": "en",
+                    "security_stamp": secrets.token_hex(16),
+                }
+                for i in range(3)
+            ]
+            with engine.begin() as connection:
+                connection.execute(sa.insert(old), rows[:2])
+                for statement in _ADD_IIN_AND_NAMES[self.backend.name]:
+                    sql = statement.format(table=table.fullname, unique=f"uq_{table.name}_iin")
+                    connection.exec_driver_sql(sql)
+                # A server still on the previous release inserts without the new columns.
+                connection.execute(sa.insert(old), rows[2:])
+            with SQLAlchemyDatabase(engine, metadata=md) as db:
+                store = SQLAlchemyAccountStore(db)
+                for row in rows:
+                    found = store.get(row["id"])
+                    assert found is not None
+                    assert (found.username, found.iin, found.names) == (row["username"], None, ())
+                created = store.create(NewAccount(iin=IIN, names=("Алия",)), now=T0)
+                assert store.find_by_login("iin", IIN) == created
+                with pytest.raises(DuplicateAccountError) as caught:
+                    store.create(NewAccount(username="other", iin=IIN), now=T0)
+                assert caught.value.field == "iin"
+            # The unique constraint itself, not only the store's check, refuses a second IIN.
+            with pytest.raises(sa.exc.IntegrityError), engine.begin() as connection:
+                connection.execute(
+                    sa.update(table).where(table.c.id == rows[0]["id"]), {"iin": IIN}
+                )
         finally:
             md.drop_all(engine)
 
@@ -1068,6 +1495,52 @@ class TestFaults(OnBackend):
         assert stored.password_hash == HASH_A
         assert storage.accounts.set_password_hash(account.id, expected=HASH_A, new=HASH_B)
 
+    @pytest.mark.parametrize(("marker", "after"), [("INSERT", False), ("DELETE", True)])
+    def test_replace_password_cut_keeps_the_old_password(
+        self, faulty: tuple[Storage, Fault], marker: str, after: bool
+    ) -> None:
+        """Cut at the history insert, or after the trim before COMMIT: old hash, old stamp,
+        old history -- then a retry writes both."""
+        storage, fault = faulty
+        with_history = storage.with_history
+        assert with_history is not None
+        account = storage.accounts.create(
+            NewAccount(username="aliya", password_hash=HASH_A), now=T0
+        )
+        old = HistoryEntry(password_hash=HASH_A, fingerprint=b"old", created_at=T0)
+        new = HistoryEntry(password_hash=HASH_B, fingerprint=b"new", created_at=T0 + HOUR)
+        storage.history.append(account.id, old, keep=1)
+        fault.arm(marker, after=after)
+        with pytest.raises(StorageError) as caught:
+            with_history.replace_password(
+                account.id, expected=HASH_A, new=HASH_B, entry=new, keep=1
+            )
+        assert fault.fired == 1
+        assert HASH_B not in str(caught.value)
+        assert storage.accounts.get(account.id) == account
+        assert storage.history.recent(account.id, 10) == [old]
+        assert with_history.replace_password(
+            account.id, expected=HASH_A, new=HASH_B, entry=new, keep=1
+        )
+        assert storage.history.recent(account.id, 10) == [new]
+
+    def test_create_with_history_cut_leaves_no_account(self, faulty: tuple[Storage, Fault]) -> None:
+        """Cut after the entry's trim, before COMMIT: no account; a retry registers."""
+        storage, fault = faulty
+        with_history = storage.with_history
+        assert with_history is not None
+        entry = HistoryEntry(password_hash=HASH_A, fingerprint=b"fp", created_at=T0)
+        new = NewAccount(username="aliya", phone=PHONE, iin=IIN, password_hash=HASH_A)
+        fault.arm("DELETE", after=True)
+        with pytest.raises(StorageError):
+            with_history.create_with_history(new, now=T0, entry=lambda _: entry, keep=6)
+        assert fault.fired == 1
+        for kind, value in (("username", "aliya"), ("phone", PHONE), ("iin", IIN)):
+            assert storage.accounts.find_by_login(kind, value) is None  # type: ignore[arg-type]
+        assert _rows(self.backend, "password_history") == []
+        created = with_history.create_with_history(new, now=T0, entry=lambda _: entry, keep=6)
+        assert storage.history.recent(created.id, 10) == [entry]
+
 
 class TestServerHelper:
     def test_missing_server_skips_with_instructions(self, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -1150,6 +1623,53 @@ def _reserve_in_process(
     engine.dispose()
 
 
+def _replace_in_process(
+    url: str, schema: str, account_id: str, process: int, start: Any, results: Any
+) -> None:
+    """Child process: 16 threads replace the password from one expected hash, with history."""
+    engine = sa.create_engine(url, pool_size=_THREADS_PER_PROCESS, max_overflow=0)
+    storage = sqlalchemy_storage(engine, metadata=make_metadata(schema=schema))
+    with_history = storage.with_history
+    assert with_history is not None
+    local = threading.Barrier(_THREADS_PER_PROCESS)
+    won: list[tuple[int, int, bool]] = []
+
+    def replace(thread: int) -> None:
+        local.wait(timeout=60)
+        changed = with_history.replace_password(
+            account_id,
+            expected=HASH_A,
+            new=_racer_hash(process, thread),
+            entry=_racer_entry(process, thread),
+            keep=6,
+        )
+        won.append((process, thread, changed))
+
+    threads = [
+        threading.Thread(target=replace, args=(thread,)) for thread in range(_THREADS_PER_PROCESS)
+    ]
+    start.wait(timeout=120)
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    results.put(won)
+    storage.close()
+    engine.dispose()
+
+
+def _racer_hash(process: int, thread: int) -> str:
+    return f"$argon2id$v=19$m=65536,t=3,p=4$racer{process}x{thread}"
+
+
+def _racer_entry(process: int, thread: int) -> HistoryEntry:
+    return HistoryEntry(
+        password_hash=_racer_hash(process, thread),
+        fingerprint=bytes([process, thread]),
+        created_at=T0 + HOUR,
+    )
+
+
 def _forkserver() -> Any:
     # A fork server imports this module once and forks the children from it: the
     # children start in milliseconds, and from a process that has no threads.
@@ -1187,6 +1707,46 @@ class TestAcrossProcesses:
         assert sum(calls for calls, _, _ in outcomes) == _PROCESSES * _THREADS_PER_PROCESS
         assert sum(won for _, won, _ in outcomes) == 1
         assert sum(changed for _, _, changed in outcomes) == 1
+        results.close()
+        results.join_thread()
+
+    def test_racing_password_replacements(self, postgresql: Backend) -> None:
+        """8 processes x 16 threads replace_password from one hash: one True, one new entry."""
+        postgresql.reset()
+        seeded = HistoryEntry(password_hash=HASH_A, fingerprint=b"seed", created_at=T0)
+        with sqlalchemy_storage(postgresql.engine, metadata=postgresql.metadata) as storage:
+            account = storage.accounts.create(
+                NewAccount(username="aliya", password_hash=HASH_A), now=T0
+            )
+            storage.history.append(account.id, seeded, keep=6)
+        schema = postgresql.metadata.schema
+        assert schema is not None
+        context = _forkserver()
+        start = context.Barrier(_PROCESSES)
+        results = context.Queue()
+        processes = [
+            context.Process(
+                target=_replace_in_process,
+                args=(postgresql.url, schema, account.id, index, start, results),
+            )
+            for index in range(_PROCESSES)
+        ]
+        for process in processes:
+            process.start()
+        outcomes = [entry for _ in processes for entry in results.get(timeout=300)]
+        for process in processes:
+            process.join(timeout=60)
+            assert process.exitcode == 0
+        assert len(outcomes) == _PROCESSES * _THREADS_PER_PROCESS
+        winners = [(process, thread) for process, thread, changed in outcomes if changed]
+        assert len(winners) == 1
+        with sqlalchemy_storage(postgresql.engine, metadata=postgresql.metadata) as storage:
+            stored = storage.accounts.get(account.id)
+            history = storage.history.recent(account.id, 100)
+        assert stored is not None
+        assert stored.password_hash == _racer_hash(*winners[0])
+        assert stored.security_stamp != account.security_stamp
+        assert history == [_racer_entry(*winners[0]), seeded]
         results.close()
         results.join_thread()
 
