@@ -535,8 +535,7 @@ class TestHugeInputs:
         for text in huge.values():
             assert env.service.authenticate(text, PW, client_key=_client()).reason == "invalid"
             assert env.service.authenticate(EMAIL, text, client_key=_client()).reason == ("invalid")
-        with pytest.raises(ValueError, match="client_key"):
-            env.service.authenticate(EMAIL, PW, client_key=huge["ascii"])
+        assert env.service.authenticate(EMAIL, PW, client_key=huge["ascii"]).ok
 
     def test_registration(self, env: Env, huge: dict[str, str]) -> None:
         from kaspi_identity import InvalidIinError, InvalidPhoneError
@@ -601,3 +600,18 @@ class TestHugeInputs:
             with pytest.raises(InvalidTokenError):
                 env.service.confirm_email(text)
             assert env.service.session_is_current(text, text) is False
+
+
+def test_a_unit_of_work_for_other_stores_is_refused(tmp_path: Path) -> None:
+    """replace(bundle, accounts=mine) must not keep writing into the bundled table."""
+    from kaspi_identity.storage.memory import MemoryAccountStore
+
+    with sqlite_storage(tmp_path / "x.sqlite3") as bundled:
+        with pytest.raises(ValueError, match="with_history"):
+            replace(bundled, accounts=MemoryAccountStore())
+        assert (
+            replace(bundled, accounts=MemoryAccountStore(), with_history=None).with_history is None
+        )
+    memory = memory_storage()
+    with pytest.raises(ValueError, match="with_history"):
+        replace(memory, history=memory_storage().history)

@@ -72,8 +72,9 @@ _log = logging.getLogger("kaspi_identity.services")
 
 _USERNAME_RE = re.compile(r"[^\W_][\w.\-]{1,62}[^\W_]?", re.UNICODE)
 _IDENTIFIER_MAX = 320
-# A client key is an IP address or a device id that the host passes.
-_CLIENT_KEY_MAX = 256
+# What a rate-limit key is made of at most: a client key (an IP address or a device id
+# the host passes) or a normalised identifier (at most ``_IDENTIFIER_MAX`` plus a prefix).
+_CLIENT_KEY_MAX = 512
 # Where the letters an unknown account would have received are rendered to (never sent).
 _ABSENT_ADDRESS = "absent@kaspi-identity.invalid"
 # The one hit an unknown identifier costs, in place of the known path's reserved attempt.
@@ -320,7 +321,9 @@ class IdentityService:
         count is over: a key rotation neither restarts a window nor lets a refused client
         in (the count under the previous key goes on until that key is dropped).
         """
-        data = value.encode("utf-8", "surrogatepass")
+        # A client key longer than any IP address or device id is cut, not hashed whole:
+        # the keys it would merge with are as long and as odd.
+        data = value[:_CLIENT_KEY_MAX].encode("utf-8", "surrogatepass")
         now = self.clock.now()
         wait: timedelta | None = None
         for key in self._limit_keys:
@@ -401,17 +404,15 @@ class IdentityService:
 
     @staticmethod
     def _require_str(**values: object) -> None:
-        """``TypeError`` for a non-``str``; ``ValueError`` for a client key past its cap.
+        """``TypeError`` for a non-``str``.
 
-        Every other text is bounded where it is read (identifiers, codes, passwords by the
-        policy and the hasher), before it is stripped, normalised, hashed or looked up.
+        Every text is bounded where it is read (identifiers, codes, client keys in
+        :meth:`_limited`, passwords by the policy and the hasher), before it is stripped,
+        normalised, hashed or looked up.
         """
         for name, value in values.items():
             if not isinstance(value, str):
                 raise TypeError(f"{name} must be str, not {type(value).__name__}")
-        key = values.get("client_key")
-        if isinstance(key, str) and len(key) > _CLIENT_KEY_MAX:
-            raise ValueError(f"client_key is longer than {_CLIENT_KEY_MAX} characters")
 
     def _history_keep(self) -> int:
         return max(self.policy.history or 0, 1)

@@ -377,6 +377,11 @@ class AccountWithHistory(Protocol):
 
 
 @runtime_checkable
+class _Covers(Protocol):
+    def covers(self, accounts: object, history: object) -> bool: ...
+
+
+@runtime_checkable
 class _Closeable(Protocol):
     def close(self) -> None: ...
 
@@ -402,6 +407,16 @@ class Storage:
     codes: OneTimeCodeStore
     rate_limits: RateLimiter
     with_history: AccountWithHistory | None = None
+
+    def __post_init__(self) -> None:
+        # ``dataclasses.replace(sqlite_storage(...), accounts=mine)`` would keep a unit of
+        # work that writes passwords into the bundled accounts table, not into ``mine``.
+        together = self.with_history
+        if isinstance(together, _Covers) and not together.covers(self.accounts, self.history):
+            raise ValueError(
+                "with_history writes to other stores than this bundle's accounts and history;"
+                " pass with_history=None (or one made for these stores)"
+            )
 
     def close(self) -> None:
         """Close every component that has a ``close()`` method, each once."""

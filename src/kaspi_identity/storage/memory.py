@@ -294,6 +294,10 @@ class MemoryAccountWithHistory:
         self._accounts = accounts
         self._history = history
 
+    def covers(self, accounts: object, history: object) -> bool:
+        """Whether this unit of work writes to exactly these two stores."""
+        return accounts is self._accounts and history is self._history
+
     def create_with_history(
         self,
         new: NewAccount,

@@ -756,6 +756,15 @@ class SQLiteAccountWithHistory(_SQLiteStore):
     (``INSERT`` and trim); a failure of any of them rolls the whole call back.
     """
 
+    def covers(self, accounts: object, history: object) -> bool:
+        """Whether ``accounts`` and ``history`` are SQLite stores on this same database."""
+        return (
+            isinstance(accounts, SQLiteAccountStore)
+            and isinstance(history, SQLitePasswordHistoryStore)
+            and accounts.database is self._db
+            and history.database is self._db
+        )
+
     def create_with_history(
         self,
         new: NewAccount,
