@@ -8,6 +8,7 @@ schema and drops it afterwards.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import multiprocessing
@@ -43,6 +44,7 @@ from kaspi_identity.storage import (
     Storage,
     TokenLedger,
 )
+from kaspi_identity.storage.memory import memory_storage
 from kaspi_identity.storage.sqlalchemy import (
     ACCOUNT_FIELDS,
     SQLAlchemyAccountStore,
@@ -426,6 +428,29 @@ class TestWithHistoryWiring(OnBackend):
             True,
         )
         assert _rows(self.backend, "accounts") == []
+
+    def test_a_bundle_with_other_accounts_keeps_no_stale_unit_of_work(self) -> None:
+        """Replacing accounts on a finished bundle: refused unless with_history goes too."""
+        users = self.backend.users
+        with sqlalchemy_storage(self.backend.engine, metadata=self.backend.metadata) as storage:
+            with_history = storage.with_history
+            assert isinstance(with_history, SQLAlchemyAccountWithHistory)
+            db = with_history.database
+            mine = SQLAlchemyAccountStore(
+                db, table=users, columns=USER_COLUMNS, insert_defaults={"is_active": True}
+            )
+            assert with_history.covers(storage.accounts, storage.history)
+            assert with_history.covers(storage.accounts, SQLAlchemyPasswordHistoryStore(db))
+            assert not with_history.covers(mine, storage.history)
+            assert not with_history.covers(SQLAlchemyAccountStore(db), storage.history)
+            assert not with_history.covers(storage.accounts, memory_storage().history)
+            with self.backend.database() as other:
+                history = SQLAlchemyPasswordHistoryStore(other)
+                assert not with_history.covers(storage.accounts, history)
+            # The with_history of the bundled table would go on writing kaspi_accounts.
+            with pytest.raises(ValueError, match="with_history"):
+                dataclasses.replace(storage, accounts=mine)
+            assert dataclasses.replace(storage, accounts=mine, with_history=None).accounts is mine
 
     def test_unusable_users_table_closes_what_it_opened(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -18,18 +18,22 @@ How each promise is kept, on PostgreSQL (default ``READ COMMITTED``):
   there first, locked and read again;
 * a history append takes a transaction-scoped advisory lock on the account before it
   inserts and trims, so racing appends never leave more than ``keep`` entries;
-* uniqueness of user names (casefolded), e-mails (casefolded) and phones rests on unique
-  indexes; a violation is answered by checking again, in order, which identifier is taken.
+* uniqueness of user names (casefolded), e-mails (casefolded), phones and IINs rests on
+  unique indexes; the identifiers are checked in one ``SELECT`` (one snapshot, so the first
+  taken in the protocol's order is named) and a violation is answered by checking again;
+* :class:`SQLAlchemyAccountWithHistory` runs the account's ``INSERT`` or compare-and-set
+  ``UPDATE`` and the history's locked insert-and-trim -- the same statements as above --
+  in one transaction on one connection, so both take effect or neither does.
 
 On SQLite every read-modify-write runs inside ``BEGIN IMMEDIATE`` (SQLite's write lock for
 the whole step), and a lock in the process queues writers, as in
 :mod:`kaspi_identity.storage.sqlite`.
 
 Times are integer microseconds since 1970-01-01T00:00:00Z; fingerprints and code hashes are
-binary. A row that holds something else raises :class:`~kaspi_identity.CorruptRecordError`
-and nothing is written. Database errors -- a lost connection included -- raise
-:class:`~kaspi_identity.StorageError` with SQLAlchemy's exception as ``__cause__``, after the
-transaction was rolled back.
+binary; an account's names are a JSON list in a text column. A row that holds something
+else raises :class:`~kaspi_identity.CorruptRecordError` and nothing is written. Database
+errors -- a lost connection included -- raise :class:`~kaspi_identity.StorageError` with
+SQLAlchemy's exception as ``__cause__``, after the transaction was rolled back.
 """
 
 from __future__ import annotations
@@ -1439,6 +1443,20 @@ class SQLAlchemyAccountWithHistory:
     def close(self) -> None:
         """Close the shared database (every store on it)."""
         self._db.close()
+
+    def covers(self, accounts: object, history: object) -> bool:
+        """Whether this unit of work writes what ``accounts`` and ``history`` read.
+
+        The very account store it was built with (another one on the same database may map
+        another table, other columns or other insert defaults), and a history store on the
+        same database (they all use its one history table). :class:`Storage` refuses a
+        ``with_history`` that does not cover the bundle's stores.
+        """
+        return (
+            accounts is self._accounts
+            and isinstance(history, SQLAlchemyPasswordHistoryStore)
+            and history.database is self._db
+        )
 
     def create_with_history(
         self,
