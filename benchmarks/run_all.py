@@ -5,7 +5,8 @@ other), and prints their tables in order: policy check vs Django and password_st
 the worst case; history N=6 vs the one-hash lower bound; hashing and the memory bound of
 concurrent hashes; token issue+verify vs Django and import time; storage operations per
 second (when the servers are configured); Welch's t between known and unknown identifiers
-in the account flows (timing enumeration). Results from an idle machine are recorded in
+in the account flows (timing enumeration); huge inputs at every text entry point and the
+strength rule's worst case at every length. Results from an idle machine are recorded in
 docs/performance.md.
 """
 
@@ -28,6 +29,7 @@ SCRIPTS: tuple[tuple[str, list[str], list[str]], ...] = (
     ("bench_tokens.py", ["--quick"], []),
     ("bench_storage.py", ["--quick"], []),
     ("bench_enumeration.py", ["--quick"], []),
+    ("bench_inputs.py", ["--quick"], []),
 )
 
 

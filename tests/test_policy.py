@@ -876,8 +876,8 @@ class TestHugeInput:
     @pytest.mark.parametrize("kind", HUGE_KINDS)
     def test_userinfo_field_refused(self, kind: str, field: str) -> None:
         """A huge user name, e-mail or phone is a ValueError naming the field, not its value."""
+        kwargs: dict[str, Any] = {field: huge(kind)}
         with pytest.raises(ValueError, match=f"UserInfo.{field} is longer than") as info:
-            kwargs: dict[str, Any] = {field: huge(kind)}
             UserInfo(**kwargs)
         assert len(str(info.value)) < 80
 

@@ -343,11 +343,10 @@ class PasswordPolicy:
 
         An exact retype always matches. Past four times the limit the password is never
         normalised (that could cost 18 times its length), so there only an exact retype matches.
+        Both texts come from the one request being checked and the password is refused anyway,
+        so they are compared with ``==`` (no copy of a 100 MB input, no secret to time).
         """
-        if hmac.compare_digest(
-            password.encode("utf-8", "surrogatepass"),
-            confirmation.encode("utf-8", "surrogatepass"),
-        ):
+        if len(password) == len(confirmation) and password == confirmation:
             return True
         return normal is not None and self._same(normal, confirmation)
 

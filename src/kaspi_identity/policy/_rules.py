@@ -15,6 +15,12 @@ from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from kaspi_identity.policy._result import Hint, Violation
+from kaspi_identity.policy._strength import (
+    EXACT_LENGTH,
+    MAX_L33T_TABLES,
+    l33t_tables,
+    proven_score,
+)
 from kaspi_identity.policy._text import (
     CYRILLIC,
     DIGITS,
@@ -37,15 +43,10 @@ __all__ = [
 #: The character classes ``require`` and ``min_classes`` speak of, in canonical order.
 CLASS_NAMES: Final = ("upper", "lower", "digit", "special")
 
-#: zxcvbn scores at most this many characters (see :func:`strength_window`).
-STRENGTH_WINDOW: Final = 32
-# ...cut earlier where zxcvbn's l33t matcher would try more than this many substitution
-# tables: each table is one more pass over every dictionary, and their number grows
-# exponentially with the distinct l33t characters present (pure-Python zxcvbn took 6 s on 72
-# crafted characters here). 12 tables bound the worst case to ~20 ms (benchmarks/bench_policy.py
-# --sweep); 8 distinct characters, the first rule, still allowed 69 tables and 180 ms.
-_MAX_L33T_TABLES: Final = 12
-_L33T_CHARS: Final = frozenset("!$%(+0123456789<@[{|")
+#: The longest password zxcvbn itself scores (see :func:`strength_window`); longer ones, and
+#: those whose l33t characters would make zxcvbn try more than twelve substitution tables, are
+#: scored by a sound lower bound of zxcvbn's score (see ``_strength``).
+STRENGTH_WINDOW: Final = EXACT_LENGTH
 _MIN_FRAGMENT: Final = 3
 _PHONE_SEPARATORS: Final = str.maketrans("", "", " -().+")
 
@@ -85,31 +86,18 @@ class Rule(Protocol):
         """The positive requirement lines of this rule."""
 
 
-@functools.lru_cache(maxsize=4096)
-def _l33t_tables(chars: frozenset[str]) -> int:
-    """How many substitution tables zxcvbn's l33t matcher tries for these characters."""
-    from zxcvbn.matching import L33T_TABLE, enumerate_l33t_subs, relevant_l33t_subtable
-
-    return len(enumerate_l33t_subs(relevant_l33t_subtable("".join(sorted(chars)), L33T_TABLE)))
-
-
 def strength_window(password: str) -> str:
-    """The prefix of ``password`` that zxcvbn scores.
+    """The text of ``password`` that pure-Python zxcvbn scores itself: all of it, or nothing.
 
-    At most :data:`STRENGTH_WINDOW` characters, cut before the first character that would
-    make zxcvbn's l33t matcher try more than twelve substitution tables (which bounds its
-    cost). More characters only add guesses, so a prefix that is strong enough proves the
-    whole password is; a password whose prefix is weak is judged weak, even if a strong tail
-    follows (the documented, conservative choice).
+    A password of at most :data:`STRENGTH_WINDOW` characters whose l33t characters make
+    zxcvbn's l33t matcher try at most twelve substitution tables (which bounds its cost) is
+    scored by zxcvbn, whole; for any other, ``""``: the strength rule then uses a lower bound
+    of zxcvbn's score of the whole password, never a prefix of it (a strong prefix can be part
+    of a weak repeat).
     """
-    seen: frozenset[str] = frozenset()
-    for i, char in enumerate(password[:STRENGTH_WINDOW]):
-        if char in _L33T_CHARS and char not in seen:
-            grown = seen | {char}
-            if _l33t_tables(grown) > _MAX_L33T_TABLES:
-                return password[:i]
-            seen = grown
-    return password[:STRENGTH_WINDOW]
+    if len(password) > STRENGTH_WINDOW or l33t_tables(password) > MAX_L33T_TABLES:
+        return ""
+    return password
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,18 +327,19 @@ class Blocklist:
 
 @dataclass(frozen=True, slots=True)
 class Strength:
-    """``too_weak``: zxcvbn's score of the bounded prefix is below ``min_strength``."""
+    """``too_weak``: zxcvbn's score of the whole password is (or may be) below ``min_strength``.
+
+    The score is :func:`~kaspi_identity.policy._strength.proven_score`'s: never above zxcvbn's
+    own, so whatever this rule accepts, zxcvbn scores at least ``min_strength``.
+    """
 
     min_strength: int
 
     def check(self, ctx: Context) -> None:
-        from zxcvbn import zxcvbn
-
         inputs: list[str] = []
         if ctx.user is not None:
             inputs = [frag for _, frag in personal_fragments(ctx.user)][:32]
-        window = strength_window(ctx.password)
-        score = int(zxcvbn(window, user_inputs=inputs)["score"]) if window else 0
+        score = proven_score(ctx.password, inputs, self.min_strength)
         if score < self.min_strength:
             ctx.add("too_weak", min_strength=self.min_strength, score=score)
 
