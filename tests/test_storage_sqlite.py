@@ -762,6 +762,8 @@ class TestCorruptRows:
             "UPDATE accounts SET names = '[\"\"]'",
             "UPDATE accounts SET names = '[\"\\u0000\"]'",
             "UPDATE accounts SET names = '[\"\\ud800\"]'",
+            "UPDATE accounts SET names = '" + "[" * 5000 + "'",  # json: RecursionError
+            "UPDATE accounts SET names = '[" + '"a",' * 20000 + '"a"]\'',  # too long
             'UPDATE accounts SET names = \'["a","b","c","d","e","f","g","h","i"]\'',
             # 129 characters: longer than a name may be
             "UPDATE accounts SET names = '[\"' || replace(hex(zeroblob(65)), '0', 'n') || '\"]'",

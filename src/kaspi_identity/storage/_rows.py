@@ -67,6 +67,11 @@ def encode_names(names: Sequence[str]) -> str:
     return json.dumps(list(names), ensure_ascii=False, separators=(",", ":"))
 
 
+# 8 names of 128 characters, each escaped as \uXXXX\uXXXX (12 characters per code point),
+# with quotes, commas and brackets: a generous bound on what encode_names can write.
+_NAMES_TEXT_MAX = 8 * (128 * 12 + 3) + 2
+
+
 def decode_names(value: object, what: str = "account", column: str = "names") -> tuple[str, ...]:
     """Return the names stored by :func:`encode_names` in ``value``.
 
@@ -75,9 +80,11 @@ def decode_names(value: object, what: str = "account", column: str = "names") ->
     """
     if type(value) is not str:
         raise corrupt(what, f"{column} is not text")
+    if len(value) > _NAMES_TEXT_MAX:  # more than any 8 names of 128 characters can take
+        raise corrupt(what, f"{column} is too long")
     try:
         names = json.loads(value)
-    except ValueError:  # json.JSONDecodeError, and a lone surrogate escape
+    except (ValueError, RecursionError):  # bad JSON, a lone surrogate escape, deep nesting
         raise corrupt(what, f"{column} is not a JSON list") from None
     if type(names) is not list or any(type(name) is not str for name in names):
         raise corrupt(what, f"{column} is not a JSON list of strings")
