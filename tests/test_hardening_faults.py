@@ -615,3 +615,23 @@ def test_a_unit_of_work_for_other_stores_is_refused(tmp_path: Path) -> None:
     memory = memory_storage()
     with pytest.raises(ValueError, match="with_history"):
         replace(memory, history=memory_storage().history)
+
+
+class TestIinIsPersonalData:
+    @pytest.mark.parametrize(
+        "password", ["Qz880101300123!", "Qz-880101-Steppe", "Steppe010188!z", "Steppe01011988!"]
+    )
+    def test_iin_and_birth_date_are_refused_everywhere(self, env: Env, password: str) -> None:
+        refused = env.service.register(
+            email=EMAIL, iin=IIN, password=password, confirmation=password, client_key=_client()
+        )
+        assert "contains_personal_info" in refused.policy.codes
+        account_id = env.register(iin=IIN)
+        changed = env.service.change_password(
+            account_id, PW, password, password, client_key=_client()
+        )
+        assert changed.reason == "policy"
+        assert "contains_personal_info" in changed.policy.codes
+        assert [v.params["field"] for v in changed.policy.violations] in (["iin"], ["birth_date"])
+        reset = env.service.reset_password(env.reset_token(), password, password)
+        assert "contains_personal_info" in reset.policy.codes

@@ -271,7 +271,22 @@ def personal_fragments(user: UserInfo) -> tuple[tuple[str, str], ...]:
     for name in user.names:
         for part in re.split(r"[\s\-]+", name):
             add("name", part)
+    if user.iin:
+        out.extend(_iin_fragments(user.iin))
     return tuple(dict.fromkeys(out))
+
+
+def _iin_fragments(text: str) -> list[tuple[str, str]]:
+    """The IIN's digits, and for a valid IIN the birth date it encodes (three forms)."""
+    from kaspi_identity.phone import InvalidIinError, parse_iin
+
+    digits = "".join(c for c in text if c.isascii() and c.isdigit())
+    try:
+        iin = parse_iin(text)
+    except InvalidIinError:
+        return [("iin", digits)] if len(digits) >= 7 else []
+    strings = iin.personal_strings()
+    return [("iin" if s == iin.value else "birth_date", s) for s in strings]
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +299,7 @@ class PersonalInfo:
         folded = ctx.folded
         compact = folded.translate(_PHONE_SEPARATORS)
         for field_name, fragment in personal_fragments(ctx.user):
-            haystack = compact if field_name == "phone" else folded
+            haystack = compact if field_name in ("phone", "iin", "birth_date") else folded
             if fragment in haystack:
                 ctx.add("contains_personal_info", field=field_name)
                 return

@@ -20,6 +20,7 @@ USERINFO_LIMITS: Final[Mapping[str, int]] = MappingProxyType(
         "username": 254,
         "email": 320,  # RFC 3696 (errata): 64 for the local part, @, 255 for the domain
         "phone": 64,
+        "iin": 64,
         "names": 256,
         "names_count": 16,
     }
@@ -34,6 +35,8 @@ class UserInfo:
         username: the login name.
         email: the e-mail address; its local part and the parts of it are checked.
         phone: the phone number in any format; its digits are checked.
+        iin: a Kazakh IIN/BIN (12 digits). The password may not hold it, nor, for an IIN,
+            the birth date it encodes as YYMMDD, DDMMYY or DDMMYYYY.
         names: given name, family name, patronymic, company name... Cyrillic names are also
             checked in their Latin transliteration ("Айгерим" → "aigerim").
 
@@ -47,9 +50,10 @@ class UserInfo:
     email: str | None = None
     phone: str | None = None
     names: tuple[str, ...] = ()
+    iin: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("username", "email", "phone"):
+        for name in ("username", "email", "phone", "iin"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise TypeError(f"UserInfo.{name} must be str or None")

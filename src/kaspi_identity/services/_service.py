@@ -270,6 +270,7 @@ class IdentityService:
             email=account.email,
             phone=account.phone,
             names=account.names,
+            iin=account.iin,
         )
 
     def _send(
@@ -479,7 +480,7 @@ class IdentityService:
         if email is None and username is None and phone is None and iin is None:
             raise InvalidIdentifierError("email", "an e-mail, user name, phone or IIN is required")
         kept = self._clean_names(names)
-        user = UserInfo(username=username, email=email, phone=phone, names=kept)
+        user = UserInfo(username=username, email=email, phone=phone, names=kept, iin=iin)
         result = self.policy.check(password, user=user, confirmation=confirmation)
         if not result:
             return RegistrationResult(False, result)
