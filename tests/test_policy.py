@@ -909,6 +909,7 @@ class TestHugeInput:
             "username": 254,
             "email": 320,
             "phone": 64,
+            "iin": 64,
             "names": 256,
             "names_count": 16,
         } == dict(USERINFO_LIMITS)
