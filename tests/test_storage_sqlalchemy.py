@@ -1813,3 +1813,24 @@ class TestAcrossProcesses:
         assert stored.security_stamp == account.security_stamp
         results.close()
         results.join_thread()
+
+
+def test_sqlite_write_lock_wait_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11, item 3: a writer queued behind a stuck one gives up with StorageError.
+
+    No timing is asserted: the lock is held by this very thread, so the call can only
+    return by giving up after the (patched) wait.
+    """
+    from kaspi_identity.storage import sqlalchemy as module
+
+    monkeypatch.setattr(module, "_SQLITE_LOCK_WAIT", 0.05)
+    with sqlalchemy_storage(f"sqlite:///{tmp_path / 'lock.sqlite3'}") as storage:
+        database = storage.accounts.database  # type: ignore[attr-defined]
+        database.create_tables()
+        assert database._write_lock.acquire(timeout=1)
+        try:
+            with pytest.raises(StorageError, match="no write lock within"):
+                storage.rate_limits.hit("k", limit=1, window=timedelta(seconds=1), now=T0)
+        finally:
+            database._write_lock.release()
+        assert storage.rate_limits.hit("k", limit=1, window=timedelta(seconds=1), now=T0).allowed

@@ -133,6 +133,9 @@ __all__ = [
 _T = TypeVar("_T")
 _Mode = Literal["read", "single", "transaction"]
 
+#: How long a write on SQLite waits for this process's write lock, and (for an engine this
+#: module makes from a URL) for SQLite's own lock, before it raises StorageError.
+_SQLITE_LOCK_WAIT = 30.0
 _INSTALL = "pip install 'kaspi-identity[sqlalchemy]'"
 _INFO_KEY = "kaspi_identity.prefix"
 _PREFIX = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_]{0,29})?")
@@ -480,8 +483,18 @@ class SQLAlchemyDatabase:
                 if mode == "read":
                     with self._engine.connect() as connection:
                         return operation(connection)
-                with self._write_lock, self._engine.connect() as connection:
-                    return _sqlite_transaction(connection, operation)
+                # The in-process lock is waited for a bounded time too, as SQLite's own busy
+                # wait is: a caller queued behind a stuck writer gives up with StorageError.
+                if not self._write_lock.acquire(timeout=_SQLITE_LOCK_WAIT):
+                    raise StorageError(
+                        f"the {self._label} storage is locked: no write lock within"
+                        f" {_SQLITE_LOCK_WAIT:g} s"
+                    )
+                try:
+                    with self._engine.connect() as connection:
+                        return _sqlite_transaction(connection, operation)
+                finally:
+                    self._write_lock.release()
             if mode == "transaction":
                 with self._transactional.begin() as connection:
                     return operation(connection)
@@ -546,7 +559,7 @@ def _create_engine(url: sa.URL | str) -> sa.Engine:
         raise ValueError("SQLite storage needs a file; use memory_storage() for memory")
     options.update(pool_size=10, max_overflow=20, pool_timeout=30)
     if backend == "sqlite":
-        options["connect_args"] = {"timeout": 30.0}
+        options["connect_args"] = {"timeout": _SQLITE_LOCK_WAIT}
     try:
         engine = sa.create_engine(parsed, **options)
     except ImportError as exc:
