@@ -635,3 +635,42 @@ class TestIinIsPersonalData:
         assert [v.params["field"] for v in changed.policy.violations] in (["iin"], ["birth_date"])
         reset = env.service.reset_password(env.reset_token(), password, password)
         assert "contains_personal_info" in reset.policy.codes
+
+
+class TestRedisHistoryWithSqlAccounts:
+    """The split the issue names: accounts in SQL, history in Redis (a real adapter)."""
+
+    def _env(self, tmp_path: Path, url: str) -> Env:
+        redis = pytest.importorskip("redis")
+        from kaspi_identity.storage.redis import RedisPasswordHistoryStore
+
+        client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+        prefix = f"kaspi-faults-{next(_clients)}:"
+        raw = sqlite_storage(tmp_path / "accounts.sqlite3")
+        storage = replace(
+            raw, history=RedisPasswordHistoryStore(client, prefix=prefix), with_history=None
+        )
+        outbox, clock, audit = Outbox(), ManualClock(), MemoryAuditLog()
+        return Env(storage, _service(storage, outbox, clock, audit), outbox, clock, audit, None)
+
+    def test_works_end_to_end(self, tmp_path: Path) -> None:
+        from _servers import require_server
+
+        made = self._env(tmp_path, require_server("KASPI_IDENTITY_REDIS_URL"))
+        account_id = made.register()
+        assert made.service.change_password(account_id, PW, NEW, NEW, client_key=_client()).ok
+        assert len(made.storage.history.recent(account_id, 6)) == 2
+        assert made.login(NEW)
+
+    def test_redis_gone_keeps_the_old_password(self, tmp_path: Path) -> None:
+        """History on a Redis that is not there (killed): the change fails, the old works."""
+        from _servers import require_server
+
+        live = self._env(tmp_path, require_server("KASPI_IDENTITY_REDIS_URL"))
+        account_id = live.register()
+        dead = self._env(tmp_path, "redis://127.0.0.1:1/0")  # nothing listens on port 1
+        with pytest.raises(StorageError):
+            dead.service.change_password(account_id, PW, NEW, NEW, client_key=_client())
+        assert live.login(PW)
+        assert not live.login(NEW)
+        assert len(live.storage.history.recent(account_id, 6)) == 1
