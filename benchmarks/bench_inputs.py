@@ -98,6 +98,7 @@ def measure(action: Callable[[], object], *, repeats: int, peak: bool = True) ->
     CPU time is the cost on a busy machine: other processes do not count in it.
     """
     wall = cpu = 0.0
+    gc.collect()  # no collection left over from the row before
     for _ in range(repeats):
         start, start_cpu = time.perf_counter(), time.process_time()
         answer_of(action)
