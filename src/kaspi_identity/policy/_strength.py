@@ -118,8 +118,10 @@ def zxcvbn_score(password: str, inputs: Sequence[str]) -> int:
     """``zxcvbn(password, user_inputs=inputs)["score"]``, whatever the length (slow: tests)."""
     from zxcvbn import zxcvbn
 
+    # zxcvbn 4.5 refuses more than 72 characters unless told otherwise; 4.4 has no limit.
+    limit: dict[str, int] = {"max_length": len(password)} if len(password) > 72 else {}
     with _zxcvbn_lock:
-        return int(zxcvbn(password, user_inputs=list(inputs), max_length=len(password))["score"])
+        return int(zxcvbn(password, user_inputs=list(inputs), **limit)["score"])
 
 
 def proven_score(password: str, inputs: Sequence[str], target: int) -> int:
