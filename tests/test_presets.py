@@ -299,6 +299,17 @@ class TestDescribe:
             "Минимум 22 символа" == PasswordPolicy(min_length=22, max_length=None).describe("ru")[0]
         )
 
+    def test_no_rule_at_all_shows_the_hard_cap(self) -> None:
+        """A policy with every rule off still has one requirement: at most 4096 characters
+        (Hypothesis found describe() empty for it)."""
+        policy = PasswordPolicy(
+            min_length=None, max_length=None, blocklist=False, forbid_personal_info=False
+        )
+        assert ["At most 4096 characters"] == policy.describe("en")
+        assert ["Минимум 21 символ"] == PasswordPolicy(
+            min_length=21, max_length=None, blocklist=False, forbid_personal_info=False
+        ).describe("ru")
+
     def test_unknown_language(self) -> None:
         """An unknown language is an error."""
         with pytest.raises(ValueError, match="unknown language"):
