@@ -66,7 +66,10 @@ STRUCTURAL = [
         blocklist=False,
         forbid_personal_info=False,
     ),
-    PasswordPolicy(min_length=None, max_length=30, require=["digit"], alphabet="0123456789ab"),
+    # No blocklist: the plain code does not model it ("000000" is on it).
+    PasswordPolicy(
+        min_length=None, max_length=30, require=["digit"], alphabet="0123456789ab", blocklist=False
+    ),
     PasswordPolicy(require=["special"], special_characters="!§ ", max_repeat=1, blocklist=False),
 ]
 
