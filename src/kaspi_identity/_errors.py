@@ -72,7 +72,10 @@ class UnknownLanguageError(KaspiIdentityError, ValueError):
     def __init__(self, language: object, supported: tuple[str, ...]) -> None:
         self.language = language
         self.supported = supported
-        super().__init__(f"unknown language {language!r}; supported: {', '.join(supported)}")
+        shown = repr(language)
+        if len(shown) > 40:  # a huge tag must not make a huge message
+            shown = shown[:37] + "..."
+        super().__init__(f"unknown language {shown}; supported: {', '.join(supported)}")
 
 
 class InvalidPasswordError(KaspiIdentityError, ValueError):

@@ -237,7 +237,7 @@ def well_formed(policy: PasswordPolicy, *, max_size: int | None = None) -> st.Se
         high = min(high, max_size)
     low, filler = plan.low, plan.filler
     if policy.min_strength is not None:
-        # Long runs of letters score best; l33t characters would shorten the scored prefix.
+        # Long runs of letters score best; l33t characters cost the strength rule l33t tables.
         low = max(low, min(high, _STRONG_LENGTH[policy.min_strength]))
         plain = [c for c in filler if c not in _L33T]
         filler = plain if len(plain) >= 8 else filler
