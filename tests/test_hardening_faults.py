@@ -674,3 +674,12 @@ class TestRedisHistoryWithSqlAccounts:
         assert live.login(PW)
         assert not live.login(NEW)
         assert len(live.storage.history.recent(account_id, 6)) == 1
+
+
+def test_unknown_language_message_is_bounded() -> None:
+    from kaspi_identity import UnknownLanguageError
+    from kaspi_identity.i18n import normalize_language
+
+    with pytest.raises(UnknownLanguageError) as caught:
+        normalize_language("x" * 1_000_000)
+    assert len(str(caught.value)) < 200
