@@ -898,45 +898,75 @@ class TestHostOverride:
 
 # Site names of real length: none, short, a government domain, and an absurdly long one.
 SITES = [None, "Kaspi.kz", "egov.kz", "goszakup.gov.kz", "e-procurement.portal.example.gov.kz"]
+# Every code render_sms accepts (6 to 10 digits) and every lifetime the services can ask for
+# (IdentitySettings.sms_code_lifetime is at most 10 minutes), plus longer ones a host may pass.
+CODES = ["123456", "1234567", "12345678", "123456789", "1234567890"]
+LIFETIMES = [*range(1, 11), 15, 30, 60, 100, 999]
+# Characters of the 70 (UCS-2) or 160 (GSM-7) that the worst case must leave free.
+SPARE = 4
+
+
+def segment_size(text: str) -> int:
+    """Characters one SMS segment holds for this text's encoding."""
+    return 160 if "GSM-7" == sms_encoding(text) else 70
 
 
 class TestRenderSms:
     @pytest.mark.parametrize("site", SITES)
+    @pytest.mark.parametrize("minutes", LIFETIMES)
+    @pytest.mark.parametrize("code", CODES)
     @pytest.mark.parametrize("language", SUPPORTED_LANGUAGES)
-    def test_one_segment_with_the_longest_code(self, language: str, site: str | None) -> None:
-        """In every language, with an 8-digit code and 10 minutes, the SMS is one segment."""
-        message = render_sms("reset_code", language, to=PHONE, code=CODE, minutes=10, site=site)
+    def test_every_code_and_lifetime_is_one_segment(
+        self, language: str, code: str, minutes: int, site: str | None
+    ) -> None:
+        """Every allowed code length and lifetime, with or without a site: one segment, sent."""
+        message = render_sms(
+            "reset_code", language, to=PHONE, code=code, minutes=minutes, site=site
+        )
         assert 1 == sms_segments(message.text)
-        assert CODE == extract_code(message)
-        assert "10" in message.text
+        assert code == extract_code(message)
+        assert f"{minutes} " in message.text
         assert "{" not in message.text
         assert (PHONE, "reset_code", language) == (message.to, message.kind, message.language)
 
-    @pytest.mark.parametrize("code", ["123456", "1234567", "12345678"])
-    @pytest.mark.parametrize("minutes", range(1, 11))
     @pytest.mark.parametrize("language", SUPPORTED_LANGUAGES)
-    def test_the_fallback_always_fits(self, language: str, minutes: int, code: str) -> None:
-        """The text without the site fits one SMS for every code length and lifetime allowed."""
-        text = get_catalog(language).message(
-            "sms.reset_code.text_no_site", count=minutes, code=code, minutes=minutes
-        )
-        assert 1 == sms_segments(text)
+    def test_worst_case_leaves_room(self, language: str) -> None:
+        """10 digits and the services' longest lifetime (10 minutes) leave SPARE characters free."""
+        for minutes in range(1, 11):
+            text = get_catalog(language).message(
+                "sms.reset_code.text_no_site", count=minutes, code="1234567890", minutes=minutes
+            )
+            assert len(text) <= segment_size(text) - SPARE, text
+
+    @pytest.mark.parametrize("minutes", [1, 5, 10])
+    @pytest.mark.parametrize("language", SUPPORTED_LANGUAGES)
+    def test_validity_is_stated(self, language: str, minutes: int) -> None:
+        """The text says how long the code works, in words a reader expects."""
+        message = render_sms("reset_code", language, to=PHONE, code=CODE, minutes=minutes)
+        phrase = {
+            "en": f"Valid for {minutes} minute",
+            "ru": f"действует {minutes} мин.",
+            "kk": f"{minutes} мин жарамды.",
+        }[language]
+        assert phrase in message.text
 
     def test_english_is_gsm7_and_keeps_the_site(self) -> None:
-        """English stays in the 7-bit alphabet (160 characters) and names the site."""
+        """English stays in the 7-bit alphabet (160 characters) and names the site first."""
         message = render_sms("reset_code", "en", to=PHONE, code=CODE, minutes=10, site=SITE)
         expected = (
-            f"{CODE} is your {SITE} password reset code. It expires in 10 minutes. Do not share it."
+            f"{SITE}: {CODE} is your password reset code. Valid for 10 minutes. Do not share it."
         )
         assert expected == message.text
         assert "GSM-7" == sms_encoding(message.text)
 
     @pytest.mark.parametrize("language", ["ru", "kk"])
     def test_cyrillic_keeps_a_short_site_and_drops_a_long_one(self, language: str) -> None:
-        """70 UCS-2 characters leave room for "Kaspi.kz" but not for "goszakup.gov.kz"."""
-        short = render_sms("reset_code", language, to=PHONE, code=CODE, minutes=10, site="Kaspi.kz")
-        long = render_sms("reset_code", language, to=PHONE, code=CODE, minutes=10, site=SITE)
-        assert "Kaspi.kz" in short.text
+        """With a 6-digit code and 5 minutes "egov.kz" fits, "goszakup.gov.kz" does not."""
+        short = render_sms(
+            "reset_code", language, to=PHONE, code="123456", minutes=5, site="egov.kz"
+        )
+        long = render_sms("reset_code", language, to=PHONE, code="123456", minutes=5, site=SITE)
+        assert short.text.startswith("egov.kz: ")
         assert SITE not in long.text
         assert "UCS-2" == sms_encoding(long.text)
 
@@ -944,16 +974,20 @@ class TestRenderSms:
         """The Russian and Kazakh texts read as agreed."""
         ru = render_sms("reset_code", "ru", to=PHONE, code=CODE, minutes=10)
         kk = render_sms("reset_code", "kk", to=PHONE, code=CODE, minutes=10)
-        assert f"Код сброса пароля: {CODE}. Действует 10 минут. Никому не сообщайте." == ru.text
-        assert f"Құпиясөзді қалпына келтіру коды: {CODE}. 10 минут. Ешкімге айтпаңыз." == kk.text
+        assert f"Код восстановления {CODE} действует 10 мин. Не сообщайте его." == ru.text
+        assert f"Қалпына келтіру коды {CODE}, 10 мин жарамды. Ешкімге айтпаңыз." == kk.text
+        kaspi = render_sms("reset_code", "ru", to=PHONE, code="123456", minutes=5, site="Kaspi.kz")
+        assert (
+            "Kaspi.kz: код восстановления 123456 действует 5 мин. Не сообщайте его." == kaspi.text
+        )
 
     @pytest.mark.parametrize(
-        ("minutes", "phrase"), [(1, "1 минуту"), (2, "2 минуты"), (5, "5 минут"), (10, "10 минут")]
+        ("minutes", "phrase"), [(1, "1 minute."), (2, "2 minutes."), (10, "10 minutes.")]
     )
-    def test_russian_minutes(self, minutes: int, phrase: str) -> None:
-        """The SMS lifetime follows the Russian plural rule."""
-        message = render_sms("reset_code", "ru", to=PHONE, code=CODE, minutes=minutes)
-        assert f"Действует {phrase}." in message.text
+    def test_english_minutes(self, minutes: int, phrase: str) -> None:
+        """The English lifetime follows the plural rule (Russian and Kazakh write "мин")."""
+        message = render_sms("reset_code", "en", to=PHONE, code=CODE, minutes=minutes)
+        assert f"Valid for {phrase}" in message.text
 
     def test_site_none_is_absent(self) -> None:
         """site=None is the same as no site."""

@@ -125,11 +125,15 @@ def render_sms(
 
     ``reset_code`` takes ``code`` (a string of 6 to 10 digits), ``minutes`` (int, picks the
     plural form) and optionally ``site`` (``None`` counts as absent). With ``site`` the entry
-    ``sms.<kind>.text`` is used if the result fits ``max_segments`` SMS segments (see
-    :func:`sms_segments`); otherwise -- or without ``site`` -- ``sms.<kind>.text_no_site``.
-    In practice English keeps the site and Russian and Kazakh keep it only for short names
-    (70 characters per Cyrillic SMS): the code, its lifetime and "do not share it" matter
-    more than the name, which the gateway's sender name shows anyway.
+    ``sms.<kind>.text`` -- the same text with ``"{site}: "`` in front -- is used if the result
+    fits ``max_segments`` SMS segments (see :func:`sms_segments`); otherwise -- or without
+    ``site`` -- ``sms.<kind>.text_no_site``. The shipped ``text_no_site`` fits one segment in
+    every language for every code length and any lifetime up to 999 minutes, so a valid code
+    is always sent. English (160 GSM-7 characters) keeps a site name of up to 80 characters;
+    Russian and Kazakh (70 UCS-2 characters) keep only a very short one (``egov.kz`` with a
+    6-digit code and 5 minutes) and drop longer ones: the code, its lifetime and "do not
+    share it" matter more than the name, which the gateway's sender name shows anyway. The
+    measured limits are in docs/delivery.md.
 
     Pass ``max_segments=None`` to allow a text of any length.
 
