@@ -392,6 +392,33 @@ class IdentityService:
         kind, value = resolved
         return f"{kind}:{value if kind in ('phone', 'iin') else value.casefold()}"
 
+    def _letter_request(
+        self, scope: str, identifier: str, client_key: str
+    ) -> tuple[Account | None, ResetRequestResult | None]:
+        """The limits and the lookup of a request for a letter (reset, confirmation).
+
+        Counted per client, per normalised identifier and per account found (an unknown
+        identifier makes the same hit under its own name), each with the reset limits'
+        sizes and counts of ``scope``'s own. Returns the account that has an address to
+        write to (else ``None``) and, when a limit refuses, the answer to give.
+        """
+        s = self.settings
+        resolved = self._resolve(identifier)
+        value = self._limit_value(resolved, identifier)
+        wait = self._first_limited(
+            (f"{scope}-client", client_key, s.reset_per_client),
+            (f"{scope}-id", value, s.reset_per_identifier),
+        )
+        account = None
+        if wait is None:
+            found = self._lookup(resolved)
+            account = found if found is not None and found.email is not None else None
+            per_account = f"id:{account.id}" if account is not None else f"absent:{value}"
+            wait = self._limited(f"{scope}-account", per_account, s.reset_per_identifier)
+        if wait is not None:
+            return None, ResetRequestResult(False, retry_after=wait)
+        return account, None
+
     def _lookup(self, resolved: tuple[LoginKind, str] | None) -> Account | None:
         if resolved is None:
             return None
@@ -709,22 +736,10 @@ class IdentityService:
             TypeError: ``identifier`` or ``client_key`` is not a ``str``.
         """
         self._require_str(identifier=identifier, client_key=client_key)
-        s = self.settings
-        resolved = self._resolve(identifier)
-        value = self._limit_value(resolved, identifier)
-        wait = self._first_limited(
-            ("confirm-client", client_key, s.reset_per_client),
-            ("confirm-id", value, s.reset_per_identifier),
-        )
-        account = None
-        if wait is None:
-            found = self._lookup(resolved)
-            account = found if found is not None and found.email is not None else None
-            per_account = f"id:{account.id}" if account is not None else f"absent:{value}"
-            wait = self._limited("confirm-account", per_account, s.reset_per_identifier)
-        if wait is not None:
+        account, refused = self._letter_request("confirm", identifier, client_key)
+        if refused is not None:
             self._emit("rate_limited", None, action="resend_confirmation")
-            return ResetRequestResult(False, retry_after=wait)
+            return refused
         message = self._confirmation_letter(account)
         pending = account is not None and not account.email_confirmed
         if pending and account is not None:
@@ -1026,22 +1041,10 @@ class IdentityService:
             TypeError: ``identifier`` or ``client_key`` is not a ``str``.
         """
         self._require_str(identifier=identifier, client_key=client_key)
-        s = self.settings
-        resolved = self._resolve(identifier)
-        value = self._limit_value(resolved, identifier)
-        wait = self._first_limited(
-            ("reset-client", client_key, s.reset_per_client),
-            ("reset-id", value, s.reset_per_identifier),
-        )
-        account = None
-        if wait is None:
-            found = self._lookup(resolved)
-            account = found if found is not None and found.email is not None else None
-            per_account = f"id:{account.id}" if account is not None else f"absent:{value}"
-            wait = self._limited("reset-account", per_account, s.reset_per_identifier)
-        if wait is not None:
+        account, refused = self._letter_request("reset", identifier, client_key)
+        if refused is not None:
             self._emit("rate_limited", None, action="password_reset")
-            return ResetRequestResult(False, retry_after=wait)
+            return refused
         now = self.clock.now()
         minutes = max(1, int(self.tokens.lifetime("reset").total_seconds() // 60))
         if account is None:
