@@ -6,6 +6,7 @@ import dataclasses
 import inspect
 import io
 import logging
+import re
 import threading
 from datetime import datetime, timedelta, timezone
 from typing import Any, cast
@@ -542,6 +543,45 @@ class TestRenderEmail:
         else:
             assert "2026-11-23 16:00 UTC" in message.text
 
+    @pytest.mark.parametrize("language", SUPPORTED_LANGUAGES)
+    @pytest.mark.parametrize("kind", EMAIL_KINDS)
+    def test_every_letter_signs_off(self, kind: str, language: str) -> None:
+        """Every letter ends with the portal's sign-off on a line of its own."""
+        message = render_email(kind, language, to="aliya@example.kz", **EMAIL_PARAMS[kind])
+        sign_off = {"en": "Kind regards", "ru": "С уважением", "kk": "Құрметпен"}[language]
+        assert message.text.endswith(f"\n\n{sign_off}, {SITE}")
+
+    @pytest.mark.parametrize("kind", EMAIL_KINDS)
+    def test_the_reader_is_addressed_with_a_capital(self, kind: str) -> None:
+        """Russian and Kazakh letters write "Вы"/"Сіз" and their forms capitalised."""
+        lower = {
+            "ru": re.compile(r"\b(?:вы|вас|вам|ваш|ваша|ваше|вашей|вашего|вашу|ваши)\b"),
+            "kk": re.compile(r"\b(?:сіз|сізде|сіздің|сізге|сізді)\b"),
+        }
+        for language, pattern in lower.items():
+            message = render_email(kind, language, to="aliya@example.kz", **EMAIL_PARAMS[kind])
+            assert pattern.search(message.subject + "\n" + message.text) is None, language
+
+    def test_password_changed_wording(self) -> None:
+        """The time has its own line; kk uses the past conditional; the link is named."""
+        params = EMAIL_PARAMS["password_changed"]
+        ru = render_email("password_changed", "ru", to="a@example.kz", **params).text
+        kk = render_email("password_changed", "kk", to="a@example.kz", **params).text
+        assert "\n\nДата и время: 2026-11-23 16:00 UTC\n\n" in ru
+        assert "с помощью ссылки «Забыли пароль?»" in ru
+        assert "\n\nКүні мен уақыты: 2026-11-23 16:00 UTC\n\n" in kk
+        assert "Егер мұны Сіз жасаған болсаңыз" in kk
+        assert "«Құпиясөзді ұмыттыңыз ба?» сілтемесі арқылы" in kk
+        assert "кезінде" not in kk
+
+    @pytest.mark.parametrize("kind", ["confirm_email", "password_reset"])
+    def test_russian_says_vosstanovlenie_and_follow_the_link(self, kind: str) -> None:
+        """Russian uses one term ("восстановление") and "перейдите по ссылке"."""
+        message = render_email(kind, "ru", to="a@example.kz", **EMAIL_PARAMS[kind])
+        assert "сброс" not in (message.subject + message.text).lower()
+        assert "откройте ссылку" not in message.text
+        assert "перейдите по ссылке:" in message.text
+
     @pytest.mark.parametrize("language", ["ru", "kk"])
     @pytest.mark.parametrize("kind", EMAIL_KINDS)
     def test_translated(self, kind: str, language: str) -> None:
@@ -634,16 +674,16 @@ class TestRenderEmail:
             ),
             (
                 "ru",
-                "goszakup.gov.kz: ваш номер телефона указали при регистрации",
+                "goszakup.gov.kz: Ваш номер телефона указали при регистрации",
                 [
                     "при регистрации на сайте goszakup.gov.kz.",
                     "новая учётная запись создана без него.",
-                    "ваша учётная запись, номер телефона и пароль остались прежними.",
+                    "Ваша учётная запись, номер телефона и пароль остались прежними.",
                 ],
             ),
             (
                 "kk",
-                "goszakup.gov.kz: тіркелу кезінде сіздің телефон нөміріңіз көрсетілді",
+                "goszakup.gov.kz: тіркелу кезінде Сіздің телефон нөміріңіз көрсетілді",
                 [
                     "goszakup.gov.kz сайтында тіркелу кезінде",
                     "жаңа тіркелгі бұл нөмірсіз ашылды.",
@@ -688,16 +728,16 @@ class TestRenderEmail:
             ),
             (
                 "ru",
-                "goszakup.gov.kz: ваш ИИН/БИН указали при регистрации",
+                "goszakup.gov.kz: Ваш ИИН/БИН указали при регистрации",
                 [
-                    "указал ИИН/БИН вашей учётной записи при регистрации на сайте goszakup.gov.kz.",
+                    "указал ИИН/БИН Вашей учётной записи при регистрации на сайте goszakup.gov.kz.",
                     "поэтому учётная запись с этим номером не создана.",
-                    "ваша учётная запись и пароль остались прежними.",
+                    "Ваша учётная запись и пароль остались прежними.",
                 ],
             ),
             (
                 "kk",
-                "goszakup.gov.kz: тіркелу кезінде сіздің ЖСН/БСН нөміріңіз көрсетілді",
+                "goszakup.gov.kz: тіркелу кезінде Сіздің ЖСН/БСН нөміріңіз көрсетілді",
                 [
                     "goszakup.gov.kz сайтында тіркелу кезінде тіркелгіңіздің ЖСН/БСН "
                     "нөмірін көрсетті.",
@@ -737,7 +777,7 @@ class TestRenderEmail:
             site=SITE,
             time=datetime(2026, 11, 23, 21, 5, tzinfo=almaty),
         )
-        assert "был изменён 2026-11-23 21:05 UTC+05:00." in message.text
+        assert "\n\nДата и время: 2026-11-23 21:05 UTC+05:00\n\n" in message.text
         utc = render_email(
             "password_changed",
             "en",
@@ -745,7 +785,7 @@ class TestRenderEmail:
             site=SITE,
             time=datetime(2026, 11, 23, 16, 5, tzinfo=timezone.utc),
         )
-        assert "changed on 2026-11-23 16:05 UTC." in utc.text
+        assert "\n\nDate and time: 2026-11-23 16:05 UTC\n\n" in utc.text
 
     def test_naive_datetime_is_refused(self) -> None:
         """A naive datetime has no meaning for the reader."""

@@ -269,6 +269,114 @@ class TestRenderEveryMessage:
             )
 
 
+# The counts every plural message is rendered with: the Russian one/few/many boundaries
+# (1, 21 one; 2, 22 few; 5, 11, 25, 111 many), zero, and the hundreds.
+PLURAL_SWEEP = (0, 1, 2, 5, 11, 21, 22, 25, 100, 111)
+
+
+def plural_entries() -> list[tuple[str, str, frozenset[str]]]:
+    """(key, count parameter, placeholders) of every plural entry of the template.
+
+    The count parameter is read from the translator comment ("count = minutes"), so a new
+    plural message is swept without editing this test.
+    """
+    text = (Path(i18n.__file__).parent / "locale" / "kaspi_identity.pot").read_text("utf-8")
+    counts: dict[str, str] = {}
+    for chunk in text.split("\n\n"):
+        ctx = [line for line in chunk.splitlines() if line.startswith("msgctxt ")]
+        found = chunk.split("count = ")[1:]
+        if ctx and found:
+            counts[ctx[0].split('"')[1]] = found[0].split()[0].strip(".;()")
+    entries = []
+    for entry in template().entries:
+        if entry.msgid_plural is not None and entry.msgctxt is not None:
+            entries.append(
+                (entry.msgctxt, counts[entry.msgctxt], frozenset(placeholders(entry.msgid)))
+            )
+    return entries
+
+
+class TestEveryPluralMessage:
+    def test_every_plural_entry_names_its_count(self) -> None:
+        """Each plural entry's comment says which placeholder count stands for."""
+        entries = plural_entries()
+        assert len(entries) == sum(1 for e in template().entries if e.msgid_plural is not None)
+        for key, count, names in entries:
+            assert count in names, key
+
+    @pytest.mark.parametrize("n", PLURAL_SWEEP)
+    @pytest.mark.parametrize("language", SUPPORTED_LANGUAGES)
+    def test_renders_for_every_count(self, language: str, n: int) -> None:
+        """Every plural message (policy, CLI, letters, SMS) renders for n in PLURAL_SWEEP."""
+        catalog = get_catalog(language)
+        for key, count, names in plural_entries():
+            params: dict[str, object] = {name: f"<{name}>" for name in names}
+            params[count] = n
+            text = catalog.message(key, count=n, **params)
+            assert str(n) in text, (key, n)
+            assert "{" not in text, (key, n)
+            assert "}" not in text, (key, n)
+
+    @pytest.mark.parametrize(
+        ("n", "form"),
+        [(0, 2), (1, 0), (2, 1), (5, 2), (11, 2), (21, 0), (22, 1), (25, 2), (100, 2), (111, 2)],
+    )
+    def test_russian_form_for_every_count(self, n: int, form: int) -> None:
+        """Russian picks one / few / many as its grammar does, across the sweep."""
+        assert form == get_catalog("ru").plural_index(n)
+        expected = ["символ", "символа", "символов"][form]
+        assert f"Минимум {n} {expected}" == render(
+            "requirement.min_length", "ru", count=n, min_length=n
+        )
+
+
+class TestReviewedWording:
+    """The fixes of the kk/ru review (issue 18), pinned so they do not drift back."""
+
+    @pytest.mark.parametrize(
+        ("language", "expected"),
+        [
+            ("en", "Add a special character (for example % $ @ & * # ^ !)."),
+            ("ru", "Добавьте специальный символ (например, % $ @ & * # ^ !)."),
+            ("kk", "Арнайы таңба қосыңыз (мысалы, % $ @ & * # ^ !)."),
+        ],
+    )
+    def test_special_examples_in_parentheses(self, language: str, expected: str) -> None:
+        """A list ending in "!" no longer collides with the sentence's period."""
+        assert expected == render("violation.missing_special", language, examples="% $ @ & * # ^ !")
+
+    def test_kazakh(self) -> None:
+        """Surname named, one e-mail form, simpler class counts, singular history for 1."""
+        personal = render("requirement.personal_info", "kk")
+        assert "тегіңізді" in personal
+        assert "электрондық пошта мекенжайыңызды" in personal
+        assert "Кемінде 3 таңба түрін пайдаланыңыз:" in render(
+            "violation.too_few_classes", "kk", count=3, min_classes=3
+        )
+        assert render("requirement.min_classes", "kk", count=3, min_classes=3).startswith(
+            "Кемінде 3 таңба түрі:"
+        )
+        assert "Соңғы 1 құпиясөзіңізді қайта қолданбаңыз." == render(
+            "violation.reused", "kk", count=1, history=1
+        )
+        assert "ешқайсысын" in render("violation.reused", "kk", count=6, history=6)
+
+    def test_russian(self) -> None:
+        """too_common reads natively; the SMS field asks to enter the mobile phone number."""
+        assert render("violation.too_common", "ru").endswith(
+            "Придумайте менее предсказуемый пароль."
+        )
+        assert render("phone.not_mobile", "ru").endswith("Введите номер мобильного телефона.")
+
+    @pytest.mark.parametrize("language", ["ru", "kk"])
+    def test_one_spelling_of_password(self, language: str) -> None:
+        """Russian never says "сброс"; Kazakh writes "құпиясөз" as one word everywhere."""
+        for entry in translation(language).entries:
+            for form in entry.msgstr:
+                assert "сброс" not in form.lower(), entry.msgctxt
+                assert "құпия сөз" not in form.lower(), entry.msgctxt
+
+
 class TestPluralRules:
     @pytest.mark.parametrize(
         ("count", "word"),
