@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import kaspi_identity.phone as phone
 from kaspi_identity._errors import KaspiIdentityError
-from kaspi_identity.i18n import SUPPORTED_LANGUAGES, get_catalog
+from kaspi_identity.i18n import SUPPORTED_LANGUAGES, get_catalog, render
 from kaspi_identity.phone import (
     PHONE_ERROR_REASONS,
     PHONE_KINDS,
@@ -112,7 +112,7 @@ class TestPublicSurface:
     def test_all_is_sorted_and_exact(self) -> None:
         """__all__ lists every public name of kaspi_identity.phone, in isort order."""
         imported = {"Collection", "Final", "KaspiIdentityError", "Literal", "TYPE_CHECKING"}
-        imported |= {"annotations", "dataclass", "date", "field", "re", "render"}
+        imported |= {"annotations", "dataclass", "date", "field", "re", "get_catalog"}
         public = {name for name in vars(phone) if not name.startswith(("_", "@"))} - imported
         assert public == set(phone.__all__)
         constants = sorted(n for n in phone.__all__ if n.isupper())
@@ -373,12 +373,34 @@ class TestRegions:
         """Valid numbers of countries outside the allow-list are refused."""
         assert "region_not_allowed" == reason_of(text)
 
-    def test_region_not_allowed_message_lists_the_regions(self) -> None:
-        """The message names the accepted regions."""
+    @pytest.mark.parametrize(
+        ("lang", "names"),
+        [("kk", "Қазақстан, Ресей"), ("ru", "Казахстан, Россия"), ("en", "Kazakhstan, Russia")],
+    )
+    def test_region_not_allowed_message_names_the_countries(self, lang: str, names: str) -> None:
+        """The message names the accepted countries in the user's language, not ISO codes."""
         with pytest.raises(InvalidPhoneError) as info:
             parse_phone("+380501234567", allowed_regions=("KZ", "RU"))
-        for lang in SUPPORTED_LANGUAGES:
-            assert "KZ, RU" in info.value.message(lang)
+        message = info.value.message(lang)
+        assert f"{names}." in message
+        assert "KZ" not in message
+        assert "RU" not in message
+
+    @pytest.mark.parametrize("lang", SUPPORTED_LANGUAGES)
+    def test_a_country_without_a_name_is_not_shown_as_a_code(self, lang: str) -> None:
+        """An allowed country the catalog cannot name: the message lists no country at all."""
+        with pytest.raises(InvalidPhoneError) as info:
+            parse_phone("+380501234567", allowed_regions=("KZ", "FR"))
+        message = info.value.message(lang)
+        assert render("phone.region_not_allowed_unnamed", lang) == message
+        assert "FR" not in message
+        assert "KZ" not in message
+
+    def test_str_keeps_the_iso_codes(self) -> None:
+        """str() is for logs and developers: it keeps the ISO codes."""
+        with pytest.raises(InvalidPhoneError) as info:
+            parse_phone("+380501234567", allowed_regions=("KZ", "RU"))
+        assert "allowed=KZ,RU" in str(info.value)
 
     @pytest.mark.parametrize(
         ("kwargs", "exception"),

@@ -36,7 +36,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Final, Literal
 
 from kaspi_identity._errors import KaspiIdentityError
-from kaspi_identity.i18n import render
+from kaspi_identity.i18n import get_catalog
 
 if TYPE_CHECKING:
     from phonenumbers import PhoneNumber as _ParsedNumber
@@ -212,16 +212,24 @@ class InvalidPhoneError(KaspiIdentityError, ValueError):
     def message(self, lang: str) -> str:
         """Return the message for the end user in ``lang`` (``"kk"``, ``"ru"`` or ``"en"``).
 
-        The text comes from the message catalog, key ``"phone." + reason``; for
-        ``"region_not_allowed"`` it lists the allowed regions as ISO codes (``KZ, RU``).
+        The text comes from the message catalog, key ``"phone." + reason``. For
+        ``"region_not_allowed"`` it names the allowed countries in ``lang`` ("Қазақстан,
+        Ресей", "Казахстан, Россия", "Kazakhstan, Russia") from the ``country.<ISO code>``
+        entries; when one of them has no entry, the message says only that the country is not
+        accepted (``phone.region_not_allowed_unnamed``) -- never an ISO code.
 
         Raises:
             UnknownLanguageError: there is no catalog for ``lang``.
 
         """
-        return render(
-            f"phone.{self.reason}", lang, count=None, regions=", ".join(self.allowed_regions)
-        )
+        catalog = get_catalog(lang)
+        if self.reason == "region_not_allowed":
+            keys = [f"country.{region}" for region in self.allowed_regions]
+            if not keys or not set(keys) <= catalog.keys():
+                return catalog.message("phone.region_not_allowed_unnamed")
+            names = ", ".join(catalog.message(key) for key in keys)
+            return catalog.message("phone.region_not_allowed", regions=names)
+        return catalog.message(f"phone.{self.reason}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -510,7 +518,7 @@ class InvalidIinError(KaspiIdentityError, ValueError):
             UnknownLanguageError: there is no catalog for ``lang``.
 
         """
-        return render(f"iin.{self.reason}", lang, count=None)
+        return get_catalog(lang).message(f"iin.{self.reason}")
 
 
 @dataclass(frozen=True, slots=True)
