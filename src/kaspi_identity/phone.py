@@ -342,6 +342,16 @@ def parse_phone(
         # code typed without its "+". phonenumbers strips such a 7 only when the rest is a
         # number of the default region, which would make 79161234567 "too long" from KZ.
         international = digits[0] == "7"
+    if (
+        in_plus_seven
+        and not international
+        and len(digits) == _IIN_DIGITS
+        and not digits.startswith("810")
+    ):
+        # Twelve digits are no +7 number (10 national, 11 with the 8 or 7 in front); only
+        # after the international prefix 8~10 can they be a foreign one. phonenumbers would
+        # read 787000000000 as +7, then the trunk prefix 8, then +77000000000.
+        raise InvalidPhoneError("too_long")
     reason: str | None
     try:
         number = phonenumbers.parse(("+" if international else "") + digits, default_region)
