@@ -683,3 +683,36 @@ def test_unknown_language_message_is_bounded() -> None:
     with pytest.raises(UnknownLanguageError) as caught:
         normalize_language("x" * 1_000_000)
     assert len(str(caught.value)) < 200
+
+
+class TestIdentifierErrorsAreLocalised:
+    @pytest.mark.parametrize(
+        ("arguments", "code"),
+        [
+            ({"email": "not-an-address"}, "email"),
+            ({"email": EMAIL, "username": "a"}, "username"),
+            ({"email": EMAIL, "username": "87011234567"}, "username_number"),
+            ({"email": EMAIL, "names": tuple("abcdefghi")}, "names"),
+            ({"email": EMAIL, "names": ("a\x00b",)}, "name_character"),
+            ({}, "missing"),
+        ],
+    )
+    def test_every_code_in_every_language(
+        self, env: Env, arguments: dict[str, Any], code: str
+    ) -> None:
+        import pickle
+
+        from kaspi_identity.services import IDENTIFIER_ERROR_CODES, InvalidIdentifierError
+
+        with pytest.raises(InvalidIdentifierError) as caught:
+            env.service.register(password=PW, confirmation=PW, client_key=_client(), **arguments)
+        error = caught.value
+        assert error.code == code
+        assert code in IDENTIFIER_ERROR_CODES
+        texts = {lang: error.message(lang) for lang in ("kk", "ru", "en")}
+        assert len(set(texts.values())) == 3
+        for text in texts.values():
+            assert "87011234567" not in text
+            assert "not-an-address" not in text
+        copy = pickle.loads(pickle.dumps(error))  # noqa: S301 -- our own bytes, round-tripped
+        assert (copy.field, copy.code, str(copy)) == (error.field, error.code, str(error))

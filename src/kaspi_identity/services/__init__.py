@@ -22,6 +22,7 @@ from kaspi_identity.services._results import (
     ResetRequestResult,
 )
 from kaspi_identity.services._service import (
+    IDENTIFIER_ERROR_CODES,
     IdentityService,
     InvalidCodeError,
     InvalidIdentifierError,
@@ -30,6 +31,7 @@ from kaspi_identity.services._settings import IdentitySettings, RateLimit
 
 __all__ = [
     "EVENT_KINDS",
+    "IDENTIFIER_ERROR_CODES",
     "AuditEvent",
     "AuditSink",
     "Clock",

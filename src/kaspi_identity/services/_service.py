@@ -41,7 +41,7 @@ from kaspi_identity.delivery import (
 from kaspi_identity.delivery._messages import is_deliverable_address
 from kaspi_identity.hashing import PasswordHasher
 from kaspi_identity.history import PasswordHistory
-from kaspi_identity.i18n import normalize_language
+from kaspi_identity.i18n import get_catalog, normalize_language
 from kaspi_identity.phone import InvalidPhoneError, PhoneNumber, parse_iin, parse_phone
 from kaspi_identity.policy import PasswordPolicy, PolicyResult, UserInfo
 from kaspi_identity.services._audit import AuditEvent, AuditSink
@@ -66,7 +66,12 @@ from kaspi_identity.storage._checks import is_storable_text
 from kaspi_identity.storage._records import MAX_NAMES, NAME_MAX_LENGTH
 from kaspi_identity.tokens import LinkBuilder, TokenClaims, TokenService
 
-__all__ = ["IdentityService", "InvalidCodeError", "InvalidIdentifierError"]
+__all__ = [
+    "IDENTIFIER_ERROR_CODES",
+    "IdentityService",
+    "InvalidCodeError",
+    "InvalidIdentifierError",
+]
 
 _log = logging.getLogger("kaspi_identity.services")
 
@@ -91,16 +96,46 @@ _TAKEN_LETTERS: dict[str, str] = {
 }
 
 
-class InvalidIdentifierError(KaspiIdentityError, ValueError):
-    """A user name, e-mail address or phone number given at registration is malformed.
+#: The stable codes of :class:`InvalidIdentifierError` (catalog keys ``identifier.<code>``).
+IDENTIFIER_ERROR_CODES: tuple[str, ...] = (
+    "missing",
+    "email",
+    "username",
+    "username_number",
+    "names",
+    "name_character",
+)
 
-    ``field`` names which one; the value is not repeated in the message.
+
+class InvalidIdentifierError(KaspiIdentityError, ValueError):
+    """A user name, e-mail address or the names given at registration are malformed.
+
+    ``field`` names which input (``"email"``, ``"username"``, ``"names"``); ``reason`` says
+    why in English (the ``str()`` of the error, for logs); ``code`` is the stable code (one
+    of :data:`IDENTIFIER_ERROR_CODES`) and :meth:`message` the text for the user in kk, ru
+    or en. The value is never repeated.
     """
 
-    def __init__(self, field: str, reason: str) -> None:
+    def __init__(self, field: str, reason: str, *, code: str) -> None:
         self.field = field
         self.reason = reason
+        self.code = code
         super().__init__(f"invalid {field}: {reason}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return _identifier_error, (self.field, self.reason, self.code)
+
+    def message(self, lang: str) -> str:
+        """Return the message for the end user in ``lang`` (catalog key ``identifier.<code>``).
+
+        Raises:
+            UnknownLanguageError: there is no catalog for ``lang``.
+        """
+        return get_catalog(lang).message(f"identifier.{self.code}")
+
+
+def _identifier_error(field: str, reason: str, code: str) -> InvalidIdentifierError:
+    return InvalidIdentifierError(field, reason, code=code)
 
 
 class InvalidCodeError(InvalidTokenError):
@@ -505,7 +540,9 @@ class IdentityService:
         if iin is not None:
             iin = parse_iin(iin).value
         if email is None and username is None and phone is None and iin is None:
-            raise InvalidIdentifierError("email", "an e-mail, user name, phone or IIN is required")
+            raise InvalidIdentifierError(
+                "email", "an e-mail, user name, phone or IIN is required", code="missing"
+            )
         kept = self._clean_names(names)
         user = UserInfo(username=username, email=email, phone=phone, names=kept, iin=iin)
         result = self.policy.check(password, user=user, confirmation=confirmation)
@@ -655,12 +692,12 @@ class IdentityService:
         if not isinstance(email, str):
             raise TypeError("email must be str")
         if len(email) > 2 * _IDENTIFIER_MAX:  # before any scan of it
-            raise InvalidIdentifierError("email", "not an e-mail address")
+            raise InvalidIdentifierError("email", "not an e-mail address", code="email")
         email = email.strip()
         local = email.rpartition("@")[0]
         surrogate = any("\ud800" <= c <= "\udfff" for c in email)  # no UTF-8 form: unstorable
         if len(local) > 64 or surrogate or not is_deliverable_address(email):
-            raise InvalidIdentifierError("email", "not an e-mail address")
+            raise InvalidIdentifierError("email", "not an e-mail address", code="email")
         return email
 
     @staticmethod
@@ -670,15 +707,21 @@ class IdentityService:
         if not isinstance(username, str):
             raise TypeError("username must be str")
         if len(username) > 2 * _IDENTIFIER_MAX:  # before any scan of it
-            raise InvalidIdentifierError("username", "use 2 to 64 letters, digits, '.', '_' or '-'")
+            raise InvalidIdentifierError(
+                "username", "use 2 to 64 letters, digits, '.', '_' or '-'", code="username"
+            )
         username = username.strip()
         if not 2 <= len(username) <= 64 or not _USERNAME_RE.fullmatch(username):
-            raise InvalidIdentifierError("username", "use 2 to 64 letters, digits, '.', '_' or '-'")
+            raise InvalidIdentifierError(
+                "username", "use 2 to 64 letters, digits, '.', '_' or '-'", code="username"
+            )
         if _PHONE_LIKE.fullmatch(username) or _IIN_LIKE.fullmatch(username):
             # Log-in reads such a login as a phone number or an IIN, so it would find the
             # account of whoever has that number: a user name must hold a letter.
             raise InvalidIdentifierError(
-                "username", "a user name needs a letter; give a phone or an IIN in its own field"
+                "username",
+                "a user name needs a letter; give a phone or an IIN in its own field",
+                code="username_number",
             )
         return username
 
@@ -691,11 +734,15 @@ class IdentityService:
             raise TypeError("names must be a sequence of str")
         if len(kept) > MAX_NAMES or any(len(name) > NAME_MAX_LENGTH for name in kept):
             raise InvalidIdentifierError(
-                "names", f"at most {MAX_NAMES} names of at most {NAME_MAX_LENGTH} characters"
+                "names",
+                f"at most {MAX_NAMES} names of at most {NAME_MAX_LENGTH} characters",
+                code="names",
             )
         kept = tuple(name.strip() for name in kept if name.strip())
         if not all(is_storable_text(name) for name in kept):
-            raise InvalidIdentifierError("names", "a name holds a character that cannot be stored")
+            raise InvalidIdentifierError(
+                "names", "a name holds a character that cannot be stored", code="name_character"
+            )
         return kept
 
     def confirm_email(self, token: str) -> str:
