@@ -488,6 +488,28 @@ class TestConsoleSender:
         assert "[HTML alternative: 12 characters, not shown]" in stream.getvalue()
         assert "<p>" not in stream.getvalue()
 
+    @pytest.mark.parametrize(
+        ("language", "header", "to"),
+        [
+            ("kk", "ХАТ (password_reset, en)", "Кімге:"),
+            ("ru", "ПИСЬМО (password_reset, en)", "Кому:"),
+        ],
+    )
+    def test_frame_follows_the_language(self, language: str, header: str, to: str) -> None:
+        """The demo's frames follow --lang: the console speaks the reader's language."""
+        stream = io.StringIO()
+        ConsoleSender(stream, language=language).send_email(email())
+        out = stream.getvalue()
+        assert header in out
+        assert f"{to} aliya@example.kz" in out.replace("  ", " ").replace("  ", " ")
+        assert "printed by" not in out
+
+    def test_unknown_frame_language_is_refused(self) -> None:
+        from kaspi_identity import UnknownLanguageError
+
+        with pytest.raises(UnknownLanguageError):
+            ConsoleSender(io.StringIO(), language="de")
+
     def test_never_logs(self, caplog: pytest.LogCaptureFixture) -> None:
         """Nothing goes through logging, at any level: the link stays out of log handlers."""
         caplog.set_level(logging.DEBUG)

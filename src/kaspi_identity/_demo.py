@@ -46,8 +46,8 @@ _BY_SMS = ("Steppe&Eagle42", "Steppe42Eg", "Steppe-eagle-above-Altai-42")
 class _Tee:
     """Prints every message (ConsoleSender) and keeps it (Outbox) so the demo can use it."""
 
-    def __init__(self, stream: TextIO) -> None:
-        self.console = ConsoleSender(stream)
+    def __init__(self, stream: TextIO, language: str = "en") -> None:
+        self.console = ConsoleSender(stream, language=language)
         self.outbox = Outbox()
 
     def send_email(self, message: EmailMessage) -> None:
@@ -145,7 +145,7 @@ def _lifecycle(
         for line in lines:
             print(f"    - {line}", file=out)
 
-    tee = _Tee(out)
+    tee = _Tee(out, lang)
     settings = IdentitySettings(
         secret_keys=(secrets.token_bytes(32),),
         confirm_url="https://portal.example.kz/confirm",

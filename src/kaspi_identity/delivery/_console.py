@@ -6,6 +6,8 @@ import sys
 import threading
 from typing import TextIO
 
+from kaspi_identity.i18n import get_catalog, normalize_language
+
 from ._messages import EmailMessage, SmsMessage
 
 __all__ = ["ConsoleSender"]
@@ -29,11 +31,24 @@ class ConsoleSender:
     before the next starts). Write errors of the stream propagate as they are.
     """
 
-    __slots__ = ("_lock", "_stream")
+    __slots__ = ("_language", "_lock", "_stream")
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None, *, language: str | None = None) -> None:
+        """Print to ``stream`` (default ``sys.stdout``).
+
+        ``language`` (``"kk"``, ``"ru"``, ``"en"``) writes the frame around each message
+        (the "printed, not sent" line, "To", "Subject") in that language; by default it is
+        English.
+
+        Raises:
+            UnknownLanguageError: ``language`` has no catalog.
+        """
         self._stream = stream
         self._lock = threading.Lock()
+        self._language = normalize_language(language) if language is not None else "en"
+
+    def _frame(self, key: str, **params: object) -> str:
+        return get_catalog(self._language).message(f"console.{key}", count=None, **params)
 
     def send_email(self, message: EmailMessage) -> None:
         """Print the letter: a header block (to, subject, kind, language), then the text.
@@ -46,16 +61,18 @@ class ConsoleSender:
         """
         if not isinstance(message, EmailMessage):
             raise TypeError(f"message must be an EmailMessage, not {type(message).__name__}")
+        to_label, subject_label = self._frame("to"), self._frame("subject")
+        width = max(len(to_label), len(subject_label))
         lines = [
             _RULE,
-            f"E-MAIL ({message.kind}, {message.language}) -- printed by ConsoleSender, not sent",
-            f"To:      {message.to}",
-            f"Subject: {message.subject}",
+            self._frame("email", kind=message.kind, language=message.language),
+            f"{to_label:<{width}} {message.to}",
+            f"{subject_label:<{width}} {message.subject}",
             "",
             message.text,
         ]
         if message.html is not None:
-            lines += ["", f"[HTML alternative: {len(message.html)} characters, not shown]"]
+            lines += ["", self._frame("html", length=len(message.html))]
         lines.append(_RULE)
         self._write(lines)
 
@@ -70,8 +87,8 @@ class ConsoleSender:
             raise TypeError(f"message must be an SmsMessage, not {type(message).__name__}")
         lines = [
             _RULE,
-            f"SMS ({message.kind}, {message.language}) -- printed by ConsoleSender, not sent",
-            f"To: {message.to}",
+            self._frame("sms", kind=message.kind, language=message.language),
+            f"{self._frame('to')} {message.to}",
             "",
             message.text,
             _RULE,
