@@ -209,7 +209,7 @@ class TestNist:
         """The preset adds nothing NIST does not ask for."""
         assert self.policy.min_strength is None
         assert self.policy.max_repeat is None
-        assert self.policy.require == ()
+        assert {} == self.policy.require
         assert self.policy.min_classes is None
         assert self.policy.history is None
 
@@ -227,7 +227,7 @@ class TestDefaultPolicy:
         """The values the docstring promises."""
         assert 8 == self.policy.min_length
         assert 128 == self.policy.max_length
-        assert () == self.policy.require
+        assert {} == self.policy.require
         assert "any" == self.policy.alphabet
         assert self.policy.blocklist is True
         assert self.policy.forbid_personal_info is True

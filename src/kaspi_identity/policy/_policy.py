@@ -18,6 +18,7 @@ from kaspi_identity._errors import PolicyConfigError
 from kaspi_identity._normalize import normalize_password
 from kaspi_identity.i18n import get_catalog
 from kaspi_identity.policy._blocklist import BlocklistError, builtin_blocklist, load_blocklist
+from kaspi_identity.policy._frozen import FrozenMap
 from kaspi_identity.policy._presets import PRESETS
 from kaspi_identity.policy._result import PolicyResult, Violation
 from kaspi_identity.policy._rules import (
@@ -113,8 +114,10 @@ class PasswordPolicy:
         min_length: fewest characters (code points after NFKC normalisation).
         max_length: most characters; longer input is rejected, never truncated. ``None``
             leaves the hard cap of 4096 characters, the most any policy allows.
-        require: classes that must each appear: ``"upper"`` and ``"lower"`` (Latin A–Z, a–z),
-            ``"digit"`` (0–9), ``"special"`` (one of ``special_characters``).
+        require: classes that must appear: ``"upper"`` and ``"lower"`` (Latin A–Z, a–z),
+            ``"digit"`` (0–9), ``"special"`` (one of ``special_characters``). A list asks for
+            one character of each; a mapping such as ``{"digit": 2, "upper": 1}`` for that
+            many. Stored as a read-only mapping of class to count, in canonical order.
         min_classes: at least this many of the four classes must appear.
         special_characters: what counts as a special character (default: ASCII punctuation).
         alphabet: allowed characters: ``"any"``, ``"ascii"`` (printable ASCII and space),
@@ -124,8 +127,9 @@ class PasswordPolicy:
         forbid_personal_info: reject passwords holding the user's name, user name, e-mail
             local part or phone number (see :class:`UserInfo`).
         min_strength: lowest zxcvbn score (1–4) accepted.
-        blocklist: ``True`` for the built-in list of common passwords, or the path of a UTF-8
-            file with one password per line.
+        blocklist: ``True`` for the built-in list of common passwords, the path of a UTF-8
+            file with one password per line, or ``{"builtin": True, "files": [path, ...]}``
+            for the built-in list and the deployment's own files together.
         history: how many previous passwords may not be reused (checked with storage).
         history_similar: also reject passwords similar to those ``history`` passwords.
 
@@ -136,14 +140,14 @@ class PasswordPolicy:
 
     min_length: int | None = 8
     max_length: int | None = 128
-    require: Sequence[str] = ()
+    require: Sequence[str] | Mapping[str, int] = ()
     min_classes: int | None = None
     special_characters: str = _DEFAULT_SPECIAL
     alphabet: str = "any"
     max_repeat: int | None = None
     forbid_personal_info: bool = True
     min_strength: int | None = None
-    blocklist: bool | str | os.PathLike[str] = True
+    blocklist: bool | str | os.PathLike[str] | Mapping[str, Any] = True
     history: int | None = None
     history_similar: bool = False
     _rules: tuple[Rule, ...] = field(init=False, repr=False, compare=False, default=())
@@ -167,8 +171,8 @@ class PasswordPolicy:
     ) -> PasswordPolicy:
         """Build a policy from a mapping of config keys (e.g. parsed JSON, TOML or YAML).
 
-        Keys left out keep their defaults. A relative ``blocklist`` path is resolved against
-        ``base_dir`` (default: the current directory).
+        Keys left out keep their defaults. A relative ``blocklist`` path (or ``files`` entry) is
+        resolved against ``base_dir`` (default: the current directory).
 
         Raises:
             PolicyConfigError: an unknown key (with the near miss: ``min_lenght → min_length?``),
@@ -186,13 +190,8 @@ class PasswordPolicy:
             near = difflib.get_close_matches(str(key), CONFIG_KEYS, n=1, cutoff=0.6)
             hint = f"{key} → {near[0]}?" if near else f"known keys: {', '.join(CONFIG_KEYS)}"
             errors[str(key)] = f"unknown key ({hint})"
-        blocklist = known.get("blocklist")
-        if (
-            base_dir is not None
-            and isinstance(blocklist, str | os.PathLike)
-            and not isinstance(blocklist, bool)
-        ):
-            known["blocklist"] = str(Path(base_dir, blocklist))
+        if base_dir is not None and "blocklist" in known:
+            known["blocklist"] = _resolve_blocklist(known["blocklist"], base_dir)
         if errors:
             _, value_errors = _validate({**_defaults(), **known})
             raise PolicyConfigError({**errors, **value_errors})
@@ -252,7 +251,13 @@ class PasswordPolicy:
         Switched-off rules are ``None`` (write ``false`` or ``0`` in TOML, which has no null).
         """
         out: dict[str, Any] = {key: getattr(self, key) for key in CONFIG_KEYS}
-        out["require"] = list(self.require)
+        counts = self._counts
+        out["require"] = list(counts) if all(n == 1 for n in counts.values()) else dict(counts)
+        if isinstance(self.blocklist, Mapping):
+            out["blocklist"] = {
+                "builtin": self.blocklist["builtin"],
+                "files": list(self.blocklist["files"]),
+            }
         return out
 
     # -- checking -------------------------------------------------------------------------
@@ -318,6 +323,14 @@ class PasswordPolicy:
     # -- internals ------------------------------------------------------------------------
 
     @property
+    def _counts(self) -> Mapping[str, int]:
+        """``require`` as a mapping of class to count (canonical after construction)."""
+        require = self.require
+        if isinstance(require, Mapping):
+            return require
+        return dict.fromkeys(require, 1)  # pragma: no cover - canonical after construction
+
+    @property
     def _limit(self) -> int:
         """The most characters a password may have: ``max_length``, or the hard cap."""
         return self.max_length if self.max_length is not None else _MAX_LIMIT
@@ -381,14 +394,14 @@ class PasswordPolicy:
             Alphabet(self.alphabet, self._allowed()),
         ]
         latin_wanted = bool(
-            set(self.require) & {"upper", "lower"}
+            set(self._counts) & {"upper", "lower"}
             or self.min_classes
             or self.alphabet in ("ascii", "latin_alnum")
         )
         if self.require or self.min_classes or latin_wanted:
             rules.append(
                 Classes(
-                    tuple(self.require),
+                    tuple(self._counts.items()),
                     self.min_classes,
                     frozenset(self.special_characters),
                     self._special_examples(),
@@ -400,11 +413,14 @@ class PasswordPolicy:
         if self.forbid_personal_info:
             rules.append(PersonalInfo())
         if self.blocklist:
-            if self.blocklist is True:
+            builtin, files = _blocklist_sources(self.blocklist)
+            own = frozenset().union(*(load_blocklist(f) for f in files))  # validated in _validate
+            if builtin and own:
+                rules.append(Blocklist(lambda: builtin_blocklist() | own))
+            elif builtin:
                 rules.append(Blocklist(builtin_blocklist))
             else:
-                words = load_blocklist(self.blocklist)  # validated in _validate
-                rules.append(Blocklist(lambda: words))
+                rules.append(Blocklist(lambda: own))
         if self.min_strength is not None:
             rules.append(Strength(self.min_strength))
         return tuple(rules)
@@ -419,7 +435,7 @@ class PasswordPolicy:
     def _example(self, rng: random.Random, length: int) -> str | None:
         """A password meeting the structural rules (length, classes, alphabet, runs), or None."""
         pools = {name: sorted(pool) for name, pool in self._class_pools().items()}
-        needed = list(self.require)
+        needed = [name for name, count in self._counts.items() for _ in range(count)]
         for name in CLASS_NAMES:
             if len(set(needed)) >= (self.min_classes or 0):
                 break
@@ -449,7 +465,8 @@ class PasswordPolicy:
         """Explain why no password could pass, or return no errors."""
         errors: dict[str, str] = {}
         pools = self._class_pools()
-        for name in self.require:
+        counts = self._counts
+        for name in counts:
             if not pools[name]:
                 errors["require"] = (
                     f"{name!r} is required but the alphabet allows no such character"
@@ -459,11 +476,12 @@ class PasswordPolicy:
             errors["min_classes"] = (
                 f"{self.min_classes} classes asked for but the alphabet allows only {available}"
             )
-        needed = max(len(self.require), self.min_classes or 0)
+        # One character per count, and one more per class min_classes adds to them.
+        needed = sum(counts.values()) + max(0, (self.min_classes or 0) - len(counts))
         if self.max_length is not None and needed > self.max_length:
-            errors["max_length"] = (
-                f"{self.max_length} is fewer than the {needed} character classes required"
-            )
+            many = any(n > 1 for n in counts.values())
+            what = "characters the class counts require" if many else "character classes required"
+            errors["max_length"] = f"{self.max_length} is fewer than the {needed} {what}"
         if errors:
             return errors
         rng = random.Random(0x6B61)  # noqa: S311 - a deterministic example, not a secret
@@ -509,19 +527,7 @@ def _validate(values: Mapping[str, object]) -> tuple[dict[str, Any], dict[str, s
     if lo is not None and hi is not None and lo > hi:
         c.bad("min_length", f"{lo} is greater than max_length {hi}")
 
-    require = values["require"]
-    if _off(require) or require == ():
-        out["require"] = ()
-    elif isinstance(require, str | bytes | bytearray) or not isinstance(
-        require, Sequence | set | frozenset
-    ):
-        c.bad("require", f"must be a list of {', '.join(CLASS_NAMES)}")
-        out["require"] = ()
-    else:
-        unknown = [r for r in require if r not in CLASS_NAMES]
-        if unknown:
-            c.bad("require", f"unknown class {unknown[0]!r}; choose from {', '.join(CLASS_NAMES)}")
-        out["require"] = tuple(n for n in CLASS_NAMES if n in require)
+    out["require"] = _validate_require(c, values["require"], out["max_length"])
 
     out["min_classes"] = c.optional_int("min_classes", values["min_classes"], low=1, high=4)
 
@@ -563,25 +569,122 @@ def _validate(values: Mapping[str, object]) -> tuple[dict[str, Any], dict[str, s
     out["forbid_personal_info"] = c.flag("forbid_personal_info", values["forbid_personal_info"])
     out["min_strength"] = c.optional_int("min_strength", values["min_strength"], low=1, high=4)
 
-    blocklist = values["blocklist"]
-    if blocklist is None:
-        blocklist = False
-    if isinstance(blocklist, os.PathLike):
-        blocklist = os.fspath(blocklist)
-    if isinstance(blocklist, bool):
-        pass
-    elif isinstance(blocklist, str) and blocklist:
-        try:
-            load_blocklist(blocklist)
-        except BlocklistError as exc:
-            c.bad("blocklist", f"{blocklist}: {exc}")
-    else:
-        c.bad("blocklist", "must be true, false or the path of a file")
-        blocklist = False
-    out["blocklist"] = blocklist
+    out["blocklist"] = _validate_blocklist(c, values["blocklist"])
 
     out["history"] = c.optional_int("history", values["history"], low=1, high=64)
     out["history_similar"] = c.flag("history_similar", values["history_similar"])
     if out["history_similar"] and not out["history"]:
         c.bad("history_similar", "needs history (how many previous passwords to compare)")
     return out, c.errors
+
+
+def _validate_require(c: _Checker, require: object, max_length: int | None) -> FrozenMap[int]:
+    """``require`` as a read-only mapping of class to count, in canonical order."""
+    choose = f"choose from {', '.join(CLASS_NAMES)}"
+    if _off(require) or require == ():
+        return FrozenMap({})
+    if isinstance(require, Mapping):
+        counts: dict[str, int] = {}
+        high = max_length if max_length is not None else _MAX_LIMIT
+        for name, count in require.items():
+            if name not in CLASS_NAMES:
+                c.bad("require", f"unknown class {name!r}; {choose}")
+            elif not _is_int(count):
+                c.bad(
+                    "require", f"{name}: the count must be an integer, not {type(count).__name__}"
+                )
+            elif not 1 <= count <= high:
+                c.bad("require", f"{name}: the count must be from 1 to {high}, not {count}")
+            else:
+                counts[name] = count
+        return FrozenMap({n: counts[n] for n in CLASS_NAMES if n in counts})
+    if isinstance(require, str | bytes | bytearray) or not isinstance(
+        require, Sequence | set | frozenset
+    ):
+        c.bad(
+            "require", f"must be a list of {', '.join(CLASS_NAMES)} or a mapping of them to counts"
+        )
+        return FrozenMap({})
+    unknown = [r for r in require if r not in CLASS_NAMES]
+    if unknown:
+        c.bad("require", f"unknown class {unknown[0]!r}; {choose}")
+    return FrozenMap({n: 1 for n in CLASS_NAMES if n in require})
+
+
+_BLOCKLIST_KEYS: Final = ("builtin", "files")
+_BLOCKLIST_SHAPE: Final = (
+    "must be true, false, the path of a file or a table {builtin = true, files = [PATH, ...]}"
+)
+
+
+def _resolve_blocklist(value: object, base_dir: str | os.PathLike[str]) -> object:
+    """``value`` with its relative file paths resolved against ``base_dir``."""
+    if isinstance(value, str | os.PathLike) and not isinstance(value, bool):
+        return str(Path(base_dir, value))
+    if isinstance(value, Mapping):
+        files = value.get("files")
+        if isinstance(files, Sequence) and not isinstance(files, str | bytes):
+            resolved = [
+                str(Path(base_dir, f)) if isinstance(f, str | os.PathLike) else f for f in files
+            ]
+            return {**value, "files": resolved}
+    return value
+
+
+def _blocklist_sources(blocklist: object) -> tuple[bool, tuple[str, ...]]:
+    """Whether a canonical ``blocklist`` value uses the built-in list, and its files."""
+    if isinstance(blocklist, Mapping):
+        return bool(blocklist["builtin"]), tuple(blocklist["files"])
+    if isinstance(blocklist, str):
+        return False, (blocklist,)
+    return bool(blocklist), ()
+
+
+def _validate_blocklist(c: _Checker, blocklist: object) -> bool | str | FrozenMap[Any]:
+    """``True``, ``False``, one path, or ``{"builtin": bool, "files": (path, ...)}``.
+
+    A table is kept as a table (its files once each, in order); one naming no list is ``False``.
+    """
+    if blocklist is None:
+        return False
+    if isinstance(blocklist, bool):
+        return blocklist
+    if isinstance(blocklist, os.PathLike):
+        blocklist = os.fspath(blocklist)
+    if isinstance(blocklist, str) and blocklist:
+        try:
+            load_blocklist(blocklist)
+        except BlocklistError as exc:
+            c.bad("blocklist", f"{blocklist}: {exc}")
+            return False
+        return blocklist
+    if not isinstance(blocklist, Mapping):
+        c.bad("blocklist", _BLOCKLIST_SHAPE)
+        return False
+    unknown = [str(k) for k in blocklist if k not in _BLOCKLIST_KEYS]
+    if unknown:
+        c.bad("blocklist", f"unknown key {unknown[0]!r} (known: builtin, files)")
+        return False
+    builtin = blocklist.get("builtin", True)
+    if not isinstance(builtin, bool):
+        c.bad("blocklist", f"builtin must be true or false, not {type(builtin).__name__}")
+        return False
+    raw = blocklist.get("files", ())
+    if isinstance(raw, str | bytes | os.PathLike) or not isinstance(raw, Sequence):
+        c.bad("blocklist", "files must be a list of paths")
+        return False
+    files: list[str] = []
+    for f in raw:
+        path = os.fspath(f) if isinstance(f, os.PathLike) else f
+        if not isinstance(path, str) or not path:
+            c.bad("blocklist", f"files: each entry must be a path, not {path!r}")
+            return False
+        try:
+            load_blocklist(path)
+        except BlocklistError as exc:
+            c.bad("blocklist", f"{path}: {exc}")
+            return False
+        files.append(path)
+    if not builtin and not files:
+        return False  # no list at all: the rule is off, as with ``false``
+    return FrozenMap({"builtin": builtin, "files": tuple(dict.fromkeys(files))})

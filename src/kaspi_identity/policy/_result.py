@@ -35,6 +35,10 @@ VIOLATION_CODES: Final[tuple[str, ...]] = (
 _COUNT_PARAM: Final[Mapping[str, str]] = {
     "too_short": "min_length",
     "too_long": "max_length",
+    "missing_upper": "count",
+    "missing_lower": "count",
+    "missing_digit": "count",
+    "missing_special": "count",
     "too_few_classes": "min_classes",
     "repeated_characters": "max_repeat",
     "reused": "history",
@@ -48,6 +52,12 @@ _VARIANT_PARAM: Final[Mapping[str, str]] = {
 }
 
 
+# The codes of the required classes; their ``count`` param says how many characters are asked.
+_CLASS_CODES: Final = frozenset(
+    {"missing_upper", "missing_lower", "missing_digit", "missing_special"}
+)
+
+
 def _frozen(params: Mapping[str, object] | None) -> Mapping[str, object]:
     return MappingProxyType(dict(params or {}))
 
@@ -57,7 +67,8 @@ class Violation:
     """One broken rule: a stable ``code`` and the ``params`` its message needs.
 
     ``params`` never holds any part of the password: only the rule's settings (for example
-    ``{"min_length": 8, "length": 5}``), so a violation may be logged or sent to a front end.
+    ``{"min_length": 8, "length": 5}``, or ``{"count": 2}`` for ``missing_digit`` when two
+    digits are required), so a violation may be logged or sent to a front end.
     """
 
     code: str
@@ -72,6 +83,9 @@ class Violation:
     def message_key(self) -> str:
         """The catalog key of this violation's message, e.g. ``"violation.too_short"``."""
         variant = _VARIANT_PARAM.get(self.code)
+        if self.code in _CLASS_CODES and self.params.get("count", 1) != 1:
+            # "Add at least 2 digits": a plural message of its own; one is the classic text.
+            return f"violation.{self.code}.count"
         if variant is not None:
             return f"violation.{self.code}.{self.params[variant]}"
         return f"violation.{self.code}"
@@ -83,12 +97,15 @@ class Violation:
             UnknownLanguageError: ``lang`` has no catalog.
         """
         count_param = _COUNT_PARAM.get(self.code)
-        count = self.params[count_param] if count_param is not None else None
+        count = self.params.get(count_param) if count_param is not None else None
+        params = {k: v for k, v in self.params.items() if k != "count"}
+        if self.code in _CLASS_CODES:
+            params["class_count"] = count  # the catalog's name for it ({count} is taken)
         return render(
             self.message_key,
             lang,
             count=count if isinstance(count, int) else None,
-            **self.params,
+            **params,
         )
 
     def __hash__(self) -> int:

@@ -175,9 +175,13 @@ class Alphabet:
 
 @dataclass(frozen=True, slots=True)
 class Classes:
-    """``missing_<class>`` for each required class; ``too_few_classes`` below ``min_classes``."""
+    """``missing_<class>`` for each required class; ``too_few_classes`` below ``min_classes``.
 
-    require: tuple[str, ...]
+    ``require`` pairs each required class with how many of its characters must appear; the
+    ``missing_<class>`` violation carries that ``count``.
+    """
+
+    require: tuple[tuple[str, int], ...]
     min_classes: int | None
     special: frozenset[str]
     examples: str
@@ -192,14 +196,22 @@ class Classes:
             "special": not self.special.isdisjoint(password),
         }
 
+    def _pool(self, name: str) -> frozenset[str]:
+        return {"upper": UPPER, "lower": LOWER, "digit": DIGITS}.get(name, self.special)
+
     def check(self, ctx: Context) -> None:
         present = self.present(ctx.password)
-        for name in self.require:
-            if not present[name]:
+        for name, count in self.require:
+            if count == 1:
+                enough = present[name]
+            else:
+                pool = self._pool(name)
+                enough = sum(1 for c in ctx.password if c in pool) >= count
+            if not enough:
                 if name == "special":
-                    ctx.add("missing_special", examples=self.examples)
+                    ctx.add("missing_special", count=count, examples=self.examples)
                 else:
-                    ctx.add(f"missing_{name}")
+                    ctx.add(f"missing_{name}", count=count)
         if self.min_classes is not None:
             have = sum(present.values())
             if have < self.min_classes:
@@ -208,9 +220,12 @@ class Classes:
             ctx.hints.append(Hint("keyboard_layout"))
 
     def requirements(self) -> Iterator[Requirement]:
-        for name in self.require:
+        for name, count in self.require:
             params: dict[str, object] = {"examples": self.examples} if name == "special" else {}
-            yield (f"requirement.{name}", None, params)
+            if count == 1:
+                yield (f"requirement.{name}", None, params)
+            else:
+                yield (f"requirement.{name}.count", count, {**params, "class_count": count})
         if self.min_classes is not None:
             yield ("requirement.min_classes", self.min_classes, {"min_classes": self.min_classes})
 

@@ -112,9 +112,10 @@ class _Plan:
             allowed = list(policy.alphabet)
         self.filler: list[str] = sorted(set(allowed), key=rank)
         self.allowed = frozenset(self.filler) if policy.alphabet != "any" else None
-        self.needed = list(policy.require)
+        # One entry per required character: a class asked for twice is needed twice.
+        self.needed = [name for name, count in policy._counts.items() for _ in range(count)]
         for name in CLASS_NAMES:
-            if len(self.needed) >= (policy.min_classes or 0):
+            if len(set(self.needed)) >= (policy.min_classes or 0):
                 break
             if name not in self.needed and self.pools[name]:
                 self.needed.append(name)
@@ -154,8 +155,12 @@ def _assemble(
         rest = draw(st.lists(st.sampled_from(filler), min_size=rest_low, max_size=rest_high))
         chars = [(c, False) for c in rest]
     # Lower before upper: each goes to the front, so the upper-case letter ends up first.
+    drawn: dict[str, list[str]] = {}
     for name in sorted(needed, key=("lower", "upper", "digit", "special").index):
-        char = draw(st.sampled_from(pools[name]))
+        # Characters of one class differ while the pool lasts, so they never make a run.
+        fresh = [c for c in pools[name] if c not in drawn.get(name, ())] or pools[name]
+        char = draw(st.sampled_from(fresh))
+        drawn.setdefault(name, []).append(char)
         offset = draw(st.integers(0, len(chars)))
         at = offset if name in ("upper", "lower") else len(chars) - offset
         chars.insert(at, (char, True))
@@ -167,14 +172,17 @@ def _assemble(
 def _break_runs(chars: list[tuple[str, bool]], limit: int, filler: Sequence[str]) -> bool:
     """Replace characters so no run is longer than ``limit``, keeping the needed ones.
 
-    The needed characters belong to distinct classes, so a run holds at most one of them
-    and another member of the run can be replaced. Returns whether it worked: a tiny
-    alphabet may leave no character to break a run with.
+    A member of the run that is not needed is replaced (the last one); a run of needed
+    characters only (one class asked for several times from a tiny pool) is left. Returns
+    whether it worked: a tiny alphabet may leave no character to break a run with.
     """
     for i in range(limit, len(chars)):
         if len({c for c, _ in chars[i - limit : i + 1]}) != 1:
             continue
-        j = i - 1 if chars[i][1] else i
+        free = [k for k in range(i, i - limit - 1, -1) if not chars[k][1]]
+        if not free:
+            continue
+        j = free[0]
         left = chars[j - 1][0] if j > 0 else ""
         right = chars[j + 1][0] if j + 1 < len(chars) else ""
         # Best differs from both neighbours; else from the left one (the loop goes on right).
@@ -376,11 +384,21 @@ def _missing(plan: _Plan, code: str, user: UserInfo | None) -> st.SearchStrategy
             "use 'too_few_classes' for min_classes",
         )
     pool = frozenset(plan.pools[name])
-    needed = [n for n in plan.needed if n != name]
-    others = [n for n in CLASS_NAMES if n not in needed and n != name and plan.pools[n]]
-    needed += others[: max(0, (plan.policy.min_classes or 0) - len(needed))]
+    count = plan.policy._counts[name]
     filler = [c for c in plan.filler if c not in pool]
-    return _structured(plan, low=plan.low, high=plan.high, needed=needed, filler=filler)
+
+    @st.composite
+    def fewer(draw: st.DrawFn) -> str:
+        # Shrinks towards count - 1 characters of the class, the nearest miss.
+        kept = count - 1 - draw(st.integers(0, count - 1))
+        needed = [n for n in plan.needed if n != name]
+        present = set(needed) | ({name} if kept else set())
+        others = [n for n in CLASS_NAMES if n not in present and n != name and plan.pools[n]]
+        needed += others[: max(0, (plan.policy.min_classes or 0) - len(present))]
+        needed += [name] * kept
+        return draw(_structured(plan, low=plan.low, high=plan.high, needed=needed, filler=filler))
+
+    return fewer()
 
 
 def _too_few_classes(plan: _Plan, code: str, user: UserInfo | None) -> st.SearchStrategy[str]:
@@ -560,11 +578,16 @@ def _policy_mapping(draw: st.DrawFn, *, strength: bool) -> dict[str, Any]:
         "special": special_set,
     }
     available = [n for n in CLASS_NAMES if allowed is None or pools[n] & allowed]
-    require = draw(st.lists(st.sampled_from(available), unique=True)) if available else []
+    names = draw(st.lists(st.sampled_from(available), unique=True)) if available else []
+    counts = {name: draw(st.integers(1, 3)) for name in names}
+    # The list form, or the mapping of counts (``{"digit": 2}``) now and then.
+    require: list[str] | dict[str, int] = counts if draw(st.booleans()) else names
+    if isinstance(require, list):
+        counts = dict.fromkeys(names, 1)
     min_classes = draw(st.one_of(st.none(), st.integers(1, max(len(available), 1))))
     if not available:
         min_classes = None
-    needed = max(len(require), min_classes or 0, 1)
+    needed = max(sum(counts.values()) + max(0, (min_classes or 0) - len(counts)), 1)
     min_length = draw(st.one_of(st.none(), st.integers(1, 16)))
     floor = max(min_length or 1, needed)
     max_length = draw(st.one_of(st.none(), st.integers(floor, floor + 48)))
