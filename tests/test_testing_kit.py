@@ -71,6 +71,26 @@ class TestPolicies:
         assert policy.min_strength is None
         assert PasswordPolicy.from_mapping(policy.to_mapping()) == policy
 
+    def test_draws_class_counts(self) -> None:
+        """Some drawn policies ask for a class more than once (``require = {digit = 2}``)."""
+        policy = find(
+            policies(strength=False, presets=False),
+            lambda p: any(n > 1 for n in p.require.values()),
+            settings=settings(max_examples=500, deadline=None),
+        )
+        assert isinstance(policy.to_mapping()["require"], dict)
+
+    @FAST
+    @given(policy=policies(strength=False, presets=False), data=st.data())
+    def test_count_policies_accept_their_passwords(
+        self, policy: PasswordPolicy, data: st.DataObject
+    ) -> None:
+        """``passwords`` meets every class count of a drawn policy."""
+        password = data.draw(passwords(policy))
+        assert not {"missing_upper", "missing_lower", "missing_digit", "missing_special"} & set(
+            policy.check(password).codes
+        )
+
     def test_flags_must_be_bools(self) -> None:
         """A non-bool flag fails when the strategy is made, not when it is drawn."""
         with pytest.raises(InvalidArgument, match="strength must be a bool"):
