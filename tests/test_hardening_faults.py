@@ -716,3 +716,33 @@ class TestIdentifierErrorsAreLocalised:
             assert "not-an-address" not in text
         copy = pickle.loads(pickle.dumps(error))  # noqa: S301 -- our own bytes, round-tripped
         assert (copy.field, copy.code, str(copy)) == (error.field, error.code, str(error))
+
+
+def test_racing_redemptions_with_one_transaction(env: Env) -> None:
+    """Bundled storage: 32 redemptions of one link, one wins, every other is a dead link."""
+    import threading
+
+    env.register()
+    token = env.reset_token()
+    barrier = threading.Barrier(32)
+    outcomes: list[object] = []
+    lock = threading.Lock()
+
+    def redeem(n: int) -> None:
+        password = f"Parallel#{n:02d}-Orchid"
+        barrier.wait(timeout=30)
+        try:
+            outcome: object = env.service.reset_password(token, password, password)
+        except InvalidTokenError as exc:
+            outcome = exc
+        with lock:
+            outcomes.append(outcome)
+
+    workers = [threading.Thread(target=redeem, args=(n,)) for n in range(32)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert len(outcomes) == 32
+    assert sum(1 for o in outcomes if getattr(o, "ok", False)) == 1
+    assert sum(1 for o in outcomes if type(o) is InvalidTokenError) == 31

@@ -1335,8 +1335,18 @@ class TestResetPassword:
         for worker in workers:
             worker.join(timeout=60)
         assert len(outcomes) == threads
-        wins = [(n, o) for n, o in outcomes if not isinstance(o, Exception)]
-        refused = [o for _, o in outcomes if type(o) is InvalidTokenError]
+        wins = [(n, o) for n, o in outcomes if getattr(o, "ok", False)]
+        # These stores have no shared unit of work (Storage.with_history is None), so the
+        # winner's history entry is written before its hash: a redemption that reads the
+        # history in between is refused by the policy (reused / similar to the winner's new
+        # password) instead of as a dead link. Either way it writes nothing.
+        in_flight = {"reused", "similar_to_previous"}
+        refused = [
+            o
+            for _, o in outcomes
+            if type(o) is InvalidTokenError
+            or (not getattr(o, "ok", True) and set(o.policy.codes) <= in_flight)  # type: ignore[attr-defined]
+        ]
         assert len(wins) == 1, outcomes
         assert len(refused) == threads - 1, outcomes
         winner, result = wins[0]
