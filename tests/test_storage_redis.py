@@ -653,6 +653,9 @@ class _CuttingProxy:
     def __init__(self, target: tuple[str, int]) -> None:
         self._target = target
         self._listener = socket.create_server(("127.0.0.1", 0))
+        # Set here, not in the thread: a close() that came first would leave the thread a
+        # closed socket to configure (EBADF, seen once in CI).
+        self._listener.settimeout(0.05)  # so close() is noticed without a connection
         self.port: int = self._listener.getsockname()[1]
         self._cut = threading.Event()
         self._stop = threading.Event()
@@ -669,7 +672,6 @@ class _CuttingProxy:
             thread.join(timeout=5)
 
     def _accept(self) -> None:
-        self._listener.settimeout(0.05)  # so close() is noticed without a connection
         while not self._stop.is_set():
             try:
                 downstream, _ = self._listener.accept()
