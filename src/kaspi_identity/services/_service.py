@@ -88,6 +88,8 @@ _ABSENT_RULE = RateLimit(1_000_000, timedelta(minutes=1))
 _PHONE_LIKE = re.compile(r"\+?[\d\s().\-]{7,24}")
 # Exactly what an IIN/BIN is: 12 ASCII digits.
 _IIN_LIKE = re.compile(r"[0-9]{12}")
+# The identifiers whose clash at registration answers like a new account, by field name.
+_CLASH_KINDS: dict[str, LoginKind] = {"email": "email", "phone": "phone", "iin": "iin"}
 # Which letter tells the owner of a taken identifier that someone registered with it.
 _TAKEN_LETTERS: dict[str, str] = {
     "email": "already_registered",
@@ -161,6 +163,16 @@ def _ledger_expiry(claims: TokenClaims) -> datetime:
     A token verifies up to and including its expiry second, so it dies one second later.
     """
     return claims.expires_at + timedelta(seconds=1)
+
+
+def _limit_digest(key: bytes, value: str) -> str:
+    """The rate-limit key of ``value`` under ``key``: a keyed hash, so no e-mail or IP is stored.
+
+    A value longer than any IP address, device id or normalised identifier is cut, not
+    hashed whole: the values it would merge with are as long and as odd.
+    """
+    data = value[:_CLIENT_KEY_MAX].encode("utf-8", "surrogatepass")
+    return hmac.new(key, data, hashlib.sha256).hexdigest()[:32]
 
 
 def _derive(keys: Sequence[bytes], label: bytes) -> list[bytes]:
@@ -357,15 +369,14 @@ class IdentityService:
         count is over: a key rotation neither restarts a window nor lets a refused client
         in (the count under the previous key goes on until that key is dropped).
         """
-        # A client key longer than any IP address or device id is cut, not hashed whole:
-        # the keys it would merge with are as long and as odd.
-        data = value[:_CLIENT_KEY_MAX].encode("utf-8", "surrogatepass")
         now = self.clock.now()
         wait: timedelta | None = None
         for key in self._limit_keys:
-            digest = hmac.new(key, data, hashlib.sha256).hexdigest()[:32]
             result = self.storage.rate_limits.hit(
-                f"{scope}:{digest}", limit=rule.limit, window=rule.window, now=now
+                f"{scope}:{_limit_digest(key, value)}",
+                limit=rule.limit,
+                window=rule.window,
+                now=now,
             )
             if not result.allowed:
                 wait = result.retry_after if wait is None else max(wait, result.retry_after)
@@ -386,10 +397,7 @@ class IdentityService:
         attempt, or a per-account limit); an unknown one writes this hit instead, so both
         paths do the same number of writes and take the same time.
         """
-        digest = hmac.new(
-            self._limit_keys[0], value.encode("utf-8", "surrogatepass"), hashlib.sha256
-        ).hexdigest()[:32]
-        rule = _ABSENT_RULE
+        rule, digest = _ABSENT_RULE, _limit_digest(self._limit_keys[0], value)
         self.storage.rate_limits.hit(
             f"absent:{digest}", limit=rule.limit, window=rule.window, now=self.clock.now()
         )
@@ -579,12 +587,11 @@ class IdentityService:
             try:
                 account = self._create(new, password)
             except DuplicateAccountError as exc:
-                field = exc.field
-                if field == "username":
+                if exc.field == "username":
                     return RegistrationResult(False, result, username_taken=True)
-                if field not in ("email", "phone", "iin"):
+                kind = _CLASH_KINDS.get(exc.field)
+                if kind is None:
                     raise  # a clash the protocol does not name: the store is at fault
-                kind: LoginKind = field  # type: ignore[assignment]  # narrowed just above
                 if kind != "email" and new.email is not None:
                     # Someone else's number: tell its owner, and register without it.
                     self._existing_registration(kind, getattr(new, kind))
