@@ -7,6 +7,7 @@ SQLite, Redis or PostgreSQL adapters and on a host's own tables.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import hmac
 import itertools
@@ -165,6 +166,35 @@ def _ledger_expiry(claims: TokenClaims) -> datetime:
     return claims.expires_at + timedelta(seconds=1)
 
 
+@functools.lru_cache(maxsize=64)
+def _check_letters(site: str, confirm_url: str, reset_url: str, insecure: bool) -> None:
+    """Refuse settings with which the flows could not write their letters.
+
+    Every letter is rendered once with the configured links (a few hundred microseconds).
+
+    Raises:
+        ValueError: a letter cannot be written (the message says which and why).
+    """
+    sample = "x" * 43
+    confirm = LinkBuilder(confirm_url, allow_insecure_http=insecure).link(sample)
+    reset = LinkBuilder(reset_url, allow_insecure_http=insecure).link(sample)
+    letters: dict[str, dict[str, Any]] = {
+        "confirm_email": {"link": confirm, "hours": 24},
+        "password_reset": {"link": reset, "minutes": 60},
+        "already_registered": {"reset_link": reset},
+        "phone_already_registered": {"reset_link": reset},
+        "iin_already_registered": {"reset_link": reset},
+        "password_changed": {"time": "2026-01-01 09:00 UTC"},
+    }
+    for kind, params in letters.items():
+        try:
+            render_email(
+                kind, "en", to=_ABSENT_ADDRESS, site=site, allow_insecure_http=insecure, **params
+            )
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"the service cannot write its {kind!r} letter: {exc}") from None
+
+
 def _limit_digest(key: bytes, value: str) -> str:
     """The rate-limit key of ``value`` under ``key``: a keyed hash, so no e-mail or IP is stored.
 
@@ -243,41 +273,12 @@ class IdentityService:
         # first unknown-account log-in of a process pays one extra hash for it.
         self._dummy_hash: str | None = None
         self._dummy_lock = threading.Lock()
-        self._check_letters()
+        # A service that would report success while sending nothing must not be built.
+        # Cached per configuration, so a host building a service per request pays it once.
+        _check_letters(settings.site_name, settings.confirm_url, settings.reset_url, insecure)
 
     def __repr__(self) -> str:
         return f"<IdentityService site={self.settings.site_name!r} policy={self.policy!r}>"
-
-    def _check_letters(self) -> None:
-        """Refuse, now, settings with which the flows could not write their letters.
-
-        Every letter is rendered once with the configured links (a few hundred microseconds):
-        a service that would report success while sending nothing must not be built.
-
-        Raises:
-            ValueError: a letter cannot be written (the message says which and why).
-        """
-        sample = "x" * 43
-        letters: dict[str, dict[str, Any]] = {
-            "confirm_email": {"link": self._confirm_links.link(sample), "hours": 24},
-            "password_reset": {"link": self._reset_links.link(sample), "minutes": 60},
-            "already_registered": {"reset_link": self._reset_links.link(sample)},
-            "phone_already_registered": {"reset_link": self._reset_links.link(sample)},
-            "iin_already_registered": {"reset_link": self._reset_links.link(sample)},
-            "password_changed": {"time": self.clock.now()},
-        }
-        for kind, params in letters.items():
-            try:
-                render_email(
-                    kind,
-                    "en",
-                    to=_ABSENT_ADDRESS,
-                    site=self.settings.site_name,
-                    allow_insecure_http=self.settings.allow_insecure_http,
-                    **params,
-                )
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"the service cannot write its {kind!r} letter: {exc}") from None
 
     # -- helpers ----------------------------------------------------------------------------
 
