@@ -362,6 +362,11 @@ class PasswordHasher:
         """The profile new hashes are made with."""
         return self._profile
 
+    @property
+    def max_concurrency(self) -> int:
+        """The most argon2 verifications :meth:`verify_any` runs at once."""
+        return self._max_concurrency
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._profile!r})"
 

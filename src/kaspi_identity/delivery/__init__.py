@@ -24,7 +24,7 @@ from ._console import ConsoleSender
 from ._errors import DeliveryError
 from ._messages import EmailMessage, SmsMessage
 from ._outbox import Outbox, extract_code, extract_link
-from ._protocols import EmailSender, SmsSender
+from ._protocols import AsyncEmailSender, AsyncSmsSender, EmailSender, SmsSender
 from ._sms import sms_encoding, sms_segments
 from ._smtp import SmtpEmailSender, SmtpSecurity
 from ._templates import EMAIL_KINDS, SMS_KINDS, render_email, render_sms
@@ -32,6 +32,8 @@ from ._templates import EMAIL_KINDS, SMS_KINDS, render_email, render_sms
 __all__ = [
     "EMAIL_KINDS",
     "SMS_KINDS",
+    "AsyncEmailSender",
+    "AsyncSmsSender",
     "ConsoleSender",
     "DeliveryError",
     "EmailMessage",

@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 
 from ._messages import EmailMessage, SmsMessage
 
-__all__ = ["EmailSender", "SmsSender"]
+__all__ = ["AsyncEmailSender", "AsyncSmsSender", "EmailSender", "SmsSender"]
 
 
 @runtime_checkable
@@ -49,5 +49,29 @@ class SmsSender(Protocol):
     """
 
     def send_sms(self, message: SmsMessage) -> None:
+        """Send ``message``; raise ``DeliveryError`` when the gateway fails."""
+        ...
+
+
+@runtime_checkable
+class AsyncEmailSender(Protocol):
+    """:class:`EmailSender` for the async face: ``send_email`` is a coroutine.
+
+    Same promises, safe to call from many tasks at once. Bundled:
+    :class:`~kaspi_identity.delivery.AsyncSmtpEmailSender`. The async service also takes a
+    synchronous sender that never blocks (:class:`~kaspi_identity.delivery.Outbox`,
+    :class:`~kaspi_identity.delivery.ConsoleSender`).
+    """
+
+    async def send_email(self, message: EmailMessage) -> None:
+        """Send ``message``; raise ``DeliveryError`` when the transport fails."""
+        ...
+
+
+@runtime_checkable
+class AsyncSmsSender(Protocol):
+    """:class:`SmsSender` for the async face: ``send_sms`` is a coroutine (same promises)."""
+
+    async def send_sms(self, message: SmsMessage) -> None:
         """Send ``message``; raise ``DeliveryError`` when the gateway fails."""
         ...

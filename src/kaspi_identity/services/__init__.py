@@ -6,8 +6,11 @@ delivery protocols only. See docs/recovery.md for the flows.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from kaspi_identity.services._audit import (
     EVENT_KINDS,
+    AsyncAuditSink,
     AuditEvent,
     AuditSink,
     LoggingAuditSink,
@@ -29,9 +32,14 @@ from kaspi_identity.services._service import (
 )
 from kaspi_identity.services._settings import IdentitySettings, RateLimit
 
+if TYPE_CHECKING:
+    from kaspi_identity.services._async import AsyncIdentityService
+
 __all__ = [
     "EVENT_KINDS",
     "IDENTIFIER_ERROR_CODES",
+    "AsyncAuditSink",
+    "AsyncIdentityService",
     "AuditEvent",
     "AuditSink",
     "Clock",
@@ -50,3 +58,12 @@ __all__ = [
     "ResetRequestResult",
     "SystemClock",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The async face needs greenlet (the ``async`` extra); importing the sync one must not.
+    if name == "AsyncIdentityService":
+        from kaspi_identity.services._async import AsyncIdentityService
+
+        return AsyncIdentityService
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

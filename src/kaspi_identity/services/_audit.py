@@ -10,7 +10,14 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Final, Protocol
 
-__all__ = ["EVENT_KINDS", "AuditEvent", "AuditSink", "LoggingAuditSink", "MemoryAuditLog"]
+__all__ = [
+    "EVENT_KINDS",
+    "AsyncAuditSink",
+    "AuditEvent",
+    "AuditSink",
+    "LoggingAuditSink",
+    "MemoryAuditLog",
+]
 
 #: Every kind of event the services emit.
 EVENT_KINDS: Final[tuple[str, ...]] = (
@@ -58,6 +65,18 @@ class AuditSink(Protocol):
 
     def emit(self, event: AuditEvent) -> None:
         """Record ``event`` (write it to a table, a log, a queue...)."""
+
+
+class AsyncAuditSink(Protocol):
+    """:class:`AuditSink` for the async face: ``emit`` is a coroutine.
+
+    The async service also takes a synchronous sink that never blocks
+    (:class:`MemoryAuditLog`, :class:`LoggingAuditSink`). A sink that raises is logged and
+    the flow goes on, as on the sync face.
+    """
+
+    async def emit(self, event: AuditEvent) -> None:
+        """Record ``event``."""
 
 
 class LoggingAuditSink:

@@ -14,7 +14,6 @@ import itertools
 import logging
 import re
 import secrets
-import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -272,7 +271,6 @@ class IdentityService:
         # Made on first use, not here: a host may build a service per request. Only the very
         # first unknown-account log-in of a process pays one extra hash for it.
         self._dummy_hash: str | None = None
-        self._dummy_lock = threading.Lock()
         # A service that would report success while sending nothing must not be built.
         # Cached per configuration, so a host building a service per request pays it once.
         _check_letters(settings.site_name, settings.confirm_url, settings.reset_url, insecure)
@@ -290,11 +288,13 @@ class IdentityService:
 
     def _dummy(self) -> str:
         """A hash of a random password, so unknown accounts cost one verification too."""
-        if self._dummy_hash is None:
-            with self._dummy_lock:
-                if self._dummy_hash is None:
-                    self._dummy_hash = self.hasher.hash(secrets.token_urlsafe(24))
-        return self._dummy_hash
+        # No lock: on the async face the hash is awaited, and a threading lock held across
+        # it would stop the event loop for a second flow. Two first callers racing make two
+        # hashes, once per service; either serves.
+        dummy = self._dummy_hash
+        if dummy is None:
+            dummy = self._dummy_hash = self.hasher.hash(secrets.token_urlsafe(24))
+        return dummy
 
     def _burn_verification(self, password: str) -> None:
         with contextlib.suppress(PasswordMismatchError, InvalidHashError):

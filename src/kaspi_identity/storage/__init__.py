@@ -8,6 +8,15 @@ adapter: :mod:`kaspi_identity.storage.memory` (tests, one process) or
 
 from __future__ import annotations
 
+from ._async import (
+    AsyncAccountStore,
+    AsyncAccountWithHistory,
+    AsyncOneTimeCodeStore,
+    AsyncPasswordHistoryStore,
+    AsyncRateLimiter,
+    AsyncStorage,
+    AsyncTokenLedger,
+)
 from ._checks import require_key, require_utc
 from ._protocols import (
     AccountStore,
@@ -25,6 +34,13 @@ __all__ = [
     "Account",
     "AccountStore",
     "AccountWithHistory",
+    "AsyncAccountStore",
+    "AsyncAccountWithHistory",
+    "AsyncOneTimeCodeStore",
+    "AsyncPasswordHistoryStore",
+    "AsyncRateLimiter",
+    "AsyncStorage",
+    "AsyncTokenLedger",
     "CodeAttempt",
     "HistoryEntry",
     "LoginKind",

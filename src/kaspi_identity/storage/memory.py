@@ -16,6 +16,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from .._errors import AccountNotFoundError, DuplicateAccountError
+from ._async import AsyncStorage, coroutining
 from ._checks import (
     LEDGER_GRACE,
     TOKEN_ID_MAX_LENGTH,
@@ -66,6 +67,7 @@ __all__ = [
     "MemoryPasswordHistoryStore",
     "MemoryRateLimiter",
     "MemoryTokenLedger",
+    "async_memory_storage",
     "memory_storage",
 ]
 
@@ -459,3 +461,12 @@ def memory_storage() -> Storage:
         rate_limits=MemoryRateLimiter(),
         with_history=MemoryAccountWithHistory(accounts, history),
     )
+
+
+def async_memory_storage() -> AsyncStorage:
+    """Return an :class:`~kaspi_identity.storage.AsyncStorage` of fresh in-memory stores.
+
+    The very stores of :func:`memory_storage`, each method a coroutine that runs right away
+    on the event loop (they never block).
+    """
+    return coroutining(memory_storage())

@@ -34,6 +34,7 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 from .._errors import AccountNotFoundError, CorruptRecordError, DuplicateAccountError, StorageError
+from ._async import AsyncStorage, coroutining
 from ._checks import (
     LEDGER_GRACE,
     check_account_id,
@@ -88,6 +89,7 @@ __all__ = [
     "SQLitePasswordHistoryStore",
     "SQLiteRateLimiter",
     "SQLiteTokenLedger",
+    "async_sqlite_storage",
     "sqlite_storage",
 ]
 
@@ -973,4 +975,33 @@ def sqlite_storage(
         codes=SQLiteOneTimeCodeStore(database),
         rate_limits=SQLiteRateLimiter(database),
         with_history=SQLiteAccountWithHistory(database),
+    )
+
+
+def async_sqlite_storage(
+    path: str | os.PathLike[str],
+    *,
+    timeout: float = 30.0,
+    synchronous: Literal["FULL", "NORMAL"] = "FULL",
+    threads: int = 4,
+) -> AsyncStorage:
+    """:func:`sqlite_storage` for the async face: each store call runs on a worker thread.
+
+    The stores are those of :func:`sqlite_storage`; every call (a whole transaction) runs
+    on one of ``threads`` threads of the bundle's own, so the event loop never waits for
+    the disk or for SQLite's write lock. ``await storage.aclose()`` (or ``async with``)
+    closes the file and stops the threads. docs/async.md compares this with a
+    per-statement bridge such as aiosqlite.
+
+    Raises:
+        StorageError, ValueError: as :func:`sqlite_storage`; ``ValueError`` also for
+            ``threads`` below 1.
+
+    """
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise ValueError("threads must be an int of at least 1")
+    return coroutining(
+        sqlite_storage(path, timeout=timeout, synchronous=synchronous),
+        threads=threads,
+        name="kaspi-identity-sqlite",
     )

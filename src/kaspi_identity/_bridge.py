@@ -1,0 +1,186 @@
+"""How the async face runs the one implementation of each flow.
+
+Every flow, rule and storage transition is written once, as ordinary synchronous code that
+calls its collaborators (stores, senders, the audit sink, the hasher) through their
+synchronous protocols. The async face runs that same code in a greenlet (the technique
+SQLAlchemy's asyncio extension is built on):
+
+- :func:`run_flow` starts the flow in a greenlet of its own, from a coroutine;
+- when the flow calls a collaborator that is really asynchronous, the call goes through
+  :class:`Awaiting`, whose :func:`await_` hands the awaitable back to :func:`run_flow`;
+- :func:`run_flow` awaits it on the event loop (other tasks run meanwhile) and switches back
+  into the flow with the result, or throws the exception (cancellation included) into it.
+
+So nothing is generated and nothing is written twice: the sync face calls the flow directly
+with synchronous collaborators, the async face calls the very same function through
+:func:`run_flow` with asynchronous ones. A greenlet switch costs about a microsecond.
+
+The flow code must not hold a ``threading`` lock across a collaborator call: on the async
+face every flow of a loop shares one thread, so a second flow waiting on that lock would
+stop the loop. None does (see ``IdentityService._dummy``).
+
+``greenlet`` is imported here only, and this module only by the async face, so
+``import kaspi_identity`` stays light.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
+
+from greenlet import getcurrent, greenlet
+
+__all__ = ["Awaiting", "Coroutining", "await_", "run_flow"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class _FlowGreenlet(greenlet):
+    """The greenlet a flow runs in; :func:`await_` accepts no other."""
+
+
+async def run_flow(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run the synchronous ``fn`` to the end, awaiting what it hands over via :func:`await_`.
+
+    The flow sees the caller's context variables (a copy, as a task does).
+    """
+    flow = _FlowGreenlet(fn, getcurrent())
+    flow.gr_context = contextvars.copy_context()
+    handed: Any = flow.switch(*args, **kwargs)
+    while not flow.dead:
+        try:
+            value = await handed
+        except BaseException as exc:  # cancellation too: the flow unwinds from where it is
+            handed = flow.throw(exc)
+        else:
+            handed = flow.switch(value)
+    result: T = handed
+    return result
+
+
+def await_(awaitable: Awaitable[T]) -> T:
+    """From inside a flow started by :func:`run_flow`: wait for ``awaitable``, return its result.
+
+    Raises:
+        RuntimeError: called from anywhere else (an async store called by sync code); the
+            awaitable is closed so no "never awaited" warning follows.
+    """
+    current = getcurrent()
+    if not isinstance(current, _FlowGreenlet):
+        if inspect.iscoroutine(awaitable):
+            awaitable.close()
+        raise RuntimeError(
+            "an asynchronous collaborator was called outside AsyncIdentityService's flows;"
+            " give the synchronous IdentityService synchronous stores and senders"
+        )
+    parent = current.parent
+    assert parent is not None  # run_flow gave it the caller's greenlet
+    result: T = parent.switch(awaitable)
+    return result
+
+
+class Awaiting:
+    """A synchronous face on an asynchronous object, for use inside :func:`run_flow`.
+
+    A method call on the face calls the target's method and, when that returns an
+    awaitable, waits for it with :func:`await_`; a plain result (a sender such as the
+    Outbox that never blocks) passes through. Attributes that are not callables pass
+    through too.
+    """
+
+    __slots__ = ("_target",)
+
+    def __init__(self, target: object) -> None:
+        self._target = target
+
+    def __repr__(self) -> str:
+        return f"Awaiting({self._target!r})"
+
+    @property
+    def target(self) -> object:
+        """The asynchronous object behind this face."""
+        return self._target
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._target, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            result = attribute(*args, **kwargs)
+            return await_(result) if inspect.isawaitable(result) else result
+
+        return call
+
+    def covers(self, accounts: object, history: object) -> bool:
+        """Always ``True``: the asynchronous bundle checked its own ``with_history``."""
+        return True
+
+
+Runner = Callable[[Callable[[], Any]], Awaitable[Any]]
+
+
+async def _direct(call: Callable[[], Any]) -> Any:
+    return call()
+
+
+class Coroutining:
+    """An asynchronous face on a synchronous store: every method becomes a coroutine.
+
+    ``runner`` decides where the synchronous call runs: by default right away on the loop
+    (right for stores that never block, such as the memory adapter); the SQLite adapter
+    passes one that runs it on the store's own worker threads.
+    """
+
+    __slots__ = ("_runner", "_target")
+
+    def __init__(self, target: object, runner: Runner | None = None) -> None:
+        self._target = target
+        self._runner: Runner = runner if runner is not None else _direct
+
+    def __repr__(self) -> str:
+        return f"Coroutining({self._target!r})"
+
+    @property
+    def target(self) -> object:
+        """The synchronous object behind this face."""
+        return self._target
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._target, name)
+        if not callable(attribute):
+            return attribute
+        runner = self._runner
+
+        def call(*args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
+            return _run(runner, attribute, args, kwargs)
+
+        return call
+
+    def covers(self, accounts: object, history: object) -> bool:
+        """Whether the synchronous target writes to the stores behind ``accounts``, ``history``."""
+        check = getattr(self._target, "covers", None)
+        if check is None:
+            return True
+        inner = [x._target if isinstance(x, Coroutining) else x for x in (accounts, history)]
+        return bool(check(*inner))
+
+    async def aclose(self) -> None:
+        """Close the synchronous target (where the runner runs it), then release the runner."""
+        close = getattr(self._target, "close", None)
+        try:
+            if close is not None:
+                await self._runner(close)
+        finally:
+            release = getattr(self._runner, "release", None)
+            if release is not None:
+                release()
+
+
+async def _run(
+    runner: Runner, attribute: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    return await runner(lambda: attribute(*args, **kwargs))

@@ -1,0 +1,306 @@
+"""The asynchronous storage protocols, and the bundle :class:`AsyncIdentityService` takes.
+
+Each protocol has the methods, arguments, results, errors and promises of its synchronous
+namesake in :mod:`kaspi_identity.storage` -- only every method is a coroutine. The
+contract suite (:mod:`kaspi_identity.testing`) proves an asynchronous store with the same
+cases as a synchronous one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Protocol, cast, runtime_checkable
+
+from ._protocols import (
+    AccountStore,
+    AccountWithHistory,
+    LoginKind,
+    OneTimeCodeStore,
+    PasswordHistoryStore,
+    RateLimiter,
+    Storage,
+    TokenLedger,
+)
+from ._records import Account, CodeAttempt, HistoryEntry, NewAccount, RateLimitResult
+
+__all__ = [
+    "AsyncAccountStore",
+    "AsyncAccountWithHistory",
+    "AsyncOneTimeCodeStore",
+    "AsyncPasswordHistoryStore",
+    "AsyncRateLimiter",
+    "AsyncStorage",
+    "AsyncTokenLedger",
+]
+
+
+class AsyncAccountStore(Protocol):
+    """:class:`~kaspi_identity.storage.AccountStore`, with coroutine methods."""
+
+    async def create(self, new: NewAccount, *, now: datetime) -> Account:
+        """As :meth:`AccountStore.create`."""
+        ...
+
+    async def get(self, account_id: str) -> Account | None:
+        """As :meth:`AccountStore.get`."""
+        ...
+
+    async def find_by_login(self, kind: LoginKind, value: str) -> Account | None:
+        """As :meth:`AccountStore.find_by_login`."""
+        ...
+
+    async def set_password_hash(
+        self, account_id: str, *, expected: str | None, new: str, rotate_stamp: bool = True
+    ) -> bool:
+        """As :meth:`AccountStore.set_password_hash`."""
+        ...
+
+    async def set_email(self, account_id: str, email: str, *, confirmed: bool = False) -> None:
+        """As :meth:`AccountStore.set_email`."""
+        ...
+
+    async def mark_email_confirmed(self, account_id: str, *, email: str, now: datetime) -> bool:
+        """As :meth:`AccountStore.mark_email_confirmed`."""
+        ...
+
+    async def reserve_login_attempt(
+        self, account_id: str, *, expected_failures: int, now: datetime
+    ) -> bool:
+        """As :meth:`AccountStore.reserve_login_attempt`."""
+        ...
+
+    async def record_login_success(self, account_id: str, *, now: datetime) -> None:
+        """As :meth:`AccountStore.record_login_success`."""
+        ...
+
+    async def clear_login_failures(self, account_id: str) -> None:
+        """As :meth:`AccountStore.clear_login_failures`."""
+        ...
+
+
+class AsyncPasswordHistoryStore(Protocol):
+    """:class:`~kaspi_identity.storage.PasswordHistoryStore`, with coroutine methods."""
+
+    async def append(self, account_id: str, entry: HistoryEntry, *, keep: int) -> None:
+        """As :meth:`PasswordHistoryStore.append`."""
+        ...
+
+    async def recent(self, account_id: str, limit: int) -> list[HistoryEntry]:
+        """As :meth:`PasswordHistoryStore.recent`."""
+        ...
+
+
+class AsyncTokenLedger(Protocol):
+    """:class:`~kaspi_identity.storage.TokenLedger`, with coroutine methods."""
+
+    async def consume(self, token_id: str, expires_at: datetime, *, now: datetime) -> bool:
+        """As :meth:`TokenLedger.consume`."""
+        ...
+
+
+class AsyncOneTimeCodeStore(Protocol):
+    """:class:`~kaspi_identity.storage.OneTimeCodeStore`, with coroutine methods."""
+
+    async def put(
+        self,
+        key: str,
+        code_hash: bytes,
+        *,
+        expires_at: datetime,
+        now: datetime,
+        failure_window: timedelta,
+    ) -> None:
+        """As :meth:`OneTimeCodeStore.put`."""
+        ...
+
+    async def attempt(
+        self, key: str, candidates: Sequence[bytes], *, now: datetime, max_attempts: int
+    ) -> CodeAttempt:
+        """As :meth:`OneTimeCodeStore.attempt`."""
+        ...
+
+
+class AsyncRateLimiter(Protocol):
+    """:class:`~kaspi_identity.storage.RateLimiter`, with a coroutine ``hit``."""
+
+    async def hit(
+        self, key: str, *, limit: int, window: timedelta, now: datetime
+    ) -> RateLimitResult:
+        """As :meth:`RateLimiter.hit`."""
+        ...
+
+
+class AsyncAccountWithHistory(Protocol):
+    """:class:`~kaspi_identity.storage.AccountWithHistory`, with coroutine methods."""
+
+    async def create_with_history(
+        self,
+        new: NewAccount,
+        *,
+        now: datetime,
+        entry: Callable[[Account], HistoryEntry] | None,
+        keep: int,
+    ) -> Account:
+        """As :meth:`AccountWithHistory.create_with_history`."""
+        ...
+
+    async def replace_password(
+        self,
+        account_id: str,
+        *,
+        expected: str | None,
+        new: str,
+        entry: HistoryEntry | None,
+        keep: int,
+    ) -> bool:
+        """As :meth:`AccountWithHistory.replace_password`."""
+        ...
+
+
+@runtime_checkable
+class _Covers(Protocol):
+    def covers(self, accounts: object, history: object) -> bool: ...
+
+
+@runtime_checkable
+class _AsyncCloseable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AsyncStorage:
+    """The five asynchronous stores the async service needs, bundled.
+
+    :class:`~kaspi_identity.storage.Storage`'s asynchronous twin, taken by
+    :class:`~kaspi_identity.services.AsyncIdentityService`.
+
+    :meth:`aclose` (also on leaving an ``async with`` block) awaits ``aclose()`` on each
+    distinct component that has one. The factories (``async_memory_storage``,
+    ``async_sqlite_storage``, ``async_redis_storage``, ``async_sqlalchemy_storage``) fill
+    ``with_history`` where accounts and history share one database, as the synchronous
+    ones do.
+    """
+
+    accounts: AsyncAccountStore
+    history: AsyncPasswordHistoryStore
+    tokens: AsyncTokenLedger
+    codes: AsyncOneTimeCodeStore
+    rate_limits: AsyncRateLimiter
+    with_history: AsyncAccountWithHistory | None = None
+
+    def __post_init__(self) -> None:
+        together = self.with_history
+        if isinstance(together, _Covers) and not together.covers(self.accounts, self.history):
+            raise ValueError(
+                "with_history writes to other stores than this bundle's accounts and history;"
+                " pass with_history=None (or one made for these stores)"
+            )
+
+    async def aclose(self) -> None:
+        """Await ``aclose()`` on every component that has one, each once."""
+        seen: set[int] = set()
+        components = (
+            self.accounts,
+            self.history,
+            self.tokens,
+            self.codes,
+            self.rate_limits,
+            self.with_history,
+        )
+        for component in components:
+            if id(component) in seen or not isinstance(component, _AsyncCloseable):
+                continue
+            seen.add(id(component))
+            await component.aclose()
+
+    async def __aenter__(self) -> AsyncStorage:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def _bridged(self) -> Storage:
+        """The synchronous face the flows call, from inside ``_bridge.run_flow``."""
+        from kaspi_identity._bridge import Awaiting
+
+        together = self.with_history
+        return Storage(
+            accounts=cast(AccountStore, Awaiting(self.accounts)),
+            history=cast(PasswordHistoryStore, Awaiting(self.history)),
+            tokens=cast(TokenLedger, Awaiting(self.tokens)),
+            codes=cast(OneTimeCodeStore, Awaiting(self.codes)),
+            rate_limits=cast(RateLimiter, Awaiting(self.rate_limits)),
+            with_history=None if together is None else cast(AccountWithHistory, Awaiting(together)),
+        )
+
+
+class _WorkerThreads:
+    """Runs a store's synchronous calls on a few threads of its own, off the event loop.
+
+    Shared by the components of one bundle; its threads stop when the last component using
+    it is closed.
+    """
+
+    def __init__(self, workers: int, name: str) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+        self._users = 0
+
+    async def __call__(self, call: Callable[[], object]) -> object:
+        import asyncio
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+
+    def use(self) -> None:
+        self._users += 1
+
+    def release(self) -> None:
+        self._users -= 1
+        if self._users <= 0:
+            self._pool.shutdown(wait=False)
+
+
+def coroutining(storage: Storage, *, threads: int | None = None, name: str = "") -> AsyncStorage:
+    """An :class:`AsyncStorage` over the synchronous ``storage``: one implementation, two faces.
+
+    With ``threads=None`` each call runs right away on the event loop -- right only for
+    stores that never block (the memory adapter). With a number, each call runs on that
+    many worker threads of the bundle's own (the SQLite adapter: one hop to a thread per
+    store operation, a whole transaction on the thread). Closing the bundle closes
+    ``storage`` on those threads and stops them.
+    """
+    from kaspi_identity._bridge import Coroutining
+
+    runner = None if threads is None else _WorkerThreads(threads, name or "kaspi-identity-store")
+
+    def face(component: object) -> Coroutining:
+        if runner is not None:
+            runner.use()
+        return Coroutining(component, runner)
+
+    together = storage.with_history
+    faces: dict[int, Coroutining] = {}
+
+    def once(component: object) -> Coroutining:
+        # A component that serves two roles keeps one face, so it is closed once.
+        if id(component) not in faces:
+            faces[id(component)] = face(component)
+        return faces[id(component)]
+
+    return AsyncStorage(
+        accounts=cast(AsyncAccountStore, once(storage.accounts)),
+        history=cast(AsyncPasswordHistoryStore, once(storage.history)),
+        tokens=cast(AsyncTokenLedger, once(storage.tokens)),
+        codes=cast(AsyncOneTimeCodeStore, once(storage.codes)),
+        rate_limits=cast(AsyncRateLimiter, once(storage.rate_limits)),
+        with_history=(None if together is None else cast(AsyncAccountWithHistory, once(together))),
+    )
