@@ -24,6 +24,7 @@ from kaspi_identity.storage.memory import (
     MemoryPasswordHistoryStore,
     MemoryRateLimiter,
     MemoryTokenLedger,
+    async_memory_storage,
     memory_storage,
 )
 from kaspi_identity.testing import (
@@ -34,6 +35,7 @@ from kaspi_identity.testing import (
     RateLimiterContract,
     StorageContract,
     TokenLedgerContract,
+    blocking_storage,
 )
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
@@ -154,3 +156,10 @@ class TestMemoryStorage:
         with pytest.raises(TypeError, match="rotate_stamp"):
             accounts.set_password_hash(created.id, expected="h1", new="h2", rotate_stamp=1)  # type: ignore[arg-type]
         assert accounts.get(created.id) == created
+
+
+class TestAsyncMemoryStorageBundle(StorageContract):
+    """The async factory's bundle, through the blocking face: the same cases, awaited."""
+
+    def make_storage(self) -> Storage:
+        return blocking_storage(async_memory_storage())

@@ -23,6 +23,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._blocking import Blocking, blocking_service, blocking_storage, run_on_test_loop
     from ._compliance import run_compliance
     from ._contracts import (
         AccountStoreContract,
@@ -39,15 +40,19 @@ if TYPE_CHECKING:
 __all__ = [
     "AccountStoreContract",
     "AccountWithHistoryContract",
+    "Blocking",
     "OneTimeCodeStoreContract",
     "PasswordHistoryStoreContract",
     "RateLimiterContract",
     "StorageContract",
     "TokenLedgerContract",
+    "blocking_service",
+    "blocking_storage",
     "make_comparison_machine",
     "passwords",
     "policies",
     "run_compliance",
+    "run_on_test_loop",
     "violating_passwords",
 ]
 
@@ -55,15 +60,19 @@ __all__ = [
 _WHERE = {
     "AccountStoreContract": "_contracts",
     "AccountWithHistoryContract": "_contracts",
+    "Blocking": "_blocking",
     "OneTimeCodeStoreContract": "_contracts",
     "PasswordHistoryStoreContract": "_contracts",
     "RateLimiterContract": "_contracts",
     "StorageContract": "_contracts",
     "TokenLedgerContract": "_contracts",
+    "blocking_service": "_blocking",
+    "blocking_storage": "_blocking",
     "make_comparison_machine": "_machine",
     "passwords": "_strategies",
     "policies": "_strategies",
     "run_compliance": "_compliance",
+    "run_on_test_loop": "_blocking",
     "violating_passwords": "_strategies",
 }
 
