@@ -23,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from _faces import FACES, make_service
 from kaspi_identity import PasswordHasher, PasswordPolicy
 from kaspi_identity._errors import InvalidTokenError
 from kaspi_identity.delivery import Outbox, extract_code, extract_link
@@ -82,10 +83,12 @@ class Env:
     clock: ManualClock
     hasher: CountingHasher
     path: Path | None
+    face: str = "sync"
 
     def rebuild(self, **changes: Any) -> IdentityService:
-        """Another service over the same stores and clock, with changed settings."""
-        return IdentityService(
+        """Another service on the same face over the same stores and clock, new settings."""
+        return make_service(
+            self.face,  # type: ignore[arg-type]
             self.storage,
             replace(self.service.settings, **changes),
             email_sender=self.outbox,
@@ -125,11 +128,12 @@ def _settings(**changes: Any) -> IdentitySettings:
     return IdentitySettings(**base)
 
 
-def _make(kind: str, tmp_path: Path, **changes: Any) -> Env:
+def _make(kind: str, tmp_path: Path, face: str = "sync", **changes: Any) -> Env:
     path = tmp_path / "identity.sqlite3" if kind == "sqlite" else None
     storage = sqlite_storage(path) if path is not None else memory_storage()
     outbox, clock, hasher = Outbox(), ManualClock(), CountingHasher()
-    service = IdentityService(
+    service = make_service(
+        face,  # type: ignore[arg-type]
         storage,
         _settings(**changes),
         email_sender=outbox,
@@ -138,12 +142,13 @@ def _make(kind: str, tmp_path: Path, **changes: Any) -> Env:
         hasher=hasher,
         clock=clock,
     )
-    return Env(storage, service, outbox, clock, hasher, path)
+    return Env(storage, service, outbox, clock, hasher, path, face)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=[(k, f) for k in ("memory", "sqlite") for f in FACES], ids="-".join)
 def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Env]:
-    made = _make(request.param, tmp_path)
+    kind, face = request.param
+    made = _make(kind, tmp_path, face)
     try:
         yield made
     finally:

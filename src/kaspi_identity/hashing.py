@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from argon2.exceptions import HashingError as _Argon2HashingError
 from argon2.exceptions import VerificationError, VerifyMismatchError
@@ -183,6 +183,7 @@ PROFILES: Final[Mapping[str, HashProfile]] = MappingProxyType(
 
 # --------------------------------------------------------------------------- parsing
 
+_T = TypeVar("_T")
 _TYPES: Final = {"argon2id": Type.ID, "argon2i": Type.I, "argon2d": Type.D}
 _DECIMAL: Final = r"(0|[1-9][0-9]{0,9})"
 _B64: Final = r"([A-Za-z0-9+/]+)"
@@ -531,6 +532,51 @@ class PasswordHasher:
                 )
                 self._executor_pid = pid
             return self._executor
+
+
+class _OffLoop(PasswordHasher):
+    """The flows' hasher on the async face: argon2 never runs on the event loop.
+
+    Each computation goes to the wrapped hasher's own pool of ``max_concurrency`` threads
+    (the one :meth:`PasswordHasher.verify_any` fans out on), so the memory bound -- at most
+    that many argon2 computations at once, each holding ``m`` KiB -- is the sync face's,
+    shared by both faces. Its methods may be called only inside
+    ``kaspi_identity._bridge.run_flow``.
+    """
+
+    __slots__ = ("_inner",)
+
+    def __init__(self, inner: PasswordHasher) -> None:
+        super().__init__(inner.profile, max_concurrency=inner.max_concurrency)
+        self._inner = inner
+
+    def __repr__(self) -> str:
+        return repr(self._inner)
+
+    def hash(self, password: str) -> str:
+        return self._off_loop(self._inner.hash, password)
+
+    def verify(self, hash: str, password: str) -> None:
+        self._off_loop(self._inner.verify, hash, password)
+
+    def needs_rehash(self, hash: str) -> bool:
+        return self._inner.needs_rehash(hash)
+
+    def verify_any(self, password: str, hashes: Sequence[str]) -> int | None:
+        # The fan-out runs on the pool; only the wait for it takes another thread.
+        import asyncio
+
+        from kaspi_identity._bridge import await_
+
+        return await_(asyncio.to_thread(self._inner.verify_any, password, hashes))
+
+    def _off_loop(self, fn: Callable[..., _T], *args: object) -> _T:
+        import asyncio
+
+        from kaspi_identity._bridge import await_
+
+        future = self._inner._get_executor().submit(fn, *args)
+        return await_(asyncio.wrap_future(future))
 
 
 def _lowest_match(futures: Sequence[Future[bool]]) -> int | None:

@@ -8,14 +8,13 @@ docs/async.md says why this mechanism and what it costs.
 
 from __future__ import annotations
 
-import asyncio
 import functools
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
-from kaspi_identity._bridge import Awaiting, await_, run_flow
+from kaspi_identity._bridge import Awaiting, run_flow
 from kaspi_identity.delivery import AsyncEmailSender, AsyncSmsSender, EmailSender, SmsSender
-from kaspi_identity.hashing import PasswordHasher
+from kaspi_identity.hashing import PasswordHasher, _OffLoop
 from kaspi_identity.policy import PasswordPolicy
 from kaspi_identity.services._audit import AsyncAuditSink, AuditSink
 from kaspi_identity.services._clock import Clock
@@ -27,41 +26,6 @@ __all__ = ["AsyncIdentityService"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-class _OffLoopHasher(PasswordHasher):
-    """The flows' hasher on the async face: argon2 runs on a bounded pool, never on the loop.
-
-    The pool has the wrapped hasher's ``max_concurrency`` threads, so the memory bound (at
-    most that many argon2 computations at once, each holding ``m`` KiB) is the sync face's.
-    """
-
-    __slots__ = ("_inner",)
-
-    def __init__(self, inner: PasswordHasher) -> None:
-        super().__init__(inner.profile, max_concurrency=inner.max_concurrency)
-        self._inner = inner
-
-    def __repr__(self) -> str:
-        return repr(self._inner)
-
-    def _off_loop(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        future = self._get_executor().submit(fn, *args, **kwargs)
-        return await_(asyncio.wrap_future(future))
-
-    def hash(self, password: str) -> str:
-        return self._off_loop(self._inner.hash, password)
-
-    def verify(self, hash: str, password: str) -> None:
-        self._off_loop(self._inner.verify, hash, password)
-
-    def needs_rehash(self, hash: str) -> bool:
-        return self._inner.needs_rehash(hash)
-
-    def verify_any(self, password: str, hashes: Sequence[str]) -> int | None:
-        # The fan-out runs on this hasher's pool (the bound); only the wait takes a thread.
-        fan_out = super().verify_any
-        return await_(asyncio.to_thread(fan_out, password, hashes))
 
 
 def _flow(
@@ -120,7 +84,7 @@ class AsyncIdentityService:
             settings,
             email_sender=cast(EmailSender, Awaiting(email_sender)),
             policy=policy,
-            hasher=_OffLoopHasher(self.hasher),
+            hasher=_OffLoop(self.hasher),
             clock=clock,
             audit=None if audit is None else cast(AuditSink, Awaiting(audit)),
             sms_sender=None if sms_sender is None else cast(SmsSender, Awaiting(sms_sender)),
