@@ -77,3 +77,22 @@ def core_of(service: IdentityService) -> IdentityService:
     target = cast(Any, service).target
     core: IdentityService = target._core
     return core
+
+
+def innermost(storage: Storage) -> Storage:
+    """The synchronous stores behind a blocking face on an async bundle (for fault hooks)."""
+
+    def inner(component: object) -> Any:
+        while hasattr(component, "target"):
+            component = component.target
+        return component
+
+    together = storage.with_history
+    return Storage(
+        accounts=inner(storage.accounts),
+        history=inner(storage.history),
+        tokens=inner(storage.tokens),
+        codes=inner(storage.codes),
+        rate_limits=inner(storage.rate_limits),
+        with_history=None if together is None else inner(together),
+    )

@@ -6,16 +6,12 @@ from datetime import datetime, timezone
 
 import pytest
 
+from _faces import innermost
 from kaspi_identity._errors import StorageError
 from kaspi_identity.storage import (
-    AccountStore,
     HistoryEntry,
     NewAccount,
-    OneTimeCodeStore,
-    PasswordHistoryStore,
-    RateLimiter,
     Storage,
-    TokenLedger,
 )
 from kaspi_identity.storage.memory import (
     MemoryAccountStore,
@@ -28,42 +24,11 @@ from kaspi_identity.storage.memory import (
     memory_storage,
 )
 from kaspi_identity.testing import (
-    AccountStoreContract,
-    AccountWithHistoryContract,
-    OneTimeCodeStoreContract,
-    PasswordHistoryStoreContract,
-    RateLimiterContract,
     StorageContract,
-    TokenLedgerContract,
     blocking_storage,
 )
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
-
-
-class TestMemoryAccountStore(AccountStoreContract):
-    def make_accounts(self) -> AccountStore:
-        return MemoryAccountStore()
-
-
-class TestMemoryPasswordHistoryStore(PasswordHistoryStoreContract):
-    def make_history(self) -> PasswordHistoryStore:
-        return MemoryPasswordHistoryStore()
-
-
-class TestMemoryTokenLedger(TokenLedgerContract):
-    def make_ledger(self) -> TokenLedger:
-        return MemoryTokenLedger()
-
-
-class TestMemoryOneTimeCodeStore(OneTimeCodeStoreContract):
-    def make_codes(self) -> OneTimeCodeStore:
-        return MemoryOneTimeCodeStore()
-
-
-class TestMemoryRateLimiter(RateLimiterContract):
-    def make_rate_limiter(self) -> RateLimiter:
-        return MemoryRateLimiter()
 
 
 def _break_history_writes(storage: Storage) -> None:
@@ -82,24 +47,6 @@ class TestMemoryStorageBundle(StorageContract):
 
     def make_storage(self) -> Storage:
         return memory_storage()
-
-    def break_history_writes(self, storage: Storage) -> None:
-        _break_history_writes(storage)
-
-
-class TestMemoryAccountWithHistory(AccountWithHistoryContract):
-    """The unit of work on its own, over two stores built by hand."""
-
-    def make_storage(self) -> Storage:
-        accounts, history = MemoryAccountStore(), MemoryPasswordHistoryStore()
-        return Storage(
-            accounts=accounts,
-            history=history,
-            tokens=MemoryTokenLedger(),
-            codes=MemoryOneTimeCodeStore(),
-            rate_limits=MemoryRateLimiter(),
-            with_history=MemoryAccountWithHistory(accounts, history),
-        )
 
     def break_history_writes(self, storage: Storage) -> None:
         _break_history_writes(storage)
@@ -163,3 +110,6 @@ class TestAsyncMemoryStorageBundle(StorageContract):
 
     def make_storage(self) -> Storage:
         return blocking_storage(async_memory_storage())
+
+    def break_history_writes(self, storage: Storage) -> None:
+        _break_history_writes(innermost(storage))

@@ -17,17 +17,13 @@ from typing import Any
 
 import pytest
 
+from _faces import innermost
 from kaspi_identity._errors import CorruptRecordError, DuplicateAccountError, StorageError
 from kaspi_identity.storage import (
-    AccountStore,
     CodeAttempt,
     HistoryEntry,
     NewAccount,
-    OneTimeCodeStore,
-    PasswordHistoryStore,
-    RateLimiter,
     Storage,
-    TokenLedger,
 )
 from kaspi_identity.storage import sqlite as sqlite_module
 from kaspi_identity.storage.sqlite import (
@@ -35,20 +31,14 @@ from kaspi_identity.storage.sqlite import (
     SQLiteAccountStore,
     SQLiteAccountWithHistory,
     SQLiteDatabase,
-    SQLiteOneTimeCodeStore,
     SQLitePasswordHistoryStore,
-    SQLiteRateLimiter,
     SQLiteTokenLedger,
+    async_sqlite_storage,
     sqlite_storage,
 )
 from kaspi_identity.testing import (
-    AccountStoreContract,
-    AccountWithHistoryContract,
-    OneTimeCodeStoreContract,
-    PasswordHistoryStoreContract,
-    RateLimiterContract,
     StorageContract,
-    TokenLedgerContract,
+    blocking_storage,
 )
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
@@ -70,31 +60,6 @@ class SQLiteFile:
         self.db = SQLiteDatabase(tmp_path / "identity.sqlite3")
         yield
         self.db.close()
-
-
-class TestSQLiteAccountStore(SQLiteFile, AccountStoreContract):
-    def make_accounts(self) -> AccountStore:
-        return SQLiteAccountStore(self.db)
-
-
-class TestSQLitePasswordHistoryStore(SQLiteFile, PasswordHistoryStoreContract):
-    def make_history(self) -> PasswordHistoryStore:
-        return SQLitePasswordHistoryStore(self.db)
-
-
-class TestSQLiteTokenLedger(SQLiteFile, TokenLedgerContract):
-    def make_ledger(self) -> TokenLedger:
-        return SQLiteTokenLedger(self.db)
-
-
-class TestSQLiteOneTimeCodeStore(SQLiteFile, OneTimeCodeStoreContract):
-    def make_codes(self) -> OneTimeCodeStore:
-        return SQLiteOneTimeCodeStore(self.db)
-
-
-class TestSQLiteRateLimiter(SQLiteFile, RateLimiterContract):
-    def make_rate_limiter(self) -> RateLimiter:
-        return SQLiteRateLimiter(self.db)
 
 
 def _break_history_writes(storage: Storage) -> None:
@@ -125,46 +90,17 @@ class TestSQLiteStorageBundle(StorageContract):
         _break_history_writes(storage)
 
 
-class TestSQLiteAccountWithHistory(SQLiteFile, AccountWithHistoryContract):
-    """The unit of work built by hand on one SQLiteDatabase, next to the two stores."""
+class TestAsyncSQLiteStorageBundle(StorageContract):
+    """The async factory's bundle (worker threads), through the blocking face."""
 
-    def make_storage(self) -> Storage:
-        return Storage(
-            accounts=SQLiteAccountStore(self.db),
-            history=SQLitePasswordHistoryStore(self.db),
-            tokens=SQLiteTokenLedger(self.db),
-            codes=SQLiteOneTimeCodeStore(self.db),
-            rate_limits=SQLiteRateLimiter(self.db),
-            with_history=SQLiteAccountWithHistory(self.db),
-        )
+    @pytest.fixture
+    def storage(self, tmp_path: Path) -> Iterator[Storage]:
+        path = tmp_path / "bundle.sqlite3"
+        with blocking_storage(async_sqlite_storage(path, synchronous="NORMAL")) as storage:
+            yield storage
 
     def break_history_writes(self, storage: Storage) -> None:
-        _break_history_writes(storage)
-
-    def test_a_failing_trim_rolls_back_too(self) -> None:
-        """Only the trim (DELETE) failing, after the history INSERT: nothing is kept."""
-        storage = self.make_storage()
-        assert storage.with_history is not None
-        account = storage.accounts.create(NewAccount(username="aliya", password_hash="h1"), now=T0)
-        entry = HistoryEntry(password_hash="h1", created_at=T0)
-        storage.history.append(account.id, entry, keep=1)
-        _corrupt(
-            Path(self.db.path),
-            "CREATE TRIGGER fail_trim BEFORE DELETE ON password_history"
-            " BEGIN SELECT RAISE(ABORT, 'injected fault'); END",
-        )
-        with pytest.raises(StorageError) as caught:
-            storage.with_history.replace_password(
-                account.id,
-                expected="h1",
-                new="h2",
-                entry=HistoryEntry(password_hash="h2", created_at=T0),
-                keep=1,
-            )
-        assert isinstance(caught.value.__cause__, sqlite3.IntegrityError)
-        assert storage.accounts.get(account.id) == account
-        assert storage.history.recent(account.id, 6) == [entry]
-        assert _row(Path(self.db.path), "SELECT count(*) FROM password_history") == (1,)
+        _break_history_writes(innermost(storage))
 
 
 def _raw(path: Path) -> sqlite3.Connection:

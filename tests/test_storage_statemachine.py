@@ -27,10 +27,11 @@ from kaspi_identity.storage.memory import (
     MemoryPasswordHistoryStore,
     MemoryRateLimiter,
     MemoryTokenLedger,
+    async_memory_storage,
     memory_storage,
 )
-from kaspi_identity.storage.sqlite import sqlite_storage
-from kaspi_identity.testing import make_comparison_machine
+from kaspi_identity.storage.sqlite import async_sqlite_storage, sqlite_storage
+from kaspi_identity.testing import blocking_storage, make_comparison_machine
 
 BOUNDED = settings(
     max_examples=150,
@@ -250,3 +251,28 @@ def test_machine_finds_planted_bugs(broken: Callable[[], Storage]) -> None:
     machine = make_comparison_machine(broken)
     with pytest.raises(AssertionError):
         run_state_machine_as_test(machine, settings=HUNT)
+
+
+def test_async_sqlite_agrees_with_memory(tmp_path: Path) -> None:
+    """The same random sequences through the async face of SQLite (worker threads)."""
+    files = itertools.count()
+
+    def candidate() -> Storage:
+        path = tmp_path / f"async-{next(files)}.sqlite3"
+        return blocking_storage(async_sqlite_storage(path, synchronous="NORMAL"))
+
+    # Fewer runs than the sync face's: the store code is the same, only the hops are new.
+    run_state_machine_as_test(
+        make_comparison_machine(candidate), settings=settings(BOUNDED, max_examples=40)
+    )
+
+
+def test_async_memory_agrees_with_memory() -> None:
+    """And through the async face of the memory adapter."""
+
+    def candidate() -> Storage:
+        return blocking_storage(async_memory_storage())
+
+    run_state_machine_as_test(
+        make_comparison_machine(candidate), settings=settings(BOUNDED, max_examples=40)
+    )
