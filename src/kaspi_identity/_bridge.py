@@ -26,8 +26,9 @@ stop the loop. None does (see ``IdentityService._dummy``).
 from __future__ import annotations
 
 import contextvars
+import functools
 import inspect
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, ParamSpec, TypeVar
 
 from greenlet import getcurrent, greenlet
@@ -78,8 +79,50 @@ def await_(awaitable: Awaitable[T]) -> T:
         )
     parent = current.parent
     assert parent is not None  # run_flow gave it the caller's greenlet
+    if inspect.iscoroutine(awaitable):
+        # Started right here, as an eager task would be: a store that answers without
+        # waiting (memory, a cached value) costs no switch at all. Only a coroutine that
+        # really waits is handed to run_flow, to go on from where it stopped.
+        try:
+            waits_on = awaitable.send(None)
+        except StopIteration as done:
+            value: T = done.value
+            return value
+        resumed: T = parent.switch(_Suspended(awaitable, waits_on))
+        return resumed
     result: T = parent.switch(awaitable)
     return result
+
+
+class _Suspended:
+    """A coroutine :func:`await_` started that waits on ``waits_on``; awaiting this resumes it.
+
+    The rest of the coroutine runs as ``yield from`` would run it: each future it waits on
+    goes up to the task running :func:`run_flow`, and what the task sends or throws back
+    (a result, a cancellation) goes down into the coroutine.
+    """
+
+    __slots__ = ("_coroutine", "_waits_on")
+
+    def __init__(self, coroutine: Coroutine[Any, Any, Any], waits_on: Any) -> None:
+        self._coroutine = coroutine
+        self._waits_on = waits_on
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coroutine, waits_on = self._coroutine, self._waits_on
+        while True:
+            try:
+                sent = yield waits_on
+            except BaseException as exc:
+                try:
+                    waits_on = coroutine.throw(exc)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    waits_on = coroutine.send(sent)
+                except StopIteration as done:
+                    return done.value
 
 
 class Awaiting:
@@ -88,10 +131,8 @@ class Awaiting:
     A method call on the face calls the target's method and, when that returns an
     awaitable, waits for it with :func:`await_`; a plain result (a sender such as the
     Outbox that never blocks) passes through. Attributes that are not callables pass
-    through too.
+    through too. Each method's face is made once and kept.
     """
-
-    __slots__ = ("_target",)
 
     def __init__(self, target: object) -> None:
         self._target = target
@@ -108,11 +149,13 @@ class Awaiting:
         attribute = getattr(self._target, name)
         if not callable(attribute):
             return attribute
+        isawaitable = inspect.isawaitable
 
         def call(*args: Any, **kwargs: Any) -> Any:
             result = attribute(*args, **kwargs)
-            return await_(result) if inspect.isawaitable(result) else result
+            return await_(result) if isawaitable(result) else result
 
+        self.__dict__[name] = call
         return call
 
     def covers(self, accounts: object, history: object) -> bool:
@@ -123,23 +166,18 @@ class Awaiting:
 Runner = Callable[[Callable[[], Any]], Awaitable[Any]]
 
 
-async def _direct(call: Callable[[], Any]) -> Any:
-    return call()
-
-
 class Coroutining:
     """An asynchronous face on a synchronous store: every method becomes a coroutine.
 
-    ``runner`` decides where the synchronous call runs: by default right away on the loop
-    (right for stores that never block, such as the memory adapter); the SQLite adapter
-    passes one that runs it on the store's own worker threads.
+    ``runner`` decides where the synchronous call runs: by default (``None``) right away
+    on the loop, for stores that never block (the memory adapter); the SQLite adapter
+    passes one that runs it on the store's own worker threads. Each method's face is made
+    once and kept.
     """
-
-    __slots__ = ("_runner", "_target")
 
     def __init__(self, target: object, runner: Runner | None = None) -> None:
         self._target = target
-        self._runner: Runner = runner if runner is not None else _direct
+        self._runner = runner
 
     def __repr__(self) -> str:
         return f"Coroutining({self._target!r})"
@@ -154,10 +192,18 @@ class Coroutining:
         if not callable(attribute):
             return attribute
         runner = self._runner
+        call: Callable[..., Coroutine[Any, Any, Any]]
+        if runner is None:
 
-        def call(*args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
-            return _run(runner, attribute, args, kwargs)
+            async def call(*args: Any, **kwargs: Any) -> Any:
+                return attribute(*args, **kwargs)
 
+        else:
+
+            async def call(*args: Any, **kwargs: Any) -> Any:
+                return await runner(functools.partial(attribute, *args, **kwargs))
+
+        self.__dict__[name] = call
         return call
 
     def covers(self, accounts: object, history: object) -> bool:
@@ -173,14 +219,11 @@ class Coroutining:
         close = getattr(self._target, "close", None)
         try:
             if close is not None:
-                await self._runner(close)
+                if self._runner is None:
+                    close()
+                else:
+                    await self._runner(close)
         finally:
             release = getattr(self._runner, "release", None)
             if release is not None:
                 release()
-
-
-async def _run(
-    runner: Runner, attribute: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
-    return await runner(lambda: attribute(*args, **kwargs))

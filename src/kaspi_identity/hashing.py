@@ -534,6 +534,10 @@ class PasswordHasher:
             return self._executor
 
 
+# KiB x passes at or below which the async face hashes on the loop: TESTS_ONLY's 8 x 1.
+_INLINE_COST: Final = 64
+
+
 class _OffLoop(PasswordHasher):
     """The flows' hasher on the async face: argon2 never runs on the event loop.
 
@@ -544,11 +548,15 @@ class _OffLoop(PasswordHasher):
     ``kaspi_identity._bridge.run_flow``.
     """
 
-    __slots__ = ("_inner",)
+    __slots__ = ("_inline", "_inner")
 
     def __init__(self, inner: PasswordHasher) -> None:
         super().__init__(inner.profile, max_concurrency=inner.max_concurrency)
         self._inner = inner
+        # A profile as cheap as TESTS_ONLY (a few microseconds) costs less than the hop to
+        # a thread and back; it runs inline. Every real profile (MiB of memory) goes off.
+        profile = inner.profile
+        self._inline = profile.memory_cost * profile.time_cost <= _INLINE_COST
 
     def __repr__(self) -> str:
         return repr(self._inner)
@@ -568,12 +576,17 @@ class _OffLoop(PasswordHasher):
 
         from kaspi_identity._bridge import await_
 
+        if self._inline:
+            return self._inner.verify_any(password, hashes)
         return await_(asyncio.to_thread(self._inner.verify_any, password, hashes))
 
     def _off_loop(self, fn: Callable[..., _T], *args: object) -> _T:
         import asyncio
 
         from kaspi_identity._bridge import await_
+
+        if self._inline:
+            return fn(*args)
 
         future = self._inner._get_executor().submit(fn, *args)
         return await_(asyncio.wrap_future(future))
