@@ -38,10 +38,12 @@ from kaspi_identity.phone import Iin, InvalidIinError, InvalidPhoneError, parse_
 from kaspi_identity.policy import (
     CONFIG_KEYS,
     PRESET_NAMES,
+    STRENGTH_FEEDBACK_CODES,
     VIOLATION_CODES,
     Hint,
     PasswordPolicy,
     PolicyResult,
+    StrengthFeedback,
     UserInfo,
     Violation,
 )
@@ -54,6 +56,7 @@ __all__ = [
     "PRESET_NAMES",
     "PROFILES",
     "RFC_9106_LOW_MEMORY",
+    "STRENGTH_FEEDBACK_CODES",
     "TESTS_ONLY",
     "VIOLATION_CODES",
     "AccountNotFoundError",
@@ -79,6 +82,7 @@ __all__ = [
     "PolicyConfigError",
     "PolicyResult",
     "StorageError",
+    "StrengthFeedback",
     "UnknownLanguageError",
     "UserInfo",
     "Violation",
