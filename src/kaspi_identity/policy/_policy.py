@@ -18,6 +18,7 @@ from kaspi_identity._errors import PolicyConfigError
 from kaspi_identity._normalize import normalize_password
 from kaspi_identity.i18n import get_catalog
 from kaspi_identity.policy._blocklist import BlocklistError, builtin_blocklist, load_blocklist
+from kaspi_identity.policy._deviations import Deviation, deviations_of
 from kaspi_identity.policy._frozen import FrozenMap
 from kaspi_identity.policy._presets import PRESETS
 from kaspi_identity.policy._result import PolicyResult, Violation
@@ -319,6 +320,28 @@ class PasswordPolicy:
             catalog.message(key, count=count, **params)
             for key, count, params in self._requirements()
         ]
+
+    def deviations(self, *, multi_factor: bool = False) -> tuple[Deviation, ...]:
+        """Where this policy departs from NIST SP 800-63B-4 and OWASP ASVS 5.0, rule by rule.
+
+        One :class:`Deviation` per rule and standard, in config-key order (NIST first): a
+        minimum length below 15 (NIST, single factor) or 8 (NIST with ``multi_factor``, and
+        ASVS 6.2.1), a maximum below 64 (NIST, ASVS 6.2.9), composition rules (``require``,
+        ``min_classes``, ``max_repeat``: NIST, ASVS 6.2.5), a restricted ``alphabet`` (NIST,
+        ASVS 6.2.5), no personal-data check (NIST, ASVS 6.2.11) and no blocklist (NIST,
+        ASVS 6.2.4 and 6.2.12). ``()`` for a policy that departs from neither, such as the
+        ``nist`` preset. The texts are in English.
+
+        Args:
+            multi_factor: the password is used only together with a second factor, for which
+                NIST SP 800-63B-4 allows a minimum of 8 characters instead of 15.
+
+        Raises:
+            TypeError: ``multi_factor`` is not a bool.
+        """
+        if not isinstance(multi_factor, bool):
+            raise TypeError(f"multi_factor must be a bool, not {type(multi_factor).__name__}")
+        return deviations_of(self, multi_factor=multi_factor)
 
     # -- internals ------------------------------------------------------------------------
 
