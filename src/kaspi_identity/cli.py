@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import importlib.metadata
+import json
 import os
 import sys
 import tempfile
@@ -125,6 +126,11 @@ def _build_parser() -> argparse.ArgumentParser:
         " (in English)",
     )
     describe.add_argument(
+        "--json",
+        action="store_true",
+        help="print the policy document (policy.document()) as JSON instead of the lines",
+    )
+    describe.add_argument(
         "--multi-factor",
         action="store_true",
         help="with --deviations: the password is used only with a second factor (NIST then"
@@ -223,7 +229,13 @@ def _cmd_check(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
 def _cmd_describe(args: argparse.Namespace, out: TextIO) -> int:
     if args.multi_factor and not args.deviations:
         raise _UsageError("--multi-factor needs --deviations")
+    if args.json and args.deviations:
+        raise _UsageError("--json and --deviations cannot be combined")
     policy = _load_policy(args)
+    if args.json:
+        json.dump(policy.document(args.lang), out, ensure_ascii=False, indent=2)
+        print(file=out)
+        return EXIT_OK
     print(render("cli.requirements", args.lang), file=out)
     for line in policy.describe(args.lang):
         print(f"  - {line}", file=out)

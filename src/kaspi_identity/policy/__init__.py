@@ -8,6 +8,7 @@ from kaspi_identity.policy._deviations import (
     OWASP_ASVS_5,
     Deviation,
 )
+from kaspi_identity.policy._document import POLICY_DOCUMENT_VERSION
 from kaspi_identity.policy._policy import CONFIG_KEYS, PRESET_NAMES, PasswordPolicy
 from kaspi_identity.policy._result import (
     STRENGTH_FEEDBACK_CODES,
@@ -26,6 +27,7 @@ __all__ = [
     "DEVIATION_STANDARDS",
     "NIST_800_63B_4",
     "OWASP_ASVS_5",
+    "POLICY_DOCUMENT_VERSION",
     "PRESET_NAMES",
     "STRENGTH_FEEDBACK_CODES",
     "STRENGTH_FEEDBACK_KINDS",

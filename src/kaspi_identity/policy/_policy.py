@@ -19,6 +19,7 @@ from kaspi_identity._normalize import normalize_password
 from kaspi_identity.i18n import get_catalog
 from kaspi_identity.policy._blocklist import BlocklistError, builtin_blocklist, load_blocklist
 from kaspi_identity.policy._deviations import Deviation, deviations_of
+from kaspi_identity.policy._document import policy_document
 from kaspi_identity.policy._frozen import FrozenMap
 from kaspi_identity.policy._presets import PRESETS
 from kaspi_identity.policy._result import PolicyResult, Violation
@@ -320,6 +321,24 @@ class PasswordPolicy:
             catalog.message(key, count=count, **params)
             for key, count, params in self._requirements()
         ]
+
+    def document(self, lang: str = "en") -> dict[str, Any]:
+        """The policy as one JSON-ready document, its requirement lines rendered in ``lang``.
+
+        What a front end's live checklist or a framework's policy endpoint serves: the
+        version of the shape, the language, the normalisation, ``length`` (``min``, ``max``
+        — the hard cap 4096 when ``max_length`` is off — and ``max_configured``),
+        ``classes`` (each required class with its count and characters, ``min_classes``,
+        ``special_characters``), ``alphabet`` (``kind`` and, for an explicit one, its
+        ``characters``), ``max_repeat``, ``personal_info``, ``strength``, ``blocklist``
+        (whether the built-in and own lists are used; never a path), ``history`` and
+        ``requirements`` (``key``, rendered ``text`` and ``params`` of each line of
+        :meth:`describe`). Off rules are ``null``. docs/policy.schema.json is its JSON Schema.
+
+        Raises:
+            UnknownLanguageError: ``lang`` has no catalog.
+        """
+        return policy_document(self, lang)
 
     def deviations(self, *, multi_factor: bool = False) -> tuple[Deviation, ...]:
         """Where this policy departs from NIST SP 800-63B-4 and OWASP ASVS 5.0, rule by rule.
