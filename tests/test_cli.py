@@ -430,3 +430,35 @@ class TestDemo:
         code, out, _ = run(["demo", "--lang", "kk"])
         assert code == 0
         assert "Барлық қадам күтілгендей орындалды." in out
+
+
+class TestDescribeDeviations:
+    def test_deviations_are_printed(self) -> None:
+        """--deviations adds one block per deviation, in English, after the requirements."""
+        code, out, _ = run(
+            ["describe", "--preset", "utility-cabinet", "--lang", "ru", "--deviations"]
+        )
+        assert code == 0
+        assert out.startswith("Требования к паролю:")
+        assert "Deviations from NIST SP 800-63B-4 and OWASP ASVS 5.0:" in out
+        assert "  - max_length: OWASP ASVS 5.0 6.2.9\n" in out
+        assert "    this policy:  Rejects passwords longer than 10 characters.\n" in out
+        assert out.count("\n  - ") == 2 + 11  # two requirement lines, eleven deviations
+
+    def test_none(self) -> None:
+        """A policy without deviations says so."""
+        code, out, _ = run(["describe", "--preset", "nist", "--deviations"])
+        assert code == 0
+        assert out.rstrip().endswith("No deviations from NIST SP 800-63B-4 and OWASP ASVS 5.0.")
+
+    def test_multi_factor(self) -> None:
+        """--multi-factor lowers NIST's minimum to 8; it needs --deviations."""
+        code, out, _ = run(["describe", "--deviations", "--multi-factor"])
+        assert (code, "No deviations" in out) == (0, True)
+        code, _, err = run(["describe", "--multi-factor"])
+        assert (code, err) == (2, "kaspi-identity: --multi-factor needs --deviations\n")
+
+    def test_without_the_flag_nothing_changes(self) -> None:
+        """describe alone prints the requirement lines only."""
+        _, out, _ = run(["describe", "--preset", "utility-cabinet"])
+        assert "Deviations" not in out

@@ -28,6 +28,29 @@ from kaspi_identity.i18n import (
 )
 from kaspi_identity.i18n._po import PoFile, parse_po
 
+# The message keys of the strength feedback sub-codes (``strength.<key>``).
+STRENGTH_FEEDBACK_KEYS = (
+    "common_password.top10",
+    "common_password.top100",
+    "common_password.very_common",
+    "common_password.similar",
+    "common_word",
+    "names.alone",
+    "names.common",
+    "personal_data",
+    "keyboard_pattern.straight_row",
+    "keyboard_pattern.short",
+    "repeats.character",
+    "repeats.group",
+    "sequence",
+    "recent_year",
+    "dates",
+    "capitalization",
+    "all_uppercase",
+    "reversed_word",
+    "substitutions",
+    "add_word",
+)
 # The stable message keys: the policy engine and host front ends rely on every one of them.
 SINGULAR_KEYS = frozenset(
     {
@@ -44,6 +67,8 @@ SINGULAR_KEYS = frozenset(
         "violation.contains_personal_info.phone",
         "violation.contains_personal_info.name",
         "violation.too_weak",
+        "violation.too_weak.feedback",
+        *(f"strength.{key}" for key in STRENGTH_FEEDBACK_KEYS),
         "violation.too_common",
         "violation.confirmation_mismatch",
         "hint.keyboard_layout",

@@ -22,7 +22,7 @@ from kaspi_identity import (
     UserInfo,
     Violation,
 )
-from kaspi_identity.policy import USERINFO_LIMITS, _blocklist, strength_window
+from kaspi_identity.policy import USERINFO_LIMITS, StrengthFeedback, _blocklist, strength_window
 
 LANGUAGES = ("en", "ru", "kk")
 ALL_CLASSES = ("upper", "lower", "digit", "special")
@@ -525,9 +525,12 @@ class TestStrength:
     policy = bare(min_strength=3)
 
     def test_weak_password(self) -> None:
-        """ "password1" scores 0: too weak, with the threshold and the score as params."""
+        """ "password1" scores 0: too weak, with the threshold, the score and the feedback."""
         result = self.policy.check("password1")
-        assert (Violation("too_weak", {"min_strength": 3, "score": 0}),) == result.violations
+        common = StrengthFeedback("common_password", {"kind": "very_common"})
+        feedback = (common, StrengthFeedback("add_word"))
+        params = {"min_strength": 3, "score": 0, "feedback": feedback}
+        assert (Violation("too_weak", params),) == result.violations
 
     @pytest.mark.parametrize("password", ["Xk9#mQ2$vL7pRt", "correct horse battery staple"])
     def test_strong_password(self, password: str) -> None:
@@ -542,7 +545,12 @@ class TestStrength:
 
     def test_empty_password_scores_zero(self) -> None:
         """The empty password is too weak with score 0."""
-        assert {"min_strength": 3, "score": 0} == dict(self.policy.check("").violations[0].params)
+        params = dict(self.policy.check("").violations[0].params)
+        assert {
+            "min_strength": 3,
+            "score": 0,
+            "feedback": (StrengthFeedback("add_word"),),
+        } == params
 
     def test_long_crafted_input_is_checked(self) -> None:
         """A 128-character l33t-heavy password is checked (on a bounded prefix)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import importlib.metadata
+import json
 import os
 import sys
 import tempfile
@@ -23,7 +24,13 @@ from typing import Any, NoReturn, TextIO
 from kaspi_identity._errors import KaspiIdentityError, PolicyConfigError, StorageError
 from kaspi_identity.hashing import PROFILES, HashProfile, PasswordHasher, _time_one_hash, calibrate
 from kaspi_identity.i18n import DEFAULT_LANGUAGE, SUPPORTED_LANGUAGES, render
-from kaspi_identity.policy import PRESET_NAMES, PasswordPolicy, UserInfo
+from kaspi_identity.policy import (
+    DEVIATION_STANDARDS,
+    PRESET_NAMES,
+    Deviation,
+    PasswordPolicy,
+    UserInfo,
+)
 
 __all__ = ["main"]
 
@@ -112,6 +119,23 @@ def _build_parser() -> argparse.ArgumentParser:
 
     describe = commands.add_parser("describe", help="print a policy's requirements")
     _add_policy_options(describe)
+    describe.add_argument(
+        "--deviations",
+        action="store_true",
+        help="also print where the policy departs from NIST SP 800-63B-4 and OWASP ASVS 5.0"
+        " (in English)",
+    )
+    describe.add_argument(
+        "--json",
+        action="store_true",
+        help="print the policy document (policy.document()) as JSON instead of the lines",
+    )
+    describe.add_argument(
+        "--multi-factor",
+        action="store_true",
+        help="with --deviations: the password is used only with a second factor (NIST then"
+        " asks at least 8 characters, not 15)",
+    )
 
     hash_ = commands.add_parser("hash", help="hash a password with argon2id")
     hash_.add_argument(
@@ -142,6 +166,11 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     compliance.add_argument(
         "--seed", type=int, default=0, help="random seed, for a reproducible report (default 0)"
+    )
+    compliance.add_argument(
+        "--multi-factor",
+        action="store_true",
+        help="the password is used only with a second factor (for the deviation notes)",
     )
 
     cal = commands.add_parser("calibrate", help="pick argon2id parameters for a target time")
@@ -198,11 +227,34 @@ def _cmd_check(args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
 
 
 def _cmd_describe(args: argparse.Namespace, out: TextIO) -> int:
+    if args.multi_factor and not args.deviations:
+        raise _UsageError("--multi-factor needs --deviations")
+    if args.json and args.deviations:
+        raise _UsageError("--json and --deviations cannot be combined")
     policy = _load_policy(args)
+    if args.json:
+        json.dump(policy.document(args.lang), out, ensure_ascii=False, indent=2)
+        print(file=out)
+        return EXIT_OK
     print(render("cli.requirements", args.lang), file=out)
     for line in policy.describe(args.lang):
         print(f"  - {line}", file=out)
+    if args.deviations:
+        _print_deviations(policy.deviations(multi_factor=args.multi_factor), out)
     return EXIT_OK
+
+
+def _print_deviations(deviations: Sequence[Deviation], out: TextIO) -> None:
+    """The deviations, one block each, in English (they quote the standards)."""
+    standards = " and ".join(DEVIATION_STANDARDS)
+    if not deviations:
+        print(f"No deviations from {standards}.", file=out)
+        return
+    print(f"Deviations from {standards}:", file=out)
+    for deviation in deviations:
+        print(f"  - {deviation.rule}: {deviation.standard} {deviation.clause}", file=out)
+        print(f"    the standard: {deviation.standard_says}", file=out)
+        print(f"    this policy:  {deviation.policy_does}", file=out)
 
 
 def _cmd_hash(args: argparse.Namespace, stdin: TextIO, out: TextIO, err: TextIO) -> int:
@@ -259,7 +311,15 @@ def _cmd_compliance(args: argparse.Namespace, out: TextIO) -> int:
         raise _UsageError(
             f"the compliance report needs Hypothesis: pip install 'kaspi-identity[test]' ({exc})"
         ) from None
-    return int(run_compliance(policy, out=out, examples=args.examples, seed=args.seed))
+    return int(
+        run_compliance(
+            policy,
+            out=out,
+            examples=args.examples,
+            seed=args.seed,
+            multi_factor=args.multi_factor,
+        )
+    )
 
 
 def _cmd_calibrate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

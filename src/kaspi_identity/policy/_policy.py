@@ -18,6 +18,8 @@ from kaspi_identity._errors import PolicyConfigError
 from kaspi_identity._normalize import normalize_password
 from kaspi_identity.i18n import get_catalog
 from kaspi_identity.policy._blocklist import BlocklistError, builtin_blocklist, load_blocklist
+from kaspi_identity.policy._deviations import Deviation, deviations_of
+from kaspi_identity.policy._document import policy_document
 from kaspi_identity.policy._frozen import FrozenMap
 from kaspi_identity.policy._presets import PRESETS
 from kaspi_identity.policy._result import PolicyResult, Violation
@@ -319,6 +321,46 @@ class PasswordPolicy:
             catalog.message(key, count=count, **params)
             for key, count, params in self._requirements()
         ]
+
+    def document(self, lang: str = "en") -> dict[str, Any]:
+        """The policy as one JSON-ready document, its requirement lines rendered in ``lang``.
+
+        What a front end's live checklist or a framework's policy endpoint serves: the
+        version of the shape, the language, the normalisation, ``length`` (``min``, ``max``
+        — the hard cap 4096 when ``max_length`` is off — and ``max_configured``),
+        ``classes`` (each required class with its count and characters, ``min_classes``,
+        ``special_characters``), ``alphabet`` (``kind`` and, for an explicit one, its
+        ``characters``), ``max_repeat``, ``personal_info``, ``strength``, ``blocklist``
+        (whether the built-in and own lists are used; never a path), ``history`` and
+        ``requirements`` (``key``, rendered ``text`` and ``params`` of each line of
+        :meth:`describe`). Off rules are ``null``. docs/policy.schema.json is its JSON Schema.
+
+        Raises:
+            UnknownLanguageError: ``lang`` has no catalog.
+        """
+        return policy_document(self, lang)
+
+    def deviations(self, *, multi_factor: bool = False) -> tuple[Deviation, ...]:
+        """Where this policy departs from NIST SP 800-63B-4 and OWASP ASVS 5.0, rule by rule.
+
+        One :class:`Deviation` per rule and standard, in config-key order (NIST first): a
+        minimum length below 15 (NIST, single factor) or 8 (NIST with ``multi_factor``, and
+        ASVS 6.2.1), a maximum below 64 (NIST, ASVS 6.2.9), composition rules (``require``,
+        ``min_classes``, ``max_repeat``: NIST, ASVS 6.2.5), a restricted ``alphabet`` (NIST,
+        ASVS 6.2.5), no personal-data check (NIST, ASVS 6.2.11) and no blocklist (NIST,
+        ASVS 6.2.4 and 6.2.12). ``()`` for a policy that departs from neither, such as the
+        ``nist`` preset. The texts are in English.
+
+        Args:
+            multi_factor: the password is used only together with a second factor, for which
+                NIST SP 800-63B-4 allows a minimum of 8 characters instead of 15.
+
+        Raises:
+            TypeError: ``multi_factor`` is not a bool.
+        """
+        if not isinstance(multi_factor, bool):
+            raise TypeError(f"multi_factor must be a bool, not {type(multi_factor).__name__}")
+        return deviations_of(self, multi_factor=multi_factor)
 
     # -- internals ------------------------------------------------------------------------
 

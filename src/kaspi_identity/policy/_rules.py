@@ -14,12 +14,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
-from kaspi_identity.policy._result import Hint, Violation
+from kaspi_identity.policy._result import Hint, StrengthFeedback, Violation
 from kaspi_identity.policy._strength import (
     EXACT_LENGTH,
     MAX_L33T_TABLES,
+    assess,
     l33t_tables,
-    proven_score,
 )
 from kaspi_identity.policy._text import (
     CYRILLIC,
@@ -360,7 +360,8 @@ class Strength:
     """``too_weak``: zxcvbn's score of the whole password is (or may be) below ``min_strength``.
 
     The score is :func:`~kaspi_identity.policy._strength.proven_score`'s: never above zxcvbn's
-    own, so whatever this rule accepts, zxcvbn scores at least ``min_strength``.
+    own, so whatever this rule accepts, zxcvbn scores at least ``min_strength``. The violation's
+    ``feedback`` says why, as :class:`StrengthFeedback` sub-codes.
     """
 
     min_strength: int
@@ -369,9 +370,14 @@ class Strength:
         inputs: list[str] = []
         if ctx.user is not None:
             inputs = [frag for _, frag in personal_fragments(ctx.user)][:32]
-        score = proven_score(ctx.password, inputs, self.min_strength)
+        score, feedback = assess(ctx.password, inputs, self.min_strength)
         if score < self.min_strength:
-            ctx.add("too_weak", min_strength=self.min_strength, score=score)
+            ctx.add(
+                "too_weak",
+                min_strength=self.min_strength,
+                score=score,
+                feedback=tuple(StrengthFeedback(code, params) for code, params in feedback),
+            )
 
     def requirements(self) -> Iterator[Requirement]:
         yield ("requirement.min_strength", None, {})

@@ -35,7 +35,7 @@ import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, cast
 
 __all__ = [
     "BOUND_LENGTH",
@@ -43,6 +43,8 @@ __all__ = [
     "LONG_FROM",
     "MAX_INPUT_LENGTH",
     "MAX_L33T_TABLES",
+    "assess",
+    "feedback_of",
     "l33t_tables",
     "lower_bound",
     "proven_score",
@@ -116,12 +118,18 @@ def l33t_tables(password: str, limit: int = MAX_L33T_TABLES) -> int:
 
 def zxcvbn_score(password: str, inputs: Sequence[str]) -> int:
     """``zxcvbn(password, user_inputs=inputs)["score"]``, whatever the length (slow: tests)."""
+    return int(_zxcvbn(password, inputs)["score"])
+
+
+def _zxcvbn(password: str, inputs: Sequence[str]) -> dict[str, Any]:
+    """``zxcvbn(password, user_inputs=inputs)``: its score and its match sequence."""
     from zxcvbn import zxcvbn
 
     # zxcvbn 4.5 refuses more than 72 characters unless told otherwise; 4.4 has no limit.
     limit: dict[str, int] = {"max_length": len(password)} if len(password) > 72 else {}
     with _zxcvbn_lock:
-        return int(zxcvbn(password, user_inputs=list(inputs), **limit)["score"])
+        result: dict[str, Any] = zxcvbn(password, user_inputs=list(inputs), **limit)
+    return result
 
 
 def proven_score(password: str, inputs: Sequence[str], target: int) -> int:
@@ -131,22 +139,60 @@ def proven_score(password: str, inputs: Sequence[str], target: int) -> int:
     below ``target`` is the best lower bound found), and ``target`` itself once it is proven.
     ``inputs`` are zxcvbn's user inputs, each cut to :data:`MAX_INPUT_LENGTH` characters.
     """
+    return _assess(password, inputs, target, explain=False)[0]
+
+
+def assess(
+    password: str, inputs: Sequence[str], target: int
+) -> tuple[int, tuple[tuple[str, dict[str, str]], ...]]:
+    """:func:`proven_score`, and when it is below ``target`` the feedback on why.
+
+    The feedback is a tuple of ``(sub-code, params)`` pairs (the codes of
+    ``kaspi_identity.policy.STRENGTH_FEEDBACK_CODES``), derived from the matches that explain
+    the score: zxcvbn's own match sequence when zxcvbn scored the password, else the cheapest
+    cover of the bound (or the long pattern found by the linear scans). It never holds any
+    part of the password; it is ``()`` when the score reaches ``target``. The score is
+    exactly :func:`proven_score`'s.
+    """
+    score, matches = _assess(password, inputs, target, explain=True)
+    return score, (feedback_of(matches) if score < target else ())
+
+
+def _assess(
+    password: str, inputs: Sequence[str], target: int, *, explain: bool
+) -> tuple[int, list[dict[str, Any]]]:
+    """The proven score and, with ``explain`` and below ``target``, the matches behind it."""
     inputs = [text[:MAX_INPUT_LENGTH] for text in inputs]
     n = len(password)
     if n == 0:
-        return 0
+        return 0, []
     if n <= EXACT_LENGTH and l33t_tables(password) <= MAX_L33T_TABLES:
         try:
-            return min(zxcvbn_score(password, inputs), target)
+            result = _zxcvbn(password, inputs)
         except ValueError:
             pass  # zxcvbn cannot parse "12345\n" as a date; the bound below does not raise
-    if n > LONG_FROM and not _has_long_pattern(password, -(-n // 3)):
-        return target
-    if n > BOUND_LENGTH:
-        return 0
+        else:
+            score = min(int(result["score"]), target)
+            return score, list(result["sequence"]) if explain and score < target else []
+    if n > LONG_FROM:
+        kind = _long_pattern(password, -(-n // 3))
+        if kind is None:
+            return target, []
+        if n > BOUND_LENGTH:
+            if not explain:
+                return 0, []
+            # A repeat is the likelier reading of a long pattern ("1234567890" * 30).
+            kind = _long_pattern(password, -(-n // 3), repeat_first=True) or kind
+            return 0, [_long_match(password, kind)]
     cap = _THRESHOLD[target]
-    guesses = lower_bound(password, inputs, cap)
-    return target if guesses >= cap else min(_score_of(guesses), target - 1)
+    search = _search(inputs)
+    if not explain:
+        guesses = _bound(password, cap, search)
+        return (target if guesses >= cap else min(_score_of(guesses), target - 1)), []
+    guesses, cover = _cheapest(password, _pieces(password, cap, search), cap)
+    if guesses >= cap:
+        return target, []
+    return min(_score_of(guesses), target - 1), _cover_matches(password, cover, search)
 
 
 # -- step 3: the linear scans ------------------------------------------------------------
@@ -165,12 +211,15 @@ def _adjacent_pairs() -> frozenset[str]:
     return frozenset(pairs)
 
 
-def _has_long_pattern(password: str, length: int) -> bool:
-    """Whether ``password`` may hold a zxcvbn repeat, sequence or spatial match this long.
+def _long_pattern(password: str, length: int, *, repeat_first: bool = False) -> str | None:
+    """The kind of zxcvbn match at least ``length`` long ``password`` may hold, or None.
 
-    A superset: True when in doubt, never False when such a match of at least ``length``
-    characters exists.
+    ``"spatial"``, ``"sequence"`` or ``"repeat"``: the first the scans meet (the repeat scan
+    runs last, or first with ``repeat_first``). A superset: a kind when in doubt, never None
+    when such a match of at least ``length`` characters exists.
     """
+    if repeat_first and _long_repeat(password, length):
+        return "repeat"
     n = len(password)
     pairs = _adjacent_pairs()
     walk = step_run = 0
@@ -182,11 +231,19 @@ def _has_long_pattern(password: str, length: int) -> bool:
         delta = ord(password[k]) - ord(password[k - 1])
         step_run = step_run + 1 if delta == last_delta and 0 < abs(delta) <= 5 else 1
         last_delta = delta
-        if walk + 1 >= length or (0 < abs(delta) <= 5 and step_run + 1 >= length):
-            return True
+        if walk + 1 >= length:
+            return "spatial"
+        if 0 < abs(delta) <= 5 and step_run + 1 >= length:
+            return "sequence"
+    return "repeat" if not repeat_first and _long_repeat(password, length) else None
+
+
+def _long_repeat(password: str, length: int) -> bool:
+    """Whether ``password`` may hold a zxcvbn repeat match at least ``length`` long."""
     # A repeat u * k (k >= 2) of ``length`` characters with period q = len(u) <= length / 2
     # has password[i] == password[i + q] over ceil(length / 2) consecutive i, so it holds an
     # aligned block of ``block`` characters that recurs q <= n / 2 characters later.
+    n = len(password)
     block = (-(-length // 2) + 1) // 2
     for start in range(0, n - block, block):
         piece = password[start : start + block]
@@ -381,59 +438,82 @@ def lower_bound(password: str, inputs: Sequence[str], cap: float) -> float:
     is the exact minimum of zxcvbn's guess formula over every sequence of at most three
     matches from a superset of zxcvbn's matches (see the module docstring).
     """
+    return _bound(password, cap, _search(inputs))
+
+
+def _search(inputs: Sequence[str]) -> _Search:
+    """The search state of one bound computation with the user inputs ``inputs``."""
     from zxcvbn.matching import build_ranked_dict
 
     user = build_ranked_dict([text.lower() for text in inputs])  # as zxcvbn() builds it
     longest = max([_MAX_WORD, *map(len, user)])
-    search = _Search(_dictionaries(), _Dictionaries.of((user,)), longest, {})
-    return _bound(password, cap, search)
+    return _Search(_dictionaries(), _Dictionaries.of((user,)), longest, {})
 
 
 def _bound(password: str, cap: float, search: _Search) -> float:
     key = (password, cap)
     found = search.memo.get(key)
     if found is None:
-        found = search.memo[key] = _cheapest(password, _pieces(password, cap, search), cap)
+        found = _cheapest(password, _pieces(password, cap, search), cap)[0]
+        search.memo[key] = found
     return found
 
 
-def _cheapest(password: str, pieces: list[list[tuple[int, float]]], cap: float) -> float:
-    """The least ``l! * prod + 10000 ** (l - 1)`` over tilings by at most three pieces."""
+# What kind of match a piece of the bound is, for the feedback: ("bruteforce",),
+# ("dictionary", word or projected word, reversed, l33t), ("spatial", turns), ("sequence",),
+# ("regex", name), ("date",) or ("repeat", base length).
+_Kind = tuple[object, ...]
+_BRUTEFORCE: Final[_Kind] = ("bruteforce",)
+# A piece of the cheapest cover: (start, end, guesses, kind).
+_Piece = tuple[int, int, float, _Kind]
+
+
+def _cheapest(
+    password: str, pieces: list[list[tuple[int, float, _Kind]]], cap: float
+) -> tuple[float, tuple[_Piece, ...]]:
+    """The least ``l! * prod + 10000 ** (l - 1)`` over tilings by at most three pieces.
+
+    And the tiling that reaches it (``()`` when none is below ``cap``).
+    """
     n = len(password)
-    best = cap
-    layer = {0: 1.0}  # where the next piece starts -> least product of the pieces before
+    best, best_cover = cap, cast("tuple[_Piece, ...]", ())
+    # where the next piece starts -> least product of the pieces before, and those pieces
+    layer: dict[int, tuple[float, tuple[_Piece, ...]]] = {0: (1.0, ())}
     length = 1
     while layer and _D ** (length - 1) < cap:
         factor, extra = math.factorial(length), _D ** (length - 1)
-        following: dict[int, float] = {}
-        for start, product in layer.items():
-            for end, guesses in pieces[start]:
+        following: dict[int, tuple[float, tuple[_Piece, ...]]] = {}
+        for start, (product, cover) in layer.items():
+            for end, guesses, kind in pieces[start]:
                 total = product * guesses
                 value = factor * total + extra
                 if value >= best:
                     continue  # longer sequences from here only cost more
                 if end == n:
-                    best = value
-                elif total < following.get(end, math.inf):
-                    following[end] = total
+                    best, best_cover = value, (*cover, (start, end, guesses, kind))
+                elif total < following.get(end, (math.inf,))[0]:
+                    following[end] = (total, (*cover, (start, end, guesses, kind)))
         layer = following
         length += 1
-    return best
+    return best, best_cover
 
 
-def _pieces(password: str, cap: float, search: _Search) -> list[list[tuple[int, float]]]:
-    """Every match (of the superset) worth fewer than ``cap`` guesses, by start: (end, guesses)."""
+def _pieces(password: str, cap: float, search: _Search) -> list[list[tuple[int, float, _Kind]]]:
+    """Every match (of the superset) worth fewer than ``cap`` guesses, by start.
+
+    Each as ``(end, guesses, kind)``.
+    """
     from zxcvbn import matching, scoring
 
     n = len(password)
-    pieces: list[list[tuple[int, float]]] = [[] for _ in range(n + 1)]
+    pieces: list[list[tuple[int, float, _Kind]]] = [[] for _ in range(n + 1)]
 
-    def add(i: int, j: int, guesses: float) -> None:
+    def add(i: int, j: int, guesses: float, kind: _Kind) -> None:
         """Record the match [i, j] (inclusive), at least zxcvbn's minimum for its length."""
         if j - i + 1 < n:
             guesses = max(guesses, 10.0 if i == j else 50.0)
         if guesses < cap:
-            pieces[i].append((j + 1, guesses))
+            pieces[i].append((j + 1, guesses, kind))
 
     def estimated(match: dict[str, Any]) -> float:
         return float(scoring.estimate_guesses(match, password))
@@ -450,7 +530,7 @@ def _pieces(password: str, cap: float, search: _Search) -> list[list[tuple[int, 
     longest = min(_BRUTEFORCE_MAX, max(1, math.ceil(math.log10(cap))))
     for i in range(n):
         for length in range(1, min(longest, n - i) + 1):
-            add(i, i + length - 1, max(10.0**length, 11.0 if length == 1 else 51.0))
+            add(i, i + length - 1, max(10.0**length, 11.0 if length == 1 else 51.0), _BRUTEFORCE)
 
     # Dictionary words, forwards (also l33t spellings) and reversed. zxcvbn slices its
     # lowercased text with the indices of the original (they differ only where lower()
@@ -479,7 +559,8 @@ def _pieces(password: str, cap: float, search: _Search) -> list[list[tuple[int, 
                 if plain and (word in ranks or word in user_ranks):
                     a, b = (n - 1 - j, n - 1 - i) if backwards else (i, j)
                     rank = search.rank(word)
-                    add(a, b, rank * variations(a, b) * (2.0 if backwards else 1.0))
+                    guesses = rank * variations(a, b) * (2.0 if backwards else 1.0)
+                    add(a, b, guesses, ("dictionary", word, backwards, False))
                 if not (l33t and length > 1 and l33t_at[j + 1] > l33t_at[i]):
                     continue
                 key = projected[i : j + 1]
@@ -491,21 +572,22 @@ def _pieces(password: str, cap: float, search: _Search) -> list[list[tuple[int, 
                         guesses = search.l33t_guesses(word, original, key, exact, may_stay)
                         search.l33t_memo[asked] = guesses
                     if guesses < math.inf:
-                        add(i, j, guesses * variations(i, j))
+                        add(i, j, guesses * variations(i, j), ("dictionary", key, False, True))
 
     for match in matching.spatial_match(password):
-        add(match["i"], match["j"], _spatial_guesses(match, cap))
-    for matcher in (matching.sequence_match, matching.regex_match):
-        for match in matcher(password):
-            add(match["i"], match["j"], estimated(match))
+        add(match["i"], match["j"], _spatial_guesses(match, cap), ("spatial", match["turns"]))
+    for match in matching.sequence_match(password):
+        add(match["i"], match["j"], estimated(match), ("sequence",))
+    for match in matching.regex_match(password):
+        add(match["i"], match["j"], estimated(match), ("regex", match["regex_name"]))
 
     if cap > _DATE_MIN_GUESSES:
         for (i, j), guesses in _dates(password).items():
-            add(i, j, guesses)
+            add(i, j, guesses, ("date",))
 
     for i, j, base, count in _repeats(password):
         base_guesses = _bound(base, cap / count, search)
-        add(i, j, base_guesses * count)
+        add(i, j, base_guesses * count, ("repeat", len(base)))
     return pieces
 
 
@@ -619,3 +701,133 @@ def _repeats(password: str) -> list[tuple[int, int, str, float]]:
         out.append((i, j, base, len(match.group(0)) / len(base)))
         last = j + 1
     return out
+
+
+# -- feedback ------------------------------------------------------------------------------
+
+_NAME_DICTIONARIES: Final = frozenset({"surnames", "male_names", "female_names"})
+_WORD_DICTIONARIES: Final = frozenset({"english_wikipedia", "us_tv_and_film"})
+_START_UPPER: Final = re.compile(r"^[A-Z][^A-Z]+$")  # zxcvbn's scoring.START_UPPER
+_ALL_UPPER: Final = re.compile(r"^[^a-z]+$")  # zxcvbn's scoring.ALL_UPPER
+
+
+def feedback_of(matches: Sequence[Mapping[str, Any]]) -> tuple[tuple[str, dict[str, str]], ...]:
+    """The feedback sub-codes of a zxcvbn match sequence, longest match first, ``add_word`` last.
+
+    zxcvbn's own feedback (``zxcvbn.feedback``) speaks of the longest match only, in English;
+    this speaks of every match that is not brute force, with zxcvbn's rules for each (a
+    common password, a word or a name alone, a keyboard row, a repeat, a sequence, a recent
+    year, a date; capitals, reversal and l33t substitutions of a word), as stable codes with
+    categorical params. Each ``(code, params)`` pair appears once.
+    """
+    sole = len(matches) == 1
+    out: list[tuple[str, dict[str, str]]] = []
+    for match in sorted(matches, key=lambda m: -len(m["token"])):
+        out.extend(_match_feedback(match, sole))
+    out.append(("add_word", {}))
+    unique: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[str, dict[str, str]]] = {}
+    for code, params in out:
+        unique.setdefault((code, tuple(sorted(params.items()))), (code, params))
+    return tuple(unique.values())
+
+
+def _match_feedback(match: Mapping[str, Any], sole: bool) -> list[tuple[str, dict[str, str]]]:
+    """The sub-codes of one match, following ``zxcvbn.feedback.get_match_feedback``."""
+    pattern = match["pattern"]
+    if pattern == "spatial":
+        return [("keyboard_pattern", {"kind": "straight_row" if match["turns"] == 1 else "short"})]
+    if pattern == "repeat":
+        single = len(match["base_token"]) == 1
+        return [("repeats", {"kind": "character" if single else "group"})]
+    if pattern == "sequence":
+        return [("sequence", {})]
+    if pattern == "regex":
+        return [("recent_year", {})] if match.get("regex_name") == "recent_year" else []
+    if pattern == "date":
+        return [("dates", {})]
+    if pattern != "dictionary":
+        return []  # brute force
+    out: list[tuple[str, dict[str, str]]] = []
+    name = match["dictionary_name"]
+    l33t, backwards = bool(match.get("l33t")), bool(match.get("reversed"))
+    if name == "passwords":
+        if sole and not l33t and not backwards:
+            rank = match["rank"]
+            kind = "top10" if rank <= 10 else "top100" if rank <= 100 else "very_common"
+            out.append(("common_password", {"kind": kind}))
+        elif match["guesses_log10"] <= 4:
+            out.append(("common_password", {"kind": "similar"}))
+    elif name in _WORD_DICTIONARIES:
+        if sole:
+            out.append(("common_word", {}))
+    elif name in _NAME_DICTIONARIES:
+        out.append(("names", {"kind": "alone" if sole else "common"}))
+    elif name == "user_inputs":
+        out.append(("personal_data", {}))
+    token = match["token"]
+    if _START_UPPER.search(token):
+        out.append(("capitalization", {}))
+    elif _ALL_UPPER.search(token) and token.lower() != token:
+        out.append(("all_uppercase", {}))
+    if backwards and len(token) >= 4:
+        out.append(("reversed_word", {}))
+    if l33t:
+        out.append(("substitutions", {}))
+    return out
+
+
+def _long_match(password: str, kind: str) -> dict[str, Any]:
+    """The match a long pattern found by the linear scans stands for (its details unknown)."""
+    if kind == "spatial":
+        return {"pattern": "spatial", "token": password, "turns": 2}
+    if kind == "sequence":
+        return {"pattern": "sequence", "token": password}
+    return {"pattern": "repeat", "token": password, "base_token": password[:2]}
+
+
+def _cover_matches(password: str, cover: Sequence[_Piece], search: _Search) -> list[dict[str, Any]]:
+    """The pieces of the bound's cheapest cover as zxcvbn-style matches, for the feedback."""
+    matches: list[dict[str, Any]] = []
+    for start, end, guesses, kind in cover:
+        token = password[start:end]
+        match: dict[str, Any] = {"pattern": kind[0], "token": token}
+        if kind[0] == "spatial":
+            match["turns"] = kind[1]
+        elif kind[0] == "regex":
+            match["regex_name"] = kind[1]
+        elif kind[0] == "repeat":
+            length = kind[1]
+            assert isinstance(length, int)  # narrowed for mypy; not a security check
+            match["base_token"] = token[:length]
+        elif kind[0] == "dictionary":
+            word, backwards, l33t = kind[1], kind[2], kind[3]
+            assert isinstance(word, str)  # narrowed for mypy; not a security check
+            name, rank = _dictionary_of(word, bool(l33t), search)
+            match.update(
+                dictionary_name=name,
+                rank=rank,
+                reversed=backwards,
+                l33t=l33t,
+                guesses_log10=math.log10(max(guesses, 1.0)),
+            )
+        matches.append(match)
+    return matches
+
+
+def _dictionary_of(word: str, l33t: bool, search: _Search) -> tuple[str, float]:
+    """The zxcvbn dictionary that ranks ``word`` lowest (a projected word with ``l33t``)."""
+    from zxcvbn.matching import RANKED_DICTIONARIES
+
+    candidates = [word]
+    if l33t:
+        candidates = [*search.words.projecting_onto(word), *search.inputs.projecting_onto(word)]
+    best: tuple[float, str] = (math.inf, "passwords")
+    for candidate in candidates:
+        user_rank = search.inputs.ranks.get(candidate)
+        if user_rank is not None:
+            best = min(best, (float(user_rank), "user_inputs"))
+        for name, ranked in RANKED_DICTIONARIES.items():
+            rank = ranked.get(candidate) if name != "user_inputs" else None
+            if rank is not None:
+                best = min(best, (float(rank), name))
+    return best[1], best[0]

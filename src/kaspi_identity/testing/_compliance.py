@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 from hypothesis.errors import FailedHealthCheck, InvalidArgument, Unsatisfiable
 
 from kaspi_identity.i18n import SUPPORTED_LANGUAGES
-from kaspi_identity.policy import Hint, PasswordPolicy, PolicyResult, UserInfo, Violation
+from kaspi_identity.policy import (
+    DEVIATION_STANDARDS,
+    Hint,
+    PasswordPolicy,
+    PolicyResult,
+    UserInfo,
+    Violation,
+)
 from kaspi_identity.testing._strategies import built_to_violate, passwords, well_formed
 
 __all__ = ["run_compliance"]
@@ -215,6 +222,16 @@ def _messages(policy: PasswordPolicy, seen: _Seen) -> tuple[str | None, str]:
     return None, detail
 
 
+def _deviations(policy: PasswordPolicy, report: _Report, *, multi_factor: bool) -> None:
+    """A ``note`` line per deviation from NIST SP 800-63B-4 / OWASP ASVS 5.0 (not checks)."""
+    deviations = policy.deviations(multi_factor=multi_factor)
+    if not deviations:
+        report.line("note", "deviations", f"none from {' and '.join(DEVIATION_STANDARDS)}")
+    for deviation in deviations:
+        where = f"{deviation.standard} {deviation.clause}"
+        report.line("note", f"deviation {deviation.rule}", f"{where}: {deviation.policy_does}")
+
+
 def _short(text: str) -> str:
     """``repr(text)``, cut to a report line's width."""
     shown = repr(text)
@@ -222,7 +239,12 @@ def _short(text: str) -> str:
 
 
 def run_compliance(
-    policy: PasswordPolicy, *, out: TextIO, examples: int = 200, seed: int | None = 0
+    policy: PasswordPolicy,
+    *,
+    out: TextIO,
+    examples: int = 200,
+    seed: int | None = 0,
+    multi_factor: bool = False,
 ) -> int:
     """Prove ``policy`` with property checks and write a short report to ``out``.
 
@@ -232,20 +254,24 @@ def run_compliance(
     password built to break the rule is reported with its code, for a sample user with a
     name, e-mail and phone); and every message the policy can show, its requirement lines
     included, renders in kk, ru and en. A failed check names the smallest example
-    Hypothesis found.
+    Hypothesis found. The report ends with a ``note`` line for each of the policy's
+    deviations from NIST SP 800-63B-4 and OWASP ASVS 5.0 (:meth:`PasswordPolicy.deviations`):
+    declared, not failed.
 
     Args:
         policy: the deployment's policy (e.g. ``PasswordPolicy.from_toml("identity.toml")``).
         out: where the report goes (``sys.stdout``).
         examples: examples per check.
         seed: makes the run reproducible; ``None`` draws new examples each run.
+        multi_factor: the password is used only with a second factor (passed to
+            :meth:`PasswordPolicy.deviations`).
 
     Returns:
         0 when every check holds, 1 otherwise.
 
     Raises:
-        TypeError: ``policy`` is not a :class:`PasswordPolicy`, or ``examples`` or ``seed``
-            is not an int.
+        TypeError: ``policy`` is not a :class:`PasswordPolicy`, ``examples`` or ``seed``
+            is not an int, or ``multi_factor`` not a bool.
         ValueError: ``examples`` is less than 1.
     """
     if not isinstance(policy, PasswordPolicy):
@@ -256,6 +282,8 @@ def run_compliance(
         raise ValueError(f"examples must be at least 1, not {examples}")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         raise TypeError(f"seed must be an int or None, not {type(seed).__name__}")
+    if not isinstance(multi_factor, bool):
+        raise TypeError(f"multi_factor must be a bool, not {type(multi_factor).__name__}")
 
     report = _Report(out)
     seen = _Seen()
@@ -307,6 +335,7 @@ def run_compliance(
     report.line("FAIL" if failure else "PASS", "messages complete", failure or detail)
     if policy.history:
         report.line("note", "history", "reused/similar_to_previous need storage: PasswordHistory")
+    _deviations(policy, report, multi_factor=multi_factor)
     total = report.passed + report.failed
     if report.failed:
         out.write(f"FAILED: {report.failed} of {total} checks failed\n")
