@@ -269,7 +269,9 @@ def _deliver(settings: _SmtpSettings, message: EmailMessage, transport: _Transpo
     try:
         transport.quit()
     except transport.errors:
-        transport.close()  # the letter was accepted; a failed goodbye changes nothing
+        pass  # the letter was accepted; a failed goodbye changes nothing
+    finally:
+        transport.close()  # after QUIT a no-op; after a failed or cancelled one, needed
 
 
 def _delivery_error(settings: _SmtpSettings, stage: str, diagnosis: _Diagnosis) -> DeliveryError:
