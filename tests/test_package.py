@@ -54,7 +54,21 @@ class TestImportIsLight:
             " 'kaspi_identity.testing', 'sqlite3']\n"
             "print(','.join(m for m in heavy if m in sys.modules))\n"
         )
-        out = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        assert python(code) == ""
+
+    def test_delivery_loads_the_async_sender_on_first_use(self) -> None:
+        """`kaspi_identity.delivery` needs neither aiosmtplib nor greenlet until asked."""
+        code = (
+            "import sys, kaspi_identity, kaspi_identity.delivery as d\n"
+            "heavy = ['aiosmtplib', 'greenlet', 'asyncio']\n"
+            "before = [m for m in heavy if m in sys.modules]\n"
+            "d.AsyncSmtpEmailSender\n"
+            "print(','.join(before), '|', ','.join(m for m in heavy if m in sys.modules))\n"
         )
-        assert out.stdout.strip() == ""
+        assert python(code) == "| aiosmtplib,greenlet,asyncio"
+
+
+def python(code: str) -> str:
+    """What a fresh interpreter prints running ``code``, stripped."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.strip()

@@ -14,11 +14,15 @@ and hand it to an :class:`EmailSender` (or :class:`SmsSender`)::
         link=reset_url, minutes=60, site="portal.example.kz",
     ))
 
-:class:`Outbox` is the sender for tests, :class:`ConsoleSender` the one for development
-(it prints links and codes: never in production). See docs/delivery.md.
+:class:`AsyncSmtpEmailSender` is the same SMTP sender for ``async`` code (the ``async``
+extra; aiosmtplib is imported only when it is first used). :class:`Outbox` is the sender
+for tests, :class:`ConsoleSender` the one for development (it prints links and codes:
+never in production). See docs/delivery.md.
 """
 
 from __future__ import annotations
+
+import typing as _typing
 
 from ._console import ConsoleSender
 from ._errors import DeliveryError
@@ -29,11 +33,15 @@ from ._sms import sms_encoding, sms_segments
 from ._smtp import SmtpEmailSender, SmtpSecurity
 from ._templates import EMAIL_KINDS, SMS_KINDS, render_email, render_sms
 
+if _typing.TYPE_CHECKING:
+    from ._smtp_async import AsyncSmtpEmailSender
+
 __all__ = [
     "EMAIL_KINDS",
     "SMS_KINDS",
     "AsyncEmailSender",
     "AsyncSmsSender",
+    "AsyncSmtpEmailSender",
     "ConsoleSender",
     "DeliveryError",
     "EmailMessage",
@@ -50,3 +58,12 @@ __all__ = [
     "sms_encoding",
     "sms_segments",
 ]
+
+
+def __getattr__(name: str) -> _typing.Any:
+    # The async sender needs aiosmtplib and greenlet (the ``async`` extra); the rest must not.
+    if name == "AsyncSmtpEmailSender":
+        from ._smtp_async import AsyncSmtpEmailSender
+
+        return AsyncSmtpEmailSender
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,38 +1,21 @@
-"""The production e-mail sender: stdlib :mod:`smtplib`, one connection per letter."""
+"""The production e-mail sender: stdlib :mod:`smtplib`, one connection per letter.
+
+Settings, the letter, the conversation and its errors are shared with the async sender
+(``_smtp_core``); this module holds only the calls smtplib makes.
+"""
 
 from __future__ import annotations
 
 import email.message
-import email.policy
-import email.utils
-import math
-import re
 import smtplib
-import socket
-import ssl
-from datetime import datetime, timezone
-from typing import Literal, NoReturn
 
-from ._errors import DeliveryError
-from ._messages import _ADDRESS, _HEADER_BREAKERS, EmailMessage
+from ._messages import EmailMessage
+from ._smtp_core import SmtpSecurity, _deliver, _Diagnosis, _SmtpSender, _SmtpSettings
 
 __all__ = ["SmtpEmailSender", "SmtpSecurity"]
 
-SmtpSecurity = Literal["starttls", "ssl", "none"]
-"""How the connection to the SMTP server is protected (see :class:`SmtpEmailSender`)."""
 
-_SECURITY_MODES = ("starttls", "ssl", "none")
-_HOST = re.compile(r"[^\s/@]+")
-_ENHANCED_STATUS = re.compile(rb"\s*([245]\.[0-9]{1,3}\.[0-9]{1,3})\b")
-_STAGES = {
-    "connect": "could not connect to the SMTP server",
-    "starttls": "could not start TLS with the SMTP server",
-    "login": "the SMTP server rejected the login at",
-    "send": "the SMTP server did not accept the letter at",
-}
-
-
-class SmtpEmailSender:
+class SmtpEmailSender(_SmtpSender):
     """Sends letters through an SMTP server with the standard library's :mod:`smtplib`.
 
     Each :meth:`send_email` opens a connection, protects it, logs in if credentials are
@@ -40,6 +23,7 @@ class SmtpEmailSender:
     no pooled connection to go stale, time out or be shared between threads, at the cost
     of a TCP and TLS handshake per letter -- nothing for password-reset traffic. The sender
     holds no mutable state, so one instance serves every thread.
+    :class:`AsyncSmtpEmailSender` is the same sender for ``async`` code.
 
     Args:
         host: the SMTP server's host name (checked against its TLS certificate).
@@ -50,7 +34,7 @@ class SmtpEmailSender:
             envelope sender, and its domain names the Message-ID.
         username: the login, or ``None`` to send without authentication.
         password: the password for ``username`` (never shown in ``repr`` or in an error).
-            smtplib sends credentials as ASCII, so both must be ASCII.
+            SMTP AUTH sends credentials as ASCII, so both must be ASCII.
         security: ``"starttls"`` (default): connect in clear, then upgrade with STARTTLS and
             refuse to continue if the server does not offer it -- never a silent downgrade.
             ``"ssl"``: TLS from the first byte. ``"none"``: no encryption at all, **for a
@@ -72,91 +56,7 @@ class SmtpEmailSender:
 
     """
 
-    __slots__ = (
-        "_envelope_sender",
-        "_host",
-        "_local_hostname",
-        "_msgid_domain",
-        "_password",
-        "_port",
-        "_security",
-        "_sender",
-        "_ssl_context",
-        "_timeout",
-        "_username",
-    )
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        *,
-        sender: str,
-        username: str | None = None,
-        password: str | None = None,
-        security: SmtpSecurity = "starttls",
-        timeout: float = 10.0,
-        ssl_context: ssl.SSLContext | None = None,
-        local_hostname: str | None = None,
-        allow_insecure_auth: bool = False,
-    ) -> None:
-        _require(host, str, "host")
-        _require(port, int, "port")
-        _require(sender, str, "sender")
-        _require(username, (str, type(None)), "username")
-        _require(password, (str, type(None)), "password")
-        _require(security, str, "security")
-        _require(timeout, (int, float), "timeout")
-        _require(ssl_context, (ssl.SSLContext, type(None)), "ssl_context")
-        _require(local_hostname, (str, type(None)), "local_hostname")
-        _require(allow_insecure_auth, bool, "allow_insecure_auth")
-
-        problems: dict[str, str] = {}
-        if not _HOST.fullmatch(host) or _HEADER_BREAKERS.search(host):
-            problems["host"] = "must be a host name or IP address"
-        if not 1 <= port <= 65535:
-            problems["port"] = "must be from 1 to 65535"
-        _display_name, address = email.utils.parseaddr(sender)
-        if _HEADER_BREAKERS.search(sender) or not _ADDRESS.fullmatch(address) or len(address) > 254:
-            problems["sender"] = "must be an address, optionally with a display name"
-        if (username is None) != (password is None):
-            problems["username"] = "username and password go together: give both or neither"
-        for name, credential in (("username", username), ("password", password)):
-            if credential is not None and (not credential or not credential.isascii()):
-                problems[name] = "must be a non-empty ASCII string (smtplib sends it as ASCII)"
-        if security not in _SECURITY_MODES:
-            problems["security"] = f"must be one of {', '.join(map(repr, _SECURITY_MODES))}"
-        elif security == "none":
-            if username is not None and not allow_insecure_auth:
-                problems["security"] = (
-                    "'none' would send the password in clear text; use 'starttls' or 'ssl' "
-                    "(or allow_insecure_auth=True for a local test server only)"
-                )
-            if ssl_context is not None:
-                problems["ssl_context"] = "is not used with security='none'"
-        if not (math.isfinite(timeout) and timeout > 0):
-            problems["timeout"] = "must be a finite number of seconds > 0"
-        if local_hostname is not None and (
-            not _HOST.fullmatch(local_hostname) or _HEADER_BREAKERS.search(local_hostname)
-        ):
-            problems["local_hostname"] = "must be a host name"
-        if problems:
-            details = "; ".join(f"{key}: {reason}" for key, reason in problems.items())
-            raise ValueError(f"invalid SMTP settings: {details}")
-
-        self._host = host
-        self._port = port
-        self._sender = sender
-        self._envelope_sender = address
-        self._msgid_domain = address.rpartition("@")[2]
-        self._username = username
-        self._password = password
-        self._security = security
-        self._timeout = float(timeout)
-        if ssl_context is None and security != "none":
-            ssl_context = ssl.create_default_context()
-        self._ssl_context = ssl_context
-        self._local_hostname = local_hostname or socket.getfqdn()
+    __slots__ = ()
 
     def send_email(self, message: EmailMessage) -> None:
         """Send one letter: connect, STARTTLS or TLS, log in, send, QUIT.
@@ -176,105 +76,62 @@ class SmtpEmailSender:
                 ``smtp_code`` holds the code when there is one.
 
         """
-        if not isinstance(message, EmailMessage):
-            raise TypeError(f"message must be an EmailMessage, not {type(message).__name__}")
-        try:
-            mime = self._build(message)
-        except (ValueError, TypeError, UnicodeError) as exc:
-            raise DeliveryError(
-                f"the letter cannot be encoded as MIME ({type(exc).__name__})"
-            ) from None
-        stage = "connect"
-        try:
-            client = self._connect()
-        except (smtplib.SMTPException, OSError) as exc:
-            self._fail(stage, exc)
-        try:
-            if self._security == "starttls":
-                stage = "starttls"
-                client.starttls(context=self._ssl_context)
-            if self._username is not None and self._password is not None:
-                stage = "login"
-                client.login(self._username, self._password)
-            stage = "send"
-            refused = client.send_message(
-                mime, from_addr=self._envelope_sender, to_addrs=[message.to]
-            )
-            if refused:  # pragma: no cover - one recipient: smtplib raises instead
-                raise smtplib.SMTPRecipientsRefused(refused)
-        except (smtplib.SMTPException, OSError) as exc:
-            client.close()  # no QUIT: the server may be the part that hangs
-            self._fail(stage, exc)
-        try:
-            client.quit()
-        except (smtplib.SMTPException, OSError):
-            client.close()  # the letter was accepted; a failed goodbye changes nothing
+        _deliver(self._settings, message, _SmtplibTransport(self._settings))
 
-    def _connect(self) -> smtplib.SMTP:
-        if self._security == "ssl":
-            return smtplib.SMTP_SSL(
-                self._host,
-                self._port,
-                local_hostname=self._local_hostname,
-                timeout=self._timeout,
-                context=self._ssl_context,
-            )
-        return smtplib.SMTP(
-            self._host, self._port, local_hostname=self._local_hostname, timeout=self._timeout
-        )
 
-    def _build(self, message: EmailMessage) -> email.message.EmailMessage:
-        mime = email.message.EmailMessage(policy=email.policy.SMTP)
-        mime["From"] = self._sender
-        mime["To"] = message.to
-        mime["Subject"] = message.subject
-        mime["Date"] = email.utils.format_datetime(datetime.now(timezone.utc), usegmt=True)
-        mime["Message-ID"] = email.utils.make_msgid(domain=self._msgid_domain)
-        mime["Auto-Submitted"] = "auto-generated"
-        mime.set_content(message.text, charset="utf-8", cte="quoted-printable")
-        if message.html is not None:
-            mime.add_alternative(
-                message.html, subtype="html", charset="utf-8", cte="quoted-printable"
-            )
-        mime["Content-Language"] = message.language  # after set_content, which drops Content-*
-        return mime
+class _SmtplibTransport:
+    """The calls of one smtplib connection (see ``_smtp_core._Transport``)."""
 
-    def _fail(self, stage: str, exc: BaseException) -> NoReturn:
-        where = f"{_STAGES[stage]} {self._host}:{self._port}"
+    __slots__ = ("_client", "_settings")
+
+    errors: tuple[type[BaseException], ...] = (smtplib.SMTPException, OSError)
+
+    def __init__(self, settings: _SmtpSettings) -> None:
+        self._settings = settings
+        self._client: smtplib.SMTP | None = None
+
+    def connect(self) -> None:
+        s = self._settings
+        if s.security == "ssl":
+            self._client = smtplib.SMTP_SSL(
+                s.host,
+                s.port,
+                local_hostname=s.local_hostname,
+                timeout=s.timeout,
+                context=s.ssl_context,
+            )
+        else:
+            self._client = smtplib.SMTP(
+                s.host, s.port, local_hostname=s.local_hostname, timeout=s.timeout
+            )
+
+    def starttls(self) -> None:
+        self._connected().starttls(context=self._settings.ssl_context)
+
+    def login(self, username: str, password: str) -> None:
+        self._connected().login(username, password)
+
+    def send(self, mime: email.message.EmailMessage, sender: str, recipient: str) -> None:
+        refused = self._connected().send_message(mime, from_addr=sender, to_addrs=[recipient])
+        if refused:  # pragma: no cover - one recipient: smtplib raises instead
+            raise smtplib.SMTPRecipientsRefused(refused)
+
+    def quit(self) -> None:
+        self._connected().quit()
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    def diagnose(self, exc: BaseException) -> _Diagnosis:
         if isinstance(exc, smtplib.SMTPResponseException):
-            # The server's reply text is not repeated: a filter may quote the letter in it.
-            raise DeliveryError(
-                f"{where}: SMTP {exc.smtp_code}{_enhanced(exc.smtp_error)}",
-                smtp_code=exc.smtp_code,
-            ) from None
+            return _Diagnosis(code=exc.smtp_code, reply=exc.smtp_error)
         if isinstance(exc, smtplib.SMTPRecipientsRefused):
             codes = [code for code, _reply in exc.recipients.values()]
-            code = codes[0] if codes else None
-            raise DeliveryError(
-                f"{where}: recipient refused (SMTP {code})", smtp_code=code
-            ) from None
-        # Everything else is worded by smtplib, ssl or the OS, never by the server.
-        raise DeliveryError(f"{where}: {type(exc).__name__}: {exc}") from exc
+            return _Diagnosis(code=codes[0] if codes else None, recipient_refused=True)
+        return _Diagnosis(cause=exc)
 
-    def __repr__(self) -> str:
-        return (
-            f"SmtpEmailSender(host={self._host!r}, port={self._port}, "
-            f"security={self._security!r}, sender={self._sender!r}, "
-            f"username={self._username!r}, timeout={self._timeout})"
-        )
-
-
-def _require(value: object, types: type | tuple[type, ...], name: str) -> None:
-    if not isinstance(value, types) or (isinstance(value, bool) and bool not in _as_tuple(types)):
-        raise TypeError(f"{name} has the wrong type: {type(value).__name__}")
-
-
-def _as_tuple(types: type | tuple[type, ...]) -> tuple[type, ...]:
-    return types if isinstance(types, tuple) else (types,)
-
-
-def _enhanced(reply: bytes | str) -> str:
-    """Return `` (5.7.8)`` for a reply that starts with an RFC 3463 enhanced status code."""
-    data = reply.encode("utf-8", "replace") if isinstance(reply, str) else reply
-    match = _ENHANCED_STATUS.match(data)
-    return f" ({match.group(1).decode('ascii')})" if match else ""
+    def _connected(self) -> smtplib.SMTP:
+        if self._client is None:  # pragma: no cover - _deliver connects first
+            raise smtplib.SMTPServerDisconnected("not connected")
+        return self._client
