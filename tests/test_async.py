@@ -341,3 +341,31 @@ class TestAsyncSQLite:
     def test_the_sync_bundle_is_not_an_async_one(self) -> None:
         assert not isinstance(memory_storage(), type(async_memory_storage()))
         assert isinstance(memory_storage(), Storage)
+
+
+class TestNestedFlows:
+    def test_a_collaborator_that_runs_a_flow_of_its_own_waits_correctly(self) -> None:
+        """A sender built on run_flow, called from a flow: results go where they belong."""
+
+        def inner(x: int) -> int:
+            first = await_(asyncio.sleep(0.001, result=x))
+            second = await_(asyncio.sleep(0, result=first + 1))
+            return second * 10
+
+        class Sender:
+            async def send(self, x: int) -> int:
+                return await run_flow(inner, x)
+
+        face = Awaiting(Sender())
+
+        def outer() -> list[int]:
+            got = []
+            for x in range(3):
+                got.append(face.send(x))
+                got.append(await_(asyncio.sleep(0, result=-x)))
+            return got
+
+        async def go() -> list[list[int]]:
+            return list(await asyncio.gather(run_flow(outer), run_flow(outer)))
+
+        assert asyncio.run(go()) == [[10, 0, 20, -1, 30, -2]] * 2

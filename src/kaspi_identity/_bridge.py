@@ -55,8 +55,13 @@ async def run_flow(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> 
         try:
             value = await handed
         except BaseException as exc:  # cancellation too: the flow unwinds from where it is
+            flow.parent = getcurrent()
             handed = flow.throw(exc)
         else:
+            # Whoever resumes this coroutine is the flow's parent from now on: where a flow
+            # started eagerly inside another flow (a sender that runs a flow of its own) goes
+            # on, after a wait, from the event loop's greenlet, not from the one it began in.
+            flow.parent = getcurrent()
             handed = flow.switch(value)
     result: T = handed
     return result
