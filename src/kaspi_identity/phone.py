@@ -35,8 +35,12 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Final, Literal
 
-from kaspi_identity._errors import KaspiIdentityError
-from kaspi_identity.i18n import get_catalog
+from kaspi_identity._errors import (
+    IIN_ERROR_REASONS,
+    PHONE_ERROR_REASONS,
+    InvalidIinError,
+    InvalidPhoneError,
+)
 
 if TYPE_CHECKING:
     from phonenumbers import PhoneNumber as _ParsedNumber
@@ -59,17 +63,6 @@ __all__ = [
 
 #: Longer input is refused (reason ``"too_long"``) before any parsing: real input is < 25.
 PHONE_MAX_LENGTH: Final = 64
-
-#: The stable ``reason`` codes of :class:`InvalidPhoneError`; the message key is
-#: ``"phone." + reason``.
-PHONE_ERROR_REASONS: Final[tuple[str, ...]] = (
-    "empty",
-    "invalid",
-    "not_mobile",
-    "region_not_allowed",
-    "too_long",
-    "too_short",
-)
 
 #: Every value :attr:`PhoneNumber.kind` can take (phonenumbers' ``PhoneNumberType`` names,
 #: lower case).
@@ -113,28 +106,9 @@ _IIN_DIGITS: Final = 12
 _MIN_SUBSCRIBER_TO_SHOW = 5
 _SHOWN_DIGITS = 2
 
-_TECHNICAL_TEXT: Final = {
-    "empty": "no phone number was given",
-    "invalid": "not a valid phone number",
-    "not_mobile": "not a mobile phone number",
-    "region_not_allowed": "phone numbers of this region are not accepted",
-    "too_long": "the phone number is too long",
-    "too_short": "the phone number is too short",
-}
-
 #: Longer input is refused (reason ``"wrong_length"``) before any other work: an IIN or BIN
 #: is twelve digits, and this leaves room for whitespace around them.
 IIN_MAX_LENGTH: Final = 64
-
-#: The stable ``reason`` codes of :class:`InvalidIinError`; the message key is
-#: ``"iin." + reason``.
-IIN_ERROR_REASONS: Final[tuple[str, ...]] = (
-    "bad_date",
-    "check_digit",
-    "empty",
-    "not_digits",
-    "wrong_length",
-)
 
 #: Every value :attr:`Iin.kind` can take: ``"bin"`` for a legal entity or entrepreneur,
 #: ``"iin"`` for an individual.
@@ -157,79 +131,6 @@ _MONTHS: Final = range(1, 13)
 # Masked form: the first four digits (year and month) and the last two stay.
 _IIN_SHOWN_HEAD: Final = 4
 _IIN_SHOWN_TAIL: Final = 2
-
-_IIN_TECHNICAL_TEXT: Final = {
-    "bad_date": "the date in the IIN/BIN is not a real date",
-    "check_digit": "the IIN/BIN check digit does not match",
-    "empty": "no IIN/BIN was given",
-    "not_digits": "an IIN/BIN holds only ASCII digits",
-    "wrong_length": "an IIN/BIN has exactly 12 digits",
-}
-
-
-class InvalidPhoneError(KaspiIdentityError, ValueError):
-    """A phone number was refused: malformed, of the wrong type, or from a region not allowed.
-
-    ``reason`` is one of :data:`PHONE_ERROR_REASONS` (stable; a front end may map it):
-
-    - ``"empty"`` — nothing but whitespace;
-    - ``"invalid"`` — letters or other characters a number cannot hold, or digits that are
-      not a number of any known plan;
-    - ``"too_short"`` / ``"too_long"`` — too few or too many digits (``"too_long"`` also for
-      input longer than :data:`PHONE_MAX_LENGTH` characters);
-    - ``"region_not_allowed"`` — a valid number of a region not in the allow-list;
-    - ``"not_mobile"`` — a valid number that cannot receive SMS (a landline, toll-free, ...).
-
-    ``region`` and ``kind`` are the number's region and :data:`PHONE_KINDS` value when they
-    are known (for the last two reasons), ``allowed_regions`` the allow-list that refused it.
-    The message never contains the number.
-    """
-
-    def __init__(
-        self,
-        reason: str,
-        *,
-        region: str | None = None,
-        kind: str | None = None,
-        allowed_regions: Collection[str] = (),
-    ) -> None:
-        if reason not in _TECHNICAL_TEXT:
-            raise ValueError(
-                f"unknown reason {reason!r}; expected one of {', '.join(PHONE_ERROR_REASONS)}"
-            )
-        self.reason = reason
-        self.region = region
-        self.kind = kind
-        self.allowed_regions: tuple[str, ...] = tuple(allowed_regions)
-        text = _TECHNICAL_TEXT[reason]
-        details = [
-            f"{name}={value}" for name, value in (("region", region), ("kind", kind)) if value
-        ]
-        if reason == "region_not_allowed":
-            details.append(f"allowed={','.join(self.allowed_regions)}")
-        super().__init__(f"{text} ({'; '.join([reason, *details])})")
-
-    def message(self, lang: str) -> str:
-        """Return the message for the end user in ``lang`` (``"kk"``, ``"ru"`` or ``"en"``).
-
-        The text comes from the message catalog, key ``"phone." + reason``. For
-        ``"region_not_allowed"`` it names the allowed countries in ``lang`` ("Қазақстан,
-        Ресей", "Казахстан, Россия", "Kazakhstan, Russia") from the ``country.<ISO code>``
-        entries; when one of them has no entry, the message says only that the country is not
-        accepted (``phone.region_not_allowed_unnamed``) -- never an ISO code.
-
-        Raises:
-            UnknownLanguageError: there is no catalog for ``lang``.
-
-        """
-        catalog = get_catalog(lang)
-        if self.reason == "region_not_allowed":
-            keys = [f"country.{region}" for region in self.allowed_regions]
-            if not keys or not set(keys) <= catalog.keys():
-                return catalog.message("phone.region_not_allowed_unnamed")
-            names = ", ".join(catalog.message(key) for key in keys)
-            return catalog.message("phone.region_not_allowed", regions=names)
-        return catalog.message(f"phone.{self.reason}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -485,50 +386,6 @@ def _kind(number: _ParsedNumber) -> str:
         if getattr(phonenumbers.PhoneNumberType, kind.upper()) == number_type:
             return kind
     return "unknown"
-
-
-class InvalidIinError(KaspiIdentityError, ValueError):
-    """An IIN or BIN was refused: not twelve digits, a wrong check digit, or an impossible date.
-
-    ``reason`` is one of :data:`IIN_ERROR_REASONS` (stable; a front end may map it):
-
-    - ``"empty"`` — nothing but whitespace;
-    - ``"not_digits"`` — a character other than the ASCII digits ``0``–``9`` (a letter, a
-      space or hyphen inside, a fullwidth or other script's digit, NUL, a lone surrogate);
-    - ``"wrong_length"`` — digits only, but not twelve of them (also for input longer than
-      :data:`IIN_MAX_LENGTH` characters);
-    - ``"check_digit"`` — the twelfth digit is not the check digit of the first eleven, or
-      no check digit exists for them (such a number is never issued): usually a typo;
-    - ``"bad_date"`` — the check digit is right but the number encodes no real date: an
-      IIN's birth date (``YYMMDD``) does not exist or its century digit (the seventh) is not
-      1–6, or a BIN's month of registration is not 01–12. An IIN's fifth digit, the tens of
-      the birth day, is 0–3, and 4–6 mark a BIN, so a fifth digit 7–9 is ``"bad_date"`` too.
-
-    The message and the exception's arguments never contain the number, nor any part of it.
-    """
-
-    def __init__(self, reason: str) -> None:
-        if reason not in _IIN_TECHNICAL_TEXT:
-            raise ValueError(
-                f"unknown reason {reason!r}; expected one of {', '.join(IIN_ERROR_REASONS)}"
-            )
-        self.reason = reason
-        super().__init__(f"{_IIN_TECHNICAL_TEXT[reason]} ({reason})")
-
-    def __reduce__(self) -> tuple[type[InvalidIinError], tuple[str]]:
-        # The default would call the class with the message text, which is not a reason.
-        return type(self), (self.reason,)
-
-    def message(self, lang: str) -> str:
-        """Return the message for the end user in ``lang`` (``"kk"``, ``"ru"`` or ``"en"``).
-
-        The text comes from the message catalog, key ``"iin." + reason``.
-
-        Raises:
-            UnknownLanguageError: there is no catalog for ``lang``.
-
-        """
-        return get_catalog(lang).message(f"iin.{self.reason}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import typing as _typing
 
+from kaspi_identity._errors import DeliveryError
+
 from ._console import ConsoleSender
-from ._errors import DeliveryError
 from ._messages import EmailMessage, SmsMessage
 from ._outbox import Outbox, extract_code, extract_link
 from ._protocols import AsyncEmailSender, AsyncSmsSender, EmailSender, SmsSender

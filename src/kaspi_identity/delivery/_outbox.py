@@ -6,7 +6,8 @@ import re
 import threading
 from collections import deque
 
-from ._errors import DeliveryError
+from kaspi_identity._errors import DeliveryError
+
 from ._messages import EmailMessage, SmsMessage
 
 __all__ = ["Outbox", "extract_code", "extract_link"]

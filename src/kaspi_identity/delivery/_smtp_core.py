@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Literal, Protocol
 
-from ._errors import DeliveryError
+from kaspi_identity._errors import DeliveryError
+
 from ._messages import _ADDRESS, _HEADER_BREAKERS, EmailMessage
 
 __all__ = ["SmtpSecurity"]

@@ -18,24 +18,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from kaspi_identity._errors import KaspiIdentityError
+from kaspi_identity._errors import CatalogError
 
 __all__ = ["CatalogError", "PoEntry", "PoFile", "parse_po"]
-
-
-class CatalogError(KaspiIdentityError, ValueError):
-    """A message catalog is malformed: bad ``.po`` syntax, a bad header or a bad message.
-
-    ``source`` names the file (or the label given for text), ``line`` is the 1-based line the
-    problem was found on, or ``None`` when it concerns the catalog as a whole.
-    """
-
-    def __init__(self, source: str, line: int | None, reason: str) -> None:
-        self.source = source
-        self.line = line
-        self.reason = reason
-        where = source if line is None else f"{source}:{line}"
-        super().__init__(f"{where}: {reason}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -718,7 +718,7 @@ class SQLiteAccountStore(_SQLiteStore):
         return None if row is None else _decode_account(row)
 
 
-def _duplicate(exc: sqlite3.IntegrityError) -> StorageError:
+def _duplicate(exc: sqlite3.IntegrityError) -> StorageError | DuplicateAccountError:
     message = str(exc)
     columns = (("username", "username_key"), ("email", "email_key"), ("phone", "phone"))
     for field, column in (*columns, ("iin", "iin")):
