@@ -45,6 +45,7 @@ drivers are imported only when that factory makes or opens an engine.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import os
@@ -143,6 +144,9 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 _T = TypeVar("_T")
+# What an async driver's connect raises as it is (asyncpg: a refused or timed-out
+# connection), where a sync driver raises its OperationalError, which SQLAlchemy wraps.
+_CONNECT_ERRORS = (OSError, TimeoutError, asyncio.TimeoutError)
 _Mode = Literal["read", "single", "transaction"]
 
 #: How long a write on SQLite waits for this process's write lock, and (for an engine this
@@ -515,7 +519,7 @@ class SQLAlchemyDatabase:
                     return operation(connection)
             with self._autocommit.connect() as connection:
                 return operation(connection)
-        except sa.exc.SQLAlchemyError as exc:
+        except (sa.exc.SQLAlchemyError, *_CONNECT_ERRORS) as exc:
             raise self._storage_error(exc) from exc
 
     def _check_open(self) -> None:
@@ -528,7 +532,7 @@ class SQLAlchemyDatabase:
                 self._write_lock = self._new_write_lock()
                 self._engine.dispose(close=False)
 
-    def _storage_error(self, exc: sa.exc.SQLAlchemyError) -> StorageError:
+    def _storage_error(self, exc: BaseException) -> StorageError:
         # Only the driver's first message line: SQLAlchemy's full text lists the bound
         # parameters (token ids, hashes) and PostgreSQL's DETAIL may quote row values.
         original = getattr(exc, "orig", None)
@@ -537,8 +541,10 @@ class SQLAlchemyDatabase:
             primary = getattr(diagnostics, "message_primary", None)
             reason = _first_line(primary if isinstance(primary, str) else str(original))
             name = type(original).__name__
-        else:
+        elif isinstance(exc, sa.exc.SQLAlchemyError):
             reason, name = _first_line(str(exc).split("(Background on this error")[0]), ""
+        else:  # a connect error an async driver raises as it is
+            reason, name = _first_line(str(exc)), type(exc).__name__
         kind = f" ({name})" if name else ""
         return StorageError(f"{self._label} storage failed{kind}: {reason}")
 
@@ -640,8 +646,6 @@ class _LoopLock:
     """
 
     def __init__(self) -> None:
-        import asyncio
-
         self._lock = asyncio.Lock()
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
@@ -651,8 +655,6 @@ class _LoopLock:
         return result
 
     async def _acquire(self, timeout: float | None) -> bool:
-        import asyncio
-
         try:
             await asyncio.wait_for(self._lock.acquire(), timeout)
         except asyncio.TimeoutError:
