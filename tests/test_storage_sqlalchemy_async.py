@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterator
-from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, cast
 from urllib.parse import parse_qs, urlsplit
@@ -23,6 +22,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+import test_storage_sqlalchemy as sync_tests
 from kaspi_identity import PasswordHasher, StorageError
 from kaspi_identity._bridge import Coroutining
 from kaspi_identity.delivery import Outbox, extract_link
@@ -54,16 +54,12 @@ from test_storage_sqlalchemy import (
     HASH_A,
     HASH_B,
     HOUR,
-    IIN,
     PHONE,
     T0,
     USER_COLUMNS,
     Backend,
     BreaksHistory,
     Fault,
-    _postgresql_backend,
-    _rows,
-    _sqlite_backend,
 )
 
 T = TypeVar("T")
@@ -78,15 +74,8 @@ def async_url(url: str) -> str:
     return parsed.set(drivername=f"{backend}+{driver}").render_as_string(hide_password=False)
 
 
-@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
-def backend(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Backend]:
-    """Each database once per module (the sync tests' helpers): a fresh schema, a fresh file."""
-    if request.param == "postgresql":
-        yield from _postgresql_backend()
-    else:
-        yield from _sqlite_backend(tmp_path_factory.mktemp("sqlalchemy-async"))
+# The sync tests' fixture: each database once per module, a fresh schema or a fresh file.
+backend = sync_tests.backend
 
 
 @pytest.fixture(scope="module")
@@ -549,121 +538,24 @@ class TestTasksRacing:
 # -- faults ---------------------------------------------------------------------------------
 
 
-class TestAsyncFaults:
-    """The connection drops half-way through a call: StorageError, nothing half-written."""
+class TestAsyncFaults(sync_tests.TestFaults):
+    """The sync face's fault tests, cutting asyncpg and aiosqlite connections half-way.
+
+    Each test calls the async bundle through ``blocking_storage``; the Fault listens on the
+    async engine's ``sync_engine``, whose events fire for its connections.
+    """
 
     @pytest.fixture
-    def faulty(self, backend: Backend) -> Iterator[tuple[AsyncStorage, Fault]]:
-        backend.reset()
+    def faulty(self, backend: Backend) -> Iterator[tuple[Storage, Fault]]:
         options: dict[str, Any] = {"pool_size": 2, "max_overflow": 2, "hide_parameters": True}
         if backend.name == "sqlite":
             options["connect_args"] = {"timeout": 30.0}
         engine = create_async_engine(async_url(backend.url), **options)
-        fault = Fault(backend, engine.sync_engine)  # events on sync_engine fire for async use
-        storage = on_loop(lambda: async_sqlalchemy_storage(engine, metadata=backend.metadata))
-        yield storage, fault
-        on_loop(storage.aclose)
+        fault = Fault(backend, engine.sync_engine)
+        bundle = on_loop(lambda: async_sqlalchemy_storage(engine, metadata=backend.metadata))
+        with blocking_storage(bundle) as storage:
+            yield storage, fault
         on_loop(engine.dispose)
-
-    def test_token_is_never_redeemed_twice(self, faulty: tuple[AsyncStorage, Fault]) -> None:
-        """Cut before or after the insert: StorageError (a DBAPIError cause), one True in all."""
-        storage, fault = faulty
-        for after in (False, True):
-            token = f"tok-{after}"
-            fault.arm("INSERT", after=after)
-            outcomes: list[bool | None] = []
-            consume = partial(storage.tokens.consume, token, T0 + HOUR, now=T0)
-            errors: list[StorageError] = []
-            for _ in range(4):
-                try:
-                    outcomes.append(on_loop(consume))
-                except StorageError as exc:
-                    errors.append(exc)
-                    outcomes.append(None)
-            assert all(isinstance(exc.__cause__, sa.exc.DBAPIError) for exc in errors)
-            assert not any(token in str(exc) for exc in errors)
-            assert outcomes.count(True) == 1, outcomes
-            assert None in outcomes
-            assert outcomes[-1] is False
-        assert fault.fired == 2
-
-    def test_history_append_is_all_or_nothing(self, faulty: tuple[AsyncStorage, Fault]) -> None:
-        """Cut between the insert and the trim: the history is exactly as before."""
-        storage, fault = faulty
-        entries = [
-            HistoryEntry(password_hash=f"$argon2id$h{i}", fingerprint=bytes([i]), created_at=T0)
-            for i in range(3)
-        ]
-
-        async def prepare() -> None:
-            for entry in entries[:2]:
-                await storage.history.append("acct-1", entry, keep=2)
-
-        on_loop(prepare)
-        fault.arm("DELETE")
-        with pytest.raises(StorageError):
-            on_loop(lambda: storage.history.append("acct-1", entries[2], keep=2))
-        assert on_loop(lambda: storage.history.recent("acct-1", 10)) == [entries[1], entries[0]]
-
-    @pytest.mark.parametrize(("marker", "after"), [("INSERT", False), ("DELETE", True)])
-    def test_replace_password_cut_keeps_the_old_password(
-        self, faulty: tuple[AsyncStorage, Fault], marker: str, after: bool
-    ) -> None:
-        """Cut at the history insert, or after the trim before COMMIT: old hash, old history."""
-        storage, fault = faulty
-        together = storage.with_history
-        assert together is not None
-        old = HistoryEntry(password_hash=HASH_A, fingerprint=b"old", created_at=T0)
-        new = HistoryEntry(password_hash=HASH_B, fingerprint=b"new", created_at=T0 + HOUR)
-
-        async def prepare() -> str:
-            account = await storage.accounts.create(
-                NewAccount(username="aliya", password_hash=HASH_A), now=T0
-            )
-            await storage.history.append(account.id, old, keep=1)
-            return account.id
-
-        account_id = on_loop(prepare)
-        before = on_loop(lambda: storage.accounts.get(account_id))
-        fault.arm(marker, after=after)
-        with pytest.raises(StorageError) as caught:
-            on_loop(
-                lambda: together.replace_password(
-                    account_id, expected=HASH_A, new=HASH_B, entry=new, keep=1
-                )
-            )
-        assert fault.fired == 1
-        assert HASH_B not in str(caught.value)
-        assert on_loop(lambda: storage.accounts.get(account_id)) == before
-        assert on_loop(lambda: storage.history.recent(account_id, 10)) == [old]
-        assert on_loop(
-            lambda: together.replace_password(
-                account_id, expected=HASH_A, new=HASH_B, entry=new, keep=1
-            )
-        )
-        assert on_loop(lambda: storage.history.recent(account_id, 10)) == [new]
-
-    def test_create_with_history_cut_leaves_no_account(
-        self, faulty: tuple[AsyncStorage, Fault], backend: Backend
-    ) -> None:
-        """Cut after the entry's trim, before COMMIT: no account, no entry; a retry registers."""
-        storage, fault = faulty
-        together = storage.with_history
-        assert together is not None
-        entry = HistoryEntry(password_hash=HASH_A, fingerprint=b"fp", created_at=T0)
-        new = NewAccount(username="aliya", phone=PHONE, iin=IIN, password_hash=HASH_A)
-        fault.arm("DELETE", after=True)
-        with pytest.raises(StorageError):
-            on_loop(
-                lambda: together.create_with_history(new, now=T0, entry=lambda _: entry, keep=6)
-            )
-        assert fault.fired == 1
-        assert on_loop(lambda: storage.accounts.find_by_login("iin", IIN)) is None
-        assert _rows(backend, "password_history") == []
-        created = on_loop(
-            lambda: together.create_with_history(new, now=T0, entry=lambda _: entry, keep=6)
-        )
-        assert on_loop(lambda: storage.history.recent(created.id, 10)) == [entry]
 
 
 class TestCancellation:
