@@ -362,7 +362,8 @@ class SQLAlchemyDatabase:
     Raises:
         ValueError: the URL is not a database URL, the database is neither PostgreSQL nor
             SQLite, or it is an in-memory SQLite database (use the memory adapter).
-        TypeError: ``engine_or_url`` or ``metadata`` has the wrong type.
+        TypeError: ``engine_or_url`` or ``metadata`` has the wrong type (an AsyncEngine:
+            the message names :func:`async_sqlalchemy_storage`).
         ImportError: the database driver is missing.
         StorageError: ``create_tables`` failed.
 
