@@ -1420,7 +1420,9 @@ class Fault:
         self.fired += 1
         if self.backend.name == "sqlite":
             raise sqlite3.OperationalError("disk I/O error")
-        pid = connection.connection.driver_connection.info.backend_pid  # type: ignore[union-attr]
+        driver: Any = connection.connection.driver_connection
+        # psycopg's connection info, or asyncpg's (the async face's tests cut those too).
+        pid = driver.info.backend_pid if hasattr(driver, "info") else driver.get_server_pid()
         with self.admin.connect() as admin:
             admin.execute(sa.select(sa.func.pg_terminate_backend(pid, 5000)))
 

@@ -8,7 +8,7 @@ cases as a synchronous one.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -269,22 +269,33 @@ class _WorkerThreads:
             self._pool.shutdown(wait=False)
 
 
-def coroutining(storage: Storage, *, threads: int | None = None, name: str = "") -> AsyncStorage:
+def coroutining(
+    storage: Storage,
+    *,
+    threads: int | None = None,
+    name: str = "",
+    runner: Callable[[Callable[[], object]], Awaitable[object]] | None = None,
+) -> AsyncStorage:
     """An :class:`AsyncStorage` over the synchronous ``storage``: one implementation, two faces.
 
     With ``threads=None`` each call runs right away on the event loop -- right only for
     stores that never block (the memory adapter). With a number, each call runs on that
     many worker threads of the bundle's own (the SQLite adapter: one hop to a thread per
     store operation, a whole transaction on the thread). Closing the bundle closes
-    ``storage`` on those threads and stops them.
+    ``storage`` on those threads and stops them. A ``runner`` (instead of ``threads``)
+    awaits each call itself: the SQLAlchemy adapter runs it in a greenlet whose database
+    I/O the event loop awaits (``sqlalchemy.util.greenlet_spawn``).
     """
     from kaspi_identity._bridge import Coroutining
 
-    runner = None if threads is None else _WorkerThreads(threads, name or "kaspi-identity-store")
+    if runner is not None and threads is not None:
+        raise ValueError("pass threads or runner, not both")
+    workers = None if threads is None else _WorkerThreads(threads, name or "kaspi-identity-store")
 
     def face(component: object) -> Coroutining:
-        if runner is not None:
-            runner.use()
+        if workers is not None:
+            workers.use()
+            return Coroutining(component, workers)
         return Coroutining(component, runner)
 
     together = storage.with_history

@@ -34,10 +34,18 @@ binary; an account's names are a JSON list in a text column. A row that holds so
 else raises :class:`~kaspi_identity.CorruptRecordError` and nothing is written. Database
 errors -- a lost connection included -- raise :class:`~kaspi_identity.StorageError` with
 SQLAlchemy's exception as ``__cause__``, after the transaction was rolled back.
+
+:func:`async_sqlalchemy_storage` is the same stores on an
+:class:`~sqlalchemy.ext.asyncio.AsyncEngine` (asyncpg or psycopg's async mode; aiosqlite):
+they run on the engine's ``sync_engine`` and each store call -- a whole transaction -- runs
+in one ``sqlalchemy.util.greenlet_spawn``, which is how ``AsyncConnection.run_sync`` works,
+so the event loop awaits every round trip and nothing is written a second time. The async
+drivers are imported only when that factory makes or opens an engine.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import os
@@ -48,7 +56,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 try:
     import sqlalchemy as sa
@@ -62,6 +70,7 @@ except ImportError as _missing:  # pragma: no cover - exercised in a subprocess
     ) from _missing
 
 from .._errors import AccountNotFoundError, CorruptRecordError, DuplicateAccountError, StorageError
+from ._async import AsyncStorage, coroutining
 from ._checks import (
     LEDGER_GRACE,
     STAMP_MAX_LENGTH,
@@ -125,12 +134,19 @@ __all__ = [
     "SQLAlchemyPasswordHistoryStore",
     "SQLAlchemyRateLimiter",
     "SQLAlchemyTokenLedger",
+    "async_sqlalchemy_storage",
     "make_metadata",
     "metadata",
     "sqlalchemy_storage",
 ]
 
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
 _T = TypeVar("_T")
+# What an async driver's connect raises as it is (asyncpg: a refused or timed-out
+# connection), where a sync driver raises its OperationalError, which SQLAlchemy wraps.
+_CONNECT_ERRORS = (OSError, TimeoutError, asyncio.TimeoutError)
 _Mode = Literal["read", "single", "transaction"]
 
 #: How long a write on SQLite waits for this process's write lock, and (for an engine this
@@ -346,7 +362,8 @@ class SQLAlchemyDatabase:
     Raises:
         ValueError: the URL is not a database URL, the database is neither PostgreSQL nor
             SQLite, or it is an in-memory SQLite database (use the memory adapter).
-        TypeError: ``engine_or_url`` or ``metadata`` has the wrong type.
+        TypeError: ``engine_or_url`` or ``metadata`` has the wrong type (an AsyncEngine:
+            the message names :func:`async_sqlalchemy_storage`).
         ImportError: the database driver is missing.
         StorageError: ``create_tables`` failed.
 
@@ -366,9 +383,7 @@ class SQLAlchemyDatabase:
         elif isinstance(engine_or_url, (str, sa.URL)):
             engine, self._owns_engine = _create_engine(engine_or_url), True
         else:
-            raise TypeError(
-                f"engine_or_url must be an Engine, URL or str, not {type(engine_or_url).__name__}"
-            )
+            raise TypeError(_not_an_engine(engine_or_url))
         backend = engine.dialect.name
         if backend not in ("postgresql", "sqlite"):
             raise ValueError(
@@ -390,7 +405,12 @@ class SQLAlchemyDatabase:
         )
         self._pid = os.getpid()
         self._state_lock = threading.Lock()
-        self._write_lock = threading.Lock()
+        # An AsyncEngine's sync_engine runs every caller on the event loop's one thread,
+        # where a threading lock held across an await would stop the loop.
+        self._new_write_lock: Callable[[], _WriteLock] = (
+            _LoopLock if engine.dialect.is_async else threading.Lock
+        )
+        self._write_lock: _WriteLock = self._new_write_lock()
         self._closed = False
         if create_tables:
             try:
@@ -500,7 +520,7 @@ class SQLAlchemyDatabase:
                     return operation(connection)
             with self._autocommit.connect() as connection:
                 return operation(connection)
-        except sa.exc.SQLAlchemyError as exc:
+        except (sa.exc.SQLAlchemyError, *_CONNECT_ERRORS) as exc:
             raise self._storage_error(exc) from exc
 
     def _check_open(self) -> None:
@@ -510,10 +530,10 @@ class SQLAlchemyDatabase:
             if os.getpid() != self._pid:
                 # A forked child must not use its parent's connections or locks.
                 self._pid = os.getpid()
-                self._write_lock = threading.Lock()
+                self._write_lock = self._new_write_lock()
                 self._engine.dispose(close=False)
 
-    def _storage_error(self, exc: sa.exc.SQLAlchemyError) -> StorageError:
+    def _storage_error(self, exc: BaseException) -> StorageError:
         # Only the driver's first message line: SQLAlchemy's full text lists the bound
         # parameters (token ids, hashes) and PostgreSQL's DETAIL may quote row values.
         original = getattr(exc, "orig", None)
@@ -522,8 +542,10 @@ class SQLAlchemyDatabase:
             primary = getattr(diagnostics, "message_primary", None)
             reason = _first_line(primary if isinstance(primary, str) else str(original))
             name = type(original).__name__
-        else:
+        elif isinstance(exc, sa.exc.SQLAlchemyError):
             reason, name = _first_line(str(exc).split("(Background on this error")[0]), ""
+        else:  # a connect error an async driver raises as it is
+            reason, name = _first_line(str(exc)), type(exc).__name__
         kind = f" ({name})" if name else ""
         return StorageError(f"{self._label} storage failed{kind}: {reason}")
 
@@ -544,7 +566,20 @@ def _sqlite_transaction(connection: sa.Connection, operation: Callable[[sa.Conne
     return result
 
 
-def _create_engine(url: sa.URL | str) -> sa.Engine:
+def _not_an_engine(value: object) -> str:
+    """The TypeError message for what the synchronous face cannot use as an engine."""
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    if isinstance(value, AsyncEngine):
+        return (
+            "engine_or_url is an AsyncEngine: pass it to async_sqlalchemy_storage(), the"
+            " async face (the synchronous stores take an Engine, a URL or a str)"
+        )
+    return f"engine_or_url must be an Engine, URL or str, not {type(value).__name__}"
+
+
+def _create_engine(url: sa.URL | str, *, asynchronous: bool = False) -> sa.Engine:
+    """Make the engine a URL names; ``asynchronous``: an AsyncEngine's ``sync_engine``."""
     try:
         parsed = sa.make_url(url)
     except sa.exc.ArgumentError:
@@ -561,11 +596,21 @@ def _create_engine(url: sa.URL | str) -> sa.Engine:
     if backend == "sqlite":
         options["connect_args"] = {"timeout": _SQLITE_LOCK_WAIT}
     try:
-        engine = sa.create_engine(parsed, **options)
+        if asynchronous:
+            from sqlalchemy.ext.asyncio import create_async_engine
+
+            engine = create_async_engine(parsed, **options).sync_engine
+        else:
+            engine = sa.create_engine(parsed, **options)
     except ImportError as exc:
         raise ImportError(f"the database driver is missing: {_INSTALL}") from exc
     except sa.exc.ArgumentError:
         raise ValueError("engine_or_url is not a usable database URL") from None
+    except sa.exc.InvalidRequestError:  # "The asyncio extension requires an async driver"
+        raise ValueError(
+            f"the driver {parsed.get_driver_name()!r} is not asynchronous; the async face needs"
+            " postgresql+asyncpg, postgresql+psycopg or sqlite+aiosqlite"
+        ) from None
     if backend == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_wal)
     return engine
@@ -583,6 +628,42 @@ def _sqlite_wal(dbapi_connection: Any, connection_record: object) -> None:
         cursor.execute("PRAGMA journal_mode = WAL")
     finally:
         cursor.close()
+
+
+class _WriteLock(Protocol):
+    """What the SQLite write lock offers: ``threading.Lock``'s acquire and release."""
+
+    def acquire(self, blocking: bool = ..., timeout: float = ...) -> bool: ...
+
+    def release(self) -> None: ...
+
+
+class _LoopLock:
+    """The SQLite write lock of stores on an AsyncEngine: waited for on the event loop.
+
+    Every call runs in a greenlet of the loop's thread (``greenlet_spawn``), so the wait
+    is an ``asyncio.Lock`` awaited through ``await_only``: other tasks -- the holder among
+    them -- run meanwhile. Bounded like ``threading.Lock.acquire(timeout=...)``.
+    """
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        from sqlalchemy.util import await_only
+
+        result: bool = await_only(self._acquire(None if timeout < 0 else timeout))
+        return result
+
+    async def _acquire(self, timeout: float | None) -> bool:
+        try:
+            await asyncio.wait_for(self._lock.acquire(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    def release(self) -> None:
+        self._lock.release()
 
 
 def _lock_key(*parts: str) -> int:
@@ -1539,17 +1620,39 @@ def sqlalchemy_storage(
     ``accounts`` on a finished one, which would leave ``with_history`` writing the other
     table. ``storage.close()`` (or a ``with`` block) disposes an engine made from a URL and
     leaves an engine passed in open. The other arguments are those of
-    :class:`SQLAlchemyDatabase`.
+    :class:`SQLAlchemyDatabase`. For an :class:`~sqlalchemy.ext.asyncio.AsyncEngine` use
+    :func:`async_sqlalchemy_storage`.
 
     Raises:
         ValueError: not PostgreSQL or a SQLite file, not a database URL, or a users table
             the account store cannot map.
+        TypeError: an AsyncEngine (the message names :func:`async_sqlalchemy_storage`), or
+            another argument of the wrong type.
         ImportError: the database driver is missing.
         StorageError: ``create_tables`` failed.
 
     """
-    database = SQLAlchemyDatabase(engine_or_url, metadata=metadata, create_tables=create_tables)
+    return _bundle(
+        SQLAlchemyDatabase(engine_or_url, metadata=metadata),
+        create_tables=create_tables,
+        accounts_table=accounts_table,
+        columns=columns,
+        insert_defaults=insert_defaults,
+    )
+
+
+def _bundle(
+    database: SQLAlchemyDatabase,
+    *,
+    create_tables: bool,
+    accounts_table: sa.Table | None,
+    columns: Mapping[str, str | None] | None,
+    insert_defaults: Mapping[str, object] | None,
+) -> Storage:
+    """The five stores and ``with_history`` on ``database``; closes it if that fails."""
     try:
+        if create_tables:
+            database.create_tables()
         accounts = SQLAlchemyAccountStore(
             database, table=accounts_table, columns=columns, insert_defaults=insert_defaults
         )
@@ -1566,3 +1669,73 @@ def sqlalchemy_storage(
         # Both tables are reached through the one engine, so always one database.
         with_history=SQLAlchemyAccountWithHistory(accounts, history),
     )
+
+
+async def async_sqlalchemy_storage(
+    engine_or_url: AsyncEngine | sa.URL | str,
+    *,
+    create_tables: bool = False,
+    metadata: sa.MetaData = metadata,
+    accounts_table: sa.Table | None = None,
+    columns: Mapping[str, str | None] | None = None,
+    insert_defaults: Mapping[str, object] | None = None,
+) -> AsyncStorage:
+    """:func:`sqlalchemy_storage` for the async face, given an AsyncEngine or a URL.
+
+    A coroutine, because ``create_tables`` talks to the database:
+    ``storage = await async_sqlalchemy_storage(engine)``. The stores are those of
+    :func:`sqlalchemy_storage`, built on ``engine.sync_engine``: the same statements,
+    locks, retries, SQLite ``BEGIN IMMEDIATE`` and error mapping. Each store call (one
+    transaction) runs in one ``sqlalchemy.util.greenlet_spawn`` -- as
+    ``AsyncConnection.run_sync`` does -- so the loop awaits each round trip; on SQLite the
+    in-process write lock is an ``asyncio.Lock`` the waiting task awaits.
+    ``storage.with_history`` is set as :func:`sqlalchemy_storage` sets it. ``await
+    storage.aclose()`` (or ``async with``) disposes an engine made from a URL (``postgresql+
+    asyncpg://...``, ``postgresql+psycopg://...``, ``sqlite+aiosqlite:///file``: the options
+    :class:`SQLAlchemyDatabase` gives a URL, WAL for SQLite) and leaves one passed in open.
+    Use the storage on the event loop its engine's connections belong to.
+
+    Raises:
+        TypeError: a synchronous :class:`~sqlalchemy.engine.Engine` (the message names
+            :func:`sqlalchemy_storage`), or another argument of the wrong type.
+        ValueError, ImportError, StorageError: as :func:`sqlalchemy_storage`;
+            ``ValueError`` also for a URL whose driver is not asynchronous.
+
+    """
+    from sqlalchemy.ext.asyncio import AsyncEngine
+    from sqlalchemy.util import greenlet_spawn
+
+    if isinstance(engine_or_url, AsyncEngine):
+        engine, owned = engine_or_url.sync_engine, False
+    elif isinstance(engine_or_url, sa.Engine):
+        raise TypeError(
+            "async_sqlalchemy_storage needs an AsyncEngine (create_async_engine) or a URL,"
+            " not a synchronous Engine; pass an Engine to sqlalchemy_storage()"
+        )
+    elif isinstance(engine_or_url, (str, sa.URL)):
+        engine, owned = _create_engine(engine_or_url, asynchronous=True), True
+    else:
+        raise TypeError(
+            f"engine_or_url must be an AsyncEngine, URL or str, not {type(engine_or_url).__name__}"
+        )
+
+    def build() -> Storage:
+        try:
+            database = SQLAlchemyDatabase(engine, metadata=metadata)
+        except BaseException:
+            if owned:
+                engine.dispose()
+            raise
+        database._owns_engine = owned
+        return _bundle(
+            database,
+            create_tables=create_tables,
+            accounts_table=accounts_table,
+            columns=columns,
+            insert_defaults=insert_defaults,
+        )
+
+    async def in_greenlet(call: Callable[[], object]) -> object:
+        return await greenlet_spawn(call)
+
+    return coroutining(await greenlet_spawn(build), runner=in_greenlet)
