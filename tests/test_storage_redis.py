@@ -1,5 +1,10 @@
 """The storage contract suite against the Redis adapters on a real server, plus Redis only.
 
+Both faces: the synchronous stores (``redis_storage``) and the async face
+(``async_redis_storage`` on ``redis.asyncio``, run through ``blocking_storage`` or awaited
+directly). The Redis-only classes that hold for both -- key layout, candidates, corrupt
+data, dropped connections -- run once per face (``[sync]`` / ``[async]``).
+
 Needs ``KASPI_IDENTITY_REDIS_URL`` (``eval "$(scripts/test-servers start)"``); without it
 these tests skip, and with ``CI=true`` they fail. Every test writes under its own random key
 prefix and deletes its keys afterwards, so the server may be shared.
@@ -7,6 +12,7 @@ prefix and deletes its keys afterwards, so the server may be shared.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import multiprocessing
 import select
@@ -17,21 +23,30 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import redis
+import redis.asyncio
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from _servers import require_server
-from kaspi_identity._errors import CorruptRecordError, StorageError
+from kaspi_identity._errors import CorruptRecordError, InvalidTokenError, StorageError
+from kaspi_identity.delivery import EmailMessage, Outbox, extract_code, extract_link
+from kaspi_identity.hashing import TESTS_ONLY, PasswordHasher
+from kaspi_identity.policy import PasswordPolicy
+from kaspi_identity.services import AsyncIdentityService, IdentitySettings, ManualClock
 from kaspi_identity.storage import (
+    AsyncStorage,
     CodeAttempt,
     HistoryEntry,
     OneTimeCodeStore,
@@ -44,6 +59,7 @@ from kaspi_identity.storage.memory import (
     MemoryAccountStore,
     MemoryOneTimeCodeStore,
     MemoryRateLimiter,
+    async_memory_storage,
 )
 from kaspi_identity.storage.redis import (
     DEFAULT_MAX_CONNECTIONS,
@@ -53,6 +69,8 @@ from kaspi_identity.storage.redis import (
     RedisPasswordHistoryStore,
     RedisRateLimiter,
     RedisTokenLedger,
+    async_redis_client,
+    async_redis_storage,
     redis_client,
     redis_storage,
 )
@@ -60,8 +78,11 @@ from kaspi_identity.testing import (
     OneTimeCodeStoreContract,
     PasswordHistoryStoreContract,
     RateLimiterContract,
+    StorageContract,
     TokenLedgerContract,
+    blocking_storage,
     make_comparison_machine,
+    run_on_test_loop,
 )
 
 _T = TypeVar("_T")
@@ -87,34 +108,148 @@ def _unique_prefix() -> str:
     return f"kaspi-test:{uuid.uuid4().hex}:"
 
 
+def _with_client_name(url: str) -> tuple[str, str]:
+    """``url`` with a fresh ``client_name``, and that name (to find its connections)."""
+    name = f"kaspi-test-{uuid.uuid4().hex}"
+    return f"{url}{'&' if '?' in url else '?'}client_name={name}", name
+
+
+@pytest.fixture
+def prefix(redis_url: str) -> Iterator[str]:
+    """A fresh key prefix; its keys are deleted afterwards."""
+    prefix = _unique_prefix()
+    yield prefix
+    cleaner = redis.Redis.from_url(redis_url)
+    _delete_prefixed(cleaner, prefix)
+    cleaner.close()
+
+
 def _delete_prefixed(client: redis.Redis, prefix: str) -> None:
     keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
     if keys:
         client.delete(*keys)
 
 
-def _no_retry(**kwargs: Any) -> redis.Redis:
-    """A client that reports a dropped connection at once instead of retrying."""
-    return redis.Redis(retry=Retry(NoBackoff(), 0), socket_timeout=5, **kwargs)
+def _async_accounts() -> Any:
+    """An asynchronous account store (Redis keeps none): the async memory bundle's."""
+    return async_memory_storage().accounts
+
+
+@dataclass(frozen=True)
+class Face:
+    """One face of the Redis adapter, as the tests drive it: its clients and its stores."""
+
+    name: str
+    client_class: type[Any]
+    retry_class: type[Any]
+    #: Waits for what the face's client returns (a coroutine on the async face).
+    wait: Callable[[Any], Any]
+    close: Callable[[Any], None]
+    #: The four Redis stores on a client under a prefix, behind the synchronous protocols.
+    storage: Callable[[Any, str], Storage]
+
+    def client(self, *, retry: bool = True, **kwargs: Any) -> Any:
+        """A client with connection ``kwargs``; ``retry=False``: one that reports a drop at once."""
+        if not retry:
+            kwargs.update(retry=self.retry_class(NoBackoff(), 0), socket_timeout=5)
+        return self.client_class(**kwargs)
+
+
+SYNC = Face(
+    "sync",
+    redis.Redis,
+    Retry,
+    wait=lambda result: result,
+    close=lambda client: client.close(),
+    storage=lambda client, prefix: redis_storage(
+        client, accounts=MemoryAccountStore(), prefix=prefix
+    ),
+)
+ASYNC = Face(
+    "async",
+    redis.asyncio.Redis,
+    AsyncRetry,
+    wait=run_on_test_loop,
+    close=lambda client: run_on_test_loop(client.aclose()),
+    storage=lambda client, prefix: blocking_storage(
+        async_redis_storage(client, accounts=_async_accounts(), prefix=prefix)
+    ),
+)
 
 
 class RedisServer:
-    """A client and a fresh key prefix per test; the prefix's keys are deleted afterwards."""
+    """A client and a fresh key prefix per test; the prefix's keys are deleted afterwards.
+
+    ``client`` (synchronous) looks at the keys; the stores under test come from
+    :meth:`stores`, on the face of the ``redis_face`` fixture: the sync one, or each in turn
+    in an :class:`OnBothFaces` class.
+    """
 
     client: redis.Redis
     prefix: str
+    url: str
+    face: Face
+
+    @pytest.fixture
+    def redis_face(self) -> Face:
+        """The face under test."""
+        return SYNC
 
     @pytest.fixture(autouse=True)
-    def _redis(self, redis_url: str) -> Iterator[None]:
+    def _redis(self, redis_url: str, redis_face: Face) -> Iterator[None]:
+        self.url, self.face = redis_url, redis_face
         self.client = redis.Redis.from_url(redis_url)
         self.prefix = _unique_prefix()
+        self._opened: list[Any] = []
+        self._default: Any = None
         yield
+        for client in self._opened:
+            self.face.close(client)
         _delete_prefixed(self.client, self.prefix)
         self.client.close()
 
     def key(self, namespace: str, key: str) -> str:
         """The Redis key the documented layout gives ``key`` in ``namespace``."""
         return f"{self.prefix}{namespace}:{{{key}}}"
+
+    def face_client(self, *, retry: bool = True, **kwargs: Any) -> Any:
+        """A client of the face under test, to the test server unless ``kwargs`` say
+        otherwise; closed after the test."""
+        server = self.client.get_connection_kwargs()
+        where = {"host": server["host"], "port": server["port"], "db": server.get("db", 0)}
+        client = self.face.client(retry=retry, **(where | kwargs))
+        self._opened.append(client)
+        return client
+
+    def wait_until_disconnected(self, name: str) -> None:
+        """Wait (5 s at most) until no connection of the client ``name`` is left; check."""
+        deadline = time.monotonic() + 5
+        while name in self.client_names() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert name not in self.client_names()
+
+    def client_names(self) -> set[str]:
+        """The names of the clients connected to the server."""
+        return {entry["name"] for entry in self.client.client_list()}
+
+    def stores(self, client: Any = None, *, prefix: str | None = None) -> Storage:
+        """The face's stores on ``client`` (default: one client to the server) under the
+        test's prefix (or ``prefix``)."""
+        if client is None:
+            if self._default is None:
+                self._default = self.face_client()
+            client = self._default
+        return self.face.storage(client, self.prefix if prefix is None else prefix)
+
+
+class OnBothFaces(RedisServer):
+    """Each test runs on the sync face and on the async face: one implementation, both ways."""
+
+    @pytest.fixture(params=[SYNC, ASYNC], ids=["sync", "async"])
+    def redis_face(self, request: pytest.FixtureRequest) -> Face:
+        """The face under test: each in turn."""
+        face: Face = request.param
+        return face
 
 
 class TestRedisTokenLedger(RedisServer, TokenLedgerContract):
@@ -145,10 +280,10 @@ def _entry(index: int) -> HistoryEntry:
     )
 
 
-class TestKeysAndExpiry(RedisServer):
+class TestKeysAndExpiry(OnBothFaces):
     def test_token_key_and_ttl(self) -> None:
         """A consumed id is a string key that lives until expires_at + 5 minutes."""
-        ledger = RedisTokenLedger(self.client, prefix=self.prefix)
+        ledger = self.stores().tokens
         assert ledger.consume("tok-1", T0 + HOUR, now=T0) is True
         key = self.key("token", "tok-1")
         assert self.client.get(key) == b"1"
@@ -157,7 +292,7 @@ class TestKeysAndExpiry(RedisServer):
 
     def test_expiry_is_measured_from_the_callers_clock(self) -> None:
         """The TTL is expires_at - now (+ grace) even when the caller's clock is years off."""
-        ledger = RedisTokenLedger(self.client, prefix=self.prefix)
+        ledger = self.stores().tokens
         far_future = datetime(2200, 1, 1, tzinfo=timezone.utc)
         assert ledger.consume("tok-1", far_future + 2 * HOUR, now=far_future) is True
         ttl = self.client.pttl(self.key("token", "tok-1"))
@@ -165,13 +300,13 @@ class TestKeysAndExpiry(RedisServer):
 
     def test_dead_token_writes_nothing(self) -> None:
         """consume() of an expired token touches no key."""
-        ledger = RedisTokenLedger(self.client, prefix=self.prefix)
+        ledger = self.stores().tokens
         assert ledger.consume("tok-1", T0, now=T0) is False
         assert list(self.client.scan_iter(match=f"{self.prefix}*")) == []
 
     def test_code_key_layout_and_ttl(self) -> None:
         """A code is one hash; its TTL covers the later of the code's and the counter's end."""
-        codes = RedisOneTimeCodeStore(self.client, prefix=self.prefix)
+        codes = self.stores().codes
         five, fifteen = timedelta(minutes=5), timedelta(minutes=15)
         codes.put(PHONE, CODE, expires_at=T0 + five, now=T0, failure_window=fifteen)
         key = self.key("code", PHONE)
@@ -190,7 +325,7 @@ class TestKeysAndExpiry(RedisServer):
 
     def test_rate_key_layout_and_ttl(self) -> None:
         """A window is one hash (start, length, hits) that expires after the window ends."""
-        limiter = RedisRateLimiter(self.client, prefix=self.prefix)
+        limiter = self.stores().rate_limits
         for _ in range(3):
             limiter.hit("ip:1", limit=2, window=timedelta(seconds=10), now=T0)
         key = self.key("rate", "ip:1")
@@ -200,7 +335,7 @@ class TestKeysAndExpiry(RedisServer):
 
     def test_history_is_a_list_without_expiry(self) -> None:
         """History is a list, newest first, trimmed to keep, and never expires."""
-        history = RedisPasswordHistoryStore(self.client, prefix=self.prefix)
+        history = self.stores().history
         for index in range(4):
             history.append("acct-1", _entry(index), keep=3)
         key = self.key("history", "acct-1")
@@ -210,22 +345,22 @@ class TestKeysAndExpiry(RedisServer):
 
     def test_entries_are_compact(self) -> None:
         """An entry takes 11 bytes besides its hash and fingerprint."""
-        history = RedisPasswordHistoryStore(self.client, prefix=self.prefix)
+        history = self.stores().history
         history.append("acct-1", _entry(1), keep=3)
         (raw,) = self.client.lrange(self.key("history", "acct-1"), 0, -1)
         assert len(raw) == 11 + len(_entry(1).password_hash) + 32
 
     def test_keys_with_braces_and_unicode(self) -> None:
         """Caller keys holding braces, colons or Cyrillic stay distinct."""
-        limiter = RedisRateLimiter(self.client, prefix=self.prefix)
+        limiter = self.stores().rate_limits
         for key in ("a}b", "a}c", "{x}", "x", "Айгерим", "ip:1:2"):
             assert limiter.hit(key, limit=1, window=HOUR, now=T0).allowed
         assert not limiter.hit("a}b", limit=1, window=HOUR, now=T0).allowed
 
     def test_prefixes_are_separate(self) -> None:
         """Two stores with different prefixes never see each other's keys."""
-        first = RedisTokenLedger(self.client, prefix=self.prefix + "a:")
-        second = RedisTokenLedger(self.client, prefix=self.prefix + "b:")
+        first = self.stores(prefix=self.prefix + "a:").tokens
+        second = self.stores(prefix=self.prefix + "b:").tokens
         assert first.consume("tok-1", T0 + HOUR, now=T0) is True
         assert second.consume("tok-1", T0 + HOUR, now=T0) is True
         assert first.consume("tok-1", T0 + HOUR, now=T0) is False
@@ -234,9 +369,9 @@ class TestKeysAndExpiry(RedisServer):
         """Windows of millions of years and far-future expiry answer exactly as memory does."""
         huge = timedelta(days=999_999_999)
         far = datetime(9999, 12, 31, tzinfo=timezone.utc)
-        redis_codes = RedisOneTimeCodeStore(self.client, prefix=self.prefix)
+        redis_codes = self.stores().codes
         memory_codes = MemoryOneTimeCodeStore()
-        redis_limiter = RedisRateLimiter(self.client, prefix=self.prefix)
+        redis_limiter = self.stores().rate_limits
         memory_limiter = MemoryRateLimiter()
         for codes in (redis_codes, memory_codes):
             codes.put(PHONE, CODE, expires_at=far, now=T0, failure_window=huge)
@@ -251,12 +386,12 @@ class TestKeysAndExpiry(RedisServer):
         assert redis_limiter.hit("ip:1", limit=1, window=huge, now=T0).retry_after == huge
 
 
-class TestCandidates(RedisServer):
+class TestCandidates(OnBothFaces):
     """The attempt script compares every candidate and counts the attempt once."""
 
     def test_any_position_verifies(self) -> None:
         """The right hash is found first, last or in the middle of eight; NUL bytes kept."""
-        codes = RedisOneTimeCodeStore(self.client, prefix=self.prefix)
+        codes = self.stores().codes
         stored = b"\x00" + CODE[1:]
         others = [bytes([i]) * 32 for i in range(3, 10)]
         for position in (0, 3, 7):
@@ -268,7 +403,7 @@ class TestCandidates(RedisServer):
 
     def test_eight_wrong_candidates_are_one_attempt(self) -> None:
         """Eight wrong hashes add one to the stored count; near misses do not match."""
-        codes = RedisOneTimeCodeStore(self.client, prefix=self.prefix)
+        codes = self.stores().codes
         codes.put(PHONE, CODE, expires_at=T0 + HOUR, now=T0, failure_window=HOUR)
         near = [CODE[:-1], CODE + b"\x00", CODE.upper() + b"x", b"\x01" * 31 + b"\x00"]
         assert codes.attempt(PHONE, near * 2, now=T0, max_attempts=3) is CodeAttempt.MISMATCH
@@ -280,14 +415,6 @@ class TestCandidates(RedisServer):
 
 class TestConnectionPool:
     """A client opened from a URL waits a bounded time for a free connection."""
-
-    @pytest.fixture
-    def prefix(self, redis_url: str) -> Iterator[str]:
-        prefix = _unique_prefix()
-        yield prefix
-        cleaner = redis.Redis.from_url(redis_url)
-        _delete_prefixed(cleaner, prefix)
-        cleaner.close()
 
     def test_defaults(self, redis_url: str, prefix: str) -> None:
         """A URL gets a BlockingConnectionPool of 50 that waits 5 s; a client keeps its own."""
@@ -313,8 +440,7 @@ class TestConnectionPool:
         self, redis_url: str, prefix: str
     ) -> None:
         """1,000 hits from 500 threads through a pool of 10: each waits its turn, none fails."""
-        name = f"kaspi-test-{uuid.uuid4().hex}"
-        url = f"{redis_url}{'&' if '?' in redis_url else '?'}client_name={name}"
+        url, name = _with_client_name(redis_url)
         calls = 1000
         storage = redis_storage(
             url, accounts=MemoryAccountStore(), prefix=prefix, max_connections=10
@@ -484,25 +610,18 @@ class TestConstruction(RedisServer):
 
     def test_redis_storage_with_a_url(self, redis_url: str) -> None:
         """redis_storage(url) opens its own client and disconnects it with the bundle."""
-        name = f"kaspi-test-{uuid.uuid4().hex}"
-        url = f"{redis_url}{'&' if '?' in redis_url else '?'}client_name={name}"
+        url, name = _with_client_name(redis_url)
         with redis_storage(url, accounts=MemoryAccountStore(), prefix=self.prefix) as storage:
             assert storage.rate_limits.hit("ip:1", limit=1, window=HOUR, now=T0).allowed
-            assert name in self._client_names()
+            assert name in self.client_names()
         with pytest.raises(StorageError, match="closed"):
             storage.rate_limits.hit("ip:1", limit=1, window=HOUR, now=T0)
-        deadline = time.monotonic() + 5
-        while name in self._client_names() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert name not in self._client_names()
-
-    def _client_names(self) -> set[str]:
-        return {entry["name"] for entry in self.client.client_list()}
+        self.wait_until_disconnected(name)
 
 
-class TestCorruptData(RedisServer):
-    def _codes(self) -> RedisOneTimeCodeStore:
-        return RedisOneTimeCodeStore(self.client, prefix=self.prefix)
+class TestCorruptData(OnBothFaces):
+    def _codes(self) -> OneTimeCodeStore:
+        return self.stores().codes
 
     def _dump(self, key: str) -> object:
         return self.client.dump(key)
@@ -549,7 +668,7 @@ class TestCorruptData(RedisServer):
         key = self.key("rate", "ip:1")
         self.client.hset(key, mapping=fields)  # type: ignore[arg-type]
         before = self._dump(key)
-        limiter = RedisRateLimiter(self.client, prefix=self.prefix)
+        limiter = self.stores().rate_limits
         with pytest.raises(CorruptRecordError, match="rate limit"):
             limiter.hit("ip:1", limit=1, window=HOUR, now=T0)
         assert self._dump(key) == before
@@ -559,8 +678,8 @@ class TestCorruptData(RedisServer):
         for namespace, key in (("code", PHONE), ("rate", "ip:1"), ("history", "acct-1")):
             self.client.set(self.key(namespace, key), SECRET_HASH)
         codes = self._codes()
-        limiter = RedisRateLimiter(self.client, prefix=self.prefix)
-        history = RedisPasswordHistoryStore(self.client, prefix=self.prefix)
+        limiter = self.stores().rate_limits
+        history = self.stores().history
         calls: list[Callable[[], object]] = [
             lambda: codes.put(PHONE, CODE, expires_at=T0 + HOUR, now=T0, failure_window=HOUR),
             lambda: codes.attempt(PHONE, [CODE], now=T0, max_attempts=3),
@@ -591,7 +710,7 @@ class TestCorruptData(RedisServer):
     )
     def test_garbage_history_entries(self, raw: bytes) -> None:
         """An entry that cannot be decoded raises CorruptRecordError; the list is kept."""
-        history = RedisPasswordHistoryStore(self.client, prefix=self.prefix)
+        history = self.stores().history
         history.append("acct-1", _entry(1), keep=6)
         key = self.key("history", "acct-1")
         self.client.lpush(key, raw)
@@ -714,31 +833,34 @@ def _raises_storage_error(call: Callable[[], object], *secrets: str) -> StorageE
     return caught.value
 
 
-class TestDroppedConnections(RedisServer):
+class TestDroppedConnections(OnBothFaces):
     """The connection drops in the middle of a flow, after the server ran the command."""
 
     proxy: _CuttingProxy
-    flaky: redis.Redis
+    flaky: Any  # a client of the face under test, through the proxy, without retries
 
     @pytest.fixture(autouse=True)
     def _proxy(self, _redis: None) -> Iterator[None]:
         kwargs = self.client.get_connection_kwargs()
         self.proxy = _CuttingProxy((kwargs["host"], kwargs["port"]))
-        self.flaky = _no_retry(host="127.0.0.1", port=self.proxy.port, db=kwargs.get("db", 0))
+        self.flaky = self.face.client(
+            retry=False, host="127.0.0.1", port=self.proxy.port, db=kwargs.get("db", 0)
+        )
         yield
-        self.flaky.close()
+        self.face.close(self.flaky)
         self.proxy.close()
 
     def lose_reply(self, call: Callable[[], object], *secrets: str) -> StorageError:
         """Run ``call`` with its reply dropped; check it raised StorageError."""
-        self.flaky.ping()  # connected and past the handshake, so the cut hits ``call``
+        # Connected and past the handshake, so the cut hits ``call``.
+        self.face.wait(self.flaky.ping())
         self.proxy.cut_next_reply()
         return _raises_storage_error(call, *secrets)
 
     def test_token_is_never_redeemed_twice(self) -> None:
         """A consume whose reply is lost raises StorageError; the id is used all the same."""
-        ledger = RedisTokenLedger(self.flaky, prefix=self.prefix)
-        steady = RedisTokenLedger(self.client, prefix=self.prefix)
+        ledger = self.stores(self.flaky).tokens
+        steady = self.stores().tokens
         assert ledger.consume("warm-up", T0 + HOUR, now=T0) is True
         self.lose_reply(lambda: ledger.consume("tok-1", T0 + HOUR, now=T0), "tok-1")
         assert ledger.consume("tok-1", T0 + HOUR, now=T0) is False
@@ -746,7 +868,7 @@ class TestDroppedConnections(RedisServer):
 
     def test_lost_attempts_still_count(self) -> None:
         """Wrong attempts whose replies were lost still count: the right code is EXHAUSTED."""
-        codes = RedisOneTimeCodeStore(self.flaky, prefix=self.prefix)
+        codes = self.stores(self.flaky).codes
         codes.put(PHONE, CODE, expires_at=T0 + HOUR, now=T0, failure_window=HOUR)
         assert codes.attempt(PHONE, [WRONG], now=T0, max_attempts=3) is CodeAttempt.MISMATCH
         for _ in range(2):
@@ -759,7 +881,7 @@ class TestDroppedConnections(RedisServer):
 
     def test_lost_ok_is_not_reusable(self) -> None:
         """A right code whose OK was lost is gone: trying it again is MISSING, never OK."""
-        codes = RedisOneTimeCodeStore(self.flaky, prefix=self.prefix)
+        codes = self.stores(self.flaky).codes
         codes.put(PHONE, CODE, expires_at=T0 + HOUR, now=T0, failure_window=HOUR)
         assert codes.attempt(PHONE, [WRONG], now=T0, max_attempts=5) is CodeAttempt.MISMATCH
         self.lose_reply(lambda: codes.attempt(PHONE, [CODE], now=T0, max_attempts=5))
@@ -768,7 +890,7 @@ class TestDroppedConnections(RedisServer):
 
     def test_lost_put_keeps_the_counter_consistent(self) -> None:
         """A put whose reply is lost leaves a whole state: new code stored, counter kept."""
-        codes = RedisOneTimeCodeStore(self.flaky, prefix=self.prefix)
+        codes = self.stores(self.flaky).codes
         codes.put(PHONE, CODE, expires_at=T0 + HOUR, now=T0, failure_window=HOUR)
         assert codes.attempt(PHONE, [CODE[:-1] + b"\x00"], now=T0, max_attempts=2) is (
             CodeAttempt.MISMATCH
@@ -783,7 +905,7 @@ class TestDroppedConnections(RedisServer):
 
     def test_lost_history_append_is_whole(self) -> None:
         """An append whose reply is lost is either whole or absent -- here, whole and trimmed."""
-        history = RedisPasswordHistoryStore(self.flaky, prefix=self.prefix)
+        history = self.stores(self.flaky).history
         history.append("acct-1", _entry(1), keep=2)
         history.append("acct-1", _entry(2), keep=2)
         self.lose_reply(lambda: history.append("acct-1", _entry(3), keep=2), SECRET_HASH)
@@ -791,44 +913,35 @@ class TestDroppedConnections(RedisServer):
 
     def test_lost_hit_is_counted(self) -> None:
         """A hit whose reply is lost still counted: the limit is never exceeded."""
-        limiter = RedisRateLimiter(self.flaky, prefix=self.prefix)
+        limiter = self.stores(self.flaky).rate_limits
         assert limiter.hit("ip:1", limit=2, window=HOUR, now=T0).allowed
         self.lose_reply(lambda: limiter.hit("ip:1", limit=2, window=HOUR, now=T0))
         assert not limiter.hit("ip:1", limit=2, window=HOUR, now=T0).allowed
 
     def test_default_retries_stay_safe(self, redis_url: str) -> None:
         """With redis-py's retries a lost consume is retried -- and answers False, not True."""
-        retrying = redis.Redis(host="127.0.0.1", port=self.proxy.port)
-        try:
-            ledger = RedisTokenLedger(retrying, prefix=self.prefix)
-            assert ledger.consume("warm-up", T0 + HOUR, now=T0) is True
-            self.proxy.cut_next_reply()
-            assert ledger.consume("tok-1", T0 + HOUR, now=T0) is False
-        finally:
-            retrying.close()
+        ledger = self.stores(self.face_client(host="127.0.0.1", port=self.proxy.port)).tokens
+        assert ledger.consume("warm-up", T0 + HOUR, now=T0) is True
+        self.proxy.cut_next_reply()
+        assert ledger.consume("tok-1", T0 + HOUR, now=T0) is False
 
     def test_unreachable_server(self) -> None:
         """A server that is not there gives StorageError (cause ConnectionError), no secret."""
         with socket.create_server(("127.0.0.1", 0)) as placeholder:
             port = placeholder.getsockname()[1]
-        down = _no_retry(host="127.0.0.1", port=port, socket_connect_timeout=2)
-        try:
-            ledger = RedisTokenLedger(down, prefix=self.prefix)
-            codes = RedisOneTimeCodeStore(down, prefix=self.prefix)
-            limiter = RedisRateLimiter(down, prefix=self.prefix)
-            history = RedisPasswordHistoryStore(down, prefix=self.prefix)
-            error = _raises_storage_error(
-                lambda: ledger.consume("tok-secret", T0 + HOUR, now=T0), "tok-secret"
-            )
-            assert str(error) == "Redis storage failed: ConnectionError"
-            _raises_storage_error(
-                lambda: codes.put(PHONE, CODE, expires_at=T0 + HOUR, now=T0, failure_window=HOUR)
-            )
-            _raises_storage_error(lambda: codes.attempt(PHONE, [CODE], now=T0, max_attempts=3))
-            _raises_storage_error(lambda: limiter.hit("ip:1", limit=1, window=HOUR, now=T0))
-            _raises_storage_error(lambda: history.recent("acct-1", 6))
-        finally:
-            down.close()
+        down = self.face_client(retry=False, port=port, socket_connect_timeout=2)
+        stores = self.stores(down)
+        ledger, codes, limiter = stores.tokens, stores.codes, stores.rate_limits
+        error = _raises_storage_error(
+            lambda: ledger.consume("tok-secret", T0 + HOUR, now=T0), "tok-secret"
+        )
+        assert str(error) == "Redis storage failed: ConnectionError"
+        _raises_storage_error(
+            lambda: codes.put(PHONE, CODE, expires_at=T0 + HOUR, now=T0, failure_window=HOUR)
+        )
+        _raises_storage_error(lambda: codes.attempt(PHONE, [CODE], now=T0, max_attempts=3))
+        _raises_storage_error(lambda: limiter.hit("ip:1", limit=1, window=HOUR, now=T0))
+        _raises_storage_error(lambda: stores.history.recent("acct-1", 6))
 
 
 # -- Across processes -------------------------------------------------------------------
@@ -941,4 +1054,413 @@ def test_redis_agrees_with_memory(redis_url: str) -> None:
         run_state_machine_as_test(make_comparison_machine(candidate), settings=BOUNDED)
     finally:
         _delete_prefixed(client, base)
+        client.close()
+
+
+def test_async_redis_agrees_with_memory(redis_url: str) -> None:
+    """The same random sequences on the async face (one redis.asyncio client) agree too.
+
+    Fewer runs than the sync face's: the stores' code is the same, and each step here also
+    crosses to the test loop's thread and back.
+    """
+    client = redis.asyncio.Redis.from_url(redis_url)
+    cleaner = redis.Redis.from_url(redis_url)
+    base = _unique_prefix()
+    runs = itertools.count()
+
+    def candidate() -> Storage:
+        return blocking_storage(
+            async_redis_storage(client, accounts=_async_accounts(), prefix=f"{base}{next(runs)}:")
+        )
+
+    try:
+        machine = make_comparison_machine(candidate)
+        run_state_machine_as_test(machine, settings=settings(BOUNDED, max_examples=30))
+    finally:
+        run_on_test_loop(client.aclose())
+        _delete_prefixed(cleaner, base)
+        cleaner.close()
+
+
+# -- The async face: async_redis_storage on redis.asyncio --------------------------------
+
+
+def _async_client_of(storage: AsyncStorage) -> redis.asyncio.Redis:
+    """The redis.asyncio client under an async_redis_storage bundle's stores."""
+    # The component is a Coroutining face on a RedisTokenLedger whose client is the
+    # _AwaitedClient over the redis.asyncio client.
+    client: redis.asyncio.Redis = cast(Any, storage.tokens).target.client.target
+    return client
+
+
+class TestAsyncRedisStorage(RedisServer, StorageContract):
+    """The whole contract suite on async_redis_storage (its own client from the URL).
+
+    Accounts are the async memory adapter's, since Redis keeps none; so ``with_history`` is
+    ``None`` and the AccountWithHistory cases skip, as they do for a host's accounts.
+    """
+
+    def make_storage(self) -> Storage:
+        return blocking_storage(
+            async_redis_storage(self.url, accounts=_async_accounts(), prefix=self.prefix)
+        )
+
+
+class TestAsyncConstruction(RedisServer):
+    def test_a_url_bundle_owns_its_client(self) -> None:
+        """From a URL: accounts as given, no with_history; aclose() disconnects the client."""
+        url, name = _with_client_name(self.url)
+        accounts = _async_accounts()
+        storage = async_redis_storage(url, accounts=accounts, prefix=self.prefix)
+        assert storage.accounts is accounts
+        assert storage.with_history is None
+        assert isinstance(_async_client_of(storage), redis.asyncio.Redis)
+        blocking = blocking_storage(storage)
+        assert blocking.rate_limits.hit("ip:1", limit=1, window=HOUR, now=T0).allowed
+        assert name in self.client_names()
+        blocking.close()
+        with pytest.raises(StorageError, match="closed"):
+            blocking.tokens.consume("tok-1", T0 + HOUR, now=T0)
+        self.wait_until_disconnected(name)
+
+    def test_a_client_of_your_own_stays_open(self) -> None:
+        """With a redis.asyncio.Redis: the bundle uses it as it is and leaves it open."""
+        own = redis.asyncio.Redis.from_url(self.url)
+        storage = async_redis_storage(own, accounts=_async_accounts(), prefix=self.prefix)
+        assert _async_client_of(storage) is own
+        assert run_on_test_loop(storage.tokens.consume("tok-1", T0 + HOUR, now=T0)) is True
+        run_on_test_loop(storage.aclose())
+        assert ASYNC.wait(own.ping()) is True
+        assert self.client.get(self.key("token", "tok-1")) == b"1"
+        run_on_test_loop(own.aclose())
+
+    def test_bad_arguments(self) -> None:
+        """Wrong clients, a decoding client, an empty prefix and bad pool settings: refused."""
+        accounts = _async_accounts()
+        with pytest.raises(TypeError, match=r"redis\.asyncio\.Redis"):
+            async_redis_storage(self.client, accounts=accounts)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="URL"):
+            async_redis_storage(42, accounts=accounts)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="scheme"):
+            async_redis_storage("http://example.kz", accounts=accounts)
+        own = redis.asyncio.Redis.from_url(self.url)
+        with pytest.raises(TypeError, match=r"redis\.Redis"):
+            redis_storage(own, accounts=MemoryAccountStore())  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"redis\.Redis"):
+            RedisTokenLedger(own)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="prefix"):
+            async_redis_storage(own, accounts=accounts, prefix="")
+        for settings_ in ({"max_connections": 10}, {"pool_timeout": 1.0}):
+            with pytest.raises(ValueError, match="your own client"):
+                async_redis_storage(own, accounts=accounts, **settings_)
+        decoding = redis.asyncio.Redis.from_url(self.url, decode_responses=True)
+        with pytest.raises(ValueError, match="decode_responses"):
+            async_redis_storage(decoding, accounts=accounts)
+        # From a URL too; nothing had connected, so nothing is left open.
+        with pytest.raises(ValueError, match="decode_responses"):
+            async_redis_storage(f"{self.url}?decode_responses=true", accounts=accounts)
+        with pytest.raises(ValueError, match="max_connections"):
+            async_redis_storage(self.url, accounts=accounts, max_connections=0)
+        with pytest.raises(TypeError, match="pool_timeout"):
+            async_redis_client(self.url, pool_timeout=True)
+        with pytest.raises(ValueError, match="pool_timeout"):
+            async_redis_client(self.url, pool_timeout=float("nan"))
+        for client in (own, decoding):
+            run_on_test_loop(client.aclose())
+
+    def test_flushed_scripts_are_loaded_again(self) -> None:
+        """After SCRIPT FLUSH (a restart, a failover) the async face's scripts still run."""
+        storage = blocking_storage(
+            async_redis_storage(self.url, accounts=_async_accounts(), prefix=self.prefix)
+        )
+        storage.codes.put(PHONE, CODE, expires_at=T0 + HOUR, now=T0, failure_window=HOUR)
+        self.client.script_flush()
+        assert storage.codes.attempt(PHONE, [CODE], now=T0, max_attempts=3) is CodeAttempt.OK
+        storage.close()
+
+
+class TestAsyncConnectionPool:
+    """A redis.asyncio client opened from a URL: its tasks wait a bounded time for a connection."""
+
+    def test_defaults(self, redis_url: str, prefix: str) -> None:
+        """A URL gets a blocking pool of 50 that waits 5 s; async_redis_client takes sizes."""
+        storage = async_redis_storage(redis_url, accounts=_async_accounts(), prefix=prefix)
+        pool = _async_client_of(storage).connection_pool
+        assert isinstance(pool, redis.asyncio.BlockingConnectionPool)
+        assert (pool.max_connections, pool.timeout) == (50, 5.0)
+        run_on_test_loop(storage.aclose())
+        sized = async_redis_storage(
+            redis_url, accounts=_async_accounts(), max_connections=3, pool_timeout=0.5
+        )
+        pool = _async_client_of(sized).connection_pool
+        assert isinstance(pool, redis.asyncio.BlockingConnectionPool)
+        assert (pool.max_connections, pool.timeout) == (3, 0.5)
+        run_on_test_loop(sized.aclose())
+        client = async_redis_client(redis_url, max_connections=3, pool_timeout=0.5)
+        assert isinstance(client.connection_pool, redis.asyncio.BlockingConnectionPool)
+        assert (client.connection_pool.max_connections, client.connection_pool.timeout) == (3, 0.5)
+        run_on_test_loop(client.aclose())
+
+    def test_a_thousand_tasks_on_ten_connections(self, redis_url: str, prefix: str) -> None:
+        """1,000 concurrent hits through a pool of 10: each waits its turn, none fails."""
+        url, name = _with_client_name(redis_url)
+        calls = 1000
+        storage = async_redis_storage(
+            url, accounts=_async_accounts(), prefix=prefix, max_connections=10
+        )
+        observer = redis.Redis.from_url(redis_url)
+
+        async def burst() -> list[bool]:
+            hits = [
+                storage.rate_limits.hit("burst", limit=calls, window=HOUR, now=T0)
+                for _ in range(calls)
+            ]
+            return [result.allowed for result in await asyncio.gather(*hits)]
+
+        try:
+            assert run_on_test_loop(burst()) == [True] * calls
+            # Each hit was counted exactly once: the next one is over the limit.
+            over = storage.rate_limits.hit("burst", limit=calls, window=HOUR, now=T0)
+            assert not run_on_test_loop(over).allowed
+            opened = [entry for entry in observer.client_list() if entry["name"] == name]
+            assert 1 <= len(opened) <= 10
+        finally:
+            run_on_test_loop(storage.aclose())
+            observer.close()
+
+    def test_an_exhausted_pool_gives_storage_error(self, redis_url: str, prefix: str) -> None:
+        """Every connection busy past pool_timeout: StorageError naming the wait, no key."""
+        storage = async_redis_storage(
+            redis_url,
+            accounts=_async_accounts(),
+            prefix=prefix,
+            max_connections=1,
+            pool_timeout=0.05,
+        )
+        pool = _async_client_of(storage).connection_pool
+
+        async def scenario() -> None:
+            assert await storage.tokens.consume("warm-up", T0 + HOUR, now=T0) is True
+            # The pool's only connection, busy elsewhere.
+            held = await pool.get_connection()  # type: ignore[no-untyped-call]
+            try:
+                began = time.monotonic()
+                with pytest.raises(StorageError) as caught:
+                    await storage.tokens.consume("tok-secret", T0 + HOUR, now=T0)
+                waited = time.monotonic() - began
+                assert str(caught.value) == (
+                    "Redis storage failed:"
+                    " none of the pool's 1 connections became free within 0.05 s"
+                )
+                assert isinstance(caught.value.__cause__, redis.exceptions.ConnectionError)
+                assert 0.04 <= waited < 2
+                calls: list[Callable[[], Awaitable[object]]] = [
+                    lambda: storage.codes.attempt(PHONE, [CODE], now=T0, max_attempts=3),
+                    lambda: storage.rate_limits.hit("ip:1", limit=1, window=HOUR, now=T0),
+                    lambda: storage.history.recent("acct-1", 6),
+                ]
+                for call in calls:
+                    with pytest.raises(StorageError, match="became free"):
+                        await call()
+            finally:
+                await pool.release(held)
+            # Free again: the call goes through, and the refused one wrote nothing.
+            assert await storage.tokens.consume("tok-secret", T0 + HOUR, now=T0) is True
+
+        try:
+            run_on_test_loop(scenario())
+        finally:
+            run_on_test_loop(storage.aclose())
+
+    def test_a_waiting_task_gets_the_connection_when_it_is_freed(
+        self, redis_url: str, prefix: str
+    ) -> None:
+        """A task that finds the pool busy proceeds as soon as a connection comes back."""
+        storage = async_redis_storage(
+            redis_url, accounts=_async_accounts(), prefix=prefix, max_connections=1
+        )
+        pool = _async_client_of(storage).connection_pool
+
+        async def scenario() -> float:
+            held = await pool.get_connection()  # type: ignore[no-untyped-call]
+
+            async def give_back() -> None:
+                await asyncio.sleep(0.2)
+                await pool.release(held)
+
+            returning = asyncio.create_task(give_back())
+            began = time.monotonic()
+            assert await storage.tokens.consume("tok-1", T0 + HOUR, now=T0) is True
+            waited = time.monotonic() - began
+            await returning
+            return waited
+
+        try:
+            assert 0.15 <= run_on_test_loop(scenario()) < DEFAULT_POOL_TIMEOUT
+        finally:
+            run_on_test_loop(storage.aclose())
+
+    def test_a_cancelled_call_is_cancelled(self, redis_url: str, prefix: str) -> None:
+        """A task cancelled while it waits for a connection: CancelledError, nothing written."""
+        storage = async_redis_storage(
+            redis_url, accounts=_async_accounts(), prefix=prefix, max_connections=1
+        )
+        pool = _async_client_of(storage).connection_pool
+
+        async def scenario() -> None:
+            held = await pool.get_connection()  # type: ignore[no-untyped-call]
+            try:
+                waiting = asyncio.create_task(storage.tokens.consume("tok-1", T0 + HOUR, now=T0))
+                await asyncio.sleep(0.05)
+                waiting.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await waiting
+            finally:
+                await pool.release(held)
+            assert await storage.tokens.consume("tok-1", T0 + HOUR, now=T0) is True
+
+        try:
+            run_on_test_loop(scenario())
+        finally:
+            run_on_test_loop(storage.aclose())
+
+    def test_a_refused_connection_is_not_a_pool_timeout(self, prefix: str) -> None:
+        """No server behind the URL: a plain ConnectionError, never "became free"."""
+        with socket.create_server(("127.0.0.1", 0)) as placeholder:
+            port = placeholder.getsockname()[1]
+        storage = async_redis_storage(
+            f"redis://127.0.0.1:{port}/0",
+            accounts=_async_accounts(),
+            prefix=prefix,
+            max_connections=1,
+            pool_timeout=0.05,
+        )
+        blocking = blocking_storage(storage)
+        for _ in range(2):  # the failed connection went back to the pool
+            error = _raises_storage_error(lambda: blocking.tokens.consume("t", T0 + HOUR, now=T0))
+            assert str(error) == "Redis storage failed: ConnectionError"
+        blocking.close()
+
+
+class TestAsyncConcurrency(RedisServer):
+    """Many tasks on one key at once, on one loop and one pool: exactly the promised winners."""
+
+    TASKS = 300
+
+    def test_racing_tasks_on_one_key(self) -> None:
+        """One consume, one OK code, five counted wrong codes, ten hits, five entries kept."""
+        storage = async_redis_storage(self.url, accounts=_async_accounts(), prefix=self.prefix)
+        n = self.TASKS
+
+        async def races() -> None:
+            await storage.codes.put(PHONE, CODE, expires_at=T0 + HOUR, now=T0, failure_window=HOUR)
+            await storage.codes.put(
+                "+77021234567", CODE, expires_at=T0 + HOUR, now=T0, failure_window=HOUR
+            )
+            consumed, right, wrong, hits, _ = await asyncio.gather(
+                asyncio.gather(
+                    *(storage.tokens.consume("tok-1", T0 + HOUR, now=T0) for _ in range(n))
+                ),
+                asyncio.gather(
+                    *(
+                        storage.codes.attempt(PHONE, [CODE], now=T0, max_attempts=5)
+                        for _ in range(n)
+                    )
+                ),
+                asyncio.gather(
+                    *(
+                        storage.codes.attempt("+77021234567", [WRONG], now=T0, max_attempts=5)
+                        for _ in range(n)
+                    )
+                ),
+                asyncio.gather(
+                    *(
+                        storage.rate_limits.hit("ip:1", limit=10, window=HOUR, now=T0)
+                        for _ in range(n)
+                    )
+                ),
+                asyncio.gather(
+                    *(storage.history.append("acct-1", _entry(i % 256), keep=5) for i in range(n))
+                ),
+            )
+            assert consumed.count(True) == 1
+            assert Counter(right) == Counter({CodeAttempt.OK: 1, CodeAttempt.MISSING: n - 1})
+            assert Counter(wrong) == Counter(
+                {CodeAttempt.MISMATCH: 5, CodeAttempt.EXHAUSTED: 1, CodeAttempt.MISSING: n - 6}
+            )
+            assert [hit.allowed for hit in hits].count(True) == 10
+            assert len(await storage.history.recent("acct-1", n)) == 5
+
+        try:
+            run_on_test_loop(races())
+        finally:
+            run_on_test_loop(storage.aclose())
+
+
+# -- End to end: AsyncIdentityService on Redis -------------------------------------------
+
+
+def _link_token(message: EmailMessage) -> str:
+    return parse_qs(urlsplit(extract_link(message)).query)["token"][0]
+
+
+def test_async_service_on_redis(redis_url: str) -> None:
+    """Register, confirm, log in, reset by e-mail and by SMS, all awaited, on Redis.
+
+    Redis keeps no accounts: they live in the account store given (here the async memory
+    adapter's), while tokens, codes, limits and history land under the Redis prefix.
+    """
+    prefix = _unique_prefix()
+    accounts = _async_accounts()
+    storage = async_redis_storage(redis_url, accounts=accounts, prefix=prefix)
+    outbox = Outbox()
+    service = AsyncIdentityService(
+        storage,
+        IdentitySettings(
+            secret_keys=(b"kaspi-identity tests: async redis key 0123",),
+            confirm_url="https://portal.example.kz/confirm",
+            reset_url="https://portal.example.kz/reset",
+        ),
+        email_sender=outbox,
+        sms_sender=outbox,
+        policy=PasswordPolicy(history=6),
+        hasher=PasswordHasher(TESTS_ONLY),
+        clock=ManualClock(),
+    )
+    email, phone = "aliya@example.kz", "+77011234567"
+    first, second, third = "Tr0ub4dor&3x", "Velvet#Quartz-9182", "Amber!Falcon-4471"
+
+    async def journey() -> str:
+        registered = await service.register(
+            email=email, phone=phone, password=first, confirmation=first, client_key="ip-1"
+        )
+        assert registered.ok
+        await service.confirm_email(_link_token(outbox.last_email(to=email)))
+        assert (await service.authenticate(email, first, client_key="ip-1")).ok
+        await service.request_password_reset(email, client_key="ip-1")
+        link = _link_token(outbox.last_email(to=email))
+        assert (await service.reset_password(link, second, second)).ok
+        with pytest.raises(InvalidTokenError):  # the ledger in Redis: once only
+            await service.reset_password(link, third, third)
+        await service.request_sms_reset(phone, client_key="ip-1")
+        grant = await service.verify_sms_code(phone, extract_code(outbox.last_sms(to=phone)))
+        assert (await service.reset_password(grant, third, third)).ok
+        assert not (await service.authenticate(email, second, client_key="ip-2")).ok
+        assert (await service.authenticate(email, third, client_key="ip-2")).ok
+        account = await accounts.find_by_login("email", email)
+        assert account is not None
+        assert account.email_confirmed
+        return str(account.id)
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        try:
+            account_id = run_on_test_loop(journey())
+        finally:
+            run_on_test_loop(storage.aclose())
+        keys = {key.decode() for key in client.scan_iter(match=f"{prefix}*")}
+        assert {key[len(prefix) :].split(":", 1)[0] for key in keys} == {"token", "rate", "history"}
+        assert client.llen(f"{prefix}history:{{{account_id}}}") == 3
+    finally:
+        _delete_prefixed(client, prefix)
         client.close()

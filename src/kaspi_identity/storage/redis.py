@@ -28,21 +28,27 @@ URL (:func:`redis_client`, :func:`redis_storage`) pools at most ``max_connection
 call made while all are busy waits up to ``pool_timeout`` seconds for one instead of
 failing at once; a wait that runs out is a ``StorageError`` too.
 
+:func:`async_redis_storage` and :func:`async_redis_client` are the async face, on
+``redis.asyncio``: the same store classes, run so that each Redis command is awaited, so
+both faces share every script, key, encoding and error (docs/storage.md, "The async face").
+
 Requires the ``redis`` client: ``pip install 'kaspi-identity[redis]'``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import queue
 import re
 import struct
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 try:
     import redis
+    import redis.asyncio
     import redis.exceptions
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess
     raise ImportError(
@@ -50,6 +56,14 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess
     ) from exc
 
 from .._errors import CorruptRecordError, StorageError
+from ._async import (
+    AsyncAccountStore,
+    AsyncOneTimeCodeStore,
+    AsyncPasswordHistoryStore,
+    AsyncRateLimiter,
+    AsyncStorage,
+    AsyncTokenLedger,
+)
 from ._checks import LEDGER_GRACE, from_microseconds, require_key, to_microseconds, utc_microseconds
 from ._logic import check_append, check_attempt, check_consume, check_hit, check_put, check_recent
 from ._protocols import AccountStore, Storage
@@ -63,11 +77,14 @@ __all__ = [
     "RedisPasswordHistoryStore",
     "RedisRateLimiter",
     "RedisTokenLedger",
+    "async_redis_client",
+    "async_redis_storage",
     "redis_client",
     "redis_storage",
 ]
 
 _T = TypeVar("_T")
+_C = TypeVar("_C", redis.Redis, redis.asyncio.Redis)
 
 #: The key prefix used unless another is given.
 DEFAULT_PREFIX = "kaspi-identity:"
@@ -278,6 +295,10 @@ def _corrupt(what: str, reason: str) -> CorruptRecordError:
 class _PoolExhausted(redis.exceptions.ConnectionError):
     """No connection of a pool became free within the pool's timeout."""
 
+    def __init__(self, size: int, timeout: float | None) -> None:
+        wait = "" if timeout is None else f" within {timeout:g} s"
+        super().__init__(f"none of the pool's {size} connections became free{wait}")
+
 
 class _WaitQueue(queue.LifoQueue[Any]):
     """The free list of a :class:`redis.BlockingConnectionPool` whose timeout is told apart.
@@ -293,10 +314,75 @@ class _WaitQueue(queue.LifoQueue[Any]):
         except queue.Empty:
             if not block:
                 raise
-            wait = "" if timeout is None else f" within {timeout:g} s"
-            raise _PoolExhausted(
-                f"none of the pool's {self.maxsize} connections became free{wait}"
-            ) from None
+            raise _PoolExhausted(self.maxsize, timeout) from None
+
+
+class _AsyncWaitPool(redis.asyncio.BlockingConnectionPool):
+    """A ``redis.asyncio.BlockingConnectionPool`` whose timeout is told apart, as above.
+
+    Its wait for a free connection ends in a bare ``ConnectionError`` caused by
+    ``asyncio.TimeoutError``; this pool raises :class:`_PoolExhausted` instead. A refused
+    connection is no such error (nor is a connect timeout: redis-py's ``TimeoutError``).
+    """
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+        except redis.exceptions.ConnectionError as exc:
+            if not isinstance(exc.__cause__, asyncio.TimeoutError):
+                raise
+            raise _PoolExhausted(self.max_connections, self.timeout) from None
+
+
+class _AwaitedClient:
+    """A synchronous face on a ``redis.asyncio`` client: the stores' commands, awaited.
+
+    This is how the async face keeps one implementation of every store. Of two honest ways --
+    splitting each method into a shared "prepare" (keys, arguments) and "decode" step with a
+    sync and an async caller, or running the sync methods themselves so that each command is
+    awaited -- this module takes the second, the smaller: :func:`async_redis_storage` builds
+    the very store classes above on this face and runs each call through
+    :func:`kaspi_identity._bridge.run_flow` (as ``AsyncIdentityService`` runs its flows). A
+    command the store sends here starts on the ``redis.asyncio`` client and is handed to the
+    event loop with ``await_``; its result, or its exception, comes back into the store's
+    code where it was sent, so ``_run`` maps errors for both faces alike. The split would
+    have put a second, async copy of every method's signature and call sequence beside the
+    first.
+
+    Only what the stores call is here: ``SET``, ``LRANGE``, registered scripts (redis-py's
+    ``AsyncScript``, which reloads a flushed script as ``Script`` does), ``close`` and the
+    connection settings. No pipeline or transaction is used. A ``redis.asyncio`` client
+    belongs to the event loop it first ran on; so does the bundle built on it.
+    """
+
+    __slots__ = ("_await", "target")
+
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        from kaspi_identity._bridge import await_  # greenlet, for the async face only
+
+        self._await = await_
+        self.target = client
+
+    def get_connection_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = self.target.connection_pool.connection_kwargs
+        return kwargs
+
+    def set(self, name: str, value: bytes, *, nx: bool, px: int) -> Any:
+        return self._await(self.target.set(name, value, nx=nx, px=px))
+
+    def lrange(self, name: str, start: int, end: int) -> Any:
+        return self._await(self.target.lrange(name, start, end))
+
+    def register_script(self, script: str) -> Callable[..., Any]:
+        registered = self.target.register_script(script)
+
+        def run(*, keys: Sequence[str], args: Sequence[bytes | str]) -> Any:
+            return self._await(registered(keys=keys, args=args))
+
+        return run
+
+    def close(self) -> None:
+        self._await(self.target.aclose())
 
 
 def _run(operation: Callable[[], _T]) -> _T:
@@ -335,7 +421,8 @@ class _RedisStore:
     _namespace = ""
 
     def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
-        if not isinstance(client, redis.Redis):
+        # async_redis_storage passes an _AwaitedClient: the same commands, each awaited.
+        if not isinstance(client, (redis.Redis, _AwaitedClient)):
             raise TypeError(f"client must be a redis.Redis, not {type(client).__name__}")
         if client.get_connection_kwargs().get("decode_responses"):
             raise ValueError("the Redis client must be created with decode_responses=False")
@@ -522,6 +609,19 @@ class RedisPasswordHistoryStore(_RedisStore):
         return [_decode_entry(item) for item in raw]
 
 
+def _check_pool_settings(url: object, max_connections: object, pool_timeout: object) -> None:
+    if not isinstance(url, str):
+        raise TypeError(f"url must be str, not {type(url).__name__}")
+    if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+        raise TypeError(f"max_connections must be int, not {type(max_connections).__name__}")
+    if max_connections < 1:
+        raise ValueError("max_connections must be at least 1")
+    if isinstance(pool_timeout, bool) or not isinstance(pool_timeout, (int, float)):
+        raise TypeError(f"pool_timeout must be a number, not {type(pool_timeout).__name__}")
+    if not (math.isfinite(pool_timeout) and pool_timeout > 0):
+        raise ValueError("pool_timeout must be a positive, finite number of seconds")
+
+
 def redis_client(
     url: str,
     *,
@@ -544,22 +644,70 @@ def redis_client(
             ``pool_timeout`` is not a positive finite number of seconds.
 
     """
-    if not isinstance(url, str):
-        raise TypeError(f"url must be str, not {type(url).__name__}")
-    if isinstance(max_connections, bool) or not isinstance(max_connections, int):
-        raise TypeError(f"max_connections must be int, not {type(max_connections).__name__}")
-    if max_connections < 1:
-        raise ValueError("max_connections must be at least 1")
-    if isinstance(pool_timeout, bool) or not isinstance(pool_timeout, (int, float)):
-        raise TypeError(f"pool_timeout must be a number, not {type(pool_timeout).__name__}")
-    if not (math.isfinite(pool_timeout) and pool_timeout > 0):
-        raise ValueError("pool_timeout must be a positive, finite number of seconds")
+    _check_pool_settings(url, max_connections, pool_timeout)
     pool = redis.BlockingConnectionPool.from_url(
         url, max_connections=max_connections, timeout=pool_timeout, queue_class=_WaitQueue
     )
-    client = redis.Redis(connection_pool=pool)
-    client.auto_close_connection_pool = True  # as from_url() does; from_pool() needs 5.0.1
-    return client
+    return redis.Redis.from_pool(pool)  # the client closes the pool with itself
+
+
+def async_redis_client(
+    url: str,
+    *,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    pool_timeout: float = DEFAULT_POOL_TIMEOUT,
+) -> redis.asyncio.Redis:
+    """:func:`redis_client` for the async face: a ``redis.asyncio.Redis`` on a bounded pool.
+
+    A command issued while all ``max_connections`` are busy waits (without blocking the
+    event loop) up to ``pool_timeout`` seconds for one; a wait that runs out is a
+    :class:`~kaspi_identity.StorageError` through a store, told apart from a refused
+    connection. Nothing connects until the first command; ``await client.aclose()``
+    disconnects the pool. Arguments and errors as for :func:`redis_client`.
+    """
+    _check_pool_settings(url, max_connections, pool_timeout)
+    pool = _AsyncWaitPool.from_url(url, max_connections=max_connections, timeout=pool_timeout)
+    return redis.asyncio.Redis.from_pool(pool)
+
+
+def _open_or_given(
+    url_or_client: str | _C,
+    kind: type[_C],
+    open_client: Callable[..., _C],
+    max_connections: int | None,
+    pool_timeout: float | None,
+) -> tuple[_C, bool]:
+    """The client for ``url_or_client`` and whether the bundle owns it (opened it)."""
+    if isinstance(url_or_client, str):
+        client = open_client(
+            url_or_client,
+            max_connections=DEFAULT_MAX_CONNECTIONS if max_connections is None else max_connections,
+            pool_timeout=DEFAULT_POOL_TIMEOUT if pool_timeout is None else pool_timeout,
+        )
+        return client, True
+    if isinstance(url_or_client, kind):
+        if max_connections is not None or pool_timeout is not None:
+            raise ValueError(
+                "max_connections and pool_timeout size the pool of a client opened from a URL;"
+                " configure your own client's pool instead"
+            )
+        return url_or_client, False
+    name = "redis.Redis" if kind is redis.Redis else "redis.asyncio.Redis"
+    raise TypeError(f"url_or_client must be a URL or a {name}, not {type(url_or_client).__name__}")
+
+
+def _stores(
+    client: redis.Redis, prefix: str, owned: bool
+) -> tuple[RedisPasswordHistoryStore, RedisTokenLedger, RedisOneTimeCodeStore, RedisRateLimiter]:
+    stores = (
+        RedisPasswordHistoryStore(client, prefix=prefix),
+        RedisTokenLedger(client, prefix=prefix),
+        RedisOneTimeCodeStore(client, prefix=prefix),
+        RedisRateLimiter(client, prefix=prefix),
+    )
+    for store in stores:
+        store._owns_client = owned
+    return stores
 
 
 def redis_storage(
@@ -590,38 +738,58 @@ def redis_storage(
             empty, a pool setting is out of range, or pool settings come with a client.
 
     """
-    if isinstance(url_or_client, str):
-        client = redis_client(
-            url_or_client,
-            max_connections=DEFAULT_MAX_CONNECTIONS if max_connections is None else max_connections,
-            pool_timeout=DEFAULT_POOL_TIMEOUT if pool_timeout is None else pool_timeout,
-        )
-        owned = True
-    elif isinstance(url_or_client, redis.Redis):
-        if max_connections is not None or pool_timeout is not None:
-            raise ValueError(
-                "max_connections and pool_timeout size the pool of a client opened from a URL;"
-                " configure your own client's pool instead"
-            )
-        client, owned = url_or_client, False
-    else:
-        raise TypeError(
-            f"url_or_client must be a URL or a redis.Redis, not {type(url_or_client).__name__}"
-        )
+    client, owned = _open_or_given(
+        url_or_client, redis.Redis, redis_client, max_connections, pool_timeout
+    )
     try:
-        stores = (
-            RedisPasswordHistoryStore(client, prefix=prefix),
-            RedisTokenLedger(client, prefix=prefix),
-            RedisOneTimeCodeStore(client, prefix=prefix),
-            RedisRateLimiter(client, prefix=prefix),
-        )
+        history, tokens, codes, rate_limits = _stores(client, prefix, owned)
     except BaseException:
         if owned:
             client.close()
         raise
-    for store in stores:
-        store._owns_client = owned
-    history, tokens, codes, rate_limits = stores
     return Storage(
         accounts=accounts, history=history, tokens=tokens, codes=codes, rate_limits=rate_limits
+    )
+
+
+def async_redis_storage(
+    url_or_client: str | redis.asyncio.Redis,
+    *,
+    accounts: AsyncAccountStore,
+    prefix: str = DEFAULT_PREFIX,
+    max_connections: int | None = None,
+    pool_timeout: float | None = None,
+) -> AsyncStorage:
+    """:func:`redis_storage` for the async face: an :class:`~kaspi_identity.storage.AsyncStorage`.
+
+    ``url_or_client`` is a URL (a client is opened for it with :func:`async_redis_client`,
+    and ``await storage.aclose()`` disconnects it) or a ``redis.asyncio.Redis`` you manage
+    (left open). ``accounts`` is an asynchronous account store -- your own, or the accounts
+    of another async bundle: Redis keeps no accounts, so ``with_history`` is ``None``.
+    Prefix, pool settings, keys, scripts, answers and errors are those of
+    :func:`redis_storage`: each store call runs the synchronous store's own code in a
+    greenlet, with every Redis command awaited on the event loop. Use the bundle on one
+    event loop, as ``redis.asyncio`` requires; a cancelled call raises ``CancelledError``.
+
+    Raises:
+        TypeError, ValueError: as :func:`redis_storage`, with ``redis.asyncio.Redis`` for
+            ``redis.Redis``.
+
+    """
+    from kaspi_identity._bridge import Coroutining, run_flow
+
+    client, owned = _open_or_given(
+        url_or_client, redis.asyncio.Redis, async_redis_client, max_connections, pool_timeout
+    )
+    # Nothing has connected yet, so if a store refuses the client (decode_responses in the
+    # URL) there is nothing of an owned one to close. The face answers every call the
+    # stores make on a redis.Redis (see _AwaitedClient).
+    stores = _stores(cast(redis.Redis, _AwaitedClient(client)), prefix, owned)
+    history, tokens, codes, rate_limits = (Coroutining(store, run_flow) for store in stores)
+    return AsyncStorage(
+        accounts=accounts,
+        history=cast(AsyncPasswordHistoryStore, history),
+        tokens=cast(AsyncTokenLedger, tokens),
+        codes=cast(AsyncOneTimeCodeStore, codes),
+        rate_limits=cast(AsyncRateLimiter, rate_limits),
     )
