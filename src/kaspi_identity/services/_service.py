@@ -23,7 +23,9 @@ from kaspi_identity._errors import (
     AccountNotFoundError,
     DuplicateAccountError,
     ExpiredTokenError,
+    InvalidCodeError,
     InvalidHashError,
+    InvalidIdentifierError,
     InvalidTokenError,
     KaspiIdentityError,
     PasswordMismatchError,
@@ -41,7 +43,7 @@ from kaspi_identity.delivery import (
 from kaspi_identity.delivery._messages import is_deliverable_address
 from kaspi_identity.hashing import PasswordHasher
 from kaspi_identity.history import PasswordHistory
-from kaspi_identity.i18n import get_catalog, normalize_language
+from kaspi_identity.i18n import normalize_language
 from kaspi_identity.phone import InvalidPhoneError, PhoneNumber, parse_iin, parse_phone
 from kaspi_identity.policy import PasswordPolicy, PolicyResult, UserInfo
 from kaspi_identity.services._audit import AuditEvent, AuditSink
@@ -66,12 +68,7 @@ from kaspi_identity.storage._checks import is_storable_text
 from kaspi_identity.storage._records import MAX_NAMES, NAME_MAX_LENGTH
 from kaspi_identity.tokens import LinkBuilder, TokenClaims, TokenService
 
-__all__ = [
-    "IDENTIFIER_ERROR_CODES",
-    "IdentityService",
-    "InvalidCodeError",
-    "InvalidIdentifierError",
-]
+__all__ = ["IdentityService"]
 
 _log = logging.getLogger("kaspi_identity.services")
 
@@ -96,60 +93,6 @@ _TAKEN_LETTERS: dict[str, str] = {
     "phone": "phone_already_registered",
     "iin": "iin_already_registered",
 }
-
-
-#: The stable codes of :class:`InvalidIdentifierError` (catalog keys ``identifier.<code>``).
-IDENTIFIER_ERROR_CODES: tuple[str, ...] = (
-    "missing",
-    "email",
-    "username",
-    "username_number",
-    "names",
-    "name_character",
-)
-
-
-class InvalidIdentifierError(KaspiIdentityError, ValueError):
-    """A user name, e-mail address or the names given at registration are malformed.
-
-    ``field`` names which input (``"email"``, ``"username"``, ``"names"``); ``reason`` says
-    why in English (the ``str()`` of the error, for logs); ``code`` is the stable code (one
-    of :data:`IDENTIFIER_ERROR_CODES`) and :meth:`message` the text for the user in kk, ru
-    or en. The value is never repeated.
-    """
-
-    def __init__(self, field: str, reason: str, *, code: str) -> None:
-        self.field = field
-        self.reason = reason
-        self.code = code
-        super().__init__(f"invalid {field}: {reason}")
-
-    def __reduce__(self) -> tuple[object, ...]:
-        return _identifier_error, (self.field, self.reason, self.code)
-
-    def message(self, lang: str) -> str:
-        """Return the message for the end user in ``lang`` (catalog key ``identifier.<code>``).
-
-        Raises:
-            UnknownLanguageError: there is no catalog for ``lang``.
-        """
-        return get_catalog(lang).message(f"identifier.{self.code}")
-
-
-def _identifier_error(field: str, reason: str, code: str) -> InvalidIdentifierError:
-    return InvalidIdentifierError(field, reason, code=code)
-
-
-class InvalidCodeError(InvalidTokenError):
-    """An SMS code was not accepted.
-
-    ``reason`` is ``"wrong"`` (try again), ``"exhausted"`` (too many wrong codes: wait and
-    ask for a new one later) or ``"expired"`` (no live code: ask for a new one).
-    """
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(f"SMS code not accepted ({reason})")
 
 
 class _NullAudit:
