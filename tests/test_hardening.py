@@ -37,6 +37,7 @@ from kaspi_identity.services import (
     RateLimit,
     ResetRequestResult,
 )
+from kaspi_identity.services._identifiers import limit_value, resolve
 from kaspi_identity.storage import Storage
 from kaspi_identity.storage.memory import memory_storage
 from kaspi_identity.storage.sqlite import sqlite_storage
@@ -544,9 +545,9 @@ class TestResolvedLimits:
     @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     def test_spellings_resolve_to_one_key(self, typed: str, other: str) -> None:
         """Any two spellings of one number are one identifier for every limit."""
-        service = _make("memory", Path(".")).service
-        assert service._limit_value(service._resolve(typed), typed) == service._limit_value(
-            service._resolve(other), other
+        settings = _make("memory", Path(".")).service.settings
+        assert limit_value(resolve(typed, settings), typed) == limit_value(
+            resolve(other, settings), other
         )
 
 

@@ -479,7 +479,7 @@ class TestIinLogins:
         # The lookup itself (a private step) is the same on both faces: ask the sync one.
         core = make_service("sync", env.storage, env.service.settings, email_sender=env.outbox)
         found = {
-            identifier: core._lookup(core._resolve(identifier))
+            identifier: core._plumbing.lookup(core._plumbing.resolve(identifier))
             for identifier in ("aliya77", PHONE, "8 701 123 45 67")
         }
         assert found["aliya77"] is not None

@@ -49,6 +49,7 @@ from kaspi_identity.services import (
     RegistrationResult,
     ResetRequestResult,
 )
+from kaspi_identity.services._tokens import bound_state
 from kaspi_identity.storage import Account, HistoryEntry, PasswordHistoryStore, Storage
 from kaspi_identity.storage.memory import memory_storage
 from kaspi_identity.storage.sqlite import sqlite_storage
@@ -1403,7 +1404,8 @@ class TestResetPassword:
         _register(svc_env)
         b = _register(svc_env, EMAIL_B, password=PW_B)
         service = svc_env.service
-        state_a = IdentityService._state(svc_env.account())  # what A's link is bound to
+        state_a = bound_state("reset", svc_env.account())  # what A's link is bound to
+        assert state_a is not None
         forged = service.tokens.issue("reset", b, state=state_a, now=svc_env.clock.now())
         with pytest.raises(InvalidTokenError):
             service.reset_password(forged, NEW, NEW)

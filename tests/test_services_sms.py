@@ -1064,9 +1064,9 @@ class TestUnknownPhone:
     def test_same_answer_same_work(self, sms_env: SmsEnv, monkeypatch: pytest.MonkeyPatch) -> None:
         """Both get ResetRequestResult(True); each makes one code, one keyed hash, one put."""
         sms_env.register()
-        service = core_of(sms_env.service)  # the flow that runs, on either face
+        flow = core_of(sms_env.service)._sms_reset  # the flow that runs, on either face
         calls: list[str] = []
-        real_hash, real_randbelow = service._code_hash, secrets.randbelow
+        real_hash, real_randbelow = flow.code_hash, secrets.randbelow
 
         def counting_hash(key: bytes, e164: str, code: str) -> bytes:
             calls.append("hash")
@@ -1076,7 +1076,7 @@ class TestUnknownPhone:
             calls.append("randbelow")
             return real_randbelow(bound)
 
-        monkeypatch.setattr(service, "_code_hash", counting_hash)
+        monkeypatch.setattr(flow, "code_hash", counting_hash)
         monkeypatch.setattr(secrets, "randbelow", counting_randbelow)
 
         known = sms_env.request(PHONE)
@@ -1096,10 +1096,10 @@ class TestUnknownPhone:
         assert key == UNKNOWN_PHONE
         assert len(stored) == 32
         assert sms_env.outbox.sms == []
-        service = core_of(sms_env.service)  # the keys and the hash are the same on both faces
+        flow = core_of(sms_env.service)._sms_reset  # the keys and the hash: both faces'
         for code in ("000000", "123456", "999999"):
-            for k in service._code_keys:
-                assert service._code_hash(k, UNKNOWN_PHONE, code) != stored
+            for k in flow.code_keys:
+                assert flow.code_hash(k, UNKNOWN_PHONE, code) != stored
 
     def test_verify_answers_the_same_for_known_and_unknown(self, sms_env: SmsEnv) -> None:
         """Issue 10: the reasons, the tries before exhaustion and expiry are the same."""

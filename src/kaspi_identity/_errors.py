@@ -10,8 +10,10 @@ also derives from it, so both ``except KaspiIdentityError`` and idiomatic catche
     ├── InvalidPasswordError (ValueError)     a password that cannot be hashed (lone surrogate)
     ├── InvalidPhoneError (ValueError)        a phone number refused (reason, message(lang))
     ├── InvalidIinError (ValueError)          an IIN/BIN refused (reason, message(lang))
+    ├── InvalidIdentifierError (ValueError)   a malformed user name, e-mail or names
     ├── InvalidTokenError (ValueError)        any failure of a link token or grant
-    │   └── ExpiredTokenError                 ...that failed only because it expired
+    │   ├── ExpiredTokenError                 ...that failed only because it expired
+    │   └── InvalidCodeError                  an SMS code was not accepted
     ├── HashingError
     │   ├── PasswordMismatchError             verify(): the password does not match the hash
     │   └── InvalidHashError (ValueError)     a stored hash is malformed or not argon2
@@ -35,6 +37,7 @@ from collections.abc import Collection, Mapping
 from typing import Final
 
 __all__ = [
+    "IDENTIFIER_ERROR_CODES",
     "IIN_ERROR_REASONS",
     "PHONE_ERROR_REASONS",
     "AccountNotFoundError",
@@ -44,7 +47,9 @@ __all__ = [
     "DuplicateAccountError",
     "ExpiredTokenError",
     "HashingError",
+    "InvalidCodeError",
     "InvalidHashError",
+    "InvalidIdentifierError",
     "InvalidIinError",
     "InvalidPasswordError",
     "InvalidPhoneError",
@@ -106,6 +111,63 @@ class InvalidTokenError(KaspiIdentityError, ValueError):
 
 class ExpiredTokenError(InvalidTokenError):
     """A token was genuine but its lifetime is over."""
+
+
+class InvalidCodeError(InvalidTokenError):
+    """An SMS code was not accepted.
+
+    ``reason`` is ``"wrong"`` (try again), ``"exhausted"`` (too many wrong codes: wait and
+    ask for a new one later) or ``"expired"`` (no live code: ask for a new one).
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"SMS code not accepted ({reason})")
+
+
+#: The stable codes of :class:`InvalidIdentifierError` (catalog keys ``identifier.<code>``).
+IDENTIFIER_ERROR_CODES: tuple[str, ...] = (
+    "missing",
+    "email",
+    "username",
+    "username_number",
+    "names",
+    "name_character",
+)
+
+
+class InvalidIdentifierError(KaspiIdentityError, ValueError):
+    """A user name, e-mail address or the names given at registration are malformed.
+
+    ``field`` names which input (``"email"``, ``"username"``, ``"names"``); ``reason`` says
+    why in English (the ``str()`` of the error, for logs); ``code`` is the stable code (one
+    of :data:`IDENTIFIER_ERROR_CODES`) and :meth:`message` the text for the user in kk, ru
+    or en. The value is never repeated.
+    """
+
+    def __init__(self, field: str, reason: str, *, code: str) -> None:
+        self.field = field
+        self.reason = reason
+        self.code = code
+        super().__init__(f"invalid {field}: {reason}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return _identifier_error, (self.field, self.reason, self.code)
+
+    def message(self, lang: str) -> str:
+        """Return the message for the end user in ``lang`` (catalog key ``identifier.<code>``).
+
+        Raises:
+            UnknownLanguageError: there is no catalog for ``lang``.
+        """
+        # Imported here: the catalogs raise the errors of this module.
+        from kaspi_identity.i18n import get_catalog
+
+        return get_catalog(lang).message(f"identifier.{self.code}")
+
+
+def _identifier_error(field: str, reason: str, code: str) -> InvalidIdentifierError:
+    return InvalidIdentifierError(field, reason, code=code)
 
 
 class HashingError(KaspiIdentityError):

@@ -41,6 +41,7 @@ from datetime import datetime
 from typing import Final
 
 from kaspi_identity._errors import CorruptRecordError, InvalidHashError, InvalidPasswordError
+from kaspi_identity._keys import check_secret_keys
 from kaspi_identity._normalize import normalize_password
 from kaspi_identity.hashing import _MAX_HASH_CHARS, MAX_PASSWORD_LENGTH, PasswordHasher
 from kaspi_identity.policy import PasswordPolicy, PolicyResult, UserInfo, Violation
@@ -56,7 +57,6 @@ _VERSION: Final = 1
 _KEY_ID_LEN: Final = 4
 _TAG_LEN: Final = 16
 _HEADER_LEN: Final = 1 + _KEY_ID_LEN + 1
-_MIN_KEY_BYTES: Final = 32
 _MIN_SHAPE_LETTERS: Final = 3
 _MIN_LETTERS: Final = 4
 _MAX_DISTANCE: Final = 2
@@ -230,16 +230,10 @@ class PasswordHistory:
         secret_keys: Sequence[bytes],
         hasher: PasswordHasher | None = None,
     ) -> None:
-        if isinstance(secret_keys, bytes | str) or not secret_keys:
-            raise ValueError("secret_keys must be a non-empty sequence of keys, newest first")
-        for key in secret_keys:
-            if not isinstance(key, bytes):
-                raise TypeError("each secret key must be bytes")
-            if len(key) < _MIN_KEY_BYTES:
-                raise ValueError(f"each secret key must be at least {_MIN_KEY_BYTES} bytes")
+        keys = check_secret_keys(secret_keys, text=False)
         self._store = store
-        self._keys = {self._key_id(k): k for k in reversed(secret_keys)}
-        self._signing_key = secret_keys[0]
+        self._keys = {self._key_id(k): k for k in reversed(keys)}
+        self._signing_key = keys[0]
         self._hasher = hasher if hasher is not None else PasswordHasher()
 
     def __repr__(self) -> str:

@@ -33,6 +33,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from itsdangerous import BadData, URLSafeSerializer
 
 from kaspi_identity._errors import ExpiredTokenError, InvalidTokenError
+from kaspi_identity._keys import check_secret_keys
 
 __all__ = [
     "MAX_LIFETIME",
@@ -54,17 +55,28 @@ MAX_LIFETIME: Final = timedelta(hours=24)
 TOKEN_MAX_LENGTH: Final = 1024
 
 _PURPOSES: Final[tuple[str, ...]] = ("reset", "confirm", "sms_grant")
+#: How long a token of each purpose lives unless configured otherwise.
 _DEFAULT_LIFETIMES: Final[Mapping[str, timedelta]] = {
     "reset": timedelta(hours=1),
     "confirm": timedelta(hours=24),
     "sms_grant": timedelta(minutes=10),
 }
-_MIN_KEY_BYTES: Final = 32
 _NONCE_BYTES: Final = 16
 _STATE_BYTES: Final = 16
 _SALT_PREFIX: Final = "kaspi-identity.token."
 #: What :meth:`TokenService._load` returns for a token that does not verify.
 _INVALID: Final = object()
+
+
+def _check_lifetime(lifetime: object, what: str) -> timedelta:
+    """``lifetime`` if it is a token lifetime: a positive ``timedelta`` of at most 24 hours.
+
+    Raises:
+        ValueError: anything else (the message names ``what``).
+    """
+    if not isinstance(lifetime, timedelta) or not timedelta(0) < lifetime <= MAX_LIFETIME:
+        raise ValueError(f"{what} must be positive and at most 24 hours")
+    return lifetime
 
 
 def _b64(data: bytes) -> str:
@@ -93,6 +105,15 @@ class TokenClaims:
     expires_at: datetime
     state_digest: bytes = field(repr=False)
 
+    @property
+    def dies_at(self) -> datetime:
+        """The first moment the token no longer verifies: one second after ``expires_at``.
+
+        A token is valid up to and including its expiry second; the single-use ledger keeps
+        its id until this moment.
+        """
+        return self.expires_at + timedelta(seconds=1)
+
 
 class TokenService:
     """Issues and verifies tokens for every purpose.
@@ -115,25 +136,12 @@ class TokenService:
         *,
         lifetimes: Mapping[str, timedelta] | None = None,
     ) -> None:
-        if isinstance(secret_keys, bytes | str) or not secret_keys:
-            raise ValueError("secret_keys must be a non-empty sequence of keys, newest first")
-        keys: list[bytes] = []
-        for key in secret_keys:
-            if isinstance(key, str):
-                key = key.encode("utf-8")
-            if not isinstance(key, bytes):
-                raise TypeError("each secret key must be bytes or str")
-            if len(key) < _MIN_KEY_BYTES:
-                raise ValueError(f"each secret key must be at least {_MIN_KEY_BYTES} bytes")
-            keys.append(key)
-        self._keys: tuple[bytes, ...] = tuple(keys)
+        self._keys = check_secret_keys(secret_keys, text=True)
         merged = dict(_DEFAULT_LIFETIMES)
         for purpose, lifetime in (lifetimes or {}).items():
             if purpose not in _PURPOSES:
                 raise ValueError(f"unknown token purpose {purpose!r}")
-            if not isinstance(lifetime, timedelta) or not timedelta(0) < lifetime <= MAX_LIFETIME:
-                raise ValueError(f"lifetime of {purpose!r} must be positive and at most 24 hours")
-            merged[purpose] = lifetime
+            merged[purpose] = _check_lifetime(lifetime, f"lifetime of {purpose!r}")
         self._lifetimes: Mapping[str, timedelta] = merged
         # itsdangerous signs with the *last* key of its list, so reverse ours (newest first).
         self._serializers = {
@@ -210,7 +218,7 @@ class TokenService:
         claims = self._claims(payload, name)
         if claims is None:
             raise InvalidTokenError("invalid token")
-        if moment.timestamp() >= claims.expires_at.timestamp() + 1:
+        if moment >= claims.dies_at:
             raise ExpiredTokenError("token expired")
         return claims
 

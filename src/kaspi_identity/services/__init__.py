@@ -8,6 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from kaspi_identity._errors import (
+    IDENTIFIER_ERROR_CODES,
+    InvalidCodeError,
+    InvalidIdentifierError,
+)
 from kaspi_identity.services._audit import (
     EVENT_KINDS,
     AsyncAuditSink,
@@ -24,12 +29,7 @@ from kaspi_identity.services._results import (
     RegistrationResult,
     ResetRequestResult,
 )
-from kaspi_identity.services._service import (
-    IDENTIFIER_ERROR_CODES,
-    IdentityService,
-    InvalidCodeError,
-    InvalidIdentifierError,
-)
+from kaspi_identity.services._service import IdentityService
 from kaspi_identity.services._settings import IdentitySettings, RateLimit
 
 if TYPE_CHECKING:

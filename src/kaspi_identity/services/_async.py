@@ -15,12 +15,14 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 from kaspi_identity._bridge import Awaiting, run_flow
 from kaspi_identity.delivery import AsyncEmailSender, AsyncSmsSender, EmailSender, SmsSender
 from kaspi_identity.hashing import PasswordHasher, _OffLoop
+from kaspi_identity.i18n import Catalog
 from kaspi_identity.policy import PasswordPolicy
 from kaspi_identity.services._audit import AsyncAuditSink, AuditSink
 from kaspi_identity.services._clock import Clock
 from kaspi_identity.services._service import IdentityService
 from kaspi_identity.services._settings import IdentitySettings
 from kaspi_identity.storage import AsyncStorage
+from kaspi_identity.tokens import TokenService
 
 __all__ = ["AsyncIdentityService"]
 
@@ -48,7 +50,7 @@ class AsyncIdentityService:
         storage: the asynchronous stores (``async_memory_storage()``,
             ``async_sqlite_storage(path)``, ``async_redis_storage(...)``,
             ``async_sqlalchemy_storage(async_engine)``, or a host's own).
-        settings, policy, hasher, clock: as for :class:`IdentityService`.
+        settings, policy, hasher, clock, tokens, catalog: as for :class:`IdentityService`.
         email_sender: an :class:`~kaspi_identity.delivery.AsyncEmailSender`, or a
             synchronous sender that never blocks (Outbox, ConsoleSender).
         sms_sender: likewise for SMS.
@@ -70,6 +72,8 @@ class AsyncIdentityService:
         clock: Clock | None = None,
         audit: AsyncAuditSink | AuditSink | None = None,
         sms_sender: AsyncSmsSender | SmsSender | None = None,
+        tokens: TokenService | None = None,
+        catalog: Catalog | None = None,
     ) -> None:
         if not isinstance(storage, AsyncStorage):
             raise TypeError(
@@ -88,6 +92,8 @@ class AsyncIdentityService:
             clock=clock,
             audit=None if audit is None else cast(AuditSink, Awaiting(audit)),
             sms_sender=None if sms_sender is None else cast(SmsSender, Awaiting(sms_sender)),
+            tokens=tokens,
+            catalog=catalog,
         )
         self.settings = self._core.settings
         self.policy = self._core.policy

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Final
 
-from kaspi_identity.tokens import MAX_LIFETIME, LinkBuilder
+from kaspi_identity._keys import check_secret_keys
+from kaspi_identity.tokens import _DEFAULT_LIFETIMES, LinkBuilder, _check_lifetime
 
 __all__ = ["IdentitySettings", "RateLimit"]
 
@@ -83,8 +84,8 @@ class IdentitySettings:
     confirm_url: str
     reset_url: str
     site_name: str = "kaspi-identity"
-    reset_link_lifetime: timedelta = timedelta(hours=1)
-    confirm_link_lifetime: timedelta = timedelta(hours=24)
+    reset_link_lifetime: timedelta = _DEFAULT_LIFETIMES["reset"]
+    confirm_link_lifetime: timedelta = _DEFAULT_LIFETIMES["confirm"]
     backoff_after: int = 5
     backoff_base: timedelta = timedelta(seconds=1)
     backoff_max: timedelta = timedelta(minutes=15)
@@ -105,24 +106,20 @@ class IdentitySettings:
     sms_cooldown: timedelta = timedelta(seconds=60)
     sms_per_phone_daily: int = 5
     sms_per_client_daily: int = 20
-    sms_grant_lifetime: timedelta = timedelta(minutes=10)
+    sms_grant_lifetime: timedelta = _DEFAULT_LIFETIMES["sms_grant"]
 
     def __post_init__(self) -> None:
-        keys = self.secret_keys
-        if isinstance(keys, bytes | str) or not keys:
-            raise ValueError("secret_keys must be a non-empty sequence of keys, newest first")
-        normal = tuple(k.encode("utf-8") if isinstance(k, str) else k for k in keys)
-        if any(not isinstance(k, bytes) or len(k) < 32 for k in normal):
-            raise ValueError("each secret key must be at least 32 bytes")
+        try:
+            normal = check_secret_keys(self.secret_keys, text=True)
+        except TypeError:  # a settings mistake like any other: ValueError, as it always was
+            raise ValueError("each secret key must be at least 32 bytes") from None
         if len(normal) > 8:
             raise ValueError("at most 8 secret keys: drop the oldest once rotated out")
         object.__setattr__(self, "secret_keys", normal)
         for name in ("confirm_url", "reset_url"):
             LinkBuilder(getattr(self, name), allow_insecure_http=self.allow_insecure_http)
         for name in ("reset_link_lifetime", "confirm_link_lifetime"):
-            value = getattr(self, name)
-            if not isinstance(value, timedelta) or not timedelta(0) < value <= MAX_LIFETIME:
-                raise ValueError(f"{name} must be positive and at most 24 hours")
+            _check_lifetime(getattr(self, name), name)
         if not 1 <= self.lockout_after <= NIST_MAX_FAILURES:
             raise ValueError(f"lockout_after must be from 1 to {NIST_MAX_FAILURES}")
         if not 1 <= self.backoff_after <= self.lockout_after:
@@ -137,8 +134,7 @@ class IdentitySettings:
             raise ValueError("sms_code_lifetime must be positive and at most 10 minutes")
         if not 1 <= self.sms_max_attempts <= 10:
             raise ValueError("sms_max_attempts must be from 1 to 10")
-        if not timedelta(0) < self.sms_grant_lifetime <= MAX_LIFETIME:
-            raise ValueError("sms_grant_lifetime must be positive and at most 24 hours")
+        _check_lifetime(self.sms_grant_lifetime, "sms_grant_lifetime")
         for name in ("sms_failure_window", "sms_cooldown"):
             if getattr(self, name) <= timedelta(0):
                 raise ValueError(f"{name} must be positive")

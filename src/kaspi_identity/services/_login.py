@@ -1,0 +1,141 @@
+"""Log-in, and whether a session may go on.
+
+The methods' contracts are documented on :class:`~kaspi_identity.services.IdentityService`,
+which delegates to :class:`LogIn`. The reservation of an attempt (:meth:`LogIn.reserve`)
+and the verdict on a wrong password (:meth:`LogIn.failed`) serve the change of password too.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from datetime import datetime
+from typing import Literal
+
+from kaspi_identity._errors import InvalidHashError
+from kaspi_identity.services._flow import Flow
+from kaspi_identity.services._identifiers import limit_value, require_str
+from kaspi_identity.services._results import LoginResult
+from kaspi_identity.storage import Account
+
+__all__ = ["LogIn"]
+
+_log = logging.getLogger("kaspi_identity.services")
+
+
+class LogIn(Flow):
+    """``authenticate`` and ``session_is_current``."""
+
+    def authenticate(self, identifier: str, password: str, *, client_key: str) -> LoginResult:
+        """See :meth:`IdentityService.authenticate`."""
+        p = self.plumbing
+        require_str(identifier=identifier, password=password, client_key=client_key)
+        s = p.settings
+        resolved = p.resolve(identifier)
+        value = limit_value(resolved, identifier)
+        wait = p.first_limited(
+            ("login-client", client_key, s.login_per_client),
+            ("login-id", value, s.login_per_identifier),
+        )
+        if wait is not None:
+            p.emit("rate_limited", None, action="login")
+            return LoginResult(False, "throttled", retry_after=wait)
+        now = p.clock.now()
+        account = p.lookup(resolved)
+        if account is None or account.password_hash is None:
+            p.absent_work(value)
+            p.burn_verification(password)
+            p.emit("login_failed", account.id if account else None, reason="unknown")
+            return LoginResult(False, "invalid")
+        reserved = self.reserve(account, password, now)
+        if isinstance(reserved, LoginResult):
+            return reserved
+        account, failures = reserved
+        assert account.password_hash is not None  # checked by reserve; not a security check
+        try:
+            ok, new_hash = p.hasher.verify_and_update(account.password_hash, password)
+        except InvalidHashError:
+            _log.error("account %s has a malformed password hash", account.id)
+            ok, new_hash = False, None
+        if not ok:
+            return self.failed(account, failures, reason="password")
+        rehashed = bool(new_hash and self.writer.rehash(account, new_hash))
+        p.storage.accounts.record_login_success(account.id, now=now)
+        p.emit("login_succeeded", account.id)
+        return LoginResult(
+            True,
+            "ok",
+            account.id,
+            email_confirmed=account.email_confirmed,
+            rehashed=rehashed,
+            security_stamp=account.security_stamp,
+        )
+
+    def session_is_current(self, account_id: str, security_stamp: str) -> bool:
+        """See :meth:`IdentityService.session_is_current`."""
+        if not isinstance(account_id, str) or not isinstance(security_stamp, str):
+            return False
+        account = self.plumbing.storage.accounts.get(account_id)
+        stored = "" if account is None else account.security_stamp
+        return account is not None and hmac.compare_digest(
+            stored.encode("utf-8", "surrogatepass"),
+            security_stamp.encode("utf-8", "surrogatepass"),
+        )
+
+    def reserve(
+        self, account: Account, password: str, now: datetime
+    ) -> tuple[Account, int] | LoginResult:
+        """Count this attempt on the account before its password is verified.
+
+        Returns the account as reserved and its new failure count, or the refusal (locked,
+        backing off, or gone) after equal work. The reservation is a compare-and-set on the
+        failure count read with the account: when another attempt got in first, the account
+        is read again and the back-off and lockout are judged on the fresh count, so the
+        limits hold however many attempts race. Each lost race means another attempt was
+        counted, so the loop ends by lockout at the latest.
+        """
+        p = self.plumbing
+        accounts = p.storage.accounts
+        for _ in range(p.settings.lockout_after + 1):
+            blocked = self._blocked(account, password, now)
+            if blocked is not None:
+                return blocked
+            expected = account.failed_logins
+            if accounts.reserve_login_attempt(account.id, expected_failures=expected, now=now):
+                return account, expected + 1
+            fresh = accounts.get(account.id)
+            if fresh is None or fresh.password_hash is None:
+                p.burn_verification(password)
+                return LoginResult(False, "invalid")
+            account = fresh
+        # Successes kept resetting the count under this attempt: refuse it like a back-off.
+        p.burn_verification(password)
+        p.emit("login_failed", account.id, reason="throttled")
+        return LoginResult(False, "throttled", account.id, retry_after=p.settings.backoff_base)
+
+    def _blocked(self, account: Account, password: str, now: datetime) -> LoginResult | None:
+        """The refusal for a locked or backing-off account (after equal work), else ``None``."""
+        p = self.plumbing
+        s = p.settings
+        reason: Literal["locked", "throttled"] | None = None
+        retry_after = None
+        last = account.last_failed_login_at
+        wait = s.backoff(account.failed_logins)
+        if account.failed_logins >= s.lockout_after:
+            reason = "locked"
+        elif wait and last is not None and now < last + wait:
+            reason, retry_after = "throttled", last + wait - now
+        if reason is None:
+            return None
+        p.burn_verification(password)
+        p.emit("login_failed", account.id, reason=reason)
+        return LoginResult(False, reason, account.id, retry_after=retry_after)
+
+    def failed(self, account: Account, failures: int, *, reason: str) -> LoginResult:
+        """A wrong password (already counted by the reservation); ``locked`` at the threshold."""
+        p = self.plumbing
+        p.emit("login_failed", account.id, reason=reason)
+        if failures >= p.settings.lockout_after:
+            p.emit("account_locked", account.id)
+            return LoginResult(False, "locked", account.id)
+        return LoginResult(False, "invalid")
