@@ -109,9 +109,19 @@ class TestBridge:
 
         with pytest.raises(RuntimeError, match="outside AsyncIdentityService"):
             await_(later())
-        face = Awaiting(Coroutining(memory_storage().tokens))
+
+        class Store:
+            async def get(self) -> int:
+                return 1
+
         with pytest.raises(RuntimeError):
-            face.consume("x", None, now=None)
+            Awaiting(Store()).get()
+
+    def test_a_face_over_a_store_that_never_blocks_calls_it_directly(self) -> None:
+        tokens = memory_storage().tokens
+        face = Awaiting(Coroutining(tokens))
+        assert face.consume == tokens.consume  # no coroutine, no switch
+        assert Awaiting(Coroutining(tokens, runner=lambda call: call())).consume != tokens.consume
 
     def test_results_and_errors_cross_every_kind_of_wait(self) -> None:
         async def ready(x: int) -> int:
@@ -369,3 +379,27 @@ class TestNestedFlows:
             return list(await asyncio.gather(run_flow(outer), run_flow(outer)))
 
         assert asyncio.run(go()) == [[10, 0, 20, -1, 30, -2]] * 2
+
+
+class TestSyncFaceRefusesAsyncCollaborators:
+    """Given to the sync face, an async sender would never be awaited: nothing sent."""
+
+    def test_async_sender_sink_or_storage_is_a_type_error(self) -> None:
+        class Sender:
+            async def send_email(self, message: EmailMessage) -> None: ...
+
+            async def send_sms(self, message: Any) -> None: ...
+
+        class Sink:
+            async def emit(self, event: AuditEvent) -> None: ...
+
+        cases: list[dict[str, Any]] = [
+            {"email_sender": Sender()},
+            {"email_sender": Outbox(), "sms_sender": Sender()},
+            {"email_sender": Outbox(), "audit": Sink()},
+        ]
+        for kwargs in cases:
+            with pytest.raises(TypeError, match="AsyncIdentityService"):
+                IdentityService(memory_storage(), _settings(), **kwargs)
+        with pytest.raises(TypeError, match="AsyncIdentityService"):
+            IdentityService(async_memory_storage(), _settings(), email_sender=Outbox())  # type: ignore[arg-type]

@@ -78,7 +78,6 @@ from kaspi_identity.testing import (
     OneTimeCodeStoreContract,
     PasswordHistoryStoreContract,
     RateLimiterContract,
-    StorageContract,
     TokenLedgerContract,
     blocking_storage,
     make_comparison_machine,
@@ -1093,17 +1092,40 @@ def _async_client_of(storage: AsyncStorage) -> redis.asyncio.Redis:
     return client
 
 
-class TestAsyncRedisStorage(RedisServer, StorageContract):
-    """The whole contract suite on async_redis_storage (its own client from the URL).
+class TestAsyncRedisStorage(
+    RedisServer,
+    TokenLedgerContract,
+    OneTimeCodeStoreContract,
+    RateLimiterContract,
+    PasswordHistoryStoreContract,
+):
+    """The contracts of the four stores Redis keeps, on async_redis_storage (its own client).
 
-    Accounts are the async memory adapter's, since Redis keeps none; so ``with_history`` is
-    ``None`` and the AccountWithHistory cases skip, as they do for a host's accounts.
+    The same four as the sync face runs; accounts are the host's (here the async memory
+    adapter's, proved with the memory bundle), so there is no with_history to prove.
     """
 
-    def make_storage(self) -> Storage:
-        return blocking_storage(
-            async_redis_storage(self.url, accounts=_async_accounts(), prefix=self.prefix)
-        )
+    @pytest.fixture
+    def storage(self) -> Iterator[Storage]:
+        bundle = async_redis_storage(self.url, accounts=_async_accounts(), prefix=self.prefix)
+        with blocking_storage(bundle) as storage:
+            yield storage
+
+    @pytest.fixture
+    def ledger(self, storage: Storage) -> TokenLedger:
+        return storage.tokens
+
+    @pytest.fixture
+    def codes(self, storage: Storage) -> OneTimeCodeStore:
+        return storage.codes
+
+    @pytest.fixture
+    def rate_limiter(self, storage: Storage) -> RateLimiter:
+        return storage.rate_limits
+
+    @pytest.fixture
+    def history(self, storage: Storage) -> PasswordHistoryStore:
+        return storage.history
 
 
 class TestAsyncConstruction(RedisServer):

@@ -28,12 +28,12 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
 from greenlet import getcurrent, greenlet
 
-__all__ = ["Awaiting", "Coroutining", "await_", "run_flow"]
+__all__ = ["Awaiting", "Coroutining", "Face", "await_", "run_flow"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -58,9 +58,8 @@ async def run_flow(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> 
             flow.parent = getcurrent()
             handed = flow.throw(exc)
         else:
-            # Whoever resumes this coroutine is the flow's parent from now on: where a flow
-            # started eagerly inside another flow (a sender that runs a flow of its own) goes
-            # on, after a wait, from the event loop's greenlet, not from the one it began in.
+            # Whoever resumes this coroutine is the flow's parent from now on, so a flow is
+            # never switched back into a greenlet that has since moved on.
             flow.parent = getcurrent()
             handed = flow.switch(value)
     result: T = handed
@@ -84,83 +83,61 @@ def await_(awaitable: Awaitable[T]) -> T:
         )
     parent = current.parent
     assert parent is not None  # run_flow gave it the caller's greenlet
-    if inspect.iscoroutine(awaitable):
-        # Started right here, as an eager task would be: a store that answers without
-        # waiting (memory, a cached value) costs no switch at all. Only a coroutine that
-        # really waits is handed to run_flow, to go on from where it stopped.
-        try:
-            waits_on = awaitable.send(None)
-        except StopIteration as done:
-            value: T = done.value
-            return value
-        resumed: T = parent.switch(_Suspended(awaitable, waits_on))
-        return resumed
     result: T = parent.switch(awaitable)
     return result
 
 
-class _Suspended:
-    """A coroutine :func:`await_` started that waits on ``waits_on``; awaiting this resumes it.
+class Face:
+    """A face on ``target``: each method goes through :meth:`_wrap`, once, and is kept.
 
-    The rest of the coroutine runs as ``yield from`` would run it: each future it waits on
-    goes up to the task running :func:`run_flow`, and what the task sends or throws back
-    (a result, a cancellation) goes down into the coroutine.
-    """
-
-    __slots__ = ("_coroutine", "_waits_on")
-
-    def __init__(self, coroutine: Coroutine[Any, Any, Any], waits_on: Any) -> None:
-        self._coroutine = coroutine
-        self._waits_on = waits_on
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        coroutine, waits_on = self._coroutine, self._waits_on
-        while True:
-            try:
-                sent = yield waits_on
-            except BaseException as exc:
-                try:
-                    waits_on = coroutine.throw(exc)
-                except StopIteration as done:
-                    return done.value
-            else:
-                try:
-                    waits_on = coroutine.send(sent)
-                except StopIteration as done:
-                    return done.value
-
-
-class Awaiting:
-    """A synchronous face on an asynchronous object, for use inside :func:`run_flow`.
-
-    A method call on the face calls the target's method and, when that returns an
-    awaitable, waits for it with :func:`await_`; a plain result (a sender such as the
-    Outbox that never blocks) passes through. Attributes that are not callables pass
-    through too. Each method's face is made once and kept.
+    Attributes that are not callables pass through. :class:`Awaiting`, :class:`Coroutining`
+    and the testing kit's ``Blocking`` differ only in how they wrap a method.
     """
 
     def __init__(self, target: object) -> None:
         self._target = target
 
     def __repr__(self) -> str:
-        return f"Awaiting({self._target!r})"
+        return f"{type(self).__name__}({self._target!r})"
 
     @property
     def target(self) -> object:
-        """The asynchronous object behind this face."""
+        """The object behind this face."""
         return self._target
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._target, name)
         if not callable(attribute):
             return attribute
+        call = self._wrap(name, attribute)
+        self.__dict__[name] = call
+        return call
+
+    def _wrap(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+        raise NotImplementedError
+
+
+class Awaiting(Face):
+    """A synchronous face on an asynchronous object, for use inside :func:`run_flow`.
+
+    A method call on the face calls the target's method and, when that returns an
+    awaitable, waits for it with :func:`await_`; a plain result (a sender such as the
+    Outbox that never blocks) passes through.
+    """
+
+    def _wrap(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+        target = self._target
+        if isinstance(target, Coroutining) and target.runs_inline:
+            # A face over a face of a store that never blocks (the memory adapter): call
+            # the store itself, with no coroutine to make and no switch to wait for.
+            direct: Callable[..., Any] = getattr(target.target, name)
+            return direct
         isawaitable = inspect.isawaitable
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            result = attribute(*args, **kwargs)
+            result = method(*args, **kwargs)
             return await_(result) if isawaitable(result) else result
 
-        self.__dict__[name] = call
         return call
 
     def covers(self, accounts: object, history: object) -> bool:
@@ -171,44 +148,36 @@ class Awaiting:
 Runner = Callable[[Callable[[], Any]], Awaitable[Any]]
 
 
-class Coroutining:
+class Coroutining(Face):
     """An asynchronous face on a synchronous store: every method becomes a coroutine.
 
     ``runner`` decides where the synchronous call runs: by default (``None``) right away
     on the loop, for stores that never block (the memory adapter); the SQLite adapter
-    passes one that runs it on the store's own worker threads. Each method's face is made
-    once and kept.
+    passes one that runs it on the store's own worker threads.
     """
 
     def __init__(self, target: object, runner: Runner | None = None) -> None:
-        self._target = target
+        super().__init__(target)
         self._runner = runner
 
-    def __repr__(self) -> str:
-        return f"Coroutining({self._target!r})"
-
     @property
-    def target(self) -> object:
-        """The synchronous object behind this face."""
-        return self._target
+    def runs_inline(self) -> bool:
+        """Whether each call runs right away on the loop (no runner: the store never blocks)."""
+        return self._runner is None
 
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._target, name)
-        if not callable(attribute):
-            return attribute
+    def _wrap(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
         runner = self._runner
         call: Callable[..., Coroutine[Any, Any, Any]]
         if runner is None:
 
             async def call(*args: Any, **kwargs: Any) -> Any:
-                return attribute(*args, **kwargs)
+                return method(*args, **kwargs)
 
         else:
 
             async def call(*args: Any, **kwargs: Any) -> Any:
-                return await runner(functools.partial(attribute, *args, **kwargs))
+                return await runner(functools.partial(method, *args, **kwargs))
 
-        self.__dict__[name] = call
         return call
 
     def covers(self, accounts: object, history: object) -> bool:

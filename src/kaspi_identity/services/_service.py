@@ -16,6 +16,7 @@ bridge of ``_async``) on their asynchronous faces.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 from kaspi_identity._keys import KeyRing
@@ -46,6 +47,28 @@ from kaspi_identity.storage import Storage
 from kaspi_identity.tokens import TokenService
 
 __all__ = ["IdentityService"]
+
+
+def _refuse_async(storage: object, email_sender: object, sms_sender: object, audit: object) -> None:
+    """``TypeError`` for an asynchronous collaborator: the sync face would never await it.
+
+    An async sender's coroutine would be dropped unawaited (nothing sent, the answer still
+    "sent"), an async store's would be read as a truthy result.
+    """
+    calls = [
+        (getattr(storage, "accounts", None), "find_by_login"),
+        (email_sender, "send_email"),
+        (sms_sender, "send_sms"),
+        (audit, "emit"),
+    ]
+    for collaborator, method in calls:
+        if collaborator is not None and inspect.iscoroutinefunction(
+            getattr(collaborator, method, None)
+        ):
+            raise TypeError(
+                f"{type(collaborator).__name__}.{method} is a coroutine function: give"
+                " asynchronous stores, senders and sinks to AsyncIdentityService"
+            )
 
 
 class IdentityService:
@@ -88,6 +111,7 @@ class IdentityService:
         tokens: TokenService | None = None,
         catalog: Catalog | None = None,
     ) -> None:
+        _refuse_async(storage, email_sender, sms_sender, audit)
         self.storage = storage
         self.settings = settings
         self.policy = policy if policy is not None else PasswordPolicy()

@@ -23,6 +23,7 @@ from ._protocols import (
     RateLimiter,
     Storage,
     TokenLedger,
+    distinct_components,
 )
 from ._records import Account, CodeAttempt, HistoryEntry, NewAccount, RateLimitResult
 
@@ -201,20 +202,9 @@ class AsyncStorage:
 
     async def aclose(self) -> None:
         """Await ``aclose()`` on every component that has one, each once."""
-        seen: set[int] = set()
-        components = (
-            self.accounts,
-            self.history,
-            self.tokens,
-            self.codes,
-            self.rate_limits,
-            self.with_history,
-        )
-        for component in components:
-            if id(component) in seen or not isinstance(component, _AsyncCloseable):
-                continue
-            seen.add(id(component))
-            await component.aclose()
+        for component in distinct_components(self):
+            if isinstance(component, _AsyncCloseable):
+                await component.aclose()
 
     async def __aenter__(self) -> AsyncStorage:
         return self

@@ -23,7 +23,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from ._async import AsyncStorage
 
 from ._records import Account, CodeAttempt, HistoryEntry, NewAccount, RateLimitResult
 
@@ -386,6 +389,22 @@ class _Closeable(Protocol):
     def close(self) -> None: ...
 
 
+def distinct_components(bundle: Storage | AsyncStorage) -> list[object]:
+    """A bundle's stores (and ``with_history``), each object once, in field order."""
+    seen: dict[int, object] = {}
+    for component in (
+        bundle.accounts,
+        bundle.history,
+        bundle.tokens,
+        bundle.codes,
+        bundle.rate_limits,
+        bundle.with_history,
+    ):
+        if component is not None:
+            seen.setdefault(id(component), component)
+    return list(seen.values())
+
+
 @dataclass(frozen=True, slots=True)
 class Storage:
     """The five stores the services need, bundled.
@@ -420,20 +439,9 @@ class Storage:
 
     def close(self) -> None:
         """Close every component that has a ``close()`` method, each once."""
-        seen: set[int] = set()
-        components = (
-            self.accounts,
-            self.history,
-            self.tokens,
-            self.codes,
-            self.rate_limits,
-            self.with_history,
-        )
-        for component in components:
-            if id(component) in seen or not isinstance(component, _Closeable):
-                continue
-            seen.add(id(component))
-            component.close()
+        for component in distinct_components(self):
+            if isinstance(component, _Closeable):
+                component.close()
 
     def __enter__(self) -> Storage:
         return self

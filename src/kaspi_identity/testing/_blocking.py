@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from kaspi_identity._bridge import Face
 from kaspi_identity.storage import (
     AccountStore,
     AccountWithHistory,
@@ -64,29 +65,12 @@ def run_on_test_loop(coroutine: Coroutine[Any, Any, T]) -> T:
     return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
 
 
-class Blocking:
+class Blocking(Face):
     """A synchronous face on an asynchronous object: each coroutine runs on the test loop."""
 
-    __slots__ = ("_target",)
-
-    def __init__(self, target: object) -> None:
-        self._target = target
-
-    def __repr__(self) -> str:
-        return f"Blocking({self._target!r})"
-
-    @property
-    def target(self) -> object:
-        """The asynchronous object behind this face."""
-        return self._target
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._target, name)
-        if not callable(attribute):
-            return attribute
-
+    def _wrap(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
-            result = attribute(*args, **kwargs)
+            result = method(*args, **kwargs)
             if inspect.iscoroutine(result):
                 return run_on_test_loop(result)
             if inspect.isawaitable(result):
