@@ -238,7 +238,7 @@ def build(adapter: str, directory: Path, population: int, recorder: Recorder | N
         storage = Storage(
             accounts=cast(AccountStore, Probe(base.accounts, "accounts", recorder)),
             history=base.history,
-            tokens=cast(TokenLedger, Probe(base.tokens, "ledger", recorder)),
+            ledger=cast(TokenLedger, Probe(base.ledger, "ledger", recorder)),
             codes=cast(OneTimeCodeStore, Probe(base.codes, "codes", recorder)),
             rate_limits=cast(RateLimiter, Probe(base.rate_limits, "rate_limits", recorder)),
         )

@@ -200,7 +200,7 @@ def consume(storage: Storage, thread: int, now: datetime) -> Callable[[], object
     expires = now + _HOUR
 
     def run() -> object:
-        return storage.tokens.consume(f"t{thread}-{next(counter)}", expires, now=now)
+        return storage.ledger.consume(f"t{thread}-{next(counter)}", expires, now=now)
 
     return run
 

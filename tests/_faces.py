@@ -54,7 +54,7 @@ def as_async(storage: Storage) -> AsyncStorage:
     return AsyncStorage(
         accounts=cast(AsyncAccountStore, face(storage.accounts)),
         history=cast(AsyncPasswordHistoryStore, face(storage.history)),
-        tokens=cast(AsyncTokenLedger, face(storage.tokens)),
+        ledger=cast(AsyncTokenLedger, face(storage.ledger)),
         codes=cast(AsyncOneTimeCodeStore, face(storage.codes)),
         rate_limits=cast(AsyncRateLimiter, face(storage.rate_limits)),
         with_history=None if together is None else cast(AsyncAccountWithHistory, face(together)),
@@ -91,7 +91,7 @@ def innermost(storage: Storage) -> Storage:
     return Storage(
         accounts=inner(storage.accounts),
         history=inner(storage.history),
-        tokens=inner(storage.tokens),
+        ledger=inner(storage.ledger),
         codes=inner(storage.codes),
         rate_limits=inner(storage.rate_limits),
         with_history=None if together is None else inner(together),

@@ -118,7 +118,7 @@ class TestBridge:
             Awaiting(Store()).get()
 
     def test_a_face_over_a_store_that_never_blocks_calls_it_directly(self) -> None:
-        tokens = memory_storage().tokens
+        tokens = memory_storage().ledger
         face = Awaiting(Coroutining(tokens))
         assert face.consume == tokens.consume  # no coroutine, no switch
         assert Awaiting(Coroutining(tokens, runner=lambda call: call())).consume != tokens.consume

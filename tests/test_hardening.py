@@ -411,7 +411,7 @@ class TestLoginLimits:
         spied = Storage(
             accounts=Spy(env.storage.accounts),
             history=env.storage.history,
-            tokens=env.storage.tokens,
+            ledger=env.storage.ledger,
             codes=env.storage.codes,
             rate_limits=Spy(env.storage.rate_limits),
         )

@@ -264,7 +264,7 @@ def svc_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Env]:
     spied = Storage(
         accounts=cast(Any, _Spy(raw.accounts, calls)),
         history=cast(Any, _Spy(raw.history, calls)),
-        tokens=cast(Any, _Spy(raw.tokens, calls)),
+        ledger=cast(Any, _Spy(raw.ledger, calls)),
         codes=cast(Any, _Spy(raw.codes, calls)),
         rate_limits=cast(Any, _Spy(raw.rate_limits, calls)),
     )

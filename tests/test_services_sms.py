@@ -216,7 +216,7 @@ def sms_make(sms_backend: str, sms_face: str, tmp_path: Path) -> Iterator[SmsMak
         storage = Storage(
             accounts=base.accounts,
             history=base.history,
-            tokens=base.tokens,
+            ledger=base.ledger,
             codes=codes,
             rate_limits=limits,
         )

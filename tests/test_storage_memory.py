@@ -58,7 +58,7 @@ class TestMemoryStorage:
         storage = memory_storage()
         assert isinstance(storage.accounts, MemoryAccountStore)
         assert isinstance(storage.history, MemoryPasswordHistoryStore)
-        assert isinstance(storage.tokens, MemoryTokenLedger)
+        assert isinstance(storage.ledger, MemoryTokenLedger)
         assert isinstance(storage.codes, MemoryOneTimeCodeStore)
         assert isinstance(storage.rate_limits, MemoryRateLimiter)
         assert isinstance(storage.with_history, MemoryAccountWithHistory)

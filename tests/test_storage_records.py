@@ -481,7 +481,7 @@ class TestStorageBundle:
 
         shared = Closing()
         base = memory_storage()
-        storage = dataclasses.replace(base, tokens=shared, codes=shared)  # type: ignore[arg-type]
+        storage = dataclasses.replace(base, ledger=shared, codes=shared)  # type: ignore[arg-type]
         with storage:
             pass
         assert closed == ["x"]
@@ -492,7 +492,7 @@ class TestStorageBundle:
         bare = Storage(
             accounts=base.accounts,
             history=base.history,
-            tokens=base.tokens,
+            ledger=base.ledger,
             codes=base.codes,
             rate_limits=base.rate_limits,
         )
@@ -505,7 +505,7 @@ class TestStorageBundle:
                 closed.append("x")
 
         shared = Closing()
-        storage = dataclasses.replace(base, with_history=shared, tokens=shared)  # type: ignore[arg-type]
+        storage = dataclasses.replace(base, with_history=shared, ledger=shared)  # type: ignore[arg-type]
         storage.close()
         assert closed == ["x"]
         alone = dataclasses.replace(base, with_history=Closing())  # type: ignore[arg-type]
@@ -516,7 +516,7 @@ class TestStorageBundle:
         """The bundle is immutable; mix stores with dataclasses.replace."""
         storage = memory_storage()
         with pytest.raises(dataclasses.FrozenInstanceError):
-            storage.tokens = storage.tokens  # type: ignore[misc]
+            storage.ledger = storage.ledger  # type: ignore[misc]
         assert isinstance(dataclasses.replace(storage), Storage)
 
 

@@ -282,7 +282,7 @@ def _entry(index: int) -> HistoryEntry:
 class TestKeysAndExpiry(OnBothFaces):
     def test_token_key_and_ttl(self) -> None:
         """A consumed id is a string key that lives until expires_at + 5 minutes."""
-        ledger = self.stores().tokens
+        ledger = self.stores().ledger
         assert ledger.consume("tok-1", T0 + HOUR, now=T0) is True
         key = self.key("token", "tok-1")
         assert self.client.get(key) == b"1"
@@ -291,7 +291,7 @@ class TestKeysAndExpiry(OnBothFaces):
 
     def test_expiry_is_measured_from_the_callers_clock(self) -> None:
         """The TTL is expires_at - now (+ grace) even when the caller's clock is years off."""
-        ledger = self.stores().tokens
+        ledger = self.stores().ledger
         far_future = datetime(2200, 1, 1, tzinfo=timezone.utc)
         assert ledger.consume("tok-1", far_future + 2 * HOUR, now=far_future) is True
         ttl = self.client.pttl(self.key("token", "tok-1"))
@@ -299,7 +299,7 @@ class TestKeysAndExpiry(OnBothFaces):
 
     def test_dead_token_writes_nothing(self) -> None:
         """consume() of an expired token touches no key."""
-        ledger = self.stores().tokens
+        ledger = self.stores().ledger
         assert ledger.consume("tok-1", T0, now=T0) is False
         assert list(self.client.scan_iter(match=f"{self.prefix}*")) == []
 
@@ -358,8 +358,8 @@ class TestKeysAndExpiry(OnBothFaces):
 
     def test_prefixes_are_separate(self) -> None:
         """Two stores with different prefixes never see each other's keys."""
-        first = self.stores(prefix=self.prefix + "a:").tokens
-        second = self.stores(prefix=self.prefix + "b:").tokens
+        first = self.stores(prefix=self.prefix + "a:").ledger
+        second = self.stores(prefix=self.prefix + "b:").ledger
         assert first.consume("tok-1", T0 + HOUR, now=T0) is True
         assert second.consume("tok-1", T0 + HOUR, now=T0) is True
         assert first.consume("tok-1", T0 + HOUR, now=T0) is False
@@ -419,8 +419,8 @@ class TestConnectionPool:
         """A URL gets a BlockingConnectionPool of 50 that waits 5 s; a client keeps its own."""
         assert (DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_TIMEOUT) == (50, 5.0)
         with redis_storage(redis_url, accounts=MemoryAccountStore(), prefix=prefix) as storage:
-            assert isinstance(storage.tokens, RedisTokenLedger)
-            pool = storage.tokens.client.connection_pool
+            assert isinstance(storage.ledger, RedisTokenLedger)
+            pool = storage.ledger.client.connection_pool
             assert isinstance(pool, redis.BlockingConnectionPool)
             assert (pool.max_connections, pool.timeout) == (50, 5.0)
         client = redis_client(redis_url, max_connections=3, pool_timeout=0.5)
@@ -473,14 +473,14 @@ class TestConnectionPool:
             max_connections=1,
             pool_timeout=0.05,
         )
-        assert isinstance(storage.tokens, RedisTokenLedger)
-        assert storage.tokens.consume("warm-up", T0 + HOUR, now=T0) is True
-        pool = storage.tokens.client.connection_pool
+        assert isinstance(storage.ledger, RedisTokenLedger)
+        assert storage.ledger.consume("warm-up", T0 + HOUR, now=T0) is True
+        pool = storage.ledger.client.connection_pool
         held = pool.get_connection()  # the pool's only connection, busy elsewhere
         try:
             began = time.monotonic()
             with pytest.raises(StorageError) as caught:
-                storage.tokens.consume("tok-secret", T0 + HOUR, now=T0)
+                storage.ledger.consume("tok-secret", T0 + HOUR, now=T0)
             waited = time.monotonic() - began
             assert str(caught.value) == (
                 "Redis storage failed: none of the pool's 1 connections became free within 0.05 s"
@@ -497,7 +497,7 @@ class TestConnectionPool:
         finally:
             pool.release(held)
         # Free again: the call goes through, and the refused one wrote nothing.
-        assert storage.tokens.consume("tok-secret", T0 + HOUR, now=T0) is True
+        assert storage.ledger.consume("tok-secret", T0 + HOUR, now=T0) is True
         storage.close()
 
     def test_a_waiting_call_gets_the_connection_when_it_is_freed(
@@ -507,13 +507,13 @@ class TestConnectionPool:
         storage = redis_storage(
             redis_url, accounts=MemoryAccountStore(), prefix=prefix, max_connections=1
         )
-        assert isinstance(storage.tokens, RedisTokenLedger)
-        pool = storage.tokens.client.connection_pool
+        assert isinstance(storage.ledger, RedisTokenLedger)
+        pool = storage.ledger.client.connection_pool
         held = pool.get_connection()
         timer = threading.Timer(0.2, pool.release, args=(held,))
         timer.start()
         began = time.monotonic()
-        assert storage.tokens.consume("tok-1", T0 + HOUR, now=T0) is True
+        assert storage.ledger.consume("tok-1", T0 + HOUR, now=T0) is True
         assert 0.15 <= time.monotonic() - began < DEFAULT_POOL_TIMEOUT
         timer.join()
         storage.close()
@@ -596,14 +596,14 @@ class TestConstruction(RedisServer):
         accounts = MemoryAccountStore()
         storage = redis_storage(self.client, accounts=accounts, prefix=self.prefix)
         assert storage.accounts is accounts
-        assert isinstance(storage.tokens, RedisTokenLedger)
+        assert isinstance(storage.ledger, RedisTokenLedger)
         assert isinstance(storage.codes, RedisOneTimeCodeStore)
         assert isinstance(storage.rate_limits, RedisRateLimiter)
         assert isinstance(storage.history, RedisPasswordHistoryStore)
-        assert storage.tokens.consume("tok-1", T0 + HOUR, now=T0) is True
+        assert storage.ledger.consume("tok-1", T0 + HOUR, now=T0) is True
         storage.close()
         with pytest.raises(StorageError, match="closed"):
-            storage.tokens.consume("tok-2", T0 + HOUR, now=T0)
+            storage.ledger.consume("tok-2", T0 + HOUR, now=T0)
         # The caller's client stays usable.
         assert self.client.ping() is True
 
@@ -858,8 +858,8 @@ class TestDroppedConnections(OnBothFaces):
 
     def test_token_is_never_redeemed_twice(self) -> None:
         """A consume whose reply is lost raises StorageError; the id is used all the same."""
-        ledger = self.stores(self.flaky).tokens
-        steady = self.stores().tokens
+        ledger = self.stores(self.flaky).ledger
+        steady = self.stores().ledger
         assert ledger.consume("warm-up", T0 + HOUR, now=T0) is True
         self.lose_reply(lambda: ledger.consume("tok-1", T0 + HOUR, now=T0), "tok-1")
         assert ledger.consume("tok-1", T0 + HOUR, now=T0) is False
@@ -919,7 +919,7 @@ class TestDroppedConnections(OnBothFaces):
 
     def test_default_retries_stay_safe(self, redis_url: str) -> None:
         """With redis-py's retries a lost consume is retried -- and answers False, not True."""
-        ledger = self.stores(self.face_client(host="127.0.0.1", port=self.proxy.port)).tokens
+        ledger = self.stores(self.face_client(host="127.0.0.1", port=self.proxy.port)).ledger
         assert ledger.consume("warm-up", T0 + HOUR, now=T0) is True
         self.proxy.cut_next_reply()
         assert ledger.consume("tok-1", T0 + HOUR, now=T0) is False
@@ -930,7 +930,7 @@ class TestDroppedConnections(OnBothFaces):
             port = placeholder.getsockname()[1]
         down = self.face_client(retry=False, port=port, socket_connect_timeout=2)
         stores = self.stores(down)
-        ledger, codes, limiter = stores.tokens, stores.codes, stores.rate_limits
+        ledger, codes, limiter = stores.ledger, stores.codes, stores.rate_limits
         error = _raises_storage_error(
             lambda: ledger.consume("tok-secret", T0 + HOUR, now=T0), "tok-secret"
         )
@@ -1088,7 +1088,7 @@ def _async_client_of(storage: AsyncStorage) -> redis.asyncio.Redis:
     """The redis.asyncio client under an async_redis_storage bundle's stores."""
     # The component is a Coroutining face on a RedisTokenLedger whose client is the
     # _AwaitedClient over the redis.asyncio client.
-    client: redis.asyncio.Redis = cast(Any, storage.tokens).target.client.target
+    client: redis.asyncio.Redis = cast(Any, storage.ledger).target.client.target
     return client
 
 
@@ -1113,7 +1113,7 @@ class TestAsyncRedisStorage(
 
     @pytest.fixture
     def ledger(self, storage: Storage) -> TokenLedger:
-        return storage.tokens
+        return storage.ledger
 
     @pytest.fixture
     def codes(self, storage: Storage) -> OneTimeCodeStore:
@@ -1142,7 +1142,7 @@ class TestAsyncConstruction(RedisServer):
         assert name in self.client_names()
         blocking.close()
         with pytest.raises(StorageError, match="closed"):
-            blocking.tokens.consume("tok-1", T0 + HOUR, now=T0)
+            blocking.ledger.consume("tok-1", T0 + HOUR, now=T0)
         self.wait_until_disconnected(name)
 
     def test_a_client_of_your_own_stays_open(self) -> None:
@@ -1150,7 +1150,7 @@ class TestAsyncConstruction(RedisServer):
         own = redis.asyncio.Redis.from_url(self.url)
         storage = async_redis_storage(own, accounts=_async_accounts(), prefix=self.prefix)
         assert _async_client_of(storage) is own
-        assert run_on_test_loop(storage.tokens.consume("tok-1", T0 + HOUR, now=T0)) is True
+        assert run_on_test_loop(storage.ledger.consume("tok-1", T0 + HOUR, now=T0)) is True
         run_on_test_loop(storage.aclose())
         assert ASYNC.wait(own.ping()) is True
         assert self.client.get(self.key("token", "tok-1")) == b"1"
@@ -1262,13 +1262,13 @@ class TestAsyncConnectionPool:
         pool = _async_client_of(storage).connection_pool
 
         async def scenario() -> None:
-            assert await storage.tokens.consume("warm-up", T0 + HOUR, now=T0) is True
+            assert await storage.ledger.consume("warm-up", T0 + HOUR, now=T0) is True
             # The pool's only connection, busy elsewhere.
             held = await pool.get_connection()  # type: ignore[no-untyped-call]
             try:
                 began = time.monotonic()
                 with pytest.raises(StorageError) as caught:
-                    await storage.tokens.consume("tok-secret", T0 + HOUR, now=T0)
+                    await storage.ledger.consume("tok-secret", T0 + HOUR, now=T0)
                 waited = time.monotonic() - began
                 assert str(caught.value) == (
                     "Redis storage failed:"
@@ -1287,7 +1287,7 @@ class TestAsyncConnectionPool:
             finally:
                 await pool.release(held)
             # Free again: the call goes through, and the refused one wrote nothing.
-            assert await storage.tokens.consume("tok-secret", T0 + HOUR, now=T0) is True
+            assert await storage.ledger.consume("tok-secret", T0 + HOUR, now=T0) is True
 
         try:
             run_on_test_loop(scenario())
@@ -1312,7 +1312,7 @@ class TestAsyncConnectionPool:
 
             returning = asyncio.create_task(give_back())
             began = time.monotonic()
-            assert await storage.tokens.consume("tok-1", T0 + HOUR, now=T0) is True
+            assert await storage.ledger.consume("tok-1", T0 + HOUR, now=T0) is True
             waited = time.monotonic() - began
             await returning
             return waited
@@ -1332,14 +1332,14 @@ class TestAsyncConnectionPool:
         async def scenario() -> None:
             held = await pool.get_connection()  # type: ignore[no-untyped-call]
             try:
-                waiting = asyncio.create_task(storage.tokens.consume("tok-1", T0 + HOUR, now=T0))
+                waiting = asyncio.create_task(storage.ledger.consume("tok-1", T0 + HOUR, now=T0))
                 await asyncio.sleep(0.05)
                 waiting.cancel()
                 with pytest.raises(asyncio.CancelledError):
                     await waiting
             finally:
                 await pool.release(held)
-            assert await storage.tokens.consume("tok-1", T0 + HOUR, now=T0) is True
+            assert await storage.ledger.consume("tok-1", T0 + HOUR, now=T0) is True
 
         try:
             run_on_test_loop(scenario())
@@ -1359,7 +1359,7 @@ class TestAsyncConnectionPool:
         )
         blocking = blocking_storage(storage)
         for _ in range(2):  # the failed connection went back to the pool
-            error = _raises_storage_error(lambda: blocking.tokens.consume("t", T0 + HOUR, now=T0))
+            error = _raises_storage_error(lambda: blocking.ledger.consume("t", T0 + HOUR, now=T0))
             assert str(error) == "Redis storage failed: ConnectionError"
         blocking.close()
 
@@ -1381,7 +1381,7 @@ class TestAsyncConcurrency(RedisServer):
             )
             consumed, right, wrong, hits, _ = await asyncio.gather(
                 asyncio.gather(
-                    *(storage.tokens.consume("tok-1", T0 + HOUR, now=T0) for _ in range(n))
+                    *(storage.ledger.consume("tok-1", T0 + HOUR, now=T0) for _ in range(n))
                 ),
                 asyncio.gather(
                     *(

@@ -38,11 +38,7 @@ from kaspi_identity.storage import (
     CodeAttempt,
     HistoryEntry,
     NewAccount,
-    OneTimeCodeStore,
-    PasswordHistoryStore,
-    RateLimiter,
     Storage,
-    TokenLedger,
 )
 from kaspi_identity.storage.memory import memory_storage
 from kaspi_identity.storage.sqlalchemy import (
@@ -50,9 +46,7 @@ from kaspi_identity.storage.sqlalchemy import (
     SQLAlchemyAccountStore,
     SQLAlchemyAccountWithHistory,
     SQLAlchemyDatabase,
-    SQLAlchemyOneTimeCodeStore,
     SQLAlchemyPasswordHistoryStore,
-    SQLAlchemyRateLimiter,
     SQLAlchemyTokenLedger,
     make_metadata,
     metadata,
@@ -61,11 +55,7 @@ from kaspi_identity.storage.sqlalchemy import (
 from kaspi_identity.testing import (
     AccountStoreContract,
     AccountWithHistoryContract,
-    OneTimeCodeStoreContract,
-    PasswordHistoryStoreContract,
-    RateLimiterContract,
     StorageContract,
-    TokenLedgerContract,
     make_comparison_machine,
 )
 
@@ -226,31 +216,6 @@ class OnBackend:
         self.db = backend.database()
         yield
         self.db.close()
-
-
-class TestAccountStore(OnBackend, AccountStoreContract):
-    def make_accounts(self) -> AccountStore:
-        return SQLAlchemyAccountStore(self.db)
-
-
-class TestPasswordHistoryStore(OnBackend, PasswordHistoryStoreContract):
-    def make_history(self) -> PasswordHistoryStore:
-        return SQLAlchemyPasswordHistoryStore(self.db)
-
-
-class TestTokenLedger(OnBackend, TokenLedgerContract):
-    def make_ledger(self) -> TokenLedger:
-        return SQLAlchemyTokenLedger(self.db)
-
-
-class TestOneTimeCodeStore(OnBackend, OneTimeCodeStoreContract):
-    def make_codes(self) -> OneTimeCodeStore:
-        return SQLAlchemyOneTimeCodeStore(self.db)
-
-
-class TestRateLimiter(OnBackend, RateLimiterContract):
-    def make_rate_limiter(self) -> RateLimiter:
-        return SQLAlchemyRateLimiter(self.db)
 
 
 class TestExistingUsersTable(OnBackend, AccountStoreContract):
@@ -602,9 +567,9 @@ class TestMetadata:
         """create_tables=True creates the tables once; opening again leaves the data."""
         url = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
         with sqlalchemy_storage(url, create_tables=True) as storage:
-            assert storage.tokens.consume("tok-1", T0 + HOUR, now=T0) is True
+            assert storage.ledger.consume("tok-1", T0 + HOUR, now=T0) is True
         with sqlalchemy_storage(url, create_tables=True) as storage:
-            assert storage.tokens.consume("tok-1", T0 + HOUR, now=T0) is False
+            assert storage.ledger.consume("tok-1", T0 + HOUR, now=T0) is False
         raw = sqlite3.connect(tmp_path / "fresh.sqlite3")
         assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         raw.close()
@@ -1055,18 +1020,18 @@ class TestErrors:
         storage.close()
         storage.close()
         with pytest.raises(StorageError, match="closed"):
-            storage.tokens.consume("tok-1", T0 + HOUR, now=T0)
+            storage.ledger.consume("tok-1", T0 + HOUR, now=T0)
         with pytest.raises(StorageError, match="closed"):
             storage.accounts.get("x")
 
     def test_owned_engine_is_disposed(self, tmp_path: Path) -> None:
         """A storage opened from a URL disposes its engine on close()."""
         storage = sqlalchemy_storage(f"sqlite:///{tmp_path / 'own.db'}", create_tables=True)
-        ledger = storage.tokens
+        ledger = storage.ledger
         assert isinstance(ledger, SQLAlchemyTokenLedger)
         pool = ledger.database.engine.pool
         assert isinstance(pool, sa.pool.QueuePool)
-        assert storage.tokens.consume("tok-1", T0 + HOUR, now=T0) is True
+        assert storage.ledger.consume("tok-1", T0 + HOUR, now=T0) is True
         assert pool.checkedin() == 1
         storage.close()
         assert pool.checkedin() == 0
@@ -1080,7 +1045,7 @@ class TestErrors:
             tokens = next(t for t in md.sorted_tables if t.name.endswith("consumed_tokens"))
             tokens.drop(backend.engine)
             with pytest.raises(StorageError) as caught:
-                storage.tokens.consume("tok-secret", T0 + HOUR, now=T0)
+                storage.ledger.consume("tok-secret", T0 + HOUR, now=T0)
             assert isinstance(caught.value.__cause__, sa.exc.DBAPIError)
             assert "tok-secret" not in str(caught.value)
             # An engine made from a URL hides bound values even in the chained error.
@@ -1095,7 +1060,7 @@ class TestErrors:
         """A server that does not answer is a StorageError without the URL's password."""
         storage = sqlalchemy_storage("postgresql+psycopg://kaspi:s3cret@127.0.0.1:1/none")
         with pytest.raises(StorageError) as caught:
-            storage.tokens.consume("tok-1", T0 + HOUR, now=T0)
+            storage.ledger.consume("tok-1", T0 + HOUR, now=T0)
         assert isinstance(caught.value.__cause__, sa.exc.OperationalError)
         assert "s3cret" not in str(caught.value)
         assert "tok-1" not in str(caught.value)
@@ -1111,11 +1076,11 @@ class TestErrors:
         raw.execute("BEGIN IMMEDIATE")
         try:
             with pytest.raises(StorageError, match="locked"):
-                storage.tokens.consume("tok-1", T0 + HOUR, now=T0)
+                storage.ledger.consume("tok-1", T0 + HOUR, now=T0)
         finally:
             raw.execute("ROLLBACK")
             raw.close()
-        assert storage.tokens.consume("tok-1", T0 + HOUR, now=T0) is True
+        assert storage.ledger.consume("tok-1", T0 + HOUR, now=T0) is True
         storage.close()
         engine.dispose()
 
@@ -1448,7 +1413,7 @@ class TestFaults(OnBackend):
             errors: list[StorageError] = []
             for _ in range(4):
                 try:
-                    outcomes.append(storage.tokens.consume(token, T0 + HOUR, now=T0))
+                    outcomes.append(storage.ledger.consume(token, T0 + HOUR, now=T0))
                 except StorageError as exc:
                     errors.append(exc)
                     outcomes.append(None)
@@ -1602,7 +1567,7 @@ def _race_in_process(url: str, schema: str, account_id: str, start: Any, results
 
     def consume() -> None:
         local.wait(timeout=60)
-        wins.append(storage.tokens.consume("shared-token", T0 + HOUR, now=T0))
+        wins.append(storage.ledger.consume("shared-token", T0 + HOUR, now=T0))
 
     threads = [threading.Thread(target=consume) for _ in range(_THREADS_PER_PROCESS)]
     start.wait(timeout=120)

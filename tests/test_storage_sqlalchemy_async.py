@@ -186,7 +186,7 @@ class TestAsyncFactory:
             database = together.database
             assert database.engine is async_engine.sync_engine
             assert database.backend == backend.name
-            assert {id(target(c).database) for c in (storage.tokens, storage.codes)} == {
+            assert {id(target(c).database) for c in (storage.ledger, storage.codes)} == {
                 id(database)
             }
         finally:
@@ -198,9 +198,9 @@ class TestAsyncFactory:
         url = f"sqlite+aiosqlite:///{tmp_path / 'made.sqlite3'}"
         md = make_metadata("made_")
         storage = on_loop(lambda: async_sqlalchemy_storage(url, metadata=md, create_tables=True))
-        ledger = target(storage.tokens)
+        ledger = target(storage.ledger)
         pool = ledger.database.engine.pool
-        assert on_loop(lambda: storage.tokens.consume("tok-1", T0 + HOUR, now=T0)) is True
+        assert on_loop(lambda: storage.ledger.consume("tok-1", T0 + HOUR, now=T0)) is True
         assert pool.checkedin() == 1
         on_loop(storage.aclose)
         assert pool.checkedin() == 0
@@ -210,7 +210,7 @@ class TestAsyncFactory:
         assert {t.name for t in md.sorted_tables} <= names
         assert mode == "wal"  # the connect listener ran on the async engine's connections
         with pytest.raises(StorageError, match="closed"):
-            on_loop(lambda: storage.tokens.consume("tok-2", T0 + HOUR, now=T0))
+            on_loop(lambda: storage.ledger.consume("tok-2", T0 + HOUR, now=T0))
 
     def test_a_sync_engine_is_refused(self, tmp_path: Path) -> None:
         """A synchronous Engine is a TypeError that names sqlalchemy_storage."""
@@ -269,7 +269,7 @@ class TestAsyncFactory:
         storage = open_storage(async_engine, backend)
         try:
             with pytest.raises(ValueError, match="UTC"):
-                on_loop(lambda: storage.tokens.consume("t", T0.replace(tzinfo=None), now=T0))
+                on_loop(lambda: storage.ledger.consume("t", T0.replace(tzinfo=None), now=T0))
             with pytest.raises(TypeError):
                 on_loop(lambda: storage.history.recent(7, 3))  # type: ignore[arg-type]
         finally:
@@ -304,7 +304,7 @@ class TestAsyncErrors:
             tokens = next(t for t in md.sorted_tables if t.name.endswith("consumed_tokens"))
             tokens.drop(backend.engine)
             with pytest.raises(StorageError) as caught:
-                on_loop(lambda: storage.tokens.consume("tok-secret", T0 + HOUR, now=T0))
+                on_loop(lambda: storage.ledger.consume("tok-secret", T0 + HOUR, now=T0))
             assert isinstance(caught.value.__cause__, sa.exc.DBAPIError)
             assert not any("tok-secret" in str(exc) for exc in _chain(caught.value))
             assert on_loop(lambda: storage.rate_limits.hit("ip", limit=1, window=HOUR, now=T0))
@@ -317,7 +317,7 @@ class TestAsyncErrors:
         url = "postgresql+asyncpg://kaspi:s3cret@127.0.0.1:1/none"
         storage = on_loop(lambda: async_sqlalchemy_storage(url))
         with pytest.raises(StorageError) as caught:
-            on_loop(lambda: storage.tokens.consume("tok-1", T0 + HOUR, now=T0))
+            on_loop(lambda: storage.ledger.consume("tok-1", T0 + HOUR, now=T0))
         assert isinstance(caught.value.__cause__, OSError)  # asyncpg raises it as it is
         assert not any("s3cret" in str(exc) for exc in _chain(caught.value))
         assert "tok-1" not in str(caught.value)
@@ -336,11 +336,11 @@ class TestAsyncErrors:
         raw.execute("BEGIN IMMEDIATE")
         try:
             with pytest.raises(StorageError, match="locked"):
-                on_loop(lambda: storage.tokens.consume("tok-1", T0 + HOUR, now=T0))
+                on_loop(lambda: storage.ledger.consume("tok-1", T0 + HOUR, now=T0))
         finally:
             raw.execute("ROLLBACK")
             raw.close()
-        assert on_loop(lambda: storage.tokens.consume("tok-1", T0 + HOUR, now=T0)) is True
+        assert on_loop(lambda: storage.ledger.consume("tok-1", T0 + HOUR, now=T0)) is True
         on_loop(storage.aclose)
         on_loop(engine.dispose)
 
@@ -358,12 +358,12 @@ class TestSqliteWriteLockOnTheLoop:
 
     def test_a_queued_writer_lets_the_loop_run(self, storage: AsyncStorage) -> None:
         """While a write waits for the in-process lock, other tasks (the holder's) go on."""
-        lock = target(storage.tokens).database._write_lock._lock
+        lock = target(storage.ledger).database._write_lock._lock
 
         async def scenario() -> list[str]:
             order: list[str] = []
             await lock.acquire()
-            writer = asyncio.create_task(storage.tokens.consume("tok", T0 + HOUR, now=T0))
+            writer = asyncio.create_task(storage.ledger.consume("tok", T0 + HOUR, now=T0))
             for _ in range(5):
                 await asyncio.sleep(0.01)  # the loop runs: the writer waits, not the thread
                 order.append("tick")
@@ -382,7 +382,7 @@ class TestSqliteWriteLockOnTheLoop:
         from kaspi_identity.storage import sqlalchemy as module
 
         monkeypatch.setattr(module, "_SQLITE_LOCK_WAIT", 0.05)
-        lock = target(storage.tokens).database._write_lock._lock
+        lock = target(storage.ledger).database._write_lock._lock
         on_loop(lock.acquire)
         try:
             with pytest.raises(StorageError, match="no write lock within"):
@@ -393,17 +393,17 @@ class TestSqliteWriteLockOnTheLoop:
 
     def test_a_cancelled_waiter_leaves_the_lock_free(self, storage: AsyncStorage) -> None:
         """Cancelling a task queued for the write lock neither takes nor leaks the lock."""
-        lock = target(storage.tokens).database._write_lock._lock
+        lock = target(storage.ledger).database._write_lock._lock
 
         async def scenario() -> bool:
             await lock.acquire()
-            writer = asyncio.create_task(storage.tokens.consume("tok", T0 + HOUR, now=T0))
+            writer = asyncio.create_task(storage.ledger.consume("tok", T0 + HOUR, now=T0))
             await asyncio.sleep(0.01)
             writer.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await writer
             lock.release()
-            return await storage.tokens.consume("tok", T0 + HOUR, now=T0)
+            return await storage.ledger.consume("tok", T0 + HOUR, now=T0)
 
         assert on_loop(scenario) is True
         assert not lock.locked()
@@ -473,7 +473,7 @@ class TestTasksRacing:
         """One token id consumed by 32 tasks: exactly one True."""
 
         async def scenario() -> list[bool]:
-            return await _race(lambda _: racing.tokens.consume("tok", T0 + HOUR, now=T0))
+            return await _race(lambda _: racing.ledger.consume("tok", T0 + HOUR, now=T0))
 
         assert on_loop(scenario).count(True) == 1
 

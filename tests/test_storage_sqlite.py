@@ -125,7 +125,7 @@ def _seed(path: Path) -> str:
             HistoryEntry(password_hash=SECRET_HASH, fingerprint=b"fp", created_at=T0),
             keep=6,
         )
-        storage.tokens.consume("tok-1", T0 + HOUR, now=T0)
+        storage.ledger.consume("tok-1", T0 + HOUR, now=T0)
         storage.codes.put(
             "+77011234567", b"code", expires_at=T0 + HOUR, now=T0, failure_window=HOUR
         )
@@ -162,7 +162,7 @@ class TestSchema:
             assert account is not None
             assert account.password_hash == SECRET_HASH
             assert [e.fingerprint for e in storage.history.recent(account_id, 6)] == [b"fp"]
-            assert storage.tokens.consume("tok-1", T0 + HOUR, now=T0) is False
+            assert storage.ledger.consume("tok-1", T0 + HOUR, now=T0) is False
             assert (
                 storage.codes.attempt("+77011234567", [b"code"], now=T0, max_attempts=3)
                 is CodeAttempt.OK
@@ -363,7 +363,7 @@ class TestMigration:
                 assert (account.created_at, account.language) == (T0, "kk")
                 assert (account.iin, account.names) == (None, ())
             assert len(stamps) == _V1_ACCOUNTS
-            assert storage.tokens.consume("tok-1", T0 + HOUR, now=T0) is False
+            assert storage.ledger.consume("tok-1", T0 + HOUR, now=T0) is False
             migrated = accounts[1]
             assert migrated is not None
             assert storage.accounts.find_by_login("email", "USER1@example.kz") == migrated
@@ -497,7 +497,7 @@ class TestFilePermissions:
         path = tmp_path / "private.sqlite3"
         with sqlite_storage(path) as storage:
             storage.accounts.create(NewAccount(username="aliya", password_hash=SECRET_HASH), now=T0)
-            storage.tokens.consume("tok-1", T0 + HOUR, now=T0)
+            storage.ledger.consume("tok-1", T0 + HOUR, now=T0)
             for name in (path, f"{path}-wal", f"{path}-shm"):
                 assert os.path.exists(name)
                 assert _mode(name) == 0o600, name
@@ -510,7 +510,7 @@ class TestFilePermissions:
             try:
                 path = tmp_path / f"umask-{umask:03o}.sqlite3"
                 with sqlite_storage(path) as storage:
-                    storage.tokens.consume("tok-1", T0 + HOUR, now=T0)
+                    storage.ledger.consume("tok-1", T0 + HOUR, now=T0)
                     assert _mode(path) == 0o600
                     assert _mode(f"{path}-wal") == 0o600
             finally:
@@ -523,13 +523,13 @@ class TestFilePermissions:
         empty.touch(mode=0o644)
         os.chmod(empty, 0o644)
         with sqlite_storage(empty) as storage:
-            storage.tokens.consume("tok-1", T0 + HOUR, now=T0)
+            storage.ledger.consume("tok-1", T0 + HOUR, now=T0)
             assert _mode(empty) == 0o644
         shared = tmp_path / "shared.sqlite3"
         _seed(shared)
         os.chmod(shared, 0o640)
         with sqlite_storage(shared) as storage:
-            storage.tokens.consume("tok-2", T0 + HOUR, now=T0)
+            storage.ledger.consume("tok-2", T0 + HOUR, now=T0)
             assert _mode(shared) == 0o640
 
     def test_missing_directory_is_a_storage_error(self, tmp_path: Path) -> None:
@@ -559,7 +559,7 @@ class TestFaults:
         storage.close()
         storage.close()
         with pytest.raises(StorageError, match="closed"):
-            storage.tokens.consume("tok-1", T0 + HOUR, now=T0)
+            storage.ledger.consume("tok-1", T0 + HOUR, now=T0)
         with pytest.raises(StorageError, match="closed"):
             storage.accounts.get("x")
 
@@ -571,7 +571,7 @@ class TestFaults:
             raw.execute("DROP TABLE consumed_tokens")
             raw.close()
             with pytest.raises(StorageError) as caught:
-                storage.tokens.consume("tok-1", T0 + HOUR, now=T0)
+                storage.ledger.consume("tok-1", T0 + HOUR, now=T0)
             assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
             assert "tok-1" not in str(caught.value)
             # The failed transaction was rolled back; the connection pool still works.
@@ -585,11 +585,11 @@ class TestFaults:
             raw.execute("BEGIN IMMEDIATE")
             try:
                 with pytest.raises(StorageError, match="locked"):
-                    storage.tokens.consume("tok-1", T0 + HOUR, now=T0)
+                    storage.ledger.consume("tok-1", T0 + HOUR, now=T0)
             finally:
                 raw.execute("ROLLBACK")
                 raw.close()
-            assert storage.tokens.consume("tok-1", T0 + HOUR, now=T0) is True
+            assert storage.ledger.consume("tok-1", T0 + HOUR, now=T0) is True
 
     def test_every_caller_gives_up_within_the_timeout(self, tmp_path: Path) -> None:
         """8 threads writing to a file another connection holds locked all give up in time.
@@ -610,7 +610,7 @@ class TestFaults:
             outcomes: list[tuple[str, float, str]] = []
             lock = threading.Lock()
             writes: list[Callable[[int], object]] = [
-                lambda i: storage.tokens.consume(f"tok-{i}", T0 + HOUR, now=T0),
+                lambda i: storage.ledger.consume(f"tok-{i}", T0 + HOUR, now=T0),
                 lambda i: storage.accounts.reserve_login_attempt(
                     account.id, expected_failures=0, now=T0
                 ),
@@ -645,7 +645,7 @@ class TestFaults:
             assert slowest < 3 * timeout, f"a caller waited {slowest:.2f} s"
             # The lock released, every write works again on the same connections, and
             # each pooled connection has its full busy timeout back.
-            assert storage.tokens.consume("tok-0", T0 + HOUR, now=T0) is True
+            assert storage.ledger.consume("tok-0", T0 + HOUR, now=T0) is True
             assert isinstance(storage.accounts, SQLiteAccountStore)
             database = storage.accounts.database
             assert database._idle
@@ -823,7 +823,7 @@ def _consume_in_threads(path: str, start: Any, results: Any) -> None:
 
         def consume() -> None:
             local.wait(timeout=60)
-            wins.append(storage.tokens.consume("shared-token", T0 + HOUR, now=T0))
+            wins.append(storage.ledger.consume("shared-token", T0 + HOUR, now=T0))
 
         threads = [threading.Thread(target=consume) for _ in range(_THREADS_PER_PROCESS)]
         start.wait(timeout=60)

@@ -154,7 +154,7 @@ class Tokens:
         if not result:
             self._bound_account(claims)
             return Redemption(claims, account, result)
-        if not self._storage.tokens.consume(claims.token_id, claims.dies_at, now=self._clock.now()):
+        if not self._storage.ledger.consume(claims.token_id, claims.dies_at, now=self._clock.now()):
             raise InvalidTokenError("invalid token")
         return Redemption(claims, account, result)
 

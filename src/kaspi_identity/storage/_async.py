@@ -187,7 +187,7 @@ class AsyncStorage:
 
     accounts: AsyncAccountStore
     history: AsyncPasswordHistoryStore
-    tokens: AsyncTokenLedger
+    ledger: AsyncTokenLedger
     codes: AsyncOneTimeCodeStore
     rate_limits: AsyncRateLimiter
     with_history: AsyncAccountWithHistory | None = None
@@ -225,7 +225,7 @@ class AsyncStorage:
         return Storage(
             accounts=cast(AccountStore, Awaiting(self.accounts)),
             history=cast(PasswordHistoryStore, Awaiting(self.history)),
-            tokens=cast(TokenLedger, Awaiting(self.tokens)),
+            ledger=cast(TokenLedger, Awaiting(self.ledger)),
             codes=cast(OneTimeCodeStore, Awaiting(self.codes)),
             rate_limits=cast(RateLimiter, Awaiting(self.rate_limits)),
             with_history=None if together is None else cast(AccountWithHistory, Awaiting(together)),
@@ -300,7 +300,7 @@ def coroutining(
     return AsyncStorage(
         accounts=cast(AsyncAccountStore, once(storage.accounts)),
         history=cast(AsyncPasswordHistoryStore, once(storage.history)),
-        tokens=cast(AsyncTokenLedger, once(storage.tokens)),
+        ledger=cast(AsyncTokenLedger, once(storage.ledger)),
         codes=cast(AsyncOneTimeCodeStore, once(storage.codes)),
         rate_limits=cast(AsyncRateLimiter, once(storage.rate_limits)),
         with_history=(None if together is None else cast(AsyncAccountWithHistory, once(together))),

@@ -395,7 +395,7 @@ def distinct_components(bundle: Storage | AsyncStorage) -> list[object]:
     for component in (
         bundle.accounts,
         bundle.history,
-        bundle.tokens,
+        bundle.ledger,
         bundle.codes,
         bundle.rate_limits,
         bundle.with_history,
@@ -422,7 +422,7 @@ class Storage:
 
     accounts: AccountStore
     history: PasswordHistoryStore
-    tokens: TokenLedger
+    ledger: TokenLedger
     codes: OneTimeCodeStore
     rate_limits: RateLimiter
     with_history: AccountWithHistory | None = None

@@ -456,7 +456,7 @@ def memory_storage() -> Storage:
     return Storage(
         accounts=accounts,
         history=history,
-        tokens=MemoryTokenLedger(),
+        ledger=MemoryTokenLedger(),
         codes=MemoryOneTimeCodeStore(),
         rate_limits=MemoryRateLimiter(),
         with_history=MemoryAccountWithHistory(accounts, history),

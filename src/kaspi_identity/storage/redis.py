@@ -748,7 +748,7 @@ def redis_storage(
             client.close()
         raise
     return Storage(
-        accounts=accounts, history=history, tokens=tokens, codes=codes, rate_limits=rate_limits
+        accounts=accounts, history=history, ledger=tokens, codes=codes, rate_limits=rate_limits
     )
 
 
@@ -789,7 +789,7 @@ def async_redis_storage(
     return AsyncStorage(
         accounts=accounts,
         history=cast(AsyncPasswordHistoryStore, history),
-        tokens=cast(AsyncTokenLedger, tokens),
+        ledger=cast(AsyncTokenLedger, tokens),
         codes=cast(AsyncOneTimeCodeStore, codes),
         rate_limits=cast(AsyncRateLimiter, rate_limits),
     )

@@ -1663,7 +1663,7 @@ def _bundle(
     return Storage(
         accounts=accounts,
         history=history,
-        tokens=SQLAlchemyTokenLedger(database),
+        ledger=SQLAlchemyTokenLedger(database),
         codes=SQLAlchemyOneTimeCodeStore(database),
         rate_limits=SQLAlchemyRateLimiter(database),
         # Both tables are reached through the one engine, so always one database.

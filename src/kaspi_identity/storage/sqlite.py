@@ -971,7 +971,7 @@ def sqlite_storage(
     return Storage(
         accounts=SQLiteAccountStore(database),
         history=SQLitePasswordHistoryStore(database),
-        tokens=SQLiteTokenLedger(database),
+        ledger=SQLiteTokenLedger(database),
         codes=SQLiteOneTimeCodeStore(database),
         rate_limits=SQLiteRateLimiter(database),
         with_history=SQLiteAccountWithHistory(database),

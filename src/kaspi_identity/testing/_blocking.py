@@ -107,7 +107,7 @@ def blocking_storage(storage: AsyncStorage) -> Storage:
     return Storage(
         accounts=cast(AccountStore, Blocking(storage.accounts)),
         history=cast(PasswordHistoryStore, Blocking(storage.history)),
-        tokens=cast(TokenLedger, Blocking(storage.tokens)),
+        ledger=cast(TokenLedger, Blocking(storage.ledger)),
         codes=cast(OneTimeCodeStore, Blocking(storage.codes)),
         rate_limits=cast(RateLimiter, Blocking(storage.rate_limits)),
         with_history=None if together is None else cast(AccountWithHistory, Blocking(together)),

@@ -1831,7 +1831,7 @@ class StorageContract(
     @pytest.fixture
     def ledger(self, storage: Storage) -> TokenLedger:
         """Return the bundle's token ledger."""
-        return storage.tokens
+        return storage.ledger
 
     @pytest.fixture
     def codes(self, storage: Storage) -> OneTimeCodeStore:

@@ -498,8 +498,8 @@ def make_comparison_machine(
             for token in tokens:
                 # The same id always comes with the same expiry, as the protocol asks.
                 expires_at = self.token_expiry.setdefault(token, self.now + offset)
-                expected = self.reference.tokens.consume(token, expires_at, now=self.now)
-                assert self.candidate.tokens.consume(token, expires_at, now=self.now) is expected
+                expected = self.reference.ledger.consume(token, expires_at, now=self.now)
+                assert self.candidate.ledger.consume(token, expires_at, now=self.now) is expected
 
         @rule(
             key=st.sampled_from(sorted(_MAX_ATTEMPTS)),
