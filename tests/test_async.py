@@ -403,3 +403,42 @@ class TestSyncFaceRefusesAsyncCollaborators:
                 IdentityService(memory_storage(), _settings(), **kwargs)
         with pytest.raises(TypeError, match="AsyncIdentityService"):
             IdentityService(async_memory_storage(), _settings(), email_sender=Outbox())  # type: ignore[arg-type]
+
+
+class TestReusedFlowGreenlets:
+    """Finished flows' greenlets serve the next flows; nothing of one flow reaches another."""
+
+    def test_errors_cancellations_and_results_alternate_cleanly(self) -> None:
+        seen: contextvars.ContextVar[str] = contextvars.ContextVar("seen", default="none")
+
+        def ok(x: int) -> tuple[int, str]:
+            before = seen.get()
+            seen.set(f"flow-{x}")  # set inside the flow: must not leak into the next one
+            await_(asyncio.sleep(0))
+            return x, before
+
+        def fails() -> None:
+            await_(asyncio.sleep(0))
+            raise LookupError("from the flow")
+
+        def waits() -> None:
+            await_(asyncio.sleep(10))
+
+        async def go() -> list[object]:
+            out: list[object] = []
+            for round_ in range(5):
+                out.append(await run_flow(ok, round_))
+                with pytest.raises(LookupError, match="from the flow"):
+                    await run_flow(fails)
+                task = asyncio.create_task(run_flow(waits))
+                await asyncio.sleep(0.001)
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+            many = await asyncio.gather(*(run_flow(ok, i) for i in range(100)))
+            out.append(len(many))
+            return out
+
+        results = asyncio.run(go())
+        assert results[:5] == [(i, "none") for i in range(5)]
+        assert results[5] == 100
