@@ -14,16 +14,11 @@ from typing import Any, Literal, cast
 from kaspi_identity._bridge import Coroutining
 from kaspi_identity.services import AsyncIdentityService, IdentityService, IdentitySettings
 from kaspi_identity.storage import (
-    AsyncAccountStore,
-    AsyncAccountWithHistory,
-    AsyncOneTimeCodeStore,
-    AsyncPasswordHistoryStore,
-    AsyncRateLimiter,
     AsyncStorage,
-    AsyncTokenLedger,
     Storage,
 )
 from kaspi_identity.storage._async import _WorkerThreads
+from kaspi_identity.storage._protocols import remap
 from kaspi_identity.testing import blocking_service
 
 Face = Literal["sync", "async"]
@@ -47,18 +42,7 @@ _WORKERS = _WorkerThreads(8, "kaspi-identity-test-store")
 def as_async(storage: Storage) -> AsyncStorage:
     """``storage`` behind coroutine faces whose calls run on worker threads (never closed)."""
 
-    def face(component: object) -> Any:
-        return Coroutining(component, _WORKERS)
-
-    together = storage.with_history
-    return AsyncStorage(
-        accounts=cast(AsyncAccountStore, face(storage.accounts)),
-        history=cast(AsyncPasswordHistoryStore, face(storage.history)),
-        ledger=cast(AsyncTokenLedger, face(storage.ledger)),
-        codes=cast(AsyncOneTimeCodeStore, face(storage.codes)),
-        rate_limits=cast(AsyncRateLimiter, face(storage.rate_limits)),
-        with_history=None if together is None else cast(AsyncAccountWithHistory, face(together)),
-    )
+    return remap(storage, lambda component: Coroutining(component, _WORKERS), AsyncStorage)
 
 
 def face_of(service: object) -> Face:
@@ -87,12 +71,4 @@ def innermost(storage: Storage) -> Storage:
             component = component.target
         return component
 
-    together = storage.with_history
-    return Storage(
-        accounts=inner(storage.accounts),
-        history=inner(storage.history),
-        ledger=inner(storage.ledger),
-        codes=inner(storage.codes),
-        rate_limits=inner(storage.rate_limits),
-        with_history=None if together is None else inner(together),
-    )
+    return remap(storage, inner, Storage)

@@ -83,6 +83,7 @@ from kaspi_identity.testing import (
     make_comparison_machine,
     run_on_test_loop,
 )
+from kaspi_identity.testing._contracts import _FromBundle
 
 _T = TypeVar("_T")
 
@@ -1094,6 +1095,7 @@ def _async_client_of(storage: AsyncStorage) -> redis.asyncio.Redis:
 
 class TestAsyncRedisStorage(
     RedisServer,
+    _FromBundle,
     TokenLedgerContract,
     OneTimeCodeStoreContract,
     RateLimiterContract,
@@ -1110,22 +1112,6 @@ class TestAsyncRedisStorage(
         bundle = async_redis_storage(self.url, accounts=_async_accounts(), prefix=self.prefix)
         with blocking_storage(bundle) as storage:
             yield storage
-
-    @pytest.fixture
-    def ledger(self, storage: Storage) -> TokenLedger:
-        return storage.ledger
-
-    @pytest.fixture
-    def codes(self, storage: Storage) -> OneTimeCodeStore:
-        return storage.codes
-
-    @pytest.fixture
-    def rate_limiter(self, storage: Storage) -> RateLimiter:
-        return storage.rate_limits
-
-    @pytest.fixture
-    def history(self, storage: Storage) -> PasswordHistoryStore:
-        return storage.history
 
 
 class TestAsyncConstruction(RedisServer):

@@ -12,18 +12,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Protocol, cast, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from ._protocols import (
-    AccountStore,
-    AccountWithHistory,
     LoginKind,
-    OneTimeCodeStore,
-    PasswordHistoryStore,
-    RateLimiter,
     Storage,
-    TokenLedger,
     distinct_components,
+    remap,
 )
 from ._records import Account, CodeAttempt, HistoryEntry, NewAccount, RateLimitResult
 
@@ -221,15 +216,7 @@ class AsyncStorage:
         """The synchronous face the flows call, from inside ``_bridge.run_flow``."""
         from kaspi_identity._bridge import Awaiting
 
-        together = self.with_history
-        return Storage(
-            accounts=cast(AccountStore, Awaiting(self.accounts)),
-            history=cast(PasswordHistoryStore, Awaiting(self.history)),
-            ledger=cast(TokenLedger, Awaiting(self.ledger)),
-            codes=cast(OneTimeCodeStore, Awaiting(self.codes)),
-            rate_limits=cast(RateLimiter, Awaiting(self.rate_limits)),
-            with_history=None if together is None else cast(AccountWithHistory, Awaiting(together)),
-        )
+        return remap(self, Awaiting, Storage)
 
 
 class _WorkerThreads:
@@ -288,20 +275,4 @@ def coroutining(
             return Coroutining(component, workers)
         return Coroutining(component, runner)
 
-    together = storage.with_history
-    faces: dict[int, Coroutining] = {}
-
-    def once(component: object) -> Coroutining:
-        # A component that serves two roles keeps one face, so it is closed once.
-        if id(component) not in faces:
-            faces[id(component)] = face(component)
-        return faces[id(component)]
-
-    return AsyncStorage(
-        accounts=cast(AsyncAccountStore, once(storage.accounts)),
-        history=cast(AsyncPasswordHistoryStore, once(storage.history)),
-        ledger=cast(AsyncTokenLedger, once(storage.ledger)),
-        codes=cast(AsyncOneTimeCodeStore, once(storage.codes)),
-        rate_limits=cast(AsyncRateLimiter, once(storage.rate_limits)),
-        with_history=(None if together is None else cast(AsyncAccountWithHistory, once(together))),
-    )
+    return remap(storage, face, AsyncStorage)

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
     from ._async import AsyncStorage
@@ -403,6 +403,37 @@ def distinct_components(bundle: Storage | AsyncStorage) -> list[object]:
         if component is not None:
             seen.setdefault(id(component), component)
     return list(seen.values())
+
+
+_Bundle = TypeVar("_Bundle", "Storage", "AsyncStorage")
+
+
+def remap(
+    bundle: Storage | AsyncStorage, face: Callable[[Any], Any], into: type[_Bundle]
+) -> _Bundle:
+    """An ``into`` bundle of ``face(component)`` for each of ``bundle``'s components.
+
+    One face per distinct object (a store serving two roles keeps one face, so it is closed
+    once); ``with_history=None`` stays ``None``. The async, bridged and blocking bundles are
+    all made this way.
+    """
+    faces: dict[int, Any] = {}
+
+    def once(component: object) -> Any:
+        if component is None:
+            return None
+        if id(component) not in faces:
+            faces[id(component)] = face(component)
+        return faces[id(component)]
+
+    return into(
+        accounts=once(bundle.accounts),
+        history=once(bundle.history),
+        ledger=once(bundle.ledger),
+        codes=once(bundle.codes),
+        rate_limits=once(bundle.rate_limits),
+        with_history=once(bundle.with_history),
+    )
 
 
 @dataclass(frozen=True, slots=True)

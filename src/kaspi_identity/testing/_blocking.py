@@ -18,15 +18,10 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from kaspi_identity._bridge import Face
 from kaspi_identity.storage import (
-    AccountStore,
-    AccountWithHistory,
     AsyncStorage,
-    OneTimeCodeStore,
-    PasswordHistoryStore,
-    RateLimiter,
     Storage,
-    TokenLedger,
 )
+from kaspi_identity.storage._protocols import remap
 
 if TYPE_CHECKING:
     from kaspi_identity.services import AsyncIdentityService, IdentityService
@@ -102,16 +97,8 @@ def blocking_storage(storage: AsyncStorage) -> Storage:
     ``make_<thing>()``) returns ``blocking_storage(my_async_storage())``. ``close()`` on the
     result awaits ``storage.aclose()``.
     """
-    together = storage.with_history
     # Storage.close() closes each component once: each face awaits its target's aclose().
-    return Storage(
-        accounts=cast(AccountStore, Blocking(storage.accounts)),
-        history=cast(PasswordHistoryStore, Blocking(storage.history)),
-        ledger=cast(TokenLedger, Blocking(storage.ledger)),
-        codes=cast(OneTimeCodeStore, Blocking(storage.codes)),
-        rate_limits=cast(RateLimiter, Blocking(storage.rate_limits)),
-        with_history=None if together is None else cast(AccountWithHistory, Blocking(together)),
-    )
+    return remap(storage, Blocking, Storage)
 
 
 def blocking_service(service: AsyncIdentityService) -> IdentityService:

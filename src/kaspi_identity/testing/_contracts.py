@@ -1792,20 +1792,12 @@ class RateLimiterContract:
         assert all(r.retry_after == _TEN for r in results if not r.allowed)
 
 
-class StorageContract(
-    AccountStoreContract,
-    PasswordHistoryStoreContract,
-    AccountWithHistoryContract,
-    TokenLedgerContract,
-    OneTimeCodeStoreContract,
-    RateLimiterContract,
-):
-    """Every contract against the components of one :class:`~kaspi_identity.storage.Storage`.
+class _FromBundle:
+    """The stores under test, taken from one bundle (``make_storage()`` or ``storage``).
 
-    Define ``make_storage()`` returning a fresh, empty bundle, or override the ``storage``
-    fixture (for example to close it afterwards). The :class:`AccountWithHistoryContract`
-    tests skip when the bundle's ``with_history`` is ``None``; override
-    :meth:`~AccountWithHistoryContract.break_history_writes` to run its fault tests.
+    Listed first among a test class's bases, its fixtures stand in for each contract's own
+    ``make_<thing>()``: :class:`StorageContract` uses it for all five stores, and a bundle
+    that keeps only some (the Redis adapters: no accounts) for the contracts it runs.
     """
 
     def make_storage(self) -> Storage:
@@ -1842,3 +1834,21 @@ class StorageContract(
     def rate_limiter(self, storage: Storage) -> RateLimiter:
         """Return the bundle's rate limiter."""
         return storage.rate_limits
+
+
+class StorageContract(
+    _FromBundle,
+    AccountStoreContract,
+    PasswordHistoryStoreContract,
+    AccountWithHistoryContract,
+    TokenLedgerContract,
+    OneTimeCodeStoreContract,
+    RateLimiterContract,
+):
+    """Every contract against the components of one :class:`~kaspi_identity.storage.Storage`.
+
+    Define ``make_storage()`` returning a fresh, empty bundle, or override the ``storage``
+    fixture (for example to close it afterwards). The :class:`AccountWithHistoryContract`
+    tests skip when the bundle's ``with_history`` is ``None``; override
+    :meth:`~AccountWithHistoryContract.break_history_writes` to run its fault tests.
+    """
