@@ -45,11 +45,6 @@ def as_async(storage: Storage) -> AsyncStorage:
     return remap(storage, lambda component: Coroutining(component, _WORKERS), AsyncStorage)
 
 
-def face_of(service: object) -> Face:
-    """Which face ``service`` (from :func:`make_service`) is."""
-    return "sync" if isinstance(service, IdentityService) else "async"
-
-
 def core_of(service: IdentityService) -> IdentityService:
     """The :class:`IdentityService` whose flows ``service`` runs (itself on the sync face).
 

@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from _faces import FACES, make_service
+from _faces import FACES, Face, make_service
 from kaspi_identity import PasswordHasher, PasswordPolicy
 from kaspi_identity._errors import InvalidTokenError
 from kaspi_identity.delivery import Outbox, extract_code, extract_link
@@ -84,12 +84,12 @@ class Env:
     clock: ManualClock
     hasher: CountingHasher
     path: Path | None
-    face: str = "sync"
+    face: Face = "sync"
 
     def rebuild(self, **changes: Any) -> IdentityService:
         """Another service on the same face over the same stores and clock, new settings."""
         return make_service(
-            self.face,  # type: ignore[arg-type]
+            self.face,
             self.storage,
             replace(self.service.settings, **changes),
             email_sender=self.outbox,
@@ -129,12 +129,12 @@ def _settings(**changes: Any) -> IdentitySettings:
     return IdentitySettings(**base)
 
 
-def _make(kind: str, tmp_path: Path, face: str = "sync", **changes: Any) -> Env:
+def _make(kind: str, tmp_path: Path, face: Face = "sync", **changes: Any) -> Env:
     path = tmp_path / "identity.sqlite3" if kind == "sqlite" else None
     storage = sqlite_storage(path) if path is not None else memory_storage()
     outbox, clock, hasher = Outbox(), ManualClock(), CountingHasher()
     service = make_service(
-        face,  # type: ignore[arg-type]
+        face,
         storage,
         _settings(**changes),
         email_sender=outbox,

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from _faces import FACES, make_service
+from _faces import FACES, Face, make_service
 from kaspi_identity import PasswordPolicy, StorageError
 from kaspi_identity._errors import InvalidTokenError
 from kaspi_identity.delivery import Outbox, extract_code, extract_link
@@ -109,11 +109,11 @@ def _service(
     outbox: Outbox,
     clock: ManualClock,
     audit: MemoryAuditLog,
-    face: str = "sync",
+    face: Face = "sync",
     **changes: Any,
 ) -> IdentityService:
     return make_service(
-        face,  # type: ignore[arg-type]
+        face,
         storage,
         _settings(**changes),
         email_sender=outbox,
@@ -126,7 +126,7 @@ def _service(
 
 
 def _make(
-    kind: str, tmp_path: Path, face: str = "sync", *, split: bool = False, **changes: Any
+    kind: str, tmp_path: Path, face: Face = "sync", *, split: bool = False, **changes: Any
 ) -> Env:
     path = tmp_path / "identity.sqlite3" if kind == "sqlite" else None
     raw = sqlite_storage(path) if path is not None else memory_storage()

@@ -24,7 +24,7 @@ from typing import Any, TypeVar, cast
 
 import pytest
 
-from _faces import FACES, core_of, make_service
+from _faces import FACES, Face, core_of, make_service
 from kaspi_identity import KaspiIdentityError
 from kaspi_identity._errors import ExpiredTokenError, InvalidTokenError
 from kaspi_identity.delivery import Outbox, extract_code, extract_link, sms_encoding, sms_segments
@@ -193,14 +193,14 @@ def sms_backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(params=FACES)
-def sms_face(request: pytest.FixtureRequest) -> str:
+def sms_face(request: pytest.FixtureRequest) -> Face:
     """The face of the service under test."""
-    face: str = request.param
+    face: Face = request.param
     return face
 
 
 @pytest.fixture
-def sms_make(sms_backend: str, sms_face: str, tmp_path: Path) -> Iterator[SmsMake]:
+def sms_make(sms_backend: str, sms_face: Face, tmp_path: Path) -> Iterator[SmsMake]:
     """Build services on fresh storage; keyword arguments override IdentitySettings."""
     opened: list[Storage] = []
 
@@ -228,7 +228,7 @@ def sms_make(sms_backend: str, sms_face: str, tmp_path: Path) -> Iterator[SmsMak
         )
         outbox, clock, audit = Outbox(), ManualClock(), MemoryAuditLog()
         service = make_service(
-            sms_face,  # type: ignore[arg-type]
+            sms_face,
             storage,
             settings,
             email_sender=outbox,
