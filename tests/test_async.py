@@ -442,3 +442,25 @@ class TestReusedFlowGreenlets:
         results = asyncio.run(go())
         assert results[:5] == [(i, "none") for i in range(5)]
         assert results[5] == 100
+
+    def test_a_flow_whose_coroutine_is_closed_unwinds_and_its_greenlet_serves_again(
+        self,
+    ) -> None:
+        """Dropping a suspended run_flow (coroutine close) unwinds the flow's finally."""
+        unwound: list[str] = []
+
+        def waits() -> None:
+            try:
+                await_(asyncio.sleep(10))
+            finally:
+                unwound.append("finally")
+
+        async def go() -> int:
+            coroutine = run_flow(waits)
+            pending = coroutine.send(None)  # suspended on the sleep's future
+            assert pending is not None
+            coroutine.close()
+            return await run_flow(lambda: 7)
+
+        assert asyncio.run(go()) == 7
+        assert unwound == ["finally"]

@@ -32,7 +32,7 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
-from greenlet import getcurrent, greenlet
+from greenlet import GreenletExit, getcurrent, greenlet
 
 __all__ = ["Awaiting", "Coroutining", "Face", "await_", "run_flow"]
 
@@ -59,6 +59,8 @@ def _serve(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     while True:
         try:
             outcome = _Outcome(fn(*args, **kwargs))
+        except GreenletExit:  # the greenlet is being collected mid-flow: let it die
+            raise
         except BaseException as exc:  # handed to run_flow, which raises it in the task
             outcome = _Outcome(error=exc)
         del fn, args, kwargs  # keep nothing of a finished flow alive while parked
