@@ -5,6 +5,9 @@ also derives from it, so both ``except KaspiIdentityError`` and idiomatic catche
 
     KaspiIdentityError
     ├── PolicyConfigError (ValueError)        a policy mapping/TOML/keyword set is invalid
+    ├── BreachedFilterError (ValueError)      a breached-password filter file is unusable
+    ├── BreachedSourceError (ValueError)      a breach corpus line is not SHA1HEX:COUNT
+    ├── BreachCheckUnavailableError           the online range API did not answer in time
     ├── UnknownLanguageError (ValueError)     a language that has no message catalog
     ├── CatalogError (ValueError)             a message catalog (.po) is malformed
     ├── InvalidPasswordError (ValueError)     a password that cannot be hashed (lone surrogate)
@@ -41,6 +44,9 @@ __all__ = [
     "IIN_ERROR_REASONS",
     "PHONE_ERROR_REASONS",
     "AccountNotFoundError",
+    "BreachCheckUnavailableError",
+    "BreachedFilterError",
+    "BreachedSourceError",
     "CatalogError",
     "CorruptRecordError",
     "DeliveryError",
@@ -394,3 +400,42 @@ class CatalogError(KaspiIdentityError, ValueError):
         self.reason = reason
         where = source if line is None else f"{source}:{line}"
         super().__init__(f"{where}: {reason}")
+
+
+class BreachedFilterError(KaspiIdentityError, ValueError):
+    """A breached-password filter file cannot be used.
+
+    It is missing, not a filter, of another format version, truncated or corrupt. ``path`` is the file, ``reason`` what is wrong with it. A policy naming such a file
+    reports it as a :class:`PolicyConfigError` under the key ``breached``.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path}: {reason}")
+
+
+class BreachedSourceError(KaspiIdentityError, ValueError):
+    """A file given to the filter builder is not in Have I Been Pwned's ``SHA1HEX:COUNT`` form.
+
+    ``source`` names the file and ``line`` the 1-based line (``None`` for the file as a
+    whole). The line itself is never quoted: a mistaken source may be a file of plain
+    passwords.
+    """
+
+    def __init__(self, source: str, line: int | None, reason: str) -> None:
+        self.source = source
+        self.line = line
+        self.reason = reason
+        where = source if line is None else f"{source}:{line}"
+        super().__init__(f"{where}: {reason}")
+
+
+class BreachCheckUnavailableError(KaspiIdentityError):
+    """The online breached-password range API did not give a usable answer.
+
+    A timeout, a refused connection, an HTTP error status or a malformed body. The message
+    says which, and never holds the password, its hash or even the hash prefix asked for.
+    A policy with ``fail = "open"`` treats the password as not known to be breached; with
+    ``fail = "closed"`` it reports the ``breached`` violation with ``reason="unavailable"``.
+    """
