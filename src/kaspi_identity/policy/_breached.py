@@ -28,16 +28,27 @@ import struct
 import sys
 import threading
 import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from kaspi_identity._errors import BreachedFilterError
+from kaspi_identity._errors import BreachCheckUnavailableError, BreachedFilterError
+from kaspi_identity.policy._text import CYRILLIC, from_russian_layout
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-__all__ = ["FILTER_VERSION", "BreachedFilter", "open_filter", "password_key"]
+__all__ = [
+    "FILTER_VERSION",
+    "BreachCheck",
+    "BreachSources",
+    "BreachedFilter",
+    "RangeSource",
+    "open_filter",
+    "password_key",
+]
 
 #: The version of the file format this library writes and reads.
 FILTER_VERSION: Final = 1
@@ -386,3 +397,89 @@ def open_filter(path: str | os.PathLike[str]) -> BreachedFilter:
         if cached is None or cached._closed:
             cached = _opened[key] = BreachedFilter(path)
         return cached
+
+
+class RangeSource(Protocol):
+    """What the policy asks an online source: the suffixes known under a 5-hex prefix.
+
+    :class:`kaspi_identity.hibp.RangeClient` is one; on the async face the flows get a
+    synchronous face of :class:`kaspi_identity.hibp.AsyncRangeClient` that awaits it.
+    """
+
+    def range(self, prefix: str) -> Mapping[str, int]:
+        """Suffix (35 upper-case hex digits) to count; raises BreachCheckUnavailableError."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class BreachCheck:
+    """The answer to "is this password known from a data breach?".
+
+    Truthy when it is. :attr:`refuse` applies the policy's ``fail`` setting to an online
+    source that did not answer.
+
+    Attributes:
+        breached: the password (its NFKC form, or its QWERTY reading when typed in the
+            Russian layout) is in the offline filter or the online range API.
+        source: ``"filter"`` or ``"online"``, whichever found it; ``None`` when not found.
+        count: how many times the online API saw it (``None`` for the filter, which keeps
+            no counts, and when not found).
+        unavailable: the online source was asked and gave no usable answer (time-out,
+            error), so ``breached`` is only what the filter says.
+        fail_closed: the policy's ``fail = "closed"``: an unavailable check refuses.
+        checked: whether the policy has any breached-password source at all.
+    """
+
+    breached: bool
+    source: str | None = None
+    count: int | None = None
+    unavailable: bool = False
+    fail_closed: bool = False
+    checked: bool = True
+
+    def __bool__(self) -> bool:
+        return self.breached
+
+    @property
+    def refuse(self) -> bool:
+        """Whether to refuse the password: breached, or unchecked when failing closed."""
+        return self.breached or (self.unavailable and self.fail_closed)
+
+
+@dataclass(frozen=True, slots=True)
+class BreachSources:
+    """The configured sources and how their answers count; the ``breached`` rule's core."""
+
+    filter: BreachedFilter | None
+    online: RangeSource | None
+    min_count: int
+    fail_closed: bool
+
+    def lookup(self, password: str) -> BreachCheck:
+        """Check the (already NFKC-normalised) ``password`` and its QWERTY reading."""
+        forms = [password]
+        if CYRILLIC.search(password):
+            qwerty = from_russian_layout(password)
+            if qwerty != password:
+                forms.append(qwerty)
+        unavailable = False
+        digests = [
+            hashlib.sha1(form.encode("utf-8", "surrogatepass"), usedforsecurity=False).digest()
+            for form in forms
+        ]
+        if self.filter is not None:
+            for digest in digests:
+                if self.filter.contains_key(int.from_bytes(digest[:8], "big")):
+                    return BreachCheck(True, "filter", fail_closed=self.fail_closed)
+        if self.online is not None:
+            for digest in digests:
+                hexed = digest.hex().upper()
+                try:
+                    counts = self.online.range(hexed[:5])
+                except BreachCheckUnavailableError:
+                    unavailable = True
+                    continue
+                count = counts.get(hexed[5:], 0)
+                if count >= self.min_count:
+                    return BreachCheck(True, "online", count, fail_closed=self.fail_closed)
+        return BreachCheck(False, unavailable=unavailable, fail_closed=self.fail_closed)

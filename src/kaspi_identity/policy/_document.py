@@ -27,6 +27,20 @@ _CLASS_CHARACTERS: Final = {
 _NAMED_ALPHABETS: Final = ("any", "ascii", "latin_alnum")
 
 
+def _breached(breached: object) -> dict[str, Any] | None:
+    """Which breached-password sources are used; never a path or URL."""
+    if breached is None:
+        return None
+    if isinstance(breached, Mapping):
+        online = breached["online"]
+        return {
+            "offline": breached["filter"] is not None,
+            "online": online is not None,
+            "fail": online["fail"] if online is not None else None,
+        }
+    return {"offline": True, "online": False, "fail": None}
+
+
 def policy_document(policy: PasswordPolicy, lang: str) -> dict[str, Any]:
     """The JSON-ready document of ``policy`` with its requirement lines in ``lang``.
 
@@ -84,6 +98,7 @@ def policy_document(policy: PasswordPolicy, lang: str) -> dict[str, Any]:
             else {"estimator": "zxcvbn", "min_score": policy.min_strength, "max_score": 4}
         ),
         "blocklist": blocklist,
+        "breached": _breached(policy.breached),
         "history": (
             None
             if not policy.history

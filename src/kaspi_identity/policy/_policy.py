@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import difflib
 import hmac
+import importlib.util
 import os
 import random
 import string
 import sys
 import unicodedata
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final
 
-from kaspi_identity._errors import PolicyConfigError
+from kaspi_identity._errors import BreachedFilterError, PolicyConfigError
 from kaspi_identity._normalize import normalize_password
 from kaspi_identity.i18n import get_catalog
 from kaspi_identity.policy._blocklist import BlocklistError, builtin_blocklist, load_blocklist
+from kaspi_identity.policy._breached import (
+    BreachCheck,
+    BreachSources,
+    RangeSource,
+    open_filter,
+)
 from kaspi_identity.policy._deviations import Deviation, deviations_of
 from kaspi_identity.policy._document import policy_document
 from kaspi_identity.policy._frozen import FrozenMap
@@ -27,6 +34,7 @@ from kaspi_identity.policy._rules import (
     CLASS_NAMES,
     Alphabet,
     Blocklist,
+    Breached,
     Classes,
     Context,
     Length,
@@ -132,6 +140,10 @@ class PasswordPolicy:
         blocklist: ``True`` for the built-in list of common passwords, the path of a UTF-8
             file with one password per line, or ``{"builtin": True, "files": [path, ...]}``
             for the built-in list and the deployment's own files together.
+        breached: reject passwords known from data breaches: the path of a filter file built
+            by ``kaspi-identity breached build``, or a table ``{filter = PATH, min_count = N,
+            online = true | {url, timeout, fail, cache_seconds}}`` for the filter, the online
+            k-anonymity range API (the ``online`` extra), or both. See docs/breached.md.
         history: how many previous passwords may not be reused (checked with storage).
         history_similar: also reject passwords similar to those ``history`` passwords.
 
@@ -150,6 +162,7 @@ class PasswordPolicy:
     forbid_personal_info: bool = True
     min_strength: int | None = None
     blocklist: bool | str | os.PathLike[str] | Mapping[str, Any] = True
+    breached: str | os.PathLike[str] | Mapping[str, Any] | None = None
     history: int | None = None
     history_similar: bool = False
     _rules: tuple[Rule, ...] = field(init=False, repr=False, compare=False, default=())
@@ -160,10 +173,14 @@ class PasswordPolicy:
             raise PolicyConfigError(errors)
         for key, value in values.items():
             object.__setattr__(self, key, value)
-        object.__setattr__(self, "_rules", self._build_rules())
+        rules = self._build_rules()
+        # Whether a password can pass is a question for the rules on the password alone: the
+        # breached-password sources (an online one especially) are not asked while building.
+        object.__setattr__(self, "_rules", tuple(r for r in rules if not isinstance(r, Breached)))
         errors = self._satisfiability()
         if errors:
             raise PolicyConfigError(errors)
+        object.__setattr__(self, "_rules", rules)
 
     # -- construction ---------------------------------------------------------------------
 
@@ -173,8 +190,9 @@ class PasswordPolicy:
     ) -> PasswordPolicy:
         """Build a policy from a mapping of config keys (e.g. parsed JSON, TOML or YAML).
 
-        Keys left out keep their defaults. A relative ``blocklist`` path (or ``files`` entry) is
-        resolved against ``base_dir`` (default: the current directory).
+        Keys left out keep their defaults. A relative ``blocklist`` path (or ``files`` entry),
+        or ``breached`` path (or ``filter``), is resolved against ``base_dir`` (default: the
+        current directory).
 
         Raises:
             PolicyConfigError: an unknown key (with the near miss: ``min_lenght → min_length?``),
@@ -194,6 +212,8 @@ class PasswordPolicy:
             errors[str(key)] = f"unknown key ({hint})"
         if base_dir is not None and "blocklist" in known:
             known["blocklist"] = _resolve_blocklist(known["blocklist"], base_dir)
+        if base_dir is not None and "breached" in known:
+            known["breached"] = _resolve_breached(known["breached"], base_dir)
         if errors:
             _, value_errors = _validate({**_defaults(), **known})
             raise PolicyConfigError({**errors, **value_errors})
@@ -208,7 +228,7 @@ class PasswordPolicy:
     def from_toml(cls, path: str | os.PathLike[str]) -> PasswordPolicy:
         """Read a policy from a TOML file: its ``[password]`` table, or the top level.
 
-        A relative ``blocklist`` path is resolved against the file's directory.
+        A relative ``blocklist`` or ``breached`` path is resolved against the file's directory.
 
         Raises:
             PolicyConfigError: the file cannot be read or parsed, or its policy is invalid.
@@ -260,6 +280,12 @@ class PasswordPolicy:
                 "builtin": self.blocklist["builtin"],
                 "files": list(self.blocklist["files"]),
             }
+        if isinstance(self.breached, Mapping):
+            online = self.breached["online"]
+            out["breached"] = {
+                **self.breached,
+                "online": dict(online) if isinstance(online, Mapping) else None,
+            }
         return out
 
     # -- checking -------------------------------------------------------------------------
@@ -309,6 +335,33 @@ class PasswordPolicy:
         if confirmation is not None and not self._same(normal, confirmation):
             ctx.add("confirmation_mismatch")
         return PolicyResult(tuple(ctx.violations), tuple(dict.fromkeys(ctx.hints)))
+
+    def check_breached(self, password: str) -> BreachCheck:
+        """Whether ``password`` is known from a data breach, by the ``breached`` sources.
+
+        The question :meth:`check` asks for its ``breached`` violation, on its own, for a
+        password that is already set: a log-in that re-checks the stored password, say. The
+        NFKC form is looked up, and its QWERTY reading when it holds Cyrillic letters; the
+        filter first, then (when it does not find it) the online API. An online source that
+        does not answer never raises: the answer says ``unavailable``, and its
+        :attr:`~BreachCheck.refuse` is true when the policy fails closed. With no
+        ``breached`` setting the answer is not breached and ``checked`` is false.
+
+        Called inside a flow of :class:`~kaspi_identity.services.AsyncIdentityService`
+        (``service.policy`` of its inner service), the online request is awaited on the
+        event loop; called directly, it blocks.
+
+        Raises:
+            TypeError: ``password`` is not a ``str``.
+        """
+        if not isinstance(password, str):
+            raise TypeError(f"password must be str, not {type(password).__name__}")
+        rule = self._breached_rule
+        if rule is None:
+            return BreachCheck(False, checked=False)
+        if len(password) > _NFKC_MAX_SHRINK * _MAX_LIMIT:
+            return BreachCheck(False, fail_closed=rule.sources.fail_closed)
+        return rule.sources.lookup(normalize_password(password))
 
     def describe(self, lang: str = "en") -> list[str]:
         """The requirement lines a sign-up form shows under the password field, in ``lang``.
@@ -371,6 +424,33 @@ class PasswordPolicy:
         if isinstance(require, Mapping):
             return require
         return dict.fromkeys(require, 1)  # pragma: no cover - canonical after construction
+
+    @property
+    def _breached_rule(self) -> Breached | None:
+        for rule in self._rules:
+            if isinstance(rule, Breached):
+                return rule
+        return None
+
+    def _with_online(self, make: Callable[[Mapping[str, Any]], RangeSource]) -> PasswordPolicy:
+        """This policy, its online source replaced by ``make(online settings)``.
+
+        The async face gives its flows a policy whose source awaits an
+        ``AsyncRangeClient``; the copy is equal to this policy (same configuration).
+        """
+        rule = self._breached_rule
+        online = self.breached["online"] if isinstance(self.breached, Mapping) else None
+        if rule is None or not isinstance(online, Mapping):
+            return self
+        sources = BreachSources(
+            rule.sources.filter, make(online), rule.sources.min_count, rule.sources.fail_closed
+        )
+        copy = object.__new__(PasswordPolicy)
+        for f in fields(PasswordPolicy):
+            object.__setattr__(copy, f.name, getattr(self, f.name))
+        rules = tuple(Breached(sources) if r is rule else r for r in self._rules)
+        object.__setattr__(copy, "_rules", rules)
+        return copy
 
     @property
     def _limit(self) -> int:
@@ -463,6 +543,8 @@ class PasswordPolicy:
                 rules.append(Blocklist(builtin_blocklist))
             else:
                 rules.append(Blocklist(lambda: own))
+        if self.breached is not None:
+            rules.append(Breached(_breach_sources(self.breached)))
         if self.min_strength is not None:
             rules.append(Strength(self.min_strength))
         return tuple(rules)
@@ -613,6 +695,7 @@ def _validate(values: Mapping[str, object]) -> tuple[dict[str, Any], dict[str, s
 
     out["blocklist"] = _validate_blocklist(c, values["blocklist"])
 
+    out["breached"] = _validate_breached(c, values["breached"])
     out["history"] = c.optional_int("history", values["history"], low=1, high=64)
     out["history_similar"] = c.flag("history_similar", values["history_similar"])
     if out["history_similar"] and not out["history"]:
@@ -730,3 +813,155 @@ def _validate_blocklist(c: _Checker, blocklist: object) -> bool | str | FrozenMa
     if not builtin and not files:
         return False  # no list at all: the rule is off, as with ``false``
     return FrozenMap({"builtin": builtin, "files": tuple(dict.fromkeys(files))})
+
+
+_BREACHED_KEYS: Final = ("filter", "min_count", "online")
+_ONLINE_KEYS: Final = ("url", "timeout", "fail", "cache_seconds")
+_BREACHED_SHAPE: Final = (
+    "must be false, the path of a filter file or a table"
+    " {filter = PATH, min_count = N, online = true | {...}}"
+)
+#: The online source's settings when ``online = true``.
+ONLINE_DEFAULTS: Final[Mapping[str, Any]] = FrozenMap(
+    {
+        "url": "https://api.pwnedpasswords.com/range/",
+        "timeout": 2.0,
+        "fail": "open",
+        "cache_seconds": 300,
+    }
+)
+
+
+def _resolve_breached(value: object, base_dir: str | os.PathLike[str]) -> object:
+    """``value`` with its relative filter path resolved against ``base_dir``."""
+    if isinstance(value, str | os.PathLike) and not isinstance(value, bool):
+        return str(Path(base_dir, value))
+    if isinstance(value, Mapping):
+        path = value.get("filter")
+        if isinstance(path, str | os.PathLike) and not isinstance(path, bool) and path:
+            return {**value, "filter": str(Path(base_dir, path))}
+    return value
+
+
+def _check_filter(c: _Checker, path: object, min_count: int | None) -> str | None:
+    """The filter's path if it opens (and was built with ``min_count``), else an error."""
+    if isinstance(path, os.PathLike):
+        path = os.fspath(path)
+    if not isinstance(path, str) or not path:
+        c.bad("breached", f"filter must be the path of a filter file, not {path!r}")
+        return None
+    try:
+        opened = open_filter(path)
+    except BreachedFilterError as exc:
+        c.bad("breached", str(exc))
+        return None
+    if min_count is not None and opened.min_count != min_count:
+        c.bad(
+            "breached",
+            f"{path}: built with --min-count {opened.min_count} but min_count is {min_count};"
+            f" rebuild it with --min-count {min_count}",
+        )
+        return None
+    return path
+
+
+def _validate_online(c: _Checker, online: object) -> FrozenMap[Any] | None:
+    if online is None or online is False:
+        return None
+    if online is True:
+        online = {}
+    if not isinstance(online, Mapping):
+        c.bad("breached", "online must be true, false or a table {url, timeout, fail, ...}")
+        return None
+    unknown = [str(k) for k in online if k not in _ONLINE_KEYS]
+    if unknown:
+        c.bad("breached", f"online: unknown key {unknown[0]!r} (known: {', '.join(_ONLINE_KEYS)})")
+        return None
+    merged = {**ONLINE_DEFAULTS, **online}
+    url, timeout, fail, cache = (merged[k] for k in _ONLINE_KEYS)
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+        c.bad("breached", "online: url must be an http(s) URL the prefix is appended to")
+    elif isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        c.bad("breached", "online: timeout must be a number of seconds")
+    elif not 0 < timeout <= 60:
+        c.bad("breached", f"online: timeout must be above 0 and at most 60, not {timeout}")
+    elif fail not in ("open", "closed"):
+        c.bad("breached", f"online: fail must be 'open' or 'closed', not {fail!r}")
+    elif not _is_int(cache) or not 0 <= cache <= 86400:
+        c.bad("breached", "online: cache_seconds must be an integer from 0 to 86400")
+    elif importlib.util.find_spec("httpx") is None:
+        c.bad("breached", "online needs httpx: pip install 'kaspi-identity[online]'")
+    else:
+        return FrozenMap({"url": url, "timeout": float(timeout), "fail": fail, "cache_seconds": cache})
+    return None
+
+
+def _validate_breached(c: _Checker, breached: object) -> str | FrozenMap[Any] | None:
+    """``None``, a filter path, or ``{"filter": ..., "min_count": ..., "online": ...}``.
+
+    ``filter`` is a path or ``None``, ``min_count`` a count or ``None``, ``online`` the
+    online source's settings or ``None``; at least one source is named.
+    """
+    if _off(breached):
+        return None
+    if isinstance(breached, str | os.PathLike) and not isinstance(breached, bool):
+        return _check_filter(c, breached, None)
+    if not isinstance(breached, Mapping):
+        c.bad("breached", _BREACHED_SHAPE)
+        return None
+    unknown = [str(k) for k in breached if k not in _BREACHED_KEYS]
+    if unknown:
+        c.bad("breached", f"unknown key {unknown[0]!r} (known: {', '.join(_BREACHED_KEYS)})")
+        return None
+    errors = len(c.errors)
+    min_count = c.optional_int("breached", breached.get("min_count"), low=1)
+    raw_filter = breached.get("filter")
+    path = None if _off(raw_filter) else _check_filter(c, raw_filter, min_count)
+    online = _validate_online(c, breached.get("online"))
+    if len(c.errors) > errors:
+        return None
+    if path is None and online is None:
+        c.bad("breached", "names no source: give a filter, online, or both")
+        return None
+    return FrozenMap({"filter": path, "min_count": min_count, "online": online})
+
+
+def _breach_sources(breached: object) -> BreachSources:
+    """The rule's sources from a canonical ``breached`` value (validated already)."""
+    if isinstance(breached, str):
+        return BreachSources(open_filter(breached), None, 1, fail_closed=False)
+    assert isinstance(breached, Mapping)  # canonical after _validate; not a security check
+    path, min_count, online = breached["filter"], breached["min_count"], breached["online"]
+    return BreachSources(
+        None if path is None else open_filter(path),
+        None if online is None else _LazyRange(online),
+        min_count or 1,
+        fail_closed=online is not None and online["fail"] == "closed",
+    )
+
+
+class _LazyRange:
+    """The sync face's online source: a ``RangeClient`` made on first use.
+
+    So building a policy neither imports httpx nor opens a connection.
+    """
+
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        self._settings = settings
+        self._client: RangeSource | None = None
+
+    def range(self, prefix: str) -> Mapping[str, int]:
+        client = self._client
+        if client is None:
+            client = self._client = online_client(self._settings)
+        return client.range(prefix)
+
+
+def online_client(settings: Mapping[str, Any], *, asynchronous: bool = False) -> Any:
+    """A :class:`RangeClient` (or :class:`AsyncRangeClient`) with the canonical settings."""
+    from kaspi_identity.hibp import AsyncRangeClient, RangeClient
+
+    kind = AsyncRangeClient if asynchronous else RangeClient
+    return kind(
+        settings["url"], timeout=settings["timeout"], cache_seconds=settings["cache_seconds"]
+    )

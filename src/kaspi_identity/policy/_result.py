@@ -34,6 +34,7 @@ VIOLATION_CODES: Final[tuple[str, ...]] = (
     "repeated_characters",
     "contains_personal_info",
     "too_common",
+    "breached",
     "too_weak",
     "reused",
     "similar_to_previous",
@@ -89,6 +90,7 @@ _COUNT_PARAM: Final[Mapping[str, str]] = {
 _VARIANT_PARAM: Final[Mapping[str, str]] = {
     "disallowed_character": "reason",
     "contains_personal_info": "field",
+    "breached": "reason",
 }
 
 

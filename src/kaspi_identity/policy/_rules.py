@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
+from kaspi_identity.policy._breached import BreachSources
 from kaspi_identity.policy._result import Hint, StrengthFeedback, Violation
 from kaspi_identity.policy._strength import (
     EXACT_LENGTH,
@@ -353,6 +354,29 @@ class Blocklist:
 
     def requirements(self) -> Iterator[Requirement]:
         yield ("requirement.blocklist", None, {})
+
+
+@dataclass(frozen=True, slots=True)
+class Breached:
+    """``breached``: the password (or its QWERTY reading) is known from a data breach.
+
+    ``reason`` is ``"found"``, or ``"unavailable"`` when the online source did not answer
+    and the policy fails closed. The SHA-1 of the NFKC form is looked up exactly (breach
+    corpora are case-sensitive), and so is that of its QWERTY reading when it holds Cyrillic
+    letters: a password typed with the Russian layout switched on is stored that way.
+    """
+
+    sources: BreachSources
+
+    def check(self, ctx: Context) -> None:
+        found = self.sources.lookup(ctx.password)
+        if found.breached:
+            ctx.add("breached", reason="found")
+        elif found.refuse:
+            ctx.add("breached", reason="unavailable")
+
+    def requirements(self) -> Iterator[Requirement]:
+        yield ("requirement.breached", None, {})
 
 
 @dataclass(frozen=True, slots=True)

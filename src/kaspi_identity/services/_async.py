@@ -9,7 +9,7 @@ docs/async.md says why this mechanism and what it costs.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from kaspi_identity._bridge import Awaiting, run_flow
@@ -17,6 +17,8 @@ from kaspi_identity.delivery import AsyncEmailSender, AsyncSmsSender, EmailSende
 from kaspi_identity.hashing import PasswordHasher, _OffLoop
 from kaspi_identity.i18n import Catalog
 from kaspi_identity.policy import PasswordPolicy
+from kaspi_identity.policy._breached import RangeSource
+from kaspi_identity.policy._policy import online_client
 from kaspi_identity.services._audit import AsyncAuditSink, AuditSink
 from kaspi_identity.services._clock import Clock
 from kaspi_identity.services._service import IdentityService
@@ -41,6 +43,19 @@ def _flow(
 
     call.__doc__ = f"Coroutine: {method.__doc__}"
     return call
+
+
+def _awaiting_online(policy: PasswordPolicy) -> PasswordPolicy:
+    """``policy`` with its online breached-password source awaited on the event loop.
+
+    The flows call the source's synchronous ``range``; here it is a face that awaits an
+    :class:`~kaspi_identity.hibp.AsyncRangeClient` through the bridge, as the stores are.
+    """
+
+    def make(settings: Mapping[str, Any]) -> RangeSource:
+        return cast(RangeSource, Awaiting(online_client(settings, asynchronous=True)))
+
+    return policy._with_online(make)
 
 
 class AsyncIdentityService:
@@ -87,7 +102,7 @@ class AsyncIdentityService:
             storage._bridged(),
             settings,
             email_sender=cast(EmailSender, Awaiting(email_sender)),
-            policy=policy,
+            policy=None if policy is None else _awaiting_online(policy),
             hasher=_OffLoop(self.hasher),
             clock=clock,
             audit=None if audit is None else cast(AuditSink, Awaiting(audit)),
@@ -96,7 +111,8 @@ class AsyncIdentityService:
             catalog=catalog,
         )
         self.settings = self._core.settings
-        self.policy = self._core.policy
+        # The caller's policy (its online source blocks); the flows use the awaiting copy.
+        self.policy = policy if policy is not None else self._core.policy
         self.clock = self._core.clock
         self.tokens = self._core.tokens
 
