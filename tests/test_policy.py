@@ -685,7 +685,7 @@ class TestPolicyResult:
         assert_rendered(result)
 
     def test_codes_are_stable(self) -> None:
-        """The fifteen stable codes, none renamed."""
+        """The sixteen stable codes, none renamed (``breached`` came last, with issue 16)."""
         expected = {
             "too_short",
             "too_long",
@@ -699,6 +699,7 @@ class TestPolicyResult:
             "contains_personal_info",
             "too_weak",
             "too_common",
+            "breached",
             "reused",
             "similar_to_previous",
             "confirmation_mismatch",
@@ -722,6 +723,8 @@ class TestPolicyResult:
             Violation("repeated_characters", {"max_repeat": 2}),
             Violation("contains_personal_info", {"field": "email"}),
             Violation("too_common"),
+            Violation("breached", {"reason": "found"}),
+            Violation("breached", {"reason": "unavailable"}),
             Violation("too_weak", {"min_strength": 3, "score": 1}),
             Violation("reused", {"history": 6}),
             Violation("similar_to_previous", {"history": 6}),

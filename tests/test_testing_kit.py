@@ -34,11 +34,11 @@ USER = UserInfo(
     phone="8 701 555 12 34",
     names=("Болат", "Қайратұлы"),
 )
-#: The codes one password can carry (the rest need history or a second input).
+#: The codes one password can carry (the rest need history, a second input or a breach corpus).
 SINGLE = tuple(
     c
     for c in VIOLATION_CODES
-    if c not in ("reused", "similar_to_previous", "confirmation_mismatch")
+    if c not in ("reused", "similar_to_previous", "confirmation_mismatch", "breached")
 )
 KZ = PasswordPolicy.preset("kz-procurement")
 #: Codes whose violation needs room: a run, a blocklisted word, a piece of personal data.

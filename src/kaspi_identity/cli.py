@@ -1,4 +1,4 @@
-"""The ``kaspi-identity`` command: demo, check, describe, compliance, hash, calibrate.
+"""The ``kaspi-identity`` command: demo, check, describe, compliance, hash, calibrate, breached.
 
 Exit status: 0 success (password accepted), 1 password rejected or mismatch, 2 usage or
 configuration error, or input that ended or was interrupted (Ctrl-D, Ctrl-C) — said on
@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
@@ -27,9 +28,12 @@ from kaspi_identity.i18n import DEFAULT_LANGUAGE, SUPPORTED_LANGUAGES, render
 from kaspi_identity.policy import (
     DEVIATION_STANDARDS,
     PRESET_NAMES,
+    BreachedFilter,
+    BuildProgress,
     Deviation,
     PasswordPolicy,
     UserInfo,
+    build_breached_filter,
 )
 
 __all__ = ["main"]
@@ -185,6 +189,34 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     cal.add_argument("--parallelism", type=int, default=1, help="argon2 lanes (default 1)")
     _add_lang_option(cal)
+
+    breached = commands.add_parser(
+        "breached", help="build or verify a filter of breached passwords (needs [breached] extra)"
+    )
+    steps = breached.add_subparsers(dest="step", required=True, metavar="STEP")
+    build = steps.add_parser(
+        "build", help="build a filter file from Have I Been Pwned's SHA1HEX:COUNT files"
+    )
+    build.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SOURCE",
+        help="files (plain or gzip) or directories of range files",
+    )
+    build.add_argument("-o", "--output", required=True, metavar="FILE", help="the filter file")
+    build.add_argument(
+        "--min-count",
+        type=int,
+        default=1,
+        metavar="N",
+        help="leave out hashes seen fewer than N times (default 1)",
+    )
+    build.add_argument(
+        "--tmp-dir", metavar="DIR", help="temporary files, 8 bytes a line (default: beside FILE)"
+    )
+    build.add_argument("--quiet", action="store_true", help="no progress bar")
+    verify = steps.add_parser("verify", help="check a filter file's checksums and describe it")
+    verify.add_argument("filter", metavar="FILE", help="the filter file")
     return parser
 
 
@@ -372,6 +404,98 @@ def _cmd_calibrate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+def _millions(n: float) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 100_000 else f"{n:,.0f}"
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+class _ProgressBar:
+    """The build's progress on standard error.
+
+    Redrawn in place on a terminal, else a line every few seconds.
+    """
+
+    WIDTH = 24
+
+    def __init__(self, err: TextIO) -> None:
+        self.err = err
+        self.tty = err.isatty()
+        self.printed = 0.0
+        self.drawn = False
+
+    def __call__(self, p: BuildProgress) -> None:
+        done = int(p.fraction * self.WIDTH)
+        rate = p.lines / p.elapsed if p.elapsed > 0 else 0.0
+        stage = (
+            f"{_millions(p.lines)} lines, {_millions(rate)} lines/s"
+            if p.phase == "reading"
+            else f"shard {p.shards_done}/{p.shards_total}"
+        )
+        line = (
+            f"[{'#' * done}{'.' * (self.WIDTH - done)}] {p.fraction:4.0%} {p.phase}: {stage},"
+            f" ETA {_clock(p.eta)}"
+        )
+        if self.tty:
+            print(f"\r{line}\033[K", end="", file=self.err, flush=True)
+            self.drawn = True
+        elif time.monotonic() - self.printed >= 5 or p.fraction >= 1:
+            self.printed = time.monotonic()
+            print(line, file=self.err, flush=True)
+
+    def end(self) -> None:
+        if self.drawn:
+            print("", file=self.err, flush=True)
+
+
+def _cmd_breached(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if args.step == "verify":
+        try:
+            with BreachedFilter(args.filter) as opened:
+                opened.verify()
+                print(
+                    f"{args.filter}: ok, {opened.entries:,} entries from {opened.lines:,} lines"
+                    f" (min count {opened.min_count}), {opened.size:,} bytes,"
+                    f" {opened.size / max(opened.entries, 1):.2f} bytes an entry,"
+                    f" {1 << opened.shard_bits} shards",
+                    file=out,
+                )
+        except ValueError as exc:
+            raise _UsageError(str(exc)) from None
+        return EXIT_OK
+    if args.min_count < 1:
+        raise _UsageError("--min-count must be at least 1")
+    bar = None if args.quiet else _ProgressBar(err)
+    try:
+        built = build_breached_filter(
+            args.sources,
+            args.output,
+            min_count=args.min_count,
+            progress=bar,
+            tmp_dir=args.tmp_dir,
+        )
+    except (ValueError, ModuleNotFoundError) as exc:
+        raise _UsageError(str(exc)) from None
+    except OSError as exc:
+        raise _UsageError(f"cannot write {args.output} ({exc.strerror})") from None
+    finally:
+        if bar is not None:
+            bar.end()
+    print(
+        f"{built.path}: {built.entries:,} entries from {built.lines:,} lines"
+        f" (min count {built.min_count}), {built.size:,} bytes,"
+        f" {built.bytes_per_entry:.2f} bytes an entry, {built.seconds:.1f} s",
+        file=out,
+    )
+    return EXIT_OK
+
+
 def main(
     argv: Sequence[str] | None = None,
     *,
@@ -406,6 +530,8 @@ def main(
             return _cmd_demo(args, out)
         if args.command == "compliance":
             return _cmd_compliance(args, out)
+        if args.command == "breached":
+            return _cmd_breached(args, out, err)
         return _cmd_calibrate(args, out, err)
     except (PolicyConfigError, _UsageError) as exc:
         print(f"kaspi-identity: {exc}", file=err)

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from kaspi_identity.policy._breached import FILTER_VERSION, BreachCheck, BreachedFilter
+from kaspi_identity.policy._breached_build import (
+    BreachedBuild,
+    BuildProgress,
+    build_breached_filter,
+)
 from kaspi_identity.policy._deviations import (
     DEVIATION_STANDARDS,
     NIST_800_63B_4,
@@ -25,6 +31,7 @@ from kaspi_identity.policy._userinfo import USERINFO_LIMITS, UserInfo
 __all__ = [
     "CONFIG_KEYS",
     "DEVIATION_STANDARDS",
+    "FILTER_VERSION",
     "NIST_800_63B_4",
     "OWASP_ASVS_5",
     "POLICY_DOCUMENT_VERSION",
@@ -34,6 +41,10 @@ __all__ = [
     "STRENGTH_WINDOW",
     "USERINFO_LIMITS",
     "VIOLATION_CODES",
+    "BreachCheck",
+    "BreachedBuild",
+    "BreachedFilter",
+    "BuildProgress",
     "Deviation",
     "Hint",
     "PasswordPolicy",
@@ -41,5 +52,6 @@ __all__ = [
     "StrengthFeedback",
     "UserInfo",
     "Violation",
+    "build_breached_filter",
     "strength_window",
 ]

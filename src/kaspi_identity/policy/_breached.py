@@ -145,6 +145,9 @@ class BreachedFilter:
         size = os.fstat(self._file.fileno()).st_size
         self.size = size
         if size < HEADER.size:
+            start = self._file.read(len(MAGIC))
+            if start and not MAGIC.startswith(start[: len(MAGIC)]):
+                self._bad("not a breached-password filter (no KIBREACH header)")
             self._bad(f"truncated ({size} bytes; a filter has a {HEADER.size}-byte header)")
         self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
         head = self._map[: HEADER.size]
@@ -274,6 +277,9 @@ class BreachedFilter:
         import numpy as np
 
         keys = np.asarray(keys, dtype=np.uint64)
+        if self.size == HEADER.size + SHARD.size * len(self._shards):  # no fingerprints at all
+            self._view[0:0]  # a closed filter raises, as for a single look-up
+            return np.zeros(keys.shape, dtype=np.bool_)
         table = np.array(self._shards, dtype=np.uint64).reshape(-1, 5)
         bits = self.shard_bits
         index = (keys >> np.uint64(64 - bits)).astype(np.intp) if bits else np.zeros(
@@ -341,7 +347,7 @@ class _BigEndianWords:  # pragma: no cover - big-endian hosts
 
 
 class _Closed:
-    def __getitem__(self, index: int) -> int:
+    def __getitem__(self, index: object) -> int:
         raise ValueError("the breached-password filter is closed")
 
 

@@ -172,7 +172,7 @@ def build_breached_filter(
         lines = kept = 0
         try:
             for path, _size in files:
-                for keys, counts, n in _read_source(path, reporter):
+                for keys, counts, n in _read_source(path, reporter, counts=min_count > 1):
                     lines += n
                     if min_count > 1:
                         keys = keys[counts >= min_count]
@@ -280,7 +280,7 @@ def _range_prefix(path: Path) -> int | None:
 
 
 def _read_source(
-    path: Path, reporter: _Reporter
+    path: Path, reporter: _Reporter, *, counts: bool
 ) -> Iterator[tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64], int]]:
     """``(keys, counts, lines)`` of each block of ``path``."""
     import numpy as np
@@ -297,7 +297,7 @@ def _read_source(
             stream = gzip.GzipFile(fileobj=raw, mode="rb")
         else:
             raw.seek(0)
-        parser = _Parser(name, _range_prefix(path))
+        parser = _Parser(name, _range_prefix(path), counts=counts)
         rest = b""
         try:
             while True:
@@ -321,10 +321,10 @@ def _read_source(
 class _Parser:
     """Vectorised parsing of ``HEX:COUNT`` lines, one file's blocks in turn."""
 
-    def __init__(self, name: str, prefix: int | None) -> None:
+    def __init__(self, name: str, prefix: int | None, *, counts: bool) -> None:
         import numpy as np
 
-        self.np = np
+        self.counts = counts
         self.name = name
         self.prefix = prefix
         self.width: int | None = None  # 40 (full hashes) or 35 (range suffixes)
@@ -340,7 +340,13 @@ class _Parser:
         return BreachedSourceError(self.name, self.line + index + 1, reason)
 
     def parse(self, data: bytes) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64], int]:
-        np = self.np
+        """``(keys, counts, lines)`` of a block of whole lines (``counts`` empty unless asked).
+
+        Validated without gathering each line's bytes: a running count of the bytes that are
+        not hex digits (not decimal digits) tells whether a line's hash (count) has one.
+        """
+        import numpy as np
+
         a = np.frombuffer(data, dtype=np.uint8)
         ends = np.flatnonzero(a == 10)
         starts = np.empty_like(ends)
@@ -358,27 +364,39 @@ class _Parser:
         if self.width is None:
             self.width = self._width(a, int(starts[0]), int(ends[0]))
         width = self.width
-        lengths = ends - starts
-        colon_at = np.minimum(starts + width, a.size - 1)
-        shape = (lengths > width + 1) & (a[colon_at] == 58)
+        colon = starts + width
+        shape = (ends - colon > 1) & (a[np.minimum(colon, a.size - 1)] == 58)
         if not shape.all():
             bad = int(numbers[np.argmin(shape)])
             raise self._fail(bad, f"not a {width}-hex-digit hash, a colon and a count")
-        nibbles = self.lut[a[starts[:, None] + np.arange(width)]]
-        hex_ok = (nibbles != 255).all(axis=1)
+        nibble = self.lut[a]
+        # Each line's hash region [start, colon) then count region [colon + 1, end): one
+        # reduceat over the interleaved bounds says whether each region has a stray byte.
+        hex_ok = ~np.logical_or.reduceat(nibble == 255, _interleave(starts, colon))[::2]
         if not hex_ok.all():
             raise self._fail(int(numbers[np.argmin(hex_ok)]), "the hash is not hexadecimal")
-        counts = self._counts(a, starts + width + 1, ends, numbers)
+        stray = (a < 48) | (a > 57)
+        count_ok = ~np.logical_or.reduceat(stray, _interleave(colon + 1, ends))[::2]
+        if not count_ok.all():
+            raise self._fail(int(numbers[np.argmin(count_ok)]), "the count is not a number")
+        short = ends - colon <= _MAX_COUNT_DIGITS + 1
+        if not short.all():
+            raise self._fail(int(numbers[np.argmin(short)]), "the count is too long")
+        counts = (
+            self._counts(a, colon + 1, ends, numbers)
+            if self.counts
+            else np.empty(0, dtype=np.int64)
+        )
         if width == 35:
             assert self.prefix is not None  # _width made sure
             head = np.array([(self.prefix >> s) & 15 for s in (16, 12, 8, 4, 0)], np.uint8)
             sixteen = np.empty((starts.size, 16), dtype=np.uint8)
             sixteen[:, :5] = head
-            sixteen[:, 5:] = nibbles[:, :11]
+            sixteen[:, 5:] = nibble[starts[:, None] + np.arange(11)]
         else:
-            sixteen = nibbles[:, :16]
+            sixteen = nibble[starts[:, None] + np.arange(16)]
         packed = (sixteen[:, 0::2] << 4) | sixteen[:, 1::2]
-        keys = np.ascontiguousarray(packed).view(">u8").ravel().astype(np.uint64)
+        keys = packed.view(">u8").ravel().astype(np.uint64)
         self.line += in_file
         return keys, counts, int(starts.size)
 
@@ -408,7 +426,8 @@ class _Parser:
         ends: npt.NDArray[np.int64],
         numbers: npt.NDArray[np.int64],
     ) -> npt.NDArray[np.int64]:
-        np = self.np
+        import numpy as np
+
         widths = ends - first
         if int(widths.max()) > _MAX_COUNT_DIGITS:
             raise self._fail(int(numbers[np.argmax(widths)]), "the count is too long")
@@ -427,18 +446,31 @@ class _Parser:
         return result
 
 
+def _interleave(
+    first: npt.NDArray[np.int64], second: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """``[first[0], second[0], first[1], second[1], ...]``, for ``reduceat``."""
+    import numpy as np
+
+    both = np.empty(2 * first.size, dtype=np.int64)
+    both[0::2] = first
+    both[1::2] = second
+    return both
+
+
 def _scatter(keys: npt.NDArray[np.uint64], buckets: list[IO[bytes]]) -> None:
     """Append each key to the temporary file of its top byte."""
     import numpy as np
 
     if not keys.size:
         return
-    top = (keys >> np.uint64(64 - _BUCKET_BITS)).astype(np.intp)
-    order = np.argsort(top, kind="stable")
-    keys, top = keys[order], top[order]
-    bounds = np.searchsorted(top, np.arange((1 << _BUCKET_BITS) + 1))
-    for i in np.flatnonzero(np.diff(bounds)):
-        buckets[i].write(keys[bounds[i] : bounds[i + 1]].astype("<u8").tobytes())
+    keys = np.sort(keys)
+    tops = np.arange((1 << _BUCKET_BITS) + 1, dtype=np.uint64) << np.uint64(64 - _BUCKET_BITS)
+    bounds = np.searchsorted(keys, tops[:-1]).tolist() + [keys.size]
+    data = keys.astype("<u8", copy=False)
+    for i in range(1 << _BUCKET_BITS):
+        if bounds[i] < bounds[i + 1]:
+            buckets[i].write(data[bounds[i] : bounds[i + 1]].tobytes())
 
 
 def _shard_bits(kept: int) -> int:
@@ -478,7 +510,9 @@ def _write_filter(
                 for b in range(group, group + per_group)
             ]
         )
-        keys = np.unique(keys)
+        keys.sort()
+        if keys.size:  # unique, sorted (np.unique hashes, and is far slower on 64-bit keys)
+            keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]
         entries += int(keys.size)
         if shard_bits:
             index = keys >> np.uint64(64 - shard_bits)

@@ -26,8 +26,13 @@ from kaspi_identity.policy._text import ASCII_PRINTABLE, LATIN_ALNUM, from_russi
 
 __all__ = ["passwords", "policies", "violating_passwords"]
 
-#: Codes that are not a property of one password, and the tool that tests them instead.
+#: Codes that are not a property of one password alone, and the tool that tests them instead.
 _NOT_SINGLE_PASSWORD: Final = {
+    "breached": (
+        "'breached' depends on the corpus the policy's filter was built from (or the online "
+        "range API), which no strategy can know: test it with passwords you put in the corpus "
+        "(kaspi_identity.policy.build_breached_filter)"
+    ),
     "reused": (
         "'reused' depends on the account's stored history, not on one password: test it with "
         "kaspi_identity.PasswordHistory (or the kaspi_identity_service fixture) by setting "
@@ -284,7 +289,8 @@ def violating_passwords(
             the policy makes impossible (``"missing_digit"`` when digits are not required,
             ``"too_short"`` without ``min_length``...), or a code that is not a property of
             one password (``"reused"``, ``"similar_to_previous"``,
-            ``"confirmation_mismatch"``); the message names the reason.
+            ``"confirmation_mismatch"``, and ``"breached"``, which depends on a breach corpus);
+            the message names the reason.
     """
     candidates, _ = built_to_violate(policy, violating, user=user)
     return candidates.filter(lambda p: violating in policy.check(p, user=user).codes)
