@@ -29,9 +29,9 @@ from kaspi_identity.policy import (
     FILTER_VERSION,
     BreachedBuild,
     BuildProgress,
+    _breached_build,
     build_breached_filter,
 )
-from kaspi_identity.policy import _breached_build
 from kaspi_identity.policy._breached import HEADER, SHARD, password_key
 
 #: Passwords of the synthetic corpus: Latin, Cyrillic, the QWERTY form of Cyrillic words.
@@ -50,7 +50,7 @@ NOT_LISTED = ("correct horse battery stapler", "qwerty123!", "Zx9$-never-leaked-
 
 
 def sha1(password: str) -> str:
-    return hashlib.sha1(password.encode("utf-8")).hexdigest().upper()
+    return hashlib.sha1(password.encode("utf-8"), usedforsecurity=False).hexdigest().upper()
 
 
 def random_hashes(n: int, seed: int) -> list[str]:
@@ -218,7 +218,9 @@ class TestBuild:
         monkeypatch.setattr(_breached_build, "_BLOCK", 4096)
         seen: list[BuildProgress] = []
         out = tmp_path / "out.kib"
-        build_breached_filter([write_source(tmp_path / "s.txt", corpus(500))], out, progress=seen.append)
+        build_breached_filter(
+            [write_source(tmp_path / "s.txt", corpus(500))], out, progress=seen.append
+        )
         phases = [p.phase for p in seen]
         assert "reading" == phases[0]
         assert "building" == phases[-1]
@@ -280,7 +282,7 @@ class TestBuild:
             with pytest.raises(ValueError, match="min_count"):
                 build_breached_filter([source], tmp_path / "out.kib", min_count=bad)  # type: ignore[arg-type]
         with pytest.raises(TypeError):
-            build_breached_filter(str(source), tmp_path / "out.kib")  # type: ignore[arg-type]
+            build_breached_filter(str(source), tmp_path / "out.kib")
 
     def test_a_truncated_gzip_is_refused(self, tmp_path: Path) -> None:
         """A gzip source cut short is a clear error, not a partial filter."""
@@ -300,13 +302,16 @@ class TestBuild:
         assert built.read_bytes() == out.read_bytes()
         assert ["bad.txt", "out.kib"] == sorted(p.name for p in tmp_path.iterdir())
 
-    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(
+        max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
     @given(passwords=st.sets(st.text(min_size=1, max_size=20), max_size=300))
-    def test_every_built_password_is_found(
-        self, tmp_path: Path, passwords: set[str]
-    ) -> None:
+    def test_every_built_password_is_found(self, tmp_path: Path, passwords: set[str]) -> None:
         """Property: whatever the set, each member is found (no false negatives)."""
-        pairs = [(hashlib.sha1(p.encode("utf-8", "surrogatepass")).hexdigest(), 1) for p in passwords]
+        pairs = [
+            (hashlib.sha1(p.encode("utf-8", "surrogatepass"), usedforsecurity=False).hexdigest(), 1)
+            for p in passwords
+        ]
         out = build(tmp_path, pairs)
         with BreachedFilter(out) as f:
             assert all(p in f for p in passwords)
@@ -338,7 +343,7 @@ class TestLookups:
 
     def test_hash_forms(self, built: Path) -> None:
         """A SHA-1 as 40 hex digits (either case) or 20 bytes; anything else is refused."""
-        digest = hashlib.sha1(b"gfhjkm")
+        digest = hashlib.sha1(b"gfhjkm", usedforsecurity=False)
         with BreachedFilter(built) as f:
             assert f.contains_hash(digest.hexdigest())
             assert f.contains_hash(digest.hexdigest().upper())
@@ -434,9 +439,8 @@ class TestRefusedFiles:
         data[-1] ^= 0xFF
         path = tmp_path / "payload.kib"
         path.write_bytes(bytes(data))
-        with BreachedFilter(path) as f:
-            with pytest.raises(BreachedFilterError, match="fingerprints"):
-                f.verify()
+        with BreachedFilter(path) as f, pytest.raises(BreachedFilterError, match="fingerprints"):
+            f.verify()
         with BreachedFilter(built) as f:
             f.verify()
 
@@ -448,7 +452,11 @@ class TestRefusedFiles:
         data = bytearray(built.read_bytes())
         seed, offset, length, segment, count_length = SHARD.unpack_from(data, HEADER.size)
         SHARD.pack_into(data, HEADER.size, seed, offset + 1, length, segment, count_length)
-        head = bytes(data[: HEADER.size - 8]) + b"\0\0\0\0" + bytes(data[HEADER.size - 4 : HEADER.size])
+        head = (
+            bytes(data[: HEADER.size - 8])
+            + b"\0\0\0\0"
+            + bytes(data[HEADER.size - 4 : HEADER.size])
+        )
         crc = zlib.crc32(bytes(data[HEADER.size : HEADER.size + SHARD.size]), zlib.crc32(head))
         struct.pack_into("<I", data, HEADER.size - 8, crc)
         path = tmp_path / "bounds.kib"
@@ -472,7 +480,7 @@ class TestPolicyKey:
         assert ("breached",) == policy.check("ｐａｓｓ").codes
 
     def test_the_qwerty_form_of_a_russian_layout_password(self, built: Path) -> None:
-        """"пароль" typed meaning "gfhjkm" (the corpus's form) is breached, as is the rest."""
+        """ "пароль" typed meaning "gfhjkm" (the corpus's form) is breached, as is the rest."""
         policy = PasswordPolicy(min_length=1, blocklist=False, breached=built)
         assert ("breached",) == policy.check("пароль").codes
         assert ("breached",) == policy.check("алексей2024").codes
@@ -517,7 +525,7 @@ class TestPolicyKey:
             assert policy == PasswordPolicy.from_mapping(policy.to_mapping())
             assert hash(policy) == hash(PasswordPolicy.from_mapping(policy.to_mapping()))
         assert PasswordPolicy().breached is None
-        assert PasswordPolicy(breached=False).breached is None
+        assert PasswordPolicy(breached=False).breached is None  # type: ignore[arg-type]
 
     def test_toml_paths_are_relative_to_the_file(self, tmp_path: Path, built: Path) -> None:
         """``breached = "pwned.kib"`` in a TOML file means the file beside it."""

@@ -405,8 +405,9 @@ class CatalogError(KaspiIdentityError, ValueError):
 class BreachedFilterError(KaspiIdentityError, ValueError):
     """A breached-password filter file cannot be used.
 
-    It is missing, not a filter, of another format version, truncated or corrupt. ``path`` is the file, ``reason`` what is wrong with it. A policy naming such a file
-    reports it as a :class:`PolicyConfigError` under the key ``breached``.
+    It is missing, not a filter, of another format version, truncated or corrupt. ``path``
+    is the file, ``reason`` what is wrong with it. A policy naming such a file reports it as
+    a :class:`PolicyConfigError` under the key ``breached``.
     """
 
     def __init__(self, path: str, reason: str) -> None:

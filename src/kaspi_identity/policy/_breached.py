@@ -123,6 +123,11 @@ class BreachedFilter:
         "shard_bits",
         "size",
     )
+    entries: int
+    lines: int
+    min_count: int
+    shard_bits: int
+    size: int
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
@@ -263,9 +268,8 @@ class BreachedFilter:
         h1 = (h0 + segment) ^ ((h >> 18) & mask)
         h2 = (h0 + 2 * segment) ^ (h & mask)
         view = self._view
-        return ((h ^ (h >> 32)) & 0xFFFF) == (
-            view[base + h0] ^ view[base + h1] ^ view[base + h2]
-        )
+        found: int = view[base + h0] ^ view[base + h1] ^ view[base + h2]
+        return ((h ^ (h >> 32)) & 0xFFFF) == found
 
     def contains_keys(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
         """Bulk look-up (numpy): which of the 64-bit ``keys`` are in the filter.
@@ -282,8 +286,10 @@ class BreachedFilter:
             return np.zeros(keys.shape, dtype=np.bool_)
         table = np.array(self._shards, dtype=np.uint64).reshape(-1, 5)
         bits = self.shard_bits
-        index = (keys >> np.uint64(64 - bits)).astype(np.intp) if bits else np.zeros(
-            keys.shape, dtype=np.intp
+        index = (
+            (keys >> np.uint64(64 - bits)).astype(np.intp)
+            if bits
+            else np.zeros(keys.shape, dtype=np.intp)
         )
         seed, base, segment, mask, count_length = (table[index, i] for i in range(5))
         h = mix64_array(keys + seed)

@@ -186,9 +186,7 @@ def build_breached_filter(
         fd, partial = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
         try:
             with os.fdopen(fd, "wb") as f:
-                entries = _write_filter(
-                    f, scratch, shard_bits, lines, kept, min_count, reporter
-                )
+                entries = _write_filter(f, scratch, shard_bits, lines, kept, min_count, reporter)
             os.replace(partial, out)
         except BaseException:
             Path(partial).unlink(missing_ok=True)
@@ -283,15 +281,13 @@ def _read_source(
     path: Path, reporter: _Reporter, *, counts: bool
 ) -> Iterator[tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64], int]]:
     """``(keys, counts, lines)`` of each block of ``path``."""
-    import numpy as np
-
     name = str(path)
     try:
         raw = open(path, "rb")  # noqa: SIM115 - closed below
     except OSError as exc:
         raise BreachedSourceError(name, None, f"cannot read ({exc.strerror})") from None
     with raw:
-        stream: IO[bytes] = raw
+        stream: IO[bytes] | gzip.GzipFile = raw
         if raw.read(2) == b"\x1f\x8b":
             raw.seek(0)
             stream = gzip.GzipFile(fileobj=raw, mode="rb")
@@ -458,7 +454,7 @@ def _interleave(
     return both
 
 
-def _scatter(keys: npt.NDArray[np.uint64], buckets: list[IO[bytes]]) -> None:
+def _scatter(keys: npt.NDArray[np.uint64], buckets: Sequence[IO[bytes]]) -> None:
     """Append each key to the temporary file of its top byte."""
     import numpy as np
 
@@ -466,7 +462,7 @@ def _scatter(keys: npt.NDArray[np.uint64], buckets: list[IO[bytes]]) -> None:
         return
     keys = np.sort(keys)
     tops = np.arange((1 << _BUCKET_BITS) + 1, dtype=np.uint64) << np.uint64(64 - _BUCKET_BITS)
-    bounds = np.searchsorted(keys, tops[:-1]).tolist() + [keys.size]
+    bounds = [*np.searchsorted(keys, tops[:-1]).tolist(), keys.size]
     data = keys.astype("<u8", copy=False)
     for i in range(1 << _BUCKET_BITS):
         if bounds[i] < bounds[i + 1]:
@@ -574,7 +570,7 @@ def fuse_geometry(n: int) -> tuple[int, int, int]:
     """
     if n == 0:
         return 0, 0, 0
-    segment = 4 if n == 1 else 1 << int(math.floor(math.log(n) / math.log(3.33) + 2.25))
+    segment = 4 if n == 1 else 1 << math.floor(math.log(n) / math.log(3.33) + 2.25)
     segment = min(segment, 1 << 18)
     factor = 0.0 if n == 1 else max(1.125, 0.875 + 0.25 * math.log(1e6) / math.log(n))
     capacity = round(n * factor)
@@ -613,8 +609,8 @@ def build_shard(
         fingerprints = np.zeros(length, dtype=np.uint16)
         for k, slot in reversed(rounds):
             # fingerprints[slot] is still 0 here, so xor-ing it in changes nothing.
-            fingerprints[slot] = own[k] ^ fingerprints[h0[k]] ^ fingerprints[h1[k]] ^ (
-                fingerprints[h2[k]]
+            fingerprints[slot] = (
+                own[k] ^ fingerprints[h0[k]] ^ fingerprints[h1[k]] ^ (fingerprints[h2[k]])
             )
         return seed, fingerprints, segment, count_length
     raise RuntimeError(f"shard {shard}: no seed out of {_MAX_ATTEMPTS} peeled")  # pragma: no cover

@@ -892,7 +892,9 @@ def _validate_online(c: _Checker, online: object) -> FrozenMap[Any] | None:
     elif importlib.util.find_spec("httpx") is None:
         c.bad("breached", "online needs httpx: pip install 'kaspi-identity[online]'")
     else:
-        return FrozenMap({"url": url, "timeout": float(timeout), "fail": fail, "cache_seconds": cache})
+        return FrozenMap(
+            {"url": url, "timeout": float(timeout), "fail": fail, "cache_seconds": cache}
+        )
     return None
 
 
