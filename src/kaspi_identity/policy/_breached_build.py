@@ -15,6 +15,7 @@ so a reader never sees half a filter. The format is described in ``_breached``.
 
 from __future__ import annotations
 
+import binascii
 import gzip
 import importlib.util
 import math
@@ -53,6 +54,7 @@ _BUCKET_BITS: Final = 8
 _MAX_ATTEMPTS: Final = 64
 _PROGRESS_EVERY: Final = 0.25  # seconds between progress reports
 _MAX_COUNT_DIGITS: Final = 18
+_PAD: Final = 48  # zero bytes after a block: a window of this many bytes fits at any line
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,12 +327,6 @@ class _Parser:
         self.prefix = prefix
         self.width: int | None = None  # 40 (full hashes) or 35 (range suffixes)
         self.line = 0  # lines of the file before this block
-        lut = np.full(256, 255, dtype=np.uint8)
-        for i, c in enumerate(b"0123456789abcdef"):
-            lut[c] = i
-        for i, c in enumerate(b"ABCDEF"):
-            lut[c] = 10 + i
-        self.lut = lut
 
     def _fail(self, index: int, reason: str) -> BreachedSourceError:
         return BreachedSourceError(self.name, self.line + index + 1, reason)
@@ -338,13 +334,14 @@ class _Parser:
     def parse(self, data: bytes) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64], int]:
         """``(keys, counts, lines)`` of a block of whole lines (``counts`` empty unless asked).
 
-        Validated without gathering each line's bytes: a running count of the bytes that are
-        not hex digits (not decimal digits) tells whether a line's hash (count) has one.
+        Each line's hash and count are copied out through sliding windows (one index a line,
+        not one a byte); ``binascii.unhexlify`` then decodes and validates the hashes in C.
         """
         import numpy as np
 
-        a = np.frombuffer(data, dtype=np.uint8)
-        ends = np.flatnonzero(a == 10)
+        a = np.frombuffer(data + bytes(_PAD), dtype=np.uint8)
+        size = len(data)
+        ends = np.flatnonzero(a[:size] == 10)
         starts = np.empty_like(ends)
         starts[0] = 0
         starts[1:] = ends[:-1] + 1
@@ -361,38 +358,44 @@ class _Parser:
             self.width = self._width(a, int(starts[0]), int(ends[0]))
         width = self.width
         colon = starts + width
-        shape = (ends - colon > 1) & (a[np.minimum(colon, a.size - 1)] == 58)
+        widths = ends - colon - 1  # of the counts
+        shape = (widths > 0) & (a[colon] == 58)
         if not shape.all():
             bad = int(numbers[np.argmin(shape)])
             raise self._fail(bad, f"not a {width}-hex-digit hash, a colon and a count")
-        nibble = self.lut[a]
-        # Each line's hash region [start, colon) then count region [colon + 1, end): one
-        # reduceat over the interleaved bounds says whether each region has a stray byte.
-        hex_ok = ~np.logical_or.reduceat(nibble == 255, _interleave(starts, colon))[::2]
-        if not hex_ok.all():
-            raise self._fail(int(numbers[np.argmin(hex_ok)]), "the hash is not hexadecimal")
-        stray = (a < 48) | (a > 57)
-        count_ok = ~np.logical_or.reduceat(stray, _interleave(colon + 1, ends))[::2]
+        if int(widths.max()) > _MAX_COUNT_DIGITS:
+            raise self._fail(int(numbers[np.argmax(widths)]), "the count is too long")
+        windows = np.lib.stride_tricks.sliding_window_view(a, _PAD)
+        most = int(widths.max())
+        digits = windows[colon + 1, :most] - np.uint8(48)  # wraps: a byte below "0" is > 9
+        outside = np.arange(most, dtype=np.int64) >= widths[:, None]
+        count_ok = ((digits <= 9) | outside).all(axis=1)
         if not count_ok.all():
             raise self._fail(int(numbers[np.argmin(count_ok)]), "the count is not a number")
-        short = ends - colon <= _MAX_COUNT_DIGITS + 1
-        if not short.all():
-            raise self._fail(int(numbers[np.argmin(short)]), "the count is too long")
-        counts = (
-            self._counts(a, colon + 1, ends, numbers)
-            if self.counts
-            else np.empty(0, dtype=np.int64)
-        )
+        counts = np.empty(0, dtype=np.int64)
+        if self.counts:
+            counts = np.zeros(starts.size, dtype=np.int64)
+            for j in range(most):
+                counts = np.where(outside[:, j], counts, counts * 10 + digits[:, j])
+        # A range line's 35 digits get a leading "0" so that they decode to whole bytes.
+        hexes = np.empty((starts.size, 40 if width == 40 else 36), dtype=np.uint8)
+        hexes[:, -width:] = windows[starts, :width]
         if width == 35:
-            assert self.prefix is not None  # _width made sure
-            head = np.array([(self.prefix >> s) & 15 for s in (16, 12, 8, 4, 0)], np.uint8)
-            sixteen = np.empty((starts.size, 16), dtype=np.uint8)
-            sixteen[:, :5] = head
-            sixteen[:, 5:] = nibble[starts[:, None] + np.arange(11)]
+            hexes[:, 0] = 48
+        try:
+            raw = np.frombuffer(binascii.unhexlify(hexes.tobytes()), dtype=np.uint8)
+        except binascii.Error:
+            bad = next(i for i, row in enumerate(hexes) if not _is_hex(row.tobytes()))
+            raise self._fail(int(numbers[bad]), "the hash is not hexadecimal") from None
+        raw = raw.reshape(starts.size, -1)
+        if width == 40:
+            keys = np.ascontiguousarray(raw[:, :8]).view(">u8").ravel().astype(np.uint64)
         else:
-            sixteen = nibble[starts[:, None] + np.arange(16)]
-        packed = (sixteen[:, 0::2] << 4) | sixteen[:, 1::2]
-        keys = packed.view(">u8").ravel().astype(np.uint64)
+            assert self.prefix is not None  # _width made sure
+            eight = np.zeros((starts.size, 8), dtype=np.uint8)
+            eight[:, 2:] = raw[:, :6]  # "0" and the suffix's first 11 digits: 44 bits
+            tail = eight.view(">u8").ravel().astype(np.uint64)
+            keys = tail | np.uint64(self.prefix << 44)
         self.line += in_file
         return keys, counts, int(starts.size)
 
@@ -415,43 +418,12 @@ class _Parser:
             )
         raise BreachedSourceError(self.name, self.line + 1, "not a SHA1HEX:COUNT line")
 
-    def _counts(
-        self,
-        a: npt.NDArray[np.uint8],
-        first: npt.NDArray[np.int64],
-        ends: npt.NDArray[np.int64],
-        numbers: npt.NDArray[np.int64],
-    ) -> npt.NDArray[np.int64]:
-        import numpy as np
-
-        widths = ends - first
-        if int(widths.max()) > _MAX_COUNT_DIGITS:
-            raise self._fail(int(numbers[np.argmax(widths)]), "the count is too long")
-        most = int(widths.max())
-        columns = np.arange(most)
-        at = np.minimum(first[:, None] + columns, a.size - 1)
-        digits = a[at].astype(np.int64) - 48
-        inside = columns < widths[:, None]
-        ok = ((digits >= 0) & (digits <= 9) | ~inside).all(axis=1)
-        if not ok.all():
-            raise self._fail(int(numbers[np.argmin(ok)]), "the count is not a number")
-        counts = np.zeros(first.size, dtype=np.int64)
-        for j in range(most):
-            counts = np.where(inside[:, j], counts * 10 + digits[:, j], counts)
-        result: npt.NDArray[np.int64] = counts
-        return result
-
-
-def _interleave(
-    first: npt.NDArray[np.int64], second: npt.NDArray[np.int64]
-) -> npt.NDArray[np.int64]:
-    """``[first[0], second[0], first[1], second[1], ...]``, for ``reduceat``."""
-    import numpy as np
-
-    both = np.empty(2 * first.size, dtype=np.int64)
-    both[0::2] = first
-    both[1::2] = second
-    return both
+def _is_hex(text: bytes) -> bool:
+    try:
+        binascii.unhexlify(text)
+    except binascii.Error:
+        return False
+    return True
 
 
 def _scatter(keys: npt.NDArray[np.uint64], buckets: Sequence[IO[bytes]]) -> None:
@@ -599,9 +571,11 @@ def build_shard(
     for attempt in range(_MAX_ATTEMPTS):
         seed = _splitmix64((shard << 8) + attempt)
         h = mix64_array(keys + np.uint64(seed))
-        h0 = mulhi_array(h, count_length).astype(np.int64)
-        h1 = (h0 + segment) ^ ((h >> np.uint64(18)) & mask).astype(np.int64)
-        h2 = (h0 + 2 * segment) ^ (h & mask).astype(np.int64)
+        first = mulhi_array(h, count_length)
+        # Slots are below 2**32, so the int64 views of the uint64 results are the same numbers.
+        h0 = first.view(np.int64)
+        h1 = ((first + np.uint64(segment)) ^ ((h >> np.uint64(18)) & mask)).view(np.int64)
+        h2 = ((first + np.uint64(2 * segment)) ^ (h & mask)).view(np.int64)
         rounds = _peel(n, length, h0, h1, h2, index)
         if rounds is None:
             continue
@@ -627,12 +601,13 @@ def _peel(
     """The rounds of (keys, their slots) that peel the hypergraph, or ``None`` if it sticks."""
     import numpy as np
 
-    slots = np.concatenate((h0, h1, h2))
-    count = np.bincount(slots, minlength=length)
+    count = np.bincount(h0, minlength=length)
+    count += np.bincount(h1, minlength=length)
+    count += np.bincount(h2, minlength=length)
     # The sum of the keys' indices in each slot: a slot holding one key holds its index.
-    total = np.bincount(slots, weights=np.tile(index, 3).astype(np.float64), minlength=length)
-    sums = total.astype(np.int64)
-    del slots, total
+    sums = np.zeros(length, dtype=np.int64)
+    for slots in (h0, h1, h2):
+        np.add.at(sums, slots, index)
     stamp = np.zeros(n, dtype=np.int64)
     frontier = np.flatnonzero(count == 1)
     rounds = []
