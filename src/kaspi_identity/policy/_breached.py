@@ -133,7 +133,7 @@ class BreachedFilter:
         self.path = os.fspath(path)
         self._closed = False
         try:
-            self._file = open(self.path, "rb")  # noqa: SIM115 - kept open with the map
+            self._file = open(self.path, "rb")  # noqa: SIM115 - closed once mapped
         except FileNotFoundError:
             raise BreachedFilterError(self.path, "file not found") from None
         except IsADirectoryError:
@@ -142,9 +142,9 @@ class BreachedFilter:
             raise BreachedFilterError(self.path, f"cannot read file ({exc.strerror})") from None
         try:
             self._open()
-        except BaseException:
+        finally:
+            # The map holds a descriptor of its own: no file object stays open (nor warns).
             self._file.close()
-            raise
 
     def _open(self) -> None:
         size = os.fstat(self._file.fileno()).st_size
@@ -330,7 +330,6 @@ class BreachedFilter:
             view.release()
         self._view = _Closed()
         self._map.close()
-        self._file.close()
 
     def __enter__(self) -> BreachedFilter:
         return self

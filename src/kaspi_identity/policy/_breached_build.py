@@ -320,7 +320,6 @@ class _Parser:
     """Vectorised parsing of ``HEX:COUNT`` lines, one file's blocks in turn."""
 
     def __init__(self, name: str, prefix: int | None, *, counts: bool) -> None:
-        import numpy as np
 
         self.counts = counts
         self.name = name
@@ -417,6 +416,7 @@ class _Parser:
                 self.name, None, "NTLM hashes (32 hex digits): use the SHA-1 files"
             )
         raise BreachedSourceError(self.name, self.line + 1, "not a SHA1HEX:COUNT line")
+
 
 def _is_hex(text: bytes) -> bool:
     try:
