@@ -375,6 +375,7 @@ class TestMigration:
         before = datetime.now(timezone.utc)
         with sqlite_storage(path) as storage:
             after = datetime.now(timezone.utc)
+            assert isinstance(storage.accounts, SQLiteAccountStore)
             assert storage.accounts.database.schema_version == SCHEMA_VERSION == 4
             for i in range(_V2_ACCOUNTS):
                 account = storage.accounts.get(f"id-{i}")

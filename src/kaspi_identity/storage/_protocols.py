@@ -408,11 +408,11 @@ class AccountWithHistory(Protocol):
         keep: int,
         now: datetime | None = None,
     ) -> bool:
-        """:meth:`AccountStore.set_password_hash` (a new stamp, and ``now`` as there), then
-        append ``entry``.
+        """:meth:`AccountStore.set_password_hash` (a new stamp; ``now`` as there), then append.
 
-        Returns ``False``, having written nothing, when the compare-and-set loses;
-        ``entry=None`` appends nothing.
+        ``entry`` is appended to the history in the same transaction. Returns ``False``,
+        having written nothing, when the compare-and-set loses; ``entry=None`` appends
+        nothing.
 
         Raises:
             ValueError: ``keep`` is below 1, or ``now`` is naive.

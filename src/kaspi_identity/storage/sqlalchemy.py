@@ -87,8 +87,8 @@ from ._logic import (
     attempt_code,
     check_append,
     check_attempt,
-    check_consume,
     check_changed_at,
+    check_consume,
     check_create,
     check_create_with_history,
     check_entry,
@@ -213,13 +213,11 @@ _MISSING_HINTS = {
     "names": (
         " (add a NOT NULL Text column with the default '[]'; docs/storage.md shows the migration)"
     ),
-    **{
-        name: (
-            " (add the three password-age columns, or map all three to None in columns for a"
-            " table that keeps no password age; docs/storage.md shows the migration)"
-        )
-        for name in _AGE_FIELDS
-    },
+    **dict.fromkeys(
+        _AGE_FIELDS,
+        " (add the three password-age columns, or map all three to None in columns for a"
+        " table that keeps no password age; docs/storage.md shows the migration)",
+    ),
 }
 _KEY_FIELDS = {"username": "username_key", "email": "email_key", "phone": "phone", "iin": "iin"}
 

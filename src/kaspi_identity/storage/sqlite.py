@@ -49,8 +49,8 @@ from ._logic import (
     attempt_code,
     check_append,
     check_attempt,
-    check_consume,
     check_changed_at,
+    check_consume,
     check_create,
     check_create_with_history,
     check_entry,
@@ -588,7 +588,8 @@ def _hash_swap(
     key: str, expected: str | None, new: str, *, rotate_stamp: bool, changed_at: datetime | None
 ) -> tuple[str, tuple[object, ...]]:
     """Return the one ``UPDATE`` of the password compare-and-set, and its parameters."""
-    sets, values = ["password_hash = ?"], [new]
+    sets: list[str] = ["password_hash = ?"]
+    values: list[object] = [new]
     if rotate_stamp:
         sets.append("security_stamp = ?")
         values.append(new_security_stamp())

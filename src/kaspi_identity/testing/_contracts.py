@@ -781,7 +781,7 @@ class AccountStoreContract:
     def test_use_grace_login_bad_input(self, accounts: AccountStore) -> None:
         """A negative or non-int count raises; nothing is written."""
         created = accounts.create(_new(), now=T0)
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="expected"):
             accounts.use_grace_login(created.id, expected=-1)
         for count in (None, 1.0, True, "0"):
             with pytest.raises(TypeError):
