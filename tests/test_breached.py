@@ -579,6 +579,17 @@ class TestPolicyKey:
         assert {"min_length", "breached"} <= set(caught.value.errors)
 
 
+class TestCheckWithoutBreached:
+    def test_breached_false_leaves_the_sources_out(self, built: Path) -> None:
+        """check(breached=False) runs every other rule and no breach look-up."""
+        policy = PasswordPolicy(breached=built)
+        assert ("too_short", "too_common") == policy.check("pass", breached=False).codes
+        assert policy.check("Almaty-Astana-1997", breached=False)
+        assert not policy.check("Almaty-Astana-1997")
+        with pytest.raises(TypeError, match="breached must be a bool"):
+            policy.check("Almaty-Astana-1997", breached=None)  # type: ignore[arg-type]
+
+
 class TestCheckBreached:
     def test_answers(self, built: Path) -> None:
         """Found, not found, and no source configured."""
