@@ -572,6 +572,13 @@ class TestPolicyKey:
         policy = PasswordPolicy(breached={"filter": out, "min_count": 3})
         assert policy.check("Almaty-Astana-1997").codes == ("breached",)
 
+    def test_a_breach_corpus_meets_the_blocklist_requirements(self, built: Path) -> None:
+        """No blocklist but a breached filter: no NIST or ASVS 6.2.4/6.2.12 deviation."""
+        bare = PasswordPolicy(blocklist=False)
+        assert {"blocklist"} <= {d.rule for d in bare.deviations()}
+        covered = PasswordPolicy(blocklist=False, breached=built)
+        assert "blocklist" not in {d.rule for d in covered.deviations()}
+
     def test_reported_with_other_errors(self, tmp_path: Path) -> None:
         """A bad filter is reported together with the other keys' problems."""
         with pytest.raises(PolicyConfigError) as caught:

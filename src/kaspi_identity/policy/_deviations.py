@@ -242,7 +242,8 @@ def deviations_of(policy: PasswordPolicy, *, multi_factor: bool = False) -> tupl
             )
         )
 
-    if not policy.blocklist:
+    # The breach corpus holds the common passwords too (each is in it many times over).
+    if not policy.blocklist and policy.breached is None:
         unchecked = "Checks the password against no blocklist of common or breached passwords."
         out.append(
             _nist(
