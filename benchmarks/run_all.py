@@ -6,7 +6,8 @@ the worst case; history N=6 vs the one-hash lower bound; hashing and the memory 
 concurrent hashes; token issue+verify vs Django and import time; storage operations per
 second (when the servers are configured); Welch's t between known and unknown identifiers
 in the account flows (timing enumeration); huge inputs at every text entry point and the
-strength rule's worst case at every length. Results from an idle machine are recorded in
+strength rule's worst case at every length; the breached-password filter vs a Bloom filter.
+Results from an idle machine are recorded in
 docs/performance.md.
 """
 
@@ -30,6 +31,7 @@ SCRIPTS: tuple[tuple[str, list[str], list[str]], ...] = (
     ("bench_storage.py", ["--quick"], []),
     ("bench_enumeration.py", ["--quick"], []),
     ("bench_inputs.py", ["--quick"], []),
+    ("bench_breached.py", ["--lines", "1000000"], []),
 )
 
 
