@@ -227,6 +227,9 @@ CONFIG_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "forbid_personal_info": st.booleans(),
     "min_strength": st.one_of(st.none(), st.just(0), st.just(1)),
     "blocklist": st.booleans(),
+    # Off, or a filter that is not there (a PolicyConfigError); never the online API, which
+    # the checks of these policies would then ask.
+    "breached": st.one_of(st.none(), st.just(False), st.just("absent-filter.kib")),
     "history": st.one_of(st.none(), st.integers(min_value=0, max_value=64)),
     "history_similar": st.booleans(),
     "max_age_days": st.one_of(st.none(), st.integers(min_value=0, max_value=4000)),

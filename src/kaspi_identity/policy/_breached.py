@@ -129,6 +129,8 @@ class BreachedFilter:
     min_count: int
     shard_bits: int
     size: int
+    _shards: tuple[tuple[int, int, int, int, int], ...]
+    _shift: int
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
