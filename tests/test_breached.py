@@ -622,6 +622,42 @@ class TestCheckBreached:
         assert not policy.check_breached("\udcff")
 
 
+class TestConcurrency:
+    def test_threads_share_one_filter(self, built: Path) -> None:
+        """Policies built and checked from many threads at once agree, on one mapping."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        words = [*LISTED, *NOT_LISTED] * 20
+
+        def work(i: int) -> tuple[bool, ...]:
+            policy = PasswordPolicy(min_length=1, blocklist=False, breached=built)
+            return tuple(bool(policy.check_breached(w)) for w in words)
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = set(pool.map(work, range(32)))
+        assert {tuple(w in LISTED for w in words)} == answers
+
+    def test_a_forked_process_uses_the_parents_mapping(self, built: Path) -> None:
+        """Workers forked after the policy was built check with the inherited mapping."""
+        import multiprocessing
+
+        _FORKED[:] = [PasswordPolicy(min_length=1, blocklist=False, breached=built)]
+        try:
+            with multiprocessing.get_context("fork").Pool(2) as pool:
+                found = pool.map(_breached_in_child, [*LISTED, *NOT_LISTED])
+        finally:
+            _FORKED.clear()
+        assert [True] * len(LISTED) + [False] * len(NOT_LISTED) == found
+
+
+#: The policy a forked worker inherits (a policy holds a mapping: it is not pickled).
+_FORKED: list[PasswordPolicy] = []
+
+
+def _breached_in_child(password: str) -> bool:
+    return bool(_FORKED[0].check_breached(password))
+
+
 class TestLightness:
     def test_opening_and_checking_import_no_numpy(self, built: Path) -> None:
         """A policy with a filter opens and checks without numpy (or any filter package)."""
