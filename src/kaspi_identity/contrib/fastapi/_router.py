@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 
 from kaspi_identity._errors import InvalidTokenError, KaspiIdentityError
 from kaspi_identity.contrib import _web
@@ -144,8 +146,9 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
         401: "Not logged in, or (log-in) one answer for every failure: `login_failed`.",
         403: "`wrong_password` or `locked` (the account must be reset).",
         409: "`username_taken`, or `conflict` (the password changed meanwhile).",
-        422: "`password_policy` with `violations` (codes, params, messages) and `hints`;"
-        " `invalid_identifier`, `invalid_phone`, `invalid_iin`.",
+        422: "`invalid_request` (a field missing or not text: `field`); `password_policy` with"
+        " `violations` (codes, params, messages) and `hints`; `invalid_identifier`,"
+        " `invalid_phone`, `invalid_iin`.",
         429: "`rate_limited`: try again after the `Retry-After` header's seconds.",
     }
     return {
@@ -160,6 +163,35 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
         }
         for status in statuses
     }
+
+
+class _IdentityRoute(APIRoute):
+    """A body that is not the model gets the ``invalid_request`` answer of both frameworks.
+
+    FastAPI's own 422 (``{"detail": [...]}``) is set per app; this keeps the router's
+    answers one shape (a :class:`Problem`) without touching the host's other routes.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                lang = request_language(request)
+                return _send(_web.invalid_request(_field_of(exc), lang), lang)
+
+        return route
+
+
+def _field_of(exc: RequestValidationError) -> str:
+    """The first field a validation error names (``"body"`` for a body that is no object)."""
+    for error in exc.errors():
+        names = [part for part in error.get("loc", ()) if isinstance(part, str)]
+        if names and names[-1] != "body":
+            return names[-1]
+    return "body"
 
 
 def identity_router(
@@ -197,7 +229,9 @@ def identity_router(
     async def with_default(request: Request) -> None:
         request.scope["kaspi_identity.default_language"] = default
 
-    router = APIRouter(tags=list(tags), dependencies=[Depends(with_default)])
+    router = APIRouter(
+        tags=list(tags), dependencies=[Depends(with_default)], route_class=_IdentityRoute
+    )
 
     async def run(lang: str, call: Callable[[], Awaitable[_web.Answer]]) -> JSONResponse:
         try:
@@ -304,7 +338,7 @@ def identity_router(
     @router.post(
         "/confirm",
         response_model=AccountAnswer,
-        responses=_problems(400),
+        responses=_problems(400, 422),
         summary="Confirm the e-mail address",
     )
     async def confirm(
@@ -326,7 +360,7 @@ def identity_router(
         "/confirm/resend",
         status_code=202,
         response_model=MessageAnswer,
-        responses=_problems(429),
+        responses=_problems(422, 429),
         summary="Send the confirmation letter again",
     )
     async def resend(
@@ -345,7 +379,7 @@ def identity_router(
     @router.post(
         "/login",
         response_model=LoginAnswer,
-        responses=_problems(401, 429),
+        responses=_problems(401, 422, 429),
         summary="Log in; the session keeps the security stamp",
     )
     async def login(
@@ -419,7 +453,7 @@ def identity_router(
         "/password/forgot",
         status_code=202,
         response_model=MessageAnswer,
-        responses=_problems(429),
+        responses=_problems(422, 429),
         summary="Send a reset link by e-mail",
     )
     async def forgot(
