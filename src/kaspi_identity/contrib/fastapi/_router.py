@@ -278,6 +278,7 @@ def identity_router(
     link_responses: dict[int | str, dict[str, Any]] = {
         200: {"model": LinkState},
         303: {"description": "The token is now in a cookie; the browser goes on to the page."},
+        **_problems(422),
     }
 
     router.add_api_route(
