@@ -5,6 +5,7 @@ The flows' answers are tested on both frameworks at once in test_contrib_fastapi
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -17,6 +18,7 @@ from kaspi_identity import UnknownLanguageError
 from kaspi_identity.contrib.fastapi import (
     CurrentAccount,
     get_identity_service,
+    identity_lifespan,
     identity_router,
     optional_account,
 )
@@ -215,3 +217,42 @@ class TestOpenApi:
         assert {"RegisterForm", "LoginAnswer", "GrantAnswer", "ViolationOut"} <= set(
             spec["components"]["schemas"]
         )
+
+
+class TestLifespan:
+    def test_builds_the_service_and_closes_its_stores(self, tmp_path: Any) -> None:
+        """The service is on ``app.state`` while the app runs; its SQLite file is closed after."""
+        from kaspi_identity.storage.sqlite import async_sqlite_storage
+
+        built: list[AsyncIdentityService] = []
+
+        def build() -> AsyncIdentityService:
+            service = AsyncIdentityService(
+                async_sqlite_storage(tmp_path / "portal.sqlite3"),
+                SETTINGS,
+                email_sender=Outbox(),
+                hasher=PasswordHasher(TESTS_ONLY),
+            )
+            built.append(service)
+            return service
+
+        app = FastAPI(lifespan=identity_lifespan(build))
+        app.include_router(identity_router(), prefix="/auth")
+        with TestClient(app) as client:
+            assert app.state.kaspi_identity is built[0]
+            assert client.get("/auth/policy").status_code == 200
+        # Its worker threads are stopped: no store call can run any more.
+        with pytest.raises(RuntimeError, match="after shutdown"):
+            asyncio.run(built[0].storage.accounts.get("anyone"))
+
+    def test_build_must_give_the_async_service(self) -> None:
+        """A synchronous service (or anything else) is refused at start-up."""
+        from kaspi_identity.services import IdentityService
+        from kaspi_identity.storage.memory import memory_storage
+
+        def build() -> Any:
+            return IdentityService(memory_storage(), SETTINGS, email_sender=Outbox())
+
+        app = FastAPI(lifespan=identity_lifespan(build))
+        with pytest.raises(TypeError, match="AsyncIdentityService"), TestClient(app):
+            pass

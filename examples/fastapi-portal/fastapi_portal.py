@@ -4,13 +4,12 @@ Run it with ``uvicorn fastapi_portal:app`` (``pip install 'kaspi-identity[fastap
 ``test_fastapi_portal.py`` drives it end to end through FastAPI's test client.
 """
 
-import contextlib
 import os
 
 from fastapi import FastAPI
 from starlette.middleware.sessions import SessionMiddleware
 
-from kaspi_identity.contrib.fastapi import identity_router
+from kaspi_identity.contrib.fastapi import identity_lifespan, identity_router
 from kaspi_identity.delivery import Outbox
 from kaspi_identity.hashing import TESTS_ONLY, PasswordHasher
 from kaspi_identity.services import AsyncIdentityService, IdentitySettings
@@ -25,19 +24,21 @@ SETTINGS = IdentitySettings(
 )
 SESSION_KEY = os.environ.get("PORTAL_SESSION_KEY", "dev-only-session-key")
 OUTBOX = Outbox()  # letters and SMS kept for the tests: AsyncSmtpEmailSender and a gateway live
-HASHER = PasswordHasher(TESTS_ONLY)  # tests only: leave hasher= out in production
+
+
+def identity_service() -> AsyncIdentityService:
+    """The portal's service, built at start-up (its stores are closed at shutdown)."""
+    storage = async_sqlite_storage(os.environ.get("PORTAL_DB", "portal.sqlite3"))
+    return AsyncIdentityService(
+        storage,
+        SETTINGS,
+        email_sender=OUTBOX,
+        sms_sender=OUTBOX,
+        hasher=PasswordHasher(TESTS_ONLY),  # tests only: leave hasher= out in production
+    )
 
 
 # -- the glue ----------------------------------------------------------------------------------
-@contextlib.asynccontextmanager
-async def lifespan(app: FastAPI):
-    async with async_sqlite_storage(os.environ.get("PORTAL_DB", "portal.sqlite3")) as storage:
-        app.state.kaspi_identity = AsyncIdentityService(
-            storage, SETTINGS, email_sender=OUTBOX, sms_sender=OUTBOX, hasher=HASHER
-        )
-        yield
-
-
-app = FastAPI(lifespan=lifespan)
+app = FastAPI(lifespan=identity_lifespan(identity_service))
 app.add_middleware(SessionMiddleware, secret_key=SESSION_KEY, https_only=True)
 app.include_router(identity_router(), prefix="/auth")

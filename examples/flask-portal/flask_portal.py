@@ -21,8 +21,20 @@ SETTINGS = IdentitySettings(
     confirm_url="https://portal.example.kz/auth/confirm",
     reset_url="https://portal.example.kz/auth/password/reset",
 )
+SESSION_KEY = os.environ.get("PORTAL_SESSION_KEY", "dev-only-session-key")
 OUTBOX = Outbox()  # letters and SMS kept for the tests: SmtpEmailSender and a gateway live
-HASHER = PasswordHasher(TESTS_ONLY)  # tests only: leave hasher= out in production
+
+
+def identity_service() -> IdentityService:
+    """The portal's service over its SQLite file."""
+    storage = sqlite_storage(os.environ.get("PORTAL_DB", "portal.sqlite3"))
+    return IdentityService(
+        storage,
+        SETTINGS,
+        email_sender=OUTBOX,
+        sms_sender=OUTBOX,
+        hasher=PasswordHasher(TESTS_ONLY),  # tests only: leave hasher= out in production
+    )
 
 
 # -- the glue ----------------------------------------------------------------------------------
@@ -31,13 +43,6 @@ identity = KaspiIdentity()
 
 def create_app() -> Flask:
     app = Flask(__name__)
-    app.config.update(
-        SECRET_KEY=os.environ.get("PORTAL_SESSION_KEY", "dev-only-session-key"),
-        SESSION_COOKIE_SECURE=True,
-    )
-    storage = sqlite_storage(os.environ.get("PORTAL_DB", "portal.sqlite3"))
-    service = IdentityService(
-        storage, SETTINGS, email_sender=OUTBOX, sms_sender=OUTBOX, hasher=HASHER
-    )
-    identity.init_app(app, service=service)
+    app.config.update(SECRET_KEY=SESSION_KEY, SESSION_COOKIE_SECURE=True)
+    identity.init_app(app, service=identity_service())
     return app

@@ -3,7 +3,7 @@
 ``pip install 'kaspi-identity[fastapi]'``; docs/fastapi.md shows a whole portal in a few
 lines::
 
-    app.state.kaspi_identity = AsyncIdentityService(storage, settings, ...)
+    app = FastAPI(lifespan=identity_lifespan(build_the_service))
     app.add_middleware(SessionMiddleware, secret_key=..., https_only=True)
     app.include_router(identity_router(), prefix="/auth")
 """
@@ -41,6 +41,7 @@ from kaspi_identity.contrib.fastapi._router import (
     client_address,
     current_account,
     get_identity_service,
+    identity_lifespan,
     identity_router,
     optional_account,
     request_language,
@@ -67,6 +68,7 @@ __all__ = [
     "client_address",
     "current_account",
     "get_identity_service",
+    "identity_lifespan",
     "identity_router",
     "optional_account",
     "request_language",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -36,6 +37,7 @@ __all__ = [
     "client_address",
     "current_account",
     "get_identity_service",
+    "identity_lifespan",
     "identity_router",
     "optional_account",
     "request_language",
@@ -60,6 +62,33 @@ def get_identity_service(request: Request) -> AsyncIdentityService:
             "set app.state.kaspi_identity = AsyncIdentityService(...) before serving requests"
         )
     return service
+
+
+def identity_lifespan(
+    build: Callable[[], AsyncIdentityService],
+) -> Callable[[Any], contextlib.AbstractAsyncContextManager[None]]:
+    """A lifespan for ``FastAPI(lifespan=...)`` that builds the service and closes its stores.
+
+    At start-up ``build()`` runs inside the event loop and its service becomes
+    ``app.state.kaspi_identity``; at shutdown the service's storage is closed
+    (``await storage.aclose()``: files, connections, worker threads). An app with a lifespan
+    of its own sets ``app.state.kaspi_identity`` there instead.
+    """
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        service = build()
+        if not isinstance(service, AsyncIdentityService):
+            raise TypeError(
+                f"build() must return an AsyncIdentityService, not {type(service).__name__}"
+            )
+        setattr(app.state, STATE_KEY, service)
+        try:
+            yield
+        finally:
+            await service.storage.aclose()
+
+    return lifespan
 
 
 def request_language(request: Request) -> str:
