@@ -24,10 +24,11 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from flask import Flask
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.middleware.sessions import SessionMiddleware
 
+from kaspi_identity import StorageError
 from kaspi_identity.contrib import _web
 from kaspi_identity.contrib.fastapi import identity_router
 from kaspi_identity.contrib.flask import KaspiIdentity
@@ -244,6 +245,10 @@ class TestNegotiateLanguage:
             ("ru;q=1.5, kk;q=0.1", "kk"),  # a weight over 1 is malformed: that range is skipped
             ("ru;q=abc, kk", "kk"),
             ("*", "en"),
+            ("en;q=0, *", "ru"),  # the wildcard: any language not named, and not English
+            ("en;q=0, ru;q=0, *;q=0.5", "kk"),
+            ("*;q=0.1, kk;q=0.5", "kk"),
+            ("ru, ru;q=0", "ru"),  # the first range naming a language decides
             ("RU", "ru"),
         ],
     )
@@ -806,3 +811,90 @@ class TestPolicyEndpoint:
             )
         assert body == policy.document("kk")
         assert body["history"] is not None
+
+
+# --------------------------------------------------------------------------- any input, faults
+
+#: What each endpoint may answer, as docs/fastapi.md lists it.
+DOCUMENTED = {
+    "/auth/register": {202, 409, 422, 429},
+    "/auth/confirm": {200, 400, 422},
+    "/auth/confirm/resend": {202, 422, 429},
+    "/auth/login": {200, 401, 422, 429},
+    "/auth/password/change": {401, 422},  # no session here
+    "/auth/password/forgot": {202, 422, 429},
+    "/auth/password/forgot/sms": {202, 422, 429},
+    "/auth/password/verify-code": {200, 400, 422},
+    "/auth/password/reset": {200, 400, 422},
+}
+FIELDS = [
+    "email", "username", "phone", "iin", "names", "password", "confirmation", "token",
+    "identifier", "current", "code",
+]  # fmt: skip
+VALUES = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from([EMAIL, PHONE, "87011234567", GOOD, "000000", "+7 727 250 00 00"]),
+    st.none(),
+    st.integers(),
+    st.lists(st.text(max_size=8), max_size=2),
+)
+
+
+# A typed value the fuzzer may draw that is also a word of some answer's text.
+_WORDS_OF_ANSWERS = {"000000"} - {"000000"}
+
+
+class TestAnyInput:
+    @settings(
+        max_examples=60,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
+    @given(
+        path=st.sampled_from(sorted(DOCUMENTED)),
+        body=st.dictionaries(st.sampled_from(FIELDS), VALUES, max_size=7),
+    )
+    def test_any_body_gets_a_documented_answer(
+        self, portal: Portal, path: str, body: dict[str, object]
+    ) -> None:
+        """Whatever the fields hold (garbage, NUL, surrogates, wrong types): a documented
+        status, the answer's shape, and nothing typed echoed back."""
+        reply = portal.browser().post(path, body, lang="ru")
+        assert reply.status in DOCUMENTED[path], (reply.status, reply.body)
+        assert reply.body["ok"] is (reply.status < 300)
+        assert isinstance(reply.body["message"], str)
+        assert reply.body["message"]
+        if reply.status == 429:
+            assert int(reply.headers["Retry-After"]) >= 1
+        text = json.dumps(reply.body, ensure_ascii=False)
+        typed = {v for v in body.values() if isinstance(v, str) and len(v) >= 6}
+        assert {v for v in typed if v in text} <= _WORDS_OF_ANSWERS
+
+
+class TestFaults:
+    def test_a_failing_store_starts_no_session(
+        self, portal: Portal, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The store fails half-way through a log-in: a 500, and no session is started."""
+        registered(portal)
+
+        def broken(*args: object, **kwargs: object) -> None:
+            raise StorageError("the database went away")
+
+        monkeypatch.setattr(portal.sync_storage.accounts, "record_login_success", broken)
+        if portal.framework == "fastapi":
+            client: Any = TestClient(portal.app, base_url=ORIGIN, raise_server_exceptions=False)
+            answer = client.post("/auth/login", json={"identifier": EMAIL, "password": GOOD})
+            status, cookies = answer.status_code, answer.headers.get_list("set-cookie")
+            me = client.get("/auth/me").status_code
+            client.close()
+        else:
+            flask_client = portal.app.test_client()
+            answer = flask_client.post(
+                "/auth/login", json={"identifier": EMAIL, "password": GOOD}, base_url=ORIGIN
+            )
+            status, cookies = answer.status_code, answer.headers.getlist("Set-Cookie")
+            me = flask_client.get("/auth/me", base_url=ORIGIN).status_code
+        assert status == 500
+        assert cookies == []
+        assert me == 401

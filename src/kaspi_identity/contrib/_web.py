@@ -32,7 +32,7 @@ from kaspi_identity._errors import (
     InvalidTokenError,
     UnknownLanguageError,
 )
-from kaspi_identity.i18n import DEFAULT_LANGUAGE, Catalog, normalize_language
+from kaspi_identity.i18n import DEFAULT_LANGUAGE, SUPPORTED_LANGUAGES, Catalog, normalize_language
 from kaspi_identity.policy import PasswordPolicy, PolicyResult, StrengthFeedback
 from kaspi_identity.services import (
     IdentitySettings,
@@ -103,8 +103,9 @@ def negotiate_language(header: object, *, default: str = DEFAULT_LANGUAGE) -> st
 
     Ranges are taken by their ``q`` weight (RFC 9110 §12.5.4; ``q=0`` means "not this one"),
     earlier first among equals; a range with a region or script (``ru-KZ``, ``kk-Cyrl-KZ``)
-    counts as its base language, ``*`` as ``default``. A missing, malformed or unmatched
-    header gives ``default``; a malformed range is skipped, never an error.
+    counts as its base language; ``*`` stands for the languages the header does not name,
+    ``default`` first. A missing, malformed or unmatched header gives ``default``; a
+    malformed range is skipped, never an error.
 
     Raises:
         UnknownLanguageError: ``default`` itself has no catalog (a configuration mistake).
@@ -112,8 +113,9 @@ def negotiate_language(header: object, *, default: str = DEFAULT_LANGUAGE) -> st
     default = normalize_language(default)
     if not isinstance(header, str) or not header:
         return default
-    ranked: list[tuple[float, int, str]] = []
-    refused: set[str] = set()
+    # language -> (q, position of the range, rank among the wildcard's languages)
+    weights: dict[str, tuple[float, int, int]] = {}
+    wildcard: tuple[float, int] | None = None
     for position, part in enumerate(header[:_HEADER_LIMIT].split(",")):
         match = _RANGE.fullmatch(part)
         if match is None:
@@ -126,20 +128,21 @@ def negotiate_language(header: object, *, default: str = DEFAULT_LANGUAGE) -> st
         if not 0.0 <= q <= 1.0:
             continue
         if tag == "*":
-            lang = default
-        else:
-            try:
-                lang = normalize_language(tag)
-            except UnknownLanguageError:
-                continue
-        if q == 0.0:
-            refused.add(lang)
-        else:
-            ranked.append((-q, position, lang))
-    for _, _, lang in sorted(ranked):
-        if lang not in refused:
-            return lang
-    return default
+            wildcard = wildcard or (q, position)
+            continue
+        try:
+            lang = normalize_language(tag)
+        except UnknownLanguageError:
+            continue
+        if lang not in weights:  # the first range naming a language decides its weight
+            weights[lang] = (q, position, 0)
+    if wildcard is not None:
+        unnamed = [default, *(lang for lang in SUPPORTED_LANGUAGES if lang != default)]
+        for rank, lang in enumerate(unnamed):
+            weights.setdefault(lang, (*wildcard, rank))
+    ranked = sorted((-q, position, rank, lang) for lang, (q, position, rank) in weights.items())
+    best = [lang for minus_q, _, _, lang in ranked if minus_q < 0]
+    return best[0] if best else default
 
 
 @functools.cache

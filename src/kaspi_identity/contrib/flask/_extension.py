@@ -331,16 +331,14 @@ def _blueprint() -> Blueprint:
     @bp.post("/password/change")
     def change() -> Response:
         def call(lang: str) -> _web.Answer:
+            data = _body()  # a malformed body is a 422 before the session is looked at
+            current, password = _text(data, "current"), _text(data, "password")
+            confirmation = _text(data, "confirmation")
             account = current_account()
             if account is None:
                 return _web.not_logged_in(lang)
-            data = _body()
             result = _state().service.change_password(
-                account,
-                _text(data, "current"),
-                _text(data, "password"),
-                _text(data, "confirmation"),
-                client_key=client(),
+                account, current, password, confirmation, client_key=client()
             )
             _web.keep_session(session, result)
             return _web.change_answer(result, lang)
