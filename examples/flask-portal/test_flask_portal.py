@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import flask_portal
 import pytest
@@ -19,7 +20,7 @@ from kaspi_identity.delivery import extract_code, extract_link
 EMAIL = "aliya@example.kz"
 PHONE = "+77011234567"
 FIRST, SECOND, THIRD = "Tengri-Sky-2026!", "Altyn-Orda-1465!", "Baiterek-Astana-97"
-HTTPS = {"base_url": "https://portal.example.kz"}
+PORTAL = "https://portal.example.kz"
 
 
 @pytest.fixture
@@ -30,6 +31,19 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
     yield app
     with app.app_context():
         flask_portal.identity.service.storage.close()
+
+
+def post(client: FlaskClient, path: str, body: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    """POST JSON over https, as the browser's front end does: the status and the answer."""
+    answer = client.post(path, json=body, base_url=PORTAL)
+    data = answer.get_json()
+    assert isinstance(data, dict)
+    return answer.status_code, data
+
+
+def me(client: FlaskClient) -> int:
+    """The status of ``/auth/me``: 200 while the session is live."""
+    return client.get("/auth/me", base_url=PORTAL).status_code
 
 
 def open_link(client: FlaskClient, link: str) -> dict[str, object]:
@@ -45,39 +59,33 @@ def test_every_flow_end_to_end(app: Flask) -> None:
     """Register, confirm, log in on two browsers, reset by link: the other session ends."""
     laptop, phone = app.test_client(), app.test_client()
     form = {"email": EMAIL, "phone": PHONE, "password": FIRST, "confirmation": FIRST}
-    assert laptop.post("/auth/register", json=form, **HTTPS).status_code == 202
+    assert post(laptop, "/auth/register", form)[0] == 202
 
     link = extract_link(flask_portal.OUTBOX.last_email(to=EMAIL))
     assert open_link(laptop, link) == {"link": "confirm", "pending": True}
-    confirmed = laptop.post("/auth/confirm", json={}, **HTTPS).json
-    assert confirmed["message"] == "The e-mail address is confirmed."
-    login = laptop.post("/auth/login", json={"identifier": EMAIL, "password": FIRST}, **HTTPS)
-    assert login.json["account_id"] == confirmed["account_id"]
-    login = phone.post("/auth/login", json={"identifier": EMAIL, "password": FIRST}, **HTTPS)
-    assert login.json["email_confirmed"] is True
-    assert phone.get("/auth/me", **HTTPS).status_code == 200
+    status, confirmed = post(laptop, "/auth/confirm", {})
+    assert (status, confirmed["message"]) == (200, "The e-mail address is confirmed.")
 
-    assert (
-        laptop.post("/auth/password/forgot", json={"identifier": EMAIL}, **HTTPS).status_code == 202
-    )
+    for client in (laptop, phone):
+        status, login = post(client, "/auth/login", {"identifier": EMAIL, "password": FIRST})
+        assert (status, login["account_id"]) == (200, confirmed["account_id"])
+    assert me(phone) == 200
+
+    assert post(laptop, "/auth/password/forgot", {"identifier": EMAIL})[0] == 202
     open_link(laptop, extract_link(flask_portal.OUTBOX.last_email(to=EMAIL)))
-    reset = {"password": SECOND, "confirmation": SECOND}
-    assert laptop.post("/auth/password/reset", json=reset, **HTTPS).json["ok"] is True
+    status, _ = post(laptop, "/auth/password/reset", {"password": SECOND, "confirmation": SECOND})
+    assert status == 200
 
-    assert phone.get("/auth/me", **HTTPS).status_code == 401  # the other session ended
-    assert laptop.get("/auth/me", **HTTPS).status_code == 401  # and this one: log in again
-    again = {"identifier": EMAIL, "password": SECOND}
-    assert laptop.post("/auth/login", json=again, **HTTPS).status_code == 200
+    assert me(phone) == 401  # the other session ended
+    assert me(laptop) == 401  # and this one: log in again
+    assert post(laptop, "/auth/login", {"identifier": EMAIL, "password": SECOND})[0] == 200
 
     # The reset by SMS code, likewise.
-    by_phone = {"identifier": PHONE, "password": SECOND}
-    assert phone.post("/auth/login", json=by_phone, **HTTPS).status_code == 200
-    asked = laptop.post("/auth/password/forgot/sms", json={"phone": "8 701 123 45 67"}, **HTTPS)
-    assert asked.status_code == 202
+    assert post(phone, "/auth/login", {"identifier": PHONE, "password": SECOND})[0] == 200
+    assert post(laptop, "/auth/password/forgot/sms", {"phone": "8 701 123 45 67"})[0] == 202
     code = extract_code(flask_portal.OUTBOX.last_sms(to=PHONE))
-    grant = laptop.post("/auth/password/verify-code", json={"phone": PHONE, "code": code}, **HTTPS)
-    reset = {"token": grant.json["grant"], "password": THIRD, "confirmation": THIRD}
-    assert laptop.post("/auth/password/reset", json=reset, **HTTPS).json["ok"] is True
-    assert phone.get("/auth/me", **HTTPS).status_code == 401
-    final = {"identifier": PHONE, "password": THIRD}
-    assert laptop.post("/auth/login", json=final, **HTTPS).status_code == 200
+    status, grant = post(laptop, "/auth/password/verify-code", {"phone": PHONE, "code": code})
+    reset = {"token": grant["grant"], "password": THIRD, "confirmation": THIRD}
+    assert post(laptop, "/auth/password/reset", reset)[0] == 200
+    assert me(phone) == 401
+    assert post(laptop, "/auth/login", {"identifier": PHONE, "password": THIRD})[0] == 200
