@@ -299,10 +299,10 @@ def identity_router(
     def drop(response: Response, request: Request, kind: Literal["confirm", "reset"]) -> None:
         name = f"kaspi_identity_{kind}"
         if name in request.cookies:
+            secure = request.url.scheme == "https"
             response.delete_cookie(
-                name, path=request.url.path, httponly=True, samesite="strict",
-                secure=request.url.scheme == "https",
-            )  # fmt: skip
+                name, path=request.url.path, secure=secure, httponly=True, samesite="strict"
+            )
 
     link_responses: dict[int | str, dict[str, Any]] = {
         200: {"model": LinkState},
