@@ -69,3 +69,16 @@ def test_every_flow_end_to_end(app: TestClient) -> None:
     assert laptop.post("/auth/password/reset", json=reset).json()["ok"] is True
     assert phone.get("/auth/me").status_code == 401
     assert laptop.post("/auth/login", json={"identifier": PHONE, "password": THIRD}).is_success
+
+
+def test_the_glue_is_at_most_15_lines() -> None:
+    """Below the settings, the portal is at most 15 lines of code, its imports counted."""
+    source = Path(fastapi_portal.__file__).read_text(encoding="utf-8")
+    settings, glue = source.split("# -- the glue")
+    imports = [
+        line
+        for line in settings.splitlines()
+        if line.startswith(("from fastapi", "from starlette", "from kaspi_identity.contrib"))
+    ]
+    code = [line for line in glue.splitlines()[1:] if line.strip()]
+    assert len(imports) + len(code) <= 15

@@ -89,3 +89,16 @@ def test_every_flow_end_to_end(app: Flask) -> None:
     assert post(laptop, "/auth/password/reset", reset)[0] == 200
     assert me(phone) == 401
     assert post(laptop, "/auth/login", {"identifier": PHONE, "password": THIRD})[0] == 200
+
+
+def test_the_glue_is_at_most_15_lines() -> None:
+    """Below the settings, the portal is at most 15 lines of code, its imports counted."""
+    source = Path(flask_portal.__file__).read_text(encoding="utf-8")
+    settings, glue = source.split("# -- the glue")
+    imports = [
+        line
+        for line in settings.splitlines()
+        if line.startswith(("from flask", "from starlette", "from kaspi_identity.contrib"))
+    ]
+    code = [line for line in glue.splitlines()[1:] if line.strip()]
+    assert len(imports) + len(code) <= 15
