@@ -188,7 +188,7 @@ class TestOpenApi:
             ("/auth/confirm", "post"): {"200", "400", "422"},
             ("/auth/confirm", "get"): {"200", "303", "422"},
             ("/auth/confirm/resend", "post"): {"202", "422", "429"},
-            ("/auth/login", "post"): {"200", "401", "422", "429"},
+            ("/auth/login", "post"): {"200", "401", "403", "422", "429"},
             ("/auth/logout", "post"): {"200"},
             ("/auth/me", "get"): {"200", "401"},
             ("/auth/password/change", "post"): {"200", "401", "403", "409", "422", "429"},

@@ -30,8 +30,9 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from kaspi_identity import StorageError
 from kaspi_identity.contrib import _web
-from kaspi_identity.contrib.fastapi import identity_router
-from kaspi_identity.contrib.flask import KaspiIdentity
+from kaspi_identity.contrib.fastapi import CurrentAccount, identity_router
+from kaspi_identity.contrib.flask import KaspiIdentity, login_required
+from kaspi_identity.contrib.flask import current_account as flask_current_account
 from kaspi_identity.delivery import Outbox, extract_code, extract_link
 from kaspi_identity.hashing import TESTS_ONLY, PasswordHasher
 from kaspi_identity.i18n import SUPPORTED_LANGUAGES
@@ -153,7 +154,10 @@ class Portal:
 
 
 def build_portal(
-    framework: str, settings: IdentitySettings = SETTINGS, **app_options: Any
+    framework: str,
+    settings: IdentitySettings = SETTINGS,
+    policy: PasswordPolicy | None = None,
+    **app_options: Any,
 ) -> Portal:
     outbox, clock = Outbox(), ManualClock()
     kwargs: dict[str, Any] = {
@@ -161,6 +165,7 @@ def build_portal(
         "sms_sender": outbox,
         "hasher": PasswordHasher(TESTS_ONLY),
         "clock": clock,
+        "policy": policy,
     }
     if framework == "fastapi":
         sync_storage = memory_storage()  # the very stores, read directly by the tests
@@ -169,6 +174,10 @@ def build_portal(
         app.state.kaspi_identity = service
         app.add_middleware(SessionMiddleware, secret_key="test-session-key", https_only=True)
         app.include_router(identity_router(**app_options), prefix="/auth")
+
+        @app.get("/cabinet")
+        async def cabinet(account_id: CurrentAccount) -> dict[str, str]:
+            return {"account": account_id}
     else:
         sync_storage = memory_storage()
         service = IdentityService(sync_storage, settings, **kwargs)
@@ -177,6 +186,12 @@ def build_portal(
         for key, value in app_options.items():
             app.config[f"KASPI_IDENTITY_{key.upper()}"] = value
         KaspiIdentity(app, service=service)
+
+        @app.get("/cabinet")
+        @login_required
+        def cabinet() -> dict[str, str | None]:
+            return {"account": flask_current_account()}
+
     return Portal(framework, service, outbox, clock, app, sync_storage=sync_storage)
 
 
@@ -190,8 +205,10 @@ def framework(request: pytest.FixtureRequest) -> str:
 def make_portal(framework: str) -> Iterator[Callable[..., Portal]]:
     made: list[Portal] = []
 
-    def make(settings: IdentitySettings = SETTINGS, **options: Any) -> Portal:
-        portal = build_portal(framework, settings, **options)
+    def make(
+        settings: IdentitySettings = SETTINGS, policy: PasswordPolicy | None = None, **options: Any
+    ) -> Portal:
+        portal = build_portal(framework, settings, policy, **options)
         made.append(portal)
         return portal
 
@@ -656,7 +673,14 @@ class TestLogIn:
         text = json.dumps(reply.body)
         assert GOOD not in text
         assert stamp not in text
-        assert set(reply.body) == {"ok", "error", "message", "account_id", "email_confirmed"}
+        assert set(reply.body) == {"ok", "error", "message", "account_id", "email_confirmed"} | {
+            "needs_password_change",
+            "password_change_reason",
+            "password_expires_at",
+            "grace_logins_left",
+            "password_violations",
+            "password_message",
+        }
 
 
 class TestChangePassword:
@@ -820,7 +844,7 @@ DOCUMENTED = {
     "/auth/register": {202, 409, 422, 429},
     "/auth/confirm": {200, 400, 422},
     "/auth/confirm/resend": {202, 422, 429},
-    "/auth/login": {200, 401, 422, 429},
+    "/auth/login": {200, 401, 403, 422, 429},
     "/auth/password/change": {401, 422},  # no session here
     "/auth/password/forgot": {202, 422, 429},
     "/auth/password/forgot/sms": {202, 422, 429},
@@ -898,3 +922,106 @@ class TestFaults:
         assert status == 500
         assert cookies == []
         assert me == 401
+
+
+# --------------------------------------------------------------------------- password age
+
+
+def aged(make_portal: Callable[..., Portal], **rules: Any) -> Portal:
+    """A portal whose policy has the age rules given (docs/policy.md, "Password age")."""
+    return make_portal(policy=PasswordPolicy(**rules))
+
+
+class TestPasswordAge:
+    def test_an_expired_password_with_a_grace_log_in(
+        self, make_portal: Callable[..., Portal]
+    ) -> None:
+        """Logged in, told why and how many grace log-ins are left; host views wait for a change."""
+        portal = aged(make_portal, max_age_days=30, grace_logins=2)
+        registered(portal)
+        portal.clock.advance(timedelta(days=31))
+        browser = portal.browser()
+        login = browser.post("/auth/login", {"identifier": EMAIL, "password": GOOD}, lang="ru")
+        assert login.status == 200
+        assert login.body["needs_password_change"] is True
+        assert login.body["password_change_reason"] == "expired"
+        assert login.body["grace_logins_left"] == 1
+        assert login.body["password_message"]
+        assert login.body["password_expires_at"].startswith("2026-01-31")
+        me = browser.get("/auth/me")
+        assert (me.status, me.body["needs_password_change"]) == (200, True)
+        blocked = browser.get("/cabinet")
+        assert blocked.status == 403
+        assert "password_change_required" in json.dumps(blocked.body)
+        form = {"current": GOOD, "password": BETTER, "confirmation": BETTER}
+        assert browser.post("/auth/password/change", form).status == 200
+        assert browser.get("/cabinet").status == 200
+        assert browser.get("/auth/me").body["needs_password_change"] is False
+
+    def test_an_expired_password_without_grace_is_changed_on_the_spot(
+        self, make_portal: Callable[..., Portal]
+    ) -> None:
+        """403 ``password_expired`` and no session; the change form works, then a log-in."""
+        portal = aged(make_portal, max_age_days=30)
+        registered(portal)
+        portal.clock.advance(timedelta(days=31))
+        browser = portal.browser()
+        login = browser.post("/auth/login", {"identifier": EMAIL, "password": GOOD}, lang="kk")
+        assert (login.status, login.body["error"]) == (403, "password_expired")
+        assert login.body["message"] == login.body["password_message"]
+        assert browser.get("/auth/me").status == 401
+        assert browser.get("/cabinet").status == 401
+        wrong = {"current": BAD, "password": BETTER, "confirmation": BETTER}
+        assert browser.post("/auth/password/change", wrong).body["error"] == "wrong_password"
+        form = {"current": GOOD, "password": BETTER, "confirmation": BETTER}
+        assert browser.post("/auth/password/change", form).status == 200
+        assert browser.get("/auth/me").status == 401  # not logged in by the change
+        again = browser.post("/auth/login", {"identifier": EMAIL, "password": BETTER})
+        assert (again.status, again.body["needs_password_change"]) == (200, False)
+
+    def test_a_wrong_password_never_says_expired(self, make_portal: Callable[..., Portal]) -> None:
+        """``password_expired`` needs the right password: a wrong one is the usual 401."""
+        portal = aged(make_portal, max_age_days=30)
+        registered(portal)
+        portal.clock.advance(timedelta(days=31))
+        reply = portal.browser().post("/auth/login", {"identifier": EMAIL, "password": BAD})
+        assert (reply.status, reply.body["error"]) == (401, "login_failed")
+
+    def test_expiring_is_advice_only(self, make_portal: Callable[..., Portal]) -> None:
+        """Inside the warning window the log-in says so and every view stays open."""
+        portal = aged(make_portal, max_age_days=30, expiry_warning_days=5)
+        registered(portal)
+        portal.clock.advance(timedelta(days=27))
+        browser = portal.browser()
+        login = browser.post("/auth/login", {"identifier": EMAIL, "password": GOOD})
+        assert login.body["needs_password_change"] is False
+        assert login.body["password_change_reason"] == "expiring"
+        assert login.body["password_message"]
+        assert browser.get("/cabinet").status == 200
+
+    def test_an_operators_must_change_flag(self, portal: Portal) -> None:
+        """``require_password_change``: the next log-in asks for a change before anything else."""
+        registered(portal)
+        portal.sync_storage.accounts.set_must_change_password(portal.account(EMAIL).id, True)
+        browser = logged_in(portal)
+        assert browser.get("/auth/me").body["password_change_reason"] == "must_change"
+        assert browser.get("/cabinet").status == 403
+
+    def test_too_soon_is_403_with_retry_after(self, make_portal: Callable[..., Portal]) -> None:
+        """Under ``min_age_hours`` a second change waits: 403 ``too_soon`` and Retry-After."""
+        portal = aged(make_portal, min_age_hours=24)
+        registered(portal)
+        browser = logged_in(portal)
+        portal.clock.advance(timedelta(hours=25))  # the password set at registration is old enough
+        first = {"current": GOOD, "password": BETTER, "confirmation": BETTER}
+        assert browser.post("/auth/password/change", first).status == 200
+        portal.clock.advance(timedelta(hours=1))
+        second = {
+            "current": BETTER,
+            "password": "Baiterek-Astana-97",
+            "confirmation": "Baiterek-Astana-97",
+        }
+        reply = browser.post("/auth/password/change", second, lang="ru")
+        assert (reply.status, reply.body["error"]) == (403, "too_soon")
+        assert int(reply.headers["Retry-After"]) == reply.body["retry_after"] == 23 * 3600
+        assert "23" in reply.body["message"]

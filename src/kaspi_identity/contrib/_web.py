@@ -46,15 +46,20 @@ from kaspi_identity.services import (
 __all__ = [
     "LINK_HEADERS",
     "SESSION_ACCOUNT",
+    "SESSION_CHANGE",
+    "SESSION_EXPIRED",
     "SESSION_STAMP",
     "TOKEN_COOKIE_LIMIT",
     "Answer",
     "LinkCookie",
     "account_answer",
     "change_answer",
+    "change_required",
     "code_answer",
     "confirm_answer",
     "error_answer",
+    "expired_account",
+    "expired_session",
     "form_names",
     "form_text",
     "invalid_request",
@@ -66,6 +71,7 @@ __all__ = [
     "negotiate_language",
     "no_link",
     "not_logged_in",
+    "pending_change",
     "policy_answer",
     "registration_answer",
     "request_answer",
@@ -78,6 +84,9 @@ __all__ = [
 #: The session keys: the account id and the security stamp it was logged in with.
 SESSION_ACCOUNT: Final = "kaspi_identity.account"
 SESSION_STAMP: Final = "kaspi_identity.stamp"
+#: Why a live session must change its password first; the account of an expired password.
+SESSION_CHANGE: Final = "kaspi_identity.change"
+SESSION_EXPIRED: Final = "kaspi_identity.expired"
 
 #: On every answer of a link's page: the token must not leave through ``Referer`` or a cache.
 LINK_HEADERS: Final[Mapping[str, str]] = {
@@ -264,12 +273,18 @@ def request_answer(result: ResetRequestResult, lang: str, *, sms: bool = False) 
 
 
 def login_answer(result: LoginResult, lang: str) -> Answer:
-    """200 when logged in; 429 for a rate limit; 401 with one message for every other failure.
+    """200 when logged in; 403 ``password_expired``; 429 for a rate limit; else one 401.
 
     A rate limit (per client, per identifier) refuses known and unknown identifiers alike,
     so its ``Retry-After`` tells nothing. The account's own back-off and lockout exist only
     for real accounts: they get the 401 of a wrong password, or the answer would say which
-    identifiers have an account.
+    identifiers have an account. ``password_expired`` needs the right password, so saying
+    it reveals nothing; the user changes the password there and then
+    (``POST /password/change``) or resets it.
+
+    A log-in's answer carries the password's state (docs/policy.md, "Password age"):
+    ``needs_password_change``, ``password_change_reason``, ``password_expires_at`` (ISO 8601),
+    ``grace_logins_left``, ``password_violations`` and ``password_message``.
     """
     if result.ok:
         return _ok(
@@ -278,14 +293,32 @@ def login_answer(result: LoginResult, lang: str) -> Answer:
             lang,
             account_id=result.account_id,
             email_confirmed=result.email_confirmed,
+            **_password_state(result, lang),
         )
+    if result.reason == "password_expired":
+        body = {"ok": False, "error": "password_expired"}
+        return Answer(403, {**body, **_password_state(result, lang)})
     if result.reason == "throttled" and result.account_id is None:
         return _throttled(result.retry_after, lang)
     return _error(401, "login_failed", lang)
 
 
+def _password_state(result: LoginResult, lang: str) -> dict[str, Any]:
+    expires = result.password_expires_at
+    text = result.password_change_message(lang)
+    return {
+        **({"message": text} if result.reason == "password_expired" and text else {}),
+        "needs_password_change": result.needs_password_change,
+        "password_change_reason": result.password_change_reason,
+        "password_expires_at": None if expires is None else expires.isoformat(),
+        "grace_logins_left": result.grace_logins_left,
+        "password_violations": list(result.password_violations),
+        "password_message": text,
+    }
+
+
 def change_answer(result: PasswordChangeResult, lang: str) -> Answer:
-    """200, 422 (policy), 403 (wrong current password, locked), 409 (conflict) or 429.
+    """200, 422 (policy), 403 (wrong current password, locked, too soon), 409 or 429.
 
     The user is logged in, so saying "locked" or "throttled" reveals nothing new.
     """
@@ -299,6 +332,11 @@ def change_answer(result: PasswordChangeResult, lang: str) -> Answer:
         return _error(409, "conflict", lang)
     if result.reason == "locked":
         return _error(403, "locked", lang)
+    if result.reason == "too_soon":
+        seconds = retry_after_seconds(result.retry_after)
+        text = result.too_soon_message(lang) or message("too_soon", lang)
+        body = {"ok": False, "error": "too_soon", "message": text, "retry_after": seconds}
+        return Answer(403, body, seconds)
     return _error(403, "wrong_password", lang)
 
 
@@ -319,9 +357,16 @@ def policy_answer(policy: PasswordPolicy, lang: str) -> Answer:
     return Answer(200, policy.document(lang))
 
 
-def account_answer(account_id: str, lang: str) -> Answer:
-    """200 with the logged-in ``account_id``."""
-    return _ok(200, "logged_in", lang, account_id=account_id)
+def account_answer(account_id: str, lang: str, *, change: str | None = None) -> Answer:
+    """200 with the logged-in ``account_id`` and whether it must change its password first."""
+    return _ok(
+        200,
+        "logged_in",
+        lang,
+        account_id=account_id,
+        needs_password_change=change is not None,
+        password_change_reason=change,
+    )
 
 
 def logged_out(lang: str) -> Answer:
@@ -376,8 +421,9 @@ def error_answer(exc: BaseException, lang: str) -> Answer | None:
 def start_session(session: MutableMapping[str, Any], result: LoginResult) -> None:
     """Begin a fresh session for a successful log-in: what was in it before is dropped.
 
-    The session keeps the account id and the security stamp; the stamp is what
-    :meth:`IdentityService.session_is_current` compares on later requests.
+    The session keeps the account id and the security stamp (what
+    :meth:`IdentityService.session_is_current` compares on later requests) and, when the
+    log-in said so, why the password must be changed before anything else.
 
     Raises:
         ValueError: ``result`` is not a successful log-in.
@@ -387,6 +433,18 @@ def start_session(session: MutableMapping[str, Any], result: LoginResult) -> Non
     session.clear()
     session[SESSION_ACCOUNT] = result.account_id
     session[SESSION_STAMP] = result.security_stamp
+    if result.needs_password_change:
+        session[SESSION_CHANGE] = result.password_change_reason
+
+
+def expired_session(session: MutableMapping[str, Any], result: LoginResult) -> None:
+    """After ``password_expired``: no session, only the account whose password must change.
+
+    ``POST /password/change`` then takes the current password again; nothing else does.
+    """
+    session.clear()
+    if result.reason == "password_expired" and result.account_id is not None:
+        session[SESSION_EXPIRED] = result.account_id
 
 
 def session_credentials(session: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -397,10 +455,37 @@ def session_credentials(session: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def pending_change(session: Mapping[str, Any]) -> str | None:
+    """Why this live session must change its password first (``"expired"``, ...), or ``None``."""
+    reason = session.get(SESSION_CHANGE)
+    return reason if isinstance(reason, str) else None
+
+
+def expired_account(session: Mapping[str, Any]) -> str | None:
+    """The account a ``password_expired`` log-in left in the session, or ``None``."""
+    account_id = session.get(SESSION_EXPIRED)
+    return account_id if isinstance(account_id, str) else None
+
+
 def keep_session(session: MutableMapping[str, Any], result: PasswordChangeResult) -> None:
-    """After a change of password, the current session takes the new stamp and lives on."""
-    if result.ok and result.security_stamp is not None:
+    """After a change of password: the current session takes the new stamp and lives on.
+
+    A session that had to change its password is free now; the change of an expired password
+    (no session yet) leaves none: the user logs in with the new password.
+    """
+    if not result.ok:
+        return
+    if expired_account(session) is not None:
+        session.clear()
+        return
+    session.pop(SESSION_CHANGE, None)
+    if result.security_stamp is not None:
         session[SESSION_STAMP] = result.security_stamp
+
+
+def change_required(lang: str) -> Answer:
+    """403 for a view the session may not use before it changes its password."""
+    return _error(403, "password_change_required", lang)
 
 
 # --------------------------------------------------------------------------- link tokens

@@ -18,6 +18,7 @@ __all__ = [
     "LoginAnswer",
     "LoginForm",
     "MessageAnswer",
+    "PasswordState",
     "PhoneForm",
     "Problem",
     "RegisterForm",
@@ -104,7 +105,25 @@ class MessageAnswer(BaseModel):
     message: str
 
 
-class LoginAnswer(MessageAnswer):
+class PasswordState(BaseModel):
+    """The password's state at log-in (docs/policy.md, "Password age").
+
+    ``needs_password_change``: send the user to the change of password before anything
+    else; ``password_change_reason`` says why (``must_change``, ``expired``, ``breached``,
+    ``policy``, or ``expiring``: advice only); ``password_expires_at`` (ISO 8601) when a
+    maximum age applies; ``grace_logins_left``; ``password_violations`` (the codes a
+    tightened policy finds); ``password_message``, the line to show, localised.
+    """
+
+    needs_password_change: bool = False
+    password_change_reason: str | None = None
+    password_expires_at: str | None = None
+    grace_logins_left: int | None = None
+    password_violations: list[str] = Field(default_factory=list)
+    password_message: str | None = None
+
+
+class LoginAnswer(MessageAnswer, PasswordState):
     """``POST /login`` succeeded: the session now holds the account and its security stamp."""
 
     account_id: str
@@ -112,9 +131,15 @@ class LoginAnswer(MessageAnswer):
 
 
 class AccountAnswer(MessageAnswer):
-    """``POST /confirm`` or ``GET /me``: the account concerned."""
+    """``POST /confirm`` or ``GET /me``: the account concerned.
+
+    For ``GET /me``, ``needs_password_change`` and ``password_change_reason`` repeat what the
+    log-in said until the password is changed.
+    """
 
     account_id: str
+    needs_password_change: bool = False
+    password_change_reason: str | None = None
 
 
 class GrantAnswer(MessageAnswer):
@@ -138,13 +163,14 @@ class HintOut(BaseModel):
     message: str
 
 
-class Problem(BaseModel):
+class Problem(PasswordState):
     """Every refusal: ``ok`` false, a stable ``error`` code and a localised ``message``.
 
     ``violations`` and ``hints`` for ``password_policy``; ``retry_after`` (seconds, as in the
-    ``Retry-After`` header) for ``rate_limited``; ``field`` and ``code`` for
+    ``Retry-After`` header) for ``rate_limited`` and ``too_soon``; ``field`` and ``code`` for
     ``invalid_identifier`` and ``invalid_request``; ``reason`` for ``invalid_code``,
-    ``invalid_phone`` and ``invalid_iin``.
+    ``invalid_phone`` and ``invalid_iin``; the :class:`PasswordState` fields for
+    ``password_expired``.
     """
 
     ok: bool = False

@@ -143,13 +143,20 @@ async def current_account(
     account: Annotated[str | None, Depends(optional_account)],
     lang: Annotated[str, Depends(request_language)],
 ) -> str:
-    """The dependency for views that need a live session: the account id, or a 401.
+    """The dependency for views that need a live session: the account id, or a 401 / 403.
+
+    A session whose log-in said the password must be changed (``needs_password_change``)
+    gets a 403 ``password_change_required`` until it is changed: before anything else, as
+    the log-in asked.
 
     Raises:
-        HTTPException: 401, ``detail`` the :class:`Problem` body (``not_logged_in``).
+        HTTPException: 401 ``not_logged_in`` or 403 ``password_change_required``;
+            ``detail`` is the :class:`Problem` body.
     """
     if account is None:
         raise HTTPException(status_code=401, detail=_web.not_logged_in(lang).body)
+    if _web.pending_change(_session(request)) is not None:
+        raise HTTPException(status_code=403, detail=_web.change_required(lang).body)
     return account
 
 
@@ -173,7 +180,8 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
         400: "The link, grant or code is invalid, used or expired (`invalid_link`, "
         "`expired_link`, `invalid_code` with `reason`).",
         401: "Not logged in, or (log-in) one answer for every failure: `login_failed`.",
-        403: "`wrong_password` or `locked` (the account must be reset).",
+        403: "`password_expired` (log-in: change it now), `wrong_password`, `locked` (the"
+        " account must be reset), `too_soon` (with `retry_after`).",
         409: "`username_taken`, or `conflict` (the password changed meanwhile).",
         422: "`invalid_request` (a field missing or not text: `field`); `password_policy` with"
         " `violations` (codes, params, messages) and `hints`; `invalid_identifier`,"
@@ -409,7 +417,7 @@ def identity_router(
     @router.post(
         "/login",
         response_model=LoginAnswer,
-        responses=_problems(401, 422, 429),
+        responses=_problems(401, 403, 422, 429),
         summary="Log in; the session keeps the security stamp",
     )
     async def login(
@@ -424,6 +432,8 @@ def identity_router(
             )
             if result.ok:
                 _web.start_session(session, result)
+            elif result.reason == "password_expired":
+                _web.expired_session(session, result)
             return _web.login_answer(result, lang)
 
         return await run(lang, call)
@@ -441,18 +451,21 @@ def identity_router(
         summary="The logged-in account (the session's stamp is checked)",
     )
     async def me(
-        account: Annotated[str | None, Depends(optional_account)], lang: Language
+        request: Request,
+        account: Annotated[str | None, Depends(optional_account)],
+        lang: Language,
     ) -> Response:
         """401 when the session ended, or its account's password or e-mail changed since."""
         if account is None:
             return _send(_web.not_logged_in(lang), lang)
-        return _send(_web.account_answer(account, lang), lang)
+        change = _web.pending_change(_session(request))
+        return _send(_web.account_answer(account, lang, change=change), lang)
 
     @router.post(
         "/password/change",
         response_model=MessageAnswer,
         responses=_problems(401, 403, 409, 422, 429),
-        summary="Change the password; every other session ends",
+        summary="Change the password (also an expired one); every other session ends",
     )
     async def change(
         form: ChangePasswordForm,
@@ -462,9 +475,10 @@ def identity_router(
         account: Annotated[str | None, Depends(optional_account)],
     ) -> Response:
         """This session takes the new security stamp and lives on."""
+        session = _session(request)
+        account = account or _web.expired_account(session)  # after password_expired
         if account is None:
             return _send(_web.not_logged_in(lang), lang)
-        session = _session(request)
 
         async def call() -> _web.Answer:
             result = await service.change_password(

@@ -168,13 +168,20 @@ def current_account() -> str | None:
 
 
 def login_required(view: Callable[P, R]) -> Callable[P, R | Response]:
-    """Decorate a view that needs a live session: without one it answers 401 (``not_logged_in``)."""
+    """Decorate a view that needs a live session: without one it answers 401 (``not_logged_in``).
+
+    A session whose log-in said the password must be changed gets a 403
+    (``password_change_required``) until it is.
+    """
 
     @functools.wraps(view)
     def guarded(*args: P.args, **kwargs: P.kwargs) -> R | Response:
         if current_account() is None:
             lang = _language()
             return _send(_web.not_logged_in(lang), lang)
+        if _web.pending_change(session) is not None:
+            lang = _language()
+            return _send(_web.change_required(lang), lang)
         return view(*args, **kwargs)
 
     return guarded
@@ -311,6 +318,8 @@ def _blueprint() -> Blueprint:
             if result.ok:
                 _web.start_session(session, result)
                 setattr(g, _G_ACCOUNT, result.account_id)
+            elif result.reason == "password_expired":
+                _web.expired_session(session, result)
             return _web.login_answer(result, lang)
 
         return _run(call)
@@ -326,7 +335,8 @@ def _blueprint() -> Blueprint:
         account = current_account()
         if account is None:
             return _run(_web.not_logged_in)
-        return _run(lambda lang: _web.account_answer(account, lang))
+        change = _web.pending_change(session)
+        return _run(lambda lang: _web.account_answer(account, lang, change=change))
 
     @bp.post("/password/change")
     def change() -> Response:
@@ -334,7 +344,7 @@ def _blueprint() -> Blueprint:
             data = _body()  # a malformed body is a 422 before the session is looked at
             current, password = _text(data, "current"), _text(data, "password")
             confirmation = _text(data, "confirmation")
-            account = current_account()
+            account = current_account() or _web.expired_account(session)
             if account is None:
                 return _web.not_logged_in(lang)
             result = _state().service.change_password(
