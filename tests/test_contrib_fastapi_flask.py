@@ -167,32 +167,45 @@ def build_portal(
         "clock": clock,
         "policy": policy,
     }
+    sync_storage = memory_storage()  # the very stores, read directly by the tests
+    app: Any
     if framework == "fastapi":
-        sync_storage = memory_storage()  # the very stores, read directly by the tests
         service: Any = AsyncIdentityService(coroutining(sync_storage), settings, **kwargs)
-        app: Any = FastAPI()
-        app.state.kaspi_identity = service
-        app.add_middleware(SessionMiddleware, secret_key="test-session-key", https_only=True)
-        app.include_router(identity_router(**app_options), prefix="/auth")
-
-        @app.get("/cabinet")
-        async def cabinet(account_id: CurrentAccount) -> dict[str, str]:
-            return {"account": account_id}
+        app = fastapi_app(service, **app_options)
     else:
-        sync_storage = memory_storage()
         service = IdentityService(sync_storage, settings, **kwargs)
-        app = Flask(__name__)
-        app.config.update(SECRET_KEY="test-session-key", SESSION_COOKIE_SECURE=True)
-        for key, value in app_options.items():
-            app.config[f"KASPI_IDENTITY_{key.upper()}"] = value
-        KaspiIdentity(app, service=service)
-
-        @app.get("/cabinet")
-        @login_required
-        def cabinet() -> dict[str, str | None]:
-            return {"account": flask_current_account()}
-
+        app = flask_app(service, **app_options)
     return Portal(framework, service, outbox, clock, app, sync_storage=sync_storage)
+
+
+def fastapi_app(service: AsyncIdentityService, **options: Any) -> FastAPI:
+    """The router on an app with a session, and a host view that needs a live session."""
+    app = FastAPI()
+    app.state.kaspi_identity = service
+    app.add_middleware(SessionMiddleware, secret_key="test-session-key", https_only=True)
+    app.include_router(identity_router(**options), prefix="/auth")
+
+    @app.get("/cabinet")
+    async def cabinet(account_id: CurrentAccount) -> dict[str, str]:
+        return {"account": account_id}
+
+    return app
+
+
+def flask_app(service: IdentityService, **options: Any) -> Flask:
+    """The extension on an app (options as config keys), and a host view that needs a session."""
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="test-session-key", SESSION_COOKIE_SECURE=True)
+    for key, value in options.items():
+        app.config[f"KASPI_IDENTITY_{key.upper()}"] = value
+    KaspiIdentity(app, service=service)
+
+    @app.get("/cabinet")
+    @login_required
+    def cabinet() -> dict[str, str | None]:
+        return {"account": flask_current_account()}
+
+    return app
 
 
 @pytest.fixture(params=FRAMEWORKS)
