@@ -250,7 +250,6 @@ def deviations_of(policy: PasswordPolicy, *, multi_factor: bool = False) -> tupl
                 unchecked,
             )
         )
-
     if policy.max_age_days is not None:
         expires = f"Expires a password {policy.max_age_days} days after it was set."
         out.append(
