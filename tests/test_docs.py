@@ -54,6 +54,7 @@ PUBLIC_MODULES = [
     "kaspi_identity.contrib.flask",
     "kaspi_identity.delivery",
     "kaspi_identity.hashing",
+    "kaspi_identity.hibp",
     "kaspi_identity.history",
     "kaspi_identity.i18n",
     "kaspi_identity.phone",

@@ -604,3 +604,55 @@ class TestAgeProperties:
         until = changeable_at(policy, _account(T0, must=must), T0 + elapsed)
         held = not must and elapsed < timedelta(hours=hours)
         assert until == (T0 + timedelta(hours=hours) if held else None)
+
+
+class TestBreachedAtLogIn:
+    """A password that shows up in a breach after it was set is caught at a later log-in."""
+
+    @staticmethod
+    def _filter(folder: Path, *passwords: str) -> Path:
+        from kaspi_identity.policy import build_breached_filter
+
+        lines = [f"{hashlib.sha1(p.encode()).hexdigest().upper()}:3" for p in passwords]  # noqa: S324 - HIBP's format
+        lines += [f"{hashlib.sha1(str(i).encode()).hexdigest().upper()}:1" for i in range(500)]  # noqa: S324
+        source = folder / "pwned.txt"
+        source.write_text("\n".join(lines) + "\n", encoding="ascii")
+        out = folder / f"pwned-{len(passwords)}.kib"
+        build_breached_filter([source], out)
+        return out
+
+    @pytest.mark.parametrize("face", FACES)
+    def test_once_per_interval(self, face: Face, tmp_path: Path) -> None:
+        """Registered before the breach; found at the next log-in, then asked once a day."""
+        storage, clock, outbox = memory_storage(), ManualClock(T0), Outbox()
+        service, _ = _service(face, storage, clock, outbox, PasswordPolicy())
+        assert service.register(email=EMAIL, password=PW, confirmation=PW, client_key="c").ok
+        leaked = PasswordPolicy(breached=str(self._filter(tmp_path, PW)))
+        later, _ = _service(face, storage, clock, outbox, leaked)
+        first = later.authenticate(EMAIL, PW, client_key="c")
+        assert first.ok
+        assert first.needs_password_change
+        assert (first.password_change_reason, first.password_violations) == ("breached", ())
+        assert first.password_change_message("en") == (
+            "Your password has appeared in a data breach. Choose a new one."
+        )
+        again = later.authenticate(EMAIL, PW, client_key="c")  # within the interval
+        assert again.password_change_reason is None
+        clock.advance(hours=24)
+        assert later.authenticate(EMAIL, PW, client_key="c").password_change_reason == ("breached")
+        storage.close()
+
+    def test_a_password_not_in_the_filter(self, tmp_path: Path) -> None:
+        """Not listed: no reason; the stateless rules still run (no breach lookup in them)."""
+        storage, clock, outbox = memory_storage(), ManualClock(T0), Outbox()
+        policy = PasswordPolicy(breached=str(self._filter(tmp_path, "something-else-1")))
+        service, _ = _service("sync", storage, clock, outbox, policy)
+        assert service.register(email=EMAIL, password=PW, confirmation=PW, client_key="c").ok
+        result = service.authenticate(EMAIL, PW, client_key="c")
+        assert result.ok
+        assert result.password_change_reason is None
+
+    def test_the_interval_setting(self) -> None:
+        """breach_recheck_interval must be a positive duration."""
+        with pytest.raises(ValueError, match="breach_recheck_interval"):
+            replace(_settings(), breach_recheck_interval=timedelta(0))

@@ -18,6 +18,7 @@ from kaspi_identity.services._flow import Flow
 from kaspi_identity.services._identifiers import limit_value, require_str
 from kaspi_identity.services._plumbing import user_info
 from kaspi_identity.services._results import LoginResult, PasswordChangeReason
+from kaspi_identity.services._settings import RateLimit
 from kaspi_identity.storage import Account
 
 __all__ = ["LogIn"]
@@ -123,14 +124,18 @@ class LogIn(Flow):
                 password_expires_at=age.expires_at,
                 grace_logins_left=0,
             )
-        violations = tuple(
-            v.code for v in policy.check(password, user=user_info(account)).violations
-        )
+        # The stateless rules only: the breach sources are asked below, at most once per
+        # interval, and an outage of an online source must not read as a policy violation.
+        result = policy.check(password, user=user_info(account), breached=False)
+        violations = tuple(v.code for v in result.violations)
+        breached = self._breached(account, password)
         reason: PasswordChangeReason | None = None
         if account.must_change_password:
             reason = "must_change"
         elif age.expired:
             reason = "expired"
+        elif breached:
+            reason = "breached"
         elif violations:
             reason = "policy"
         elif age.expiring:
@@ -153,6 +158,21 @@ class LogIn(Flow):
             stored.encode("utf-8", "surrogatepass"),
             security_stamp.encode("utf-8", "surrogatepass"),
         )
+
+    def _breached(self, account: Account, password: str) -> bool:
+        """Whether the proven password is now known from a breach (asked once per interval).
+
+        The interval is a rate limit of one per ``breach_recheck_interval`` and account, so
+        every app server shares it. An unavailable source answers "not found": failing
+        closed is for choosing a new password, not for forcing a change during an outage.
+        """
+        p = self.plumbing
+        if p.policy.breached is None:
+            return False
+        interval = RateLimit(1, p.settings.breach_recheck_interval)
+        if p.limited("breach-recheck", account.id, interval) is not None:
+            return False
+        return p.policy.check_breached(password).breached
 
     def reserve(
         self, account: Account, password: str, now: datetime

@@ -78,6 +78,9 @@ class IdentitySettings:
         sms_per_phone_daily: codes one phone may receive per day (default 5).
         sms_per_client_daily: codes one client key may request per day (default 20).
         sms_grant_lifetime: how long the grant from a verified code works (default 10 minutes).
+        breach_recheck_interval: how often a successful log-in checks the password against
+            the policy's ``breached`` sources again (at most once per interval and account;
+            default 24 hours). A password found there makes the log-in ask for a change.
     """
 
     secret_keys: tuple[bytes, ...] = field(repr=False)
@@ -107,6 +110,7 @@ class IdentitySettings:
     sms_per_phone_daily: int = 5
     sms_per_client_daily: int = 20
     sms_grant_lifetime: timedelta = _DEFAULT_LIFETIMES["sms_grant"]
+    breach_recheck_interval: timedelta = timedelta(hours=24)
 
     def __post_init__(self) -> None:
         try:
@@ -135,7 +139,7 @@ class IdentitySettings:
         if not 1 <= self.sms_max_attempts <= 10:
             raise ValueError("sms_max_attempts must be from 1 to 10")
         _check_lifetime(self.sms_grant_lifetime, "sms_grant_lifetime")
-        for name in ("sms_failure_window", "sms_cooldown"):
+        for name in ("sms_failure_window", "sms_cooldown", "breach_recheck_interval"):
             if getattr(self, name) <= timedelta(0):
                 raise ValueError(f"{name} must be positive")
         for name in ("sms_per_phone_daily", "sms_per_client_daily"):
