@@ -1,0 +1,1 @@
+"""Integrations with web frameworks (Django, FastAPI, Flask), each behind its own extra."""

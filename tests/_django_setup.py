@@ -1,0 +1,136 @@
+"""Django settings for the tests of kaspi_identity.contrib.django, configured once per process.
+
+Two databases: ``default`` (an SQLite file, write lock taken at BEGIN) and, when the test
+PostgreSQL server is reachable, ``postgres``. Each test database is created fresh for the
+session (``test_`` prefixed, dropped at exit).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import tempfile
+from typing import Any
+from urllib.parse import urlsplit
+
+import django
+from django.conf import settings
+
+__all__ = ["POSTGRES", "setup"]
+
+_KEY = "django-test-secret-key-that-is-long-enough-0123456789"
+POSTGRES = "postgres"
+_ready: dict[str, Any] = {}
+
+
+def _postgres() -> dict[str, Any] | None:
+    url = os.environ.get("KASPI_IDENTITY_POSTGRES_URL", "").strip()
+    if not url:
+        return None
+    parts = urlsplit(url)
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": parts.path.lstrip("/"),
+        "USER": parts.username or "",
+        "PASSWORD": parts.password or "",
+        "HOST": parts.hostname or "",
+        "PORT": str(parts.port or 5432),
+        "TEST": {"NAME": f"test_kaspi_django_{os.getpid()}"},
+    }
+
+
+def setup() -> dict[str, Any]:
+    """Configure Django (once) and create the test databases; return what was made."""
+    if _ready:
+        return _ready
+    folder = tempfile.mkdtemp(prefix="kaspi-django-")
+    databases: dict[str, Any] = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.path.join(folder, "default.sqlite3"),
+            "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 30},
+            "TEST": {"NAME": os.path.join(folder, "test.sqlite3")},
+        }
+    }
+    postgres = _postgres()
+    if postgres is not None:
+        databases[POSTGRES] = postgres
+    settings.configure(
+        DEBUG=False,
+        SECRET_KEY=_KEY,
+        USE_TZ=True,
+        USE_I18N=True,
+        LANGUAGE_CODE="en",
+        LANGUAGES=[("kk", "Қазақша"), ("ru", "Русский"), ("en", "English")],
+        DATABASES=databases,
+        INSTALLED_APPS=[
+            "django.contrib.auth",
+            "django.contrib.contenttypes",
+            "django.contrib.sessions",
+            "django.contrib.messages",
+            "kaspi_identity.contrib.django",
+        ],
+        MIDDLEWARE=[
+            "django.contrib.sessions.middleware.SessionMiddleware",
+            "django.middleware.locale.LocaleMiddleware",
+            "django.middleware.common.CommonMiddleware",
+            "django.middleware.csrf.CsrfViewMiddleware",
+            "django.contrib.auth.middleware.AuthenticationMiddleware",
+            "kaspi_identity.contrib.django.middleware.SecurityStampMiddleware",
+            "django.contrib.messages.middleware.MessageMiddleware",
+        ],
+        ROOT_URLCONF="_django_urls",
+        TEMPLATES=[
+            {
+                "BACKEND": "django.template.backends.django.DjangoTemplates",
+                "APP_DIRS": True,
+                "OPTIONS": {
+                    "context_processors": [
+                        "django.template.context_processors.request",
+                        "django.contrib.auth.context_processors.auth",
+                        "django.contrib.messages.context_processors.messages",
+                    ]
+                },
+            }
+        ],
+        PASSWORD_HASHERS=[
+            "django.contrib.auth.hashers.Argon2PasswordHasher",
+            "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+            "django.contrib.auth.hashers.MD5PasswordHasher",
+        ],
+        EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
+        KASPI_IDENTITY={
+            "SECRET_KEYS": [_KEY],
+            "CONFIRM_URL": "https://portal.example.kz/accounts/confirm/",
+            "RESET_URL": "https://portal.example.kz/accounts/reset/",
+            "SITE_NAME": "Portal",
+            "POLICY": {"preset": "kz-procurement"},
+            "HASH_PROFILE": "TESTS_ONLY",
+            "SMS_SENDER": "kaspi_identity.delivery.Outbox",
+        },
+    )
+    django.setup()
+    from django.test.utils import setup_test_environment
+
+    setup_test_environment()
+    from django.db import connections
+
+    made = {}
+    for alias in databases:
+        creation = connections[alias].creation
+        made[alias] = creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
+
+    def teardown() -> None:
+        import gc
+
+        gc.collect()
+        connections.close_all()
+        for alias, name in made.items():
+            try:
+                connections[alias].creation.destroy_test_db(name, verbosity=0)
+            except Exception:  # noqa: S110 - a best-effort cleanup at exit
+                pass
+
+    atexit.register(teardown)
+    _ready.update(made)
+    return _ready
