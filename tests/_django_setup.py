@@ -8,15 +8,18 @@ session (``test_`` prefixed, dropped at exit).
 from __future__ import annotations
 
 import atexit
+import threading
 import os
 import tempfile
 from typing import Any
+
+import pytest
 from urllib.parse import urlsplit
 
 import django
 from django.conf import settings
 
-__all__ = ["POSTGRES", "setup"]
+__all__ = ["POSTGRES", "close_thread_connections", "empty", "setup"]
 
 _KEY = "django-test-secret-key-that-is-long-enough-0123456789"
 POSTGRES = "postgres"
@@ -57,6 +60,7 @@ def setup() -> dict[str, Any]:
         databases[POSTGRES] = postgres
     settings.configure(
         DEBUG=False,
+        ALLOWED_HOSTS=["evil.example.com"],
         SECRET_KEY=_KEY,
         USE_TZ=True,
         USE_I18N=True,
@@ -101,11 +105,10 @@ def setup() -> dict[str, Any]:
         EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
         KASPI_IDENTITY={
             "SECRET_KEYS": [_KEY],
-            "CONFIRM_URL": "https://portal.example.kz/accounts/confirm/",
-            "RESET_URL": "https://portal.example.kz/accounts/reset/",
+            "SITE_URL": "https://portal.example.kz",
             "SITE_NAME": "Portal",
             "POLICY": {"preset": "kz-procurement"},
-            "HASH_PROFILE": "TESTS_ONLY",
+            "HASH_PROFILE": "tests-only",
             "SMS_SENDER": "kaspi_identity.delivery.Outbox",
         },
     )
@@ -134,3 +137,41 @@ def setup() -> dict[str, Any]:
     atexit.register(teardown)
     _ready.update(made)
     return _ready
+
+
+def close_thread_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every thread close its Django connections when it ends, as a request does.
+
+    Racing threads each open their own connection (Django keeps one per thread); left to
+    the garbage collector, psycopg warns that they were never closed.
+    """
+    from django.db import connections
+
+    run = threading.Thread.run
+
+    def run_then_close(self: threading.Thread) -> None:
+        try:
+            run(self)
+        finally:
+            connections.close_all()
+
+    monkeypatch.setattr(threading.Thread, "run", run_then_close)
+
+
+def empty(using: str = "default") -> None:
+    """Delete every row the app's stores write, users and sessions included."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.sessions.models import Session
+
+    from kaspi_identity.contrib.django.models import (
+        ConsumedToken,
+        Identity,
+        OneTimeCode,
+        PasswordHistoryEntry,
+        RateLimitWindow,
+    )
+
+    for model in (PasswordHistoryEntry, ConsumedToken, OneTimeCode, RateLimitWindow, Identity):
+        model.objects.using(using).all().delete()
+    get_user_model()._default_manager.db_manager(using).all().delete()
+    Session.objects.using(using).all().delete()

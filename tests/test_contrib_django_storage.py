@@ -42,30 +42,6 @@ T0 = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
 _HASH = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGFoYXNoYWhhc2g"
 
 
-def close_thread_connections(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make every thread close its Django connections when it ends, as a request does.
-
-    The contract's racing threads each open their own connection (Django keeps one per
-    thread); left to the garbage collector, psycopg warns that they were never closed.
-    """
-    run = threading.Thread.run
-
-    def run_then_close(self: threading.Thread) -> None:
-        try:
-            run(self)
-        finally:
-            connections.close_all()
-
-    monkeypatch.setattr(threading.Thread, "run", run_then_close)
-
-
-def empty(using: str) -> None:
-    """Delete every row the stores write, users included."""
-    for model in (PasswordHistoryEntry, ConsumedToken, OneTimeCode, RateLimitWindow, Identity):
-        model.objects.using(using).all().delete()
-    get_user_model()._default_manager.db_manager(using).all().delete()
-
-
 def _break_history(storage: Storage) -> None:
     """Make every later history insert and trim fail inside the store's transaction."""
     assert isinstance(storage.history, DjangoPasswordHistoryStore)
@@ -110,13 +86,13 @@ class DjangoBundle:
     def storage(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[Storage]:
         """Yield the Django bundle on an emptied database."""
         self.require()
-        close_thread_connections(monkeypatch)
-        empty(self.alias)
+        _django_setup.close_thread_connections(monkeypatch)
+        _django_setup.empty(self.alias)
         storage = django_storage(self.alias)
         yield storage
         gc.collect()  # the racing threads' connections
         _mend_history(self.alias)
-        empty(self.alias)
+        _django_setup.empty(self.alias)
 
     def require(self) -> None:
         """Skip (or fail in CI) when the database is missing."""

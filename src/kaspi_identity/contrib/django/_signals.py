@@ -19,6 +19,7 @@ import logging
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.signals import user_logged_in
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models.signals import post_init, post_save
@@ -141,8 +142,23 @@ def _on_save(
     _remember(instance)
 
 
+def _on_login(sender: object, request: Any, user: AbstractBaseUser, **_: Any) -> None:
+    """Keep the account's stamp in the new session (every log-in path sends this signal)."""
+    from django.conf import settings
+
+    from .middleware import SESSION_STAMP_KEY
+
+    session = getattr(request, "session", None)
+    if session is None or user is None:
+        return
+    using = getattr(settings, "KASPI_IDENTITY", {}).get("DATABASE", "default")
+    identity = ensure_identity(user, using=using)
+    session[SESSION_STAMP_KEY] = identity.security_stamp
+
+
 def connect() -> None:
-    """Connect the handlers to ``AUTH_USER_MODEL`` (once)."""
+    """Connect the handlers to ``AUTH_USER_MODEL`` (once), and to ``user_logged_in``."""
     user_model = get_user_model()
+    user_logged_in.connect(_on_login, dispatch_uid="kaspi_identity.user_logged_in")
     post_init.connect(_on_init, sender=user_model, dispatch_uid="kaspi_identity.post_init")
     post_save.connect(_on_save, sender=user_model, dispatch_uid="kaspi_identity.post_save")

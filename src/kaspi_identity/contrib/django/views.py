@@ -1,0 +1,445 @@
+"""Every flow as a Django page, each a thin view over ``IdentityService``, plus the policy JSON.
+
+The views collect a form, call one service method, and turn its answer into a page: the
+policy's violations and the identifier errors become form errors in the active language, a
+rate limit is a ``429`` with ``Retry-After``, a bad link a ``400``. A token never stays in a
+URL a browser would send again: the reset and confirmation pages take it from the link's
+``?token=`` into the session and redirect to the bare page at once (as Django's own
+``PasswordResetConfirmView`` does), and the grant of a verified SMS code goes straight into
+the session. Templates live in ``kaspi_identity/`` and can be overridden (docs/django.md).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib.auth import get_user_model, login, update_session_auth_hash
+from django.contrib.auth.mixins import LoginRequiredMixin
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.cache import patch_cache_control, patch_vary_headers
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views import View
+from django.views.decorators.debug import sensitive_post_parameters
+from django.utils.decorators import method_decorator
+
+from kaspi_identity._errors import (
+    InvalidCodeError,
+    InvalidIdentifierError,
+    InvalidIinError,
+    InvalidPhoneError,
+    InvalidTokenError,
+    UnknownLanguageError,
+)
+from kaspi_identity.i18n import normalize_language
+from kaspi_identity.policy import PolicyResult
+from kaspi_identity.services import IdentityService
+
+from ._ui import text
+from .backends import client_key
+from .forms import (
+    ChangePasswordForm,
+    CodeForm,
+    ConfirmForm,
+    IdentifierForm,
+    LoginForm,
+    NewPasswordForm,
+    PhoneForm,
+    RegisterForm,
+)
+from .middleware import remember_stamp
+from .service import get_service
+from .validators import active_language
+
+__all__ = [
+    "ChangePasswordView",
+    "ConfirmEmailView",
+    "ForgotPasswordView",
+    "LoginView",
+    "PolicyView",
+    "RegisterView",
+    "ResetPasswordView",
+    "SmsForgotView",
+    "SmsVerifyView",
+]
+
+#: Session keys: the token of a reset or confirmation link (or an SMS grant), the phone
+#: an SMS code was sent to.
+RESET_TOKEN_KEY = "_kaspi_identity_reset_token"
+CONFIRM_TOKEN_KEY = "_kaspi_identity_confirm_token"
+SMS_PHONE_KEY = "_kaspi_identity_sms_phone"
+
+_sensitive = method_decorator(
+    sensitive_post_parameters("password", "confirmation", "current", "code"), name="dispatch"
+)
+
+
+def _seconds(wait: timedelta | None) -> int:
+    return max(1, math.ceil(wait.total_seconds())) if wait is not None else 1
+
+
+def _add_policy_errors(form: forms.Form, result: PolicyResult, lang: str) -> None:
+    for line in result.messages(lang):
+        form.add_error("password", line)
+
+
+class _Page(View):
+    """Renders a form page or a notice with the app's templates."""
+
+    template_name = "kaspi_identity/form.html"
+    notice_template_name = "kaspi_identity/notice.html"
+    form_class: type[forms.Form] = forms.Form
+    title = ""
+    button = ""
+    show_requirements = False
+    #: Links under the form: (URL name, page text key).
+    links: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def service(self) -> IdentityService:
+        """The project's service."""
+        return get_service()
+
+    def page(self, form: forms.Form | None = None, *, status: int = 200, **extra: Any) -> HttpResponse:
+        """The form page with ``form`` (a fresh one when ``None``)."""
+        context = {
+            "form": form if form is not None else self.form_class(),
+            "title": text(self.title),
+            "button": text(self.button),
+            "requirements": (
+                self.service.policy.describe(active_language()) if self.show_requirements else []
+            ),
+            "links": [(reverse(name), text(key)) for name, key in self.links],
+            **extra,
+        }
+        return render(self.request, self.template_name, context, status=status)
+
+    def notice(self, key: str, *, status: int = 200, title: str | None = None) -> HttpResponse:
+        """A page that says ``key``'s text."""
+        context = {"title": text(title or self.title), "notice": text(key)}
+        return render(self.request, self.notice_template_name, context, status=status)
+
+    def throttled(self, wait: timedelta | None, form: forms.Form | None = None) -> HttpResponse:
+        """``429 Too Many Requests`` with ``Retry-After``."""
+        if form is None:
+            response = self.notice("ui.throttled", status=429)
+        else:
+            form.add_error(None, text("ui.throttled"))
+            response = self.page(form, status=429)
+        response["Retry-After"] = str(_seconds(wait))
+        return response
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """Show the empty form."""
+        return self.page()
+
+
+def _token_from_link(request: HttpRequest, key: str) -> HttpResponse | None:
+    """Move a link's ``?token=`` into the session; the redirect to the bare page, or ``None``."""
+    token = request.GET.get("token")
+    if token is None:
+        return None
+    request.session[key] = token
+    response = HttpResponseRedirect(request.path)
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@method_decorator(sensitive_post_parameters("password", "confirmation"), name="dispatch")
+class RegisterView(_Page):
+    """Registration: the account is created unconfirmed and the confirmation letter sent."""
+
+    form_class = RegisterForm
+    title = "ui.register.title"
+    button = "ui.register.button"
+    show_requirements = True
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        """Register with the service; the same answer whether the e-mail was new or not."""
+        form = RegisterForm(request.POST)
+        if not form.is_valid():
+            return self.page(form)
+        data, lang = form.cleaned_data, active_language()
+        try:
+            result = self.service.register(
+                email=data["email"],
+                username=data["username"] or None,
+                phone=data["phone"] or None,
+                password=data["password"],
+                confirmation=data["confirmation"],
+                client_key=client_key(request),
+                language=lang,
+            )
+        except InvalidIdentifierError as exc:
+            field = exc.field if exc.field in form.fields else None
+            form.add_error(field, exc.message(lang))
+            return self.page(form)
+        except InvalidPhoneError as exc:
+            form.add_error("phone", exc.message(lang))
+            return self.page(form)
+        except InvalidIinError:
+            return self.page(form)
+        if result.retry_after is not None:
+            return self.throttled(result.retry_after, form)
+        if result.username_taken:
+            form.add_error("username", text("ui.register.username_taken"))
+            return self.page(form)
+        if not result.ok:
+            _add_policy_errors(form, result.policy, lang)
+            return self.page(form)
+        return self.notice("ui.register.done")
+
+
+class ConfirmEmailView(_Page):
+    """The confirmation link: its token to the session, then a button that confirms."""
+
+    form_class = ConfirmForm
+    title = "ui.confirm.title"
+    button = "ui.confirm.button"
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """Take the token out of the URL, or show the button."""
+        moved = _token_from_link(request, CONFIRM_TOKEN_KEY)
+        if moved is not None:
+            return moved
+        if CONFIRM_TOKEN_KEY not in request.session:
+            return self.notice("ui.link.invalid", status=400)
+        return self.page()
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        """Confirm the address the link was sent to."""
+        token = request.session.pop(CONFIRM_TOKEN_KEY, None)
+        if not isinstance(token, str):
+            return self.notice("ui.link.invalid", status=400)
+        try:
+            self.service.confirm_email(token)
+        except InvalidTokenError:
+            return self.notice("ui.link.invalid", status=400)
+        return self.notice("ui.confirm.done")
+
+
+@_sensitive
+class LoginView(_Page):
+    """Log-in by user name, e-mail or phone; the session keeps the account's stamp."""
+
+    form_class = LoginForm
+    title = "ui.login.title"
+    button = "ui.login.button"
+    links = (
+        ("kaspi_identity:forgot", "ui.login.forgot"),
+        ("kaspi_identity:sms_forgot", "ui.sms.title"),
+        ("kaspi_identity:register", "ui.register.title"),
+    )
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        """Authenticate with the service and log the user in with Django's ``login``."""
+        form = LoginForm(request.POST)
+        if not form.is_valid():
+            return self.page(form)
+        data = form.cleaned_data
+        result = self.service.authenticate(
+            data["identifier"], data["password"], client_key=client_key(request)
+        )
+        if result.reason == "throttled":
+            return self.throttled(result.retry_after, form)
+        user = None
+        if result.ok and result.account_id is not None:
+            user = get_user_model()._default_manager.filter(pk=result.account_id).first()
+        if user is None or not getattr(user, "is_active", True):
+            # One answer for an unknown account, a wrong password and a locked account.
+            form.add_error(None, text("ui.login.invalid"))
+            return self.page(form)
+        backend = settings.AUTHENTICATION_BACKENDS[0]
+        login(request, user, backend=backend)
+        remember_stamp(request, result.security_stamp)
+        return HttpResponseRedirect(self._next(request))
+
+    @staticmethod
+    def _next(request: HttpRequest) -> str:
+        target = request.POST.get("next") or request.GET.get("next") or ""
+        if target and url_has_allowed_host_and_scheme(
+            target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        ):
+            return target
+        return str(settings.LOGIN_REDIRECT_URL)
+
+
+@_sensitive
+class ChangePasswordView(LoginRequiredMixin, _Page):
+    """Change of password; this session lives on, every other one ends."""
+
+    form_class = ChangePasswordForm
+    title = "ui.change.title"
+    button = "ui.change.button"
+    show_requirements = True
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        """Change the password through the service."""
+        form = ChangePasswordForm(request.POST)
+        if not form.is_valid():
+            return self.page(form)
+        data, user = form.cleaned_data, request.user
+        result = self.service.change_password(
+            str(user.pk),
+            data["current"],
+            data["password"],
+            data["confirmation"],
+            client_key=client_key(request),
+        )
+        if result.reason in ("throttled", "locked"):
+            return self.throttled(result.retry_after, form)
+        if result.reason in ("wrong_password", "conflict"):
+            form.add_error("current", text("ui.change.wrong"))
+            return self.page(form)
+        if not result.ok:
+            _add_policy_errors(form, result.policy, active_language())
+            return self.page(form)
+        user.refresh_from_db()
+        update_session_auth_hash(request, user)  # type: ignore[arg-type]
+        remember_stamp(request, result.security_stamp)
+        return self.notice("ui.change.done")
+
+
+class ForgotPasswordView(_Page):
+    """The reset by e-mail: the same answer whether or not the account exists."""
+
+    form_class = IdentifierForm
+    title = "ui.forgot.title"
+    button = "ui.forgot.button"
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        """Ask the service for a reset letter."""
+        form = IdentifierForm(request.POST)
+        if not form.is_valid():
+            return self.page(form)
+        result = self.service.request_password_reset(
+            form.cleaned_data["identifier"], client_key=client_key(request)
+        )
+        if not result:
+            return self.throttled(result.retry_after)
+        return self.notice("ui.forgot.sent")
+
+
+@_sensitive
+class ResetPasswordView(_Page):
+    """The new password for a reset link's token or a verified SMS code's grant."""
+
+    form_class = NewPasswordForm
+    title = "ui.reset.title"
+    button = "ui.reset.button"
+    show_requirements = True
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """Take the token out of the URL, or show the form."""
+        moved = _token_from_link(request, RESET_TOKEN_KEY)
+        if moved is not None:
+            return moved
+        if RESET_TOKEN_KEY not in request.session:
+            return self.notice("ui.link.invalid", status=400)
+        return self.page()
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        """Set the new password; every session of the account ends."""
+        token = request.session.get(RESET_TOKEN_KEY)
+        if not isinstance(token, str):
+            return self.notice("ui.link.invalid", status=400)
+        form = NewPasswordForm(request.POST)
+        if not form.is_valid():
+            return self.page(form)
+        data = form.cleaned_data
+        try:
+            result = self.service.reset_password(token, data["password"], data["confirmation"])
+        except InvalidTokenError:
+            request.session.pop(RESET_TOKEN_KEY, None)
+            return self.notice("ui.link.invalid", status=400)
+        if not result.ok:
+            _add_policy_errors(form, result.policy, active_language())
+            return self.page(form)
+        request.session.pop(RESET_TOKEN_KEY, None)
+        return self.notice("ui.reset.done")
+
+
+class SmsForgotView(_Page):
+    """The reset by SMS: a code to the phone given at registration."""
+
+    form_class = PhoneForm
+    title = "ui.sms.title"
+    button = "ui.sms.button"
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        """Ask the service for a code, then go to the page that takes it."""
+        form = PhoneForm(request.POST)
+        if not form.is_valid():
+            return self.page(form)
+        phone = form.cleaned_data["phone"]
+        try:
+            result = self.service.request_sms_reset(phone, client_key=client_key(request))
+        except InvalidPhoneError as exc:
+            form.add_error("phone", exc.message(active_language()))
+            return self.page(form)
+        if not result:
+            return self.throttled(result.retry_after, form)
+        request.session[SMS_PHONE_KEY] = phone
+        return HttpResponseRedirect(reverse("kaspi_identity:sms_verify"))
+
+
+@method_decorator(sensitive_post_parameters("code"), name="dispatch")
+class SmsVerifyView(_Page):
+    """The code of the SMS; a right one leads to the new-password page."""
+
+    form_class = CodeForm
+    title = "ui.sms.verify_title"
+    button = "ui.sms.verify_button"
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """Show the code form (after a code was asked for)."""
+        if SMS_PHONE_KEY not in request.session:
+            return HttpResponseRedirect(reverse("kaspi_identity:sms_forgot"))
+        return self.page(notice=text("ui.sms.sent"))
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        """Verify the code; its grant goes into the session, never into a URL."""
+        phone = request.session.get(SMS_PHONE_KEY)
+        if not isinstance(phone, str):
+            return HttpResponseRedirect(reverse("kaspi_identity:sms_forgot"))
+        form = CodeForm(request.POST)
+        if not form.is_valid():
+            return self.page(form)
+        try:
+            grant = self.service.verify_sms_code(phone, form.cleaned_data["code"])
+        except InvalidCodeError as exc:
+            form.add_error("code", text(f"ui.sms.{exc.reason}"))
+            return self.page(form)
+        except InvalidPhoneError:
+            return HttpResponseRedirect(reverse("kaspi_identity:sms_forgot"))
+        del request.session[SMS_PHONE_KEY]
+        request.session[RESET_TOKEN_KEY] = grant
+        return HttpResponseRedirect(reverse("kaspi_identity:reset"))
+
+
+class PolicyView(View):
+    """The active policy as JSON: ``PasswordPolicy.document(lang)`` (docs/policy.schema.json).
+
+    The language is ``?lang=`` (kk, ru, en), else the active Django language
+    (``LocaleMiddleware`` reads ``Accept-Language``); an unknown ``?lang=`` is a ``400``.
+    """
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        """Serve the policy document."""
+        asked = request.GET.get("lang")
+        try:
+            lang = normalize_language(asked) if asked is not None else active_language()
+        except UnknownLanguageError:
+            return JsonResponse({"error": "unknown_language", "languages": ["kk", "ru", "en"]}, status=400)
+        response = JsonResponse(
+            get_service().policy.document(lang), json_dumps_params={"ensure_ascii": False}
+        )
+        response["Content-Language"] = lang
+        patch_vary_headers(response, ["Accept-Language"])
+        patch_cache_control(response, public=True, max_age=300)
+        return response
