@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from django.contrib.auth import get_user_model  # noqa: E402
 from django.contrib.auth.hashers import make_password  # noqa: E402
 from django.core import mail  # noqa: E402
 from django.core.exceptions import ValidationError  # noqa: E402
-from django.core.management import call_command  # noqa: E402
+from django.core.management import CommandError, call_command  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.utils import translation  # noqa: E402
 
@@ -426,3 +427,68 @@ def test_links_point_at_site_url() -> None:
     assert urlsplit(re.findall(r"https?://\S+", mail.outbox[-1].body)[0]).hostname == (
         "portal.example.kz"
     )
+
+
+class TestCommands:
+    """The management commands and the system checks."""
+
+    def test_describe(self) -> None:
+        """The requirement lines, or the JSON document, in the asked language."""
+        out = io.StringIO()
+        call_command("kaspi_identity_describe", "--lang", "ru", stdout=out)
+        for line in get_service().policy.describe("ru"):
+            assert line in out.getvalue()
+        out = io.StringIO()
+        call_command("kaspi_identity_describe", "--json", "--lang", "kk", stdout=out)
+        assert json.loads(out.getvalue()) == get_service().policy.document("kk")
+
+    def test_check_reads_the_password_from_stdin(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Accepted: exit 0; refused: every violation and exit 1; history with --user."""
+        monkeypatch.setattr("sys.stdin", io.StringIO(NEW_PASSWORD + "\n"))
+        out = io.StringIO()
+        call_command("kaspi_identity_check", stdout=out)
+        monkeypatch.setattr("sys.stdin", io.StringIO("abc\n"))
+        with pytest.raises(SystemExit) as exited:
+            call_command("kaspi_identity_check", "--lang", "kk", stdout=out)
+        assert exited.value.code == 1
+        _register(Client())
+        monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+        with pytest.raises(SystemExit):
+            call_command("kaspi_identity_check", "--user", EMAIL, stdout=out)
+        assert "abc" not in out.getvalue() and PASSWORD not in out.getvalue()
+
+    def test_unlock(self) -> None:
+        """A locked account logs in again after kaspi_identity_unlock."""
+        _register(Client())
+        Identity.objects.filter(email_key=EMAIL).update(failed_logins=50)
+        refused = Client().post("/accounts/login/", {"identifier": EMAIL, "password": PASSWORD})
+        assert refused.status_code == 200
+        out = io.StringIO()
+        call_command("kaspi_identity_unlock", EMAIL, stdout=out)
+        assert "50 failed log-ins cleared" in out.getvalue()
+        assert _logged_in(_log_in())
+        with pytest.raises(CommandError):
+            call_command("kaspi_identity_unlock", "nobody@example.kz")
+
+    def test_backfill(self) -> None:
+        """Users without an identity get one; a second run makes none."""
+        user = get_user_model().objects.create_user("early", "early@example.kz", PASSWORD)
+        Identity.objects.filter(pk=user.pk).delete()
+        out = io.StringIO()
+        call_command("kaspi_identity_backfill", stdout=out)
+        call_command("kaspi_identity_backfill", stdout=out)
+        assert out.getvalue().split("\n")[:2] == ["1 identities created", "0 identities created"]
+        assert Identity.objects.get(pk=user.pk).email_key == "early@example.kz"
+
+    def test_system_checks(self) -> None:
+        """The test settings pass; a DEFERRED SQLite and a missing hasher are reported."""
+        from django.test import override_settings
+
+        from kaspi_identity.contrib.django.checks import check_setup
+
+        assert check_setup() == []
+        with override_settings(PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"]):
+            assert [m.id for m in check_setup()] == ["kaspi_identity.W004"]
+        with override_settings(KASPI_IDENTITY={"SITE_URL": "ftp://x"}):
+            assert [m.id for m in check_setup()] == ["kaspi_identity.E001"]
+        assert check_setup() == []

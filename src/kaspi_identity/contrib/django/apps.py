@@ -17,6 +17,10 @@ class KaspiIdentityConfig(AppConfig):
 
     def ready(self) -> None:
         """Connect the user model's signals (identities, stamps, history)."""
+        from django.core import checks
+
         from . import _signals
+        from .checks import check_setup
 
         _signals.connect()
+        checks.register(check_setup, "kaspi_identity")
