@@ -71,6 +71,7 @@ def ensure_identity(user: AbstractBaseUser, *, using: str = "default") -> Identi
             email_key=None if email is None else email.casefold(),
             created_at=joined,
             security_stamp=new_security_stamp(),
+            password_changed_at=joined if user.has_usable_password() else None,
             names=[
                 name
                 for name in (getattr(user, "first_name", ""), getattr(user, "last_name", ""))
@@ -127,6 +128,10 @@ def _on_save(
     changes: dict[str, object] = {}
     if password != old_password or email != old_email:
         changes["security_stamp"] = new_security_stamp()
+    if password != old_password:  # a new password, set by Django itself: its age starts now
+        changes.update(
+            password_changed_at=timezone.now(), must_change_password=False, grace_logins_used=0
+        )
     if email != old_email:
         changes.update(
             email=email,

@@ -46,6 +46,11 @@ class Identity(models.Model):
     language = models.CharField(max_length=35, default="en")
     security_stamp = models.CharField(max_length=STAMP_MAX_LENGTH)
     names = models.JSONField(default=list)
+    # The password's age (docs/policy.md): when it was set, whether the next log-in must
+    # choose a new one, and the log-ins made since it expired.
+    password_changed_at = models.DateTimeField(null=True)
+    must_change_password = models.BooleanField(default=False)
+    grace_logins_used = models.BigIntegerField(default=0)
 
     class Meta:
         verbose_name = "identity"

@@ -70,6 +70,9 @@ from kaspi_identity.storage._logic import (
     WindowState,
     attempt_code,
     check_append,
+    check_changed_at,
+    check_grace,
+    check_must_change,
     check_attempt,
     check_consume,
     check_create,
@@ -314,6 +317,9 @@ class DjangoAccountStore(_Store):
                 security_stamp=identity.security_stamp,
                 iin=identity.iin,
                 names=tuple(names),
+                password_changed_at=_aware(identity.password_changed_at, "password_changed_at"),
+                must_change_password=identity.must_change_password,
+                grace_logins_used=identity.grace_logins_used,
             )
         except (TypeError, ValueError) as exc:
             if isinstance(exc, CorruptRecordError):
@@ -386,6 +392,9 @@ class DjangoAccountStore(_Store):
             language=new.language,
             security_stamp=new_security_stamp(),
             names=list(new.names),
+            password_changed_at=None if new.password_hash is None else _to_db_time(at),
+            must_change_password=new.must_change_password,
+            grace_logins_used=0,
         )
         try:
             with transaction.atomic(using=self._using):
@@ -407,6 +416,8 @@ class DjangoAccountStore(_Store):
             security_stamp=identity.security_stamp,
             iin=new.iin,
             names=new.names,
+            password_changed_at=None if new.password_hash is None else at,
+            must_change_password=new.must_change_password,
         )
 
     def _user_clash(self, new: NewAccount) -> str | None:
@@ -422,7 +433,15 @@ class DjangoAccountStore(_Store):
             return "email"
         return None
 
-    def _set_hash(self, pk: object, expected: str | None, new: str, *, rotate_stamp: bool) -> bool:
+    def _set_hash(
+        self,
+        pk: object,
+        expected: str | None,
+        new: str,
+        *,
+        rotate_stamp: bool,
+        changed_at: datetime | None,
+    ) -> bool:
         """The password compare-and-set (inside ``atomic``); ``True`` if it wrote.
 
         One ``UPDATE`` of the user row alone (no join, so PostgreSQL re-checks the
@@ -443,10 +462,16 @@ class DjangoAccountStore(_Store):
             if self._users().filter(Q(pk=pk) & matches).update(password=stored) != 1:
                 return False
             identity = self._identities().filter(pk=pk)
+            changes: dict[str, object] = {}
             if rotate_stamp:
-                found = identity.update(security_stamp=new_security_stamp()) == 1
-            else:
-                found = identity.exists()
+                changes["security_stamp"] = new_security_stamp()
+            if changed_at is not None:  # a new password: its age starts now
+                changes.update(
+                    password_changed_at=_to_db_time(changed_at),
+                    must_change_password=False,
+                    grace_logins_used=0,
+                )
+            found = identity.update(**changes) == 1 if changes else identity.exists()
             if not found:
                 transaction.set_rollback(True, using=self._using)
             return found
@@ -473,15 +498,43 @@ class DjangoAccountStore(_Store):
         return self._read(lambda: self._fetch(**{_KEY_FIELDS[kind]: key}))
 
     def set_password_hash(
-        self, account_id: str, *, expected: str | None, new: str, rotate_stamp: bool = True
+        self,
+        account_id: str,
+        *,
+        expected: str | None,
+        new: str,
+        rotate_stamp: bool = True,
+        now: datetime | None = None,
     ) -> bool:
-        """Compare-and-set the password (and a fresh stamp); see the protocol."""
+        """Compare-and-set the password (a fresh stamp, with ``now`` its age); see the protocol."""
         can_match = check_expected_hash(expected, new)
         check_rotate_stamp(rotate_stamp)
+        changed_at = check_changed_at(now)
         pk = self._pk(account_id)
         if pk is None or not can_match:
             return False
-        return self._atomic(lambda: self._set_hash(pk, expected, new, rotate_stamp=rotate_stamp))
+        return self._atomic(
+            lambda: self._set_hash(
+                pk, expected, new, rotate_stamp=rotate_stamp, changed_at=changed_at
+            )
+        )
+
+    def set_must_change_password(self, account_id: str, required: bool) -> None:
+        """Set or clear the must-change flag in one ``UPDATE``; see the protocol."""
+        check_must_change(account_id, required)
+        pk = self._pk(account_id)
+        rows = self._identities().filter(pk=pk)
+        if pk is None or self._read(lambda: rows.update(must_change_password=required)) != 1:
+            raise AccountNotFoundError("no account has this id")
+
+    def use_grace_login(self, account_id: str, *, expected: int) -> bool:
+        """Count a grace log-in if the count is still ``expected``: one ``UPDATE``."""
+        check_grace(account_id, expected)
+        pk = self._pk(account_id)
+        if pk is None or expected >= 2**63 - 1:
+            return False
+        rows = self._identities().filter(pk=pk, grace_logins_used=expected)
+        return self._read(lambda: rows.update(grace_logins_used=expected + 1) == 1)
 
     def set_email(self, account_id: str, email: str, *, confirmed: bool = False) -> None:
         """Set the e-mail, its confirmation flag and a fresh stamp; see the protocol."""
@@ -804,15 +857,19 @@ class DjangoAccountWithHistory(_Store):
         new: str,
         entry: HistoryEntry | None,
         keep: int,
+        now: datetime | None = None,
     ) -> bool:
         """Compare-and-set the hash (a new stamp) and append ``entry`` in one transaction."""
         key = check_replace_password(account_id, expected, new, entry, keep)
+        changed_at = check_changed_at(now)
         pk = None if key is None else self._accounts._pk(key)
         if pk is None:
             return False
 
         def replace() -> bool:
-            if not self._accounts._set_hash(pk, expected, new, rotate_stamp=True):
+            if not self._accounts._set_hash(
+                pk, expected, new, rotate_stamp=True, changed_at=changed_at
+            ):
                 return False
             if entry is not None:
                 self._history._append(account_id, entry, keep)

@@ -46,6 +46,9 @@ class Migration(migrations.Migration):
                 ("language", models.CharField(default="en", max_length=35)),
                 ("security_stamp", models.CharField(max_length=64)),
                 ("names", models.JSONField(default=list)),
+                ("password_changed_at", models.DateTimeField(null=True)),
+                ("must_change_password", models.BooleanField(default=False)),
+                ("grace_logins_used", models.BigIntegerField(default=0)),
             ],
             options={
                 "verbose_name": "identity",
