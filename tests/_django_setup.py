@@ -8,15 +8,15 @@ session (``test_`` prefixed, dropped at exit).
 from __future__ import annotations
 
 import atexit
-import threading
+import contextlib
 import os
 import tempfile
+import threading
 from typing import Any
-
-import pytest
 from urllib.parse import urlsplit
 
 import django
+import pytest
 from django.conf import settings
 
 __all__ = ["POSTGRES", "close_thread_connections", "empty", "setup"]
@@ -129,10 +129,8 @@ def setup() -> dict[str, Any]:
         gc.collect()
         connections.close_all()
         for alias, name in made.items():
-            try:
+            with contextlib.suppress(Exception):  # a best-effort cleanup at exit
                 connections[alias].creation.destroy_test_db(name, verbosity=0)
-            except Exception:  # noqa: S110 - a best-effort cleanup at exit
-                pass
 
     atexit.register(teardown)
     _ready.update(made)

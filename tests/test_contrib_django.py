@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("django")
 
-import _django_setup  # noqa: E402
+import _django_setup
 
 _django_setup.setup()
 
@@ -31,6 +31,7 @@ from kaspi_identity.contrib.django.service import get_service, sms_sender  # noq
 from kaspi_identity.contrib.django.validators import KaspiPasswordValidator  # noqa: E402
 from kaspi_identity.delivery import Outbox, extract_code  # noqa: E402
 
+User: Any = get_user_model()
 PASSWORD = "Qz7!kaspi-Portal"
 NEW_PASSWORD = "Wm4#Almaty-Steppe"
 SMS_PASSWORD = "Hx9$Tulpar-Sky"
@@ -52,7 +53,7 @@ def _fresh() -> Iterator[None]:
 
 def _link(path_prefix: str) -> str:
     """The path and query of the last letter's link (the letter's host is SITE_URL's)."""
-    found = re.search(r"https://portal\.example\.kz(/\S+)", mail.outbox[-1].body)
+    found = re.search(r"https://portal\.example\.kz(/\S+)", str(mail.outbox[-1].body))
     assert found is not None, "the letter has no link"
     assert found.group(1).startswith(path_prefix)
     return found.group(1)
@@ -98,7 +99,8 @@ class TestEndToEnd:
         _confirm(visitor)
         assert Identity.objects.get(email_key=EMAIL).email_confirmed is True
         first, second = _log_in(), _log_in()
-        assert _logged_in(first) and _logged_in(second)
+        assert _logged_in(first)
+        assert _logged_in(second)
 
         stranger = Client()
         sent = stranger.post("/accounts/password/forgot/", {"identifier": EMAIL})
@@ -138,7 +140,9 @@ class TestEndToEnd:
         outbox = sms_sender()
         assert isinstance(outbox, Outbox)
         code = extract_code(outbox.last_sms(PHONE))
-        wrong = stranger.post("/accounts/password/sms/code/", {"code": "000000" if code != "000000" else "111111"})
+        wrong = stranger.post(
+            "/accounts/password/sms/code/", {"code": "000000" if code != "000000" else "111111"}
+        )
         assert wrong.status_code == 200
         assert b"code" in wrong.content
         verified = stranger.post("/accounts/password/sms/code/", {"code": code})
@@ -236,7 +240,7 @@ class TestAnswers:
         answer = _register(Client(), **fields)
         assert answer.status_code == 200
         assert answer.context["form"].errors
-        assert get_user_model().objects.count() == 0
+        assert User.objects.count() == 0
         assert mail.outbox == []
 
     def test_weak_password_shows_the_violations_in_russian(self) -> None:
@@ -314,7 +318,7 @@ class TestValidator:
 
     def test_user_fields_are_personal_data(self) -> None:
         """The user's user name and names may not be in the password."""
-        user = get_user_model()(username="nurlanova", first_name="Aigerim", email="ai@example.kz")
+        user = User(username="nurlanova", first_name="Aigerim", email="ai@example.kz")
         validator = KaspiPasswordValidator(policy={"forbid_personal_info": True})
         validator.validate("Nurlanova!2024x")  # without the user: nothing personal
         with pytest.raises(ValidationError) as caught:
@@ -352,7 +356,7 @@ class TestValidator:
 
     def test_set_password_then_save_records_history(self) -> None:
         """Django's own set_password + save: password_changed records the entry, reuse refused."""
-        user = get_user_model().objects.create_user("bolat", "bolat@example.kz")
+        user = User.objects.create_user("bolat", "bolat@example.kz")
         validator = KaspiPasswordValidator(preset="kz-procurement")
         user.set_password(PASSWORD)
         user.save()  # Django calls password_changed of the configured validators...
@@ -380,7 +384,7 @@ class TestDjangoPaths:
         """A password set with Django's own ``set_password`` + ``save`` ends every session."""
         _register(Client())
         session = _log_in()
-        user = get_user_model().objects.get(email=EMAIL)
+        user = User.objects.get(email=EMAIL)
         user.set_password(NEW_PASSWORD)
         user.save()
         assert not _logged_in(session)
@@ -391,7 +395,7 @@ class TestDjangoPaths:
         _register(Client())
         _confirm(Client())
         session = _log_in()
-        user = get_user_model().objects.get(email=EMAIL)
+        user = User.objects.get(email=EMAIL)
         user.email = "new@example.kz"
         user.save()
         identity = Identity.objects.get(pk=user.pk)
@@ -401,8 +405,8 @@ class TestDjangoPaths:
 
     def test_old_django_hash_is_verified_and_upgraded(self) -> None:
         """A PBKDF2 hash from before kaspi-identity logs in, and becomes argon2id."""
-        user = get_user_model().objects.create_user("legacy", "legacy@example.kz")
-        get_user_model().objects.filter(pk=user.pk).update(
+        user = User.objects.create_user("legacy", "legacy@example.kz")
+        User.objects.filter(pk=user.pk).update(
             password=make_password(PASSWORD, hasher="pbkdf2_sha256")
         )
         assert _logged_in(_log_in("legacy", PASSWORD))
@@ -413,7 +417,7 @@ class TestDjangoPaths:
     def test_admin_can_check_a_flow_password(self) -> None:
         """A password the flows set is one Django's check_password accepts."""
         _register(Client())
-        user = get_user_model().objects.get(email=EMAIL)
+        user = User.objects.get(email=EMAIL)
         assert user.password.startswith("argon2$argon2id$")
         assert user.check_password(PASSWORD)
         assert not user.check_password(NEW_PASSWORD)
@@ -424,7 +428,7 @@ def test_links_point_at_site_url() -> None:
     Client(HTTP_HOST="evil.example.com").post(
         "/accounts/register/", {"email": EMAIL, "password": PASSWORD, "confirmation": PASSWORD}
     )
-    assert urlsplit(re.findall(r"https?://\S+", mail.outbox[-1].body)[0]).hostname == (
+    assert urlsplit(re.findall(r"https?://\S+", str(mail.outbox[-1].body))[0]).hostname == (
         "portal.example.kz"
     )
 
@@ -455,7 +459,8 @@ class TestCommands:
         monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
         with pytest.raises(SystemExit):
             call_command("kaspi_identity_check", "--user", EMAIL, stdout=out)
-        assert "abc" not in out.getvalue() and PASSWORD not in out.getvalue()
+        assert "abc" not in out.getvalue()
+        assert PASSWORD not in out.getvalue()
 
     def test_unlock(self) -> None:
         """A locked account logs in again after kaspi_identity_unlock."""
@@ -472,7 +477,7 @@ class TestCommands:
 
     def test_backfill(self) -> None:
         """Users without an identity get one; a second run makes none."""
-        user = get_user_model().objects.create_user("early", "early@example.kz", PASSWORD)
+        user = User.objects.create_user("early", "early@example.kz", PASSWORD)
         Identity.objects.filter(pk=user.pk).delete()
         out = io.StringIO()
         call_command("kaspi_identity_backfill", stdout=out)

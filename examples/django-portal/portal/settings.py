@@ -60,7 +60,9 @@ PASSWORD_HASHERS = [  # kaspi-identity: Django reads (and makes) the same argon2
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
-AUTHENTICATION_BACKENDS = ["kaspi_identity.contrib.django.backends.KaspiIdentityBackend"]  # kaspi-identity
+AUTHENTICATION_BACKENDS = [
+    "kaspi_identity.contrib.django.backends.KaspiIdentityBackend"
+]  # kaspi-identity
 AUTH_PASSWORD_VALIDATORS = [  # kaspi-identity
     {"NAME": "kaspi_identity.contrib.django.validators.KaspiPasswordValidator"},
 ]

@@ -38,24 +38,24 @@ class PortalTests(TestCase):
         """A new client logged in with ``login`` and ``password``."""
         client = Client()
         answer = client.post("/accounts/login/", {"identifier": login, "password": password})
-        self.assertEqual(answer.status_code, 302)
+        assert answer.status_code == 302
         return client
 
     def assert_logged_in(self, client: Client, expected: bool) -> None:
         """Whether ``client``'s session still opens the change-of-password page."""
         page = client.get("/accounts/password/change/")
-        self.assertEqual(page.status_code == 200, expected)
+        assert (page.status_code == 200) == expected
 
     def register_and_confirm(self) -> None:
         """Register with an e-mail and a phone, then confirm from the letter."""
         visitor = Client()
         form = {"email": EMAIL, "phone": "8 701 123 45 67", "password": PASSWORD}
         answer = visitor.post("/accounts/register/", {**form, "confirmation": PASSWORD})
-        self.assertEqual(answer.status_code, 200)
+        assert answer.status_code == 200
         self.assertRedirects(
             visitor.get(self.link()), "/accounts/confirm/", fetch_redirect_response=False
         )
-        self.assertEqual(visitor.post("/accounts/confirm/").status_code, 200)
+        assert visitor.post("/accounts/confirm/").status_code == 200
 
     def test_reset_by_email(self) -> None:
         """The link in the letter resets the password and ends the other session."""
@@ -67,7 +67,7 @@ class PortalTests(TestCase):
             stranger.get(self.link()), "/accounts/password/reset/", fetch_redirect_response=False
         )
         done = stranger.post("/accounts/password/reset/", {"password": NEW, "confirmation": NEW})
-        self.assertEqual(done.status_code, 200)
+        assert done.status_code == 200
         self.assert_logged_in(other, False)
         self.assert_logged_in(self.log_in(EMAIL, NEW), True)
 
@@ -84,7 +84,7 @@ class PortalTests(TestCase):
             fetch_redirect_response=False,
         )
         done = stranger.post("/accounts/password/reset/", {"password": SMS, "confirmation": SMS})
-        self.assertEqual(done.status_code, 200)
+        assert done.status_code == 200
         self.assert_logged_in(other, False)
         self.assert_logged_in(self.log_in(EMAIL, SMS), True)
 
@@ -92,7 +92,7 @@ class PortalTests(TestCase):
         """The policy endpoint answers in Kazakh; the admin's log-in uses the same rules."""
         self.register_and_confirm()
         policy = Client().get("/accounts/policy.json", headers={"accept-language": "kk"})
-        self.assertEqual(policy["Content-Language"], "kk")
-        self.assertTrue(policy.json()["requirements"])
+        assert policy["Content-Language"] == "kk"
+        assert policy.json()["requirements"]
         client = Client()
-        self.assertTrue(client.login(username=EMAIL, password=PASSWORD))
+        assert client.login(username=EMAIL, password=PASSWORD)

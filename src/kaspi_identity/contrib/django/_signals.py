@@ -19,8 +19,8 @@ import logging
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.signals import user_logged_in
 from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.signals import user_logged_in
 from django.db import IntegrityError, transaction
 from django.db.models.signals import post_init, post_save
 from django.utils import timezone
@@ -38,8 +38,9 @@ _MANAGED = "_kaspi_identity_managed"
 
 def _fields(user: AbstractBaseUser) -> tuple[str | None, str | None]:
     """The user's user name (unless it is the e-mail field) and e-mail, as Identity keeps them."""
-    email_field = user.get_email_field_name()
-    username_field = user.USERNAME_FIELD
+    model: Any = user  # the stubs know AbstractBaseUser, not the host's model
+    email_field = str(model.get_email_field_name())
+    username_field = str(model.USERNAME_FIELD)
     email = getattr(user, email_field, None) or None
     username = None if username_field == email_field else getattr(user, username_field, None)
     if isinstance(username, str) and username.startswith("~"):

@@ -26,9 +26,9 @@ def page_catalog(lang: str) -> Catalog:
     return Catalog.from_po_text(source.read_text("utf-8"), source=f"contrib/django/{lang}.po")
 
 
-def text(key: str, lang: str | None = None, **params: object) -> str:
+def text(key: str, lang: str | None = None) -> str:
     """The page text ``key`` in ``lang`` (default: the active Django language)."""
-    return page_catalog(lang or active_language()).message(key, **params)
+    return page_catalog(lang or active_language()).message(key)
 
 
 #: :func:`text` evaluated when shown, for form labels defined at import time.

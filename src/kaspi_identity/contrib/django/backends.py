@@ -8,7 +8,7 @@ argon2id with rehash (and old Django hashes upgraded).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
@@ -42,7 +42,7 @@ class KaspiIdentityBackend(ModelBackend):
     ) -> Any:
         """The user whose user name, e-mail or phone is ``username``, if ``password`` is right."""
         if username is None:
-            username = kwargs.get(get_user_model().USERNAME_FIELD)
+            username = kwargs.get(str(cast(Any, get_user_model()).USERNAME_FIELD))
         if not isinstance(username, str) or not isinstance(password, str):
             return None
         result = get_service().authenticate(username, password, client_key=client_key(request))

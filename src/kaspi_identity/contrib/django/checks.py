@@ -69,7 +69,9 @@ def check_setup(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMess
     if not settings.USE_TZ:
         found.append(
             checks.Warning(
-                "USE_TZ is False; the stores keep UTC", hint="set USE_TZ = True", id="kaspi_identity.W005"
+                "USE_TZ is False; the stores keep UTC",
+                hint="set USE_TZ = True",
+                id="kaspi_identity.W005",
             )
         )
     return found

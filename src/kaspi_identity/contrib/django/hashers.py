@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from django.contrib.auth.hashers import check_password, identify_hasher
 
-from kaspi_identity._errors import InvalidHashError, PasswordMismatchError
+from kaspi_identity._errors import PasswordMismatchError
 from kaspi_identity.hashing import MAX_PASSWORD_LENGTH, PasswordHasher
 
 __all__ = ["DjangoCompatibleHasher"]

@@ -37,6 +37,7 @@ class SecurityStampMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        """End the session if its stamp is stale, then answer the request."""
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
             stamp = request.session.get(SESSION_STAMP_KEY)

@@ -35,12 +35,19 @@ from kaspi_identity.delivery import EmailMessage, EmailSender, SmsSender
 from kaspi_identity.hashing import HashProfile
 from kaspi_identity.history import PasswordHistory
 from kaspi_identity.policy import PasswordPolicy
-from kaspi_identity.services import IdentitySettings, IdentityService
+from kaspi_identity.services import IdentityService, IdentitySettings
 
 from .hashers import DjangoCompatibleHasher
 from .storage import DjangoPasswordHistoryStore, django_storage
 
-__all__ = ["DjangoEmailSender", "get_service", "load_policy", "password_hasher", "password_history", "sms_sender"]
+__all__ = [
+    "DjangoEmailSender",
+    "get_service",
+    "load_policy",
+    "password_hasher",
+    "password_history",
+    "sms_sender",
+]
 
 _KNOWN = frozenset(
     {

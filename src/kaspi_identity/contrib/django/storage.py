@@ -70,16 +70,16 @@ from kaspi_identity.storage._logic import (
     WindowState,
     attempt_code,
     check_append,
-    check_changed_at,
-    check_grace,
-    check_must_change,
     check_attempt,
+    check_changed_at,
     check_consume,
     check_create,
     check_create_with_history,
     check_entry,
+    check_grace,
     check_hit,
     check_mark_email,
+    check_must_change,
     check_put,
     check_recent,
     check_replace_password,
@@ -259,11 +259,13 @@ class DjangoAccountStore(_Store):
     def __init__(self, using: str = "default") -> None:
         super().__init__(using)
         self._user: type[AbstractBaseUser] = get_user_model()
-        self._email_field = self._user.get_email_field_name()
-        username_field = self._user.USERNAME_FIELD
+        model: Any = self._user  # the stubs know AbstractBaseUser, not the host's model
+        self._email_field: str = model.get_email_field_name()
+        username_field = str(model.USERNAME_FIELD)
         self._username_field = None if username_field == self._email_field else username_field
         self._pk_field = self._user._meta.pk
-        self._password_room = self._user._meta.get_field("password").max_length or HASH_MAX_LENGTH
+        room = getattr(self._user._meta.get_field("password"), "max_length", None)
+        self._password_room: int = room or HASH_MAX_LENGTH
 
     @property
     def user_model(self) -> type[AbstractBaseUser]:
@@ -284,7 +286,7 @@ class DjangoAccountStore(_Store):
         if key is None or self._pk_field is None:
             return None
         try:
-            pk = self._pk_field.to_python(key)
+            pk: object = self._pk_field.to_python(key)
         except (ValidationError, ValueError, TypeError, OverflowError):
             return None
         if pk is None or str(pk) != key:
@@ -455,7 +457,8 @@ class DjangoAccountStore(_Store):
                 f" ({self._password_room} characters)"
             )
         if expected is None:
-            matches = Q(password="") | Q(password__startswith="!")
+            # Django's mark of an unusable password, not a secret.
+            matches = Q(password="") | Q(password__startswith="!")  # noqa: S106
         else:
             matches = Q(password=to_django_password(expected))
         with transaction.atomic(using=self._using):

@@ -30,7 +30,7 @@ from django.utils.translation import get_language
 
 from kaspi_identity._errors import UnknownLanguageError
 from kaspi_identity.i18n import DEFAULT_LANGUAGE, normalize_language
-from kaspi_identity.policy import PasswordPolicy, PolicyResult, UserInfo
+from kaspi_identity.policy import PolicyResult, UserInfo
 
 from .service import load_policy, password_hasher, password_history
 

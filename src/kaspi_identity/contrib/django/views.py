@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.conf import settings
@@ -23,10 +23,10 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonRes
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.cache import patch_cache_control, patch_vary_headers
+from django.utils.decorators import method_decorator
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import View
 from django.views.decorators.debug import sensitive_post_parameters
-from django.utils.decorators import method_decorator
 
 from kaspi_identity._errors import (
     InvalidCodeError,
@@ -70,8 +70,8 @@ __all__ = [
 
 #: Session keys: the token of a reset or confirmation link (or an SMS grant), the phone
 #: an SMS code was sent to.
-RESET_TOKEN_KEY = "_kaspi_identity_reset_token"
-CONFIRM_TOKEN_KEY = "_kaspi_identity_confirm_token"
+RESET_TOKEN_KEY = "_kaspi_identity_reset_token"  # noqa: S105 - a session key's name
+CONFIRM_TOKEN_KEY = "_kaspi_identity_confirm_token"  # noqa: S105 - a session key's name
 SMS_PHONE_KEY = "_kaspi_identity_sms_phone"
 
 _sensitive = method_decorator(
@@ -105,7 +105,9 @@ class _Page(View):
         """The project's service."""
         return get_service()
 
-    def page(self, form: forms.Form | None = None, *, status: int = 200, **extra: Any) -> HttpResponse:
+    def page(
+        self, form: forms.Form | None = None, *, status: int = 200, **extra: Any
+    ) -> HttpResponse:
         """The form page with ``form`` (a fresh one when ``None``)."""
         context = {
             "form": form if form is not None else self.form_class(),
@@ -283,7 +285,7 @@ class ChangePasswordView(LoginRequiredMixin, _Page):
         form = ChangePasswordForm(request.POST)
         if not form.is_valid():
             return self.page(form)
-        data, user = form.cleaned_data, request.user
+        data, user = form.cleaned_data, cast(Any, request.user)  # logged in: the mixin says so
         result = self.service.change_password(
             str(user.pk),
             data["current"],
@@ -300,7 +302,7 @@ class ChangePasswordView(LoginRequiredMixin, _Page):
             _add_policy_errors(form, result.policy, active_language())
             return self.page(form)
         user.refresh_from_db()
-        update_session_auth_hash(request, user)  # type: ignore[arg-type]
+        update_session_auth_hash(request, user)
         remember_stamp(request, result.security_stamp)
         return self.notice("ui.change.done")
 
@@ -435,7 +437,9 @@ class PolicyView(View):
         try:
             lang = normalize_language(asked) if asked is not None else active_language()
         except UnknownLanguageError:
-            return JsonResponse({"error": "unknown_language", "languages": ["kk", "ru", "en"]}, status=400)
+            return JsonResponse(
+                {"error": "unknown_language", "languages": ["kk", "ru", "en"]}, status=400
+            )
         response = JsonResponse(
             get_service().policy.document(lang), json_dumps_params={"ensure_ascii": False}
         )

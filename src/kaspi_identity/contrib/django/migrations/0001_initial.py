@@ -1,5 +1,7 @@
 """The app's tables: identities beside AUTH_USER_MODEL, history, ledger, codes, rate limits."""
 
+from typing import ClassVar
+
 import django.db.models.deletion
 from django.conf import settings
 from django.db import migrations, models
@@ -10,9 +12,11 @@ class Migration(migrations.Migration):
 
     initial = True
 
-    dependencies = [migrations.swappable_dependency(settings.AUTH_USER_MODEL)]
+    dependencies: ClassVar[list[tuple[str, str]]] = [
+        migrations.swappable_dependency(settings.AUTH_USER_MODEL)
+    ]
 
-    operations = [
+    operations: ClassVar[list[migrations.operations.base.Operation]] = [
         migrations.CreateModel(
             name="ConsumedToken",
             fields=[
