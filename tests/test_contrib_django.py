@@ -497,3 +497,52 @@ class TestCommands:
         with override_settings(KASPI_IDENTITY={"SITE_URL": "ftp://x"}):
             assert [m.id for m in check_setup()] == ["kaspi_identity.E001"]
         assert check_setup() == []
+
+
+class TestPasswordAge:
+    """What the pages do with the password's age (docs/policy.md "Password age")."""
+
+    def test_a_required_change_comes_before_anything_else(self) -> None:
+        """After kaspi_identity_require_change the log-in leads to the change page only."""
+        _register(Client())
+        call_command("kaspi_identity_require_change", EMAIL, stdout=io.StringIO())
+        client = Client()
+        answer = client.post("/accounts/login/", {"identifier": EMAIL, "password": PASSWORD})
+        assert (answer.status_code, answer["Location"]) == (302, "/accounts/password/change/")
+        page = client.get("/accounts/password/change/")
+        assert page.context["notice"]
+        forced = client.get("/accounts/policy.json")
+        assert (forced.status_code, forced["Location"]) == (302, "/accounts/password/change/")
+        changed = client.post(
+            "/accounts/password/change/",
+            {"current": PASSWORD, "password": NEW_PASSWORD, "confirmation": NEW_PASSWORD},
+        )
+        assert changed.status_code == 200
+        assert client.get("/accounts/policy.json").status_code == 200
+        assert Identity.objects.get(email_key=EMAIL).must_change_password is False
+
+    def test_clear_lifts_the_requirement(self) -> None:
+        """``--clear`` takes the flag off again."""
+        _register(Client())
+        call_command("kaspi_identity_require_change", EMAIL, stdout=io.StringIO())
+        call_command("kaspi_identity_require_change", EMAIL, "--clear", stdout=io.StringIO())
+        answer = Client().post("/accounts/login/", {"identifier": EMAIL, "password": PASSWORD})
+        assert answer["Location"] == "/accounts/profile/"
+
+    def test_an_expired_password_without_grace_is_refused(self) -> None:
+        """Past max_age_days with no grace log-ins: not logged in, told to reset."""
+        from datetime import timedelta
+
+        from django.test import override_settings
+        from django.utils import timezone
+
+        from kaspi_identity.contrib.django.service import _config
+
+        config = {**_config(), "POLICY": {"max_age_days": 90, "grace_logins": 0}}
+        with override_settings(KASPI_IDENTITY=config):
+            _register(Client())
+            old = timezone.now() - timedelta(days=91)
+            Identity.objects.filter(email_key=EMAIL).update(password_changed_at=old)
+            answer = Client().post("/accounts/login/", {"identifier": EMAIL, "password": PASSWORD})
+            assert answer.status_code == 200
+            assert answer.context["form"].non_field_errors()

@@ -7,6 +7,9 @@ session whose stamp is no longer the account's -- after a reset, a change of pas
 another session, or a change of e-mail. (Django's own session auth hash already ends
 sessions when the password column changes; the stamp covers the e-mail too, and the flows
 that rotate it on purpose.) It costs one indexed read per authenticated request.
+
+When the log-in said the password must be changed (``LoginResult.needs_password_change``),
+the session is sent to the change-of-password page until it is changed.
 """
 
 from __future__ import annotations
@@ -14,14 +17,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.contrib.auth import logout
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
 
 from .service import get_service
 
-__all__ = ["SESSION_STAMP_KEY", "SecurityStampMiddleware", "remember_stamp"]
+__all__ = ["MUST_CHANGE_KEY", "SESSION_STAMP_KEY", "SecurityStampMiddleware", "remember_stamp"]
 
 #: The session key that holds the account's security stamp.
 SESSION_STAMP_KEY = "_kaspi_identity_stamp"
+#: The session key set when the log-in said the password must be changed (its reason).
+MUST_CHANGE_KEY = "_kaspi_identity_must_change"
 
 
 def remember_stamp(request: HttpRequest, stamp: str | None) -> None:
@@ -45,4 +51,13 @@ class SecurityStampMiddleware:
                 str(user.pk), stamp
             ):
                 logout(request)
+            elif request.session.get(MUST_CHANGE_KEY) and request.path not in _free_paths():
+                # The log-in said the password must change (an operator's flag, an expired
+                # password in its grace log-ins, a tightened policy): nothing else until then.
+                return HttpResponseRedirect(reverse("kaspi_identity:change"))
         return self.get_response(request)
+
+
+def _free_paths() -> tuple[str, ...]:
+    """The pages a session that must change its password may still open."""
+    return (reverse("kaspi_identity:change"), reverse("kaspi_identity:logout"))

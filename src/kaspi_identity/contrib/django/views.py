@@ -52,7 +52,7 @@ from .forms import (
     PhoneForm,
     RegisterForm,
 )
-from .middleware import remember_stamp
+from .middleware import MUST_CHANGE_KEY, remember_stamp
 from .service import get_service
 from .validators import active_language
 
@@ -249,6 +249,9 @@ class LoginView(_Page):
         )
         if result.reason == "throttled":
             return self.throttled(result.retry_after, form)
+        if result.reason == "password_expired":
+            form.add_error(None, text("ui.login.expired"))
+            return self.page(form)
         user = None
         if result.ok and result.account_id is not None:
             user = get_user_model()._default_manager.filter(pk=result.account_id).first()
@@ -259,6 +262,9 @@ class LoginView(_Page):
         backend = settings.AUTHENTICATION_BACKENDS[0]
         login(request, user, backend=backend)
         remember_stamp(request, result.security_stamp)
+        if result.needs_password_change:
+            request.session[MUST_CHANGE_KEY] = result.password_change_reason or "must_change"
+            return HttpResponseRedirect(reverse("kaspi_identity:change"))
         return HttpResponseRedirect(self._next(request))
 
     @staticmethod
@@ -280,6 +286,14 @@ class ChangePasswordView(LoginRequiredMixin, _Page):
     button = "ui.change.button"
     show_requirements = True
 
+    def page(
+        self, form: forms.Form | None = None, *, status: int = 200, **extra: Any
+    ) -> HttpResponse:
+        """The form, with a notice when the log-in said the password must change."""
+        if self.request.session.get(MUST_CHANGE_KEY):
+            extra.setdefault("notice", text("ui.change.required"))
+        return super().page(form, status=status, **extra)
+
     def post(self, request: HttpRequest) -> HttpResponse:
         """Change the password through the service."""
         form = ChangePasswordForm(request.POST)
@@ -298,12 +312,16 @@ class ChangePasswordView(LoginRequiredMixin, _Page):
         if result.reason in ("wrong_password", "conflict"):
             form.add_error("current", text("ui.change.wrong"))
             return self.page(form)
+        if result.reason == "too_soon":
+            form.add_error(None, text("ui.change.too_soon"))
+            return self.page(form)
         if not result.ok:
             _add_policy_errors(form, result.policy, active_language())
             return self.page(form)
         user.refresh_from_db()
         update_session_auth_hash(request, user)
         remember_stamp(request, result.security_stamp)
+        request.session.pop(MUST_CHANGE_KEY, None)
         return self.notice("ui.change.done")
 
 
