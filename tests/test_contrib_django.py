@@ -11,6 +11,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 pytest.importorskip("django")
 
@@ -546,3 +548,99 @@ class TestPasswordAge:
             answer = Client().post("/accounts/login/", {"identifier": EMAIL, "password": PASSWORD})
             assert answer.status_code == 200
             assert answer.context["form"].non_field_errors()
+
+
+class TestTokenStash:
+    """A link's token leaves the URL and is stored nowhere in clear."""
+
+    def test_no_stored_row_holds_the_token(self) -> None:
+        """Neither the session row nor the cookie holds the token; the two together do."""
+        from django.contrib.sessions.models import Session
+
+        _register(Client())
+        Client().post("/accounts/password/forgot/", {"identifier": EMAIL})
+        link = _link("/accounts/password/reset/")
+        token = link.split("token=", 1)[1]
+        client = Client()
+        moved = client.get(link)
+        pad = moved.cookies["kaspi_identity_pad_kaspi_identity_reset_token"]
+        assert (pad["httponly"], pad["path"], pad["samesite"]) == (
+            True,
+            "/accounts/password/reset/",
+            "Lax",
+        )
+        assert token not in pad.value
+        for row in Session.objects.all():
+            assert token not in row.session_data
+            assert token not in json.dumps(row.get_decoded())
+        assert client.get("/accounts/password/reset/").status_code == 200
+
+    @pytest.mark.parametrize("garbage", ["", "!!!", "A" * 10, "x" * 20000])
+    def test_a_missing_or_garbage_cookie_half_is_a_bad_link(self, garbage: str) -> None:
+        """Without the right cookie half the session half is worth nothing: 400."""
+        _register(Client())
+        Client().post("/accounts/password/forgot/", {"identifier": EMAIL})
+        client = Client()
+        client.get(_link("/accounts/password/reset/"))
+        client.cookies["kaspi_identity_pad_kaspi_identity_reset_token"] = garbage
+        assert client.get("/accounts/password/reset/").status_code == 400
+        done = client.post(
+            "/accounts/password/reset/", {"password": NEW_PASSWORD, "confirmation": NEW_PASSWORD}
+        )
+        assert done.status_code == 400
+
+    def test_racing_redemptions_of_one_link(self) -> None:
+        """Eight browsers with one link, posting at once: exactly one reset succeeds."""
+        import threading
+
+        from django.db import connections
+
+        _register(Client())
+        Client().post("/accounts/password/forgot/", {"identifier": EMAIL})
+        link = _link("/accounts/password/reset/")
+        clients = [Client() for _ in range(8)]
+        for client in clients:
+            client.get(link)
+        barrier = threading.Barrier(len(clients))
+        statuses: list[int] = []
+        lock = threading.Lock()
+
+        def redeem(client: Client) -> None:
+            try:
+                barrier.wait(timeout=30)
+                answer = client.post(
+                    "/accounts/password/reset/",
+                    {"password": NEW_PASSWORD, "confirmation": NEW_PASSWORD},
+                )
+                with lock:
+                    statuses.append(answer.status_code)
+            finally:
+                connections.close_all()
+
+        threads = [threading.Thread(target=redeem, args=(c,)) for c in clients]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert sorted(statuses) == [200] + [400] * 7
+        assert PasswordHistoryEntry.objects.count() == 2  # the first password and this one
+
+
+class TestPasswordForms:
+    """``to_django_password`` and ``from_django_password`` as properties."""
+
+    @given(
+        st.text(min_size=1, max_size=200).filter(lambda h: not h.startswith(("!", "argon2$argon2")))
+    )
+    def test_round_trip(self, stored: str) -> None:
+        """Whatever the services store comes back as it was."""
+        from kaspi_identity.contrib.django.storage import from_django_password, to_django_password
+
+        assert from_django_password(to_django_password(stored)) == stored
+
+    @given(st.text(alphabet="abcdef0123456789$=,", min_size=1, max_size=80))
+    def test_ours_are_djangos_argon2(self, tail: str) -> None:
+        """An argon2 PHC string is stored in Django's ``argon2$`` form, nothing else is."""
+        from kaspi_identity.contrib.django.storage import to_django_password
+
+        assert to_django_password("$argon2id$" + tail) == "argon2$argon2id$" + tail

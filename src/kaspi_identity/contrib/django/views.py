@@ -4,9 +4,11 @@ The views collect a form, call one service method, and turn its answer into a pa
 policy's violations and the identifier errors become form errors in the active language, a
 rate limit is a ``429`` with ``Retry-After``, a bad link a ``400``. A token never stays in a
 URL a browser would send again: the reset and confirmation pages take it from the link's
-``?token=`` into the session and redirect to the bare page at once (as Django's own
-``PasswordResetConfirmView`` does), and the grant of a verified SMS code goes straight into
-the session. Templates live in ``kaspi_identity/`` and can be overridden (docs/django.md).
+``?token=`` and redirect to the bare page at once (as Django's own
+``PasswordResetConfirmView`` does), and the grant of a verified SMS code never enters a URL.
+Either is kept split between the session and a cookie for that one page (``_stash``), so no
+stored session row holds it in clear. Templates live in ``kaspi_identity/`` and can be
+overridden (docs/django.md).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from kaspi_identity.i18n import normalize_language
 from kaspi_identity.policy import PolicyResult
 from kaspi_identity.services import IdentityService
 
+from . import _stash
 from ._ui import text
 from .backends import client_key
 from .forms import (
@@ -142,13 +145,16 @@ class _Page(View):
 
 
 def _token_from_link(request: HttpRequest, key: str) -> HttpResponse | None:
-    """Move a link's ``?token=`` into the session; the redirect to the bare page, or ``None``."""
+    """Move a link's ``?token=`` out of the URL; the redirect to the bare page, or ``None``.
+
+    The token is kept split between the session and a cookie for this page (``_stash``).
+    """
     token = request.GET.get("token")
     if token is None:
         return None
-    request.session[key] = token
     response = HttpResponseRedirect(request.path)
     response["Referrer-Policy"] = "no-referrer"
+    _stash.keep(request, response, key, token, path=request.path)
     return response
 
 
@@ -209,20 +215,23 @@ class ConfirmEmailView(_Page):
         moved = _token_from_link(request, CONFIRM_TOKEN_KEY)
         if moved is not None:
             return moved
-        if CONFIRM_TOKEN_KEY not in request.session:
+        if _stash.peek(request, CONFIRM_TOKEN_KEY) is None:
             return self.notice("ui.link.invalid", status=400)
         return self.page()
 
     def post(self, request: HttpRequest) -> HttpResponse:
         """Confirm the address the link was sent to."""
-        token = request.session.pop(CONFIRM_TOKEN_KEY, None)
-        if not isinstance(token, str):
-            return self.notice("ui.link.invalid", status=400)
+        token = _stash.peek(request, CONFIRM_TOKEN_KEY)
         try:
+            if token is None:
+                raise InvalidTokenError("no token")
             self.service.confirm_email(token)
         except InvalidTokenError:
-            return self.notice("ui.link.invalid", status=400)
-        return self.notice("ui.confirm.done")
+            response = self.notice("ui.link.invalid", status=400)
+        else:
+            response = self.notice("ui.confirm.done")
+        _stash.drop(request, response, CONFIRM_TOKEN_KEY, path=request.path)
+        return response
 
 
 @_sensitive
@@ -359,14 +368,14 @@ class ResetPasswordView(_Page):
         moved = _token_from_link(request, RESET_TOKEN_KEY)
         if moved is not None:
             return moved
-        if RESET_TOKEN_KEY not in request.session:
+        if _stash.peek(request, RESET_TOKEN_KEY) is None:
             return self.notice("ui.link.invalid", status=400)
         return self.page()
 
     def post(self, request: HttpRequest) -> HttpResponse:
         """Set the new password; every session of the account ends."""
-        token = request.session.get(RESET_TOKEN_KEY)
-        if not isinstance(token, str):
+        token = _stash.peek(request, RESET_TOKEN_KEY)
+        if token is None:
             return self.notice("ui.link.invalid", status=400)
         form = NewPasswordForm(request.POST)
         if not form.is_valid():
@@ -375,13 +384,15 @@ class ResetPasswordView(_Page):
         try:
             result = self.service.reset_password(token, data["password"], data["confirmation"])
         except InvalidTokenError:
-            request.session.pop(RESET_TOKEN_KEY, None)
-            return self.notice("ui.link.invalid", status=400)
+            response = self.notice("ui.link.invalid", status=400)
+            _stash.drop(request, response, RESET_TOKEN_KEY, path=request.path)
+            return response
         if not result.ok:
             _add_policy_errors(form, result.policy, active_language())
             return self.page(form)
-        request.session.pop(RESET_TOKEN_KEY, None)
-        return self.notice("ui.reset.done")
+        response = self.notice("ui.reset.done")
+        _stash.drop(request, response, RESET_TOKEN_KEY, path=request.path)
+        return response
 
 
 class SmsForgotView(_Page):
@@ -438,8 +449,10 @@ class SmsVerifyView(_Page):
         except InvalidPhoneError:
             return HttpResponseRedirect(reverse("kaspi_identity:sms_forgot"))
         del request.session[SMS_PHONE_KEY]
-        request.session[RESET_TOKEN_KEY] = grant
-        return HttpResponseRedirect(reverse("kaspi_identity:reset"))
+        reset_page = reverse("kaspi_identity:reset")
+        response = HttpResponseRedirect(reset_page)
+        _stash.keep(request, response, RESET_TOKEN_KEY, grant, path=reset_page)
+        return response
 
 
 class PolicyView(View):
