@@ -644,3 +644,64 @@ class TestPasswordForms:
         from kaspi_identity.contrib.django.storage import to_django_password
 
         assert to_django_password("$argon2id$" + tail) == "argon2$argon2id$" + tail
+
+
+class FailingBackend:
+    """A Django mail backend whose server is down."""
+
+    def __init__(self, **_: object) -> None:
+        pass
+
+    def send_messages(self, messages: object) -> int:
+        raise ConnectionRefusedError("smtp.example.kz:587 refused; letter to aliya@example.kz")
+
+
+class TestFaults:
+    """A failing mail backend and odd bytes change no answer and leak nothing."""
+
+    def test_a_failing_mail_backend_changes_no_answer(self, caplog: pytest.LogCaptureFixture) -> None:
+        """Registration and a reset request answer as always; the log names no address."""
+        from django.test import override_settings
+
+        with override_settings(EMAIL_BACKEND=f"{__name__}.FailingBackend"):
+            assert _register(Client()).status_code == 200
+            sent = Client().post("/accounts/password/forgot/", {"identifier": EMAIL})
+            assert sent.status_code == 200
+        assert User.objects.filter(email=EMAIL).exists()
+        assert EMAIL not in caplog.text
+        assert "refused" not in caplog.text
+
+    def test_the_sender_raises_delivery_error(self) -> None:
+        """DjangoEmailSender turns the backend's exception into DeliveryError, message-free."""
+        from django.test import override_settings
+
+        from kaspi_identity.contrib.django.service import DjangoEmailSender
+        from kaspi_identity.delivery import DeliveryError, EmailMessage
+
+        letter = EmailMessage(
+            to=EMAIL, subject="s", text="https://x/reset?token=secret", kind="password_reset", language="en"
+        )
+        with override_settings(EMAIL_BACKEND=f"{__name__}.FailingBackend"):
+            with pytest.raises(DeliveryError) as caught:
+                DjangoEmailSender().send_email(letter)
+        assert "secret" not in str(caught.value)
+        assert caught.value.__cause__ is None
+        assert caught.value.__suppress_context__
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            b"identifier=%FF%FE&password=x",
+            b"identifier=a%00b&password=%00",
+            b"identifier=" + b"x" * 100_000 + b"&password=y",
+            b"password=only",
+            b"\xff\xfe\xfd",
+        ],
+    )
+    def test_odd_bytes_at_the_login(self, body: bytes) -> None:
+        """Invalid UTF-8, NUL, huge or missing fields: a page, never a server error."""
+        answer = Client().post(
+            "/accounts/login/", data=body, content_type="application/x-www-form-urlencoded"
+        )
+        assert answer.status_code in (200, 429)
+        assert get_user_model().objects.count() == 0

@@ -31,7 +31,7 @@ from django.urls import reverse
 from django.utils.module_loading import import_string
 
 from kaspi_identity._keys import KeyRing
-from kaspi_identity.delivery import EmailMessage, EmailSender, SmsSender
+from kaspi_identity.delivery import DeliveryError, EmailMessage, EmailSender, SmsSender
 from kaspi_identity.hashing import HashProfile
 from kaspi_identity.history import PasswordHistory
 from kaspi_identity.policy import PasswordPolicy
@@ -74,15 +74,27 @@ class DjangoEmailSender:
 
     The letter goes out from ``DEFAULT_FROM_EMAIL`` with the HTML alternative when it has
     one; in tests Django's ``locmem`` backend keeps it in ``django.core.mail.outbox``.
-    A failure of the backend raises as Django raises it (``fail_silently`` is off).
+    Whatever the backend raises becomes :class:`~kaspi_identity.delivery.DeliveryError`
+    naming only the exception's type (its message could quote the letter), so the flows log
+    the failure and answer as always.
     """
 
     def send_email(self, message: EmailMessage) -> None:
-        """Send ``message`` with Django's mail backend."""
+        """Send ``message`` with Django's mail backend.
+
+        Raises:
+            DeliveryError: the backend failed (or sent nothing).
+
+        """
         letter = EmailMultiAlternatives(message.subject, message.text, to=[message.to])
         if message.html is not None:
             letter.attach_alternative(message.html, "text/html")
-        letter.send()
+        try:
+            sent = letter.send()
+        except Exception as exc:  # any backend's failure, SMTP or not
+            raise DeliveryError(f"Django's mail backend failed ({type(exc).__name__})") from None
+        if sent != 1:
+            raise DeliveryError("Django's mail backend sent nothing")
 
 
 def load_policy(value: object) -> PasswordPolicy:
