@@ -659,7 +659,9 @@ class FailingBackend:
 class TestFaults:
     """A failing mail backend and odd bytes change no answer and leak nothing."""
 
-    def test_a_failing_mail_backend_changes_no_answer(self, caplog: pytest.LogCaptureFixture) -> None:
+    def test_a_failing_mail_backend_changes_no_answer(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
         """Registration and a reset request answer as always; the log names no address."""
         from django.test import override_settings
 
@@ -679,11 +681,15 @@ class TestFaults:
         from kaspi_identity.delivery import DeliveryError, EmailMessage
 
         letter = EmailMessage(
-            to=EMAIL, subject="s", text="https://x/reset?token=secret", kind="password_reset", language="en"
+            to=EMAIL,
+            subject="s",
+            text="https://x/reset?token=secret",
+            kind="password_reset",
+            language="en",
         )
-        with override_settings(EMAIL_BACKEND=f"{__name__}.FailingBackend"):
-            with pytest.raises(DeliveryError) as caught:
-                DjangoEmailSender().send_email(letter)
+        failing = override_settings(EMAIL_BACKEND=f"{__name__}.FailingBackend")
+        with failing, pytest.raises(DeliveryError) as caught:
+            DjangoEmailSender().send_email(letter)
         assert "secret" not in str(caught.value)
         assert caught.value.__cause__ is None
         assert caught.value.__suppress_context__
@@ -705,3 +711,17 @@ class TestFaults:
         )
         assert answer.status_code in (200, 429)
         assert get_user_model().objects.count() == 0
+
+
+def test_the_backend_carries_a_required_change_into_the_session() -> None:
+    """Django's own ``login()`` through KaspiIdentityBackend: the change page comes first."""
+    _register(Client())
+    get_service().require_password_change(str(User.objects.get(email=EMAIL).pk))
+    from django.test import override_settings
+
+    client = Client()
+    backend = "kaspi_identity.contrib.django.backends.KaspiIdentityBackend"
+    with override_settings(AUTHENTICATION_BACKENDS=[backend]):
+        assert client.login(username=EMAIL, password=PASSWORD)
+        answer = client.get("/accounts/policy.json")
+    assert (answer.status_code, answer["Location"]) == (302, "/accounts/password/change/")

@@ -152,7 +152,7 @@ def _on_login(sender: object, request: Any, user: AbstractBaseUser, **_: Any) ->
     """Keep the account's stamp in the new session (every log-in path sends this signal)."""
     from django.conf import settings
 
-    from .middleware import SESSION_STAMP_KEY
+    from .middleware import MUST_CHANGE_KEY, SESSION_STAMP_KEY
 
     session = getattr(request, "session", None)
     if session is None or user is None:
@@ -160,6 +160,9 @@ def _on_login(sender: object, request: Any, user: AbstractBaseUser, **_: Any) ->
     using = getattr(settings, "KASPI_IDENTITY", {}).get("DATABASE", "default")
     identity = ensure_identity(user, using=using)
     session[SESSION_STAMP_KEY] = identity.security_stamp
+    must_change = getattr(user, "_kaspi_identity_must_change", None)
+    if must_change:
+        session[MUST_CHANGE_KEY] = must_change
 
 
 def connect() -> None:

@@ -49,4 +49,8 @@ class KaspiIdentityBackend(ModelBackend):
         if not result.ok or result.account_id is None:
             return None
         user = get_user_model()._default_manager.filter(pk=result.account_id).first()
-        return user if user is not None and self.user_can_authenticate(user) else None
+        if user is None or not self.user_can_authenticate(user):
+            return None
+        if result.needs_password_change:  # read at user_logged_in: the session must change it
+            user._kaspi_identity_must_change = result.password_change_reason  # type: ignore[attr-defined]
+        return user

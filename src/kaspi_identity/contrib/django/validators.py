@@ -71,7 +71,10 @@ def user_info(user: Any) -> UserInfo | None:
     ]
     identity = None
     if getattr(user, "pk", None) is not None:
-        identity = Identity.objects.filter(pk=user.pk).first()
+        from django.conf import settings
+
+        using = getattr(settings, "KASPI_IDENTITY", {}).get("DATABASE", "default")
+        identity = Identity.objects.using(using).filter(pk=user.pk).first()
     if identity is not None:
         fields["phone"] = identity.phone
         fields["iin"] = identity.iin
