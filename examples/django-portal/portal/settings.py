@@ -1,6 +1,7 @@
 """A Django portal with every kaspi-identity flow: Django's usual settings plus the glue.
 
-The lines marked ``# kaspi-identity`` are all the glue (with one line in urls.py).
+The glue is the block at the end (12 lines) and two lines of urls.py, as docs/django.md
+shows them.
 """
 
 import os
@@ -16,7 +17,6 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
-    "kaspi_identity.contrib.django",  # kaspi-identity
 ]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -25,7 +25,6 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "kaspi_identity.contrib.django.middleware.SecurityStampMiddleware",  # kaspi-identity
     "django.contrib.messages.middleware.MessageMiddleware",
 ]
 ROOT_URLCONF = "portal.urls"
@@ -46,7 +45,6 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": BASE_DIR / "db.sqlite3",
-        "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 30},  # kaspi-identity
     }
 }
 USE_TZ = True
@@ -56,19 +54,16 @@ LOGIN_REDIRECT_URL = "/"
 EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 DEFAULT_FROM_EMAIL = "Portal <noreply@portal.example.kz>"
 
-PASSWORD_HASHERS = [  # kaspi-identity: Django reads (and makes) the same argon2id hashes
-    "django.contrib.auth.hashers.Argon2PasswordHasher",
-    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+# -- kaspi-identity: the glue ------------------------------------------------------------
+INSTALLED_APPS += ["kaspi_identity.contrib.django"]
+MIDDLEWARE += ["kaspi_identity.contrib.django.middleware.SecurityStampMiddleware"]
+DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 30}  # SQLite
+AUTHENTICATION_BACKENDS = ["kaspi_identity.contrib.django.backends.KaspiIdentityBackend"]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "kaspi_identity.contrib.django.validators.KaspiPasswordValidator"}
 ]
-AUTHENTICATION_BACKENDS = [
-    "kaspi_identity.contrib.django.backends.KaspiIdentityBackend"
-]  # kaspi-identity
-AUTH_PASSWORD_VALIDATORS = [  # kaspi-identity
-    {"NAME": "kaspi_identity.contrib.django.validators.KaspiPasswordValidator"},
-]
-KASPI_IDENTITY = {  # kaspi-identity
-    "SITE_URL": os.environ.get("PORTAL_URL", "https://portal.example.kz"),
-    "SITE_NAME": "Portal",
+KASPI_IDENTITY = {
+    "SITE_URL": "https://portal.example.kz",
     "POLICY": "kz-procurement",
     "SMS_SENDER": "kaspi_identity.delivery.ConsoleSender",  # your SMS gateway's sender
 }

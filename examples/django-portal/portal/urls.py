@@ -5,5 +5,5 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("accounts/", include("kaspi_identity.contrib.django.urls")),  # kaspi-identity
+    path("accounts/", include("kaspi_identity.contrib.django.urls")),  # kaspi-identity's line
 ]
