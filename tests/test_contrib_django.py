@@ -531,8 +531,8 @@ class TestPasswordAge:
         answer = Client().post("/accounts/login/", {"identifier": EMAIL, "password": PASSWORD})
         assert answer["Location"] == "/accounts/profile/"
 
-    def test_an_expired_password_without_grace_is_refused(self) -> None:
-        """Past max_age_days with no grace log-ins: not logged in, told to reset."""
+    def test_an_expired_password_is_changed_before_the_log_in(self) -> None:
+        """Past max_age_days with no grace log-in: no session; the change page, then log in."""
         from datetime import timedelta
 
         from django.test import override_settings
@@ -545,9 +545,50 @@ class TestPasswordAge:
             _register(Client())
             old = timezone.now() - timedelta(days=91)
             Identity.objects.filter(email_key=EMAIL).update(password_changed_at=old)
-            answer = Client().post("/accounts/login/", {"identifier": EMAIL, "password": PASSWORD})
-            assert answer.status_code == 200
-            assert answer.context["form"].non_field_errors()
+            client = Client()
+            answer = client.post("/accounts/login/", {"identifier": EMAIL, "password": PASSWORD})
+            assert (answer.status_code, answer["Location"]) == (302, "/accounts/password/change/")
+            page = client.get("/accounts/password/change/")
+            expired = get_service().authenticate(EMAIL, PASSWORD, client_key="other")
+            assert expired.reason == "password_expired"
+            assert page.context["notice"] == expired.password_change_message("en")
+            assert "_auth_user_id" not in client.session  # nobody is logged in
+            changed = client.post(
+                "/accounts/password/change/",
+                {"current": PASSWORD, "password": NEW_PASSWORD, "confirmation": NEW_PASSWORD},
+            )
+            assert changed.status_code == 200
+            assert client.get("/accounts/password/change/").status_code == 302  # done here
+            assert _logged_in(_log_in(password=NEW_PASSWORD))
+
+    def test_an_expiring_password_is_said_once(self) -> None:
+        """Inside the warning window: logged in as usual, the days left in a message."""
+        from datetime import timedelta
+
+        from django.contrib.messages import get_messages
+        from django.test import override_settings
+        from django.utils import timezone
+
+        from kaspi_identity.contrib.django.service import _config
+
+        policy = {"max_age_days": 90, "expiry_warning_days": 14}
+        with override_settings(KASPI_IDENTITY={**_config(), "POLICY": policy}):
+            _register(Client())
+            old = timezone.now() - timedelta(days=80)
+            Identity.objects.filter(email_key=EMAIL).update(password_changed_at=old)
+            client = Client()
+            answer = client.post("/accounts/login/", {"identifier": EMAIL, "password": PASSWORD})
+            assert (answer.status_code, answer["Location"]) == (302, "/accounts/profile/")
+            said = [str(m) for m in get_messages(answer.wsgi_request)]
+            assert len(said) == 1
+            assert "10 days" in said[0]
+            assert _logged_in(client)
+
+    def test_the_change_page_is_closed_to_strangers(self) -> None:
+        """Without a log-in (or an expired one), the change page sends to the log-in."""
+        answer = Client().get("/accounts/password/change/")
+        assert answer.status_code == 302
+        assert answer["Location"].startswith("/accounts/login/")
 
 
 class TestTokenStash:

@@ -15,6 +15,7 @@ from django.contrib.auth.backends import ModelBackend
 from django.http import HttpRequest
 
 from .service import get_service
+from .validators import active_language
 
 __all__ = ["KaspiIdentityBackend", "client_key"]
 
@@ -52,5 +53,6 @@ class KaspiIdentityBackend(ModelBackend):
         if user is None or not self.user_can_authenticate(user):
             return None
         if result.needs_password_change:  # read at user_logged_in: the session must change it
-            user._kaspi_identity_must_change = result.password_change_reason  # type: ignore[attr-defined]
+            notice = result.password_change_message(active_language())
+            user._kaspi_identity_must_change = notice  # type: ignore[attr-defined]
         return user

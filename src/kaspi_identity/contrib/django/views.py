@@ -19,9 +19,16 @@ from typing import Any, cast
 
 from django import forms
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import get_user_model, login, update_session_auth_hash
-from django.contrib.auth.mixins import LoginRequiredMixin
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.contrib.auth.views import redirect_to_login
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    HttpResponseRedirect,
+    JsonResponse,
+)
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.cache import patch_cache_control, patch_vary_headers
@@ -76,6 +83,8 @@ __all__ = [
 RESET_TOKEN_KEY = "_kaspi_identity_reset_token"  # noqa: S105 - a session key's name
 CONFIRM_TOKEN_KEY = "_kaspi_identity_confirm_token"  # noqa: S105 - a session key's name
 SMS_PHONE_KEY = "_kaspi_identity_sms_phone"
+#: The account whose log-in was refused with an expired password: it may change it.
+EXPIRED_ACCOUNT_KEY = "_kaspi_identity_expired_account"
 
 _sensitive = method_decorator(
     sensitive_post_parameters("password", "confirmation", "current", "code"), name="dispatch"
@@ -258,9 +267,12 @@ class LoginView(_Page):
         )
         if result.reason == "throttled":
             return self.throttled(result.retry_after, form)
-        if result.reason == "password_expired":
-            form.add_error(None, text("ui.login.expired"))
-            return self.page(form)
+        lang = active_language()
+        if result.reason == "password_expired" and result.account_id is not None:
+            # The right password, expired, no grace log-in left: choose a new one here.
+            request.session[EXPIRED_ACCOUNT_KEY] = result.account_id
+            request.session[MUST_CHANGE_KEY] = result.password_change_message(lang)
+            return HttpResponseRedirect(reverse("kaspi_identity:change"))
         user = None
         if result.ok and result.account_id is not None:
             user = get_user_model()._default_manager.filter(pk=result.account_id).first()
@@ -271,9 +283,12 @@ class LoginView(_Page):
         backend = settings.AUTHENTICATION_BACKENDS[0]
         login(request, user, backend=backend)
         remember_stamp(request, result.security_stamp)
+        notice = result.password_change_message(lang)
         if result.needs_password_change:
-            request.session[MUST_CHANGE_KEY] = result.password_change_reason or "must_change"
+            request.session[MUST_CHANGE_KEY] = notice
             return HttpResponseRedirect(reverse("kaspi_identity:change"))
+        if notice is not None:  # expiring soon: said once, on the next page
+            messages.info(request, notice, fail_silently=True)
         return HttpResponseRedirect(self._next(request))
 
     @staticmethod
@@ -287,20 +302,31 @@ class LoginView(_Page):
 
 
 @_sensitive
-class ChangePasswordView(LoginRequiredMixin, _Page):
-    """Change of password; this session lives on, every other one ends."""
+class ChangePasswordView(_Page):
+    """Change of password; this session lives on, every other one ends.
+
+    Open to a logged-in user, and to the visitor whose log-in was refused with an expired
+    password (who types the current one here, and logs in with the new one after).
+    """
 
     form_class = ChangePasswordForm
     title = "ui.change.title"
     button = "ui.change.button"
     show_requirements = True
 
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        """Log-in first, unless the log-in said the password has expired."""
+        if not request.user.is_authenticated and EXPIRED_ACCOUNT_KEY not in request.session:
+            return redirect_to_login(request.get_full_path())
+        return super().dispatch(request, *args, **kwargs)
+
     def page(
         self, form: forms.Form | None = None, *, status: int = 200, **extra: Any
     ) -> HttpResponse:
-        """The form, with a notice when the log-in said the password must change."""
-        if self.request.session.get(MUST_CHANGE_KEY):
-            extra.setdefault("notice", text("ui.change.required"))
+        """The form, with the log-in's word on why the password must change."""
+        notice = self.request.session.get(MUST_CHANGE_KEY)
+        if isinstance(notice, str):
+            extra.setdefault("notice", notice)
         return super().page(form, status=status, **extra)
 
     def post(self, request: HttpRequest) -> HttpResponse:
@@ -308,9 +334,10 @@ class ChangePasswordView(LoginRequiredMixin, _Page):
         form = ChangePasswordForm(request.POST)
         if not form.is_valid():
             return self.page(form)
-        data, user = form.cleaned_data, cast(Any, request.user)  # logged in: the mixin says so
+        data, user = form.cleaned_data, cast(Any, request.user)
+        expired = None if user.is_authenticated else request.session.get(EXPIRED_ACCOUNT_KEY)
         result = self.service.change_password(
-            str(user.pk),
+            str(user.pk) if expired is None else str(expired),
             data["current"],
             data["password"],
             data["confirmation"],
@@ -322,15 +349,18 @@ class ChangePasswordView(LoginRequiredMixin, _Page):
             form.add_error("current", text("ui.change.wrong"))
             return self.page(form)
         if result.reason == "too_soon":
-            form.add_error(None, text("ui.change.too_soon"))
+            form.add_error(None, result.too_soon_message(active_language()) or "")
             return self.page(form)
         if not result.ok:
             _add_policy_errors(form, result.policy, active_language())
             return self.page(form)
+        request.session.pop(MUST_CHANGE_KEY, None)
+        if expired is not None:  # not logged in: log in with the new password now
+            request.session.pop(EXPIRED_ACCOUNT_KEY, None)
+            return self.notice("ui.reset.done")
         user.refresh_from_db()
         update_session_auth_hash(request, user)
         remember_stamp(request, result.security_stamp)
-        request.session.pop(MUST_CHANGE_KEY, None)
         return self.notice("ui.change.done")
 
 
