@@ -12,14 +12,24 @@ import contextlib
 import os
 import tempfile
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import django
 import pytest
+
+if TYPE_CHECKING:
+    from kaspi_identity.storage import Storage
 from django.conf import settings
 
-__all__ = ["POSTGRES", "close_thread_connections", "empty", "setup"]
+__all__ = [
+    "POSTGRES",
+    "break_history",
+    "close_thread_connections",
+    "empty",
+    "mend_history",
+    "setup",
+]
 
 _KEY = "django-test-secret-key-that-is-long-enough-0123456789"
 POSTGRES = "postgres"
@@ -173,3 +183,48 @@ def empty(using: str = "default") -> None:
         model.objects.using(using).all().delete()
     get_user_model()._default_manager.db_manager(using).all().delete()
     Session.objects.using(using).all().delete()
+
+
+def break_history(storage: Storage) -> None:
+    """Make every later history insert and trim fail inside the store's transaction."""
+    from django.db import connections
+
+    from kaspi_identity.contrib.django.models import PasswordHistoryEntry
+    from kaspi_identity.contrib.django.storage import DjangoPasswordHistoryStore
+
+    assert isinstance(storage.history, DjangoPasswordHistoryStore)
+    using = storage.history.using
+    connection = connections[using]
+    table = PasswordHistoryEntry._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            for event in ("INSERT", "DELETE"):
+                cursor.execute(
+                    f"CREATE TRIGGER fail_history_{event.lower()} BEFORE {event} ON {table}"
+                    " BEGIN SELECT RAISE(ABORT, 'injected fault: disk full'); END"
+                )
+        else:
+            cursor.execute(
+                "CREATE OR REPLACE FUNCTION kaspi_fail() RETURNS trigger LANGUAGE plpgsql AS"
+                " $$ BEGIN RAISE EXCEPTION 'injected fault: disk full'; END $$"
+            )
+            cursor.execute(
+                f"CREATE TRIGGER fail_history BEFORE INSERT OR DELETE ON {table}"
+                " FOR EACH ROW EXECUTE FUNCTION kaspi_fail()"
+            )
+
+
+def mend_history(using: str) -> None:
+    """Drop the triggers :func:`break_history` made."""
+    from django.db import connections
+
+    from kaspi_identity.contrib.django.models import PasswordHistoryEntry
+
+    connection = connections[using]
+    table = PasswordHistoryEntry._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "sqlite":
+            cursor.execute("DROP TRIGGER IF EXISTS fail_history_insert")
+            cursor.execute("DROP TRIGGER IF EXISTS fail_history_delete")
+        else:
+            cursor.execute(f"DROP TRIGGER IF EXISTS fail_history ON {table}")

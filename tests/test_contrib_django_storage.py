@@ -26,7 +26,6 @@ from kaspi_identity._errors import (  # noqa: E402
 )
 from kaspi_identity.contrib.django.models import (  # noqa: E402
     Identity,
-    PasswordHistoryEntry,
 )
 from kaspi_identity.contrib.django.storage import (  # noqa: E402
     DjangoAccountStore,
@@ -44,41 +43,6 @@ User: Any = get_user_model()
 _HASH = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGFoYXNoYWhhc2g"
 
 
-def _break_history(storage: Storage) -> None:
-    """Make every later history insert and trim fail inside the store's transaction."""
-    assert isinstance(storage.history, DjangoPasswordHistoryStore)
-    using = storage.history.using
-    connection = connections[using]
-    table = PasswordHistoryEntry._meta.db_table
-    with connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
-            for event in ("INSERT", "DELETE"):
-                cursor.execute(
-                    f"CREATE TRIGGER fail_history_{event.lower()} BEFORE {event} ON {table}"
-                    " BEGIN SELECT RAISE(ABORT, 'injected fault: disk full'); END"
-                )
-        else:
-            cursor.execute(
-                "CREATE OR REPLACE FUNCTION kaspi_fail() RETURNS trigger LANGUAGE plpgsql AS"
-                " $$ BEGIN RAISE EXCEPTION 'injected fault: disk full'; END $$"
-            )
-            cursor.execute(
-                f"CREATE TRIGGER fail_history BEFORE INSERT OR DELETE ON {table}"
-                " FOR EACH ROW EXECUTE FUNCTION kaspi_fail()"
-            )
-
-
-def _mend_history(using: str) -> None:
-    connection = connections[using]
-    table = PasswordHistoryEntry._meta.db_table
-    with connection.cursor() as cursor:
-        if connection.vendor == "sqlite":
-            cursor.execute("DROP TRIGGER IF EXISTS fail_history_insert")
-            cursor.execute("DROP TRIGGER IF EXISTS fail_history_delete")
-        else:
-            cursor.execute(f"DROP TRIGGER IF EXISTS fail_history ON {table}")
-
-
 class DjangoBundle:
     """A fresh, empty bundle on ``self.alias`` for each test; threads' connections closed."""
 
@@ -93,7 +57,7 @@ class DjangoBundle:
         storage = django_storage(self.alias)
         yield storage
         gc.collect()  # the racing threads' connections
-        _mend_history(self.alias)
+        _django_setup.mend_history(self.alias)
         _django_setup.empty(self.alias)
 
     def require(self) -> None:
@@ -101,7 +65,7 @@ class DjangoBundle:
 
     def break_history_writes(self, storage: Storage) -> None:
         """Install a trigger that aborts every history write."""
-        _break_history(storage)
+        _django_setup.break_history(storage)
 
 
 class TestDjangoStorageSQLite(DjangoBundle, StorageContract):

@@ -266,6 +266,11 @@ class DjangoAccountStore(_Store):
         self._pk_field = self._user._meta.pk
         room = getattr(self._user._meta.get_field("password"), "max_length", None)
         self._password_room: int = room or HASH_MAX_LENGTH
+        email_column = self._user._meta.get_field(self._email_field)
+        # What the user row holds for an account without an e-mail: NULL where the column
+        # allows it (a unique e-mail column must), else Django's usual "".
+        self._no_email: str | None = None if getattr(email_column, "null", False) else ""
+        self._email_required = self._no_email == "" and bool(getattr(email_column, "unique", False))
 
     @property
     def user_model(self) -> type[AbstractBaseUser]:
@@ -348,7 +353,14 @@ class DjangoAccountStore(_Store):
         return None
 
     def _user_row(self, new: NewAccount) -> AbstractBaseUser:
-        values: dict[str, object] = {self._email_field: new.email or ""}
+        if new.email is None and self._email_required:
+            raise ValueError(
+                f"the user model's {self._email_field!r} column is unique and NOT NULL:"
+                " every account needs an e-mail (make the column null=True to allow none)"
+            )
+        values: dict[str, object] = {
+            self._email_field: new.email if new.email is not None else self._no_email
+        }
         if self._username_field is not None:
             # Django's user name column is NOT NULL and unique: an account without a user
             # name gets a random placeholder no log-in form accepts.
