@@ -766,3 +766,14 @@ def test_the_backend_carries_a_required_change_into_the_session() -> None:
         assert client.login(username=EMAIL, password=PASSWORD)
         answer = client.get("/accounts/policy.json")
     assert (answer.status_code, answer["Location"]) == (302, "/accounts/password/change/")
+
+
+def test_registering_a_taken_email_answers_as_a_new_one() -> None:
+    """The same page for a new and a taken e-mail; the owner gets an "already" letter."""
+    first = _register(Client())
+    letters = len(mail.outbox)
+    second = _register(Client())
+    assert first.content == second.content
+    assert len(mail.outbox) == letters + 1
+    assert mail.outbox[-1].to == [EMAIL]
+    assert User.objects.count() == 1

@@ -215,3 +215,11 @@ class TestDjangoSpecifics:
         from django.core.management import call_command
 
         call_command("makemigrations", "kaspi_identity", "--check", "--dry-run", verbosity=0)
+
+    def test_a_required_email_column_refuses_accounts_without_one(self) -> None:
+        """A unique NOT NULL e-mail column (as the store reads it): a clear ValueError."""
+        accounts = DjangoAccountStore()
+        accounts._email_required = True  # what a unique, NOT NULL e-mail column gives
+        with pytest.raises(ValueError, match="needs an e-mail"):
+            accounts.create(NewAccount(username="aliya"), now=T0)
+        assert User.objects.count() == 0
