@@ -1,1 +1,1 @@
-"""Integrations with web frameworks (Django, FastAPI, Flask), each behind its own extra."""
+"""Integrations with web frameworks, each behind an extra: django, fastapi, flask."""
