@@ -777,3 +777,29 @@ def test_registering_a_taken_email_answers_as_a_new_one() -> None:
     assert len(mail.outbox) == letters + 1
     assert mail.outbox[-1].to == [EMAIL]
     assert User.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "module_name",
+    [
+        "kaspi_identity.contrib.django.backends",
+        "kaspi_identity.contrib.django.checks",
+        "kaspi_identity.contrib.django.hashers",
+        "kaspi_identity.contrib.django.middleware",
+        "kaspi_identity.contrib.django.models",
+        "kaspi_identity.contrib.django.service",
+        "kaspi_identity.contrib.django.storage",
+        "kaspi_identity.contrib.django.validators",
+        "kaspi_identity.contrib.django.views",
+    ],
+)
+def test_every_public_name_is_in_the_docs(module_name: str) -> None:
+    """As tests/test_docs.py asks of the library's modules (they need Django set up first)."""
+    import importlib
+
+    docs = "\n".join(
+        page.read_text("utf-8") for page in (Path(__file__).parent.parent / "docs").glob("*.md")
+    )
+    module = importlib.import_module(module_name)
+    missing = [name for name in module.__all__ if not re.search(rf"\b{re.escape(name)}\b", docs)]
+    assert missing == []

@@ -1,34 +1,27 @@
-"""The texts of the app's pages in kk, ru and en, read with the library's own catalog code.
+"""The texts of the app's pages in kk, ru and en, from the web integrations' one catalog.
 
-The letters, SMS and the policy's messages come from :mod:`kaspi_identity.i18n`; the page
-texts (labels, headings, notices) are in ``locale/<lang>.po`` beside this module, parsed by
-:meth:`~kaspi_identity.i18n.Catalog.from_po_text`.
+The letters, SMS and the policy's messages come from :mod:`kaspi_identity.i18n`; what the
+pages say (notices such as ``web.letter_sent``, shared with the FastAPI and Flask
+integrations, and the labels, headings and buttons under ``page.``) is in
+``kaspi_identity/contrib/locale/<lang>.po``, read by the library's own catalog code.
 """
 
 from __future__ import annotations
 
-import functools
-from importlib import resources
-
 from django.utils.functional import lazy
 
-from kaspi_identity.i18n import Catalog
-
+from .._web import _catalog
 from .validators import active_language
 
-__all__ = ["page_catalog", "text", "text_lazy"]
-
-
-@functools.cache
-def page_catalog(lang: str) -> Catalog:
-    """The page texts of ``lang`` (kk, ru or en)."""
-    source = resources.files(__package__).joinpath("locale", f"{lang}.po")
-    return Catalog.from_po_text(source.read_text("utf-8"), source=f"contrib/django/{lang}.po")
+__all__ = ["text", "text_lazy"]
 
 
 def text(key: str, lang: str | None = None) -> str:
-    """The page text ``key`` in ``lang`` (default: the active Django language)."""
-    return page_catalog(lang or active_language()).message(key)
+    """The text ``key`` (``"web.letter_sent"``, ``"page.login.title"``) in ``lang``.
+
+    ``lang`` defaults to the active Django language.
+    """
+    return _catalog(lang or active_language()).message(key)
 
 
 #: :func:`text` evaluated when shown, for form labels defined at import time.

@@ -39,39 +39,39 @@ def _password(key: str, autocomplete: str) -> forms.CharField:
 class RegisterForm(forms.Form):
     """E-mail, optional user name and phone, the password twice."""
 
-    email = forms.CharField(label=text_lazy("ui.field.email"), max_length=_IDENTIFIER)
+    email = forms.CharField(label=text_lazy("page.field.email"), max_length=_IDENTIFIER)
     username = forms.CharField(
-        label=text_lazy("ui.field.username"), max_length=_IDENTIFIER, required=False
+        label=text_lazy("page.field.username"), max_length=_IDENTIFIER, required=False
     )
-    phone = forms.CharField(label=text_lazy("ui.field.phone"), max_length=64, required=False)
-    password = _password("ui.field.password", "new-password")
-    confirmation = _password("ui.field.confirmation", "new-password")
+    phone = forms.CharField(label=text_lazy("page.field.phone"), max_length=64, required=False)
+    password = _password("page.field.password", "new-password")
+    confirmation = _password("page.field.confirmation", "new-password")
 
 
 class LoginForm(forms.Form):
     """A user name, e-mail or phone, and the password."""
 
-    identifier = forms.CharField(label=text_lazy("ui.field.identifier"), max_length=_IDENTIFIER)
-    password = _password("ui.field.password", "current-password")
+    identifier = forms.CharField(label=text_lazy("page.field.identifier"), max_length=_IDENTIFIER)
+    password = _password("page.field.password", "current-password")
 
 
 class IdentifierForm(forms.Form):
     """The user name, e-mail or phone of the account whose password is forgotten."""
 
-    identifier = forms.CharField(label=text_lazy("ui.field.identifier"), max_length=_IDENTIFIER)
+    identifier = forms.CharField(label=text_lazy("page.field.identifier"), max_length=_IDENTIFIER)
 
 
 class PhoneForm(forms.Form):
     """The mobile number given at registration."""
 
-    phone = forms.CharField(label=text_lazy("ui.field.phone"), max_length=64)
+    phone = forms.CharField(label=text_lazy("page.field.phone"), max_length=64)
 
 
 class CodeForm(forms.Form):
     """The code of the SMS."""
 
     code = forms.CharField(
-        label=text_lazy("ui.field.code"),
+        label=text_lazy("page.field.code"),
         max_length=16,
         widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
     )
@@ -80,16 +80,16 @@ class CodeForm(forms.Form):
 class NewPasswordForm(forms.Form):
     """The new password, twice."""
 
-    password = _password("ui.field.new", "new-password")
-    confirmation = _password("ui.field.confirmation", "new-password")
+    password = _password("page.field.new", "new-password")
+    confirmation = _password("page.field.confirmation", "new-password")
 
 
 class ChangePasswordForm(forms.Form):
     """The current password, and the new one twice."""
 
-    current = _password("ui.field.current", "current-password")
-    password = _password("ui.field.new", "new-password")
-    confirmation = _password("ui.field.confirmation", "new-password")
+    current = _password("page.field.current", "current-password")
+    password = _password("page.field.new", "new-password")
+    confirmation = _password("page.field.confirmation", "new-password")
 
 
 class ConfirmForm(forms.Form):

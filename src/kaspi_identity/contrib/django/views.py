@@ -141,9 +141,9 @@ class _Page(View):
     def throttled(self, wait: timedelta | None, form: forms.Form | None = None) -> HttpResponse:
         """``429 Too Many Requests`` with ``Retry-After``."""
         if form is None:
-            response = self.notice("ui.throttled", status=429)
+            response = self.notice("web.rate_limited", status=429)
         else:
-            form.add_error(None, text("ui.throttled"))
+            form.add_error(None, text("web.rate_limited"))
             response = self.page(form, status=429)
         response["Retry-After"] = str(_seconds(wait))
         return response
@@ -172,8 +172,8 @@ class RegisterView(_Page):
     """Registration: the account is created unconfirmed and the confirmation letter sent."""
 
     form_class = RegisterForm
-    title = "ui.register.title"
-    button = "ui.register.button"
+    title = "page.register.title"
+    button = "page.register.button"
     show_requirements = True
 
     def post(self, request: HttpRequest) -> HttpResponse:
@@ -204,20 +204,20 @@ class RegisterView(_Page):
         if result.retry_after is not None:
             return self.throttled(result.retry_after, form)
         if result.username_taken:
-            form.add_error("username", text("ui.register.username_taken"))
+            form.add_error("username", text("web.username_taken"))
             return self.page(form)
         if not result.ok:
             _add_policy_errors(form, result.policy, lang)
             return self.page(form)
-        return self.notice("ui.register.done")
+        return self.notice("web.registered")
 
 
 class ConfirmEmailView(_Page):
     """The confirmation link: its token to the session, then a button that confirms."""
 
     form_class = ConfirmForm
-    title = "ui.confirm.title"
-    button = "ui.confirm.button"
+    title = "page.confirm.title"
+    button = "page.confirm.button"
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         """Take the token out of the URL, or show the button."""
@@ -225,7 +225,7 @@ class ConfirmEmailView(_Page):
         if moved is not None:
             return moved
         if _stash.peek(request, CONFIRM_TOKEN_KEY) is None:
-            return self.notice("ui.link.invalid", status=400)
+            return self.notice("web.invalid_link", status=400)
         return self.page()
 
     def post(self, request: HttpRequest) -> HttpResponse:
@@ -236,9 +236,9 @@ class ConfirmEmailView(_Page):
                 raise InvalidTokenError("no token")
             self.service.confirm_email(token)
         except InvalidTokenError:
-            response = self.notice("ui.link.invalid", status=400)
+            response = self.notice("web.invalid_link", status=400)
         else:
-            response = self.notice("ui.confirm.done")
+            response = self.notice("web.confirmed")
         _stash.drop(request, response, CONFIRM_TOKEN_KEY, path=request.path)
         return response
 
@@ -248,12 +248,12 @@ class LoginView(_Page):
     """Log-in by user name, e-mail or phone; the session keeps the account's stamp."""
 
     form_class = LoginForm
-    title = "ui.login.title"
-    button = "ui.login.button"
+    title = "page.login.title"
+    button = "page.login.button"
     links = (
-        ("kaspi_identity:forgot", "ui.login.forgot"),
-        ("kaspi_identity:sms_forgot", "ui.sms.title"),
-        ("kaspi_identity:register", "ui.register.title"),
+        ("kaspi_identity:forgot", "page.login.forgot"),
+        ("kaspi_identity:sms_forgot", "page.sms.title"),
+        ("kaspi_identity:register", "page.register.title"),
     )
 
     def post(self, request: HttpRequest) -> HttpResponse:
@@ -278,7 +278,7 @@ class LoginView(_Page):
             user = get_user_model()._default_manager.filter(pk=result.account_id).first()
         if user is None or not getattr(user, "is_active", True):
             # One answer for an unknown account, a wrong password and a locked account.
-            form.add_error(None, text("ui.login.invalid"))
+            form.add_error(None, text("web.login_failed"))
             return self.page(form)
         backend = settings.AUTHENTICATION_BACKENDS[0]
         login(request, user, backend=backend)
@@ -310,8 +310,8 @@ class ChangePasswordView(_Page):
     """
 
     form_class = ChangePasswordForm
-    title = "ui.change.title"
-    button = "ui.change.button"
+    title = "page.change.title"
+    button = "page.change.button"
     show_requirements = True
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
@@ -346,7 +346,7 @@ class ChangePasswordView(_Page):
         if result.reason in ("throttled", "locked"):
             return self.throttled(result.retry_after, form)
         if result.reason in ("wrong_password", "conflict"):
-            form.add_error("current", text("ui.change.wrong"))
+            form.add_error("current", text("web.wrong_password"))
             return self.page(form)
         if result.reason == "too_soon":
             form.add_error(None, result.too_soon_message(active_language()) or "")
@@ -357,19 +357,19 @@ class ChangePasswordView(_Page):
         request.session.pop(MUST_CHANGE_KEY, None)
         if expired is not None:  # not logged in: log in with the new password now
             request.session.pop(EXPIRED_ACCOUNT_KEY, None)
-            return self.notice("ui.reset.done")
+            return self.notice("web.password_reset")
         user.refresh_from_db()
         update_session_auth_hash(request, user)
         remember_stamp(request, result.security_stamp)
-        return self.notice("ui.change.done")
+        return self.notice("web.password_changed")
 
 
 class ForgotPasswordView(_Page):
     """The reset by e-mail: the same answer whether or not the account exists."""
 
     form_class = IdentifierForm
-    title = "ui.forgot.title"
-    button = "ui.forgot.button"
+    title = "page.forgot.title"
+    button = "page.forgot.button"
 
     def post(self, request: HttpRequest) -> HttpResponse:
         """Ask the service for a reset letter."""
@@ -381,7 +381,7 @@ class ForgotPasswordView(_Page):
         )
         if not result:
             return self.throttled(result.retry_after)
-        return self.notice("ui.forgot.sent")
+        return self.notice("web.letter_sent")
 
 
 @_sensitive
@@ -389,8 +389,8 @@ class ResetPasswordView(_Page):
     """The new password for a reset link's token or a verified SMS code's grant."""
 
     form_class = NewPasswordForm
-    title = "ui.reset.title"
-    button = "ui.reset.button"
+    title = "page.reset.title"
+    button = "page.reset.button"
     show_requirements = True
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -399,14 +399,14 @@ class ResetPasswordView(_Page):
         if moved is not None:
             return moved
         if _stash.peek(request, RESET_TOKEN_KEY) is None:
-            return self.notice("ui.link.invalid", status=400)
+            return self.notice("web.invalid_link", status=400)
         return self.page()
 
     def post(self, request: HttpRequest) -> HttpResponse:
         """Set the new password; every session of the account ends."""
         token = _stash.peek(request, RESET_TOKEN_KEY)
         if token is None:
-            return self.notice("ui.link.invalid", status=400)
+            return self.notice("web.invalid_link", status=400)
         form = NewPasswordForm(request.POST)
         if not form.is_valid():
             return self.page(form)
@@ -414,13 +414,13 @@ class ResetPasswordView(_Page):
         try:
             result = self.service.reset_password(token, data["password"], data["confirmation"])
         except InvalidTokenError:
-            response = self.notice("ui.link.invalid", status=400)
+            response = self.notice("web.invalid_link", status=400)
             _stash.drop(request, response, RESET_TOKEN_KEY, path=request.path)
             return response
         if not result.ok:
             _add_policy_errors(form, result.policy, active_language())
             return self.page(form)
-        response = self.notice("ui.reset.done")
+        response = self.notice("web.password_reset")
         _stash.drop(request, response, RESET_TOKEN_KEY, path=request.path)
         return response
 
@@ -429,8 +429,8 @@ class SmsForgotView(_Page):
     """The reset by SMS: a code to the phone given at registration."""
 
     form_class = PhoneForm
-    title = "ui.sms.title"
-    button = "ui.sms.button"
+    title = "page.sms.title"
+    button = "page.sms.button"
 
     def post(self, request: HttpRequest) -> HttpResponse:
         """Ask the service for a code, then go to the page that takes it."""
@@ -454,14 +454,14 @@ class SmsVerifyView(_Page):
     """The code of the SMS; a right one leads to the new-password page."""
 
     form_class = CodeForm
-    title = "ui.sms.verify_title"
-    button = "ui.sms.verify_button"
+    title = "page.sms.verify_title"
+    button = "page.sms.verify_button"
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         """Show the code form (after a code was asked for)."""
         if SMS_PHONE_KEY not in request.session:
             return HttpResponseRedirect(reverse("kaspi_identity:sms_forgot"))
-        return self.page(notice=text("ui.sms.sent"))
+        return self.page(notice=text("web.sms_sent"))
 
     def post(self, request: HttpRequest) -> HttpResponse:
         """Verify the code; its grant goes into the session, never into a URL."""
@@ -474,7 +474,7 @@ class SmsVerifyView(_Page):
         try:
             grant = self.service.verify_sms_code(phone, form.cleaned_data["code"])
         except InvalidCodeError as exc:
-            form.add_error("code", text(f"ui.sms.{exc.reason}"))
+            form.add_error("code", text(f"web.code_{exc.reason}"))
             return self.page(form)
         except InvalidPhoneError:
             return HttpResponseRedirect(reverse("kaspi_identity:sms_forgot"))

@@ -1,4 +1,4 @@
-"""``{% load kaspi_identity %}``: ``{% kaspi_text "ui.login.title" %}`` and the policy's lines."""
+"""``{% load kaspi_identity %}``: ``{% kaspi_text "page.login.title" %}`` and the policy's lines."""
 
 from __future__ import annotations
 
