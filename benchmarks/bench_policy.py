@@ -40,7 +40,7 @@ import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from types import FrameType, ModuleType, SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 from kaspi_identity import PasswordPolicy, UserInfo
 from kaspi_identity.policy import STRENGTH_WINDOW, strength_window
@@ -302,7 +302,7 @@ def django_checker() -> Callable[[str, object], bool] | None:
 
     def check(password: str, user: object) -> bool:
         try:
-            validate_password(password, user)
+            validate_password(password, cast(Any, user))  # a duck-typed stand-in
         except ValidationError:
             return False
         return True

@@ -1,0 +1,1 @@
+"""``kaspi_identity_check``, ``kaspi_identity_describe``, ``kaspi_identity_unlock``."""
