@@ -12,17 +12,20 @@ from ._async import (
     AsyncAccountStore,
     AsyncAccountWithHistory,
     AsyncOneTimeCodeStore,
+    AsyncOutboxStore,
     AsyncPasswordHistoryStore,
     AsyncRateLimiter,
     AsyncStorage,
     AsyncTokenLedger,
 )
 from ._checks import require_key, require_utc
+from ._outbox import OUTBOX_STATUSES, OutboxChannel, OutboxEntry, OutboxMessage, OutboxStatus
 from ._protocols import (
     AccountStore,
     AccountWithHistory,
     LoginKind,
     OneTimeCodeStore,
+    OutboxStore,
     PasswordHistoryStore,
     RateLimiter,
     Storage,
@@ -31,12 +34,14 @@ from ._protocols import (
 from ._records import Account, CodeAttempt, HistoryEntry, NewAccount, RateLimitResult
 
 __all__ = [
+    "OUTBOX_STATUSES",
     "Account",
     "AccountStore",
     "AccountWithHistory",
     "AsyncAccountStore",
     "AsyncAccountWithHistory",
     "AsyncOneTimeCodeStore",
+    "AsyncOutboxStore",
     "AsyncPasswordHistoryStore",
     "AsyncRateLimiter",
     "AsyncStorage",
@@ -46,6 +51,11 @@ __all__ = [
     "LoginKind",
     "NewAccount",
     "OneTimeCodeStore",
+    "OutboxChannel",
+    "OutboxEntry",
+    "OutboxMessage",
+    "OutboxStatus",
+    "OutboxStore",
     "PasswordHistoryStore",
     "RateLimitResult",
     "RateLimiter",
