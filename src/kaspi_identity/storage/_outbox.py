@@ -32,6 +32,7 @@ from ._checks import (
 
 __all__ = [
     "MESSAGE_ID_LENGTH",
+    "OUTBOX_COLUMNS",
     "OUTBOX_STATUSES",
     "PAYLOAD_MAX_LENGTH",
     "OutboxChannel",
@@ -49,9 +50,12 @@ __all__ = [
     "check_settle",
     "claim_state",
     "complete_state",
+    "decode_outbox",
     "entry_of",
     "fail_state",
     "initial_state",
+    "outbox_row",
+    "retry_at_microseconds",
     "retry_state",
 ]
 
@@ -370,3 +374,98 @@ def retry_state(state: OutboxState, now: int) -> OutboxState | None:
 def retry_at_microseconds(value: object) -> int | None:
     """``fail``'s ``retry_at`` in microseconds (``None`` stays ``None``: the entry dies)."""
     return None if value is None else to_microseconds(require_utc(value, "retry_at"))
+
+
+# -- rows (the SQLite and SQLAlchemy adapters) -----------------------------------------
+
+#: The outbox table's columns, in the order :func:`outbox_row` and :func:`decode_outbox` use.
+OUTBOX_COLUMNS: Final = (
+    "id",
+    "channel",
+    "kind",
+    "recipient",
+    "language",
+    "payload",
+    "account_id",
+    "created_at",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "updated_at",
+    "last_error",
+)
+
+
+def outbox_row(message: OutboxMessage, state: OutboxState) -> tuple[object, ...]:
+    """The row of ``message`` in ``state``, in :data:`OUTBOX_COLUMNS` order."""
+    return (
+        message.id,
+        message.channel,
+        message.kind,
+        message.to,
+        message.language,
+        message.payload,
+        message.account_id,
+        to_microseconds(message.created_at),
+        state.status,
+        state.attempts,
+        state.next_at,
+        state.updated_at,
+        state.error,
+    )
+
+
+def _corrupt(reason: str) -> Exception:
+    from .._errors import CorruptRecordError
+
+    return CorruptRecordError(f"a stored outbox row is invalid: {reason}")
+
+
+def _int(value: object, column: str) -> int:
+    if type(value) is not int:
+        raise _corrupt(f"{column} is not an integer")
+    return value
+
+
+def decode_outbox(row: tuple[object, ...] | None) -> tuple[OutboxMessage, OutboxState] | None:
+    """The message and state of a stored row (``None`` for no row).
+
+    Raises:
+        CorruptRecordError: the row holds something no adapter writes.
+    """
+    if row is None:
+        return None
+    if len(row) != len(OUTBOX_COLUMNS):
+        raise _corrupt("wrong number of columns")
+    (key, channel, kind, to, language, payload, account_id, created) = row[:8]
+    status, attempts, next_at, updated, error = row[8:]
+    if status not in OUTBOX_STATUSES:
+        raise _corrupt("status is unknown")
+    if error is not None and not isinstance(error, str):
+        raise _corrupt("last_error is not text")
+    try:
+        message = OutboxMessage(
+            id=key,  # type: ignore[arg-type]
+            channel=channel,  # type: ignore[arg-type]
+            kind=kind,  # type: ignore[arg-type]
+            to=to,  # type: ignore[arg-type]
+            language=language,  # type: ignore[arg-type]
+            payload=payload,  # type: ignore[arg-type]
+            account_id=account_id,  # type: ignore[arg-type]
+            created_at=from_microseconds(_int(created, "created_at")),
+            deliver=status != "void",
+        )
+        state = OutboxState(
+            status,
+            _int(attempts, "attempts"),
+            _int(next_at, "next_attempt_at"),
+            _int(updated, "updated_at"),
+            error,
+        )
+        from_microseconds(state.next_at)
+        from_microseconds(state.updated_at)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise _corrupt(type(exc).__name__) from None
+    if state.attempts < 0:
+        raise _corrupt("attempts is negative")
+    return message, state
