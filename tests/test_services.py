@@ -1137,13 +1137,16 @@ class TestRequestPasswordReset:
         """Known and unknown identifiers sign one token each, hash nothing, same store calls."""
         _register(svc_env, username="aliya")
         issued: list[str] = []
-        real_issue = svc_env.service.tokens.issue
+        real_draft = svc_env.service.tokens.draft
 
-        def counting_issue(purpose: Any, account_id: str, *, state: str, now: Any) -> str:
+        def counting_draft(
+            purpose: Any, account_id: str, *, state: str, now: Any
+        ) -> dict[str, str | int]:
             issued.append(purpose)
-            return real_issue(purpose, account_id, state=state, now=now)
+            return real_draft(purpose, account_id, state=state, now=now)
 
-        monkeypatch.setattr(svc_env.service.tokens, "issue", counting_issue)
+        # A token is drafted in the request and sealed when the letter is written.
+        monkeypatch.setattr(svc_env.service.tokens, "draft", counting_draft)
         work = {}
         for identifier in (EMAIL, "aliya", "nobody@example.kz", "nobody"):
             issued.clear()
