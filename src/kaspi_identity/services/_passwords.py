@@ -114,15 +114,17 @@ class PasswordWriter:
     def replace(self, account: Account, password: str, *, letters: Sequence[Letter] = ()) -> bool:
         """Hash, then set the hash and record its history entry as one unit of work.
 
-        The store gives the account a new security stamp. Returns ``False`` (nothing
-        changed, nothing sent) when a concurrent change won the compare-and-set.
+        The store gives the account a new security stamp and starts the password's age
+        afresh (changed now; no change required; no grace log-ins used). Returns ``False``
+        (nothing changed, nothing sent) when a concurrent change won the compare-and-set.
         ``letters`` tell of the change: enqueued in the same transaction where the unit of
         work has the outbox, else posted once the change is made.
         """
         p = self._p
         new_hash = self.hash(password)
+        now = p.clock.now()
         entry = (
-            self.history.entry(password, new_hash, account_id=account.id, now=p.clock.now())
+            self.history.entry(password, new_hash, account_id=account.id, now=now)
             if p.policy.history
             else None
         )
@@ -136,6 +138,7 @@ class PasswordWriter:
                 new=new_hash,
                 entry=entry,
                 keep=keep,
+                now=now,
                 **options,
             )
             if won and messages is None:
@@ -144,7 +147,7 @@ class PasswordWriter:
         if entry is not None:
             p.storage.history.append(account.id, entry, keep=keep)
         won = p.storage.accounts.set_password_hash(
-            account.id, expected=account.password_hash, new=new_hash
+            account.id, expected=account.password_hash, new=new_hash, now=now
         )
         if won:
             p.post(*letters)
