@@ -629,3 +629,110 @@ class TestSqliteUnitOfWork:
         raw.commit()
         raw.close()
         env.storage.close()
+
+
+# -- the command line --------------------------------------------------------------------
+
+
+def _cli(*argv: str) -> tuple[int, str, str]:
+    import io
+
+    from kaspi_identity.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), stdin=io.StringIO(), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+class TestCli:
+    @pytest.fixture
+    def db(self, tmp_path: Path) -> Iterator[tuple[Path, Env]]:
+        path = tmp_path / "cli.sqlite3"
+        env = _make_env(sqlite_storage(path, outbox=True), retry=RetryPolicy(max_attempts=1))
+        env.register()
+        env.outbox.failing = True
+        env.deliver()  # one attempt allowed: dead
+        env.service.request_password_reset("nobody@example.kz", client_key="x")  # void
+        yield path, env
+        env.storage.close()
+
+    def test_list(self, db: tuple[Path, Env]) -> None:
+        """outbox list prints one line per message; --status and --json filter and format."""
+        path, _ = db
+        code, out, _ = _cli("outbox", "list", "--db", str(path))
+        assert code == 0
+        assert len(out.splitlines()) == 2
+        assert EMAIL not in out  # no recipient, no payload
+        code, out, _ = _cli("outbox", "list", "--db", str(path), "--status", "dead", "--json")
+        (line,) = out.splitlines()
+        row = json.loads(line)
+        assert (row["status"], row["kind"], row["last_error"]) == (
+            "dead",
+            "confirm_email",
+            "DeliveryError",
+        )
+        assert "payload" not in row
+
+    def test_retry_then_deliver(self, db: tuple[Path, Env]) -> None:
+        """outbox retry --all-dead makes the dead letter pending; the worker then sends it."""
+        path, env = db
+        code, out, _ = _cli("outbox", "retry", "--db", str(path), "--all-dead")
+        assert (code, out.strip()) == (0, "retried 1 of 1")
+        env.outbox.failing = False
+        env.clock.advance(timedelta(days=365 * 10))  # the CLI retried at the real time
+        assert env.deliver().sent == 1
+        code, out, _ = _cli("outbox", "retry", "--db", str(path), "f" * 32)
+        assert (code, out.strip()) == (1, "retried 0 of 1")
+        code, _, err = _cli("outbox", "retry", "--db", str(path), "not-an-id")
+        assert code == 2
+        assert "message_id" in err
+
+    def test_purge(self, db: tuple[Path, Env]) -> None:
+        """outbox purge deletes old void/sent messages; --dead deletes dead ones too."""
+        path, env = db
+        code, out, _ = _cli("outbox", "purge", "--db", str(path), "--older-than-days", "0")
+        assert (code, out.strip()) == (0, "purged 1")
+        code, out, _ = _cli(
+            "outbox", "purge", "--db", str(path), "--older-than-days", "0", "--dead"
+        )
+        assert (code, out.strip()) == (0, "purged 1")
+        assert env.queue.list() == []
+        code, _, _ = _cli("outbox", "purge", "--db", str(path), "--older-than-days", "-1")
+        assert code == 2
+
+    def test_worker_once_with_an_app(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """worker --app MODULE:NAME --once delivers what is due and prints a summary."""
+        module = tmp_path / "portal_identity.py"
+        module.write_text(
+            "from kaspi_identity.delivery import Outbox\n"
+            "from kaspi_identity.services import IdentityService, IdentitySettings\n"
+            "from kaspi_identity.storage.memory import memory_storage\n"
+            "outbox = Outbox()\n"
+            "def service():\n"
+            "    return SERVICE\n"
+            "SERVICE = IdentityService(memory_storage(outbox=True), IdentitySettings(\n"
+            "    secret_keys=[b'k' * 32], confirm_url='https://p.kz/c',\n"
+            "    reset_url='https://p.kz/r'), email_sender=outbox)\n",
+            encoding="utf-8",
+        )
+        monkeypatch.syspath_prepend(str(tmp_path))
+        import importlib
+
+        portal = importlib.import_module("portal_identity")
+        portal.SERVICE.register(
+            email=EMAIL, password=PASSWORD, confirmation=PASSWORD, client_key="c"
+        )
+        code, out, _ = _cli("worker", "--app", "portal_identity:service", "--once")
+        assert (code, out.strip()) == (0, "claimed 1, sent 1, retried 0, dead 0")
+        assert len(portal.outbox.emails) == 1
+        code, out, _ = _cli("outbox", "list", "--app", "portal_identity:SERVICE")
+        assert " sent " in out
+        for bad in (
+            "portal_identity",
+            "no_such_module:x",
+            "portal_identity:nothing",
+            "portal_identity:outbox",
+        ):
+            code, _, err = _cli("worker", "--app", bad, "--once")
+            assert code == 2, bad
+            assert "--app" in err
