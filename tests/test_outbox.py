@@ -736,3 +736,52 @@ class TestCli:
             code, _, err = _cli("worker", "--app", bad, "--once")
             assert code == 2, bad
             assert "--app" in err
+
+
+# -- times in letters --------------------------------------------------------------------
+
+
+class TestTimeZone:
+    def test_notice_time_is_almaty_by_default(self) -> None:
+        """The "password changed" letter tells the time in Asia/Almaty (UTC+05:00), not UTC."""
+        env = _make_env(memory_storage(outbox=True))
+        account_id = env.register()
+        env.deliver()
+        env.clock.advance(timedelta(hours=2))  # 11:00 UTC
+        env.service.change_password(
+            account_id, PASSWORD, NEW_PASSWORD, NEW_PASSWORD, client_key="c"
+        )
+        env.deliver()
+        notice = env.outbox.last_email(to=EMAIL)
+        assert notice.kind == "password_changed"
+        assert "2026-03-02 16:00 UTC+05:00" in notice.text
+
+    def test_a_configured_zone(self) -> None:
+        """time_zone="Europe/Moscow" writes the same moment at UTC+03:00, sent in the request."""
+        outbox, clock = Outbox(), ManualClock(T0)
+        settings = replace(_settings(), time_zone="Europe/Moscow")
+        service = IdentityService(
+            memory_storage(),
+            settings,
+            email_sender=outbox,
+            hasher=PasswordHasher(TESTS_ONLY),
+            clock=clock,
+        )
+        service.register(email=EMAIL, password=PASSWORD, confirmation=PASSWORD, client_key="c")
+        token = extract_link(outbox.last_email()).split("token=")[1]
+        service.confirm_email(token)
+        service.request_password_reset(EMAIL, client_key="c")
+        token = extract_link(outbox.last_email()).split("token=")[1]
+        service.reset_password(token, NEW_PASSWORD, NEW_PASSWORD)
+        assert "2026-03-02 12:00 UTC+03:00" in outbox.last_email().text
+
+    @pytest.mark.parametrize("bad", ["", "Mars/Olympus", "../etc/passwd", "x" * 65, "UTC\x00"])
+    def test_unknown_zones_are_refused(self, bad: str) -> None:
+        """A zone zoneinfo does not know is a ValueError naming time_zone."""
+        with pytest.raises(ValueError, match="time_zone"):
+            replace(_settings(), time_zone=bad)
+
+    def test_zone_must_be_text(self) -> None:
+        """A non-str zone is refused too."""
+        with pytest.raises(ValueError, match="time_zone"):
+            replace(_settings(), time_zone=5)  # type: ignore[arg-type]

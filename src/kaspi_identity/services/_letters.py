@@ -201,6 +201,9 @@ class Letters:
                 params[name] = self.link_of(value)
             elif isinstance(value, CodeText):
                 params[name] = self.code_of(value)
+            elif isinstance(value, datetime):
+                # Letters tell the time where the users live, not in UTC.
+                params[name] = value.astimezone(self.settings.zone)
             else:
                 params[name] = value
         s = self.settings
