@@ -201,10 +201,13 @@ class TestQueuedFlows:
         env.deliver()
         token = extract_link(env.outbox.last_email(to=EMAIL)).split("token=")[1]
         assert env.service.reset_password(token, NEW_PASSWORD, NEW_PASSWORD).ok
-        kinds = [e.message.kind for e in env.queue.list(status="pending")]
-        assert kinds == ["password_changed"]
+        notices = sorted(
+            (e.message.channel, e.message.kind) for e in env.queue.list(status="pending")
+        )
+        assert notices == [("email", "password_was_reset"), ("sms", "password_was_reset")]
         env.deliver()
-        assert env.outbox.last_email(to=EMAIL).kind == "password_changed"
+        assert env.outbox.last_email(to=EMAIL).kind == "password_was_reset"
+        assert env.outbox.last_sms(to=PHONE).kind == "password_was_reset"
 
     def test_reset_by_sms_through_the_queue(self, env: Env) -> None:
         """The code written by the worker is the code the store holds a hash of."""
@@ -240,8 +243,12 @@ class TestQueuedFlows:
             account_id, PASSWORD, NEW_PASSWORD, NEW_PASSWORD, client_key="c"
         )
         assert result.ok
-        (notice,) = env.queue.list(status="pending")
-        assert (notice.message.kind, notice.message.account_id) == ("password_changed", account_id)
+        notices = env.queue.list(status="pending")
+        assert sorted((n.message.channel, n.message.kind) for n in notices) == [
+            ("email", "password_changed"),
+            ("sms", "password_changed"),
+        ]
+        assert {n.message.account_id for n in notices} == {account_id}
 
     def test_a_failing_outbox_fails_the_request(self, env: Env) -> None:
         """The outbox down: the request raises StorageError rather than lose the letter."""
@@ -269,7 +276,7 @@ class TestNoSecretAtRest:
         stored = stored_before + _stored_text(env)
         links = [extract_link(m) for m in env.outbox.emails if "token=" in m.text]
         tokens = [link.split("token=")[1] for link in links]
-        code = extract_code(env.outbox.last_sms(to=PHONE))
+        (code,) = [extract_code(m) for m in env.outbox.sms if m.kind == "reset_code"]
         assert len(tokens) == 2
         secrets_ = [*tokens, *(t.rsplit(".", 1)[1] for t in tokens), code, PASSWORD, NEW_PASSWORD]
         assert [s for s in secrets_ if s in stored] == []
@@ -739,6 +746,59 @@ class TestCli:
 
 
 # -- times in letters --------------------------------------------------------------------
+
+
+class TestNotices:
+    def test_every_channel_the_account_had_is_told(self) -> None:
+        """A change and a reset each notify the stored address and the phone, in the language."""
+        env = _make_env(memory_storage(outbox=True))
+        account_id = env.register()
+        env.deliver()
+        env.service.change_password(
+            account_id, PASSWORD, NEW_PASSWORD, NEW_PASSWORD, client_key="c"
+        )
+        env.deliver()
+        assert env.outbox.last_email(to=EMAIL).kind == "password_changed"
+        sms = env.outbox.last_sms(to=PHONE)
+        assert sms.kind == "password_changed"
+        assert "portal.example.kz" not in sms.text or len(sms.text) <= 160
+        env.service.request_sms_reset(PHONE, client_key="c")
+        env.deliver()
+        grant = env.service.verify_sms_code(PHONE, extract_code(env.outbox.last_sms(to=PHONE)))
+        env.service.reset_password(grant, PASSWORD + "x", PASSWORD + "x")
+        env.deliver()
+        assert env.outbox.last_email(to=EMAIL).kind == "password_was_reset"
+        assert env.outbox.last_sms(to=PHONE).kind == "password_was_reset"
+
+    def test_no_sms_notice_without_a_gateway_or_a_phone(self) -> None:
+        """Without an SMS sender, or for an account without a phone: the letter only."""
+        outbox = Outbox()
+        service = IdentityService(
+            memory_storage(), _settings(), email_sender=outbox, hasher=PasswordHasher(TESTS_ONLY)
+        )
+        service.register(
+            email=EMAIL, phone=PHONE, password=PASSWORD, confirmation=PASSWORD, client_key="c"
+        )
+        account = service.storage.accounts.find_by_login("email", EMAIL)
+        assert account is not None
+        service.change_password(account.id, PASSWORD, NEW_PASSWORD, NEW_PASSWORD, client_key="c")
+        assert outbox.sms == []
+        assert outbox.last_email().kind == "password_changed"
+        env = _make_env(memory_storage(outbox=True))
+        other = env.register("bolat@example.kz", phone=None)
+        env.service.change_password(other, PASSWORD, NEW_PASSWORD, NEW_PASSWORD, client_key="c")
+        env.deliver()
+        assert env.outbox.sms == []
+
+    @pytest.mark.parametrize("language", ["kk", "ru", "en"])
+    @pytest.mark.parametrize("kind", ["password_changed", "password_was_reset"])
+    def test_sms_notices_fit_one_segment(self, kind: str, language: str) -> None:
+        """Every notice SMS fits one segment, with any site name (a long one is dropped)."""
+        from kaspi_identity.delivery import render_sms, sms_segments
+
+        for site in ("egov.kz", "portal.example.kz", "x" * 120, None):
+            message = render_sms(kind, language, to=PHONE, site=site)
+            assert sms_segments(message.text) == 1
 
 
 class TestTimeZone:

@@ -99,6 +99,7 @@ def _check_letters(
         "phone_already_registered": {"reset_link": reset},
         "iin_already_registered": {"reset_link": reset},
         "password_changed": {"time": "2026-01-01 09:00 UTC"},
+        "password_was_reset": {"time": "2026-01-01 09:00 UTC"},
     }
     for kind, params in letters.items():
         try:
@@ -416,16 +417,21 @@ class Plumbing:
         else:
             self.email_sender.send_email(message)
 
-    def changed_notice(self, account: Account) -> list[Letter]:
-        """The "password changed" notice to the stored address (none without an address)."""
-        if account.email is None:
-            return []
-        return [
-            self.letter(
-                "password_changed",
-                account.email,
-                account.language,
-                account.id,
-                time=self.clock.now(),
+    def changed_notice(self, account: Account, *, reset: bool = False) -> list[Letter]:
+        """The notices of a new password, to every channel ``account`` has (ASVS, NIST).
+
+        ``account`` is as it was before the change: a letter to its address (the time in
+        the site's zone) and, with an SMS sender, an SMS to its phone. ``reset`` picks the
+        notice of a reset (``password_was_reset``) over that of a change.
+        """
+        kind = "password_was_reset" if reset else "password_changed"
+        letters: list[Letter] = []
+        if account.email is not None:
+            letters.append(
+                self.letter(
+                    kind, account.email, account.language, account.id, time=self.clock.now()
+                )
             )
-        ]
+        if account.phone is not None and self.sms_sender is not None:
+            letters.append(self.letter(kind, account.phone, account.language, account.id, sms=True))
+        return letters

@@ -57,7 +57,7 @@ class EmailReset(Flow):
         account, result = redeemed.account, redeemed.result
         if not redeemed.spent:
             return PasswordResetResult(False, result)
-        if not self.writer.replace(account, new, letters=p.changed_notice(account)):
+        if not self.writer.replace(account, new, letters=p.changed_notice(account, reset=True)):
             raise InvalidTokenError("invalid token")
         p.storage.accounts.clear_login_failures(account.id)
         via = "email" if redeemed.claims.purpose == "reset" else "sms"
