@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from _servers import require_server
 from kaspi_identity import StorageError
@@ -845,3 +847,79 @@ class TestTimeZone:
         """A non-str zone is refused too."""
         with pytest.raises(ValueError, match="time_zone"):
             replace(_settings(), time_zone=5)  # type: ignore[arg-type]
+
+
+# -- properties --------------------------------------------------------------------------
+
+
+class TestProperties:
+    @given(
+        digits=st.integers(min_value=6, max_value=8),
+        keys=st.lists(st.binary(min_size=32, max_size=48), min_size=1, max_size=3, unique=True),
+    )
+    @settings(max_examples=60, deadline=None)
+    def test_a_masked_code_unmasks_to_itself(self, digits: int, keys: list[bytes]) -> None:
+        """For every key ring and length, the worker writes exactly the code the flow made."""
+        from kaspi_identity._keys import KeyRing
+        from kaspi_identity.services._letters import Letters
+        from kaspi_identity.tokens import TokenService
+
+        letters = Letters(_settings(), keys=KeyRing(keys), issuer=TokenService(keys), catalog=None)
+        code, text = letters.new_code(digits)
+        assert len(code) == digits
+        assert code.isdigit()
+        assert letters.code_of(text) == code
+        assert len(text.masked) == digits
+
+    @given(
+        attempts=st.integers(min_value=1, max_value=100),
+        first=st.integers(min_value=1, max_value=3600),
+        cap=st.integers(min_value=0, max_value=86400),
+    )
+    def test_back_off_grows_and_is_capped(self, attempts: int, first: int, cap: int) -> None:
+        """Waits never shrink, never pass max_delay, and end exactly at max_attempts."""
+        policy = RetryPolicy(
+            max_attempts=attempts,
+            first_delay=timedelta(seconds=first),
+            max_delay=timedelta(seconds=first + cap),
+        )
+        waits = [policy.delay(n) for n in range(1, attempts + 1)]
+        assert waits[-1] is None
+        finite = [w for w in waits[:-1] if w is not None]
+        assert len(finite) == attempts - 1
+        assert finite == sorted(finite)
+        assert all(timedelta(seconds=first) <= w <= policy.max_delay for w in finite)
+
+    @given(
+        params=st.dictionaries(
+            st.from_regex(r"[a-z_]{1,12}", fullmatch=True),
+            st.one_of(
+                st.text(max_size=40).filter(lambda t: "\x00" not in t and _encodable(t)),
+                st.integers(min_value=-(2**53), max_value=2**53),
+                st.datetimes(timezones=st.just(timezone.utc)),
+            ),
+            max_size=6,
+        )
+    )
+    def test_queued_letters_round_trip(self, params: dict[str, object]) -> None:
+        """Whatever parameters a letter has, the worker reads back the same ones."""
+        from kaspi_identity.services._letters import Letter, Letters
+
+        letter = Letter(
+            kind="password_changed",
+            channel="email",
+            to=EMAIL,
+            language="kk",
+            account_id="acct",
+            params=params,
+        )
+        back = Letters.unqueued(Letters.queued(letter, T0))
+        assert back == letter
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

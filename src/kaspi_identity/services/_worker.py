@@ -38,6 +38,7 @@ __all__ = ["AsyncOutboxWorker", "OutboxWorker", "RetryPolicy", "WorkerRun"]
 
 _log = logging.getLogger("kaspi_identity.outbox")
 _MAX_BATCH: Final = 1000
+_MICROSECOND: Final = timedelta(microseconds=1)
 
 
 def _positive(value: object, name: str) -> timedelta:
@@ -85,9 +86,10 @@ class RetryPolicy:
         """The wait after failed attempt ``attempt`` (1 for the first); ``None``: give up."""
         if attempt >= self.max_attempts:
             return None
-        exponent = min(attempt - 1, 40)  # 2**40 times any delay is past every cap
-        wait: timedelta = min(self.first_delay * 2**exponent, self.max_delay)
-        return wait
+        # In whole microseconds: first_delay * 2**40 would overflow a timedelta.
+        first, cap = self.first_delay // _MICROSECOND, self.max_delay // _MICROSECOND
+        exponent = min(attempt - 1, 64)
+        return min(first << exponent, cap) * _MICROSECOND
 
 
 @dataclass(frozen=True, slots=True)
