@@ -31,7 +31,7 @@ from kaspi_identity.policy import (
     PasswordPolicy,
     UserInfo,
 )
-from kaspi_identity.storage import OUTBOX_STATUSES
+from kaspi_identity.storage._outbox import OUTBOX_STATUSES
 
 __all__ = ["main"]
 

@@ -19,7 +19,7 @@ from ._async import (
     AsyncTokenLedger,
 )
 from ._checks import require_key, require_utc
-from ._outbox import OUTBOX_STATUSES, OutboxChannel, OutboxEntry, OutboxMessage, OutboxStatus
+from ._outbox import OutboxChannel, OutboxEntry, OutboxMessage, OutboxStatus
 from ._protocols import (
     AccountStore,
     AccountWithHistory,
@@ -34,7 +34,6 @@ from ._protocols import (
 from ._records import Account, CodeAttempt, HistoryEntry, NewAccount, RateLimitResult
 
 __all__ = [
-    "OUTBOX_STATUSES",
     "Account",
     "AccountStore",
     "AccountWithHistory",
