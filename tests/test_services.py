@@ -76,6 +76,8 @@ WRITES = frozenset(
         "reserve_login_attempt",
         "record_login_success",
         "clear_login_failures",
+        "set_must_change_password",
+        "use_grace_login",
         "append",
         "consume",
         "put",
