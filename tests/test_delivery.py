@@ -49,6 +49,7 @@ EMAIL_PARAMS: dict[str, dict[str, Any]] = {
     "iin_already_registered": {"site": SITE, "reset_link": RESET_PAGE},
     "password_reset": {"link": LINK, "minutes": 60, "site": SITE},
     "password_changed": {"site": SITE, "time": "2026-11-23 16:00 UTC"},
+    "password_was_reset": {"site": SITE, "time": "2026-11-23 16:00 UTC"},
 }
 # Links each letter must carry, by parameter name.
 EMAIL_LINKS = {
@@ -132,9 +133,10 @@ class TestPublicSurface:
             "iin_already_registered",
             "password_reset",
             "password_changed",
+            "password_was_reset",
         )
         assert expected == EMAIL_KINDS
-        assert ("reset_code",) == SMS_KINDS
+        assert ("reset_code", "password_changed", "password_was_reset") == SMS_KINDS
 
 
 class TestEmailMessage:
@@ -631,6 +633,7 @@ class TestRenderEmail:
             ("password_reset", "құпиясөз"),
             ("password_reset", "сілтеме"),
             ("password_changed", "құпиясөз"),
+            ("password_was_reset", "құпиясөз"),
             ("already_registered", "құпиясөз"),
             ("phone_already_registered", "құпиясөз"),
             ("phone_already_registered", "тіркелгі"),

@@ -449,7 +449,7 @@ class TestRegister:
         assert svc_env.outbox.last_email().language == language
         assert svc_env.service.reset_password(token, NEW, NEW).ok
         changed = svc_env.outbox.last_email()
-        assert (changed.kind, changed.language) == ("password_changed", language)
+        assert (changed.kind, changed.language) == ("password_was_reset", language)
 
     def test_the_three_languages_differ(self, svc_env: Env) -> None:
         """kk, ru and en letters are three different texts."""
@@ -1139,13 +1139,16 @@ class TestRequestPasswordReset:
         """Known and unknown identifiers sign one token each, hash nothing, same store calls."""
         _register(svc_env, username="aliya")
         issued: list[str] = []
-        real_issue = svc_env.service.tokens.issue
+        real_draft = svc_env.service.tokens.draft
 
-        def counting_issue(purpose: Any, account_id: str, *, state: str, now: Any) -> str:
+        def counting_draft(
+            purpose: Any, account_id: str, *, state: str, now: Any
+        ) -> dict[str, str | int]:
             issued.append(purpose)
-            return real_issue(purpose, account_id, state=state, now=now)
+            return real_draft(purpose, account_id, state=state, now=now)
 
-        monkeypatch.setattr(svc_env.service.tokens, "issue", counting_issue)
+        # A token is drafted in the request and sealed when the letter is written.
+        monkeypatch.setattr(svc_env.service.tokens, "draft", counting_draft)
         work = {}
         for identifier in (EMAIL, "aliya", "nobody@example.kz", "nobody"):
             issued.clear()
@@ -1277,7 +1280,7 @@ class TestResetPassword:
         assert svc_env.kinds() == ["password_reset_completed"]
         assert dict(svc_env.audit.events[0].details) == {"via": "email"}
         assert svc_env.account().last_login_at is None
-        assert [(m.to, m.kind) for m in svc_env.outbox.emails] == [(EMAIL, "password_changed")]
+        assert [(m.to, m.kind) for m in svc_env.outbox.emails] == [(EMAIL, "password_was_reset")]
         assert _login_ok(svc_env, NEW)
         assert not _login_ok(svc_env, PW)
         assert len(svc_env.raw.history.recent(account_id, 10)) == 2
@@ -1365,7 +1368,7 @@ class TestResetPassword:
         winner, result = wins[0]
         assert getattr(result, "ok", False)
         assert svc_env.kinds().count("password_reset_completed") == 1
-        assert [m.kind for m in svc_env.outbox.emails] == ["password_changed"]
+        assert [m.kind for m in svc_env.outbox.emails] == ["password_was_reset"]
         assert len(svc_env.raw.history.recent(account_id, 10)) == 2
         assert _login_ok(svc_env, f"Parallel#{winner:02d}-Orchid")
 

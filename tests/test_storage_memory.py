@@ -46,7 +46,7 @@ class TestMemoryStorageBundle(StorageContract):
     """The whole bundle through one fixture, as a host that uses memory_storage() would."""
 
     def make_storage(self) -> Storage:
-        return memory_storage()
+        return memory_storage(outbox=True)
 
     def break_history_writes(self, storage: Storage) -> None:
         _break_history_writes(storage)
@@ -109,7 +109,7 @@ class TestAsyncMemoryStorageBundle(StorageContract):
     """The async factory's bundle, through the blocking face: the same cases, awaited."""
 
     def make_storage(self) -> Storage:
-        return blocking_storage(async_memory_storage())
+        return blocking_storage(async_memory_storage(outbox=True))
 
     def break_history_writes(self, storage: Storage) -> None:
         _break_history_writes(innermost(storage))

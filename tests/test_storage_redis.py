@@ -50,6 +50,7 @@ from kaspi_identity.storage import (
     CodeAttempt,
     HistoryEntry,
     OneTimeCodeStore,
+    OutboxStore,
     PasswordHistoryStore,
     RateLimiter,
     Storage,
@@ -66,6 +67,7 @@ from kaspi_identity.storage.redis import (
     DEFAULT_POOL_TIMEOUT,
     DEFAULT_PREFIX,
     RedisOneTimeCodeStore,
+    RedisOutboxStore,
     RedisPasswordHistoryStore,
     RedisRateLimiter,
     RedisTokenLedger,
@@ -76,6 +78,7 @@ from kaspi_identity.storage.redis import (
 )
 from kaspi_identity.testing import (
     OneTimeCodeStoreContract,
+    OutboxStoreContract,
     PasswordHistoryStoreContract,
     RateLimiterContract,
     TokenLedgerContract,
@@ -270,6 +273,11 @@ class TestRedisRateLimiter(RedisServer, RateLimiterContract):
 class TestRedisPasswordHistoryStore(RedisServer, PasswordHistoryStoreContract):
     def make_history(self) -> PasswordHistoryStore:
         return RedisPasswordHistoryStore(self.client, prefix=self.prefix)
+
+
+class TestRedisOutboxStore(RedisServer, OutboxStoreContract):
+    def make_outbox(self) -> OutboxStore:
+        return RedisOutboxStore(self.client, prefix=self.prefix)
 
 
 def _entry(index: int) -> HistoryEntry:
@@ -1100,16 +1108,19 @@ class TestAsyncRedisStorage(
     OneTimeCodeStoreContract,
     RateLimiterContract,
     PasswordHistoryStoreContract,
+    OutboxStoreContract,
 ):
-    """The contracts of the four stores Redis keeps, on async_redis_storage (its own client).
+    """The contracts of the five stores Redis keeps, on async_redis_storage (its own client).
 
-    The same four as the sync face runs; accounts are the host's (here the async memory
+    The same five as the sync face runs; accounts are the host's (here the async memory
     adapter's, proved with the memory bundle), so there is no with_history to prove.
     """
 
     @pytest.fixture
     def storage(self) -> Iterator[Storage]:
-        bundle = async_redis_storage(self.url, accounts=_async_accounts(), prefix=self.prefix)
+        bundle = async_redis_storage(
+            self.url, accounts=_async_accounts(), prefix=self.prefix, outbox=True
+        )
         with blocking_storage(bundle) as storage:
             yield storage
 

@@ -337,7 +337,7 @@ class TestStorageBundle(BreaksHistory, StorageContract):
     @pytest.fixture
     def storage(self, backend: Backend) -> Iterator[Storage]:
         backend.reset()
-        with sqlalchemy_storage(backend.engine, metadata=backend.metadata) as storage:
+        with sqlalchemy_storage(backend.engine, metadata=backend.metadata, outbox=True) as storage:
             yield storage
         # Closing a bundle built on the application's engine leaves the engine usable.
         with backend.engine.connect() as connection:
@@ -356,6 +356,7 @@ class TestUsersTableWithHistory(BreaksHistory, AccountWithHistoryContract):
             accounts_table=backend.users,
             columns=USER_COLUMNS,
             insert_defaults={"is_active": True},
+            outbox=True,
         ) as storage:
             yield storage
 
@@ -513,13 +514,14 @@ class TestImport:
 
 class TestMetadata:
     def test_default_tables(self) -> None:
-        """The module's metadata holds the five kaspi_ tables."""
+        """The module's metadata holds the six kaspi_ tables."""
         assert set(metadata.tables) == {
             "kaspi_accounts",
             "kaspi_password_history",
             "kaspi_consumed_tokens",
             "kaspi_one_time_codes",
             "kaspi_rate_limits",
+            "kaspi_outbox",
         }
 
     def test_casefolded_keys_are_unique(self) -> None:
@@ -560,6 +562,7 @@ class TestMetadata:
             "auth.idp_accounts",
             "auth.idp_consumed_tokens",
             "auth.idp_one_time_codes",
+            "auth.idp_outbox",
             "auth.idp_password_history",
             "auth.idp_rate_limits",
         ]

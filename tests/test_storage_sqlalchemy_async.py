@@ -128,7 +128,7 @@ class TestAsyncStorageBundle(BreaksHistory, StorageContract):
     @pytest.fixture
     def storage(self, backend: Backend, async_engine: AsyncEngine) -> Iterator[Storage]:
         backend.reset()
-        with blocking_storage(open_storage(async_engine, backend)) as storage:
+        with blocking_storage(open_storage(async_engine, backend, outbox=True)) as storage:
             yield storage
         assert selects_one(async_engine)
 
@@ -145,6 +145,7 @@ class TestAsyncUsersTable(BreaksHistory, StorageContract):
             accounts_table=backend.users,
             columns=USER_COLUMNS,
             insert_defaults={"is_active": True},
+            outbox=True,
         )
         with blocking_storage(bundle) as storage:
             yield storage
@@ -163,6 +164,7 @@ class TestAsyncUsersTableWithHistory(BreaksHistory, AccountWithHistoryContract):
                 accounts_table=backend.users,
                 columns=USER_COLUMNS,
                 insert_defaults={"is_active": True},
+                outbox=True,
             )
         )
         with blocking_storage(bundle) as storage:

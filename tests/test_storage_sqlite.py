@@ -83,7 +83,9 @@ class TestSQLiteStorageBundle(StorageContract):
 
     @pytest.fixture
     def storage(self, tmp_path: Path) -> Iterator[Storage]:
-        with sqlite_storage(tmp_path / "bundle.sqlite3", synchronous="NORMAL") as storage:
+        with sqlite_storage(
+            tmp_path / "bundle.sqlite3", synchronous="NORMAL", outbox=True
+        ) as storage:
             yield storage
 
     def break_history_writes(self, storage: Storage) -> None:
@@ -96,7 +98,9 @@ class TestAsyncSQLiteStorageBundle(StorageContract):
     @pytest.fixture
     def storage(self, tmp_path: Path) -> Iterator[Storage]:
         path = tmp_path / "bundle.sqlite3"
-        with blocking_storage(async_sqlite_storage(path, synchronous="NORMAL")) as storage:
+        with blocking_storage(
+            async_sqlite_storage(path, synchronous="NORMAL", outbox=True)
+        ) as storage:
             yield storage
 
     def break_history_writes(self, storage: Storage) -> None:
@@ -138,7 +142,7 @@ class TestSchema:
         """A new file is created at SCHEMA_VERSION, in WAL mode."""
         path = tmp_path / "new.sqlite3"
         with SQLiteDatabase(path) as db:
-            assert db.schema_version == SCHEMA_VERSION == 4
+            assert db.schema_version == SCHEMA_VERSION == 5
             assert db.path == str(path)
         raw = _raw(path)
         assert raw.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
@@ -376,7 +380,7 @@ class TestMigration:
         with sqlite_storage(path) as storage:
             after = datetime.now(timezone.utc)
             assert isinstance(storage.accounts, SQLiteAccountStore)
-            assert storage.accounts.database.schema_version == SCHEMA_VERSION == 4
+            assert storage.accounts.database.schema_version == SCHEMA_VERSION == 5
             for i in range(_V2_ACCOUNTS):
                 account = storage.accounts.get(f"id-{i}")
                 assert account is not None
@@ -415,7 +419,7 @@ class TestMigration:
         _version_1_file(path)
         with sqlite_storage(path) as storage:
             assert isinstance(storage.accounts, SQLiteAccountStore)
-            assert storage.accounts.database.schema_version == SCHEMA_VERSION == 4
+            assert storage.accounts.database.schema_version == SCHEMA_VERSION == 5
             accounts = [storage.accounts.get(f"id-{i}") for i in range(_V1_ACCOUNTS)]
             stamps = set()
             for i, account in enumerate(accounts):
@@ -470,7 +474,7 @@ class TestMigration:
         _version_2_file(path)
         with sqlite_storage(path) as storage:
             assert isinstance(storage.accounts, SQLiteAccountStore)
-            assert storage.accounts.database.schema_version == SCHEMA_VERSION == 4
+            assert storage.accounts.database.schema_version == SCHEMA_VERSION == 5
             for i in range(_V2_ACCOUNTS):
                 account = storage.accounts.get(f"id-{i}")
                 assert account is not None

@@ -18,6 +18,7 @@ from kaspi_identity.storage import (
     HistoryEntry,
     LoginKind,
     NewAccount,
+    OutboxMessage,
     Storage,
 )
 from kaspi_identity.storage.memory import (
@@ -152,9 +153,16 @@ class _AppendsOnALostChange(MemoryAccountWithHistory):
         entry: HistoryEntry | None,
         keep: int,
         now: datetime | None = None,
+        messages: Sequence[OutboxMessage] = (),
     ) -> bool:
         won = super().replace_password(
-            account_id, expected=expected, new=new, entry=entry, keep=keep, now=now
+            account_id,
+            expected=expected,
+            new=new,
+            entry=entry,
+            keep=keep,
+            now=now,
+            messages=messages,
         )
         if not won and entry is not None and self._accounts.get(account_id) is not None:
             self._history.append(account_id, entry, keep=keep)
@@ -173,10 +181,17 @@ class _KeepsStampOnReplace(MemoryAccountWithHistory):
         entry: HistoryEntry | None,
         keep: int,
         now: datetime | None = None,
+        messages: Sequence[OutboxMessage] = (),
     ) -> bool:
         before = self._accounts.get(account_id)
         won = super().replace_password(
-            account_id, expected=expected, new=new, entry=entry, keep=keep, now=now
+            account_id,
+            expected=expected,
+            new=new,
+            entry=entry,
+            keep=keep,
+            now=now,
+            messages=messages,
         )
         if won and before is not None:
             with self._accounts._lock:
@@ -197,8 +212,11 @@ class _IgnoresKeepAtCreate(MemoryAccountWithHistory):
         now: datetime,
         entry: Callable[[Account], HistoryEntry] | None,
         keep: int,
+        messages: Callable[[Account], Sequence[OutboxMessage]] | None = None,
     ) -> Account:
-        account = super().create_with_history(new, now=now, entry=entry, keep=keep)
+        account = super().create_with_history(
+            new, now=now, entry=entry, keep=keep, messages=messages
+        )
         if entry is not None:
             self._history.append(account.id, entry(account), keep=keep + 1)
         return account

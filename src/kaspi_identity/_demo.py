@@ -1,7 +1,9 @@
 """``kaspi-identity demo``: the whole account lifecycle on the embedded SQLite default.
 
 Every step runs through :class:`~kaspi_identity.services.IdentityService` exactly as a portal
-would call it, against a SQLite file and a console "outbox" that prints the letters and SMS.
+would call it, against a SQLite file with a durable outbox: each letter and SMS is queued with
+the change it tells of, and an :class:`~kaspi_identity.services.OutboxWorker` thread delivers
+it to a console sender that prints it.
 Each step checks its outcome; the demo exits 0 only if every one behaved as expected.
 """
 
@@ -11,7 +13,8 @@ import os
 import random
 import secrets
 import tempfile
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
@@ -28,7 +31,7 @@ from kaspi_identity.delivery import (
 )
 from kaspi_identity.i18n import render
 from kaspi_identity.policy import PasswordPolicy, UserInfo
-from kaspi_identity.services import IdentityService, IdentitySettings
+from kaspi_identity.services import IdentityService, IdentitySettings, OutboxWorker
 from kaspi_identity.storage import Storage
 from kaspi_identity.storage.sqlite import sqlite_storage
 
@@ -108,7 +111,7 @@ def run_demo(
 ) -> int:
     """Run the lifecycle, narrating to ``out`` in ``lang``; 0 if every step behaved, else 1."""
     with _database(db) as path:
-        storage = sqlite_storage(path)
+        storage = sqlite_storage(path, outbox=True)
         try:
             _lifecycle(
                 storage_path=path,
@@ -139,6 +142,7 @@ def _lifecycle(
     step = iter(range(1, 100))
 
     def say(key: str, **params: object) -> None:
+        _delivered(storage)  # the worker thread's letters print before the next line
         print(f"\n[{next(step)}] " + render(key, lang, count=None, **params), file=out)
 
     def bullets(lines: Sequence[str]) -> None:
@@ -153,12 +157,44 @@ def _lifecycle(
         site_name="portal.example.kz",
     )
     service = IdentityService(storage, settings, email_sender=tee, sms_sender=tee, policy=policy)
+    worker = OutboxWorker(service)
+    worker.start(poll=0.02)
+    try:
+        _steps(service, storage, policy, name, lang, out, tee, say, bullets, storage_path)
+    finally:
+        worker.stop()
+
+
+def _delivered(storage: Storage) -> None:
+    """Wait (10 s at most) until the worker thread has sent everything queued."""
+    queue = storage.outbox
+    assert queue is not None  # the demo's storage has one; not a security check
+    deadline = time.monotonic() + 10
+    while queue.list(status="pending", limit=1) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if queue.list(status="pending", limit=1):
+        raise _StepFailed("the outbox worker did not deliver the queued letters")
+
+
+def _steps(
+    service: IdentityService,
+    storage: Storage,
+    policy: PasswordPolicy,
+    name: str,
+    lang: str,
+    out: TextIO,
+    tee: _Tee,
+    say: Callable[..., None],
+    bullets: Callable[[Sequence[str]], None],
+    storage_path: Path,
+) -> None:
     suffix = secrets.randbelow(10**4)
     email = f"aigerim.{suffix:04d}@example.kz"
     phone = f"8 (701) {secrets.randbelow(10**3):03d}-{suffix // 100:02d}-{suffix % 100:02d}"
     user = UserInfo(email=email, phone=phone, names=("Айгерим",))
 
     print(render("demo.title", lang, db=str(storage_path)), file=out)
+    print(render("demo.outbox", lang), file=out)
     print("\n" + render("demo.policy", lang, name=name), file=out)
     bullets(policy.describe(lang))
 
@@ -192,6 +228,7 @@ def _lifecycle(
         raise _StepFailed(
             "registration was refused: " + "; ".join(registered.policy.messages(lang))
         )
+    _delivered(storage)
     letter = tee.outbox.last_email(to=email)
     if letter is None or letter.kind != "confirm_email":
         raise _StepFailed("no confirmation letter was sent")
@@ -224,6 +261,7 @@ def _lifecycle(
     say("demo.reset_requested", login=email)
     if not service.request_password_reset(email, client_key="demo"):
         raise _StepFailed("the reset request was refused")
+    _delivered(storage)
     letter = tee.outbox.last_email(to=email)
     if letter is None or letter.kind != "password_reset":
         raise _StepFailed("no reset letter was sent")
@@ -246,6 +284,7 @@ def _lifecycle(
     say("demo.sms_requested", phone=phone)
     if not service.request_sms_reset(phone, client_key="demo"):
         raise _StepFailed("the SMS request was refused")
+    _delivered(storage)
     sms = tee.outbox.last_sms()
     code = extract_code(sms) if sms is not None else None
     if code is None:
@@ -257,6 +296,7 @@ def _lifecycle(
     if not reset.ok:
         raise _StepFailed("the reset by SMS was refused: " + "; ".join(reset.policy.messages(lang)))
 
+    _delivered(storage)  # the "password changed" notices
     by_phone = service.authenticate(phone, by_sms, client_key="demo")
     if not by_phone.ok or service.authenticate(email, current, client_key="demo").ok:
         raise _StepFailed("log-in after the resets did not behave")

@@ -1,4 +1,4 @@
-"""The ``kaspi-identity`` command: demo, check, describe, compliance, hash, calibrate, breached.
+"""The ``kaspi-identity`` command: demo, check, describe, hash, breached, outbox, worker, ….
 
 Exit status: 0 success (password accepted), 1 password rejected or mismatch, 2 usage or
 configuration error, or input that ended or was interrupted (Ctrl-D, Ctrl-C) — said on
@@ -35,6 +35,7 @@ from kaspi_identity.policy import (
     UserInfo,
     build_breached_filter,
 )
+from kaspi_identity.storage._outbox import OUTBOX_STATUSES
 
 __all__ = ["main"]
 
@@ -217,7 +218,170 @@ def _build_parser() -> argparse.ArgumentParser:
     build.add_argument("--quiet", action="store_true", help="no progress bar")
     verify = steps.add_parser("verify", help="check a filter file's checksums and describe it")
     verify.add_argument("filter", metavar="FILE", help="the filter file")
+    outbox = commands.add_parser(
+        "outbox", help="list, retry or purge the queued letters and SMS (the durable outbox)"
+    )
+    actions = outbox.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="list queued messages, oldest first")
+    _add_queue_options(listing)
+    listing.add_argument(
+        "--status", choices=OUTBOX_STATUSES, help="only messages of this status (default: all)"
+    )
+    listing.add_argument(
+        "--limit", type=int, default=100, help="at most this many (1-1000, default 100)"
+    )
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    retry = actions.add_parser("retry", help="make dead messages pending again")
+    _add_queue_options(retry)
+    which = retry.add_mutually_exclusive_group(required=True)
+    which.add_argument("ids", nargs="*", default=[], metavar="ID", help="message ids")
+    which.add_argument("--all-dead", action="store_true", help="every dead message")
+    purge = actions.add_parser("purge", help="delete sent and void messages (and dead ones)")
+    _add_queue_options(purge)
+    purge.add_argument(
+        "--older-than-days",
+        type=float,
+        default=7.0,
+        help="only messages last changed this many days ago or more (default 7)",
+    )
+    purge.add_argument("--dead", action="store_true", help="delete dead messages too")
+
+    worker = commands.add_parser(
+        "worker", help="deliver the queued letters and SMS of a service (runs until stopped)"
+    )
+    worker.add_argument(
+        "--app",
+        required=True,
+        metavar="MODULE:NAME",
+        help="the IdentityService to work for (an object, or a function that returns one)",
+    )
+    worker.add_argument(
+        "--once", action="store_true", help="deliver what is due now, print a summary and exit"
+    )
+    worker.add_argument(
+        "--poll", type=float, default=1.0, help="seconds to wait when idle (default 1)"
+    )
+    worker.add_argument("--batch", type=int, default=20, help="messages per claim (default 20)")
     return parser
+
+
+def _add_queue_options(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--db", metavar="PATH", help="the SQLite file of the embedded default")
+    where.add_argument(
+        "--app", metavar="MODULE:NAME", help="an IdentityService (or a function returning one)"
+    )
+
+
+def _load_app(spec: str) -> Any:
+    """The :class:`IdentityService` ``MODULE:NAME`` names (called if it is a function)."""
+    from kaspi_identity.services import IdentityService
+
+    module_name, _, name = spec.partition(":")
+    if not module_name or not name:
+        raise _UsageError(f"--app {spec}: expected MODULE:NAME, e.g. myportal.identity:service")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise _UsageError(f"--app {spec}: cannot import {module_name} ({exc})") from None
+    found = getattr(module, name, None)
+    if found is None:
+        raise _UsageError(f"--app {spec}: {module_name} has no {name}")
+    service = found() if callable(found) and not isinstance(found, IdentityService) else found
+    if not isinstance(service, IdentityService):
+        raise _UsageError(f"--app {spec}: not an IdentityService ({type(service).__name__})")
+    return service
+
+
+def _open_queue(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The outbox store the command works on, and what to close afterwards."""
+    if args.app is not None:
+        service = _load_app(args.app)
+        if service.storage.outbox is None:
+            raise _UsageError(f"--app {args.app}: its storage has no outbox (outbox=True)")
+        return service.storage.outbox, None
+    _check_database(args.db)
+    from kaspi_identity.storage.sqlite import sqlite_storage
+
+    storage = sqlite_storage(args.db, outbox=True)
+    return storage.outbox, storage
+
+
+def _cmd_outbox(args: argparse.Namespace, out: TextIO) -> int:
+    from datetime import datetime, timedelta, timezone
+
+    queue, owned = _open_queue(args)
+    try:
+        now = datetime.now(timezone.utc)
+        if args.action == "list":
+            if not 1 <= args.limit <= 1000:
+                raise _UsageError("--limit must be between 1 and 1000")
+            for entry in queue.list(status=args.status, limit=args.limit):
+                row = {
+                    "id": entry.id,
+                    "status": entry.status,
+                    "channel": entry.message.channel,
+                    "kind": entry.message.kind,
+                    "attempts": entry.attempts,
+                    "created_at": entry.message.created_at.isoformat(),
+                    "next_attempt_at": entry.next_attempt_at.isoformat(),
+                    "last_error": entry.last_error,
+                    "account_id": entry.message.account_id,
+                }
+                if args.json:
+                    print(json.dumps(row, ensure_ascii=False), file=out)
+                else:
+                    print(
+                        f"{row['id']}  {row['status']:<7}  {row['channel']:<5}  {row['kind']:<24}"
+                        f"  attempts={row['attempts']}  next={row['next_attempt_at']}"
+                        f"  error={row['last_error'] or '-'}",
+                        file=out,
+                    )
+            return EXIT_OK
+        if args.action == "retry":
+            ids = list(args.ids)
+            if args.all_dead:
+                ids = [e.id for e in queue.list(status="dead", limit=1000)]
+            retried = 0
+            for message_id in ids:
+                try:
+                    retried += bool(queue.retry(message_id, now=now))
+                except ValueError as exc:
+                    raise _UsageError(f"{message_id}: {exc}") from None
+            print(f"retried {retried} of {len(ids)}", file=out)
+            return EXIT_OK if retried == len(ids) else EXIT_REJECTED
+        if not 0 <= args.older_than_days <= 36500:
+            raise _UsageError("--older-than-days must be between 0 and 36500")
+        statuses = ("sent", "void", "dead") if args.dead else ("sent", "void")
+        before = now - timedelta(days=args.older_than_days)
+        print(f"purged {queue.purge(before=before, statuses=statuses)}", file=out)
+        return EXIT_OK
+    finally:
+        if owned is not None:
+            owned.close()
+
+
+def _cmd_worker(args: argparse.Namespace, out: TextIO) -> int:
+    from kaspi_identity.services import OutboxWorker
+
+    service = _load_app(args.app)
+    try:
+        worker = OutboxWorker(service, batch=args.batch)
+    except (TypeError, ValueError) as exc:
+        raise _UsageError(str(exc)) from None
+    if args.once:
+        run = worker.run_until_idle()
+        print(
+            f"claimed {run.claimed}, sent {run.sent}, retried {run.retried}, dead {run.dead}",
+            file=out,
+        )
+        return EXIT_OK
+    print(f"kaspi-identity worker: delivering for {service!r} (Ctrl-C to stop)", file=out)
+    try:
+        worker.run(poll=args.poll)
+    except KeyboardInterrupt:
+        worker.stop()
+    return EXIT_OK
 
 
 def _load_policy(args: argparse.Namespace) -> PasswordPolicy:
@@ -532,6 +696,10 @@ def main(
             return _cmd_compliance(args, out)
         if args.command == "breached":
             return _cmd_breached(args, out, err)
+        if args.command == "outbox":
+            return _cmd_outbox(args, out)
+        if args.command == "worker":
+            return _cmd_worker(args, out)
         return _cmd_calibrate(args, out, err)
     except (PolicyConfigError, _UsageError) as exc:
         print(f"kaspi-identity: {exc}", file=err)

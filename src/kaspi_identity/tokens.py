@@ -175,6 +175,23 @@ class TokenService:
     def issue(self, purpose: TokenPurpose, account_id: str, *, state: str, now: datetime) -> str:
         """A new token for ``account_id``, bound to ``state`` (e.g. password hash + e-mail).
 
+        The same as :meth:`seal` of :meth:`draft`.
+
+        Raises:
+            ValueError: unknown purpose, empty account id, naive ``now``.
+        """
+        return self.seal(purpose, self.draft(purpose, account_id, state=state, now=now))
+
+    def draft(
+        self, purpose: TokenPurpose, account_id: str, *, state: str, now: datetime
+    ) -> dict[str, str | int]:
+        """The unsigned body of a new token: what :meth:`seal` signs into the token.
+
+        The body is no secret: without the signature, which only the keys can make, it
+        opens nothing. The durable outbox stores it, and the worker seals it at send time,
+        so no link lies in the queue in clear. Sealing one body always gives the same
+        token while the newest key is the same.
+
         Raises:
             ValueError: unknown purpose, empty account id, naive ``now``.
         """
@@ -184,14 +201,28 @@ class TokenService:
         if not isinstance(state, str):
             raise TypeError("state must be a string")
         expires = _utc(now, "now") + self._lifetimes[name]
-        payload = {
+        return {
             "p": name,
             "a": account_id,
             "n": _b64(secrets.token_bytes(_NONCE_BYTES)),
             "e": int(expires.timestamp()),
             "s": _b64(self._state_digest(self._keys[0], name, account_id, state)),
         }
-        token = self._serializers[name].dumps(payload)
+
+    def seal(self, purpose: TokenPurpose, body: Mapping[str, object]) -> str:
+        """Sign a :meth:`draft` body of ``purpose`` into the token (with the newest key).
+
+        Raises:
+            ValueError: unknown purpose, or ``body`` is not a draft of ``purpose``.
+        """
+        name = self._purpose(purpose)
+        if (
+            not isinstance(body, Mapping)
+            or set(body) != {"p", "a", "n", "e", "s"}
+            or self._claims(dict(body), name) is None
+        ):
+            raise ValueError(f"body is not a token draft of purpose {name!r}")
+        token = self._serializers[name].dumps(dict(body))
         return token if isinstance(token, str) else token.decode("ascii")
 
     def verify(self, token: object, purpose: TokenPurpose, *, now: datetime) -> TokenClaims:

@@ -16,6 +16,7 @@ _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 _HEADER_BREAKERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _KIND = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
 _LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8}){0,4}")
+_IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
 def is_deliverable_address(text: str) -> bool:
@@ -72,6 +73,11 @@ def _check_language(value: object) -> None:
         raise ValueError("language must be a language tag like 'kk' or 'ru-KZ'")
 
 
+def _check_idempotency_key(value: object) -> None:
+    if value is not None and not _IDEMPOTENCY_KEY.fullmatch(_require_str("idempotency_key", value)):
+        raise ValueError("idempotency_key must be 16 to 64 letters, digits, '_' or '-'")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EmailMessage:
     """One letter to one address: a plain-text body and, optionally, an HTML alternative.
@@ -86,6 +92,10 @@ class EmailMessage:
         html: an HTML alternative of the same letter, or ``None`` for plain text only.
         kind: what the letter is for (``"password_reset"``): for tests, logs and metrics.
         language: the language tag of the text (``"kk"``).
+        idempotency_key: the same for every delivery attempt of one queued message (the
+            outbox worker sets it to the message id), ``None`` for a letter sent once. The
+            SMTP sender writes it into the Message-ID, so a duplicate after a crash is the
+            same letter to the receiving side; the test :class:`Outbox` records it once.
 
     Raises:
         TypeError: a field has the wrong type.
@@ -102,6 +112,7 @@ class EmailMessage:
     html: str | None = field(default=None, repr=False)
     kind: str
     language: str
+    idempotency_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         _check_header("to", self.to)
@@ -113,6 +124,7 @@ class EmailMessage:
             _check_body("html", self.html)
         _check_kind(self.kind)
         _check_language(self.language)
+        _check_idempotency_key(self.idempotency_key)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,6 +140,8 @@ class SmsMessage:
         text: the message text.
         kind: what the SMS is for (``"reset_code"``).
         language: the language tag of the text (``"ru"``).
+        idempotency_key: as on :class:`EmailMessage`; a gateway wrapper passes it to an API
+            that deduplicates (most SMS gateways take a client message id).
 
     Raises:
         TypeError: a field has the wrong type.
@@ -141,6 +155,7 @@ class SmsMessage:
     text: str = field(repr=False)
     kind: str
     language: str
+    idempotency_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not _E164.fullmatch(_require_str("to", self.to)):
@@ -148,3 +163,4 @@ class SmsMessage:
         _check_body("text", self.text)
         _check_kind(self.kind)
         _check_language(self.language)
+        _check_idempotency_key(self.idempotency_key)

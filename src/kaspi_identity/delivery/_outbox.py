@@ -31,12 +31,27 @@ class Outbox:
 
     To test what a flow does when the mail server or the SMS gateway is down, make the next
     sends fail with :meth:`fail_next`, or every send with :attr:`failing`. A failed send is
-    not recorded; :attr:`failures` counts them.
+    not recorded; :attr:`failures` counts them. A message whose ``idempotency_key`` was
+    recorded before (a worker re-sending after a crash) is not recorded again; it is
+    counted in :attr:`duplicates`, as a deduplicating gateway would.
+
+    Not the durable outbox: this class only captures what is sent. The queue letters wait
+    in is an :class:`~kaspi_identity.storage.OutboxStore`, emptied by an
+    :class:`~kaspi_identity.services.OutboxWorker`.
 
     Thread-safe: many threads may send, read and clear at once.
     """
 
-    __slots__ = ("_emails", "_failing", "_failures", "_lock", "_pending_failures", "_sms")
+    __slots__ = (
+        "_duplicates",
+        "_emails",
+        "_failing",
+        "_failures",
+        "_keys",
+        "_lock",
+        "_pending_failures",
+        "_sms",
+    )
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -45,6 +60,8 @@ class Outbox:
         self._pending_failures: deque[Exception | None] = deque()
         self._failing = False
         self._failures = 0
+        self._keys: set[str] = set()
+        self._duplicates = 0
 
     def send_email(self, message: EmailMessage) -> None:
         """Record ``message``, or raise the failure set up by :meth:`fail_next`/:attr:`failing`.
@@ -59,7 +76,8 @@ class Outbox:
             raise TypeError(f"message must be an EmailMessage, not {type(message).__name__}")
         with self._lock:
             self._maybe_fail()
-            self._emails.append(message)
+            if self._first(message.idempotency_key):
+                self._emails.append(message)
 
     def send_sms(self, message: SmsMessage) -> None:
         """Record ``message``, or raise the failure set up by :meth:`fail_next`/:attr:`failing`.
@@ -74,7 +92,18 @@ class Outbox:
             raise TypeError(f"message must be an SmsMessage, not {type(message).__name__}")
         with self._lock:
             self._maybe_fail()
-            self._sms.append(message)
+            if self._first(message.idempotency_key):
+                self._sms.append(message)
+
+    def _first(self, key: str | None) -> bool:
+        """Whether a message with ``key`` is new (called with the lock held)."""
+        if key is None:
+            return True
+        if key in self._keys:
+            self._duplicates += 1
+            return False
+        self._keys.add(key)
+        return True
 
     def _maybe_fail(self) -> None:
         """Raise the next simulated failure, if any (called with the lock held)."""
@@ -129,6 +158,12 @@ class Outbox:
             return self._failures
 
     @property
+    def duplicates(self) -> int:
+        """How many sends repeated an idempotency key already recorded (and were dropped)."""
+        with self._lock:
+            return self._duplicates
+
+    @property
     def emails(self) -> list[EmailMessage]:
         """Every letter sent, oldest first (a copy: changing it changes nothing here)."""
         with self._lock:
@@ -169,7 +204,7 @@ class Outbox:
         raise LookupError("no SMS in the outbox" + ("" if to is None else f" to {to!r}"))
 
     def clear(self) -> None:
-        """Forget every recorded letter and SMS; pending failures and :attr:`failing` stay."""
+        """Forget every recorded letter and SMS (failures and keys seen are kept)."""
         with self._lock:
             self._emails.clear()
             self._sms.clear()

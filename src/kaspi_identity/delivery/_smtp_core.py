@@ -170,7 +170,10 @@ def _build_mime(settings: _SmtpSettings, message: EmailMessage) -> email.message
     mime["To"] = message.to
     mime["Subject"] = message.subject
     mime["Date"] = email.utils.format_datetime(datetime.now(timezone.utc), usegmt=True)
-    mime["Message-ID"] = email.utils.make_msgid(domain=settings.msgid_domain)
+    if message.idempotency_key is None:
+        mime["Message-ID"] = email.utils.make_msgid(domain=settings.msgid_domain)
+    else:  # every attempt of one queued letter: the same letter to the receiving side
+        mime["Message-ID"] = f"<{message.idempotency_key}@{settings.msgid_domain}>"
     mime["Auto-Submitted"] = "auto-generated"
     mime.set_content(message.text, charset="utf-8", cte="quoted-printable")
     if message.html is not None:

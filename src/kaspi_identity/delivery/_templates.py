@@ -30,18 +30,22 @@ _EMAIL: Mapping[str, _Kind] = {
     "iin_already_registered": _Kind(("site", "reset_link"), None, links=("reset_link",)),
     "password_reset": _Kind(("link", "minutes", "site"), "minutes", links=("link",)),
     "password_changed": _Kind(("site", "time"), None),
+    "password_was_reset": _Kind(("site", "time"), None),
 }
 _SMS: Mapping[str, _Kind] = {
     "reset_code": _Kind(("code", "minutes"), "minutes", optional=("site",)),
+    "password_changed": _Kind((), None, optional=("site",)),
+    "password_was_reset": _Kind((), None, optional=("site",)),
 }
 
 EMAIL_KINDS: tuple[str, ...] = tuple(_EMAIL)
 """The letters :func:`render_email` writes: ``confirm_email``, ``already_registered``,
 ``phone_already_registered``, ``iin_already_registered``, ``password_reset``,
-``password_changed``."""
+``password_changed``, ``password_was_reset``."""
 
 SMS_KINDS: tuple[str, ...] = tuple(_SMS)
-"""The SMS texts :func:`render_sms` writes: ``reset_code``."""
+"""The SMS texts :func:`render_sms` writes: ``reset_code``, ``password_changed``,
+``password_was_reset``."""
 
 _LINK = re.compile(r"https://[^\s<>\"'«»]+")
 # Development only (``allow_insecure_http=True``): plain http links are let through too.
@@ -84,6 +88,9 @@ def render_email(
     ``password_changed``          ``site``, ``time`` (str, or an aware datetime,
                                   shown in its own offset:
                                   ``2026-11-23 21:00 UTC+05:00``)
+    ``password_was_reset``        ``site``, ``time``, as for
+                                  ``password_changed``: the notice of a reset
+                                  (by a link or an SMS code)
     ============================  ==============================================
 
     ``hours`` and ``minutes`` pick the plural form ("1 час", "2 часа", "5 часов").
@@ -124,7 +131,9 @@ def render_sms(
     """Write the SMS ``kind`` to the E.164 number ``to`` in language ``lang``.
 
     ``reset_code`` takes ``code`` (a string of 6 to 10 digits), ``minutes`` (int, picks the
-    plural form) and optionally ``site`` (``None`` counts as absent). With ``site`` the entry
+    plural form) and optionally ``site`` (``None`` counts as absent); the notices
+    ``password_changed`` and ``password_was_reset`` take only the optional ``site``. With
+    ``site`` the entry
     ``sms.<kind>.text`` -- the same text with ``"{site}: "`` in front -- is used if the result
     fits ``max_segments`` SMS segments (see :func:`sms_segments`); otherwise -- or without
     ``site`` -- ``sms.<kind>.text_no_site``. The shipped ``text_no_site`` fits one segment in
@@ -162,7 +171,7 @@ def render_sms(
     if text is None:
         key = f"sms.{kind}.text_no_site"
         text = messages.message(key, count=count, **values)
-    if str(values["code"]) not in text:
+    if "code" in values and str(values["code"]) not in text:
         raise ValueError(f"the template {key!r} ({messages.language}) must show {{code}}")
     if max_segments is not None and (segments := sms_segments(text)) > max_segments:
         raise ValueError(

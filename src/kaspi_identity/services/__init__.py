@@ -1,7 +1,8 @@
 """Account and recovery flows: register, confirm, log in, change and reset passwords.
 
 :class:`IdentityService` is the one entry point; it is written against the storage and
-delivery protocols only. See docs/recovery.md for the flows.
+delivery protocols only. See docs/recovery.md for the flows. :class:`OutboxWorker` delivers
+what the flows queued when the storage has an outbox (docs/delivery.md).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from kaspi_identity.services._results import (
 )
 from kaspi_identity.services._service import IdentityService
 from kaspi_identity.services._settings import IdentitySettings, RateLimit
+from kaspi_identity.services._worker import AsyncOutboxWorker, OutboxWorker, RetryPolicy, WorkerRun
 
 if TYPE_CHECKING:
     from kaspi_identity.services._async import AsyncIdentityService
@@ -42,6 +44,7 @@ __all__ = [
     "PASSWORD_CHANGE_REASONS",
     "AsyncAuditSink",
     "AsyncIdentityService",
+    "AsyncOutboxWorker",
     "AuditEvent",
     "AuditSink",
     "Clock",
@@ -53,12 +56,15 @@ __all__ = [
     "LoginResult",
     "ManualClock",
     "MemoryAuditLog",
+    "OutboxWorker",
     "PasswordChangeResult",
     "PasswordResetResult",
     "RateLimit",
     "RegistrationResult",
     "ResetRequestResult",
+    "RetryPolicy",
     "SystemClock",
+    "WorkerRun",
 ]
 
 

@@ -91,10 +91,9 @@ class PasswordChange(Flow):
                 # A concurrent change won; its new entry is what tripped the history check.
                 return PasswordChangeResult(False, "conflict", result)
             return PasswordChangeResult(False, "policy", result)
-        if not self.writer.replace(account, new):
+        if not self.writer.replace(account, new, letters=p.changed_notice(account)):
             return PasswordChangeResult(False, "conflict", result)
         p.emit("password_changed", account.id, via="change")
-        p.send_changed_notice(account)
         changed = p.storage.accounts.get(account.id)
         return PasswordChangeResult(
             True,

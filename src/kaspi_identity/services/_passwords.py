@@ -12,11 +12,14 @@ failing history store cannot leave a half-made account nobody can confirm).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 
 from kaspi_identity._errors import StorageError
 from kaspi_identity.history import PasswordHistory
+from kaspi_identity.services._letters import Letter, Letters
 from kaspi_identity.services._plumbing import Plumbing
-from kaspi_identity.storage import Account, HistoryEntry, NewAccount
+from kaspi_identity.storage import Account, HistoryEntry, NewAccount, OutboxMessage
+from kaspi_identity.storage._protocols import enqueues_together
 
 __all__ = ["PasswordWriter"]
 
@@ -44,19 +47,24 @@ class PasswordWriter:
         """The argon2id hash of a new password."""
         return self._p.hasher.hash(password)
 
-    def create(self, new: NewAccount, password: str) -> Account:
+    def create(
+        self, new: NewAccount, password: str, *, letters: Callable[[Account], list[Letter]]
+    ) -> tuple[Account, list[Letter]]:
         """Create the account, with its first history entry in the same transaction.
 
         Where accounts and history share a database (``Storage.with_history``) a failure
         leaves nothing behind, so registering again starts afresh. Otherwise the account is
         created alone; :meth:`record_first` appends its entry once the confirmation letter
-        went out.
+        went out. ``letters(account)`` are the letters the new account gets: enqueued in the
+        same transaction where the unit of work has the outbox, else returned (the second
+        item) for the caller to post.
         """
         p = self._p
         together = p.storage.with_history
         now = p.clock.now()
         if together is None:
-            return p.storage.accounts.create(new, now=now)
+            account = p.storage.accounts.create(new, now=now)
+            return account, letters(account)
         password_hash = new.password_hash or ""
 
         def first_entry(account: Account) -> HistoryEntry:
@@ -64,12 +72,21 @@ class PasswordWriter:
                 password, password_hash, account_id=account.id, now=account.created_at
             )
 
-        return together.create_with_history(
+        options: dict[str, Callable[[Account], list[OutboxMessage]]] = {}
+        if enqueues_together(p.storage):
+
+            def messages(account: Account) -> list[OutboxMessage]:
+                return [Letters.queued(letter, now) for letter in letters(account)]
+
+            options["messages"] = messages
+        account = together.create_with_history(
             new,
             now=now,
             entry=first_entry if p.policy.history else None,
             keep=self.keep,
+            **options,
         )
+        return account, [] if options else letters(account)
 
     def record_first(self, account: Account, password: str) -> None:
         """Split stores: append a new account's first entry; a failure is logged, not raised.
@@ -94,12 +111,14 @@ class PasswordWriter:
             _log.warning("first history entry not stored: %s", type(exc).__name__)
             p.emit("history_write_failed", account.id)
 
-    def replace(self, account: Account, password: str) -> bool:
+    def replace(self, account: Account, password: str, *, letters: Sequence[Letter] = ()) -> bool:
         """Hash, then set the hash and record its history entry as one unit of work.
 
         The store gives the account a new security stamp and starts the password's age
         afresh (changed now; no change required; no grace log-ins used). Returns ``False``
-        (nothing changed) when a concurrent change won the compare-and-set.
+        (nothing changed, nothing sent) when a concurrent change won the compare-and-set.
+        ``letters`` tell of the change: enqueued in the same transaction where the unit of
+        work has the outbox, else posted once the change is made.
         """
         p = self._p
         new_hash = self.hash(password)
@@ -111,19 +130,28 @@ class PasswordWriter:
         )
         keep, together = self.keep, p.storage.with_history
         if together is not None:
-            return together.replace_password(
+            messages = p.for_unit(letters)
+            options = {} if messages is None else {"messages": messages}
+            won = together.replace_password(
                 account.id,
                 expected=account.password_hash,
                 new=new_hash,
                 entry=entry,
                 keep=keep,
                 now=now,
+                **options,
             )
+            if won and messages is None:
+                p.post(*letters)
+            return won
         if entry is not None:
             p.storage.history.append(account.id, entry, keep=keep)
-        return p.storage.accounts.set_password_hash(
+        won = p.storage.accounts.set_password_hash(
             account.id, expected=account.password_hash, new=new_hash, now=now
         )
+        if won:
+            p.post(*letters)
+        return won
 
     def rehash(self, account: Account, new_hash: str) -> bool:
         """Replace a hash made with old parameters; the stamp is kept (sessions live on).

@@ -15,6 +15,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any, Final
 
@@ -27,7 +28,6 @@ from kaspi_identity.delivery import (
     SmsMessage,
     SmsSender,
     render_email,
-    render_sms,
 )
 from kaspi_identity.hashing import PasswordHasher
 from kaspi_identity.i18n import Catalog
@@ -42,9 +42,12 @@ from kaspi_identity.services._identifiers import (
     require_str,
     resolve,
 )
+from kaspi_identity.services._letters import Letter, Letters, TokenLink, UnrenderableError
 from kaspi_identity.services._results import ResetRequestResult
 from kaspi_identity.services._settings import IdentitySettings, RateLimit
-from kaspi_identity.storage import Account, Storage
+from kaspi_identity.services._tokens import Tokens
+from kaspi_identity.storage import Account, OutboxMessage, Storage
+from kaspi_identity.storage._protocols import enqueues_together
 from kaspi_identity.tokens import LinkBuilder
 
 __all__ = ["ABSENT_ADDRESS", "NullAudit", "Plumbing", "check_letters"]
@@ -96,6 +99,7 @@ def _check_letters(
         "phone_already_registered": {"reset_link": reset},
         "iin_already_registered": {"reset_link": reset},
         "password_changed": {"time": "2026-01-01 09:00 UTC"},
+        "password_was_reset": {"time": "2026-01-01 09:00 UTC"},
     }
     for kind, params in letters.items():
         try:
@@ -139,6 +143,7 @@ class Plumbing:
     Args:
         storage, settings, policy, hasher, clock, audit: as the service was given them.
         keys: the service's key ring (the rate limits derive their keys from it).
+        tokens: the flows' token issuer (links are drafted here, sealed when written).
         email_sender, sms_sender: where rendered messages go.
         catalog: the catalog letters and SMS are written from (``None``: the built-in one).
     """
@@ -149,6 +154,7 @@ class Plumbing:
         settings: IdentitySettings,
         *,
         keys: KeyRing,
+        tokens: Tokens,
         policy: PasswordPolicy,
         hasher: PasswordHasher,
         clock: Clock,
@@ -166,12 +172,11 @@ class Plumbing:
         self.email_sender = email_sender
         self.sms_sender = sms_sender
         self.catalog = catalog
+        self.tokens = tokens
+        self.letters = Letters(settings, keys=keys, issuer=tokens.issuer, catalog=catalog)
         # Every configured key, newest first: a rate-limit window opened under the previous
         # key keeps counting through a key rotation.
         self.limit_keys = keys.derive("rate-limit")
-        insecure = settings.allow_insecure_http
-        self.confirm_links = LinkBuilder(settings.confirm_url, allow_insecure_http=insecure)
-        self.reset_links = LinkBuilder(settings.reset_url, allow_insecure_http=insecure)
         # Made on first use, not here: a host may build a service per request. Only the very
         # first unknown-account log-in of a process pays one extra hash for it.
         self._dummy_hash: str | None = None
@@ -298,74 +303,135 @@ class Plumbing:
         self,
         kind: str,
         account: Account | None,
-        message: EmailMessage | SmsMessage | None,
+        letter: Letter,
         *,
         requested: str = "password_reset_requested",
     ) -> ResetRequestResult:
-        """Deliver a requested message to a known account (an unknown one's is dropped).
+        """Post a requested letter: a known account's is sent, an unknown one's twin is not.
 
-        The event ``requested`` is reported either way (``found`` says which); the answer
-        is the same.
+        The twin (``deliver=False``) is rendered, or queued as ``void``, so both paths do the
+        same work. The event ``requested`` is reported either way (``found`` says which);
+        the answer is the same.
         """
+        self.post(letter)
         if account is None:
             self.emit(requested, None, found="no")
         else:
-            self.deliver(kind, account.id, message)
             self.emit(requested, account.id, found="yes")
         return ResetRequestResult(True)
 
     # -- letters and SMS -------------------------------------------------------------------
 
-    def render(
-        self, kind: str, to: str, lang: str, *, sms: bool = False, **params: object
-    ) -> EmailMessage | SmsMessage | None:
-        """The letter (or, with ``sms``, the SMS) ``kind``; ``None`` (logged) if it cannot be."""
-        s = self.settings
-        try:
-            site, book, insecure = s.site_name, self.catalog, s.allow_insecure_http
-            if sms:
-                return render_sms(
-                    kind, lang, to=to, catalog=book, max_segments=1, site=site, **params
-                )
-            return render_email(
-                kind, lang, to=to, catalog=book, site=site, allow_insecure_http=insecure, **params
-            )
-        except ValueError as exc:
-            what = "SMS" if sms else "letter"
-            _log.warning("could not render %s %s: %s", kind, what, type(exc).__name__)
-            return None
+    def letter(
+        self,
+        kind: str,
+        to: str,
+        lang: str,
+        account_id: str | None,
+        *,
+        sms: bool = False,
+        deliver: bool = True,
+        **params: object,
+    ) -> Letter:
+        """The letter (or, with ``sms``, the SMS) ``kind`` to ``to``, not yet written."""
+        return Letter(
+            kind=kind,
+            channel="sms" if sms else "email",
+            to=to,
+            language=lang,
+            account_id=account_id,
+            params=params,
+            deliver=deliver,
+        )
 
-    def deliver(
-        self, kind: str, account_id: str | None, message: EmailMessage | SmsMessage | None
-    ) -> None:
-        """Hand a rendered message to its sender; a failing sender is logged, never raised."""
+    def reset_link(self, account: Account | None) -> TokenLink:
+        """A reset link for ``account`` (for nobody when ``None``), written at send time."""
+        return TokenLink("reset", "reset", self.tokens.draft("reset", account))
+
+    def confirm_link(self, account: Account | None) -> TokenLink:
+        """A confirmation link for ``account``'s address, written at send time."""
+        return TokenLink("confirm", "confirm", self.tokens.draft("confirm", account))
+
+    @property
+    def queued(self) -> bool:
+        """Whether letters go through the durable outbox (the storage has one)."""
+        return self.storage.outbox is not None
+
+    def post(self, *letters: Letter) -> None:
+        """Send ``letters`` now, or queue them for the worker when the storage has an outbox.
+
+        Sent now, a failure to write or send one is logged and audited, never raised;
+        queued, a failing outbox raises :class:`~kaspi_identity.StorageError` (the letter
+        must not be lost silently).
+        """
+        queue = self.storage.outbox
+        if queue is not None:
+            now = self.clock.now()
+            for letter in letters:
+                queue.enqueue(Letters.queued(letter, now), now=now)
+            return
+        for letter in letters:
+            self.send_now(letter)
+
+    def for_unit(self, letters: Sequence[Letter]) -> list[OutboxMessage] | None:
+        """``letters`` queued for a unit of work that enqueues them with its change.
+
+        ``None`` when they must be posted after the change instead: nothing to queue, no
+        outbox, or a ``with_history`` that does not enqueue into the bundle's outbox.
+        """
+        if not letters or not enqueues_together(self.storage):
+            return None
+        now = self.clock.now()
+        return [Letters.queued(letter, now) for letter in letters]
+
+    def send_now(self, letter: Letter, *, key: str | None = None) -> None:
+        """Write ``letter`` and hand it to its sender (a twin is written, not sent).
+
+        A letter that cannot be written or sent is logged and audited, never raised.
+        """
+        what = "SMS" if letter.channel == "sms" else "letter"
+        try:
+            message = self.letters.render(letter, key=key)
+        except UnrenderableError as exc:
+            _log.warning("could not render %s %s: %s", letter.kind, what, type(exc).__name__)
+            message = None
+        if not letter.deliver:
+            return
         try:
             if message is None:
                 raise ValueError("not rendered")
-            if isinstance(message, SmsMessage):
-                if self.sms_sender is None:  # checked by the SMS flow; not a security check
-                    raise DeliveryError("no SMS sender")
-                self.sms_sender.send_sms(message)
-            else:
-                self.email_sender.send_email(message)
+            self.transmit(message)
         except (DeliveryError, ValueError) as exc:
-            _log.warning("could not deliver %s: %s", kind, type(exc).__name__)
-            if isinstance(message, SmsMessage):
-                self.emit("delivery_failed", account_id, sms=kind)
+            _log.warning("could not deliver %s: %s", letter.kind, type(exc).__name__)
+            if letter.channel == "sms":
+                self.emit("delivery_failed", letter.account_id, sms=letter.kind)
             else:
-                self.emit("delivery_failed", account_id, letter=kind)
+                self.emit("delivery_failed", letter.account_id, letter=letter.kind)
 
-    def send(self, kind: str, account_id: str | None, to: str, lang: str, **params: object) -> None:
-        """Render and deliver a letter; a failure is logged and audited, never raised."""
-        self.deliver(kind, account_id, self.render(kind, to, lang, sms=False, **params))
+    def transmit(self, message: EmailMessage | SmsMessage) -> None:
+        """Hand a written message to its sender; raise what the sender raises."""
+        if isinstance(message, SmsMessage):
+            if self.sms_sender is None:  # checked by the SMS flow; not a security check
+                raise DeliveryError("no SMS sender")
+            self.sms_sender.send_sms(message)
+        else:
+            self.email_sender.send_email(message)
 
-    def send_changed_notice(self, account: Account) -> None:
-        """Tell the stored address that the password changed (nothing without an address)."""
+    def changed_notice(self, account: Account, *, reset: bool = False) -> list[Letter]:
+        """The notices of a new password, to every channel ``account`` has (ASVS, NIST).
+
+        ``account`` is as it was before the change: a letter to its address (the time in
+        the site's zone) and, with an SMS sender, an SMS to its phone. ``reset`` picks the
+        notice of a reset (``password_was_reset``) over that of a change.
+        """
+        kind = "password_was_reset" if reset else "password_changed"
+        letters: list[Letter] = []
         if account.email is not None:
-            self.send(
-                "password_changed",
-                account.id,
-                account.email,
-                account.language,
-                time=self.clock.now(),
+            letters.append(
+                self.letter(
+                    kind, account.email, account.language, account.id, time=self.clock.now()
+                )
             )
+        if account.phone is not None and self.sms_sender is not None:
+            letters.append(self.letter(kind, account.phone, account.language, account.id, sms=True))
+        return letters

@@ -11,7 +11,6 @@ from dataclasses import replace
 from typing import Final
 
 from kaspi_identity._errors import DuplicateAccountError, InvalidIdentifierError, InvalidTokenError
-from kaspi_identity.delivery import EmailMessage, SmsMessage
 from kaspi_identity.i18n import normalize_language
 from kaspi_identity.phone import parse_iin
 from kaspi_identity.policy import UserInfo
@@ -23,6 +22,7 @@ from kaspi_identity.services._identifiers import (
     registration_value,
     require_str,
 )
+from kaspi_identity.services._letters import Letter
 from kaspi_identity.services._plumbing import ABSENT_ADDRESS
 from kaspi_identity.services._results import RegistrationResult, ResetRequestResult
 from kaspi_identity.storage import Account, LoginKind, NewAccount
@@ -95,7 +95,7 @@ class Registration(Flow):
         )
         while True:
             try:
-                account = self.writer.create(new, password)
+                account, pending = self.writer.create(new, password, letters=self._confirmations)
             except DuplicateAccountError as exc:
                 if exc.field == "username":
                     return RegistrationResult(False, result, username_taken=True)
@@ -111,8 +111,7 @@ class Registration(Flow):
                 return RegistrationResult(True, result)
             break
         p.emit("registered", account.id)
-        if account.email is not None:
-            p.deliver("confirm_email", account.id, self._confirmation_letter(account))
+        p.post(*pending)
         self.writer.record_first(account, password)
         return RegistrationResult(True, result)
 
@@ -129,27 +128,33 @@ class Registration(Flow):
         if p.limited("registered-letter", f"id:{existing.id}", limit) is not None:
             p.emit("rate_limited", existing.id, action="already_registered_letter")
             return
-        token = self.tokens.issue("reset", existing)
-        p.send(
-            _TAKEN_LETTERS[field],
-            existing.id,
-            existing.email,
-            existing.language,
-            reset_link=p.reset_links.link(token),
+        p.post(
+            p.letter(
+                _TAKEN_LETTERS[field],
+                existing.email,
+                existing.language,
+                existing.id,
+                reset_link=p.reset_link(existing),
+            )
         )
 
-    def _confirmation_letter(self, account: Account | None) -> EmailMessage | SmsMessage | None:
-        """The confirmation letter for ``account``, or (``None``) one nobody will get."""
+    def _confirmations(self, account: Account) -> list[Letter]:
+        """The confirmation letter a new account gets (none without an address)."""
+        return [] if account.email is None else [self._confirmation_letter(account)]
+
+    def _confirmation_letter(self, account: Account | None, *, deliver: bool = True) -> Letter:
+        """The confirmation letter for ``account``, or a twin nobody will get."""
         if account is None or account.email is None:
-            to, lang = ABSENT_ADDRESS, "en"
+            to, lang, deliver = ABSENT_ADDRESS, "en", False
         else:
             to, lang = account.email, account.language
-        token = self.tokens.issue("confirm", account)
-        return self.plumbing.render(
+        return self.plumbing.letter(
             "confirm_email",
             to,
             lang,
-            link=self.plumbing.confirm_links.link(token),
+            None if account is None else account.id,
+            deliver=deliver,
+            link=self.plumbing.confirm_link(account),
             hours=self.tokens.hours("confirm"),
         )
 
@@ -172,11 +177,14 @@ class Registration(Flow):
         account, refused = p.letter_request(
             "confirm", identifier, client_key, action="resend_confirmation"
         )
-        # A token is signed and a letter written either way; it goes out only when pending.
-        message = None if refused is not None else self._confirmation_letter(account)
-        if account is not None and not account.email_confirmed:
-            p.deliver("confirm_email", account.id, message)
+        if refused is not None:
+            return refused
+        # A token is drafted and a letter posted either way; it goes out only when pending.
+        pending = account is not None and not account.email_confirmed
+        p.post(self._confirmation_letter(account, deliver=pending))
+        if pending:
+            assert account is not None
             p.emit("confirmation_requested", account.id, sent="yes")
-        elif refused is None:
+        else:
             p.emit("confirmation_requested", None if account is None else account.id, sent="no")
-        return ResetRequestResult(True) if refused is None else refused
+        return ResetRequestResult(True)

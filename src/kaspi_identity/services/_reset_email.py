@@ -29,18 +29,19 @@ class EmailReset(Flow):
         )
         if refused is not None:
             return refused
-        # Equal work: an unknown account gets a token signed and a letter nobody will see.
-        token = self.tokens.issue("reset", account)
+        # Equal work: an unknown account gets a token drafted and a letter nobody will see.
         to, lang = (ABSENT_ADDRESS, "en") if account is None else (account.email, account.language)
         assert to is not None  # letter_request finds only accounts with an address
-        message = p.render(
+        letter = p.letter(
             "password_reset",
             to,
             lang,
-            link=p.reset_links.link(token),
+            None if account is None else account.id,
+            deliver=account is not None,
+            link=p.reset_link(account),
             minutes=self.tokens.minutes("reset"),
         )
-        return p.hand_over("password_reset", account, message)
+        return p.hand_over("password_reset", account, letter)
 
     def reset_password(self, token: str, new: str, confirmation: str) -> PasswordResetResult:
         """See :meth:`IdentityService.reset_password`."""
@@ -56,7 +57,7 @@ class EmailReset(Flow):
         account, result = redeemed.account, redeemed.result
         if not redeemed.spent:
             return PasswordResetResult(False, result)
-        if not self.writer.replace(account, new):
+        if not self.writer.replace(account, new, letters=p.changed_notice(account, reset=True)):
             raise InvalidTokenError("invalid token")
         p.storage.accounts.clear_login_failures(account.id)
         via = "email" if redeemed.claims.purpose == "reset" else "sms"
@@ -66,5 +67,4 @@ class EmailReset(Flow):
                 account.id, email=account.email, now=p.clock.now()
             )
         p.emit("password_reset_completed", account.id, via=via)
-        p.send_changed_notice(account)
         return PasswordResetResult(True, result, account.id, end_sessions=True)

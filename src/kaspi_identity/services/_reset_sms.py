@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -64,7 +63,9 @@ class SmsReset(Flow):
                 p.emit("rate_limited", None, action="sms_reset", limit=scope)
                 return ResetRequestResult(False, retry_after=wait)
         now = p.clock.now()
-        code = f"{secrets.randbelow(10**s.sms_code_digits):0{s.sms_code_digits}d}"
+        # The code is derived from a random nonce with a key of the ring, so a queued SMS
+        # stores the nonce, never the code (see Letters.new_code).
+        code, text = p.letters.new_code(s.sms_code_digits)
         account = p.storage.accounts.find_by_login("phone", number.e164)
         # An unknown number gets a code too, stored under a key no attempt is hashed with:
         # it can never be right, but wrong tries, exhaustion and expiry answer exactly as
@@ -77,15 +78,17 @@ class SmsReset(Flow):
             now=now,
             failure_window=s.sms_failure_window,
         )
-        message = p.render(
+        letter = p.letter(
             "reset_code",
             number.e164,
             account.language if account is not None else "en",
+            None if account is None else account.id,
             sms=True,
-            code=code,
+            deliver=account is not None,
+            code=text,
             minutes=max(1, int(s.sms_code_lifetime.total_seconds() // 60)),
         )
-        return p.hand_over("reset_code", account, message, requested="sms_reset_requested")
+        return p.hand_over("reset_code", account, letter, requested="sms_reset_requested")
 
     def verify_sms_code(self, phone: str, code: str) -> str:
         """See :meth:`IdentityService.verify_sms_code`."""

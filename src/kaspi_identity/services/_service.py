@@ -125,10 +125,12 @@ class IdentityService:
         )
         # A service that would report success while sending nothing must not be built.
         check_letters(settings, catalog)
+        tokens_ = Tokens(self.tokens, storage, self.clock)
         plumbing = self._plumbing = Plumbing(
             storage,
             settings,
             keys=keys,
+            tokens=tokens_,
             policy=self.policy,
             hasher=self.hasher,
             clock=self.clock,
@@ -137,11 +139,7 @@ class IdentityService:
             sms_sender=sms_sender,
             catalog=catalog,
         )
-        parts = (
-            plumbing,
-            Tokens(self.tokens, storage, self.clock),
-            PasswordWriter(plumbing, self.history),
-        )
+        parts = (plumbing, tokens_, PasswordWriter(plumbing, self.history))
         self._registration = Registration(*parts)
         self._login = LogIn(*parts)
         self._change = PasswordChange(*parts, login=self._login)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import zoneinfo
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import timedelta, tzinfo
 from typing import Final
 
 from kaspi_identity._keys import check_secret_keys
@@ -29,6 +31,24 @@ class RateLimit:
             raise ValueError("RateLimit.limit must be a positive integer")
         if not isinstance(self.window, timedelta) or self.window <= timedelta(0):
             raise ValueError("RateLimit.window must be a positive timedelta")
+
+
+@functools.lru_cache(maxsize=32)
+def _zone(name: str) -> tzinfo:
+    """The :class:`zoneinfo.ZoneInfo` called ``name``.
+
+    Raises:
+        ValueError: ``name`` is no IANA time zone this system (or ``tzdata``) knows.
+    """
+    if not isinstance(name, str) or not name or len(name) > 64:
+        raise ValueError("time_zone must be an IANA zone name such as 'Asia/Almaty'")
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(
+            f"time_zone {name!r} is not a known IANA zone (on a system without zone data"
+            " install tzdata: pip install tzdata)"
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +101,9 @@ class IdentitySettings:
         breach_recheck_interval: how often a successful log-in checks the password against
             the policy's ``breached`` sources again (at most once per interval and account;
             default 24 hours). A password found there makes the log-in ask for a change.
+        time_zone: the IANA zone times in letters are written in (default ``"Asia/Almaty"``;
+            read with :mod:`zoneinfo`, from the operating system's zone data or the
+            ``tzdata`` package where the system has none, as on Windows).
     """
 
     secret_keys: tuple[bytes, ...] = field(repr=False)
@@ -111,6 +134,7 @@ class IdentitySettings:
     sms_per_client_daily: int = 20
     sms_grant_lifetime: timedelta = _DEFAULT_LIFETIMES["sms_grant"]
     breach_recheck_interval: timedelta = timedelta(hours=24)
+    time_zone: str = "Asia/Almaty"
 
     def __post_init__(self) -> None:
         try:
@@ -148,6 +172,12 @@ class IdentitySettings:
         if isinstance(self.phone_regions, str):  # tuple("KZ") would be ("K", "Z")
             raise TypeError("phone_regions must be a tuple of region codes such as ('KZ',)")
         object.__setattr__(self, "phone_regions", tuple(self.phone_regions))
+        _zone(self.time_zone)
+
+    @property
+    def zone(self) -> tzinfo:
+        """:attr:`time_zone` as a :class:`zoneinfo.ZoneInfo` (letters show times in it)."""
+        return _zone(self.time_zone)
 
     def backoff(self, failures: int) -> timedelta:
         """How long to wait after ``failures`` consecutive failures (zero below the threshold)."""

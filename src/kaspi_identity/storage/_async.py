@@ -14,9 +14,11 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
+from ._outbox import OutboxEntry, OutboxMessage, OutboxStatus
 from ._protocols import (
     LoginKind,
     Storage,
+    check_units,
     distinct_components,
     remap,
 )
@@ -26,6 +28,7 @@ __all__ = [
     "AsyncAccountStore",
     "AsyncAccountWithHistory",
     "AsyncOneTimeCodeStore",
+    "AsyncOutboxStore",
     "AsyncPasswordHistoryStore",
     "AsyncRateLimiter",
     "AsyncStorage",
@@ -153,6 +156,7 @@ class AsyncAccountWithHistory(Protocol):
         now: datetime,
         entry: Callable[[Account], HistoryEntry] | None,
         keep: int,
+        messages: Callable[[Account], Sequence[OutboxMessage]] | None = None,
     ) -> Account:
         """As :meth:`AccountWithHistory.create_with_history`."""
         ...
@@ -166,14 +170,58 @@ class AsyncAccountWithHistory(Protocol):
         entry: HistoryEntry | None,
         keep: int,
         now: datetime | None = None,
+        messages: Sequence[OutboxMessage] = (),
     ) -> bool:
         """As :meth:`AccountWithHistory.replace_password`."""
         ...
 
 
-@runtime_checkable
-class _Covers(Protocol):
-    def covers(self, accounts: object, history: object) -> bool: ...
+class AsyncOutboxStore(Protocol):
+    """:class:`~kaspi_identity.storage.OutboxStore`, with coroutine methods."""
+
+    async def enqueue(self, message: OutboxMessage, *, now: datetime) -> bool:
+        """As :meth:`OutboxStore.enqueue`."""
+        ...
+
+    async def claim(self, *, now: datetime, lease: timedelta, limit: int) -> list[OutboxEntry]:
+        """As :meth:`OutboxStore.claim`."""
+        ...
+
+    async def complete(self, message_id: str, *, attempt: int, now: datetime) -> bool:
+        """As :meth:`OutboxStore.complete`."""
+        ...
+
+    async def fail(
+        self,
+        message_id: str,
+        *,
+        attempt: int,
+        now: datetime,
+        retry_at: datetime | None,
+        error: str,
+    ) -> bool:
+        """As :meth:`OutboxStore.fail`."""
+        ...
+
+    async def get(self, message_id: str) -> OutboxEntry | None:
+        """As :meth:`OutboxStore.get`."""
+        ...
+
+    async def list(
+        self, *, status: OutboxStatus | None = None, limit: int = 100
+    ) -> list[OutboxEntry]:
+        """As :meth:`OutboxStore.list`."""
+        ...
+
+    async def retry(self, message_id: str, *, now: datetime) -> bool:
+        """As :meth:`OutboxStore.retry`."""
+        ...
+
+    async def purge(
+        self, *, before: datetime, statuses: tuple[OutboxStatus, ...] = ("sent", "void")
+    ) -> int:
+        """As :meth:`OutboxStore.purge`."""
+        ...
 
 
 @runtime_checkable
@@ -183,7 +231,7 @@ class _AsyncCloseable(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class AsyncStorage:
-    """The five asynchronous stores the async service needs, bundled.
+    """The asynchronous stores the async service needs, bundled.
 
     :class:`~kaspi_identity.storage.Storage`'s asynchronous twin, taken by
     :class:`~kaspi_identity.services.AsyncIdentityService`.
@@ -201,14 +249,10 @@ class AsyncStorage:
     codes: AsyncOneTimeCodeStore
     rate_limits: AsyncRateLimiter
     with_history: AsyncAccountWithHistory | None = None
+    outbox: AsyncOutboxStore | None = None
 
     def __post_init__(self) -> None:
-        together = self.with_history
-        if isinstance(together, _Covers) and not together.covers(self.accounts, self.history):
-            raise ValueError(
-                "with_history writes to other stores than this bundle's accounts and history;"
-                " pass with_history=None (or one made for these stores)"
-            )
+        check_units(self)
 
     async def aclose(self) -> None:
         """Await ``aclose()`` on every component that has one, each once."""

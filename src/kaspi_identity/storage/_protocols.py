@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_check
 if TYPE_CHECKING:
     from ._async import AsyncStorage
 
+from ._outbox import OutboxEntry, OutboxMessage, OutboxStatus
 from ._records import Account, CodeAttempt, HistoryEntry, NewAccount, RateLimitResult
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "AccountWithHistory",
     "LoginKind",
     "OneTimeCodeStore",
+    "OutboxStore",
     "PasswordHistoryStore",
     "RateLimiter",
     "Storage",
@@ -362,6 +364,83 @@ class RateLimiter(Protocol):
         ...
 
 
+class OutboxStore(Protocol):
+    """Letters and SMS waiting for the worker: enqueue, claim under a lease, settle.
+
+    Promises:
+
+    * :meth:`enqueue` stores a message once per id: a second message with the same id
+      changes nothing and answers ``False``. A message with ``deliver=False`` is stored
+      ``void`` and never claimed.
+    * :meth:`claim` is atomic: it picks due ``pending`` entries (``next_attempt_at <= now``,
+      earliest first), counts one attempt on each and moves ``next_attempt_at`` to
+      ``now + lease`` in the same step. Of any number of concurrent claims, each entry goes
+      to one of them; after the lease it may be claimed again (a worker that died mid-send
+      is replaced: delivery is at-least-once, and the id tells a duplicate apart).
+    * :meth:`complete` and :meth:`fail` are compare-and-set on the attempt number: only the
+      holder of the latest claim settles an entry; a stale one answers ``False``.
+    * Nothing in an entry is secret in clear: the payload holds what the text is rendered
+      from (see :class:`~kaspi_identity.storage.OutboxMessage`).
+    """
+
+    def enqueue(self, message: OutboxMessage, *, now: datetime) -> bool:
+        """Store ``message`` (due at ``now``); ``False`` if its id is already stored."""
+        ...
+
+    def claim(self, *, now: datetime, lease: timedelta, limit: int) -> list[OutboxEntry]:
+        """Lease up to ``limit`` (1 to 1000) due pending entries; return them as leased.
+
+        Raises:
+            ValueError: ``lease`` is not positive or ``limit`` is out of range.
+
+        """
+        ...
+
+    def complete(self, message_id: str, *, attempt: int, now: datetime) -> bool:
+        """Mark the entry sent if its latest claim is ``attempt``; ``True`` if this call did."""
+        ...
+
+    def fail(
+        self,
+        message_id: str,
+        *,
+        attempt: int,
+        now: datetime,
+        retry_at: datetime | None,
+        error: str,
+    ) -> bool:
+        """Record a failed attempt: due again at ``retry_at``, or ``dead`` when ``None``.
+
+        Only if the entry's latest claim is ``attempt``; ``True`` if this call wrote.
+        ``error`` is a short label (an exception's class name), never a message text.
+        """
+        ...
+
+    def get(self, message_id: str) -> OutboxEntry | None:
+        """Return the entry with this id, or ``None``."""
+        ...
+
+    def list(self, *, status: OutboxStatus | None = None, limit: int = 100) -> list[OutboxEntry]:
+        """Up to ``limit`` entries (of ``status``, or all), oldest first."""
+        ...
+
+    def retry(self, message_id: str, *, now: datetime) -> bool:
+        """Make a ``dead`` entry pending again, due at ``now``, its attempts reset to 0.
+
+        Returns ``False`` (nothing written) when the entry is missing or not dead.
+        """
+        ...
+
+    def purge(
+        self, *, before: datetime, statuses: tuple[OutboxStatus, ...] = ("sent", "void")
+    ) -> int:
+        """Delete entries of ``statuses`` last changed before ``before``; how many went.
+
+        A ``pending`` entry is never purged.
+        """
+        ...
+
+
 class AccountWithHistory(Protocol):
     """Account writes that change the password history in the same unit of work.
 
@@ -376,6 +455,11 @@ class AccountWithHistory(Protocol):
     * The account write keeps every promise of the :class:`AccountStore` method it extends
       (uniqueness, compare-and-set, a fresh security stamp); the append keeps those of
       :meth:`PasswordHistoryStore.append` (at most ``keep`` entries, the newest).
+    * A unit of work made with the bundle's outbox (the bundled factories with
+      ``outbox=True``) also enqueues the ``messages`` it is given in the same transaction:
+      the letter that tells of a change exists exactly when the change does. Its
+      ``outbox_store`` attribute is that outbox; one without (``None`` or no such
+      attribute) raises ``ValueError`` when given messages.
     """
 
     def create_with_history(
@@ -385,11 +469,14 @@ class AccountWithHistory(Protocol):
         now: datetime,
         entry: Callable[[Account], HistoryEntry] | None,
         keep: int,
+        messages: Callable[[Account], Sequence[OutboxMessage]] | None = None,
     ) -> Account:
         """:meth:`AccountStore.create`, then append ``entry(account)`` to its history.
 
         ``entry`` is called inside the transaction with the stored account (the history
         fingerprints are bound to its id) and must not do I/O; ``None`` appends nothing.
+        ``messages(account)`` (the same rules) are enqueued in the bundle's outbox in the
+        same transaction; only a unit of work made with that outbox takes them.
 
         Raises:
             DuplicateAccountError: as :meth:`AccountStore.create`; nothing is stored.
@@ -407,12 +494,14 @@ class AccountWithHistory(Protocol):
         entry: HistoryEntry | None,
         keep: int,
         now: datetime | None = None,
+        messages: Sequence[OutboxMessage] = (),
     ) -> bool:
         """:meth:`AccountStore.set_password_hash` (a new stamp; ``now`` as there), then append.
 
         ``entry`` is appended to the history in the same transaction. Returns ``False``,
         having written nothing, when the compare-and-set loses; ``entry=None`` appends
-        nothing.
+        nothing. ``messages`` are enqueued in the bundle's outbox in the same transaction
+        (only by a unit of work made with that outbox).
 
         Raises:
             ValueError: ``keep`` is below 1, or ``now`` is naive.
@@ -424,6 +513,44 @@ class AccountWithHistory(Protocol):
 @runtime_checkable
 class _Covers(Protocol):
     def covers(self, accounts: object, history: object) -> bool: ...
+
+
+def _unwrap(component: object) -> object:
+    from kaspi_identity._bridge import Face
+
+    while isinstance(component, Face):
+        component = component.target
+    return component
+
+
+def check_units(bundle: Storage | AsyncStorage) -> None:
+    """Refuse a bundle whose ``with_history`` writes to stores other than the bundle's own.
+
+    ``dataclasses.replace(sqlite_storage(...), accounts=mine)`` would keep a unit of work
+    that writes passwords into the bundled accounts table, not into ``mine``; the same for
+    an outbox swapped under a unit of work that enqueues into its own.
+
+    Raises:
+        ValueError: the unit of work covers other stores.
+    """
+    together = bundle.with_history
+    if isinstance(together, _Covers) and not together.covers(bundle.accounts, bundle.history):
+        raise ValueError(
+            "with_history writes to other stores than this bundle's accounts and history;"
+            " pass with_history=None (or one made for these stores)"
+        )
+    own = getattr(together, "outbox_store", None)
+    if own is not None and bundle.outbox is not None and _unwrap(own) is not _unwrap(bundle.outbox):
+        raise ValueError(
+            "with_history enqueues into another outbox than this bundle's;"
+            " pass with_history=None (or one made for these stores)"
+        )
+
+
+def enqueues_together(bundle: Storage | AsyncStorage) -> bool:
+    """Whether the bundle's ``with_history`` enqueues messages into the bundle's own outbox."""
+    own = getattr(bundle.with_history, "outbox_store", None)
+    return own is not None and bundle.outbox is not None and _unwrap(own) is _unwrap(bundle.outbox)
 
 
 @runtime_checkable
@@ -441,6 +568,7 @@ def distinct_components(bundle: Storage | AsyncStorage) -> list[object]:
         bundle.codes,
         bundle.rate_limits,
         bundle.with_history,
+        bundle.outbox,
     ):
         if component is not None:
             seen.setdefault(id(component), component)
@@ -475,12 +603,13 @@ def remap(
         codes=once(bundle.codes),
         rate_limits=once(bundle.rate_limits),
         with_history=once(bundle.with_history),
+        outbox=once(bundle.outbox),
     )
 
 
 @dataclass(frozen=True, slots=True)
 class Storage:
-    """The five stores the services need, bundled.
+    """The stores the services need, bundled.
 
     Mix freely: a host's own :class:`AccountStore` over its users table with the bundled
     adapters for the rest. :meth:`close` (also on leaving a ``with`` block) calls ``close()``
@@ -491,6 +620,11 @@ class Storage:
     one transaction. Left ``None`` (stores in different backends), the services append the
     history entry first and set the hash after, so a failure in between leaves the old
     password working (and at worst a spare history entry).
+
+    ``outbox`` (set by the factories given ``outbox=True``) makes the services queue every
+    letter and SMS for an :class:`~kaspi_identity.services.OutboxWorker` instead of sending
+    it during the request; where ``with_history`` shares its database, a change and the
+    letter telling of it are one transaction. Left ``None``, letters are sent in the request.
     """
 
     accounts: AccountStore
@@ -499,16 +633,10 @@ class Storage:
     codes: OneTimeCodeStore
     rate_limits: RateLimiter
     with_history: AccountWithHistory | None = None
+    outbox: OutboxStore | None = None
 
     def __post_init__(self) -> None:
-        # ``dataclasses.replace(sqlite_storage(...), accounts=mine)`` would keep a unit of
-        # work that writes passwords into the bundled accounts table, not into ``mine``.
-        together = self.with_history
-        if isinstance(together, _Covers) and not together.covers(self.accounts, self.history):
-            raise ValueError(
-                "with_history writes to other stores than this bundle's accounts and history;"
-                " pass with_history=None (or one made for these stores)"
-            )
+        check_units(self)
 
     def close(self) -> None:
         """Close every component that has a ``close()`` method, each once."""

@@ -7,6 +7,7 @@ threads of the process -- and only for them.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import secrets
 import threading
@@ -14,6 +15,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from .._errors import AccountNotFoundError, DuplicateAccountError
 from ._async import AsyncStorage, coroutining
@@ -26,6 +28,7 @@ from ._checks import (
     new_security_stamp,
     require_key,
     require_utc,
+    utc_microseconds,
 )
 from ._logic import (
     CodeState,
@@ -54,6 +57,27 @@ from ._logic import (
     put_code,
     window_is_dead,
 )
+from ._outbox import (
+    OutboxEntry,
+    OutboxMessage,
+    OutboxState,
+    OutboxStatus,
+    check_claim,
+    check_enqueue,
+    check_list,
+    check_message_id,
+    check_messages,
+    check_messages_callable,
+    check_purge,
+    check_settle,
+    claim_state,
+    complete_state,
+    entry_of,
+    fail_state,
+    initial_state,
+    retry_at_microseconds,
+    retry_state,
+)
 from ._protocols import LoginKind, Storage
 from ._records import (
     Account,
@@ -67,6 +91,7 @@ __all__ = [
     "MemoryAccountStore",
     "MemoryAccountWithHistory",
     "MemoryOneTimeCodeStore",
+    "MemoryOutboxStore",
     "MemoryPasswordHistoryStore",
     "MemoryRateLimiter",
     "MemoryTokenLedger",
@@ -335,16 +360,40 @@ class MemoryAccountWithHistory:
     write fails, the account write is undone before the error propagates.
     """
 
-    def __init__(self, accounts: MemoryAccountStore, history: MemoryPasswordHistoryStore) -> None:
-        """Work on ``accounts`` and ``history`` (the stores of one ``memory_storage()``)."""
+    def __init__(
+        self,
+        accounts: MemoryAccountStore,
+        history: MemoryPasswordHistoryStore,
+        outbox: MemoryOutboxStore | None = None,
+    ) -> None:
+        """Work on ``accounts`` and ``history`` (and ``outbox``) of one ``memory_storage()``."""
         if not isinstance(accounts, MemoryAccountStore):
             raise TypeError(f"accounts must be a MemoryAccountStore, not {type(accounts).__name__}")
         if not isinstance(history, MemoryPasswordHistoryStore):
             raise TypeError(
                 f"history must be a MemoryPasswordHistoryStore, not {type(history).__name__}"
             )
+        if outbox is not None and not isinstance(outbox, MemoryOutboxStore):
+            raise TypeError(f"outbox must be a MemoryOutboxStore, not {type(outbox).__name__}")
         self._accounts = accounts
         self._history = history
+        self._outbox = outbox
+
+    @property
+    def outbox_store(self) -> MemoryOutboxStore | None:
+        """The outbox the messages given to each call are enqueued in, or ``None``."""
+        return self._outbox
+
+    def _outbox_lock(self) -> Any:
+        return contextlib.nullcontext() if self._outbox is None else self._outbox._lock
+
+    def _enqueue_all(self, messages: Sequence[OutboxMessage]) -> Callable[[], None]:
+        """Enqueue ``messages`` (the caller holds the locks); return the undo of it."""
+        outbox = self._outbox
+        if outbox is None:
+            return lambda: None
+        added = outbox._insert_all(messages)
+        return lambda: outbox._remove(added)
 
     def covers(self, accounts: object, history: object) -> bool:
         """Whether this unit of work writes to exactly these two stores."""
@@ -357,14 +406,22 @@ class MemoryAccountWithHistory:
         now: datetime,
         entry: Callable[[Account], HistoryEntry] | None,
         keep: int,
+        messages: Callable[[Account], Sequence[OutboxMessage]] | None = None,
     ) -> Account:
         """Create the account and append ``entry(account)``, both or neither; see the protocol."""
         now = check_create_with_history(new, now, entry, keep)
-        with self._accounts._lock, self._history._lock:
+        check_messages_callable(messages, self._outbox)
+        with self._accounts._lock, self._history._lock, self._outbox_lock():
             account = self._accounts._insert(new, now)
             try:
-                if entry is not None:
-                    self._history._append(account.id, check_entry(entry(account)), keep)
+                queued = () if messages is None else check_messages(messages(account), self._outbox)
+                undo = self._enqueue_all(queued)
+                try:
+                    if entry is not None:
+                        self._history._append(account.id, check_entry(entry(account)), keep)
+                except BaseException:
+                    undo()
+                    raise
             except BaseException:
                 self._accounts._remove(account)
                 raise
@@ -379,21 +436,28 @@ class MemoryAccountWithHistory:
         entry: HistoryEntry | None,
         keep: int,
         now: datetime | None = None,
+        messages: Sequence[OutboxMessage] = (),
     ) -> bool:
         """Compare-and-set the hash (a new stamp) and append ``entry``; see the protocol."""
         key = check_replace_password(account_id, expected, new, entry, keep)
         changed_at = check_changed_at(now)
+        queued = check_messages(messages, self._outbox)
         if key is None:
             return False
-        with self._accounts._lock, self._history._lock:
+        with self._accounts._lock, self._history._lock, self._outbox_lock():
             before = self._accounts._swap_hash(
                 key, expected, new, rotate_stamp=True, changed_at=changed_at
             )
             if before is None:
                 return False
             try:
-                if entry is not None:
-                    self._history._append(key, entry, keep)
+                undo = self._enqueue_all(queued)
+                try:
+                    if entry is not None:
+                        self._history._append(key, entry, keep)
+                except BaseException:
+                    undo()
+                    raise
             except BaseException:
                 self._accounts._accounts[key] = before
                 raise
@@ -500,27 +564,165 @@ class MemoryRateLimiter:
             return result
 
 
-def memory_storage() -> Storage:
+class MemoryOutboxStore:
+    """An :class:`~kaspi_identity.storage.OutboxStore` in a dict, guarded by a lock."""
+
+    def __init__(self) -> None:
+        """Create an empty outbox."""
+        self._lock = threading.Lock()
+        self._messages: dict[str, OutboxMessage] = {}
+        self._states: dict[str, OutboxState] = {}
+
+    def _insert_all(self, messages: Sequence[OutboxMessage]) -> list[str]:
+        """Store each new message, due at its ``created_at``; the ids added (lock held)."""
+        added = []
+        for message in messages:
+            if message.id not in self._messages:
+                at = utc_microseconds(message.created_at, "created_at")
+                self._messages[message.id] = message
+                self._states[message.id] = initial_state(message, at)
+                added.append(message.id)
+        return added
+
+    def _remove(self, ids: Sequence[str]) -> None:
+        for key in ids:
+            self._messages.pop(key, None)
+            self._states.pop(key, None)
+
+    def enqueue(self, message: OutboxMessage, *, now: datetime) -> bool:
+        """Store ``message``, due at ``now``; see the protocol."""
+        at = check_enqueue(message, now)
+        with self._lock:
+            if message.id in self._messages:
+                return False
+            self._messages[message.id] = message
+            self._states[message.id] = initial_state(message, at)
+            return True
+
+    def claim(self, *, now: datetime, lease: timedelta, limit: int) -> list[OutboxEntry]:
+        """Lease up to ``limit`` due pending entries; see the protocol."""
+        at, length, count = check_claim(now, lease, limit)
+        with self._lock:
+            due = sorted(
+                (state.next_at, self._messages[key].created_at, key)
+                for key, state in self._states.items()
+                if state.status == "pending" and state.next_at <= at
+            )[:count]
+            claimed = []
+            for _, _, key in due:
+                state = claim_state(self._states[key], at, length)
+                assert state is not None  # chosen as due above, under the lock
+                self._states[key] = state
+                claimed.append(entry_of(self._messages[key], state))
+            return claimed
+
+    def complete(self, message_id: str, *, attempt: int, now: datetime) -> bool:
+        """Mark the entry sent if ``attempt`` is its latest claim; see the protocol."""
+        key, count, at, _ = check_settle(message_id, attempt, now)
+        with self._lock:
+            state = self._states.get(key)
+            new = None if state is None else complete_state(state, count, at)
+            if new is None:
+                return False
+            self._states[key] = new
+            return True
+
+    def fail(
+        self,
+        message_id: str,
+        *,
+        attempt: int,
+        now: datetime,
+        retry_at: datetime | None,
+        error: str,
+    ) -> bool:
+        """Record a failed attempt; see the protocol."""
+        key, count, at, label = check_settle(message_id, attempt, now, error)
+        again = retry_at_microseconds(retry_at)
+        with self._lock:
+            state = self._states.get(key)
+            new = None if state is None else fail_state(state, count, at, again, label)
+            if new is None:
+                return False
+            self._states[key] = new
+            return True
+
+    def get(self, message_id: str) -> OutboxEntry | None:
+        """Return the entry with this id, or ``None``."""
+        key = check_message_id(message_id)
+        with self._lock:
+            state = self._states.get(key)
+            return None if state is None else entry_of(self._messages[key], state)
+
+    def list(self, *, status: OutboxStatus | None = None, limit: int = 100) -> list[OutboxEntry]:
+        """Up to ``limit`` entries of ``status`` (or all), oldest first."""
+        wanted, count = check_list(status, limit)
+        with self._lock:
+            chosen = sorted(
+                (self._messages[key].created_at, key)
+                for key, state in self._states.items()
+                if wanted is None or state.status == wanted
+            )[:count]
+            return [entry_of(self._messages[key], self._states[key]) for _, key in chosen]
+
+    def retry(self, message_id: str, *, now: datetime) -> bool:
+        """Make a dead entry pending again; see the protocol."""
+        key = check_message_id(message_id)
+        at = utc_microseconds(now)
+        with self._lock:
+            state = self._states.get(key)
+            new = None if state is None else retry_state(state, at)
+            if new is None:
+                return False
+            self._states[key] = new
+            return True
+
+    def purge(
+        self, *, before: datetime, statuses: tuple[OutboxStatus, ...] = ("sent", "void")
+    ) -> int:
+        """Delete settled entries last changed before ``before``; see the protocol."""
+        at, chosen = check_purge(before, statuses)
+        with self._lock:
+            gone = [
+                key
+                for key, state in self._states.items()
+                if state.status in chosen and state.updated_at < at
+            ]
+            self._remove(gone)
+            return len(gone)
+
+
+def memory_storage(*, outbox: bool = False) -> Storage:
     """Return a :class:`~kaspi_identity.storage.Storage` of fresh in-memory stores.
 
     Its ``with_history`` is a :class:`MemoryAccountWithHistory` over its accounts and history.
+    With ``outbox=True`` the bundle has a :class:`MemoryOutboxStore` too (letters and SMS
+    are queued for a worker), which ``with_history`` enqueues into in the same step.
     """
     accounts = MemoryAccountStore()
     history = MemoryPasswordHistoryStore()
+    queue = MemoryOutboxStore() if _flag(outbox) else None
     return Storage(
         accounts=accounts,
         history=history,
         ledger=MemoryTokenLedger(),
         codes=MemoryOneTimeCodeStore(),
         rate_limits=MemoryRateLimiter(),
-        with_history=MemoryAccountWithHistory(accounts, history),
+        with_history=MemoryAccountWithHistory(accounts, history, queue),
+        outbox=queue,
     )
 
 
-def async_memory_storage() -> AsyncStorage:
+def async_memory_storage(*, outbox: bool = False) -> AsyncStorage:
     """Return an :class:`~kaspi_identity.storage.AsyncStorage` of fresh in-memory stores.
 
-    The very stores of :func:`memory_storage`, each method a coroutine that runs right away
-    on the event loop (they never block).
+    The very stores of :func:`memory_storage` (``outbox`` as there), each method a
+    coroutine that runs right away on the event loop (they never block).
     """
-    return coroutining(memory_storage())
+    return coroutining(memory_storage(outbox=outbox))
+
+
+def _flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"outbox must be bool, not {type(value).__name__}")
+    return value

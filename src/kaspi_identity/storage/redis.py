@@ -14,6 +14,7 @@ Redis Cluster hash tag, so each key hashes by the caller's key alone)::
     <prefix>code:{<key>}            hash h e w f x                  OneTimeCodeStore
     <prefix>rate:{<key>}            hash s l n                      RateLimiter
     <prefix>history:{<account_id>}  list of encoded entries, newest first
+    <prefix>outbox:{outbox}:...     hashes and sorted sets          OutboxStore
 
 All times come from the caller's ``now``: they travel into the scripts as integer
 microseconds since 1970, and every stored time is the caller's. Keys expire only to free
@@ -59,6 +60,7 @@ from .._errors import CorruptRecordError, StorageError
 from ._async import (
     AsyncAccountStore,
     AsyncOneTimeCodeStore,
+    AsyncOutboxStore,
     AsyncPasswordHistoryStore,
     AsyncRateLimiter,
     AsyncStorage,
@@ -66,6 +68,20 @@ from ._async import (
 )
 from ._checks import LEDGER_GRACE, from_microseconds, require_key, to_microseconds, utc_microseconds
 from ._logic import check_append, check_attempt, check_consume, check_hit, check_put, check_recent
+from ._outbox import (
+    OutboxEntry,
+    OutboxMessage,
+    OutboxStatus,
+    check_claim,
+    check_enqueue,
+    check_list,
+    check_message_id,
+    check_purge,
+    check_settle,
+    decode_outbox,
+    entry_of,
+    initial_state,
+)
 from ._protocols import AccountStore, Storage
 from ._records import CodeAttempt, HistoryEntry, RateLimitResult
 
@@ -74,6 +90,7 @@ __all__ = [
     "DEFAULT_POOL_TIMEOUT",
     "DEFAULT_PREFIX",
     "RedisOneTimeCodeStore",
+    "RedisOutboxStore",
     "RedisPasswordHistoryStore",
     "RedisRateLimiter",
     "RedisTokenLedger",
@@ -609,6 +626,294 @@ class RedisPasswordHistoryStore(_RedisStore):
         return [_decode_entry(item) for item in raw]
 
 
+# The outbox: every key carries the one hash tag {outbox}, so a script that claims many
+# messages touches keys of one Redis Cluster slot. KEYS[1] is the base name; a script
+# reaches <base>:m:<id> (a message's hash), <base>:due (pending ids by next attempt, in
+# microseconds), <base>:age (every id by creation) and <base>:s:<status> (ids of a status
+# by creation). Message hash fields: i id, c channel, k kind, t recipient, l language, p payload,
+# a account id ('' for none), r created, s status, n attempts, x next attempt, u updated,
+# e last error (absent for none).
+_LUA_OUTBOX_PRELUDE = """
+local base = KEYS[1]
+local function mkey(id) return base .. ':m:' .. id end
+local function fmt(number) return string.format('%.0f', number) end
+local function move(id, created, from, to)
+  redis.call('ZREM', base .. ':s:' .. from, id)
+  redis.call('ZADD', base .. ':s:' .. to, created, id)
+end
+local function entry(id)
+  return redis.call('HGETALL', mkey(id))
+end
+"""
+
+# ARGV: id, channel, kind, to, language, payload, account id, created, status, now.
+_LUA_OUTBOX_ENQUEUE = (
+    _LUA_OUTBOX_PRELUDE
+    + """
+local id = ARGV[1]
+if redis.call('EXISTS', mkey(id)) == 1 then return 0 end
+redis.call('HSET', mkey(id), 'i', id, 'c', ARGV[2], 'k', ARGV[3], 't', ARGV[4], 'l', ARGV[5],
+  'p', ARGV[6], 'a', ARGV[7], 'r', ARGV[8], 's', ARGV[9], 'n', '0', 'x', ARGV[10],
+  'u', ARGV[10])
+redis.call('ZADD', base .. ':age', ARGV[8], id)
+redis.call('ZADD', base .. ':s:' .. ARGV[9], ARGV[8], id)
+if ARGV[9] == 'pending' then redis.call('ZADD', base .. ':due', ARGV[10], id) end
+return 1
+"""
+)
+
+# ARGV: now, lease, limit. Returns the claimed entries' field lists.
+_LUA_OUTBOX_CLAIM = (
+    _LUA_OUTBOX_PRELUDE
+    + """
+local now, lease = tonumber(ARGV[1]), tonumber(ARGV[2])
+local ids = redis.call('ZRANGEBYSCORE', base .. ':due', '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+local claimed = {}
+for _, id in ipairs(ids) do
+  local raw = redis.call('HMGET', mkey(id), 's', 'n')
+  if raw[1] == 'pending' and tonumber(raw[2]) then
+    local next_at = fmt(now + lease)
+    redis.call('HSET', mkey(id), 'n', fmt(tonumber(raw[2]) + 1), 'x', next_at, 'u', ARGV[1])
+    redis.call('ZADD', base .. ':due', next_at, id)
+    table.insert(claimed, entry(id))
+  else
+    redis.call('ZREM', base .. ':due', id)
+  end
+end
+return claimed
+"""
+)
+
+# ARGV: mode (complete, fail, retry), id, attempt, now, retry at ('' to die), error.
+# Returns 1 if it wrote, else 0.
+_LUA_OUTBOX_SETTLE = (
+    _LUA_OUTBOX_PRELUDE
+    + """
+local mode, id, now = ARGV[1], ARGV[2], tonumber(ARGV[4])
+local raw = redis.call('HMGET', mkey(id), 's', 'n', 'r')
+local status, attempts, created = raw[1], tonumber(raw[2]), raw[3]
+if not status or not attempts or not created then return 0 end
+if mode == 'retry' then
+  if status ~= 'dead' then return 0 end
+  redis.call('HSET', mkey(id), 's', 'pending', 'n', '0', 'x', ARGV[4], 'u', ARGV[4])
+  redis.call('ZADD', base .. ':due', ARGV[4], id)
+  move(id, created, 'dead', 'pending')
+  return 1
+end
+if status ~= 'pending' or attempts ~= tonumber(ARGV[3]) then return 0 end
+if mode == 'fail' then redis.call('HSET', mkey(id), 'e', ARGV[6]) end
+if mode == 'fail' and ARGV[5] ~= '' then
+  local again = tonumber(ARGV[5])
+  if again < now then again = now end
+  redis.call('HSET', mkey(id), 'x', fmt(again), 'u', ARGV[4])
+  redis.call('ZADD', base .. ':due', fmt(again), id)
+  return 1
+end
+local to = 'sent'
+if mode == 'fail' then to = 'dead' end
+redis.call('HSET', mkey(id), 's', to, 'x', ARGV[4], 'u', ARGV[4])
+redis.call('ZREM', base .. ':due', id)
+move(id, created, 'pending', to)
+return 1
+"""
+)
+
+# ARGV: id. Returns the entry's field list (empty: no such entry).
+_LUA_OUTBOX_GET = _LUA_OUTBOX_PRELUDE + "return entry(ARGV[1])\n"
+
+# ARGV: status ('' for all), limit. Returns the field lists, oldest first.
+_LUA_OUTBOX_LIST = (
+    _LUA_OUTBOX_PRELUDE
+    + """
+local index = base .. ':age'
+if ARGV[1] ~= '' then index = base .. ':s:' .. ARGV[1] end
+local found = {}
+for _, id in ipairs(redis.call('ZRANGE', index, 0, tonumber(ARGV[2]) - 1)) do
+  table.insert(found, entry(id))
+end
+return found
+"""
+)
+
+# ARGV: before, then the statuses. Returns how many entries were deleted.
+_LUA_OUTBOX_PURGE = (
+    _LUA_OUTBOX_PRELUDE
+    + """
+local before, gone = tonumber(ARGV[1]), 0
+for i = 2, #ARGV do
+  local index = base .. ':s:' .. ARGV[i]
+  for _, id in ipairs(redis.call('ZRANGE', index, 0, -1)) do
+    local updated = tonumber(redis.call('HGET', mkey(id), 'u'))
+    if updated and updated < before then
+      redis.call('DEL', mkey(id))
+      redis.call('ZREM', index, id)
+      redis.call('ZREM', base .. ':age', id)
+      gone = gone + 1
+    end
+  end
+end
+return gone
+"""
+)
+
+_OUTBOX_FIELDS = ("i", "c", "k", "t", "l", "p", "a", "r", "s", "n", "x", "u")
+_OUTBOX_INTS = frozenset({"r", "n", "x", "u"})
+
+
+def _decode_outbox_entry(raw: object) -> OutboxEntry | None:
+    """The entry of a script's field list; ``None`` for an empty one."""
+    if not isinstance(raw, list):
+        raise _corrupt("outbox", "not a field list")
+    if not raw:
+        return None
+    if len(raw) % 2:
+        raise _corrupt("outbox", "odd field list")
+    fields: dict[str, object] = {}
+    try:
+        for name, value in zip(raw[::2], raw[1::2], strict=True):
+            key = name.decode("ascii")
+            text = value.decode("utf-8")
+            if key in _OUTBOX_INTS:
+                if not text.lstrip("-").isdigit() or not text.isascii():
+                    raise _corrupt("outbox", f"{key} is not an integer")
+                fields[key] = int(text)
+            else:
+                fields[key] = text
+    except (AttributeError, UnicodeError):
+        raise _corrupt("outbox", "undecodable field") from None
+    if any(name not in fields for name in _OUTBOX_FIELDS):
+        raise _corrupt("outbox", "missing fields")
+    decoded = decode_outbox(
+        (
+            fields["i"],
+            fields["c"],
+            fields["k"],
+            fields["t"],
+            fields["l"],
+            fields["p"],
+            fields["a"] or None,
+            fields["r"],
+            fields["s"],
+            fields["n"],
+            fields["x"],
+            fields["u"],
+            fields.get("e"),
+        )
+    )
+    assert decoded is not None
+    return entry_of(*decoded)
+
+
+class RedisOutboxStore(_RedisStore):
+    """An :class:`~kaspi_identity.storage.OutboxStore`: a hash per message, Lua scripts.
+
+    Every operation is one script, so a claim's pick and lease are atomic for every client
+    of the server. All the outbox's keys share the hash tag ``{outbox}`` (one Redis Cluster
+    slot). Entries never expire: ``purge`` deletes the settled ones (``kaspi-identity
+    outbox purge``); run Redis with persistence (AOF) if it keeps the outbox, or a letter
+    queued just before a restart is lost. Ties between entries due at the same microsecond
+    are claimed in id order. Times must lie between the years 1685 and 2255. Arguments as
+    for :class:`RedisTokenLedger`.
+    """
+
+    _namespace = "outbox"
+
+    def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+        super().__init__(client, prefix=prefix)
+        self._enqueue = client.register_script(_LUA_OUTBOX_ENQUEUE)
+        self._claim = client.register_script(_LUA_OUTBOX_CLAIM)
+        self._settle = client.register_script(_LUA_OUTBOX_SETTLE)
+        self._get = client.register_script(_LUA_OUTBOX_GET)
+        self._list = client.register_script(_LUA_OUTBOX_LIST)
+        self._purge = client.register_script(_LUA_OUTBOX_PURGE)
+
+    def _base(self) -> str:
+        return self._key("outbox")
+
+    def enqueue(self, message: OutboxMessage, *, now: datetime) -> bool:
+        """Store ``message``, due at ``now``, in one script; see the protocol."""
+        check_enqueue(message, now)
+        at = _lua_time(now, "now")
+        created = _lua_time(message.created_at, "created_at")
+        state = initial_state(message, at)
+        args = [
+            message.id,
+            message.channel,
+            message.kind,
+            message.to,
+            message.language,
+            message.payload,
+            message.account_id or "",
+            str(created),
+            state.status,
+            str(at),
+        ]
+        base = self._base()
+        return bool(_run(lambda: self._enqueue(keys=[base], args=args)) == 1)
+
+    def claim(self, *, now: datetime, lease: timedelta, limit: int) -> list[OutboxEntry]:
+        """Lease up to ``limit`` due pending entries in one script; see the protocol."""
+        _, length, count = check_claim(now, lease, limit)
+        at = _lua_time(now, "now")
+        if at + length >= _LUA_EXACT:
+            raise ValueError("lease must end before the year 2255 for Redis storage")
+        base = self._base()
+        raw = _run(lambda: self._claim(keys=[base], args=[str(at), str(length), str(count)]))
+        return [e for e in map(_decode_outbox_entry, raw) if e is not None]
+
+    def _settle_one(self, *args: str) -> bool:
+        base = self._base()
+        return bool(_run(lambda: self._settle(keys=[base], args=list(args))) == 1)
+
+    def complete(self, message_id: str, *, attempt: int, now: datetime) -> bool:
+        """Mark the entry sent if ``attempt`` is its latest claim; see the protocol."""
+        key, count, _, _ = check_settle(message_id, attempt, now)
+        at = _lua_time(now, "now")
+        return self._settle_one("complete", key, str(count), str(at), "", "")
+
+    def fail(
+        self,
+        message_id: str,
+        *,
+        attempt: int,
+        now: datetime,
+        retry_at: datetime | None,
+        error: str,
+    ) -> bool:
+        """Record a failed attempt in one script; see the protocol."""
+        key, count, _, label = check_settle(message_id, attempt, now, error)
+        at = _lua_time(now, "now")
+        again = "" if retry_at is None else str(_lua_time(retry_at, "retry_at"))
+        return self._settle_one("fail", key, str(count), str(at), again, label or "")
+
+    def get(self, message_id: str) -> OutboxEntry | None:
+        """Return the entry with this id, or ``None``."""
+        key = check_message_id(message_id)
+        base = self._base()
+        return _decode_outbox_entry(_run(lambda: self._get(keys=[base], args=[key])))
+
+    def list(self, *, status: OutboxStatus | None = None, limit: int = 100) -> list[OutboxEntry]:
+        """Up to ``limit`` entries of ``status`` (or all), oldest first."""
+        wanted, count = check_list(status, limit)
+        base = self._base()
+        raw = _run(lambda: self._list(keys=[base], args=[wanted or "", str(count)]))
+        return [e for e in map(_decode_outbox_entry, raw) if e is not None]
+
+    def retry(self, message_id: str, *, now: datetime) -> bool:
+        """Make a dead entry pending again; see the protocol."""
+        key = check_message_id(message_id)
+        return self._settle_one("retry", key, "0", str(_lua_time(now, "now")), "", "")
+
+    def purge(
+        self, *, before: datetime, statuses: tuple[OutboxStatus, ...] = ("sent", "void")
+    ) -> int:
+        """Delete settled entries last changed before ``before``; see the protocol."""
+        _, chosen = check_purge(before, statuses)
+        at = _lua_time(before, "before")
+        base = self._base()
+        return int(_run(lambda: self._purge(keys=[base], args=[str(at), *chosen])))
+
+
 def _check_pool_settings(url: object, max_connections: object, pool_timeout: object) -> None:
     if not isinstance(url, str):
         raise TypeError(f"url must be str, not {type(url).__name__}")
@@ -717,6 +1022,7 @@ def redis_storage(
     prefix: str = DEFAULT_PREFIX,
     max_connections: int | None = None,
     pool_timeout: float | None = None,
+    outbox: bool = False,
 ) -> Storage:
     """Return a :class:`~kaspi_identity.storage.Storage` of ``accounts`` and the Redis stores.
 
@@ -731,6 +1037,10 @@ def redis_storage(
     :data:`DEFAULT_POOL_TIMEOUT`) for a free one before it raises
     :class:`~kaspi_identity.StorageError`. A client of your own keeps its own pool.
 
+    With ``outbox=True`` the bundle has a :class:`RedisOutboxStore` too (letters and SMS
+    are queued for a worker). Redis keeps no accounts, so there is no unit of work: the
+    services enqueue a letter right after the change it tells of (docs/delivery.md).
+
     Raises:
         TypeError: ``url_or_client`` is neither a ``str`` nor a ``redis.Redis``, or a pool
             setting has the wrong type.
@@ -742,13 +1052,21 @@ def redis_storage(
         url_or_client, redis.Redis, redis_client, max_connections, pool_timeout
     )
     try:
+        if not isinstance(outbox, bool):
+            raise TypeError(f"outbox must be bool, not {type(outbox).__name__}")
         history, tokens, codes, rate_limits = _stores(client, prefix, owned)
+        queue = RedisOutboxStore(client, prefix=prefix) if outbox else None
     except BaseException:
         if owned:
             client.close()
         raise
     return Storage(
-        accounts=accounts, history=history, ledger=tokens, codes=codes, rate_limits=rate_limits
+        accounts=accounts,
+        history=history,
+        ledger=tokens,
+        codes=codes,
+        rate_limits=rate_limits,
+        outbox=queue,
     )
 
 
@@ -759,6 +1077,7 @@ def async_redis_storage(
     prefix: str = DEFAULT_PREFIX,
     max_connections: int | None = None,
     pool_timeout: float | None = None,
+    outbox: bool = False,
 ) -> AsyncStorage:
     """:func:`redis_storage` for the async face: an :class:`~kaspi_identity.storage.AsyncStorage`.
 
@@ -784,12 +1103,20 @@ def async_redis_storage(
     # Nothing has connected yet, so if a store refuses the client (decode_responses in the
     # URL) there is nothing of an owned one to close. The face answers every call the
     # stores make on a redis.Redis (see _AwaitedClient).
-    stores = _stores(cast(redis.Redis, _AwaitedClient(client)), prefix, owned)
+    if not isinstance(outbox, bool):
+        raise TypeError(f"outbox must be bool, not {type(outbox).__name__}")
+    awaited = cast(redis.Redis, _AwaitedClient(client))
+    stores = _stores(awaited, prefix, owned)
     history, tokens, codes, rate_limits = (Coroutining(store, run_flow) for store in stores)
+    queue = None
+    if outbox:
+        queue = RedisOutboxStore(awaited, prefix=prefix)
+        queue._owns_client = False  # the other stores close the client once
     return AsyncStorage(
         accounts=accounts,
         history=cast(AsyncPasswordHistoryStore, history),
         ledger=cast(AsyncTokenLedger, tokens),
         codes=cast(AsyncOneTimeCodeStore, codes),
         rate_limits=cast(AsyncRateLimiter, rate_limits),
+        outbox=None if queue is None else cast(AsyncOutboxStore, Coroutining(queue, run_flow)),
     )

@@ -1,6 +1,6 @@
 """SQLAlchemy storage: PostgreSQL for several app servers, or SQLite through SQLAlchemy.
 
-Every storage protocol over five tables of a :class:`~sqlalchemy.MetaData` the host can
+Every storage protocol over six tables of a :class:`~sqlalchemy.MetaData` the host can
 create (``metadata.create_all(engine)``) or add to its Alembic migrations. PostgreSQL
 (psycopg 3) is the backend for deployments with several app servers; SQLite works too, for a
 host whose engine already points at a SQLite file. Needs the ``[sqlalchemy]`` extra.
@@ -81,6 +81,7 @@ from ._checks import (
     new_security_stamp,
     require_utc,
     to_microseconds,
+    utc_microseconds,
 )
 from ._logic import (
     CodeState,
@@ -106,6 +107,31 @@ from ._logic import (
     hit_window,
     login_keys,
     put_code,
+)
+from ._outbox import (
+    MESSAGE_ID_LENGTH,
+    OUTBOX_COLUMNS,
+    OutboxEntry,
+    OutboxMessage,
+    OutboxState,
+    OutboxStatus,
+    check_claim,
+    check_enqueue,
+    check_list,
+    check_message_id,
+    check_messages,
+    check_messages_callable,
+    check_purge,
+    check_settle,
+    claim_state,
+    complete_state,
+    decode_outbox,
+    entry_of,
+    fail_state,
+    initial_state,
+    outbox_row,
+    retry_at_microseconds,
+    retry_state,
 )
 from ._protocols import LoginKind, Storage
 from ._records import (
@@ -134,6 +160,7 @@ __all__ = [
     "SQLAlchemyAccountWithHistory",
     "SQLAlchemyDatabase",
     "SQLAlchemyOneTimeCodeStore",
+    "SQLAlchemyOutboxStore",
     "SQLAlchemyPasswordHistoryStore",
     "SQLAlchemyRateLimiter",
     "SQLAlchemyTokenLedger",
@@ -223,10 +250,11 @@ _KEY_FIELDS = {"username": "username_key", "email": "email_key", "phone": "phone
 
 
 def make_metadata(prefix: str = "kaspi_", *, schema: str | None = None) -> sa.MetaData:
-    """Return a new :class:`~sqlalchemy.MetaData` holding the five tables, named with ``prefix``.
+    """Return a new :class:`~sqlalchemy.MetaData` holding the six tables, named with ``prefix``.
 
     The tables are ``<prefix>accounts``, ``<prefix>password_history``,
-    ``<prefix>consumed_tokens``, ``<prefix>one_time_codes`` and ``<prefix>rate_limits``, in
+    ``<prefix>consumed_tokens``, ``<prefix>one_time_codes``, ``<prefix>rate_limits`` and
+    ``<prefix>outbox`` (used only by a bundle made with ``outbox=True``), in
     ``schema`` if given (PostgreSQL). Create them with ``create_all(engine)`` or through
     Alembic; pass the same metadata to :class:`SQLAlchemyDatabase`.
 
@@ -320,10 +348,30 @@ def make_metadata(prefix: str = "kaspi_", *, schema: str | None = None) -> sa.Me
         sa.Column("window_length", sa.BigInteger(), nullable=False),
         sa.Column("hits", sa.BigInteger(), nullable=False),
     )
+    # The durable outbox (used by a bundle made with outbox=True); no secret in clear.
+    sa.Table(
+        f"{p}outbox",
+        md,
+        sa.Column("id", sa.String(MESSAGE_ID_LENGTH), primary_key=True),
+        sa.Column("channel", sa.String(8), nullable=False),
+        sa.Column("kind", sa.String(64), nullable=False),
+        sa.Column("recipient", sa.String(254), nullable=False),
+        sa.Column("language", sa.String(35), nullable=False),
+        sa.Column("payload", sa.Text(), nullable=False),
+        sa.Column("account_id", sa.String(256)),
+        sa.Column("created_at", sa.BigInteger(), nullable=False),
+        sa.Column("status", sa.String(8), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", sa.BigInteger(), nullable=False),
+        sa.Column("updated_at", sa.BigInteger(), nullable=False),
+        sa.Column("last_error", sa.String(200)),
+        sa.Index(f"ix_{p}outbox_due", "status", "next_attempt_at"),
+        sa.Index(f"ix_{p}outbox_created_at", "created_at"),
+    )
     return md
 
 
-#: The five tables with the default prefix ``kaspi_``: for ``metadata.create_all(engine)``
+#: The six tables with the default prefix ``kaspi_``: for ``metadata.create_all(engine)``
 #: or Alembic's ``target_metadata``.
 metadata: sa.MetaData = make_metadata()
 
@@ -335,6 +383,7 @@ class _Tables:
     tokens: sa.Table
     codes: sa.Table
     rate_limits: sa.Table
+    outbox: sa.Table | None = None
 
 
 def _find_tables(md: object) -> _Tables:
@@ -346,7 +395,9 @@ def _find_tables(md: object) -> _Tables:
     qualifier = f"{md.schema}." if md.schema else ""
     names = ("accounts", "password_history", "consumed_tokens", "one_time_codes", "rate_limits")
     try:
-        return _Tables(*(md.tables[f"{qualifier}{prefix}{name}"] for name in names))
+        a, h, t, c, r = (md.tables[f"{qualifier}{prefix}{name}"] for name in names)
+        # Optional: metadata built before the outbox existed serves a bundle without one.
+        return _Tables(a, h, t, c, r, outbox=md.tables.get(f"{qualifier}{prefix}outbox"))
     except KeyError as exc:
         raise ValueError(f"metadata lacks the table {exc.args[0]!r}") from None
 
@@ -362,7 +413,7 @@ def _first_line(text: str) -> str:
 
 
 class SQLAlchemyDatabase:
-    """An engine and the five tables, shared by the SQLAlchemy stores.
+    """An engine and the six tables, shared by the SQLAlchemy stores.
 
     Pass your application's :class:`~sqlalchemy.engine.Engine` (the stores borrow its pool;
     :meth:`close` leaves it open) or a URL (an engine is created with ``hide_parameters``,
@@ -1603,6 +1654,159 @@ class SQLAlchemyRateLimiter(_RowPerKey):
 # -- accounts and history together --------------------------------------------------------
 
 
+# -- the outbox ----------------------------------------------------------------------------
+
+
+class SQLAlchemyOutboxStore(_Store):
+    """An :class:`~kaspi_identity.storage.OutboxStore` in ``<prefix>outbox``.
+
+    A claim selects due rows ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (concurrent workers
+    take different rows and never wait for each other) and inside ``BEGIN IMMEDIATE`` on
+    SQLite, and leases them in the same transaction. A settle reads its row ``FOR UPDATE``
+    and writes it back in one transaction.
+
+    Raises:
+        ValueError: the database's metadata has no outbox table.
+    """
+
+    def __init__(self, database: SQLAlchemyDatabase) -> None:
+        super().__init__(database)
+        table = self._tables.outbox
+        if table is None:
+            raise ValueError("the metadata has no outbox table (build it with make_metadata())")
+        self._table = table
+        columns = [_raw(table.c[name]) for name in OUTBOX_COLUMNS]
+        self._select = sa.select(*columns)
+        self._enqueue_one = (
+            self._insert(table)
+            .on_conflict_do_nothing(index_elements=[table.c.id])
+            .returning(table.c.id)
+        )
+        self._by_id = self._select.where(table.c.id == sa.bindparam("row_id"))
+        self._update = sa.update(table).where(table.c.id == sa.bindparam("row_id"))
+
+    @staticmethod
+    def _values(message: OutboxMessage, state: OutboxState) -> dict[str, object]:
+        return dict(zip(OUTBOX_COLUMNS, outbox_row(message, state), strict=True))
+
+    def _insert_all(self, connection: sa.Connection, messages: Sequence[OutboxMessage]) -> None:
+        """Enqueue each message, due at its ``created_at``, on the caller's connection."""
+        for message in messages:
+            at = to_microseconds(message.created_at)
+            connection.execute(self._enqueue_one, self._values(message, initial_state(message, at)))
+
+    @staticmethod
+    def _state_values(state: OutboxState) -> dict[str, object]:
+        return {
+            "status": state.status,
+            "attempts": state.attempts,
+            "next_attempt_at": state.next_at,
+            "updated_at": state.updated_at,
+            "last_error": state.error,
+        }
+
+    def enqueue(self, message: OutboxMessage, *, now: datetime) -> bool:
+        """Store ``message``, due at ``now``; see the protocol."""
+        values = self._values(message, initial_state(message, check_enqueue(message, now)))
+        return self._db._single(lambda c: c.execute(self._enqueue_one, values).first() is not None)
+
+    def claim(self, *, now: datetime, lease: timedelta, limit: int) -> list[OutboxEntry]:
+        """Lease up to ``limit`` due pending entries in one transaction; see the protocol."""
+        at, length, count = check_claim(now, lease, limit)
+        t = self._table
+        due = (
+            self._select.where(t.c.status == "pending", t.c.next_attempt_at <= at)
+            .order_by(t.c.next_attempt_at, t.c.created_at, t.c.id)
+            .limit(count)
+            .with_for_update(skip_locked=True)
+        )
+
+        def claim(connection: sa.Connection) -> list[OutboxEntry]:
+            claimed = []
+            for row in connection.execute(due).all():
+                decoded = decode_outbox(tuple(row))
+                assert decoded is not None  # a row was read
+                message, state = decoded
+                new = claim_state(state, at, length)
+                if new is None:
+                    continue
+                connection.execute(self._update, {"row_id": message.id, **self._state_values(new)})
+                claimed.append(entry_of(message, new))
+            return claimed
+
+        return self._db._write(claim)
+
+    def _settle(self, key: str, change: Callable[[OutboxState], OutboxState | None]) -> bool:
+        locked = self._by_id.with_for_update()
+
+        def settle(connection: sa.Connection) -> bool:
+            row = connection.execute(locked, {"row_id": key}).first()
+            loaded = None if row is None else decode_outbox(tuple(row))
+            new = None if loaded is None else change(loaded[1])
+            if new is None:
+                return False
+            connection.execute(self._update, {"row_id": key, **self._state_values(new)})
+            return True
+
+        return self._db._write(settle)
+
+    def complete(self, message_id: str, *, attempt: int, now: datetime) -> bool:
+        """Mark the entry sent if ``attempt`` is its latest claim; see the protocol."""
+        key, count, at, _ = check_settle(message_id, attempt, now)
+        return self._settle(key, lambda state: complete_state(state, count, at))
+
+    def fail(
+        self,
+        message_id: str,
+        *,
+        attempt: int,
+        now: datetime,
+        retry_at: datetime | None,
+        error: str,
+    ) -> bool:
+        """Record a failed attempt; see the protocol."""
+        key, count, at, label = check_settle(message_id, attempt, now, error)
+        again = retry_at_microseconds(retry_at)
+        return self._settle(key, lambda state: fail_state(state, count, at, again, label))
+
+    def get(self, message_id: str) -> OutboxEntry | None:
+        """Return the entry with this id, or ``None``."""
+        key = check_message_id(message_id)
+        row = self._db._read(lambda c: c.execute(self._by_id, {"row_id": key}).first())
+        loaded = None if row is None else decode_outbox(tuple(row))
+        return None if loaded is None else entry_of(*loaded)
+
+    def list(self, *, status: OutboxStatus | None = None, limit: int = 100) -> list[OutboxEntry]:
+        """Up to ``limit`` entries of ``status`` (or all), oldest first."""
+        wanted, count = check_list(status, limit)
+        t = self._table
+        query = self._select.order_by(t.c.created_at, t.c.id).limit(count)
+        if wanted is not None:
+            query = query.where(t.c.status == wanted)
+        rows = self._db._read(lambda c: c.execute(query).all())
+        entries = []
+        for row in rows:
+            decoded = decode_outbox(tuple(row))
+            assert decoded is not None
+            entries.append(entry_of(*decoded))
+        return entries
+
+    def retry(self, message_id: str, *, now: datetime) -> bool:
+        """Make a dead entry pending again; see the protocol."""
+        key = check_message_id(message_id)
+        at = utc_microseconds(now)
+        return self._settle(key, lambda state: retry_state(state, at))
+
+    def purge(
+        self, *, before: datetime, statuses: tuple[OutboxStatus, ...] = ("sent", "void")
+    ) -> int:
+        """Delete settled entries last changed before ``before``; see the protocol."""
+        at, chosen = check_purge(before, statuses)
+        t = self._table
+        statement = sa.delete(t).where(t.c.status.in_(chosen), t.c.updated_at < at)
+        return int(self._db._single(lambda c: c.execute(statement).rowcount))
+
+
 class SQLAlchemyAccountWithHistory:
     """:class:`~kaspi_identity.storage.AccountWithHistory`: each call is one transaction.
 
@@ -1624,8 +1828,17 @@ class SQLAlchemyAccountWithHistory:
     """
 
     def __init__(
-        self, accounts: SQLAlchemyAccountStore, history: SQLAlchemyPasswordHistoryStore
+        self,
+        accounts: SQLAlchemyAccountStore,
+        history: SQLAlchemyPasswordHistoryStore,
+        *,
+        outbox: SQLAlchemyOutboxStore | None = None,
     ) -> None:
+        if outbox is not None and (
+            not isinstance(outbox, SQLAlchemyOutboxStore)
+            or outbox.database is not accounts.database
+        ):
+            raise TypeError("outbox must be a SQLAlchemyOutboxStore on the same database")
         if not isinstance(accounts, SQLAlchemyAccountStore):
             raise TypeError(
                 f"accounts must be a SQLAlchemyAccountStore, not {type(accounts).__name__}"
@@ -1641,7 +1854,17 @@ class SQLAlchemyAccountWithHistory:
             )
         self._accounts = accounts
         self._history = history
+        self._outbox = outbox
         self._db = accounts.database
+
+    @property
+    def outbox_store(self) -> SQLAlchemyOutboxStore | None:
+        """The outbox the messages given to each call are enqueued in, or ``None``."""
+        return self._outbox
+
+    def _enqueue(self, connection: sa.Connection, messages: Sequence[OutboxMessage]) -> None:
+        if self._outbox is not None:
+            self._outbox._insert_all(connection, messages)
 
     @property
     def accounts(self) -> SQLAlchemyAccountStore:
@@ -1683,12 +1906,16 @@ class SQLAlchemyAccountWithHistory:
         now: datetime,
         entry: Callable[[Account], HistoryEntry] | None,
         keep: int,
+        messages: Callable[[Account], Sequence[OutboxMessage]] | None = None,
     ) -> Account:
         """Insert the account and append ``entry(account)`` in one transaction."""
         row = self._accounts._plan_create(new, check_create_with_history(new, now, entry, keep))
+        check_messages_callable(messages, self._outbox)
 
         def create(connection: sa.Connection) -> Account:
             account = self._accounts._insert_row(connection, row)
+            if messages is not None:
+                self._enqueue(connection, check_messages(messages(account), self._outbox))
             if entry is not None:
                 made = check_entry(entry(account))
                 self._history._append(connection, account.id, made, keep)
@@ -1705,11 +1932,13 @@ class SQLAlchemyAccountWithHistory:
         entry: HistoryEntry | None,
         keep: int,
         now: datetime | None = None,
+        messages: Sequence[OutboxMessage] = (),
     ) -> bool:
         """Compare-and-set the hash with a fresh stamp and append ``entry``, in one transaction.
 
         ``False``, with nothing written, when the ``UPDATE`` matched no row.
         """
+        queued = check_messages(messages, self._outbox)
         key = check_replace_password(account_id, expected, new, entry, keep)
         check_changed_at(now)
         if key is None:
@@ -1723,6 +1952,7 @@ class SQLAlchemyAccountWithHistory:
         def replace_hash(connection: sa.Connection) -> bool:
             if connection.execute(statement).rowcount != 1:
                 return False
+            self._enqueue(connection, queued)
             if entry is not None:
                 self._history._append(connection, account_id, entry, keep)
             return True
@@ -1738,8 +1968,9 @@ def sqlalchemy_storage(
     accounts_table: sa.Table | None = None,
     columns: Mapping[str, str | None] | None = None,
     insert_defaults: Mapping[str, object] | None = None,
+    outbox: bool = False,
 ) -> Storage:
-    """Return all five stores on one database, given an engine or a URL.
+    """Return all the stores on one database, given an engine or a URL.
 
     ``storage.with_history`` is a :class:`SQLAlchemyAccountWithHistory` over the same
     account and history stores, so the services change a password and its history in one
@@ -1750,7 +1981,9 @@ def sqlalchemy_storage(
     table. ``storage.close()`` (or a ``with`` block) disposes an engine made from a URL and
     leaves an engine passed in open. The other arguments are those of
     :class:`SQLAlchemyDatabase`. For an :class:`~sqlalchemy.ext.asyncio.AsyncEngine` use
-    :func:`async_sqlalchemy_storage`.
+    :func:`async_sqlalchemy_storage`. With ``outbox=True`` the bundle has a
+    :class:`SQLAlchemyOutboxStore` too (letters and SMS are queued for a worker), which
+    ``with_history`` enqueues into in the password or account transaction.
 
     Raises:
         ValueError: not PostgreSQL or a SQLite file, not a database URL, or a users table
@@ -1767,6 +2000,7 @@ def sqlalchemy_storage(
         accounts_table=accounts_table,
         columns=columns,
         insert_defaults=insert_defaults,
+        outbox=outbox,
     )
 
 
@@ -1777,14 +2011,18 @@ def _bundle(
     accounts_table: sa.Table | None,
     columns: Mapping[str, str | None] | None,
     insert_defaults: Mapping[str, object] | None,
+    outbox: bool = False,
 ) -> Storage:
-    """The five stores and ``with_history`` on ``database``; closes it if that fails."""
+    """The stores and ``with_history`` on ``database``; closes it if that fails."""
     try:
+        if not isinstance(outbox, bool):
+            raise TypeError(f"outbox must be bool, not {type(outbox).__name__}")
         if create_tables:
             database.create_tables()
         accounts = SQLAlchemyAccountStore(
             database, table=accounts_table, columns=columns, insert_defaults=insert_defaults
         )
+        queue = SQLAlchemyOutboxStore(database) if outbox else None
     except BaseException:
         database.close()
         raise
@@ -1796,7 +2034,8 @@ def _bundle(
         codes=SQLAlchemyOneTimeCodeStore(database),
         rate_limits=SQLAlchemyRateLimiter(database),
         # Both tables are reached through the one engine, so always one database.
-        with_history=SQLAlchemyAccountWithHistory(accounts, history),
+        with_history=SQLAlchemyAccountWithHistory(accounts, history, outbox=queue),
+        outbox=queue,
     )
 
 
@@ -1808,6 +2047,7 @@ async def async_sqlalchemy_storage(
     accounts_table: sa.Table | None = None,
     columns: Mapping[str, str | None] | None = None,
     insert_defaults: Mapping[str, object] | None = None,
+    outbox: bool = False,
 ) -> AsyncStorage:
     """:func:`sqlalchemy_storage` for the async face, given an AsyncEngine or a URL.
 
@@ -1818,7 +2058,8 @@ async def async_sqlalchemy_storage(
     transaction) runs in one ``sqlalchemy.util.greenlet_spawn`` -- as
     ``AsyncConnection.run_sync`` does -- so the loop awaits each round trip; on SQLite the
     in-process write lock is an ``asyncio.Lock`` the waiting task awaits.
-    ``storage.with_history`` is set as :func:`sqlalchemy_storage` sets it. ``await
+    ``storage.with_history`` (and ``outbox``) are set as :func:`sqlalchemy_storage` sets
+    them. ``await
     storage.aclose()`` (or ``async with``) disposes an engine made from a URL (``postgresql+
     asyncpg://...``, ``postgresql+psycopg://...``, ``sqlite+aiosqlite:///file``: the options
     :class:`SQLAlchemyDatabase` gives a URL, WAL for SQLite) and leaves one passed in open.
@@ -1862,6 +2103,7 @@ async def async_sqlalchemy_storage(
             accounts_table=accounts_table,
             columns=columns,
             insert_defaults=insert_defaults,
+            outbox=outbox,
         )
 
     async def in_greenlet(call: Callable[[], object]) -> object:

@@ -69,6 +69,30 @@ from ._logic import (
     login_keys,
     put_code,
 )
+from ._outbox import (
+    OUTBOX_COLUMNS,
+    OutboxEntry,
+    OutboxMessage,
+    OutboxState,
+    OutboxStatus,
+    check_claim,
+    check_enqueue,
+    check_list,
+    check_message_id,
+    check_messages,
+    check_messages_callable,
+    check_purge,
+    check_settle,
+    claim_state,
+    complete_state,
+    decode_outbox,
+    entry_of,
+    fail_state,
+    initial_state,
+    outbox_row,
+    retry_at_microseconds,
+    retry_state,
+)
 from ._protocols import LoginKind, Storage
 from ._records import Account, CodeAttempt, HistoryEntry, NewAccount, RateLimitResult
 from ._rows import (
@@ -89,6 +113,7 @@ __all__ = [
     "SQLiteAccountWithHistory",
     "SQLiteDatabase",
     "SQLiteOneTimeCodeStore",
+    "SQLiteOutboxStore",
     "SQLitePasswordHistoryStore",
     "SQLiteRateLimiter",
     "SQLiteTokenLedger",
@@ -178,6 +203,28 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " WHERE password_hash IS NOT NULL",
         "ALTER TABLE accounts ADD COLUMN must_change_password INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE accounts ADD COLUMN grace_logins_used INTEGER NOT NULL DEFAULT 0",
+    ),
+    # 5: the durable outbox: letters and SMS waiting for the worker (no secret in clear).
+    (
+        """
+        CREATE TABLE outbox (
+            id TEXT PRIMARY KEY NOT NULL,
+            channel TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            recipient TEXT NOT NULL,
+            language TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            account_id TEXT,
+            created_at INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            next_attempt_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            last_error TEXT
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX outbox_due ON outbox (status, next_attempt_at, created_at)",
+        "CREATE INDEX outbox_by_age ON outbox (created_at, id)",
     ),
 )
 
@@ -819,8 +866,25 @@ class SQLiteAccountWithHistory(_SQLiteStore):
     Each call is one ``BEGIN IMMEDIATE`` transaction running the very statements of
     :class:`SQLiteAccountStore` (the checks and ``INSERT`` of ``create``, the single
     ``UPDATE`` of ``set_password_hash``) and of :class:`SQLitePasswordHistoryStore`
-    (``INSERT`` and trim); a failure of any of them rolls the whole call back.
+    (``INSERT`` and trim), and, made with an ``outbox``, the ``INSERT`` of each message; a
+    failure of any of them rolls the whole call back.
     """
+
+    def __init__(
+        self, database: SQLiteDatabase, *, outbox: SQLiteOutboxStore | None = None
+    ) -> None:
+        """Work on ``database`` (and enqueue into ``outbox``, a store on the same file)."""
+        super().__init__(database)
+        if outbox is not None and (
+            not isinstance(outbox, SQLiteOutboxStore) or outbox.database is not database
+        ):
+            raise TypeError("outbox must be a SQLiteOutboxStore on the same database")
+        self._outbox = outbox
+
+    @property
+    def outbox_store(self) -> SQLiteOutboxStore | None:
+        """The outbox the messages given to each call are enqueued in, or ``None``."""
+        return self._outbox
 
     def covers(self, accounts: object, history: object) -> bool:
         """Whether ``accounts`` and ``history`` are SQLite stores on this same database."""
@@ -838,14 +902,18 @@ class SQLiteAccountWithHistory(_SQLiteStore):
         now: datetime,
         entry: Callable[[Account], HistoryEntry] | None,
         keep: int,
+        messages: Callable[[Account], Sequence[OutboxMessage]] | None = None,
     ) -> Account:
         """Create the account and append ``entry(account)`` in one transaction."""
         now = check_create_with_history(new, now, entry, keep)
+        check_messages_callable(messages, self._outbox)
         account = fresh_account(new, secrets.token_hex(16), now)
         keys = login_keys(new)
+        queued = () if messages is None else check_messages(messages(account), self._outbox)
 
         def create(connection: sqlite3.Connection) -> None:
             _insert_account(connection, account, keys)
+            _insert_messages(connection, queued)
             if entry is not None:
                 _append_history(connection, account.id, check_entry(entry(account)), keep)
 
@@ -861,10 +929,12 @@ class SQLiteAccountWithHistory(_SQLiteStore):
         entry: HistoryEntry | None,
         keep: int,
         now: datetime | None = None,
+        messages: Sequence[OutboxMessage] = (),
     ) -> bool:
         """Compare-and-set the hash (a new stamp) and append ``entry`` in one transaction."""
         key = check_replace_password(account_id, expected, new, entry, keep)
         changed_at = check_changed_at(now)
+        queued = check_messages(messages, self._outbox)
         if key is None:
             return False
         statement, parameters = _hash_swap(
@@ -874,6 +944,7 @@ class SQLiteAccountWithHistory(_SQLiteStore):
         def replace(connection: sqlite3.Connection) -> bool:
             if connection.execute(statement, parameters).rowcount != 1:
                 return False
+            _insert_messages(connection, queued)
             if entry is not None:
                 _append_history(connection, key, entry, keep)
             return True
@@ -1019,15 +1090,165 @@ class SQLiteRateLimiter(_SQLiteStore):
         return self._db._write(hit)
 
 
+_OUTBOX_SELECT = f"SELECT {', '.join(OUTBOX_COLUMNS)} FROM outbox"  # noqa: S608
+_OUTBOX_INSERT = (
+    f"INSERT OR IGNORE INTO outbox ({', '.join(OUTBOX_COLUMNS)})"  # noqa: S608
+    f" VALUES ({', '.join('?' * len(OUTBOX_COLUMNS))})"
+)
+
+
+def _insert_messages(connection: sqlite3.Connection, messages: Sequence[OutboxMessage]) -> None:
+    """Enqueue each message, due at its ``created_at`` (inside the caller's transaction)."""
+    for message in messages:
+        at = to_microseconds(message.created_at)
+        connection.execute(_OUTBOX_INSERT, outbox_row(message, initial_state(message, at)))
+
+
+def _load_entry(
+    connection: sqlite3.Connection, key: str
+) -> tuple[OutboxMessage, OutboxState] | None:
+    row = connection.execute(f"{_OUTBOX_SELECT} WHERE id = ?", (key,)).fetchone()
+    return decode_outbox(row)
+
+
+def _store_state(connection: sqlite3.Connection, key: str, state: OutboxState) -> None:
+    connection.execute(
+        "UPDATE outbox SET status = ?, attempts = ?, next_attempt_at = ?, updated_at = ?,"
+        " last_error = ? WHERE id = ?",
+        (state.status, state.attempts, state.next_at, state.updated_at, state.error, key),
+    )
+
+
+class SQLiteOutboxStore(_SQLiteStore):
+    """An :class:`~kaspi_identity.storage.OutboxStore` in the ``outbox`` table.
+
+    Every write is one ``BEGIN IMMEDIATE`` transaction, so a claim's select and update are
+    atomic for every process on the file.
+    """
+
+    def enqueue(self, message: OutboxMessage, *, now: datetime) -> bool:
+        """Store ``message``, due at ``now``; see the protocol."""
+        at = check_enqueue(message, now)
+        row = outbox_row(message, initial_state(message, at))
+
+        def insert(connection: sqlite3.Connection) -> bool:
+            return connection.execute(_OUTBOX_INSERT, row).rowcount == 1
+
+        return self._db._write(insert)
+
+    def claim(self, *, now: datetime, lease: timedelta, limit: int) -> list[OutboxEntry]:
+        """Lease up to ``limit`` due pending entries in one transaction; see the protocol."""
+        at, length, count = check_claim(now, lease, limit)
+
+        def claim(connection: sqlite3.Connection) -> list[OutboxEntry]:
+            rows = connection.execute(
+                f"{_OUTBOX_SELECT} WHERE status = 'pending' AND next_attempt_at <= ?"
+                " ORDER BY next_attempt_at, created_at, id LIMIT ?",
+                (at, count),
+            ).fetchall()
+            claimed = []
+            for row in rows:
+                decoded = decode_outbox(row)
+                assert decoded is not None  # a row was read
+                message, state = decoded
+                new = claim_state(state, at, length)
+                if new is None:
+                    continue
+                _store_state(connection, message.id, new)
+                claimed.append(entry_of(message, new))
+            return claimed
+
+        return self._db._write(claim)
+
+    def _settle(self, key: str, change: Callable[[OutboxState], OutboxState | None]) -> bool:
+        def settle(connection: sqlite3.Connection) -> bool:
+            loaded = _load_entry(connection, key)
+            new = None if loaded is None else change(loaded[1])
+            if new is None:
+                return False
+            _store_state(connection, key, new)
+            return True
+
+        return self._db._write(settle)
+
+    def complete(self, message_id: str, *, attempt: int, now: datetime) -> bool:
+        """Mark the entry sent if ``attempt`` is its latest claim; see the protocol."""
+        key, count, at, _ = check_settle(message_id, attempt, now)
+        return self._settle(key, lambda state: complete_state(state, count, at))
+
+    def fail(
+        self,
+        message_id: str,
+        *,
+        attempt: int,
+        now: datetime,
+        retry_at: datetime | None,
+        error: str,
+    ) -> bool:
+        """Record a failed attempt; see the protocol."""
+        key, count, at, label = check_settle(message_id, attempt, now, error)
+        again = retry_at_microseconds(retry_at)
+        return self._settle(key, lambda state: fail_state(state, count, at, again, label))
+
+    def get(self, message_id: str) -> OutboxEntry | None:
+        """Return the entry with this id, or ``None``."""
+        key = check_message_id(message_id)
+        loaded = self._db._read(lambda connection: _load_entry(connection, key))
+        return None if loaded is None else entry_of(*loaded)
+
+    def list(self, *, status: OutboxStatus | None = None, limit: int = 100) -> list[OutboxEntry]:
+        """Up to ``limit`` entries of ``status`` (or all), oldest first."""
+        wanted, count = check_list(status, limit)
+
+        def select(connection: sqlite3.Connection) -> list[tuple[object, ...]]:
+            if wanted is None:
+                query, parameters = f"{_OUTBOX_SELECT} ORDER BY created_at, id LIMIT ?", (count,)
+            else:
+                query = f"{_OUTBOX_SELECT} WHERE status = ? ORDER BY created_at, id LIMIT ?"
+                parameters = (wanted, count)  # type: ignore[assignment]
+            return list(connection.execute(query, parameters).fetchall())
+
+        entries = []
+        for row in self._db._read(select):
+            decoded = decode_outbox(row)
+            assert decoded is not None
+            entries.append(entry_of(*decoded))
+        return entries
+
+    def retry(self, message_id: str, *, now: datetime) -> bool:
+        """Make a dead entry pending again; see the protocol."""
+        key = check_message_id(message_id)
+        at = utc_microseconds(now)
+        return self._settle(key, lambda state: retry_state(state, at))
+
+    def purge(
+        self, *, before: datetime, statuses: tuple[OutboxStatus, ...] = ("sent", "void")
+    ) -> int:
+        """Delete settled entries last changed before ``before``; see the protocol."""
+        at, chosen = check_purge(before, statuses)
+        marks = ", ".join("?" * len(chosen))
+
+        def delete(connection: sqlite3.Connection) -> int:
+            return connection.execute(
+                f"DELETE FROM outbox WHERE status IN ({marks}) AND updated_at < ?",  # noqa: S608
+                (*chosen, at),
+            ).rowcount
+
+        return self._db._write(delete)
+
+
 def sqlite_storage(
     path: str | os.PathLike[str],
     *,
     timeout: float = 30.0,
     synchronous: Literal["FULL", "NORMAL"] = "FULL",
+    outbox: bool = False,
 ) -> Storage:
-    """Open (or create) the SQLite file at ``path`` and return all five stores on it.
+    """Open (or create) the SQLite file at ``path`` and return all the stores on it.
 
-    Its ``with_history`` is a :class:`SQLiteAccountWithHistory` on the same file.
+    Its ``with_history`` is a :class:`SQLiteAccountWithHistory` on the same file. With
+    ``outbox=True`` the bundle has a :class:`SQLiteOutboxStore` too (letters and SMS are
+    queued for a worker), which ``with_history`` enqueues into in the same transaction.
     ``storage.close()`` (or a ``with`` block) closes the file. The keyword arguments are
     those of :class:`SQLiteDatabase`.
 
@@ -1035,14 +1256,18 @@ def sqlite_storage(
         StorageError: the file cannot be opened or has a newer schema.
 
     """
+    if not isinstance(outbox, bool):
+        raise TypeError(f"outbox must be bool, not {type(outbox).__name__}")
     database = SQLiteDatabase(path, timeout=timeout, synchronous=synchronous)
+    queue = SQLiteOutboxStore(database) if outbox else None
     return Storage(
         accounts=SQLiteAccountStore(database),
         history=SQLitePasswordHistoryStore(database),
         ledger=SQLiteTokenLedger(database),
         codes=SQLiteOneTimeCodeStore(database),
         rate_limits=SQLiteRateLimiter(database),
-        with_history=SQLiteAccountWithHistory(database),
+        with_history=SQLiteAccountWithHistory(database, outbox=queue),
+        outbox=queue,
     )
 
 
@@ -1052,14 +1277,15 @@ def async_sqlite_storage(
     timeout: float = 30.0,
     synchronous: Literal["FULL", "NORMAL"] = "FULL",
     threads: int = 4,
+    outbox: bool = False,
 ) -> AsyncStorage:
     """:func:`sqlite_storage` for the async face: each store call runs on a worker thread.
 
     The stores are those of :func:`sqlite_storage`; every call (a whole transaction) runs
     on one of ``threads`` threads of the bundle's own, so the event loop never waits for
     the disk or for SQLite's write lock. ``await storage.aclose()`` (or ``async with``)
-    closes the file and stops the threads. docs/async.md compares this with a
-    per-statement bridge such as aiosqlite.
+    closes the file and stops the threads; ``outbox`` is as there. docs/async.md compares
+    this with a per-statement bridge such as aiosqlite.
 
     Raises:
         StorageError, ValueError: as :func:`sqlite_storage`; ``ValueError`` also for
@@ -1069,7 +1295,7 @@ def async_sqlite_storage(
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
         raise ValueError("threads must be an int of at least 1")
     return coroutining(
-        sqlite_storage(path, timeout=timeout, synchronous=synchronous),
+        sqlite_storage(path, timeout=timeout, synchronous=synchronous, outbox=outbox),
         threads=threads,
         name="kaspi-identity-sqlite",
     )

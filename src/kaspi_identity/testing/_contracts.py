@@ -30,16 +30,21 @@ from kaspi_identity.storage import (
     HistoryEntry,
     NewAccount,
     OneTimeCodeStore,
+    OutboxChannel,
+    OutboxMessage,
+    OutboxStore,
     PasswordHistoryStore,
     RateLimiter,
     Storage,
     TokenLedger,
 )
+from kaspi_identity.storage._protocols import enqueues_together
 
 __all__ = [
     "AccountStoreContract",
     "AccountWithHistoryContract",
     "OneTimeCodeStoreContract",
+    "OutboxStoreContract",
     "PasswordHistoryStoreContract",
     "RateLimiterContract",
     "StorageContract",
@@ -1467,6 +1472,108 @@ class AccountWithHistoryContract:
                 assert storage.accounts.get(account.id) is None
                 assert storage.history.recent(account.id, 10) == []
 
+    @staticmethod
+    def _queue(storage: Storage) -> OutboxStore:
+        """The bundle's outbox, if its unit of work enqueues into it; else skip."""
+        if storage.outbox is None or not enqueues_together(storage):
+            pytest.skip("this storage's with_history enqueues no messages (no outbox)")
+        return storage.outbox
+
+    def test_replace_password_enqueues_in_the_same_step(
+        self, storage: Storage, with_history: AccountWithHistory
+    ) -> None:
+        """A won compare-and-set enqueues the messages; a lost one enqueues none."""
+        queue = self._queue(storage)
+        created = storage.accounts.create(_new(), now=T0)
+        assert with_history.replace_password(
+            created.id,
+            expected=_HASH_A,
+            new=_HASH_B,
+            entry=_entry(1),
+            keep=6,
+            messages=[_message(1), _message(2, channel="sms")],
+        )
+        assert {e.id for e in queue.list()} == {_message(1).id, _message(2).id}
+        assert not with_history.replace_password(
+            created.id,
+            expected=_HASH_A,
+            new=_HASH_A,
+            entry=_entry(2),
+            keep=6,
+            messages=[_message(3)],
+        )
+        assert queue.get(_message(3).id) is None
+
+    def test_create_with_history_enqueues_for_the_new_account(
+        self, storage: Storage, with_history: AccountWithHistory
+    ) -> None:
+        """``messages(account)`` is called with the stored account and enqueued with it."""
+        queue = self._queue(storage)
+        made = with_history.create_with_history(
+            _new(),
+            now=T0,
+            entry=None,
+            keep=6,
+            messages=lambda account: [replace(_message(1), account_id=account.id)],
+        )
+        entry = queue.get(_message(1).id)
+        assert entry is not None
+        assert entry.message.account_id == made.id
+        with pytest.raises(DuplicateAccountError):
+            with_history.create_with_history(
+                _new(), now=T0, entry=None, keep=6, messages=lambda _: [_message(2)]
+            )
+        assert queue.get(_message(2).id) is None
+
+    def test_messages_that_raise_store_nothing(
+        self, storage: Storage, with_history: AccountWithHistory
+    ) -> None:
+        """A ``messages`` callable that raises leaves no account and no message."""
+        self._queue(storage)
+
+        def broken(account: Account) -> list[OutboxMessage]:
+            raise RuntimeError("boom")
+
+        with pytest.raises(RuntimeError):
+            with_history.create_with_history(_new(), now=T0, entry=None, keep=6, messages=broken)
+        assert storage.accounts.find_by_login("username", "aliya") is None
+
+    def test_unit_of_work_refuses_bad_messages(
+        self, storage: Storage, with_history: AccountWithHistory
+    ) -> None:
+        """Messages that are not OutboxMessage records raise TypeError; nothing is written."""
+        self._queue(storage)
+        created = storage.accounts.create(_new(), now=T0)
+        with pytest.raises(TypeError):
+            with_history.replace_password(
+                created.id,
+                expected=_HASH_A,
+                new=_HASH_B,
+                entry=None,
+                keep=6,
+                messages=["letter"],  # type: ignore[list-item]
+            )
+        assert storage.accounts.get(created.id) == created
+
+    def test_history_fault_enqueues_nothing(
+        self, storage: Storage, with_history: AccountWithHistory
+    ) -> None:
+        """The history write failing: the password and the queue are both as before."""
+        queue = self._queue(storage)
+        created = storage.accounts.create(_new(), now=T0)
+        self.break_history_writes(storage)
+        with pytest.raises(StorageError):
+            with_history.replace_password(
+                created.id,
+                expected=_HASH_A,
+                new=_HASH_B,
+                entry=_entry(1),
+                keep=6,
+                messages=[_message(1)],
+            )
+        assert storage.accounts.get(created.id) == created
+        assert queue.list() == []
+
 
 class TokenLedgerContract:
     """The contract of :class:`~kaspi_identity.storage.TokenLedger`.
@@ -1909,6 +2016,289 @@ class RateLimiterContract:
         assert all(r.retry_after == _TEN for r in results if not r.allowed)
 
 
+_MINUTE = timedelta(minutes=1)
+
+
+def _message(
+    index: int = 0,
+    *,
+    created_at: datetime = T0,
+    deliver: bool = True,
+    account_id: str | None = "acct-1",
+    channel: OutboxChannel = "email",
+) -> OutboxMessage:
+    return OutboxMessage(
+        id=f"{index:032x}",
+        channel=channel,
+        kind="password_reset",
+        to="алия@example.kz" if channel == "email" else "+77011234567",
+        language="kk",
+        payload='{"minutes": 60, "link": {"purpose": "reset", "body": "eyJ"}}',
+        account_id=account_id,
+        created_at=created_at,
+        deliver=deliver,
+    )
+
+
+class OutboxStoreContract:
+    """The contract of :class:`~kaspi_identity.storage.OutboxStore`.
+
+    Define ``make_outbox()`` returning an empty outbox, or override the ``outbox`` fixture.
+    """
+
+    def make_outbox(self) -> OutboxStore:
+        """Return a new, empty outbox store (override this or the ``outbox`` fixture)."""
+        raise NotImplementedError("define make_outbox() or override the outbox fixture")
+
+    @pytest.fixture
+    def outbox(self) -> OutboxStore:
+        """Return the outbox store under test."""
+        return self.make_outbox()
+
+    def test_enqueue_then_get(self, outbox: OutboxStore) -> None:
+        """A new message is pending, due now, with no attempt; every field round-trips."""
+        message = _message(1)
+        assert outbox.enqueue(message, now=T0) is True
+        entry = outbox.get(message.id)
+        assert entry is not None
+        assert entry.message == message
+        assert (entry.status, entry.attempts, entry.last_error) == ("pending", 0, None)
+        assert (entry.next_attempt_at, entry.updated_at) == (T0, T0)
+        assert entry.next_attempt_at.tzinfo is not None
+
+    def test_enqueue_is_once_per_id(self, outbox: OutboxStore) -> None:
+        """A second message with the same id changes nothing and answers False."""
+        assert outbox.enqueue(_message(1), now=T0) is True
+        other = replace(_message(1), kind="confirm_email")
+        assert outbox.enqueue(other, now=T0 + _HOUR) is False
+        entry = outbox.get(_message(1).id)
+        assert entry is not None
+        assert (entry.message.kind, entry.next_attempt_at) == ("password_reset", T0)
+
+    def test_outbox_fields_round_trip(self, outbox: OutboxStore) -> None:
+        """SMS, no account, a non-UTC creation time: stored and read back as given (in UTC)."""
+        message = _message(
+            2,
+            channel="sms",
+            account_id=None,
+            created_at=datetime(2025, 3, 1, 14, 0, tzinfo=_ALMATY),
+        )
+        outbox.enqueue(message, now=T0)
+        entry = outbox.get(message.id)
+        assert entry is not None
+        assert entry.message == message
+        assert entry.message.created_at == T0
+        assert entry.message.created_at.utcoffset() == timedelta(0)
+
+    def test_void_is_stored_never_claimed(self, outbox: OutboxStore) -> None:
+        """An unknown account's twin (deliver=False) is stored void and never claimed."""
+        outbox.enqueue(_message(1, deliver=False), now=T0)
+        assert outbox.claim(now=T0 + _HOUR, lease=_MINUTE, limit=10) == []
+        entry = outbox.get(_message(1).id)
+        assert entry is not None
+        assert entry.status == "void"
+
+    def test_claim_leases_due_entries(self, outbox: OutboxStore) -> None:
+        """A claim counts an attempt and moves the entry to the lease's end."""
+        outbox.enqueue(_message(1), now=T0)
+        (entry,) = outbox.claim(now=T0, lease=_MINUTE, limit=10)
+        assert (entry.id, entry.status, entry.attempts) == (_message(1).id, "pending", 1)
+        assert entry.next_attempt_at == T0 + _MINUTE
+        assert outbox.get(entry.id) == entry
+
+    def test_claim_due_boundary(self, outbox: OutboxStore) -> None:
+        """Due at ``now`` is claimed; due one microsecond later is not."""
+        outbox.enqueue(_message(1), now=T0)
+        outbox.enqueue(_message(2), now=T0 + _US)
+        claimed = outbox.claim(now=T0, lease=_MINUTE, limit=10)
+        assert [e.id for e in claimed] == [_message(1).id]
+
+    def test_claim_in_the_lease_gets_nothing(self, outbox: OutboxStore) -> None:
+        """Within the lease an entry is not claimed again; at its end it is (attempt 2)."""
+        outbox.enqueue(_message(1), now=T0)
+        outbox.claim(now=T0, lease=_MINUTE, limit=10)
+        assert outbox.claim(now=T0 + _MINUTE - _US, lease=_MINUTE, limit=10) == []
+        (again,) = outbox.claim(now=T0 + _MINUTE, lease=_MINUTE, limit=10)
+        assert again.attempts == 2
+
+    def test_claim_order_and_limit(self, outbox: OutboxStore) -> None:
+        """Earliest due first; at most ``limit`` per claim."""
+        for index in (3, 1, 2):
+            outbox.enqueue(_message(index), now=T0 + index * _US)
+        first = outbox.claim(now=T0 + _HOUR, lease=_MINUTE, limit=2)
+        assert [e.id for e in first] == [_message(1).id, _message(2).id]
+        rest = outbox.claim(now=T0 + _HOUR, lease=_MINUTE, limit=2)
+        assert [e.id for e in rest] == [_message(3).id]
+
+    def test_complete_by_the_latest_claim_only(self, outbox: OutboxStore) -> None:
+        """Only the holder of the latest claim marks an entry sent; a stale one is refused."""
+        outbox.enqueue(_message(1), now=T0)
+        outbox.claim(now=T0, lease=_MINUTE, limit=1)
+        outbox.claim(now=T0 + _MINUTE, lease=_MINUTE, limit=1)  # the first worker's lease ran out
+        key = _message(1).id
+        assert outbox.complete(key, attempt=1, now=T0 + _MINUTE) is False
+        assert outbox.complete(key, attempt=2, now=T0 + _MINUTE) is True
+        entry = outbox.get(key)
+        assert entry is not None
+        assert (entry.status, entry.attempts, entry.updated_at) == ("sent", 2, T0 + _MINUTE)
+        assert outbox.complete(key, attempt=2, now=T0 + _MINUTE) is False
+        assert outbox.claim(now=T0 + _HOUR, lease=_MINUTE, limit=1) == []
+
+    def test_complete_unknown_is_false(self, outbox: OutboxStore) -> None:
+        """Settling an id that is not stored writes nothing and answers False."""
+        assert outbox.complete("f" * 32, attempt=1, now=T0) is False
+        assert outbox.fail("f" * 32, attempt=1, now=T0, retry_at=None, error="X") is False
+        assert outbox.get("f" * 32) is None
+
+    def test_fail_then_retry_later(self, outbox: OutboxStore) -> None:
+        """A failed attempt with ``retry_at`` stays pending, due then, with the error label."""
+        outbox.enqueue(_message(1), now=T0)
+        outbox.claim(now=T0, lease=_MINUTE, limit=1)
+        key = _message(1).id
+        assert outbox.fail(key, attempt=1, now=T0, retry_at=T0 + _HOUR, error="DeliveryError")
+        entry = outbox.get(key)
+        assert entry is not None
+        assert (entry.status, entry.attempts, entry.last_error) == ("pending", 1, "DeliveryError")
+        assert entry.next_attempt_at == T0 + _HOUR
+        assert outbox.claim(now=T0 + _HOUR - _US, lease=_MINUTE, limit=1) == []
+        assert len(outbox.claim(now=T0 + _HOUR, lease=_MINUTE, limit=1)) == 1
+
+    def test_fail_without_retry_is_dead(self, outbox: OutboxStore) -> None:
+        """``retry_at=None`` moves the entry to dead; a stale attempt is refused."""
+        outbox.enqueue(_message(1), now=T0)
+        outbox.claim(now=T0, lease=_MINUTE, limit=1)
+        key = _message(1).id
+        assert outbox.fail(key, attempt=2, now=T0, retry_at=None, error="X") is False
+        assert outbox.fail(key, attempt=1, now=T0, retry_at=None, error="SMTPError") is True
+        entry = outbox.get(key)
+        assert entry is not None
+        assert (entry.status, entry.last_error) == ("dead", "SMTPError")
+        assert outbox.claim(now=T0 + _HOUR, lease=_MINUTE, limit=1) == []
+
+    def test_retry_a_dead_entry(self, outbox: OutboxStore) -> None:
+        """retry() makes a dead entry pending, due now, attempts reset; others are refused."""
+        outbox.enqueue(_message(1), now=T0)
+        outbox.enqueue(_message(2), now=T0)
+        key = _message(1).id
+        assert outbox.retry(key, now=T0) is False  # pending, not dead
+        outbox.claim(now=T0, lease=_MINUTE, limit=1)
+        outbox.fail(key, attempt=1, now=T0, retry_at=None, error="X")
+        assert outbox.retry(key, now=T0 + _HOUR) is True
+        entry = outbox.get(key)
+        assert entry is not None
+        assert (entry.status, entry.attempts, entry.next_attempt_at) == ("pending", 0, T0 + _HOUR)
+        assert outbox.retry("e" * 32, now=T0) is False
+
+    def test_list_by_status_oldest_first(self, outbox: OutboxStore) -> None:
+        """list() answers entries of one status (or all), oldest first, at most ``limit``."""
+        for index in (2, 1, 3):
+            outbox.enqueue(_message(index, created_at=T0 + index * _US), now=T0)
+        outbox.enqueue(_message(4, deliver=False, created_at=T0), now=T0)
+        assert [e.id for e in outbox.list()] == [_message(i).id for i in (4, 1, 2, 3)]
+        assert [e.id for e in outbox.list(status="pending", limit=2)] == [
+            _message(1).id,
+            _message(2).id,
+        ]
+        assert [e.id for e in outbox.list(status="void")] == [_message(4).id]
+        assert outbox.list(status="dead") == []
+
+    def test_purge(self, outbox: OutboxStore) -> None:
+        """purge() deletes settled entries changed before ``before``, never pending ones."""
+        for index in range(1, 5):
+            outbox.enqueue(_message(index, deliver=index != 4), now=T0)
+        outbox.claim(now=T0, lease=_MINUTE, limit=2)
+        outbox.complete(_message(1).id, attempt=1, now=T0)
+        outbox.fail(_message(2).id, attempt=1, now=T0, retry_at=None, error="X")
+        assert outbox.purge(before=T0) == 0  # changed at T0: not before it
+        assert outbox.purge(before=T0 + _US) == 2  # the sent one and the void one
+        assert outbox.get(_message(1).id) is None
+        assert outbox.get(_message(4).id) is None
+        assert outbox.get(_message(3).id) is not None  # pending: kept
+        assert outbox.purge(before=T0 + _HOUR, statuses=("dead",)) == 1
+        assert [e.id for e in outbox.list()] == [_message(3).id]
+
+    def test_outbox_bad_arguments(self, outbox: OutboxStore) -> None:
+        """Wrong types and values raise before anything is written."""
+        with pytest.raises(TypeError):
+            outbox.enqueue("message", now=T0)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="aware"):
+            outbox.enqueue(_message(1), now=_NAIVE)
+        with pytest.raises(ValueError, match="lease"):
+            outbox.claim(now=T0, lease=timedelta(0), limit=1)
+        with pytest.raises(ValueError, match="limit"):
+            outbox.claim(now=T0, lease=_MINUTE, limit=0)
+        with pytest.raises(ValueError, match="limit"):
+            outbox.claim(now=T0, lease=_MINUTE, limit=1001)
+        with pytest.raises(TypeError):
+            outbox.claim(now=T0, lease=_MINUTE, limit=True)
+        for bad in ("", "g" * 32, "A" * 32, "a" * 33, "a\x00" * 16, "\udc80" * 32):
+            with pytest.raises(ValueError, match="message_id"):
+                outbox.get(bad)
+        with pytest.raises(TypeError):
+            outbox.get(None)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            outbox.complete("a" * 32, attempt=True, now=T0)
+        with pytest.raises(ValueError, match="attempt"):
+            outbox.complete("a" * 32, attempt=0, now=T0)
+        with pytest.raises(ValueError, match="error"):
+            outbox.fail("a" * 32, attempt=1, now=T0, retry_at=None, error="x" * 201)
+        with pytest.raises(ValueError, match="status"):
+            outbox.list(status="queued")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="statuses"):
+            outbox.purge(before=T0, statuses=("pending",))
+        with pytest.raises(ValueError, match="statuses"):
+            outbox.purge(before=T0, statuses=())
+        with pytest.raises(TypeError):
+            outbox.purge(before=T0, statuses="sent")  # type: ignore[arg-type]
+        assert outbox.list() == []
+
+    def test_message_records_refuse_bad_fields(self) -> None:
+        """An OutboxMessage checks its fields; the repr holds neither address nor payload."""
+        good = _message(1)
+        for change in (
+            {"id": "x"},
+            {"channel": "fax"},
+            {"kind": "Password Reset"},
+            {"to": ""},
+            {"to": "a\x00b"},
+            {"language": "k"},
+            {"payload": "[]"},
+            {"payload": "{"},
+            {"payload": '{"a": "' + "x" * 8200 + '"}'},
+            {"account_id": ""},
+        ):
+            with pytest.raises(ValueError, match="must"):
+                replace(good, **change)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="aware"):
+            replace(good, created_at=_NAIVE)
+        with pytest.raises(TypeError):
+            replace(good, deliver=1)  # type: ignore[arg-type]
+        assert "алия" not in repr(good)
+        assert "eyJ" not in repr(good)
+
+    def test_racing_claims_share_out_entries(self, outbox: OutboxStore) -> None:
+        """32 threads claiming one entry each from 20: every entry goes to exactly one."""
+        for index in range(20):
+            outbox.enqueue(_message(index), now=T0)
+        results = _race(_THREADS, lambda _: outbox.claim(now=T0, lease=_MINUTE, limit=1))
+        claimed = Counter(entry.id for result in results for entry in result)
+        assert len(claimed) == 20
+        assert set(claimed.values()) == {1}
+
+    def test_racing_settles_one_wins(self, outbox: OutboxStore) -> None:
+        """Racing complete() and fail() of one claim: exactly one writes."""
+        outbox.enqueue(_message(1), now=T0)
+        outbox.claim(now=T0, lease=_MINUTE, limit=1)
+        key = _message(1).id
+
+        def settle(index: int) -> bool:
+            if index % 2:
+                return outbox.complete(key, attempt=1, now=T0)
+            return outbox.fail(key, attempt=1, now=T0, retry_at=None, error="X")
+
+        assert _race(_THREADS, settle).count(True) == 1
+
+
 class _FromBundle:
     """The stores under test, taken from one bundle (``make_storage()`` or ``storage``).
 
@@ -1952,6 +2342,13 @@ class _FromBundle:
         """Return the bundle's rate limiter."""
         return storage.rate_limits
 
+    @pytest.fixture
+    def outbox(self, storage: Storage) -> OutboxStore:
+        """Return the bundle's outbox; skip the test if it has none."""
+        if storage.outbox is None:
+            pytest.skip("this storage has no outbox (made without outbox=True)")
+        return storage.outbox
+
 
 class StorageContract(
     _FromBundle,
@@ -1961,6 +2358,7 @@ class StorageContract(
     TokenLedgerContract,
     OneTimeCodeStoreContract,
     RateLimiterContract,
+    OutboxStoreContract,
 ):
     """Every contract against the components of one :class:`~kaspi_identity.storage.Storage`.
 

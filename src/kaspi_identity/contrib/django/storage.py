@@ -36,7 +36,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
@@ -90,6 +90,7 @@ from kaspi_identity.storage._logic import (
     login_keys,
     put_code,
 )
+from kaspi_identity.storage._outbox import OutboxMessage, check_messages, check_messages_callable
 from kaspi_identity.storage._protocols import LoginKind
 from kaspi_identity.storage._records import RateLimitResult
 from kaspi_identity.storage._rows import corrupt, decode_history_entry
@@ -852,8 +853,14 @@ class DjangoAccountWithHistory(_Store):
         now: datetime,
         entry: Callable[[Account], HistoryEntry] | None,
         keep: int,
+        messages: Callable[[Account], Sequence[OutboxMessage]] | None = None,
     ) -> Account:
-        """Create the account and append ``entry(account)`` in one transaction."""
+        """Create the account and append ``entry(account)`` in one transaction.
+
+        This unit of work has no outbox (``outbox_store`` is ``None``): ``messages``
+        raises ``ValueError``, and the services then queue letters after the change.
+        """
+        check_messages_callable(messages, None)
         at = check_create_with_history(new, now, entry, keep)
 
         def create() -> Account:
@@ -873,8 +880,13 @@ class DjangoAccountWithHistory(_Store):
         entry: HistoryEntry | None,
         keep: int,
         now: datetime | None = None,
+        messages: Sequence[OutboxMessage] = (),
     ) -> bool:
-        """Compare-and-set the hash (a new stamp) and append ``entry`` in one transaction."""
+        """Compare-and-set the hash (a new stamp) and append ``entry`` in one transaction.
+
+        No outbox here either: any ``messages`` raise ``ValueError``.
+        """
+        check_messages(messages, None)
         key = check_replace_password(account_id, expected, new, entry, keep)
         changed_at = check_changed_at(now)
         pk = None if key is None else self._accounts._pk(key)
