@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import inspect
 import json
+import secrets
 import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -168,7 +169,7 @@ class TestFormat:
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """With the random id fixed, the service writes what the hand-written layout gives."""
-        monkeypatch.setattr(tokens_module.secrets, "token_bytes", lambda n: b"\x07" * n)
+        monkeypatch.setattr(secrets, "token_bytes", lambda n: b"\x07" * n)
         assert _issue() == _forge()
 
     def test_known_answer(self, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -177,7 +178,7 @@ class TestFormat:
         Outstanding links die whenever these bytes change, so a change here is a breaking
         change for every deployment and must be said in the CHANGELOG.
         """
-        monkeypatch.setattr(tokens_module.secrets, "token_bytes", lambda n: b"\x07" * n)
+        monkeypatch.setattr(secrets, "token_bytes", lambda n: b"\x07" * n)
         token = _issue(account=HEX_ID, state="stamp-1")
         assert token == KNOWN_ANSWER
         claims = _service().verify(token, "reset", now=T0)
@@ -229,7 +230,7 @@ class TestFormat:
     @given(
         st.one_of(
             st.text(
-                st.characters(blacklist_categories=("Cs",)),
+                st.characters(blacklist_categories=["Cs"]),
                 min_size=1,
                 max_size=ACCOUNT_ID_MAX_LENGTH,
             ),
@@ -281,9 +282,10 @@ class TestPurposeSalt:
     def test_header_purpose_must_match_the_key(self) -> None:
         """A record saying "confirm" tagged with the reset key passes as neither."""
         forged = _forge("confirm", signed_as="reset")
-        for purpose in ("reset", "confirm"):
+        purposes: tuple[TokenPurpose, ...] = ("reset", "confirm")
+        for purpose in purposes:
             with pytest.raises(InvalidTokenError):
-                _service().verify(forged, purpose, now=T0)  # type: ignore[arg-type]
+                _service().verify(forged, purpose, now=T0)
 
     def test_each_purpose_has_its_own_key(self) -> None:
         """The reset, confirm and grant keys are three different keys."""
