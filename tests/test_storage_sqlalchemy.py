@@ -1427,14 +1427,18 @@ class TestFaults(OnBackend):
     def test_code_is_not_accepted_after_its_attempts_ran_out(
         self, faulty: tuple[Storage, Fault]
     ) -> None:
-        """Cut between the locked read and the write: StorageError, and the count holds."""
+        """Cut between the locked read and the write: StorageError, and the count holds.
+
+        On PostgreSQL the attempt is one statement (``WITH old AS (... FOR UPDATE) ...``),
+        so the cut falls before it; on SQLite between the read and the UPDATE.
+        """
         storage, fault = faulty
         storage.codes.put(PHONE, b"right", expires_at=T0 + HOUR, now=T0, failure_window=HOUR)
         for _ in range(2):
             assert storage.codes.attempt(PHONE, [b"wrong"], now=T0, max_attempts=2) is (
                 CodeAttempt.MISMATCH
             )
-        fault.arm("UPDATE")
+        fault.arm("UPDATE" if fault.backend.name == "sqlite" else "WITH")
         with pytest.raises(StorageError):
             storage.codes.attempt(PHONE, [b"right"], now=T0, max_attempts=2)
         assert fault.fired == 1
@@ -1446,10 +1450,13 @@ class TestFaults(OnBackend):
         )
 
     def test_right_code_is_accepted_once(self, faulty: tuple[Storage, Fault]) -> None:
-        """Cut before the delete of a right code: StorageError, then OK exactly once."""
+        """Cut before the delete of a right code: StorageError, then OK exactly once.
+
+        On PostgreSQL the delete is part of the attempt's one statement: cut before it.
+        """
         storage, fault = faulty
         storage.codes.put(PHONE, b"right", expires_at=T0 + HOUR, now=T0, failure_window=HOUR)
-        fault.arm("DELETE")
+        fault.arm("DELETE" if fault.backend.name == "sqlite" else "WITH")
         with pytest.raises(StorageError):
             storage.codes.attempt(PHONE, [b"right"], now=T0, max_attempts=5)
         results = [storage.codes.attempt(PHONE, [b"right"], now=T0, max_attempts=5) for _ in "ab"]
