@@ -421,7 +421,7 @@ class TestConnectionPool:
         assert (DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_TIMEOUT) == (50, 5.0)
         with redis_storage(redis_url, accounts=MemoryAccountStore(), prefix=prefix) as storage:
             assert isinstance(storage.ledger, RedisTokenLedger)
-            pool = storage.ledger.client.connection_pool
+            pool = cast(redis.Redis, storage.ledger.client).connection_pool
             assert isinstance(pool, redis.BlockingConnectionPool)
             assert (pool.max_connections, pool.timeout) == (50, 5.0)
         client = redis_client(redis_url, max_connections=3, pool_timeout=0.5)
@@ -433,7 +433,7 @@ class TestConnectionPool:
         own = redis.Redis.from_url(redis_url)
         storage = redis_storage(own, accounts=MemoryAccountStore(), prefix=prefix)
         assert isinstance(storage.codes, RedisOneTimeCodeStore)
-        assert storage.codes.client.connection_pool is own.connection_pool
+        assert cast(redis.Redis, storage.codes.client).connection_pool is own.connection_pool
         own.close()
 
     def test_a_thousand_concurrent_calls_on_ten_connections(
@@ -476,7 +476,7 @@ class TestConnectionPool:
         )
         assert isinstance(storage.ledger, RedisTokenLedger)
         assert storage.ledger.consume("warm-up", T0 + HOUR, now=T0) is True
-        pool = storage.ledger.client.connection_pool
+        pool = cast(redis.Redis, storage.ledger.client).connection_pool
         held = pool.get_connection()  # the pool's only connection, busy elsewhere
         try:
             began = time.monotonic()
@@ -509,7 +509,7 @@ class TestConnectionPool:
             redis_url, accounts=MemoryAccountStore(), prefix=prefix, max_connections=1
         )
         assert isinstance(storage.ledger, RedisTokenLedger)
-        pool = storage.ledger.client.connection_pool
+        pool = cast(redis.Redis, storage.ledger.client).connection_pool
         held = pool.get_connection()
         timer = threading.Timer(0.2, pool.release, args=(held,))
         timer.start()

@@ -49,6 +49,8 @@ from typing import Any, TypeVar, cast
 try:
     import redis
     import redis.asyncio
+    import redis.asyncio.cluster
+    import redis.cluster
     import redis.exceptions
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess
     raise ImportError(
@@ -85,6 +87,10 @@ __all__ = [
 
 _T = TypeVar("_T")
 _C = TypeVar("_C", redis.Redis, redis.asyncio.Redis)
+# The clients a bundle runs on: one server, or a Redis Cluster (every operation touches one
+# key, so a cluster client routes it to the key's master).
+_SyncClient = redis.Redis | redis.cluster.RedisCluster
+_AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 
 #: The key prefix used unless another is given.
 DEFAULT_PREFIX = "kaspi-identity:"
@@ -355,29 +361,48 @@ class _AwaitedClient:
     belongs to the event loop it first ran on; so does the bundle built on it.
     """
 
-    __slots__ = ("_await", "target")
+    __slots__ = ("_await", "_setup", "_setup_lock", "target")
 
-    def __init__(self, client: redis.asyncio.Redis) -> None:
+    def __init__(self, client: _AsyncClient) -> None:
         from kaspi_identity._bridge import await_  # greenlet, for the async face only
 
         self._await = await_
         self.target = client
+        # redis-py's asyncio cluster client discovers the cluster on its first command; when
+        # several commands start that discovery at once, one of them can be sent on a
+        # connection it is closing (redis 8.1: "'NoneType' object has no attribute
+        # 'writelines'"). So the first command of this face discovers it alone.
+        self._setup = isinstance(client, redis.asyncio.cluster.RedisCluster)
+        self._setup_lock: asyncio.Lock | None = None
+
+    def _call(self, awaitable: Callable[[], Any]) -> Any:
+        if self._setup:
+            self._await(self._discover())
+        return self._await(awaitable())
+
+    async def _discover(self) -> None:
+        if self._setup_lock is None:
+            self._setup_lock = asyncio.Lock()
+        async with self._setup_lock:
+            if self._setup:
+                await cast(redis.asyncio.cluster.RedisCluster, self.target).initialize()
+                self._setup = False
 
     def get_connection_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = self.target.connection_pool.connection_kwargs
+        kwargs: dict[str, Any] = self.target.get_connection_kwargs()
         return kwargs
 
     def set(self, name: str, value: bytes, *, nx: bool, px: int) -> Any:
-        return self._await(self.target.set(name, value, nx=nx, px=px))
+        return self._call(lambda: self.target.set(name, value, nx=nx, px=px))
 
     def lrange(self, name: str, start: int, end: int) -> Any:
-        return self._await(self.target.lrange(name, start, end))
+        return self._call(lambda: self.target.lrange(name, start, end))
 
     def register_script(self, script: str) -> Callable[..., Any]:
         registered = self.target.register_script(script)
 
         def run(*, keys: Sequence[str], args: Sequence[bytes | str]) -> Any:
-            return self._await(registered(keys=keys, args=args))
+            return self._call(lambda: registered(keys=keys, args=args))
 
         return run
 
@@ -420,10 +445,13 @@ class _RedisStore:
 
     _namespace = ""
 
-    def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, client: _SyncClient, *, prefix: str = DEFAULT_PREFIX) -> None:
         # async_redis_storage passes an _AwaitedClient: the same commands, each awaited.
-        if not isinstance(client, (redis.Redis, _AwaitedClient)):
-            raise TypeError(f"client must be a redis.Redis, not {type(client).__name__}")
+        if not isinstance(client, (redis.Redis, redis.cluster.RedisCluster, _AwaitedClient)):
+            raise TypeError(
+                "client must be a redis.Redis or a redis.cluster.RedisCluster,"
+                f" not {type(client).__name__}"
+            )
         if client.get_connection_kwargs().get("decode_responses"):
             raise ValueError("the Redis client must be created with decode_responses=False")
         self._client = client
@@ -432,7 +460,7 @@ class _RedisStore:
         self._closed = False
 
     @property
-    def client(self) -> redis.Redis:
+    def client(self) -> _SyncClient:
         """The Redis client this store uses."""
         return self._client
 
@@ -466,11 +494,12 @@ class RedisTokenLedger(_RedisStore):
     the caller's ``now``; Redis then deletes it.
 
     Args:
-        client: a ``redis.Redis`` (with its connection pool), ``decode_responses=False``.
+        client: a ``redis.Redis`` (with its connection pool) or a
+            ``redis.cluster.RedisCluster``, ``decode_responses=False``.
         prefix: the prefix of every key (non-empty).
 
     Raises:
-        TypeError: ``client`` is not a ``redis.Redis``.
+        TypeError: ``client`` is neither.
         ValueError: the client decodes responses, or ``prefix`` is empty.
 
     """
@@ -499,7 +528,7 @@ class RedisOneTimeCodeStore(_RedisStore):
 
     _namespace = "code"
 
-    def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, client: _SyncClient, *, prefix: str = DEFAULT_PREFIX) -> None:
         super().__init__(client, prefix=prefix)
         self._put = client.register_script(_LUA_PUT_CODE)
         self._attempt = client.register_script(_LUA_ATTEMPT_CODE)
@@ -561,7 +590,7 @@ class RedisRateLimiter(_RedisStore):
 
     _namespace = "rate"
 
-    def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, client: _SyncClient, *, prefix: str = DEFAULT_PREFIX) -> None:
         super().__init__(client, prefix=prefix)
         self._hit = client.register_script(_LUA_HIT)
 
@@ -590,7 +619,7 @@ class RedisPasswordHistoryStore(_RedisStore):
 
     _namespace = "history"
 
-    def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, client: _SyncClient, *, prefix: str = DEFAULT_PREFIX) -> None:
         super().__init__(client, prefix=prefix)
         self._append = client.register_script(_LUA_APPEND)
 
@@ -671,12 +700,12 @@ def async_redis_client(
 
 
 def _open_or_given(
-    url_or_client: str | _C,
-    kind: type[_C],
-    open_client: Callable[..., _C],
+    url_or_client: object,
+    kinds: tuple[type[Any], ...],
+    open_client: Callable[..., _T],
     max_connections: int | None,
     pool_timeout: float | None,
-) -> tuple[_C, bool]:
+) -> tuple[Any, bool]:
     """The client for ``url_or_client`` and whether the bundle owns it (opened it)."""
     if isinstance(url_or_client, str):
         client = open_client(
@@ -685,19 +714,22 @@ def _open_or_given(
             pool_timeout=DEFAULT_POOL_TIMEOUT if pool_timeout is None else pool_timeout,
         )
         return client, True
-    if isinstance(url_or_client, kind):
+    if isinstance(url_or_client, kinds):
         if max_connections is not None or pool_timeout is not None:
             raise ValueError(
                 "max_connections and pool_timeout size the pool of a client opened from a URL;"
                 " configure your own client's pool instead"
             )
         return url_or_client, False
-    name = "redis.Redis" if kind is redis.Redis else "redis.asyncio.Redis"
-    raise TypeError(f"url_or_client must be a URL or a {name}, not {type(url_or_client).__name__}")
+    names = " or a ".join(f"{kind.__module__}.{kind.__qualname__}" for kind in kinds)
+    names = names.replace("redis.client.", "redis.").replace(
+        "redis.asyncio.client.", "redis.asyncio."
+    )
+    raise TypeError(f"url_or_client must be a URL or a {names}, not {type(url_or_client).__name__}")
 
 
 def _stores(
-    client: redis.Redis, prefix: str, owned: bool
+    client: _SyncClient, prefix: str, owned: bool
 ) -> tuple[RedisPasswordHistoryStore, RedisTokenLedger, RedisOneTimeCodeStore, RedisRateLimiter]:
     stores = (
         RedisPasswordHistoryStore(client, prefix=prefix),
@@ -711,7 +743,7 @@ def _stores(
 
 
 def redis_storage(
-    url_or_client: str | redis.Redis,
+    url_or_client: str | redis.Redis | redis.cluster.RedisCluster,
     *,
     accounts: AccountStore,
     prefix: str = DEFAULT_PREFIX,
@@ -722,7 +754,9 @@ def redis_storage(
 
     ``url_or_client`` is a ``redis://`` / ``rediss://`` / ``unix://`` URL (a client is
     opened for it with :func:`redis_client`, and ``storage.close()`` disconnects it) or a
-    ``redis.Redis`` you manage (left open). Nothing connects until the first call.
+    ``redis.Redis`` or ``redis.cluster.RedisCluster`` you manage (left open). Every
+    operation is one command or script on one key, so a cluster client sends each to the
+    master of that key's slot. Nothing connects until the first call.
     ``accounts`` is your own :class:`~kaspi_identity.storage.AccountStore` or a
     SQLite/SQLAlchemy one: Redis keeps no accounts.
 
@@ -732,14 +766,19 @@ def redis_storage(
     :class:`~kaspi_identity.StorageError`. A client of your own keeps its own pool.
 
     Raises:
-        TypeError: ``url_or_client`` is neither a ``str`` nor a ``redis.Redis``, or a pool
+        TypeError: ``url_or_client`` is not a ``str``, a ``redis.Redis`` or a
+            ``redis.cluster.RedisCluster``, or a pool
             setting has the wrong type.
         ValueError: the URL is malformed, the client decodes responses, ``prefix`` is
             empty, a pool setting is out of range, or pool settings come with a client.
 
     """
     client, owned = _open_or_given(
-        url_or_client, redis.Redis, redis_client, max_connections, pool_timeout
+        url_or_client,
+        (redis.Redis, redis.cluster.RedisCluster),
+        redis_client,
+        max_connections,
+        pool_timeout,
     )
     try:
         history, tokens, codes, rate_limits = _stores(client, prefix, owned)
@@ -753,7 +792,7 @@ def redis_storage(
 
 
 def async_redis_storage(
-    url_or_client: str | redis.asyncio.Redis,
+    url_or_client: str | redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster,
     *,
     accounts: AsyncAccountStore,
     prefix: str = DEFAULT_PREFIX,
@@ -763,23 +802,28 @@ def async_redis_storage(
     """:func:`redis_storage` for the async face: an :class:`~kaspi_identity.storage.AsyncStorage`.
 
     ``url_or_client`` is a URL (a client is opened for it with :func:`async_redis_client`,
-    and ``await storage.aclose()`` disconnects it) or a ``redis.asyncio.Redis`` you manage
-    (left open). ``accounts`` is an asynchronous account store -- your own, or the accounts
-    of another async bundle: Redis keeps no accounts, so ``with_history`` is ``None``.
+    and ``await storage.aclose()`` disconnects it) or a ``redis.asyncio.Redis`` or
+    ``redis.asyncio.cluster.RedisCluster`` you manage (left open). ``accounts`` is an
+    asynchronous account store -- your own, or the accounts of another async bundle: Redis
+    keeps no accounts, so ``with_history`` is ``None``.
     Prefix, pool settings, keys, scripts, answers and errors are those of
     :func:`redis_storage`: each store call runs the synchronous store's own code in a
     greenlet, with every Redis command awaited on the event loop. Use the bundle on one
     event loop, as ``redis.asyncio`` requires; a cancelled call raises ``CancelledError``.
 
     Raises:
-        TypeError, ValueError: as :func:`redis_storage`, with ``redis.asyncio.Redis`` for
-            ``redis.Redis``.
+        TypeError, ValueError: as :func:`redis_storage`, with the ``redis.asyncio`` clients
+            for the synchronous ones.
 
     """
     from kaspi_identity._bridge import Coroutining, run_flow
 
     client, owned = _open_or_given(
-        url_or_client, redis.asyncio.Redis, async_redis_client, max_connections, pool_timeout
+        url_or_client,
+        (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster),
+        async_redis_client,
+        max_connections,
+        pool_timeout,
     )
     # Nothing has connected yet, so if a store refuses the client (decode_responses in the
     # URL) there is nothing of an owned one to close. The face answers every call the
