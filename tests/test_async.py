@@ -69,7 +69,7 @@ class TestFace:
             for name, value in vars(IdentityService).items()
             if callable(value) and not name.startswith("_")
         ]
-        assert len(flows) == 10
+        assert len(flows) == 11
         for name in flows:
             method = getattr(AsyncIdentityService, name)
             assert inspect.iscoroutinefunction(method), name

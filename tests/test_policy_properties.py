@@ -229,6 +229,10 @@ CONFIG_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "blocklist": st.booleans(),
     "history": st.one_of(st.none(), st.integers(min_value=0, max_value=64)),
     "history_similar": st.booleans(),
+    "max_age_days": st.one_of(st.none(), st.integers(min_value=0, max_value=4000)),
+    "expiry_warning_days": st.one_of(st.none(), st.integers(min_value=0, max_value=400)),
+    "grace_logins": st.one_of(st.none(), st.integers(min_value=0, max_value=120)),
+    "min_age_hours": st.one_of(st.none(), st.integers(min_value=0, max_value=10_000)),
 }
 CONFIGS = st.fixed_dictionaries(
     {},

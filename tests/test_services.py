@@ -76,6 +76,8 @@ WRITES = frozenset(
         "reserve_login_attempt",
         "record_login_success",
         "clear_login_failures",
+        "set_must_change_password",
+        "use_grace_login",
         "append",
         "consume",
         "put",
@@ -1072,10 +1074,10 @@ class TestChangePassword:
         account_id = _register(svc_env)
         real = svc_env.raw.accounts.set_password_hash
 
-        def racing(account: str, *, expected: str | None, new: str) -> bool:
+        def racing(account: str, *, expected: str | None, new: str, now: datetime) -> bool:
             other = PasswordHasher(TESTS_ONLY).hash(NEWER)
-            assert real(account, expected=expected, new=other)
-            return real(account, expected=expected, new=new)
+            assert real(account, expected=expected, new=other, now=now)
+            return real(account, expected=expected, new=new, now=now)
 
         accounts = cast(Any, svc_env.storage.accounts)
         accounts.__dict__["set_password_hash"] = racing

@@ -69,6 +69,8 @@ IIN = "880101300123"
 # Columns added for issue 11, and the room docs/storage.md gives for a String names
 # column: a JSON list of 8 names, each of 128 characters escaped as \u00XX.
 _NEW = ("iin", "names")
+# Columns added for issue 18: the password's age.
+AGE_FIELDS = ("password_changed_at", "must_change_password", "grace_logins_used")
 NAMES_ROOM = 2 + 8 * (2 + 128 * 6) + 7
 
 # A host's existing users table: integer keys, its own column names, DateTime columns, a
@@ -86,6 +88,9 @@ USER_COLUMNS = {
     "security_stamp": "session_stamp",
     "iin": "tax_id",
     "names": "full_names",
+    "password_changed_at": "password_set",
+    "must_change_password": "must_change",
+    "grace_logins_used": "grace_used",
 }
 
 
@@ -110,6 +115,9 @@ def users_table(md: sa.MetaData) -> sa.Table:
         sa.Column("session_stamp", sa.String(64), nullable=False),
         sa.Column("tax_id", sa.String(12), unique=True),
         sa.Column("full_names", sa.JSON(), nullable=False, server_default="[]"),
+        sa.Column("password_set", sa.DateTime(timezone=True)),
+        sa.Column("must_change", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("grace_used", sa.SmallInteger(), nullable=False, server_default="0"),
         sa.Column("is_active", sa.Boolean(), nullable=False),
         sa.Column("display_name", sa.String(100), nullable=False, server_default=""),
     )
@@ -809,7 +817,10 @@ class TestMappingErrors:
         md.create_all(backend.engine)
         try:
             with backend.database() as db:
-                store = SQLAlchemyAccountStore(db, table=table, columns={"iin": None})
+                # Neither IIN log-ins nor the password's age in this table.
+                store = SQLAlchemyAccountStore(
+                    db, table=table, columns={"iin": None, **dict.fromkeys(AGE_FIELDS)}
+                )
                 moment = T0.astimezone(timezone(timedelta(hours=5))) + timedelta(microseconds=7)
                 created = store.create(NewAccount(email="a@example.kz", phone=PHONE), now=moment)
                 store.record_login_success(created.id, now=moment + HOUR)
@@ -819,6 +830,17 @@ class TestMappingErrors:
                 assert stored.created_at.utcoffset() == timedelta(0)
                 assert stored.last_login_at == moment + HOUR
                 assert len(created.id) == 32
+                # A new password is stored; the age is not kept, and cannot be asked for.
+                assert store.set_password_hash(created.id, expected=None, new=HASH_A, now=T0)
+                stored = store.get(created.id)
+                assert stored is not None
+                assert (stored.password_hash, stored.password_changed_at) == (HASH_A, None)
+                with pytest.raises(ValueError, match="keeps no password age"):
+                    store.set_must_change_password(created.id, True)
+                with pytest.raises(ValueError, match="keeps no password age"):
+                    store.use_grace_login(created.id, expected=0)
+                with pytest.raises(ValueError, match="keeps no password age"):
+                    store.create(NewAccount(username="temp", must_change_password=True), now=T0)
         finally:
             md.drop_all(backend.engine)
 
@@ -831,7 +853,7 @@ def _account_columns(*, stamp: bool = False) -> list[sa.Column[Any]]:
             c.type,
             primary_key=c.primary_key,
             nullable=c.nullable,
-            server_default=None if c.server_default is None else "[]",
+            server_default=None if c.server_default is None else c.server_default.arg,  # type: ignore[attr-defined]
         )
         for c in metadata.tables["kaspi_accounts"].columns
         if stamp or c.name != "security_stamp"

@@ -138,7 +138,7 @@ class TestSchema:
         """A new file is created at SCHEMA_VERSION, in WAL mode."""
         path = tmp_path / "new.sqlite3"
         with SQLiteDatabase(path) as db:
-            assert db.schema_version == SCHEMA_VERSION == 3
+            assert db.schema_version == SCHEMA_VERSION == 4
             assert db.path == str(path)
         raw = _raw(path)
         assert raw.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
@@ -339,14 +339,83 @@ def _version_2_file(path: Path) -> None:
     raw.close()
 
 
+# What version 3 added to version 2 (frozen: never edit).
+_SCHEMA_V3_STEP = (
+    "ALTER TABLE accounts ADD COLUMN iin TEXT",
+    "CREATE UNIQUE INDEX accounts_iin ON accounts (iin)",
+    "ALTER TABLE accounts ADD COLUMN names TEXT NOT NULL DEFAULT '[]'",
+)
+
+
+def _version_3_file(path: Path) -> None:
+    """Write a database at schema version 3: accounts with and without a password."""
+    raw = _raw(path)
+    raw.execute("PRAGMA journal_mode = WAL")
+    raw.execute("BEGIN")
+    for statement in (*_SCHEMA_V1, *_SCHEMA_V2_STEP, *_SCHEMA_V3_STEP):
+        raw.execute(statement)
+    raw.executemany(
+        "INSERT INTO accounts (id, username, username_key, password_hash, created_at,"
+        " security_stamp) VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (f"id-{i}", f"User{i}", f"user{i}", SECRET_HASH if i % 2 else None, _T0_US, f"st-{i}")
+            for i in range(_V2_ACCOUNTS)
+        ],
+    )
+    raw.execute("PRAGMA user_version = 3")
+    raw.execute("COMMIT")
+    raw.close()
+
+
 class TestMigration:
+    def test_version_3_file_counts_passwords_from_the_upgrade(self, tmp_path: Path) -> None:
+        """Version 4 adds the password's age: an existing password counts as set at the upgrade."""
+        path = tmp_path / "v3.sqlite3"
+        _version_3_file(path)
+        before = datetime.now(timezone.utc)
+        with sqlite_storage(path) as storage:
+            after = datetime.now(timezone.utc)
+            assert isinstance(storage.accounts, SQLiteAccountStore)
+            assert storage.accounts.database.schema_version == SCHEMA_VERSION == 4
+            for i in range(_V2_ACCOUNTS):
+                account = storage.accounts.get(f"id-{i}")
+                assert account is not None
+                assert account.security_stamp == f"st-{i}"
+                assert (account.must_change_password, account.grace_logins_used) == (False, 0)
+                if i % 2:
+                    assert account.password_changed_at is not None
+                    # julianday() is precise to the millisecond.
+                    slack = timedelta(milliseconds=2)
+                    assert before - slack <= account.password_changed_at <= after + slack
+                else:
+                    assert account.password_changed_at is None
+            assert storage.accounts.use_grace_login("id-1", expected=0)
+            storage.accounts.set_must_change_password("id-1", True)
+            account = storage.accounts.get("id-1")
+            assert account is not None
+            assert (account.must_change_password, account.grace_logins_used) == (True, 1)
+
+    def test_version_3_to_4_is_one_transaction(self, tmp_path: Path) -> None:
+        """Step 4 failing half-way (a column of its name exists) leaves version 3 as it was."""
+        path = tmp_path / "v3.sqlite3"
+        _version_3_file(path)
+        _corrupt(path, "ALTER TABLE accounts ADD COLUMN grace_logins_used TEXT")
+        with pytest.raises(StorageError):
+            SQLiteDatabase(path)
+        assert _row(path, "PRAGMA user_version") == (3,)
+        raw = _raw(path)
+        columns = {row[1] for row in raw.execute("PRAGMA table_info(accounts)")}
+        raw.close()
+        assert "password_changed_at" not in columns
+        assert "must_change_password" not in columns
+
     def test_version_1_file_gets_random_stamps(self, tmp_path: Path) -> None:
         """Opening a version 1 file adds a random stamp to every account and keeps the rest."""
         path = tmp_path / "v1.sqlite3"
         _version_1_file(path)
         with sqlite_storage(path) as storage:
             assert isinstance(storage.accounts, SQLiteAccountStore)
-            assert storage.accounts.database.schema_version == SCHEMA_VERSION == 3
+            assert storage.accounts.database.schema_version == SCHEMA_VERSION == 4
             accounts = [storage.accounts.get(f"id-{i}") for i in range(_V1_ACCOUNTS)]
             stamps = set()
             for i, account in enumerate(accounts):
@@ -401,7 +470,7 @@ class TestMigration:
         _version_2_file(path)
         with sqlite_storage(path) as storage:
             assert isinstance(storage.accounts, SQLiteAccountStore)
-            assert storage.accounts.database.schema_version == SCHEMA_VERSION == 3
+            assert storage.accounts.database.schema_version == SCHEMA_VERSION == 4
             for i in range(_V2_ACCOUNTS):
                 account = storage.accounts.get(f"id-{i}")
                 assert account is not None

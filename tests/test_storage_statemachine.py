@@ -86,11 +86,17 @@ class _ReusesStamps(MemoryAccountStore):
     """Planted bug: a password change swaps between two stamps per account."""
 
     def set_password_hash(
-        self, account_id: str, *, expected: str | None, new: str, rotate_stamp: bool = True
+        self,
+        account_id: str,
+        *,
+        expected: str | None,
+        new: str,
+        rotate_stamp: bool = True,
+        now: datetime | None = None,
     ) -> bool:
         before = self.get(account_id)
         won = super().set_password_hash(
-            account_id, expected=expected, new=new, rotate_stamp=rotate_stamp
+            account_id, expected=expected, new=new, rotate_stamp=rotate_stamp, now=now
         )
         if won and rotate_stamp and before is not None:
             stamp = before.security_stamp
@@ -145,9 +151,10 @@ class _AppendsOnALostChange(MemoryAccountWithHistory):
         new: str,
         entry: HistoryEntry | None,
         keep: int,
+        now: datetime | None = None,
     ) -> bool:
         won = super().replace_password(
-            account_id, expected=expected, new=new, entry=entry, keep=keep
+            account_id, expected=expected, new=new, entry=entry, keep=keep, now=now
         )
         if not won and entry is not None and self._accounts.get(account_id) is not None:
             self._history.append(account_id, entry, keep=keep)
@@ -165,10 +172,11 @@ class _KeepsStampOnReplace(MemoryAccountWithHistory):
         new: str,
         entry: HistoryEntry | None,
         keep: int,
+        now: datetime | None = None,
     ) -> bool:
         before = self._accounts.get(account_id)
         won = super().replace_password(
-            account_id, expected=expected, new=new, entry=entry, keep=keep
+            account_id, expected=expected, new=new, entry=entry, keep=keep, now=now
         )
         if won and before is not None:
             with self._accounts._lock:

@@ -494,7 +494,10 @@ CREATE TABLE users (
     lang TEXT NOT NULL DEFAULT 'en',
     stamp VARCHAR(64) NOT NULL,
     iin TEXT UNIQUE,
-    names TEXT NOT NULL DEFAULT '[]'
+    names TEXT NOT NULL DEFAULT '[]',
+    pw_set_at INTEGER,
+    must_change INTEGER NOT NULL DEFAULT 0,
+    grace_used INTEGER NOT NULL DEFAULT 0
 )
 """
 

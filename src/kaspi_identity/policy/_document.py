@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 __all__ = ["POLICY_DOCUMENT_VERSION", "policy_document"]
 
-#: The version of the document's shape; it changes only when a field changes meaning or goes.
+#: The version of the document's shape; it changes only when a field changes meaning or goes
+#: (a new field, such as ``age``, keeps it).
 POLICY_DOCUMENT_VERSION: Final = 1
 
 _CLASS_CHARACTERS: Final = {
@@ -88,6 +89,16 @@ def policy_document(policy: PasswordPolicy, lang: str) -> dict[str, Any]:
             None
             if not policy.history
             else {"count": policy.history, "similar": policy.history_similar}
+        ),
+        "age": (
+            None
+            if policy.max_age_days is None and policy.min_age_hours is None
+            else {
+                "max_days": policy.max_age_days,
+                "warning_days": policy.expiry_warning_days,
+                "grace_logins": policy.grace_logins,
+                "min_hours": policy.min_age_hours,
+            }
         ),
         "requirements": [
             {

@@ -134,6 +134,16 @@ class PasswordPolicy:
             for the built-in list and the deployment's own files together.
         history: how many previous passwords may not be reused (checked with storage).
         history_similar: also reject passwords similar to those ``history`` passwords.
+        max_age_days: a password expires this many days after it was set (1–3650), for
+            regulators that still ask for periodic change (NIST SP 800-63B-4 and ASVS
+            6.2.10 say not to: see :meth:`deviations`). Checked at log-in by the services.
+        expiry_warning_days: this many days before it expires (fewer than
+            ``max_age_days``), log-in says the password is expiring.
+        grace_logins: log-ins still allowed with an expired password (1–100), each asking
+            for a change; past them log-in is refused until the password is changed.
+        min_age_hours: a changed password cannot be changed again by its user for this
+            many hours (1–8760), so nobody cycles through ``history`` to get back an old
+            one. A reset, a required change and an expired password are exempt.
 
     Raises:
         PolicyConfigError: any value is invalid, or no password could satisfy the rules;
@@ -152,6 +162,10 @@ class PasswordPolicy:
     blocklist: bool | str | os.PathLike[str] | Mapping[str, Any] = True
     history: int | None = None
     history_similar: bool = False
+    max_age_days: int | None = None
+    expiry_warning_days: int | None = None
+    grace_logins: int | None = None
+    min_age_hours: int | None = None
     _rules: tuple[Rule, ...] = field(init=False, repr=False, compare=False, default=())
 
     def __post_init__(self) -> None:
@@ -473,6 +487,14 @@ class PasswordPolicy:
         if self.history:
             key = "requirement.history_similar" if self.history_similar else "requirement.history"
             yield (key, self.history, {"history": self.history})
+        if self.max_age_days:
+            yield ("requirement.max_age", self.max_age_days, {"max_age_days": self.max_age_days})
+        if self.min_age_hours:
+            yield (
+                "requirement.min_age",
+                self.min_age_hours,
+                {"min_age_hours": self.min_age_hours},
+            )
 
     def _example(self, rng: random.Random, length: int) -> str | None:
         """A password meeting the structural rules (length, classes, alphabet, runs), or None."""
@@ -617,7 +639,31 @@ def _validate(values: Mapping[str, object]) -> tuple[dict[str, Any], dict[str, s
     out["history_similar"] = c.flag("history_similar", values["history_similar"])
     if out["history_similar"] and not out["history"]:
         c.bad("history_similar", "needs history (how many previous passwords to compare)")
+    _validate_age(c, values, out)
     return out, c.errors
+
+
+def _validate_age(c: _Checker, values: Mapping[str, object], out: dict[str, Any]) -> None:
+    """The password-age keys: each checked alone, then against ``max_age_days``."""
+    max_days = c.optional_int("max_age_days", values["max_age_days"], low=1, high=3650)
+    warn = c.optional_int("expiry_warning_days", values["expiry_warning_days"], low=1, high=365)
+    grace = c.optional_int("grace_logins", values["grace_logins"], low=1, high=100)
+    min_hours = c.optional_int("min_age_hours", values["min_age_hours"], low=1, high=8760)
+    out.update(
+        max_age_days=max_days,
+        expiry_warning_days=warn,
+        grace_logins=grace,
+        min_age_hours=min_hours,
+    )
+    expiring = "needs max_age_days (the age at which a password expires)"
+    if warn is not None and max_days is None and "max_age_days" not in c.errors:
+        c.bad("expiry_warning_days", expiring)
+    elif warn is not None and max_days is not None and warn >= max_days:
+        c.bad("expiry_warning_days", f"{warn} must be fewer than max_age_days {max_days}")
+    if grace is not None and max_days is None and "max_age_days" not in c.errors:
+        c.bad("grace_logins", expiring)
+    if min_hours is not None and max_days is not None and min_hours >= max_days * 24:
+        c.bad("min_age_hours", f"{min_hours} hours is not less than max_age_days {max_days}")
 
 
 def _validate_require(c: _Checker, require: object, max_length: int | None) -> FrozenMap[int]:

@@ -23,6 +23,7 @@ from kaspi_identity.services._audit import (
 )
 from kaspi_identity.services._clock import Clock, ManualClock, SystemClock
 from kaspi_identity.services._results import (
+    PASSWORD_CHANGE_REASONS,
     LoginResult,
     PasswordChangeResult,
     PasswordResetResult,
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EVENT_KINDS",
     "IDENTIFIER_ERROR_CODES",
+    "PASSWORD_CHANGE_REASONS",
     "AsyncAuditSink",
     "AsyncIdentityService",
     "AuditEvent",

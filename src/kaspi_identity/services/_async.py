@@ -109,6 +109,7 @@ class AsyncIdentityService:
     authenticate = _flow(IdentityService.authenticate)
     session_is_current = _flow(IdentityService.session_is_current)
     change_password = _flow(IdentityService.change_password)
+    require_password_change = _flow(IdentityService.require_password_change)
     request_password_reset = _flow(IdentityService.request_password_reset)
     reset_password = _flow(IdentityService.reset_password)
     request_sms_reset = _flow(IdentityService.request_sms_reset)

@@ -37,6 +37,7 @@ EVENT_KINDS: Final[tuple[str, ...]] = (
     "delivery_failed",
     "confirmation_requested",
     "history_write_failed",
+    "password_change_required",
 )
 
 

@@ -12,6 +12,7 @@ from typing import Literal
 
 from kaspi_identity._errors import AccountNotFoundError, InvalidHashError, PasswordMismatchError
 from kaspi_identity.policy import PolicyResult
+from kaspi_identity.services._age import changeable_at
 from kaspi_identity.services._flow import Flow
 from kaspi_identity.services._identifiers import require_str
 from kaspi_identity.services._login import LogIn
@@ -24,7 +25,7 @@ __all__ = ["PasswordChange"]
 
 @dataclass(eq=False)
 class PasswordChange(Flow):
-    """``change_password``."""
+    """``change_password`` and ``require_password_change``."""
 
     login: LogIn = field(kw_only=True)
 
@@ -74,6 +75,9 @@ class PasswordChange(Flow):
             return PasswordChangeResult(False, reason, empty)
         # The current password is proven: the attempt reserved for it is no failure.
         p.storage.accounts.clear_login_failures(account.id)
+        until = changeable_at(p.policy, account, now)
+        if until is not None:
+            return PasswordChangeResult(False, "too_soon", empty, retry_after=until - now)
         result = self.writer.history.validate(
             p.policy,
             account.id,
@@ -99,6 +103,15 @@ class PasswordChange(Flow):
             end_other_sessions=True,
             security_stamp=None if changed is None else changed.security_stamp,
         )
+
+    def require_password_change(self, account_id: str, *, required: bool) -> None:
+        """See :meth:`IdentityService.require_password_change`."""
+        require_str(account_id=account_id)
+        if not isinstance(required, bool):
+            raise TypeError(f"required must be bool, not {type(required).__name__}")
+        p = self.plumbing
+        p.storage.accounts.set_must_change_password(account_id, required)
+        p.emit("password_change_required", account_id, required="yes" if required else "no")
 
     def _changed_since(self, account: Account) -> bool:
         fresh = self.plumbing.storage.accounts.get(account.id)

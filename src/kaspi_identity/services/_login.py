@@ -10,12 +10,14 @@ from __future__ import annotations
 import hmac
 import logging
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from kaspi_identity._errors import InvalidHashError
+from kaspi_identity.services._age import age_of
 from kaspi_identity.services._flow import Flow
 from kaspi_identity.services._identifiers import limit_value, require_str
-from kaspi_identity.services._results import LoginResult
+from kaspi_identity.services._plumbing import user_info
+from kaspi_identity.services._results import LoginResult, PasswordChangeReason
 from kaspi_identity.storage import Account
 
 __all__ = ["LogIn"]
@@ -60,8 +62,15 @@ class LogIn(Flow):
         if not ok:
             return self.failed(account, failures, reason="password")
         rehashed = bool(new_hash and self.writer.rehash(account, new_hash))
+        state = self._password_state(account, password, now)
+        if isinstance(state, LoginResult):
+            return state
         p.storage.accounts.record_login_success(account.id, now=now)
-        p.emit("login_succeeded", account.id)
+        reason = state["password_change_reason"]
+        if reason is None:
+            p.emit("login_succeeded", account.id)
+        else:
+            p.emit("login_succeeded", account.id, password_change=reason)
         return LoginResult(
             True,
             "ok",
@@ -69,7 +78,70 @@ class LogIn(Flow):
             email_confirmed=account.email_confirmed,
             rehashed=rehashed,
             security_stamp=account.security_stamp,
+            **state,
         )
+
+    def _password_state(
+        self, account: Account, password: str, now: datetime
+    ) -> dict[str, Any] | LoginResult:
+        """What a verified log-in says of the password: its age, a required change, its fit.
+
+        Runs once the password is proven, the only time its plaintext is at hand. An expired
+        password spends one grace log-in (a compare-and-set on the count, so racing log-ins
+        never spend more than the policy grants); with none left the log-in is refused as
+        ``password_expired`` -- the failure reserved for this attempt is cleared, as the
+        password was right. Otherwise the fields of :class:`LoginResult` to add.
+        """
+        p = self.plumbing
+        policy, accounts = p.policy, p.storage.accounts
+        age = age_of(policy, account, now)
+        grace_left: int | None = None
+        # Each lost compare-and-set means a racing log-in spent a grace log-in, so the loop
+        # reaches "none left" within grace_logins + 1 rounds.
+        for _ in range((policy.grace_logins or 0) + 1):
+            if not age.expired:
+                break
+            if age.grace_left == 0:
+                break
+            if accounts.use_grace_login(account.id, expected=account.grace_logins_used):
+                grace_left = age.grace_left - 1
+                break
+            fresh = accounts.get(account.id)
+            if fresh is None:
+                return LoginResult(False, "invalid")
+            account, age = fresh, age_of(policy, fresh, now)
+        if age.expired and grace_left is None:
+            accounts.clear_login_failures(account.id)
+            p.emit("login_failed", account.id, reason="password_expired")
+            return LoginResult(
+                False,
+                "password_expired",
+                account.id,
+                email_confirmed=account.email_confirmed,
+                needs_password_change=True,
+                password_change_reason="expired",  # noqa: S106 - a reason, not a password
+                password_expires_at=age.expires_at,
+                grace_logins_left=0,
+            )
+        violations = tuple(
+            v.code for v in policy.check(password, user=user_info(account)).violations
+        )
+        reason: PasswordChangeReason | None = None
+        if account.must_change_password:
+            reason = "must_change"
+        elif age.expired:
+            reason = "expired"
+        elif violations:
+            reason = "policy"
+        elif age.expiring:
+            reason = "expiring"
+        return {
+            "needs_password_change": reason not in (None, "expiring"),
+            "password_change_reason": reason,
+            "password_expires_at": age.expires_at,
+            "grace_logins_left": grace_left,
+            "password_violations": violations,
+        }
 
     def session_is_current(self, account_id: str, security_stamp: str) -> bool:
         """See :meth:`IdentityService.session_is_current`."""

@@ -97,25 +97,32 @@ class PasswordWriter:
     def replace(self, account: Account, password: str) -> bool:
         """Hash, then set the hash and record its history entry as one unit of work.
 
-        The store gives the account a new security stamp. Returns ``False`` (nothing
-        changed) when a concurrent change won the compare-and-set.
+        The store gives the account a new security stamp and starts the password's age
+        afresh (changed now; no change required; no grace log-ins used). Returns ``False``
+        (nothing changed) when a concurrent change won the compare-and-set.
         """
         p = self._p
         new_hash = self.hash(password)
+        now = p.clock.now()
         entry = (
-            self.history.entry(password, new_hash, account_id=account.id, now=p.clock.now())
+            self.history.entry(password, new_hash, account_id=account.id, now=now)
             if p.policy.history
             else None
         )
         keep, together = self.keep, p.storage.with_history
         if together is not None:
             return together.replace_password(
-                account.id, expected=account.password_hash, new=new_hash, entry=entry, keep=keep
+                account.id,
+                expected=account.password_hash,
+                new=new_hash,
+                entry=entry,
+                keep=keep,
+                now=now,
             )
         if entry is not None:
             p.storage.history.append(account.id, entry, keep=keep)
         return p.storage.accounts.set_password_hash(
-            account.id, expected=account.password_hash, new=new_hash
+            account.id, expected=account.password_hash, new=new_hash, now=now
         )
 
     def rehash(self, account: Account, new_hash: str) -> bool:

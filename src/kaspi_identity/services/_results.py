@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
+from kaspi_identity.i18n import render
 from kaspi_identity.policy import PolicyResult
 
 __all__ = [
+    "PASSWORD_CHANGE_REASONS",
     "LoginResult",
     "PasswordChangeResult",
     "PasswordResetResult",
@@ -39,6 +42,19 @@ class RegistrationResult:
         return self.ok
 
 
+#: Why :attr:`LoginResult.password_change_reason` asks for a new password, most urgent
+#: first: an operator's flag, an expired password, a password found in a breach, one that no
+#: longer meets a tightened policy, and (advisory only) one that expires soon.
+PASSWORD_CHANGE_REASONS: tuple[str, ...] = (
+    "must_change",
+    "expired",
+    "breached",
+    "policy",
+    "expiring",
+)
+PasswordChangeReason = Literal["must_change", "expired", "breached", "policy", "expiring"]
+
+
 @dataclass(frozen=True, slots=True)
 class LoginResult:
     """The outcome of :meth:`IdentityService.authenticate`.
@@ -54,25 +70,71 @@ class LoginResult:
     session beside ``account_id`` and checks on later requests with
     :meth:`IdentityService.session_is_current`: it changes with every password, reset or
     e-mail change, which ends every session that holds the old one.
+
+    The password's state (docs/policy.md "Password age"): ``needs_password_change`` says
+    the host must send the user to the change-of-password form before anything else, and
+    ``password_change_reason`` (one of :data:`PASSWORD_CHANGE_REASONS`) why: ``"must_change"``
+    (an operator asked for it), ``"expired"`` (past ``max_age_days``; ``grace_logins_left``
+    more log-ins are allowed with it), ``"breached"``, or ``"policy"`` (the password no
+    longer meets the policy, which was tightened since it was set; ``password_violations``
+    holds the codes). ``"expiring"`` (inside ``expiry_warning_days``) is advice: the log-in
+    goes on and ``needs_password_change`` stays false. ``password_expires_at`` is set
+    whenever a maximum age applies. ``reason="password_expired"`` refuses a log-in whose
+    password was right but expired with no grace log-in left: change it with
+    :meth:`IdentityService.change_password` (``account_id`` is set for that) or reset it.
     """
 
     ok: bool
-    reason: Literal["ok", "invalid", "throttled", "locked"]
+    reason: Literal["ok", "invalid", "throttled", "locked", "password_expired"]
     account_id: str | None = None
     email_confirmed: bool = False
     retry_after: timedelta | None = None
     rehashed: bool = False
     security_stamp: str | None = field(default=None, repr=False, compare=False)
+    needs_password_change: bool = False
+    password_change_reason: PasswordChangeReason | None = None
+    password_expires_at: datetime | None = None
+    grace_logins_left: int | None = None
+    password_violations: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
         return self.ok
+
+    def password_change_message(
+        self, lang: str = "en", *, now: datetime | None = None
+    ) -> str | None:
+        """What to tell the user about the password's state, in ``lang``; ``None`` if nothing.
+
+        ``now`` (aware; default: the current time) counts the days left of an expiring
+        password, rounded up.
+
+        Raises:
+            UnknownLanguageError: ``lang`` has no catalog.
+
+        """
+        reason = self.password_change_reason
+        if self.reason == "password_expired":
+            return render("password_change.expired", lang)
+        if reason is None:
+            return None
+        if reason == "expired" and self.grace_logins_left:
+            left = self.grace_logins_left
+            return render("password_change.expired_grace", lang, count=left, grace_logins_left=left)
+        if reason == "expiring" and self.password_expires_at is not None:
+            moment = datetime.now(self.password_expires_at.tzinfo) if now is None else now
+            seconds = (self.password_expires_at - moment).total_seconds()
+            days = max(math.ceil(seconds / 86_400), 1)
+            return render("password_change.expiring", lang, count=days, days_left=days)
+        return render(f"password_change.{reason}", lang)
 
 
 @dataclass(frozen=True, slots=True)
 class PasswordChangeResult:
     """The outcome of :meth:`IdentityService.change_password`.
 
-    ``reason``: ``"ok"``, ``"policy"`` (see ``policy`` for the violations),
+    ``reason``: ``"ok"``, ``"policy"`` (see ``policy`` for the violations), ``"too_soon"``
+    (the password was changed less than the policy's ``min_age_hours`` ago; retry after
+    ``retry_after``, and :meth:`too_soon_message` says so),
     ``"wrong_password"`` (the current password did not verify; it counts as a failed
     log-in), ``"throttled"`` (too many failures: retry after ``retry_after``), ``"locked"``
     (the account must be recovered with a password reset) or ``"conflict"`` (the password
@@ -83,7 +145,7 @@ class PasswordChangeResult:
     """
 
     ok: bool
-    reason: Literal["ok", "policy", "wrong_password", "throttled", "locked", "conflict"]
+    reason: Literal["ok", "policy", "wrong_password", "throttled", "locked", "conflict", "too_soon"]
     policy: PolicyResult
     end_other_sessions: bool = False
     retry_after: timedelta | None = None
@@ -91,6 +153,20 @@ class PasswordChangeResult:
 
     def __bool__(self) -> bool:
         return self.ok
+
+    def too_soon_message(self, lang: str = "en") -> str | None:
+        """For ``reason="too_soon"``, the hours until a change is allowed, in ``lang``.
+
+        ``None`` for every other reason.
+
+        Raises:
+            UnknownLanguageError: ``lang`` has no catalog.
+
+        """
+        if self.reason != "too_soon" or self.retry_after is None:
+            return None
+        hours = max(math.ceil(self.retry_after.total_seconds() / 3600), 1)
+        return render("password_change.too_soon", lang, count=hours, hours_left=hours)
 
 
 @dataclass(frozen=True, slots=True)

@@ -300,6 +300,22 @@ class IdentityService:
             account_id, current, new, confirmation, client_key=client_key
         )
 
+    def require_password_change(self, account_id: str, *, required: bool = True) -> None:
+        """Make the account's next log-in ask for a new password (or, ``required=False``, not).
+
+        For an operator who suspects the password, or gave the user a temporary one: the
+        next :meth:`authenticate` still succeeds, with ``needs_password_change`` and
+        ``password_change_reason="must_change"``, and the host sends the user to the
+        change-of-password form. Any new password (a change or a reset) clears the flag.
+        Sessions are left alone; end them by resetting the password instead when the account
+        may be in someone else's hands. An event ``password_change_required`` is emitted.
+
+        Raises:
+            TypeError: ``account_id`` is not a ``str`` or ``required`` not a ``bool``.
+            AccountNotFoundError: no account has id ``account_id``.
+        """
+        self._change.require_password_change(account_id, required=required)
+
     # -- reset by e-mail link ------------------------------------------------------------------
 
     def request_password_reset(self, identifier: str, *, client_key: str) -> ResetRequestResult:

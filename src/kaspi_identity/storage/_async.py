@@ -49,7 +49,13 @@ class AsyncAccountStore(Protocol):
         ...
 
     async def set_password_hash(
-        self, account_id: str, *, expected: str | None, new: str, rotate_stamp: bool = True
+        self,
+        account_id: str,
+        *,
+        expected: str | None,
+        new: str,
+        rotate_stamp: bool = True,
+        now: datetime | None = None,
     ) -> bool:
         """As :meth:`AccountStore.set_password_hash`."""
         ...
@@ -74,6 +80,14 @@ class AsyncAccountStore(Protocol):
 
     async def clear_login_failures(self, account_id: str) -> None:
         """As :meth:`AccountStore.clear_login_failures`."""
+        ...
+
+    async def set_must_change_password(self, account_id: str, required: bool) -> None:
+        """As :meth:`AccountStore.set_must_change_password`."""
+        ...
+
+    async def use_grace_login(self, account_id: str, *, expected: int) -> bool:
+        """As :meth:`AccountStore.use_grace_login`."""
         ...
 
 
@@ -151,6 +165,7 @@ class AsyncAccountWithHistory(Protocol):
         new: str,
         entry: HistoryEntry | None,
         keep: int,
+        now: datetime | None = None,
     ) -> bool:
         """As :meth:`AccountWithHistory.replace_password`."""
         ...

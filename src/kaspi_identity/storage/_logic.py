@@ -102,6 +102,8 @@ def fresh_account(new: NewAccount, account_id: str, now: datetime) -> Account:
         security_stamp=new_security_stamp(),
         iin=new.iin,
         names=new.names,
+        password_changed_at=None if new.password_hash is None else now,
+        must_change_password=new.must_change_password,
     )
 
 
@@ -161,6 +163,43 @@ def check_rotate_stamp(rotate_stamp: object) -> bool:
     if not isinstance(rotate_stamp, bool):
         raise TypeError(f"rotate_stamp must be bool, not {type(rotate_stamp).__name__}")
     return rotate_stamp
+
+
+def check_changed_at(now: object) -> datetime | None:
+    """Check ``now`` of ``set_password_hash``/``replace_password``: ``None`` or aware; in UTC.
+
+    Raises:
+        TypeError: ``now`` is neither ``None`` nor a datetime.
+        ValueError: ``now`` is naive.
+
+    """
+    return None if now is None else require_utc(now)
+
+
+def check_must_change(account_id: object, required: object) -> None:
+    """Check the arguments of ``AccountStore.set_must_change_password``.
+
+    Raises:
+        TypeError: ``account_id`` is not a ``str`` or ``required`` not a ``bool``.
+
+    """
+    if not isinstance(account_id, str):
+        raise TypeError(f"account_id must be str, not {type(account_id).__name__}")
+    if not isinstance(required, bool):
+        raise TypeError(f"required must be bool, not {type(required).__name__}")
+
+
+def check_grace(account_id: object, expected: object) -> None:
+    """Check the arguments of ``AccountStore.use_grace_login``.
+
+    Raises:
+        TypeError: ``account_id`` is not a ``str`` or ``expected`` not an ``int``.
+        ValueError: ``expected`` is negative.
+
+    """
+    if not isinstance(account_id, str):
+        raise TypeError(f"account_id must be str, not {type(account_id).__name__}")
+    require_count(expected, "expected", minimum=0)
 
 
 def check_entry(entry: object) -> HistoryEntry:

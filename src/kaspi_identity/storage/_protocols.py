@@ -103,14 +103,27 @@ class AccountStore(Protocol):
         ...
 
     def set_password_hash(
-        self, account_id: str, *, expected: str | None, new: str, rotate_stamp: bool = True
+        self,
+        account_id: str,
+        *,
+        expected: str | None,
+        new: str,
+        rotate_stamp: bool = True,
+        now: datetime | None = None,
     ) -> bool:
         """Replace the hash with ``new`` only if it currently equals ``expected``.
 
         ``expected=None`` matches an account without a password. Returns ``True`` if this
         call wrote, ``False`` if the stored hash differed or the account does not exist.
         The same write gives the account a fresh security stamp, except with
-        ``rotate_stamp=False`` (a rehash of the same password on log-in).
+        ``rotate_stamp=False`` (a rehash of the same password on log-in). With ``now``
+        (a new password, not a rehash) the same write also sets ``password_changed_at`` to
+        ``now``, clears ``must_change_password`` and sets ``grace_logins_used`` to 0;
+        without it those three are left as they are.
+
+        Raises:
+            ValueError: ``now`` is naive.
+
         """
         ...
 
@@ -169,6 +182,33 @@ class AccountStore(Protocol):
 
         Raises:
             AccountNotFoundError: no account has id ``account_id``.
+
+        """
+        ...
+
+    def set_must_change_password(self, account_id: str, required: bool) -> None:
+        """Set whether the next log-in must choose a new password; the stamp is kept.
+
+        A new password (:meth:`set_password_hash` with ``now``) clears the flag again.
+
+        Raises:
+            TypeError: ``required`` is not a ``bool``.
+            AccountNotFoundError: no account has id ``account_id``.
+
+        """
+        ...
+
+    def use_grace_login(self, account_id: str, *, expected: int) -> bool:
+        """Count one log-in with an expired password, if the count is still as read.
+
+        A compare-and-set like :meth:`reserve_login_attempt`: if ``grace_logins_used``
+        equals ``expected``, add one in one atomic write and return ``True``; otherwise
+        (another log-in counted first, or no such account) write nothing and return
+        ``False``. Of several concurrent callers that read the same count, exactly one wins.
+
+        Raises:
+            TypeError: ``expected`` is not an ``int``.
+            ValueError: ``expected`` is negative.
 
         """
         ...
@@ -366,14 +406,16 @@ class AccountWithHistory(Protocol):
         new: str,
         entry: HistoryEntry | None,
         keep: int,
+        now: datetime | None = None,
     ) -> bool:
-        """:meth:`AccountStore.set_password_hash` (a new stamp), then append ``entry``.
+        """:meth:`AccountStore.set_password_hash` (a new stamp; ``now`` as there), then append.
 
-        Returns ``False``, having written nothing, when the compare-and-set loses;
-        ``entry=None`` appends nothing.
+        ``entry`` is appended to the history in the same transaction. Returns ``False``,
+        having written nothing, when the compare-and-set loses; ``entry=None`` appends
+        nothing.
 
         Raises:
-            ValueError: ``keep`` is below 1.
+            ValueError: ``keep`` is below 1, or ``now`` is naive.
 
         """
         ...

@@ -102,7 +102,9 @@ class NewAccount:
     ``password_hash`` is the encoded argon2 hash (never the password), or ``None`` for an
     account that has not set one yet. ``names`` are the user's names (at most 8, each at
     most 128 characters), kept for the personal-data rule of later password changes.
-    ``password_hash``, ``iin`` and ``names`` are left out of the repr.
+    ``must_change_password`` makes the first log-in ask for a new password (an account an
+    operator created with a temporary one). ``password_hash``, ``iin`` and ``names`` are
+    left out of the repr.
 
     Raises:
         TypeError: a field has the wrong type.
@@ -118,6 +120,7 @@ class NewAccount:
     language: str = "en"
     iin: str | None = field(default=None, repr=False)
     names: tuple[str, ...] = field(default=(), repr=False)
+    must_change_password: bool = False
 
     def __post_init__(self) -> None:
         _optional_text(self.username, "username", USERNAME_MAX_LENGTH)
@@ -126,6 +129,7 @@ class NewAccount:
         _optional_iin(self.iin)
         _optional_text(self.password_hash, "password_hash", HASH_MAX_LENGTH)
         _flag(self.email_confirmed, "email_confirmed")
+        _flag(self.must_change_password, "must_change_password")
         _language(self.language)
         object.__setattr__(self, "names", _names(self.names))
         if self.username is None and self.email is None and self.phone is None and self.iin is None:
@@ -142,6 +146,12 @@ class Account:
     timezone-aware UTC (an aware value in another zone is converted). ``security_stamp``
     changes with every password or e-mail change and is never reused; links and sessions
     are bound to it. ``iin`` (12 digits) and ``names`` are as in :class:`NewAccount`.
+
+    The password's age: ``password_changed_at`` is when the current password was set
+    (``None``: no password, or a store that keeps no such time -- the age is then unknown
+    and no maximum age applies); ``must_change_password`` asks for a new password at the
+    next log-in; ``grace_logins_used`` counts the log-ins made since the password expired.
+    A new password resets all three.
     ``password_hash``, ``security_stamp``, ``iin`` and ``names`` are left out of the repr
     (the last two are personal data: an IIN encodes the birth date).
 
@@ -165,6 +175,9 @@ class Account:
     security_stamp: str = field(repr=False)
     iin: str | None = field(default=None, repr=False)
     names: tuple[str, ...] = field(default=(), repr=False)
+    password_changed_at: datetime | None = None
+    must_change_password: bool = False
+    grace_logins_used: int = 0
 
     def __post_init__(self) -> None:
         require_text(self.id, "id", max_length=KEY_MAX_LENGTH)
@@ -176,9 +189,11 @@ class Account:
         object.__setattr__(self, "names", _names(self.names))
         _optional_text(self.password_hash, "password_hash", HASH_MAX_LENGTH)
         _flag(self.email_confirmed, "email_confirmed")
+        _flag(self.must_change_password, "must_change_password")
         require_count(self.failed_logins, "failed_logins", minimum=0)
+        require_count(self.grace_logins_used, "grace_logins_used", minimum=0)
         _language(self.language)
-        for name in ("last_failed_login_at", "last_login_at"):
+        for name in ("last_failed_login_at", "last_login_at", "password_changed_at"):
             object.__setattr__(self, name, _optional_time(getattr(self, name), name))
         object.__setattr__(self, "created_at", require_utc(self.created_at, "created_at"))
 

@@ -33,11 +33,14 @@ from ._logic import (
     attempt_code,
     check_append,
     check_attempt,
+    check_changed_at,
     check_create,
     check_create_with_history,
     check_entry,
+    check_grace,
     check_hit,
     check_mark_email,
+    check_must_change,
     check_put,
     check_recent,
     check_replace_password,
@@ -126,14 +129,28 @@ class MemoryAccountStore:
                 del indexes[kind][key]
 
     def _swap_hash(
-        self, key: str, expected: str | None, new: str, *, rotate_stamp: bool
+        self,
+        key: str,
+        expected: str | None,
+        new: str,
+        *,
+        rotate_stamp: bool,
+        changed_at: datetime | None,
     ) -> Account | None:
         """The compare-and-set; return the account as it was if it won. The caller locks."""
         account = self._accounts.get(key)
         if account is None or account.password_hash != expected:
             return None
         stamp = new_security_stamp() if rotate_stamp else account.security_stamp
-        self._accounts[key] = replace(account, password_hash=new, security_stamp=stamp)
+        updated = replace(account, password_hash=new, security_stamp=stamp)
+        if changed_at is not None:
+            updated = replace(
+                updated,
+                password_changed_at=changed_at,
+                must_change_password=False,
+                grace_logins_used=0,
+            )
+        self._accounts[key] = updated
         return account
 
     def get(self, account_id: str) -> Account | None:
@@ -155,16 +172,26 @@ class MemoryAccountStore:
             return None if account_id is None else self._accounts[account_id]
 
     def set_password_hash(
-        self, account_id: str, *, expected: str | None, new: str, rotate_stamp: bool = True
+        self,
+        account_id: str,
+        *,
+        expected: str | None,
+        new: str,
+        rotate_stamp: bool = True,
+        now: datetime | None = None,
     ) -> bool:
         """Compare-and-set the password hash (and a fresh stamp); see the protocol."""
         can_match = check_expected_hash(expected, new)
         check_rotate_stamp(rotate_stamp)
+        changed_at = check_changed_at(now)
         key = check_account_id(account_id)
         if key is None or not can_match:
             return False
         with self._lock:
-            return self._swap_hash(key, expected, new, rotate_stamp=rotate_stamp) is not None
+            swapped = self._swap_hash(
+                key, expected, new, rotate_stamp=rotate_stamp, changed_at=changed_at
+            )
+            return swapped is not None
 
     def set_email(self, account_id: str, email: str, *, confirmed: bool = False) -> None:
         """Set the e-mail and its confirmation flag; see the protocol."""
@@ -232,6 +259,29 @@ class MemoryAccountStore:
             if account is None:
                 raise AccountNotFoundError("no account has this id")
             self._accounts[account.id] = replace(account, failed_logins=0)
+
+    def set_must_change_password(self, account_id: str, required: bool) -> None:
+        """Set or clear the must-change flag; see the protocol."""
+        check_must_change(account_id, required)
+        key = check_account_id(account_id)
+        with self._lock:
+            account = None if key is None else self._accounts.get(key)
+            if account is None:
+                raise AccountNotFoundError("no account has this id")
+            self._accounts[account.id] = replace(account, must_change_password=required)
+
+    def use_grace_login(self, account_id: str, *, expected: int) -> bool:
+        """Count a grace log-in if the count is still ``expected``; see the protocol."""
+        check_grace(account_id, expected)
+        key = check_account_id(account_id)
+        if key is None:
+            return False
+        with self._lock:
+            account = self._accounts.get(key)
+            if account is None or account.grace_logins_used != expected:
+                return False
+            self._accounts[key] = replace(account, grace_logins_used=expected + 1)
+            return True
 
     def _update(
         self, account_id: str, now: datetime, change: Callable[[Account, datetime], Account]
@@ -328,13 +378,17 @@ class MemoryAccountWithHistory:
         new: str,
         entry: HistoryEntry | None,
         keep: int,
+        now: datetime | None = None,
     ) -> bool:
         """Compare-and-set the hash (a new stamp) and append ``entry``; see the protocol."""
         key = check_replace_password(account_id, expected, new, entry, keep)
+        changed_at = check_changed_at(now)
         if key is None:
             return False
         with self._accounts._lock, self._history._lock:
-            before = self._accounts._swap_hash(key, expected, new, rotate_stamp=True)
+            before = self._accounts._swap_hash(
+                key, expected, new, rotate_stamp=True, changed_at=changed_at
+            )
             if before is None:
                 return False
             try:

@@ -87,12 +87,15 @@ from ._logic import (
     attempt_code,
     check_append,
     check_attempt,
+    check_changed_at,
     check_consume,
     check_create,
     check_create_with_history,
     check_entry,
+    check_grace,
     check_hit,
     check_mark_email,
+    check_must_change,
     check_put,
     check_recent,
     check_replace_password,
@@ -183,10 +186,16 @@ ACCOUNT_FIELDS = (
     "security_stamp",
     "iin",
     "names",
+    "password_changed_at",
+    "must_change_password",
+    "grace_logins_used",
 )
-_TIME_FIELDS = ("last_failed_login_at", "last_login_at", "created_at")
+_TIME_FIELDS = ("last_failed_login_at", "last_login_at", "created_at", "password_changed_at")
+#: The password-age fields: a host's table may go without them (mapped to ``None``), and
+#: then keeps no age -- no maximum age applies and no change can be required.
+_AGE_FIELDS = ("password_changed_at", "must_change_password", "grace_logins_used")
 #: Fields a host's table may go without, mapped to ``None`` in ``columns``.
-_OPTIONAL_FIELDS = ("iin",)
+_OPTIONAL_FIELDS = ("iin", *_AGE_FIELDS)
 #: The longest ``names`` the store writes: compact JSON of 8 names of 128 characters, each
 #: character escaped as ``\u00XX`` at worst (control characters; the rest stay as they are).
 _NAMES_TEXT_MAX_LENGTH = 2 + MAX_NAMES * (2 + 6 * NAME_MAX_LENGTH) + MAX_NAMES - 1
@@ -203,6 +212,11 @@ _MISSING_HINTS = {
     ),
     "names": (
         " (add a NOT NULL Text column with the default '[]'; docs/storage.md shows the migration)"
+    ),
+    **dict.fromkeys(
+        _AGE_FIELDS,
+        " (add the three password-age columns, or map all three to None in columns for a"
+        " table that keeps no password age; docs/storage.md shows the migration)",
     ),
 }
 _KEY_FIELDS = {"username": "username_key", "email": "email_key", "phone": "phone", "iin": "iin"}
@@ -252,6 +266,11 @@ def make_metadata(prefix: str = "kaspi_", *, schema: str | None = None) -> sa.Me
         # The user's names as a JSON array of strings, for the personal-data rule of later
         # password changes; docs/storage.md shows how an existing table adds both.
         sa.Column("names", sa.Text(), nullable=False, server_default="[]"),
+        # The password's age (docs/policy.md "Password age"); docs/storage.md shows how an
+        # existing table adds the three columns.
+        sa.Column("password_changed_at", sa.BigInteger()),
+        sa.Column("must_change_password", sa.Boolean(), nullable=False, server_default=sa.false()),
+        sa.Column("grace_logins_used", sa.Integer(), nullable=False, server_default="0"),
         sa.UniqueConstraint("username_key", name=f"uq_{p}accounts_username_key"),
         sa.UniqueConstraint("email_key", name=f"uq_{p}accounts_email_key"),
         sa.UniqueConstraint("phone", name=f"uq_{p}accounts_phone"),
@@ -847,10 +866,16 @@ class SQLAlchemyAccountStore(_Store):
         self._times = {
             name: _TimeColumn(self._columns[name], postgresql=database._postgresql)
             for name in _TIME_FIELDS
+            if name in self._columns
         }
         self._integer_id = isinstance(self._columns["id"].type, sa.Integer)
         self._count_limit = _integer_limit(self._columns["failed_logins"].type)
         self._has_iin = "iin" in self._columns
+        self._grace_limit = (
+            _integer_limit(self._columns["grace_logins_used"].type)
+            if "grace_logins_used" in self._columns
+            else 0
+        )
         self._names_json = isinstance(self._columns["names"].type, sa.JSON)
         self._read_fields = tuple(
             name
@@ -881,6 +906,7 @@ class SQLAlchemyAccountStore(_Store):
     def _map_columns(table: sa.Table, names: dict[str, str | None]) -> dict[str, sa.Column[Any]]:
         problems = [f"unknown field {field!r}" for field in names if field not in ACCOUNT_FIELDS]
         mapped: dict[str, sa.Column[Any]] = {}
+        hinted: set[str] = set()
         for field in ACCOUNT_FIELDS:
             name = names.get(field, field)
             if name is None:
@@ -889,6 +915,8 @@ class SQLAlchemyAccountStore(_Store):
                 continue
             if not isinstance(name, str) or name not in table.c:
                 hint = _MISSING_HINTS.get(field, "")
+                hint = "" if hint in hinted else hint  # the age fields share one hint
+                hinted.add(hint)
                 problems.append(f"{field}: table {table.name!r} has no column {name!r}{hint}")
                 continue
             column = table.c[name]
@@ -900,8 +928,12 @@ class SQLAlchemyAccountStore(_Store):
                 problems.append("id: a string id column needs room for 32 characters")
             if field in _TIME_FIELDS and not isinstance(kind, (sa.Integer, sa.DateTime)):
                 problems.append(f"{field}: the column must be an integer or a DateTime")
-            if field == "email_confirmed" and not isinstance(kind, (sa.Boolean, sa.Integer)):
-                problems.append("email_confirmed: the column must be Boolean or Integer")
+            if field in ("email_confirmed", "must_change_password") and not isinstance(
+                kind, (sa.Boolean, sa.Integer)
+            ):
+                problems.append(f"{field}: the column must be Boolean or Integer")
+            if field == "grace_logins_used" and not isinstance(kind, sa.Integer):
+                problems.append("grace_logins_used: the column must be an integer")
             if field == "security_stamp" and not (
                 isinstance(kind, sa.String)
                 and (kind.length or STAMP_MAX_LENGTH) >= STAMP_MAX_LENGTH
@@ -937,6 +969,18 @@ class SQLAlchemyAccountStore(_Store):
         last_failed, last_login = stored["last_failed_login_at"], stored["last_login_at"]
         if type(confirmed) is not bool and not (type(confirmed) is int and confirmed in (0, 1)):
             raise corrupt("account", "email_confirmed is not a boolean")
+        must_change = stored.get("must_change_password", False)
+        if type(must_change) is not bool and not (
+            type(must_change) is int and must_change in (0, 1)
+        ):
+            raise corrupt("account", "must_change_password is not a boolean")
+        changed_at = (
+            self._times["password_changed_at"].from_db(
+                stored["password_changed_at"], "password_changed_at"
+            )
+            if "password_changed_at" in self._times
+            else None
+        )
         if self._integer_id and type(pk) is not int:
             raise corrupt("account", "id is not an integer")
         created_at = self._times["created_at"].from_db(created, "created_at")
@@ -960,6 +1004,11 @@ class SQLAlchemyAccountStore(_Store):
                 security_stamp=stored["security_stamp"],
                 iin=stored.get("iin"),
                 names=_decode_names(stored["names"]),
+                password_changed_at=changed_at,
+                must_change_password=bool(must_change),
+                grace_logins_used=read_int(
+                    stored.get("grace_logins_used", 0), "account", "grace_logins_used"
+                ),
             )
         except (TypeError, ValueError) as exc:
             if isinstance(exc, CorruptRecordError):
@@ -1030,6 +1079,8 @@ class SQLAlchemyAccountStore(_Store):
                 f"table {self._table.name!r} keeps no IIN (columns maps 'iin' to None);"
                 " an account with an iin cannot be stored in it"
             )
+        if new.must_change_password:
+            self._require_field("must_change_password")
         keys = login_keys(new)  # in the protocol's order: user name, e-mail, phone, IIN
         stamp = new_security_stamp()
         c = self._columns
@@ -1052,10 +1103,19 @@ class SQLAlchemyAccountStore(_Store):
         }
         if self._has_iin:
             values[c["iin"].key] = new.iin
+        if "password_changed_at" in c:
+            changed = None if new.password_hash is None else self._times["password_changed_at"]
+            values[c["password_changed_at"].key] = None if changed is None else changed.to_db(at)
+        if "must_change_password" in c:
+            values[c["must_change_password"].key] = new.must_change_password
+        if "grace_logins_used" in c:
+            values[c["grace_logins_used"].key] = 0
         if not self._integer_id:
             values[c["id"].key] = secrets.token_hex(16)
         # The id is known once the row is in (an integer key comes from the database).
         account = replace(fresh_account(new, "pending", at), security_stamp=stamp)
+        if "password_changed_at" not in c:
+            account = replace(account, password_changed_at=None)
         return _NewRow(keys, values, sa.insert(self._table).values(values), account)
 
     def _insert_row(self, connection: sa.Connection, row: _NewRow) -> Account:
@@ -1076,8 +1136,20 @@ class SQLAlchemyAccountStore(_Store):
         pk = row.values[id_key] if key is None or not self._integer_id else key[0]
         return replace(row.account, id=str(pk))
 
+    def _require_field(self, field: str) -> None:
+        if field not in self._columns:
+            raise ValueError(
+                f"table {self._table.name!r} keeps no password age (columns maps {field!r} to None)"
+            )
+
     def _password_update(
-        self, account_id: str, expected: str | None, new: str, *, rotate_stamp: bool
+        self,
+        account_id: str,
+        expected: str | None,
+        new: str,
+        *,
+        rotate_stamp: bool,
+        now: object,
     ) -> sa.Update | None:
         """Check ``set_password_hash``'s arguments; build its one ``UPDATE``.
 
@@ -1085,13 +1157,24 @@ class SQLAlchemyAccountStore(_Store):
         """
         can_match = check_expected_hash(expected, new)
         check_rotate_stamp(rotate_stamp)
+        changed_at = check_changed_at(now)
         pk = self._pk(account_id)
         if pk is None or not can_match:
             return None
-        column = self._columns["password_hash"]
+        c = self._columns
+        column = c["password_hash"]
         values: dict[str, object] = {column.key: new}
         if rotate_stamp:
-            values[self._columns["security_stamp"].key] = new_security_stamp()
+            values[c["security_stamp"].key] = new_security_stamp()
+        if changed_at is not None:
+            if "password_changed_at" in c:
+                values[c["password_changed_at"].key] = self._times["password_changed_at"].to_db(
+                    changed_at
+                )
+            if "must_change_password" in c:
+                values[c["must_change_password"].key] = False
+            if "grace_logins_used" in c:
+                values[c["grace_logins_used"].key] = 0
         return (
             sa.update(self._table)
             .where(self._columns["id"] == pk, column.is_not_distinct_from(expected))
@@ -1119,10 +1202,18 @@ class SQLAlchemyAccountStore(_Store):
         return self._db._read(lambda c: self._fetch(c, column == key))
 
     def set_password_hash(
-        self, account_id: str, *, expected: str | None, new: str, rotate_stamp: bool = True
+        self,
+        account_id: str,
+        *,
+        expected: str | None,
+        new: str,
+        rotate_stamp: bool = True,
+        now: datetime | None = None,
     ) -> bool:
         """Compare-and-set the hash (and a fresh stamp) in one ``UPDATE``; see the protocol."""
-        statement = self._password_update(account_id, expected, new, rotate_stamp=rotate_stamp)
+        statement = self._password_update(
+            account_id, expected, new, rotate_stamp=rotate_stamp, now=now
+        )
         if statement is None:
             return False
         return self._db._single(lambda c: c.execute(statement).rowcount == 1)
@@ -1209,6 +1300,39 @@ class SQLAlchemyAccountStore(_Store):
     def clear_login_failures(self, account_id: str) -> None:
         """Reset the failure count without recording a login."""
         self._update_one(account_id, {"failed_logins": 0})
+
+    def set_must_change_password(self, account_id: str, required: bool) -> None:
+        """Set or clear the must-change flag in one ``UPDATE``; see the protocol.
+
+        Raises:
+            ValueError: the table keeps no password age (``must_change_password`` maps to
+                ``None``).
+
+        """
+        check_must_change(account_id, required)
+        self._require_field("must_change_password")
+        self._update_one(account_id, {"must_change_password": required})
+
+    def use_grace_login(self, account_id: str, *, expected: int) -> bool:
+        """Count a grace log-in if the count is still ``expected``: one ``UPDATE``.
+
+        Raises:
+            ValueError: the table keeps no password age (``grace_logins_used`` maps to
+                ``None``).
+
+        """
+        check_grace(account_id, expected)
+        self._require_field("grace_logins_used")
+        pk = self._pk(account_id)
+        if pk is None or expected >= self._grace_limit:
+            return False
+        column = self._columns["grace_logins_used"]
+        statement = (
+            sa.update(self._table)
+            .where(self._columns["id"] == pk, column == expected)
+            .values({column.key: expected + 1})
+        )
+        return self._db._single(lambda connection: connection.execute(statement).rowcount == 1)
 
     def _update_one(self, account_id: str, changes: dict[str, object]) -> None:
         pk = self._pk(account_id)
@@ -1784,14 +1908,19 @@ class SQLAlchemyAccountWithHistory:
         new: str,
         entry: HistoryEntry | None,
         keep: int,
+        now: datetime | None = None,
     ) -> bool:
         """Compare-and-set the hash with a fresh stamp and append ``entry``, in one transaction.
 
         ``False``, with nothing written, when the ``UPDATE`` matched no row.
         """
-        if check_replace_password(account_id, expected, new, entry, keep) is None:
+        key = check_replace_password(account_id, expected, new, entry, keep)
+        check_changed_at(now)
+        if key is None:
             return False
-        statement = self._accounts._password_update(account_id, expected, new, rotate_stamp=True)
+        statement = self._accounts._password_update(
+            account_id, expected, new, rotate_stamp=True, now=now
+        )
         if statement is None:  # an id the table's key cannot hold ("x" for an integer key)
             return False
 

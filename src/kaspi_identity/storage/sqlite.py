@@ -49,12 +49,15 @@ from ._logic import (
     attempt_code,
     check_append,
     check_attempt,
+    check_changed_at,
     check_consume,
     check_create,
     check_create_with_history,
     check_entry,
+    check_grace,
     check_hit,
     check_mark_email,
+    check_must_change,
     check_put,
     check_recent,
     check_replace_password,
@@ -164,6 +167,17 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE accounts ADD COLUMN iin TEXT",
         "CREATE UNIQUE INDEX accounts_iin ON accounts (iin)",
         "ALTER TABLE accounts ADD COLUMN names TEXT NOT NULL DEFAULT '[]'",
+    ),
+    # 4: the password's age. An existing password counts as set at the upgrade (a policy
+    # with a maximum age then gives every account its full term, not an expiry at once);
+    # julianday('now') is the only clock SQL has here, precise to the millisecond.
+    (
+        "ALTER TABLE accounts ADD COLUMN password_changed_at INTEGER",
+        "UPDATE accounts SET password_changed_at ="
+        " CAST(ROUND((julianday('now') - 2440587.5) * 86400000000.0) AS INTEGER)"
+        " WHERE password_hash IS NOT NULL",
+        "ALTER TABLE accounts ADD COLUMN must_change_password INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE accounts ADD COLUMN grace_logins_used INTEGER NOT NULL DEFAULT 0",
     ),
 )
 
@@ -464,7 +478,8 @@ class _SQLiteStore:
 
 _ACCOUNT_COLUMNS = (
     "id, username, email, phone, password_hash, email_confirmed, failed_logins,"
-    " last_failed_login_at, last_login_at, created_at, language, security_stamp, iin, names"
+    " last_failed_login_at, last_login_at, created_at, language, security_stamp, iin, names,"
+    " password_changed_at, must_change_password, grace_logins_used"
 )
 _SELECT_ACCOUNT = {
     "id": f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = ?",  # noqa: S608
@@ -497,9 +512,14 @@ def _decode_account(row: tuple[Any, ...]) -> Account:
         stamp,
         iin,
         names,
+        changed,
+        must_change,
+        grace_used,
     ) = row
     if confirmed not in (0, 1) or type(confirmed) is not int:
         raise corrupt("account", "email_confirmed is not 0 or 1")
+    if must_change not in (0, 1) or type(must_change) is not int:
+        raise corrupt("account", "must_change_password is not 0 or 1")
     stored_names = decode_names(names)
     try:
         return Account(
@@ -517,6 +537,9 @@ def _decode_account(row: tuple[Any, ...]) -> Account:
             security_stamp=stamp,
             iin=iin,
             names=stored_names,
+            password_changed_at=read_optional_time(changed, "account", "password_changed_at"),
+            must_change_password=bool(must_change),
+            grace_logins_used=read_int(grace_used, "account", "grace_logins_used"),
         )
     except (TypeError, ValueError) as exc:
         if isinstance(exc, CorruptRecordError):
@@ -535,7 +558,8 @@ def _insert_account(
         connection.execute(
             "INSERT INTO accounts (id, username, username_key, email, email_key, phone,"
             " password_hash, email_confirmed, failed_logins, created_at, language,"
-            " security_stamp, iin, names) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)",
+            " security_stamp, iin, names, password_changed_at, must_change_password,"
+            " grace_logins_used) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, 0)",
             (
                 account.id,
                 account.username,
@@ -550,6 +574,10 @@ def _insert_account(
                 account.security_stamp,
                 account.iin,
                 encode_names(account.names),
+                None
+                if account.password_changed_at is None
+                else to_microseconds(account.password_changed_at),
+                int(account.must_change_password),
             ),
         )
     except sqlite3.IntegrityError as exc:
@@ -557,17 +585,19 @@ def _insert_account(
 
 
 def _hash_swap(
-    key: str, expected: str | None, new: str, *, rotate_stamp: bool
+    key: str, expected: str | None, new: str, *, rotate_stamp: bool, changed_at: datetime | None
 ) -> tuple[str, tuple[object, ...]]:
     """Return the one ``UPDATE`` of the password compare-and-set, and its parameters."""
+    sets: list[str] = ["password_hash = ?"]
+    values: list[object] = [new]
     if rotate_stamp:
-        statement = (
-            "UPDATE accounts SET password_hash = ?, security_stamp = ?"
-            " WHERE id = ? AND password_hash IS ?"
-        )
-        return statement, (new, new_security_stamp(), key, expected)
-    statement = "UPDATE accounts SET password_hash = ? WHERE id = ? AND password_hash IS ?"
-    return statement, (new, key, expected)
+        sets.append("security_stamp = ?")
+        values.append(new_security_stamp())
+    if changed_at is not None:
+        sets.append("password_changed_at = ?, must_change_password = 0, grace_logins_used = 0")
+        values.append(to_microseconds(changed_at))
+    statement = f"UPDATE accounts SET {', '.join(sets)} WHERE id = ? AND password_hash IS ?"  # noqa: S608
+    return statement, (*values, key, expected)
 
 
 def _append_history(
@@ -613,15 +643,24 @@ class SQLiteAccountStore(_SQLiteStore):
         return None if key is None else self._select(kind, key)
 
     def set_password_hash(
-        self, account_id: str, *, expected: str | None, new: str, rotate_stamp: bool = True
+        self,
+        account_id: str,
+        *,
+        expected: str | None,
+        new: str,
+        rotate_stamp: bool = True,
+        now: datetime | None = None,
     ) -> bool:
         """Compare-and-set the hash (and a fresh stamp) in one ``UPDATE``; see the protocol."""
         can_match = check_expected_hash(expected, new)
         check_rotate_stamp(rotate_stamp)
+        changed_at = check_changed_at(now)
         key = check_account_id(account_id)
         if key is None or not can_match:
             return False
-        statement, parameters = _hash_swap(key, expected, new, rotate_stamp=rotate_stamp)
+        statement, parameters = _hash_swap(
+            key, expected, new, rotate_stamp=rotate_stamp, changed_at=changed_at
+        )
 
         def swap(connection: sqlite3.Connection) -> bool:
             return connection.execute(statement, parameters).rowcount == 1
@@ -695,6 +734,31 @@ class SQLiteAccountStore(_SQLiteStore):
     def clear_login_failures(self, account_id: str) -> None:
         """Reset the failure count without recording a login."""
         self._update_one(account_id, "UPDATE accounts SET failed_logins = 0 WHERE id = ?", ())
+
+    def set_must_change_password(self, account_id: str, required: bool) -> None:
+        """Set or clear the must-change flag in one ``UPDATE``; see the protocol."""
+        check_must_change(account_id, required)
+        self._update_one(
+            account_id,
+            "UPDATE accounts SET must_change_password = ? WHERE id = ?",
+            (int(required),),
+        )
+
+    def use_grace_login(self, account_id: str, *, expected: int) -> bool:
+        """Count a grace log-in if the count is still ``expected``, in one ``UPDATE``."""
+        check_grace(account_id, expected)
+        key = check_account_id(account_id)
+        if key is None or expected >= _MAX_COUNT:
+            return False
+
+        def use(connection: sqlite3.Connection) -> bool:
+            cursor = connection.execute(
+                "UPDATE accounts SET grace_logins_used = ? WHERE id = ? AND grace_logins_used = ?",
+                (expected + 1, key, expected),
+            )
+            return cursor.rowcount == 1
+
+        return self._db._write(use)
 
     def _update_one(self, account_id: str, statement: str, parameters: tuple[object, ...]) -> None:
         key = check_account_id(account_id)
@@ -796,12 +860,16 @@ class SQLiteAccountWithHistory(_SQLiteStore):
         new: str,
         entry: HistoryEntry | None,
         keep: int,
+        now: datetime | None = None,
     ) -> bool:
         """Compare-and-set the hash (a new stamp) and append ``entry`` in one transaction."""
         key = check_replace_password(account_id, expected, new, entry, keep)
+        changed_at = check_changed_at(now)
         if key is None:
             return False
-        statement, parameters = _hash_swap(key, expected, new, rotate_stamp=True)
+        statement, parameters = _hash_swap(
+            key, expected, new, rotate_stamp=True, changed_at=changed_at
+        )
 
         def replace(connection: sqlite3.Connection) -> bool:
             if connection.execute(statement, parameters).rowcount != 1:

@@ -704,6 +704,103 @@ class AccountStoreContract:
             assert created.security_stamp not in repr(account)
             assert "security_stamp" not in repr(account)
 
+    # -- the password's age --
+
+    def test_create_records_when_the_password_was_set(self, accounts: AccountStore) -> None:
+        """A new account with a hash has ``password_changed_at=now``; without one, ``None``."""
+        with_hash = accounts.create(_new(), now=T0)
+        without = accounts.create(
+            NewAccount(username="nopass", must_change_password=True), now=T0 + _US
+        )
+        assert with_hash.password_changed_at == T0
+        assert (with_hash.must_change_password, with_hash.grace_logins_used) == (False, 0)
+        assert without.password_changed_at is None
+        assert without.must_change_password is True
+        assert accounts.get(with_hash.id) == with_hash
+        assert accounts.get(without.id) == without
+
+    def test_new_password_resets_the_age(self, accounts: AccountStore) -> None:
+        """With ``now``: changed time set, must-change cleared, grace count 0, in one write."""
+        created = accounts.create(replace(_new(), must_change_password=True), now=T0)
+        assert accounts.use_grace_login(created.id, expected=0)
+        later = T0 + timedelta(days=400, microseconds=3)
+        assert accounts.set_password_hash(created.id, expected=_HASH_A, new=_HASH_B, now=later)
+        stored = accounts.get(created.id)
+        assert stored is not None
+        assert stored.password_changed_at == later
+        assert (stored.must_change_password, stored.grace_logins_used) == (False, 0)
+
+    def test_write_without_now_keeps_the_age(self, accounts: AccountStore) -> None:
+        """A rehash (no ``now``) or a lost compare-and-set leaves the three age fields alone."""
+        created = accounts.create(replace(_new(), must_change_password=True), now=T0)
+        assert accounts.use_grace_login(created.id, expected=0)
+        assert accounts.set_password_hash(
+            created.id, expected=_HASH_A, new=_HASH_B, rotate_stamp=False
+        )
+        assert not accounts.set_password_hash(
+            created.id, expected=_HASH_A, new=_HASH_A, now=T0 + _US
+        )
+        stored = accounts.get(created.id)
+        assert stored is not None
+        assert stored.password_changed_at == T0
+        assert (stored.must_change_password, stored.grace_logins_used) == (True, 1)
+
+    def test_set_must_change_password(self, accounts: AccountStore) -> None:
+        """The flag is set and cleared; nothing else changes (the stamp is kept)."""
+        created = accounts.create(_new(), now=T0)
+        accounts.set_must_change_password(created.id, True)
+        assert accounts.get(created.id) == replace(created, must_change_password=True)
+        accounts.set_must_change_password(created.id, False)
+        assert accounts.get(created.id) == created
+
+    def test_set_must_change_password_bad_input(self, accounts: AccountStore) -> None:
+        """Unknown or garbage ids: AccountNotFoundError; a non-bool flag: TypeError."""
+        created = accounts.create(_new(), now=T0)
+        for garbage in ("no-such-id", "", "\x00", "\ud800", "x" * 100_000):
+            with pytest.raises(AccountNotFoundError):
+                accounts.set_must_change_password(garbage, True)
+        for flag in (1, None, "yes"):
+            with pytest.raises(TypeError):
+                accounts.set_must_change_password(created.id, flag)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            accounts.set_must_change_password(None, True)  # type: ignore[arg-type]
+        assert accounts.get(created.id) == created
+
+    def test_use_grace_login_counts_once_per_expected(self, accounts: AccountStore) -> None:
+        """Counts up from the read value; a stale value or unknown id writes nothing."""
+        created = accounts.create(_new(), now=T0)
+        assert accounts.use_grace_login(created.id, expected=0)
+        assert accounts.use_grace_login(created.id, expected=1)
+        assert not accounts.use_grace_login(created.id, expected=1)
+        assert not accounts.use_grace_login(created.id, expected=0)
+        assert not accounts.use_grace_login(created.id, expected=2**70)
+        for garbage in ("no-such-id", "", "\x00", "\ud800", "x" * 100_000):
+            assert accounts.use_grace_login(garbage, expected=0) is False
+        assert accounts.get(created.id) == replace(created, grace_logins_used=2)
+
+    def test_use_grace_login_bad_input(self, accounts: AccountStore) -> None:
+        """A negative or non-int count raises; nothing is written."""
+        created = accounts.create(_new(), now=T0)
+        with pytest.raises(ValueError, match="expected"):
+            accounts.use_grace_login(created.id, expected=-1)
+        for count in (None, 1.0, True, "0"):
+            with pytest.raises(TypeError):
+                accounts.use_grace_login(created.id, expected=count)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            accounts.use_grace_login(None, expected=0)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="aware"):
+            accounts.set_password_hash(created.id, expected=_HASH_A, new=_HASH_B, now=_NAIVE)
+        assert accounts.get(created.id) == created
+
+    def test_racing_grace_logins_with_one_count(self, accounts: AccountStore) -> None:
+        """32 threads using a grace log-in with the same count: exactly one wins."""
+        created = accounts.create(_new(), now=T0)
+        wins = _race(_THREADS, lambda i: accounts.use_grace_login(created.id, expected=0))
+        assert wins.count(True) == 1
+        stored = accounts.get(created.id)
+        assert stored is not None
+        assert stored.grace_logins_used == 1
+
     def test_find_by_iin_is_exact(self, accounts: AccountStore) -> None:
         """An IIN is found by exactly its 12 ASCII digits, nothing else."""
         created = accounts.create(NewAccount(iin=_IIN), now=T0)
@@ -1150,6 +1247,26 @@ class AccountWithHistoryContract:
                 created, password_hash=new, security_stamp=stored.security_stamp
             )
             assert storage.history.recent(created.id, 10) == entries
+
+    def test_replace_password_resets_the_age(
+        self, storage: Storage, with_history: AccountWithHistory
+    ) -> None:
+        """With ``now`` the new password's time is set and must-change and grace cleared."""
+        created = storage.accounts.create(replace(_new(), must_change_password=True), now=T0)
+        assert storage.accounts.use_grace_login(created.id, expected=0)
+        later = T0 + timedelta(days=31)
+        assert with_history.replace_password(
+            created.id, expected=_HASH_A, new=_HASH_B, entry=_entry(1), keep=6, now=later
+        )
+        stored = storage.accounts.get(created.id)
+        assert stored is not None
+        assert stored.password_changed_at == later
+        assert (stored.must_change_password, stored.grace_logins_used) == (False, 0)
+        with pytest.raises(ValueError, match="aware"):
+            with_history.replace_password(
+                created.id, expected=_HASH_B, new=_HASH_A, entry=_entry(2), keep=6, now=_NAIVE
+            )
+        assert storage.accounts.get(created.id) == stored
 
     def test_replace_password_from_no_password(
         self, storage: Storage, with_history: AccountWithHistory

@@ -611,6 +611,18 @@ def _policy_mapping(draw: st.DrawFn, *, strength: bool) -> dict[str, Any]:
         history=history,
         history_similar=bool(history) and draw(st.booleans()),
     )
+    max_age = draw(st.one_of(st.none(), st.integers(1, 3650)))
+    if max_age is not None:
+        mapping.update(
+            max_age_days=max_age,
+            expiry_warning_days=draw(st.one_of(st.none(), st.integers(1, min(max_age - 1, 365))))
+            if max_age > 1
+            else None,
+            grace_logins=draw(st.one_of(st.none(), st.integers(1, 100))),
+        )
+    mapping["min_age_hours"] = draw(
+        st.one_of(st.none(), st.integers(1, min(8760, max_age * 24 - 1) if max_age else 8760))
+    )
     if special is not None:
         mapping["special_characters"] = special
     return mapping
