@@ -86,8 +86,10 @@ TOKEN_MAX_LENGTH: Final = -(-(_FIXED + 4 * ACCOUNT_ID_MAX_LENGTH) * 4 // 3)
 
 # How the account id is packed (two bits of the header); each kind round-trips exactly.
 _TEXT, _HEX, _DECIMAL, _UUID = 0, 1, 2, 3
-_HEX_ID = re.compile(r"(?:[0-9a-f]{2})+")
-_DECIMAL_ID = re.compile(r"0|[1-9][0-9]{0,76}")
+_HEX_DIGITS = "0123456789abcdef"
+_DIGITS = "0123456789"
+_DECIMAL_MAX_DIGITS = 77
+_PURPOSE_INDEX: Final[Mapping[str, int]] = {p: i for i, p in enumerate(_PURPOSES)}
 _UUID_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _BLOCK: Final = 64  # SHA-256's block size
 _IPAD: Final = bytes(b ^ 0x36 for b in range(256))
@@ -135,20 +137,25 @@ def _check_lifetime(lifetime: object, what: str) -> timedelta:
     return lifetime
 
 
-def _utc(moment: datetime, name: str) -> datetime:
+def _aware(moment: datetime, name: str) -> datetime:
     if not isinstance(moment, datetime):
         raise TypeError(f"{name} must be a datetime")
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"{name} must be timezone-aware")
-    return moment.astimezone(timezone.utc)
+    return moment
 
 
 def _pack_id(account_id: str) -> tuple[int, bytes]:
     """The kind and bytes of ``account_id`` (the shortest of the forms that fit it)."""
-    if _DECIMAL_ID.fullmatch(account_id):
+    # ``not text.strip(chars)``: every character of ``text`` is one of ``chars``.
+    if (
+        not account_id.strip(_DIGITS)
+        and len(account_id) <= _DECIMAL_MAX_DIGITS
+        and (account_id[0] != "0" or account_id == "0")
+    ):
         number = int(account_id)
         return _DECIMAL, number.to_bytes(max(1, -(-number.bit_length() // 8)), "big")
-    if _HEX_ID.fullmatch(account_id):
+    if not account_id.strip(_HEX_DIGITS) and len(account_id) % 2 == 0:
         return _HEX, bytes.fromhex(account_id)
     if _UUID_ID.fullmatch(account_id):
         return _UUID, bytes.fromhex(account_id.replace("-", ""))
@@ -283,12 +290,12 @@ class TokenService:
             text_id = account_id.encode("utf-8")
         except UnicodeEncodeError:
             raise ValueError("account_id must be valid Unicode text") from None
-        expiry = int((_utc(now, "now") + self._lifetimes[name]).timestamp())
+        expiry = int((_aware(now, "now") + self._lifetimes[name]).timestamp())
         if not 0 <= expiry < 1 << (8 * _EXPIRY_BYTES):
             raise ValueError("now is outside the range a token can express")
         body = b"".join(
             (
-                bytes(((_VERSION << 4) | (kind << 2) | _PURPOSES.index(name),)),
+                bytes(((_VERSION << 4) | (kind << 2) | _PURPOSE_INDEX[name],)),
                 expiry.to_bytes(_EXPIRY_BYTES, "big"),
                 secrets.token_bytes(_NONCE_BYTES),
                 self._state_digest(self._state_keys[name][0], text_id, state),
@@ -309,12 +316,12 @@ class TokenService:
             InvalidTokenError: anything else wrong with it (including non-``str`` input).
         """
         name = self._purpose(purpose)
-        moment = _utc(now, "now")
+        moment = _aware(now, "now").timestamp()
         claims = self._claims(token, name)
         if claims is None:
             # Raised outside any ``except`` block: no exception chain rides along.
             raise InvalidTokenError("invalid token")
-        if moment >= claims.dies_at:
+        if moment >= claims.expires_at.timestamp() + 1:  # claims.dies_at, as a number
             raise ExpiredTokenError("token expired")
         return claims
 
@@ -333,7 +340,7 @@ class TokenService:
         if len(raw) <= _FIXED or base64.urlsafe_b64encode(raw).rstrip(b"=") != token.encode():
             return None
         header = raw[0]
-        if header >> 4 != _VERSION or header & 3 != _PURPOSES.index(purpose):
+        if header >> 4 != _VERSION or header & 3 != _PURPOSE_INDEX[purpose]:
             return None
         body, tag = raw[:-_TAG_BYTES], raw[-_TAG_BYTES:]
         for mac in self._signing[purpose]:
