@@ -177,6 +177,18 @@ ASYNC = Face(
 )
 
 
+PIPELINED = Face(
+    "pipelined",
+    redis.Redis,
+    Retry,
+    wait=lambda result: result,
+    close=lambda client: client.close(),
+    storage=lambda client, prefix: redis_storage(
+        client, accounts=MemoryAccountStore(), prefix=prefix, pipelining=True
+    ),
+)
+
+
 class RedisServer:
     """A client and a fresh key prefix per test; the prefix's keys are deleted afterwards.
 
@@ -834,7 +846,16 @@ def _raises_storage_error(call: Callable[[], object], *secrets: str) -> StorageE
 
 
 class TestDroppedConnections(OnBothFaces):
-    """The connection drops in the middle of a flow, after the server ran the command."""
+    """The connection drops in the middle of a flow, after the server ran the command.
+
+    On the pipelining face as well: the cut batch fails with StorageError, unretried.
+    """
+
+    @pytest.fixture(params=[SYNC, ASYNC, PIPELINED], ids=["sync", "async", "pipelined"])
+    def redis_face(self, request: pytest.FixtureRequest) -> Face:
+        """The face under test: each in turn, the pipelining one included."""
+        face: Face = request.param
+        return face
 
     proxy: _CuttingProxy
     flaky: Any  # a client of the face under test, through the proxy, without retries
@@ -919,10 +940,16 @@ class TestDroppedConnections(OnBothFaces):
         assert not limiter.hit("ip:1", limit=2, window=HOUR, now=T0).allowed
 
     def test_default_retries_stay_safe(self, redis_url: str) -> None:
-        """With redis-py's retries a lost consume is retried -- and answers False, not True."""
+        """With redis-py's retries a lost consume is retried -- and answers False, not True.
+
+        The pipelining face never retries: the lost consume is a StorageError, and the id
+        is used all the same.
+        """
         ledger = self.stores(self.face_client(host="127.0.0.1", port=self.proxy.port)).ledger
         assert ledger.consume("warm-up", T0 + HOUR, now=T0) is True
         self.proxy.cut_next_reply()
+        if self.face is PIPELINED:
+            _raises_storage_error(lambda: ledger.consume("tok-1", T0 + HOUR, now=T0), "tok-1")
         assert ledger.consume("tok-1", T0 + HOUR, now=T0) is False
 
     def test_unreachable_server(self) -> None:
@@ -1472,3 +1499,147 @@ def test_async_service_on_redis(redis_url: str) -> None:
     finally:
         _delete_prefixed(client, prefix)
         client.close()
+
+
+# -- Pipelining: concurrent callers share round trips ------------------------------------
+
+
+class TestPipelinedRedisStorage(
+    RedisServer,
+    _FromBundle,
+    TokenLedgerContract,
+    OneTimeCodeStoreContract,
+    RateLimiterContract,
+    PasswordHistoryStoreContract,
+):
+    """The contracts of the four stores on ``redis_storage(..., pipelining=True)``."""
+
+    @pytest.fixture
+    def storage(self) -> Iterator[Storage]:
+        with redis_storage(
+            self.url, accounts=MemoryAccountStore(), prefix=self.prefix, pipelining=True
+        ) as storage:
+            yield storage
+
+
+def test_pipelined_redis_agrees_with_memory(redis_url: str) -> None:
+    """Random sequences answer the same through the pipelining face as on memory."""
+    client = redis.Redis.from_url(redis_url)
+    base = _unique_prefix()
+    runs = itertools.count()
+
+    def candidate() -> Storage:
+        return redis_storage(
+            client, accounts=MemoryAccountStore(), prefix=f"{base}{next(runs)}:", pipelining=True
+        )
+
+    try:
+        run_state_machine_as_test(make_comparison_machine(candidate), settings=BOUNDED)
+    finally:
+        _delete_prefixed(client, base)
+        client.close()
+
+
+class _CountingConnection(redis.Connection):
+    """Counts the writes (batches) sent and the replies read, over all its instances."""
+
+    writes = 0
+    replies = 0
+
+    def send_packed_command(self, *args: Any, **kwargs: Any) -> None:
+        type(self).writes += 1
+        super().send_packed_command(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        type(self).replies += 1
+        return super().read_response(*args, **kwargs)
+
+
+class TestPipelining(RedisServer):
+    def _counted(self, **kwargs: Any) -> Storage:
+        pool = redis.ConnectionPool.from_url(self.url, connection_class=_CountingConnection)
+        client = redis.Redis(connection_pool=pool)
+        self._opened_clients = [*getattr(self, "_opened_clients", []), client]
+        return redis_storage(client, accounts=MemoryAccountStore(), prefix=self.prefix, **kwargs)
+
+    @pytest.fixture(autouse=True)
+    def _close_counted(self) -> Iterator[None]:
+        yield
+        for client in getattr(self, "_opened_clients", []):
+            client.close()
+
+    def test_one_thread_makes_one_round_trip_per_operation(self) -> None:
+        """Alone, each operation is one write and one reply, as without pipelining."""
+        storage = self._counted(pipelining=True)
+        storage.codes.put(PHONE, CODE, expires_at=T0 + HOUR, now=T0, failure_window=HOUR)
+        _CountingConnection.writes = _CountingConnection.replies = 0
+        for i in range(20):
+            assert storage.ledger.consume(f"t-{i}", T0 + HOUR, now=T0)
+            assert storage.codes.attempt(PHONE, [WRONG], now=T0, max_attempts=99) is (
+                CodeAttempt.MISMATCH
+            )
+        assert (_CountingConnection.writes, _CountingConnection.replies) == (40, 40)
+
+    def test_racing_threads_share_round_trips_and_answers_stay_exact(self) -> None:
+        """32 threads x 40 operations: fewer writes than operations, every answer right."""
+        storage = self._counted(pipelining=True)
+        storage.codes.put(PHONE, CODE, expires_at=T0 + HOUR, now=T0, failure_window=HOUR)
+        _CountingConnection.writes = _CountingConnection.replies = 0
+        start = threading.Barrier(32)
+        consumed: list[bool] = []
+        attempts: list[CodeAttempt] = []
+        hits: list[bool] = []
+
+        def worker(index: int) -> None:
+            start.wait(timeout=30)
+            for i in range(10):
+                consumed.append(storage.ledger.consume(f"shared-{i}", T0 + HOUR, now=T0))
+                consumed.append(storage.ledger.consume(f"own-{index}-{i}", T0 + HOUR, now=T0))
+                attempts.append(storage.codes.attempt(PHONE, [WRONG], now=T0, max_attempts=100))
+                hits.append(storage.rate_limits.hit("ip", limit=200, window=HOUR, now=T0).allowed)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(32)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert consumed.count(True) == 10 + 320
+        assert Counter(attempts) == Counter(
+            {CodeAttempt.MISMATCH: 100, CodeAttempt.EXHAUSTED: 1, CodeAttempt.MISSING: 219}
+        )
+        assert hits.count(True) == 200
+        assert _CountingConnection.replies == 32 * 40
+        assert _CountingConnection.writes < _CountingConnection.replies
+
+    def test_a_flushed_script_is_loaded_again(self) -> None:
+        """NOSCRIPT (a restart, SCRIPT FLUSH): the call loads the script and runs once."""
+        storage = self.stores_pipelined()
+        storage.codes.put(PHONE, CODE, expires_at=T0 + HOUR, now=T0, failure_window=HOUR)
+        self.client.script_flush()
+        assert storage.codes.attempt(PHONE, [WRONG], now=T0, max_attempts=3) is (
+            CodeAttempt.MISMATCH
+        )
+        self.client.script_flush()
+        assert storage.codes.attempt(PHONE, [CODE], now=T0, max_attempts=3) is CodeAttempt.OK
+
+    def stores_pipelined(self) -> Storage:
+        return redis_storage(
+            self.client, accounts=MemoryAccountStore(), prefix=self.prefix, pipelining=True
+        )
+
+    def test_errors_are_per_command(self) -> None:
+        """A key of another type fails its own call only; the rest of a batch is answered."""
+        storage = self.stores_pipelined()
+        self.client.set(self.key("code", PHONE), b"not a hash")
+        with pytest.raises(CorruptRecordError):
+            storage.codes.attempt(PHONE, [CODE], now=T0, max_attempts=3)
+        assert storage.ledger.consume("after", T0 + HOUR, now=T0)
+
+    def test_pipelining_is_for_one_server_and_a_bool(self) -> None:
+        """A cluster client or a non-bool is refused at construction."""
+        with pytest.raises(TypeError, match="pipelining"):
+            redis_storage(self.client, accounts=MemoryAccountStore(), pipelining=1)  # type: ignore[arg-type]
+        fake_cluster = cast(Any, object.__new__(redis.cluster.RedisCluster))
+        fake_cluster.nodes_manager = None
+        with pytest.raises((TypeError, ValueError)):
+            redis_storage(fake_cluster, accounts=MemoryAccountStore(), pipelining=True)

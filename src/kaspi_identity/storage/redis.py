@@ -39,9 +39,11 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import queue
 import re
 import struct
+import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -410,6 +412,136 @@ class _AwaitedClient:
         self._await(self.target.aclose())
 
 
+class _Call:
+    """One command waiting in a :class:`_PipeliningClient`'s queue, and its outcome."""
+
+    __slots__ = ("args", "error", "lead", "reply", "waiter")
+
+    def __init__(self, args: tuple[Any, ...]) -> None:
+        self.args = args
+        self.reply: Any = None
+        self.error: BaseException | None = None
+        self.lead = False
+        self.waiter: Any = None  # a held lock, released when the call is answered
+
+
+class _PipeliningClient:
+    """A ``redis.Redis`` face that sends the commands of concurrent callers together.
+
+    With ``pipelining=True`` (:func:`redis_storage`) the stores' commands go through this
+    face: a caller whose command finds no batch in flight sends it at once, with whatever
+    other threads queued meanwhile, in one write on one pooled connection, and reads every
+    reply in order; callers that arrive while a batch is in flight queue, and the first of
+    them sends the next batch. One thread alone still makes one round trip per operation;
+    sixteen share them, which is what lets a Python process approach the server's own rate
+    (benchmarks/bench_storage.py). Each command keeps its own reply and its own error, as
+    in a pipeline without ``MULTI``. A connection lost during a batch fails every call of
+    it with :class:`~kaspi_identity.StorageError` and is not retried: a retried ``SET NX``
+    could answer ``False`` for a token its first try consumed, a retried attempt could
+    count twice. A script the server does not have (``NOSCRIPT``, after a restart or a
+    ``SCRIPT FLUSH``) is run once more through redis-py's ``Script``, which loads it.
+    """
+
+    __slots__ = ("_busy", "_lock", "_pid", "_queue", "_scripts", "target")
+
+    _MAX_BATCH = 256
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.target = client
+        self._lock = threading.Lock()
+        self._queue: list[_Call] = []
+        self._busy = False
+        self._pid = os.getpid()
+        self._scripts: dict[str, Any] = {}
+
+    def get_connection_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = self.target.get_connection_kwargs()
+        return kwargs
+
+    def set(self, name: str, value: bytes, *, nx: bool, px: int) -> Any:
+        args = ("SET", name, value, "NX", "PX", px) if nx else ("SET", name, value, "PX", px)
+        return self._execute(args) == b"OK"
+
+    def lrange(self, name: str, start: int, end: int) -> Any:
+        return self._execute(("LRANGE", name, start, end))
+
+    def register_script(self, script: str) -> Callable[..., Any]:
+        registered = self.target.register_script(script)
+
+        def run(*, keys: Sequence[str], args: Sequence[bytes | str]) -> Any:
+            try:
+                return self._execute(("EVALSHA", registered.sha, len(keys), *keys, *args))
+            except redis.exceptions.NoScriptError:
+                return registered(keys=keys, args=args)  # loads the script, runs it once
+
+        return run
+
+    def close(self) -> None:
+        self.target.close()
+
+    def _execute(self, args: tuple[Any, ...]) -> Any:
+        call = _Call(args)
+        with self._lock:
+            if self._pid != os.getpid():  # a forked child: the parent's batch is not ours
+                self._pid, self._queue, self._busy = os.getpid(), [], False
+            self._queue.append(call)
+            lead = not self._busy
+            if lead:
+                self._busy = True
+            else:
+                call.waiter = threading.Lock()
+                call.waiter.acquire()
+        if not lead:
+            call.waiter.acquire()  # answered, or handed the next batch to send
+        if lead or call.lead:
+            self._send_batch()
+        if call.error is not None:
+            raise call.error
+        return call.reply
+
+    def _send_batch(self) -> None:
+        with self._lock:
+            batch = self._queue[: self._MAX_BATCH]
+            del self._queue[: self._MAX_BATCH]
+        try:
+            self._exchange(batch)
+        finally:
+            with self._lock:
+                if self._queue:
+                    following = self._queue[0]
+                    following.lead = True
+                    following.waiter.release()
+                else:
+                    self._busy = False
+            for call in batch:
+                if call.waiter is not None and not call.lead:
+                    call.waiter.release()
+
+    def _exchange(self, batch: list[_Call]) -> None:
+        pool = self.target.connection_pool
+        try:
+            connection: Any = pool.get_connection()
+        except BaseException as exc:
+            for call in batch:
+                call.error = exc
+            return
+        answered = 0
+        try:
+            connection.send_packed_command(connection.pack_commands([c.args for c in batch]))
+            for call in batch:
+                try:
+                    call.reply = connection.read_response()
+                except redis.exceptions.ResponseError as exc:
+                    call.error = exc
+                answered += 1
+        except BaseException as exc:
+            connection.disconnect()
+            for call in batch[answered:]:
+                call.error = exc
+        finally:
+            pool.release(connection)
+
+
 def _run(operation: Callable[[], _T]) -> _T:
     """Run ``operation``; a Redis error becomes StorageError (WRONGTYPE: CorruptRecordError)."""
     try:
@@ -445,9 +577,13 @@ class _RedisStore:
 
     _namespace = ""
 
-    def __init__(self, client: _SyncClient, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(
+        self, client: _SyncClient | _PipeliningClient, *, prefix: str = DEFAULT_PREFIX
+    ) -> None:
         # async_redis_storage passes an _AwaitedClient: the same commands, each awaited.
-        if not isinstance(client, (redis.Redis, redis.cluster.RedisCluster, _AwaitedClient)):
+        if not isinstance(
+            client, (redis.Redis, redis.cluster.RedisCluster, _AwaitedClient, _PipeliningClient)
+        ):
             raise TypeError(
                 "client must be a redis.Redis or a redis.cluster.RedisCluster,"
                 f" not {type(client).__name__}"
@@ -461,7 +597,9 @@ class _RedisStore:
 
     @property
     def client(self) -> _SyncClient:
-        """The Redis client this store uses."""
+        """The Redis client this store uses (under the pipelining face, if it has one)."""
+        if isinstance(self._client, _PipeliningClient):
+            return self._client.target
         return self._client
 
     @property
@@ -528,7 +666,9 @@ class RedisOneTimeCodeStore(_RedisStore):
 
     _namespace = "code"
 
-    def __init__(self, client: _SyncClient, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(
+        self, client: _SyncClient | _PipeliningClient, *, prefix: str = DEFAULT_PREFIX
+    ) -> None:
         super().__init__(client, prefix=prefix)
         self._put = client.register_script(_LUA_PUT_CODE)
         self._attempt = client.register_script(_LUA_ATTEMPT_CODE)
@@ -590,7 +730,9 @@ class RedisRateLimiter(_RedisStore):
 
     _namespace = "rate"
 
-    def __init__(self, client: _SyncClient, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(
+        self, client: _SyncClient | _PipeliningClient, *, prefix: str = DEFAULT_PREFIX
+    ) -> None:
         super().__init__(client, prefix=prefix)
         self._hit = client.register_script(_LUA_HIT)
 
@@ -619,7 +761,9 @@ class RedisPasswordHistoryStore(_RedisStore):
 
     _namespace = "history"
 
-    def __init__(self, client: _SyncClient, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(
+        self, client: _SyncClient | _PipeliningClient, *, prefix: str = DEFAULT_PREFIX
+    ) -> None:
         super().__init__(client, prefix=prefix)
         self._append = client.register_script(_LUA_APPEND)
 
@@ -729,7 +873,7 @@ def _open_or_given(
 
 
 def _stores(
-    client: _SyncClient, prefix: str, owned: bool
+    client: _SyncClient | _PipeliningClient, prefix: str, owned: bool
 ) -> tuple[RedisPasswordHistoryStore, RedisTokenLedger, RedisOneTimeCodeStore, RedisRateLimiter]:
     stores = (
         RedisPasswordHistoryStore(client, prefix=prefix),
@@ -749,6 +893,7 @@ def redis_storage(
     prefix: str = DEFAULT_PREFIX,
     max_connections: int | None = None,
     pool_timeout: float | None = None,
+    pipelining: bool = False,
 ) -> Storage:
     """Return a :class:`~kaspi_identity.storage.Storage` of ``accounts`` and the Redis stores.
 
@@ -765,12 +910,19 @@ def redis_storage(
     :data:`DEFAULT_POOL_TIMEOUT`) for a free one before it raises
     :class:`~kaspi_identity.StorageError`. A client of your own keeps its own pool.
 
+    ``pipelining=True`` (one server only) sends the commands that threads issue at the same
+    time together, in one write on one connection, each with its own reply: under many
+    threads the operations share round trips, so a process gets far more of the server's
+    rate; a lost connection then fails the calls of its batch, without the retry redis-py
+    would make (see docs/storage.md, "Pipelining").
+
     Raises:
         TypeError: ``url_or_client`` is not a ``str``, a ``redis.Redis`` or a
             ``redis.cluster.RedisCluster``, or a pool
             setting has the wrong type.
         ValueError: the URL is malformed, the client decodes responses, ``prefix`` is
-            empty, a pool setting is out of range, or pool settings come with a client.
+            empty, a pool setting is out of range, pool settings come with a client, or
+            ``pipelining`` comes with a cluster client.
 
     """
     client, owned = _open_or_given(
@@ -781,7 +933,12 @@ def redis_storage(
         pool_timeout,
     )
     try:
-        history, tokens, codes, rate_limits = _stores(client, prefix, owned)
+        if not isinstance(pipelining, bool):
+            raise TypeError("pipelining must be a bool")
+        if pipelining and not isinstance(client, redis.Redis):
+            raise ValueError("pipelining is for a client of one server, not a cluster")
+        face = _PipeliningClient(client) if pipelining else client
+        history, tokens, codes, rate_limits = _stores(face, prefix, owned)
     except BaseException:
         if owned:
             client.close()
