@@ -1643,3 +1643,83 @@ class TestPipelining(RedisServer):
         fake_cluster.nodes_manager = None
         with pytest.raises((TypeError, ValueError)):
             redis_storage(fake_cluster, accounts=MemoryAccountStore(), pipelining=True)
+
+
+class TestPipeliningTurns:
+    """The hand-over of the turn to send the next batch, when a waiting caller goes away."""
+
+    def _waiting(self, client: Any, *, lead: bool = False) -> Any:
+        from kaspi_identity.storage.redis import _Call
+
+        call = _Call(("PING",))
+        call.waiter = threading.Lock()
+        call.waiter.acquire()
+        call.lead = lead
+        client._queue.append(call)
+        return call
+
+    def test_an_interrupted_caller_passes_its_turn_on(self) -> None:
+        """The caller handed the next batch is interrupted: the next in line gets the turn."""
+        from kaspi_identity.storage.redis import _PipeliningClient
+
+        client = _PipeliningClient(redis.Redis())
+        client._busy = True
+        first = self._waiting(client, lead=True)
+        second = self._waiting(client)
+        client._abandon(first)
+        assert client._queue == [second]
+        assert second.lead
+        assert second.waiter.acquire(blocking=False)  # released: it sends the next batch
+        assert client._busy
+
+    def test_the_last_interrupted_caller_ends_the_batching(self) -> None:
+        """Nobody left in line: no batch is in flight, the next caller sends at once."""
+        from kaspi_identity.storage.redis import _PipeliningClient
+
+        client = _PipeliningClient(redis.Redis())
+        client._busy = True
+        only = self._waiting(client, lead=True)
+        client._abandon(only)
+        assert client._queue == []
+        assert not client._busy
+
+    def test_an_interrupted_waiter_takes_its_command_back(self) -> None:
+        """A caller interrupted before its batch left: its command is not sent."""
+        from kaspi_identity.storage.redis import _PipeliningClient
+
+        client = _PipeliningClient(redis.Redis())
+        client._busy = True
+        waiting = self._waiting(client)
+        client._abandon(waiting)
+        assert client._queue == []
+        assert client._busy  # the batch in flight still answers and hands over
+
+
+def test_pipelining_in_a_forked_child(redis_url: str) -> None:
+    """A child forked while the parent's bundle is in use batches on its own."""
+    script = f"""
+import os, sys, threading
+from datetime import datetime, timedelta, timezone
+from kaspi_identity.storage.memory import MemoryAccountStore
+from kaspi_identity.storage.redis import redis_storage
+now = datetime(2025, 3, 1, tzinfo=timezone.utc)
+storage = redis_storage({redis_url!r}, accounts=MemoryAccountStore(),
+                        prefix={_unique_prefix()!r}, pipelining=True)
+assert storage.ledger.consume("parent", now + timedelta(hours=1), now=now)
+face = storage.ledger._client
+face._lock.acquire()  # as if a thread of the parent were queueing at the fork
+face._busy = True
+pid = os.fork()
+if pid == 0:
+    ok = storage.ledger.consume("child", now + timedelta(hours=1), now=now)
+    os._exit(0 if ok else 1)
+_, status = os.waitpid(pid, 0)
+face._lock.release()
+client = storage.ledger.client
+client.delete(*client.keys(storage.ledger.prefix + "*"))
+print(os.waitstatus_to_exitcode(status))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "0"

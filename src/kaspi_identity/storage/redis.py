@@ -480,10 +480,17 @@ class _PipeliningClient:
         self.target.close()
 
     def _execute(self, args: tuple[Any, ...]) -> Any:
+        if self._pid != os.getpid():
+            # A forked child: the parent's queue, batch and lock (perhaps held by a thread
+            # of the parent) are not the child's.
+            self._pid, self._lock, self._queue, self._busy = (
+                os.getpid(),
+                threading.Lock(),
+                [],
+                False,
+            )
         call = _Call(args)
         with self._lock:
-            if self._pid != os.getpid():  # a forked child: the parent's batch is not ours
-                self._pid, self._queue, self._busy = os.getpid(), [], False
             self._queue.append(call)
             lead = not self._busy
             if lead:
@@ -492,12 +499,28 @@ class _PipeliningClient:
                 call.waiter = threading.Lock()
                 call.waiter.acquire()
         if not lead:
-            call.waiter.acquire()  # answered, or handed the next batch to send
+            try:
+                call.waiter.acquire()  # answered, or handed the next batch to send
+            except BaseException:
+                self._abandon(call)
+                raise
         if lead or call.lead:
             self._send_batch()
         if call.error is not None:
             raise call.error
         return call.reply
+
+    def _abandon(self, call: _Call) -> None:
+        """A waiting caller was interrupted: take its command back, pass on its turn."""
+        with self._lock:
+            if call in self._queue:
+                self._queue.remove(call)
+                if call.lead:  # it was to send the next batch: the next in line does
+                    if self._queue:
+                        self._queue[0].lead = True
+                        self._queue[0].waiter.release()
+                    else:
+                        self._busy = False
 
     def _send_batch(self) -> None:
         with self._lock:
