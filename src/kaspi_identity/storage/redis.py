@@ -5,7 +5,10 @@ every other at once. Every operation is one Redis command or one Lua script on o
 so it is atomic for every client of the server, and a dropped connection can never leave
 half of it written. Accounts are not kept here -- they belong in your SQL database; bundle
 your :class:`~kaspi_identity.storage.AccountStore` with these stores with
-:func:`redis_storage`.
+:func:`redis_storage`. The client is one server's ``redis.Redis`` or a
+``redis.cluster.RedisCluster`` (each operation goes to its key's master); scripts run from
+the script cache (``EVALSHA``), so each operation is one round trip, and with
+``pipelining=True`` the commands of concurrent threads share them.
 
 Key layout (``prefix`` defaults to :data:`DEFAULT_PREFIX`; the caller's key or id is the
 Redis Cluster hash tag, so each key hashes by the caller's key alone)::
