@@ -222,26 +222,6 @@ def deviations_of(policy: PasswordPolicy, *, multi_factor: bool = False) -> tupl
             )
         )
 
-    if policy.max_age_days is not None:
-        expires = f"Expires a password {policy.max_age_days} days after it was set."
-        out.append(
-            _nist(
-                "max_age_days",
-                "Verifiers SHALL NOT require users to change passwords periodically; a change "
-                "SHALL be forced only on evidence that the password was compromised.",
-                expires,
-            )
-        )
-        out.append(
-            _asvs(
-                "max_age_days",
-                "6.2.10",
-                "A password stays valid until it is discovered to be compromised or the user "
-                "rotates it; the application must not require periodic credential rotation.",
-                expires,
-            )
-        )
-
     if not policy.blocklist:
         unchecked = "Checks the password against no blocklist of common or breached passwords."
         out.append(
@@ -267,6 +247,25 @@ def deviations_of(policy: PasswordPolicy, *, multi_factor: bool = False) -> tupl
                 "6.2.12",
                 "New passwords are checked against a set of breached passwords.",
                 unchecked,
+            )
+        )
+    if policy.max_age_days is not None:
+        expires = f"Expires a password {policy.max_age_days} days after it was set."
+        out.append(
+            _nist(
+                "max_age_days",
+                "Verifiers SHALL NOT require users to change passwords periodically; a change "
+                "SHALL be forced only on evidence that the password was compromised.",
+                expires,
+            )
+        )
+        out.append(
+            _asvs(
+                "max_age_days",
+                "6.2.10",
+                "A password stays valid until it is discovered to be compromised or the user "
+                "rotates it; the application must not require periodic credential rotation.",
+                expires,
             )
         )
     return tuple(out)

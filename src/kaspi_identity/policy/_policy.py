@@ -361,9 +361,10 @@ class PasswordPolicy:
         minimum length below 15 (NIST, single factor) or 8 (NIST with ``multi_factor``, and
         ASVS 6.2.1), a maximum below 64 (NIST, ASVS 6.2.9), composition rules (``require``,
         ``min_classes``, ``max_repeat``: NIST, ASVS 6.2.5), a restricted ``alphabet`` (NIST,
-        ASVS 6.2.5), no personal-data check (NIST, ASVS 6.2.11) and no blocklist (NIST,
-        ASVS 6.2.4 and 6.2.12). ``()`` for a policy that departs from neither, such as the
-        ``nist`` preset. The texts are in English.
+        ASVS 6.2.5), no personal-data check (NIST, ASVS 6.2.11), no blocklist (NIST,
+        ASVS 6.2.4 and 6.2.12) and a maximum age (``max_age_days``: NIST, ASVS 6.2.10).
+        ``()`` for a policy that departs from neither, such as the ``nist`` preset. The
+        texts are in English.
 
         Args:
             multi_factor: the password is used only together with a second factor, for which

@@ -1,0 +1,77 @@
+"""FastAPI integration: every account flow as JSON endpoints over ``AsyncIdentityService``.
+
+``pip install 'kaspi-identity[fastapi]'``; docs/fastapi.md shows a whole portal in a few
+lines::
+
+    app = FastAPI(lifespan=identity_lifespan(build_the_service))
+    app.add_middleware(SessionMiddleware, secret_key=..., https_only=True)
+    app.include_router(identity_router(), prefix="/auth")
+"""
+
+from __future__ import annotations
+
+try:
+    import fastapi  # noqa: F401
+    import greenlet  # noqa: F401
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        f"kaspi_identity.contrib.fastapi needs {exc.name}: pip install 'kaspi-identity[fastapi]'"
+    ) from exc
+
+from kaspi_identity.contrib.fastapi._models import (
+    AccountAnswer,
+    ChangePasswordForm,
+    CodeForm,
+    ConfirmForm,
+    GrantAnswer,
+    HintOut,
+    IdentifierForm,
+    LinkState,
+    LoginAnswer,
+    LoginForm,
+    MessageAnswer,
+    PasswordState,
+    PhoneForm,
+    Problem,
+    RegisterForm,
+    ResetForm,
+    ViolationOut,
+)
+from kaspi_identity.contrib.fastapi._router import (
+    CurrentAccount,
+    client_address,
+    current_account,
+    get_identity_service,
+    identity_lifespan,
+    identity_router,
+    optional_account,
+    request_language,
+)
+
+__all__ = [
+    "AccountAnswer",
+    "ChangePasswordForm",
+    "CodeForm",
+    "ConfirmForm",
+    "CurrentAccount",
+    "GrantAnswer",
+    "HintOut",
+    "IdentifierForm",
+    "LinkState",
+    "LoginAnswer",
+    "LoginForm",
+    "MessageAnswer",
+    "PasswordState",
+    "PhoneForm",
+    "Problem",
+    "RegisterForm",
+    "ResetForm",
+    "ViolationOut",
+    "client_address",
+    "current_account",
+    "get_identity_service",
+    "identity_lifespan",
+    "identity_router",
+    "optional_account",
+    "request_language",
+]
