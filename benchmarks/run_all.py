@@ -3,8 +3,10 @@
 Runs each script in its own interpreter, one after the other (so they do not disturb each
 other), and prints their tables in order: policy check vs Django and password_strength and
 the worst case; history N=6 vs the one-hash lower bound; hashing and the memory bound of
-concurrent hashes; token issue+verify vs Django and import time; storage operations per
-second (when the servers are configured); Welch's t between known and unknown identifiers
+concurrent hashes; token issue+verify vs Django, token length and import time; storage
+operations per second and round trips per operation (when the servers, the Redis Cluster
+included, are configured); flows per second on SQLite, Redis and PostgreSQL, both faces;
+Welch's t between known and unknown identifiers
 in the account flows (timing enumeration); huge inputs at every text entry point and the
 strength rule's worst case at every length; the breached-password filter vs a Bloom filter.
 Results from an idle machine are recorded in
@@ -29,6 +31,7 @@ SCRIPTS: tuple[tuple[str, list[str], list[str]], ...] = (
     ("bench_hashing.py", ["--runs", "1"], []),
     ("bench_tokens.py", ["--quick"], []),
     ("bench_storage.py", ["--quick"], []),
+    ("bench_flows.py", ["--quick"], []),
     ("bench_enumeration.py", ["--quick"], []),
     ("bench_inputs.py", ["--quick"], []),
     ("bench_breached.py", ["--lines", "1000000"], []),

@@ -1,7 +1,8 @@
 """Find the real database servers the adapter tests run against, or skip (fail in CI).
 
-``scripts/test-servers start`` starts a Redis and a PostgreSQL server on loopback ports and
-prints ``export`` lines for their URLs. Without those variables (a developer's laptop) the
+``scripts/test-servers start`` starts a Redis server, a Redis Cluster (three masters, three
+replicas) and a PostgreSQL server on loopback ports and prints ``export`` lines for their
+URLs. Without those variables (a developer's laptop) the
 tests that need a server skip and say how to enable them; with ``CI=true`` a missing or
 unreachable server fails the test instead, so CI can never pass by skipping.
 """

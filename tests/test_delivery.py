@@ -8,6 +8,7 @@ import io
 import logging
 import re
 import threading
+import typing
 from datetime import datetime, timedelta, timezone
 from typing import Any, cast
 
@@ -87,14 +88,18 @@ class TestPublicSurface:
     def test_all_is_sorted_and_exact(self) -> None:
         """__all__ lists every public name of kaspi_identity.delivery, in isort order.
 
-        The async SMTP sender is imported on first use (it needs aiosmtplib), so it is in
-        ``__all__`` and reachable, but not in the module's namespace.
+        The SMTP senders are imported on first use (smtplib, ssl and the email package; the
+        async one also needs aiosmtplib), so they are in ``__all__`` and reachable, but not
+        in the module's namespace.
         """
         public = {n for n in vars(delivery) if not n.startswith(("_", "@")) and n != "annotations"}
-        lazy = {"AsyncSmtpEmailSender"}
+        lazy = {"AsyncSmtpEmailSender", "SmtpEmailSender", "SmtpSecurity"}
         assert public | lazy == set(delivery.__all__)
         assert not public & lazy
-        assert all(getattr(delivery, name).__name__ == name for name in lazy)
+        senders = ("AsyncSmtpEmailSender", "SmtpEmailSender")
+        assert all(getattr(delivery, name).__name__ == name for name in senders)
+        assert set(typing.get_args(delivery.SmtpSecurity)) == {"starttls", "ssl", "none"}
+        assert set(dir(delivery)) >= set(delivery.__all__)
         constants = sorted(n for n in delivery.__all__ if n.isupper())
         classes = sorted(n for n in delivery.__all__ if n[0].isupper() and not n.isupper())
         functions = sorted(n for n in delivery.__all__ if n[0].islower())

@@ -180,6 +180,18 @@ ASYNC = Face(
 )
 
 
+PIPELINED = Face(
+    "pipelined",
+    redis.Redis,
+    Retry,
+    wait=lambda result: result,
+    close=lambda client: client.close(),
+    storage=lambda client, prefix: redis_storage(
+        client, accounts=MemoryAccountStore(), prefix=prefix, pipelining=True
+    ),
+)
+
+
 class RedisServer:
     """A client and a fresh key prefix per test; the prefix's keys are deleted afterwards.
 
@@ -429,7 +441,7 @@ class TestConnectionPool:
         assert (DEFAULT_MAX_CONNECTIONS, DEFAULT_POOL_TIMEOUT) == (50, 5.0)
         with redis_storage(redis_url, accounts=MemoryAccountStore(), prefix=prefix) as storage:
             assert isinstance(storage.ledger, RedisTokenLedger)
-            pool = storage.ledger.client.connection_pool
+            pool = cast(redis.Redis, storage.ledger.client).connection_pool
             assert isinstance(pool, redis.BlockingConnectionPool)
             assert (pool.max_connections, pool.timeout) == (50, 5.0)
         client = redis_client(redis_url, max_connections=3, pool_timeout=0.5)
@@ -441,7 +453,7 @@ class TestConnectionPool:
         own = redis.Redis.from_url(redis_url)
         storage = redis_storage(own, accounts=MemoryAccountStore(), prefix=prefix)
         assert isinstance(storage.codes, RedisOneTimeCodeStore)
-        assert storage.codes.client.connection_pool is own.connection_pool
+        assert cast(redis.Redis, storage.codes.client).connection_pool is own.connection_pool
         own.close()
 
     def test_a_thousand_concurrent_calls_on_ten_connections(
@@ -484,7 +496,7 @@ class TestConnectionPool:
         )
         assert isinstance(storage.ledger, RedisTokenLedger)
         assert storage.ledger.consume("warm-up", T0 + HOUR, now=T0) is True
-        pool = storage.ledger.client.connection_pool
+        pool = cast(redis.Redis, storage.ledger.client).connection_pool
         held = pool.get_connection()  # the pool's only connection, busy elsewhere
         try:
             began = time.monotonic()
@@ -517,7 +529,7 @@ class TestConnectionPool:
             redis_url, accounts=MemoryAccountStore(), prefix=prefix, max_connections=1
         )
         assert isinstance(storage.ledger, RedisTokenLedger)
-        pool = storage.ledger.client.connection_pool
+        pool = cast(redis.Redis, storage.ledger.client).connection_pool
         held = pool.get_connection()
         timer = threading.Timer(0.2, pool.release, args=(held,))
         timer.start()
@@ -842,7 +854,16 @@ def _raises_storage_error(call: Callable[[], object], *secrets: str) -> StorageE
 
 
 class TestDroppedConnections(OnBothFaces):
-    """The connection drops in the middle of a flow, after the server ran the command."""
+    """The connection drops in the middle of a flow, after the server ran the command.
+
+    On the pipelining face as well: the cut batch fails with StorageError, unretried.
+    """
+
+    @pytest.fixture(params=[SYNC, ASYNC, PIPELINED], ids=["sync", "async", "pipelined"])
+    def redis_face(self, request: pytest.FixtureRequest) -> Face:
+        """The face under test: each in turn, the pipelining one included."""
+        face: Face = request.param
+        return face
 
     proxy: _CuttingProxy
     flaky: Any  # a client of the face under test, through the proxy, without retries
@@ -927,10 +948,16 @@ class TestDroppedConnections(OnBothFaces):
         assert not limiter.hit("ip:1", limit=2, window=HOUR, now=T0).allowed
 
     def test_default_retries_stay_safe(self, redis_url: str) -> None:
-        """With redis-py's retries a lost consume is retried -- and answers False, not True."""
+        """With redis-py's retries a lost consume is retried -- and answers False, not True.
+
+        The pipelining face never retries: the lost consume is a StorageError, and the id
+        is used all the same.
+        """
         ledger = self.stores(self.face_client(host="127.0.0.1", port=self.proxy.port)).ledger
         assert ledger.consume("warm-up", T0 + HOUR, now=T0) is True
         self.proxy.cut_next_reply()
+        if self.face is PIPELINED:
+            _raises_storage_error(lambda: ledger.consume("tok-1", T0 + HOUR, now=T0), "tok-1")
         assert ledger.consume("tok-1", T0 + HOUR, now=T0) is False
 
     def test_unreachable_server(self) -> None:
@@ -1483,3 +1510,227 @@ def test_async_service_on_redis(redis_url: str) -> None:
     finally:
         _delete_prefixed(client, prefix)
         client.close()
+
+
+# -- Pipelining: concurrent callers share round trips ------------------------------------
+
+
+class TestPipelinedRedisStorage(
+    RedisServer,
+    _FromBundle,
+    TokenLedgerContract,
+    OneTimeCodeStoreContract,
+    RateLimiterContract,
+    PasswordHistoryStoreContract,
+):
+    """The contracts of the four stores on ``redis_storage(..., pipelining=True)``."""
+
+    @pytest.fixture
+    def storage(self) -> Iterator[Storage]:
+        with redis_storage(
+            self.url, accounts=MemoryAccountStore(), prefix=self.prefix, pipelining=True
+        ) as storage:
+            yield storage
+
+
+def test_pipelined_redis_agrees_with_memory(redis_url: str) -> None:
+    """Random sequences answer the same through the pipelining face as on memory."""
+    client = redis.Redis.from_url(redis_url)
+    base = _unique_prefix()
+    runs = itertools.count()
+
+    def candidate() -> Storage:
+        return redis_storage(
+            client, accounts=MemoryAccountStore(), prefix=f"{base}{next(runs)}:", pipelining=True
+        )
+
+    try:
+        run_state_machine_as_test(make_comparison_machine(candidate), settings=BOUNDED)
+    finally:
+        _delete_prefixed(client, base)
+        client.close()
+
+
+class _CountingConnection(redis.Connection):
+    """Counts the writes (batches) sent and the replies read, over all its instances."""
+
+    writes = 0
+    replies = 0
+
+    def send_packed_command(self, *args: Any, **kwargs: Any) -> None:
+        type(self).writes += 1
+        super().send_packed_command(*args, **kwargs)  # type: ignore[no-untyped-call]
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        type(self).replies += 1
+        return super().read_response(*args, **kwargs)
+
+
+class TestPipelining(RedisServer):
+    def _counted(self, **kwargs: Any) -> Storage:
+        pool = redis.ConnectionPool.from_url(self.url, connection_class=_CountingConnection)
+        client = redis.Redis(connection_pool=pool)
+        self._opened_clients = [*getattr(self, "_opened_clients", []), client]
+        return redis_storage(client, accounts=MemoryAccountStore(), prefix=self.prefix, **kwargs)
+
+    @pytest.fixture(autouse=True)
+    def _close_counted(self) -> Iterator[None]:
+        yield
+        for client in getattr(self, "_opened_clients", []):
+            client.close()
+
+    def test_one_thread_makes_one_round_trip_per_operation(self) -> None:
+        """Alone, each operation is one write and one reply, as without pipelining."""
+        storage = self._counted(pipelining=True)
+        storage.codes.put(PHONE, CODE, expires_at=T0 + HOUR, now=T0, failure_window=HOUR)
+        _CountingConnection.writes = _CountingConnection.replies = 0
+        for i in range(20):
+            assert storage.ledger.consume(f"t-{i}", T0 + HOUR, now=T0)
+            assert storage.codes.attempt(PHONE, [WRONG], now=T0, max_attempts=99) is (
+                CodeAttempt.MISMATCH
+            )
+        assert (_CountingConnection.writes, _CountingConnection.replies) == (40, 40)
+
+    def test_racing_threads_share_round_trips_and_answers_stay_exact(self) -> None:
+        """32 threads x 40 operations: fewer writes than operations, every answer right."""
+        storage = self._counted(pipelining=True)
+        storage.codes.put(PHONE, CODE, expires_at=T0 + HOUR, now=T0, failure_window=HOUR)
+        _CountingConnection.writes = _CountingConnection.replies = 0
+        start = threading.Barrier(32)
+        consumed: list[bool] = []
+        attempts: list[CodeAttempt] = []
+        hits: list[bool] = []
+
+        def worker(index: int) -> None:
+            start.wait(timeout=30)
+            for i in range(10):
+                consumed.append(storage.ledger.consume(f"shared-{i}", T0 + HOUR, now=T0))
+                consumed.append(storage.ledger.consume(f"own-{index}-{i}", T0 + HOUR, now=T0))
+                attempts.append(storage.codes.attempt(PHONE, [WRONG], now=T0, max_attempts=100))
+                hits.append(storage.rate_limits.hit("ip", limit=200, window=HOUR, now=T0).allowed)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(32)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert consumed.count(True) == 10 + 320
+        assert Counter(attempts) == Counter(
+            {CodeAttempt.MISMATCH: 100, CodeAttempt.EXHAUSTED: 1, CodeAttempt.MISSING: 219}
+        )
+        assert hits.count(True) == 200
+        assert _CountingConnection.replies == 32 * 40
+        assert _CountingConnection.writes < _CountingConnection.replies
+
+    def test_a_flushed_script_is_loaded_again(self) -> None:
+        """NOSCRIPT (a restart, SCRIPT FLUSH): the call loads the script and runs once."""
+        storage = self.stores_pipelined()
+        storage.codes.put(PHONE, CODE, expires_at=T0 + HOUR, now=T0, failure_window=HOUR)
+        self.client.script_flush()
+        assert storage.codes.attempt(PHONE, [WRONG], now=T0, max_attempts=3) is (
+            CodeAttempt.MISMATCH
+        )
+        self.client.script_flush()
+        assert storage.codes.attempt(PHONE, [CODE], now=T0, max_attempts=3) is CodeAttempt.OK
+
+    def stores_pipelined(self) -> Storage:
+        return redis_storage(
+            self.client, accounts=MemoryAccountStore(), prefix=self.prefix, pipelining=True
+        )
+
+    def test_errors_are_per_command(self) -> None:
+        """A key of another type fails its own call only; the rest of a batch is answered."""
+        storage = self.stores_pipelined()
+        self.client.set(self.key("code", PHONE), b"not a hash")
+        with pytest.raises(CorruptRecordError):
+            storage.codes.attempt(PHONE, [CODE], now=T0, max_attempts=3)
+        assert storage.ledger.consume("after", T0 + HOUR, now=T0)
+
+    def test_pipelining_is_for_one_server_and_a_bool(self) -> None:
+        """A cluster client or a non-bool is refused at construction."""
+        with pytest.raises(TypeError, match="pipelining"):
+            redis_storage(self.client, accounts=MemoryAccountStore(), pipelining=1)  # type: ignore[arg-type]
+        fake_cluster = cast(Any, object.__new__(redis.cluster.RedisCluster))
+        fake_cluster.nodes_manager = None
+        with pytest.raises((TypeError, ValueError)):
+            redis_storage(fake_cluster, accounts=MemoryAccountStore(), pipelining=True)
+
+
+class TestPipeliningTurns:
+    """The hand-over of the turn to send the next batch, when a waiting caller goes away."""
+
+    def _waiting(self, client: Any, *, lead: bool = False) -> Any:
+        from kaspi_identity.storage.redis import _Call
+
+        call = _Call(("PING",))
+        call.waiter = threading.Lock()
+        call.waiter.acquire()
+        call.lead = lead
+        client._queue.append(call)
+        return call
+
+    def test_an_interrupted_caller_passes_its_turn_on(self) -> None:
+        """The caller handed the next batch is interrupted: the next in line gets the turn."""
+        from kaspi_identity.storage.redis import _PipeliningClient
+
+        client = _PipeliningClient(redis.Redis())
+        client._busy = True
+        first = self._waiting(client, lead=True)
+        second = self._waiting(client)
+        client._abandon(first)
+        assert client._queue == [second]
+        assert second.lead
+        assert second.waiter.acquire(blocking=False)  # released: it sends the next batch
+        assert client._busy
+
+    def test_the_last_interrupted_caller_ends_the_batching(self) -> None:
+        """Nobody left in line: no batch is in flight, the next caller sends at once."""
+        from kaspi_identity.storage.redis import _PipeliningClient
+
+        client = _PipeliningClient(redis.Redis())
+        client._busy = True
+        only = self._waiting(client, lead=True)
+        client._abandon(only)
+        assert client._queue == []
+        assert not client._busy
+
+    def test_an_interrupted_waiter_takes_its_command_back(self) -> None:
+        """A caller interrupted before its batch left: its command is not sent."""
+        from kaspi_identity.storage.redis import _PipeliningClient
+
+        client = _PipeliningClient(redis.Redis())
+        client._busy = True
+        waiting = self._waiting(client)
+        client._abandon(waiting)
+        assert client._queue == []
+        assert client._busy  # the batch in flight still answers and hands over
+
+
+def test_pipelining_in_a_forked_child(redis_url: str) -> None:
+    """A child forked while the parent's bundle is in use batches on its own."""
+    script = f"""
+import os, sys, threading
+from datetime import datetime, timedelta, timezone
+from kaspi_identity.storage.memory import MemoryAccountStore
+from kaspi_identity.storage.redis import redis_storage
+now = datetime(2025, 3, 1, tzinfo=timezone.utc)
+storage = redis_storage({redis_url!r}, accounts=MemoryAccountStore(),
+                        prefix={_unique_prefix()!r}, pipelining=True)
+assert storage.ledger.consume("parent", now + timedelta(hours=1), now=now)
+face = storage.ledger._client
+face._lock.acquire()  # as if a thread of the parent were queueing at the fork
+face._busy = True
+pid = os.fork()
+if pid == 0:
+    ok = storage.ledger.consume("child", now + timedelta(hours=1), now=now)
+    os._exit(0 if ok else 1)
+_, status = os.waitpid(pid, 0)
+face._lock.release()
+client = storage.ledger.client
+client.delete(*client.keys(storage.ledger.prefix + "*"))
+print(os.waitstatus_to_exitcode(status))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "0"

@@ -1452,14 +1452,18 @@ class TestFaults(OnBackend):
     def test_code_is_not_accepted_after_its_attempts_ran_out(
         self, faulty: tuple[Storage, Fault]
     ) -> None:
-        """Cut between the locked read and the write: StorageError, and the count holds."""
+        """Cut between the locked read and the write: StorageError, and the count holds.
+
+        On PostgreSQL the attempt is one statement (``WITH old AS (... FOR UPDATE) ...``),
+        so the cut falls before it; on SQLite between the read and the UPDATE.
+        """
         storage, fault = faulty
         storage.codes.put(PHONE, b"right", expires_at=T0 + HOUR, now=T0, failure_window=HOUR)
         for _ in range(2):
             assert storage.codes.attempt(PHONE, [b"wrong"], now=T0, max_attempts=2) is (
                 CodeAttempt.MISMATCH
             )
-        fault.arm("UPDATE")
+        fault.arm("UPDATE" if fault.backend.name == "sqlite" else "WITH")
         with pytest.raises(StorageError):
             storage.codes.attempt(PHONE, [b"right"], now=T0, max_attempts=2)
         assert fault.fired == 1
@@ -1471,10 +1475,13 @@ class TestFaults(OnBackend):
         )
 
     def test_right_code_is_accepted_once(self, faulty: tuple[Storage, Fault]) -> None:
-        """Cut before the delete of a right code: StorageError, then OK exactly once."""
+        """Cut before the delete of a right code: StorageError, then OK exactly once.
+
+        On PostgreSQL the delete is part of the attempt's one statement: cut before it.
+        """
         storage, fault = faulty
         storage.codes.put(PHONE, b"right", expires_at=T0 + HOUR, now=T0, failure_window=HOUR)
-        fault.arm("DELETE")
+        fault.arm("DELETE" if fault.backend.name == "sqlite" else "WITH")
         with pytest.raises(StorageError):
             storage.codes.attempt(PHONE, [b"right"], now=T0, max_attempts=5)
         results = [storage.codes.attempt(PHONE, [b"right"], now=T0, max_attempts=5) for _ in "ab"]
@@ -1581,6 +1588,9 @@ class TestServerHelper:
 
 _PROCESSES = 8
 _THREADS_PER_PROCESS = 16
+#: The racing code attempts and hits stop counting as allowed here (of 8 x 16 racers).
+_RACE_ATTEMPTS = 37
+_RACE_LIMIT = 53
 
 
 def _race_in_process(url: str, schema: str, account_id: str, start: Any, results: Any) -> None:
@@ -1603,6 +1613,30 @@ def _race_in_process(url: str, schema: str, account_id: str, start: Any, results
     start.wait(timeout=120)
     changed = storage.accounts.set_password_hash(account_id, expected=HASH_A, new=HASH_B)
     results.put((len(wins), wins.count(True), changed))
+    storage.close()
+    engine.dispose()
+
+
+def _codes_and_hits_in_process(url: str, schema: str, start: Any, results: Any) -> None:
+    """Child process: 16 threads each make one wrong code attempt and one rate-limit hit."""
+    engine = sa.create_engine(url, pool_size=_THREADS_PER_PROCESS, max_overflow=0)
+    storage = sqlalchemy_storage(engine, metadata=make_metadata(schema=schema))
+    local = threading.Barrier(_THREADS_PER_PROCESS)
+    outcomes: list[tuple[CodeAttempt, bool]] = []
+
+    def race() -> None:
+        local.wait(timeout=60)
+        attempt = storage.codes.attempt(PHONE, [b"wrong"], now=T0, max_attempts=_RACE_ATTEMPTS)
+        hit = storage.rate_limits.hit("ip:race", limit=_RACE_LIMIT, window=HOUR, now=T0)
+        outcomes.append((attempt, hit.allowed))
+
+    threads = [threading.Thread(target=race) for _ in range(_THREADS_PER_PROCESS)]
+    start.wait(timeout=120)
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    results.put([(attempt.name, allowed) for attempt, allowed in outcomes])
     storage.close()
     engine.dispose()
 
@@ -1724,6 +1758,47 @@ class TestAcrossProcesses:
         assert sum(calls for calls, _, _ in outcomes) == _PROCESSES * _THREADS_PER_PROCESS
         assert sum(won for _, won, _ in outcomes) == 1
         assert sum(changed for _, _, changed in outcomes) == 1
+        results.close()
+        results.join_thread()
+
+    def test_racing_code_attempts_and_hits(self, postgresql: Backend) -> None:
+        """8 processes x 16 threads: exactly 37 wrong attempts count, exactly 53 hits pass.
+
+        The attempt and the hit are single statements on PostgreSQL; this is their
+        atomicity across connections of different processes.
+        """
+        postgresql.reset()
+        with sqlalchemy_storage(postgresql.engine, metadata=postgresql.metadata) as storage:
+            storage.codes.put(PHONE, b"right", expires_at=T0 + HOUR, now=T0, failure_window=HOUR)
+        schema = postgresql.metadata.schema
+        assert schema is not None
+        context = _forkserver()
+        start = context.Barrier(_PROCESSES)
+        results = context.Queue()
+        processes = [
+            context.Process(
+                target=_codes_and_hits_in_process, args=(postgresql.url, schema, start, results)
+            )
+            for _ in range(_PROCESSES)
+        ]
+        for process in processes:
+            process.start()
+        outcomes = [item for _ in processes for item in results.get(timeout=180)]
+        for process in processes:
+            process.join(timeout=60)
+            assert process.exitcode == 0
+        attempts = [attempt for attempt, _ in outcomes]
+        assert len(outcomes) == _PROCESSES * _THREADS_PER_PROCESS
+        assert attempts.count("MISMATCH") == _RACE_ATTEMPTS
+        assert attempts.count("EXHAUSTED") == 1
+        assert attempts.count("MISSING") == len(outcomes) - _RACE_ATTEMPTS - 1
+        assert [allowed for _, allowed in outcomes].count(True) == _RACE_LIMIT
+        with sqlalchemy_storage(postgresql.engine, metadata=postgresql.metadata) as storage:
+            assert storage.codes.attempt(PHONE, [b"right"], now=T0, max_attempts=99) is (
+                CodeAttempt.MISSING
+            )
+            hit = storage.rate_limits.hit("ip:race", limit=_RACE_LIMIT, window=HOUR, now=T0)
+            assert not hit.allowed
         results.close()
         results.join_thread()
 

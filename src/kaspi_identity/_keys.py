@@ -14,8 +14,8 @@ use                    derived as                                 keys
 ``rate-limit``         ... "/rate-limit"                          every key, newest first
 ``sms-code``           ... "/sms-code"                            every key, newest first
 ``sms-code/absent``    ... "/sms-code/absent"                     the newest key only
-token signing          the keys themselves (itsdangerous derives  every key, newest first
-                       a key per purpose from its salt)
+``token/<purpose>``    ... "/token/reset" (confirm, sms_grant)    every key, newest first
+``token-state/<p>``    ... "/token-state/reset" (...)             every key, newest first
 =====================  =========================================  ==========================
 
 Every key is kept, newest first, so a code sent or a rate-limit window opened under the
@@ -85,7 +85,7 @@ class KeyRing:
 
     @property
     def keys(self) -> tuple[bytes, ...]:
-        """The configured keys themselves, newest first (for token signing)."""
+        """The configured keys themselves, newest first (only ever used to derive keys)."""
         return self._keys
 
     def derive(self, use: str) -> tuple[bytes, ...]:

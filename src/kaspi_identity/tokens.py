@@ -1,41 +1,52 @@
 """Signed, expiring, single-purpose tokens for e-mail links and SMS reset grants.
 
-A token is an itsdangerous ``URLSafeSerializer`` payload signed with HMAC-**SHA-256** (not
-itsdangerous's SHA-1 default), with a distinct salt per purpose, so a confirmation token can
-never pass as a reset token. The payload holds:
+A token is a short binary record, authenticated with HMAC-**SHA-256** and written in
+URL-safe base64 without padding: about 83 characters for the 32-hex-digit account ids of
+the built-in stores, so a link fits on one line of a letter. The record holds:
 
-- the purpose and the account id;
-- a 128-bit random token id from :mod:`secrets` — the id the single-use ledger consumes;
-- the expiry time (whole seconds; valid up to and including that second);
-- a keyed digest of the account *state* the token is bound to (the services bind reset
-  links and SMS grants to the account's security stamp, confirmation links to the
-  address), so the token dies as soon as that state changes.
+==========  =======  ==============================================================
+bytes       field    meaning
+==========  =======  ==============================================================
+1           header   format version (high four bits), account id kind, purpose
+5           expiry   the last valid second, unsigned big-endian seconds since 1970
+16          id       a 128-bit random token id from :mod:`secrets` -- the id the
+                     single-use ledger consumes
+8           state    a keyed digest of the account *state* the token is bound to
+rest - 16   account  the account id: 32 hex digits as 16 bytes, a UUID as 16 bytes,
+                     a decimal number as its minimal big-endian bytes, else UTF-8
+16          tag      HMAC-SHA-256 of everything before it, cut to 128 bits
+==========  =======  ==============================================================
+
+Each purpose signs with its own key, derived from every configured key by the
+:class:`~kaspi_identity._keys.KeyRing` (``token/<purpose>``; the state digest uses
+``token-state/<purpose>``), so a confirmation token can never pass as a reset token. The
+services bind reset links and SMS grants to the account's security stamp, confirmation
+links to the address, so a token dies as soon as that state changes.
 
 Keys rotate: pass them newest first; the newest signs, all verify. Every failure — bad
-signature, garbage, wrong purpose, expired, stale state — raises :class:`InvalidTokenError`;
+tag, garbage, wrong purpose, expired, stale state — raises :class:`InvalidTokenError`;
 :class:`ExpiredTokenError` (a subclass) exists only so the user can be told to ask for a new
 link. The ledger (``TokenLedger.consume``) makes a token single-use; the services call it.
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Final, Literal
+from typing import Final, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from itsdangerous import BadData, URLSafeSerializer
-
 from kaspi_identity._errors import ExpiredTokenError, InvalidTokenError
-from kaspi_identity._keys import check_secret_keys
+from kaspi_identity._keys import KeyRing
 
 __all__ = [
+    "ACCOUNT_ID_MAX_LENGTH",
     "MAX_LIFETIME",
     "TOKEN_MAX_LENGTH",
     "ExpiredTokenError",
@@ -46,13 +57,13 @@ __all__ = [
     "TokenService",
 ]
 
-#: What a token is for; each has its own salt and lifetime.
+#: What a token is for; each has its own key and lifetime.
 TokenPurpose = Literal["reset", "confirm", "sms_grant"]
 
 #: No token lives longer than this, whatever the configuration says.
 MAX_LIFETIME: Final = timedelta(hours=24)
-#: Longer input is refused before any cryptography runs (real tokens are ~200 characters).
-TOKEN_MAX_LENGTH: Final = 1024
+#: The longest account id a token can carry, in characters (the storage key limit).
+ACCOUNT_ID_MAX_LENGTH: Final = 256
 
 _PURPOSES: Final[tuple[str, ...]] = ("reset", "confirm", "sms_grant")
 #: How long a token of each purpose lives unless configured otherwise.
@@ -61,11 +72,60 @@ _DEFAULT_LIFETIMES: Final[Mapping[str, timedelta]] = {
     "confirm": timedelta(hours=24),
     "sms_grant": timedelta(minutes=10),
 }
+_VERSION: Final = 1
+_EXPIRY_BYTES: Final = 5
 _NONCE_BYTES: Final = 16
-_STATE_BYTES: Final = 16
-_SALT_PREFIX: Final = "kaspi-identity.token."
-#: What :meth:`TokenService._load` returns for a token that does not verify.
-_INVALID: Final = object()
+_STATE_BYTES: Final = 8
+_TAG_BYTES: Final = 16
+_ID_START: Final = 1 + _EXPIRY_BYTES + _NONCE_BYTES + _STATE_BYTES
+_FIXED: Final = _ID_START + _TAG_BYTES
+#: Longer input is refused before any cryptography runs: the longest token there can be
+#: (an account id of 256 four-byte characters); real ones are about 83 characters.
+TOKEN_MAX_LENGTH: Final = -(-(_FIXED + 4 * ACCOUNT_ID_MAX_LENGTH) * 4 // 3)
+
+# How the account id is packed (two bits of the header); each kind round-trips exactly.
+_TEXT, _HEX, _DECIMAL, _UUID = 0, 1, 2, 3
+_HEX_DIGITS = "0123456789abcdef"
+_DIGITS = "0123456789"
+_DECIMAL_MAX_DIGITS = 77
+_PURPOSE_INDEX: Final[Mapping[str, int]] = {p: i for i, p in enumerate(_PURPOSES)}
+_UUID_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# URL-safe base64 straight through binascii (the base64 module adds a layer of calls).
+_TO_URLSAFE: Final = bytes.maketrans(b"+/", b"-_")
+_FROM_URLSAFE: Final = bytes.maketrans(b"-_", b"+/")
+_BLOCK: Final = 64  # SHA-256's block size
+_IPAD: Final = bytes(b ^ 0x36 for b in range(256))
+_OPAD: Final = bytes(b ^ 0x5C for b in range(256))
+
+
+class _Mac:
+    """HMAC-SHA-256 (RFC 2104) under one key, its padded-key states computed once.
+
+    ``hmac.digest`` builds the key schedule and fetches the digest from OpenSSL on every
+    call, which costs several times the two compressions of a short message; copying two
+    ready SHA-256 states costs almost nothing. The result is exactly ``hmac.digest(key,
+    message, "sha256")`` (tests/test_tokens.py checks it).
+    """
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > _BLOCK:
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(_BLOCK, b"\0")
+        self._inner = hashlib.sha256(key.translate(_IPAD))
+        self._outer = hashlib.sha256(key.translate(_OPAD))
+
+    def __repr__(self) -> str:
+        return "<_Mac>"
+
+    def digest(self, message: bytes) -> bytes:
+        """HMAC-SHA-256 of ``message``."""
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
 
 def _check_lifetime(lifetime: object, what: str) -> timedelta:
@@ -79,20 +139,74 @@ def _check_lifetime(lifetime: object, what: str) -> timedelta:
     return lifetime
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+def _draft_bytes(body: object) -> bytes | None:
+    """The unsigned token bytes of a :meth:`TokenService.draft` body, or ``None``."""
+    if not isinstance(body, Mapping) or set(body) != {"body"}:
+        return None
+    text = body["body"]
+    if not isinstance(text, str) or not text.isascii() or len(text) > TOKEN_MAX_LENGTH:
+        return None
+    spelled = text.encode("ascii")
+    try:
+        raw = binascii.a2b_base64(spelled.translate(_FROM_URLSAFE) + b"=" * (-len(spelled) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    if len(raw) <= _ID_START or _b64(raw) != spelled:
+        return None
+    return raw
 
 
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+def _b64(data: bytes) -> bytes:
+    """``data`` in URL-safe base64 without padding."""
+    return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=")
 
 
-def _utc(moment: datetime, name: str) -> datetime:
+def _aware(moment: datetime, name: str) -> datetime:
     if not isinstance(moment, datetime):
         raise TypeError(f"{name} must be a datetime")
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"{name} must be timezone-aware")
-    return moment.astimezone(timezone.utc)
+    return moment
+
+
+def _pack_id(account_id: str) -> tuple[int, bytes]:
+    """The kind and bytes of ``account_id`` (the shortest of the forms that fit it)."""
+    # ``not text.strip(chars)``: every character of ``text`` is one of ``chars``.
+    if (
+        not account_id.strip(_DIGITS)
+        and len(account_id) <= _DECIMAL_MAX_DIGITS
+        and (account_id[0] != "0" or account_id == "0")
+    ):
+        number = int(account_id)
+        return _DECIMAL, number.to_bytes(max(1, -(-number.bit_length() // 8)), "big")
+    if not account_id.strip(_HEX_DIGITS) and len(account_id) % 2 == 0:
+        return _HEX, bytes.fromhex(account_id)
+    if _UUID_ID.fullmatch(account_id):
+        return _UUID, bytes.fromhex(account_id.replace("-", ""))
+    return _TEXT, account_id.encode("utf-8")
+
+
+def _unpack_id(kind: int, raw: bytes) -> str | None:
+    """The account id packed as ``raw``, or ``None`` if it is not a canonical packing."""
+    if not raw:
+        return None
+    if kind == _HEX:
+        return raw.hex()
+    if kind == _UUID:
+        if len(raw) != 16:
+            return None
+        h = raw.hex()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    if kind == _DECIMAL:
+        if len(raw) > 1 and raw[0] == 0:
+            return None
+        return str(int.from_bytes(raw, "big"))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    # A text id that fits another kind is always packed as that kind.
+    return text if _pack_id(text)[0] == _TEXT else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,25 +250,22 @@ class TokenService:
         *,
         lifetimes: Mapping[str, timedelta] | None = None,
     ) -> None:
-        self._keys = check_secret_keys(secret_keys, text=True)
+        self._keyring = KeyRing(secret_keys)
         merged = dict(_DEFAULT_LIFETIMES)
         for purpose, lifetime in (lifetimes or {}).items():
             if purpose not in _PURPOSES:
                 raise ValueError(f"unknown token purpose {purpose!r}")
             merged[purpose] = _check_lifetime(lifetime, f"lifetime of {purpose!r}")
         self._lifetimes: Mapping[str, timedelta] = merged
-        # itsdangerous signs with the *last* key of its list, so reverse ours (newest first).
-        self._serializers = {
-            purpose: URLSafeSerializer(
-                list(reversed(self._keys)),
-                salt=_SALT_PREFIX + purpose,
-                signer_kwargs={"digest_method": hashlib.sha256, "key_derivation": "hmac"},
-            )
-            for purpose in _PURPOSES
-        }
+        # Per purpose, one key per configured key, newest first: the first signs.
+        self._signing = {p: self._macs(f"token/{p}") for p in _PURPOSES}
+        self._state_keys = {p: self._macs(f"token-state/{p}") for p in _PURPOSES}
+
+    def _macs(self, use: str) -> tuple[_Mac, ...]:
+        return tuple(_Mac(key) for key in self._keyring.derive(use))
 
     def __repr__(self) -> str:
-        return f"<TokenService keys={len(self._keys)}>"
+        return f"<TokenService keys={len(self._keyring.keys)}>"
 
     def lifetime(self, purpose: TokenPurpose) -> timedelta:
         """How long a token of ``purpose`` stays valid."""
@@ -166,14 +277,19 @@ class TokenService:
             raise ValueError(f"unknown token purpose {purpose!r}")
         return purpose
 
-    def _state_digest(self, key: bytes, purpose: str, account_id: str, state: str) -> bytes:
-        message = "\x00".join((purpose, account_id, state)).encode("utf-8", "surrogatepass")
-        return hmac.new(key, b"kaspi-identity.token-state\x00" + message, hashlib.sha256).digest()[
-            :_STATE_BYTES
-        ]
+    @staticmethod
+    def _state_digest(mac: _Mac, account_id: bytes, state: str) -> bytes:
+        message = b"".join(
+            (
+                len(account_id).to_bytes(2, "big"),
+                account_id,
+                state.encode("utf-8", "surrogatepass"),
+            )
+        )
+        return mac.digest(message)[:_STATE_BYTES]
 
     def issue(self, purpose: TokenPurpose, account_id: str, *, state: str, now: datetime) -> str:
-        """A new token for ``account_id``, bound to ``state`` (e.g. password hash + e-mail).
+        """A new token for ``account_id``, bound to ``state`` (e.g. the security stamp).
 
         The same as :meth:`seal` of :meth:`draft`.
 
@@ -193,21 +309,41 @@ class TokenService:
         token while the newest key is the same.
 
         Raises:
-            ValueError: unknown purpose, empty account id, naive ``now``.
+            ValueError: unknown purpose, empty account id or one over
+                :data:`ACCOUNT_ID_MAX_LENGTH` characters or with a lone surrogate, naive
+                ``now``, or an expiry before 1970.
+            TypeError: ``state`` is not a ``str``.
         """
         name = self._purpose(purpose)
-        if not isinstance(account_id, str) or not account_id:
-            raise ValueError("account_id must be a non-empty string")
+        if (
+            not isinstance(account_id, str)
+            or not account_id
+            or len(account_id) > ACCOUNT_ID_MAX_LENGTH
+        ):
+            raise ValueError(
+                f"account_id must be a non-empty string of at most {ACCOUNT_ID_MAX_LENGTH}"
+                " characters"
+            )
         if not isinstance(state, str):
             raise TypeError("state must be a string")
-        expires = _utc(now, "now") + self._lifetimes[name]
-        return {
-            "p": name,
-            "a": account_id,
-            "n": _b64(secrets.token_bytes(_NONCE_BYTES)),
-            "e": int(expires.timestamp()),
-            "s": _b64(self._state_digest(self._keys[0], name, account_id, state)),
-        }
+        try:
+            kind, packed = _pack_id(account_id)
+            text_id = account_id.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("account_id must be valid Unicode text") from None
+        expiry = int((_aware(now, "now") + self._lifetimes[name]).timestamp())
+        if not 0 <= expiry < 1 << (8 * _EXPIRY_BYTES):
+            raise ValueError("now is outside the range a token can express")
+        body = b"".join(
+            (
+                bytes(((_VERSION << 4) | (kind << 2) | _PURPOSE_INDEX[name],)),
+                expiry.to_bytes(_EXPIRY_BYTES, "big"),
+                secrets.token_bytes(_NONCE_BYTES),
+                self._state_digest(self._state_keys[name][0], text_id, state),
+                packed,
+            )
+        )
+        return {"body": _b64(body).decode("ascii")}
 
     def seal(self, purpose: TokenPurpose, body: Mapping[str, object]) -> str:
         """Sign a :meth:`draft` body of ``purpose`` into the token (with the newest key).
@@ -216,17 +352,16 @@ class TokenService:
             ValueError: unknown purpose, or ``body`` is not a draft of ``purpose``.
         """
         name = self._purpose(purpose)
-        if (
-            not isinstance(body, Mapping)
-            or set(body) != {"p", "a", "n", "e", "s"}
-            or self._claims(dict(body), name) is None
-        ):
+        raw = _draft_bytes(body)
+        if raw is None or raw[0] >> 4 != _VERSION or raw[0] & 3 != _PURPOSE_INDEX[name]:
             raise ValueError(f"body is not a token draft of purpose {name!r}")
-        token = self._serializers[name].dumps(dict(body))
-        return token if isinstance(token, str) else token.decode("ascii")
+        if _unpack_id((raw[0] >> 2) & 3, raw[_ID_START:]) is None:
+            raise ValueError(f"body is not a token draft of purpose {name!r}")
+        tag = self._signing[name][0].digest(raw)[:_TAG_BYTES]
+        return _b64(raw + tag).decode("ascii")
 
     def verify(self, token: object, purpose: TokenPurpose, *, now: datetime) -> TokenClaims:
-        """Check a token's signature, purpose and expiry; return its claims.
+        """Check a token's tag, purpose and expiry; return its claims.
 
         The token stays valid up to and including its expiry second. Binding to account
         state is checked separately with :meth:`check_state`, once the account is loaded.
@@ -236,64 +371,52 @@ class TokenService:
             InvalidTokenError: anything else wrong with it (including non-``str`` input).
         """
         name = self._purpose(purpose)
-        moment = _utc(now, "now")
-        if not isinstance(token, str) or not token or len(token) > TOKEN_MAX_LENGTH:
-            raise InvalidTokenError("invalid token")
-        if not token.isascii():
-            raise InvalidTokenError("invalid token")
-        payload = self._load(name, token)
-        if payload is _INVALID:
-            # Raised here, outside any ``except`` block, so neither ``__cause__`` nor
-            # ``__context__`` holds itsdangerous's exception (which carries the signature).
-            raise InvalidTokenError("invalid token")
-        claims = self._claims(payload, name)
+        moment = _aware(now, "now").timestamp()
+        claims = self._claims(token, name)
         if claims is None:
+            # Raised outside any ``except`` block: no exception chain rides along.
             raise InvalidTokenError("invalid token")
-        if moment >= claims.dies_at:
+        if moment >= claims.expires_at.timestamp() + 1:  # claims.dies_at, as a number
             raise ExpiredTokenError("token expired")
         return claims
 
-    def _load(self, purpose: str, token: str) -> Any:
-        """The token's payload, or :data:`_INVALID` for a bad signature or a bad spelling."""
-        try:
-            payload: Any = self._serializers[purpose].loads(token)
-            # base64 lets the last character of the signature carry two ignored bits; accept
-            # only the canonical spelling, so a token has exactly one valid form.
-            signature = token.rpartition(".")[2]
-            if _b64(_unb64(signature)) != signature:
-                return _INVALID
-        except (BadData, UnicodeError, ValueError, binascii.Error):
-            return _INVALID
-        return payload
-
-    @staticmethod
-    def _claims(payload: Any, purpose: str) -> TokenClaims | None:
-        """The claims of a genuine payload, or ``None`` if it is malformed or for another use."""
-        try:
-            if not isinstance(payload, dict) or payload.get("p") != purpose:
-                return None
-            account_id, nonce, expiry, state = (
-                payload["a"],
-                payload["n"],
-                payload["e"],
-                payload["s"],
-            )
-            if not (
-                isinstance(account_id, str)
-                and account_id
-                and isinstance(nonce, str)
-                and isinstance(state, str)
-                and isinstance(expiry, int)
-                and not isinstance(expiry, bool)
-            ):
-                return None
-            digest = _unb64(state)
-            if len(_unb64(nonce)) != _NONCE_BYTES or len(digest) != _STATE_BYTES:
-                return None
-            expires_at = datetime.fromtimestamp(expiry, tz=timezone.utc)
-        except (KeyError, binascii.Error, ValueError, OverflowError, OSError):
+    def _claims(self, token: object, purpose: str) -> TokenClaims | None:
+        """The claims of a genuine token of ``purpose``, or ``None``."""
+        if not isinstance(token, str) or not token or len(token) > TOKEN_MAX_LENGTH:
             return None
-        return TokenClaims(purpose, account_id, nonce, expires_at, digest)
+        if not token.isascii():
+            return None
+        spelled = token.encode("ascii")
+        try:
+            raw = binascii.a2b_base64(spelled.translate(_FROM_URLSAFE) + b"=" * (-len(spelled) % 4))
+        except (binascii.Error, ValueError):
+            return None
+        # Decoding skips characters outside the alphabet, and the last character may carry
+        # ignored bits: accept only the canonical spelling, so a token has one valid form.
+        if len(raw) <= _FIXED or _b64(raw) != spelled:
+            return None
+        header = raw[0]
+        if header >> 4 != _VERSION or header & 3 != _PURPOSE_INDEX[purpose]:
+            return None
+        body, tag = raw[:-_TAG_BYTES], raw[-_TAG_BYTES:]
+        for mac in self._signing[purpose]:
+            if hmac.compare_digest(mac.digest(body)[:_TAG_BYTES], tag):
+                break
+        else:
+            return None
+        account_id = _unpack_id((header >> 2) & 3, body[_ID_START:])
+        if account_id is None:
+            return None
+        expiry = int.from_bytes(raw[1 : 1 + _EXPIRY_BYTES], "big")
+        try:
+            expires_at = datetime.fromtimestamp(expiry, tz=timezone.utc)
+        except (ValueError, OverflowError, OSError):
+            return None
+        nonce = raw[1 + _EXPIRY_BYTES : 1 + _EXPIRY_BYTES + _NONCE_BYTES]
+        token_id = _b64(nonce).decode("ascii")
+        return TokenClaims(
+            purpose, account_id, token_id, expires_at, raw[_ID_START - _STATE_BYTES : _ID_START]
+        )
 
     def check_state(self, claims: TokenClaims, state: str) -> None:
         """Raise unless the token was issued for the account in exactly this ``state``.
@@ -302,10 +425,12 @@ class TokenService:
             InvalidTokenError: the state changed since the token was issued (e.g. the
                 password or e-mail changed), or it was never this account's.
         """
+        account_id = claims.account_id.encode("utf-8")
         match = False
-        for key in self._keys:
-            expected = self._state_digest(key, claims.purpose, claims.account_id, state)
-            match |= hmac.compare_digest(expected, claims.state_digest)
+        for mac in self._state_keys[self._purpose(claims.purpose)]:
+            match |= hmac.compare_digest(
+                self._state_digest(mac, account_id, state), claims.state_digest
+            )
         if not match:
             raise InvalidTokenError("invalid token")
 

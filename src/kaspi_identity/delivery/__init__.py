@@ -31,10 +31,10 @@ from ._messages import EmailMessage, SmsMessage
 from ._outbox import Outbox, extract_code, extract_link
 from ._protocols import AsyncEmailSender, AsyncSmsSender, EmailSender, SmsSender
 from ._sms import sms_encoding, sms_segments
-from ._smtp import SmtpEmailSender, SmtpSecurity
 from ._templates import EMAIL_KINDS, SMS_KINDS, render_email, render_sms
 
 if _typing.TYPE_CHECKING:
+    from ._smtp import SmtpEmailSender, SmtpSecurity
     from ._smtp_async import AsyncSmtpEmailSender
 
 __all__ = [
@@ -62,9 +62,20 @@ __all__ = [
 
 
 def __getattr__(name: str) -> _typing.Any:
-    # The async sender needs aiosmtplib and greenlet (the ``async`` extra); the rest must not.
+    # The SMTP senders are loaded when first named: smtplib, ssl, socket and the email
+    # package cost more to import than the rest of the package, and most processes that
+    # import it never send a letter. The async one also needs aiosmtplib and greenlet (the
+    # ``async`` extra).
+    if name in ("SmtpEmailSender", "SmtpSecurity"):
+        from . import _smtp
+
+        return getattr(_smtp, name)
     if name == "AsyncSmtpEmailSender":
         from ._smtp_async import AsyncSmtpEmailSender
 
         return AsyncSmtpEmailSender
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -5,7 +5,10 @@ every other at once. Every operation is one Redis command or one Lua script on o
 so it is atomic for every client of the server, and a dropped connection can never leave
 half of it written. Accounts are not kept here -- they belong in your SQL database; bundle
 your :class:`~kaspi_identity.storage.AccountStore` with these stores with
-:func:`redis_storage`.
+:func:`redis_storage`. The client is one server's ``redis.Redis`` or a
+``redis.cluster.RedisCluster`` (each operation goes to its key's master); scripts run from
+the script cache (``EVALSHA``), so each operation is one round trip, and with
+``pipelining=True`` the commands of concurrent threads share them.
 
 Key layout (``prefix`` defaults to :data:`DEFAULT_PREFIX`; the caller's key or id is the
 Redis Cluster hash tag, so each key hashes by the caller's key alone)::
@@ -40,9 +43,11 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import queue
 import re
 import struct
+import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -50,6 +55,8 @@ from typing import Any, TypeVar, cast
 try:
     import redis
     import redis.asyncio
+    import redis.asyncio.cluster
+    import redis.cluster
     import redis.exceptions
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess
     raise ImportError(
@@ -102,6 +109,10 @@ __all__ = [
 
 _T = TypeVar("_T")
 _C = TypeVar("_C", redis.Redis, redis.asyncio.Redis)
+# The clients a bundle runs on: one server, or a Redis Cluster (every operation touches one
+# key, so a cluster client routes it to the key's master).
+_SyncClient = redis.Redis | redis.cluster.RedisCluster
+_AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 
 #: The key prefix used unless another is given.
 DEFAULT_PREFIX = "kaspi-identity:"
@@ -372,34 +383,206 @@ class _AwaitedClient:
     belongs to the event loop it first ran on; so does the bundle built on it.
     """
 
-    __slots__ = ("_await", "target")
+    __slots__ = ("_await", "_setup", "_setup_lock", "target")
 
-    def __init__(self, client: redis.asyncio.Redis) -> None:
+    def __init__(self, client: _AsyncClient) -> None:
         from kaspi_identity._bridge import await_  # greenlet, for the async face only
 
         self._await = await_
         self.target = client
+        # redis-py's asyncio cluster client discovers the cluster on its first command; when
+        # several commands start that discovery at once, one of them can be sent on a
+        # connection it is closing (redis 8.1: "'NoneType' object has no attribute
+        # 'writelines'"). So the first command of this face discovers it alone.
+        self._setup = isinstance(client, redis.asyncio.cluster.RedisCluster)
+        self._setup_lock: asyncio.Lock | None = None
+
+    def _call(self, awaitable: Callable[[], Any]) -> Any:
+        if self._setup:
+            self._await(self._discover())
+        return self._await(awaitable())
+
+    async def _discover(self) -> None:
+        if self._setup_lock is None:
+            self._setup_lock = asyncio.Lock()
+        async with self._setup_lock:
+            if self._setup:
+                await cast(redis.asyncio.cluster.RedisCluster, self.target).initialize()
+                self._setup = False
 
     def get_connection_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = self.target.connection_pool.connection_kwargs
+        kwargs: dict[str, Any] = self.target.get_connection_kwargs()
         return kwargs
 
     def set(self, name: str, value: bytes, *, nx: bool, px: int) -> Any:
-        return self._await(self.target.set(name, value, nx=nx, px=px))
+        return self._call(lambda: self.target.set(name, value, nx=nx, px=px))
 
     def lrange(self, name: str, start: int, end: int) -> Any:
-        return self._await(self.target.lrange(name, start, end))
+        return self._call(lambda: self.target.lrange(name, start, end))
 
     def register_script(self, script: str) -> Callable[..., Any]:
         registered = self.target.register_script(script)
 
         def run(*, keys: Sequence[str], args: Sequence[bytes | str]) -> Any:
-            return self._await(registered(keys=keys, args=args))
+            return self._call(lambda: registered(keys=keys, args=args))
 
         return run
 
     def close(self) -> None:
         self._await(self.target.aclose())
+
+
+class _Call:
+    """One command waiting in a :class:`_PipeliningClient`'s queue, and its outcome."""
+
+    __slots__ = ("args", "error", "lead", "reply", "waiter")
+
+    def __init__(self, args: tuple[Any, ...]) -> None:
+        self.args = args
+        self.reply: Any = None
+        self.error: BaseException | None = None
+        self.lead = False
+        self.waiter: Any = None  # a held lock, released when the call is answered
+
+
+class _PipeliningClient:
+    """A ``redis.Redis`` face that sends the commands of concurrent callers together.
+
+    With ``pipelining=True`` (:func:`redis_storage`) the stores' commands go through this
+    face: a caller whose command finds no batch in flight sends it at once, with whatever
+    other threads queued meanwhile, in one write on one pooled connection, and reads every
+    reply in order; callers that arrive while a batch is in flight queue, and the first of
+    them sends the next batch. One thread alone still makes one round trip per operation;
+    sixteen share them, which is what lets a Python process approach the server's own rate
+    (benchmarks/bench_storage.py). Each command keeps its own reply and its own error, as
+    in a pipeline without ``MULTI``. A connection lost during a batch fails every call of
+    it with :class:`~kaspi_identity.StorageError` and is not retried: a retried ``SET NX``
+    could answer ``False`` for a token its first try consumed, a retried attempt could
+    count twice. A script the server does not have (``NOSCRIPT``, after a restart or a
+    ``SCRIPT FLUSH``) is run once more through redis-py's ``Script``, which loads it.
+    """
+
+    __slots__ = ("_busy", "_lock", "_pid", "_queue", "_scripts", "target")
+
+    _MAX_BATCH = 256
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.target = client
+        self._lock = threading.Lock()
+        self._queue: list[_Call] = []
+        self._busy = False
+        self._pid = os.getpid()
+        self._scripts: dict[str, Any] = {}
+
+    def get_connection_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = self.target.get_connection_kwargs()
+        return kwargs
+
+    def set(self, name: str, value: bytes, *, nx: bool, px: int) -> Any:
+        args = ("SET", name, value, "NX", "PX", px) if nx else ("SET", name, value, "PX", px)
+        return self._execute(args) == b"OK"
+
+    def lrange(self, name: str, start: int, end: int) -> Any:
+        return self._execute(("LRANGE", name, start, end))
+
+    def register_script(self, script: str) -> Callable[..., Any]:
+        registered = self.target.register_script(script)
+
+        def run(*, keys: Sequence[str], args: Sequence[bytes | str]) -> Any:
+            try:
+                return self._execute(("EVALSHA", registered.sha, len(keys), *keys, *args))
+            except redis.exceptions.NoScriptError:
+                return registered(keys=keys, args=args)  # loads the script, runs it once
+
+        return run
+
+    def close(self) -> None:
+        self.target.close()
+
+    def _execute(self, args: tuple[Any, ...]) -> Any:
+        if self._pid != os.getpid():
+            # A forked child: the parent's queue, batch and lock (perhaps held by a thread
+            # of the parent) are not the child's.
+            self._pid, self._lock, self._queue, self._busy = (
+                os.getpid(),
+                threading.Lock(),
+                [],
+                False,
+            )
+        call = _Call(args)
+        with self._lock:
+            self._queue.append(call)
+            lead = not self._busy
+            if lead:
+                self._busy = True
+            else:
+                call.waiter = threading.Lock()
+                call.waiter.acquire()
+        if not lead:
+            try:
+                call.waiter.acquire()  # answered, or handed the next batch to send
+            except BaseException:
+                self._abandon(call)
+                raise
+        if lead or call.lead:
+            self._send_batch()
+        if call.error is not None:
+            raise call.error
+        return call.reply
+
+    def _abandon(self, call: _Call) -> None:
+        """A waiting caller was interrupted: take its command back, pass on its turn."""
+        with self._lock:
+            if call in self._queue:
+                self._queue.remove(call)
+                if call.lead:  # it was to send the next batch: the next in line does
+                    if self._queue:
+                        self._queue[0].lead = True
+                        self._queue[0].waiter.release()
+                    else:
+                        self._busy = False
+
+    def _send_batch(self) -> None:
+        with self._lock:
+            batch = self._queue[: self._MAX_BATCH]
+            del self._queue[: self._MAX_BATCH]
+        try:
+            self._exchange(batch)
+        finally:
+            with self._lock:
+                if self._queue:
+                    following = self._queue[0]
+                    following.lead = True
+                    following.waiter.release()
+                else:
+                    self._busy = False
+            for call in batch:
+                if call.waiter is not None and not call.lead:
+                    call.waiter.release()
+
+    def _exchange(self, batch: list[_Call]) -> None:
+        pool = self.target.connection_pool
+        try:
+            connection: Any = pool.get_connection()
+        except BaseException as exc:
+            for call in batch:
+                call.error = exc
+            return
+        answered = 0
+        try:
+            connection.send_packed_command(connection.pack_commands([c.args for c in batch]))
+            for call in batch:
+                try:
+                    call.reply = connection.read_response()
+                except redis.exceptions.ResponseError as exc:
+                    call.error = exc
+                answered += 1
+        except BaseException as exc:
+            connection.disconnect()
+            for call in batch[answered:]:
+                call.error = exc
+        finally:
+            pool.release(connection)
 
 
 def _run(operation: Callable[[], _T]) -> _T:
@@ -437,10 +620,17 @@ class _RedisStore:
 
     _namespace = ""
 
-    def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(
+        self, client: _SyncClient | _PipeliningClient, *, prefix: str = DEFAULT_PREFIX
+    ) -> None:
         # async_redis_storage passes an _AwaitedClient: the same commands, each awaited.
-        if not isinstance(client, (redis.Redis, _AwaitedClient)):
-            raise TypeError(f"client must be a redis.Redis, not {type(client).__name__}")
+        if not isinstance(
+            client, (redis.Redis, redis.cluster.RedisCluster, _AwaitedClient, _PipeliningClient)
+        ):
+            raise TypeError(
+                "client must be a redis.Redis or a redis.cluster.RedisCluster,"
+                f" not {type(client).__name__}"
+            )
         if client.get_connection_kwargs().get("decode_responses"):
             raise ValueError("the Redis client must be created with decode_responses=False")
         self._client = client
@@ -449,8 +639,10 @@ class _RedisStore:
         self._closed = False
 
     @property
-    def client(self) -> redis.Redis:
-        """The Redis client this store uses."""
+    def client(self) -> _SyncClient:
+        """The Redis client this store uses (under the pipelining face, if it has one)."""
+        if isinstance(self._client, _PipeliningClient):
+            return self._client.target
         return self._client
 
     @property
@@ -483,11 +675,12 @@ class RedisTokenLedger(_RedisStore):
     the caller's ``now``; Redis then deletes it.
 
     Args:
-        client: a ``redis.Redis`` (with its connection pool), ``decode_responses=False``.
+        client: a ``redis.Redis`` (with its connection pool) or a
+            ``redis.cluster.RedisCluster``, ``decode_responses=False``.
         prefix: the prefix of every key (non-empty).
 
     Raises:
-        TypeError: ``client`` is not a ``redis.Redis``.
+        TypeError: ``client`` is neither.
         ValueError: the client decodes responses, or ``prefix`` is empty.
 
     """
@@ -516,7 +709,9 @@ class RedisOneTimeCodeStore(_RedisStore):
 
     _namespace = "code"
 
-    def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(
+        self, client: _SyncClient | _PipeliningClient, *, prefix: str = DEFAULT_PREFIX
+    ) -> None:
         super().__init__(client, prefix=prefix)
         self._put = client.register_script(_LUA_PUT_CODE)
         self._attempt = client.register_script(_LUA_ATTEMPT_CODE)
@@ -578,7 +773,9 @@ class RedisRateLimiter(_RedisStore):
 
     _namespace = "rate"
 
-    def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(
+        self, client: _SyncClient | _PipeliningClient, *, prefix: str = DEFAULT_PREFIX
+    ) -> None:
         super().__init__(client, prefix=prefix)
         self._hit = client.register_script(_LUA_HIT)
 
@@ -607,7 +804,9 @@ class RedisPasswordHistoryStore(_RedisStore):
 
     _namespace = "history"
 
-    def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(
+        self, client: _SyncClient | _PipeliningClient, *, prefix: str = DEFAULT_PREFIX
+    ) -> None:
         super().__init__(client, prefix=prefix)
         self._append = client.register_script(_LUA_APPEND)
 
@@ -976,12 +1175,12 @@ def async_redis_client(
 
 
 def _open_or_given(
-    url_or_client: str | _C,
-    kind: type[_C],
-    open_client: Callable[..., _C],
+    url_or_client: object,
+    kinds: tuple[type[Any], ...],
+    open_client: Callable[..., _T],
     max_connections: int | None,
     pool_timeout: float | None,
-) -> tuple[_C, bool]:
+) -> tuple[Any, bool]:
     """The client for ``url_or_client`` and whether the bundle owns it (opened it)."""
     if isinstance(url_or_client, str):
         client = open_client(
@@ -990,19 +1189,22 @@ def _open_or_given(
             pool_timeout=DEFAULT_POOL_TIMEOUT if pool_timeout is None else pool_timeout,
         )
         return client, True
-    if isinstance(url_or_client, kind):
+    if isinstance(url_or_client, kinds):
         if max_connections is not None or pool_timeout is not None:
             raise ValueError(
                 "max_connections and pool_timeout size the pool of a client opened from a URL;"
                 " configure your own client's pool instead"
             )
         return url_or_client, False
-    name = "redis.Redis" if kind is redis.Redis else "redis.asyncio.Redis"
-    raise TypeError(f"url_or_client must be a URL or a {name}, not {type(url_or_client).__name__}")
+    names = " or a ".join(f"{kind.__module__}.{kind.__qualname__}" for kind in kinds)
+    names = names.replace("redis.client.", "redis.").replace(
+        "redis.asyncio.client.", "redis.asyncio."
+    )
+    raise TypeError(f"url_or_client must be a URL or a {names}, not {type(url_or_client).__name__}")
 
 
 def _stores(
-    client: redis.Redis, prefix: str, owned: bool
+    client: _SyncClient | _PipeliningClient, prefix: str, owned: bool
 ) -> tuple[RedisPasswordHistoryStore, RedisTokenLedger, RedisOneTimeCodeStore, RedisRateLimiter]:
     stores = (
         RedisPasswordHistoryStore(client, prefix=prefix),
@@ -1016,19 +1218,22 @@ def _stores(
 
 
 def redis_storage(
-    url_or_client: str | redis.Redis,
+    url_or_client: str | redis.Redis | redis.cluster.RedisCluster,
     *,
     accounts: AccountStore,
     prefix: str = DEFAULT_PREFIX,
     max_connections: int | None = None,
     pool_timeout: float | None = None,
     outbox: bool = False,
+    pipelining: bool = False,
 ) -> Storage:
     """Return a :class:`~kaspi_identity.storage.Storage` of ``accounts`` and the Redis stores.
 
     ``url_or_client`` is a ``redis://`` / ``rediss://`` / ``unix://`` URL (a client is
     opened for it with :func:`redis_client`, and ``storage.close()`` disconnects it) or a
-    ``redis.Redis`` you manage (left open). Nothing connects until the first call.
+    ``redis.Redis`` or ``redis.cluster.RedisCluster`` you manage (left open). Every
+    operation is one command or script on one key, so a cluster client sends each to the
+    master of that key's slot. Nothing connects until the first call.
     ``accounts`` is your own :class:`~kaspi_identity.storage.AccountStore` or a
     SQLite/SQLAlchemy one: Redis keeps no accounts.
 
@@ -1041,20 +1246,39 @@ def redis_storage(
     are queued for a worker). Redis keeps no accounts, so there is no unit of work: the
     services enqueue a letter right after the change it tells of (docs/delivery.md).
 
+    ``pipelining=True`` (one server only) sends the commands that threads issue at the same
+    time together, in one write on one connection, each with its own reply: under many
+    threads the operations share round trips, so a process gets far more of the server's
+    rate; a lost connection then fails the calls of its batch, without the retry redis-py
+    would make (see docs/storage.md, "Pipelining").
+
     Raises:
-        TypeError: ``url_or_client`` is neither a ``str`` nor a ``redis.Redis``, or a pool
+        TypeError: ``url_or_client`` is not a ``str``, a ``redis.Redis`` or a
+            ``redis.cluster.RedisCluster``, or a pool
             setting has the wrong type.
         ValueError: the URL is malformed, the client decodes responses, ``prefix`` is
-            empty, a pool setting is out of range, or pool settings come with a client.
+            empty, a pool setting is out of range, pool settings come with a client, or
+            ``pipelining`` comes with a cluster client.
 
     """
     client, owned = _open_or_given(
-        url_or_client, redis.Redis, redis_client, max_connections, pool_timeout
+        url_or_client,
+        (redis.Redis, redis.cluster.RedisCluster),
+        redis_client,
+        max_connections,
+        pool_timeout,
     )
     try:
         if not isinstance(outbox, bool):
             raise TypeError(f"outbox must be bool, not {type(outbox).__name__}")
-        history, tokens, codes, rate_limits = _stores(client, prefix, owned)
+        if not isinstance(pipelining, bool):
+            raise TypeError("pipelining must be a bool")
+        if pipelining and not isinstance(client, redis.Redis):
+            raise ValueError("pipelining is for a client of one server, not a cluster")
+        face = _PipeliningClient(client) if pipelining else client
+        history, tokens, codes, rate_limits = _stores(face, prefix, owned)
+        # The outbox's scripts go straight to the client: a worker's claims are not the
+        # request-path traffic pipelining batches.
         queue = RedisOutboxStore(client, prefix=prefix) if outbox else None
     except BaseException:
         if owned:
@@ -1071,7 +1295,7 @@ def redis_storage(
 
 
 def async_redis_storage(
-    url_or_client: str | redis.asyncio.Redis,
+    url_or_client: str | redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster,
     *,
     accounts: AsyncAccountStore,
     prefix: str = DEFAULT_PREFIX,
@@ -1082,23 +1306,28 @@ def async_redis_storage(
     """:func:`redis_storage` for the async face: an :class:`~kaspi_identity.storage.AsyncStorage`.
 
     ``url_or_client`` is a URL (a client is opened for it with :func:`async_redis_client`,
-    and ``await storage.aclose()`` disconnects it) or a ``redis.asyncio.Redis`` you manage
-    (left open). ``accounts`` is an asynchronous account store -- your own, or the accounts
-    of another async bundle: Redis keeps no accounts, so ``with_history`` is ``None``.
+    and ``await storage.aclose()`` disconnects it) or a ``redis.asyncio.Redis`` or
+    ``redis.asyncio.cluster.RedisCluster`` you manage (left open). ``accounts`` is an
+    asynchronous account store -- your own, or the accounts of another async bundle: Redis
+    keeps no accounts, so ``with_history`` is ``None``.
     Prefix, pool settings, keys, scripts, answers and errors are those of
     :func:`redis_storage`: each store call runs the synchronous store's own code in a
     greenlet, with every Redis command awaited on the event loop. Use the bundle on one
     event loop, as ``redis.asyncio`` requires; a cancelled call raises ``CancelledError``.
 
     Raises:
-        TypeError, ValueError: as :func:`redis_storage`, with ``redis.asyncio.Redis`` for
-            ``redis.Redis``.
+        TypeError, ValueError: as :func:`redis_storage`, with the ``redis.asyncio`` clients
+            for the synchronous ones.
 
     """
     from kaspi_identity._bridge import Coroutining, run_flow
 
     client, owned = _open_or_given(
-        url_or_client, redis.asyncio.Redis, async_redis_client, max_connections, pool_timeout
+        url_or_client,
+        (redis.asyncio.Redis, redis.asyncio.cluster.RedisCluster),
+        async_redis_client,
+        max_connections,
+        pool_timeout,
     )
     # Nothing has connected yet, so if a store refuses the client (decode_responses in the
     # URL) there is nothing of an owned one to close. The face answers every call the

@@ -1551,6 +1551,12 @@ class SQLAlchemyOneTimeCodeStore(_RowPerKey):
         super().__init__(database)
         t = self._tables.codes
         self._prepare(t, t.c.code_key, _CODE_FIELDS)
+        if database._postgresql:
+            self._pg_put = _pg_put_code(t)
+            self._pg_attempt = _pg_attempt_code(t)
+            self._select_plain = sa.select(*(_raw(t.c[f]) for f in _CODE_FIELDS)).where(
+                t.c.code_key == sa.bindparam("row_key")
+            )
 
     def put(
         self,
@@ -1573,6 +1579,10 @@ class SQLAlchemyOneTimeCodeStore(_RowPerKey):
             no_counter = sa.or_(t.c.window_ends_at.is_(None), t.c.window_ends_at <= at)
             self._sweep(t, t.c.code_key, sa.and_(no_code, no_counter))
 
+        if self._db._postgresql:
+            self._put_postgresql(key, code_hash, expires, at, window)
+            return
+
         def put(connection: sa.Connection) -> None:
             for _ in range(_RETRIES):
                 state = decode_code_state(self._lock(connection, key))
@@ -1585,11 +1595,32 @@ class SQLAlchemyOneTimeCodeStore(_RowPerKey):
 
         self._db._write(put)
 
+    def _put_postgresql(
+        self, key: str, code_hash: bytes, expires: int, at: int, window: int
+    ) -> None:
+        """``put`` as one statement: an upsert that keeps a live counter (see _pg_put_code)."""
+        parameters = {"k": key, "h": code_hash, "e": expires, "w": window, "now": at}
+        for _ in range(_RETRIES):
+            if self._db._single(lambda c: c.execute(self._pg_put, parameters).first()):
+                return
+            # The row exists but is not one this store writes: say so, and change nothing.
+            row = self._db._read(lambda c: c.execute(self._select_plain, {"row_key": key}).first())
+            decode_code_state(None if row is None else tuple(row))
+        raise StorageError("the one-time code row kept changing; try again")
+
     def attempt(
         self, key: str, candidates: Sequence[bytes], *, now: datetime, max_attempts: int
     ) -> CodeAttempt:
         """Count one attempt and compare every candidate, in one locked transaction."""
         at, hashes = check_attempt(key, candidates, now=now, max_attempts=max_attempts)
+        if self._db._postgresql:
+            parameters = {"k": key, "now": at, "max": max_attempts, "candidates": list(hashes)}
+            row = self._db._single(lambda c: c.execute(self._pg_attempt, parameters).first())
+            if row is None:
+                return CodeAttempt.MISSING
+            # A row the statement did not recognise raises here; it was left as it was.
+            decode_code_state(tuple(row)[:5])
+            return _PG_OUTCOMES[row[5]]
 
         def attempt(connection: sa.Connection) -> CodeAttempt:
             state = decode_code_state(self._lock(connection, key))
@@ -1602,6 +1633,129 @@ class SQLAlchemyOneTimeCodeStore(_RowPerKey):
             return outcome
 
         return self._db._write(attempt)
+
+
+_PG_OUTCOMES = {
+    0: CodeAttempt.MISSING,
+    1: CodeAttempt.MISMATCH,
+    2: CodeAttempt.OK,
+    3: CodeAttempt.EXHAUSTED,
+}
+
+
+def _bigint(name: str) -> sa.BindParameter[int]:
+    return sa.bindparam(name, type_=sa.BigInteger())
+
+
+def _pg_valid_code(t: sa.FromClause) -> sa.ColumnElement[bool]:
+    """SQL for what ``decode_code_state`` accepts (a row failing it is never written)."""
+    return sa.and_(
+        t.c.failure_window > 0,
+        t.c.failures >= 0,
+        sa.or_(
+            sa.and_(t.c.failures == 0, t.c.window_ends_at.is_(None)),
+            sa.and_(t.c.failures > 0, t.c.window_ends_at.is_not(None)),
+        ),
+    )
+
+
+def _pg_put_code(t: sa.Table) -> Any:
+    """``put_code`` as one PostgreSQL upsert: the new code, the counter kept while it runs.
+
+    Returns the key when written; no row when the existing row is not a valid one.
+    """
+    insert = _postgresql.insert(t).values(
+        code_key=sa.bindparam("k"),
+        code_hash=sa.bindparam("h", type_=sa.LargeBinary()),
+        expires_at=_bigint("e"),
+        failure_window=_bigint("w"),
+        failures=0,
+        window_ends_at=None,
+    )
+    ended = sa.and_(t.c.window_ends_at.is_not(None), _bigint("now") >= t.c.window_ends_at)
+    return insert.on_conflict_do_update(
+        index_elements=[t.c.code_key],
+        set_={
+            "code_hash": insert.excluded.code_hash,
+            "expires_at": insert.excluded.expires_at,
+            "failure_window": insert.excluded.failure_window,
+            "failures": sa.case((ended, 0), else_=t.c.failures),
+            "window_ends_at": sa.case((ended, sa.null()), else_=t.c.window_ends_at),
+        },
+        where=_pg_valid_code(t),
+    ).returning(t.c.code_key)
+
+
+def _pg_attempt_code(t: sa.Table) -> Any:
+    """``attempt_code`` as one PostgreSQL statement of data-modifying CTEs.
+
+    ``old`` locks the key's row; ``verdict`` applies the transition (0 missing, 1 mismatch,
+    2 right, 3 exhausted: the same numbers as the Redis script); ``gone`` deletes the row
+    of a right code, ``counted`` writes the counter (and burns an exhausted code). The
+    statement answers the row as it was and the verdict, so an unrecognised row raises
+    CorruptRecordError in Python -- its verdict is 0, so nothing was written. A concurrent
+    attempt waits for the lock and then sees this one's result (READ COMMITTED re-reads a
+    locked row), exactly as the locked read-modify-write does.
+    """
+    now = _bigint("now")
+    old = (
+        sa.select(*(t.c[f] for f in ("code_key", *_CODE_FIELDS)))
+        .where(t.c.code_key == sa.bindparam("k"))
+        .with_for_update()
+        .cte("old")
+    )
+    ended = sa.and_(old.c.window_ends_at.is_not(None), now >= old.c.window_ends_at)
+    failures = sa.case((ended, 1), else_=old.c.failures + 1)
+    window_end = sa.case(
+        (sa.or_(old.c.window_ends_at.is_(None), ended), now + old.c.failure_window),
+        else_=old.c.window_ends_at,
+    )
+    live = sa.and_(
+        _pg_valid_code(old),
+        old.c.code_hash.is_not(None),
+        old.c.expires_at.is_not(None),
+        now < old.c.expires_at,
+    )
+    candidates = sa.bindparam("candidates", expanding=True, type_=sa.LargeBinary())
+    outcome = sa.case(
+        (sa.not_(live), 0),
+        (failures > sa.bindparam("max", type_=sa.BigInteger()), 3),
+        (old.c.code_hash.in_(candidates), 2),
+        else_=1,
+    )
+    verdict = sa.select(
+        old.c.code_key,
+        failures.label("failures"),
+        window_end.label("window_end"),
+        outcome.label("outcome"),
+    ).cte("verdict")
+    gone = (
+        sa.delete(t)
+        .where(t.c.code_key == verdict.c.code_key, verdict.c.outcome == 2)
+        .returning(t.c.code_key)
+        .cte("gone")
+    )
+    burned = verdict.c.outcome == 3
+    counted = (
+        sa.update(t)
+        .where(t.c.code_key == verdict.c.code_key, verdict.c.outcome.in_([1, 3]))
+        .values(
+            failures=verdict.c.failures,
+            window_ends_at=verdict.c.window_end,
+            code_hash=sa.case((burned, sa.null()), else_=t.c.code_hash),
+            expires_at=sa.case((burned, sa.null()), else_=t.c.expires_at),
+        )
+        .returning(t.c.code_key)
+        .cte("counted")
+    )
+    writes = sa.select(sa.func.count()).select_from(
+        sa.union_all(sa.select(gone.c.code_key), sa.select(counted.c.code_key)).subquery()
+    )
+    return sa.select(
+        *(_raw(old.c[f]) for f in _CODE_FIELDS),
+        verdict.c.outcome,
+        writes.scalar_subquery().label("writes"),
+    ).select_from(old.join(verdict, old.c.code_key == verdict.c.code_key))
 
 
 def _code_values(state: CodeState) -> dict[str, object]:
@@ -1627,6 +1781,11 @@ class SQLAlchemyRateLimiter(_RowPerKey):
         super().__init__(database)
         t = self._tables.rate_limits
         self._prepare(t, t.c.limit_key, ("window_start", "window_length", "hits"))
+        if database._postgresql:
+            self._pg_hit = _pg_hit(t)
+            self._select_plain = sa.select(
+                _raw(t.c.window_start), _raw(t.c.window_length), _raw(t.c.hits)
+            ).where(t.c.limit_key == sa.bindparam("row_key"))
 
     def hit(self, key: str, *, limit: int, window: timedelta, now: datetime) -> RateLimitResult:
         """Count a hit on ``key`` in one locked transaction; see the protocol."""
@@ -1634,6 +1793,9 @@ class SQLAlchemyRateLimiter(_RowPerKey):
         if self._sweep_due():
             t = self._tables.rate_limits
             self._sweep(t, t.c.limit_key, t.c.window_start + t.c.window_length <= at)
+
+        if self._db._postgresql:
+            return self._hit_postgresql(key, limit, length, at)
 
         def hit(connection: sa.Connection) -> RateLimitResult:
             for _ in range(_RETRIES):
@@ -1649,6 +1811,48 @@ class SQLAlchemyRateLimiter(_RowPerKey):
             raise StorageError("the rate-limit row kept changing; try again")
 
         return self._db._write(hit)
+
+    def _hit_postgresql(self, key: str, limit: int, length: int, at: int) -> RateLimitResult:
+        """``hit`` as one upsert that answers the window after the hit (see _pg_hit)."""
+        parameters = {"k": key, "now": at, "length": length}
+        for _ in range(_RETRIES):
+            row = self._db._single(lambda c: c.execute(self._pg_hit, parameters).first())
+            if row is not None:
+                state = decode_window_state(tuple(row))
+                if state is None:  # pragma: no cover - a returned row is never None
+                    break
+                if state.hits <= limit:
+                    return RateLimitResult(True, timedelta(0))
+                return RateLimitResult(False, (state.start + state.length - at) * _US)
+            # The row exists but is not one this store writes: say so, and change nothing.
+            old = self._db._read(lambda c: c.execute(self._select_plain, {"row_key": key}).first())
+            decode_window_state(None if old is None else tuple(old))
+        raise StorageError("the rate-limit row kept changing; try again")
+
+
+def _pg_hit(t: sa.Table) -> Any:
+    """``hit_window`` as one PostgreSQL upsert: open a window or count in the open one.
+
+    Returns the window after the hit; no row when the existing row is not a valid one.
+    """
+    now = _bigint("now")
+    insert = _postgresql.insert(t).values(
+        limit_key=sa.bindparam("k"), window_start=now, window_length=_bigint("length"), hits=1
+    )
+    running = now < t.c.window_start + t.c.window_length
+    return insert.on_conflict_do_update(
+        index_elements=[t.c.limit_key],
+        set_={
+            "window_start": sa.case(
+                (running, t.c.window_start), else_=insert.excluded.window_start
+            ),
+            "window_length": sa.case(
+                (running, t.c.window_length), else_=insert.excluded.window_length
+            ),
+            "hits": sa.case((running, t.c.hits + 1), else_=1),
+        },
+        where=sa.and_(t.c.window_length > 0, t.c.hits >= 1),
+    ).returning(_raw(t.c.window_start), _raw(t.c.window_length), _raw(t.c.hits))
 
 
 # -- accounts and history together --------------------------------------------------------
