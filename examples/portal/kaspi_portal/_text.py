@@ -103,6 +103,11 @@ TEXT: Final[dict[str, dict[str, str]]] = {
         "en": "Forgot password?",
     },
     "no_account": {"kk": "Тіркелгіңіз жоқ па?", "ru": "Нет учётной записи?", "en": "No account yet?"},
+    "have_account": {
+        "kk": "Тіркелгіңіз бар ма?",
+        "ru": "Уже зарегистрированы?",
+        "en": "Already registered?",
+    },
     "login_failed": {
         "kk": "Логин немесе құпиясөз қате.",
         "ru": "Неверный логин или пароль.",

@@ -7,6 +7,10 @@
   var body = document.body;
 
   // -- the eye toggle: a real button after each password field -----------------------------
+  var SVG = '<svg viewBox="0 0 24 24" width="22" height="22" aria-hidden="true" focusable="false" ' +
+    'fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round" stroke-linejoin="round">' +
+    '<path d="M1 12s4-7 11-7 11 7 11 7-4 7-11 7S1 12 1 12z"/><circle cx="12" cy="12" r="3"/>' +
+    '<line class="slash" x1="3" y1="21" x2="21" y2="3"/></svg>';
   function addEye(input) {
     var button = document.createElement("button");
     button.type = "button";
@@ -15,6 +19,7 @@
     button.setAttribute("aria-pressed", "false");
     button.setAttribute("aria-label", body.dataset.show);
     button.title = body.dataset.show;
+    button.innerHTML = SVG;
     button.addEventListener("click", function () {
       var shown = input.type === "password";
       input.type = shown ? "text" : "password";
@@ -108,7 +113,7 @@
           var value = input.value;
           items.forEach(function (li, i) {
             var check = checks[i];
-            var state = check === null ? "server" : (check(value) ? "yes" : "no");
+            var state = check === null ? "server" : value === "" ? "unknown" : (check(value) ? "yes" : "no");
             li.dataset.met = state;
             li.querySelector(".state").textContent =
               state === "yes" ? " — " + body.dataset.met : state === "no" ? " — " + body.dataset.notMet : "";
