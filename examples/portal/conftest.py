@@ -60,7 +60,6 @@ class LivePortal:
 def start_portal(preset: str, db: Path) -> LivePortal:
     """Serve a development-mode portal under ``preset`` on a free port of 127.0.0.1."""
     import uvicorn
-
     from kaspi_portal import PortalConfig, create_app
 
     port = _free_port()

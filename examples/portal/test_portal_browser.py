@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 from conftest import LivePortal
+from kaspi_portal._text import text
 
 from kaspi_identity.i18n import render
-from kaspi_portal._text import text
 
 LANGS = ("kk", "ru", "en")
 _serial = itertools.count(1)
@@ -124,7 +124,8 @@ def in_cabinet(page: Any, lang: str) -> bool:
 
 
 def problem_codes(page: Any, where: str = "#problems") -> list[str]:
-    return [c for c in page.locator(f"{where} [data-code]").evaluate_all("n => n.map(e => e.dataset.code)")]
+    found = page.locator(f"{where} [data-code]").evaluate_all("n => n.map(e => e.dataset.code)")
+    return [str(code) for code in found]
 
 
 @pytest.fixture
@@ -302,7 +303,9 @@ def test_reset_by_user_name_or_email(
     assert other.locator("#notice").inner_text() == text("session_ended", lang)
 
 
-@pytest.mark.parametrize(("lang", "phone"), [("kk", "+77015550101"), ("ru", "+77015550102"), ("en", "+77015550103")])
+@pytest.mark.parametrize(
+    ("lang", "phone"), [("kk", "+77015550101"), ("ru", "+77015550102"), ("en", "+77015550103")]
+)
 def test_reset_by_phone(
     lang: str, phone: str, procurement: LivePortal, page_of: Any, screenshots: Path
 ) -> None:

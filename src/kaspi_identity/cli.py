@@ -159,9 +159,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="serve the example portal's pages on SQLite with a dev mailbox (needs [portal] extra)",
     )
     group = portal.add_mutually_exclusive_group()
-    group.add_argument("--preset", choices=PRESET_NAMES, help="a named policy (default: kz-procurement)")
+    group.add_argument(
+        "--preset", choices=PRESET_NAMES, help="a named policy (default: kz-procurement)"
+    )
     group.add_argument("--policy", metavar="FILE", help="a TOML policy file ([password] table)")
-    portal.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    portal.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
     portal.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
     portal.add_argument("--db", metavar="PATH", help="SQLite file (default: a temporary one)")
 

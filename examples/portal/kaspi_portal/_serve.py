@@ -11,7 +11,6 @@ from typing import TextIO
 
 from kaspi_identity import PasswordPolicy
 from kaspi_identity.policy import PRESET_NAMES
-
 from kaspi_portal._app import PortalConfig, create_app
 
 __all__ = ["add_arguments", "main", "serve"]
@@ -20,9 +19,13 @@ __all__ = ["add_arguments", "main", "serve"]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The portal's options (``kaspi-identity portal`` declares the same ones)."""
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--preset", choices=PRESET_NAMES, help="a named policy (default: kz-procurement)")
+    group.add_argument(
+        "--preset", choices=PRESET_NAMES, help="a named policy (default: kz-procurement)"
+    )
     group.add_argument("--policy", metavar="FILE", help="a TOML policy file ([password] table)")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
     parser.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
     parser.add_argument("--db", metavar="PATH", help="SQLite file (default: a temporary one)")
 

@@ -61,13 +61,23 @@ TEXT: Final[dict[str, dict[str, str]]] = {
     "server_checks": {"kk": "сервер тексереді", "ru": "проверит сервер", "en": "checked on saving"},
     "show_password": {"kk": "Құпиясөзді көрсету", "ru": "Показать пароль", "en": "Show password"},
     "hide_password": {"kk": "Құпиясөзді жасыру", "ru": "Скрыть пароль", "en": "Hide password"},
-    "registered_title": {"kk": "Поштаңызды тексеріңіз", "ru": "Проверьте почту", "en": "Check your e-mail"},
+    "registered_title": {
+        "kk": "Поштаңызды тексеріңіз",
+        "ru": "Проверьте почту",
+        "en": "Check your e-mail",
+    },
     "registered": {
-        "kk": "Біз {email} мекенжайына растау хатын жібердік. Тіркелуді растау үшін хаттағы сілтемені ашыңыз.",
-        "ru": "Мы отправили письмо на {email}. Откройте ссылку в письме, чтобы подтвердить регистрацию.",
+        "kk": "Біз {email} мекенжайына растау хатын жібердік."
+        " Тіркелуді растау үшін хаттағы сілтемені ашыңыз.",
+        "ru": "Мы отправили письмо на {email}."
+        " Откройте ссылку в письме, чтобы подтвердить регистрацию.",
         "en": "We sent a letter to {email}. Open the link in it to confirm the registration.",
     },
-    "resend": {"kk": "Хатты қайта жіберу", "ru": "Отправить письмо ещё раз", "en": "Send the letter again"},
+    "resend": {
+        "kk": "Хатты қайта жіберу",
+        "ru": "Отправить письмо ещё раз",
+        "en": "Send the letter again",
+    },
     "resent": {
         "kk": "Егер бұл мекенжай тіркелген болса, хат қайта жіберілді.",
         "ru": "Если этот адрес зарегистрирован, письмо отправлено ещё раз.",
@@ -102,7 +112,11 @@ TEXT: Final[dict[str, dict[str, str]]] = {
         "ru": "Забыли пароль?",
         "en": "Forgot password?",
     },
-    "no_account": {"kk": "Тіркелгіңіз жоқ па?", "ru": "Нет учётной записи?", "en": "No account yet?"},
+    "no_account": {
+        "kk": "Тіркелгіңіз жоқ па?",
+        "ru": "Нет учётной записи?",
+        "en": "No account yet?",
+    },
     "have_account": {
         "kk": "Тіркелгіңіз бар ма?",
         "ru": "Уже зарегистрированы?",
@@ -119,7 +133,11 @@ TEXT: Final[dict[str, dict[str, str]]] = {
         "en": "The password has expired: reset it.",
     },
     "logout": {"kk": "Шығу", "ru": "Выйти", "en": "Log out"},
-    "logged_out": {"kk": "Сіз жүйеден шықтыңыз.", "ru": "Вы вышли из системы.", "en": "You are logged out."},
+    "logged_out": {
+        "kk": "Сіз жүйеден шықтыңыз.",
+        "ru": "Вы вышли из системы.",
+        "en": "You are logged out.",
+    },
     "session_ended": {
         "kk": "Сеанс аяқталды. Қайта кіріңіз.",
         "ru": "Сеанс завершён. Войдите снова.",
@@ -132,7 +150,8 @@ TEXT: Final[dict[str, dict[str, str]]] = {
         "en": "Reset the password",
     },
     "forgot_lead": {
-        "kk": "Пайдаланушы атын немесе электрондық поштаны енгізіңіз: біз сілтемесі бар хат жібереміз.",
+        "kk": "Пайдаланушы атын немесе электрондық поштаны енгізіңіз:"
+        " біз сілтемесі бар хат жібереміз.",
         "ru": "Введите имя пользователя или электронную почту: мы пришлём письмо со ссылкой.",
         "en": "Enter your user name or e-mail: we will send a letter with a link.",
     },
@@ -267,7 +286,11 @@ TEXT: Final[dict[str, dict[str, str]]] = {
         "ru": "Слишком много запросов. Повторите через {seconds} с.",
         "en": "Too many requests. Try again in {seconds} s.",
     },
-    "required": {"kk": "Бұл өрісті толтырыңыз.", "ru": "Заполните это поле.", "en": "Fill in this field."},
+    "required": {
+        "kk": "Бұл өрісті толтырыңыз.",
+        "ru": "Заполните это поле.",
+        "en": "Fill in this field.",
+    },
     "bad_form": {
         "kk": "Форманың мерзімі өтті: бетті жаңартып, қайталаңыз.",
         "ru": "Форма устарела: обновите страницу и повторите.",

@@ -1,0 +1,259 @@
+"""The portal's pages without a browser: forms, CSRF, bad input, links, modes, the CLI.
+
+FastAPI's test client posts the forms exactly as a browser without JavaScript would.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from kaspi_portal import PortalConfig, create_app
+from kaspi_portal._app import _linkify, _local
+from kaspi_portal._text import TEXT, text
+
+from kaspi_identity import PasswordPolicy
+from kaspi_identity.cli import main as cli_main
+from kaspi_identity.delivery import Outbox
+from kaspi_identity.hashing import TESTS_ONLY, PasswordHasher
+
+BASE = "http://127.0.0.1:8000"
+GOOD = "Tengri-Sky-2026!"
+
+
+def config(tmp_path: Path, **changes: object) -> PortalConfig:
+    values: dict[str, object] = {
+        "db": str(tmp_path / "portal.sqlite3"),
+        "dev": True,
+        "hasher": PasswordHasher(TESTS_ONLY),
+    }
+    values.update(changes)
+    return PortalConfig(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(config(tmp_path)), base_url=BASE) as browser:
+        yield browser
+
+
+def csrf(client: TestClient, path: str) -> str:
+    page = client.get(path)
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert found, page.text
+    return found.group(1)
+
+
+def post(client: TestClient, path: str, form: dict[str, str], page: str | None = None) -> object:
+    return client.post(
+        path, data={"csrf": csrf(client, page or path), **form}, follow_redirects=False
+    )
+
+
+def codes(html: str, where: str = "") -> list[str]:
+    scope = html
+    if where:
+        start = html.index(f'id="{where}"')
+        scope = html[start : html.index("</div>", start)]
+    return re.findall(r'data-code="([^"]+)"', scope)
+
+
+class TestTheText:
+    def test_every_line_is_in_every_language(self) -> None:
+        """Each of the portal's lines has kk, ru and en, and none is empty."""
+        for key, lines in TEXT.items():
+            assert set(lines) == {"kk", "ru", "en"}, key
+            assert all(line.strip() for line in lines.values()), key
+
+    def test_the_seed_portals_words(self) -> None:
+        """The words of the source portals: "Forgot password?", "Send code", "Save"."""
+        assert text("forgot_link", "kk") == "Құпиясөзді ұмыттыңыз ба?"
+        assert text("forgot_link", "ru") == "Забыли пароль?"
+        assert text("send_code", "ru") == "Отправить код"
+        assert text("code", "ru") == "Код подтверждения"
+
+
+class TestForms:
+    def test_a_form_without_this_sessions_token_is_refused(self, client: TestClient) -> None:
+        """No CSRF token, or another one: 400 and nothing done."""
+        for token in ("", "forged"):
+            answer = client.post(
+                "/login", data={"csrf": token, "identifier": "a@example.kz", "password": GOOD}
+            )
+            assert answer.status_code == 400
+            assert codes(answer.text) == ["bad_form"]
+
+    def test_registration_refused_then_accepted(self, client: TestClient) -> None:
+        """Violations under their fields by code; the accepted form sends the letter."""
+        weak = post(
+            client,
+            "/register",
+            {"email": "aliya@example.kz", "password": "qwerty", "confirmation": "qwertz"},
+        )
+        assert weak.status_code == 422  # type: ignore[attr-defined]
+        html = weak.text  # type: ignore[attr-defined]
+        assert "too_short" in codes(html, "password-error")
+        assert codes(html, "confirmation-error") == ["confirmation_mismatch"]
+        assert 'value="aliya@example.kz"' in html
+        assert "qwerty" not in html
+
+        done = post(
+            client,
+            "/register",
+            {"email": "aliya@example.kz", "password": GOOD, "confirmation": GOOD},
+        )
+        assert done.status_code == 200  # type: ignore[attr-defined]
+        assert text("registered_title", "en") in done.text  # type: ignore[attr-defined]
+        mail = client.app.state.portal_mail  # type: ignore[attr-defined]
+        assert [letter.to for letter in mail.letters] == ["aliya@example.kz"]
+
+    @pytest.mark.parametrize(
+        "email", ["", "not-an-address", "a\x00@example.kz", "x" * 100_000 + "@example.kz"]
+    )
+    def test_a_bad_email_is_a_field_error_and_nothing_is_written(
+        self, client: TestClient, email: str
+    ) -> None:
+        """Empty, malformed, NUL, huge: 422 under the e-mail field, no letter, no account."""
+        answer = post(client, "/register", {"email": email, "password": GOOD, "confirmation": GOOD})
+        assert answer.status_code == 422  # type: ignore[attr-defined]
+        assert codes(answer.text, "email-error")  # type: ignore[attr-defined]
+        assert client.app.state.portal_mail.letters == []  # type: ignore[attr-defined]
+
+    def test_a_malformed_phone_is_a_field_error(self, client: TestClient) -> None:
+        """The SMS reset of a number that is no mobile says so under the phone field."""
+        answer = post(client, "/password/forgot/phone", {"phone": "12"})
+        assert answer.status_code == 422  # type: ignore[attr-defined]
+        assert codes(answer.text, "phone-error")  # type: ignore[attr-defined]
+
+    def test_known_and_unknown_accounts_get_the_same_page(self, client: TestClient) -> None:
+        """Asking to reset an unknown identifier answers exactly like a known one."""
+        post(
+            client,
+            "/register",
+            {"email": "known@example.kz", "password": GOOD, "confirmation": GOOD},
+        )
+        pages = []
+        for who in ("known@example.kz", "nobody@example.kz"):
+            answer = post(client, "/password/forgot", {"identifier": who})
+            assert answer.status_code == 200  # type: ignore[attr-defined]
+            pages.append(re.sub(r'value="[^"]+"', "", answer.text))  # type: ignore[attr-defined]
+        assert pages[0] == pages[1]
+
+    def test_a_garbage_link_or_grant_is_refused_and_its_cookie_cleared(
+        self, client: TestClient
+    ) -> None:
+        """A forged reset cookie, or a forged grant: 400 invalid_link, the cookie dropped."""
+        client.cookies.set("kaspi_identity_reset", "garbage", path="/auth/password/reset")
+        form = {"password": GOOD, "confirmation": GOOD}
+        answer = post(client, "/auth/password/reset/new", form)
+        assert answer.status_code == 400  # type: ignore[attr-defined]
+        assert codes(answer.text) == ["invalid_link"]  # type: ignore[attr-defined]
+        assert "kaspi_identity_reset=" in answer.headers["set-cookie"]  # type: ignore[attr-defined]
+        client.cookies.clear()
+        forged = post(
+            client, "/auth/password/reset/new", {**form, "grant": "x" * 5000}, page="/login"
+        )
+        assert forged.status_code == 400  # type: ignore[attr-defined]
+
+    def test_a_link_opens_the_portals_page_without_its_token(self, client: TestClient) -> None:
+        """The letter's link: 303 to the page, the token in an HttpOnly cookie on its path."""
+        post(
+            client,
+            "/register",
+            {"email": "link@example.kz", "password": GOOD, "confirmation": GOOD},
+        )
+        letter = client.app.state.portal_mail.letters[-1]  # type: ignore[attr-defined]
+        link = re.search(r"http://\S+", letter.body)
+        assert link
+        moved = client.get(link.group(0), follow_redirects=False)
+        assert moved.status_code == 303
+        assert moved.headers["location"] == "/auth/confirm/email"
+        assert "HttpOnly" in moved.headers["set-cookie"]
+        page = client.get("/auth/confirm/email")
+        assert page.status_code == 200
+        assert text("confirm_title", "en") in page.text
+        done = post(client, "/auth/confirm/email", {})
+        assert done.headers["location"] == "/login"  # type: ignore[attr-defined]
+        assert client.get("/auth/confirm/email").status_code == 400  # the cookie is gone
+
+
+class TestLanguages:
+    def test_the_switcher_sets_the_language_and_stays_on_the_site(self, client: TestClient) -> None:
+        """/lang/kk?next=... sets the cookie and goes back; a foreign next goes home."""
+        moved = client.get("/lang/kk?next=/login", follow_redirects=False)
+        assert moved.headers["location"] == "/login"
+        assert 'lang="kk"' in client.get("/login").text
+        for target in ("//evil.example", "https://evil.example", "/\\evil.example", ""):
+            assert _local(target) == "/"
+        client.get("/lang/xx?next=/login")
+        assert 'lang="kk"' in client.get("/login").text  # an unknown code changes nothing
+
+    def test_without_a_choice_the_browsers_language(self, client: TestClient) -> None:
+        """Accept-Language decides until the switcher is used."""
+        page = client.get("/login", headers={"Accept-Language": "ru-KZ,ru;q=0.9,en;q=0.5"})
+        assert 'lang="ru"' in page.text
+        assert text("forgot_link", "ru") in page.text
+
+
+class TestModes:
+    def test_the_mailbox_exists_only_in_development(self, tmp_path: Path) -> None:
+        """Outside development mode there is no /dev/mailbox, and the senders are the host's."""
+        outbox = Outbox()
+        app = create_app(
+            config(tmp_path, dev=False, secret_key=b"k" * 32, session_key="s" * 32),
+            email_sender=outbox,
+            sms_sender=outbox,
+        )
+        with TestClient(app, base_url=BASE) as browser:
+            assert browser.get("/dev/mailbox").status_code == 404
+            assert "/dev/mailbox" not in browser.get("/login").text
+
+    def test_production_needs_senders_and_keys(self, tmp_path: Path) -> None:
+        """No silent defaults outside development mode."""
+        with pytest.raises(ValueError, match="email_sender"):
+            create_app(config(tmp_path, dev=False, secret_key=b"k" * 32, session_key="s" * 32))
+        with pytest.raises(ValueError, match="secret_key"):
+            create_app(config(tmp_path, dev=False), email_sender=Outbox(), sms_sender=Outbox())
+
+    def test_the_policy_comes_from_a_setting(self, tmp_path: Path) -> None:
+        """PORTAL_PRESET (or PORTAL_POLICY, a TOML file) chooses the rules the pages show."""
+        chosen = PortalConfig.from_env({"PORTAL_PRESET": "utility-cabinet", "PORTAL_DEV": "1"})
+        assert chosen.policy == PasswordPolicy.preset("utility-cabinet")
+        assert chosen.dev
+        toml = tmp_path / "rules.toml"
+        toml.write_text("[password]\nmin_length = 12\n", encoding="utf-8")
+        assert PortalConfig.from_env({"PORTAL_POLICY": str(toml)}).policy.min_length == 12
+        app = create_app(config(tmp_path, policy=chosen.policy, policy_name="utility-cabinet"))
+        with TestClient(app, base_url=BASE) as browser:
+            page = browser.get("/register")
+            for line in chosen.policy.describe("en"):
+                assert line in page.text
+
+    def test_the_mailbox_shows_text_never_markup(self) -> None:
+        """A letter's body is escaped; only its links become anchors."""
+        shown = str(_linkify("<script>x</script> http://127.0.0.1:8000/a?token=1&b=2"))
+        assert "<script>" not in shown
+        assert "&lt;script&gt;" in shown
+        assert '<a href="http://127.0.0.1:8000/a?token=1&amp;b=2">' in shown
+
+
+class TestCommand:
+    def test_kaspi_identity_portal_refuses_a_bad_db_before_serving(self, tmp_path: Path) -> None:
+        """A --db in a missing folder is a usage error (exit 2); no server starts."""
+        err = io.StringIO()
+        status = cli_main(
+            ["portal", "--db", str(tmp_path / "none" / "p.db")], stdout=io.StringIO(), stderr=err
+        )
+        assert status == 2
+        assert "does not exist" in err.getvalue()
+
+    def test_help_names_the_options(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """--preset, --policy, --host, --port and --db."""
+        assert cli_main(["portal", "--help"]) == 0
+        shown = capsys.readouterr().out
+        for option in ("--preset", "--policy", "--host", "--port", "--db"):
+            assert option in shown
