@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from conftest import LivePortal
 from kaspi_portal._text import text
+from playwright.sync_api import expect
 
 from kaspi_identity.i18n import render
 
@@ -29,7 +30,7 @@ def unique(prefix: str) -> str:
 
 
 def new_page(browser: Any, **options: Any) -> Any:
-    context = browser.new_context(viewport={"width": 760, "height": 1000}, **options)
+    context = browser.new_context(viewport={"width": 760, "height": 640}, **options)
     context.set_default_timeout(15_000)
     return context.new_page()
 
@@ -93,15 +94,15 @@ def register(
     field(page, "password", lang).fill(password)
     field(page, "repeat", lang).fill(password)
     button(page, "register_button", lang).click()
-    assert page.locator("h1").inner_text() == text("registered_title", lang)
+    expect(page.locator("h1")).to_have_text(text("registered_title", lang))
 
 
 def confirm_from_letter(page: Any, portal: LivePortal, lang: str, email: str) -> None:
     click_newest_link(page, portal, email)
-    assert page.locator("h1").inner_text() == text("confirm_title", lang)
+    expect(page.locator("h1")).to_have_text(text("confirm_title", lang))
     assert "token" not in page.url  # the link's token left the address bar
     button(page, "confirm", lang).click()
-    assert page.locator("#notice").inner_text() == text("confirmed", lang)
+    expect(page.locator("#notice")).to_have_text(text("confirmed", lang))
 
 
 def log_in(page: Any, portal: LivePortal, lang: str, identifier: str, password: str) -> None:
@@ -120,10 +121,14 @@ def signed_up(page: Any, portal: LivePortal, lang: str, password: str, **who: st
 
 
 def in_cabinet(page: Any, lang: str) -> bool:
-    return bool(page.locator("h1").inner_text() == text("cabinet", lang))
+    """Wait for the personal cabinet's page (``expect`` retries until the page is there)."""
+    expect(page.locator("h1")).to_have_text(text("cabinet", lang))
+    return True
 
 
 def problem_codes(page: Any, where: str = "#problems") -> list[str]:
+    """The codes of the refusals shown in ``where``, once the answer's page is there."""
+    expect(page.locator(f"{where} [data-code]").first).to_be_attached()
     found = page.locator(f"{where} [data-code]").evaluate_all("n => n.map(e => e.dataset.code)")
     return [str(code) for code in found]
 
@@ -156,15 +161,15 @@ def test_registration_in_the_utility_cabinet(
     expect_ready(rules)
 
     password.press_sequentially("ab1")
-    assert met(rules, "requirement.length_range") == "no"
-    assert met(rules, "requirement.alphabet.latin_alnum") == "yes"
+    expect_met(rules, "requirement.length_range", "no")
+    expect_met(rules, "requirement.alphabet.latin_alnum", "yes")
     password.press_sequentially("cd9")
-    assert met(rules, "requirement.length_range") == "yes"
+    expect_met(rules, "requirement.length_range", "yes")
     password.press_sequentially("ф")  # the Cyrillic layout
-    assert met(rules, "requirement.alphabet.latin_alnum") == "no"
-    assert page.locator("#password-layout").inner_text() == render("hint.keyboard_layout", lang)
+    expect_met(rules, "requirement.alphabet.latin_alnum", "no")
+    expect(page.locator("#password-layout")).to_have_text(render("hint.keyboard_layout", lang))
     password.press("Backspace")
-    assert page.locator("#password-layout").inner_text() == ""
+    expect(page.locator("#password-layout")).to_have_text("")
 
     eye = page.locator('button.eye[aria-controls="password"]')
     assert eye.get_attribute("aria-label") == text("show_password", lang)
@@ -184,7 +189,7 @@ def test_registration_in_the_utility_cabinet(
     repeat = field(page, "repeat", lang)
     repeat.fill("Tulip7Garden")
     repeat.press("Tab")
-    assert page.locator('#confirmation-error [data-code="confirmation_mismatch"]').count() == 1
+    expect(page.locator('#confirmation-error [data-code="confirmation_mismatch"]')).to_have_count(1)
     button(page, "register_button", lang).click()
     assert "too_long" in problem_codes(page, "#password-error")
     assert "confirmation_mismatch" in problem_codes(page, "#confirmation-error")
@@ -194,9 +199,9 @@ def test_registration_in_the_utility_cabinet(
     password.fill("Tulip7Gard")
     repeat.fill("Tulip7Gard")
     button(page, "register_button", lang).click()
-    assert page.locator("h1").inner_text() == text("registered_title", lang)
+    expect(page.locator("h1")).to_have_text(text("registered_title", lang))
     button(page, "resend", lang).click()
-    assert page.locator("#notice").inner_text() == text("resent", lang)
+    expect(page.locator("#notice")).to_have_text(text("resent", lang))
     open_mailbox(page, cabinet)
     assert page.locator(f'article.letter[data-to="{email}"]').count() == 2
     if lang == "en":
@@ -214,9 +219,9 @@ def expect_ready(rules: Any) -> None:
     )
 
 
-def met(rules: Any, key: str) -> str:
-    value: str = rules.locator(f'li[data-key="{key}"]').get_attribute("data-met")
-    return value
+def expect_met(rules: Any, key: str, state: str) -> None:
+    """The checklist's line ``key`` says ``state`` (``yes``, ``no``)."""
+    expect(rules.locator(f'li[data-key="{key}"]')).to_have_attribute("data-met", state)
 
 
 def test_registration_by_keyboard_only(cabinet: LivePortal, page_of: Any) -> None:
@@ -238,12 +243,12 @@ def test_registration_by_keyboard_only(cabinet: LivePortal, page_of: Any) -> Non
     keys.press("Tab")  # the repeat
     keys.type("Steppe42Eg")
     keys.press("Enter")  # sends the form
-    assert page.locator("h1").inner_text() == text("registered_title", lang)
+    expect(page.locator("h1")).to_have_text(text("registered_title", lang))
 
     click_newest_link(page, cabinet, email)  # (the letter is opened in the mail program)
-    assert page.locator("h1").inner_text() == text("confirm_title", lang)
+    expect(page.locator("h1")).to_have_text(text("confirm_title", lang))
     keys.press("Enter")  # the focused "Confirm"
-    assert page.locator("#notice").inner_text() == text("confirmed", lang)
+    expect(page.locator("#notice")).to_have_text(text("confirmed", lang))
     keys.type(email)  # the log-in's identifier has the focus
     keys.press("Tab")
     keys.type("Steppe42Eg")
@@ -277,7 +282,7 @@ def test_reset_by_user_name_or_email(
     field(page, "username_or_email", lang).fill(username if lang != "en" else email)
     shot(page, screenshots, f"forgot-{lang}")
     button(page, "confirm", lang).click()
-    assert page.locator("#notice").inner_text() == text("letter_sent", lang)
+    expect(page.locator("#notice")).to_have_text(text("letter_sent", lang))
 
     click_newest_link(page, procurement, email)
     assert "token" not in page.url
@@ -285,7 +290,7 @@ def test_reset_by_user_name_or_email(
     field(page, "repeat", lang).fill(new)
     shot(page, screenshots, f"new-password-{lang}")
     button(page, "confirm", lang).click()
-    assert page.locator("#notice").inner_text() == text("password_reset", lang)
+    expect(page.locator("#notice")).to_have_text(text("password_reset", lang))
 
     log_in(page, procurement, lang, email, old)
     assert problem_codes(page) == ["login_failed"]
@@ -299,8 +304,8 @@ def test_reset_by_user_name_or_email(
     assert problem_codes(page) == ["invalid_link"]
 
     other.reload()  # the other browser's session ended with the reset
-    assert other.locator("h1").inner_text() == text("login", lang)
-    assert other.locator("#notice").inner_text() == text("session_ended", lang)
+    expect(other.locator("h1")).to_have_text(text("login", lang))
+    expect(other.locator("#notice")).to_have_text(text("session_ended", lang))
 
 
 @pytest.mark.parametrize(
@@ -321,7 +326,7 @@ def test_reset_by_phone(
     field(page, "phone", lang).fill(local)  # as people type it
     shot(page, screenshots, f"phone-{lang}")
     button(page, "send_code", lang).click()
-    assert page.locator("#notice").inner_text() == text("code_sent", lang)
+    expect(page.locator("#notice")).to_have_text(text("code_sent", lang))
 
     sms = newest_code(page, procurement, phone)
     wrong = "000000" if sms != "000000" else "111111"
@@ -334,7 +339,7 @@ def test_reset_by_phone(
     field(page, "new_password", lang).fill("Tulip#Garden7")
     field(page, "repeat", lang).fill("Tulip#Garden7")
     button(page, "save", lang).click()
-    assert page.locator("#notice").inner_text() == text("password_reset", lang)
+    expect(page.locator("#notice")).to_have_text(text("password_reset", lang))
     log_in(page, procurement, lang, phone, "Tulip#Garden7")
     assert in_cabinet(page, lang)
     log_in(page, procurement, lang, email, "Steppe&Eagle42")
@@ -364,7 +369,7 @@ def test_change_password_refuses_one_similar_to_the_last_six(
     field(page, "repeat", lang).fill("Altyn-Orda-1465!")
     button(page, "save", lang).click()
     assert in_cabinet(page, lang)
-    assert page.locator("#notice").inner_text() == text("password_changed", lang)
+    expect(page.locator("#notice")).to_have_text(text("password_changed", lang))
 
 
 def test_every_page_works_without_javascript(procurement: LivePortal, page_of: Any) -> None:

@@ -116,7 +116,9 @@
             var state = check === null ? "server" : value === "" ? "unknown" : (check(value) ? "yes" : "no");
             li.dataset.met = state;
             li.querySelector(".state").textContent =
-              state === "yes" ? " — " + body.dataset.met : state === "no" ? " — " + body.dataset.notMet : "";
+              state === "yes" ? " — " + body.dataset.met :
+              state === "no" ? " — " + body.dataset.notMet :
+              state === "server" ? " — " + body.dataset.server : "";
           });
           if (hint) hint.textContent = latin && /[\u0400-\u04FF]/.test(value) ? input.dataset.layoutHint : "";
         }
