@@ -97,10 +97,14 @@ def register(
     expect(page.locator("h1")).to_have_text(text("registered_title", lang))
 
 
-def confirm_from_letter(page: Any, portal: LivePortal, lang: str, email: str) -> None:
+def confirm_from_letter(
+    page: Any, portal: LivePortal, lang: str, email: str, folder: Path | None = None
+) -> None:
     click_newest_link(page, portal, email)
     expect(page.locator("h1")).to_have_text(text("confirm_title", lang))
     assert "token" not in page.url  # the link's token left the address bar
+    if folder is not None:
+        shot(page, folder, f"confirm-{lang}")
     button(page, "confirm", lang).click()
     expect(page.locator("#notice")).to_have_text(text("confirmed", lang))
 
@@ -200,6 +204,7 @@ def test_registration_in_the_utility_cabinet(
     repeat.fill("Tulip7Gard")
     button(page, "register_button", lang).click()
     expect(page.locator("h1")).to_have_text(text("registered_title", lang))
+    shot(page, screenshots, f"registered-{lang}")
     button(page, "resend", lang).click()
     expect(page.locator("#notice")).to_have_text(text("resent", lang))
     open_mailbox(page, cabinet)
@@ -207,7 +212,7 @@ def test_registration_in_the_utility_cabinet(
     if lang == "en":
         shot(page, screenshots, "mailbox-en")
 
-    confirm_from_letter(page, cabinet, lang, email)
+    confirm_from_letter(page, cabinet, lang, email, screenshots)
     log_in(page, cabinet, lang, email, "Tulip7Gard")
     assert in_cabinet(page, lang)
     shot(page, screenshots, f"cabinet-{lang}")

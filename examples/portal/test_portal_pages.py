@@ -7,6 +7,12 @@ from __future__ import annotations
 
 import io
 import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +28,15 @@ from kaspi_identity.delivery import Outbox
 from kaspi_identity.hashing import TESTS_ONLY, PasswordHasher
 
 BASE = "http://127.0.0.1:8000"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 GOOD = "Tengri-Sky-2026!"
 
 
@@ -121,6 +136,50 @@ class TestForms:
         answer = post(client, "/register", {"email": email, "password": GOOD, "confirmation": GOOD})
         assert answer.status_code == 422  # type: ignore[attr-defined]
         assert codes(answer.text, "email-error")  # type: ignore[attr-defined]
+        assert client.app.state.portal_mail.letters == []  # type: ignore[attr-defined]
+
+    @pytest.mark.parametrize(
+        ("password", "code"),
+        [("Tengri\x00Sky-2026!", "disallowed_character"), ("Aa1!" * 50_000, "too_long")],
+    )
+    def test_a_bad_password_is_a_violation_and_nothing_is_written(
+        self, client: TestClient, password: str, code: str
+    ) -> None:
+        """NUL, 200 000 characters: a violation under the password field, no letter sent."""
+        form = {"email": "bad@example.kz", "password": password, "confirmation": password}
+        answer = post(client, "/register", form)
+        assert answer.status_code == 422  # type: ignore[attr-defined]
+        assert code in codes(answer.text, "password-error")  # type: ignore[attr-defined]
+        assert client.app.state.portal_mail.letters == []  # type: ignore[attr-defined]
+
+    def test_bytes_that_are_not_utf8_or_garbage_fields_never_crash(
+        self, client: TestClient
+    ) -> None:
+        """Invalid UTF-8, NUL in a log-in, a code or a reset identifier: a clean answer."""
+        token = csrf(client, "/login")
+        raw = client.post(
+            "/register",
+            content=b"csrf=" + token.encode() + b"&email=\xff\xfe&password=a",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert raw.status_code == 422
+        login = client.post("/login", data={"csrf": token, "identifier": "a\x00b", "password": "x"})
+        assert login.status_code == 401
+        assert codes(login.text, "problems") == ["login_failed"]
+        code = client.post(
+            "/password/code", data={"csrf": token, "phone": "+77011234567", "code": "\x00" * 9}
+        )
+        assert code.status_code == 422
+        assert codes(code.text, "code-error")
+        forgot = client.post("/password/forgot", data={"csrf": token, "identifier": "\x00"})
+        assert forgot.status_code == 200  # the same answer as for any unknown identifier
+        assert client.app.state.portal_mail.letters == []  # type: ignore[attr-defined]
+
+    def test_a_form_over_a_megabyte_is_refused_before_any_flow(self, client: TestClient) -> None:
+        """Starlette's form parser refuses a field over 1 MB with a 400; nothing is written."""
+        huge = "Aa1!" * 300_000
+        form = {"email": "huge@example.kz", "password": huge, "confirmation": huge}
+        assert post(client, "/register", form).status_code == 400  # type: ignore[attr-defined]
         assert client.app.state.portal_mail.letters == []  # type: ignore[attr-defined]
 
     def test_a_malformed_phone_is_a_field_error(self, client: TestClient) -> None:
@@ -250,6 +309,46 @@ class TestCommand:
         )
         assert status == 2
         assert "does not exist" in err.getvalue()
+
+    def test_kaspi_identity_portal_serves_the_pages(self, tmp_path: Path) -> None:
+        """The one command starts the portal on SQLite with the mailbox; Ctrl-C stops it."""
+        port = _free_port()
+        db = tmp_path / "portal.sqlite3"
+        command = [
+            sys.executable,
+            "-m",
+            "kaspi_identity",
+            "portal",
+            "--port",
+            str(port),
+            "--db",
+            str(db),
+        ]
+        server = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    with urllib.request.urlopen(
+                        f"http://127.0.0.1:{port}/login", timeout=5
+                    ) as page:
+                        html = page.read().decode()
+                    break
+                except OSError:
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+            assert text("forgot_link", "en") in html
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/dev/mailbox", timeout=5) as box:
+                assert box.status == 200
+        finally:
+            server.send_signal(signal.SIGINT)
+            out, _ = server.communicate(timeout=30)
+        assert server.returncode == 0
+        assert f"http://127.0.0.1:{port}/" in out
+        assert db.is_file()
 
     def test_help_names_the_options(self, capsys: pytest.CaptureFixture[str]) -> None:
         """--preset, --policy, --host, --port and --db."""
