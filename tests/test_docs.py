@@ -50,6 +50,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PUBLIC_MODULES = [
     "kaspi_identity",
+    "kaspi_identity.contrib.fastapi",
+    "kaspi_identity.contrib.flask",
     "kaspi_identity.delivery",
     "kaspi_identity.hashing",
     "kaspi_identity.history",
