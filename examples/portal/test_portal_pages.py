@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from kaspi_identity import PasswordPolicy
 from kaspi_identity.cli import main as cli_main
 from kaspi_identity.delivery import Outbox
 from kaspi_identity.hashing import TESTS_ONLY, PasswordHasher
+from kaspi_identity.services import RateLimit
 
 BASE = "http://127.0.0.1:8000"
 
@@ -181,6 +183,19 @@ class TestForms:
         form = {"email": "huge@example.kz", "password": huge, "confirmation": huge}
         assert post(client, "/register", form).status_code == 400  # type: ignore[attr-defined]
         assert client.app.state.portal_mail.letters == []  # type: ignore[attr-defined]
+
+    def test_a_rate_limit_says_how_long_to_wait(self, tmp_path: Path) -> None:
+        """Past the per-client limit of log-ins: the page says rate_limited, in seconds."""
+        tight = {"login_per_client": RateLimit(2, timedelta(minutes=1))}
+        with TestClient(create_app(config(tmp_path, settings=tight)), base_url=BASE) as client:
+            form = {"identifier": "nobody@example.kz", "password": GOOD}
+            answers = [post(client, "/login", form) for _ in range(3)]
+        assert [codes(a.text, "problems") for a in answers] == [  # type: ignore[attr-defined]
+            ["login_failed"],
+            ["login_failed"],
+            ["rate_limited"],
+        ]
+        assert re.search(r"\b\d+ s\b", answers[2].text)  # type: ignore[attr-defined]
 
     def test_a_malformed_phone_is_a_field_error(self, client: TestClient) -> None:
         """The SMS reset of a number that is no mobile says so under the phone field."""

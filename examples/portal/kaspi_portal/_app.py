@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import math
 import os
 import re
 import secrets
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -321,12 +323,10 @@ def _refusal(
     return True
 
 
-def _limited(seconds: object, lang: str) -> dict[str, str]:
-    wait = getattr(seconds, "total_seconds", lambda: 1.0)()
-    return {
-        "code": "rate_limited",
-        "message": text("rate_limited", lang, seconds=str(max(1, int(wait + 0.999)))),
-    }
+def _limited(wait: timedelta | None, lang: str) -> dict[str, str]:
+    """A rate limit's refusal: how long to wait, in whole seconds (at least 1)."""
+    seconds = 1 if wait is None else max(1, math.ceil(wait.total_seconds()))
+    return {"code": "rate_limited", "message": text("rate_limited", lang, seconds=str(seconds))}
 
 
 # --------------------------------------------------------------------------- pages
