@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LivePortal
 from kaspi_portal._text import text
 from playwright.sync_api import expect
+from portal_live import LivePortal
 
 from kaspi_identity.i18n import render
 
