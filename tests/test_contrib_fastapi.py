@@ -11,16 +11,21 @@ from typing import Annotated, Any
 
 import pytest
 from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 from fastapi.testclient import TestClient
 from starlette.middleware.sessions import SessionMiddleware
 
 from kaspi_identity import UnknownLanguageError
 from kaspi_identity.contrib.fastapi import (
     CurrentAccount,
+    forget_link,
     get_identity_service,
     identity_lifespan,
     identity_router,
+    keep_session,
+    link_token,
     optional_account,
+    start_session,
 )
 from kaspi_identity.delivery import Outbox, extract_link
 from kaspi_identity.hashing import TESTS_ONLY, PasswordHasher
@@ -256,3 +261,87 @@ class TestLifespan:
         app = FastAPI(lifespan=identity_lifespan(build))
         with pytest.raises(TypeError, match="AsyncIdentityService"), TestClient(app):
             pass
+
+
+HostService = Annotated[AsyncIdentityService, Depends(get_identity_service)]
+
+
+class TestHooksForAHostsOwnPages:
+    """The hooks a host's own form pages use: start/keep_session, link_token, forget_link."""
+
+    @staticmethod
+    def host_app() -> tuple[FastAPI, Outbox]:
+        app, outbox = make_app(reset_page="/auth/password/reset/new")
+
+        @app.post("/form/login")
+        async def form_login(request: Request, service: HostService) -> dict[str, bool]:
+            form = await request.json()
+            result = await service.authenticate(
+                form["identifier"], form["password"], client_key="test"
+            )
+            start_session(request, result)
+            return {"ok": result.ok}
+
+        @app.post("/form/change")
+        async def form_change(
+            request: Request, service: HostService, account_id: CurrentAccount
+        ) -> dict[str, bool]:
+            form = await request.json()
+            result = await service.change_password(
+                account_id, form["current"], form["password"], form["password"], client_key="t"
+            )
+            keep_session(request, result)
+            return {"ok": result.ok}
+
+        @app.post("/auth/password/reset/new")
+        async def form_reset(request: Request, service: HostService) -> Response:
+            token = link_token(request, "reset")
+            if token is None:
+                return JSONResponse({"ok": False, "token": False}, status_code=400)
+            result = await service.reset_password(token, BETTER, BETTER)
+            answer = JSONResponse({"ok": result.ok, "token": True})
+            forget_link(answer, request, "reset", path="/auth/password/reset")
+            return answer
+
+        return app, outbox
+
+    def test_a_form_log_in_is_a_session_the_dependencies_accept(self) -> None:
+        """start_session: CurrentAccount accepts it; a wrong password leaves no session."""
+        app, outbox = self.host_app()
+        with TestClient(app, base_url=ORIGIN) as client:
+            sign_up_and_log_in(client, outbox)
+            client.post("/auth/logout")
+            wrong = client.post("/form/login", json={"identifier": EMAIL, "password": "nope"})
+            assert wrong.json() == {"ok": False}
+            assert client.get("/cabinet").status_code == 401
+            client.post("/form/login", json={"identifier": EMAIL, "password": GOOD})
+            assert client.get("/cabinet").status_code == 200
+
+    def test_keep_session_keeps_this_one_and_ends_the_others(self) -> None:
+        """After a change through keep_session, this session lives; another one ends."""
+        app, outbox = self.host_app()
+        with (
+            TestClient(app, base_url=ORIGIN) as laptop,
+            TestClient(app, base_url=ORIGIN) as phone,
+        ):
+            sign_up_and_log_in(laptop, outbox)
+            phone.post("/form/login", json={"identifier": EMAIL, "password": GOOD})
+            changed = laptop.post("/form/change", json={"current": GOOD, "password": BETTER})
+            assert changed.json() == {"ok": True}
+            assert laptop.get("/cabinet").status_code == 200
+            assert phone.get("/cabinet").status_code == 401
+
+    def test_the_link_cookie_reaches_a_form_below_the_links_path(self) -> None:
+        """link_token reads the cookie below the link's path; forget_link clears it."""
+        app, outbox = self.host_app()
+        with TestClient(app, base_url=ORIGIN) as client:
+            sign_up_and_log_in(client, outbox)
+            assert client.post("/auth/password/reset/new").json() == {"ok": False, "token": False}
+            client.post("/auth/password/forgot", json={"identifier": EMAIL})
+            moved = client.get(extract_link(outbox.last_email(to=EMAIL)), follow_redirects=False)
+            assert moved.headers["location"] == "/auth/password/reset/new"
+            client.cookies.update(moved.cookies)
+            done = client.post("/auth/password/reset/new")
+            assert done.json() == {"ok": True, "token": True}
+            assert 'kaspi_identity_reset=""' in done.headers["set-cookie"]
+            assert "Path=/auth/password/reset" in done.headers["set-cookie"]

@@ -1,4 +1,4 @@
-"""The ``kaspi-identity`` command: demo, check, describe, hash, breached, outbox, worker, ….
+"""The ``kaspi-identity`` command: demo, portal, check, describe, hash, breached, outbox, ….
 
 Exit status: 0 success (password accepted), 1 password rejected or mismatch, 2 usage or
 configuration error, or input that ended or was interrupted (Ctrl-D, Ctrl-C) — said on
@@ -158,6 +158,21 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--db", metavar="PATH", help="SQLite file to use (default: a temporary one, removed after)"
     )
+
+    portal = commands.add_parser(
+        "portal",
+        help="serve the example portal's pages on SQLite with a dev mailbox (needs [portal] extra)",
+    )
+    group = portal.add_mutually_exclusive_group()
+    group.add_argument(
+        "--preset", choices=PRESET_NAMES, help="a named policy (default: kz-procurement)"
+    )
+    group.add_argument("--policy", metavar="FILE", help="a TOML policy file ([password] table)")
+    portal.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    portal.add_argument("--port", type=int, default=8000, help="port (default: %(default)s)")
+    portal.add_argument("--db", metavar="PATH", help="SQLite file (default: a temporary one)")
 
     compliance = commands.add_parser(
         "compliance",
@@ -494,6 +509,38 @@ def _check_database(db: str) -> None:
         raise _UsageError(f"--db {db}: {exc}") from None
 
 
+def _portal_module() -> Any:
+    """``kaspi_portal`` (examples/portal): installed, or found beside this source tree."""
+    try:
+        import kaspi_portal
+    except ImportError as exc:
+        if exc.name != "kaspi_portal":
+            raise _UsageError(
+                f"the portal needs {exc.name}: pip install 'kaspi-identity[portal]'"
+            ) from None
+        checkout = Path(__file__).resolve().parents[2] / "examples" / "portal"
+        if not (checkout / "kaspi_portal" / "__init__.py").is_file():
+            raise _UsageError(
+                "the portal is the example examples/portal of the source repository:"
+                " run this command from a checkout (pip install -e '.[portal]')"
+            ) from None
+        sys.path.insert(0, str(checkout))
+        try:
+            import kaspi_portal
+        except ImportError as missing:
+            raise _UsageError(
+                f"the portal needs {missing.name}: pip install 'kaspi-identity[portal]'"
+            ) from None
+    return kaspi_portal
+
+
+def _cmd_portal(args: argparse.Namespace, out: TextIO) -> int:
+    portal = _portal_module()
+    if args.db is not None:
+        _check_database(args.db)
+    return int(portal.serve(args, out))
+
+
 def _cmd_compliance(args: argparse.Namespace, out: TextIO) -> int:
     if args.examples < 1:
         raise _UsageError("--examples must be at least 1")
@@ -700,6 +747,8 @@ def main(
             return _cmd_outbox(args, out)
         if args.command == "worker":
             return _cmd_worker(args, out)
+        if args.command == "portal":
+            return _cmd_portal(args, out)
         return _cmd_calibrate(args, out, err)
     except (PolicyConfigError, _UsageError) as exc:
         print(f"kaspi-identity: {exc}", file=err)

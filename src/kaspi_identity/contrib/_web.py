@@ -65,6 +65,7 @@ __all__ = [
     "invalid_request",
     "keep_session",
     "link_cookie",
+    "link_cookie_name",
     "logged_out",
     "login_answer",
     "message",
@@ -508,6 +509,11 @@ class LinkCookie:
     samesite: Literal["strict"] = "strict"
 
 
+def link_cookie_name(kind: Literal["confirm", "reset"]) -> str:
+    """The name of the cookie a ``kind`` link's page moves the token into."""
+    return f"kaspi_identity_{kind}"
+
+
 def link_cookie(
     kind: Literal["confirm", "reset"], path: str, settings: IdentitySettings
 ) -> LinkCookie:
@@ -520,7 +526,7 @@ def link_cookie(
     else:
         lifetime = max(settings.reset_link_lifetime, settings.sms_grant_lifetime)
     return LinkCookie(
-        name=f"kaspi_identity_{kind}",
+        name=link_cookie_name(kind),
         path=path,
         max_age=math.ceil(lifetime.total_seconds()),
         secure=not settings.allow_insecure_http,

@@ -41,11 +41,15 @@ from kaspi_identity.contrib.fastapi._router import (
     CurrentAccount,
     client_address,
     current_account,
+    forget_link,
     get_identity_service,
     identity_lifespan,
     identity_router,
+    keep_session,
+    link_token,
     optional_account,
     request_language,
+    start_session,
 )
 
 __all__ = [
@@ -69,9 +73,13 @@ __all__ = [
     "ViolationOut",
     "client_address",
     "current_account",
+    "forget_link",
     "get_identity_service",
     "identity_lifespan",
     "identity_router",
+    "keep_session",
+    "link_token",
     "optional_account",
     "request_language",
+    "start_session",
 ]

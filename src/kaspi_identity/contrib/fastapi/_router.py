@@ -30,17 +30,21 @@ from kaspi_identity.contrib.fastapi._models import (
     ResetForm,
 )
 from kaspi_identity.i18n import DEFAULT_LANGUAGE
-from kaspi_identity.services import AsyncIdentityService
+from kaspi_identity.services import AsyncIdentityService, LoginResult, PasswordChangeResult
 
 __all__ = [
     "CurrentAccount",
     "client_address",
     "current_account",
+    "forget_link",
     "get_identity_service",
     "identity_lifespan",
     "identity_router",
+    "keep_session",
+    "link_token",
     "optional_account",
     "request_language",
+    "start_session",
 ]
 
 #: Where the service lives: ``app.state.kaspi_identity``.
@@ -158,6 +162,62 @@ async def current_account(
     if _web.pending_change(_session(request)) is not None:
         raise HTTPException(status_code=403, detail=_web.change_required(lang).body)
     return account
+
+
+def start_session(request: Request, result: LoginResult) -> None:
+    """Keep what a log-in's result means in the session, exactly as ``POST /login`` does.
+
+    For a host's own log-in page (a server-rendered form, say) that calls
+    ``service.authenticate`` itself: a successful log-in starts a fresh session holding the
+    account and its security stamp (and a change of password the log-in asked for), so
+    :func:`current_account` and :func:`optional_account` accept it; ``password_expired``
+    leaves only that account's right to change its password; any other refusal leaves the
+    session as it was.
+
+    Raises:
+        RuntimeError: the app has no ``SessionMiddleware``.
+    """
+    session = _session(request)
+    if result.ok:
+        _web.start_session(session, result)
+    elif result.reason == "password_expired":
+        _web.expired_session(session, result)
+
+
+def keep_session(request: Request, result: PasswordChangeResult) -> None:
+    """After ``service.change_password``: this session takes the new stamp, as the router's does.
+
+    Every other session of the account ends (their stamp is old); a refused change leaves
+    the session as it was.
+
+    Raises:
+        RuntimeError: the app has no ``SessionMiddleware``.
+    """
+    _web.keep_session(_session(request), result)
+
+
+def link_token(request: Request, kind: Literal["confirm", "reset"]) -> str | None:
+    """The token a link's page moved into its cookie, or ``None`` (for a host's own form).
+
+    The cookie is limited to the path where the router serves the link (``<prefix>/confirm``,
+    ``<prefix>/password/reset``), so the form that sends it must post to that path or below
+    it (``<prefix>/password/reset/new``).
+    """
+    return request.cookies.get(_web.link_cookie_name(kind))
+
+
+def forget_link(
+    response: Response, request: Request, kind: Literal["confirm", "reset"], *, path: str
+) -> None:
+    """Clear the link's cookie (served at ``path``) once it is used or found dead."""
+    if _web.link_cookie_name(kind) in request.cookies:
+        response.delete_cookie(
+            _web.link_cookie_name(kind),
+            path=path,
+            secure=request.url.scheme == "https",
+            httponly=True,
+            samesite="strict",
+        )
 
 
 #: ``account_id: CurrentAccount`` in a view's parameters: the live session's account, or 401.
@@ -305,12 +365,7 @@ def identity_router(
         return open_link
 
     def drop(response: Response, request: Request, kind: Literal["confirm", "reset"]) -> None:
-        name = f"kaspi_identity_{kind}"
-        if name in request.cookies:
-            secure = request.url.scheme == "https"
-            response.delete_cookie(
-                name, path=request.url.path, secure=secure, httponly=True, samesite="strict"
-            )
+        forget_link(response, request, kind, path=request.url.path)
 
     link_responses: dict[int | str, dict[str, Any]] = {
         200: {"model": LinkState},
@@ -383,7 +438,7 @@ def identity_router(
         form: ConfirmForm, request: Request, service: Service, lang: Language
     ) -> Response:
         """The token from the body, or from the cookie the link's page set."""
-        token = form.token or request.cookies.get("kaspi_identity_confirm")
+        token = form.token or link_token(request, "confirm")
         if token is None:
             return _send(_web.no_link(lang), lang)
 
@@ -424,16 +479,13 @@ def identity_router(
         form: LoginForm, request: Request, service: Service, lang: Language
     ) -> Response:
         """A fresh session on success; one 401 for every failure."""
-        session = _session(request)
+        _session(request)
 
         async def call() -> _web.Answer:
             result = await service.authenticate(
                 form.identifier, form.password, client_key=client_key(request)
             )
-            if result.ok:
-                _web.start_session(session, result)
-            elif result.reason == "password_expired":
-                _web.expired_session(session, result)
+            start_session(request, result)
             return _web.login_answer(result, lang)
 
         return await run(lang, call)
@@ -488,7 +540,7 @@ def identity_router(
                 form.confirmation,
                 client_key=client_key(request),
             )
-            _web.keep_session(session, result)
+            keep_session(request, result)
             return _web.change_answer(result, lang)
 
         return await run(lang, call)
@@ -555,7 +607,7 @@ def identity_router(
         form: ResetForm, request: Request, service: Service, lang: Language
     ) -> Response:
         """A refused password leaves the link usable; success ends every session."""
-        token = form.token or request.cookies.get("kaspi_identity_reset")
+        token = form.token or link_token(request, "reset")
         if token is None:
             return _send(_web.no_link(lang), lang)
         done = False
