@@ -11,11 +11,12 @@ import contextvars
 import inspect
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
+from kaspi_identity import StorageError
 from kaspi_identity._bridge import Awaiting, Coroutining, await_, run_flow
 from kaspi_identity.delivery import DeliveryError, EmailMessage, Outbox
 from kaspi_identity.hashing import TESTS_ONLY, HashProfile, PasswordHasher, _OffLoop
@@ -328,6 +329,24 @@ class TestAsyncSQLite:
         asyncio.run(go())
         # Throttled guesses burn a dummy verification (equal work), never the stored hash.
         assert hasher.verified.count(stored[0]) == 3
+
+    def test_a_closed_bundle_raises_storage_error(self, tmp_path: Any) -> None:
+        """A call on a closed bundle is a StorageError with nothing chained, not RuntimeError."""
+        storage = async_sqlite_storage(tmp_path / "closed.sqlite3", threads=2)
+        now = datetime.now(timezone.utc)
+        caught: list[BaseException] = []
+
+        async def go() -> None:
+            await storage.aclose()
+            with pytest.raises(StorageError, match="closed") as first:
+                await storage.accounts.get("nobody")
+            with pytest.raises(StorageError, match="closed") as second:
+                await storage.rate_limits.hit("k", limit=1, window=timedelta(minutes=1), now=now)
+            caught.extend((first.value, second.value))
+
+        asyncio.run(go())
+        assert len(caught) == 2
+        assert all(e.__cause__ is None and e.__context__ is None for e in caught)
 
     def test_closing_stops_the_worker_threads(self, tmp_path: Any) -> None:
         storage = async_sqlite_storage(tmp_path / "close.sqlite3", threads=2)

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
+from .._errors import StorageError
 from ._outbox import OutboxEntry, OutboxMessage, OutboxStatus
 from ._protocols import (
     LoginKind,
@@ -294,7 +295,17 @@ class _WorkerThreads:
     async def __call__(self, call: Callable[[], object]) -> object:
         import asyncio
 
-        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+        loop = asyncio.get_running_loop()
+        try:
+            future = loop.run_in_executor(self._pool, call)
+        except RuntimeError:  # the pool was shut down: the bundle is closed
+            closed = True
+        else:
+            closed = False
+        if closed:
+            # Raised outside the except block, so no RuntimeError rides along as context.
+            raise StorageError("the storage is closed")
+        return await future
 
     def use(self) -> None:
         self._users += 1
