@@ -291,12 +291,15 @@ class TokenService:
     def issue(self, purpose: TokenPurpose, account_id: str, *, state: str, now: datetime) -> str:
         """A new token for ``account_id``, bound to ``state`` (e.g. the security stamp).
 
-        The same as :meth:`seal` of :meth:`draft`.
+        The same token :meth:`seal` makes of a :meth:`draft`, without the round trip
+        through the draft's text.
 
         Raises:
             ValueError: unknown purpose, empty account id, naive ``now``.
         """
-        return self.seal(purpose, self.draft(purpose, account_id, state=state, now=now))
+        name = self._purpose(purpose)
+        body = self._body(name, account_id, state, now)
+        return _b64(body + self._signing[name][0].digest(body)[:_TAG_BYTES]).decode("ascii")
 
     def draft(
         self, purpose: TokenPurpose, account_id: str, *, state: str, now: datetime
@@ -315,6 +318,10 @@ class TokenService:
             TypeError: ``state`` is not a ``str``.
         """
         name = self._purpose(purpose)
+        return {"body": _b64(self._body(name, account_id, state, now)).decode("ascii")}
+
+    def _body(self, name: str, account_id: object, state: object, now: datetime) -> bytes:
+        """The unsigned bytes of a new token of purpose ``name`` (checked as :meth:`draft`)."""
         if (
             not isinstance(account_id, str)
             or not account_id
@@ -334,7 +341,7 @@ class TokenService:
         expiry = int((_aware(now, "now") + self._lifetimes[name]).timestamp())
         if not 0 <= expiry < 1 << (8 * _EXPIRY_BYTES):
             raise ValueError("now is outside the range a token can express")
-        body = b"".join(
+        return b"".join(
             (
                 bytes(((_VERSION << 4) | (kind << 2) | _PURPOSE_INDEX[name],)),
                 expiry.to_bytes(_EXPIRY_BYTES, "big"),
@@ -343,7 +350,6 @@ class TokenService:
                 packed,
             )
         )
-        return {"body": _b64(body).decode("ascii")}
 
     def seal(self, purpose: TokenPurpose, body: Mapping[str, object]) -> str:
         """Sign a :meth:`draft` body of ``purpose`` into the token (with the newest key).

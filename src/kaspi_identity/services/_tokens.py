@@ -114,19 +114,24 @@ class Tokens:
         account without an address) a token for nobody is signed, so an unknown account
         costs the same work as a known one.
         """
-        return self.issuer.seal(purpose, self.draft(purpose, account))
+        account_id, state = self._bound(purpose, account)
+        return self.issuer.issue(purpose, account_id, state=state, now=self._clock.now())
 
     def draft(self, purpose: TokenPurpose, account: Account | None) -> dict[str, str | int]:
         """The unsigned body of :meth:`issue`'s token, to be sealed when the letter is written.
 
         The same work for ``None`` as for an account, as :meth:`issue`.
         """
+        account_id, state = self._bound(purpose, account)
+        return self.issuer.draft(purpose, account_id, state=state, now=self._clock.now())
+
+    @staticmethod
+    def _bound(purpose: TokenPurpose, account: Account | None) -> tuple[str, str]:
+        """The account id and state a token is bound to; a placeholder for nobody."""
         state = None if account is None else bound_state(purpose, account)
         if account is None or state is None:
-            account_id, state = "unknown", "-"
-        else:
-            account_id = account.id
-        return self.issuer.draft(purpose, account_id, state=state, now=self._clock.now())
+            return "unknown", "-"
+        return account.id, state
 
     def minutes(self, purpose: TokenPurpose) -> int:
         """The lifetime of ``purpose`` in whole minutes (at least 1), for a letter."""
