@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.testclient import TestClient
 from starlette.middleware.sessions import SessionMiddleware
 
-from kaspi_identity import UnknownLanguageError
+from kaspi_identity import StorageError, UnknownLanguageError
 from kaspi_identity.contrib.fastapi import (
     CurrentAccount,
     forget_link,
@@ -247,7 +247,7 @@ class TestLifespan:
             assert app.state.kaspi_identity is built[0]
             assert client.get("/auth/policy").status_code == 200
         # Its worker threads are stopped: no store call can run any more.
-        with pytest.raises(RuntimeError, match="after shutdown"):
+        with pytest.raises(StorageError, match="closed"):
             asyncio.run(built[0].storage.accounts.get("anyone"))
 
     def test_build_must_give_the_async_service(self) -> None:
