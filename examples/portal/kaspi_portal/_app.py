@@ -15,7 +15,7 @@ import math
 import os
 import re
 import secrets
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -55,7 +55,7 @@ from kaspi_identity.delivery import AsyncSmtpEmailSender, EmailSender, SmsSender
 from kaspi_identity.hashing import PasswordHasher
 from kaspi_identity.i18n import render
 from kaspi_identity.policy import PolicyResult
-from kaspi_identity.services import AsyncIdentityService, IdentitySettings
+from kaspi_identity.services import AsyncIdentityService, IdentitySettings, ResetRequestResult
 from kaspi_identity.storage.sqlite import async_sqlite_storage
 from kaspi_portal._dev import CapturingSms, DevMailServer
 from kaspi_portal._text import LANGUAGE_NAMES, LANGUAGES, text
@@ -374,6 +374,31 @@ def _pages(app: FastAPI, templates: Jinja2Templates, config: PortalConfig) -> No
         )
         return response
 
+    async def refused(
+        request: Request,
+        lang: str,
+        page: str,
+        field: str,
+        ask: Callable[[], Awaitable[ResetRequestResult]],
+        **context: Any,
+    ) -> Response | None:
+        """Run a request that answers alike for every account (a letter, an SMS).
+
+        The page again with the reason when the input is refused (422) or the request is
+        rate-limited (429); ``None`` when it was accepted.
+        """
+        errors: dict[str, list[dict[str, str]]] = {}
+        try:
+            result = await ask()
+        except Exception as exc:
+            if not _refusal(exc, lang, errors, field=field):
+                raise
+            return show(request, page, lang, status=422, errors=errors, **context)
+        if not result.accepted:
+            errors[""] = [_limited(result.retry_after, lang)]
+            return show(request, page, lang, status=429, errors=errors, **context)
+        return None
+
     def moved(request: Request, to: str, flash: str | None = None) -> RedirectResponse:
         if flash is not None:
             request.session[_FLASH] = flash
@@ -444,16 +469,16 @@ def _pages(app: FastAPI, templates: Jinja2Templates, config: PortalConfig) -> No
     async def resend(request: Request, lang: Lang, service: Service) -> Response:
         form = await _form(request)
         email = form.get("email", "")
-        errors: dict[str, list[dict[str, str]]] = {}
-        try:
-            result = await service.resend_confirmation(email, client_key=client_address(request))
-        except Exception as exc:
-            if not _refusal(exc, lang, errors, field="email"):
-                raise
-            return show(request, "registered.html", lang, status=422, errors=errors, email=email)
-        if not result.accepted:
-            errors[""] = [_limited(result.retry_after, lang)]
-            return show(request, "registered.html", lang, status=429, errors=errors, email=email)
+        answer = await refused(
+            request,
+            lang,
+            "registered.html",
+            "email",
+            lambda: service.resend_confirmation(email, client_key=client_address(request)),
+            email=email,
+        )
+        if answer is not None:
+            return answer
         return show(request, "registered.html", lang, email=email, notice=text("resent", lang))
 
     @app.get(CONFIRM_PAGE, response_class=HTMLResponse, include_in_schema=False)
@@ -614,19 +639,16 @@ def _pages(app: FastAPI, templates: Jinja2Templates, config: PortalConfig) -> No
     async def forgot(request: Request, lang: Lang, service: Service) -> Response:
         form = await _form(request)
         identifier = form.get("identifier", "")
-        errors: dict[str, list[dict[str, str]]] = {}
-        values = {"identifier": identifier}
-        try:
-            result = await service.request_password_reset(
-                identifier, client_key=client_address(request)
-            )
-        except Exception as exc:
-            if not _refusal(exc, lang, errors, field="identifier"):
-                raise
-            return show(request, "forgot.html", lang, status=422, errors=errors, values=values)
-        if not result.accepted:
-            errors[""] = [_limited(result.retry_after, lang)]
-            return show(request, "forgot.html", lang, status=429, errors=errors, values=values)
+        answer = await refused(
+            request,
+            lang,
+            "forgot.html",
+            "identifier",
+            lambda: service.request_password_reset(identifier, client_key=client_address(request)),
+            values={"identifier": identifier},
+        )
+        if answer is not None:
+            return answer
         return show(request, "forgot.html", lang, notice=text("letter_sent", lang), sent=True)
 
     # -- forgot password: by phone --------------------------------------------------------
@@ -639,17 +661,16 @@ def _pages(app: FastAPI, templates: Jinja2Templates, config: PortalConfig) -> No
     async def phone(request: Request, lang: Lang, service: Service) -> Response:
         form = await _form(request)
         number = form.get("phone", "")
-        errors: dict[str, list[dict[str, str]]] = {}
-        values = {"phone": number}
-        try:
-            result = await service.request_sms_reset(number, client_key=client_address(request))
-        except Exception as exc:
-            if not _refusal(exc, lang, errors, field="phone"):
-                raise
-            return show(request, "phone.html", lang, status=422, errors=errors, values=values)
-        if not result.accepted:
-            errors[""] = [_limited(result.retry_after, lang)]
-            return show(request, "phone.html", lang, status=429, errors=errors, values=values)
+        answer = await refused(
+            request,
+            lang,
+            "phone.html",
+            "phone",
+            lambda: service.request_sms_reset(number, client_key=client_address(request)),
+            values={"phone": number},
+        )
+        if answer is not None:
+            return answer
         return show(request, "code.html", lang, notice=text("code_sent", lang), phone=number)
 
     @app.post("/password/code", response_class=HTMLResponse, include_in_schema=False)
