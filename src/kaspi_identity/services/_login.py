@@ -100,9 +100,7 @@ class LogIn(Flow):
         # Each lost compare-and-set means a racing log-in spent a grace log-in, so the loop
         # reaches "none left" within grace_logins + 1 rounds.
         for _ in range((policy.grace_logins or 0) + 1):
-            if not age.expired:
-                break
-            if age.grace_left == 0:
+            if not age.expired or age.grace_left == 0:
                 break
             if accounts.use_grace_login(account.id, expected=account.grace_logins_used):
                 grace_left = age.grace_left - 1
