@@ -31,7 +31,7 @@ from ._protocols import (
     Storage,
     TokenLedger,
 )
-from ._records import Account, CodeAttempt, HistoryEntry, NewAccount, RateLimitResult
+from ._records import Account, CodeAttempt, Contact, HistoryEntry, NewAccount, RateLimitResult
 
 __all__ = [
     "Account",
@@ -46,6 +46,7 @@ __all__ = [
     "AsyncStorage",
     "AsyncTokenLedger",
     "CodeAttempt",
+    "Contact",
     "HistoryEntry",
     "LoginKind",
     "NewAccount",

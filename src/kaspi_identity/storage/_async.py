@@ -23,7 +23,7 @@ from ._protocols import (
     distinct_components,
     remap,
 )
-from ._records import Account, CodeAttempt, HistoryEntry, NewAccount, RateLimitResult
+from ._records import Account, CodeAttempt, Contact, HistoryEntry, NewAccount, RateLimitResult
 
 __all__ = [
     "AsyncAccountStore",
@@ -66,6 +66,18 @@ class AsyncAccountStore(Protocol):
 
     async def set_email(self, account_id: str, email: str, *, confirmed: bool = False) -> None:
         """As :meth:`AccountStore.set_email`."""
+        ...
+
+    async def update_contact(
+        self,
+        account_id: str,
+        *,
+        expected_stamp: str,
+        contact: Contact,
+        rotate_stamp: bool = True,
+        clear_password: bool = False,
+    ) -> Account | None:
+        """As :meth:`AccountStore.update_contact`."""
         ...
 
     async def mark_email_confirmed(self, account_id: str, *, email: str, now: datetime) -> bool:
@@ -174,6 +186,19 @@ class AsyncAccountWithHistory(Protocol):
         messages: Sequence[OutboxMessage] = (),
     ) -> bool:
         """As :meth:`AccountWithHistory.replace_password`."""
+        ...
+
+    async def update_contact(
+        self,
+        account_id: str,
+        *,
+        expected_stamp: str,
+        contact: Contact,
+        rotate_stamp: bool = True,
+        clear_password: bool = False,
+        messages: Sequence[OutboxMessage] = (),
+    ) -> Account | None:
+        """As :meth:`AccountWithHistory.update_contact`."""
         ...
 
 

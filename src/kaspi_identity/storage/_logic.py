@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from ._checks import (
     CODE_HASH_MAX_LENGTH,
     EMAIL_MAX_LENGTH,
+    STAMP_MAX_LENGTH,
     TOKEN_ID_MAX_LENGTH,
     check_account_id,
     check_expected_hash,
@@ -32,7 +33,7 @@ from ._checks import (
     require_utc,
     utc_microseconds,
 )
-from ._records import Account, CodeAttempt, HistoryEntry, NewAccount, RateLimitResult
+from ._records import Account, CodeAttempt, Contact, HistoryEntry, NewAccount, RateLimitResult
 
 __all__ = [
     "MAX_CANDIDATES",
@@ -54,7 +55,9 @@ __all__ = [
     "check_reserve",
     "check_rotate_stamp",
     "check_set_email",
+    "check_update_contact",
     "code_is_dead",
+    "contact_keys",
     "fresh_account",
     "hit_window",
     "login_keys",
@@ -104,7 +107,44 @@ def fresh_account(new: NewAccount, account_id: str, now: datetime) -> Account:
         names=new.names,
         password_changed_at=None if new.password_hash is None else now,
         must_change_password=new.must_change_password,
+        phone_verified=new.phone_verified,
+        time_zone=new.time_zone,
     )
+
+
+def check_update_contact(
+    account_id: object, expected_stamp: object, contact: object, *flags: tuple[str, object]
+) -> str | None:
+    """Check the arguments of ``AccountStore.update_contact``.
+
+    Returns the account id when it could name a stored account, ``None`` when it cannot
+    (the update then simply finds nothing). ``flags`` are ``(name, value)`` pairs that must
+    be ``bool``.
+
+    Raises:
+        TypeError: ``account_id`` or ``expected_stamp`` is not a ``str``, ``contact`` not a
+            :class:`Contact`, or a flag not a ``bool``.
+
+    """
+    if not isinstance(expected_stamp, str):
+        raise TypeError(f"expected_stamp must be str, not {type(expected_stamp).__name__}")
+    if not isinstance(contact, Contact):
+        raise TypeError(f"contact must be a Contact, not {type(contact).__name__}")
+    for name, value in flags:
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be bool, not {type(value).__name__}")
+    key = check_account_id(account_id)
+    if key is None or not expected_stamp or len(expected_stamp) > STAMP_MAX_LENGTH:
+        return None
+    return key
+
+
+def contact_keys(contact: Contact) -> dict[str, str | None]:
+    """The unique keys ``contact`` gives its account: the e-mail casefolded, the phone as is."""
+    return {
+        "email": None if contact.email is None else contact.email.casefold(),
+        "phone": contact.phone,
+    }
 
 
 def login_keys(new: NewAccount | Account) -> dict[str, str | None]:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from ._async import AsyncStorage
 
 from ._outbox import OutboxEntry, OutboxMessage, OutboxStatus
-from ._records import Account, CodeAttempt, HistoryEntry, NewAccount, RateLimitResult
+from ._records import Account, CodeAttempt, Contact, HistoryEntry, NewAccount, RateLimitResult
 
 __all__ = [
     "AccountStore",
@@ -135,6 +135,40 @@ class AccountStore(Protocol):
         Raises:
             DuplicateAccountError: another account has this e-mail (``field="email"``).
             AccountNotFoundError: no account has id ``account_id``.
+
+        """
+        ...
+
+    def update_contact(
+        self,
+        account_id: str,
+        *,
+        expected_stamp: str,
+        contact: Contact,
+        rotate_stamp: bool = True,
+        clear_password: bool = False,
+    ) -> Account | None:
+        """Write ``contact`` only if the account's security stamp still equals ``expected_stamp``.
+
+        A compare-and-set on the stamp (one ``UPDATE ... WHERE security_stamp = :expected``
+        or a locked transaction): of several concurrent callers that read the same stamp,
+        at most one writes, however they differ. Every field of :class:`Contact` is written
+        as given; with ``rotate_stamp`` (the default: a change of address or phone) the same
+        write gives a fresh security stamp, and with ``clear_password`` it also removes the
+        password (``password_hash`` and ``password_changed_at`` become ``None``,
+        ``must_change_password`` ``False``, ``grace_logins_used`` 0), so only a reset can
+        give the account one again. Returns the account as written, or ``None`` (nothing
+        written) when the stamp differs or the account does not exist -- including for any
+        ``account_id`` or ``expected_stamp`` no account can have.
+
+        ``email`` and ``phone`` stay unique exactly as at :meth:`create`; ``pending_email``
+        and ``pending_phone`` are not logins and need not be unique.
+
+        Raises:
+            TypeError: ``contact`` is not a :class:`Contact`, a flag not a ``bool``, or
+                ``account_id`` / ``expected_stamp`` not a ``str``.
+            DuplicateAccountError: another account has ``contact.email`` (``field="email"``)
+                or ``contact.phone`` (``field="phone"``); nothing is written.
 
         """
         ...
@@ -505,6 +539,29 @@ class AccountWithHistory(Protocol):
 
         Raises:
             ValueError: ``keep`` is below 1, or ``now`` is naive.
+
+        """
+        ...
+
+    def update_contact(
+        self,
+        account_id: str,
+        *,
+        expected_stamp: str,
+        contact: Contact,
+        rotate_stamp: bool = True,
+        clear_password: bool = False,
+        messages: Sequence[OutboxMessage] = (),
+    ) -> Account | None:
+        """:meth:`AccountStore.update_contact`, with ``messages`` enqueued in the same step.
+
+        The notices of a change of address or phone exist exactly when the change does:
+        when the compare-and-set loses (``None``) or raises, nothing is enqueued. Only a
+        unit of work made with the bundle's outbox takes messages.
+
+        Raises:
+            As :meth:`AccountStore.update_contact`; ``ValueError`` for messages given to a
+            unit of work without an outbox.
 
         """
         ...

@@ -50,7 +50,9 @@ from ._logic import (
     check_reserve,
     check_rotate_stamp,
     check_set_email,
+    check_update_contact,
     code_is_dead,
+    contact_keys,
     fresh_account,
     hit_window,
     login_keys,
@@ -82,6 +84,7 @@ from ._protocols import LoginKind, Storage
 from ._records import (
     Account,
     CodeAttempt,
+    Contact,
     HistoryEntry,
     NewAccount,
     RateLimitResult,
@@ -239,6 +242,85 @@ class MemoryAccountStore:
                 email_confirmed=confirmed,
                 security_stamp=new_security_stamp(),
             )
+
+    def update_contact(
+        self,
+        account_id: str,
+        *,
+        expected_stamp: str,
+        contact: Contact,
+        rotate_stamp: bool = True,
+        clear_password: bool = False,
+    ) -> Account | None:
+        """Write ``contact`` if the stamp is still ``expected_stamp``; see the protocol."""
+        key = check_update_contact(
+            account_id,
+            expected_stamp,
+            contact,
+            ("rotate_stamp", rotate_stamp),
+            ("clear_password", clear_password),
+        )
+        if key is None:
+            return None
+        with self._lock:
+            swapped = self._swap_contact(
+                key, expected_stamp, contact, rotate_stamp=rotate_stamp, clear=clear_password
+            )
+            return None if swapped is None else self._accounts[key]
+
+    def _swap_contact(
+        self, key: str, expected_stamp: str, contact: Contact, *, rotate_stamp: bool, clear: bool
+    ) -> Account | None:
+        """The compare-and-set; return the account as it was if it won. The caller locks."""
+        account = self._accounts.get(key)
+        if account is None or account.security_stamp != expected_stamp:
+            return None
+        indexes = self._indexes()
+        new_keys, old_keys = contact_keys(contact), login_keys(account)
+        for kind, value in new_keys.items():  # e-mail first, then phone, as at create
+            owner = None if value is None else indexes[kind].get(value)
+            if owner is not None and owner != key:
+                raise DuplicateAccountError(kind)
+        for kind, value in new_keys.items():
+            if old_keys[kind] is not None:
+                del indexes[kind][old_keys[kind]]
+            if value is not None:
+                indexes[kind][value] = key
+        updated = replace(
+            account,
+            email=contact.email,
+            email_confirmed=contact.email_confirmed,
+            phone=contact.phone,
+            phone_verified=contact.phone_verified,
+            pending_email=contact.pending_email,
+            pending_phone=contact.pending_phone,
+            previous_email=contact.previous_email,
+            email_changed_at=contact.email_changed_at,
+            time_zone=contact.time_zone,
+            security_stamp=new_security_stamp() if rotate_stamp else account.security_stamp,
+        )
+        if clear:
+            updated = replace(
+                updated,
+                password_hash=None,
+                password_changed_at=None,
+                must_change_password=False,
+                grace_logins_used=0,
+            )
+        self._accounts[key] = updated
+        return account
+
+    def _restore(self, before: Account) -> None:
+        """Undo :meth:`_swap_contact` (the account as it was); the caller holds the lock."""
+        current = self._accounts[before.id]
+        indexes = self._indexes()
+        for kind, value in login_keys(current).items():
+            if value is not None and kind in ("email", "phone"):
+                del indexes[kind][value]
+        for kind, value in login_keys(before).items():
+            if value is not None and kind in ("email", "phone"):
+                indexes[kind][value] = before.id
+        self._accounts[before.id] = before
 
     def mark_email_confirmed(self, account_id: str, *, email: str, now: datetime) -> bool:
         """Mark the e-mail confirmed if it still equals ``email``; see the protocol."""
@@ -462,6 +544,40 @@ class MemoryAccountWithHistory:
                 self._accounts._accounts[key] = before
                 raise
             return True
+
+    def update_contact(
+        self,
+        account_id: str,
+        *,
+        expected_stamp: str,
+        contact: Contact,
+        rotate_stamp: bool = True,
+        clear_password: bool = False,
+        messages: Sequence[OutboxMessage] = (),
+    ) -> Account | None:
+        """Write ``contact`` (compare-and-set) and enqueue ``messages``; see the protocol."""
+        key = check_update_contact(
+            account_id,
+            expected_stamp,
+            contact,
+            ("rotate_stamp", rotate_stamp),
+            ("clear_password", clear_password),
+        )
+        queued = check_messages(messages, self._outbox)
+        if key is None:
+            return None
+        with self._accounts._lock, self._outbox_lock():
+            before = self._accounts._swap_contact(
+                key, expected_stamp, contact, rotate_stamp=rotate_stamp, clear=clear_password
+            )
+            if before is None:
+                return None
+            try:
+                self._enqueue_all(queued)
+            except BaseException:
+                self._accounts._restore(before)
+                raise
+            return self._accounts._accounts[key]
 
 
 class MemoryTokenLedger:

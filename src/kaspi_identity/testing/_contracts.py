@@ -27,6 +27,7 @@ from kaspi_identity.storage import (
     AccountStore,
     AccountWithHistory,
     CodeAttempt,
+    Contact,
     HistoryEntry,
     NewAccount,
     OneTimeCodeStore,
@@ -914,6 +915,266 @@ class AccountStoreContract:
         assert _IIN not in repr(_new())
         assert "Нурланова" not in repr(_new())
 
+    # -- contact details (update_contact) ---------------------------------------------------
+
+    def test_create_keeps_phone_verified_and_time_zone(self, accounts: AccountStore) -> None:
+        """``phone_verified`` and ``time_zone`` of the new account come back; the rest empty."""
+        made = accounts.create(
+            replace(_new(), phone_verified=True, time_zone="Asia/Almaty"), now=T0
+        )
+        plain = accounts.create(_new("other", "other@example.kz", None, iin=None), now=T0)
+        for account, verified, zone in ((made, True, "Asia/Almaty"), (plain, False, None)):
+            for stored in (account, accounts.get(account.id)):
+                assert stored is not None
+                assert (stored.phone_verified, stored.time_zone) == (verified, zone)
+                assert stored.pending_email is None and stored.pending_phone is None
+                assert stored.previous_email is None and stored.email_changed_at is None
+
+    def test_update_contact_writes_every_field(self, accounts: AccountStore) -> None:
+        """Every field of the contact is written as given and read back."""
+        created = accounts.create(_new(), now=T0)
+        contact = Contact(
+            email="New.Address@example.kz",
+            email_confirmed=True,
+            phone="+77021234567",
+            phone_verified=True,
+            pending_email="next@example.kz",
+            pending_phone="+77031234567",
+            previous_email="aliya@example.kz",
+            email_changed_at=(T0 + _US).astimezone(_ALMATY),
+            time_zone="Asia/Aqtobe",
+        )
+        written = accounts.update_contact(
+            created.id, expected_stamp=created.security_stamp, contact=contact
+        )
+        stored = accounts.get(created.id)
+        assert written is not None and written == stored
+        assert stored.contact == contact
+        assert stored.email_changed_at == T0 + _US
+        assert stored.email_changed_at.utcoffset() == timedelta(0)
+        assert (stored.username, stored.iin, stored.names) == ("aliya", _IIN, _NAMES)
+        assert stored.password_hash == _HASH_A
+
+    def test_update_contact_moves_the_logins(self, accounts: AccountStore) -> None:
+        """The new e-mail and phone find the account; the old ones and pending ones do not."""
+        created = accounts.create(_new(), now=T0)
+        contact = replace(
+            created.contact,
+            email="new@example.kz",
+            phone="+77021234567",
+            pending_email="pending@example.kz",
+            pending_phone="+77031234567",
+        )
+        accounts.update_contact(created.id, expected_stamp=created.security_stamp, contact=contact)
+        assert accounts.find_by_login("email", "NEW@example.kz") is not None
+        assert accounts.find_by_login("phone", "+77021234567") is not None
+        for kind, value in (
+            ("email", "aliya@example.kz"),
+            ("phone", "+77011234567"),
+            ("email", "pending@example.kz"),
+            ("phone", "+77031234567"),
+        ):
+            assert accounts.find_by_login(kind, value) is None  # type: ignore[arg-type]
+        # The freed address and phone can be taken by a new account.
+        other = accounts.create(_new("other", "aliya@example.kz", "+77011234567", iin=None), now=T0)
+        assert other.id != created.id
+
+    def test_update_contact_can_remove_the_phone_and_address(self, accounts: AccountStore) -> None:
+        """``None`` removes a login; the account keeps its other identifiers."""
+        created = accounts.create(_new(), now=T0)
+        contact = replace(created.contact, email=None, email_confirmed=False, phone=None)
+        stored = accounts.update_contact(
+            created.id, expected_stamp=created.security_stamp, contact=contact
+        )
+        assert stored is not None and (stored.email, stored.phone) == (None, None)
+        assert accounts.find_by_login("phone", "+77011234567") is None
+        assert accounts.find_by_login("username", "aliya") is not None
+
+    def test_update_contact_stamp(self, accounts: AccountStore) -> None:
+        """A fresh stamp by default (never an earlier one); the same with rotate_stamp=False."""
+        created = accounts.create(_new(), now=T0)
+        kept = accounts.update_contact(
+            created.id,
+            expected_stamp=created.security_stamp,
+            contact=replace(created.contact, time_zone="UTC"),
+            rotate_stamp=False,
+        )
+        assert kept is not None and kept.security_stamp == created.security_stamp
+        seen = {created.security_stamp}
+        current = kept
+        for _ in range(3):
+            changed = accounts.update_contact(
+                created.id, expected_stamp=current.security_stamp, contact=created.contact
+            )
+            assert changed is not None
+            assert changed.security_stamp not in seen
+            seen.add(changed.security_stamp)
+            current = changed
+
+    def test_update_contact_with_a_stale_stamp_writes_nothing(self, accounts: AccountStore) -> None:
+        """A stamp that is not the current one (or an unknown account) answers ``None``."""
+        created = accounts.create(_new(), now=T0)
+        accounts.set_password_hash(created.id, expected=_HASH_A, new=_HASH_B)
+        contact = replace(created.contact, email="new@example.kz")
+        assert (
+            accounts.update_contact(
+                created.id, expected_stamp=created.security_stamp, contact=contact
+            )
+            is None
+        )
+        stored = accounts.get(created.id)
+        assert stored is not None and stored.email == "aliya@example.kz"
+        for account_id, stamp in (
+            ("no-such-account", stored.security_stamp),
+            ("", stored.security_stamp),
+            ("x" * 100_000, stored.security_stamp),
+            ("bad\x00id", stored.security_stamp),
+            ("bad\ud800id", stored.security_stamp),
+            (created.id, ""),
+            (created.id, "s" * 100_000),
+            (created.id, "bad\x00stamp"),
+            (created.id, "bad\udfffstamp"),
+        ):
+            assert (
+                accounts.update_contact(account_id, expected_stamp=stamp, contact=contact) is None
+            )
+        assert accounts.get(created.id) == stored
+
+    def test_update_contact_duplicates(self, accounts: AccountStore) -> None:
+        """Another account's e-mail (any case) or phone is refused; its own is not."""
+        created = accounts.create(_new(), now=T0)
+        accounts.create(_new("other", "other@example.kz", "+77021234567", iin=None), now=T0)
+        for contact, field_name in (
+            (replace(created.contact, email="OTHER@example.kz"), "email"),
+            (replace(created.contact, phone="+77021234567"), "phone"),
+        ):
+            with pytest.raises(DuplicateAccountError) as caught:
+                accounts.update_contact(
+                    created.id, expected_stamp=created.security_stamp, contact=contact
+                )
+            assert caught.value.field == field_name
+            assert accounts.get(created.id) == created
+        same = accounts.update_contact(
+            created.id,
+            expected_stamp=created.security_stamp,
+            contact=replace(created.contact, email="ALIYA@example.kz"),
+        )
+        assert same is not None and same.email == "ALIYA@example.kz"
+        pending = accounts.update_contact(
+            created.id,
+            expected_stamp=same.security_stamp,
+            contact=replace(
+                same.contact, pending_email="other@example.kz", pending_phone="+77021234567"
+            ),
+        )
+        assert pending is not None and pending.pending_email == "other@example.kz"
+
+    def test_update_contact_clears_the_password(self, accounts: AccountStore) -> None:
+        """``clear_password`` removes the password and its age in the same write."""
+        created = accounts.create(replace(_new(), must_change_password=True), now=T0)
+        stored = accounts.update_contact(
+            created.id,
+            expected_stamp=created.security_stamp,
+            contact=created.contact,
+            clear_password=True,
+        )
+        assert stored is not None
+        assert stored.password_hash is None and stored.password_changed_at is None
+        assert not stored.must_change_password and stored.grace_logins_used == 0
+        assert accounts.get(created.id) == stored
+        assert accounts.set_password_hash(created.id, expected=None, new=_HASH_B, now=T0)
+
+    def test_update_contact_rejects_bad_arguments(self, accounts: AccountStore) -> None:
+        """Wrong types raise TypeError before anything is written."""
+        created = accounts.create(_new(), now=T0)
+        stamp, contact = created.security_stamp, created.contact
+        bad: list[dict[str, object]] = [
+            {"account_id": None},
+            {"account_id": b"id"},
+            {"expected_stamp": None},
+            {"expected_stamp": b"stamp"},
+            {"contact": None},
+            {"contact": {"email": "x@example.kz"}},
+            {"rotate_stamp": "yes"},
+            {"clear_password": 1},
+        ]
+        for override in bad:
+            arguments: dict[str, object] = {
+                "account_id": created.id,
+                "expected_stamp": stamp,
+                "contact": contact,
+            }
+            arguments.update(override)
+            account_id = arguments.pop("account_id")
+            with pytest.raises(TypeError):
+                accounts.update_contact(account_id, **arguments)  # type: ignore[arg-type]
+        assert accounts.get(created.id) == created
+
+    def test_contact_record_refuses_bad_fields(self) -> None:
+        """A malformed contact cannot be built, so it can never reach a store."""
+        good = _new()
+        base = Contact(
+            email=good.email, email_confirmed=False, phone=good.phone, phone_verified=False
+        )
+        for change in (
+            {"phone": "87011234567"},
+            {"pending_phone": "+7 701"},
+            {"phone": None, "phone_verified": True},
+            {"email": ""},
+            {"pending_email": "x" * 100_000},
+            {"previous_email": "old@example.kz"},  # without email_changed_at
+            {"email_changed_at": T0},  # without previous_email
+            {"previous_email": "old@example.kz", "email_changed_at": _NAIVE},
+            {"time_zone": "Not a zone!"},
+            {"time_zone": "x" * 200},
+            {"email_confirmed": 1},
+        ):
+            with pytest.raises((TypeError, ValueError)):
+                replace(base, **change)
+        for text in (repr(base), repr(replace(base, pending_email="p@example.kz"))):
+            assert "aliya@example.kz" not in text and "p@example.kz" not in text
+            assert "+77011234567" not in text
+
+    @pytest.mark.parametrize("racers", [2, _THREADS])
+    def test_racing_contact_updates_from_one_stamp(
+        self, accounts: AccountStore, racers: int
+    ) -> None:
+        """Of many updates read from one stamp, exactly one writes."""
+        created = accounts.create(_new(), now=T0)
+
+        def change(index: int) -> Account | None:
+            contact = replace(created.contact, email=f"racer{index}@example.kz")
+            return accounts.update_contact(
+                created.id, expected_stamp=created.security_stamp, contact=contact
+            )
+
+        won = [result for result in _race(racers, change) if result is not None]
+        assert len(won) == 1
+        assert accounts.get(created.id) == won[0]
+        assert accounts.find_by_login("email", won[0].email or "") is not None
+
+    def test_racing_accounts_for_one_address(self, accounts: AccountStore) -> None:
+        """Many accounts taking one address at once: exactly one gets it."""
+        made = [
+            accounts.create(_new(f"user{i}", f"user{i}@example.kz", None, iin=None), now=T0)
+            for i in range(_THREADS)
+        ]
+
+        def take(index: int) -> bool:
+            account = made[index]
+            contact = replace(account.contact, email="wanted@example.kz", phone="+77021234567")
+            try:
+                accounts.update_contact(
+                    account.id, expected_stamp=account.security_stamp, contact=contact
+                )
+            except DuplicateAccountError:
+                return False
+            return True
+
+        assert sum(_race(_THREADS, take)) == 1
+        owner = accounts.find_by_login("email", "wanted@example.kz")
+        assert owner is not None and owner == accounts.find_by_login("phone", "+77021234567")
+
 
 def _entry(index: int, *, created_at: datetime = T0) -> HistoryEntry:
     return HistoryEntry(
@@ -1573,6 +1834,56 @@ class AccountWithHistoryContract:
             )
         assert storage.accounts.get(created.id) == created
         assert queue.list() == []
+
+    def test_update_contact_enqueues_in_the_same_step(
+        self, storage: Storage, with_history: AccountWithHistory
+    ) -> None:
+        """A won contact update enqueues its notices; a lost or refused one enqueues none."""
+        queue = self._queue(storage)
+        created = storage.accounts.create(_new(), now=T0)
+        storage.accounts.create(_new("other", "other@example.kz", None, iin=None), now=T0)
+        changed = with_history.update_contact(
+            created.id,
+            expected_stamp=created.security_stamp,
+            contact=replace(created.contact, email="new@example.kz"),
+            messages=[_message(1), _message(2, channel="sms")],
+        )
+        assert changed is not None and storage.accounts.get(created.id) == changed
+        assert changed.security_stamp != created.security_stamp
+        assert {e.id for e in queue.list()} == {_message(1).id, _message(2).id}
+        assert (
+            with_history.update_contact(
+                created.id,
+                expected_stamp=created.security_stamp,
+                contact=created.contact,
+                messages=[_message(3)],
+            )
+            is None
+        )
+        with pytest.raises(DuplicateAccountError):
+            with_history.update_contact(
+                created.id,
+                expected_stamp=changed.security_stamp,
+                contact=replace(changed.contact, email="OTHER@example.kz"),
+                messages=[_message(4)],
+            )
+        assert queue.get(_message(3).id) is None and queue.get(_message(4).id) is None
+        assert storage.accounts.get(created.id) == changed
+
+    def test_update_contact_refuses_bad_messages(
+        self, storage: Storage, with_history: AccountWithHistory
+    ) -> None:
+        """Messages that are not OutboxMessage records raise TypeError; nothing is written."""
+        self._queue(storage)
+        created = storage.accounts.create(_new(), now=T0)
+        with pytest.raises(TypeError):
+            with_history.update_contact(
+                created.id,
+                expected_stamp=created.security_stamp,
+                contact=replace(created.contact, email="new@example.kz"),
+                messages=["letter"],  # type: ignore[list-item]
+            )
+        assert storage.accounts.get(created.id) == created
 
 
 class TokenLedgerContract:
