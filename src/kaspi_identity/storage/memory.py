@@ -282,8 +282,9 @@ class MemoryAccountStore:
             if owner is not None and owner != key:
                 raise DuplicateAccountError(kind)
         for kind, value in new_keys.items():
-            if old_keys[kind] is not None:
-                del indexes[kind][old_keys[kind]]
+            old = old_keys[kind]
+            if old is not None:
+                del indexes[kind][old]
             if value is not None:
                 indexes[kind][value] = key
         updated = replace(
