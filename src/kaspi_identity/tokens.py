@@ -48,6 +48,7 @@ from kaspi_identity._keys import KeyRing
 __all__ = [
     "ACCOUNT_ID_MAX_LENGTH",
     "MAX_LIFETIME",
+    "UNDO_MAX_LIFETIME",
     "TOKEN_MAX_LENGTH",
     "ExpiredTokenError",
     "InvalidTokenError",
@@ -58,20 +59,26 @@ __all__ = [
 ]
 
 #: What a token is for; each has its own key and lifetime.
-TokenPurpose = Literal["reset", "confirm", "sms_grant"]
+TokenPurpose = Literal["reset", "confirm", "sms_grant", "email_change", "email_undo"]
 
-#: No token lives longer than this, whatever the configuration says.
+#: No token lives longer than this, whatever the configuration says (but an undo link).
 MAX_LIFETIME: Final = timedelta(hours=24)
+#: An undo link of a change of address may live longer: its owner may read the old
+#: mailbox only days later, and it can only give the address back and force a reset.
+UNDO_MAX_LIFETIME: Final = timedelta(days=7)
 #: The longest account id a token can carry, in characters (the storage key limit).
 ACCOUNT_ID_MAX_LENGTH: Final = 256
 
-_PURPOSES: Final[tuple[str, ...]] = ("reset", "confirm", "sms_grant")
+_PURPOSES: Final[tuple[str, ...]] = ("reset", "confirm", "sms_grant", "email_change", "email_undo")
 #: How long a token of each purpose lives unless configured otherwise.
 _DEFAULT_LIFETIMES: Final[Mapping[str, timedelta]] = {
     "reset": timedelta(hours=1),
     "confirm": timedelta(hours=24),
     "sms_grant": timedelta(minutes=10),
+    "email_change": timedelta(hours=24),
+    "email_undo": timedelta(days=3),
 }
+_MAX_LIFETIMES: Final[Mapping[str, timedelta]] = {"email_undo": UNDO_MAX_LIFETIME}
 _VERSION: Final = 1
 _EXPIRY_BYTES: Final = 5
 _NONCE_BYTES: Final = 16
@@ -88,7 +95,13 @@ _TEXT, _HEX, _DECIMAL, _UUID = 0, 1, 2, 3
 _HEX_DIGITS = "0123456789abcdef"
 _DIGITS = "0123456789"
 _DECIMAL_MAX_DIGITS = 77
-_PURPOSE_INDEX: Final[Mapping[str, int]] = {p: i for i, p in enumerate(_PURPOSES)}
+# The header byte: version (high four bits), id kind (two), purpose (low two). Four purposes
+# fit in the two bits; the next four are told apart by the following version number, so the
+# tokens of the first three purposes are spelled as they always were.
+_PURPOSE_HEADER: Final[Mapping[str, int]] = {
+    p: ((_VERSION + i // 4) << 4) | (i % 4) for i, p in enumerate(_PURPOSES)
+}
+_HEADER_MASK: Final = 0xF3
 _UUID_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # URL-safe base64 straight through binascii (the base64 module adds a layer of calls).
 _TO_URLSAFE: Final = bytes.maketrans(b"+/", b"-_")
@@ -128,14 +141,17 @@ class _Mac:
         return outer.digest()
 
 
-def _check_lifetime(lifetime: object, what: str) -> timedelta:
-    """``lifetime`` if it is a token lifetime: a positive ``timedelta`` of at most 24 hours.
+def _check_lifetime(
+    lifetime: object, what: str, *, longest: timedelta = MAX_LIFETIME
+) -> timedelta:
+    """``lifetime`` if it is a token lifetime: a positive ``timedelta`` of at most ``longest``.
 
     Raises:
         ValueError: anything else (the message names ``what``).
     """
-    if not isinstance(lifetime, timedelta) or not timedelta(0) < lifetime <= MAX_LIFETIME:
-        raise ValueError(f"{what} must be positive and at most 24 hours")
+    if not isinstance(lifetime, timedelta) or not timedelta(0) < lifetime <= longest:
+        bound = "7 days" if longest == UNDO_MAX_LIFETIME else "24 hours"
+        raise ValueError(f"{what} must be positive and at most {bound}")
     return lifetime
 
 
@@ -237,7 +253,8 @@ class TokenService:
             UTF-8 encoded). The first signs; all verify, so a key can be rotated out after the
             longest lifetime has passed.
         lifetimes: per-purpose lifetimes overriding the defaults (reset 1 hour, confirm
-            24 hours, sms_grant 10 minutes); each must be positive and at most 24 hours.
+            24 hours, sms_grant 10 minutes, email_change 24 hours, email_undo 3 days); each
+            must be positive and at most 24 hours (email_undo: at most 7 days).
 
     Raises:
         ValueError: no keys, a short key, or a lifetime out of range.
@@ -255,7 +272,11 @@ class TokenService:
         for purpose, lifetime in (lifetimes or {}).items():
             if purpose not in _PURPOSES:
                 raise ValueError(f"unknown token purpose {purpose!r}")
-            merged[purpose] = _check_lifetime(lifetime, f"lifetime of {purpose!r}")
+            merged[purpose] = _check_lifetime(
+                lifetime,
+                f"lifetime of {purpose!r}",
+                longest=_MAX_LIFETIMES.get(purpose, MAX_LIFETIME),
+            )
         self._lifetimes: Mapping[str, timedelta] = merged
         # Per purpose, one key per configured key, newest first: the first signs.
         self._signing = {p: self._macs(f"token/{p}") for p in _PURPOSES}
@@ -343,7 +364,7 @@ class TokenService:
             raise ValueError("now is outside the range a token can express")
         return b"".join(
             (
-                bytes(((_VERSION << 4) | (kind << 2) | _PURPOSE_INDEX[name],)),
+                bytes((_PURPOSE_HEADER[name] | (kind << 2),)),
                 expiry.to_bytes(_EXPIRY_BYTES, "big"),
                 secrets.token_bytes(_NONCE_BYTES),
                 self._state_digest(self._state_keys[name][0], text_id, state),
@@ -359,7 +380,7 @@ class TokenService:
         """
         name = self._purpose(purpose)
         raw = _draft_bytes(body)
-        if raw is None or raw[0] >> 4 != _VERSION or raw[0] & 3 != _PURPOSE_INDEX[name]:
+        if raw is None or raw[0] & _HEADER_MASK != _PURPOSE_HEADER[name]:
             raise ValueError(f"body is not a token draft of purpose {name!r}")
         if _unpack_id((raw[0] >> 2) & 3, raw[_ID_START:]) is None:
             raise ValueError(f"body is not a token draft of purpose {name!r}")
@@ -402,7 +423,7 @@ class TokenService:
         if len(raw) <= _FIXED or _b64(raw) != spelled:
             return None
         header = raw[0]
-        if header >> 4 != _VERSION or header & 3 != _PURPOSE_INDEX[purpose]:
+        if header & _HEADER_MASK != _PURPOSE_HEADER[purpose]:
             return None
         body, tag = raw[:-_TAG_BYTES], raw[-_TAG_BYTES:]
         for mac in self._signing[purpose]:

@@ -9,7 +9,12 @@ from datetime import timedelta, tzinfo
 from typing import Final
 
 from kaspi_identity._keys import check_secret_keys
-from kaspi_identity.tokens import _DEFAULT_LIFETIMES, LinkBuilder, _check_lifetime
+from kaspi_identity.tokens import (
+    _DEFAULT_LIFETIMES,
+    UNDO_MAX_LIFETIME,
+    LinkBuilder,
+    _check_lifetime,
+)
 
 __all__ = ["IdentitySettings", "RateLimit"]
 
@@ -103,7 +108,18 @@ class IdentitySettings:
             default 24 hours). A password found there makes the log-in ask for a change.
         time_zone: the IANA zone times in letters are written in (default ``"Asia/Almaty"``;
             read with :mod:`zoneinfo`, from the operating system's zone data or the
-            ``tzdata`` package where the system has none, as on Windows).
+            ``tzdata`` package where the system has none, as on Windows). An account's own
+            ``time_zone`` wins over it.
+        email_change_url: the page that takes the token of a change-of-address link
+            (``?token=`` is added); default: ``confirm_url`` (one page can tell the purposes
+            apart by trying :meth:`~IdentityService.confirm_email_change` after
+            :meth:`~IdentityService.confirm_email`).
+        email_undo_url: the page that takes the token of an undo link sent to the old
+            address; default: ``reset_url``.
+        email_change_link_lifetime: how long a link to confirm a new address works
+            (default 24 hours, at most 24).
+        email_undo_lifetime: how long the old address can undo a change (default 3 days,
+            at most 7).
     """
 
     secret_keys: tuple[bytes, ...] = field(repr=False)
@@ -135,6 +151,10 @@ class IdentitySettings:
     sms_grant_lifetime: timedelta = _DEFAULT_LIFETIMES["sms_grant"]
     breach_recheck_interval: timedelta = timedelta(hours=24)
     time_zone: str = "Asia/Almaty"
+    email_change_url: str | None = None
+    email_undo_url: str | None = None
+    email_change_link_lifetime: timedelta = _DEFAULT_LIFETIMES["email_change"]
+    email_undo_lifetime: timedelta = _DEFAULT_LIFETIMES["email_undo"]
 
     def __post_init__(self) -> None:
         try:
@@ -144,10 +164,13 @@ class IdentitySettings:
         if len(normal) > 8:
             raise ValueError("at most 8 secret keys: drop the oldest once rotated out")
         object.__setattr__(self, "secret_keys", normal)
-        for name in ("confirm_url", "reset_url"):
-            LinkBuilder(getattr(self, name), allow_insecure_http=self.allow_insecure_http)
-        for name in ("reset_link_lifetime", "confirm_link_lifetime"):
+        for name in ("confirm_url", "reset_url", "email_change_url", "email_undo_url"):
+            url = getattr(self, name)
+            if url is not None or name in ("confirm_url", "reset_url"):
+                LinkBuilder(url, allow_insecure_http=self.allow_insecure_http)
+        for name in ("reset_link_lifetime", "confirm_link_lifetime", "email_change_link_lifetime"):
             _check_lifetime(getattr(self, name), name)
+        _check_lifetime(self.email_undo_lifetime, "email_undo_lifetime", longest=UNDO_MAX_LIFETIME)
         if not 1 <= self.lockout_after <= NIST_MAX_FAILURES:
             raise ValueError(f"lockout_after must be from 1 to {NIST_MAX_FAILURES}")
         if not 1 <= self.backoff_after <= self.lockout_after:
