@@ -48,8 +48,8 @@ from kaspi_identity._keys import KeyRing
 __all__ = [
     "ACCOUNT_ID_MAX_LENGTH",
     "MAX_LIFETIME",
-    "UNDO_MAX_LIFETIME",
     "TOKEN_MAX_LENGTH",
+    "UNDO_MAX_LIFETIME",
     "ExpiredTokenError",
     "InvalidTokenError",
     "LinkBuilder",
@@ -141,9 +141,7 @@ class _Mac:
         return outer.digest()
 
 
-def _check_lifetime(
-    lifetime: object, what: str, *, longest: timedelta = MAX_LIFETIME
-) -> timedelta:
+def _check_lifetime(lifetime: object, what: str, *, longest: timedelta = MAX_LIFETIME) -> timedelta:
     """``lifetime`` if it is a token lifetime: a positive ``timedelta`` of at most ``longest``.
 
     Raises:

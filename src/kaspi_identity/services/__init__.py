@@ -25,6 +25,7 @@ from kaspi_identity.services._audit import (
 from kaspi_identity.services._clock import Clock, ManualClock, SystemClock
 from kaspi_identity.services._results import (
     PASSWORD_CHANGE_REASONS,
+    ContactChangeResult,
     LoginResult,
     PasswordChangeResult,
     PasswordResetResult,
@@ -48,6 +49,7 @@ __all__ = [
     "AuditEvent",
     "AuditSink",
     "Clock",
+    "ContactChangeResult",
     "IdentityService",
     "IdentitySettings",
     "InvalidCodeError",

@@ -38,6 +38,15 @@ EVENT_KINDS: Final[tuple[str, ...]] = (
     "confirmation_requested",
     "history_write_failed",
     "password_change_required",
+    "email_change_requested",
+    "email_changed",
+    "email_change_failed",
+    "email_change_undone",
+    "phone_change_requested",
+    "phone_code_failed",
+    "phone_verified",
+    "phone_removed",
+    "time_zone_set",
 )
 
 

@@ -8,16 +8,14 @@ attempt: it is reserved and judged by :class:`~kaspi_identity.services._login.Lo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
-from kaspi_identity._errors import AccountNotFoundError, InvalidHashError, PasswordMismatchError
 from kaspi_identity.policy import PolicyResult
 from kaspi_identity.services._age import changeable_at
 from kaspi_identity.services._flow import Flow
 from kaspi_identity.services._identifiers import require_str
-from kaspi_identity.services._login import LogIn
+from kaspi_identity.services._login import LogIn, Refusal
 from kaspi_identity.services._plumbing import user_info
-from kaspi_identity.services._results import LoginResult, PasswordChangeResult
+from kaspi_identity.services._results import PasswordChangeResult
 from kaspi_identity.storage import Account
 
 __all__ = ["PasswordChange"]
@@ -41,40 +39,13 @@ class PasswordChange(Flow):
             confirmation=confirmation,
             client_key=client_key,
         )
-        account = p.storage.accounts.get(account_id)
-        if account is None:
-            raise AccountNotFoundError("no account with this id")
-        s, empty, now = p.settings, PolicyResult(), p.clock.now()
-        wait = p.first_limited(
-            ("login-client", client_key, s.login_per_client),
-            ("login-id", f"account:{account.id}", s.login_per_identifier),
+        empty, now = PolicyResult(), p.clock.now()
+        proven = self.login.prove(
+            account_id, current, client_key=client_key, action="change_password"
         )
-        if wait is not None:
-            p.emit("rate_limited", account.id, action="change_password")
-            return PasswordChangeResult(False, "throttled", empty, retry_after=wait)
-        if account.password_hash is None:
-            p.burn_verification(current)
-            return PasswordChangeResult(False, "wrong_password", empty)
-        reserved = self.login.reserve(account, current, now)
-        if isinstance(reserved, LoginResult):
-            if reserved.reason in ("locked", "throttled"):
-                return PasswordChangeResult(
-                    False, reserved.reason, empty, retry_after=reserved.retry_after
-                )
-            return PasswordChangeResult(False, "wrong_password", empty)
-        account, failures = reserved
-        try:
-            if account.password_hash is None:
-                raise PasswordMismatchError
-            p.hasher.verify(account.password_hash, current)
-        except (PasswordMismatchError, InvalidHashError):
-            failed = self.login.failed(account, failures, reason="change_password")
-            reason: Literal["wrong_password", "locked"] = (
-                "locked" if failed.reason == "locked" else "wrong_password"
-            )
-            return PasswordChangeResult(False, reason, empty)
-        # The current password is proven: the attempt reserved for it is no failure.
-        p.storage.accounts.clear_login_failures(account.id)
+        if isinstance(proven, Refusal):
+            return PasswordChangeResult(False, proven.reason, empty, retry_after=proven.retry_after)
+        account = proven
         until = changeable_at(p.policy, account, now)
         if until is not None:
             return PasswordChangeResult(False, "too_soon", empty, retry_after=until - now)

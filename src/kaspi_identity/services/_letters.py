@@ -19,9 +19,10 @@ import hashlib
 import hmac
 import json
 import secrets
+import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
 from typing import Any, Final, Literal, cast
 
 from kaspi_identity._keys import KeyRing
@@ -50,7 +51,7 @@ class UnrenderableError(ValueError):
 class TokenLink:
     """A link to write at send time: the page it opens and the unsigned token body."""
 
-    page: Literal["confirm", "reset"]
+    page: Literal["confirm", "reset", "email_change", "email_undo"]
     purpose: TokenPurpose
     body: Mapping[str, str | int] = field(repr=False)
 
@@ -72,6 +73,8 @@ class Letter:
     ``params`` are the template's parameters: ``str``, ``int``, aware ``datetime``,
     :class:`TokenLink` or :class:`CodeText`. ``deliver=False`` is an unknown account's twin:
     written (or queued) like a real one so both paths cost the same, never sent.
+    ``time_zone`` is the recipient account's IANA zone, the times are written in (``None``,
+    or a zone this machine does not know: the site's).
     """
 
     kind: str
@@ -81,6 +84,7 @@ class Letter:
     account_id: str | None
     params: Mapping[str, object] = field(repr=False)
     deliver: bool = True
+    time_zone: str | None = None
 
 
 def _b64(data: bytes) -> str:
@@ -116,6 +120,12 @@ class Letters:
         self.pages = {
             "confirm": LinkBuilder(settings.confirm_url, allow_insecure_http=insecure),
             "reset": LinkBuilder(settings.reset_url, allow_insecure_http=insecure),
+            "email_change": LinkBuilder(
+                settings.email_change_url or settings.confirm_url, allow_insecure_http=insecure
+            ),
+            "email_undo": LinkBuilder(
+                settings.email_undo_url or settings.reset_url, allow_insecure_http=insecure
+            ),
         }
         # Every configured key, newest first, each with a short public name: a code queued
         # just before a key rotation is still written with the key it was made with.
@@ -189,6 +199,15 @@ class Letters:
 
     # -- rendering -------------------------------------------------------------------------
 
+    def zone_of(self, letter: Letter) -> tzinfo:
+        """The zone ``letter``'s times are written in: its account's, else the site's."""
+        if letter.time_zone is not None:
+            try:
+                return zoneinfo.ZoneInfo(letter.time_zone)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                pass  # a zone this machine's data lacks: the site's zone still tells the time
+        return self.settings.zone
+
     def render(self, letter: Letter, *, key: str | None = None) -> EmailMessage | SmsMessage:
         """The finished message of ``letter``; ``key`` becomes its idempotency key.
 
@@ -196,6 +215,7 @@ class Letters:
             UnrenderableError: a link, code or template parameter cannot be written.
         """
         params: dict[str, Any] = {}
+        zone = self.zone_of(letter)
         for name, value in letter.params.items():
             if isinstance(value, TokenLink):
                 params[name] = self.link_of(value)
@@ -203,7 +223,7 @@ class Letters:
                 params[name] = self.code_of(value)
             elif isinstance(value, datetime):
                 # Letters tell the time where the users live, not in UTC.
-                params[name] = value.astimezone(self.settings.zone)
+                params[name] = value.astimezone(zone)
             else:
                 params[name] = value
         s = self.settings
@@ -272,9 +292,10 @@ class Letters:
                 raise TypeError(f"parameter {name!r} cannot be queued")
             else:
                 params[name] = {"value": value}
-        payload = json.dumps(
-            {"v": _PAYLOAD_VERSION, "params": params}, ensure_ascii=False, separators=(",", ":")
-        )
+        body: dict[str, object] = {"v": _PAYLOAD_VERSION, "params": params}
+        if letter.time_zone is not None:
+            body["tz"] = letter.time_zone
+        payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
         return OutboxMessage(
             id=secrets.token_hex(16),
             channel=letter.channel,
@@ -310,6 +331,9 @@ class Letters:
                     params[name] = datetime.fromisoformat(value["time"])
                 else:
                     params[name] = value["value"]
+            zone = decoded.get("tz")
+            if zone is not None and not isinstance(zone, str):
+                raise UnrenderableError("the payload is malformed")
         except UnrenderableError:
             raise
         except (AttributeError, KeyError, TypeError, ValueError):
@@ -322,4 +346,5 @@ class Letters:
             account_id=message.account_id,
             params=params,
             deliver=message.deliver,
+            time_zone=zone,
         )

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hmac
 import logging
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from kaspi_identity._errors import InvalidHashError
+from kaspi_identity._errors import AccountNotFoundError, InvalidHashError, PasswordMismatchError
 from kaspi_identity.services._age import age_of
 from kaspi_identity.services._flow import Flow
 from kaspi_identity.services._identifiers import limit_value, require_str
@@ -21,13 +22,70 @@ from kaspi_identity.services._results import LoginResult, PasswordChangeReason
 from kaspi_identity.services._settings import RateLimit
 from kaspi_identity.storage import Account
 
-__all__ = ["LogIn"]
+__all__ = ["LogIn", "Refusal"]
 
 _log = logging.getLogger("kaspi_identity.services")
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why :meth:`LogIn.prove` did not accept a password, and when to try again."""
+
+    reason: Literal["wrong_password", "locked", "throttled"]
+    retry_after: timedelta | None = None
+
+
 class LogIn(Flow):
-    """``authenticate`` and ``session_is_current``."""
+    """``authenticate`` and ``session_is_current``; :meth:`prove` for the other flows."""
+
+    def prove(
+        self, account_id: str, password: str, *, client_key: str, action: str
+    ) -> Account | Refusal:
+        """Check the password of a logged-in account before a sensitive change.
+
+        A log-in attempt in all but name: counted against ``login_per_client`` and
+        ``login_per_identifier`` (per account), reserved on the account before argon2 runs
+        (the same back-off and lockout), and a wrong password is a failed log-in. Returns
+        the account as read once the password is proven (its failures cleared), else the
+        :class:`Refusal`. ``action`` names the flow in the events.
+
+        Raises:
+            AccountNotFoundError: no account has id ``account_id``.
+        """
+        p = self.plumbing
+        account = p.storage.accounts.get(account_id)
+        if account is None:
+            raise AccountNotFoundError("no account with this id")
+        s, now = p.settings, p.clock.now()
+        wait = p.first_limited(
+            ("login-client", client_key, s.login_per_client),
+            ("login-id", f"account:{account.id}", s.login_per_identifier),
+        )
+        if wait is not None:
+            p.emit("rate_limited", account.id, action=action)
+            return Refusal("throttled", wait)
+        if account.password_hash is None:
+            p.burn_verification(password)
+            return Refusal("wrong_password")
+        reserved = self.reserve(account, password, now)
+        if isinstance(reserved, LoginResult):
+            if reserved.reason in ("locked", "throttled"):
+                return Refusal(
+                    "locked" if reserved.reason == "locked" else "throttled",
+                    reserved.retry_after,
+                )
+            return Refusal("wrong_password")
+        account, failures = reserved
+        try:
+            if account.password_hash is None:
+                raise PasswordMismatchError
+            p.hasher.verify(account.password_hash, password)
+        except (PasswordMismatchError, InvalidHashError):
+            failed = self.failed(account, failures, reason=action)
+            return Refusal("locked" if failed.reason == "locked" else "wrong_password")
+        # The password is proven: the attempt reserved for it is no failure.
+        p.storage.accounts.clear_login_failures(account.id)
+        return account
 
     def authenticate(self, identifier: str, password: str, *, client_key: str) -> LoginResult:
         """See :meth:`IdentityService.authenticate`."""

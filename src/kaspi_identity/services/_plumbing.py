@@ -242,6 +242,26 @@ class Plumbing:
                 wait = result.retry_after if wait is None else max(wait, result.retry_after)
         return wait
 
+    def sms_limited(self, e164: str, client_key: str, *, action: str) -> timedelta | None:
+        """The limits of every SMS a request sends: a cooldown and daily caps.
+
+        Counted per ``client_key`` and per number, whichever flow sends (a reset code, a
+        code for a new number), so no number gets more than ``sms_per_phone_daily`` texts a
+        day from all of them. The wait when one refuses (reported as ``rate_limited`` with
+        ``action``), else ``None``.
+        """
+        s, day = self.settings, timedelta(days=1)
+        for scope, value, rule in (
+            ("sms-client", client_key, RateLimit(s.sms_per_client_daily, day)),
+            ("sms-cooldown", e164, RateLimit(1, s.sms_cooldown)),
+            ("sms-phone", e164, RateLimit(s.sms_per_phone_daily, day)),
+        ):
+            wait = self.limited(scope, value, rule)
+            if wait is not None:
+                self.emit("rate_limited", None, action=action, limit=scope)
+                return wait
+        return None
+
     def first_limited(self, *checks: tuple[str, str, RateLimit]) -> timedelta | None:
         """Apply ``(scope, value, rule)`` limits in order; the first wait, else ``None``."""
         for scope, value, rule in checks:
@@ -331,9 +351,13 @@ class Plumbing:
         *,
         sms: bool = False,
         deliver: bool = True,
+        time_zone: str | None = None,
         **params: object,
     ) -> Letter:
-        """The letter (or, with ``sms``, the SMS) ``kind`` to ``to``, not yet written."""
+        """The letter (or, with ``sms``, the SMS) ``kind`` to ``to``, not yet written.
+
+        ``time_zone`` is the recipient account's (its times are written in it).
+        """
         return Letter(
             kind=kind,
             channel="sms" if sms else "email",
@@ -342,6 +366,7 @@ class Plumbing:
             account_id=account_id,
             params=params,
             deliver=deliver,
+            time_zone=time_zone,
         )
 
     def reset_link(self, account: Account | None) -> TokenLink:
@@ -420,18 +445,48 @@ class Plumbing:
     def changed_notice(self, account: Account, *, reset: bool = False) -> list[Letter]:
         """The notices of a new password, to every channel ``account`` has (ASVS, NIST).
 
-        ``account`` is as it was before the change: a letter to its address (the time in
-        the site's zone) and, with an SMS sender, an SMS to its phone. ``reset`` picks the
-        notice of a reset (``password_was_reset``) over that of a change.
+        ``account`` is as it was before the change. ``reset`` picks the notice of a reset
+        (``password_was_reset``) over that of a change.
         """
-        kind = "password_was_reset" if reset else "password_changed"
+        return self.notices("password_was_reset" if reset else "password_changed", account)
+
+    def notices(
+        self,
+        kind: str,
+        account: Account,
+        *,
+        sms_kind: str | None = None,
+        email: bool = True,
+        sms: bool = True,
+        **params: object,
+    ) -> list[Letter]:
+        """The notice ``kind`` of a change, to the channels ``account`` had before it.
+
+        A letter to its address (with ``time``, now, in the account's zone, and ``params``)
+        and, with an SMS sender, an SMS (``sms_kind``, default ``kind``) to its phone -- only
+        a verified one: an unproven number may be a stranger's. ``email`` / ``sms`` leave a
+        channel out (the caller writes that one itself).
+        """
         letters: list[Letter] = []
-        if account.email is not None:
+        if email and account.email is not None:
             letters.append(
-                self.letter(
-                    kind, account.email, account.language, account.id, time=self.clock.now()
+                Letter(
+                    kind=kind,
+                    channel="email",
+                    to=account.email,
+                    language=account.language,
+                    account_id=account.id,
+                    params={"time": self.clock.now(), **params},
+                    time_zone=account.time_zone,
                 )
             )
-        if account.phone is not None and self.sms_sender is not None:
-            letters.append(self.letter(kind, account.phone, account.language, account.id, sms=True))
+        if (
+            sms
+            and account.phone is not None
+            and account.phone_verified
+            and self.sms_sender is not None
+        ):
+            letters.append(
+                self.letter(sms_kind or kind, account.phone, account.language, account.id, sms=True)
+            )
         return letters

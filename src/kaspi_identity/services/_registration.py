@@ -25,6 +25,7 @@ from kaspi_identity.services._identifiers import (
 from kaspi_identity.services._letters import Letter
 from kaspi_identity.services._plumbing import ABSENT_ADDRESS
 from kaspi_identity.services._results import RegistrationResult, ResetRequestResult
+from kaspi_identity.services._settings import _zone
 from kaspi_identity.storage import Account, LoginKind, NewAccount
 
 __all__ = ["Registration"]
@@ -54,6 +55,7 @@ class Registration(Flow):
         iin: str | None,
         names: Sequence[str],
         language: str,
+        time_zone: str | None = None,
     ) -> RegistrationResult:
         """See :meth:`IdentityService.register`."""
         p = self.plumbing
@@ -70,6 +72,10 @@ class Registration(Flow):
                 "email", "an e-mail, user name, phone or IIN is required", code="missing"
             )
         kept = clean_names(names)
+        if time_zone is not None:
+            if not isinstance(time_zone, str):
+                raise TypeError(f"time_zone must be str or None, not {type(time_zone).__name__}")
+            _zone(time_zone)
         user = UserInfo(username=username, email=email, phone=phone, names=kept, iin=iin)
         result = p.policy.check(password, user=user, confirmation=confirmation)
         if not result:
@@ -92,6 +98,7 @@ class Registration(Flow):
             language=lang,
             iin=iin,
             names=kept,
+            time_zone=time_zone,
         )
         while True:
             try:

@@ -12,15 +12,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 from kaspi_identity._errors import InvalidCodeError, KaspiIdentityError
 from kaspi_identity._keys import KeyRing
 from kaspi_identity.services._flow import Flow
 from kaspi_identity.services._identifiers import require_str
 from kaspi_identity.services._results import ResetRequestResult
-from kaspi_identity.services._settings import RateLimit
-from kaspi_identity.storage import CodeAttempt
+from kaspi_identity.storage import Account, CodeAttempt
 
 __all__ = ["SmsReset"]
 
@@ -52,24 +50,19 @@ class SmsReset(Flow):
         number = p.parse_phone(phone)
         if p.sms_sender is None:
             raise KaspiIdentityError("no SMS sender is configured")
-        s, day = p.settings, timedelta(days=1)
-        for scope, value, rule in (
-            ("sms-client", client_key, RateLimit(s.sms_per_client_daily, day)),
-            ("sms-cooldown", number.e164, RateLimit(1, s.sms_cooldown)),
-            ("sms-phone", number.e164, RateLimit(s.sms_per_phone_daily, day)),
-        ):
-            wait = p.limited(scope, value, rule)
-            if wait is not None:
-                p.emit("rate_limited", None, action="sms_reset", limit=scope)
-                return ResetRequestResult(False, retry_after=wait)
+        s = p.settings
+        wait = p.sms_limited(number.e164, client_key, action="sms_reset")
+        if wait is not None:
+            return ResetRequestResult(False, retry_after=wait)
         now = p.clock.now()
         # The code is derived from a random nonce with a key of the ring, so a queued SMS
         # stores the nonce, never the code (see Letters.new_code).
         code, text = p.letters.new_code(s.sms_code_digits)
-        account = p.storage.accounts.find_by_login("phone", number.e164)
-        # An unknown number gets a code too, stored under a key no attempt is hashed with:
-        # it can never be right, but wrong tries, exhaustion and expiry answer exactly as
-        # for a registered number, so the answers of verify_sms_code tell nothing.
+        account = self._recovering(number.e164)
+        # An unknown number (or one never proven by a code) gets a code too, stored under a
+        # key no attempt is hashed with: it can never be right, but wrong tries, exhaustion
+        # and expiry answer exactly as for a registered number, so the answers of
+        # verify_sms_code tell nothing.
         key = self.code_keys[0] if account is not None else self.absent_code_key
         p.storage.codes.put(
             number.e164,
@@ -90,6 +83,15 @@ class SmsReset(Flow):
         )
         return p.hand_over("reset_code", account, letter, requested="sms_reset_requested")
 
+    def _recovering(self, e164: str) -> Account | None:
+        """The account a reset code to ``e164`` may recover: only one that proved the number.
+
+        An unverified number may be a typo or a stranger's: it receives no code, and the
+        answers are those of an unknown number.
+        """
+        account = self.plumbing.storage.accounts.find_by_login("phone", e164)
+        return account if account is not None and account.phone_verified else None
+
     def verify_sms_code(self, phone: str, code: str) -> str:
         """See :meth:`IdentityService.verify_sms_code`."""
         p = self.plumbing
@@ -104,11 +106,7 @@ class SmsReset(Flow):
             now=now,
             max_attempts=s.sms_max_attempts,
         )
-        account = (
-            p.storage.accounts.find_by_login("phone", number.e164)
-            if outcome is CodeAttempt.OK
-            else None
-        )
+        account = self._recovering(number.e164) if outcome is CodeAttempt.OK else None
         if account is None:
             reason = {
                 CodeAttempt.MISMATCH: "wrong",

@@ -12,6 +12,7 @@ from kaspi_identity.policy import PolicyResult
 
 __all__ = [
     "PASSWORD_CHANGE_REASONS",
+    "ContactChangeResult",
     "LoginResult",
     "PasswordChangeResult",
     "PasswordResetResult",
@@ -167,6 +168,42 @@ class PasswordChangeResult:
             return None
         hours = max(math.ceil(self.retry_after.total_seconds() / 3600), 1)
         return render("password_change.too_soon", lang, count=hours, hours_left=hours)
+
+
+@dataclass(frozen=True, slots=True)
+class ContactChangeResult:
+    """The outcome of a change of e-mail address, phone or time zone.
+
+    ``reason``:
+
+    * ``"ok"`` -- done, or (for a request) the letter or code is on its way. A request for
+      an address or number that belongs to another account answers ``"ok"`` too (its owner
+      is told instead), so the answer tells nobody whose it is.
+    * ``"unchanged"`` -- the account already has that address (or that verified number).
+    * ``"wrong_password"`` -- the password did not verify; it counts as a failed log-in.
+    * ``"throttled"`` -- a rate limit or the log-in back-off refused; retry after
+      ``retry_after``.
+    * ``"locked"`` -- the account must be recovered with a password reset.
+    * ``"no_phone"`` -- there is no phone to remove, or no change of number waits for a code.
+    * ``"conflict"`` -- the account changed meanwhile (another tab, another device); ask again.
+
+    When the change took effect and ended the other sessions (``end_other_sessions``), the
+    account has a new ``security_stamp`` (here; left out of the repr): store it in the
+    current session to keep that one alive. ``account_id`` names the account (for the
+    flows a link or code completes, where the host may not know it yet).
+    """
+
+    ok: bool
+    reason: Literal[
+        "ok", "unchanged", "wrong_password", "throttled", "locked", "no_phone", "conflict"
+    ]
+    retry_after: timedelta | None = None
+    end_other_sessions: bool = False
+    security_stamp: str | None = field(default=None, repr=False, compare=False)
+    account_id: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.ok
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,8 @@ that owns its flow (see docs/architecture.md)::
     _change         change_password
     _reset_email    request_password_reset, reset_password (a link or an SMS grant)
     _reset_sms      request_sms_reset, verify_sms_code
+    _contact        request_email_change, confirm_email_change, undo_email_change,
+                    request_phone_change, verify_phone, remove_phone, set_time_zone
 
 Written against the storage and delivery protocols only, so the same flows run on the memory,
 SQLite, Redis or PostgreSQL adapters and on a host's own tables, and (through the greenlet
@@ -28,6 +30,7 @@ from kaspi_identity.policy import PasswordPolicy
 from kaspi_identity.services._audit import AuditSink
 from kaspi_identity.services._change import PasswordChange
 from kaspi_identity.services._clock import Clock, SystemClock
+from kaspi_identity.services._contact import ContactChange
 from kaspi_identity.services._login import LogIn
 from kaspi_identity.services._passwords import PasswordWriter
 from kaspi_identity.services._plumbing import NullAudit, Plumbing, check_letters
@@ -35,6 +38,7 @@ from kaspi_identity.services._registration import Registration
 from kaspi_identity.services._reset_email import EmailReset
 from kaspi_identity.services._reset_sms import SmsReset
 from kaspi_identity.services._results import (
+    ContactChangeResult,
     LoginResult,
     PasswordChangeResult,
     PasswordResetResult,
@@ -145,6 +149,7 @@ class IdentityService:
         self._change = PasswordChange(*parts, login=self._login)
         self._email_reset = EmailReset(*parts)
         self._sms_reset = SmsReset(*parts, keys=keys)
+        self._contact = ContactChange(*parts, login=self._login, keys=keys)
 
     def __repr__(self) -> str:
         return f"<IdentityService site={self.settings.site_name!r} policy={self.policy!r}>"
@@ -163,6 +168,7 @@ class IdentityService:
         iin: str | None = None,
         names: Sequence[str] = (),
         language: str = "en",
+        time_zone: str | None = None,
     ) -> RegistrationResult:
         """Create an unconfirmed account and send the confirmation letter.
 
@@ -189,6 +195,11 @@ class IdentityService:
             names: the user's names, kept on the account for the personal-information rule
                 of every later change of password.
             language: the account's language for letters ("en", "ru", "kk", or a tag).
+            time_zone: the IANA zone times in the account's letters are written in
+                (``None``: the site's ``time_zone``).
+
+        A phone given here is not yet proven: it is a login, but receives reset codes only
+        once :meth:`request_phone_change` and :meth:`verify_phone` have proven it.
 
         Raises:
             TypeError: a password or identifier is not a ``str``.
@@ -199,6 +210,7 @@ class IdentityService:
             InvalidPhoneError: a malformed phone, not a mobile, or from a region not allowed
                 (its ``message(lang)`` says which, localised); nothing is written.
             UnknownLanguageError: ``language`` has no catalog.
+            ValueError: ``time_zone`` is no IANA zone this system knows.
         """
         return self._registration.register(
             password=password,
@@ -210,6 +222,7 @@ class IdentityService:
             iin=iin,
             names=names,
             language=language,
+            time_zone=time_zone,
         )
 
     def confirm_email(self, token: str) -> str:
@@ -386,3 +399,129 @@ class IdentityService:
             TypeError: ``phone`` or ``code`` is not a ``str``.
         """
         return self._sms_reset.verify_sms_code(phone, code)
+
+    # -- contact details -----------------------------------------------------------------------
+
+    def request_email_change(
+        self, account_id: str, password: str, new_email: str, *, client_key: str
+    ) -> ContactChangeResult:
+        """Ask to change the account's address; a confirmation link goes to the new one.
+
+        The password is proven as at :meth:`change_password` (the log-in limits, back-off
+        and lockout). Nothing changes until the link is opened
+        (:meth:`confirm_email_change`); the address waits as ``pending_email`` and a newer
+        request replaces it (and kills the older link). An address that already belongs to
+        another account gets the same answer (``ok``) and the same work; its owner receives
+        an ``email_change_taken`` letter instead of a link. Limited per account and per
+        address asked for (``reset_per_identifier``). Events ``email_change_requested``.
+
+        Raises:
+            TypeError: an argument is not a ``str``.
+            InvalidIdentifierError: ``new_email`` is not an address; nothing is written.
+            AccountNotFoundError: no account has id ``account_id``.
+        """
+        return self._contact.request_email_change(
+            account_id, password, new_email, client_key=client_key
+        )
+
+    def confirm_email_change(self, token: str) -> ContactChangeResult:
+        """Make the address a change-of-address link was sent to the account's (confirmed).
+
+        The link works once, only while the account still waits for that address and has
+        the security stamp it had at the request. The change gives the account a new stamp
+        (other sessions end; ``security_stamp`` is the new one). The old address receives an
+        ``email_changed`` notice with an undo link (:meth:`undo_email_change`, valid
+        ``email_undo_lifetime``), and a verified phone an SMS. ``conflict`` when the address
+        was taken by a sign-up since the request. Event ``email_changed``.
+
+        Raises:
+            InvalidTokenError: the link is invalid, used, stale or expired
+                (:class:`ExpiredTokenError`).
+        """
+        return self._contact.confirm_email_change(token)
+
+    def undo_email_change(self, token: str) -> ContactChangeResult:
+        """Give the account its previous address back, from the undo link sent there.
+
+        For an owner whose address someone else changed: the previous address comes back
+        (confirmed), the password is removed and the phone made unverified (whoever made the
+        change may know the one and have proven the other), every session ends (a new
+        stamp), and a reset link goes to the restored address. A change confirmed within
+        the window of an earlier one keeps the earliest address as the one to give back.
+        If that address belongs to another account by now, the account is left without one
+        (the owner then needs the site's support). The link works once, within
+        ``email_undo_lifetime`` of the first change, whatever happened to the password
+        since. Event ``email_change_undone``.
+
+        Raises:
+            InvalidTokenError: the link is invalid, used or expired.
+        """
+        return self._contact.undo_email_change(token)
+
+    def request_phone_change(
+        self, account_id: str, password: str, phone: str, *, client_key: str
+    ) -> ContactChangeResult:
+        """Ask to add or change the account's phone, or prove its current one: a code is sent.
+
+        The password is proven as at :meth:`change_password`. The number is parsed as at
+        :meth:`register` and waits as ``pending_phone`` until :meth:`verify_phone` gets the
+        code; only then is it the account's, verified, and able to receive reset codes. A
+        number of another account gets the same answer and work: the code stored can never
+        be right, and the number receives a ``phone_in_use`` SMS instead. The SMS limits are
+        those of :meth:`request_sms_reset` (a cooldown and daily caps per number and per
+        ``client_key``, shared with it). Event ``phone_change_requested``.
+
+        Raises:
+            TypeError: an argument is not a ``str``.
+            InvalidPhoneError: the number is malformed, not a mobile, or of a region not
+                served; nothing is written.
+            AccountNotFoundError: no account has id ``account_id``.
+            KaspiIdentityError: the service has no SMS sender.
+        """
+        return self._contact.request_phone_change(
+            account_id, password, phone, client_key=client_key
+        )
+
+    def verify_phone(self, account_id: str, code: str) -> ContactChangeResult:
+        """Check the code sent by :meth:`request_phone_change`; on success the number is set.
+
+        Attempts are counted before the comparison, as at :meth:`verify_sms_code`
+        (``sms_max_attempts``). The number becomes the account's, verified; the account gets
+        a new stamp (``security_stamp``), and when the number changed, a ``phone_changed``
+        notice goes to the address and to the old verified phone. ``conflict`` when the
+        number was taken by another account meanwhile. Event ``phone_verified``.
+
+        Raises:
+            InvalidCodeError: wrong, expired or used code, no change waiting, or too many
+                attempts (``reason``).
+            TypeError: an argument is not a ``str``.
+            AccountNotFoundError: no account has id ``account_id``.
+        """
+        return self._contact.verify_phone(account_id, code)
+
+    def remove_phone(
+        self, account_id: str, password: str, *, client_key: str
+    ) -> ContactChangeResult:
+        """Remove the account's phone (and any change waiting for a code); needs the password.
+
+        The password is proven as at :meth:`change_password`. The account gets a new stamp;
+        a ``phone_removed`` notice goes to the address and the removed (verified) phone.
+        ``no_phone`` when there is none. Event ``phone_removed``.
+
+        Raises:
+            TypeError: an argument is not a ``str``.
+            AccountNotFoundError: no account has id ``account_id``.
+        """
+        return self._contact.remove_phone(account_id, password, client_key=client_key)
+
+    def set_time_zone(self, account_id: str, time_zone: str | None) -> None:
+        """Set the IANA zone times in the account's letters are written in (``None``: the site's).
+
+        Not a security change: sessions and links live on. Event ``time_zone_set``.
+
+        Raises:
+            TypeError: ``account_id`` is not a ``str``, or ``time_zone`` neither ``str`` nor None.
+            ValueError: ``time_zone`` is no IANA zone this system knows.
+            AccountNotFoundError: no account has id ``account_id``.
+        """
+        self._contact.set_time_zone(account_id, time_zone)

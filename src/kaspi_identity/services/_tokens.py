@@ -6,7 +6,12 @@ purpose        lifetime (settings)          bound to (dies when it changes)
 ``reset``      ``reset_link_lifetime``      the account's security stamp
 ``confirm``    ``confirm_link_lifetime``    the e-mail address (casefolded)
 ``sms_grant``  ``sms_grant_lifetime``       the account's security stamp
+``email_change`` ``email_change_link_lifetime`` the stamp and the pending address
+``email_undo`` ``email_undo_lifetime``      the previous address and when it was replaced
 =============  ===========================  =========================================
+
+An undo link is bound to the address a change replaced, not to the stamp: a hijacker who
+changed the address and then the password must not be able to kill the owner's undo link.
 
 The store replaces the security stamp with a fresh random one on every change of password
 or e-mail and never reuses one, so a reset link or grant dies at the first change and stays
@@ -42,6 +47,18 @@ def _address(account: Account) -> str | None:
     return None if account.email is None else account.email.casefold()
 
 
+def _pending_address(account: Account) -> str | None:
+    pending = account.pending_email
+    return None if pending is None else f"{account.security_stamp}\x00{pending.casefold()}"
+
+
+def _previous_address(account: Account) -> str | None:
+    previous, changed = account.previous_email, account.email_changed_at
+    if previous is None or changed is None:
+        return None
+    return f"{previous.casefold()}\x00{changed.isoformat()}"
+
+
 @dataclass(frozen=True, slots=True)
 class Purpose:
     """What a token of one purpose lives and what account state it is bound to."""
@@ -56,6 +73,8 @@ PURPOSES: Final[Mapping[str, Purpose]] = {
     "reset": Purpose(lambda s: s.reset_link_lifetime, _stamp),
     "confirm": Purpose(lambda s: s.confirm_link_lifetime, _address),
     "sms_grant": Purpose(lambda s: s.sms_grant_lifetime, _stamp),
+    "email_change": Purpose(lambda s: s.email_change_link_lifetime, _pending_address),
+    "email_undo": Purpose(lambda s: s.email_undo_lifetime, _previous_address),
 }
 
 
@@ -136,6 +155,10 @@ class Tokens:
     def minutes(self, purpose: TokenPurpose) -> int:
         """The lifetime of ``purpose`` in whole minutes (at least 1), for a letter."""
         return max(1, int(self.issuer.lifetime(purpose).total_seconds() // 60))
+
+    def days(self, purpose: TokenPurpose) -> int:
+        """The lifetime of ``purpose`` in whole days (at least 1), for a letter."""
+        return max(1, int(self.issuer.lifetime(purpose).total_seconds() // 86400))
 
     def hours(self, purpose: TokenPurpose) -> int:
         """The lifetime of ``purpose`` in whole hours (at least 1), for a letter."""

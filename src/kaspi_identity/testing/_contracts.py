@@ -927,8 +927,10 @@ class AccountStoreContract:
             for stored in (account, accounts.get(account.id)):
                 assert stored is not None
                 assert (stored.phone_verified, stored.time_zone) == (verified, zone)
-                assert stored.pending_email is None and stored.pending_phone is None
-                assert stored.previous_email is None and stored.email_changed_at is None
+                assert stored.pending_email is None
+                assert stored.pending_phone is None
+                assert stored.previous_email is None
+                assert stored.email_changed_at is None
 
     def test_update_contact_writes_every_field(self, accounts: AccountStore) -> None:
         """Every field of the contact is written as given and read back."""
@@ -948,7 +950,8 @@ class AccountStoreContract:
             created.id, expected_stamp=created.security_stamp, contact=contact
         )
         stored = accounts.get(created.id)
-        assert written is not None and written == stored
+        assert written is not None
+        assert written == stored
         assert stored.contact == contact
         assert stored.email_changed_at == T0 + _US
         assert stored.email_changed_at.utcoffset() == timedelta(0)
@@ -986,7 +989,8 @@ class AccountStoreContract:
         stored = accounts.update_contact(
             created.id, expected_stamp=created.security_stamp, contact=contact
         )
-        assert stored is not None and (stored.email, stored.phone) == (None, None)
+        assert stored is not None
+        assert (stored.email, stored.phone) == (None, None)
         assert accounts.find_by_login("phone", "+77011234567") is None
         assert accounts.find_by_login("username", "aliya") is not None
 
@@ -999,7 +1003,8 @@ class AccountStoreContract:
             contact=replace(created.contact, time_zone="UTC"),
             rotate_stamp=False,
         )
-        assert kept is not None and kept.security_stamp == created.security_stamp
+        assert kept is not None
+        assert kept.security_stamp == created.security_stamp
         seen = {created.security_stamp}
         current = kept
         for _ in range(3):
@@ -1023,7 +1028,8 @@ class AccountStoreContract:
             is None
         )
         stored = accounts.get(created.id)
-        assert stored is not None and stored.email == "aliya@example.kz"
+        assert stored is not None
+        assert stored.email == "aliya@example.kz"
         for account_id, stamp in (
             ("no-such-account", stored.security_stamp),
             ("", stored.security_stamp),
@@ -1059,7 +1065,8 @@ class AccountStoreContract:
             expected_stamp=created.security_stamp,
             contact=replace(created.contact, email="ALIYA@example.kz"),
         )
-        assert same is not None and same.email == "ALIYA@example.kz"
+        assert same is not None
+        assert same.email == "ALIYA@example.kz"
         pending = accounts.update_contact(
             created.id,
             expected_stamp=same.security_stamp,
@@ -1067,7 +1074,8 @@ class AccountStoreContract:
                 same.contact, pending_email="other@example.kz", pending_phone="+77021234567"
             ),
         )
-        assert pending is not None and pending.pending_email == "other@example.kz"
+        assert pending is not None
+        assert pending.pending_email == "other@example.kz"
 
     def test_update_contact_clears_the_password(self, accounts: AccountStore) -> None:
         """``clear_password`` removes the password and its age in the same write."""
@@ -1079,8 +1087,10 @@ class AccountStoreContract:
             clear_password=True,
         )
         assert stored is not None
-        assert stored.password_hash is None and stored.password_changed_at is None
-        assert not stored.must_change_password and stored.grace_logins_used == 0
+        assert stored.password_hash is None
+        assert stored.password_changed_at is None
+        assert not stored.must_change_password
+        assert stored.grace_logins_used == 0
         assert accounts.get(created.id) == stored
         assert accounts.set_password_hash(created.id, expected=None, new=_HASH_B, now=T0)
 
@@ -1132,7 +1142,8 @@ class AccountStoreContract:
             with pytest.raises((TypeError, ValueError)):
                 replace(base, **change)
         for text in (repr(base), repr(replace(base, pending_email="p@example.kz"))):
-            assert "aliya@example.kz" not in text and "p@example.kz" not in text
+            assert "aliya@example.kz" not in text
+            assert "p@example.kz" not in text
             assert "+77011234567" not in text
 
     @pytest.mark.parametrize("racers", [2, _THREADS])
@@ -1173,7 +1184,8 @@ class AccountStoreContract:
 
         assert sum(_race(_THREADS, take)) == 1
         owner = accounts.find_by_login("email", "wanted@example.kz")
-        assert owner is not None and owner == accounts.find_by_login("phone", "+77021234567")
+        assert owner is not None
+        assert owner == accounts.find_by_login("phone", "+77021234567")
 
 
 def _entry(index: int, *, created_at: datetime = T0) -> HistoryEntry:
@@ -1848,7 +1860,8 @@ class AccountWithHistoryContract:
             contact=replace(created.contact, email="new@example.kz"),
             messages=[_message(1), _message(2, channel="sms")],
         )
-        assert changed is not None and storage.accounts.get(created.id) == changed
+        assert changed is not None
+        assert storage.accounts.get(created.id) == changed
         assert changed.security_stamp != created.security_stamp
         assert {e.id for e in queue.list()} == {_message(1).id, _message(2).id}
         assert (
@@ -1867,7 +1880,8 @@ class AccountWithHistoryContract:
                 contact=replace(changed.contact, email="OTHER@example.kz"),
                 messages=[_message(4)],
             )
-        assert queue.get(_message(3).id) is None and queue.get(_message(4).id) is None
+        assert queue.get(_message(3).id) is None
+        assert queue.get(_message(4).id) is None
         assert storage.accounts.get(created.id) == changed
 
     def test_update_contact_refuses_bad_messages(
