@@ -9,6 +9,7 @@
   storage protocol against an implementation; :func:`make_comparison_machine` builds a
   Hypothesis state machine that checks a whole :class:`~kaspi_identity.storage.Storage`
   agrees with the in-memory reference.
+- :func:`mark_phone_verified` sets up an account whose phone may receive reset codes.
 - The pytest plugin (``kaspi_identity.testing._plugin``, loaded through the ``pytest11``
   entry point) provides the ``kaspi_*`` fixtures.
 
@@ -23,6 +24,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._accounts import mark_phone_verified
     from ._blocking import Blocking, blocking_service, blocking_storage, run_on_test_loop
     from ._compliance import run_compliance
     from ._contracts import (
@@ -51,6 +53,7 @@ __all__ = [
     "blocking_service",
     "blocking_storage",
     "make_comparison_machine",
+    "mark_phone_verified",
     "passwords",
     "policies",
     "run_compliance",
@@ -72,6 +75,7 @@ _WHERE = {
     "blocking_service": "_blocking",
     "blocking_storage": "_blocking",
     "make_comparison_machine": "_machine",
+    "mark_phone_verified": "_accounts",
     "passwords": "_strategies",
     "policies": "_strategies",
     "run_compliance": "_compliance",
