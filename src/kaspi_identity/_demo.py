@@ -44,6 +44,7 @@ _WEAK = ("summer", "sum", "1")
 _FIRST = ("Summer2023!", "Summer2023", "Summer-rain-2023!", "Summer rain over Almaty 2023!")
 _BY_EMAIL = ("Tulip#Garden7", "Tulip7Gard", "Tulip-garden-by-the-steppe-47")
 _BY_SMS = ("Steppe&Eagle42", "Steppe42Eg", "Steppe-eagle-above-Altai-42")
+_AFTER_UNDO = ("Charyn@Canyon9", "Charyn9Cny", "Charyn-canyon-after-the-rain-9")
 
 
 class _Tee:
@@ -243,6 +244,16 @@ def _steps(
     assert account_id is not None  # a successful log-in names the account; not a security check
     current = first
 
+    # A number given at sign-up is unproven: it receives reset codes once a code proves it.
+    if not service.request_phone_change(account_id, current, phone, client_key="demo"):
+        raise _StepFailed("the request to prove the phone was refused")
+    _delivered(storage)
+    sms = tee.outbox.last_sms()
+    proof = extract_code(sms) if sms is not None and sms.kind == "phone_code" else None
+    if proof is None or not service.verify_phone(account_id, proof):
+        raise _StepFailed("the phone could not be proven by its code")
+    say("demo.phone_proved", phone=phone)
+
     similar = first.replace("2023", "2024")
     change = service.change_password(account_id, current, similar, similar, client_key="demo")
     if policy.history_similar:
@@ -301,3 +312,48 @@ def _steps(
     if not by_phone.ok or service.authenticate(email, current, client_key="demo").ok:
         raise _StepFailed("log-in after the resets did not behave")
     say("demo.login_final")
+    _email_change(service, storage, tee, say, account_id, email, by_sms, policy, user)
+
+
+def _email_change(
+    service: IdentityService,
+    storage: Storage,
+    tee: _Tee,
+    say: Callable[..., None],
+    account_id: str,
+    email: str,
+    password: str,
+    policy: PasswordPolicy,
+    user: UserInfo,
+) -> None:
+    """Change the address by its link, then undo it from the old mailbox and reset."""
+    new_email = "new." + email
+    say("demo.email_change_requested", email=new_email)
+    if not service.request_email_change(account_id, password, new_email, client_key="demo"):
+        raise _StepFailed("the change of address was refused")
+    _delivered(storage)
+    letter = tee.outbox.last_email(to=new_email)
+    if letter is None or letter.kind != "email_change_confirm":
+        raise _StepFailed("no confirmation letter went to the new address")
+    if not service.confirm_email_change(_token(letter)):
+        raise _StepFailed("the change-of-address link did not work")
+    _delivered(storage)
+    notice = tee.outbox.last_email(to=email)
+    if notice is None or notice.kind != "email_changed":
+        raise _StepFailed("the old address was not told of the change")
+    say("demo.email_changed", old=email, new=new_email)
+    if not service.undo_email_change(_token(notice)):
+        raise _StepFailed("the undo link did not work")
+    _delivered(storage)
+    reset = tee.outbox.last_email(to=email)
+    if reset is None or reset.kind != "password_reset":
+        raise _StepFailed("no reset link went to the restored address")
+    if service.authenticate(email, password, client_key="demo").ok:
+        raise _StepFailed("the password still worked after the undo")
+    say("demo.email_undone", email=email)
+    fresh = _pick(policy, _AFTER_UNDO, user, 4)
+    if not service.reset_password(_token(reset), fresh, fresh).ok:
+        raise _StepFailed("the reset after the undo was refused")
+    if not service.authenticate(email, fresh, client_key="demo").ok:
+        raise _StepFailed("log-in after the undo and reset failed")
+    say("demo.undo_reset_done", password=fresh)
