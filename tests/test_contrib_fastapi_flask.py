@@ -46,6 +46,7 @@ from kaspi_identity.services import (
 )
 from kaspi_identity.storage._async import coroutining
 from kaspi_identity.storage.memory import async_memory_storage, memory_storage
+from kaspi_identity.testing import mark_phone_verified
 
 ORIGIN = "https://portal.test"
 EMAIL = "aliya@example.kz"
@@ -57,8 +58,12 @@ SETTINGS = IdentitySettings(
     secret_keys=(b"0123456789abcdef0123456789abcdef",),
     confirm_url=f"{ORIGIN}/auth/confirm",
     reset_url=f"{ORIGIN}/auth/password/reset",
+    email_change_url=f"{ORIGIN}/auth/email/confirm",
+    email_undo_url=f"{ORIGIN}/auth/email/undo",
     site_name="portal.test",
 )
+NEW_EMAIL, TAKEN_EMAIL = "aliya.new@example.kz", "bolat@example.kz"
+NEW_PHONE = "+77021234567"
 
 
 @dataclass
@@ -242,12 +247,20 @@ def register(browser: Browser, email: str = EMAIL, password: str = GOOD, **extra
     return browser.post("/auth/register", form)
 
 
-def registered(portal: Portal, email: str = EMAIL, **extra: Any) -> Browser:
-    """A browser whose user registered and confirmed ``email`` (and is not logged in)."""
+def registered(
+    portal: Portal, email: str = EMAIL, *, prove_phone: bool = True, **extra: Any
+) -> Browser:
+    """A browser whose user registered and confirmed ``email`` (and is not logged in).
+
+    A phone given is marked verified (only a verified phone receives reset codes), unless
+    ``prove_phone`` is false: then it waits to be proven by ``POST /phone``.
+    """
     browser = portal.browser()
     assert register(browser, email, **extra).status == 202
     browser.get(extract_link(portal.outbox.last_email(to=email)), follow=True)
     assert browser.post("/auth/confirm").status == 200
+    if extra.get("phone") and prove_phone:
+        mark_phone_verified(portal.sync_storage.accounts, portal.account(email).id)
     return browser
 
 
@@ -813,6 +826,403 @@ class TestRecovery:
         assert portal.outbox.sms == []
 
 
+# --------------------------------------------------------------------------- contact details
+
+
+def token_of(link: str) -> str:
+    return link.split("token=")[1]
+
+
+def letters_to(portal: Portal, to: str) -> list[Any]:
+    return [m for m in portal.outbox.emails if m.to == to]
+
+
+class TestEmailChange:
+    def test_the_link_changes_it_this_session_lives_on_the_others_end(self, portal: Portal) -> None:
+        """Request, open the link from the new mailbox, confirm: the other browser is out."""
+        registered(portal)
+        laptop, phone = logged_in(portal), logged_in(portal)
+        form = {"password": GOOD, "email": NEW_EMAIL}
+        asked = laptop.post("/auth/email/change", form, lang="kk")
+        assert (asked.status, asked.body) == (
+            202,
+            {"ok": True, "error": None, "message": _web.message("email_change_sent", "kk")},
+        )
+        assert portal.account(EMAIL).pending_email == NEW_EMAIL  # nothing changed yet
+        link = extract_link(portal.outbox.last_email(to=NEW_EMAIL))
+        moved = laptop.get(link)
+        assert moved.status == 303
+        assert urlsplit(moved.headers["Location"]).path == "/auth/email/confirm"
+        morsel = moved.cookie("kaspi_identity_email_change")["kaspi_identity_email_change"]
+        assert (morsel["path"], morsel["samesite"].lower()) == ("/auth/email/confirm", "strict")
+        assert morsel["httponly"]
+        page = laptop.get("/auth/email/confirm")
+        assert page.body == {"link": "email_change", "pending": True}
+        done = laptop.post("/auth/email/confirm", lang="ru")
+        assert done.status == 200, done.body
+        assert done.body["message"] == _web.message("email_changed", "ru")
+        account = portal.sync_storage.accounts.find_by_login("email", NEW_EMAIL)
+        assert done.body["account_id"] == account.id
+        assert laptop.get("/auth/me").status == 200
+        assert phone.get("/auth/me").status == 401
+        assert laptop.get("/auth/email/confirm").body["pending"] is False  # cookie cleared
+        assert letters_to(portal, EMAIL)[-1].kind == "email_changed"  # the old one is told
+        logged_in(portal, NEW_EMAIL, GOOD)
+
+    def test_the_default_confirm_page_takes_the_link_too(
+        self, make_portal: Callable[..., Portal]
+    ) -> None:
+        """Without ``email_change_url`` the link lands on ``/confirm``, which confirms it."""
+        portal = make_portal(replace(SETTINGS, email_change_url=None))
+        registered(portal)
+        laptop = logged_in(portal)
+        assert (
+            laptop.post("/auth/email/change", {"password": GOOD, "email": NEW_EMAIL}).status == 202
+        )
+        link = extract_link(portal.outbox.last_email(to=NEW_EMAIL))
+        assert urlsplit(link).path == "/auth/confirm"
+        laptop.get(link, follow=True)
+        done = laptop.post("/auth/confirm")
+        assert (done.status, done.body["message"]) == (200, _web.message("email_changed", "en"))
+        assert laptop.get("/auth/me").status == 200
+        assert portal.sync_storage.accounts.find_by_login("email", NEW_EMAIL) is not None
+
+    def test_the_undo_link_gives_the_old_address_back_and_ends_every_session(
+        self, portal: Portal
+    ) -> None:
+        """The old mailbox's undo: the address is back, no session, no password, a reset link."""
+        registered(portal)
+        laptop = logged_in(portal)
+        laptop.post("/auth/email/change", {"password": GOOD, "email": NEW_EMAIL})
+        laptop.post(
+            "/auth/email/confirm",
+            {"token": token_of(extract_link(portal.outbox.last_email(to=NEW_EMAIL)))},
+        )
+        owner = portal.browser()
+        undo = extract_link(portal.outbox.last_email(to=EMAIL))
+        moved = owner.get(undo)
+        assert urlsplit(moved.headers["Location"]).path == "/auth/email/undo"
+        assert owner.get("/auth/email/undo").body == {"link": "email_undo", "pending": True}
+        done = owner.post("/auth/email/undo", lang="kk")
+        assert done.status == 200, done.body
+        assert done.body["message"] == _web.message("email_restored", "kk")
+        assert portal.account(EMAIL) is not None
+        assert laptop.get("/auth/me").status == 401
+        refused = owner.post("/auth/login", {"identifier": EMAIL, "password": GOOD})
+        assert refused.status == 401  # the password is gone: only the reset link gets in
+        assert letters_to(portal, EMAIL)[-1].kind == "password_reset"
+        again = owner.post("/auth/email/undo", {"token": token_of(undo)})
+        assert (again.status, again.body["error"]) == (400, "invalid_link")
+
+    def test_undo_ends_the_browsers_own_session(self, portal: Portal) -> None:
+        """The browser that undoes is logged out too (every session of the account ended)."""
+        registered(portal)
+        laptop = logged_in(portal)
+        laptop.post("/auth/email/change", {"password": GOOD, "email": NEW_EMAIL})
+        token = token_of(extract_link(portal.outbox.last_email(to=NEW_EMAIL)))
+        assert laptop.post("/auth/email/confirm", {"token": token}).status == 200
+        undo = token_of(extract_link(portal.outbox.last_email(to=EMAIL)))
+        assert laptop.post("/auth/email/undo", {"token": undo}).status == 200
+        assert laptop.get("/auth/me").status == 401
+
+    def test_a_taken_address_gets_the_same_answer(self, portal: Portal) -> None:
+        """202 and the same body whether the address is free or another account's."""
+        registered(portal)
+        registered(portal, TAKEN_EMAIL)
+        browser = logged_in(portal)
+        free = browser.post("/auth/email/change", {"password": GOOD, "email": NEW_EMAIL})
+        taken = browser.post("/auth/email/change", {"password": GOOD, "email": TAKEN_EMAIL})
+        assert (free.status, free.body) == (taken.status, taken.body)
+        assert letters_to(portal, TAKEN_EMAIL)[-1].kind == "email_change_taken"
+
+    @pytest.mark.parametrize(
+        ("form", "status", "error"),
+        [
+            ({"password": BAD, "email": NEW_EMAIL}, 403, "wrong_password"),
+            ({"password": GOOD, "email": EMAIL}, 409, "unchanged"),
+            ({"password": GOOD, "email": "not-an-address"}, 422, "invalid_identifier"),
+            ({"password": GOOD, "email": "a\x00@example.kz"}, 422, "invalid_identifier"),
+            ({"password": GOOD, "email": "\ud800@example.kz"}, 422, "invalid_identifier"),
+            ({"password": GOOD, "email": "a" * 100_000 + "@example.kz"}, 422, "invalid_identifier"),
+            ({"password": GOOD}, 422, "invalid_request"),
+            ({"password": GOOD, "email": 7}, 422, "invalid_request"),
+        ],
+    )
+    def test_refusals_write_nothing(
+        self, portal: Portal, form: dict[str, Any], status: int, error: str
+    ) -> None:
+        """Wrong password 403, the same address 409, bad input 422: nothing waits, no letter."""
+        registered(portal)
+        browser = logged_in(portal)
+        sent = len(portal.outbox.emails)
+        reply = browser.post("/auth/email/change", form)
+        assert (reply.status, reply.body["error"]) == (status, error)
+        assert portal.account(EMAIL).pending_email is None
+        assert len(portal.outbox.emails) == sent
+        assert browser.get("/auth/me").status == 200
+
+    def test_rate_limited_is_429_with_retry_after(self, make_portal: Callable[..., Portal]) -> None:
+        """Over ``reset_per_identifier`` requests for the account: 429 and Retry-After."""
+        portal = make_portal(
+            replace(SETTINGS, reset_per_identifier=RateLimit(1, timedelta(hours=1)))
+        )
+        registered(portal)
+        browser = logged_in(portal)
+        assert (
+            browser.post("/auth/email/change", {"password": GOOD, "email": NEW_EMAIL}).status == 202
+        )
+        again = browser.post("/auth/email/change", {"password": GOOD, "email": "x@example.kz"})
+        assert (again.status, again.body["error"]) == (429, "rate_limited")
+        assert 3500 <= int(again.headers["Retry-After"]) <= 3600
+
+    def test_needs_a_live_session(self, portal: Portal) -> None:
+        """Without one: 401 and nothing asked."""
+        registered(portal)
+        reply = portal.browser().post("/auth/email/change", {"password": GOOD, "email": NEW_EMAIL})
+        assert (reply.status, reply.body["error"]) == (401, "not_logged_in")
+        assert portal.account(EMAIL).pending_email is None
+
+    @pytest.mark.parametrize("path", ["/auth/email/confirm", "/auth/email/undo", "/auth/confirm"])
+    @pytest.mark.parametrize("token", ["garbage", "", "x" * 100_000, "a\x00b", "\ud800"])
+    def test_garbage_tokens_are_400(self, portal: Portal, path: str, token: str) -> None:
+        """A token that is no link of the page's kind: 400 ``invalid_link``, nothing changes."""
+        registered(portal)
+        reply = portal.browser().post(path, {"token": token})
+        assert (reply.status, reply.body["error"]) == (400, "invalid_link")
+        assert portal.account(EMAIL).email == EMAIL
+
+    def test_links_of_the_other_kind_are_refused(self, portal: Portal) -> None:
+        """A change link is no undo link, and a reset link neither: 400, nothing changes."""
+        registered(portal)
+        browser = logged_in(portal)
+        browser.post("/auth/email/change", {"password": GOOD, "email": NEW_EMAIL})
+        change = token_of(extract_link(portal.outbox.last_email(to=NEW_EMAIL)))
+        browser.post("/auth/password/forgot", {"identifier": EMAIL})
+        reset = token_of(extract_link(portal.outbox.last_email(to=EMAIL)))
+        for path, token in [("/auth/email/undo", change), ("/auth/email/confirm", reset)]:
+            reply = browser.post(path, {"token": token})
+            assert (reply.status, reply.body["error"]) == (400, "invalid_link")
+        assert portal.account(EMAIL).email == EMAIL
+
+    def test_an_expired_link_says_so(self, portal: Portal) -> None:
+        """Past ``email_change_link_lifetime``: 400 ``expired_link``, on either page."""
+        registered(portal)
+        browser = logged_in(portal)
+        browser.post("/auth/email/change", {"password": GOOD, "email": NEW_EMAIL})
+        token = token_of(extract_link(portal.outbox.last_email(to=NEW_EMAIL)))
+        portal.clock.advance(portal.service.settings.email_change_link_lifetime + timedelta(1))
+        for path in ("/auth/email/confirm", "/auth/confirm"):
+            reply = browser.post(path, {"token": token})
+            assert (reply.status, reply.body["error"]) == (400, "expired_link")
+
+    def test_a_form_without_the_token_is_400(self, portal: Portal) -> None:
+        """No token in the body and no cookie: 400, the page asks to open the link first."""
+        for path in ("/auth/email/confirm", "/auth/email/undo"):
+            reply = portal.browser().post(path, lang="ru")
+            assert (reply.status, reply.body["error"]) == (400, "invalid_link")
+            assert reply.body["message"] == _web.message("no_link", "ru")
+
+    def test_concurrent_confirmation_succeeds_once(self, portal: Portal) -> None:
+        """Eight browsers post the same change link at once: exactly one 200."""
+        registered(portal)
+        logged_in(portal).post("/auth/email/change", {"password": GOOD, "email": NEW_EMAIL})
+        token = token_of(extract_link(portal.outbox.last_email(to=NEW_EMAIL)))
+        browsers = [portal.browser() for _ in range(8)]
+        barrier = threading.Barrier(len(browsers))
+        statuses: list[int] = []
+
+        def redeem(browser: Browser) -> None:
+            barrier.wait()
+            statuses.append(browser.post("/auth/email/confirm", {"token": token}).status)
+
+        threads = [threading.Thread(target=redeem, args=(b,)) for b in browsers]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(statuses) == [200] + [400] * 7
+
+
+class TestPhone:
+    def test_an_unproven_phone_gets_no_reset_code_until_proven(self, portal: Portal) -> None:
+        """Sign-up with a phone, prove it by its code, then the SMS reset reaches it."""
+        registered(portal, phone=PHONE, prove_phone=False)
+        laptop, other = logged_in(portal), logged_in(portal)
+        stranger = portal.browser()
+        assert stranger.post("/auth/password/forgot/sms", {"phone": PHONE}).status == 202
+        assert portal.outbox.sms == []  # not proven: no reset code
+        asked = laptop.post("/auth/phone", {"password": GOOD, "phone": "8 701 123 45 67"})
+        assert (asked.status, asked.body["message"]) == (
+            202,
+            _web.message("phone_code_sent", "en"),
+        )
+        code = extract_code(portal.outbox.last_sms(to=PHONE))
+        done = laptop.post("/auth/phone/verify", {"code": code}, lang="kk")
+        assert (done.status, done.body["message"]) == (200, _web.message("phone_verified", "kk"))
+        assert portal.account(EMAIL).phone_verified
+        assert laptop.get("/auth/me").status == 200
+        assert other.get("/auth/me").status == 401
+        portal.clock.advance(timedelta(minutes=2))  # past the SMS cooldown
+        assert stranger.post("/auth/password/forgot/sms", {"phone": PHONE}).status == 202
+        assert portal.outbox.last_sms(to=PHONE).kind == "password_reset"
+
+    def test_a_change_of_number(self, portal: Portal) -> None:
+        """A new number by its code; the old verified one is told; log-in by the new one."""
+        registered(portal, phone=PHONE)
+        browser = logged_in(portal)
+        assert browser.post("/auth/phone", {"password": GOOD, "phone": NEW_PHONE}).status == 202
+        code = extract_code(portal.outbox.last_sms(to=NEW_PHONE))
+        assert browser.post("/auth/phone/verify", {"code": code}).status == 200
+        assert portal.account(EMAIL).phone == NEW_PHONE
+        assert portal.outbox.last_sms(to=PHONE).kind == "phone_changed"
+        logged_in(portal, NEW_PHONE, GOOD)
+
+    @pytest.mark.parametrize("code", ["000000", "", "\x00", "x" * 10_000, "\ud800"])
+    def test_a_wrong_code_is_400_and_the_number_waits(self, portal: Portal, code: str) -> None:
+        """A wrong or garbage code: 400 ``invalid_code`` (``wrong``), nothing set."""
+        registered(portal, phone=PHONE, prove_phone=False)
+        browser = logged_in(portal)
+        browser.post("/auth/phone", {"password": GOOD, "phone": PHONE})
+        right = extract_code(portal.outbox.last_sms(to=PHONE))
+        wrong = code if code != right else "999999"
+        reply = browser.post("/auth/phone/verify", {"code": wrong}, lang="ru")
+        assert (reply.status, reply.body["error"], reply.body["reason"]) == (
+            400,
+            "invalid_code",
+            "wrong",
+        )
+        assert not portal.account(EMAIL).phone_verified
+        assert browser.get("/auth/me").status == 200
+
+    def test_too_many_wrong_codes(self, portal: Portal) -> None:
+        """After ``sms_max_attempts`` wrong codes even the right one is ``exhausted``."""
+        registered(portal, phone=PHONE, prove_phone=False)
+        browser = logged_in(portal)
+        browser.post("/auth/phone", {"password": GOOD, "phone": PHONE})
+        code = extract_code(portal.outbox.last_sms(to=PHONE))
+        wrong = str((int(code) + 1) % 10**6).zfill(6)
+        for _ in range(portal.service.settings.sms_max_attempts):
+            browser.post("/auth/phone/verify", {"code": wrong})
+        last = browser.post("/auth/phone/verify", {"code": code})
+        assert (last.status, last.body["reason"]) == (400, "exhausted")
+
+    def test_a_code_without_a_request_is_400(self, portal: Portal) -> None:
+        """Nothing waits for a code: 400 ``invalid_code`` (``expired``)."""
+        registered(portal)
+        reply = logged_in(portal).post("/auth/phone/verify", {"code": "123456"})
+        assert (reply.status, reply.body["reason"]) == (400, "expired")
+
+    @pytest.mark.parametrize(
+        "phone", ["12", "+1 202 555 0100", "+7 727 250 00 00", "\x00", "8" * 5000]
+    )
+    def test_malformed_phones_are_422_and_write_nothing(self, portal: Portal, phone: str) -> None:
+        """422 ``invalid_phone`` with its reason; no code, nothing waits."""
+        registered(portal)
+        reply = logged_in(portal).post("/auth/phone", {"password": GOOD, "phone": phone}, lang="kk")
+        assert (reply.status, reply.body["error"]) == (422, "invalid_phone")
+        assert reply.body["reason"]
+        assert portal.account(EMAIL).pending_phone is None
+        assert portal.outbox.sms == []
+
+    def test_wrong_password_is_403(self, portal: Portal) -> None:
+        """A wrong password to ask for a code or to remove the phone: 403, nothing changes."""
+        registered(portal, phone=PHONE)
+        browser = logged_in(portal)
+        for path, form in [
+            ("/auth/phone", {"password": BAD, "phone": NEW_PHONE}),
+            ("/auth/phone/remove", {"password": BAD}),
+        ]:
+            reply = browser.post(path, form)
+            assert (reply.status, reply.body["error"]) == (403, "wrong_password")
+        account = portal.account(EMAIL)
+        assert (account.phone, account.pending_phone) == (PHONE, None)
+        assert portal.outbox.sms == []
+
+    def test_the_verified_number_again_is_409_unchanged(self, portal: Portal) -> None:
+        """Asking to prove a number that is verified already: 409 ``unchanged``, no SMS."""
+        registered(portal, phone=PHONE)
+        reply = logged_in(portal).post("/auth/phone", {"password": GOOD, "phone": PHONE})
+        assert (reply.status, reply.body["error"]) == (409, "unchanged")
+        assert portal.outbox.sms == []
+
+    def test_the_cooldown_is_429_with_retry_after(self, portal: Portal) -> None:
+        """A second code within ``sms_cooldown``: 429 and Retry-After."""
+        registered(portal)
+        browser = logged_in(portal)
+        assert browser.post("/auth/phone", {"password": GOOD, "phone": PHONE}).status == 202
+        again = browser.post("/auth/phone", {"password": GOOD, "phone": PHONE})
+        assert (again.status, again.body["error"]) == (429, "rate_limited")
+        assert 1 <= int(again.headers["Retry-After"]) <= 60
+
+    def test_removal_keeps_this_session_and_ends_the_others(self, portal: Portal) -> None:
+        """Removed with the password; the other browser is out; a second removal is 409."""
+        registered(portal, phone=PHONE)
+        laptop, other = logged_in(portal), logged_in(portal)
+        done = laptop.post("/auth/phone/remove", {"password": GOOD}, lang="ru")
+        assert (done.status, done.body["message"]) == (200, _web.message("phone_removed", "ru"))
+        assert portal.account(EMAIL).phone is None
+        assert laptop.get("/auth/me").status == 200
+        assert other.get("/auth/me").status == 401
+        again = laptop.post("/auth/phone/remove", {"password": GOOD})
+        assert (again.status, again.body["error"]) == (409, "no_phone")
+
+    @pytest.mark.parametrize(
+        ("path", "form"),
+        [
+            ("/auth/phone", {"password": GOOD, "phone": PHONE}),
+            ("/auth/phone/verify", {"code": "123456"}),
+            ("/auth/phone/remove", {"password": GOOD}),
+            ("/auth/time-zone", {"time_zone": "Asia/Almaty"}),
+        ],
+    )
+    def test_needs_a_live_session(self, portal: Portal, path: str, form: dict[str, str]) -> None:
+        """Without one: 401, with a session that must change its password first: 403."""
+        registered(portal, phone=PHONE)
+        assert portal.browser().post(path, form).status == 401
+        portal.sync_storage.accounts.set_must_change_password(portal.account(EMAIL).id, True)
+        reply = logged_in(portal).post(path, form)
+        assert (reply.status, reply.body["error"]) == (403, "password_change_required")
+
+
+class TestTimeZone:
+    def test_set_and_clear(self, portal: Portal) -> None:
+        """A zone is kept on the account; ``null`` gives the site's back; sessions live on."""
+        registered(portal)
+        laptop, other = logged_in(portal), logged_in(portal)
+        done = laptop.post("/auth/time-zone", {"time_zone": "Asia/Aqtobe"}, lang="kk")
+        assert (done.status, done.body["message"]) == (200, _web.message("time_zone_set", "kk"))
+        assert portal.account(EMAIL).time_zone == "Asia/Aqtobe"
+        assert other.get("/auth/me").status == 200  # not a security change
+        assert laptop.post("/auth/time-zone", {"time_zone": None}).status == 200
+        assert portal.account(EMAIL).time_zone is None
+
+    @pytest.mark.parametrize(
+        "zone", ["Mars/Olympus", "", "../etc/passwd", "a\x00b", "\ud800", "x" * 100_000]
+    )
+    def test_an_unknown_zone_is_422(self, portal: Portal, zone: str) -> None:
+        """422 ``invalid_time_zone`` on the field; nothing stored."""
+        registered(portal)
+        reply = logged_in(portal).post("/auth/time-zone", {"time_zone": zone}, lang="ru")
+        assert (reply.status, reply.body["error"], reply.body["field"]) == (
+            422,
+            "invalid_time_zone",
+            "time_zone",
+        )
+        assert reply.body["message"] == _web.message("invalid_time_zone", "ru")
+        assert portal.account(EMAIL).time_zone is None
+
+    @pytest.mark.parametrize("body", [{}, {"time_zone": 3}, {"time_zone": ["Asia/Almaty"]}])
+    def test_a_missing_or_untyped_field_is_422(self, portal: Portal, body: dict[str, Any]) -> None:
+        """``time_zone`` must be given, as a string or null: else ``invalid_request``."""
+        registered(portal)
+        reply = logged_in(portal).post("/auth/time-zone", body)
+        assert (reply.status, reply.body["error"], reply.body["field"]) == (
+            422,
+            "invalid_request",
+            "time_zone",
+        )
+
+
 # --------------------------------------------------------------------------- policy
 
 
@@ -863,10 +1273,17 @@ DOCUMENTED = {
     "/auth/password/forgot/sms": {202, 422, 429},
     "/auth/password/verify-code": {200, 400, 422},
     "/auth/password/reset": {200, 400, 422},
+    "/auth/email/change": {401, 422},  # no session here
+    "/auth/email/confirm": {200, 400, 409, 422},
+    "/auth/email/undo": {200, 400, 422},
+    "/auth/phone": {401, 422},
+    "/auth/phone/verify": {401, 422},
+    "/auth/phone/remove": {401, 422},
+    "/auth/time-zone": {401, 422},
 }
 FIELDS = [
     "email", "username", "phone", "iin", "names", "password", "confirmation", "token",
-    "identifier", "current", "code",
+    "identifier", "current", "code", "time_zone",
 ]  # fmt: skip
 VALUES = st.one_of(
     st.text(max_size=40),

@@ -6,7 +6,9 @@
   violation codes) and a ``Retry-After`` in whole seconds;
 - the session keys and :func:`start_session` / :func:`session_credentials`: what a session
   keeps so that :meth:`IdentityService.session_is_current` can end it after a reset;
-- :class:`LinkCookie` and :data:`LINK_HEADERS`: how a link's token leaves the URL.
+- :class:`LinkCookie` and :data:`LINK_HEADERS`: how a link's token leaves the URL;
+- :func:`contact_answer`, :func:`confirm_either` and :func:`time_zone_answer`: the changes of
+  e-mail, phone and time zone of a logged-in account.
 
 docs/fastapi.md and docs/flask.md describe the JSON; the faces only move it.
 """
@@ -20,7 +22,7 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from importlib import resources
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeAlias
 
 from kaspi_identity._errors import (
     ExpiredTokenError,
@@ -35,6 +37,7 @@ from kaspi_identity._errors import (
 from kaspi_identity.i18n import DEFAULT_LANGUAGE, SUPPORTED_LANGUAGES, Catalog, normalize_language
 from kaspi_identity.policy import PasswordPolicy, PolicyResult, StrengthFeedback
 from kaspi_identity.services import (
+    ContactChangeResult,
     IdentitySettings,
     LoginResult,
     PasswordChangeResult,
@@ -52,20 +55,24 @@ __all__ = [
     "TOKEN_COOKIE_LIMIT",
     "Answer",
     "LinkCookie",
+    "LinkKind",
     "account_answer",
     "change_answer",
     "change_required",
     "code_answer",
     "confirm_answer",
+    "contact_answer",
     "error_answer",
     "expired_account",
     "expired_session",
     "form_names",
     "form_text",
     "invalid_request",
+    "invalid_time_zone",
     "keep_session",
     "link_cookie",
     "link_cookie_name",
+    "live_account",
     "logged_out",
     "login_answer",
     "message",
@@ -80,7 +87,14 @@ __all__ = [
     "retry_after_seconds",
     "session_credentials",
     "start_session",
+    "time_zone_answer",
+    "token_refusal",
+    "undone_answer",
 ]
+
+#: The links whose page moves the token into a cookie: the registration's confirmation,
+#: the reset, the confirmation of a new address and the undo sent to the old one.
+LinkKind: TypeAlias = Literal["confirm", "reset", "email_change", "email_undo"]
 
 #: The session keys: the account id and the security stamp it was logged in with.
 SESSION_ACCOUNT: Final = "kaspi_identity.account"
@@ -353,6 +367,62 @@ def code_answer(grant: str, lang: str) -> Answer:
     return _ok(200, "code_accepted", lang, grant=grant)
 
 
+def contact_answer(
+    result: ContactChangeResult,
+    lang: str,
+    *,
+    done: str,
+    status: int = 200,
+    with_account: bool = False,
+) -> Answer:
+    """A change of e-mail or phone: ``status`` with the message ``done``, or the refusal.
+
+    ``done`` is the message key of success (``"email_change_sent"``, ``"phone_verified"``,
+    ...); ``with_account`` adds ``account_id`` (a link's completion, where the browser may not
+    be logged in). Refusals: 403 ``wrong_password`` or ``locked``, 429 ``rate_limited``
+    with ``Retry-After``, 409 ``unchanged`` (the account has it already), ``no_phone`` or
+    ``conflict`` (the account changed meanwhile). The user is logged in, or holds the link
+    or code, so none of these tells a stranger anything.
+    """
+    if result.ok:
+        extra = {"account_id": result.account_id} if with_account else {}
+        return _ok(status, done, lang, **extra)
+    if result.reason == "throttled":
+        return _throttled(result.retry_after, lang)
+    if result.reason in ("wrong_password", "locked"):
+        return _error(403, result.reason, lang)
+    if result.reason == "conflict":
+        return _error(409, "conflict", lang, key="contact_conflict")
+    return _error(409, result.reason, lang)
+
+
+def token_refusal(first: InvalidTokenError, second: InvalidTokenError) -> InvalidTokenError:
+    """Which refusal to answer when neither of two purposes takes a link's token.
+
+    ``POST /confirm`` tries a token as a registration's confirmation, then as a change of
+    address (``IdentitySettings.email_change_url`` defaults to ``confirm_url``): an expired
+    genuine token says "expired" whichever purpose it had; otherwise the first refusal.
+    """
+    if isinstance(second, ExpiredTokenError) and not isinstance(first, ExpiredTokenError):
+        return second
+    return first
+
+
+def time_zone_answer(lang: str) -> Answer:
+    """200: the account's time zone is saved."""
+    return _ok(200, "time_zone_set", lang)
+
+
+def invalid_time_zone(lang: str) -> Answer:
+    """422 ``invalid_time_zone``: the name is no IANA zone the server knows."""
+    return _error(422, "invalid_time_zone", lang, field="time_zone")
+
+
+def undone_answer(result: ContactChangeResult, lang: str) -> Answer:
+    """200: the previous address is back, every session ended, a reset link is on its way."""
+    return contact_answer(result, lang, done="email_restored", with_account=True)
+
+
 def policy_answer(policy: PasswordPolicy, lang: str) -> Answer:
     """200 with :meth:`PasswordPolicy.document` in ``lang`` (docs/policy.schema.json)."""
     return Answer(200, policy.document(lang))
@@ -468,13 +538,28 @@ def expired_account(session: Mapping[str, Any]) -> str | None:
     return account_id if isinstance(account_id, str) else None
 
 
-def keep_session(session: MutableMapping[str, Any], result: PasswordChangeResult) -> None:
-    """After a change of password: the current session takes the new stamp and lives on.
+def keep_session(
+    session: MutableMapping[str, Any], result: PasswordChangeResult | ContactChangeResult
+) -> None:
+    """After a change of password, e-mail or phone: this session takes the new stamp.
 
-    A session that had to change its password is free now; the change of an expired password
-    (no session yet) leaves none: the user logs in with the new password.
+    Every other session of the account ends (their stamp is old). A session that had to
+    change its password is free now; the change of an expired password (no session yet)
+    leaves none: the user logs in with the new password. A change of e-mail or phone renews
+    only a session of the account changed (a link may be opened in another account's
+    browser); a refused change leaves the session as it was.
     """
     if not result.ok:
+        return
+    if isinstance(result, ContactChangeResult):
+        held = session_credentials(session)
+        if (
+            result.end_other_sessions
+            and result.security_stamp is not None
+            and held is not None
+            and held[0] == result.account_id
+        ):
+            session[SESSION_STAMP] = result.security_stamp
         return
     if expired_account(session) is not None:
         session.clear()
@@ -482,6 +567,19 @@ def keep_session(session: MutableMapping[str, Any], result: PasswordChangeResult
     session.pop(SESSION_CHANGE, None)
     if result.security_stamp is not None:
         session[SESSION_STAMP] = result.security_stamp
+
+
+def live_account(session: Mapping[str, Any], account_id: str | None, lang: str) -> str | Answer:
+    """The account of a live session that may use any view, else the refusal (401 or 403).
+
+    ``account_id`` is the session's account after its stamp was checked (``None``: no live
+    session); a session that must change its password first gets :func:`change_required`.
+    """
+    if account_id is None:
+        return not_logged_in(lang)
+    if pending_change(session) is not None:
+        return change_required(lang)
+    return account_id
 
 
 def change_required(lang: str) -> Answer:
@@ -509,20 +607,22 @@ class LinkCookie:
     samesite: Literal["strict"] = "strict"
 
 
-def link_cookie_name(kind: Literal["confirm", "reset"]) -> str:
+def link_cookie_name(kind: LinkKind) -> str:
     """The name of the cookie a ``kind`` link's page moves the token into."""
     return f"kaspi_identity_{kind}"
 
 
-def link_cookie(
-    kind: Literal["confirm", "reset"], path: str, settings: IdentitySettings
-) -> LinkCookie:
-    """The :class:`LinkCookie` of a confirmation or reset link served at ``path``.
+def link_cookie(kind: LinkKind, path: str, settings: IdentitySettings) -> LinkCookie:
+    """The :class:`LinkCookie` of a ``kind`` link served at ``path``, living as long as the link.
 
     A reset cookie lives as long as the longer of a reset link and an SMS grant.
     """
     if kind == "confirm":
         lifetime = settings.confirm_link_lifetime
+    elif kind == "email_change":
+        lifetime = settings.email_change_link_lifetime
+    elif kind == "email_undo":
+        lifetime = settings.email_undo_lifetime
     else:
         lifetime = max(settings.reset_link_lifetime, settings.sms_grant_lifetime)
     return LinkCookie(

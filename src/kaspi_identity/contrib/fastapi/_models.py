@@ -11,6 +11,7 @@ __all__ = [
     "ChangePasswordForm",
     "CodeForm",
     "ConfirmForm",
+    "EmailChangeForm",
     "GrantAnswer",
     "HintOut",
     "IdentifierForm",
@@ -18,11 +19,15 @@ __all__ = [
     "LoginAnswer",
     "LoginForm",
     "MessageAnswer",
+    "PasswordForm",
     "PasswordState",
+    "PhoneChangeForm",
+    "PhoneCodeForm",
     "PhoneForm",
     "Problem",
     "RegisterForm",
     "ResetForm",
+    "TimeZoneForm",
     "ViolationOut",
 ]
 
@@ -97,6 +102,43 @@ class ResetForm(BaseModel):
     confirmation: str
 
 
+class EmailChangeForm(BaseModel):
+    """``POST /email/change``: the password, and the new address (a link goes to it)."""
+
+    model_config = _FORM
+    password: str
+    email: str
+
+
+class PhoneChangeForm(BaseModel):
+    """``POST /phone``: the password, and the number to add, change to or prove (gets a code)."""
+
+    model_config = _FORM
+    password: str
+    phone: str
+
+
+class PhoneCodeForm(BaseModel):
+    """``POST /phone/verify``: the code from the SMS ``POST /phone`` sent."""
+
+    model_config = _FORM
+    code: str
+
+
+class PasswordForm(BaseModel):
+    """``POST /phone/remove``: the password."""
+
+    model_config = _FORM
+    password: str
+
+
+class TimeZoneForm(BaseModel):
+    """``POST /time-zone``: an IANA zone name (``"Asia/Almaty"``), or ``null`` for the site's."""
+
+    model_config = _FORM
+    time_zone: str | None
+
+
 class MessageAnswer(BaseModel):
     """A success: ``ok`` true, ``error`` null and a ``message`` in the negotiated language."""
 
@@ -131,7 +173,7 @@ class LoginAnswer(MessageAnswer, PasswordState):
 
 
 class AccountAnswer(MessageAnswer):
-    """``POST /confirm`` or ``GET /me``: the account concerned.
+    """``POST /confirm``, ``POST /email/confirm``, ``POST /email/undo`` or ``GET /me``: the account.
 
     For ``GET /me``, ``needs_password_change`` and ``password_change_reason`` repeat what the
     log-in said until the password is changed.
@@ -185,7 +227,11 @@ class Problem(PasswordState):
 
 
 class LinkState(BaseModel):
-    """``GET /confirm`` or ``GET /password/reset`` without a token: is a link's token waiting?"""
+    """A link's page without a token: is a link's token waiting in its cookie?
+
+    ``GET /confirm``, ``/password/reset``, ``/email/confirm``, ``/email/undo``; ``link`` is
+    ``confirm``, ``reset``, ``email_change`` or ``email_undo``.
+    """
 
     link: str
     pending: bool

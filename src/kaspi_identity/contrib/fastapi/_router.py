@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,19 +18,29 @@ from kaspi_identity.contrib.fastapi._models import (
     ChangePasswordForm,
     CodeForm,
     ConfirmForm,
+    EmailChangeForm,
     GrantAnswer,
     IdentifierForm,
     LinkState,
     LoginAnswer,
     LoginForm,
     MessageAnswer,
+    PasswordForm,
+    PhoneChangeForm,
+    PhoneCodeForm,
     PhoneForm,
     Problem,
     RegisterForm,
     ResetForm,
+    TimeZoneForm,
 )
 from kaspi_identity.i18n import DEFAULT_LANGUAGE
-from kaspi_identity.services import AsyncIdentityService, LoginResult, PasswordChangeResult
+from kaspi_identity.services import (
+    AsyncIdentityService,
+    ContactChangeResult,
+    LoginResult,
+    PasswordChangeResult,
+)
 
 __all__ = [
     "CurrentAccount",
@@ -184,11 +194,13 @@ def start_session(request: Request, result: LoginResult) -> None:
         _web.expired_session(session, result)
 
 
-def keep_session(request: Request, result: PasswordChangeResult) -> None:
-    """After ``service.change_password``: this session takes the new stamp, as the router's does.
+def keep_session(request: Request, result: PasswordChangeResult | ContactChangeResult) -> None:
+    """After a change of password, e-mail or phone: this session takes the new stamp.
 
-    Every other session of the account ends (their stamp is old); a refused change leaves
-    the session as it was.
+    As the router's endpoints do, after ``service.change_password``,
+    ``confirm_email_change``, ``verify_phone`` or ``remove_phone``: every other session of
+    the account ends (their stamp is old); a change of e-mail or phone renews only a session
+    of the account changed; a refused change leaves the session as it was.
 
     Raises:
         RuntimeError: the app has no ``SessionMiddleware``.
@@ -196,19 +208,18 @@ def keep_session(request: Request, result: PasswordChangeResult) -> None:
     _web.keep_session(_session(request), result)
 
 
-def link_token(request: Request, kind: Literal["confirm", "reset"]) -> str | None:
+def link_token(request: Request, kind: _web.LinkKind) -> str | None:
     """The token a link's page moved into its cookie, or ``None`` (for a host's own form).
 
-    The cookie is limited to the path where the router serves the link (``<prefix>/confirm``,
-    ``<prefix>/password/reset``), so the form that sends it must post to that path or below
-    it (``<prefix>/password/reset/new``).
+    ``kind`` is ``"confirm"``, ``"reset"``, ``"email_change"`` or ``"email_undo"``. The
+    cookie is limited to the path where the router serves the link (``<prefix>/confirm``,
+    ``<prefix>/password/reset``, ``<prefix>/email/confirm``, ``<prefix>/email/undo``), so the
+    form that sends it must post to that path or below it (``<prefix>/password/reset/new``).
     """
     return request.cookies.get(_web.link_cookie_name(kind))
 
 
-def forget_link(
-    response: Response, request: Request, kind: Literal["confirm", "reset"], *, path: str
-) -> None:
+def forget_link(response: Response, request: Request, kind: _web.LinkKind, *, path: str) -> None:
     """Clear the link's cookie (served at ``path``) once it is used or found dead."""
     if _web.link_cookie_name(kind) in request.cookies:
         response.delete_cookie(
@@ -225,6 +236,7 @@ CurrentAccount = Annotated[str, Depends(current_account)]
 
 Service = Annotated[AsyncIdentityService, Depends(get_identity_service)]
 Language = Annotated[str, Depends(request_language)]
+Live = Annotated[str | None, Depends(optional_account)]
 
 
 def _send(answer: _web.Answer, lang: str | None = None) -> JSONResponse:
@@ -241,11 +253,12 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
         "`expired_link`, `invalid_code` with `reason`).",
         401: "Not logged in, or (log-in) one answer for every failure: `login_failed`.",
         403: "`password_expired` (log-in: change it now), `wrong_password`, `locked` (the"
-        " account must be reset), `too_soon` (with `retry_after`).",
-        409: "`username_taken`, or `conflict` (the password changed meanwhile).",
+        " account must be reset), `too_soon` (with `retry_after`), `password_change_required`.",
+        409: "`username_taken`; `conflict` (the account changed meanwhile); `unchanged` (the"
+        " account has that address or verified number already); `no_phone`.",
         422: "`invalid_request` (a field missing or not text: `field`); `password_policy` with"
         " `violations` (codes, params, messages) and `hints`; `invalid_identifier`,"
-        " `invalid_phone`, `invalid_iin`.",
+        " `invalid_phone`, `invalid_iin`, `invalid_time_zone`.",
         429: "`rate_limited`: try again after the `Retry-After` header's seconds.",
     }
     return {
@@ -296,15 +309,18 @@ def identity_router(
     default_language: str = DEFAULT_LANGUAGE,
     confirm_page: str | None = None,
     reset_page: str | None = None,
+    email_change_page: str | None = None,
+    email_undo_page: str | None = None,
     client_key: Callable[[Request], str] = client_address,
     tags: Sequence[str] = ("identity",),
 ) -> APIRouter:
     """An :class:`~fastapi.APIRouter` with every account flow as a JSON endpoint.
 
     Include it with a prefix (``app.include_router(identity_router(), prefix="/auth")``) and
-    point :class:`IdentitySettings` ``confirm_url`` at ``<prefix>/confirm`` and ``reset_url``
-    at ``<prefix>/password/reset``. The service comes from :func:`get_identity_service`; the
-    log-in needs Starlette's ``SessionMiddleware``.
+    point :class:`IdentitySettings` ``confirm_url`` at ``<prefix>/confirm``, ``reset_url``
+    at ``<prefix>/password/reset``, ``email_change_url`` at ``<prefix>/email/confirm`` and
+    ``email_undo_url`` at ``<prefix>/email/undo``. The service comes from
+    :func:`get_identity_service`; the log-in needs Starlette's ``SessionMiddleware``.
 
     Args:
         default_language: the language of answers when ``Accept-Language`` names none of
@@ -315,6 +331,10 @@ def identity_router(
             :class:`LinkState`.
         reset_page: likewise for a reset link: the host's page with the two password fields,
             which posts to ``<prefix>/password/reset``.
+        email_change_page: likewise for the link that confirms a new address (posts to
+            ``<prefix>/email/confirm``).
+        email_undo_page: likewise for the undo link sent to the old address (posts to
+            ``<prefix>/email/undo``).
         client_key: who is asking, for the rate limits (default :func:`client_address`).
         tags: the OpenAPI tags of the endpoints.
 
@@ -340,7 +360,7 @@ def identity_router(
             answer = refused
         return _send(answer, lang)
 
-    def landing(kind: Literal["confirm", "reset"], page: str | None) -> Any:
+    def landing(kind: _web.LinkKind, page: str | None) -> Any:
         async def open_link(
             request: Request, service: Service, token: str | None = None
         ) -> Response:
@@ -364,7 +384,7 @@ def identity_router(
 
         return open_link
 
-    def drop(response: Response, request: Request, kind: Literal["confirm", "reset"]) -> None:
+    def drop(response: Response, request: Request, kind: _web.LinkKind) -> None:
         forget_link(response, request, kind, path=request.url.path)
 
     link_responses: dict[int | str, dict[str, Any]] = {
@@ -443,7 +463,16 @@ def identity_router(
             return _send(_web.no_link(lang), lang)
 
         async def call() -> _web.Answer:
-            return _web.confirm_answer(await service.confirm_email(token), lang)
+            try:
+                account_id = await service.confirm_email(token)
+            except InvalidTokenError as first:  # perhaps a new address's link on this page
+                try:
+                    result = await service.confirm_email_change(token)
+                except InvalidTokenError as second:
+                    raise _web.token_refusal(first, second) from None
+                keep_session(request, result)
+                return _web.contact_answer(result, lang, done="email_changed", with_account=True)
+            return _web.confirm_answer(account_id, lang)
 
         response = await run(lang, call)
         drop(response, request, "confirm")
@@ -626,5 +655,186 @@ def identity_router(
         if done:
             drop(response, request, "reset")
         return response
+
+    def live(request: Request, account: str | None, lang: str) -> str | _web.Answer:
+        return _web.live_account(_session(request), account, lang)
+
+    @router.post(
+        "/email/change",
+        status_code=202,
+        response_model=MessageAnswer,
+        responses=_problems(401, 403, 409, 422, 429),
+        summary="Ask to change the e-mail address; a link goes to the new one",
+    )
+    async def email_change(
+        form: EmailChangeForm, request: Request, service: Service, lang: Language, account: Live
+    ) -> Response:
+        """Nothing changes until the link is opened; a taken address gets the same 202."""
+        who = live(request, account, lang)
+        if isinstance(who, _web.Answer):
+            return _send(who, lang)
+
+        async def call() -> _web.Answer:
+            result = await service.request_email_change(
+                who, form.password, form.email, client_key=client_key(request)
+            )
+            return _web.contact_answer(result, lang, done="email_change_sent", status=202)
+
+        return await run(lang, call)
+
+    router.add_api_route(
+        "/email/confirm",
+        landing("email_change", email_change_page),
+        methods=["GET"],
+        summary="Open the link that confirms a new address (moves its token out of the URL)",
+        responses=link_responses,
+        response_model=None,
+    )
+
+    @router.post(
+        "/email/confirm",
+        response_model=AccountAnswer,
+        responses=_problems(400, 409, 422),
+        summary="Confirm the new address; every other session ends",
+    )
+    async def email_confirm(
+        form: ConfirmForm, request: Request, service: Service, lang: Language
+    ) -> Response:
+        """The token from the body or the link's cookie; this browser's session lives on."""
+        token = form.token or link_token(request, "email_change")
+        if token is None:
+            return _send(_web.no_link(lang), lang)
+
+        async def call() -> _web.Answer:
+            result = await service.confirm_email_change(token)
+            keep_session(request, result)
+            return _web.contact_answer(result, lang, done="email_changed", with_account=True)
+
+        response = await run(lang, call)
+        drop(response, request, "email_change")
+        return response
+
+    router.add_api_route(
+        "/email/undo",
+        landing("email_undo", email_undo_page),
+        methods=["GET"],
+        summary="Open the undo link sent to the old address (moves its token out of the URL)",
+        responses=link_responses,
+        response_model=None,
+    )
+
+    @router.post(
+        "/email/undo",
+        response_model=AccountAnswer,
+        responses=_problems(400, 422),
+        summary="Give the account its old address back; every session ends",
+    )
+    async def email_undo(
+        form: ConfirmForm, request: Request, service: Service, lang: Language
+    ) -> Response:
+        """The password is removed and a reset link goes to the old address; no session is left."""
+        token = form.token or link_token(request, "email_undo")
+        if token is None:
+            return _send(_web.no_link(lang), lang)
+
+        async def call() -> _web.Answer:
+            result = await service.undo_email_change(token)
+            if result.ok:
+                _session(request).clear()
+            return _web.undone_answer(result, lang)
+
+        response = await run(lang, call)
+        drop(response, request, "email_undo")
+        return response
+
+    @router.post(
+        "/phone",
+        status_code=202,
+        response_model=MessageAnswer,
+        responses=_problems(401, 403, 409, 422, 429),
+        summary="Add, change or prove the phone; a code goes to the number",
+    )
+    async def phone_change(
+        form: PhoneChangeForm, request: Request, service: Service, lang: Language, account: Live
+    ) -> Response:
+        """The number waits until ``POST /phone/verify`` gets the code."""
+        who = live(request, account, lang)
+        if isinstance(who, _web.Answer):
+            return _send(who, lang)
+
+        async def call() -> _web.Answer:
+            result = await service.request_phone_change(
+                who, form.password, form.phone, client_key=client_key(request)
+            )
+            return _web.contact_answer(result, lang, done="phone_code_sent", status=202)
+
+        return await run(lang, call)
+
+    @router.post(
+        "/phone/verify",
+        response_model=MessageAnswer,
+        responses=_problems(400, 401, 403, 409, 422),
+        summary="Check the phone's code; the number is the account's, verified",
+    )
+    async def phone_verify(
+        form: PhoneCodeForm, request: Request, service: Service, lang: Language, account: Live
+    ) -> Response:
+        """This session takes the new security stamp; every other one ends."""
+        who = live(request, account, lang)
+        if isinstance(who, _web.Answer):
+            return _send(who, lang)
+
+        async def call() -> _web.Answer:
+            result = await service.verify_phone(who, form.code)
+            keep_session(request, result)
+            return _web.contact_answer(result, lang, done="phone_verified")
+
+        return await run(lang, call)
+
+    @router.post(
+        "/phone/remove",
+        response_model=MessageAnswer,
+        responses=_problems(401, 403, 409, 422, 429),
+        summary="Remove the phone; every other session ends",
+    )
+    async def phone_remove(
+        form: PasswordForm, request: Request, service: Service, lang: Language, account: Live
+    ) -> Response:
+        """This session takes the new security stamp; every other one ends."""
+        who = live(request, account, lang)
+        if isinstance(who, _web.Answer):
+            return _send(who, lang)
+
+        async def call() -> _web.Answer:
+            result = await service.remove_phone(who, form.password, client_key=client_key(request))
+            keep_session(request, result)
+            return _web.contact_answer(result, lang, done="phone_removed")
+
+        return await run(lang, call)
+
+    @router.post(
+        "/time-zone",
+        response_model=MessageAnswer,
+        responses=_problems(401, 403, 422),
+        summary="Set the time zone of the account's letters (null: the site's)",
+    )
+    async def time_zone(
+        form: TimeZoneForm, request: Request, service: Service, lang: Language, account: Live
+    ) -> Response:
+        """Not a security change: every session and link lives on."""
+        who = live(request, account, lang)
+        if isinstance(who, _web.Answer):
+            return _send(who, lang)
+
+        async def call() -> _web.Answer:
+            try:
+                await service.set_time_zone(who, form.time_zone)
+            except ValueError as exc:
+                if isinstance(exc, KaspiIdentityError):
+                    raise
+                return _web.invalid_time_zone(lang)
+            return _web.time_zone_answer(lang)
+
+        return await run(lang, call)
 
     return router

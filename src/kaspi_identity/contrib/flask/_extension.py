@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, Literal, ParamSpec, TypeVar
+from typing import Any, Final, ParamSpec, TypeVar
 
 from flask import Blueprint, Flask, Response, current_app, g, redirect, request, session
 from werkzeug.wrappers import Response as WerkzeugResponse
@@ -26,6 +26,8 @@ CONFIG_DEFAULTS: Final[dict[str, object]] = {
     "KASPI_IDENTITY_DEFAULT_LANGUAGE": DEFAULT_LANGUAGE,
     "KASPI_IDENTITY_CONFIRM_PAGE": None,
     "KASPI_IDENTITY_RESET_PAGE": None,
+    "KASPI_IDENTITY_EMAIL_CHANGE_PAGE": None,
+    "KASPI_IDENTITY_EMAIL_UNDO_PAGE": None,
     "KASPI_IDENTITY_CHECK_SESSIONS": True,
 }
 _KEY: Final = "kaspi_identity"
@@ -40,7 +42,18 @@ class _State:
     default_language: str
     confirm_page: str | None
     reset_page: str | None
+    email_change_page: str | None
+    email_undo_page: str | None
     client_key: Callable[[], str]
+
+    def page(self, kind: _web.LinkKind) -> str | None:
+        """The host's page a ``kind`` link's page sends the browser on to (``None``: itself)."""
+        return {
+            "confirm": self.confirm_page,
+            "reset": self.reset_page,
+            "email_change": self.email_change_page,
+            "email_undo": self.email_undo_page,
+        }[kind]
 
 
 def _state() -> _State:
@@ -87,8 +100,9 @@ class KaspiIdentity:
     Config keys (defaults in :data:`CONFIG_DEFAULTS`): ``KASPI_IDENTITY_URL_PREFIX``
     (``"/auth"``), ``KASPI_IDENTITY_DEFAULT_LANGUAGE`` (``"en"``: the answer's language when
     ``Accept-Language`` names none of kk/ru/en), ``KASPI_IDENTITY_CONFIRM_PAGE`` and
-    ``KASPI_IDENTITY_RESET_PAGE`` (where a link's page sends the browser once the token is in
-    a cookie; default: the same path), ``KASPI_IDENTITY_CHECK_SESSIONS`` (``True``).
+    ``KASPI_IDENTITY_RESET_PAGE``, ``KASPI_IDENTITY_EMAIL_CHANGE_PAGE`` and
+    ``KASPI_IDENTITY_EMAIL_UNDO_PAGE`` (where a link's page sends the browser once the token
+    is in a cookie; default: the same path), ``KASPI_IDENTITY_CHECK_SESSIONS`` (``True``).
 
     Args:
         app: the app to set up now, or ``None`` to call :meth:`init_app` later.
@@ -129,6 +143,8 @@ class KaspiIdentity:
             ),
             confirm_page=config["KASPI_IDENTITY_CONFIRM_PAGE"],
             reset_page=config["KASPI_IDENTITY_RESET_PAGE"],
+            email_change_page=config["KASPI_IDENTITY_EMAIL_CHANGE_PAGE"],
+            email_undo_page=config["KASPI_IDENTITY_EMAIL_UNDO_PAGE"],
             client_key=self._client_key,
         )
         if config["KASPI_IDENTITY_CHECK_SESSIONS"]:
@@ -220,15 +236,15 @@ def _run(call: Callable[[str], _web.Answer]) -> Response:
     return _send(answer, lang)
 
 
-def _drop(response: Response, kind: Literal["confirm", "reset"]) -> None:
-    name = f"kaspi_identity_{kind}"
+def _drop(response: Response, kind: _web.LinkKind) -> None:
+    name = _web.link_cookie_name(kind)
     if name in request.cookies:
         response.delete_cookie(
             name, path=request.path, secure=request.is_secure, httponly=True, samesite="Strict"
         )
 
 
-def _landing(kind: Literal["confirm", "reset"]) -> WerkzeugResponse:
+def _landing(kind: _web.LinkKind) -> WerkzeugResponse:
     """A link's page: move ``?token=`` into a cookie and send the browser on without it."""
     state = _state()
     cookie = _web.link_cookie(kind, request.path, state.service.settings)
@@ -237,8 +253,7 @@ def _landing(kind: Literal["confirm", "reset"]) -> WerkzeugResponse:
     if token is None:
         response = _json({"link": kind, "pending": cookie.name in request.cookies})
     else:
-        page = state.confirm_page if kind == "confirm" else state.reset_page
-        response = redirect(page or request.path, code=303)
+        response = redirect(state.page(kind) or request.path, code=303)
         if len(token) <= _web.TOKEN_COOKIE_LIMIT:
             response.set_cookie(
                 cookie.name,
@@ -291,10 +306,20 @@ def _blueprint() -> Blueprint:
     def confirm() -> Response:
         def call(lang: str) -> _web.Answer:
             token = _text(_body(), "token", required=False)
-            token = token or request.cookies.get("kaspi_identity_confirm")
+            token = token or request.cookies.get(_web.link_cookie_name("confirm"))
             if token is None:
                 return _web.no_link(lang)
-            return _web.confirm_answer(_state().service.confirm_email(token), lang)
+            service = _state().service
+            try:
+                account_id = service.confirm_email(token)
+            except InvalidTokenError as first:  # perhaps a new address's link on this page
+                try:
+                    result = service.confirm_email_change(token)
+                except InvalidTokenError as second:
+                    raise _web.token_refusal(first, second) from None
+                _web.keep_session(session, result)
+                return _web.contact_answer(result, lang, done="email_changed", with_account=True)
+            return _web.confirm_answer(account_id, lang)
 
         response = _run(call)
         _drop(response, "confirm")
@@ -394,7 +419,7 @@ def _blueprint() -> Blueprint:
             nonlocal done
             data = _body()
             token = _text(data, "token", required=False)
-            token = token or request.cookies.get("kaspi_identity_reset")
+            token = token or request.cookies.get(_web.link_cookie_name("reset"))
             password, confirmation = _text(data, "password"), _text(data, "confirmation")
             if token is None:
                 return _web.no_link(lang)
@@ -410,6 +435,125 @@ def _blueprint() -> Blueprint:
         if done:
             _drop(response, "reset")
         return response
+
+    def live(lang: str) -> str | _web.Answer:
+        return _web.live_account(session, current_account(), lang)
+
+    @bp.post("/email/change")
+    def email_change() -> Response:
+        def call(lang: str) -> _web.Answer:
+            data = _body()  # a malformed body is a 422 before the session is looked at
+            password, email = _text(data, "password"), _text(data, "email")
+            who = live(lang)
+            if isinstance(who, _web.Answer):
+                return who
+            result = _state().service.request_email_change(
+                who, password, email, client_key=client()
+            )
+            return _web.contact_answer(result, lang, done="email_change_sent", status=202)
+
+        return _run(call)
+
+    @bp.get("/email/confirm")
+    def email_confirm_link() -> WerkzeugResponse:
+        return _landing("email_change")
+
+    @bp.post("/email/confirm")
+    def email_confirm() -> Response:
+        def call(lang: str) -> _web.Answer:
+            token = _text(_body(), "token", required=False)
+            token = token or request.cookies.get(_web.link_cookie_name("email_change"))
+            if token is None:
+                return _web.no_link(lang)
+            result = _state().service.confirm_email_change(token)
+            _web.keep_session(session, result)
+            return _web.contact_answer(result, lang, done="email_changed", with_account=True)
+
+        response = _run(call)
+        _drop(response, "email_change")
+        return response
+
+    @bp.get("/email/undo")
+    def email_undo_link() -> WerkzeugResponse:
+        return _landing("email_undo")
+
+    @bp.post("/email/undo")
+    def email_undo() -> Response:
+        def call(lang: str) -> _web.Answer:
+            token = _text(_body(), "token", required=False)
+            token = token or request.cookies.get(_web.link_cookie_name("email_undo"))
+            if token is None:
+                return _web.no_link(lang)
+            result = _state().service.undo_email_change(token)
+            if result.ok:
+                session.clear()
+                g.pop(_G_ACCOUNT, None)
+            return _web.undone_answer(result, lang)
+
+        response = _run(call)
+        _drop(response, "email_undo")
+        return response
+
+    @bp.post("/phone")
+    def phone_change() -> Response:
+        def call(lang: str) -> _web.Answer:
+            data = _body()
+            password, phone = _text(data, "password"), _text(data, "phone")
+            who = live(lang)
+            if isinstance(who, _web.Answer):
+                return who
+            result = _state().service.request_phone_change(
+                who, password, phone, client_key=client()
+            )
+            return _web.contact_answer(result, lang, done="phone_code_sent", status=202)
+
+        return _run(call)
+
+    @bp.post("/phone/verify")
+    def phone_verify() -> Response:
+        def call(lang: str) -> _web.Answer:
+            code = _text(_body(), "code")
+            who = live(lang)
+            if isinstance(who, _web.Answer):
+                return who
+            result = _state().service.verify_phone(who, code)
+            _web.keep_session(session, result)
+            return _web.contact_answer(result, lang, done="phone_verified")
+
+        return _run(call)
+
+    @bp.post("/phone/remove")
+    def phone_remove() -> Response:
+        def call(lang: str) -> _web.Answer:
+            password = _text(_body(), "password")
+            who = live(lang)
+            if isinstance(who, _web.Answer):
+                return who
+            result = _state().service.remove_phone(who, password, client_key=client())
+            _web.keep_session(session, result)
+            return _web.contact_answer(result, lang, done="phone_removed")
+
+        return _run(call)
+
+    @bp.post("/time-zone")
+    def time_zone() -> Response:
+        def call(lang: str) -> _web.Answer:
+            data = _body()
+            if "time_zone" not in data:  # null (the site's zone) must be said, as in FastAPI
+                raise _BadRequest("time_zone")
+            zone = _text(data, "time_zone", required=False)
+            who = live(lang)
+            if isinstance(who, _web.Answer):
+                return who
+            try:
+                _state().service.set_time_zone(who, zone)
+            except ValueError as exc:
+                if isinstance(exc, KaspiIdentityError):
+                    raise
+                return _web.invalid_time_zone(lang)
+            return _web.time_zone_answer(lang)
+
+        return _run(call)
 
     return bp
 
