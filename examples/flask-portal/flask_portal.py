@@ -20,6 +20,8 @@ SETTINGS = IdentitySettings(
     site_name="portal.example.kz",
     confirm_url="https://portal.example.kz/auth/confirm",
     reset_url="https://portal.example.kz/auth/password/reset",
+    email_change_url="https://portal.example.kz/auth/email/confirm",
+    email_undo_url="https://portal.example.kz/auth/email/undo",
 )
 SESSION_KEY = os.environ.get("PORTAL_SESSION_KEY", "dev-only-session-key")
 OUTBOX = Outbox()  # letters and SMS kept for the tests: SmtpEmailSender and a gateway live

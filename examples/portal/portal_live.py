@@ -21,6 +21,9 @@ TEST_SETTINGS: dict[str, Any] = {
     "register_per_client": WIDE,
     "reset_per_client": WIDE,
     "sms_per_client_daily": 10_000,
+    # A user proves the phone and then resets by it: two SMS to one number within seconds,
+    # where a person waits the cooldown (60 seconds by default).
+    "sms_cooldown": timedelta(milliseconds=1),
 }
 
 

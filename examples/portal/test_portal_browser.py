@@ -313,17 +313,89 @@ def test_reset_by_user_name_or_email(
     expect(other.locator("#notice")).to_have_text(text("session_ended", lang))
 
 
+def prove_phone(
+    page: Any, portal: LivePortal, lang: str, phone: str, password: str, folder: Path
+) -> None:
+    """In the cabinet: the phone is unproven; Send code, the SMS's code, Confirm the number."""
+    state = page.locator("#phone-state")
+    expect(state).to_have_attribute("data-verified", "no")
+    form = page.locator("#phone-form")
+    expect(form.get_by_label(text("phone_for_code", lang), exact=True)).to_have_value(phone)
+    form.get_by_label(text("current_password", lang), exact=True).fill(password)
+    form.get_by_role("button", name=text("send_code", lang), exact=True).click()
+    expect(page.locator("#notice")).to_have_text(text("phone_code_sent", lang))
+    code = newest_code(page, portal, phone)
+    proof = page.locator("#code-form")
+    proof.get_by_label(text("code", lang), exact=True).fill(code)
+    shot(page, folder, f"cabinet-phone-{lang}")
+    proof.get_by_role("button", name=text("verify_phone", lang), exact=True).click()
+    expect(page.locator("#notice")).to_have_text(text("phone_verified", lang))
+    expect(state).to_have_attribute("data-verified", "yes")
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_change_of_email_and_its_undo(
+    lang: str, procurement: LivePortal, page_of: Any, screenshots: Path
+) -> None:
+    """Cabinet -> new address + password -> the link in the new mailbox -> Confirm; the old
+    address got the notice, and its undo link gives the address back and ends the session."""
+    page = page_of()
+    page.goto(procurement.url)
+    choose_language(page, lang)
+    old = signed_up(page, procurement, lang, "Tengri-Sky-2026!")
+    new = f"{unique('moved')}@example.kz"
+    log_in(page, procurement, lang, old, "Tengri-Sky-2026!")
+    assert in_cabinet(page, lang)
+    form = page.locator("#email-form")
+    form.get_by_label(text("new_email", lang), exact=True).fill(new)
+    form.get_by_label(text("current_password", lang), exact=True).fill("wrong-password")
+    form.get_by_role("button", name=text("change_email", lang), exact=True).click()
+    assert problem_codes(page, "#email_password-error") == ["wrong_password"]
+    form.get_by_label(text("current_password", lang), exact=True).fill("Tengri-Sky-2026!")
+    shot(page, screenshots, f"cabinet-email-{lang}")
+    form.get_by_role("button", name=text("change_email", lang), exact=True).click()
+    expect(page.locator("#notice")).to_have_text(text("email_change_sent", lang))
+    expect(page.locator("#current-email")).to_have_text(old)  # nothing changed yet
+
+    click_newest_link(page, procurement, new)
+    expect(page.locator("h1")).to_have_text(text("email_change_title", lang))
+    assert "token" not in page.url
+    button(page, "confirm", lang).click()
+    assert in_cabinet(page, lang)  # this browser's session lives on
+    expect(page.locator("#notice")).to_have_text(text("email_changed", lang))
+    expect(page.locator("#current-email")).to_have_text(new)
+
+    open_mailbox(page, procurement)
+    to_old = page.locator(f'article.letter[data-to="{old}"]')
+    expect(to_old).to_have_count(2)  # the confirmation, then the notice with the undo link
+    to_old.first.locator("a").first.click()
+    expect(page.locator("h1")).to_have_text(text("undo_title", lang))
+    shot(page, screenshots, f"undo-{lang}")
+    button(page, "undo_button", lang).click()
+    expect(page.locator("h1")).to_have_text(text("login", lang))
+    expect(page.locator("#notice")).to_have_text(text("email_restored", lang))
+    log_in(page, procurement, lang, old, "Tengri-Sky-2026!")  # the password was removed
+    assert problem_codes(page) == ["login_failed"]
+    open_mailbox(page, procurement)
+    expect(page.locator(f'article.letter[data-to="{old}"]')).to_have_count(3)  # a reset link
+
+
 @pytest.mark.parametrize(
     ("lang", "phone"), [("kk", "+77015550101"), ("ru", "+77015550102"), ("en", "+77015550103")]
 )
 def test_reset_by_phone(
     lang: str, phone: str, procurement: LivePortal, page_of: Any, screenshots: Path
 ) -> None:
-    """Phone given at registration -> Send code -> SMS -> Confirmation code -> new twice -> Save."""
+    """Phone given at registration, proven in the cabinet by its code -> forgot -> Send code ->
+    SMS -> Confirmation code -> new twice -> Save."""
     page = page_of()
     page.goto(procurement.url)
     choose_language(page, lang)
     email = signed_up(page, procurement, lang, "Steppe&Eagle42", phone=phone)
+    log_in(page, procurement, lang, email, "Steppe&Eagle42")
+    assert in_cabinet(page, lang)
+    prove_phone(page, procurement, lang, phone, "Steppe&Eagle42", screenshots)
+    page.locator("form[action='/logout'] button").click()
     page.goto(f"{procurement.url}/login")
     page.get_by_role("link", name=text("forgot_link", lang), exact=True).click()
     page.get_by_role("link", name=text("by_phone", lang), exact=True).click()

@@ -255,6 +255,151 @@ class TestForms:
         assert client.get("/auth/confirm/email").status_code == 400  # the cookie is gone
 
 
+def link_in(letter: object) -> str:
+    found = re.search(r"http://\S+", letter.body)  # type: ignore[attr-defined]
+    assert found, letter
+    return found.group(0)
+
+
+def letters_to(client: TestClient, to: str) -> list[object]:
+    return [m for m in client.app.state.portal_mail.letters if m.to == to]  # type: ignore[attr-defined]
+
+
+def logged_in(client: TestClient, email: str = "me@example.kz", **more: str) -> TestClient:
+    """Register, confirm from the letter and log in: the client is in the cabinet."""
+    form = {"email": email, "password": GOOD, "confirmation": GOOD, **more}
+    assert post(client, "/register", form).status_code == 200  # type: ignore[attr-defined]
+    client.get(link_in(letters_to(client, email)[-1]))
+    assert post(client, "/auth/confirm/email", {}).status_code == 303  # type: ignore[attr-defined]
+    answer = post(client, "/login", {"identifier": email, "password": GOOD})
+    assert answer.headers["location"] == "/cabinet"  # type: ignore[attr-defined]
+    return client
+
+
+class TestCabinet:
+    def test_the_cabinet_shows_the_address_the_phone_and_the_forms(
+        self, client: TestClient
+    ) -> None:
+        """The e-mail and phone sections, the unproven phone said so, every form with CSRF."""
+        logged_in(client, phone="+77011234567")
+        html = client.get("/cabinet").text
+        assert '<code id="current-email">me@example.kz</code>' in html
+        assert 'data-verified="no"' in html
+        for form in ("email-form", "phone-form", "remove-form"):
+            start = html.index(f'id="{form}"')
+            assert 'name="csrf"' in html[start : html.index("</form>", start)]
+        assert 'value="+77011234567"' in html  # the phone form offers the current number
+
+    @pytest.mark.parametrize(
+        ("form", "where", "expected"),
+        [
+            ({"email": "", "email_password": GOOD}, "email-error", ["missing"]),
+            ({"email": "not-an-address", "email_password": GOOD}, "email-error", None),
+            ({"email": "a\x00@example.kz", "email_password": GOOD}, "email-error", None),
+            ({"email": "new@example.kz", "email_password": "wrong"}, "email_password-error",
+             ["wrong_password"]),
+            ({"email": "me@example.kz", "email_password": GOOD}, "email-error", ["unchanged"]),
+        ],
+    )  # fmt: skip
+    def test_a_refused_change_of_address_says_why_under_its_field(
+        self, client: TestClient, form: dict[str, str], where: str, expected: list[str] | None
+    ) -> None:
+        """Bad input or a wrong password: 422, the cabinet again, the reason by its field."""
+        logged_in(client)
+        sent = len(letters_to(client, "new@example.kz"))
+        answer = post(client, "/cabinet/email", form, page="/cabinet")
+        assert answer.status_code == 422  # type: ignore[attr-defined]
+        found = codes(answer.text, where)  # type: ignore[attr-defined]
+        assert found == expected if expected is not None else found
+        assert text("email_section", "en") in answer.text  # type: ignore[attr-defined]
+        assert GOOD not in answer.text  # type: ignore[attr-defined]
+        assert len(letters_to(client, "new@example.kz")) == sent
+
+    @pytest.mark.parametrize(
+        ("path", "form", "where", "expected"),
+        [
+            ("/cabinet/phone", {"phone": "12", "phone_password": GOOD}, "phone-error", None),
+            ("/cabinet/phone", {"phone": "+7 727 250 00 00", "phone_password": GOOD},
+             "phone-error", ["not_mobile"]),
+            ("/cabinet/phone", {"phone": "+77011234567", "phone_password": "wrong"},
+             "phone_password-error", ["wrong_password"]),
+            ("/cabinet/phone/verify", {"code": "123456"}, "code-error", ["expired"]),
+            ("/cabinet/phone/remove", {"remove_password": "wrong"}, "remove_password-error",
+             ["wrong_password"]),
+        ],
+    )  # fmt: skip
+    def test_a_refused_phone_form_says_why_under_its_field(
+        self,
+        client: TestClient,
+        path: str,
+        form: dict[str, str],
+        where: str,
+        expected: list[str] | None,
+    ) -> None:
+        """A malformed number, a wrong password, a code with nothing waiting: by its field."""
+        logged_in(client, phone="+77011234567")
+        answer = post(client, path, form, page="/cabinet")
+        assert answer.status_code == 422  # type: ignore[attr-defined]
+        found = codes(answer.text, where)  # type: ignore[attr-defined]
+        assert found == expected if expected is not None else found
+        assert client.app.state.portal_sms.texts == []  # type: ignore[attr-defined]
+
+    def test_the_forms_need_a_live_session(self, client: TestClient) -> None:
+        """Without a log-in every cabinet form goes to the log-in page, nothing done."""
+        for path in ("/cabinet/email", "/cabinet/phone", "/cabinet/phone/verify"):
+            answer = post(client, path, {"email": "x@example.kz"}, page="/login")
+            assert answer.headers["location"] == "/login"  # type: ignore[attr-defined]
+
+    def test_the_change_of_address_by_its_links(self, client: TestClient) -> None:
+        """Request, the new address's link, confirm; the old one's undo gives it back."""
+        logged_in(client)
+        asked = post(
+            client, "/cabinet/email", {"email": "new@example.kz", "email_password": GOOD},
+            page="/cabinet",
+        )  # fmt: skip
+        assert asked.headers["location"] == "/cabinet"  # type: ignore[attr-defined]
+        assert "new@example.kz" in client.get("/cabinet").text  # waits as pending
+        moved = client.get(
+            link_in(letters_to(client, "new@example.kz")[-1]), follow_redirects=False
+        )
+        assert moved.headers["location"] == "/auth/email/confirm/new"
+        assert text("email_change_title", "en") in client.get("/auth/email/confirm/new").text
+        done = post(client, "/auth/email/confirm/new", {})
+        assert done.headers["location"] == "/cabinet"  # type: ignore[attr-defined]
+        cabinet = client.get("/cabinet").text
+        assert '<code id="current-email">new@example.kz</code>' in cabinet
+        assert text("email_changed", "en") in cabinet
+
+        notice = letters_to(client, "me@example.kz")[-1]
+        moved = client.get(link_in(notice), follow_redirects=False)
+        assert moved.headers["location"] == "/auth/email/undo/back"
+        assert text("undo_lead", "en") in client.get("/auth/email/undo/back").text
+        undone = post(client, "/auth/email/undo/back", {})
+        assert undone.headers["location"] == "/login"  # type: ignore[attr-defined]
+        assert text("email_restored", "en") in client.get("/login").text
+        assert client.get("/cabinet", follow_redirects=False).headers["location"] == "/login"
+        reset = letters_to(client, "me@example.kz")[-1]
+        assert "/auth/password/reset?token=" in link_in(reset)
+
+    @pytest.mark.parametrize(
+        ("page", "cookie", "path"),
+        [
+            ("/auth/email/confirm/new", "kaspi_identity_email_change", "/auth/email/confirm"),
+            ("/auth/email/undo/back", "kaspi_identity_email_undo", "/auth/email/undo"),
+        ],
+    )
+    def test_a_garbage_link_is_refused_and_its_cookie_cleared(
+        self, client: TestClient, page: str, cookie: str, path: str
+    ) -> None:
+        """No cookie: the page says "invalid link"; a forged one: 400 and the cookie dropped."""
+        assert client.get(page).status_code == 400
+        client.cookies.set(cookie, "garbage", path=path)
+        answer = post(client, page, {}, page="/login")
+        assert answer.status_code == 400  # type: ignore[attr-defined]
+        assert codes(answer.text) == ["invalid_link"]  # type: ignore[attr-defined]
+        assert f"{cookie}=" in answer.headers["set-cookie"]  # type: ignore[attr-defined]
+
+
 class TestLanguages:
     def test_the_switcher_sets_the_language_and_stays_on_the_site(self, client: TestClient) -> None:
         """/lang/kk?next=... sets the cookie and goes back; a foreign next goes home."""

@@ -55,7 +55,12 @@ from kaspi_identity.delivery import AsyncSmtpEmailSender, EmailSender, SmsSender
 from kaspi_identity.hashing import PasswordHasher
 from kaspi_identity.i18n import render
 from kaspi_identity.policy import PolicyResult
-from kaspi_identity.services import AsyncIdentityService, IdentitySettings, ResetRequestResult
+from kaspi_identity.services import (
+    AsyncIdentityService,
+    ContactChangeResult,
+    IdentitySettings,
+    ResetRequestResult,
+)
 from kaspi_identity.storage.sqlite import async_sqlite_storage
 from kaspi_portal._dev import CapturingSms, DevMailServer
 from kaspi_portal._text import LANGUAGE_NAMES, LANGUAGES, text
@@ -70,6 +75,11 @@ RESET_LINK = f"{PREFIX}/password/reset"
 # the form that sends it lives below that path.
 CONFIRM_PAGE = f"{CONFIRM_LINK}/email"
 RESET_PAGE = f"{RESET_LINK}/new"
+# A change of address: the link to the new address, and the undo link to the old one.
+EMAIL_CHANGE_LINK = f"{PREFIX}/email/confirm"
+EMAIL_UNDO_LINK = f"{PREFIX}/email/undo"
+EMAIL_CHANGE_PAGE = f"{EMAIL_CHANGE_LINK}/new"
+EMAIL_UNDO_PAGE = f"{EMAIL_UNDO_LINK}/back"
 
 LANG_COOKIE = "portal_lang"
 _CSRF = "portal.csrf"
@@ -176,6 +186,8 @@ def create_app(
         site_name=config.site_name,
         confirm_url=f"{base}{CONFIRM_LINK}",
         reset_url=f"{base}{RESET_LINK}",
+        email_change_url=f"{base}{EMAIL_CHANGE_LINK}",
+        email_undo_url=f"{base}{EMAIL_UNDO_LINK}",
         allow_insecure_http=base.startswith("http://"),
         **dict(config.settings),
     )
@@ -219,7 +231,13 @@ def create_app(
         same_site="lax",
     )
     app.include_router(
-        identity_router(confirm_page=CONFIRM_PAGE, reset_page=RESET_PAGE), prefix=PREFIX
+        identity_router(
+            confirm_page=CONFIRM_PAGE,
+            reset_page=RESET_PAGE,
+            email_change_page=EMAIL_CHANGE_PAGE,
+            email_undo_page=EMAIL_UNDO_PAGE,
+        ),
+        prefix=PREFIX,
     )
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     _pages(app, Jinja2Templates(directory=HERE / "templates"), config)
@@ -327,6 +345,21 @@ def _limited(wait: timedelta | None, lang: str) -> dict[str, str]:
     """A rate limit's refusal: how long to wait, in whole seconds (at least 1)."""
     seconds = 1 if wait is None else max(1, math.ceil(wait.total_seconds()))
     return {"code": "rate_limited", "message": text("rate_limited", lang, seconds=str(seconds))}
+
+
+def _contact_refusal(
+    result: ContactChangeResult, lang: str, *, password: str, field: str
+) -> tuple[int, dict[str, list[dict[str, str]]]]:
+    """A refused change of e-mail or phone: the status and the errors under their fields."""
+    if result.reason == "throttled":
+        return 429, {"": [_limited(result.retry_after, lang)]}
+    if result.reason == "wrong_password":
+        return 422, {
+            password: [{"code": "wrong_password", "message": text("wrong_password", lang)}]
+        }
+    key = "contact_conflict" if result.reason == "conflict" else result.reason
+    where = field if result.reason == "unchanged" else ""
+    return 422, {where: [{"code": result.reason, "message": text(key, lang)}]}
 
 
 # --------------------------------------------------------------------------- pages
@@ -582,7 +615,146 @@ def _pages(app: FastAPI, templates: Jinja2Templates, config: PortalConfig) -> No
             return who
         if await must_change(request, who, lang):
             return moved(request, "/cabinet/password", flash="must_change")
-        return show(request, "cabinet.html", lang, account=who)
+        return await cabinet_page(request, lang, who)
+
+    async def cabinet_page(
+        request: Request,
+        lang: str,
+        who: str,
+        *,
+        status: int = 200,
+        errors: dict[str, list[dict[str, str]]] | None = None,
+        values: Mapping[str, str] | None = None,
+    ) -> HTMLResponse:
+        """The cabinet with the account's address and phone, and a form for each change."""
+        service: AsyncIdentityService = app.state.kaspi_identity
+        record = await service.storage.accounts.get(who)
+        return show(
+            request, "cabinet.html", lang, status=status, errors=errors, values=values,
+            account=who, me=record,
+        )  # fmt: skip
+
+    async def cabinet_form(
+        request: Request, had: bool, lang: str, account: str | None
+    ) -> tuple[str, dict[str, str]] | Response:
+        """A cabinet form's fields, once its session is live and free to change things."""
+        form = await _form(request)
+        who = cabinet_account(request, had, account)
+        if isinstance(who, Response):
+            return who
+        if await must_change(request, who, lang):
+            return moved(request, "/cabinet/password", flash="must_change")
+        return who, form
+
+    async def contact_change(
+        request: Request,
+        lang: str,
+        who: str,
+        change: Callable[[], Awaitable[ContactChangeResult]],
+        *,
+        password: str,
+        field: str,
+        done: str,
+        values: Mapping[str, str] | None = None,
+    ) -> Response:
+        """Run a change of e-mail or phone; back to the cabinet saying ``done``, or why not."""
+        errors: dict[str, list[dict[str, str]]] = {}
+        try:
+            result = await change()
+        except Exception as exc:
+            if not _refusal(exc, lang, errors, field=field):
+                raise
+            return await cabinet_page(request, lang, who, status=422, errors=errors, values=values)
+        keep_session(request, result)  # a completed change ends the other sessions only
+        if result.ok:
+            return moved(request, "/cabinet", flash=done)
+        status, errors = _contact_refusal(result, lang, password=password, field=field)
+        return await cabinet_page(request, lang, who, status=status, errors=errors, values=values)
+
+    @app.post("/cabinet/email", response_class=HTMLResponse, include_in_schema=False)
+    async def change_email(
+        request: Request, had: HadSession, lang: Lang, account: Account, service: Service
+    ) -> Response:
+        got = await cabinet_form(request, had, lang, account)
+        if isinstance(got, Response):
+            return got
+        who, form = got
+        email = form.get("email", "")
+        if not email.strip():
+            errors = {"email": [{"code": "missing", "message": text("required", lang)}]}
+            return await cabinet_page(request, lang, who, status=422, errors=errors)
+        return await contact_change(
+            request,
+            lang,
+            who,
+            lambda: service.request_email_change(
+                who, form.get("email_password", ""), email, client_key=client_address(request)
+            ),
+            password="email_password",
+            field="email",
+            done="email_change_sent",
+            values={"email": email},
+        )
+
+    @app.post("/cabinet/phone", response_class=HTMLResponse, include_in_schema=False)
+    async def change_phone(
+        request: Request, had: HadSession, lang: Lang, account: Account, service: Service
+    ) -> Response:
+        got = await cabinet_form(request, had, lang, account)
+        if isinstance(got, Response):
+            return got
+        who, form = got
+        number = form.get("phone", "")
+        return await contact_change(
+            request,
+            lang,
+            who,
+            lambda: service.request_phone_change(
+                who, form.get("phone_password", ""), number, client_key=client_address(request)
+            ),
+            password="phone_password",
+            field="phone",
+            done="phone_code_sent",
+            values={"phone": number},
+        )
+
+    @app.post("/cabinet/phone/verify", response_class=HTMLResponse, include_in_schema=False)
+    async def verify_phone(
+        request: Request, had: HadSession, lang: Lang, account: Account, service: Service
+    ) -> Response:
+        got = await cabinet_form(request, had, lang, account)
+        if isinstance(got, Response):
+            return got
+        who, form = got
+        return await contact_change(
+            request,
+            lang,
+            who,
+            lambda: service.verify_phone(who, form.get("code", "")),
+            password="code",
+            field="code",
+            done="phone_verified",
+        )
+
+    @app.post("/cabinet/phone/remove", response_class=HTMLResponse, include_in_schema=False)
+    async def remove_phone(
+        request: Request, had: HadSession, lang: Lang, account: Account, service: Service
+    ) -> Response:
+        got = await cabinet_form(request, had, lang, account)
+        if isinstance(got, Response):
+            return got
+        who, form = got
+        return await contact_change(
+            request,
+            lang,
+            who,
+            lambda: service.remove_phone(
+                who, form.get("remove_password", ""), client_key=client_address(request)
+            ),
+            password="remove_password",
+            field="remove_password",
+            done="phone_removed",
+        )
 
     @app.get("/cabinet/password", response_class=HTMLResponse, include_in_schema=False)
     async def change_page(
@@ -739,6 +911,88 @@ def _pages(app: FastAPI, templates: Jinja2Templates, config: PortalConfig) -> No
             return show(request, "new_password.html", lang, status=422, errors=errors, grant=grant)
         response = moved(request, "/login", flash="password_reset")
         forget_link(response, request, "reset", path=RESET_LINK)
+        return response
+
+    # -- a change of address: the new address's link, the old address's undo ---------------
+
+    def link_page(
+        request: Request, lang: str, kind: Any, *, title: str, lead: str, button: str
+    ) -> Response:
+        if link_token(request, kind) is None:
+            errors = {"": [{"code": "invalid_link", "message": text("invalid_link", lang)}]}
+            return show(request, "notice.html", lang, status=400, errors=errors, title=title)
+        return show(request, "link.html", lang, title=title, lead=lead, button=button)
+
+    def dead_link(request: Request, lang: str, exc: Exception, title: str) -> Response:
+        errors: dict[str, list[dict[str, str]]] = {}
+        _refusal(exc, lang, errors, field="")
+        return show(request, "notice.html", lang, status=400, errors=errors, title=title)
+
+    @app.get(EMAIL_CHANGE_PAGE, response_class=HTMLResponse, include_in_schema=False)
+    async def email_change_page(request: Request, lang: Lang) -> Response:
+        return link_page(
+            request,
+            lang,
+            "email_change",
+            title=text("email_change_title", lang),
+            lead=text("email_change_lead", lang),
+            button=text("confirm", lang),
+        )
+
+    @app.post(EMAIL_CHANGE_PAGE, response_class=HTMLResponse, include_in_schema=False)
+    async def email_change_confirm(
+        request: Request, lang: Lang, account: Account, service: Service
+    ) -> Response:
+        await _form(request)
+        token = link_token(request, "email_change")
+        title = text("email_change_title", lang)
+        response: Response
+        try:
+            if token is None:
+                raise InvalidTokenError("no token")
+            result = await service.confirm_email_change(token)
+        except InvalidTokenError as exc:
+            response = dead_link(request, lang, exc, title)
+        else:
+            keep_session(request, result)  # this browser, if it is the account's, goes on
+            if result.ok:
+                response = moved(
+                    request, "/cabinet" if account else "/login", flash="email_changed"
+                )
+            else:
+                _, errors = _contact_refusal(result, lang, password="", field="")
+                response = show(
+                    request, "notice.html", lang, status=409, errors=errors, title=title
+                )
+        forget_link(response, request, "email_change", path=EMAIL_CHANGE_LINK)
+        return response
+
+    @app.get(EMAIL_UNDO_PAGE, response_class=HTMLResponse, include_in_schema=False)
+    async def email_undo_page(request: Request, lang: Lang) -> Response:
+        return link_page(
+            request,
+            lang,
+            "email_undo",
+            title=text("undo_title", lang),
+            lead=text("undo_lead", lang),
+            button=text("undo_button", lang),
+        )
+
+    @app.post(EMAIL_UNDO_PAGE, response_class=HTMLResponse, include_in_schema=False)
+    async def email_undo(request: Request, lang: Lang, service: Service) -> Response:
+        await _form(request)
+        token = link_token(request, "email_undo")
+        response: Response
+        try:
+            if token is None:
+                raise InvalidTokenError("no token")
+            await service.undo_email_change(token)
+        except InvalidTokenError as exc:
+            response = dead_link(request, lang, exc, text("undo_title", lang))
+        else:
+            request.session.clear()  # every session of the account has ended, this one too
+            response = moved(request, "/login", flash="email_restored")
+        forget_link(response, request, "email_undo", path=EMAIL_UNDO_LINK)
         return response
 
     # -- development: the mailbox ---------------------------------------------------------

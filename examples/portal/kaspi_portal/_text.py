@@ -270,6 +270,120 @@ TEXT: Final[dict[str, dict[str, str]]] = {
         "ru": "Пароль тем временем изменился: попробуйте ещё раз.",
         "en": "The password changed meanwhile: try again.",
     },
+    # cabinet: e-mail
+    "email_section": {"kk": "Электрондық пошта", "ru": "Электронная почта", "en": "E-mail"},
+    "current_email": {"kk": "Ағымдағы мекенжай", "ru": "Текущий адрес", "en": "Current address"},
+    "pending_email": {
+        "kk": "{email} мекенжайы растауды күтуде: хаттағы сілтемені ашыңыз.",
+        "ru": "Адрес {email} ждёт подтверждения: откройте ссылку в письме.",
+        "en": "{email} waits for confirmation: open the link in the letter.",
+    },
+    "new_email": {"kk": "Жаңа мекенжай", "ru": "Новый адрес", "en": "New address"},
+    "change_email": {
+        "kk": "Мекенжайды өзгерту",
+        "ru": "Сменить адрес",
+        "en": "Change the address",
+    },
+    "email_change_sent": {
+        "kk": "Жаңа мекенжайға сілтемесі бар хат жібердік. Оны ашқанша бұрынғы мекенжай қалады.",
+        "ru": "Мы отправили письмо со ссылкой на новый адрес. Пока вы её не откроете,"
+        " остаётся прежний адрес.",
+        "en": "We sent a letter with a link to the new address. Until you open it,"
+        " the old address stays.",
+    },
+    "email_change_title": {
+        "kk": "Жаңа мекенжайды растау",
+        "ru": "Подтверждение нового адреса",
+        "en": "Confirm the new address",
+    },
+    "email_change_lead": {
+        "kk": "Бұл мекенжайды тіркелгіңіздің мекенжайы ету үшін батырманы басыңыз.",
+        "ru": "Нажмите кнопку, чтобы сделать этот адрес адресом вашей учётной записи.",
+        "en": "Press the button to make this address your account's.",
+    },
+    "email_changed": {
+        "kk": "Мекенжай өзгертілді. Басқа құрылғылардағы сеанстар аяқталды.",
+        "ru": "Адрес изменён. Сеансы на других устройствах завершены.",
+        "en": "The address is changed. The sessions on other devices have ended.",
+    },
+    "undo_title": {
+        "kk": "Бұрынғы мекенжайды қайтару",
+        "ru": "Возврат прежнего адреса",
+        "en": "Give back the previous address",
+    },
+    "undo_lead": {
+        "kk": "Мекенжайды сіз өзгертпесеңіз, оны қайтарыңыз: барлық сеанстар аяқталады,"
+        " құпиясөз өшіріледі, ал жаңасын таңдауға арналған сілтеме осы мекенжайға келеді.",
+        "ru": "Если адрес сменили не вы, верните его: все сеансы завершатся, пароль будет"
+        " удалён, а ссылка для выбора нового придёт на этот адрес.",
+        "en": "If you did not change the address, take it back: every session ends, the"
+        " password is removed, and a link to choose a new one comes to this address.",
+    },
+    "undo_button": {"kk": "Мекенжайды қайтару", "ru": "Вернуть адрес", "en": "Take it back"},
+    "email_restored": {
+        "kk": "Бұрынғы мекенжай қайтарылды. Жаңа құпиясөз таңдау үшін поштаңызды тексеріңіз.",
+        "ru": "Прежний адрес возвращён. Проверьте почту, чтобы выбрать новый пароль.",
+        "en": "The previous address is back. Check your e-mail to choose a new password.",
+    },
+    # cabinet: phone
+    "phone_section": {"kk": "Телефон", "ru": "Телефон", "en": "Phone"},
+    "no_phone_yet": {
+        "kk": "Телефон нөмірі көрсетілмеген.",
+        "ru": "Номер телефона не указан.",
+        "en": "No phone number yet.",
+    },
+    "phone_verified_note": {
+        "kk": "расталған: құпиясөзді SMS арқылы қалпына келтіре аласыз",
+        "ru": "подтверждён: пароль можно восстановить по SMS",
+        "en": "confirmed: it can reset the password by SMS",
+    },
+    "phone_unverified_note": {
+        "kk": "расталмаған: тек расталған нөмірге қалпына келтіру коды келеді",
+        "ru": "не подтверждён: код восстановления приходит только на подтверждённый номер",
+        "en": "not confirmed: only a confirmed number receives reset codes",
+    },
+    "phone_for_code": {
+        "kk": "Нөмір (ағымдағысы немесе жаңасы)",
+        "ru": "Номер (текущий или новый)",
+        "en": "Number (the current one or a new one)",
+    },
+    "pending_phone": {
+        "kk": "{phone} нөміріне код жібердік: оны төменде енгізіңіз.",
+        "ru": "Мы отправили код на {phone}: введите его ниже.",
+        "en": "We sent a code to {phone}: enter it below.",
+    },
+    "phone_code_sent": {
+        "kk": "SMS арқылы код жібердік. Нөмірді растау үшін оны енгізіңіз.",
+        "ru": "Мы отправили код в SMS. Введите его, чтобы подтвердить номер.",
+        "en": "We sent a code by SMS. Enter it to confirm the number.",
+    },
+    "verify_phone": {"kk": "Нөмірді растау", "ru": "Подтвердить номер", "en": "Confirm the number"},
+    "phone_verified": {
+        "kk": "Нөмір расталды. Басқа құрылғылардағы сеанстар аяқталды.",
+        "ru": "Номер подтверждён. Сеансы на других устройствах завершены.",
+        "en": "The number is confirmed. The sessions on other devices have ended.",
+    },
+    "remove_phone": {"kk": "Нөмірді жою", "ru": "Удалить номер", "en": "Remove the number"},
+    "phone_removed": {
+        "kk": "Нөмір жойылды. Басқа құрылғылардағы сеанстар аяқталды.",
+        "ru": "Номер удалён. Сеансы на других устройствах завершены.",
+        "en": "The number is removed. The sessions on other devices have ended.",
+    },
+    "no_phone": {
+        "kk": "Тіркелгіде телефон нөмірі жоқ.",
+        "ru": "В учётной записи нет номера телефона.",
+        "en": "The account has no phone number.",
+    },
+    "unchanged": {
+        "kk": "Өзгертетін ештеңе жоқ: бұл тіркелгіде бұрыннан бар.",
+        "ru": "Менять нечего: это уже есть в учётной записи.",
+        "en": "Nothing to change: the account has this already.",
+    },
+    "contact_conflict": {
+        "kk": "Тіркелгі осы уақытта өзгерді: қайталап көріңіз.",
+        "ru": "Учётная запись тем временем изменилась: попробуйте ещё раз.",
+        "en": "The account changed meanwhile: try again.",
+    },
     # common outcomes
     "fix_errors": {
         "kk": "Белгіленген өрістерді түзетіңіз.",
