@@ -692,6 +692,10 @@ class DjangoAccountStore(_Store):
         key = email.casefold()
 
         def update() -> None:
+            # The user row first, then the identity: the order of a password change and of
+            # update_contact, so that none of them waits on another in a cycle (a deadlock).
+            if not self._users().select_for_update().filter(pk=pk).exists():
+                raise AccountNotFoundError("no account has this id")
             if not self._identities().select_for_update().filter(pk=pk).exists():
                 raise AccountNotFoundError("no account has this id")
             if self._identities().filter(email_key=key).exclude(pk=pk).exists():
