@@ -26,7 +26,7 @@ from django.core import mail  # noqa: E402
 from django.core.exceptions import ValidationError  # noqa: E402
 from django.core.management import CommandError, call_command  # noqa: E402
 from django.test import Client  # noqa: E402
-from django.utils import translation  # noqa: E402
+from django.utils import timezone, translation  # noqa: E402
 
 from kaspi_identity.contrib.django.models import Identity, PasswordHistoryEntry  # noqa: E402
 from kaspi_identity.contrib.django.service import get_service, sms_sender  # noqa: E402
@@ -404,6 +404,24 @@ class TestDjangoPaths:
         assert (identity.email, identity.email_confirmed) == ("new@example.kz", False)
         assert not _logged_in(session)
         assert _logged_in(_log_in("new@example.kz"))
+
+    def test_email_change_in_django_ends_any_undo_window(self) -> None:
+        """An operator's new address clears a pending change and the window to undo one."""
+        _register(Client())
+        user = User.objects.get(email=EMAIL)
+        Identity.objects.filter(pk=user.pk).update(
+            pending_email="pending@example.kz",
+            previous_email="before@example.kz",
+            email_changed_at=timezone.now(),
+        )
+        user.email = "operator@example.kz"
+        user.save()
+        identity = Identity.objects.get(pk=user.pk)
+        assert (identity.pending_email, identity.previous_email, identity.email_changed_at) == (
+            None,
+            None,
+            None,
+        )
 
     def test_old_django_hash_is_verified_and_upgraded(self) -> None:
         """A PBKDF2 hash from before kaspi-identity logs in, and becomes argon2id."""

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("django")
 
@@ -35,8 +38,9 @@ from kaspi_identity.contrib.django.storage import (  # noqa: E402
     from_django_password,
     to_django_password,
 )
-from kaspi_identity.storage import NewAccount, Storage  # noqa: E402
+from kaspi_identity.storage import Account, Contact, NewAccount, Storage  # noqa: E402
 from kaspi_identity.testing import StorageContract  # noqa: E402
+from kaspi_identity.testing._contracts import _message, _race  # noqa: E402
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
 User: Any = get_user_model()
@@ -223,3 +227,344 @@ class TestDjangoSpecifics:
         with pytest.raises(ValueError, match="needs an e-mail"):
             accounts.create(NewAccount(username="aliya"), now=T0)
         assert User.objects.count() == 0
+
+
+# -- contact details: what only the Django stores have --------------------------------------
+
+_ALIASES = [
+    "default",
+    _django_setup.POSTGRES,
+]
+_PHONE = "+77011234567"
+_STAMP_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
+
+
+def _alias(alias: str) -> str:
+    """``alias``, after skipping (or failing in CI) when its database is missing."""
+    if alias == _django_setup.POSTGRES:
+        require_server("KASPI_IDENTITY_POSTGRES_URL")
+        if alias not in connections:
+            pytest.fail("the PostgreSQL server answers but Django was set up without it")
+    return alias
+
+
+def _aliya(accounts: DjangoAccountStore) -> Any:
+    return accounts.create(
+        NewAccount(username="aliya", email="aliya@example.kz", phone=_PHONE, password_hash=_HASH),
+        now=T0,
+    )
+
+
+@pytest.mark.parametrize("alias", _ALIASES)
+class TestDjangoContact:
+    """update_contact on the user model and the identity; migration 0002."""
+
+    @pytest.fixture(autouse=True)
+    def _empty(self, alias: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+        _django_setup.close_thread_connections(monkeypatch)
+        _django_setup.empty(_alias(alias))
+        yield
+        gc.collect()
+        _django_setup.empty(alias)
+
+    def test_the_user_row_follows_the_contact(self, alias: str) -> None:
+        """The user row has the contact's e-mail ("" for none); a cleared password is unusable."""
+        accounts = DjangoAccountStore(alias)
+        created = _aliya(accounts)
+        changed = accounts.update_contact(
+            created.id,
+            expected_stamp=created.security_stamp,
+            contact=replace(created.contact, email="New@Example.kz"),
+        )
+        assert changed is not None
+        user = User.objects.using(alias).get(pk=int(created.id))
+        assert user.email == "New@Example.kz"
+        assert user.check_password("x") is False
+        assert user.has_usable_password()
+        cleared = accounts.update_contact(
+            created.id,
+            expected_stamp=changed.security_stamp,
+            contact=replace(changed.contact, email=None, email_confirmed=False),
+            clear_password=True,
+        )
+        assert cleared is not None
+        assert cleared.password_hash is None
+        user.refresh_from_db()
+        assert user.email == ""
+        assert not user.has_usable_password()
+        assert user.username == "aliya"
+        assert accounts.get(created.id) == cleared
+
+    def test_a_stamp_is_compared_exactly(self, alias: str) -> None:
+        """The stamp in another case, with a suffix or as a prefix wins nothing."""
+        accounts = DjangoAccountStore(alias)
+        created = _aliya(accounts)
+        stamp = created.security_stamp
+        contact = replace(created.contact, time_zone="Asia/Almaty")
+        for near in (stamp.swapcase(), stamp + " ", stamp[:-1], f"{stamp}\u00e9"):
+            if near != stamp:
+                assert (
+                    accounts.update_contact(created.id, expected_stamp=near, contact=contact)
+                    is None
+                )
+        assert accounts.get(created.id) == created
+
+    def test_with_history_refuses_messages_without_an_outbox(self, alias: str) -> None:
+        """Messages given to the Django unit of work: ValueError, and nothing written."""
+        storage = django_storage(alias)
+        assert storage.with_history is not None
+        created = _aliya(DjangoAccountStore(alias))
+        contact = replace(created.contact, email="new@example.kz")
+        letter = _message(1)
+        with pytest.raises(ValueError, match="no outbox"):
+            storage.with_history.update_contact(
+                created.id,
+                expected_stamp=created.security_stamp,
+                contact=contact,
+                messages=[letter],
+            )
+        with pytest.raises(TypeError):
+            storage.with_history.update_contact(
+                created.id,
+                expected_stamp=created.security_stamp,
+                contact=contact,
+                messages=["letter"],  # type: ignore[list-item]
+            )
+        with pytest.raises(TypeError):  # the contact is checked before the messages
+            storage.with_history.update_contact(
+                created.id,
+                expected_stamp=created.security_stamp,
+                contact=None,  # type: ignore[arg-type]
+                messages=[letter],
+            )
+        assert storage.accounts.get(created.id) == created
+        changed = storage.with_history.update_contact(
+            created.id, expected_stamp=created.security_stamp, contact=contact
+        )
+        assert changed is not None
+        assert storage.accounts.get(created.id) == changed
+        assert storage.accounts.find_by_login("email", "NEW@example.kz") == changed
+
+    def test_a_required_email_column_refuses_removing_the_email(self, alias: str) -> None:
+        """A unique NOT NULL e-mail column: taking the e-mail away is a ValueError."""
+        accounts = DjangoAccountStore(alias)
+        created = _aliya(accounts)
+        accounts._email_required = True  # what a unique, NOT NULL e-mail column gives
+        with pytest.raises(ValueError, match="needs an e-mail"):
+            accounts.update_contact(
+                created.id,
+                expected_stamp=created.security_stamp,
+                contact=replace(created.contact, email=None, email_confirmed=False),
+            )
+        assert accounts.get(created.id) == created
+
+    def test_a_failing_write_leaves_nothing_half_done(self, alias: str) -> None:
+        """The identity write failing after the user row's: the e-mail stays on both rows."""
+        accounts = DjangoAccountStore(alias)
+        created = _aliya(accounts)
+        connection = connections[alias]
+        table = Identity._meta.db_table
+        with connection.cursor() as cursor:
+            if connection.vendor == "sqlite":
+                cursor.execute(
+                    f"CREATE TRIGGER fail_identity BEFORE UPDATE ON {table}"
+                    " BEGIN SELECT RAISE(ABORT, 'injected fault: disk full'); END"
+                )
+            else:
+                cursor.execute(
+                    "CREATE OR REPLACE FUNCTION kaspi_fail() RETURNS trigger LANGUAGE plpgsql"
+                    " AS $$ BEGIN RAISE EXCEPTION 'injected fault: disk full'; END $$"
+                )
+                cursor.execute(
+                    f"CREATE TRIGGER fail_identity BEFORE UPDATE ON {table}"
+                    " FOR EACH ROW EXECUTE FUNCTION kaspi_fail()"
+                )
+        try:
+            with pytest.raises(StorageError) as caught:
+                accounts.update_contact(
+                    created.id,
+                    expected_stamp=created.security_stamp,
+                    contact=replace(created.contact, email="secret.new@example.kz"),
+                )
+            assert "secret.new" not in str(caught.value)
+        finally:
+            with connection.cursor() as cursor:
+                if connection.vendor == "sqlite":
+                    cursor.execute("DROP TRIGGER IF EXISTS fail_identity")
+                else:
+                    cursor.execute(f"DROP TRIGGER IF EXISTS fail_identity ON {table}")
+        assert accounts.get(created.id) == created
+        assert User.objects.using(alias).get(pk=int(created.id)).email == "aliya@example.kz"
+
+    def test_contact_updates_racing_password_and_email_changes(self, alias: str) -> None:
+        """update_contact, set_password_hash and set_email at once never deadlock.
+
+        Each locks the user row before the identity; a cycle would be a PostgreSQL
+        deadlock, a StorageError. Every round one password change wins, and at most one of
+        the contact updates read from the round's stamp.
+        """
+        accounts = DjangoAccountStore(alias)
+        created = _aliya(accounts)
+        hashes = [_HASH, _HASH.replace("aGFz", "b3Ro"), _HASH.replace("aGFz", "c2Vj")]
+        for round_ in range(6):
+            before = accounts.get(created.id)
+            assert before is not None
+            expected, new = hashes[round_ % 3], hashes[(round_ + 1) % 3]
+
+            def act(
+                index: int,
+                before: Account = before,
+                expected: str = expected,
+                new: str = new,
+                round_: int = round_,
+            ) -> str:
+                if index % 3 == 0:
+                    won = accounts.set_password_hash(created.id, expected=expected, new=new)
+                    return "password" if won else "-"
+                if index % 3 == 1:
+                    accounts.set_email(created.id, f"r{round_}i{index}@example.kz")
+                    return "email"
+                contact = replace(before.contact, time_zone="Asia/Almaty", phone=None)
+                changed = accounts.update_contact(
+                    created.id, expected_stamp=before.security_stamp, contact=contact
+                )
+                return "-" if changed is None else "contact"
+
+            outcomes = _race(9, act)
+            assert outcomes.count("password") == 1
+            assert outcomes.count("email") == 3
+            assert outcomes.count("contact") <= 1
+            stored = accounts.get(created.id)
+            assert stored is not None
+            assert stored.password_hash == new
+
+    def test_migration_0002_counts_stored_phones_verified(self, alias: str) -> None:
+        """Phones stored before 0002 are verified after it; the new fields start empty."""
+        from django.db.migrations.executor import MigrationExecutor
+
+        connection = connections[alias]
+        executor = MigrationExecutor(connection)
+        latest = executor.loader.graph.leaf_nodes("kaspi_identity")
+        before = [("kaspi_identity", "0001_initial")]
+        executor.migrate(before)
+        try:
+            old = executor.loader.project_state(before).apps
+            old_user = old.get_model(User._meta.app_label, User._meta.model_name)
+            old_identity = old.get_model("kaspi_identity", "Identity")
+            made = {}
+            for name, phone in (("with-phone", _PHONE), ("without", None)):
+                user = old_user.objects.using(alias).create(username=name, password="!")
+                old_identity.objects.using(alias).create(
+                    user_id=user.pk,
+                    username=name,
+                    username_key=name,
+                    phone=phone,
+                    created_at=T0,
+                    security_stamp="stamp",
+                    names=[],
+                )
+                made[name] = str(user.pk)
+        finally:
+            executor = MigrationExecutor(connection)
+            executor.migrate(latest)
+        accounts = DjangoAccountStore(alias)
+        with_phone, without = accounts.get(made["with-phone"]), accounts.get(made["without"])
+        assert with_phone is not None
+        assert without is not None
+        assert (with_phone.phone, with_phone.phone_verified) == (_PHONE, True)
+        assert (without.phone, without.phone_verified) == (None, False)
+        for account in (with_phone, without):
+            assert account.contact == Contact(
+                email=None,
+                email_confirmed=False,
+                phone=account.phone,
+                phone_verified=account.phone is not None,
+            )
+        # Phones stored after the migration are verified only when the account says so.
+        fresh = accounts.create(NewAccount(phone="+77021234567"), now=T0)
+        assert accounts.get(fresh.id) == fresh
+        assert not fresh.phone_verified
+
+
+# Contacts drawn from a few addresses and phones, so that some clash with another account.
+_EMAILS = st.sampled_from(["aliya@example.kz", "ALIYA@example.kz", "b@example.kz", "c@example.kz"])
+_PHONES = st.sampled_from(["+77011234567", "+77021234567", "+77031234567"])
+_CHANGED_AT = st.datetimes(
+    min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(timezone.utc)
+)
+
+
+@st.composite
+def _contacts(draw: st.DrawFn) -> Contact:
+    phone = draw(st.none() | _PHONES)
+    previous = draw(st.none() | _EMAILS)
+    return Contact(
+        email=draw(st.none() | _EMAILS),
+        email_confirmed=draw(st.booleans()),
+        phone=phone,
+        phone_verified=phone is not None and draw(st.booleans()),
+        pending_email=draw(st.none() | _EMAILS),
+        pending_phone=draw(st.none() | _PHONES),
+        previous_email=previous,
+        email_changed_at=None if previous is None else draw(_CHANGED_AT),
+        time_zone=draw(st.sampled_from([None, "Asia/Almaty", "UTC", "Etc/GMT-5"])),
+    )
+
+
+class TestDjangoContactAgreesWithMemory:
+    """Every sequence of contact updates gives the Django store what it gives the memory one."""
+
+    @given(
+        steps=st.lists(
+            st.tuples(st.sampled_from([0, 1]), _contacts(), st.booleans(), st.booleans()),
+            min_size=1,
+            max_size=4,
+        )
+    )
+    @settings(max_examples=40, deadline=None)
+    def test_agrees_with_memory(self, steps: list[tuple[int, Contact, bool, bool]]) -> None:
+        """Same answers (account, None or the duplicate field) and the same rows after."""
+        from kaspi_identity.storage.memory import MemoryAccountStore
+
+        _django_setup.empty()
+        django_store, memory = DjangoAccountStore(), MemoryAccountStore()
+        pairs: list[list[Account]] = []
+        for new in (
+            NewAccount(username="aliya", email="aliya@example.kz", phone="+77011234567"),
+            NewAccount(username="bota", email="b@example.kz", password_hash=_HASH),
+        ):
+            pairs.append([django_store.create(new, now=T0), memory.create(new, now=T0)])
+        for which, contact, rotate, clear in steps:
+            ours, theirs = pairs[which]
+            answers: list[tuple[str, object]] = []
+            for store, account in ((django_store, ours), (memory, theirs)):
+                try:
+                    written = store.update_contact(
+                        account.id,
+                        expected_stamp=account.security_stamp,
+                        contact=contact,
+                        rotate_stamp=rotate,
+                        clear_password=clear,
+                    )
+                except DuplicateAccountError as exc:
+                    answers.append(("duplicate", exc.field))
+                else:
+                    assert written is not None
+                    assert store.get(account.id) == written
+                    answers.append(("written", _comparable(written)))
+                    if store is django_store:
+                        pairs[which][0] = written
+                    else:
+                        pairs[which][1] = written
+            assert answers[0] == answers[1]
+        for ours, theirs in pairs:
+            stored = django_store.get(ours.id)
+            assert stored is not None
+            assert _comparable(stored) == _comparable(theirs)
+            assert stored.security_stamp == ours.security_stamp
+        _django_setup.empty()
+
+
+def _comparable(account: Account) -> Account:
+    """``account`` without what two stores give differently: the id and the stamp."""
+    return replace(account, id="x", security_stamp="s")

@@ -51,6 +51,11 @@ EMAIL_PARAMS: dict[str, dict[str, Any]] = {
     "password_reset": {"link": LINK, "minutes": 60, "site": SITE},
     "password_changed": {"site": SITE, "time": "2026-11-23 16:00 UTC"},
     "password_was_reset": {"site": SITE, "time": "2026-11-23 16:00 UTC"},
+    "email_change_confirm": {"link": LINK, "hours": 24, "site": SITE},
+    "email_change_taken": {"site": SITE, "reset_link": RESET_PAGE},
+    "email_changed": {"site": SITE, "time": "2026-11-23 16:00 UTC", "undo_link": LINK, "days": 3},
+    "phone_changed": {"site": SITE, "time": "2026-11-23 16:00 UTC", "phone": "+7 701 *** ** 67"},
+    "phone_removed": {"site": SITE, "time": "2026-11-23 16:00 UTC"},
 }
 # Links each letter must carry, by parameter name.
 EMAIL_LINKS = {
@@ -59,6 +64,9 @@ EMAIL_LINKS = {
     "phone_already_registered": RESET_PAGE,
     "iin_already_registered": RESET_PAGE,
     "password_reset": LINK,
+    "email_change_confirm": LINK,
+    "email_change_taken": RESET_PAGE,
+    "email_changed": LINK,
 }
 
 
@@ -139,9 +147,24 @@ class TestPublicSurface:
             "password_reset",
             "password_changed",
             "password_was_reset",
+            "email_change_confirm",
+            "email_change_taken",
+            "email_changed",
+            "phone_changed",
+            "phone_removed",
         )
         assert expected == EMAIL_KINDS
-        assert ("reset_code", "password_changed", "password_was_reset") == SMS_KINDS
+        sms_kinds = (
+            "reset_code",
+            "password_changed",
+            "password_was_reset",
+            "phone_code",
+            "phone_in_use",
+            "email_changed",
+            "phone_changed",
+            "phone_removed",
+        )
+        assert sms_kinds == SMS_KINDS
 
 
 class TestEmailMessage:
@@ -576,8 +599,9 @@ class TestRenderEmail:
             assert SITE in part
         if kind in EMAIL_LINKS:
             assert EMAIL_LINKS[kind] == extract_link(message)
-        else:
+        if "time" in EMAIL_PARAMS[kind]:
             assert "2026-11-23 16:00 UTC" in message.text
+        assert kind in EMAIL_LINKS or "time" in EMAIL_PARAMS[kind]
 
     @pytest.mark.parametrize("language", SUPPORTED_LANGUAGES)
     @pytest.mark.parametrize("kind", EMAIL_KINDS)

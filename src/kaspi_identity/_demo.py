@@ -335,13 +335,14 @@ def _email_change(
     letter = tee.outbox.last_email(to=new_email)
     if letter is None or letter.kind != "email_change_confirm":
         raise _StepFailed("no confirmation letter went to the new address")
+    say("demo.email_changed", old=email, new=new_email)
     if not service.confirm_email_change(_token(letter)):
         raise _StepFailed("the change-of-address link did not work")
     _delivered(storage)
     notice = tee.outbox.last_email(to=email)
     if notice is None or notice.kind != "email_changed":
         raise _StepFailed("the old address was not told of the change")
-    say("demo.email_changed", old=email, new=new_email)
+    say("demo.email_undone", email=email)
     if not service.undo_email_change(_token(notice)):
         raise _StepFailed("the undo link did not work")
     _delivered(storage)
@@ -350,7 +351,6 @@ def _email_change(
         raise _StepFailed("no reset link went to the restored address")
     if service.authenticate(email, password, client_key="demo").ok:
         raise _StepFailed("the password still worked after the undo")
-    say("demo.email_undone", email=email)
     fresh = _pick(policy, _AFTER_UNDO, user, 4)
     if not service.reset_password(_token(reset), fresh, fresh).ok:
         raise _StepFailed("the reset after the undo was refused")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import django
@@ -23,6 +24,7 @@ from django.test import Client  # noqa: E402
 from django.test.utils import setup_test_environment  # noqa: E402
 
 import _django_setup  # noqa: E402
+from kaspi_identity._errors import DuplicateAccountError  # noqa: E402
 from kaspi_identity.contrib.django.models import Identity  # noqa: E402
 from kaspi_identity.contrib.django.storage import DjangoAccountStore, django_storage  # noqa: E402
 from kaspi_identity.storage import NewAccount, Storage  # noqa: E402
@@ -76,6 +78,32 @@ def test_the_member_row_holds_the_email_and_no_user_name() -> None:
     phone_only = accounts.create(NewAccount(phone="+77011234567"), now=T0)
     assert Member.objects.get(pk=phone_only.id).email is None  # NULL, so no clash
     assert accounts.create(NewAccount(phone="+77019999999"), now=T0).email is None
+
+
+def test_update_contact_on_the_member_row() -> None:
+    """The member's unique, nullable e-mail follows the contact: NULL for none; a bare
+    member holding the address refuses it as a duplicate, and nothing is written."""
+    accounts = DjangoAccountStore()
+    created = accounts.create(NewAccount(email="a@example.kz", phone="+77011234567"), now=T0)
+    phone_only = accounts.update_contact(
+        created.id,
+        expected_stamp=created.security_stamp,
+        contact=replace(created.contact, email=None),
+    )
+    assert phone_only is not None
+    assert Member.objects.get(pk=created.id).email is None
+    assert accounts.create(NewAccount(phone="+77019999999"), now=T0).email is None
+    bare = Member.objects.create_user("taken@example.kz")
+    Identity.objects.filter(pk=bare.pk).delete()
+    with pytest.raises(DuplicateAccountError) as caught:
+        accounts.update_contact(
+            created.id,
+            expected_stamp=phone_only.security_stamp,
+            contact=replace(phone_only.contact, email="taken@example.kz", time_zone="UTC"),
+        )
+    assert caught.value.field == "email"
+    assert accounts.get(created.id) == phone_only
+    assert Member.objects.get(pk=created.id).email is None
 
 
 def _link() -> str:

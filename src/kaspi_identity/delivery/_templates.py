@@ -31,21 +31,33 @@ _EMAIL: Mapping[str, _Kind] = {
     "password_reset": _Kind(("link", "minutes", "site"), "minutes", links=("link",)),
     "password_changed": _Kind(("site", "time"), None),
     "password_was_reset": _Kind(("site", "time"), None),
+    "email_change_confirm": _Kind(("link", "hours", "site"), "hours", links=("link",)),
+    "email_change_taken": _Kind(("site", "reset_link"), None, links=("reset_link",)),
+    "email_changed": _Kind(("site", "time", "undo_link", "days"), "days", links=("undo_link",)),
+    "phone_changed": _Kind(("site", "time", "phone"), None),
+    "phone_removed": _Kind(("site", "time"), None),
 }
 _SMS: Mapping[str, _Kind] = {
     "reset_code": _Kind(("code", "minutes"), "minutes", optional=("site",)),
     "password_changed": _Kind((), None, optional=("site",)),
     "password_was_reset": _Kind((), None, optional=("site",)),
+    "phone_code": _Kind(("code", "minutes"), "minutes", optional=("site",)),
+    "phone_in_use": _Kind((), None, optional=("site",)),
+    "email_changed": _Kind((), None, optional=("site",)),
+    "phone_changed": _Kind((), None, optional=("site",)),
+    "phone_removed": _Kind((), None, optional=("site",)),
 }
 
 EMAIL_KINDS: tuple[str, ...] = tuple(_EMAIL)
 """The letters :func:`render_email` writes: ``confirm_email``, ``already_registered``,
 ``phone_already_registered``, ``iin_already_registered``, ``password_reset``,
-``password_changed``, ``password_was_reset``."""
+``password_changed``, ``password_was_reset``, ``email_change_confirm``,
+``email_change_taken``, ``email_changed``, ``phone_changed``, ``phone_removed``."""
 
 SMS_KINDS: tuple[str, ...] = tuple(_SMS)
 """The SMS texts :func:`render_sms` writes: ``reset_code``, ``password_changed``,
-``password_was_reset``."""
+``password_was_reset``, ``phone_code``, ``phone_in_use``, ``email_changed``,
+``phone_changed``, ``phone_removed``."""
 
 _LINK = re.compile(r"https://[^\s<>\"'«»]+")
 # Development only (``allow_insecure_http=True``): plain http links are let through too.
@@ -91,14 +103,34 @@ def render_email(
     ``password_was_reset``        ``site``, ``time``, as for
                                   ``password_changed``: the notice of a reset
                                   (by a link or an SMS code)
+    ``email_change_confirm``      ``link`` (https URL), ``hours`` (int), ``site``;
+                                  sent to the NEW address of a change of
+                                  e-mail address, which the link confirms
+    ``email_change_taken``        ``site``, ``reset_link`` (https URL of the
+                                  "Forgot password?" page); sent to a NEW
+                                  address that already has an account of its
+                                  own (nothing is changed)
+    ``email_changed``             ``site``, ``time``, ``undo_link`` (https URL),
+                                  ``days`` (int); sent to the OLD address once
+                                  the change took effect. The undo link gives
+                                  the account the old address back; the new
+                                  address is never shown
+    ``phone_changed``             ``site``, ``time``, ``phone`` (the new number,
+                                  masked by :func:`~kaspi_identity.phone.mask_phone`:
+                                  ``+7 701 *** ** 67``); a number was added or
+                                  replaced the earlier one
+    ``phone_removed``             ``site``, ``time``; the number was removed
     ============================  ==============================================
 
-    ``hours`` and ``minutes`` pick the plural form ("1 час", "2 часа", "5 часов").
+    ``hours``, ``minutes`` and ``days`` pick the plural form ("1 час", "2 часа",
+    "5 часов"). ``phone`` must hold a ``*`` (a masked number): the full number is
+    refused, so a letter never shows it.
     ``allow_insecure_http=True`` (local development only, as in
     :class:`~kaspi_identity.services.IdentitySettings`) lets ``http://`` links through.
 
     Raises:
         ValueError: unknown ``kind``; a link that is not ``https://`` without spaces;
+            a ``phone`` that is not masked (no message repeats it); a negative count;
             ``catalog`` is of another language than ``lang``; the template does not show
             a link it must show; a subject that is not one line (header injection) or a
             ``to`` that is not one address. No message repeats a link.
@@ -130,9 +162,14 @@ def render_sms(
 ) -> SmsMessage:
     """Write the SMS ``kind`` to the E.164 number ``to`` in language ``lang``.
 
-    ``reset_code`` takes ``code`` (a string of 6 to 10 digits), ``minutes`` (int, picks the
-    plural form) and optionally ``site`` (``None`` counts as absent); the notices
-    ``password_changed`` and ``password_was_reset`` take only the optional ``site``. With
+    The code kinds ``reset_code`` (a password reset) and ``phone_code`` (proves a new
+    number before it is added to the account) take ``code`` (a string of 6 to 10 digits),
+    ``minutes`` (int, picks the plural form) and optionally ``site`` (``None`` counts as
+    absent). The notices take only the optional ``site``: ``password_changed``,
+    ``password_was_reset``; ``phone_in_use`` (to a number someone tried to add to another
+    account; nothing changed); ``email_changed`` (to the account's phone: the e-mail
+    address was changed); ``phone_changed`` (to the OLD number: it was replaced by
+    another); ``phone_removed`` (to the number removed from the account). With
     ``site`` the entry
     ``sms.<kind>.text`` -- the same text with ``"{site}: "`` in front -- is used if the result
     fits ``max_segments`` SMS segments (see :func:`sms_segments`); otherwise -- or without
@@ -142,7 +179,8 @@ def render_sms(
     Russian and Kazakh (70 UCS-2 characters) keep only a very short one (``egov.kz`` with a
     6-digit code and 5 minutes) and drop longer ones: the code, its lifetime and "do not
     share it" matter more than the name, which the gateway's sender name shows anyway. The
-    measured limits are in docs/delivery.md.
+    same holds for ``phone_code``, and every notice fits one segment without the site.
+    The measured limits are in docs/delivery.md.
 
     Pass ``max_segments=None`` to allow a text of any length.
 
@@ -222,6 +260,9 @@ def _check_params(
             raise ValueError(f"{name} must be an https:// URL without spaces or quotes")
         elif name == "code" and not _CODE.fullmatch(value):
             raise ValueError("code must be a string of 6 to 10 digits")
+        elif name == "phone" and "*" not in value:
+            # The value is not quoted: it is the full number the letter must not show.
+            raise ValueError("phone must be masked (see kaspi_identity.phone.mask_phone)")
         values[name] = value
     return values, count
 

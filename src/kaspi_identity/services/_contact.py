@@ -177,9 +177,10 @@ class ContactChange(Flow):
                 hours=self.tokens.hours("email_change"),
             )
         else:
+            # To the address as its owner stored it, never to the typed spelling.
             letter = p.letter(
                 "email_change_taken",
-                email,
+                owner.email or email,
                 owner.language,
                 owner.id,
                 reset_link=p.reset_link(owner),

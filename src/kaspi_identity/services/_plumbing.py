@@ -82,16 +82,32 @@ def check_letters(settings: IdentitySettings, catalog: Catalog | None) -> None:
     """
     s = settings
     check = _check_letters if catalog is None else _check_letters.__wrapped__
-    check(s.site_name, s.confirm_url, s.reset_url, s.allow_insecure_http, catalog)
+    check(
+        s.site_name,
+        s.confirm_url,
+        s.reset_url,
+        s.email_change_url or s.confirm_url,
+        s.email_undo_url or s.reset_url,
+        s.allow_insecure_http,
+        catalog,
+    )
 
 
 @functools.lru_cache(maxsize=64)
 def _check_letters(
-    site: str, confirm_url: str, reset_url: str, insecure: bool, catalog: Catalog | None
+    site: str,
+    confirm_url: str,
+    reset_url: str,
+    change_url: str,
+    undo_url: str,
+    insecure: bool,
+    catalog: Catalog | None,
 ) -> None:
     sample = "x" * 43
     confirm = LinkBuilder(confirm_url, allow_insecure_http=insecure).link(sample)
     reset = LinkBuilder(reset_url, allow_insecure_http=insecure).link(sample)
+    change = LinkBuilder(change_url, allow_insecure_http=insecure).link(sample)
+    undo = LinkBuilder(undo_url, allow_insecure_http=insecure).link(sample)
     letters: dict[str, dict[str, Any]] = {
         "confirm_email": {"link": confirm, "hours": 24},
         "password_reset": {"link": reset, "minutes": 60},
@@ -100,6 +116,11 @@ def _check_letters(
         "iin_already_registered": {"reset_link": reset},
         "password_changed": {"time": "2026-01-01 09:00 UTC"},
         "password_was_reset": {"time": "2026-01-01 09:00 UTC"},
+        "email_change_confirm": {"link": change, "hours": 24},
+        "email_change_taken": {"reset_link": reset},
+        "email_changed": {"time": "2026-01-01 09:00 UTC", "undo_link": undo, "days": 3},
+        "phone_changed": {"time": "2026-01-01 09:00 UTC", "phone": "+7 701 *** ** 67"},
+        "phone_removed": {"time": "2026-01-01 09:00 UTC"},
     }
     for kind, params in letters.items():
         try:

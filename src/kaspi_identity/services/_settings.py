@@ -118,8 +118,8 @@ class IdentitySettings:
             address; default: ``reset_url``.
         email_change_link_lifetime: how long a link to confirm a new address works
             (default 24 hours, at most 24).
-        email_undo_lifetime: how long the old address can undo a change (default 3 days,
-            at most 7).
+        email_undo_lifetime: how long the old address can undo a change (default 3 days;
+            from 1 to 7 days: the letter says it in whole days, rounded down).
     """
 
     secret_keys: tuple[bytes, ...] = field(repr=False)
@@ -171,6 +171,8 @@ class IdentitySettings:
         for name in ("reset_link_lifetime", "confirm_link_lifetime", "email_change_link_lifetime"):
             _check_lifetime(getattr(self, name), name)
         _check_lifetime(self.email_undo_lifetime, "email_undo_lifetime", longest=UNDO_MAX_LIFETIME)
+        if self.email_undo_lifetime < timedelta(days=1):  # the letter counts it in days
+            raise ValueError("email_undo_lifetime must be at least 1 day and at most 7 days")
         if not 1 <= self.lockout_after <= NIST_MAX_FAILURES:
             raise ValueError(f"lockout_after must be from 1 to {NIST_MAX_FAILURES}")
         if not 1 <= self.backoff_after <= self.lockout_after:

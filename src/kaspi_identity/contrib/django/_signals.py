@@ -134,10 +134,15 @@ def _on_save(
             password_changed_at=timezone.now(), must_change_password=False, grace_logins_used=0
         )
     if email != old_email:
+        # An operator's change of address supersedes a change waiting for its link and the
+        # window to undo an earlier one: an undo link must not bring back what they replaced.
         changes.update(
             email=email,
             email_key=None if email is None else email.casefold(),
             email_confirmed=False,
+            pending_email=None,
+            previous_email=None,
+            email_changed_at=None,
         )
     if username != old_username:
         changes.update(

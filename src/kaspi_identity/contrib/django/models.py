@@ -3,10 +3,11 @@
 :class:`Identity` sits beside each row of ``AUTH_USER_MODEL`` (one to one, same primary key)
 and holds what Django's user has no column for: the casefolded keys that make user names
 and e-mails unique whatever their case, the phone in E.164, the IIN, the names, the e-mail
-confirmation, the failure count and the security stamp. The user row keeps what Django
-itself reads: the user name, the e-mail, the password (argon2 hashes in Django's
-``argon2$argon2id$...`` form, so ``check_password`` and the admin accept them) and
-``last_login``.
+confirmation, the failure count, the security stamp, the password's age and the contact
+details (the phone's verification, the pending and previous addresses, the time zone).
+The user row keeps what Django itself reads: the user name, the e-mail, the password
+(argon2 hashes in Django's ``argon2$argon2id$...`` form, so ``check_password`` and the
+admin accept them) and ``last_login``.
 
 The other models are the password history, the token ledger, the one-time codes and the
 rate-limit windows. Their times are integer microseconds since the Unix epoch, as in the
@@ -21,7 +22,8 @@ from typing import Any, ClassVar
 from django.conf import settings
 from django.db import models
 
-from kaspi_identity.storage._checks import STAMP_MAX_LENGTH, TOKEN_ID_MAX_LENGTH
+from kaspi_identity.storage._checks import EMAIL_MAX_LENGTH, STAMP_MAX_LENGTH, TOKEN_ID_MAX_LENGTH
+from kaspi_identity.storage._records import TIME_ZONE_MAX_LENGTH
 
 __all__ = ["ConsumedToken", "Identity", "OneTimeCode", "PasswordHistoryEntry", "RateLimitWindow"]
 
@@ -70,6 +72,25 @@ class Identity(models.Model):
     )
     must_change_password: models.BooleanField[bool, bool] = models.BooleanField(default=False)
     grace_logins_used: models.BigIntegerField[int, int] = models.BigIntegerField(default=0)
+    # The contact details (Account.contact): whether a code proved the phone, the change
+    # awaiting its proof (nobody's login, so not unique), the address a confirmed change
+    # replaced with when (both or neither), and the IANA zone of the account's letters.
+    phone_verified: models.BooleanField[bool, bool] = models.BooleanField(default=False)
+    pending_email: models.CharField[str | None, str | None] = models.CharField(
+        max_length=EMAIL_MAX_LENGTH, null=True, blank=True
+    )
+    pending_phone: models.CharField[str | None, str | None] = models.CharField(
+        max_length=16, null=True, blank=True
+    )
+    previous_email: models.CharField[str | None, str | None] = models.CharField(
+        max_length=EMAIL_MAX_LENGTH, null=True, blank=True
+    )
+    email_changed_at: models.DateTimeField[datetime | None, datetime | None] = models.DateTimeField(
+        null=True
+    )
+    time_zone: models.CharField[str | None, str | None] = models.CharField(
+        max_length=TIME_ZONE_MAX_LENGTH, null=True, blank=True
+    )
 
     class Meta:
         """Names in the admin."""

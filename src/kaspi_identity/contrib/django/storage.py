@@ -16,6 +16,9 @@ How each promise is kept:
   password with ``password = :expected``, a log-in reservation with ``failed_logins =
   :expected``, a confirmation with ``email_key = :key``); the new stamp of a password change
   is written in the same transaction, after the user row is locked by the ``UPDATE``;
+* a contact update locks the user row, then the identity (``SELECT ... FOR UPDATE``, the
+  order a password change takes them in), compares the stamp it read, checks the new
+  e-mail and phone and writes both rows in the same transaction;
 * uniqueness of casefolded user names and e-mails, phones and IINs rests on unique indexes
   of the identity table, checked in one ``SELECT``; a violation raised by a racing insert
   runs the transaction again, whose check then names the identifier;
@@ -33,7 +36,9 @@ with only the first line of the driver's message: the rest may quote row values.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import hmac
 import itertools
 import secrets
 from collections.abc import Callable, Iterator, Sequence
@@ -54,13 +59,21 @@ from kaspi_identity._errors import (
     DuplicateAccountError,
     StorageError,
 )
-from kaspi_identity.storage import Account, CodeAttempt, HistoryEntry, NewAccount, Storage
+from kaspi_identity.storage import (
+    Account,
+    CodeAttempt,
+    Contact,
+    HistoryEntry,
+    NewAccount,
+    Storage,
+)
 from kaspi_identity.storage._checks import (
     HASH_MAX_LENGTH,
     LEDGER_GRACE,
     check_account_id,
     check_expected_hash,
     check_login,
+    is_storable_text,
     new_security_stamp,
     require_utc,
     to_microseconds,
@@ -86,6 +99,8 @@ from kaspi_identity.storage._logic import (
     check_reserve,
     check_rotate_stamp,
     check_set_email,
+    check_update_contact,
+    contact_keys,
     hit_window,
     login_keys,
     put_code,
@@ -328,6 +343,12 @@ class DjangoAccountStore(_Store):
                 password_changed_at=_aware(identity.password_changed_at, "password_changed_at"),
                 must_change_password=identity.must_change_password,
                 grace_logins_used=identity.grace_logins_used,
+                phone_verified=identity.phone_verified,
+                pending_email=identity.pending_email,
+                pending_phone=identity.pending_phone,
+                previous_email=identity.previous_email,
+                email_changed_at=_aware(identity.email_changed_at, "email_changed_at"),
+                time_zone=identity.time_zone,
             )
         except (TypeError, ValueError) as exc:
             if isinstance(exc, CorruptRecordError):
@@ -338,27 +359,37 @@ class DjangoAccountStore(_Store):
         identity = self._identities().select_related("user").filter(**where).first()
         return None if identity is None else self._decode(identity)
 
-    def _first_taken(self, keys: dict[str, str | None]) -> str | None:
-        """The first of ``keys``, in the protocol's order, another account already has."""
+    def _first_taken(self, keys: dict[str, str | None], *, other_than: object = None) -> str | None:
+        """The first of ``keys``, in the protocol's order, another account already has.
+
+        ``other_than`` is the primary key of the account whose own keys do not count.
+        """
         present = {field: value for field, value in keys.items() if value is not None}
         if not present:
             return None
         match = Q()
         for field, value in present.items():
             match |= Q(**{_KEY_FIELDS[field]: value})
-        rows = list(self._identities().filter(match).values_list(*_KEY_FIELDS.values()))
+        holders = self._identities().filter(match)
+        if other_than is not None:
+            holders = holders.exclude(pk=other_than)
+        rows = list(holders.values_list(*_KEY_FIELDS.values()))
         for field, value in present.items():
             column = list(_KEY_FIELDS).index(field)
             if any(row[column] == value for row in rows):
                 return field
         return None
 
-    def _user_row(self, new: NewAccount) -> AbstractBaseUser:
-        if new.email is None and self._email_required:
+    def _require_room_for(self, email: str | None) -> None:
+        """Refuse an account without an e-mail where the user model's column needs one."""
+        if email is None and self._email_required:
             raise ValueError(
                 f"the user model's {self._email_field!r} column is unique and NOT NULL:"
                 " every account needs an e-mail (make the column null=True to allow none)"
             )
+
+    def _user_row(self, new: NewAccount) -> AbstractBaseUser:
+        self._require_room_for(new.email)
         values: dict[str, object] = {
             self._email_field: new.email if new.email is not None else self._no_email
         }
@@ -410,6 +441,8 @@ class DjangoAccountStore(_Store):
             password_changed_at=None if new.password_hash is None else _to_db_time(at),
             must_change_password=new.must_change_password,
             grace_logins_used=0,
+            phone_verified=new.phone_verified,
+            time_zone=new.time_zone,
         )
         try:
             with transaction.atomic(using=self._using):
@@ -433,6 +466,8 @@ class DjangoAccountStore(_Store):
             names=new.names,
             password_changed_at=None if new.password_hash is None else at,
             must_change_password=new.must_change_password,
+            phone_verified=new.phone_verified,
+            time_zone=new.time_zone,
         )
 
     def _user_clash(self, new: NewAccount) -> str | None:
@@ -491,6 +526,102 @@ class DjangoAccountStore(_Store):
             if not found:
                 transaction.set_rollback(True, using=self._using)
             return found
+
+    def _contact_target(
+        self,
+        account_id: str,
+        expected_stamp: str,
+        contact: Contact,
+        rotate_stamp: bool,
+        clear_password: bool,
+    ) -> object | None:
+        """Check ``update_contact``'s arguments; the primary key, or ``None`` if none can win."""
+        key = check_update_contact(
+            account_id,
+            expected_stamp,
+            contact,
+            ("rotate_stamp", rotate_stamp),
+            ("clear_password", clear_password),
+        )
+        self._require_room_for(contact.email)
+        if key is None or not is_storable_text(expected_stamp):
+            return None  # no stored stamp has a NUL or a lone surrogate
+        return self._pk(key)
+
+    def _swap_contact(
+        self, pk: object, expected_stamp: str, contact: Contact, *, rotate_stamp: bool, clear: bool
+    ) -> Account | None:
+        """The stamp compare-and-set of ``update_contact`` (inside ``atomic``).
+
+        The user row is locked first and the identity second, the order of a password
+        change, so the two never wait on each other in a cycle; on SQLite the write lock
+        taken at ``BEGIN`` already orders every writer.
+        """
+        if not self._users().select_for_update().filter(pk=pk).exists():
+            return None
+        identity = self._identities().select_for_update().select_related("user").filter(pk=pk)
+        row = identity.first()
+        if row is None or not hmac.compare_digest(
+            row.security_stamp.encode("utf-8"), expected_stamp.encode("utf-8")
+        ):
+            return None
+        before = self._decode(row)
+        keys = contact_keys(contact)
+        taken = self._first_taken(keys, other_than=pk)
+        if taken is not None:
+            raise DuplicateAccountError(taken)
+        stamp = new_security_stamp() if rotate_stamp else before.security_stamp
+        user_changes: dict[str, object] = {
+            self._email_field: contact.email if contact.email is not None else self._no_email
+        }
+        changes: dict[str, object] = {
+            "email": contact.email,
+            "email_key": keys["email"],
+            "email_confirmed": contact.email_confirmed,
+            "phone": contact.phone,
+            "phone_verified": contact.phone_verified,
+            "pending_email": contact.pending_email,
+            "pending_phone": contact.pending_phone,
+            "previous_email": contact.previous_email,
+            "email_changed_at": None
+            if contact.email_changed_at is None
+            else _to_db_time(contact.email_changed_at),
+            "time_zone": contact.time_zone,
+            "security_stamp": stamp,
+        }
+        after = dataclasses.replace(
+            before,
+            **{field.name: getattr(contact, field.name) for field in dataclasses.fields(contact)},
+            security_stamp=stamp,
+        )
+        if clear:
+            user_changes["password"] = to_django_password(None)
+            changes.update(
+                password_changed_at=None, must_change_password=False, grace_logins_used=0
+            )
+            after = dataclasses.replace(
+                after,
+                password_hash=None,
+                password_changed_at=None,
+                must_change_password=False,
+                grace_logins_used=0,
+            )
+        try:
+            with transaction.atomic(using=self._using):
+                self._users().filter(pk=pk).update(**user_changes)
+        except IntegrityError as exc:
+            # A unique e-mail column of the host's: a user row without an identity (or one
+            # a racing transaction just committed) holds the address.
+            holders = self._users().filter(**{self._email_field: contact.email}).exclude(pk=pk)
+            if contact.email is not None and holders.exists():
+                raise DuplicateAccountError("email") from None
+            raise _Clash() from exc
+        try:
+            with transaction.atomic(using=self._using):
+                self._identities().filter(pk=pk).update(**changes)
+        except IntegrityError as exc:
+            raise _Clash() from exc  # a racing transaction took the e-mail or phone
+        return after
 
     # -- the protocol --
 
@@ -561,6 +692,10 @@ class DjangoAccountStore(_Store):
         key = email.casefold()
 
         def update() -> None:
+            # The user row first, then the identity: the order of a password change and of
+            # update_contact, so that none of them waits on another in a cycle (a deadlock).
+            if not self._users().select_for_update().filter(pk=pk).exists():
+                raise AccountNotFoundError("no account has this id")
             if not self._identities().select_for_update().filter(pk=pk).exists():
                 raise AccountNotFoundError("no account has this id")
             if self._identities().filter(email_key=key).exclude(pk=pk).exists():
@@ -578,6 +713,38 @@ class DjangoAccountStore(_Store):
                 raise _Clash() from exc
 
         self._atomic(update)
+
+    def update_contact(
+        self,
+        account_id: str,
+        *,
+        expected_stamp: str,
+        contact: Contact,
+        rotate_stamp: bool = True,
+        clear_password: bool = False,
+    ) -> Account | None:
+        """Write ``contact`` if the stamp is still ``expected_stamp``: one locked transaction.
+
+        See the protocol. The user row's e-mail column follows ``contact.email`` (``NULL``
+        or ``""`` without one, as at :meth:`create`), and ``clear_password`` gives it
+        Django's unusable password.
+
+        Raises:
+            TypeError: as the protocol says.
+            DuplicateAccountError: as the protocol says; also when a user row without an
+                identity holds the e-mail in a unique e-mail column of the host's.
+            ValueError: ``contact.email`` is ``None`` and the user model's e-mail column is
+                unique and NOT NULL.
+
+        """
+        pk = self._contact_target(account_id, expected_stamp, contact, rotate_stamp, clear_password)
+        if pk is None:
+            return None
+        return self._atomic(
+            lambda: self._swap_contact(
+                pk, expected_stamp, contact, rotate_stamp=rotate_stamp, clear=clear_password
+            )
+        )
 
     def mark_email_confirmed(self, account_id: str, *, email: str, now: datetime) -> bool:
         """Confirm the e-mail in one ``UPDATE ... WHERE email_key = :key``; see the protocol."""
@@ -903,6 +1070,34 @@ class DjangoAccountWithHistory(_Store):
             return True
 
         return self._atomic(replace)
+
+    def update_contact(
+        self,
+        account_id: str,
+        *,
+        expected_stamp: str,
+        contact: Contact,
+        rotate_stamp: bool = True,
+        clear_password: bool = False,
+        messages: Sequence[OutboxMessage] = (),
+    ) -> Account | None:
+        """:meth:`DjangoAccountStore.update_contact`, in this unit of work's transaction.
+
+        No outbox here either: any ``messages`` raise ``ValueError`` (after the other
+        arguments are checked, before anything is read); the services then queue the
+        notices after the change.
+        """
+        pk = self._accounts._contact_target(
+            account_id, expected_stamp, contact, rotate_stamp, clear_password
+        )
+        check_messages(messages, None)
+        if pk is None:
+            return None
+        return self._atomic(
+            lambda: self._accounts._swap_contact(
+                pk, expected_stamp, contact, rotate_stamp=rotate_stamp, clear=clear_password
+            )
+        )
 
 
 def django_storage(using: str = "default") -> Storage:
