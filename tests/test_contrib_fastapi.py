@@ -190,8 +190,17 @@ class TestOpenApi:
         paths = spec["paths"]
         expected = {
             ("/auth/register", "post"): {"202", "409", "422", "429"},
-            ("/auth/confirm", "post"): {"200", "400", "422"},
+            ("/auth/confirm", "post"): {"200", "400", "409", "422"},
             ("/auth/confirm", "get"): {"200", "303", "422"},
+            ("/auth/email/change", "post"): {"202", "401", "403", "409", "422", "429"},
+            ("/auth/email/confirm", "post"): {"200", "400", "409", "422"},
+            ("/auth/email/confirm", "get"): {"200", "303", "422"},
+            ("/auth/email/undo", "post"): {"200", "400", "422"},
+            ("/auth/email/undo", "get"): {"200", "303", "422"},
+            ("/auth/phone", "post"): {"202", "401", "403", "409", "422", "429"},
+            ("/auth/phone/verify", "post"): {"200", "400", "401", "403", "409", "422"},
+            ("/auth/phone/remove", "post"): {"200", "401", "403", "409", "422", "429"},
+            ("/auth/time-zone", "post"): {"200", "401", "403", "422"},
             ("/auth/confirm/resend", "post"): {"202", "422", "429"},
             ("/auth/login", "post"): {"200", "401", "403", "422", "429"},
             ("/auth/logout", "post"): {"200"},
@@ -219,9 +228,17 @@ class TestOpenApi:
                 assert schema == {"$ref": problem}, (path, method, status)
             if "429" in statuses:
                 assert "Retry-After" in responses["429"]["headers"]
-        assert {"RegisterForm", "LoginAnswer", "GrantAnswer", "ViolationOut"} <= set(
-            spec["components"]["schemas"]
-        )
+        assert {
+            "RegisterForm",
+            "LoginAnswer",
+            "GrantAnswer",
+            "ViolationOut",
+            "EmailChangeForm",
+            "PhoneChangeForm",
+            "PhoneCodeForm",
+            "PasswordForm",
+            "TimeZoneForm",
+        } <= set(spec["components"]["schemas"])
 
 
 class TestLifespan:

@@ -1065,7 +1065,7 @@ class TestPhone:
         assert other.get("/auth/me").status == 401
         portal.clock.advance(timedelta(minutes=2))  # past the SMS cooldown
         assert stranger.post("/auth/password/forgot/sms", {"phone": PHONE}).status == 202
-        assert portal.outbox.last_sms(to=PHONE).kind == "password_reset"
+        assert portal.outbox.last_sms(to=PHONE).kind == "reset_code"
 
     def test_a_change_of_number(self, portal: Portal) -> None:
         """A new number by its code; the old verified one is told; log-in by the new one."""
@@ -1266,7 +1266,7 @@ class TestPolicyEndpoint:
 #: What each endpoint may answer, as docs/fastapi.md lists it.
 DOCUMENTED = {
     "/auth/register": {202, 409, 422, 429},
-    "/auth/confirm": {200, 400, 422},
+    "/auth/confirm": {200, 400, 409, 422},
     "/auth/confirm/resend": {202, 422, 429},
     "/auth/login": {200, 401, 403, 422, 429},
     "/auth/password/change": {401, 422},  # no session here

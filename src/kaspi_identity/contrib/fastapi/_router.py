@@ -451,13 +451,17 @@ def identity_router(
     @router.post(
         "/confirm",
         response_model=AccountAnswer,
-        responses=_problems(400, 422),
-        summary="Confirm the e-mail address",
+        responses=_problems(400, 409, 422),
+        summary="Confirm the e-mail address (or a new address, as POST /email/confirm)",
     )
     async def confirm(
         form: ConfirmForm, request: Request, service: Service, lang: Language
     ) -> Response:
-        """The token from the body, or from the cookie the link's page set."""
+        """The token from the body, or from the cookie the link's page set.
+
+        A change-of-address link works here too (``email_change_url`` defaults to
+        ``confirm_url``): it answers as ``POST /email/confirm``.
+        """
         token = form.token or link_token(request, "confirm")
         if token is None:
             return _send(_web.no_link(lang), lang)
