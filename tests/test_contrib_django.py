@@ -185,6 +185,150 @@ class TestEndToEnd:
         assert client.get("/accounts/password/reset/").status_code == 200  # link kept
 
 
+def _links_to(to: str) -> list[str]:
+    """The paths of the links in the letters to ``to``, oldest first."""
+    found = []
+    for message in mail.outbox:
+        if to in message.to:
+            match = re.search(r"https://portal\.example\.kz(/\S+)", str(message.body))
+            if match:
+                found.append(match.group(1))
+    return found
+
+
+NEW_EMAIL = "aliya.new@example.kz"
+
+
+class TestLifecycle:
+    """The account's own changes: e-mail by its link (and the undo), phone by its code."""
+
+    def test_email_change_by_the_link_and_its_undo(self) -> None:
+        """This session lives on after the change, the other ends; the undo ends all."""
+        _register(Client())
+        _confirm(Client())
+        this, other = _log_in(), _log_in()
+        assert this.get("/accounts/email/change/").status_code == 200
+        wrong = this.post("/accounts/email/change/", {"email": NEW_EMAIL, "password": "wrong"})
+        assert wrong.status_code == 200
+        assert "password" in wrong.context["form"].errors
+        assert Identity.objects.get(email_key=EMAIL).pending_email is None
+        asked = this.post("/accounts/email/change/", {"email": NEW_EMAIL, "password": PASSWORD})
+        assert asked.status_code == 200
+        (link,) = _links_to(NEW_EMAIL)
+        assert link.startswith("/accounts/email/confirm/?token=")
+        moved = this.get(link)
+        assert (moved.status_code, moved["Location"]) == (302, "/accounts/email/confirm/")
+        assert this.get("/accounts/email/confirm/").status_code == 200
+        assert this.post("/accounts/email/confirm/").status_code == 200
+        assert User.objects.get(email=NEW_EMAIL)
+        assert _logged_in(this)
+        assert not _logged_in(other)
+
+        undo = _links_to(EMAIL)[-1]  # the notice to the old address
+        assert undo.startswith("/accounts/email/undo/?token=")
+        owner = Client()
+        owner.get(undo)
+        assert owner.post("/accounts/email/undo/").status_code == 200
+        assert User.objects.get(email=EMAIL)
+        assert not _logged_in(this)
+        assert _links_to(EMAIL)[-1].startswith("/accounts/password/reset/?token=")
+        again = Client()
+        again.get(undo)
+        assert again.post("/accounts/email/undo/").status_code == 400  # the link worked once
+
+    def test_the_confirmation_page_takes_a_new_address_link_too(self) -> None:
+        """The letter's page for a new address may be the registration's (its default)."""
+        _register(Client())
+        _confirm(Client())
+        this = _log_in()
+        this.post("/accounts/email/change/", {"email": NEW_EMAIL, "password": PASSWORD})
+        token = _links_to(NEW_EMAIL)[-1].split("token=")[1]
+        this.get(f"/accounts/confirm/?token={token}")
+        assert this.post("/accounts/confirm/").status_code == 200
+        assert User.objects.get(email=NEW_EMAIL)
+        assert _logged_in(this)
+
+    def test_the_phone_proven_then_the_sms_reset_reaches_it(self) -> None:
+        """A phone given at sign-up gets no reset code until proven by its code."""
+        assert _register(Client(), phone=PHONE).status_code == 200
+        _confirm(Client())
+        this, other = _log_in(), _log_in()
+        outbox = sms_sender()
+        assert isinstance(outbox, Outbox)
+        asked = this.post("/accounts/phone/", {"phone": "8 701 123 45 67", "password": PASSWORD})
+        assert (asked.status_code, asked["Location"]) == (302, "/accounts/phone/verify/")
+        code = extract_code(outbox.last_sms(PHONE))
+        wrong = this.post(
+            "/accounts/phone/verify/", {"code": "000000" if code != "000000" else "1"}
+        )
+        assert wrong.status_code == 200
+        assert not Identity.objects.get(email_key=EMAIL).phone_verified
+        assert this.post("/accounts/phone/verify/", {"code": code}).status_code == 200
+        assert Identity.objects.get(email_key=EMAIL).phone_verified
+        assert _logged_in(this)
+        assert not _logged_in(other)
+        removed = this.post("/accounts/phone/remove/", {"password": PASSWORD})
+        assert removed.status_code == 200
+        assert Identity.objects.get(email_key=EMAIL).phone is None
+        assert _logged_in(this)
+        none = this.post("/accounts/phone/remove/", {"password": PASSWORD})
+        assert none.status_code == 200
+        assert text_of(none) != text_of(removed)  # "the account has no phone number"
+
+    @pytest.mark.parametrize(
+        ("path", "form", "field"),
+        [
+            ("/accounts/email/change/", {"email": "not-an-address", "password": PASSWORD}, "email"),
+            ("/accounts/email/change/", {"email": NEW_EMAIL, "password": "wrong"}, "password"),
+            ("/accounts/phone/", {"phone": "12", "password": PASSWORD}, "phone"),
+            ("/accounts/phone/", {"phone": "+7 727 250 00 00", "password": PASSWORD}, "phone"),
+            ("/accounts/phone/", {"phone": PHONE, "password": "wrong"}, "password"),
+            ("/accounts/phone/verify/", {"code": "123456"}, "code"),
+            ("/accounts/phone/remove/", {"password": "wrong"}, "password"),
+        ],
+    )
+    def test_refusals_are_form_errors_and_write_nothing(
+        self, path: str, form: dict[str, str], field: str
+    ) -> None:
+        """Bad input or a wrong password: the form again with the error by its field."""
+        _register(Client(), phone=PHONE)
+        _confirm(Client())
+        answer = _log_in().post(path, form)
+        assert answer.status_code == 200
+        errors = answer.context["form"].errors
+        assert field in errors, errors
+        identity = Identity.objects.get(email_key=EMAIL)
+        assert (identity.pending_email, identity.pending_phone, identity.phone) == (
+            None,
+            None,
+            PHONE,
+        )
+
+    @pytest.mark.parametrize(
+        "path",
+        ["/accounts/email/change/", "/accounts/phone/", "/accounts/phone/verify/",
+         "/accounts/phone/remove/"],
+    )  # fmt: skip
+    def test_the_pages_need_a_log_in(self, path: str) -> None:
+        """Without a session: to the log-in page."""
+        answer = Client().get(path)
+        assert answer.status_code == 302
+        assert answer["Location"].startswith("/accounts/login/")
+
+    @pytest.mark.parametrize("path", ["/accounts/email/confirm/", "/accounts/email/undo/"])
+    @pytest.mark.parametrize("token", ["garbage", "x" * 5000, "a\x00b"])
+    def test_bad_link_tokens_are_400(self, path: str, token: str) -> None:
+        """A garbage token on the link's page: 400, nothing changes."""
+        client = Client()
+        client.get(f"{path}?token={token}")
+        assert client.post(path).status_code == 400
+        assert Client().get(path).status_code == 400  # no token at all
+
+
+def text_of(answer: Any) -> str:
+    return str(answer.content.decode())
+
+
 class TestAnswers:
     """What the pages answer to limits, bad links and bad input."""
 

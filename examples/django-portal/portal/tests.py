@@ -1,11 +1,13 @@
 """The portal end to end through Django's test client: ``python manage.py test portal``.
 
 Register -> confirm from the captured letter -> log in -> forgot -> reset -> the other
-session rejected; and the reset by SMS likewise. Letters land in ``django.core.mail.outbox``
+session rejected; and the reset by SMS likewise, once the phone given at sign-up is proven
+by its code (only a proven phone receives reset codes). Letters land in ``django.core.mail.outbox``
 (Django's test runner switches to the locmem backend); SMS in the library's ``Outbox``.
 """
 
 import re
+from datetime import timedelta
 
 from django.conf import settings
 from django.core import mail
@@ -23,6 +25,9 @@ EMAIL, PHONE = "aliya@example.kz", "+77011234567"
         **settings.KASPI_IDENTITY,
         "SMS_SENDER": "kaspi_identity.delivery.Outbox",
         "HASH_PROFILE": "tests-only",
+        # The tests send the phone's code and a reset code back to back; a person waits
+        # the cooldown between two SMS to one number (60 seconds by default).
+        "SETTINGS": {"sms_cooldown": timedelta(milliseconds=1)},
     }
 )
 class PortalTests(TestCase):
@@ -74,6 +79,14 @@ class PortalTests(TestCase):
     def test_reset_by_sms(self) -> None:
         """The code in the SMS resets the password and ends the other session."""
         self.register_and_confirm()
+        owner = self.log_in(EMAIL, PASSWORD)
+        self.assertRedirects(
+            owner.post("/accounts/phone/", {"phone": PHONE, "password": PASSWORD}),
+            "/accounts/phone/verify/",
+            fetch_redirect_response=False,
+        )
+        proof = extract_code(sms_sender().last_sms(PHONE))  # type: ignore[union-attr]
+        assert owner.post("/accounts/phone/verify/", {"code": proof}).status_code == 200
         other = self.log_in(PHONE, PASSWORD)
         stranger = Client()
         stranger.post("/accounts/password/sms/", {"phone": PHONE})

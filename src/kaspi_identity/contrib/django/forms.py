@@ -15,9 +15,12 @@ __all__ = [
     "ChangePasswordForm",
     "CodeForm",
     "ConfirmForm",
+    "EmailChangeForm",
     "IdentifierForm",
     "LoginForm",
     "NewPasswordForm",
+    "PasswordForm",
+    "PhoneChangeForm",
     "PhoneForm",
     "RegisterForm",
 ]
@@ -94,3 +97,23 @@ class ChangePasswordForm(forms.Form):
 
 class ConfirmForm(forms.Form):
     """No field: the button that confirms the address (a link scanner's GET confirms nothing)."""
+
+
+class EmailChangeForm(forms.Form):
+    """The new e-mail address, and the current password."""
+
+    email = forms.CharField(label=text_lazy("page.field.new_email"), max_length=_IDENTIFIER)
+    password = _password("page.field.current", "current-password")
+
+
+class PhoneChangeForm(forms.Form):
+    """The number to add, change to or prove, and the current password."""
+
+    phone = forms.CharField(label=text_lazy("page.field.phone"), max_length=64)
+    password = _password("page.field.current", "current-password")
+
+
+class PasswordForm(forms.Form):
+    """The current password, alone (the removal of the phone)."""
+
+    password = _password("page.field.current", "current-password")

@@ -185,6 +185,12 @@ def _hasher(config: Mapping[str, Any]) -> DjangoCompatibleHasher:
 def _build() -> dict[str, Any]:
     config = _config()
     confirm_url, reset_url = _urls(config)
+    more = dict(config.get("SETTINGS", {}))
+    site = config.get("SITE_URL")
+    if isinstance(site, str) and site:  # the app's own pages of the change-of-address links
+        base = site.rstrip("/")
+        more.setdefault("email_change_url", base + reverse("kaspi_identity:email_confirm"))
+        more.setdefault("email_undo_url", base + reverse("kaspi_identity:email_undo"))
     try:
         identity_settings = IdentitySettings(
             secret_keys=_keys(config),
@@ -192,7 +198,7 @@ def _build() -> dict[str, Any]:
             reset_url=reset_url,
             site_name=config.get("SITE_NAME", "kaspi-identity"),
             allow_insecure_http=bool(config.get("ALLOW_INSECURE_HTTP", False)),
-            **dict(config.get("SETTINGS", {})),
+            **more,
         )
     except (TypeError, ValueError) as exc:
         raise ImproperlyConfigured(f"KASPI_IDENTITY is invalid: {exc}") from exc

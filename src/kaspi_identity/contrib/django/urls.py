@@ -21,5 +21,11 @@ urlpatterns = [
     path("password/reset/", views.ResetPasswordView.as_view(), name="reset"),
     path("password/sms/", views.SmsForgotView.as_view(), name="sms_forgot"),
     path("password/sms/code/", views.SmsVerifyView.as_view(), name="sms_verify"),
+    path("email/change/", views.EmailChangeView.as_view(), name="email_change"),
+    path("email/confirm/", views.EmailConfirmView.as_view(), name="email_confirm"),
+    path("email/undo/", views.EmailUndoView.as_view(), name="email_undo"),
+    path("phone/", views.PhoneChangeView.as_view(), name="phone"),
+    path("phone/verify/", views.PhoneVerifyView.as_view(), name="phone_verify"),
+    path("phone/remove/", views.PhoneRemoveView.as_view(), name="phone_remove"),
     path("policy.json", views.PolicyView.as_view(), name="policy"),
 ]

@@ -20,7 +20,7 @@ from typing import Any, cast
 from django import forms
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import get_user_model, login, update_session_auth_hash
+from django.contrib.auth import get_user_model, login, logout, update_session_auth_hash
 from django.contrib.auth.views import redirect_to_login
 from django.http import (
     HttpRequest,
@@ -38,6 +38,7 @@ from django.views import View
 from django.views.decorators.debug import sensitive_post_parameters
 
 from kaspi_identity._errors import (
+    ExpiredTokenError,
     InvalidCodeError,
     InvalidIdentifierError,
     InvalidIinError,
@@ -47,8 +48,9 @@ from kaspi_identity._errors import (
 )
 from kaspi_identity.i18n import normalize_language
 from kaspi_identity.policy import PolicyResult
-from kaspi_identity.services import IdentityService
+from kaspi_identity.services import ContactChangeResult, IdentityService
 
+from .._web import token_refusal
 from . import _stash
 from ._ui import text
 from .backends import client_key
@@ -56,9 +58,12 @@ from .forms import (
     ChangePasswordForm,
     CodeForm,
     ConfirmForm,
+    EmailChangeForm,
     IdentifierForm,
     LoginForm,
     NewPasswordForm,
+    PasswordForm,
+    PhoneChangeForm,
     PhoneForm,
     RegisterForm,
 )
@@ -69,8 +74,14 @@ from .validators import active_language
 __all__ = [
     "ChangePasswordView",
     "ConfirmEmailView",
+    "EmailChangeView",
+    "EmailConfirmView",
+    "EmailUndoView",
     "ForgotPasswordView",
     "LoginView",
+    "PhoneChangeView",
+    "PhoneRemoveView",
+    "PhoneVerifyView",
     "PolicyView",
     "RegisterView",
     "ResetPasswordView",
@@ -82,6 +93,8 @@ __all__ = [
 #: an SMS code was sent to.
 RESET_TOKEN_KEY = "_kaspi_identity_reset_token"  # noqa: S105 - a session key's name
 CONFIRM_TOKEN_KEY = "_kaspi_identity_confirm_token"  # noqa: S105 - a session key's name
+EMAIL_CHANGE_TOKEN_KEY = "_kaspi_identity_email_change_token"  # noqa: S105 - a session key
+EMAIL_UNDO_TOKEN_KEY = "_kaspi_identity_email_undo_token"  # noqa: S105 - a session key
 SMS_PHONE_KEY = "_kaspi_identity_sms_phone"
 #: The account whose log-in was refused with an expired password: it may change it.
 EXPIRED_ACCOUNT_KEY = "_kaspi_identity_expired_account"
@@ -234,11 +247,18 @@ class ConfirmEmailView(_Page):
         try:
             if token is None:
                 raise InvalidTokenError("no token")
-            self.service.confirm_email(token)
-        except InvalidTokenError:
-            response = self.notice("web.invalid_link", status=400)
-        else:
-            response = self.notice("web.confirmed")
+            try:
+                self.service.confirm_email(token)
+            except InvalidTokenError as first:  # perhaps a new address's link on this page
+                try:
+                    result = self.service.confirm_email_change(token)
+                except InvalidTokenError as second:
+                    raise token_refusal(first, second) from None
+                response = _email_changed(request, result, self)
+            else:
+                response = self.notice("web.confirmed")
+        except InvalidTokenError as exc:
+            response = _dead_link(self, exc)
         _stash.drop(request, response, CONFIRM_TOKEN_KEY, path=request.path)
         return response
 
@@ -483,6 +503,217 @@ class SmsVerifyView(_Page):
         response = HttpResponseRedirect(reset_page)
         _stash.keep(request, response, RESET_TOKEN_KEY, grant, path=reset_page)
         return response
+
+
+def _dead_link(page: _Page, exc: InvalidTokenError) -> HttpResponse:
+    """The notice of a link refused: expired, or invalid (garbage, used, stale)."""
+    key = "web.expired_link" if isinstance(exc, ExpiredTokenError) else "web.invalid_link"
+    return page.notice(key, status=400)
+
+
+def _email_changed(request: HttpRequest, result: ContactChangeResult, page: _Page) -> HttpResponse:
+    """After a new address's link: this browser's session of the account lives on."""
+    if not result.ok:
+        return page.notice("web.contact_conflict", status=409)
+    user = cast(Any, request.user)
+    if user.is_authenticated and str(user.pk) == result.account_id:
+        remember_stamp(request, result.security_stamp)
+    return page.notice("web.email_changed")
+
+
+class _Cabinet(_Page):
+    """A page of the logged-in user's own account: log-in first."""
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        """Send a visitor without a session to the log-in page."""
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        return super().dispatch(request, *args, **kwargs)
+
+    @property
+    def account_id(self) -> str:
+        """The logged-in account's id."""
+        return str(cast(Any, self.request.user).pk)
+
+    def refused(self, form: forms.Form, result: ContactChangeResult, field: str) -> HttpResponse:
+        """A refused change on its form: the wrong password under the password, and so on."""
+        if result.reason == "throttled":
+            return self.throttled(result.retry_after, form)
+        where: dict[str, str | None] = {
+            "wrong_password": "password",
+            "locked": None,
+            "unchanged": field,
+            "no_phone": None,
+        }
+        key = "web.contact_conflict" if result.reason == "conflict" else f"web.{result.reason}"
+        form.add_error(where.get(result.reason), text(key))
+        return self.page(form)
+
+    def done(self, result: ContactChangeResult, key: str) -> HttpResponse:
+        """A change done: this session takes the new stamp, every other one ends."""
+        remember_stamp(self.request, result.security_stamp)
+        return self.notice(key)
+
+
+@_sensitive
+class EmailChangeView(_Cabinet):
+    """A new e-mail address: a link goes to it; nothing changes until it is opened."""
+
+    form_class = EmailChangeForm
+    title = "page.email_change.title"
+    button = "page.email_change.button"
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        """Ask the service; a taken address gets the same answer as a free one."""
+        form = EmailChangeForm(request.POST)
+        if not form.is_valid():
+            return self.page(form)
+        data, lang = form.cleaned_data, active_language()
+        try:
+            result = self.service.request_email_change(
+                self.account_id, data["password"], data["email"], client_key=client_key(request)
+            )
+        except InvalidIdentifierError as exc:
+            form.add_error("email", exc.message(lang))
+            return self.page(form)
+        if not result.ok:
+            return self.refused(form, result, "email")
+        return self.notice("web.email_change_sent")
+
+
+class EmailConfirmView(_Page):
+    """The new address's link: its token out of the URL, then a button that confirms."""
+
+    form_class = ConfirmForm
+    title = "page.email_confirm.title"
+    button = "page.confirm.button"
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """Take the token out of the URL, or show the button."""
+        moved = _token_from_link(request, EMAIL_CHANGE_TOKEN_KEY)
+        if moved is not None:
+            return moved
+        if _stash.peek(request, EMAIL_CHANGE_TOKEN_KEY) is None:
+            return self.notice("web.invalid_link", status=400)
+        return self.page()
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        """Make the address the account's; every other session of the account ends."""
+        token = _stash.peek(request, EMAIL_CHANGE_TOKEN_KEY)
+        try:
+            if token is None:
+                raise InvalidTokenError("no token")
+            response = _email_changed(request, self.service.confirm_email_change(token), self)
+        except InvalidTokenError as exc:
+            response = _dead_link(self, exc)
+        _stash.drop(request, response, EMAIL_CHANGE_TOKEN_KEY, path=request.path)
+        return response
+
+
+class EmailUndoView(_Page):
+    """The undo link sent to the old address: the address back, every session ended."""
+
+    form_class = ConfirmForm
+    title = "page.email_undo.title"
+    button = "page.email_undo.button"
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """Take the token out of the URL, or show the button."""
+        moved = _token_from_link(request, EMAIL_UNDO_TOKEN_KEY)
+        if moved is not None:
+            return moved
+        if _stash.peek(request, EMAIL_UNDO_TOKEN_KEY) is None:
+            return self.notice("web.invalid_link", status=400)
+        return self.page()
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        """Give the address back; the password is removed and a reset link sent to it."""
+        token = _stash.peek(request, EMAIL_UNDO_TOKEN_KEY)
+        try:
+            if token is None:
+                raise InvalidTokenError("no token")
+            self.service.undo_email_change(token)
+        except InvalidTokenError as exc:
+            response = _dead_link(self, exc)
+        else:
+            logout(request)  # every session of the account has ended, this one too
+            response = self.notice("web.email_restored")
+        _stash.drop(request, response, EMAIL_UNDO_TOKEN_KEY, path=request.path)
+        return response
+
+
+@_sensitive
+class PhoneChangeView(_Cabinet):
+    """Add, change or prove the phone: a code goes to the number."""
+
+    form_class = PhoneChangeForm
+    title = "page.phone.title"
+    button = "page.sms.button"
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        """Ask the service for a code, then go to the page that takes it."""
+        form = PhoneChangeForm(request.POST)
+        if not form.is_valid():
+            return self.page(form)
+        data = form.cleaned_data
+        try:
+            result = self.service.request_phone_change(
+                self.account_id, data["password"], data["phone"], client_key=client_key(request)
+            )
+        except InvalidPhoneError as exc:
+            form.add_error("phone", exc.message(active_language()))
+            return self.page(form)
+        if not result.ok:
+            return self.refused(form, result, "phone")
+        return HttpResponseRedirect(reverse("kaspi_identity:phone_verify"))
+
+
+@method_decorator(sensitive_post_parameters("code"), name="dispatch")
+class PhoneVerifyView(_Cabinet):
+    """The code sent to the number; a right one makes it the account's, verified."""
+
+    form_class = CodeForm
+    title = "page.sms.verify_title"
+    button = "page.phone_verify.button"
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """Show the code form."""
+        return self.page(notice=text("web.phone_code_sent"))
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        """Verify the code; this session lives on, every other one ends."""
+        form = CodeForm(request.POST)
+        if not form.is_valid():
+            return self.page(form)
+        try:
+            result = self.service.verify_phone(self.account_id, form.cleaned_data["code"])
+        except InvalidCodeError as exc:
+            form.add_error("code", text(f"web.code_{exc.reason}"))
+            return self.page(form)
+        if not result.ok:
+            return self.refused(form, result, "code")
+        return self.done(result, "web.phone_verified")
+
+
+@_sensitive
+class PhoneRemoveView(_Cabinet):
+    """Remove the phone, with the password."""
+
+    form_class = PasswordForm
+    title = "page.phone_remove.title"
+    button = "page.phone_remove.button"
+
+    def post(self, request: HttpRequest) -> HttpResponse:
+        """Remove it; this session lives on, every other one ends."""
+        form = PasswordForm(request.POST)
+        if not form.is_valid():
+            return self.page(form)
+        result = self.service.remove_phone(
+            self.account_id, form.cleaned_data["password"], client_key=client_key(request)
+        )
+        if not result.ok:
+            return self.refused(form, result, "password")
+        return self.done(result, "web.phone_removed")
 
 
 class PolicyView(View):
