@@ -134,7 +134,12 @@ def check_update_contact(
         if not isinstance(value, bool):
             raise TypeError(f"{name} must be bool, not {type(value).__name__}")
     key = check_account_id(account_id)
-    if key is None or not expected_stamp or len(expected_stamp) > STAMP_MAX_LENGTH:
+    if (
+        key is None
+        or not expected_stamp
+        or len(expected_stamp) > STAMP_MAX_LENGTH
+        or not is_storable_text(expected_stamp)  # NUL, a lone surrogate: no SQL driver binds it
+    ):
         return None
     return key
 
