@@ -71,6 +71,15 @@ IIN = "880101300123"
 _NEW = ("iin", "names")
 # Columns added for issue 18: the password's age.
 AGE_FIELDS = ("password_changed_at", "must_change_password", "grace_logins_used")
+# Columns added for issue 15 (part 3): the contact details.
+CONTACT_FIELDS = (
+    "phone_verified",
+    "pending_email",
+    "pending_phone",
+    "previous_email",
+    "email_changed_at",
+    "time_zone",
+)
 NAMES_ROOM = 2 + 8 * (2 + 128 * 6) + 7
 
 # A host's existing users table: integer keys, its own column names, DateTime columns, a
@@ -91,6 +100,12 @@ USER_COLUMNS = {
     "password_changed_at": "password_set",
     "must_change_password": "must_change",
     "grace_logins_used": "grace_used",
+    "phone_verified": "mobile_verified",
+    "pending_email": "new_email",
+    "pending_phone": "new_mobile",
+    "previous_email": "old_email",
+    "email_changed_at": "email_changed",
+    "time_zone": "tz",
 }
 
 
@@ -118,6 +133,12 @@ def users_table(md: sa.MetaData) -> sa.Table:
         sa.Column("password_set", sa.DateTime(timezone=True)),
         sa.Column("must_change", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("grace_used", sa.SmallInteger(), nullable=False, server_default="0"),
+        sa.Column("mobile_verified", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("new_email", sa.String(254)),
+        sa.Column("new_mobile", sa.String(16)),
+        sa.Column("old_email", sa.String(254)),
+        sa.Column("email_changed", sa.DateTime(timezone=True)),
+        sa.Column("tz", sa.Text()),
         sa.Column("is_active", sa.Boolean(), nullable=False),
         sa.Column("display_name", sa.String(100), nullable=False, server_default=""),
     )
@@ -820,9 +841,15 @@ class TestMappingErrors:
         md.create_all(backend.engine)
         try:
             with backend.database() as db:
-                # Neither IIN log-ins nor the password's age in this table.
+                # Neither IIN log-ins, nor the password's age, nor the contact details.
                 store = SQLAlchemyAccountStore(
-                    db, table=table, columns={"iin": None, **dict.fromkeys(AGE_FIELDS)}
+                    db,
+                    table=table,
+                    columns={
+                        "iin": None,
+                        **dict.fromkeys(AGE_FIELDS),
+                        **dict.fromkeys(CONTACT_FIELDS),
+                    },
                 )
                 moment = T0.astimezone(timezone(timedelta(hours=5))) + timedelta(microseconds=7)
                 created = store.create(NewAccount(email="a@example.kz", phone=PHONE), now=moment)
@@ -844,6 +871,76 @@ class TestMappingErrors:
                     store.use_grace_login(created.id, expected=0)
                 with pytest.raises(ValueError, match="keeps no password age"):
                     store.create(NewAccount(username="temp", must_change_password=True), now=T0)
+        finally:
+            md.drop_all(backend.engine)
+
+    def test_a_table_without_the_contact_columns(self, backend: Backend) -> None:
+        """Contact fields mapped to None: every phone verified, the rest None and unwritable."""
+        md = sa.MetaData(schema=backend.metadata.schema)
+        kept = [c for c in _account_columns(stamp=True) if c.name not in CONTACT_FIELDS]
+        table = sa.Table(f"no_contact_{secrets.token_hex(3)}", md, *kept)
+        md.create_all(backend.engine)
+        try:
+            with backend.database() as db:
+                with pytest.raises(ValueError, match="add the six contact columns") as caught:
+                    SQLAlchemyAccountStore(db, table=table)
+                assert all(field in str(caught.value) for field in CONTACT_FIELDS)
+                with pytest.raises(ValueError, match="both to columns or both to None"):
+                    SQLAlchemyAccountStore(
+                        db,
+                        table=backend.users,
+                        columns={**USER_COLUMNS, "email_changed_at": None},
+                        insert_defaults={"is_active": True},
+                    )
+                store = SQLAlchemyAccountStore(
+                    db, table=table, columns=dict.fromkeys(CONTACT_FIELDS)
+                )
+                history = SQLAlchemyPasswordHistoryStore(db)
+                with_history = SQLAlchemyAccountWithHistory(store, history)
+                created = store.create(NewAccount(email="a@example.kz", phone=PHONE), now=T0)
+                plain = store.create(NewAccount(username="bolat"), now=T0)
+                assert created.phone_verified  # as every phone stored in this table
+                assert (store.get(created.id), store.get(plain.id)) == (created, plain)
+                assert not plain.phone_verified
+                with pytest.raises(StorageError, match="time_zone"):
+                    store.create(NewAccount(username="tz", time_zone="Asia/Almaty"), now=T0)
+                assert store.find_by_login("username", "tz") is None
+                stamp = created.security_stamp
+                for change, column in (
+                    ({"pending_email": "next@example.kz"}, "pending_email"),
+                    ({"pending_phone": "+77021234567"}, "pending_phone"),
+                    ({"time_zone": "UTC"}, "time_zone"),
+                    (
+                        {"previous_email": "old@example.kz", "email_changed_at": T0},
+                        "previous_email",
+                    ),
+                    ({"phone_verified": False}, "phone_verified"),  # it would read as verified
+                ):
+                    contact = dataclasses.replace(created.contact, **change)  # type: ignore[arg-type]
+                    for writer in (store, with_history):
+                        with pytest.raises(StorageError, match=column):
+                            writer.update_contact(created.id, expected_stamp=stamp, contact=contact)
+                assert store.get(created.id) == created
+                # What the table can keep is written: a new address, a phone removed.
+                moved = store.update_contact(
+                    created.id,
+                    expected_stamp=stamp,
+                    contact=dataclasses.replace(
+                        created.contact, email="new@example.kz", phone=None, phone_verified=False
+                    ),
+                )
+                assert moved is not None and moved == store.get(created.id)
+                assert (moved.email, moved.phone, moved.phone_verified) == (
+                    "new@example.kz",
+                    None,
+                    False,
+                )
+                assert store.update_contact(
+                    plain.id,
+                    expected_stamp=plain.security_stamp,
+                    contact=dataclasses.replace(plain.contact, phone=PHONE, phone_verified=True),
+                    clear_password=True,
+                ) == store.get(plain.id)
         finally:
             md.drop_all(backend.engine)
 
