@@ -315,9 +315,9 @@ class TestEmailChange:
         for value in (None, b"new@example.kz", 5):
             with pytest.raises(TypeError):
                 env.change_email(account_id, value)  # type: ignore[arg-type]
-        for value in ("", "not-an-address", "a\x00b@example.kz", "x" * 1_000_000, "\ud800@x.kz"):
+        for text in ("", "not-an-address", "a\x00b@example.kz", "x" * 1_000_000, "\ud800@x.kz"):
             with pytest.raises(InvalidIdentifierError):
-                env.change_email(account_id, value)
+                env.change_email(account_id, text)
         with pytest.raises(AccountNotFoundError):
             env.change_email("no-such-account")
         account = env.account(account_id)
@@ -565,9 +565,9 @@ class TestPhone:
         for value in (None, b"+77021234567", 77021234567):
             with pytest.raises(TypeError):
                 env.change_phone(account_id, value)  # type: ignore[arg-type]
-        for value in ("", "12", "+7 7172 12 34 56", "x" * 1_000_000, "+7701\x001234567", "\ud800"):
+        for text in ("", "12", "+7 7172 12 34 56", "x" * 1_000_000, "+7701\x001234567", "\ud800"):
             with pytest.raises(InvalidPhoneError):
-                env.change_phone(account_id, value)
+                env.change_phone(account_id, text)
         assert env.account(account_id).pending_phone is None
         env.change_phone(account_id)
         for code in ("", "x" * 1_000_000, "\x00" * 6, "\udfff", "١٢٣٤٥٦"):
