@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from _faces import FACES, make_service
 from kaspi_identity import (
@@ -313,9 +315,9 @@ class TestEmailChange:
         for value in (None, b"new@example.kz", 5):
             with pytest.raises(TypeError):
                 env.change_email(account_id, value)  # type: ignore[arg-type]
-        for value in ("", "not-an-address", "a\x00b@example.kz", "x" * 1_000_000, "\ud800@x.kz"):
+        for text in ("", "not-an-address", "a\x00b@example.kz", "x" * 1_000_000, "\ud800@x.kz"):
             with pytest.raises(InvalidIdentifierError):
-                env.change_email(account_id, value)
+                env.change_email(account_id, text)
         with pytest.raises(AccountNotFoundError):
             env.change_email("no-such-account")
         account = env.account(account_id)
@@ -563,9 +565,9 @@ class TestPhone:
         for value in (None, b"+77021234567", 77021234567):
             with pytest.raises(TypeError):
                 env.change_phone(account_id, value)  # type: ignore[arg-type]
-        for value in ("", "12", "+7 7172 12 34 56", "x" * 1_000_000, "+7701\x001234567", "\ud800"):
+        for text in ("", "12", "+7 7172 12 34 56", "x" * 1_000_000, "+7701\x001234567", "\ud800"):
             with pytest.raises(InvalidPhoneError):
-                env.change_phone(account_id, value)
+                env.change_phone(account_id, text)
         assert env.account(account_id).pending_phone is None
         env.change_phone(account_id)
         for code in ("", "x" * 1_000_000, "\x00" * 6, "\udfff", "١٢٣٤٥٦"):
@@ -676,3 +678,69 @@ def test_no_code_or_token_in_events_or_results(env: Env) -> None:
         stored = repr([entry.message for entry in env.storage.outbox.list(limit=1000)])
         for secret in (token, undo, code):
             assert secret not in stored
+
+
+# -- faults and properties ------------------------------------------------------------------
+
+
+def test_a_failing_outbox_leaves_the_address_as_it_was(tmp_path: Path) -> None:
+    """The notices are queued with the change: when the queue write fails, nothing changes."""
+    import sqlite3
+
+    path = tmp_path / "fault.sqlite3"
+    storage = sqlite_storage(path, outbox=True)
+    outbox, clock = Outbox(), ManualClock(T0)
+    service = IdentityService(
+        storage,
+        _settings(),
+        email_sender=outbox,
+        sms_sender=outbox,
+        hasher=PasswordHasher(TESTS_ONLY),
+        clock=clock,
+    )
+    worker = OutboxWorker(service)
+    env = Env(storage, service, outbox, clock, MemoryAuditLog(), worker)
+    account_id = env.register()
+    env.change_email(account_id)
+    token = _token(env.letters_to(NEW_EMAIL)[-1])
+    before = env.account(account_id)
+    queued = len(storage.outbox.list(limit=1000)) if storage.outbox else 0
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TRIGGER no_letters BEFORE INSERT ON outbox BEGIN"
+            " SELECT RAISE(ABORT, 'the queue is down'); END"
+        )
+    with pytest.raises(KaspiIdentityError):
+        service.confirm_email_change(token)
+    assert env.account(account_id) == before
+    assert storage.outbox is not None
+    assert len(storage.outbox.list(limit=1000)) == queued
+    storage.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(local=st.from_regex(r"[a-z][a-z0-9.]{0,20}[a-z0-9]", fullmatch=True), taken=st.booleans())
+def test_the_answer_never_says_whether_an_address_is_taken(local: str, taken: bool) -> None:
+    """Property: for any address, taken or free, the answer and the requester's letters agree."""
+    outbox, clock = Outbox(), ManualClock(T0)
+    storage = memory_storage()
+    service = IdentityService(
+        storage,
+        _settings(),
+        email_sender=outbox,
+        sms_sender=outbox,
+        hasher=PasswordHasher(TESTS_ONLY),
+        clock=clock,
+    )
+    env = Env(storage, service, outbox, clock, MemoryAuditLog(), None)
+    address = f"{local}@mail.example.kz"
+    if taken:
+        env.register(address, None)
+    account_id = env.register()
+    sent_before = len(outbox.emails)
+    result = env.change_email(account_id, address)
+    assert result == ContactChangeResult(True, "ok", account_id=account_id)
+    assert env.account(account_id).pending_email == address
+    assert len(outbox.emails) == sent_before + 1  # one letter, to the address either way
+    assert outbox.emails[-1].to == address
+    assert env.letters_to(EMAIL)[-1].kind == "confirm_email"  # the requester sees nothing new

@@ -36,6 +36,7 @@ from kaspi_identity._errors import CorruptRecordError, DuplicateAccountError, St
 from kaspi_identity.storage import (
     AccountStore,
     CodeAttempt,
+    Contact,
     HistoryEntry,
     NewAccount,
     Storage,
@@ -71,6 +72,15 @@ IIN = "880101300123"
 _NEW = ("iin", "names")
 # Columns added for issue 18: the password's age.
 AGE_FIELDS = ("password_changed_at", "must_change_password", "grace_logins_used")
+# Columns added for issue 15 (part 3): the contact details.
+CONTACT_FIELDS = (
+    "phone_verified",
+    "pending_email",
+    "pending_phone",
+    "previous_email",
+    "email_changed_at",
+    "time_zone",
+)
 NAMES_ROOM = 2 + 8 * (2 + 128 * 6) + 7
 
 # A host's existing users table: integer keys, its own column names, DateTime columns, a
@@ -91,6 +101,12 @@ USER_COLUMNS = {
     "password_changed_at": "password_set",
     "must_change_password": "must_change",
     "grace_logins_used": "grace_used",
+    "phone_verified": "mobile_verified",
+    "pending_email": "new_email",
+    "pending_phone": "new_mobile",
+    "previous_email": "old_email",
+    "email_changed_at": "email_changed",
+    "time_zone": "tz",
 }
 
 
@@ -118,6 +134,12 @@ def users_table(md: sa.MetaData) -> sa.Table:
         sa.Column("password_set", sa.DateTime(timezone=True)),
         sa.Column("must_change", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("grace_used", sa.SmallInteger(), nullable=False, server_default="0"),
+        sa.Column("mobile_verified", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("new_email", sa.String(254)),
+        sa.Column("new_mobile", sa.String(16)),
+        sa.Column("old_email", sa.String(254)),
+        sa.Column("email_changed", sa.DateTime(timezone=True)),
+        sa.Column("tz", sa.Text()),
         sa.Column("is_active", sa.Boolean(), nullable=False),
         sa.Column("display_name", sa.String(100), nullable=False, server_default=""),
     )
@@ -820,9 +842,15 @@ class TestMappingErrors:
         md.create_all(backend.engine)
         try:
             with backend.database() as db:
-                # Neither IIN log-ins nor the password's age in this table.
+                # Neither IIN log-ins, nor the password's age, nor the contact details.
                 store = SQLAlchemyAccountStore(
-                    db, table=table, columns={"iin": None, **dict.fromkeys(AGE_FIELDS)}
+                    db,
+                    table=table,
+                    columns={
+                        "iin": None,
+                        **dict.fromkeys(AGE_FIELDS),
+                        **dict.fromkeys(CONTACT_FIELDS),
+                    },
                 )
                 moment = T0.astimezone(timezone(timedelta(hours=5))) + timedelta(microseconds=7)
                 created = store.create(NewAccount(email="a@example.kz", phone=PHONE), now=moment)
@@ -844,6 +872,77 @@ class TestMappingErrors:
                     store.use_grace_login(created.id, expected=0)
                 with pytest.raises(ValueError, match="keeps no password age"):
                     store.create(NewAccount(username="temp", must_change_password=True), now=T0)
+        finally:
+            md.drop_all(backend.engine)
+
+    def test_a_table_without_the_contact_columns(self, backend: Backend) -> None:
+        """Contact fields mapped to None: every phone verified, the rest None and unwritable."""
+        md = sa.MetaData(schema=backend.metadata.schema)
+        kept = [c for c in _account_columns(stamp=True) if c.name not in CONTACT_FIELDS]
+        table = sa.Table(f"no_contact_{secrets.token_hex(3)}", md, *kept)
+        md.create_all(backend.engine)
+        try:
+            with backend.database() as db:
+                with pytest.raises(ValueError, match="add the six contact columns") as caught:
+                    SQLAlchemyAccountStore(db, table=table)
+                assert all(field in str(caught.value) for field in CONTACT_FIELDS)
+                with pytest.raises(ValueError, match="both to columns or both to None"):
+                    SQLAlchemyAccountStore(
+                        db,
+                        table=backend.users,
+                        columns={**USER_COLUMNS, "email_changed_at": None},
+                        insert_defaults={"is_active": True},
+                    )
+                store = SQLAlchemyAccountStore(
+                    db, table=table, columns=dict.fromkeys(CONTACT_FIELDS)
+                )
+                history = SQLAlchemyPasswordHistoryStore(db)
+                with_history = SQLAlchemyAccountWithHistory(store, history)
+                created = store.create(NewAccount(email="a@example.kz", phone=PHONE), now=T0)
+                plain = store.create(NewAccount(username="bolat"), now=T0)
+                assert created.phone_verified  # as every phone stored in this table
+                assert (store.get(created.id), store.get(plain.id)) == (created, plain)
+                assert not plain.phone_verified
+                with pytest.raises(StorageError, match="time_zone"):
+                    store.create(NewAccount(username="tz", time_zone="Asia/Almaty"), now=T0)
+                assert store.find_by_login("username", "tz") is None
+                stamp = created.security_stamp
+                for change, column in (
+                    ({"pending_email": "next@example.kz"}, "pending_email"),
+                    ({"pending_phone": "+77021234567"}, "pending_phone"),
+                    ({"time_zone": "UTC"}, "time_zone"),
+                    (
+                        {"previous_email": "old@example.kz", "email_changed_at": T0},
+                        "previous_email",
+                    ),
+                    ({"phone_verified": False}, "phone_verified"),  # it would read as verified
+                ):
+                    contact = dataclasses.replace(created.contact, **change)
+                    for writer in (store, with_history):
+                        with pytest.raises(StorageError, match=column):
+                            writer.update_contact(created.id, expected_stamp=stamp, contact=contact)
+                assert store.get(created.id) == created
+                # What the table can keep is written: a new address, a phone removed.
+                moved = store.update_contact(
+                    created.id,
+                    expected_stamp=stamp,
+                    contact=dataclasses.replace(
+                        created.contact, email="new@example.kz", phone=None, phone_verified=False
+                    ),
+                )
+                assert moved is not None
+                assert moved == store.get(created.id)
+                assert (moved.email, moved.phone, moved.phone_verified) == (
+                    "new@example.kz",
+                    None,
+                    False,
+                )
+                assert store.update_contact(
+                    plain.id,
+                    expected_stamp=plain.security_stamp,
+                    contact=dataclasses.replace(plain.contact, phone=PHONE, phone_verified=True),
+                    clear_password=True,
+                ) == store.get(plain.id)
         finally:
             md.drop_all(backend.engine)
 
@@ -897,6 +996,13 @@ _BAD_ACCOUNTS = [
     "security_stamp = ''",
     "iin = '12345'",
     "iin = '88010130012x'",
+    "phone = NULL, phone_verified = true",  # verified, but no phone
+    "pending_email = ''",
+    "pending_phone = '87011234567'",
+    "previous_email = 'old@example.kz'",  # without its time
+    "email_changed_at = 42",  # without the address
+    "previous_email = 'a@b.kz', email_changed_at = 900000000000000000",
+    "time_zone = 'Not a zone!'",
     *(
         f"names = '{garbage}'"
         for garbage in (
@@ -920,6 +1026,9 @@ _BAD_ACCOUNTS = [
 ]
 _BAD_ACCOUNTS_SQLITE = [
     "created_at = 'yesterday'",
+    "phone_verified = 2",
+    "phone_verified = 'yes'",
+    "time_zone = X'417369612f416c6d617479'",  # the name as a blob
     "last_login_at = 1.5",
     "email_confirmed = 7",
     "username = X'00ff'",
@@ -957,6 +1066,25 @@ class TestCorruptRows(OnBackend):
             assert HASH_A not in str(caught.value)
             with pytest.raises(CorruptRecordError):
                 storage.accounts.find_by_login("username", "aliya")
+
+    def test_contact_update_of_a_bad_row_writes_nothing(self, storage: Storage) -> None:
+        """The row update_contact returns is read before COMMIT: garbage rolls it back."""
+        for assignment in ("failed_logins = -1", "names = 'Aliya'", "language = ''"):
+            self.backend.reset()
+            account_id = _seed(storage)
+            seeded = storage.accounts.get(account_id)
+            assert seeded is not None
+            _set(self.backend, "accounts", assignment)
+            before = _rows(self.backend, "accounts")
+            for store in (storage.accounts, storage.with_history):
+                assert store is not None
+                with pytest.raises(CorruptRecordError):
+                    store.update_contact(
+                        account_id,
+                        expected_stamp=seeded.security_stamp,
+                        contact=dataclasses.replace(seeded.contact, email="new@example.kz"),
+                    )
+            assert _rows(self.backend, "accounts") == before
 
     def test_bad_failure_count_is_not_overwritten(self, storage: Storage) -> None:
         """A garbage count is CorruptRecordError to read; no reservation ever matches it."""
@@ -1145,6 +1273,55 @@ class TestSingleStatements(OnBackend):
                     statements.clear()
                     assert call() is answer
                     assert [s for s in statements if s != "BEGIN"] == ["UPDATE"]
+        finally:
+            engine.dispose()
+
+    def test_contact_update_is_one_update(self) -> None:
+        """update_contact, won or lost, and with_history's: one UPDATE ... RETURNING."""
+        engine = self.backend.engine_for_tests()
+        with engine.connect() as connection:  # the dialect's first-connect queries, uncounted
+            connection.execute(sa.select(sa.literal(1)))
+        statements: list[str] = []
+
+        def record(connection: sa.Connection, cursor: Any, statement: str, *_: Any) -> None:
+            statements.append(statement)
+
+        sa.event.listen(engine, "before_cursor_execute", record)
+        try:
+            with sqlalchemy_storage(engine, metadata=self.backend.metadata) as storage:
+                created = storage.accounts.create(
+                    NewAccount(username="aliya", email="a@example.kz", phone=PHONE), now=T0
+                )
+                contact = dataclasses.replace(created.contact, time_zone="Asia/Almaty")
+                assert storage.with_history is not None
+                for store, stamp, won in (
+                    (storage.accounts, created.security_stamp, True),
+                    (storage.accounts, created.security_stamp, False),
+                    (storage.with_history, created.security_stamp, False),
+                ):
+                    statements.clear()
+                    written = store.update_contact(
+                        created.id, expected_stamp=stamp, contact=contact
+                    )
+                    assert (written is not None) is won
+                    sent = [s for s in statements if not s.upper().startswith("BEGIN")]
+                    assert len(sent) == 1, sent
+                    assert sent[0].upper().startswith("UPDATE")
+                    assert "RETURNING" in sent[0].upper()
+                statements.clear()
+                assert (
+                    storage.accounts.update_contact(
+                        "x" * 10_000, expected_stamp="s", contact=contact
+                    )
+                    is None
+                )
+                assert (
+                    storage.accounts.update_contact(
+                        created.id, expected_stamp="\x00", contact=contact
+                    )
+                    is None
+                )
+                assert statements == []
         finally:
             engine.dispose()
 
@@ -1341,6 +1518,156 @@ class TestAddingIinAndNames(OnBackend):
                 connection.execute(
                     sa.update(table).where(table.c.id == rows[0]["id"]), {"iin": IIN}
                 )
+        finally:
+            md.drop_all(engine)
+
+
+class TestContactDuplicates(OnBackend):
+    def test_the_email_is_named_before_the_phone(self) -> None:
+        """Both taken: the e-mail is named (as at create); each alone names itself."""
+        for table, columns in ((None, None), (self.backend.users, USER_COLUMNS)):
+            self.backend.reset()
+            defaults = None if table is None else {"is_active": True}
+            store = SQLAlchemyAccountStore(
+                self.db, table=table, columns=columns, insert_defaults=defaults
+            )
+            created = store.create(NewAccount(username="aliya", email="a@example.kz"), now=T0)
+            store.create(NewAccount(username="b", email="b@example.kz", phone=PHONE), now=T0)
+            for change, field in (
+                ({"email": "B@example.kz", "phone": PHONE}, "email"),
+                ({"phone": PHONE}, "phone"),
+                ({"email": "b@EXAMPLE.kz"}, "email"),
+            ):
+                with pytest.raises(DuplicateAccountError) as caught:
+                    store.update_contact(
+                        created.id,
+                        expected_stamp=created.security_stamp,
+                        contact=dataclasses.replace(created.contact, **change),  # type: ignore[arg-type]
+                    )
+                assert caught.value.field == field
+                assert store.get(created.id) == created
+
+    def test_without_returning(self) -> None:
+        """A dialect without UPDATE ... RETURNING (SQLite before 3.35): UPDATE, then SELECT."""
+        engine = self.backend.engine_for_tests()
+        engine.dialect.update_returning = False
+        statements: list[str] = []
+
+        def record(connection: sa.Connection, cursor: Any, statement: str, *_: Any) -> None:
+            statements.append(statement.split(None, 1)[0].upper())
+
+        try:
+            with sqlalchemy_storage(engine, metadata=self.backend.metadata) as storage:
+                created = storage.accounts.create(NewAccount(email="a@example.kz"), now=T0)
+                storage.accounts.create(NewAccount(email="b@example.kz"), now=T0)
+                sa.event.listen(engine, "before_cursor_execute", record)
+                contact = dataclasses.replace(created.contact, phone=PHONE, time_zone="UTC")
+                written = storage.accounts.update_contact(
+                    created.id, expected_stamp=created.security_stamp, contact=contact
+                )
+                assert written is not None
+                assert written == storage.accounts.get(created.id)
+                assert written.contact == contact
+                assert [s for s in statements if s != "BEGIN"][:2] == ["UPDATE", "SELECT"]
+                assert storage.with_history is not None
+                for store in (storage.accounts, storage.with_history):
+                    stale = store.update_contact(
+                        created.id, expected_stamp=created.security_stamp, contact=contact
+                    )
+                    assert stale is None
+                    with pytest.raises(DuplicateAccountError):
+                        store.update_contact(
+                            created.id,
+                            expected_stamp=written.security_stamp,
+                            contact=dataclasses.replace(contact, email="B@example.kz"),
+                        )
+                assert storage.accounts.get(created.id) == written
+        finally:
+            engine.dispose()
+
+
+# The migration docs/storage.md gives for the contact details (existing phones verified).
+_ADD_CONTACT = {
+    "postgresql": [
+        "ALTER TABLE {table} ADD COLUMN phone_verified boolean NOT NULL DEFAULT false",
+        "UPDATE {table} SET phone_verified = true WHERE phone IS NOT NULL",
+    ],
+    "sqlite": [
+        "ALTER TABLE {table} ADD COLUMN phone_verified BOOLEAN NOT NULL DEFAULT 0",
+        "UPDATE {table} SET phone_verified = 1 WHERE phone IS NOT NULL",
+    ],
+}
+_ADD_CONTACT_NULLABLE = (
+    "ALTER TABLE {table} ADD COLUMN pending_email VARCHAR(254)",
+    "ALTER TABLE {table} ADD COLUMN pending_phone VARCHAR(16)",
+    "ALTER TABLE {table} ADD COLUMN previous_email VARCHAR(254)",
+    "ALTER TABLE {table} ADD COLUMN email_changed_at BIGINT",
+    "ALTER TABLE {table} ADD COLUMN time_zone VARCHAR(64)",
+)
+
+
+class TestAddingTheContactColumns(OnBackend):
+    def test_documented_migration(self) -> None:
+        """A table from before the contact columns: its phones read verified, the rest None."""
+        engine = self.backend.engine
+        md = make_metadata(f"pre_{secrets.token_hex(3)}_", schema=self.backend.metadata.schema)
+        table = next(t for t in md.sorted_tables if t.name.endswith("accounts"))
+        old_md = sa.MetaData(schema=md.schema)
+        old = sa.Table(
+            table.name,
+            old_md,
+            *(c for c in _account_columns(stamp=True) if c.name not in CONTACT_FIELDS),
+            *(
+                sa.UniqueConstraint(name, name=f"uq_{table.name}_{name}")
+                for name in ("username_key", "email_key", "phone", "iin")
+            ),
+        )
+        old_md.create_all(engine)
+        try:
+            rows: list[dict[str, Any]] = [
+                {
+                    "id": secrets.token_hex(16),
+                    "username": f"user{i}",
+                    "username_key": f"user{i}",
+                    "phone": None if i % 2 else f"+7701000000{i}",
+                    "email_confirmed": False,
+                    "failed_logins": 0,
+                    "created_at": 1_700_000_000_000_000 + i,
+                    "language": "en",
+                    "security_stamp": secrets.token_hex(16),
+                }
+                for i in range(4)
+            ]
+            with engine.begin() as connection:
+                connection.execute(sa.insert(old), rows)
+                for statement in (*_ADD_CONTACT[self.backend.name], *_ADD_CONTACT_NULLABLE):
+                    connection.exec_driver_sql(statement.format(table=table.fullname))
+            with SQLAlchemyDatabase(engine, metadata=md) as db:
+                store = SQLAlchemyAccountStore(db)
+                for i, row in enumerate(rows):
+                    found = store.get(row["id"])
+                    assert found is not None
+                    assert found.phone_verified is (i % 2 == 0)
+                    assert found.contact == Contact(
+                        email=None,
+                        email_confirmed=False,
+                        phone=row["phone"],
+                        phone_verified=i % 2 == 0,
+                    )
+                moved = store.update_contact(
+                    rows[1]["id"],
+                    expected_stamp=rows[1]["security_stamp"],
+                    contact=Contact(
+                        email="new@example.kz",
+                        email_confirmed=False,
+                        phone=None,
+                        phone_verified=False,
+                        pending_phone="+77020000001",
+                        time_zone="Asia/Almaty",
+                    ),
+                )
+                assert moved is not None
+                assert moved == store.get(rows[1]["id"])
         finally:
             md.drop_all(engine)
 

@@ -11,6 +11,7 @@ import threading
 import time
 import types
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,10 @@ from _faces import innermost
 from kaspi_identity._errors import CorruptRecordError, DuplicateAccountError, StorageError
 from kaspi_identity.storage import (
     CodeAttempt,
+    Contact,
     HistoryEntry,
     NewAccount,
+    OutboxMessage,
     Storage,
 )
 from kaspi_identity.storage import sqlite as sqlite_module
@@ -31,6 +34,7 @@ from kaspi_identity.storage.sqlite import (
     SQLiteAccountStore,
     SQLiteAccountWithHistory,
     SQLiteDatabase,
+    SQLiteOutboxStore,
     SQLitePasswordHistoryStore,
     SQLiteTokenLedger,
     async_sqlite_storage,
@@ -142,7 +146,7 @@ class TestSchema:
         """A new file is created at SCHEMA_VERSION, in WAL mode."""
         path = tmp_path / "new.sqlite3"
         with SQLiteDatabase(path) as db:
-            assert db.schema_version == SCHEMA_VERSION == 5
+            assert db.schema_version == SCHEMA_VERSION == 6
             assert db.path == str(path)
         raw = _raw(path)
         assert raw.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
@@ -371,7 +375,139 @@ def _version_3_file(path: Path) -> None:
     raw.close()
 
 
+# What versions 4 and 5 added to version 3 (frozen: never edit).
+_SCHEMA_V4_STEP = (
+    "ALTER TABLE accounts ADD COLUMN password_changed_at INTEGER",
+    "UPDATE accounts SET password_changed_at ="
+    " CAST(ROUND((julianday('now') - 2440587.5) * 86400000000.0) AS INTEGER)"
+    " WHERE password_hash IS NOT NULL",
+    "ALTER TABLE accounts ADD COLUMN must_change_password INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE accounts ADD COLUMN grace_logins_used INTEGER NOT NULL DEFAULT 0",
+)
+_SCHEMA_V5_STEP = (
+    """
+    CREATE TABLE outbox (
+        id TEXT PRIMARY KEY NOT NULL,
+        channel TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        language TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        account_id TEXT,
+        created_at INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_attempt_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        last_error TEXT
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX outbox_due ON outbox (status, next_attempt_at, created_at)",
+    "CREATE INDEX outbox_by_age ON outbox (created_at, id)",
+)
+_V5_ACCOUNTS = 10
+
+
+def _version_5_file(path: Path) -> None:
+    """Write a database at schema version 5: even accounts have a phone, odd ones none."""
+    raw = _raw(path)
+    raw.execute("PRAGMA journal_mode = WAL")
+    raw.execute("BEGIN")
+    for statement in (
+        *_SCHEMA_V1,
+        *_SCHEMA_V2_STEP,
+        *_SCHEMA_V3_STEP,
+        *_SCHEMA_V4_STEP,
+        *_SCHEMA_V5_STEP,
+    ):
+        raw.execute(statement)
+    raw.executemany(
+        "INSERT INTO accounts (id, username, username_key, email, email_key, phone,"
+        " password_hash, created_at, security_stamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                f"id-{i}",
+                f"User{i}",
+                f"user{i}",
+                f"user{i}@example.kz",
+                f"user{i}@example.kz",
+                None if i % 2 else f"+7701000{i:04d}",
+                SECRET_HASH,
+                _T0_US,
+                f"st-{i}",
+            )
+            for i in range(_V5_ACCOUNTS)
+        ],
+    )
+    raw.execute("PRAGMA user_version = 5")
+    raw.execute("COMMIT")
+    raw.close()
+
+
 class TestMigration:
+    def test_version_5_file_counts_existing_phones_as_verified(self, tmp_path: Path) -> None:
+        """Version 6 adds the contact details: a phone stored before it counts as verified.
+
+        So the accounts that had a phone keep receiving reset codes after the upgrade; the
+        ones without stay unverified, and the other new fields start empty.
+        """
+        path = tmp_path / "v5.sqlite3"
+        _version_5_file(path)
+        with sqlite_storage(path) as storage:
+            assert isinstance(storage.accounts, SQLiteAccountStore)
+            assert storage.accounts.database.schema_version == SCHEMA_VERSION == 6
+            for i in range(_V5_ACCOUNTS):
+                account = storage.accounts.get(f"id-{i}")
+                assert account is not None
+                assert account.security_stamp == f"st-{i}"
+                assert account.phone == (None if i % 2 else f"+7701000{i:04d}")
+                assert account.phone_verified is (i % 2 == 0)
+                assert account.contact == Contact(
+                    email=f"user{i}@example.kz",
+                    email_confirmed=False,
+                    phone=account.phone,
+                    phone_verified=account.phone_verified,
+                )
+            # A migrated account's contact changes like a new one's.
+            old = storage.accounts.get("id-1")
+            assert old is not None
+            changed = storage.accounts.update_contact(
+                "id-1",
+                expected_stamp="st-1",
+                contact=replace(old.contact, pending_phone="+77020000001", time_zone="Asia/Almaty"),
+            )
+            assert changed is not None
+            assert changed == storage.accounts.get("id-1")
+            assert (changed.pending_phone, changed.time_zone) == ("+77020000001", "Asia/Almaty")
+            assert changed.security_stamp != "st-1"
+            with pytest.raises(DuplicateAccountError) as caught:
+                storage.accounts.update_contact(
+                    "id-1",
+                    expected_stamp=changed.security_stamp,
+                    contact=replace(changed.contact, phone="+77010000000"),
+                )
+            assert caught.value.field == "phone"
+        verified = "SELECT count(*) FROM accounts WHERE phone_verified = 1"
+        assert _row(path, verified) == ((_V5_ACCOUNTS + 1) // 2,)
+        with sqlite_storage(path) as storage:  # reopening does not migrate again
+            account = storage.accounts.get("id-0")
+            assert account is not None
+            assert account.phone_verified
+
+    def test_version_5_to_6_is_one_transaction(self, tmp_path: Path) -> None:
+        """Step 6 failing at its last statement leaves version 5 and its phones as they were."""
+        path = tmp_path / "v5.sqlite3"
+        _version_5_file(path)
+        _corrupt(path, "ALTER TABLE accounts ADD COLUMN time_zone BLOB")  # its last column
+        with pytest.raises(StorageError):
+            SQLiteDatabase(path)
+        assert _row(path, "PRAGMA user_version") == (5,)
+        raw = _raw(path)
+        columns = {row[1] for row in raw.execute("PRAGMA table_info(accounts)")}
+        raw.close()
+        assert "phone_verified" not in columns
+        assert "pending_email" not in columns
+
     def test_version_3_file_counts_passwords_from_the_upgrade(self, tmp_path: Path) -> None:
         """Version 4 adds the password's age: an existing password counts as set at the upgrade."""
         path = tmp_path / "v3.sqlite3"
@@ -380,7 +516,7 @@ class TestMigration:
         with sqlite_storage(path) as storage:
             after = datetime.now(timezone.utc)
             assert isinstance(storage.accounts, SQLiteAccountStore)
-            assert storage.accounts.database.schema_version == SCHEMA_VERSION == 5
+            assert storage.accounts.database.schema_version == SCHEMA_VERSION == 6
             for i in range(_V2_ACCOUNTS):
                 account = storage.accounts.get(f"id-{i}")
                 assert account is not None
@@ -419,7 +555,7 @@ class TestMigration:
         _version_1_file(path)
         with sqlite_storage(path) as storage:
             assert isinstance(storage.accounts, SQLiteAccountStore)
-            assert storage.accounts.database.schema_version == SCHEMA_VERSION == 5
+            assert storage.accounts.database.schema_version == SCHEMA_VERSION == 6
             accounts = [storage.accounts.get(f"id-{i}") for i in range(_V1_ACCOUNTS)]
             stamps = set()
             for i, account in enumerate(accounts):
@@ -474,7 +610,7 @@ class TestMigration:
         _version_2_file(path)
         with sqlite_storage(path) as storage:
             assert isinstance(storage.accounts, SQLiteAccountStore)
-            assert storage.accounts.database.schema_version == SCHEMA_VERSION == 5
+            assert storage.accounts.database.schema_version == SCHEMA_VERSION == 6
             for i in range(_V2_ACCOUNTS):
                 account = storage.accounts.get(f"id-{i}")
                 assert account is not None
@@ -776,6 +912,20 @@ class TestCorruptRows:
             'UPDATE accounts SET names = \'["a","b","c","d","e","f","g","h","i"]\'',
             # 129 characters: longer than a name may be
             "UPDATE accounts SET names = '[\"' || replace(hex(zeroblob(65)), '0', 'n') || '\"]'",
+            "UPDATE accounts SET phone_verified = 2",
+            "UPDATE accounts SET phone_verified = 'yes'",
+            "UPDATE accounts SET phone_verified = 0.5",
+            "UPDATE accounts SET phone = NULL, phone_verified = 1",  # verified, but no phone
+            "UPDATE accounts SET pending_email = ''",
+            "UPDATE accounts SET pending_email = X'00ff'",
+            "UPDATE accounts SET pending_phone = '87011234567'",
+            "UPDATE accounts SET previous_email = 'old@example.kz'",  # without its time
+            "UPDATE accounts SET email_changed_at = 42",  # without the address
+            "UPDATE accounts SET previous_email = 'old@example.kz', email_changed_at = 'noon'",
+            "UPDATE accounts SET previous_email = 'a@b.kz', email_changed_at = 900000000000000000",
+            "UPDATE accounts SET time_zone = 'Not a zone!'",
+            "UPDATE accounts SET time_zone = ''",
+            "UPDATE accounts SET time_zone = X'417369612f416c6d617479'",  # the name as a BLOB
         ],
     )
     def test_bad_account_rows(self, tmp_path: Path, statement: str) -> None:
@@ -793,6 +943,39 @@ class TestCorruptRows:
             assert all(name not in message for name in SECRET_NAMES)
             with pytest.raises(CorruptRecordError):
                 storage.accounts.find_by_login("username", "aliya")
+
+    @pytest.mark.parametrize(
+        "statement",
+        [
+            "UPDATE accounts SET created_at = 'yesterday'",
+            "UPDATE accounts SET names = 'Алия'",
+            "UPDATE accounts SET must_change_password = 3",
+        ],
+    )
+    def test_contact_update_of_a_bad_row_writes_nothing(
+        self, tmp_path: Path, statement: str
+    ) -> None:
+        """update_contact reads the row back before it commits: garbage rolls it back."""
+        path = tmp_path / "corrupt.sqlite3"
+        account_id = _seed(path)
+        with sqlite_storage(path) as storage:
+            seeded = storage.accounts.get(account_id)
+        assert seeded is not None
+        _corrupt(path, statement)
+        query = "SELECT email, phone, time_zone, security_stamp FROM accounts"
+        before = _row(path, query)
+        with sqlite_storage(path, outbox=True) as storage:
+            for store in (storage.accounts, storage.with_history):
+                assert store is not None
+                with pytest.raises(CorruptRecordError):
+                    store.update_contact(
+                        account_id,
+                        expected_stamp=seeded.security_stamp,
+                        contact=replace(seeded.contact, email="new@example.kz", time_zone="UTC"),
+                    )
+            assert storage.outbox is not None
+            assert storage.outbox.list() == []
+        assert _row(path, query) == before
 
     @pytest.mark.parametrize(
         "statement",
@@ -983,7 +1166,74 @@ def _replace_in_threads(path: str, account_id: str, process: int, start: Any, re
         results.put((calls[0], wins))
 
 
+def _update_contact_in_threads(
+    path: str, account_id: str, stamp: str, process: int, start: Any, results: Any
+) -> None:
+    """Child process: 8 threads write a contact from one stamp, each its own address."""
+    with sqlite_storage(path) as storage:
+        accounts = storage.accounts
+        before = accounts.get(account_id)
+        assert before is not None
+        local = threading.Barrier(_THREADS_PER_PROCESS)
+        wins: list[str] = []
+        calls = [0]
+        lock = threading.Lock()
+
+        def update(index: int) -> None:
+            email = f"racer-{process}-{index}@example.kz"
+            local.wait(timeout=60)
+            won = accounts.update_contact(
+                account_id, expected_stamp=stamp, contact=replace(before.contact, email=email)
+            )
+            with lock:
+                calls[0] += 1
+                if won is not None:
+                    wins.append(email)
+
+        threads = [threading.Thread(target=update, args=(i,)) for i in range(_THREADS_PER_PROCESS)]
+        start.wait(timeout=60)
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        results.put((calls[0], wins))
+
+
 class TestAcrossProcesses:
+    def test_racing_processes_update_the_contact(self, tmp_path: Path) -> None:
+        """4 processes x 8 threads writing a contact from one stamp: exactly one writes."""
+        path = str(tmp_path / "contact.sqlite3")
+        account_id = _seed(Path(path))
+        with sqlite_storage(path) as storage:
+            seeded = storage.accounts.get(account_id)
+        assert seeded is not None
+        context = multiprocessing.get_context("spawn")
+        start = context.Barrier(_PROCESSES)
+        results = context.Queue()
+        processes = [
+            context.Process(
+                target=_update_contact_in_threads,
+                args=(path, account_id, seeded.security_stamp, index, start, results),
+            )
+            for index in range(_PROCESSES)
+        ]
+        for process in processes:
+            process.start()
+        outcomes = [results.get(timeout=120) for _ in processes]
+        for process in processes:
+            process.join(timeout=60)
+            assert process.exitcode == 0
+        results.close()
+        results.join_thread()
+        assert sum(calls for calls, _ in outcomes) == _PROCESSES * _THREADS_PER_PROCESS
+        winners = [won for _, wins in outcomes for won in wins]
+        assert len(winners) == 1
+        with sqlite_storage(path) as storage:
+            account = storage.accounts.get(account_id)
+            assert account is not None
+            assert account.email == winners[0]
+            assert storage.accounts.find_by_login("email", winners[0]) == account
+
     def test_racing_processes_consume_once(self, tmp_path: Path) -> None:
         """4 processes x 8 threads racing on one fresh file: exactly one consume() wins."""
         path = str(tmp_path / "shared.sqlite3")
@@ -1171,6 +1421,61 @@ class TestSingleStatements:
             accounts.set_password_hash(account.id, expected="h1", new="h2", rotate_stamp=1)  # type: ignore[arg-type]
         assert traced.statements == []
         assert accounts.get(account.id) == account
+
+    def test_contact_update_is_one_update_and_its_read(self, traced: _TracedDatabase) -> None:
+        """update_contact: the compare-and-set UPDATE and the row read back; lost: the UPDATE."""
+        accounts = SQLiteAccountStore(traced)
+        with_history = SQLiteAccountWithHistory(traced, outbox=SQLiteOutboxStore(traced))
+        account = accounts.create(
+            NewAccount(username="aliya", email="a@example.kz", password_hash="h1"), now=T0
+        )
+        contact = replace(account.contact, time_zone="UTC")
+        traced.statements.clear()
+        written = accounts.update_contact(
+            account.id, expected_stamp=account.security_stamp, contact=contact
+        )
+        assert written is not None
+        update = traced.statements[1]
+        assert update.startswith("UPDATE accounts SET email = ?")
+        assert update.endswith("WHERE id = ? AND security_stamp = ?")
+        assert traced.statements == [
+            "BEGIN IMMEDIATE",
+            update,
+            _shape(sqlite_module._SELECT_ACCOUNT["id"]),
+            "COMMIT",
+        ]
+        for store in (accounts, with_history):  # lost: the UPDATE alone
+            traced.statements.clear()
+            stale = store.update_contact(
+                account.id, expected_stamp=account.security_stamp, contact=contact
+            )
+            assert stale is None
+            assert traced.statements == ["BEGIN IMMEDIATE", update, "COMMIT"]
+        traced.statements.clear()
+        message = OutboxMessage(
+            id="0" * 32,
+            channel="email",
+            kind="email_changed",
+            to="a@example.kz",
+            language="kk",
+            payload="{}",
+            account_id=account.id,
+            created_at=T0,
+        )
+        assert with_history.update_contact(
+            account.id, expected_stamp=written.security_stamp, contact=contact, messages=[message]
+        )
+        assert traced.statements[:3] == ["BEGIN IMMEDIATE", update, traced.statements[2]]
+        assert traced.statements[2].startswith("SELECT id, username")
+        assert traced.statements[3].startswith("INSERT OR IGNORE INTO outbox")
+        assert traced.statements[4:] == ["COMMIT"]
+        traced.statements.clear()
+        for garbage in ("", "x" * 300, "\ud800", "a\x00"):
+            assert accounts.update_contact(garbage, expected_stamp="s", contact=contact) is None
+            assert (
+                accounts.update_contact(account.id, expected_stamp=garbage, contact=contact) is None
+            )
+        assert traced.statements == []
 
 
 class TestWithHistoryStatements:

@@ -497,7 +497,11 @@ CREATE TABLE users (
     names TEXT NOT NULL DEFAULT '[]',
     pw_set_at INTEGER,
     must_change INTEGER NOT NULL DEFAULT 0,
-    grace_used INTEGER NOT NULL DEFAULT 0
+    grace_used INTEGER NOT NULL DEFAULT 0,
+    phone_ok INTEGER NOT NULL DEFAULT 0,
+    pending_email TEXT, pending_phone TEXT,
+    previous_email TEXT, email_changed_at INTEGER,
+    time_zone TEXT
 )
 """
 

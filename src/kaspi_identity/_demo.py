@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
 from urllib.parse import parse_qs, urlsplit
@@ -44,6 +45,7 @@ _WEAK = ("summer", "sum", "1")
 _FIRST = ("Summer2023!", "Summer2023", "Summer-rain-2023!", "Summer rain over Almaty 2023!")
 _BY_EMAIL = ("Tulip#Garden7", "Tulip7Gard", "Tulip-garden-by-the-steppe-47")
 _BY_SMS = ("Steppe&Eagle42", "Steppe42Eg", "Steppe-eagle-above-Altai-42")
+_DEMO_SMS_COOLDOWN = timedelta(milliseconds=200)
 _AFTER_UNDO = ("Charyn@Canyon9", "Charyn9Cny", "Charyn-canyon-after-the-rain-9")
 
 
@@ -155,7 +157,12 @@ def _lifecycle(
         secret_keys=(secrets.token_bytes(32),),
         confirm_url="https://portal.example.kz/confirm",
         reset_url="https://portal.example.kz/reset",
+        email_change_url="https://portal.example.kz/email/confirm",
+        email_undo_url="https://portal.example.kz/email/undo",
         site_name="portal.example.kz",
+        # One SMS per number per cooldown, whichever flow sends it: the demo proves the
+        # phone and then resets by SMS within seconds, so its cooldown is short.
+        sms_cooldown=_DEMO_SMS_COOLDOWN,
     )
     service = IdentityService(storage, settings, email_sender=tee, sms_sender=tee, policy=policy)
     worker = OutboxWorker(service)
@@ -293,6 +300,7 @@ def _steps(
         raise _StepFailed("a used reset link worked a second time")
 
     say("demo.sms_requested", phone=phone)
+    time.sleep(_DEMO_SMS_COOLDOWN.total_seconds())  # the proof's SMS went to this number
     if not service.request_sms_reset(phone, client_key="demo"):
         raise _StepFailed("the SMS request was refused")
     _delivered(storage)

@@ -103,6 +103,8 @@ from ._logic import (
     check_reserve,
     check_rotate_stamp,
     check_set_email,
+    check_update_contact,
+    contact_keys,
     fresh_account,
     hit_window,
     login_keys,
@@ -137,8 +139,10 @@ from ._protocols import LoginKind, Storage
 from ._records import (
     MAX_NAMES,
     NAME_MAX_LENGTH,
+    TIME_ZONE_MAX_LENGTH,
     Account,
     CodeAttempt,
+    Contact,
     HistoryEntry,
     NewAccount,
     RateLimitResult,
@@ -216,13 +220,36 @@ ACCOUNT_FIELDS = (
     "password_changed_at",
     "must_change_password",
     "grace_logins_used",
+    "phone_verified",
+    "pending_email",
+    "pending_phone",
+    "previous_email",
+    "email_changed_at",
+    "time_zone",
 )
-_TIME_FIELDS = ("last_failed_login_at", "last_login_at", "created_at", "password_changed_at")
+_TIME_FIELDS = (
+    "last_failed_login_at",
+    "last_login_at",
+    "created_at",
+    "password_changed_at",
+    "email_changed_at",
+)
 #: The password-age fields: a host's table may go without them (mapped to ``None``), and
 #: then keeps no age -- no maximum age applies and no change can be required.
 _AGE_FIELDS = ("password_changed_at", "must_change_password", "grace_logins_used")
+#: The contact fields after ``email`` and ``phone`` (see :class:`Contact`). A host's table
+#: may go without any of them: without ``phone_verified`` every stored phone counts as
+#: verified; without one of the others it reads as ``None`` and cannot be written.
+_CONTACT_FIELDS = (
+    "phone_verified",
+    "pending_email",
+    "pending_phone",
+    "previous_email",
+    "email_changed_at",
+    "time_zone",
+)
 #: Fields a host's table may go without, mapped to ``None`` in ``columns``.
-_OPTIONAL_FIELDS = ("iin", *_AGE_FIELDS)
+_OPTIONAL_FIELDS = ("iin", *_AGE_FIELDS, *_CONTACT_FIELDS)
 #: The longest ``names`` the store writes: compact JSON of 8 names of 128 characters, each
 #: character escaped as ``\u00XX`` at worst (control characters; the rest stay as they are).
 _NAMES_TEXT_MAX_LENGTH = 2 + MAX_NAMES * (2 + 6 * NAME_MAX_LENGTH) + MAX_NAMES - 1
@@ -244,6 +271,11 @@ _MISSING_HINTS = {
         _AGE_FIELDS,
         " (add the three password-age columns, or map all three to None in columns for a"
         " table that keeps no password age; docs/storage.md shows the migration)",
+    ),
+    **dict.fromkeys(
+        _CONTACT_FIELDS,
+        " (add the six contact columns, or map the missing ones to None in columns;"
+        " docs/storage.md shows the migration)",
     ),
 }
 _KEY_FIELDS = {"username": "username_key", "email": "email_key", "phone": "phone", "iin": "iin"}
@@ -299,6 +331,14 @@ def make_metadata(prefix: str = "kaspi_", *, schema: str | None = None) -> sa.Me
         sa.Column("password_changed_at", sa.BigInteger()),
         sa.Column("must_change_password", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.Column("grace_logins_used", sa.Integer(), nullable=False, server_default="0"),
+        # The contact details (AccountStore.update_contact); docs/storage.md shows how an
+        # existing table adds the six columns, its phones counted as verified.
+        sa.Column("phone_verified", sa.Boolean(), nullable=False, server_default=sa.false()),
+        sa.Column("pending_email", sa.String(254)),
+        sa.Column("pending_phone", sa.String(16)),
+        sa.Column("previous_email", sa.String(254)),
+        sa.Column("email_changed_at", sa.BigInteger()),
+        sa.Column("time_zone", sa.String(TIME_ZONE_MAX_LENGTH)),
         sa.UniqueConstraint("username_key", name=f"uq_{p}accounts_username_key"),
         sa.UniqueConstraint("email_key", name=f"uq_{p}accounts_email_key"),
         sa.UniqueConstraint("phone", name=f"uq_{p}accounts_phone"),
@@ -863,6 +903,16 @@ class _NewRow:
     account: Account
 
 
+@dataclass(frozen=True, slots=True)
+class _ContactSwap:
+    """What :meth:`SQLAlchemyAccountStore.update_contact` runs, built before the transaction."""
+
+    pk: object
+    keys: dict[str, str | None]
+    statement: sa.Update
+    returning: bool
+
+
 class SQLAlchemyAccountStore(_Store):
     """An :class:`~kaspi_identity.storage.AccountStore` over a table with the needed columns.
 
@@ -979,9 +1029,11 @@ class SQLAlchemyAccountStore(_Store):
                 problems.append("id: a string id column needs room for 32 characters")
             if field in _TIME_FIELDS and not isinstance(kind, (sa.Integer, sa.DateTime)):
                 problems.append(f"{field}: the column must be an integer or a DateTime")
-            if field in ("email_confirmed", "must_change_password") and not isinstance(
-                kind, (sa.Boolean, sa.Integer)
-            ):
+            if field in (
+                "email_confirmed",
+                "must_change_password",
+                "phone_verified",
+            ) and not isinstance(kind, (sa.Boolean, sa.Integer)):
                 problems.append(f"{field}: the column must be Boolean or Integer")
             if field == "grace_logins_used" and not isinstance(kind, sa.Integer):
                 problems.append("grace_logins_used: the column must be an integer")
@@ -997,6 +1049,21 @@ class SQLAlchemyAccountStore(_Store):
                 problems.append("iin: the column must be a string with room for 12 characters")
             if field == "names":
                 problems.extend(_names_column_problems(column))
+            if field == "time_zone" and not (
+                isinstance(kind, sa.String)
+                and (kind.length or TIME_ZONE_MAX_LENGTH) >= TIME_ZONE_MAX_LENGTH
+            ):
+                problems.append(
+                    f"time_zone: the column must be a string with room for "
+                    f"{TIME_ZONE_MAX_LENGTH} characters"
+                )
+        if ("previous_email" in mapped) != ("email_changed_at" in mapped) and (
+            names.get("previous_email", "") is None or names.get("email_changed_at", "") is None
+        ):
+            problems.append(
+                "previous_email and email_changed_at: map both to columns or both to None"
+                " (they are kept together)"
+            )
         if problems:
             raise ValueError("cannot map the account table: " + "; ".join(problems))
         return mapped
@@ -1032,6 +1099,16 @@ class SQLAlchemyAccountStore(_Store):
             if "password_changed_at" in self._times
             else None
         )
+        phone_verified = stored.get("phone_verified", stored["phone"] is not None)
+        if type(phone_verified) is not bool and not (
+            type(phone_verified) is int and phone_verified in (0, 1)
+        ):
+            raise corrupt("account", "phone_verified is not a boolean")
+        email_changed_at = (
+            self._times["email_changed_at"].from_db(stored["email_changed_at"], "email_changed_at")
+            if "email_changed_at" in self._times
+            else None
+        )
         if self._integer_id and type(pk) is not int:
             raise corrupt("account", "id is not an integer")
         created_at = self._times["created_at"].from_db(created, "created_at")
@@ -1060,6 +1137,12 @@ class SQLAlchemyAccountStore(_Store):
                 grace_logins_used=read_int(
                     stored.get("grace_logins_used", 0), "account", "grace_logins_used"
                 ),
+                phone_verified=bool(phone_verified),
+                pending_email=stored.get("pending_email"),
+                pending_phone=stored.get("pending_phone"),
+                previous_email=stored.get("previous_email"),
+                email_changed_at=email_changed_at,
+                time_zone=stored.get("time_zone"),
             )
         except (TypeError, ValueError) as exc:
             if isinstance(exc, CorruptRecordError):
@@ -1082,12 +1165,18 @@ class SQLAlchemyAccountStore(_Store):
         )
         return connection.execute(query.limit(1)).first() is not None
 
-    def _first_taken(self, connection: sa.Connection, keys: Mapping[str, str | None]) -> str | None:
+    def _first_taken(
+        self,
+        connection: sa.Connection,
+        keys: Mapping[str, str | None],
+        other_than: object | None = None,
+    ) -> str | None:
         """Return the first of ``keys`` (in their order) another account already has.
 
         One statement, so one snapshot: checked one by one under READ COMMITTED, a racing
         create committing between two checks would be reported by a later identifier
-        ("iin") although the first one ("username") clashes too.
+        ("iin") although the first one ("username") clashes too. ``other_than``: the
+        primary key of an account whose own identifiers do not count.
         """
         present = [(field, value) for field, value in keys.items() if value is not None]
         if not present:
@@ -1098,6 +1187,8 @@ class SQLAlchemyAccountStore(_Store):
             .select_from(self._table)
             .where(sa.or_(*matches))
         )
+        if other_than is not None:
+            query = query.where(self._columns["id"] != other_than)
         rows = connection.execute(query).all()
         for index, (field, _) in enumerate(present):
             if any(row[index] == 1 for row in rows):
@@ -1132,6 +1223,8 @@ class SQLAlchemyAccountStore(_Store):
             )
         if new.must_change_password:
             self._require_field("must_change_password")
+        if new.time_zone is not None:
+            self._require_contact_field("time_zone")
         keys = login_keys(new)  # in the protocol's order: user name, e-mail, phone, IIN
         stamp = new_security_stamp()
         c = self._columns
@@ -1161,12 +1254,18 @@ class SQLAlchemyAccountStore(_Store):
             values[c["must_change_password"].key] = new.must_change_password
         if "grace_logins_used" in c:
             values[c["grace_logins_used"].key] = 0
+        if "phone_verified" in c:
+            values[c["phone_verified"].key] = new.phone_verified
+        if "time_zone" in c:
+            values[c["time_zone"].key] = new.time_zone
         if not self._integer_id:
             values[c["id"].key] = secrets.token_hex(16)
         # The id is known once the row is in (an integer key comes from the database).
         account = replace(fresh_account(new, "pending", at), security_stamp=stamp)
         if "password_changed_at" not in c:
             account = replace(account, password_changed_at=None)
+        if "phone_verified" not in c:  # as a read of the row will say
+            account = replace(account, phone_verified=new.phone is not None)
         return _NewRow(keys, values, sa.insert(self._table).values(values), account)
 
     def _insert_row(self, connection: sa.Connection, row: _NewRow) -> Account:
@@ -1192,6 +1291,117 @@ class SQLAlchemyAccountStore(_Store):
             raise ValueError(
                 f"table {self._table.name!r} keeps no password age (columns maps {field!r} to None)"
             )
+
+    def _require_contact_field(self, field: str) -> None:
+        if field not in self._columns:
+            raise StorageError(
+                f"table {self._table.name!r} has no {field} column (columns maps {field!r} to"
+                " None), so this contact cannot be stored in it"
+            )
+
+    def _plan_contact(
+        self,
+        account_id: str,
+        expected_stamp: str,
+        contact: Contact,
+        *,
+        rotate_stamp: bool,
+        clear_password: bool,
+    ) -> _ContactSwap | None:
+        """Check ``update_contact``'s arguments; build its one ``UPDATE``.
+
+        ``None`` means no row can match (an id or a stamp no account can have).
+        """
+        key = check_update_contact(
+            account_id,
+            expected_stamp,
+            contact,
+            ("rotate_stamp", rotate_stamp),
+            ("clear_password", clear_password),
+        )
+        c = self._columns
+        for field in _CONTACT_FIELDS[1:]:
+            if getattr(contact, field) is not None:
+                self._require_contact_field(field)
+        if contact.phone is not None and not contact.phone_verified:
+            # Without the column every stored phone reads as verified: an unverified one
+            # would come back verified, and receive reset codes.
+            self._require_contact_field("phone_verified")
+        pk = None if key is None else self._pk(key)
+        if pk is None:
+            return None
+        keys = contact_keys(contact)
+        values: dict[str, object] = {
+            c["email"].key: contact.email,
+            c["email_key"].key: keys["email"],
+            c["email_confirmed"].key: contact.email_confirmed,
+            c["phone"].key: contact.phone,
+        }
+        for field in _CONTACT_FIELDS:
+            if field not in c:
+                continue
+            value = getattr(contact, field)
+            if field == "email_changed_at" and value is not None:
+                value = self._times[field].to_db(value)
+            values[c[field].key] = value
+        if rotate_stamp:
+            values[c["security_stamp"].key] = new_security_stamp()
+        if clear_password:
+            values[c["password_hash"].key] = None
+            cleared = {"password_changed_at": None, "must_change_password": False}
+            for field, value in {**cleared, "grace_logins_used": 0}.items():
+                if field in c:
+                    values[c[field].key] = value
+        statement = (
+            sa.update(self._table)
+            .where(c["id"] == pk, c["security_stamp"] == expected_stamp)
+            .values(values)
+        )
+        returning = bool(self._db.engine.dialect.update_returning)
+        if returning:
+            statement = statement.returning(*(self._read(name) for name in self._read_fields))
+        return _ContactSwap(pk, keys, statement, returning)
+
+    def _swap_contact(self, connection: sa.Connection, swap: _ContactSwap) -> Account | None:
+        """Run the contact ``UPDATE`` (inside the caller's transaction); read what it wrote.
+
+        Raises _Clash when a unique index refused the e-mail or phone.
+        """
+        try:
+            result = connection.execute(swap.statement)
+            if swap.returning:
+                row = result.first()
+                return self._decode(None if row is None else tuple(row))
+        except sa.exc.IntegrityError as exc:
+            raise _Clash(exc) from exc
+        except (TypeError, ValueError) as exc:  # a DateTime column SQLAlchemy cannot parse
+            if isinstance(exc, CorruptRecordError):
+                raise
+            raise corrupt("account", "a time column cannot be read") from exc
+        if result.rowcount != 1:
+            return None
+        return self._fetch(connection, self._columns["id"] == swap.pk)
+
+    def _run_contact(
+        self, swap: _ContactSwap, operation: Callable[[sa.Connection], Account | None]
+    ) -> Account | None:
+        """Run ``operation`` (the swap, and what goes with it) in one transaction.
+
+        When a unique index refuses the row, the identifiers are checked in one ``SELECT``
+        (e-mail first, then phone, as at create) to name the one another account has; if
+        none is taken any more (the other account let it go), the swap runs again.
+        """
+        clash: _Clash | None = None
+        for _ in range(_CREATE_TRIES):
+            try:
+                return self._db._write(operation)
+            except _Clash as refused:
+                clash = refused
+            taken = self._db._read(lambda c: self._first_taken(c, swap.keys, other_than=swap.pk))
+            if taken is not None:
+                raise DuplicateAccountError(taken) from None
+        assert clash is not None
+        raise self._db._storage_error(clash.error) from clash.error
 
     def _password_update(
         self,
@@ -1301,6 +1511,37 @@ class SQLAlchemyAccountStore(_Store):
                 raise _Clash(exc) from exc
 
         self._write_checked(update)
+
+    def update_contact(
+        self,
+        account_id: str,
+        *,
+        expected_stamp: str,
+        contact: Contact,
+        rotate_stamp: bool = True,
+        clear_password: bool = False,
+    ) -> Account | None:
+        """Compare-and-set the contact on the stamp in one ``UPDATE``; see the protocol.
+
+        ``UPDATE ... WHERE id = :id AND security_stamp = :expected RETURNING ...`` in one
+        transaction (without ``RETURNING`` on an old SQLite: the row read back in it); the
+        unique indexes refuse a taken e-mail or phone, and nothing is written.
+
+        Raises:
+            StorageError: the table has no column for a value ``contact`` holds (a field
+                mapped to ``None``), or the database failed.
+
+        """
+        swap = self._plan_contact(
+            account_id,
+            expected_stamp,
+            contact,
+            rotate_stamp=rotate_stamp,
+            clear_password=clear_password,
+        )
+        if swap is None:
+            return None
+        return self._run_contact(swap, lambda connection: self._swap_contact(connection, swap))
 
     def mark_email_confirmed(self, account_id: str, *, email: str, now: datetime) -> bool:
         """Confirm the e-mail in one ``UPDATE ... WHERE email_key = :key``; see the protocol."""
@@ -2162,6 +2403,39 @@ class SQLAlchemyAccountWithHistory:
             return True
 
         return self._db._write(replace_hash)
+
+    def update_contact(
+        self,
+        account_id: str,
+        *,
+        expected_stamp: str,
+        contact: Contact,
+        rotate_stamp: bool = True,
+        clear_password: bool = False,
+        messages: Sequence[OutboxMessage] = (),
+    ) -> Account | None:
+        """The account store's contact compare-and-set and the ``messages``, one transaction.
+
+        Nothing is enqueued when the ``UPDATE`` matched no row or a unique index refused it.
+        """
+        swap = self._accounts._plan_contact(
+            account_id,
+            expected_stamp,
+            contact,
+            rotate_stamp=rotate_stamp,
+            clear_password=clear_password,
+        )
+        queued = check_messages(messages, self._outbox)
+        if swap is None:
+            return None
+
+        def update(connection: sa.Connection) -> Account | None:
+            account = self._accounts._swap_contact(connection, swap)
+            if account is not None:
+                self._enqueue(connection, queued)
+            return account
+
+        return self._accounts._run_contact(swap, update)
 
 
 def sqlalchemy_storage(

@@ -64,6 +64,8 @@ from ._logic import (
     check_reserve,
     check_rotate_stamp,
     check_set_email,
+    check_update_contact,
+    contact_keys,
     fresh_account,
     hit_window,
     login_keys,
@@ -94,7 +96,7 @@ from ._outbox import (
     retry_state,
 )
 from ._protocols import LoginKind, Storage
-from ._records import Account, CodeAttempt, HistoryEntry, NewAccount, RateLimitResult
+from ._records import Account, CodeAttempt, Contact, HistoryEntry, NewAccount, RateLimitResult
 from ._rows import (
     corrupt,
     decode_code_state,
@@ -225,6 +227,19 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
         "CREATE INDEX outbox_due ON outbox (status, next_attempt_at, created_at)",
         "CREATE INDEX outbox_by_age ON outbox (created_at, id)",
+    ),
+    # 6: the contact details (AccountStore.update_contact). A phone stored before this
+    # release counts as verified at the upgrade: only a verified phone receives reset codes,
+    # and otherwise SMS recovery would stop for every existing account at once; phones added
+    # from now on are verified by a code first. The other five start empty.
+    (
+        "ALTER TABLE accounts ADD COLUMN phone_verified INTEGER NOT NULL DEFAULT 0",
+        "UPDATE accounts SET phone_verified = 1 WHERE phone IS NOT NULL",
+        "ALTER TABLE accounts ADD COLUMN pending_email TEXT",
+        "ALTER TABLE accounts ADD COLUMN pending_phone TEXT",
+        "ALTER TABLE accounts ADD COLUMN previous_email TEXT",
+        "ALTER TABLE accounts ADD COLUMN email_changed_at INTEGER",
+        "ALTER TABLE accounts ADD COLUMN time_zone TEXT",
     ),
 )
 
@@ -526,7 +541,8 @@ class _SQLiteStore:
 _ACCOUNT_COLUMNS = (
     "id, username, email, phone, password_hash, email_confirmed, failed_logins,"
     " last_failed_login_at, last_login_at, created_at, language, security_stamp, iin, names,"
-    " password_changed_at, must_change_password, grace_logins_used"
+    " password_changed_at, must_change_password, grace_logins_used, phone_verified,"
+    " pending_email, pending_phone, previous_email, email_changed_at, time_zone"
 )
 _SELECT_ACCOUNT = {
     "id": f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = ?",  # noqa: S608
@@ -562,11 +578,19 @@ def _decode_account(row: tuple[Any, ...]) -> Account:
         changed,
         must_change,
         grace_used,
+        phone_verified,
+        pending_email,
+        pending_phone,
+        previous_email,
+        email_changed_at,
+        time_zone,
     ) = row
     if confirmed not in (0, 1) or type(confirmed) is not int:
         raise corrupt("account", "email_confirmed is not 0 or 1")
     if must_change not in (0, 1) or type(must_change) is not int:
         raise corrupt("account", "must_change_password is not 0 or 1")
+    if phone_verified not in (0, 1) or type(phone_verified) is not int:
+        raise corrupt("account", "phone_verified is not 0 or 1")
     stored_names = decode_names(names)
     try:
         return Account(
@@ -587,6 +611,12 @@ def _decode_account(row: tuple[Any, ...]) -> Account:
             password_changed_at=read_optional_time(changed, "account", "password_changed_at"),
             must_change_password=bool(must_change),
             grace_logins_used=read_int(grace_used, "account", "grace_logins_used"),
+            phone_verified=bool(phone_verified),
+            pending_email=pending_email,
+            pending_phone=pending_phone,
+            previous_email=previous_email,
+            email_changed_at=read_optional_time(email_changed_at, "account", "email_changed_at"),
+            time_zone=time_zone,
         )
     except (TypeError, ValueError) as exc:
         if isinstance(exc, CorruptRecordError):
@@ -606,7 +636,8 @@ def _insert_account(
             "INSERT INTO accounts (id, username, username_key, email, email_key, phone,"
             " password_hash, email_confirmed, failed_logins, created_at, language,"
             " security_stamp, iin, names, password_changed_at, must_change_password,"
-            " grace_logins_used) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, 0)",
+            " grace_logins_used, phone_verified, time_zone)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
             (
                 account.id,
                 account.username,
@@ -625,10 +656,70 @@ def _insert_account(
                 if account.password_changed_at is None
                 else to_microseconds(account.password_changed_at),
                 int(account.must_change_password),
+                int(account.phone_verified),
+                account.time_zone,
             ),
         )
     except sqlite3.IntegrityError as exc:
         raise _duplicate(exc) from exc
+
+
+def _contact_swap(
+    key: str, expected_stamp: str, contact: Contact, *, rotate_stamp: bool, clear_password: bool
+) -> tuple[str, tuple[object, ...]]:
+    """Return the one ``UPDATE`` of the contact compare-and-set, and its parameters."""
+    keys = contact_keys(contact)
+    sets = [
+        "email = ?, email_key = ?, email_confirmed = ?, phone = ?, phone_verified = ?,"
+        " pending_email = ?, pending_phone = ?, previous_email = ?, email_changed_at = ?,"
+        " time_zone = ?"
+    ]
+    values: list[object] = [
+        contact.email,
+        keys["email"],
+        int(contact.email_confirmed),
+        contact.phone,
+        int(contact.phone_verified),
+        contact.pending_email,
+        contact.pending_phone,
+        contact.previous_email,
+        None if contact.email_changed_at is None else to_microseconds(contact.email_changed_at),
+        contact.time_zone,
+    ]
+    if rotate_stamp:
+        sets.append("security_stamp = ?")
+        values.append(new_security_stamp())
+    if clear_password:
+        sets.append(
+            "password_hash = NULL, password_changed_at = NULL, must_change_password = 0,"
+            " grace_logins_used = 0"
+        )
+    statement = f"UPDATE accounts SET {', '.join(sets)} WHERE id = ? AND security_stamp = ?"  # noqa: S608
+    return statement, (*values, key, expected_stamp)
+
+
+def _swap_contact(
+    connection: sqlite3.Connection,
+    key: str,
+    contact: Contact,
+    swap: tuple[str, tuple[object, ...]],
+) -> Account | None:
+    """Run the contact ``UPDATE`` inside a write transaction; the account as written, or None.
+
+    The unique indexes refuse a taken e-mail or phone; the lock of the transaction is held,
+    so the check that names it (e-mail first, then phone, as at create) sees what refused.
+    """
+    statement, parameters = swap
+    try:
+        if connection.execute(statement, parameters).rowcount != 1:
+            return None
+    except sqlite3.IntegrityError as exc:
+        for field, value in contact_keys(contact).items():
+            if value is not None and connection.execute(_TAKEN[field], (value, key)).fetchone():
+                raise DuplicateAccountError(field) from None
+        raise _duplicate(exc) from exc
+    row = connection.execute(_SELECT_ACCOUNT["id"], (key,)).fetchone()
+    return _decode_account(row)
 
 
 def _hash_swap(
@@ -733,6 +824,34 @@ class SQLiteAccountStore(_SQLiteStore):
             )
 
         self._db._write(update)
+
+    def update_contact(
+        self,
+        account_id: str,
+        *,
+        expected_stamp: str,
+        contact: Contact,
+        rotate_stamp: bool = True,
+        clear_password: bool = False,
+    ) -> Account | None:
+        """Compare-and-set the contact on the stamp in one ``UPDATE``; see the protocol.
+
+        ``UPDATE ... WHERE id = ? AND security_stamp = ?``, then the row read back in the
+        same transaction; the unique indexes refuse a taken e-mail or phone.
+        """
+        key = check_update_contact(
+            account_id,
+            expected_stamp,
+            contact,
+            ("rotate_stamp", rotate_stamp),
+            ("clear_password", clear_password),
+        )
+        if key is None:
+            return None
+        swap = _contact_swap(
+            key, expected_stamp, contact, rotate_stamp=rotate_stamp, clear_password=clear_password
+        )
+        return self._db._write(lambda connection: _swap_contact(connection, key, contact, swap))
 
     def mark_email_confirmed(self, account_id: str, *, email: str, now: datetime) -> bool:
         """Mark the e-mail confirmed if it still equals ``email``, in one ``UPDATE``."""
@@ -950,6 +1069,39 @@ class SQLiteAccountWithHistory(_SQLiteStore):
             return True
 
         return self._db._write(replace)
+
+    def update_contact(
+        self,
+        account_id: str,
+        *,
+        expected_stamp: str,
+        contact: Contact,
+        rotate_stamp: bool = True,
+        clear_password: bool = False,
+        messages: Sequence[OutboxMessage] = (),
+    ) -> Account | None:
+        """The store's contact compare-and-set and the ``messages`` in one transaction."""
+        key = check_update_contact(
+            account_id,
+            expected_stamp,
+            contact,
+            ("rotate_stamp", rotate_stamp),
+            ("clear_password", clear_password),
+        )
+        queued = check_messages(messages, self._outbox)
+        if key is None:
+            return None
+        swap = _contact_swap(
+            key, expected_stamp, contact, rotate_stamp=rotate_stamp, clear_password=clear_password
+        )
+
+        def update(connection: sqlite3.Connection) -> Account | None:
+            account = _swap_contact(connection, key, contact, swap)
+            if account is not None:
+                _insert_messages(connection, queued)
+            return account
+
+        return self._db._write(update)
 
 
 class SQLiteTokenLedger(_SQLiteStore):
