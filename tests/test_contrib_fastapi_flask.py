@@ -1185,6 +1185,103 @@ class TestPhone:
         assert (reply.status, reply.body["error"]) == (403, "password_change_required")
 
 
+class TestContactWebLayer:
+    """The shared pieces of the lifecycle endpoints (``contrib._web``), framework-free."""
+
+    @given(
+        first_expired=st.booleans(),
+        second_expired=st.booleans(),
+    )
+    def test_an_expired_link_says_expired_whichever_purpose(
+        self, first_expired: bool, second_expired: bool
+    ) -> None:
+        """``token_refusal`` is "expired" when either purpose found the token expired."""
+        from kaspi_identity import ExpiredTokenError, InvalidTokenError
+
+        first = ExpiredTokenError("expired") if first_expired else InvalidTokenError("invalid")
+        second = ExpiredTokenError("expired") if second_expired else InvalidTokenError("invalid")
+        chosen = _web.token_refusal(first, second)
+        assert isinstance(chosen, ExpiredTokenError) == (first_expired or second_expired)
+        assert chosen is (first if first_expired or not second_expired else second)
+
+    @given(
+        held=st.sampled_from(["acc-1", "acc-2", None]),
+        ok=st.booleans(),
+        ends=st.booleans(),
+    )
+    def test_keep_session_renews_only_the_changed_accounts_session(
+        self, held: str | None, ok: bool, ends: bool
+    ) -> None:
+        """The new stamp goes into a session only of that account, after a change that took."""
+        from kaspi_identity.services import ContactChangeResult
+
+        session: dict[str, Any] = {}
+        if held is not None:
+            session = {_web.SESSION_ACCOUNT: held, _web.SESSION_STAMP: "old"}
+        result = ContactChangeResult(
+            ok,
+            "ok" if ok else "conflict",
+            end_other_sessions=ends,
+            security_stamp="new",
+            account_id="acc-1",
+        )
+        before = dict(session)
+        _web.keep_session(session, result)
+        if held == "acc-1" and ok and ends:
+            assert session == {**before, _web.SESSION_STAMP: "new"}
+        else:
+            assert session == before
+
+    def test_the_new_link_cookies_live_as_long_as_their_links(self) -> None:
+        """The cookie of a new address's link and of an undo link: their settings' lifetimes."""
+        change = _web.link_cookie("email_change", "/auth/email/confirm", SETTINGS)
+        undo = _web.link_cookie("email_undo", "/auth/email/undo", SETTINGS)
+        assert change.max_age == SETTINGS.email_change_link_lifetime.total_seconds()
+        assert undo.max_age == SETTINGS.email_undo_lifetime.total_seconds()
+        assert (change.name, undo.name) == (
+            "kaspi_identity_email_change",
+            "kaspi_identity_email_undo",
+        )
+
+    def test_a_failing_store_leaves_the_phone_and_the_session_as_they_were(
+        self, make_portal: Callable[..., Portal], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The store fails at the write of a proven code: a 500, nothing set, the session
+        and the other browser's session still live with the old stamp."""
+        from kaspi_identity.storage.memory import MemoryAccountStore, MemoryAccountWithHistory
+
+        failing = {"on": False}
+        for cls in (MemoryAccountStore, MemoryAccountWithHistory):
+            original = cls.update_contact
+
+            def update_contact(self: Any, *args: Any, _original: Any = original, **kw: Any) -> Any:
+                if failing["on"]:
+                    raise StorageError("the database went away")
+                return _original(self, *args, **kw)
+
+            # On the class, before the portal is built: the async face wraps what it finds.
+            monkeypatch.setattr(cls, "update_contact", update_contact)
+        portal = make_portal()
+        registered(portal, phone=PHONE, prove_phone=False)
+        laptop, other = logged_in(portal), logged_in(portal)
+        laptop.post("/auth/phone", {"password": GOOD, "phone": PHONE})
+        code = extract_code(portal.outbox.last_sms(to=PHONE))
+        failing["on"] = True
+        if portal.framework == "fastapi":
+            client: Any = TestClient(portal.app, base_url=ORIGIN, raise_server_exceptions=False)
+            client.cookies = laptop.client.cookies
+            status = client.post("/auth/phone/verify", json={"code": code}).status_code
+            client.close()
+        else:
+            portal.app.testing = False  # a 500 answer, as in production
+            status = laptop.post("/auth/phone/verify", {"code": code}).status
+        assert status == 500
+        failing["on"] = False
+        assert not portal.account(EMAIL).phone_verified
+        assert laptop.get("/auth/me").status == 200
+        assert other.get("/auth/me").status == 200
+
+
 class TestTimeZone:
     def test_set_and_clear(self, portal: Portal) -> None:
         """A zone is kept on the account; ``null`` gives the site's back; sessions live on."""
