@@ -7,8 +7,8 @@
 - the session keys and :func:`start_session` / :func:`session_credentials`: what a session
   keeps so that :meth:`IdentityService.session_is_current` can end it after a reset;
 - :class:`LinkCookie` and :data:`LINK_HEADERS`: how a link's token leaves the URL;
-- :func:`contact_answer`, :func:`confirm_either` and :func:`time_zone_answer`: the changes of
-  e-mail, phone and time zone of a logged-in account.
+- :func:`contact_answer`, :func:`token_refusal`, :func:`time_zone_answer` and
+  :func:`live_account`: the changes of e-mail, phone and time zone of a logged-in account.
 
 docs/fastapi.md and docs/flask.md describe the JSON; the faces only move it.
 """

@@ -210,9 +210,9 @@ class Problem(PasswordState):
 
     ``violations`` and ``hints`` for ``password_policy``; ``retry_after`` (seconds, as in the
     ``Retry-After`` header) for ``rate_limited`` and ``too_soon``; ``field`` and ``code`` for
-    ``invalid_identifier`` and ``invalid_request``; ``reason`` for ``invalid_code``,
-    ``invalid_phone`` and ``invalid_iin``; the :class:`PasswordState` fields for
-    ``password_expired``.
+    ``invalid_identifier`` and ``invalid_request`` (``field`` also for
+    ``invalid_time_zone``); ``reason`` for ``invalid_code``, ``invalid_phone`` and
+    ``invalid_iin``; the :class:`PasswordState` fields for ``password_expired``.
     """
 
     ok: bool = False
