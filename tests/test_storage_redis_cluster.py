@@ -510,14 +510,20 @@ def test_the_flows_on_the_cluster(cluster_url: str) -> None:
         sms_sender=outbox,
         policy=PasswordPolicy(history=6),
         hasher=PasswordHasher(TESTS_ONLY),
-        clock=ManualClock(),
+        clock=(clock := ManualClock()),
     )
     try:
         assert service.register(
             email=EMAIL, phone=PHONE, password=FIRST, confirmation=FIRST, client_key="ip-1"
         ).ok
         service.confirm_email(_link_token(outbox.last_email(to=EMAIL)))
-        assert service.authenticate(EMAIL, FIRST, client_key="ip-1").ok
+        login = service.authenticate(EMAIL, FIRST, client_key="ip-1")
+        assert login.ok
+        assert login.account_id is not None
+        # Only a proven number receives reset codes: its code is kept on the cluster too.
+        assert service.request_phone_change(login.account_id, FIRST, PHONE, client_key="ip-1")
+        assert service.verify_phone(login.account_id, extract_code(outbox.last_sms(to=PHONE)))
+        clock.advance(service.settings.sms_cooldown)
         assert not service.authenticate(EMAIL, SECOND, client_key="ip-1").ok
         service.request_password_reset(EMAIL, client_key="ip-1")
         link = _link_token(outbox.last_email(to=EMAIL))
@@ -549,7 +555,7 @@ def test_the_async_flows_on_the_cluster(cluster_url: str) -> None:
         sms_sender=outbox,
         policy=PasswordPolicy(history=6),
         hasher=PasswordHasher(TESTS_ONLY),
-        clock=ManualClock(),
+        clock=(clock := ManualClock()),
     )
 
     async def journey() -> None:
@@ -558,7 +564,12 @@ def test_the_async_flows_on_the_cluster(cluster_url: str) -> None:
         )
         assert registered.ok
         await service.confirm_email(_link_token(outbox.last_email(to=EMAIL)))
-        assert (await service.authenticate(EMAIL, FIRST, client_key="ip-1")).ok
+        login = await service.authenticate(EMAIL, FIRST, client_key="ip-1")
+        assert login.ok
+        assert login.account_id is not None
+        assert await service.request_phone_change(login.account_id, FIRST, PHONE, client_key="ip-1")
+        assert await service.verify_phone(login.account_id, extract_code(outbox.last_sms(to=PHONE)))
+        clock.advance(service.settings.sms_cooldown)
         await service.request_password_reset(EMAIL, client_key="ip-1")
         link = _link_token(outbox.last_email(to=EMAIL))
         assert (await service.reset_password(link, SECOND, SECOND)).ok
