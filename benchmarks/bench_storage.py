@@ -26,7 +26,9 @@ As the ceiling, ``redis-benchmark -t set,incr -q -n N`` runs against the same se
 its two fixed keys (``key:__rand_int__``, ``counter:__rand_int__``); they are deleted after.
 
 Last, **round trips per operation** for every protocol operation of the stores Redis and
-PostgreSQL keep (consume, code put, code attempt, rate-limit hit, history append and read):
+PostgreSQL keep (consume, code put, code attempt, rate-limit hit, history append and read;
+on PostgreSQL also ``with_history``'s password change and registration, Redis keeping no
+accounts):
 on Redis the replies the client waits for (a counting connection class), on PostgreSQL the
 times the client speaks after the server has (a counting TCP relay between the driver and
 the server, so BEGIN and COMMIT count as what they are). Each operation runs 50 times
@@ -367,12 +369,42 @@ _RT_CALLS = 50
 _RT_ENTRY_HASH = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"
 
 
+#: What an operation returns on a bundle without it (Redis keeps no accounts).
+_UNSUPPORTED = object()
+
+
 def _rt_operations(now: datetime) -> tuple[tuple[str, Callable[[Storage, int], object]], ...]:
-    """Every protocol operation of the stores Redis keeps, each a call ``(storage, i)``."""
-    from kaspi_identity.storage import HistoryEntry
+    """Every protocol operation of the stores Redis keeps, each a call ``(storage, i)``,
+    then the two ``with_history`` units of work (a password change and a registration with
+    its first history entry) where the bundle has them."""
+    from kaspi_identity.storage import HistoryEntry, NewAccount
 
     def entry(i: int) -> HistoryEntry:
         return HistoryEntry(password_hash=f"{_RT_ENTRY_HASH}{i}", fingerprint=b"f", created_at=now)
+
+    changing: dict[int, str] = {}  # id(storage) -> the account whose password changes
+
+    def change_password(st: Storage, i: int) -> object:
+        if st.with_history is None:
+            return _UNSUPPORTED
+        if id(st) not in changing:
+            new = NewAccount(
+                username=f"rt-{uuid.uuid4().hex}", password_hash=entry(i - 1).password_hash
+            )
+            changing[id(st)] = st.accounts.create(new, now=now).id
+        return st.with_history.replace_password(
+            changing[id(st)],
+            expected=entry(i - 1).password_hash,
+            new=entry(i).password_hash,
+            entry=entry(i),
+            keep=6,
+        )
+
+    def register(st: Storage, i: int) -> object:
+        if st.with_history is None:
+            return _UNSUPPORTED
+        new = NewAccount(username=f"rt-{uuid.uuid4().hex}", password_hash=entry(i).password_hash)
+        return st.with_history.create_with_history(new, now=now, entry=lambda _: entry(i), keep=6)
 
     return (
         ("consume", lambda st, i: st.ledger.consume(f"rt-{i}", now + _HOUR, now=now)),
@@ -392,6 +424,8 @@ def _rt_operations(now: datetime) -> tuple[tuple[str, Callable[[Storage, int], o
         ),
         ("history append", lambda st, i: st.history.append("acct-rt", entry(i), keep=6)),
         ("history read", lambda st, i: st.history.recent("acct-rt", 6)),
+        ("password change", change_password),
+        ("register", register),
     )
 
 
@@ -400,8 +434,9 @@ def _per_call(storage: Storage, count: Callable[[], int], reset: Callable[[], No
     now = datetime.now(timezone.utc)
     figures = []
     for _, call in _rt_operations(now):
-        for i in range(-3, 0):
-            call(storage, i)
+        if any(call(storage, i) is _UNSUPPORTED for i in range(-3, 0)):
+            figures.append(float("nan"))
+            continue
         reset()
         for i in range(_RT_CALLS):
             call(storage, i)
@@ -526,10 +561,74 @@ def print_round_trips(args: argparse.Namespace) -> None:
     print(f"{'':<20}" + "".join(f"{name:>12}" for name, _ in columns))
     for row, (operation, _) in enumerate(_rt_operations(datetime.now(timezone.utc))):
         cells = [
-            f"{values[row]:>12.2f}" if isinstance(values, list) else f"{values[:11]:>12}"
+            (f"{values[row]:>12.2f}" if values[row] == values[row] else f"{'-':>12}")
+            if isinstance(values, list)
+            else f"{values[:11]:>12}"
             for _, values in columns
         ]
         print(f"{operation:<20}" + "".join(cells))
+
+
+# -- PostgreSQL history append: the function against the statements ------------------------
+
+
+def _append_operation(shared: bool) -> Operation:
+    def operation(storage: Storage, thread: int, now: datetime) -> Callable[[], object]:
+        from kaspi_identity.storage import HistoryEntry
+
+        entry = HistoryEntry(password_hash=_RT_ENTRY_HASH, fingerprint=b"f", created_at=now)
+        account = "acct-shared" if shared else f"acct-{thread}"
+        return lambda: storage.history.append(account, entry, keep=6)
+
+    return operation
+
+
+def print_history_paths(args: argparse.Namespace, seconds: float) -> None:
+    """History appends per second on PostgreSQL: one call of the history function against
+    the transaction of statements a deployment without the function runs, side by side
+    (cells alternate), each thread on its own account and all on one account."""
+    if not args.postgres_url:
+        return
+    import logging
+
+    backend = postgresql_backend(args.postgres_url)
+    if backend.unavailable:
+        return
+    # The fallback's one warning about the missing function is expected here.
+    logging.getLogger("kaspi_identity.storage").setLevel(logging.ERROR)
+    cases = [(clients, shared) for clients in CLIENTS for shared in (False, True)]
+    cases.remove((1, True))
+    rates: dict[tuple[str, int, bool], list[float]] = {}
+    for _ in range(2):
+        for path in ("function", "statements"):
+            for clients, shared in cases:
+                with backend.open() as storage:
+                    if path == "statements":
+                        _drop_history_function(storage)
+                    rate = ops_per_second(storage, _append_operation(shared), clients, seconds)
+                rates.setdefault((path, clients, shared), []).append(rate)
+    print("\nPostgreSQL history append per second (best of 2), function vs statements")
+    for clients, shared in cases:
+        function = max(rates["function", clients, shared])
+        statements = max(rates["statements", clients, shared])
+        where = "one account" if shared else "own accounts"
+        print(
+            f"  {clients:>2} thread(s), {where:<12}  function {function:>8,.0f}"
+            f"   statements {statements:>8,.0f}   ratio {function / statements:.2f}"
+        )
+
+
+def _drop_history_function(storage: Storage) -> None:
+    from kaspi_identity.storage.sqlalchemy import SQLAlchemyPasswordHistoryStore
+
+    history = storage.history
+    assert isinstance(history, SQLAlchemyPasswordHistoryStore)
+    table = next(t for t in history.database.metadata.sorted_tables if t.name.endswith("history"))
+    with history.database.engine.begin() as connection:
+        connection.exec_driver_sql(
+            f"DROP FUNCTION {table.schema}.{table.name}_append"
+            "(text, text, bytea, bigint, integer, bigint)"
+        )
 
 
 # -- report --------------------------------------------------------------------------------
@@ -570,6 +669,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_row(backend.name, cells), flush=True)
 
     print_round_trips(args)
+    print_history_paths(args, seconds)
     if "Redis" not in measured or args.redis_url is None:
         return 0
     if shutil.which("redis-benchmark") is None:

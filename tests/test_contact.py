@@ -2,7 +2,8 @@
 
 Every test runs on both faces (sync and async) and on the memory, SQLite and SQLAlchemy
 adapters; the SQLite and SQLAlchemy bundles queue every letter in the durable outbox (the
-worker delivers them), the memory one sends in the request.
+worker delivers them), the memory one sends in the request. With the test servers up, the
+same runs on PostgreSQL (through SQLAlchemy, a schema of its own).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from _faces import FACES, make_service
+from _servers import require_server
 from kaspi_identity import (
     AccountNotFoundError,
     ExpiredTokenError,
@@ -146,16 +148,48 @@ class Env:
         return [e for e in self.audit.events if e.kind == kind]
 
 
-ADAPTERS = ["memory", "sqlite", "sqlalchemy"]
+ADAPTERS = ["memory", "sqlite", "sqlalchemy", "postgresql"]
 
 
-def _storage(adapter: str, tmp_path: Path) -> Storage:
+@pytest.fixture(scope="module")
+def postgresql_engine() -> Iterator[tuple[Any, Any]]:
+    """A schema of this module's own on the test server, with the library's tables."""
+    import secrets
+
+    import sqlalchemy as sa
+
+    from kaspi_identity.storage.sqlalchemy import make_metadata
+
+    url = require_server("KASPI_IDENTITY_POSTGRES_URL")
+    schema = f"kaspi_contact_{secrets.token_hex(4)}"
+    engine = sa.create_engine(url, pool_size=8, max_overflow=16, hide_parameters=True)
+    with engine.begin() as connection:
+        connection.execute(sa.schema.CreateSchema(schema))
+    metadata = make_metadata(schema=schema)
+    metadata.create_all(engine)
+    try:
+        yield engine, metadata
+    finally:
+        with engine.begin() as connection:
+            connection.execute(sa.schema.DropSchema(schema, cascade=True))
+        engine.dispose()
+
+
+def _storage(adapter: str, tmp_path: Path, request: pytest.FixtureRequest) -> Storage:
     if adapter == "memory":
         return memory_storage()
     if adapter == "sqlite":
         return sqlite_storage(tmp_path / "contact.sqlite3", outbox=True)
     from kaspi_identity.storage.sqlalchemy import sqlalchemy_storage
 
+    if adapter == "postgresql":
+        import sqlalchemy as sa
+
+        engine, metadata = request.getfixturevalue("postgresql_engine")
+        with engine.begin() as connection:  # each test starts from empty tables
+            for table in reversed(metadata.sorted_tables):
+                connection.execute(sa.delete(table))
+        return sqlalchemy_storage(engine, metadata=metadata, outbox=True)
     return sqlalchemy_storage(
         f"sqlite:///{tmp_path / 'contact-sa.sqlite3'}", create_tables=True, outbox=True
     )
@@ -164,7 +198,7 @@ def _storage(adapter: str, tmp_path: Path) -> Storage:
 @pytest.fixture(params=[(a, f) for a in ADAPTERS for f in FACES], ids=lambda p: f"{p[0]}-{p[1]}")
 def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Env]:
     adapter, face = request.param
-    storage = _storage(adapter, tmp_path)
+    storage = _storage(adapter, tmp_path, request)
     outbox, clock, audit = Outbox(), ManualClock(T0), MemoryAuditLog()
     common: dict[str, Any] = {
         "email_sender": outbox,
@@ -272,6 +306,13 @@ class TestEmailChange:
         with pytest.raises(InvalidTokenError):
             env.service.confirm_email_change(token)
         assert env.account(account_id).email == EMAIL
+
+    def test_the_link_works_to_its_last_second(self, env: Env) -> None:
+        account_id = env.register()
+        env.change_email(account_id)
+        token = _token(env.letters_to(NEW_EMAIL)[-1])
+        env.clock.advance(env.service.settings.email_change_link_lifetime)
+        assert env.service.confirm_email_change(token).ok
 
     def test_the_link_expires(self, env: Env) -> None:
         account_id = env.register()
@@ -445,6 +486,12 @@ class TestUndo:
         account = env.account(account_id)
         assert (account.previous_email, account.email_changed_at) == (EMAIL, T0)
         assert env.service.undo_email_change(undo).ok  # the owner's link still works
+        assert env.account(account_id).email == EMAIL
+
+    def test_undo_works_to_the_last_second_of_its_window(self, env: Env) -> None:
+        account_id, undo = self._changed(env)
+        env.clock.advance(env.service.settings.email_undo_lifetime)
+        assert env.service.undo_email_change(undo).ok
         assert env.account(account_id).email == EMAIL
 
     def test_undo_expires(self, env: Env) -> None:

@@ -1471,7 +1471,7 @@ def test_async_service_on_redis(redis_url: str) -> None:
         sms_sender=outbox,
         policy=PasswordPolicy(history=6),
         hasher=PasswordHasher(TESTS_ONLY),
-        clock=ManualClock(),
+        clock=(clock := ManualClock()),
     )
     email, phone = "aliya@example.kz", "+77011234567"
     first, second, third = "Tr0ub4dor&3x", "Velvet#Quartz-9182", "Amber!Falcon-4471"
@@ -1482,7 +1482,14 @@ def test_async_service_on_redis(redis_url: str) -> None:
         )
         assert registered.ok
         await service.confirm_email(_link_token(outbox.last_email(to=email)))
-        assert (await service.authenticate(email, first, client_key="ip-1")).ok
+        login = await service.authenticate(email, first, client_key="ip-1")
+        assert login.ok
+        assert login.account_id is not None
+        # Only a proven number receives reset codes: the code for it is kept in Redis too.
+        assert await service.request_phone_change(login.account_id, first, phone, client_key="ip-1")
+        code = extract_code(outbox.last_sms(to=phone))
+        assert await service.verify_phone(login.account_id, code)
+        clock.advance(service.settings.sms_cooldown)
         await service.request_password_reset(email, client_key="ip-1")
         link = _link_token(outbox.last_email(to=email))
         assert (await service.reset_password(link, second, second)).ok

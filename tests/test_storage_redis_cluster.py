@@ -5,13 +5,15 @@
 ``KASPI_IDENTITY_REDIS_CLUSTER_URL``. Here, through redis-py's cluster-aware clients
 (``redis.cluster.RedisCluster`` and ``redis.asyncio.cluster.RedisCluster``):
 
-- the contract suite of the four stores Redis keeps, on both faces;
+- the contract suite of the five stores Redis keeps (the outbox's included), on both faces;
 - where the keys land: each operation touches one key, hashed by its ``{...}`` tag, and a
   population of keys spreads over every master;
-- 8 processes x 16 threads racing one token and one code;
+- 8 processes x 16 threads racing one token and one code; workers in threads and in
+  processes draining the outbox with crashed claims and late completes;
 - the flows end to end (register, confirm, log in, reset by e-mail and SMS), both faces;
 - a fail-over: a replica takes over a master holding live state, and every answer after it
-  is the one the state before it gives (the scripts reload themselves on the new master).
+  is the one the state before it gives (the scripts reload themselves on the new master),
+  and one of the outbox's master in the middle of a delivery.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ from kaspi_identity.storage import (
     CodeAttempt,
     HistoryEntry,
     OneTimeCodeStore,
+    OutboxEntry,
+    OutboxMessage,
+    OutboxStore,
     PasswordHistoryStore,
     RateLimiter,
     Storage,
@@ -59,6 +64,7 @@ from kaspi_identity.storage.memory import MemoryAccountStore, async_memory_stora
 from kaspi_identity.storage.redis import (
     _LUA_ATTEMPT_CODE,
     RedisOneTimeCodeStore,
+    RedisOutboxStore,
     RedisPasswordHistoryStore,
     RedisRateLimiter,
     RedisTokenLedger,
@@ -67,6 +73,7 @@ from kaspi_identity.storage.redis import (
 )
 from kaspi_identity.testing import (
     OneTimeCodeStoreContract,
+    OutboxStoreContract,
     PasswordHistoryStoreContract,
     RateLimiterContract,
     TokenLedgerContract,
@@ -152,6 +159,11 @@ class TestClusterPasswordHistoryStore(ClusterServer, PasswordHistoryStoreContrac
         return RedisPasswordHistoryStore(self.client, prefix=self.prefix)
 
 
+class TestClusterOutboxStore(ClusterServer, OutboxStoreContract):
+    def make_outbox(self) -> OutboxStore:
+        return RedisOutboxStore(self.client, prefix=self.prefix)
+
+
 class TestAsyncClusterStorage(
     ClusterServer,
     _FromBundle,
@@ -159,13 +171,16 @@ class TestAsyncClusterStorage(
     OneTimeCodeStoreContract,
     RateLimiterContract,
     PasswordHistoryStoreContract,
+    OutboxStoreContract,
 ):
     """The same contracts on async_redis_storage over ``redis.asyncio.cluster.RedisCluster``."""
 
     @pytest.fixture
     def storage(self) -> Iterator[Storage]:
         client = redis.asyncio.cluster.RedisCluster.from_url(self.url)
-        bundle = async_redis_storage(client, accounts=_async_accounts(), prefix=self.prefix)
+        bundle = async_redis_storage(
+            client, accounts=_async_accounts(), prefix=self.prefix, outbox=True
+        )
         with blocking_storage(bundle) as storage:
             yield storage
         run_on_test_loop(client.aclose())
@@ -302,6 +317,163 @@ def test_racing_processes_redeem_once_on_the_cluster(cluster_url: str) -> None:
         client.close()
 
 
+# -- The outbox: every key in one slot, claims and completes racing ------------------------
+
+_LEASE = timedelta(seconds=30)
+_ROUNDS = 10
+_MESSAGES = 120
+
+
+def _outbox_message(index: int) -> OutboxMessage:
+    return OutboxMessage(
+        id=f"{index:032x}",
+        channel="email",
+        kind="password_reset",
+        to=f"user{index}@example.kz",
+        language="kk",
+        payload='{"minutes": 60}',
+        account_id=f"acct-{index}",
+        created_at=T0,
+    )
+
+
+def _drain_outbox(outbox: OutboxStore, worker: int) -> tuple[list[tuple[str, int]], int]:
+    """One worker's rounds of claim-then-complete, each round one lease later than the last.
+
+    A worker crashes on a seventh of the messages at their first claim (never completes
+    them: their lease must run out and another worker claim them again), and completes a
+    quarter of its claims only in its next round, after their lease ran out, racing
+    whoever claimed them meanwhile. Returns the completes that won, as ``(id, attempt)``,
+    and how many lost.
+    """
+    won: list[tuple[str, int]] = []
+    lost = 0
+    late: list[OutboxEntry] = []
+    for round_ in range(_ROUNDS):
+        now = T0 + round_ * _LEASE + timedelta(microseconds=worker)
+        for entry in late:
+            if outbox.complete(entry.id, attempt=entry.attempts, now=now):
+                won.append((entry.id, entry.attempts))
+            else:
+                lost += 1
+        late = []
+        for entry in outbox.claim(now=now, lease=_LEASE, limit=2):
+            number = int(entry.id, 16)
+            if number % 7 == 0 and entry.attempts == 1:
+                continue
+            if number % 4 == round_ % 4:
+                late.append(entry)
+            elif outbox.complete(entry.id, attempt=entry.attempts, now=now):
+                won.append((entry.id, entry.attempts))
+            else:
+                lost += 1
+    return won, lost
+
+
+def _check_drained(outbox: OutboxStore, won: list[tuple[str, int]]) -> None:
+    """Every message sent once, by its latest claim; the crashed claims were claimed again."""
+    later = T0 + (_ROUNDS + 2) * _LEASE
+    for entry in outbox.claim(now=later, lease=_LEASE, limit=_MESSAGES):  # what is left
+        assert outbox.complete(entry.id, attempt=entry.attempts, now=later)
+        won.append((entry.id, entry.attempts))
+    assert Counter(key for key, _ in won) == Counter(
+        _outbox_message(i).id for i in range(_MESSAGES)
+    )
+    sent = {entry.id: entry for entry in outbox.list(status="sent", limit=_MESSAGES + 1)}
+    assert len(sent) == _MESSAGES
+    assert outbox.list(status="pending", limit=10) == []
+    for key, attempt in won:
+        assert sent[key].attempts == attempt  # only the latest claim's complete counts
+        if int(key, 16) % 7 == 0:
+            assert attempt >= 2
+
+
+class TestOutboxOnTheCluster(ClusterServer):
+    def test_every_outbox_key_is_in_one_slot(self) -> None:
+        """Messages, the due index and the status indexes share the {outbox} tag: one slot,
+        so each multi-key script runs on one master."""
+        outbox = RedisOutboxStore(self.client, prefix=self.prefix)
+        for index in range(12):
+            outbox.enqueue(_outbox_message(index), now=T0)
+        for entry in outbox.claim(now=T0, lease=_LEASE, limit=6):
+            if int(entry.id, 16) % 2:
+                assert outbox.complete(entry.id, attempt=1, now=T0)
+            else:
+                assert outbox.fail(entry.id, attempt=1, now=T0, retry_at=None, error="Boom")
+        keys = [key.decode() for key in self.client.scan_iter(match=f"{self.prefix}*")]
+        assert len(keys) == 12 + 5  # the messages, age, due and the three statuses used
+        assert {_slot(key) for key in keys} == {_slot("outbox")}
+
+    def test_claims_and_completes_race_across_threads(self) -> None:
+        """16 threads drain 120 messages with crashes and late completes: each sent once."""
+        outbox = RedisOutboxStore(self.client, prefix=self.prefix)
+        for index in range(_MESSAGES):
+            assert outbox.enqueue(_outbox_message(index), now=T0)
+        results = _race(16, lambda worker: _drain_outbox(outbox, worker))
+        won = [item for part, _ in results for item in part]
+        _check_drained(outbox, won)
+
+    def test_claims_and_completes_race_across_processes(self) -> None:
+        """4 processes x 8 threads, each process its own cluster client: each sent once."""
+        outbox = RedisOutboxStore(self.client, prefix=self.prefix)
+        for index in range(_MESSAGES):
+            assert outbox.enqueue(_outbox_message(index), now=T0)
+        context = multiprocessing.get_context("spawn")
+        start = context.Barrier(4)
+        results = context.Queue()
+        processes = [
+            context.Process(
+                target=_drain_in_process, args=(self.url, self.prefix, index, start, results)
+            )
+            for index in range(4)
+        ]
+        for process in processes:
+            process.start()
+        outcomes = [results.get(timeout=120) for _ in processes]
+        for process in processes:
+            process.join(timeout=60)
+            assert process.exitcode == 0
+        results.close()
+        results.join_thread()
+        _check_drained(outbox, [(key, attempt) for won in outcomes for key, attempt in won])
+
+
+def _race(count: int, action: Callable[[int], Any]) -> list[Any]:
+    """``action(i)`` in ``count`` threads released together; the results in order."""
+    import threading
+
+    barrier = threading.Barrier(count)
+    results: dict[int, Any] = {}
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait(timeout=60)
+            results[index] = action(index)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    if errors:
+        raise errors[0]
+    return [results[index] for index in range(count)]
+
+
+def _drain_in_process(url: str, prefix: str, process: int, start: Any, results: Any) -> None:
+    """Child process: 8 threads drain the outbox on a cluster client of its own."""
+    client = RedisCluster.from_url(url)
+    outbox = RedisOutboxStore(client, prefix=prefix)
+    client.ping()
+    start.wait(timeout=60)
+    parts = _race(8, lambda thread: _drain_outbox(outbox, process * 8 + thread))
+    client.close()
+    results.put([item for won, _ in parts for item in won])
+
+
 # -- The flows, end to end -----------------------------------------------------------------
 
 
@@ -338,14 +510,20 @@ def test_the_flows_on_the_cluster(cluster_url: str) -> None:
         sms_sender=outbox,
         policy=PasswordPolicy(history=6),
         hasher=PasswordHasher(TESTS_ONLY),
-        clock=ManualClock(),
+        clock=(clock := ManualClock()),
     )
     try:
         assert service.register(
             email=EMAIL, phone=PHONE, password=FIRST, confirmation=FIRST, client_key="ip-1"
         ).ok
         service.confirm_email(_link_token(outbox.last_email(to=EMAIL)))
-        assert service.authenticate(EMAIL, FIRST, client_key="ip-1").ok
+        login = service.authenticate(EMAIL, FIRST, client_key="ip-1")
+        assert login.ok
+        assert login.account_id is not None
+        # Only a proven number receives reset codes: its code is kept on the cluster too.
+        assert service.request_phone_change(login.account_id, FIRST, PHONE, client_key="ip-1")
+        assert service.verify_phone(login.account_id, extract_code(outbox.last_sms(to=PHONE)))
+        clock.advance(service.settings.sms_cooldown)
         assert not service.authenticate(EMAIL, SECOND, client_key="ip-1").ok
         service.request_password_reset(EMAIL, client_key="ip-1")
         link = _link_token(outbox.last_email(to=EMAIL))
@@ -377,7 +555,7 @@ def test_the_async_flows_on_the_cluster(cluster_url: str) -> None:
         sms_sender=outbox,
         policy=PasswordPolicy(history=6),
         hasher=PasswordHasher(TESTS_ONLY),
-        clock=ManualClock(),
+        clock=(clock := ManualClock()),
     )
 
     async def journey() -> None:
@@ -386,7 +564,12 @@ def test_the_async_flows_on_the_cluster(cluster_url: str) -> None:
         )
         assert registered.ok
         await service.confirm_email(_link_token(outbox.last_email(to=EMAIL)))
-        assert (await service.authenticate(EMAIL, FIRST, client_key="ip-1")).ok
+        login = await service.authenticate(EMAIL, FIRST, client_key="ip-1")
+        assert login.ok
+        assert login.account_id is not None
+        assert await service.request_phone_change(login.account_id, FIRST, PHONE, client_key="ip-1")
+        assert await service.verify_phone(login.account_id, extract_code(outbox.last_sms(to=PHONE)))
+        clock.advance(service.settings.sms_cooldown)
         await service.request_password_reset(EMAIL, client_key="ip-1")
         link = _link_token(outbox.last_email(to=EMAIL))
         assert (await service.reset_password(link, SECOND, SECOND)).ok
@@ -490,6 +673,39 @@ def test_state_survives_the_fail_over_of_a_master(cluster_url: str) -> None:
         back_old, back_new = _fail_over(client, f"{{{tag}}}")
         assert (back_old, back_new) == (new_master, old_master)
         assert not storage.ledger.consume(f"{tag}-new", T0 + HOUR, now=T0)
+    finally:
+        _delete_prefixed(client, prefix)
+        client.close()
+
+
+def test_the_outbox_survives_the_fail_over_of_its_master(cluster_url: str) -> None:
+    """A replica takes over the master of the outbox's slot mid-delivery: a leased message
+    stays leased and its claim can still complete it, a sent one stays sent, a waiting one
+    is claimed next, and the scripts load themselves on the new master."""
+    prefix = _unique_prefix()
+    client = RedisCluster.from_url(cluster_url)
+    outbox = RedisOutboxStore(client, prefix=prefix)
+    messages = [_outbox_message(index) for index in range(3)]
+    try:
+        for message in messages:
+            assert outbox.enqueue(message, now=T0)
+        sent, leased = outbox.claim(now=T0, lease=_LEASE, limit=2)
+        assert outbox.complete(sent.id, attempt=1, now=T0)
+        old_master, new_master = _fail_over(client, "{outbox}")
+        assert old_master != new_master
+        host, port = new_master.rsplit(":", 1)
+        with _node(host, int(port)) as promoted:
+            promoted.script_flush()
+        later = T0 + timedelta(seconds=1)
+        assert [entry.id for entry in outbox.claim(now=later, lease=_LEASE, limit=5)] == [
+            messages[2].id
+        ]
+        assert not outbox.complete(sent.id, attempt=1, now=later)
+        assert outbox.complete(leased.id, attempt=1, now=later)
+        assert outbox.complete(messages[2].id, attempt=1, now=later)
+        assert len(outbox.list(status="sent", limit=10)) == 3
+        back_old, back_new = _fail_over(client, "{outbox}")
+        assert (back_old, back_new) == (new_master, old_master)
     finally:
         _delete_prefixed(client, prefix)
         client.close()

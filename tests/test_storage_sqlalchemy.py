@@ -29,7 +29,7 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, REGCLASS
 
 from _servers import HOW_TO_ENABLE, require_server
 from kaspi_identity._errors import CorruptRecordError, DuplicateAccountError, StorageError
@@ -49,6 +49,7 @@ from kaspi_identity.storage.sqlalchemy import (
     SQLAlchemyDatabase,
     SQLAlchemyPasswordHistoryStore,
     SQLAlchemyTokenLedger,
+    history_function_sql,
     make_metadata,
     metadata,
     sqlalchemy_storage,
@@ -1347,13 +1348,15 @@ class TestSingleStatements(OnBackend):
         sa.event.listen(engine, "before_cursor_execute", record)
         for word in ("begin", "commit", "rollback"):
             sa.event.listen(engine, word, mark(word.upper()))
-        # PostgreSQL locks the account's history (advisory lock) before its insert and trim.
-        lock = ["SELECT"] if self.backend.name == "postgresql" else []
+        # PostgreSQL appends in one call of the history function (lock, insert and trim).
+        append = ["SELECT"] if self.backend.name == "postgresql" else ["INSERT", "DELETE"]
         entry = HistoryEntry(password_hash=HASH_B, fingerprint=b"fp", created_at=T0)
         try:
             with sqlalchemy_storage(engine, metadata=self.backend.metadata) as storage:
                 with_history = storage.with_history
                 assert with_history is not None
+                # The first append looks up the function once (uncounted).
+                storage.history.append("warm-up", entry, keep=1)
                 trace.clear()
                 created = with_history.create_with_history(
                     NewAccount(username="aliya", iin=IIN, password_hash=HASH_A),
@@ -1362,12 +1365,12 @@ class TestSingleStatements(OnBackend):
                     keep=6,
                 )
                 # The identifiers are checked in one SELECT, then the account and its entry.
-                self._assert_one_transaction(trace, ["SELECT", "INSERT", *lock, "INSERT", "DELETE"])
+                self._assert_one_transaction(trace, ["SELECT", "INSERT", *append])
                 trace.clear()
                 assert with_history.replace_password(
                     created.id, expected=HASH_A, new=HASH_B, entry=entry, keep=6
                 )
-                self._assert_one_transaction(trace, ["UPDATE", *lock, "INSERT", "DELETE"])
+                self._assert_one_transaction(trace, ["UPDATE", *append])
                 trace.clear()
                 assert not with_history.replace_password(
                     created.id, expected=HASH_A, new=HASH_B, entry=entry, keep=6
@@ -1389,6 +1392,195 @@ class TestSingleStatements(OnBackend):
     def _assert_one_transaction(trace: list[tuple[int, str]], statements: list[str]) -> None:
         assert {connection for connection, _ in trace} == {trace[0][0]}, trace
         assert [word for _, word in trace] == ["BEGIN", *statements, "COMMIT"]
+
+
+def _in_threads(count: int, action: Callable[[int], object]) -> None:
+    """Run ``action(i)`` in ``count`` threads released together; re-raise the first error."""
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait(timeout=60)
+            action(index)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    if errors:
+        raise errors[0]
+
+
+class TestHistoryFunction:
+    """PostgreSQL appends history through one function call, made with the tables."""
+
+    @staticmethod
+    def _function(backend: Backend) -> str:
+        return f"{backend.metadata.schema}.kaspi_password_history_append"
+
+    @staticmethod
+    def _exists(backend: Backend) -> bool:
+        signature = (
+            f"{TestHistoryFunction._function(backend)}(text,text,bytea,bigint,integer,bigint)"
+        )
+        with backend.engine.connect() as connection:
+            found = connection.execute(sa.select(sa.func.to_regprocedure(signature)))
+            return found.scalar() is not None
+
+    def _drop(self, backend: Backend) -> None:
+        with backend.engine.begin() as connection:
+            connection.exec_driver_sql(
+                f"DROP FUNCTION {self._function(backend)}(text,text,bytea,bigint,integer,bigint)"
+            )
+
+    @staticmethod
+    def _statements(engine: sa.Engine) -> list[str]:
+        statements: list[str] = []
+        sa.event.listen(
+            engine,
+            "before_cursor_execute",
+            lambda _c, _cur, statement, *_: statements.append(statement.split("(", 1)[0]),
+        )
+        return statements
+
+    def test_create_all_makes_it_and_one_statement_appends(self, postgresql: Backend) -> None:
+        """metadata.create_all made the function; an append is one SELECT of it, autocommit."""
+        postgresql.reset()
+        assert self._exists(postgresql)
+        engine = postgresql.engine_for_tests()
+        statements = self._statements(engine)
+        entry = HistoryEntry(password_hash=HASH_A, fingerprint=b"f", created_at=T0)
+        try:
+            with sqlalchemy_storage(engine, metadata=postgresql.metadata) as storage:
+                storage.history.append("acct-1", entry, keep=2)  # looks the function up
+                statements.clear()
+                for _ in range(3):
+                    storage.history.append("acct-1", entry, keep=2)
+                assert statements == [f"SELECT {self._function(postgresql)}"] * 3
+                assert storage.history.recent("acct-1", 10) == [entry, entry]
+        finally:
+            engine.dispose()
+
+    def test_missing_function_falls_back_and_create_tables_adds_it(
+        self, postgresql: Backend, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """Tables from before the function: appends still keep the promise (the old
+        transaction, one warning); create_tables() adds the function, creating nothing else."""
+        postgresql.reset()
+        self._drop(postgresql)
+        try:
+            with sqlalchemy_storage(postgresql.engine, metadata=postgresql.metadata) as storage:
+                with caplog.at_level("WARNING", logger="kaspi_identity.storage"):
+                    for index in range(4):
+                        storage.history.append("acct-1", _racer_entry(0, index), keep=2)
+                    _in_threads(
+                        16, lambda i: storage.history.append("acct-1", _racer_entry(1, i), keep=3)
+                    )
+                warnings = [r for r in caplog.records if "history_function_sql" in r.message]
+                assert len(warnings) == 1
+                assert "$argon2id" not in caplog.text
+                assert len(storage.history.recent("acct-1", 100)) == 3
+                with_history = storage.with_history
+                assert with_history is not None
+                created = with_history.create_with_history(
+                    NewAccount(username="aliya"), now=T0, entry=lambda _: _racer_entry(2, 0), keep=6
+                )
+                assert storage.history.recent(created.id, 10) == [_racer_entry(2, 0)]
+                assert not self._exists(postgresql)
+                storage.accounts.database.create_tables()  # type: ignore[attr-defined]
+                assert self._exists(postgresql)
+            engine = postgresql.engine_for_tests()
+            statements = self._statements(engine)
+            try:
+                with sqlalchemy_storage(engine, metadata=postgresql.metadata) as storage:
+                    storage.history.append("acct-1", _racer_entry(3, 0), keep=1)
+                    statements.clear()
+                    storage.history.append("acct-1", _racer_entry(3, 1), keep=1)
+                    assert statements == [f"SELECT {self._function(postgresql)}"]
+                    assert storage.history.recent("acct-1", 10) == [_racer_entry(3, 1)]
+            finally:
+                engine.dispose()
+        finally:
+            if not self._exists(postgresql):
+                with postgresql.engine.begin() as connection:
+                    connection.exec_driver_sql(history_function_sql(postgresql.metadata))
+
+    def test_a_missing_function_is_looked_up_again(self, postgresql: Backend) -> None:
+        """A store that found no function finds it after a migration, without a restart."""
+        postgresql.reset()
+        self._drop(postgresql)
+        with sqlalchemy_storage(postgresql.engine, metadata=postgresql.metadata) as storage:
+            history = storage.history
+            assert isinstance(history, SQLAlchemyPasswordHistoryStore)
+            entry = _racer_entry(0, 0)
+            history.append("acct-1", entry, keep=1)
+            assert history._function is False
+            # The documented migration: what Alembic's op.execute() would run.
+            with postgresql.engine.begin() as connection:
+                connection.exec_driver_sql(history_function_sql(postgresql.metadata))
+            for _ in range(300):
+                history.append("acct-1", entry, keep=1)
+            assert history._function is True
+            assert history.recent("acct-1", 10) == [entry]
+
+    def test_outside_read_committed_it_opens_a_transaction(self, postgresql: Backend) -> None:
+        """A server whose default isolation is SERIALIZABLE: the function refuses the
+        autocommit call (its statements would share one snapshot), the store appends in a
+        READ COMMITTED transaction instead, and racing appends still keep at most keep."""
+        postgresql.reset()
+        engine = postgresql.engine_for_tests(
+            connect_args={"options": "-c default_transaction_isolation=serializable"},
+            pool_size=8,
+            max_overflow=40,
+        )
+        try:
+            with engine.connect() as connection:
+                level = connection.exec_driver_sql("SHOW default_transaction_isolation")
+                assert level.scalar() == "serializable"
+            with sqlalchemy_storage(engine, metadata=postgresql.metadata) as storage:
+                history = storage.history
+                assert isinstance(history, SQLAlchemyPasswordHistoryStore)
+                history.append("acct-1", _racer_entry(0, 0), keep=6)
+                assert history._autocommit is False
+                assert history.recent("acct-1", 10) == [_racer_entry(0, 0)]
+                _in_threads(32, lambda i: history.append("acct-1", _racer_entry(1, i), keep=6))
+                stored = history.recent("acct-1", 100)
+                assert len(stored) == 6
+                assert set(stored) <= {_racer_entry(1, i) for i in range(32)}
+        finally:
+            engine.dispose()
+
+    def test_sql_for_migrations(self) -> None:
+        """history_function_sql names the function after the table, in its schema, quoted
+        where the names need it; a metadata not from make_metadata is refused."""
+        default = history_function_sql()
+        assert default.startswith("CREATE OR REPLACE FUNCTION kaspi_password_history_append(")
+        assert "INSERT INTO kaspi_password_history " in default
+        assert "pg_advisory_xact_lock(p_lock)" in default
+        mixed = history_function_sql(make_metadata("Idp_", schema="Auth"))
+        assert 'FUNCTION "Auth"."Idp_password_history_append"(' in mixed
+        assert 'INSERT INTO "Auth"."Idp_password_history" ' in mixed
+        with pytest.raises(ValueError, match="make_metadata"):
+            history_function_sql(sa.MetaData())
+        with pytest.raises(TypeError):
+            history_function_sql("kaspi_")  # type: ignore[arg-type]
+
+    def test_drop_all_drops_it(self, postgresql: Backend) -> None:
+        """A metadata's drop_all removes the function with the table; create_all brings both."""
+        md = make_metadata(f"gone_{secrets.token_hex(3)}_", schema=postgresql.metadata.schema)
+        table = next(t for t in md.sorted_tables if t.name.endswith("password_history"))
+        signature = f"{md.schema}.{table.name}_append(text,text,bytea,bigint,integer,bigint)"
+        probe = sa.select(sa.func.to_regprocedure(signature))
+        md.create_all(postgresql.engine)
+        with postgresql.engine.connect() as connection:
+            assert connection.execute(probe).scalar() is not None
+        md.drop_all(postgresql.engine)
+        with postgresql.engine.connect() as connection:
+            assert connection.execute(probe).scalar() is None
 
 
 # The migration docs/storage.md gives for a deployment from before security stamps.
@@ -1744,6 +1936,42 @@ class Fault:
             admin.execute(sa.select(sa.func.pg_terminate_backend(pid, 5000)))
 
 
+def _history_statement(backend: Backend, marker: str) -> str:
+    """The start of the statement of a history append that ``marker`` names on SQLite.
+
+    On PostgreSQL the lock, the insert and the trim are one call of the history function.
+    """
+    if backend.name == "sqlite":
+        return marker
+    return f"SELECT {backend.metadata.schema}.kaspi_password_history_append("
+
+
+_SELF_CUT = "kaspi_test_cut_history"
+
+
+@contextmanager
+def history_trim_cuts_the_connection(backend: Backend) -> Iterator[None]:
+    """PostgreSQL: the history's trim (inside the function, after its insert) ends its own
+    session, as a server crash or a killed backend would, half-way through the append."""
+    table = backend.table("password_history").fullname
+    function = f"{backend.metadata.schema}.{_SELF_CUT}"
+    with backend.engine.begin() as connection:
+        connection.exec_driver_sql(
+            f"CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$"
+            " BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(5);"
+            " RETURN NULL; END $$"
+        )
+        connection.exec_driver_sql(
+            f"CREATE TRIGGER {_SELF_CUT} BEFORE DELETE ON {table}"
+            f" FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
+        )
+    try:
+        yield
+    finally:
+        with backend.engine.begin() as connection:
+            connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {_SELF_CUT} ON {table}")
+
+
 class TestFaults(OnBackend):
     """The connection drops in the middle of a flow: typed error, nothing half-done."""
 
@@ -1823,10 +2051,16 @@ class TestFaults(OnBackend):
         ]
         for entry in entries[:2]:
             storage.history.append("acct-1", entry, keep=2)
-        fault.arm("DELETE")
+        fault.arm(_history_statement(fault.backend, "DELETE"))
         with pytest.raises(StorageError):
             storage.history.append("acct-1", entries[2], keep=2)
+        assert fault.fired == 1
         assert storage.history.recent("acct-1", 10) == [entries[1], entries[0]]
+        if fault.backend.name == "postgresql":
+            # The function's own insert done, its trim cut: the server drops it all.
+            with history_trim_cuts_the_connection(fault.backend), pytest.raises(StorageError):
+                storage.history.append("acct-1", entries[2], keep=2)
+            assert storage.history.recent("acct-1", 10) == [entries[1], entries[0]]
         storage.history.append("acct-1", entries[2], keep=2)
         assert storage.history.recent("acct-1", 10) == [entries[2], entries[1]]
 
@@ -1861,7 +2095,7 @@ class TestFaults(OnBackend):
         old = HistoryEntry(password_hash=HASH_A, fingerprint=b"old", created_at=T0)
         new = HistoryEntry(password_hash=HASH_B, fingerprint=b"new", created_at=T0 + HOUR)
         storage.history.append(account.id, old, keep=1)
-        fault.arm(marker, after=after)
+        fault.arm(_history_statement(fault.backend, marker), after=after)
         with pytest.raises(StorageError) as caught:
             with_history.replace_password(
                 account.id, expected=HASH_A, new=HASH_B, entry=new, keep=1
@@ -1882,13 +2116,14 @@ class TestFaults(OnBackend):
         assert with_history is not None
         entry = HistoryEntry(password_hash=HASH_A, fingerprint=b"fp", created_at=T0)
         new = NewAccount(username="aliya", phone=PHONE, iin=IIN, password_hash=HASH_A)
-        fault.arm("DELETE", after=True)
+        storage.history.append("warm-up", entry, keep=1)  # looks up the history function
+        fault.arm(_history_statement(fault.backend, "DELETE"), after=True)
         with pytest.raises(StorageError):
             with_history.create_with_history(new, now=T0, entry=lambda _: entry, keep=6)
         assert fault.fired == 1
         for kind, value in (("username", "aliya"), ("phone", PHONE), ("iin", IIN)):
             assert storage.accounts.find_by_login(kind, value) is None  # type: ignore[arg-type]
-        assert _rows(self.backend, "password_history") == []
+        assert len(_rows(self.backend, "password_history")) == 1  # the warm-up's
         created = with_history.create_with_history(new, now=T0, entry=lambda _: entry, keep=6)
         assert storage.history.recent(created.id, 10) == [entry]
 
@@ -1997,6 +2232,54 @@ def _reserve_in_process(
     for thread in threads:
         thread.join(timeout=120)
     results.put(won)
+    storage.close()
+    engine.dispose()
+
+
+#: Each racer of the history race appends this many entries.
+_APPENDS = 3
+_KEEP = 6
+
+
+def _history_entry(process: int, thread: int, index: int) -> HistoryEntry:
+    return HistoryEntry(
+        password_hash=f"$argon2id$v=19$m=65536,t=3,p=4$h{process}x{thread}x{index}",
+        fingerprint=bytes([process, thread, index]),
+        created_at=T0,
+    )
+
+
+def _append_in_process(url: str, schema: str, process: int, start: Any, results: Any) -> None:
+    """Child process: 16 threads each append 3 entries to one account's history.
+
+    Odd processes append as a release without the history function did (advisory lock,
+    INSERT, DELETE in a transaction), even ones through the function: both take the same
+    lock, so a rolling upgrade keeps the promise too.
+    """
+    engine = sa.create_engine(url, pool_size=_THREADS_PER_PROCESS, max_overflow=0)
+    storage = sqlalchemy_storage(engine, metadata=make_metadata(schema=schema))
+    history = storage.history
+    assert isinstance(history, SQLAlchemyPasswordHistoryStore)
+    if process % 2:
+        history._function = False
+    local = threading.Barrier(_THREADS_PER_PROCESS)
+    done: list[int] = []
+
+    def append(thread: int) -> None:
+        local.wait(timeout=60)
+        for index in range(_APPENDS):
+            history.append("acct-race", _history_entry(process, thread, index), keep=_KEEP)
+        done.append(thread)
+
+    threads = [
+        threading.Thread(target=append, args=(thread,)) for thread in range(_THREADS_PER_PROCESS)
+    ]
+    start.wait(timeout=120)
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    results.put((len(done), history._function))
     storage.close()
     engine.dispose()
 
@@ -2166,6 +2449,55 @@ class TestAcrossProcesses:
         assert stored.password_hash == _racer_hash(*winners[0])
         assert stored.security_stamp != account.security_stamp
         assert history == [_racer_entry(*winners[0]), seeded]
+        results.close()
+        results.join_thread()
+
+    def test_racing_history_appends(self, postgresql: Backend) -> None:
+        """8 processes x 16 threads x 3 appends, keep=6, half through the function and half
+        through the old statements, and a reader: never more than 6, and the newest 6."""
+        postgresql.reset()
+        schema = postgresql.metadata.schema
+        assert schema is not None
+        table = postgresql.table("password_history")
+        context = _forkserver()
+        start = context.Barrier(_PROCESSES + 1)
+        results = context.Queue()
+        processes = [
+            context.Process(
+                target=_append_in_process, args=(postgresql.url, schema, index, start, results)
+            )
+            for index in range(_PROCESSES)
+        ]
+        for process in processes:
+            process.start()
+        counted = sa.select(sa.func.count()).where(table.c.account_id == "acct-race")
+        seen: list[int] = []
+        with postgresql.engine.connect() as reader:
+            start.wait(timeout=120)
+            while len(seen) < 5 or any(process.is_alive() for process in processes):
+                seen.append(reader.execute(counted).scalar_one())
+                reader.rollback()
+                if len(seen) > 100_000:
+                    break
+        outcomes = [results.get(timeout=300) for _ in processes]
+        for process in processes:
+            process.join(timeout=60)
+            assert process.exitcode == 0
+        assert sorted(outcomes) == [(_THREADS_PER_PROCESS, False)] * (_PROCESSES // 2) + [
+            (_THREADS_PER_PROCESS, True)
+        ] * (_PROCESSES // 2)
+        assert max(seen) <= _KEEP
+        with postgresql.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(table.c.seq).where(table.c.account_id == "acct-race")
+            ).all()
+            sequence = sa.func.pg_get_serial_sequence(table.fullname, "seq")
+            last = connection.execute(
+                sa.select(sa.func.pg_sequence_last_value(sa.cast(sequence, REGCLASS)))
+            ).scalar_one()
+        # Appends hold the account's lock from their insert to their commit, so the ids go
+        # out in commit order and the newest six are the six last ids handed out.
+        assert sorted(seq for (seq,) in rows) == list(range(last - _KEEP + 1, last + 1))
         results.close()
         results.join_thread()
 

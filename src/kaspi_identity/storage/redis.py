@@ -1017,7 +1017,7 @@ class RedisOutboxStore(_RedisStore):
 
     _namespace = "outbox"
 
-    def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, client: _SyncClient, *, prefix: str = DEFAULT_PREFIX) -> None:
         super().__init__(client, prefix=prefix)
         self._enqueue = client.register_script(_LUA_OUTBOX_ENQUEUE)
         self._claim = client.register_script(_LUA_OUTBOX_CLAIM)

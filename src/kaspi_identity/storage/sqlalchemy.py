@@ -17,13 +17,17 @@ How each promise is kept, on PostgreSQL (default ``READ COMMITTED``):
   key's first row is inserted with ``ON CONFLICT DO NOTHING`` and, if another caller got
   there first, locked and read again;
 * a history append takes a transaction-scoped advisory lock on the account before it
-  inserts and trims, so racing appends never leave more than ``keep`` entries;
+  inserts and trims, so racing appends never leave more than ``keep`` entries: one call of
+  a PL/pgSQL function created with the tables (one round trip; each statement in it takes
+  its snapshot after the lock is granted), or the same steps as statements in a
+  transaction where the function is missing;
 * uniqueness of user names (casefolded), e-mails (casefolded), phones and IINs rests on
   unique indexes; the identifiers are checked in one ``SELECT`` (one snapshot, so the first
   taken in the protocol's order is named) and a violation is answered by checking again;
 * :class:`SQLAlchemyAccountWithHistory` runs the account's ``INSERT`` or compare-and-set
-  ``UPDATE`` and the history's locked insert-and-trim -- the same statements as above --
-  in one transaction on one connection, so both take effect or neither does.
+  ``UPDATE`` and the history's locked insert-and-trim -- the same statements (and function
+  call) as above -- in one transaction on one connection, so both take effect or neither
+  does.
 
 On SQLite every read-modify-write runs inside ``BEGIN IMMEDIATE`` (SQLite's write lock for
 the whole step), and a lock in the process queues writers, as in
@@ -48,6 +52,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import logging
 import os
 import re
 import secrets
@@ -169,6 +174,7 @@ __all__ = [
     "SQLAlchemyRateLimiter",
     "SQLAlchemyTokenLedger",
     "async_sqlalchemy_storage",
+    "history_function_sql",
     "make_metadata",
     "metadata",
     "sqlalchemy_storage",
@@ -344,7 +350,7 @@ def make_metadata(prefix: str = "kaspi_", *, schema: str | None = None) -> sa.Me
         sa.UniqueConstraint("phone", name=f"uq_{p}accounts_phone"),
         sa.UniqueConstraint("iin", name=f"uq_{p}accounts_iin"),
     )
-    sa.Table(
+    history = sa.Table(
         f"{p}password_history",
         md,
         sa.Column(
@@ -360,6 +366,7 @@ def make_metadata(prefix: str = "kaspi_", *, schema: str | None = None) -> sa.Me
         sa.Index(f"ix_{p}password_history_account", "account_id", "seq"),
         sqlite_autoincrement=True,
     )
+    _attach_history_function(history)
     sa.Table(
         f"{p}consumed_tokens",
         md,
@@ -411,9 +418,98 @@ def make_metadata(prefix: str = "kaspi_", *, schema: str | None = None) -> sa.Me
     return md
 
 
+# -- the PostgreSQL history function --------------------------------------------------------
+#
+# A history append locks the account, inserts and trims. In one plain statement that is
+# not safe: READ COMMITTED takes a statement's snapshot when it starts, before a lock taken
+# inside it is granted, so the trim would not see entries that racing appends committed
+# while it waited, and more than ``keep`` would stay (a CTE of lock, INSERT and DELETE kept
+# all 16 of 16 racing appends). A VOLATILE PL/pgSQL function takes a fresh snapshot for
+# each statement in it, so one ``SELECT fn(...)`` -- one round trip -- locks, then inserts,
+# then trims what every earlier holder of the lock committed. It takes the advisory lock
+# of the same key as the statements it replaces, so old and new processes exclude each
+# other, and it refuses to run outside READ COMMITTED, where its statements would share
+# the transaction's one snapshot.
+
+#: The argument types of the history function, as its signature names them.
+_HISTORY_ARGS = "text, text, bytea, bigint, integer, bigint"
+#: The SQLSTATE the function raises outside READ COMMITTED (nothing written).
+_NOT_READ_COMMITTED = "KI001"
+
+
+def _pg_preparer() -> Any:
+    """PostgreSQL's identifier quoting (the dialect's constructor is untyped)."""
+    dialect: Any = _postgresql.dialect
+    return dialect().identifier_preparer
+
+
+def _history_function_name(table: sa.Table) -> str:
+    """The quoted, schema-qualified name of the append function of the history ``table``."""
+    preparer = _pg_preparer()
+    name = preparer.quote(f"{table.name}_append")
+    return f"{preparer.quote_schema(table.schema)}.{name}" if table.schema else name
+
+
+def _history_function_ddl(table: sa.Table) -> str:
+    # Only quoted identifiers go into the text; the values are the function's arguments.
+    target = _pg_preparer().format_table(table)
+    return f"""CREATE OR REPLACE FUNCTION {_history_function_name(table)}(
+    p_account_id text, p_password_hash text, p_fingerprint bytea,
+    p_created_at bigint, p_keep integer, p_lock bigint
+) RETURNS void LANGUAGE plpgsql VOLATILE AS $kaspi_identity$
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'kaspi_identity: a history append needs READ COMMITTED'
+            USING ERRCODE = '{_NOT_READ_COMMITTED}';
+    END IF;
+    PERFORM pg_advisory_xact_lock(p_lock);
+    INSERT INTO {target} (account_id, password_hash, fingerprint, created_at)
+        VALUES (p_account_id, p_password_hash, p_fingerprint, p_created_at);
+    DELETE FROM {target} AS h
+        WHERE h.account_id = p_account_id AND h.seq NOT IN (
+            SELECT n.seq FROM {target} AS n
+                WHERE n.account_id = p_account_id ORDER BY n.seq DESC LIMIT p_keep);
+END
+$kaspi_identity$"""  # noqa: S608
+
+
+def _ddl(statement: str) -> sa.DDL:
+    ddl: Any = sa.DDL  # its constructor is untyped
+    made: sa.DDL = ddl(statement)
+    return made
+
+
+def _attach_history_function(table: sa.Table) -> None:
+    """Make ``create_all`` create (and ``drop_all`` drop) the history function on PostgreSQL."""
+    create = _ddl(_history_function_ddl(table)).execute_if(dialect="postgresql")
+    drop = _ddl(
+        f"DROP FUNCTION IF EXISTS {_history_function_name(table)}({_HISTORY_ARGS})"
+    ).execute_if(dialect="postgresql")
+    sa.event.listen(table, "after_create", create)
+    sa.event.listen(table, "before_drop", drop)
+
+
 #: The six tables with the default prefix ``kaspi_``: for ``metadata.create_all(engine)``
 #: or Alembic's ``target_metadata``.
 metadata: sa.MetaData = make_metadata()
+
+
+def history_function_sql(metadata: sa.MetaData = metadata) -> str:
+    """Return the ``CREATE OR REPLACE FUNCTION`` statement of the history table of ``metadata``.
+
+    On PostgreSQL a :class:`SQLAlchemyPasswordHistoryStore` appends in one round trip by
+    calling this PL/pgSQL function (``<history table>_append``, in the table's schema).
+    ``metadata.create_all`` and :meth:`SQLAlchemyDatabase.create_tables` create it; a
+    schema managed by Alembic adds it with ``op.execute(history_function_sql(metadata))``
+    in a migration (see docs/storage.md). Without it the store appends in a transaction of
+    several round trips, as releases before it did.
+
+    Raises:
+        ValueError: ``metadata`` does not come from :func:`make_metadata`.
+        TypeError: ``metadata`` is not a :class:`~sqlalchemy.MetaData`.
+
+    """
+    return _history_function_ddl(_find_tables(metadata).history)
 
 
 @dataclass(frozen=True, slots=True)
@@ -548,7 +644,9 @@ class SQLAlchemyDatabase:
         """Create the tables that do not exist yet; existing ones are left as they are.
 
         Runs in one transaction under a lock (an advisory lock on PostgreSQL, SQLite's
-        write lock), so processes starting together create each table once.
+        write lock), so processes starting together create each table once. On PostgreSQL
+        it also creates the history table's append function if it is missing (see
+        :func:`history_function_sql`).
 
         Raises:
             StorageError: the database refused (for example, no permission to create).
@@ -559,6 +657,9 @@ class SQLAlchemyDatabase:
             if self._postgresql:
                 connection.execute(sa.select(sa.func.pg_advisory_xact_lock(_lock_key("ddl"))))
             self._metadata.create_all(connection, checkfirst=True)
+            if self._postgresql and not _has_history_function(connection, self._tables.history):
+                # A history table made before the function existed (create_all skips it).
+                connection.execute(_ddl(_history_function_ddl(self._tables.history)))
 
         self._run(create, mode="transaction")
 
@@ -1649,17 +1750,67 @@ class _Clash(Exception):
 
 # -- password history ----------------------------------------------------------------------
 
+_log = logging.getLogger("kaspi_identity.storage")
+
+
+def _has_history_function(connection: sa.Connection, table: sa.Table) -> bool:
+    signature = f"{_history_function_name(table)}({_HISTORY_ARGS})"
+    found = connection.execute(sa.select(sa.func.to_regprocedure(signature).is_not(None)))
+    return bool(found.scalar())
+
+
+def _outside_read_committed(error: BaseException | None) -> bool:
+    """Whether ``error`` is the history function refusing a transaction's isolation level."""
+    original = getattr(error, "orig", None)
+    return getattr(original, "sqlstate", None) == _NOT_READ_COMMITTED
+
 
 class SQLAlchemyPasswordHistoryStore(_Store):
     """A :class:`~kaspi_identity.storage.PasswordHistoryStore` in ``<prefix>password_history``.
 
-    An append inserts and trims in one transaction holding a lock on the account (an
-    advisory lock on PostgreSQL, the write lock on SQLite).
+    An append inserts and trims holding a lock on the account: on PostgreSQL one call of
+    the table's PL/pgSQL function (:func:`history_function_sql`; one round trip, its
+    advisory lock taken before each of its statements takes its snapshot), or -- where the
+    function is missing -- the same steps as a transaction of statements; on SQLite one
+    ``BEGIN IMMEDIATE`` transaction.
     """
+
+    def __init__(self, database: SQLAlchemyDatabase) -> None:
+        super().__init__(database)
+        t = self._tables.history
+        function = _history_function_name(t).replace(":", "\\:")
+        self._call = sa.text(
+            f"SELECT {function}(CAST(:account_id AS text), CAST(:password_hash AS text),"
+            " CAST(:fingerprint AS bytea), CAST(:created_at AS bigint),"
+            " CAST(:keep AS integer), CAST(:lock AS bigint))"
+        ).bindparams(sa.bindparam("fingerprint", type_=sa.LargeBinary()))
+        # Whether the function exists (None: not looked up yet). A missing one is looked
+        # up again every _SWEEP_EVERY appends, so a migration takes effect without a restart.
+        self._function: bool | None = None
+        self._fallbacks = itertools.count(1)
+        # Off once the server's default isolation (which an autocommit statement runs
+        # at) turned out not to be READ COMMITTED: then appends open a transaction.
+        self._autocommit = True
 
     def append(self, account_id: str, entry: HistoryEntry, *, keep: int) -> None:
         """Append ``entry`` and trim to the newest ``keep`` in one transaction."""
         check_append(account_id, entry, keep)
+        if self._db._postgresql and self._autocommit and self._function is not False:
+
+            def call(connection: sa.Connection) -> bool:
+                if not self._function_ready(connection):
+                    return False
+                self._call_function(connection, account_id, entry, keep)
+                return True
+
+            try:
+                if self._db._single(call):
+                    return
+            except StorageError as exc:
+                if not _outside_read_committed(exc.__cause__):
+                    raise
+                # The function refused before it wrote anything; never try this again.
+                self._autocommit = False
         self._db._write(lambda connection: self._append(connection, account_id, entry, keep))
 
     def _append(
@@ -1671,9 +1822,13 @@ class SQLAlchemyPasswordHistoryStore(_Store):
         """
         t = self._tables.history
         if self._db._postgresql:
+            if self._function_ready(connection):
+                self._call_function(connection, account_id, entry, keep)
+                return
+            if next(self._fallbacks) % _SWEEP_EVERY == 0:
+                self._function = None  # look again at the next append
             # Rows of the account may not exist yet, so lock the account's key instead.
-            lock = _lock_key("history", t.fullname, account_id)
-            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(lock)))
+            connection.execute(sa.select(sa.func.pg_advisory_xact_lock(self._lock(account_id))))
         connection.execute(
             sa.insert(t).values(
                 account_id=account_id,
@@ -1689,6 +1844,36 @@ class SQLAlchemyPasswordHistoryStore(_Store):
             .limit(keep)
         )
         connection.execute(sa.delete(t).where(t.c.account_id == account_id, t.c.seq.not_in(newest)))
+
+    def _lock(self, account_id: str) -> int:
+        return _lock_key("history", self._tables.history.fullname, account_id)
+
+    def _function_ready(self, connection: sa.Connection) -> bool:
+        """Whether the PostgreSQL function exists (looked up on ``connection`` once)."""
+        if self._function is None:
+            self._function = _has_history_function(connection, self._tables.history)
+            if not self._function:
+                _log.warning(
+                    "PostgreSQL function %s is missing: password history appends run as a"
+                    " transaction of several statements; SQLAlchemyDatabase.create_tables()"
+                    " or a migration with history_function_sql() adds it",
+                    _history_function_name(self._tables.history),
+                )
+        return self._function
+
+    def _call_function(
+        self, connection: sa.Connection, account_id: str, entry: HistoryEntry, keep: int
+    ) -> None:
+        """Lock, insert and trim in one statement: a call of the PostgreSQL function."""
+        arguments = {
+            "account_id": account_id,
+            "password_hash": entry.password_hash,
+            "fingerprint": entry.fingerprint,
+            "created_at": to_microseconds(entry.created_at),
+            "keep": keep,
+            "lock": self._lock(account_id),
+        }
+        connection.execute(self._call, arguments)
 
     def recent(self, account_id: str, limit: int) -> list[HistoryEntry]:
         """Return at most ``limit`` entries, newest first."""
