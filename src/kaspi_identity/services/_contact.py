@@ -136,6 +136,13 @@ class ContactChange(Flow):
         )
         email = clean_email(new_email)
         assert email is not None  # a str was given; not a security check
+        if p.settings.email_undo_url is None:
+            # Without a page of its own the undo link would open the reset page, which
+            # cannot take it: the old address would get a way back that does not work.
+            raise KaspiIdentityError(
+                "a change of address needs IdentitySettings.email_undo_url, the page the"
+                " undo link sent to the old address opens"
+            )
         proven = self.login.prove(
             account_id, password, client_key=client_key, action="email_change"
         )

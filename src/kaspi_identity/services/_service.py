@@ -419,6 +419,7 @@ class IdentityService:
             TypeError: an argument is not a ``str``.
             InvalidIdentifierError: ``new_email`` is not an address; nothing is written.
             AccountNotFoundError: no account has id ``account_id``.
+            KaspiIdentityError: the settings have no ``email_undo_url``.
         """
         return self._contact.request_email_change(
             account_id, password, new_email, client_key=client_key

@@ -115,10 +115,10 @@ class IdentitySettings:
             apart by trying :meth:`~IdentityService.confirm_email_change` after
             :meth:`~IdentityService.confirm_email`).
         email_undo_url: the page that takes the token of an undo link sent to the old
-            address; default: ``reset_url``. Set both when the portal offers the change of
-            address: a page built for one purpose refuses the other's tokens (each purpose
-            has its own key), so a default page must try
-            :meth:`~IdentityService.undo_email_change` before showing its own form.
+            address (it calls :meth:`~IdentityService.undo_email_change`). Required for the
+            change of address: without it :meth:`~IdentityService.request_email_change`
+            raises, since a reset page cannot take an undo token (each purpose has its own
+            key) and the old address would get a way back that does not work.
         email_change_link_lifetime: how long a link to confirm a new address works
             (default 24 hours, at most 24).
         email_undo_lifetime: how long the old address can undo a change (default 3 days;
