@@ -8,6 +8,7 @@ schema and drops it afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -39,6 +40,7 @@ from kaspi_identity.storage import (
     Contact,
     HistoryEntry,
     NewAccount,
+    OutboxMessage,
     Storage,
 )
 from kaspi_identity.storage.memory import memory_storage
@@ -1367,16 +1369,17 @@ class TestSingleStatements(OnBackend):
                 # The identifiers are checked in one SELECT, then the account and its entry.
                 self._assert_one_transaction(trace, ["SELECT", "INSERT", *append])
                 trace.clear()
-                assert with_history.replace_password(
-                    created.id, expected=HASH_A, new=HASH_B, entry=entry, keep=6
-                )
-                self._assert_one_transaction(trace, ["UPDATE", *append])
-                trace.clear()
-                assert not with_history.replace_password(
-                    created.id, expected=HASH_A, new=HASH_B, entry=entry, keep=6
-                )
-                self._assert_one_transaction(trace, ["UPDATE"])
-                trace.clear()
+                if self.backend.name == "sqlite":  # PostgreSQL: one statement (test below)
+                    assert with_history.replace_password(
+                        created.id, expected=HASH_A, new=HASH_B, entry=entry, keep=6
+                    )
+                    self._assert_one_transaction(trace, ["UPDATE", *append])
+                    trace.clear()
+                    assert not with_history.replace_password(
+                        created.id, expected=HASH_A, new=HASH_B, entry=entry, keep=6
+                    )
+                    self._assert_one_transaction(trace, ["UPDATE"])
+                    trace.clear()
                 assert not with_history.replace_password(
                     "x" * 10_000,
                     expected=HASH_A,
@@ -1387,6 +1390,78 @@ class TestSingleStatements(OnBackend):
                 assert trace == []  # an id no account can have: nothing sent
         finally:
             engine.dispose()
+
+    def test_replace_password_is_one_statement(self) -> None:
+        """PostgreSQL: with_history.replace_password -- the compare-and-set, the history
+        append and the letters -- is one autocommit statement, won or lost, with or without
+        an entry or messages; what it promises holds (one entry, the letters, the stamp)."""
+        if self.backend.name != "postgresql":
+            pytest.skip("SQLite runs each unit of work in BEGIN IMMEDIATE")
+        engine = self.backend.engine_for_tests()
+        with engine.connect() as connection:
+            connection.execute(sa.select(sa.literal(1)))
+        sent: list[tuple[str, bool]] = []
+
+        def record(connection: sa.Connection, cursor: Any, statement: str, *_: Any) -> None:
+            driver = connection.connection.dbapi_connection
+            sent.append((statement.split(None, 1)[0].upper(), bool(driver.autocommit)))  # type: ignore[union-attr]
+
+        entry = HistoryEntry(password_hash=HASH_B, fingerprint=b"fp", created_at=T0)
+        with sqlalchemy_storage(engine, metadata=self.backend.metadata, outbox=True) as storage:
+            with_history = storage.with_history
+            outbox = storage.outbox
+            assert with_history is not None and outbox is not None
+            storage.history.append("warm-up", entry, keep=1)  # the function looked up once
+            account = storage.accounts.create(
+                NewAccount(username="aliya", password_hash=HASH_A), now=T0
+            )
+            letters = [
+                OutboxMessage(
+                    id=f"{i:032x}",
+                    channel="email",
+                    kind="password_changed",
+                    to="алия@example.kz",
+                    language="kk",
+                    payload="{}",
+                    account_id=account.id,
+                    created_at=T0,
+                    deliver=i != 1,  # an unknown account's twin is stored too
+                )
+                for i in range(3)
+            ]
+            sa.event.listen(engine, "before_cursor_execute", record)
+            try:
+                cases: list[tuple[str, str, HistoryEntry | None, list[OutboxMessage], bool]] = [
+                    (HASH_A, HASH_B, entry, letters[:2], True),
+                    (HASH_A, HASH_B, entry, letters[2:], False),  # lost: nothing written
+                    (HASH_B, HASH_A, None, [], True),
+                    (HASH_A, HASH_B, None, letters[2:], True),
+                    (HASH_B, HASH_A, entry, [], True),
+                ]
+                for expected, new, made, queued, won in cases:
+                    sent.clear()
+                    assert (
+                        with_history.replace_password(
+                            account.id,
+                            expected=expected,
+                            new=new,
+                            entry=made,
+                            keep=6,
+                            now=T0,
+                            messages=queued,
+                        )
+                        is won
+                    )
+                    assert sent == [("WITH", True)]
+            finally:
+                sa.event.remove(engine, "before_cursor_execute", record)
+            assert storage.history.recent(account.id, 10) == [entry, entry]
+            queued = {e.message: e.status for e in outbox.list()}
+            assert queued == {letters[0]: "pending", letters[1]: "void", letters[2]: "pending"}
+            stored = storage.accounts.get(account.id)
+            assert stored is not None and stored.password_hash == HASH_A
+            assert stored.password_changed_at == T0
+        engine.dispose()
 
     @staticmethod
     def _assert_one_transaction(trace: list[tuple[int, str]], statements: list[str]) -> None:
@@ -2085,7 +2160,11 @@ class TestFaults(OnBackend):
         self, faulty: tuple[Storage, Fault], marker: str, after: bool
     ) -> None:
         """Cut at the history insert, or after the trim before COMMIT: old hash, old stamp,
-        old history -- then a retry writes both."""
+        old history -- then a retry writes both.
+
+        On PostgreSQL the change is one statement: cut before it, or -- from inside it --
+        in the history function's trim, after the UPDATE and the insert ran.
+        """
         storage, fault = faulty
         with_history = storage.with_history
         assert with_history is not None
@@ -2095,12 +2174,18 @@ class TestFaults(OnBackend):
         old = HistoryEntry(password_hash=HASH_A, fingerprint=b"old", created_at=T0)
         new = HistoryEntry(password_hash=HASH_B, fingerprint=b"new", created_at=T0 + HOUR)
         storage.history.append(account.id, old, keep=1)
-        fault.arm(_history_statement(fault.backend, marker), after=after)
-        with pytest.raises(StorageError) as caught:
+        cut: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+        if fault.backend.name == "sqlite":
+            fault.arm(marker, after=after)
+        elif after:
+            cut = history_trim_cuts_the_connection(fault.backend)
+        else:
+            fault.arm("WITH")
+        with cut, pytest.raises(StorageError) as caught:
             with_history.replace_password(
                 account.id, expected=HASH_A, new=HASH_B, entry=new, keep=1
             )
-        assert fault.fired == 1
+        assert fault.fired == (0 if fault.backend.name == "postgresql" and after else 1)
         assert HASH_B not in str(caught.value)
         assert storage.accounts.get(account.id) == account
         assert storage.history.recent(account.id, 10) == [old]

@@ -67,6 +67,7 @@ try:
     import sqlalchemy as sa
     from sqlalchemy.dialects import postgresql as _postgresql
     from sqlalchemy.dialects import sqlite as _sqlite
+    from sqlalchemy.sql.elements import quoted_name as _quoted_name
     from sqlalchemy.types import NullType
 except ImportError as _missing:  # pragma: no cover - exercised in a subprocess
     raise ImportError(
@@ -1765,6 +1766,13 @@ def _outside_read_committed(error: BaseException | None) -> bool:
     return getattr(original, "sqlstate", None) == _NOT_READ_COMMITTED
 
 
+def _needs_read_committed(error: BaseException | None) -> bool:
+    """Whether a statement run at the server's default isolation failed for not being at
+    READ COMMITTED: the history function's refusal, or a serialization failure."""
+    original = getattr(error, "orig", None)
+    return getattr(original, "sqlstate", None) in (_NOT_READ_COMMITTED, "40001")
+
+
 class SQLAlchemyPasswordHistoryStore(_Store):
     """A :class:`~kaspi_identity.storage.PasswordHistoryStore` in ``<prefix>password_history``.
 
@@ -1860,6 +1868,24 @@ class SQLAlchemyPasswordHistoryStore(_Store):
                     _history_function_name(self._tables.history),
                 )
         return self._function
+
+    def _function_call(
+        self, account_id: str, entry: HistoryEntry, keep: int
+    ) -> sa.ColumnElement[Any]:
+        """The function's call as an expression, for a statement that calls it from a CTE."""
+        t = self._tables.history
+        name = _quoted_name(f"{t.name}_append", quote=True)
+        schema = () if t.schema is None else (_quoted_name(t.schema, quote=True),)
+        arguments = (
+            (account_id, sa.Text()),
+            (entry.password_hash, sa.Text()),
+            (entry.fingerprint, sa.LargeBinary()),
+            (to_microseconds(entry.created_at), sa.BigInteger()),
+            (keep, sa.Integer()),
+            (self._lock(account_id), sa.BigInteger()),
+        )
+        casts = (sa.cast(sa.literal(value, kind), kind) for value, kind in arguments)
+        return sa.sql.functions.Function(name, *casts, packagenames=schema)
 
     def _call_function(
         self, connection: sa.Connection, account_id: str, entry: HistoryEntry, keep: int
@@ -2325,6 +2351,33 @@ class SQLAlchemyOutboxStore(_Store):
             at = to_microseconds(message.created_at)
             connection.execute(self._enqueue_one, self._values(message, initial_state(message, at)))
 
+    def _insert_when(
+        self, messages: Sequence[OutboxMessage], condition: sa.ColumnElement[bool]
+    ) -> Any:
+        """One ``INSERT ... SELECT`` of ``messages`` (at least one), each row only if
+        ``condition`` holds: for a CTE of a statement that writes them with its change.
+
+        Each value is cast to its column's type, so no driver has to guess one.
+        """
+        table = self._table
+        rows = [
+            sa.select(
+                *(
+                    sa.cast(sa.literal(value, table.c[name].type), table.c[name].type)
+                    for name, value in self._values(
+                        message, initial_state(message, to_microseconds(message.created_at))
+                    ).items()
+                )
+            ).where(condition)
+            for message in messages
+        ]
+        source = rows[0] if len(rows) == 1 else sa.union_all(*rows)
+        return (
+            _postgresql.insert(table)
+            .from_select(list(OUTBOX_COLUMNS), source)
+            .on_conflict_do_nothing(index_elements=[table.c.id])
+        )
+
     @staticmethod
     def _state_values(state: OutboxState) -> dict[str, object]:
         return {
@@ -2587,7 +2640,76 @@ class SQLAlchemyAccountWithHistory:
                 self._history._append(connection, account_id, entry, keep)
             return True
 
+        if self._db._postgresql and self._history._autocommit:
+
+            def in_one(connection: sa.Connection) -> bool | None:
+                if entry is not None and not self._history._function_ready(connection):
+                    return None  # no function: the transaction below
+                return self._replace_in_one(connection, statement, account_id, entry, keep, queued)
+
+            try:
+                done = self._db._single(in_one)
+            except StorageError as exc:
+                if not _needs_read_committed(exc.__cause__):
+                    raise
+                # Refused before anything was written; from now on, transactions.
+                self._history._autocommit = False
+            else:
+                if done is not None:
+                    return done
         return self._db._write(replace_hash)
+
+    # One statement on PostgreSQL, autocommit, so one round trip:
+    #
+    #   WITH upd AS (UPDATE accounts SET ... WHERE id = :id
+    #                  AND password_hash IS NOT DISTINCT FROM :expected RETURNING id),
+    #        hist AS (SELECT <history>_append(...) FROM upd),
+    #        ins AS (INSERT INTO outbox (...) SELECT ... WHERE EXISTS (SELECT 1 FROM upd)
+    #                  ON CONFLICT (id) DO NOTHING)
+    #   SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM hist)
+    #
+    # - A CTE that modifies no data runs only as far as something reads it, so the final
+    #   SELECT counts ``hist``: without that the function would never be called.
+    # - ``hist`` reads ``upd``, so the function runs only after the UPDATE won its row (and
+    #   its row lock), as in the transaction path: the row lock first, then the advisory
+    #   lock, in every call, so racing calls queue and never deadlock. A lost compare-and-
+    #   set (no row) calls nothing and inserts nothing.
+    # - The statement's snapshot is taken when it starts, before a racer's commit it may
+    #   wait for; the UPDATE re-checks its WHERE on the row's newest version (READ
+    #   COMMITTED), and the VOLATILE function takes a fresh snapshot for each of its own
+    #   statements, so its trim sees every entry appended before it got the lock.
+    # - The row lock is held until the statement commits, with the history rows and the
+    #   letters: a racer waiting on the row sees the new hash and loses.
+    # - The function refuses (KI001, nothing written) when the server's default isolation,
+    #   which an autocommit statement runs at, is not READ COMMITTED; an UPDATE outside it
+    #   may fail on a racer's commit (40001). Either way the statement wrote nothing, and
+    #   the call -- and every later one -- runs as a READ COMMITTED transaction instead.
+    # - All or nothing: if the function or an outbox insert fails, the whole statement
+    #   (the UPDATE with it) is rolled back.
+    def _replace_in_one(
+        self,
+        connection: sa.Connection,
+        statement: sa.Update,
+        account_id: str,
+        entry: HistoryEntry | None,
+        keep: int,
+        messages: Sequence[OutboxMessage],
+    ) -> bool:
+        """Run ``replace_password`` as the one statement above; whether it changed the hash."""
+        upd = statement.returning(self._accounts._columns["id"]).cte("upd")
+        counts: list[sa.ScalarSelect[Any]] = [
+            sa.select(sa.func.count()).select_from(upd).scalar_subquery()
+        ]
+        if entry is not None:
+            call = self._history._function_call(account_id, entry, keep)
+            hist = sa.select(call.label("appended")).select_from(upd).cte("hist")
+            counts.append(sa.select(sa.func.count()).select_from(hist).scalar_subquery())
+        query = sa.select(*counts)
+        if messages and self._outbox is not None:
+            changed = sa.exists(sa.select(sa.literal(1)).select_from(upd))
+            query = query.add_cte(self._outbox._insert_when(messages, changed).cte("ins"))
+        row = connection.execute(query).one()
+        return bool(row[0] == 1)
 
     def update_contact(
         self,
