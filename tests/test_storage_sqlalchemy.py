@@ -1463,6 +1463,71 @@ class TestSingleStatements(OnBackend):
             assert stored.password_changed_at == T0
         engine.dispose()
 
+    def test_contact_update_with_letters_is_one_statement(self) -> None:
+        """PostgreSQL: with_history.update_contact with messages sends one statement (the
+        UPDATE and the outbox inserts) in its transaction, however many letters; won, lost
+        or refused by a unique index, the letters go with the change or not at all."""
+        if self.backend.name != "postgresql":
+            pytest.skip("SQLite runs each unit of work in BEGIN IMMEDIATE")
+        engine = self.backend.engine_for_tests()
+        with engine.connect() as connection:
+            connection.execute(sa.select(sa.literal(1)))
+        sent: list[str] = []
+
+        def record(connection: sa.Connection, cursor: Any, statement: str, *_: Any) -> None:
+            sent.append(statement.split(None, 1)[0].upper())
+
+        with sqlalchemy_storage(engine, metadata=self.backend.metadata, outbox=True) as storage:
+            with_history, outbox = storage.with_history, storage.outbox
+            assert with_history is not None and outbox is not None
+            created = storage.accounts.create(NewAccount(email="a@example.kz"), now=T0)
+            storage.accounts.create(NewAccount(email="b@example.kz"), now=T0)
+            letters = [
+                OutboxMessage(
+                    id=f"{i:032x}",
+                    channel="email",
+                    kind="email_changed",
+                    to="a@example.kz",
+                    language="ru",
+                    payload="{}",
+                    account_id=created.id,
+                    created_at=T0,
+                )
+                for i in range(5)
+            ]
+            contact = dataclasses.replace(created.contact, email="c@example.kz")
+            sa.event.listen(engine, "before_cursor_execute", record)
+            try:
+                written = with_history.update_contact(
+                    created.id,
+                    expected_stamp=created.security_stamp,
+                    contact=contact,
+                    messages=letters[:3],
+                )
+                assert written is not None and written.contact == contact
+                assert [s for s in sent if s != "BEGIN"] == ["WITH"]
+                sent.clear()
+                lost = with_history.update_contact(
+                    created.id,
+                    expected_stamp=created.security_stamp,
+                    contact=contact,
+                    messages=letters[3:4],
+                )
+                assert lost is None
+                assert [s for s in sent if s != "BEGIN"] == ["WITH"]
+                with pytest.raises(DuplicateAccountError):
+                    with_history.update_contact(
+                        created.id,
+                        expected_stamp=written.security_stamp,
+                        contact=dataclasses.replace(contact, email="B@example.kz"),
+                        messages=letters[4:],
+                    )
+            finally:
+                sa.event.remove(engine, "before_cursor_execute", record)
+            assert {e.message for e in outbox.list()} == set(letters[:3])
+            assert storage.accounts.get(created.id) == written
+        engine.dispose()
+
     @staticmethod
     def _assert_one_transaction(trace: list[tuple[int, str]], statements: list[str]) -> None:
         assert {connection for connection, _ in trace} == {trace[0][0]}, trace

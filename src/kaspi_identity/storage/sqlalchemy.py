@@ -1013,6 +1013,9 @@ class _ContactSwap:
     keys: dict[str, str | None]
     statement: sa.Update
     returning: bool
+    #: What runs instead of ``statement`` (which it holds): a statement that also
+    #: enqueues letters, returning the same columns.
+    combined: sa.Select[Any] | None = None
 
 
 class SQLAlchemyAccountStore(_Store):
@@ -1470,7 +1473,7 @@ class SQLAlchemyAccountStore(_Store):
         Raises _Clash when a unique index refused the e-mail or phone.
         """
         try:
-            result = connection.execute(swap.statement)
+            result = connection.execute(swap.statement if swap.combined is None else swap.combined)
             if swap.returning:
                 row = result.first()
                 return self._decode(None if row is None else tuple(row))
@@ -2742,6 +2745,20 @@ class SQLAlchemyAccountWithHistory:
                 self._enqueue(connection, queued)
             return account
 
+        if self._db._postgresql and queued and self._outbox is not None and swap.returning:
+            # The letters in the UPDATE's statement, so the transaction is three round trips
+            # (BEGIN, it, COMMIT) however many there are: WITH upd AS (UPDATE ... RETURNING
+            # ...), ins AS (INSERT INTO outbox ... SELECT ... WHERE EXISTS (SELECT 1 FROM
+            # upd)) SELECT * FROM upd. A unique index refusing the e-mail or phone fails the
+            # whole statement: no letter. Not one autocommit statement: the row it returns
+            # is checked before COMMIT, and garbage rolls the change back.
+            upd = swap.statement.cte("upd")
+            changed = sa.exists(sa.select(sa.literal(1)).select_from(upd))
+            insert = self._outbox._insert_when(queued, changed).cte("ins")
+            one = replace(swap, combined=sa.select(*upd.c).add_cte(insert))
+            return self._accounts._run_contact(
+                one, lambda connection: self._accounts._swap_contact(connection, one)
+            )
         return self._accounts._run_contact(swap, update)
 
 
