@@ -1770,8 +1770,11 @@ def _outside_read_committed(error: BaseException | None) -> bool:
 
 
 def _needs_read_committed(error: BaseException | None) -> bool:
-    """Whether a statement run at the server's default isolation failed for not being at
-    READ COMMITTED: the history function's refusal, or a serialization failure."""
+    """Whether a statement at the server's default isolation needed READ COMMITTED.
+
+    The history function's refusal (KI001), or a serialization failure (40001): either
+    way the statement wrote nothing.
+    """
     original = getattr(error, "orig", None)
     return getattr(original, "sqlstate", None) in (_NOT_READ_COMMITTED, "40001")
 
@@ -2357,8 +2360,9 @@ class SQLAlchemyOutboxStore(_Store):
     def _insert_when(
         self, messages: Sequence[OutboxMessage], condition: sa.ColumnElement[bool]
     ) -> Any:
-        """One ``INSERT ... SELECT`` of ``messages`` (at least one), each row only if
-        ``condition`` holds: for a CTE of a statement that writes them with its change.
+        """One ``INSERT ... SELECT`` of ``messages`` (at least one), each if ``condition``.
+
+        For a CTE of a statement that writes the letters with the change they announce.
 
         Each value is cast to its column's type, so no driver has to guess one.
         """
@@ -2607,7 +2611,102 @@ class SQLAlchemyAccountWithHistory:
                 self._history._append(connection, account.id, made, keep)
             return account
 
+        if self._db._postgresql and self._history._autocommit and not self._accounts._integer_id:
+            # The id is made here, so the entry and the letters can be made before the
+            # statement (an entry or messages that raise leave nothing to roll back).
+            account = replace(row.account, id=str(row.values[self._accounts._columns["id"].key]))
+            queued = () if messages is None else check_messages(messages(account), self._outbox)
+            made = None if entry is None else check_entry(entry(account))
+            try:
+                created = self._create_in_one(row, account, made, keep, queued)
+            except StorageError as exc:
+                if not _needs_read_committed(exc.__cause__):
+                    raise
+                self._history._autocommit = False
+            else:
+                if created is not None:
+                    return created
         return self._accounts._write_checked(create)
+
+    def _create_in_one(
+        self,
+        row: _NewRow,
+        account: Account,
+        entry: HistoryEntry | None,
+        keep: int,
+        messages: Sequence[OutboxMessage],
+    ) -> Account | None:
+        """``create_with_history`` as one autocommit statement; ``None``: no function.
+
+        ``WITH ins AS (INSERT INTO accounts (...) SELECT ... WHERE NOT EXISTS (SELECT 1
+        FROM accounts WHERE <any identifier matches>) RETURNING id), hist AS (SELECT
+        <history>_append(...) FROM ins), out AS (INSERT INTO outbox ... WHERE EXISTS
+        (SELECT 1 FROM ins)) SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM
+        hist), EXISTS (<the user name matches>), ...``: the check and the write in one
+        snapshot, which names the first identifier taken in the protocol's order, as
+        the transaction's ``SELECT`` does. A racing create that commits the identifier
+        after the snapshot makes the unique index refuse the row: the statement writes
+        nothing, and runs again (its check then names it). The notes on
+        :meth:`_replace_in_one` hold here too.
+        """
+        store, table = self._accounts, self._accounts._table
+        columns = [table.c[key] for key in row.values]
+        values = [
+            value
+            if isinstance(value, sa.sql.ClauseElement)
+            else sa.cast(sa.literal(value, column.type), column.type)
+            for column, value in zip(columns, row.values.values(), strict=True)
+        ]
+        present = [(field, value) for field, value in row.keys.items() if value is not None]
+        matches = [store._columns[_KEY_FIELDS[field]] == value for field, value in present]
+        taken = [sa.exists(sa.select(sa.literal(1)).select_from(table).where(m)) for m in matches]
+        source = sa.select(*values)
+        if matches:
+            source = source.where(
+                ~sa.exists(sa.select(sa.literal(1)).select_from(table).where(sa.or_(*matches)))
+            )
+        ins = (
+            sa.insert(table).from_select(columns, source).returning(store._columns["id"]).cte("ins")
+        )
+        counts: list[sa.ColumnElement[Any]] = [
+            sa.select(sa.func.count()).select_from(ins).scalar_subquery()
+        ]
+        if entry is not None:
+            call = self._history._function_call(account.id, entry, keep)
+            hist = sa.select(call.label("appended")).select_from(ins).cte("hist")
+            counts.append(sa.select(sa.func.count()).select_from(hist).scalar_subquery())
+        query = sa.select(*counts, *taken)
+        if messages and self._outbox is not None:
+            stored = sa.exists(sa.select(sa.literal(1)).select_from(ins))
+            query = query.add_cte(self._outbox._insert_when(messages, stored).cte("out"))
+
+        def run(connection: sa.Connection) -> tuple[Any, ...] | None:
+            if entry is not None and not self._history._function_ready(connection):
+                return None
+            try:
+                return tuple(connection.execute(query).one())
+            except sa.exc.IntegrityError as exc:
+                raise _Clash(exc) from exc
+
+        clash: _Clash | None = None
+        for _ in range(_CREATE_TRIES):
+            try:
+                result = self._db._single(run)
+            except _Clash as refused:
+                clash = refused
+                continue
+            if result is None:
+                return None
+            if result[0] == 1:
+                return account
+            flags = result[len(counts) :]
+            for (field, _), flag in zip(present, flags, strict=True):
+                if flag:
+                    raise DuplicateAccountError(field)
+            # Nothing inserted and nothing taken: cannot be; let the transaction decide.
+            return None
+        assert clash is not None
+        raise self._db._storage_error(clash.error) from clash.error
 
     def replace_password(
         self,
