@@ -428,6 +428,65 @@ class TestWithHistoryWiring(OnBackend):
         )
         assert _rows(self.backend, "accounts") == []
 
+    def test_registration_in_one_statement_on_a_users_table(self) -> None:
+        """A host table with a text key (so the id is made before the write: on PostgreSQL
+        one statement): JSON names, aware DateTime and integer-flag columns, an insert
+        default -- each value cast to its column's type -- read back as they were given."""
+        md = sa.MetaData(schema=self.backend.metadata.schema)
+        kept = [c._copy() for c in self.backend.users.columns if c.name != "pk"]
+        users = sa.Table(
+            f"text_key_{secrets.token_hex(3)}",
+            md,
+            sa.Column("pk", sa.String(32), primary_key=True),
+            *kept,
+        )
+        md.create_all(self.backend.engine)
+        entry = HistoryEntry(password_hash=HASH_A, fingerprint=b"fp", created_at=T0)
+        try:
+            with sqlalchemy_storage(
+                self.backend.engine,
+                metadata=self.backend.metadata,
+                accounts_table=users,
+                columns=USER_COLUMNS,
+                insert_defaults={"is_active": True},
+            ) as storage:
+                with_history = storage.with_history
+                assert with_history is not None
+                new = NewAccount(
+                    username="Aliya",
+                    email="A@example.kz",
+                    phone=PHONE,
+                    iin=IIN,
+                    names=("Алия", "Нурланова"),
+                    password_hash=HASH_A,
+                    must_change_password=True,
+                    time_zone="Asia/Almaty",
+                )
+                created = with_history.create_with_history(
+                    new, now=T0, entry=lambda _: entry, keep=6
+                )
+                assert storage.accounts.get(created.id) == created
+                assert created.must_change_password
+                assert created.password_changed_at == T0
+                assert storage.history.recent(created.id, 10) == [entry]
+                with pytest.raises(DuplicateAccountError) as caught:
+                    with_history.create_with_history(
+                        dataclasses.replace(new, username="other", email=None, phone=None),
+                        now=T0,
+                        entry=lambda _: entry,
+                        keep=6,
+                    )
+                assert caught.value.field == "iin"
+            with self.backend.engine.connect() as connection:
+                row = connection.execute(sa.select(users)).one()
+            assert (row.login, row.full_names, row.is_active) == (
+                "Aliya",
+                ["Алия", "Нурланова"],
+                True,
+            )
+        finally:
+            md.drop_all(self.backend.engine)
+
     def test_a_bundle_with_other_accounts_keeps_no_stale_unit_of_work(self) -> None:
         """Replacing accounts on a finished bundle: refused unless with_history goes too."""
         users = self.backend.users

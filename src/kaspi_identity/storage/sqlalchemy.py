@@ -2498,7 +2498,12 @@ class SQLAlchemyOutboxStore(_Store):
 
 
 class SQLAlchemyAccountWithHistory:
-    """:class:`~kaspi_identity.storage.AccountWithHistory`: each call is one transaction.
+    """:class:`~kaspi_identity.storage.AccountWithHistory`: each call all or nothing.
+
+    On PostgreSQL ``replace_password`` and ``create_with_history`` are one autocommit
+    statement each (one round trip) where the history function exists and the server's
+    default isolation is READ COMMITTED; otherwise, and on SQLite, each call is one
+    transaction of the statements below.
 
     Runs the account store's own ``INSERT`` (:meth:`SQLAlchemyAccountStore.create`) or
     compare-and-set ``UPDATE`` (``set_password_hash``, with a fresh stamp) and the history
@@ -2651,9 +2656,11 @@ class SQLAlchemyAccountWithHistory:
         """
         store, table = self._accounts, self._accounts._table
         columns = [table.c[key] for key in row.values]
-        values = [
+        # Each value cast to its column's type (no driver guesses one); an insert default
+        # that is a SQL expression goes in as it is.
+        values: list[sa.ColumnElement[Any]] = [
             value
-            if isinstance(value, sa.sql.ClauseElement)
+            if isinstance(value, sa.ColumnElement)
             else sa.cast(sa.literal(value, column.type), column.type)
             for column, value in zip(columns, row.values.values(), strict=True)
         ]
