@@ -1792,6 +1792,57 @@ class TestHistoryFunction:
         finally:
             engine.dispose()
 
+    def test_outside_read_committed_the_unit_of_work_opens_a_transaction(
+        self, postgresql: Backend
+    ) -> None:
+        """A SERIALIZABLE server default: with_history's one statement is refused (the
+        function's KI001, nothing written), the call runs as a READ COMMITTED transaction,
+        and so does every later one: racing changes still have one winner, one entry."""
+        postgresql.reset()
+        engine = postgresql.engine_for_tests(
+            connect_args={"options": "-c default_transaction_isolation=serializable"},
+            pool_size=8,
+            max_overflow=40,
+        )
+        try:
+            with sqlalchemy_storage(engine, metadata=postgresql.metadata) as storage:
+                with_history = storage.with_history
+                assert isinstance(with_history, SQLAlchemyAccountWithHistory)
+                first = _racer_entry(0, 0)
+                created = with_history.create_with_history(
+                    NewAccount(username="aliya", password_hash=HASH_A),
+                    now=T0,
+                    entry=lambda _: first,
+                    keep=6,
+                )
+                assert with_history.history._autocommit is False
+                assert storage.accounts.get(created.id) == created
+                assert storage.history.recent(created.id, 10) == [first]
+                with pytest.raises(DuplicateAccountError):
+                    with_history.create_with_history(
+                        NewAccount(username="ALIYA"), now=T0, entry=lambda _: first, keep=6
+                    )
+                wins: list[int] = []
+
+                def change(i: int) -> None:
+                    if with_history.replace_password(
+                        created.id,
+                        expected=HASH_A,
+                        new=_racer_hash(1, i),
+                        entry=_racer_entry(1, i),
+                        keep=6,
+                    ):
+                        wins.append(i)
+
+                _in_threads(16, change)
+                assert len(wins) == 1
+                stored = storage.accounts.get(created.id)
+                assert stored is not None
+                assert stored.password_hash == _racer_hash(1, wins[0])
+                assert storage.history.recent(created.id, 10) == [_racer_entry(1, wins[0]), first]
+        finally:
+            engine.dispose()
+
     def test_sql_for_migrations(self) -> None:
         """history_function_sql names the function after the table, in its schema, quoted
         where the names need it; a metadata not from make_metadata is refused."""

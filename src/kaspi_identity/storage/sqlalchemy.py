@@ -1016,6 +1016,8 @@ class _ContactSwap:
     #: What runs instead of ``statement`` (which it holds): a statement that also
     #: enqueues letters, returning the same columns.
     combined: sa.Select[Any] | None = None
+    #: The parameters of ``combined``.
+    arguments: dict[str, object] | None = None
 
 
 class SQLAlchemyAccountStore(_Store):
@@ -1473,7 +1475,11 @@ class SQLAlchemyAccountStore(_Store):
         Raises _Clash when a unique index refused the e-mail or phone.
         """
         try:
-            result = connection.execute(swap.statement if swap.combined is None else swap.combined)
+            result = (
+                connection.execute(swap.statement)
+                if swap.combined is None
+                else connection.execute(swap.combined, swap.arguments)
+            )
             if swap.returning:
                 row = result.first()
                 return self._decode(None if row is None else tuple(row))
@@ -1521,6 +1527,32 @@ class SQLAlchemyAccountStore(_Store):
 
         ``None`` means no row can match (an id or expected hash no account can have).
         """
+        planned = self._password_values(
+            account_id, expected, new, rotate_stamp=rotate_stamp, now=now
+        )
+        if planned is None:
+            return None
+        pk, values = planned
+        column = self._columns["password_hash"]
+        return (
+            sa.update(self._table)
+            .where(self._columns["id"] == pk, column.is_not_distinct_from(expected))
+            .values(values)
+        )
+
+    def _password_values(
+        self,
+        account_id: str,
+        expected: str | None,
+        new: str,
+        *,
+        rotate_stamp: bool,
+        now: object,
+    ) -> tuple[object, dict[str, object]] | None:
+        """Check ``set_password_hash``'s arguments; the key and the values it writes.
+
+        ``None`` means no row can match (an id or expected hash no account can have).
+        """
         can_match = check_expected_hash(expected, new)
         check_rotate_stamp(rotate_stamp)
         changed_at = check_changed_at(now)
@@ -1541,11 +1573,7 @@ class SQLAlchemyAccountStore(_Store):
                 values[c["must_change_password"].key] = False
             if "grace_logins_used" in c:
                 values[c["grace_logins_used"].key] = 0
-        return (
-            sa.update(self._table)
-            .where(self._columns["id"] == pk, column.is_not_distinct_from(expected))
-            .values(values)
-        )
+        return pk, values
 
     def create(self, new: NewAccount, *, now: datetime) -> Account:
         """Store ``new`` under a fresh id; see the protocol."""
@@ -1779,6 +1807,17 @@ def _needs_read_committed(error: BaseException | None) -> bool:
     return getattr(original, "sqlstate", None) in (_NOT_READ_COMMITTED, "40001")
 
 
+#: The history function's arguments and their types, in its signature's order.
+_FUNCTION_ARGUMENTS: tuple[tuple[str, sa.types.TypeEngine[Any]], ...] = (
+    ("account_id", sa.Text()),
+    ("password_hash", sa.Text()),
+    ("fingerprint", sa.LargeBinary()),
+    ("created_at", sa.BigInteger()),
+    ("keep", sa.Integer()),
+    ("lock", sa.BigInteger()),
+)
+
+
 class SQLAlchemyPasswordHistoryStore(_Store):
     """A :class:`~kaspi_identity.storage.PasswordHistoryStore` in ``<prefix>password_history``.
 
@@ -1875,23 +1914,33 @@ class SQLAlchemyPasswordHistoryStore(_Store):
                 )
         return self._function
 
-    def _function_call(
-        self, account_id: str, entry: HistoryEntry, keep: int
-    ) -> sa.ColumnElement[Any]:
-        """The function's call as an expression, for a statement that calls it from a CTE."""
+    def _function_call(self) -> sa.ColumnElement[Any]:
+        """The function's call over :meth:`_function_arguments`, for a statement's CTE."""
         t = self._tables.history
         name = _quoted_name(f"{t.name}_append", quote=True)
         schema = () if t.schema is None else (_quoted_name(t.schema, quote=True),)
-        arguments = (
-            (account_id, sa.Text()),
-            (entry.password_hash, sa.Text()),
-            (entry.fingerprint, sa.LargeBinary()),
-            (to_microseconds(entry.created_at), sa.BigInteger()),
-            (keep, sa.Integer()),
-            (self._lock(account_id), sa.BigInteger()),
+        casts = (
+            sa.cast(sa.bindparam(f"h_{argument}", type_=kind), kind)
+            for argument, kind in _FUNCTION_ARGUMENTS
         )
-        casts = (sa.cast(sa.literal(value, kind), kind) for value, kind in arguments)
         return sa.sql.functions.Function(name, *casts, packagenames=schema)
+
+    def _function_arguments(
+        self, account_id: str, entry: HistoryEntry, keep: int
+    ) -> dict[str, object]:
+        """The parameters of :meth:`_function_call`."""
+        values = (
+            account_id,
+            entry.password_hash,
+            entry.fingerprint,
+            to_microseconds(entry.created_at),
+            keep,
+            self._lock(account_id),
+        )
+        return {
+            f"h_{argument}": value
+            for (argument, _), value in zip(_FUNCTION_ARGUMENTS, values, strict=True)
+        }
 
     def _call_function(
         self, connection: sa.Connection, account_id: str, entry: HistoryEntry, keep: int
@@ -2357,33 +2406,41 @@ class SQLAlchemyOutboxStore(_Store):
             at = to_microseconds(message.created_at)
             connection.execute(self._enqueue_one, self._values(message, initial_state(message, at)))
 
-    def _insert_when(
-        self, messages: Sequence[OutboxMessage], condition: sa.ColumnElement[bool]
-    ) -> Any:
-        """One ``INSERT ... SELECT`` of ``messages`` (at least one), each if ``condition``.
+    def _insert_when(self, count: int, condition: sa.ColumnElement[bool]) -> Any:
+        """One ``INSERT ... SELECT`` of ``count`` messages (at least one), each if ``condition``.
 
+        Over the parameters :meth:`_insert_arguments` gives.
         For a CTE of a statement that writes the letters with the change they announce.
-
         Each value is cast to its column's type, so no driver has to guess one.
         """
         table = self._table
         rows = [
             sa.select(
                 *(
-                    sa.cast(sa.literal(value, table.c[name].type), table.c[name].type)
-                    for name, value in self._values(
-                        message, initial_state(message, to_microseconds(message.created_at))
-                    ).items()
+                    sa.cast(
+                        sa.bindparam(f"o{index}_{name}", type_=table.c[name].type),
+                        table.c[name].type,
+                    )
+                    for name in OUTBOX_COLUMNS
                 )
             ).where(condition)
-            for message in messages
+            for index in range(count)
         ]
-        source = rows[0] if len(rows) == 1 else sa.union_all(*rows)
+        source = rows[0] if count == 1 else sa.union_all(*rows)
         return (
             _postgresql.insert(table)
             .from_select(list(OUTBOX_COLUMNS), source)
             .on_conflict_do_nothing(index_elements=[table.c.id])
         )
+
+    def _insert_arguments(self, messages: Sequence[OutboxMessage]) -> dict[str, object]:
+        """The parameters of :meth:`_insert_when` for ``messages`` (due at ``created_at``)."""
+        arguments: dict[str, object] = {}
+        for index, message in enumerate(messages):
+            state = initial_state(message, to_microseconds(message.created_at))
+            for name, value in self._values(message, state).items():
+                arguments[f"o{index}_{name}"] = value
+        return arguments
 
     @staticmethod
     def _state_values(state: OutboxState) -> dict[str, object]:
@@ -2551,6 +2608,8 @@ class SQLAlchemyAccountWithHistory:
         self._history = history
         self._outbox = outbox
         self._db = accounts.database
+        # replace_password's one statement, per shape (see _replace_query).
+        self._replace_queries: dict[tuple[tuple[str, ...], bool, int], Any] = {}
 
     @property
     def outbox_store(self) -> SQLAlchemyOutboxStore | None:
@@ -2652,7 +2711,7 @@ class SQLAlchemyAccountWithHistory:
         the transaction's ``SELECT`` does. A racing create that commits the identifier
         after the snapshot makes the unique index refuse the row: the statement writes
         nothing, and runs again (its check then names it). The notes on
-        :meth:`_replace_in_one` hold here too.
+        :meth:`_replace_query` hold here too.
         """
         store, table = self._accounts, self._accounts._table
         columns = [table.c[key] for key in row.values]
@@ -2678,20 +2737,23 @@ class SQLAlchemyAccountWithHistory:
         counts: list[sa.ColumnElement[Any]] = [
             sa.select(sa.func.count()).select_from(ins).scalar_subquery()
         ]
+        arguments: dict[str, object] = {}
         if entry is not None:
-            call = self._history._function_call(account.id, entry, keep)
+            call = self._history._function_call()
             hist = sa.select(call.label("appended")).select_from(ins).cte("hist")
             counts.append(sa.select(sa.func.count()).select_from(hist).scalar_subquery())
+            arguments.update(self._history._function_arguments(account.id, entry, keep))
         query = sa.select(*counts, *taken)
         if messages and self._outbox is not None:
             stored = sa.exists(sa.select(sa.literal(1)).select_from(ins))
-            query = query.add_cte(self._outbox._insert_when(messages, stored).cte("out"))
+            query = query.add_cte(self._outbox._insert_when(len(messages), stored).cte("out"))
+            arguments.update(self._outbox._insert_arguments(messages))
 
         def run(connection: sa.Connection) -> tuple[Any, ...] | None:
             if entry is not None and not self._history._function_ready(connection):
                 return None
             try:
-                return tuple(connection.execute(query).one())
+                return tuple(connection.execute(query, arguments).one())
             except sa.exc.IntegrityError as exc:
                 raise _Clash(exc) from exc
 
@@ -2735,11 +2797,18 @@ class SQLAlchemyAccountWithHistory:
         check_changed_at(now)
         if key is None:
             return False
-        statement = self._accounts._password_update(
+        planned = self._accounts._password_values(
             account_id, expected, new, rotate_stamp=True, now=now
         )
-        if statement is None:  # an id the table's key cannot hold ("x" for an integer key)
+        if planned is None:  # an id the table's key cannot hold ("x" for an integer key)
             return False
+        pk, values = planned
+        column = self._accounts._columns["password_hash"]
+        statement = (
+            sa.update(self._accounts._table)
+            .where(self._accounts._columns["id"] == pk, column.is_not_distinct_from(expected))
+            .values(values)
+        )
 
         def replace_hash(connection: sa.Connection) -> bool:
             if connection.execute(statement).rowcount != 1:
@@ -2754,7 +2823,14 @@ class SQLAlchemyAccountWithHistory:
             def in_one(connection: sa.Connection) -> bool | None:
                 if entry is not None and not self._history._function_ready(connection):
                     return None  # no function: the transaction below
-                return self._replace_in_one(connection, statement, account_id, entry, keep, queued)
+                query = self._replace_query(tuple(values), entry is not None, len(queued))
+                arguments: dict[str, object] = {"a_pk": pk, "a_expected": expected}
+                arguments.update((f"a_{i}", value) for i, value in enumerate(values.values()))
+                if entry is not None:
+                    arguments.update(self._history._function_arguments(account_id, entry, keep))
+                if queued and self._outbox is not None:
+                    arguments.update(self._outbox._insert_arguments(queued))
+                return bool(connection.execute(query, arguments).scalar_one() == 1)
 
             try:
                 done = self._db._single(in_one)
@@ -2795,30 +2871,51 @@ class SQLAlchemyAccountWithHistory:
     #   the call -- and every later one -- runs as a READ COMMITTED transaction instead.
     # - All or nothing: if the function or an outbox insert fails, the whole statement
     #   (the UPDATE with it) is rolled back.
-    def _replace_in_one(
-        self,
-        connection: sa.Connection,
-        statement: sa.Update,
-        account_id: str,
-        entry: HistoryEntry | None,
-        keep: int,
-        messages: Sequence[OutboxMessage],
-    ) -> bool:
-        """Run ``replace_password`` as the one statement above; whether it changed the hash."""
-        upd = statement.returning(self._accounts._columns["id"]).cte("upd")
-        counts: list[sa.ScalarSelect[Any]] = [
+    def _replace_query(self, keys: tuple[str, ...], entry: bool, letters: int) -> Any:
+        """The statement above, over bind parameters, for one shape of call.
+
+        The columns ``keys`` names, the history call if ``entry``, ``letters`` outbox rows.
+        Built once per shape (a handful: the columns differ only by whether ``now`` is
+        given), so SQLAlchemy compiles it once and psycopg prepares it.
+        """
+        shape = (keys, entry, letters)
+        query = self._replace_queries.get(shape)
+        if query is not None:
+            return query
+        table, c = self._accounts._table, self._accounts._columns
+        hash_column = c["password_hash"]
+        upd = (
+            sa.update(table)
+            .where(
+                c["id"] == sa.bindparam("a_pk", type_=c["id"].type),
+                hash_column.is_not_distinct_from(
+                    sa.bindparam("a_expected", type_=hash_column.type)
+                ),
+            )
+            .values(
+                {
+                    key: sa.bindparam(f"a_{index}", type_=table.c[key].type)
+                    for index, key in enumerate(keys)
+                }
+            )
+            .returning(c["id"])
+            .cte("upd")
+        )
+        counts: list[sa.ColumnElement[Any]] = [
             sa.select(sa.func.count()).select_from(upd).scalar_subquery()
         ]
-        if entry is not None:
-            call = self._history._function_call(account_id, entry, keep)
+        if entry:
+            call = self._history._function_call()
             hist = sa.select(call.label("appended")).select_from(upd).cte("hist")
             counts.append(sa.select(sa.func.count()).select_from(hist).scalar_subquery())
         query = sa.select(*counts)
-        if messages and self._outbox is not None:
+        if letters and self._outbox is not None:
             changed = sa.exists(sa.select(sa.literal(1)).select_from(upd))
-            query = query.add_cte(self._outbox._insert_when(messages, changed).cte("ins"))
-        row = connection.execute(query).one()
-        return bool(row[0] == 1)
+            query = query.add_cte(self._outbox._insert_when(letters, changed).cte("ins"))
+        if len(self._replace_queries) >= _SWEEP_EVERY:  # many letter counts: start over
+            self._replace_queries.clear()
+        self._replace_queries[shape] = query
+        return query
 
     def update_contact(
         self,
@@ -2860,8 +2957,12 @@ class SQLAlchemyAccountWithHistory:
             # is checked before COMMIT, and garbage rolls the change back.
             upd = swap.statement.cte("upd")
             changed = sa.exists(sa.select(sa.literal(1)).select_from(upd))
-            insert = self._outbox._insert_when(queued, changed).cte("ins")
-            one = replace(swap, combined=sa.select(*upd.c).add_cte(insert))
+            insert = self._outbox._insert_when(len(queued), changed).cte("ins")
+            one = replace(
+                swap,
+                combined=sa.select(*upd.c).add_cte(insert),
+                arguments=self._outbox._insert_arguments(queued),
+            )
             return self._accounts._run_contact(
                 one, lambda connection: self._accounts._swap_contact(connection, one)
             )
