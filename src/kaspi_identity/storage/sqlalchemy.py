@@ -2409,9 +2409,9 @@ class SQLAlchemyOutboxStore(_Store):
     def _insert_when(self, count: int, condition: sa.ColumnElement[bool]) -> Any:
         """One ``INSERT ... SELECT`` of ``count`` messages (at least one), each if ``condition``.
 
-        Over the parameters :meth:`_insert_arguments` gives.
-        For a CTE of a statement that writes the letters with the change they announce.
-        Each value is cast to its column's type, so no driver has to guess one.
+        For a CTE of a statement that writes the letters with the change they announce,
+        over the parameters :meth:`_insert_arguments` gives; each is cast to its column's
+        type, so no driver has to guess one.
         """
         table = self._table
         rows = [
@@ -2675,7 +2675,12 @@ class SQLAlchemyAccountWithHistory:
                 self._history._append(connection, account.id, made, keep)
             return account
 
-        if self._db._postgresql and self._history._autocommit and not self._accounts._integer_id:
+        if (
+            self._db._postgresql
+            and self._history._autocommit
+            and not self._accounts._integer_id
+            and (entry is None or self._history._function is not False)
+        ):
             # The id is made here, so the entry and the letters can be made before the
             # statement (an entry or messages that raise leave nothing to roll back).
             account = replace(row.account, id=str(row.values[self._accounts._columns["id"].key]))
@@ -2803,14 +2808,14 @@ class SQLAlchemyAccountWithHistory:
         if planned is None:  # an id the table's key cannot hold ("x" for an integer key)
             return False
         pk, values = planned
-        column = self._accounts._columns["password_hash"]
-        statement = (
-            sa.update(self._accounts._table)
-            .where(self._accounts._columns["id"] == pk, column.is_not_distinct_from(expected))
-            .values(values)
-        )
 
         def replace_hash(connection: sa.Connection) -> bool:
+            column = self._accounts._columns["password_hash"]
+            statement = (
+                sa.update(self._accounts._table)
+                .where(self._accounts._columns["id"] == pk, column.is_not_distinct_from(expected))
+                .values(values)
+            )
             if connection.execute(statement).rowcount != 1:
                 return False
             self._enqueue(connection, queued)
