@@ -35,6 +35,10 @@ the server, so BEGIN and COMMIT count as what they are). Each operation runs 50 
 after a warm-up (connections and script cache); the SQLAlchemy stores' sweep of expired
 rows (one statement every 256 writes of a store) is amortised into the figure.
 
+Then, on PostgreSQL, history appends per second through the function against the
+statements of a deployment without it, and ``with_history`` password changes per second
+as the one statement against the transaction it replaced (cells alternating).
+
 Run: ``python benchmarks/bench_storage.py [--quick] [--redis-url URL]`` (about 1 minute;
 ``--quick`` about 20 s). Start the server with ``eval "$(scripts/test-servers start)"``.
 """
@@ -618,6 +622,63 @@ def print_history_paths(args: argparse.Namespace, seconds: float) -> None:
         )
 
 
+def _password_change_operation(
+    storage: Storage, thread: int, now: datetime
+) -> Callable[[], object]:
+    """A password change through ``with_history`` on the thread's own account, back and
+    forth between two hashes, each with its history entry (keep=6)."""
+    from kaspi_identity.storage import HistoryEntry, NewAccount
+
+    together = storage.with_history
+    assert together is not None
+    hashes = [f"{_RT_ENTRY_HASH}a", f"{_RT_ENTRY_HASH}b"]
+    entries = [HistoryEntry(password_hash=h, fingerprint=b"f", created_at=now) for h in hashes]
+    new = NewAccount(username=f"uow-{thread}-{uuid.uuid4().hex}", password_hash=hashes[0])
+    account = storage.accounts.create(new, now=now).id
+    turn = [0]
+
+    def change() -> object:
+        old, fresh = turn[0] % 2, (turn[0] + 1) % 2
+        turn[0] += 1
+        return together.replace_password(
+            account, expected=hashes[old], new=hashes[fresh], entry=entries[fresh], keep=6
+        )
+
+    return change
+
+
+def print_unit_of_work_paths(args: argparse.Namespace, seconds: float) -> None:
+    """Password changes per second through ``with_history`` on PostgreSQL: the one
+    autocommit statement against the READ COMMITTED transaction it replaced (BEGIN, the
+    UPDATE, the history function, COMMIT), side by side, cells alternating."""
+    if not args.postgres_url:
+        return
+    from kaspi_identity.storage.sqlalchemy import SQLAlchemyAccountWithHistory
+
+    backend = postgresql_backend(args.postgres_url)
+    if backend.unavailable:
+        return
+    rates: dict[tuple[str, int], list[float]] = {}
+    for _ in range(2):
+        for path in ("statement", "transaction"):
+            for clients in CLIENTS:
+                with backend.open() as storage:
+                    together = storage.with_history
+                    assert isinstance(together, SQLAlchemyAccountWithHistory)
+                    if path == "transaction":
+                        # What the store falls back to outside READ COMMITTED.
+                        together.history._autocommit = False
+                    rate = ops_per_second(storage, _password_change_operation, clients, seconds)
+                rates.setdefault((path, clients), []).append(rate)
+    print("\nPostgreSQL with_history password change per second (best of 2)")
+    for clients in CLIENTS:
+        one, old = max(rates["statement", clients]), max(rates["transaction", clients])
+        print(
+            f"  {clients:>2} thread(s)  one statement {one:>8,.0f}"
+            f"   transaction {old:>8,.0f}   ratio {one / old:.2f}"
+        )
+
+
 def _drop_history_function(storage: Storage) -> None:
     from kaspi_identity.storage.sqlalchemy import SQLAlchemyPasswordHistoryStore
 
@@ -670,6 +731,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print_round_trips(args)
     print_history_paths(args, seconds)
+    print_unit_of_work_paths(args, seconds)
     if "Redis" not in measured or args.redis_url is None:
         return 0
     if shutil.which("redis-benchmark") is None:

@@ -8,6 +8,7 @@ schema and drops it afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -39,6 +40,7 @@ from kaspi_identity.storage import (
     Contact,
     HistoryEntry,
     NewAccount,
+    OutboxMessage,
     Storage,
 )
 from kaspi_identity.storage.memory import memory_storage
@@ -425,6 +427,65 @@ class TestWithHistoryWiring(OnBackend):
             True,
         )
         assert _rows(self.backend, "accounts") == []
+
+    def test_registration_in_one_statement_on_a_users_table(self) -> None:
+        """A host table with a text key (so the id is made before the write: on PostgreSQL
+        one statement): JSON names, aware DateTime and integer-flag columns, an insert
+        default -- each value cast to its column's type -- read back as they were given."""
+        md = sa.MetaData(schema=self.backend.metadata.schema)
+        kept = [c._copy() for c in self.backend.users.columns if c.name != "pk"]
+        users = sa.Table(
+            f"text_key_{secrets.token_hex(3)}",
+            md,
+            sa.Column("pk", sa.String(32), primary_key=True),
+            *kept,
+        )
+        md.create_all(self.backend.engine)
+        entry = HistoryEntry(password_hash=HASH_A, fingerprint=b"fp", created_at=T0)
+        try:
+            with sqlalchemy_storage(
+                self.backend.engine,
+                metadata=self.backend.metadata,
+                accounts_table=users,
+                columns=USER_COLUMNS,
+                insert_defaults={"is_active": True},
+            ) as storage:
+                with_history = storage.with_history
+                assert with_history is not None
+                new = NewAccount(
+                    username="Aliya",
+                    email="A@example.kz",
+                    phone=PHONE,
+                    iin=IIN,
+                    names=("Алия", "Нурланова"),
+                    password_hash=HASH_A,
+                    must_change_password=True,
+                    time_zone="Asia/Almaty",
+                )
+                created = with_history.create_with_history(
+                    new, now=T0, entry=lambda _: entry, keep=6
+                )
+                assert storage.accounts.get(created.id) == created
+                assert created.must_change_password
+                assert created.password_changed_at == T0
+                assert storage.history.recent(created.id, 10) == [entry]
+                with pytest.raises(DuplicateAccountError) as caught:
+                    with_history.create_with_history(
+                        dataclasses.replace(new, username="other", email=None, phone=None),
+                        now=T0,
+                        entry=lambda _: entry,
+                        keep=6,
+                    )
+                assert caught.value.field == "iin"
+            with self.backend.engine.connect() as connection:
+                row = connection.execute(sa.select(users)).one()
+            assert (row.login, row.full_names, row.is_active) == (
+                "Aliya",
+                ["Алия", "Нурланова"],
+                True,
+            )
+        finally:
+            md.drop_all(self.backend.engine)
 
     def test_a_bundle_with_other_accounts_keeps_no_stale_unit_of_work(self) -> None:
         """Replacing accounts on a finished bundle: refused unless with_history goes too."""
@@ -1364,19 +1425,21 @@ class TestSingleStatements(OnBackend):
                     entry=lambda _: entry,
                     keep=6,
                 )
-                # The identifiers are checked in one SELECT, then the account and its entry.
-                self._assert_one_transaction(trace, ["SELECT", "INSERT", *append])
+                if self.backend.name == "sqlite":  # PostgreSQL: one statement (tests below)
+                    # The identifiers are checked in one SELECT, then the account, its entry.
+                    self._assert_one_transaction(trace, ["SELECT", "INSERT", *append])
                 trace.clear()
-                assert with_history.replace_password(
-                    created.id, expected=HASH_A, new=HASH_B, entry=entry, keep=6
-                )
-                self._assert_one_transaction(trace, ["UPDATE", *append])
-                trace.clear()
-                assert not with_history.replace_password(
-                    created.id, expected=HASH_A, new=HASH_B, entry=entry, keep=6
-                )
-                self._assert_one_transaction(trace, ["UPDATE"])
-                trace.clear()
+                if self.backend.name == "sqlite":
+                    assert with_history.replace_password(
+                        created.id, expected=HASH_A, new=HASH_B, entry=entry, keep=6
+                    )
+                    self._assert_one_transaction(trace, ["UPDATE", *append])
+                    trace.clear()
+                    assert not with_history.replace_password(
+                        created.id, expected=HASH_A, new=HASH_B, entry=entry, keep=6
+                    )
+                    self._assert_one_transaction(trace, ["UPDATE"])
+                    trace.clear()
                 assert not with_history.replace_password(
                     "x" * 10_000,
                     expected=HASH_A,
@@ -1387,6 +1450,181 @@ class TestSingleStatements(OnBackend):
                 assert trace == []  # an id no account can have: nothing sent
         finally:
             engine.dispose()
+
+    def test_units_of_work_are_one_statement(self) -> None:
+        """PostgreSQL: with_history.replace_password -- the compare-and-set, the history
+        append and the letters -- is one autocommit statement, won or lost, with or without
+        an entry or messages; so is create_with_history, refused or not (the field named).
+        What they promise holds: the entries, the letters, the hash."""
+        if self.backend.name != "postgresql":
+            pytest.skip("SQLite runs each unit of work in BEGIN IMMEDIATE")
+        engine = self.backend.engine_for_tests()
+        with engine.connect() as connection:
+            connection.execute(sa.select(sa.literal(1)))
+        sent: list[tuple[str, bool]] = []
+
+        def record(connection: sa.Connection, cursor: Any, statement: str, *_: Any) -> None:
+            driver = connection.connection.dbapi_connection
+            sent.append((statement.split(None, 1)[0].upper(), bool(driver.autocommit)))  # type: ignore[union-attr]
+
+        entry = HistoryEntry(password_hash=HASH_B, fingerprint=b"fp", created_at=T0)
+        with sqlalchemy_storage(engine, metadata=self.backend.metadata, outbox=True) as storage:
+            with_history = storage.with_history
+            outbox = storage.outbox
+            assert with_history is not None
+            assert outbox is not None
+            storage.history.append("warm-up", entry, keep=1)  # the function looked up once
+            account = storage.accounts.create(
+                NewAccount(username="aliya", password_hash=HASH_A), now=T0
+            )
+            letters = [
+                OutboxMessage(
+                    id=f"{i:032x}",
+                    channel="email",
+                    kind="password_changed",
+                    to="алия@example.kz",
+                    language="kk",
+                    payload="{}",
+                    account_id=account.id,
+                    created_at=T0,
+                    deliver=i != 1,  # an unknown account's twin is stored too
+                )
+                for i in range(5)
+            ]
+            sa.event.listen(engine, "before_cursor_execute", record)
+            try:
+                cases: list[tuple[str, str, HistoryEntry | None, list[OutboxMessage], bool]] = [
+                    (HASH_A, HASH_B, entry, letters[:2], True),
+                    (HASH_A, HASH_B, entry, letters[2:3], False),  # lost: nothing written
+                    (HASH_B, HASH_A, None, [], True),
+                    (HASH_A, HASH_B, None, letters[2:3], True),
+                    (HASH_B, HASH_A, entry, [], True),
+                ]
+                registered = with_history.create_with_history(
+                    NewAccount(
+                        username="erlan", email="e@example.kz", iin=IIN, password_hash=HASH_A
+                    ),
+                    now=T0,
+                    entry=lambda _: entry,
+                    keep=6,
+                    messages=lambda made: [dataclasses.replace(letters[3], account_id=made.id)],
+                )
+                assert sent == [("WITH", True)]
+                assert storage.accounts.get(registered.id) == registered
+                assert storage.history.recent(registered.id, 10) == [entry]
+                for clash, field in (
+                    (NewAccount(username="ERLAN", iin=IIN), "username"),
+                    (NewAccount(username="other", email="E@example.kz", iin=IIN), "email"),
+                    (NewAccount(username="other", iin=IIN), "iin"),
+                ):
+                    sent.clear()
+                    with pytest.raises(DuplicateAccountError) as caught:
+                        with_history.create_with_history(
+                            clash,
+                            now=T0,
+                            entry=lambda _: entry,
+                            keep=6,
+                            messages=lambda _: [letters[4]],
+                        )
+                    assert caught.value.field == field
+                    assert sent == [("WITH", True)]
+                for expected, new, made, queued, won in cases:
+                    sent.clear()
+                    assert (
+                        with_history.replace_password(
+                            account.id,
+                            expected=expected,
+                            new=new,
+                            entry=made,
+                            keep=6,
+                            now=T0,
+                            messages=queued,
+                        )
+                        is won
+                    )
+                    assert sent == [("WITH", True)]
+            finally:
+                sa.event.remove(engine, "before_cursor_execute", record)
+            assert storage.history.recent(account.id, 10) == [entry, entry]
+            statuses = {e.message.id: e.status for e in outbox.list()}
+            assert statuses == {
+                letters[0].id: "pending",
+                letters[1].id: "void",
+                letters[2].id: "pending",
+                letters[3].id: "pending",  # the registration's; the clashes' none
+            }
+            stored = storage.accounts.get(account.id)
+            assert stored is not None
+            assert stored.password_hash == HASH_A
+            assert stored.password_changed_at == T0
+        engine.dispose()
+
+    def test_contact_update_with_letters_is_one_statement(self) -> None:
+        """PostgreSQL: with_history.update_contact with messages sends one statement (the
+        UPDATE and the outbox inserts) in its transaction, however many letters; won, lost
+        or refused by a unique index, the letters go with the change or not at all."""
+        if self.backend.name != "postgresql":
+            pytest.skip("SQLite runs each unit of work in BEGIN IMMEDIATE")
+        engine = self.backend.engine_for_tests()
+        with engine.connect() as connection:
+            connection.execute(sa.select(sa.literal(1)))
+        sent: list[str] = []
+
+        def record(connection: sa.Connection, cursor: Any, statement: str, *_: Any) -> None:
+            sent.append(statement.split(None, 1)[0].upper())
+
+        with sqlalchemy_storage(engine, metadata=self.backend.metadata, outbox=True) as storage:
+            with_history, outbox = storage.with_history, storage.outbox
+            assert with_history is not None
+            assert outbox is not None
+            created = storage.accounts.create(NewAccount(email="a@example.kz"), now=T0)
+            storage.accounts.create(NewAccount(email="b@example.kz"), now=T0)
+            letters = [
+                OutboxMessage(
+                    id=f"{i:032x}",
+                    channel="email",
+                    kind="email_changed",
+                    to="a@example.kz",
+                    language="ru",
+                    payload="{}",
+                    account_id=created.id,
+                    created_at=T0,
+                )
+                for i in range(5)
+            ]
+            contact = dataclasses.replace(created.contact, email="c@example.kz")
+            sa.event.listen(engine, "before_cursor_execute", record)
+            try:
+                written = with_history.update_contact(
+                    created.id,
+                    expected_stamp=created.security_stamp,
+                    contact=contact,
+                    messages=letters[:3],
+                )
+                assert written is not None
+                assert written.contact == contact
+                assert [s for s in sent if s != "BEGIN"] == ["WITH"]
+                sent.clear()
+                lost = with_history.update_contact(
+                    created.id,
+                    expected_stamp=created.security_stamp,
+                    contact=contact,
+                    messages=letters[3:4],
+                )
+                assert lost is None
+                assert [s for s in sent if s != "BEGIN"] == ["WITH"]
+                with pytest.raises(DuplicateAccountError):
+                    with_history.update_contact(
+                        created.id,
+                        expected_stamp=written.security_stamp,
+                        contact=dataclasses.replace(contact, email="B@example.kz"),
+                        messages=letters[4:],
+                    )
+            finally:
+                sa.event.remove(engine, "before_cursor_execute", record)
+            assert {e.message for e in outbox.list()} == set(letters[:3])
+            assert storage.accounts.get(created.id) == written
+        engine.dispose()
 
     @staticmethod
     def _assert_one_transaction(trace: list[tuple[int, str]], statements: list[str]) -> None:
@@ -1551,6 +1789,57 @@ class TestHistoryFunction:
                 stored = history.recent("acct-1", 100)
                 assert len(stored) == 6
                 assert set(stored) <= {_racer_entry(1, i) for i in range(32)}
+        finally:
+            engine.dispose()
+
+    def test_outside_read_committed_the_unit_of_work_opens_a_transaction(
+        self, postgresql: Backend
+    ) -> None:
+        """A SERIALIZABLE server default: with_history's one statement is refused (the
+        function's KI001, nothing written), the call runs as a READ COMMITTED transaction,
+        and so does every later one: racing changes still have one winner, one entry."""
+        postgresql.reset()
+        engine = postgresql.engine_for_tests(
+            connect_args={"options": "-c default_transaction_isolation=serializable"},
+            pool_size=8,
+            max_overflow=40,
+        )
+        try:
+            with sqlalchemy_storage(engine, metadata=postgresql.metadata) as storage:
+                with_history = storage.with_history
+                assert isinstance(with_history, SQLAlchemyAccountWithHistory)
+                first = _racer_entry(0, 0)
+                created = with_history.create_with_history(
+                    NewAccount(username="aliya", password_hash=HASH_A),
+                    now=T0,
+                    entry=lambda _: first,
+                    keep=6,
+                )
+                assert with_history.history._autocommit is False
+                assert storage.accounts.get(created.id) == created
+                assert storage.history.recent(created.id, 10) == [first]
+                with pytest.raises(DuplicateAccountError):
+                    with_history.create_with_history(
+                        NewAccount(username="ALIYA"), now=T0, entry=lambda _: first, keep=6
+                    )
+                wins: list[int] = []
+
+                def change(i: int) -> None:
+                    if with_history.replace_password(
+                        created.id,
+                        expected=HASH_A,
+                        new=_racer_hash(1, i),
+                        entry=_racer_entry(1, i),
+                        keep=6,
+                    ):
+                        wins.append(i)
+
+                _in_threads(16, change)
+                assert len(wins) == 1
+                stored = storage.accounts.get(created.id)
+                assert stored is not None
+                assert stored.password_hash == _racer_hash(1, wins[0])
+                assert storage.history.recent(created.id, 10) == [_racer_entry(1, wins[0]), first]
         finally:
             engine.dispose()
 
@@ -2085,7 +2374,11 @@ class TestFaults(OnBackend):
         self, faulty: tuple[Storage, Fault], marker: str, after: bool
     ) -> None:
         """Cut at the history insert, or after the trim before COMMIT: old hash, old stamp,
-        old history -- then a retry writes both."""
+        old history -- then a retry writes both.
+
+        On PostgreSQL the change is one statement: cut before it, or -- from inside it --
+        in the history function's trim, after the UPDATE and the insert ran.
+        """
         storage, fault = faulty
         with_history = storage.with_history
         assert with_history is not None
@@ -2095,12 +2388,18 @@ class TestFaults(OnBackend):
         old = HistoryEntry(password_hash=HASH_A, fingerprint=b"old", created_at=T0)
         new = HistoryEntry(password_hash=HASH_B, fingerprint=b"new", created_at=T0 + HOUR)
         storage.history.append(account.id, old, keep=1)
-        fault.arm(_history_statement(fault.backend, marker), after=after)
-        with pytest.raises(StorageError) as caught:
+        cut: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+        if fault.backend.name == "sqlite":
+            fault.arm(marker, after=after)
+        elif after:
+            cut = history_trim_cuts_the_connection(fault.backend)
+        else:
+            fault.arm("WITH")
+        with cut, pytest.raises(StorageError) as caught:
             with_history.replace_password(
                 account.id, expected=HASH_A, new=HASH_B, entry=new, keep=1
             )
-        assert fault.fired == 1
+        assert fault.fired == (0 if fault.backend.name == "postgresql" and after else 1)
         assert HASH_B not in str(caught.value)
         assert storage.accounts.get(account.id) == account
         assert storage.history.recent(account.id, 10) == [old]
@@ -2110,17 +2409,25 @@ class TestFaults(OnBackend):
         assert storage.history.recent(account.id, 10) == [new]
 
     def test_create_with_history_cut_leaves_no_account(self, faulty: tuple[Storage, Fault]) -> None:
-        """Cut after the entry's trim, before COMMIT: no account; a retry registers."""
+        """Cut after the entry's trim, before COMMIT: no account; a retry registers.
+
+        On PostgreSQL the registration is one statement: cut from inside it, in the
+        history function's trim, after the account's INSERT and the entry's ran.
+        """
         storage, fault = faulty
         with_history = storage.with_history
         assert with_history is not None
         entry = HistoryEntry(password_hash=HASH_A, fingerprint=b"fp", created_at=T0)
         new = NewAccount(username="aliya", phone=PHONE, iin=IIN, password_hash=HASH_A)
         storage.history.append("warm-up", entry, keep=1)  # looks up the history function
-        fault.arm(_history_statement(fault.backend, "DELETE"), after=True)
-        with pytest.raises(StorageError):
+        cut: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+        if fault.backend.name == "sqlite":
+            fault.arm("DELETE", after=True)
+        else:
+            cut = history_trim_cuts_the_connection(fault.backend)
+        with cut, pytest.raises(StorageError):
             with_history.create_with_history(new, now=T0, entry=lambda _: entry, keep=6)
-        assert fault.fired == 1
+        assert fault.fired == (1 if fault.backend.name == "sqlite" else 0)
         for kind, value in (("username", "aliya"), ("phone", PHONE), ("iin", IIN)):
             assert storage.accounts.find_by_login(kind, value) is None  # type: ignore[arg-type]
         assert len(_rows(self.backend, "password_history")) == 1  # the warm-up's

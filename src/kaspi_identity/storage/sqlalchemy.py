@@ -67,6 +67,7 @@ try:
     import sqlalchemy as sa
     from sqlalchemy.dialects import postgresql as _postgresql
     from sqlalchemy.dialects import sqlite as _sqlite
+    from sqlalchemy.sql.elements import quoted_name as _quoted_name
     from sqlalchemy.types import NullType
 except ImportError as _missing:  # pragma: no cover - exercised in a subprocess
     raise ImportError(
@@ -1012,6 +1013,11 @@ class _ContactSwap:
     keys: dict[str, str | None]
     statement: sa.Update
     returning: bool
+    #: What runs instead of ``statement`` (which it holds): a statement that also
+    #: enqueues letters, returning the same columns.
+    combined: sa.Select[Any] | None = None
+    #: The parameters of ``combined``.
+    arguments: dict[str, object] | None = None
 
 
 class SQLAlchemyAccountStore(_Store):
@@ -1469,7 +1475,11 @@ class SQLAlchemyAccountStore(_Store):
         Raises _Clash when a unique index refused the e-mail or phone.
         """
         try:
-            result = connection.execute(swap.statement)
+            result = (
+                connection.execute(swap.statement)
+                if swap.combined is None
+                else connection.execute(swap.combined, swap.arguments)
+            )
             if swap.returning:
                 row = result.first()
                 return self._decode(None if row is None else tuple(row))
@@ -1517,6 +1527,32 @@ class SQLAlchemyAccountStore(_Store):
 
         ``None`` means no row can match (an id or expected hash no account can have).
         """
+        planned = self._password_values(
+            account_id, expected, new, rotate_stamp=rotate_stamp, now=now
+        )
+        if planned is None:
+            return None
+        pk, values = planned
+        column = self._columns["password_hash"]
+        return (
+            sa.update(self._table)
+            .where(self._columns["id"] == pk, column.is_not_distinct_from(expected))
+            .values(values)
+        )
+
+    def _password_values(
+        self,
+        account_id: str,
+        expected: str | None,
+        new: str,
+        *,
+        rotate_stamp: bool,
+        now: object,
+    ) -> tuple[object, dict[str, object]] | None:
+        """Check ``set_password_hash``'s arguments; the key and the values it writes.
+
+        ``None`` means no row can match (an id or expected hash no account can have).
+        """
         can_match = check_expected_hash(expected, new)
         check_rotate_stamp(rotate_stamp)
         changed_at = check_changed_at(now)
@@ -1537,11 +1573,7 @@ class SQLAlchemyAccountStore(_Store):
                 values[c["must_change_password"].key] = False
             if "grace_logins_used" in c:
                 values[c["grace_logins_used"].key] = 0
-        return (
-            sa.update(self._table)
-            .where(self._columns["id"] == pk, column.is_not_distinct_from(expected))
-            .values(values)
-        )
+        return pk, values
 
     def create(self, new: NewAccount, *, now: datetime) -> Account:
         """Store ``new`` under a fresh id; see the protocol."""
@@ -1765,6 +1797,27 @@ def _outside_read_committed(error: BaseException | None) -> bool:
     return getattr(original, "sqlstate", None) == _NOT_READ_COMMITTED
 
 
+def _needs_read_committed(error: BaseException | None) -> bool:
+    """Whether a statement at the server's default isolation needed READ COMMITTED.
+
+    The history function's refusal (KI001), or a serialization failure (40001): either
+    way the statement wrote nothing.
+    """
+    original = getattr(error, "orig", None)
+    return getattr(original, "sqlstate", None) in (_NOT_READ_COMMITTED, "40001")
+
+
+#: The history function's arguments and their types, in its signature's order.
+_FUNCTION_ARGUMENTS: tuple[tuple[str, sa.types.TypeEngine[Any]], ...] = (
+    ("account_id", sa.Text()),
+    ("password_hash", sa.Text()),
+    ("fingerprint", sa.LargeBinary()),
+    ("created_at", sa.BigInteger()),
+    ("keep", sa.Integer()),
+    ("lock", sa.BigInteger()),
+)
+
+
 class SQLAlchemyPasswordHistoryStore(_Store):
     """A :class:`~kaspi_identity.storage.PasswordHistoryStore` in ``<prefix>password_history``.
 
@@ -1860,6 +1913,34 @@ class SQLAlchemyPasswordHistoryStore(_Store):
                     _history_function_name(self._tables.history),
                 )
         return self._function
+
+    def _function_call(self) -> sa.ColumnElement[Any]:
+        """The function's call over :meth:`_function_arguments`, for a statement's CTE."""
+        t = self._tables.history
+        name = _quoted_name(f"{t.name}_append", quote=True)
+        schema = () if t.schema is None else (_quoted_name(t.schema, quote=True),)
+        casts = (
+            sa.cast(sa.bindparam(f"h_{argument}", type_=kind), kind)
+            for argument, kind in _FUNCTION_ARGUMENTS
+        )
+        return sa.sql.functions.Function(name, *casts, packagenames=schema)
+
+    def _function_arguments(
+        self, account_id: str, entry: HistoryEntry, keep: int
+    ) -> dict[str, object]:
+        """The parameters of :meth:`_function_call`."""
+        values = (
+            account_id,
+            entry.password_hash,
+            entry.fingerprint,
+            to_microseconds(entry.created_at),
+            keep,
+            self._lock(account_id),
+        )
+        return {
+            f"h_{argument}": value
+            for (argument, _), value in zip(_FUNCTION_ARGUMENTS, values, strict=True)
+        }
 
     def _call_function(
         self, connection: sa.Connection, account_id: str, entry: HistoryEntry, keep: int
@@ -2325,6 +2406,42 @@ class SQLAlchemyOutboxStore(_Store):
             at = to_microseconds(message.created_at)
             connection.execute(self._enqueue_one, self._values(message, initial_state(message, at)))
 
+    def _insert_when(self, count: int, condition: sa.ColumnElement[bool]) -> Any:
+        """One ``INSERT ... SELECT`` of ``count`` messages (at least one), each if ``condition``.
+
+        For a CTE of a statement that writes the letters with the change they announce,
+        over the parameters :meth:`_insert_arguments` gives; each is cast to its column's
+        type, so no driver has to guess one.
+        """
+        table = self._table
+        rows = [
+            sa.select(
+                *(
+                    sa.cast(
+                        sa.bindparam(f"o{index}_{name}", type_=table.c[name].type),
+                        table.c[name].type,
+                    )
+                    for name in OUTBOX_COLUMNS
+                )
+            ).where(condition)
+            for index in range(count)
+        ]
+        source = rows[0] if count == 1 else sa.union_all(*rows)
+        return (
+            _postgresql.insert(table)
+            .from_select(list(OUTBOX_COLUMNS), source)
+            .on_conflict_do_nothing(index_elements=[table.c.id])
+        )
+
+    def _insert_arguments(self, messages: Sequence[OutboxMessage]) -> dict[str, object]:
+        """The parameters of :meth:`_insert_when` for ``messages`` (due at ``created_at``)."""
+        arguments: dict[str, object] = {}
+        for index, message in enumerate(messages):
+            state = initial_state(message, to_microseconds(message.created_at))
+            for name, value in self._values(message, state).items():
+                arguments[f"o{index}_{name}"] = value
+        return arguments
+
     @staticmethod
     def _state_values(state: OutboxState) -> dict[str, object]:
         return {
@@ -2438,7 +2555,12 @@ class SQLAlchemyOutboxStore(_Store):
 
 
 class SQLAlchemyAccountWithHistory:
-    """:class:`~kaspi_identity.storage.AccountWithHistory`: each call is one transaction.
+    """:class:`~kaspi_identity.storage.AccountWithHistory`: each call all or nothing.
+
+    On PostgreSQL ``replace_password`` and ``create_with_history`` are one autocommit
+    statement each (one round trip) where the history function exists and the server's
+    default isolation is READ COMMITTED; otherwise, and on SQLite, each call is one
+    transaction of the statements below.
 
     Runs the account store's own ``INSERT`` (:meth:`SQLAlchemyAccountStore.create`) or
     compare-and-set ``UPDATE`` (``set_password_hash``, with a fresh stamp) and the history
@@ -2486,6 +2608,8 @@ class SQLAlchemyAccountWithHistory:
         self._history = history
         self._outbox = outbox
         self._db = accounts.database
+        # replace_password's one statement, per shape (see _replace_query).
+        self._replace_queries: dict[tuple[tuple[str, ...], bool, int], Any] = {}
 
     @property
     def outbox_store(self) -> SQLAlchemyOutboxStore | None:
@@ -2551,7 +2675,112 @@ class SQLAlchemyAccountWithHistory:
                 self._history._append(connection, account.id, made, keep)
             return account
 
+        if (
+            self._db._postgresql
+            and self._history._autocommit
+            and not self._accounts._integer_id
+            and (entry is None or self._history._function is not False)
+        ):
+            # The id is made here, so the entry and the letters can be made before the
+            # statement (an entry or messages that raise leave nothing to roll back).
+            account = replace(row.account, id=str(row.values[self._accounts._columns["id"].key]))
+            queued = () if messages is None else check_messages(messages(account), self._outbox)
+            made = None if entry is None else check_entry(entry(account))
+            try:
+                created = self._create_in_one(row, account, made, keep, queued)
+            except StorageError as exc:
+                if not _needs_read_committed(exc.__cause__):
+                    raise
+                self._history._autocommit = False
+            else:
+                if created is not None:
+                    return created
         return self._accounts._write_checked(create)
+
+    def _create_in_one(
+        self,
+        row: _NewRow,
+        account: Account,
+        entry: HistoryEntry | None,
+        keep: int,
+        messages: Sequence[OutboxMessage],
+    ) -> Account | None:
+        """``create_with_history`` as one autocommit statement; ``None``: no function.
+
+        ``WITH ins AS (INSERT INTO accounts (...) SELECT ... WHERE NOT EXISTS (SELECT 1
+        FROM accounts WHERE <any identifier matches>) RETURNING id), hist AS (SELECT
+        <history>_append(...) FROM ins), out AS (INSERT INTO outbox ... WHERE EXISTS
+        (SELECT 1 FROM ins)) SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM
+        hist), EXISTS (<the user name matches>), ...``: the check and the write in one
+        snapshot, which names the first identifier taken in the protocol's order, as
+        the transaction's ``SELECT`` does. A racing create that commits the identifier
+        after the snapshot makes the unique index refuse the row: the statement writes
+        nothing, and runs again (its check then names it). The notes on
+        :meth:`_replace_query` hold here too.
+        """
+        store, table = self._accounts, self._accounts._table
+        columns = [table.c[key] for key in row.values]
+        # Each value cast to its column's type (no driver guesses one); an insert default
+        # that is a SQL expression goes in as it is.
+        values: list[sa.ColumnElement[Any]] = [
+            value
+            if isinstance(value, sa.ColumnElement)
+            else sa.cast(sa.literal(value, column.type), column.type)
+            for column, value in zip(columns, row.values.values(), strict=True)
+        ]
+        present = [(field, value) for field, value in row.keys.items() if value is not None]
+        matches = [store._columns[_KEY_FIELDS[field]] == value for field, value in present]
+        taken = [sa.exists(sa.select(sa.literal(1)).select_from(table).where(m)) for m in matches]
+        source = sa.select(*values)
+        if matches:
+            source = source.where(
+                ~sa.exists(sa.select(sa.literal(1)).select_from(table).where(sa.or_(*matches)))
+            )
+        ins = (
+            sa.insert(table).from_select(columns, source).returning(store._columns["id"]).cte("ins")
+        )
+        counts: list[sa.ColumnElement[Any]] = [
+            sa.select(sa.func.count()).select_from(ins).scalar_subquery()
+        ]
+        arguments: dict[str, object] = {}
+        if entry is not None:
+            call = self._history._function_call()
+            hist = sa.select(call.label("appended")).select_from(ins).cte("hist")
+            counts.append(sa.select(sa.func.count()).select_from(hist).scalar_subquery())
+            arguments.update(self._history._function_arguments(account.id, entry, keep))
+        query = sa.select(*counts, *taken)
+        if messages and self._outbox is not None:
+            stored = sa.exists(sa.select(sa.literal(1)).select_from(ins))
+            query = query.add_cte(self._outbox._insert_when(len(messages), stored).cte("out"))
+            arguments.update(self._outbox._insert_arguments(messages))
+
+        def run(connection: sa.Connection) -> tuple[Any, ...] | None:
+            if entry is not None and not self._history._function_ready(connection):
+                return None
+            try:
+                return tuple(connection.execute(query, arguments).one())
+            except sa.exc.IntegrityError as exc:
+                raise _Clash(exc) from exc
+
+        clash: _Clash | None = None
+        for _ in range(_CREATE_TRIES):
+            try:
+                result = self._db._single(run)
+            except _Clash as refused:
+                clash = refused
+                continue
+            if result is None:
+                return None
+            if result[0] == 1:
+                return account
+            flags = result[len(counts) :]
+            for (field, _), flag in zip(present, flags, strict=True):
+                if flag:
+                    raise DuplicateAccountError(field)
+            # Nothing inserted and nothing taken: cannot be; let the transaction decide.
+            return None
+        assert clash is not None
+        raise self._db._storage_error(clash.error) from clash.error
 
     def replace_password(
         self,
@@ -2573,13 +2802,20 @@ class SQLAlchemyAccountWithHistory:
         check_changed_at(now)
         if key is None:
             return False
-        statement = self._accounts._password_update(
+        planned = self._accounts._password_values(
             account_id, expected, new, rotate_stamp=True, now=now
         )
-        if statement is None:  # an id the table's key cannot hold ("x" for an integer key)
+        if planned is None:  # an id the table's key cannot hold ("x" for an integer key)
             return False
+        pk, values = planned
 
         def replace_hash(connection: sa.Connection) -> bool:
+            column = self._accounts._columns["password_hash"]
+            statement = (
+                sa.update(self._accounts._table)
+                .where(self._accounts._columns["id"] == pk, column.is_not_distinct_from(expected))
+                .values(values)
+            )
             if connection.execute(statement).rowcount != 1:
                 return False
             self._enqueue(connection, queued)
@@ -2587,7 +2823,104 @@ class SQLAlchemyAccountWithHistory:
                 self._history._append(connection, account_id, entry, keep)
             return True
 
+        if self._db._postgresql and self._history._autocommit:
+
+            def in_one(connection: sa.Connection) -> bool | None:
+                if entry is not None and not self._history._function_ready(connection):
+                    return None  # no function: the transaction below
+                query = self._replace_query(tuple(values), entry is not None, len(queued))
+                arguments: dict[str, object] = {"a_pk": pk, "a_expected": expected}
+                arguments.update((f"a_{i}", value) for i, value in enumerate(values.values()))
+                if entry is not None:
+                    arguments.update(self._history._function_arguments(account_id, entry, keep))
+                if queued and self._outbox is not None:
+                    arguments.update(self._outbox._insert_arguments(queued))
+                return bool(connection.execute(query, arguments).scalar_one() == 1)
+
+            try:
+                done = self._db._single(in_one)
+            except StorageError as exc:
+                if not _needs_read_committed(exc.__cause__):
+                    raise
+                # Refused before anything was written; from now on, transactions.
+                self._history._autocommit = False
+            else:
+                if done is not None:
+                    return done
         return self._db._write(replace_hash)
+
+    # One statement on PostgreSQL, autocommit, so one round trip:
+    #
+    #   WITH upd AS (UPDATE accounts SET ... WHERE id = :id
+    #                  AND password_hash IS NOT DISTINCT FROM :expected RETURNING id),
+    #        hist AS (SELECT <history>_append(...) FROM upd),
+    #        ins AS (INSERT INTO outbox (...) SELECT ... WHERE EXISTS (SELECT 1 FROM upd)
+    #                  ON CONFLICT (id) DO NOTHING)
+    #   SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM hist)
+    #
+    # - A CTE that modifies no data runs only as far as something reads it, so the final
+    #   SELECT counts ``hist``: without that the function would never be called.
+    # - ``hist`` reads ``upd``, so the function runs only after the UPDATE won its row (and
+    #   its row lock), as in the transaction path: the row lock first, then the advisory
+    #   lock, in every call, so racing calls queue and never deadlock. A lost compare-and-
+    #   set (no row) calls nothing and inserts nothing.
+    # - The statement's snapshot is taken when it starts, before a racer's commit it may
+    #   wait for; the UPDATE re-checks its WHERE on the row's newest version (READ
+    #   COMMITTED), and the VOLATILE function takes a fresh snapshot for each of its own
+    #   statements, so its trim sees every entry appended before it got the lock.
+    # - The row lock is held until the statement commits, with the history rows and the
+    #   letters: a racer waiting on the row sees the new hash and loses.
+    # - The function refuses (KI001, nothing written) when the server's default isolation,
+    #   which an autocommit statement runs at, is not READ COMMITTED; an UPDATE outside it
+    #   may fail on a racer's commit (40001). Either way the statement wrote nothing, and
+    #   the call -- and every later one -- runs as a READ COMMITTED transaction instead.
+    # - All or nothing: if the function or an outbox insert fails, the whole statement
+    #   (the UPDATE with it) is rolled back.
+    def _replace_query(self, keys: tuple[str, ...], entry: bool, letters: int) -> Any:
+        """The statement above, over bind parameters, for one shape of call.
+
+        The columns ``keys`` names, the history call if ``entry``, ``letters`` outbox rows.
+        Built once per shape (a handful: the columns differ only by whether ``now`` is
+        given), so SQLAlchemy compiles it once and psycopg prepares it.
+        """
+        shape = (keys, entry, letters)
+        query = self._replace_queries.get(shape)
+        if query is not None:
+            return query
+        table, c = self._accounts._table, self._accounts._columns
+        hash_column = c["password_hash"]
+        upd = (
+            sa.update(table)
+            .where(
+                c["id"] == sa.bindparam("a_pk", type_=c["id"].type),
+                hash_column.is_not_distinct_from(
+                    sa.bindparam("a_expected", type_=hash_column.type)
+                ),
+            )
+            .values(
+                {
+                    key: sa.bindparam(f"a_{index}", type_=table.c[key].type)
+                    for index, key in enumerate(keys)
+                }
+            )
+            .returning(c["id"])
+            .cte("upd")
+        )
+        counts: list[sa.ColumnElement[Any]] = [
+            sa.select(sa.func.count()).select_from(upd).scalar_subquery()
+        ]
+        if entry:
+            call = self._history._function_call()
+            hist = sa.select(call.label("appended")).select_from(upd).cte("hist")
+            counts.append(sa.select(sa.func.count()).select_from(hist).scalar_subquery())
+        query = sa.select(*counts)
+        if letters and self._outbox is not None:
+            changed = sa.exists(sa.select(sa.literal(1)).select_from(upd))
+            query = query.add_cte(self._outbox._insert_when(letters, changed).cte("ins"))
+        if len(self._replace_queries) >= _SWEEP_EVERY:  # many letter counts: start over
+            self._replace_queries.clear()
+        self._replace_queries[shape] = query
+        return query
 
     def update_contact(
         self,
@@ -2620,6 +2953,24 @@ class SQLAlchemyAccountWithHistory:
                 self._enqueue(connection, queued)
             return account
 
+        if self._db._postgresql and queued and self._outbox is not None and swap.returning:
+            # The letters in the UPDATE's statement, so the transaction is three round trips
+            # (BEGIN, it, COMMIT) however many there are: WITH upd AS (UPDATE ... RETURNING
+            # ...), ins AS (INSERT INTO outbox ... SELECT ... WHERE EXISTS (SELECT 1 FROM
+            # upd)) SELECT * FROM upd. A unique index refusing the e-mail or phone fails the
+            # whole statement: no letter. Not one autocommit statement: the row it returns
+            # is checked before COMMIT, and garbage rolls the change back.
+            upd = swap.statement.cte("upd")
+            changed = sa.exists(sa.select(sa.literal(1)).select_from(upd))
+            insert = self._outbox._insert_when(len(queued), changed).cte("ins")
+            one = replace(
+                swap,
+                combined=sa.select(*upd.c).add_cte(insert),
+                arguments=self._outbox._insert_arguments(queued),
+            )
+            return self._accounts._run_contact(
+                one, lambda connection: self._accounts._swap_contact(connection, one)
+            )
         return self._accounts._run_contact(swap, update)
 
 
