@@ -507,10 +507,12 @@ class AccountWithHistory(Protocol):
     ) -> Account:
         """:meth:`AccountStore.create`, then append ``entry(account)`` to its history.
 
-        ``entry`` is called inside the transaction with the stored account (the history
-        fingerprints are bound to its id) and must not do I/O; ``None`` appends nothing.
+        ``entry`` is called with the account as it will be stored (the history fingerprints
+        are bound to its id) -- inside the transaction, or just before the one statement
+        that writes it all, when the store chooses the id itself -- and must not do I/O;
+        if it (or the write) raises, nothing is stored. ``None`` appends nothing.
         ``messages(account)`` (the same rules) are enqueued in the bundle's outbox in the
-        same transaction; only a unit of work made with that outbox takes them.
+        same step; only a unit of work made with that outbox takes them.
 
         Raises:
             DuplicateAccountError: as :meth:`AccountStore.create`; nothing is stored.
