@@ -577,6 +577,19 @@ class TestPhone:
                 env.service.verify_phone(account_id, code)
         assert env.account(account_id).phone == PHONE
 
+    def test_a_number_held_unproven_goes_to_whoever_proves_it(self, env: Env) -> None:
+        squatter = env.register(OTHER_EMAIL, NEW_PHONE, verified=False)
+        account_id = env.register()
+        assert env.change_phone(account_id, NEW_PHONE).ok
+        (text,) = env.texts_to(NEW_PHONE)
+        assert text.kind == "phone_code"  # an unproven holder does not make it "in use"
+        assert env.service.verify_phone(account_id, extract_code(text)).ok
+        account, held = env.account(account_id), env.account(squatter)
+        assert (account.phone, account.phone_verified) == (NEW_PHONE, True)
+        assert (held.phone, held.phone_verified) == (None, False)
+        assert env.letters_to(OTHER_EMAIL)[-1].kind == "phone_removed"
+        assert [e.account_id for e in env.events("phone_removed")] == [squatter]
+
     def test_wrong_codes_burn_the_code(self, env: Env) -> None:
         account_id = env.register()
         env.change_phone(account_id)

@@ -354,7 +354,9 @@ class ContactChange(Flow):
         if wait is not None:
             return ContactChangeResult(False, "throttled", retry_after=wait)
         owner = p.storage.accounts.find_by_login("phone", number.e164)
-        taken = owner is not None and owner.id != account.id
+        # A number another account holds unproven does not block one who can prove it: it
+        # may be a typo, or squatted to keep its owner out. Only a verified one is taken.
+        taken = owner is not None and owner.id != account.id and owner.phone_verified
         for _ in range(_ATTEMPTS):
             written = self._write(
                 account, replace(account.contact, pending_phone=number.e164), rotate_stamp=False
@@ -430,13 +432,36 @@ class ContactChange(Flow):
             try:
                 written = self._write(account, contact, letters=letters)
             except DuplicateAccountError:
-                p.emit("phone_code_failed", account.id, reason="taken")
-                return ContactChangeResult(False, "conflict", account_id=account.id)
+                if not self._release_unproven(pending):
+                    p.emit("phone_code_failed", account.id, reason="taken")
+                    return ContactChangeResult(False, "conflict", account_id=account.id)
+                written = None  # the number is free now: write again
             if written is not None:
                 p.emit("phone_verified", account.id, changed="yes" if letters else "no")
                 return self._done(written)
             account = self._account(account.id)
         return ContactChangeResult(False, "conflict", account_id=account.id)
+
+    def _release_unproven(self, e164: str) -> bool:
+        """Take ``e164`` off the account that holds it unproven; whether it is free now.
+
+        The code just proved the number belongs to whoever verified it, so an account that
+        only typed it (at sign-up, never proven) loses it; its address is told. A verified
+        holder keeps it.
+        """
+        p = self.plumbing
+        for _ in range(_ATTEMPTS):
+            holder = p.storage.accounts.find_by_login("phone", e164)
+            if holder is None:
+                return True
+            if holder.phone_verified:
+                return False
+            contact = replace(holder.contact, phone=None, phone_verified=False)
+            letters = p.notices("phone_removed", holder, sms=False)
+            if self._write(holder, contact, letters=letters) is not None:
+                p.emit("phone_removed", holder.id, reason="proven_elsewhere")
+                return True
+        return False
 
     def remove_phone(
         self, account_id: str, password: str, *, client_key: str
