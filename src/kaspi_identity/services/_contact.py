@@ -37,12 +37,11 @@ from kaspi_identity._errors import (
 from kaspi_identity._keys import KeyRing
 from kaspi_identity.phone import mask_phone
 from kaspi_identity.services._flow import Flow
-from kaspi_identity.services._identifiers import clean_email, require_str
+from kaspi_identity.services._identifiers import clean_email, clean_time_zone, require_str
 from kaspi_identity.services._letters import Letter, TokenLink
 from kaspi_identity.services._login import LogIn, Refusal
 from kaspi_identity.services._reset_sms import SmsReset
 from kaspi_identity.services._results import ContactChangeResult
-from kaspi_identity.services._settings import _zone
 from kaspi_identity.storage import Account, CodeAttempt, Contact
 
 __all__ = ["ContactChange"]
@@ -109,6 +108,20 @@ class ContactChange(Flow):
             p.post(*letters)
         return written
 
+    def _set_pending(self, account: Account, **pending: str) -> Account | None:
+        """Write a change asked for (``pending_email`` / ``pending_phone``), stamp kept.
+
+        Read again and retried when a concurrent write (a rehash, another tab) replaced the
+        stamp; ``None`` if it kept changing.
+        """
+        for _ in range(_ATTEMPTS):
+            contact = replace(account.contact, **pending)  # type: ignore[arg-type]
+            written = self._write(account, contact, rotate_stamp=False)
+            if written is not None:
+                return written
+            account = self._account(account.id)
+        return None
+
     def _account(self, account_id: str) -> Account:
         account = self.plumbing.storage.accounts.get(account_id)
         if account is None:
@@ -161,16 +174,10 @@ class ContactChange(Flow):
             p.emit("rate_limited", account.id, action="email_change")
             return ContactChangeResult(False, "throttled", retry_after=wait)
         owner = p.storage.accounts.find_by_login("email", email)
-        for _ in range(_ATTEMPTS):
-            # The same write whether or not the address is free: the answer, the work and
-            # the stored state tell nothing; a taken one can never be confirmed.
-            written = self._write(
-                account, replace(account.contact, pending_email=email), rotate_stamp=False
-            )
-            if written is not None:
-                break
-            account = self._account(account.id)
-        else:
+        # The same write whether or not the address is free: the answer, the work and the
+        # stored state tell nothing; a taken one can never be confirmed.
+        written = self._set_pending(account, pending_email=email)
+        if written is None:
             return ContactChangeResult(False, "conflict")
         if owner is None:
             letter = p.letter(
@@ -277,7 +284,7 @@ class ContactChange(Flow):
             if restored is not None:
                 p.emit("email_change_undone", account.id)
                 if restored.email is not None:
-                    p.post(self._reset_letter(restored))
+                    p.post(p.reset_letter(restored))
                 return self._done(restored)
             account = self._account(account.id)
         raise InvalidTokenError("invalid token")
@@ -306,18 +313,6 @@ class ContactChange(Flow):
             self.plumbing.emit("email_change_failed", account.id, reason="taken")
             bare = replace(base, email=None, email_confirmed=False)
             return self._write(account, bare, clear_password=True)
-
-    def _reset_letter(self, account: Account) -> Letter:
-        p = self.plumbing
-        assert account.email is not None  # checked by the caller; not a security check
-        return p.letter(
-            "password_reset",
-            account.email,
-            account.language,
-            account.id,
-            link=p.reset_link(account),
-            minutes=self.tokens.minutes("reset"),
-        )
 
     # -- phone -------------------------------------------------------------------------------
 
@@ -357,15 +352,10 @@ class ContactChange(Flow):
         # A number another account holds unproven does not block one who can prove it: it
         # may be a typo, or squatted to keep its owner out. Only a verified one is taken.
         taken = owner is not None and owner.id != account.id and owner.phone_verified
-        for _ in range(_ATTEMPTS):
-            written = self._write(
-                account, replace(account.contact, pending_phone=number.e164), rotate_stamp=False
-            )
-            if written is not None:
-                break
-            account = self._account(account.id)
-        else:
+        written = self._set_pending(account, pending_phone=number.e164)
+        if written is None:
             return ContactChangeResult(False, "conflict")
+        account = written
         s, now = p.settings, p.clock.now()
         # A code is made and stored either way; another account's number gets one under a
         # key no attempt is hashed with, so it can never be right, and its owner is told.
@@ -492,10 +482,7 @@ class ContactChange(Flow):
     def set_time_zone(self, account_id: str, time_zone: str | None) -> None:
         """See :meth:`IdentityService.set_time_zone`."""
         require_str(account_id=account_id)
-        if time_zone is not None:
-            if not isinstance(time_zone, str):
-                raise TypeError(f"time_zone must be str or None, not {type(time_zone).__name__}")
-            _zone(time_zone)
+        time_zone = clean_time_zone(time_zone)
         account = self._account(account_id)
         for _ in range(_ATTEMPTS):
             contact = replace(account.contact, time_zone=time_zone)

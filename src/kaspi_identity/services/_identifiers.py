@@ -17,7 +17,7 @@ from typing import Final
 from kaspi_identity._errors import InvalidIdentifierError
 from kaspi_identity.delivery._messages import is_deliverable_address
 from kaspi_identity.phone import InvalidPhoneError, PhoneNumber, parse_phone
-from kaspi_identity.services._settings import IdentitySettings
+from kaspi_identity.services._settings import IdentitySettings, _zone
 from kaspi_identity.storage import LoginKind
 from kaspi_identity.storage._checks import is_storable_text
 from kaspi_identity.storage._records import MAX_NAMES, NAME_MAX_LENGTH
@@ -27,6 +27,7 @@ __all__ = [
     "Resolved",
     "clean_email",
     "clean_names",
+    "clean_time_zone",
     "clean_username",
     "limit_value",
     "parse_mobile",
@@ -190,3 +191,18 @@ def clean_names(names: Sequence[str]) -> tuple[str, ...]:
             "names", "a name holds a character that cannot be stored", code="name_character"
         )
     return kept
+
+
+def clean_time_zone(time_zone: str | None) -> str | None:
+    """``time_zone`` if it is ``None`` or an IANA zone this system knows.
+
+    Raises:
+        TypeError: neither a ``str`` nor ``None``.
+        ValueError: no zone of that name (the message names ``time_zone``).
+    """
+    if time_zone is None:
+        return None
+    if not isinstance(time_zone, str):
+        raise TypeError(f"time_zone must be str or None, not {type(time_zone).__name__}")
+    _zone(time_zone)
+    return time_zone

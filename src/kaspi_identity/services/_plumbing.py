@@ -394,6 +394,25 @@ class Plumbing:
         """A reset link for ``account`` (for nobody when ``None``), written at send time."""
         return TokenLink("reset", "reset", self.tokens.draft("reset", account))
 
+    def reset_letter(self, account: Account | None) -> Letter:
+        """The ``password_reset`` letter to ``account``'s stored address, or its twin.
+
+        For ``None`` (or an account without an address) a letter to nobody is drafted and
+        never sent, so an unknown account costs the same work.
+        """
+        to, lang = ABSENT_ADDRESS, "en"
+        if account is not None and account.email is not None:
+            to, lang = account.email, account.language
+        return self.letter(
+            "password_reset",
+            to,
+            lang,
+            None if account is None else account.id,
+            deliver=to != ABSENT_ADDRESS,
+            link=self.reset_link(account),
+            minutes=self.tokens.minutes("reset"),
+        )
+
     def confirm_link(self, account: Account | None) -> TokenLink:
         """A confirmation link for ``account``'s address, written at send time."""
         return TokenLink("confirm", "confirm", self.tokens.draft("confirm", account))

@@ -18,6 +18,7 @@ from kaspi_identity.services._flow import Flow
 from kaspi_identity.services._identifiers import (
     clean_email,
     clean_names,
+    clean_time_zone,
     clean_username,
     registration_value,
     require_str,
@@ -25,7 +26,6 @@ from kaspi_identity.services._identifiers import (
 from kaspi_identity.services._letters import Letter
 from kaspi_identity.services._plumbing import ABSENT_ADDRESS
 from kaspi_identity.services._results import RegistrationResult, ResetRequestResult
-from kaspi_identity.services._settings import _zone
 from kaspi_identity.storage import Account, LoginKind, NewAccount
 
 __all__ = ["Registration"]
@@ -72,10 +72,7 @@ class Registration(Flow):
                 "email", "an e-mail, user name, phone or IIN is required", code="missing"
             )
         kept = clean_names(names)
-        if time_zone is not None:
-            if not isinstance(time_zone, str):
-                raise TypeError(f"time_zone must be str or None, not {type(time_zone).__name__}")
-            _zone(time_zone)
+        time_zone = clean_time_zone(time_zone)
         user = UserInfo(username=username, email=email, phone=phone, names=kept, iin=iin)
         result = p.policy.check(password, user=user, confirmation=confirmation)
         if not result:

@@ -11,7 +11,7 @@ from kaspi_identity._errors import InvalidTokenError
 from kaspi_identity.policy import PolicyResult
 from kaspi_identity.services._flow import Flow
 from kaspi_identity.services._identifiers import require_str
-from kaspi_identity.services._plumbing import ABSENT_ADDRESS, user_info
+from kaspi_identity.services._plumbing import user_info
 from kaspi_identity.services._results import PasswordResetResult, ResetRequestResult
 from kaspi_identity.storage import Account
 
@@ -30,17 +30,7 @@ class EmailReset(Flow):
         if refused is not None:
             return refused
         # Equal work: an unknown account gets a token drafted and a letter nobody will see.
-        to, lang = (ABSENT_ADDRESS, "en") if account is None else (account.email, account.language)
-        assert to is not None  # letter_request finds only accounts with an address
-        letter = p.letter(
-            "password_reset",
-            to,
-            lang,
-            None if account is None else account.id,
-            deliver=account is not None,
-            link=p.reset_link(account),
-            minutes=self.tokens.minutes("reset"),
-        )
+        letter = p.reset_letter(account)
         return p.hand_over("password_reset", account, letter)
 
     def reset_password(self, token: str, new: str, confirmation: str) -> PasswordResetResult:

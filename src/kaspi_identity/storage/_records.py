@@ -221,12 +221,9 @@ class Account:
         require_text(self.id, "id", max_length=KEY_MAX_LENGTH)
         require_text(self.security_stamp, "security_stamp", max_length=STAMP_MAX_LENGTH)
         _optional_text(self.username, "username", USERNAME_MAX_LENGTH)
-        _optional_text(self.email, "email", EMAIL_MAX_LENGTH)
-        _optional_phone(self.phone)
         _optional_iin(self.iin)
         object.__setattr__(self, "names", _names(self.names))
         _optional_text(self.password_hash, "password_hash", HASH_MAX_LENGTH)
-        _flag(self.email_confirmed, "email_confirmed")
         _flag(self.must_change_password, "must_change_password")
         require_count(self.failed_logins, "failed_logins", minimum=0)
         require_count(self.grace_logins_used, "grace_logins_used", minimum=0)
@@ -234,7 +231,7 @@ class Account:
         for name in ("last_failed_login_at", "last_login_at", "password_changed_at"):
             object.__setattr__(self, name, _optional_time(getattr(self, name), name))
         object.__setattr__(self, "created_at", require_utc(self.created_at, "created_at"))
-        _check_contact(self)
+        _check_contact(self)  # the e-mail, phone and their flags, once
 
     @property
     def contact(self) -> Contact:
