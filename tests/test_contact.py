@@ -668,23 +668,25 @@ class TestPhone:
         assert [m.kind for m in env.texts_to(PHONE)] == ["phone_removed"]
         assert env.service.remove_phone(account_id, PASSWORD, client_key="c1").reason == "no_phone"
 
-    def test_an_undo_page_is_needed(self, env: Env) -> None:
-        settings = IdentitySettings(
-            secret_keys=(KEY.encode(),),
-            confirm_url="https://portal.example.kz/confirm",
-            reset_url="https://portal.example.kz/reset",
-        )
-        storage = memory_storage()
-        service = IdentityService(storage, settings, email_sender=Outbox())
-        made = storage.accounts.create(NewAccount(email=EMAIL), now=T0)
-        with pytest.raises(KaspiIdentityError, match="email_undo_url"):
-            service.request_email_change(made.id, PASSWORD, NEW_EMAIL, client_key="c")
-        assert storage.accounts.get(made.id) == made
-
     def test_an_sms_sender_is_needed(self, env: Env, tmp_path: Path) -> None:
         service = IdentityService(memory_storage(), _settings(), email_sender=Outbox())
         with pytest.raises(KaspiIdentityError):
             service.request_phone_change("x", PASSWORD, NEW_PHONE, client_key="c")
+
+
+def test_an_undo_page_is_needed() -> None:
+    """The change of address refuses to run without a page for its undo link."""
+    settings = IdentitySettings(
+        secret_keys=(KEY.encode(),),
+        confirm_url="https://portal.example.kz/confirm",
+        reset_url="https://portal.example.kz/reset",
+    )
+    storage = memory_storage()
+    service = IdentityService(storage, settings, email_sender=Outbox())
+    made = storage.accounts.create(NewAccount(email=EMAIL), now=T0)
+    with pytest.raises(KaspiIdentityError, match="email_undo_url"):
+        service.request_email_change(made.id, PASSWORD, NEW_EMAIL, client_key="c")
+    assert storage.accounts.get(made.id) == made
 
 
 # -- time zone ------------------------------------------------------------------------------
