@@ -26,12 +26,12 @@ As the ceiling, ``redis-benchmark -t set,incr -q -n N`` runs against the same se
 its two fixed keys (``key:__rand_int__``, ``counter:__rand_int__``); they are deleted after.
 
 Last, **round trips per operation** for every protocol operation of the stores Redis and
-PostgreSQL keep (consume, code put, code attempt, rate-limit hit, history append and read;
-on PostgreSQL also ``with_history``'s password change and registration, Redis keeping no
-accounts):
-on Redis the replies the client waits for (a counting connection class), on PostgreSQL the
-times the client speaks after the server has (a counting TCP relay between the driver and
-the server, so BEGIN and COMMIT count as what they are). Each operation runs 50 times
+PostgreSQL keep: the ledger, codes, rate limits, history and outbox everywhere; on
+PostgreSQL also every account-store operation and ``with_history``'s password change,
+registration and contact change with its letter (Redis keeps no accounts). On Redis
+the replies the client waits for (a counting connection class), on PostgreSQL the times
+the client speaks after the server has (a counting TCP relay between the driver and the
+server, so BEGIN and COMMIT count as what they are). Each operation runs 50 times
 after a warm-up (connections and script cache); the SQLAlchemy stores' sweep of expired
 rows (one statement every 256 writes of a store) is amortised into the figure.
 
@@ -198,8 +198,11 @@ def sqlalchemy_sqlite_backend() -> Backend:
     return Backend("SQLAlchemy SQLite", open_sqlalchemy_sqlite)
 
 
-def postgresql_backend(url: str | None) -> Backend:
-    """PostgreSQL through ``kaspi_identity.storage.sqlalchemy``, in a fresh schema dropped after."""
+def postgresql_backend(url: str | None, *, outbox: bool = False) -> Backend:
+    """PostgreSQL through ``kaspi_identity.storage.sqlalchemy``, in a fresh schema dropped after.
+
+    ``outbox``: the bundle has the outbox too.
+    """
     if not url:
         return Backend("PostgreSQL", _memory, f"n/a: set {POSTGRES_ENV} or --postgres-url")
     try:
@@ -218,7 +221,9 @@ def postgresql_backend(url: str | None) -> Backend:
             with engine.begin() as connection:
                 connection.execute(sa.schema.CreateSchema(schema))
             tables = make_metadata(schema=schema)
-            with sqlalchemy_storage(engine, metadata=tables, create_tables=True) as storage:
+            with sqlalchemy_storage(
+                engine, metadata=tables, create_tables=True, outbox=outbox
+            ) as storage:
                 yield storage
         finally:
             with engine.begin() as connection:
@@ -378,13 +383,78 @@ _UNSUPPORTED = object()
 
 
 def _rt_operations(now: datetime) -> tuple[tuple[str, Callable[[Storage, int], object]], ...]:
-    """Every protocol operation of the stores Redis keeps, each a call ``(storage, i)``,
-    then the two ``with_history`` units of work (a password change and a registration with
-    its first history entry) where the bundle has them."""
-    from kaspi_identity.storage import HistoryEntry, NewAccount
+    """Every protocol operation, each a call ``(storage, i)`` (``i`` from -3: the warm-up).
+
+    The stores Redis keeps, the account store's operations and the ``with_history`` units
+    of work where the bundle keeps accounts, and the outbox's. An operation that needs
+    state (an account, claimed messages) makes it on its first warm-up call.
+    """
+    from dataclasses import replace
+
+    from kaspi_identity.storage import Account, HistoryEntry, NewAccount, OutboxMessage
 
     def entry(i: int) -> HistoryEntry:
         return HistoryEntry(password_hash=f"{_RT_ENTRY_HASH}{i}", fingerprint=b"f", created_at=now)
+
+    def keeps_accounts(st: Storage) -> bool:
+        return not isinstance(st.accounts, MemoryAccountStore)
+
+    made: dict[tuple[int, str], Account] = {}  # (id(storage), operation) -> its account
+
+    def account(st: Storage, operation: str) -> Account:
+        key = (id(st), operation)
+        if key not in made:
+            tag = uuid.uuid4().hex
+            new = NewAccount(
+                username=f"rt-{tag}",
+                email=f"rt-{tag}@example.kz",
+                password_hash=entry(-4).password_hash,
+            )
+            made[key] = st.accounts.create(new, now=now)
+        return made[key]
+
+    def on_accounts(
+        operation: str, call: Callable[[Storage, Account, int], object]
+    ) -> tuple[str, Callable[[Storage, int], object]]:
+        def run(st: Storage, i: int) -> object:
+            if not keeps_accounts(st):
+                return _UNSUPPORTED
+            return call(st, account(st, operation), i)
+
+        return operation, run
+
+    def create(st: Storage, _: Account, i: int) -> object:
+        tag = uuid.uuid4().hex
+        new = NewAccount(
+            username=f"rt-{tag}", email=f"rt-{tag}@example.kz", password_hash=entry(i).password_hash
+        )
+        return st.accounts.create(new, now=now)
+
+    def set_hash(st: Storage, acct: Account, i: int) -> object:
+        return st.accounts.set_password_hash(
+            acct.id, expected=entry(i - 1).password_hash, new=entry(i).password_hash
+        )
+
+    def update_contact(st: Storage, acct: Account, i: int, *, letters: int = 0) -> object:
+        key = (id(st), "update contact" if not letters else "contact + letter")
+        current = made[key]
+        contact = replace(current.contact, email=f"rt-{uuid.uuid4().hex}@example.kz")
+        if letters:
+            if st.with_history is None or st.outbox is None:
+                return _UNSUPPORTED
+            changed = st.with_history.update_contact(
+                current.id,
+                expected_stamp=current.security_stamp,
+                contact=contact,
+                messages=[message() for _ in range(letters)],
+            )
+        else:
+            changed = st.accounts.update_contact(
+                current.id, expected_stamp=current.security_stamp, contact=contact
+            )
+        assert changed is not None
+        made[key] = changed
+        return changed
 
     changing: dict[int, str] = {}  # id(storage) -> the account whose password changes
 
@@ -410,6 +480,71 @@ def _rt_operations(now: datetime) -> tuple[tuple[str, Callable[[Storage, int], o
         new = NewAccount(username=f"rt-{uuid.uuid4().hex}", password_hash=entry(i).password_hash)
         return st.with_history.create_with_history(new, now=now, entry=lambda _: entry(i), keep=6)
 
+    def message() -> OutboxMessage:
+        return OutboxMessage(
+            id=uuid.uuid4().hex,
+            channel="email",
+            kind="password_reset",
+            to="rt@example.kz",
+            language="en",
+            payload="{}",
+            created_at=now - _HOUR,
+        )
+
+    # Per storage: the ids enqueued and claimed for each settling operation to use up.
+    leased: dict[tuple[int, str], list[str]] = {}
+
+    def on_outbox(
+        operation: str, call: Callable[[Storage, int], object], *, claimed: bool = False
+    ) -> tuple[str, Callable[[Storage, int], object]]:
+        def run(st: Storage, i: int) -> object:
+            if st.outbox is None:
+                return _UNSUPPORTED
+            key = (id(st), operation)
+            if claimed and key not in leased:
+                # Enqueued and leased before the figure is counted; the lease is long,
+                # so no other operation's claim takes them.
+                for _ in range(_RT_CALLS + 3):
+                    st.outbox.enqueue(message(), now=now - 2 * _HOUR)
+                taken = st.outbox.claim(now=now - _HOUR, lease=100 * _HOUR, limit=_RT_CALLS + 3)
+                leased[key] = [e.message.id for e in taken]
+            return call(st, i)
+
+        return operation, run
+
+    def settle(operation: str) -> Callable[[Storage, int], object]:
+        def run(st: Storage, i: int) -> object:
+            assert st.outbox is not None
+            key = leased[(id(st), operation)][i + 3]
+            if operation == "outbox complete":
+                return st.outbox.complete(key, attempt=1, now=now)
+            return st.outbox.fail(key, attempt=1, now=now, retry_at=None, error="Refused")
+
+        return run
+
+    dead: dict[int, list[str]] = {}
+
+    def retry(st: Storage, i: int) -> object:
+        assert st.outbox is not None
+        if id(st) not in dead:
+            dead[id(st)] = [
+                e.message.id for e in st.outbox.list(status="dead", limit=_RT_CALLS + 3)
+            ]
+        return st.outbox.retry(dead[id(st)][i + 3], now=now)
+
+    filled: set[int] = set()
+
+    def claim(st: Storage, i: int) -> object:
+        assert st.outbox is not None
+        if id(st) not in filled:  # one due message for each call
+            for _ in range(_RT_CALLS + 3):
+                st.outbox.enqueue(message(), now=now - 2 * _HOUR)
+            filled.add(id(st))
+        return st.outbox.claim(now=now - _HOUR, lease=100 * _HOUR, limit=1)
+
+    def outbox_of(st: Storage) -> Any:
+        return st.outbox
+
     return (
         ("consume", lambda st, i: st.ledger.consume(f"rt-{i}", now + _HOUR, now=now)),
         (
@@ -428,8 +563,49 @@ def _rt_operations(now: datetime) -> tuple[tuple[str, Callable[[Storage, int], o
         ),
         ("history append", lambda st, i: st.history.append("acct-rt", entry(i), keep=6)),
         ("history read", lambda st, i: st.history.recent("acct-rt", 6)),
+        on_accounts("account create", create),
+        on_accounts("account get", lambda st, a, i: st.accounts.get(a.id)),
+        on_accounts(
+            "find by login",
+            lambda st, a, i: st.accounts.find_by_login("username", a.username or ""),
+        ),
+        on_accounts("set password hash", set_hash),
+        on_accounts(
+            "set email", lambda st, a, i: st.accounts.set_email(a.id, f"rt-{i}-{a.id}@example.kz")
+        ),
+        on_accounts("update contact", update_contact),
+        on_accounts(
+            "mark e-mail confirmed",
+            lambda st, a, i: st.accounts.mark_email_confirmed(a.id, email=a.email or "", now=now),
+        ),
+        on_accounts(
+            "reserve log-in",
+            lambda st, a, i: st.accounts.reserve_login_attempt(
+                a.id, expected_failures=i + 3, now=now
+            ),
+        ),
+        on_accounts(
+            "record log-in", lambda st, a, i: st.accounts.record_login_success(a.id, now=now)
+        ),
+        on_accounts("clear failures", lambda st, a, i: st.accounts.clear_login_failures(a.id)),
+        on_accounts(
+            "set must-change",
+            lambda st, a, i: st.accounts.set_must_change_password(a.id, i % 2 == 0),
+        ),
+        on_accounts(
+            "use grace log-in", lambda st, a, i: st.accounts.use_grace_login(a.id, expected=i + 3)
+        ),
         ("password change", change_password),
         ("register", register),
+        on_accounts("contact + letter", lambda st, a, i: update_contact(st, a, i, letters=1)),
+        on_outbox("outbox enqueue", lambda st, i: outbox_of(st).enqueue(message(), now=now)),
+        on_outbox("outbox claim", claim),
+        on_outbox("outbox complete", settle("outbox complete"), claimed=True),
+        on_outbox("outbox fail", settle("outbox fail"), claimed=True),
+        on_outbox("outbox retry", retry),
+        on_outbox("outbox get", lambda st, i: outbox_of(st).get(uuid.uuid4().hex)),
+        on_outbox("outbox list", lambda st, i: outbox_of(st).list(limit=10)),
+        on_outbox("outbox purge", lambda st, i: outbox_of(st).purge(before=now - 1000 * _HOUR)),
     )
 
 
@@ -471,7 +647,7 @@ def redis_round_trips(url: str, *, cluster: bool) -> list[float]:
         )
     )
     try:
-        storage = redis_storage(client, accounts=MemoryAccountStore(), prefix=prefix)
+        storage = redis_storage(client, accounts=MemoryAccountStore(), prefix=prefix, outbox=True)
         return _per_call(storage, lambda: replies[0], lambda: replies.__setitem__(0, 0))
     finally:
         for key in list(client.scan_iter(match=f"{prefix}*", count=1000)):
@@ -534,7 +710,8 @@ def postgresql_round_trips(url: str) -> list[float]:
     relay = _Relay(target.host or "127.0.0.1", target.port or 5432)
     try:
         backend = postgresql_backend(
-            target.set(host="127.0.0.1", port=relay.port).render_as_string(hide_password=False)
+            target.set(host="127.0.0.1", port=relay.port).render_as_string(hide_password=False),
+            outbox=True,
         )
         with backend.open() as storage:
 
@@ -562,7 +739,7 @@ def print_round_trips(args: argparse.Namespace) -> None:
         except Exception as exc:
             columns.append((name, f"n/a: {type(exc).__name__}"))
     print(f"\nround trips per operation ({_RT_CALLS} calls each, after a warm-up)")
-    print(f"{'':<20}" + "".join(f"{name:>12}" for name, _ in columns))
+    print(f"{'':<24}" + "".join(f"{name:>12}" for name, _ in columns))
     for row, (operation, _) in enumerate(_rt_operations(datetime.now(timezone.utc))):
         cells = [
             (f"{values[row]:>12.2f}" if values[row] == values[row] else f"{'-':>12}")
@@ -570,7 +747,7 @@ def print_round_trips(args: argparse.Namespace) -> None:
             else f"{values[:11]:>12}"
             for _, values in columns
         ]
-        print(f"{operation:<20}" + "".join(cells))
+        print(f"{operation:<24}" + "".join(cells))
 
 
 # -- PostgreSQL history append: the function against the statements ------------------------
