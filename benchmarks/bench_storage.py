@@ -844,7 +844,7 @@ def print_unit_of_work_paths(args: argparse.Namespace, seconds: float) -> None:
                     assert isinstance(together, SQLAlchemyAccountWithHistory)
                     if path == "transaction":
                         # What the store falls back to outside READ COMMITTED.
-                        together.history._autocommit = False
+                        together.database._autocommit_writes = False
                     rate = ops_per_second(storage, _password_change_operation, clients, seconds)
                 rates.setdefault((path, clients), []).append(rate)
     print("\nPostgreSQL with_history password change per second (best of 2)")

@@ -1783,7 +1783,7 @@ class TestHistoryFunction:
                 history = storage.history
                 assert isinstance(history, SQLAlchemyPasswordHistoryStore)
                 history.append("acct-1", _racer_entry(0, 0), keep=6)
-                assert history._autocommit is False
+                assert history.database._autocommit_writes is False
                 assert history.recent("acct-1", 10) == [_racer_entry(0, 0)]
                 _in_threads(32, lambda i: history.append("acct-1", _racer_entry(1, i), keep=6))
                 stored = history.recent("acct-1", 100)
@@ -1815,7 +1815,7 @@ class TestHistoryFunction:
                     entry=lambda _: first,
                     keep=6,
                 )
-                assert with_history.history._autocommit is False
+                assert with_history.database._autocommit_writes is False
                 assert storage.accounts.get(created.id) == created
                 assert storage.history.recent(created.id, 10) == [first]
                 with pytest.raises(DuplicateAccountError):

@@ -603,6 +603,11 @@ class SQLAlchemyDatabase:
         self._label = "PostgreSQL" if self._postgresql else "SQLite"
         # Single statements need no transaction on PostgreSQL: one round trip, not three.
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Off once the server's default isolation (which an autocommit statement runs at)
+        # turned out not to be READ COMMITTED: the history function refused (KI001) or a
+        # write was a serialization failure (40001). From then on, the writes written as
+        # one statement for READ COMMITTED run as READ COMMITTED transactions instead.
+        self._autocommit_writes = True
         # The locking below is written for READ COMMITTED, whatever the engine's default:
         # under REPEATABLE READ a locked row changed since the snapshot would be an error.
         self._transactional = (
@@ -993,6 +998,11 @@ def _names_column_problems(column: sa.Column[Any]) -> list[str]:
     if column.nullable:
         problems.append("names: the column must be NOT NULL (with the default '[]')")
     return problems
+
+
+#: What a unit of work adds to the account store's one-statement insert: the counts it
+#: selects, the CTEs it adds and their parameters (see ``_create_in_one``).
+_Extension = tuple[list[sa.ColumnElement[Any]], list[Any], dict[str, object]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -1393,6 +1403,89 @@ class SQLAlchemyAccountStore(_Store):
         pk = row.values[id_key] if key is None or not self._integer_id else key[0]
         return replace(row.account, id=str(pk))
 
+    def _create_in_one(
+        self,
+        row: _NewRow,
+        *,
+        extend: Callable[[Any], _Extension] | None = None,
+        ready: Callable[[sa.Connection], bool] | None = None,
+    ) -> Account | None:
+        """Insert ``row`` in one autocommit statement (PostgreSQL); ``None``: not done so.
+
+        ``WITH ins AS (INSERT INTO accounts (...) SELECT ... WHERE NOT EXISTS (SELECT 1
+        FROM accounts WHERE <any identifier matches>) RETURNING id) SELECT (SELECT id FROM
+        ins), EXISTS (<the user name matches>), ...``: the check and the write in one
+        snapshot, which names the first identifier taken in the protocol's order, as the
+        transaction's ``SELECT`` does. A racing create that commits the identifier after
+        the snapshot makes the unique index refuse the row: the statement writes nothing,
+        and runs again (its check then names it).
+
+        ``extend(ins)`` gives what else the statement does once the row is in (the unit of
+        work's history and letters): counts to select, CTEs to add and their parameters.
+        ``ready(connection)`` ``False`` means the statement cannot run here (no history
+        function): ``None``, nothing written. ``None`` too when the server's default
+        isolation refused the statement (from then on creates are transactions), and in
+        the impossible case of nothing inserted and nothing taken: the caller runs the
+        transaction, which decides.
+        """
+        table = self._table
+        columns = [table.c[key] for key in row.values]
+        # Each value cast to its column's type (no driver guesses one); an insert default
+        # that is a SQL expression goes in as it is.
+        values: list[sa.ColumnElement[Any]] = [
+            value
+            if isinstance(value, sa.ColumnElement)
+            else sa.cast(sa.literal(value, column.type), column.type)
+            for column, value in zip(columns, row.values.values(), strict=True)
+        ]
+        present = [(field, value) for field, value in row.keys.items() if value is not None]
+        matches = [self._columns[_KEY_FIELDS[field]] == value for field, value in present]
+        taken = [sa.exists(sa.select(sa.literal(1)).select_from(table).where(m)) for m in matches]
+        source = sa.select(*values)
+        if matches:
+            source = source.where(
+                ~sa.exists(sa.select(sa.literal(1)).select_from(table).where(sa.or_(*matches)))
+            )
+        id_column = self._columns["id"]
+        ins = sa.insert(table).from_select(columns, source).returning(id_column).cte("ins")
+        counts, ctes, arguments = ([], [], {}) if extend is None else extend(ins)
+        inserted = sa.select(ins.c[id_column.key]).scalar_subquery()
+        query = sa.select(inserted, *counts, *taken)
+        if ctes:
+            query = query.add_cte(*ctes)
+
+        def run(connection: sa.Connection) -> tuple[Any, ...] | None:
+            if ready is not None and not ready(connection):
+                return None
+            try:
+                return tuple(connection.execute(query, arguments).one())
+            except sa.exc.IntegrityError as exc:
+                raise _Clash(exc) from exc
+
+        clash: _Clash | None = None
+        for _ in range(_CREATE_TRIES):
+            try:
+                result = self._db._single(run)
+            except _Clash as refused:
+                clash = refused
+                continue
+            except StorageError as exc:
+                if not _needs_read_committed(exc.__cause__):
+                    raise
+                # Refused before anything was written; from now on, transactions.
+                self._db._autocommit_writes = False
+                return None
+            if result is None:
+                return None
+            if result[0] is not None:
+                return replace(row.account, id=str(result[0]))
+            for (field, _), flag in zip(present, result[1 + len(counts) :], strict=True):
+                if flag:
+                    raise DuplicateAccountError(field)
+            return None
+        assert clash is not None
+        raise self._db._storage_error(clash.error) from clash.error
+
     def _require_field(self, field: str) -> None:
         if field not in self._columns:
             raise ValueError(
@@ -1576,8 +1669,17 @@ class SQLAlchemyAccountStore(_Store):
         return pk, values
 
     def create(self, new: NewAccount, *, now: datetime) -> Account:
-        """Store ``new`` under a fresh id; see the protocol."""
+        """Store ``new`` under a fresh id; see the protocol.
+
+        On PostgreSQL one autocommit statement (:meth:`_create_in_one`); elsewhere, or once
+        the server's default isolation refused it, a transaction that checks the
+        identifiers and inserts.
+        """
         row = self._plan_create(new, check_create(new, now))
+        if self._db._postgresql and self._db._autocommit_writes:
+            created = self._create_in_one(row)
+            if created is not None:
+                return created
         return self._write_checked(lambda connection: self._insert_row(connection, row))
 
     def get(self, account_id: str) -> Account | None:
@@ -1841,14 +1943,11 @@ class SQLAlchemyPasswordHistoryStore(_Store):
         # up again every _SWEEP_EVERY appends, so a migration takes effect without a restart.
         self._function: bool | None = None
         self._fallbacks = itertools.count(1)
-        # Off once the server's default isolation (which an autocommit statement runs
-        # at) turned out not to be READ COMMITTED: then appends open a transaction.
-        self._autocommit = True
 
     def append(self, account_id: str, entry: HistoryEntry, *, keep: int) -> None:
         """Append ``entry`` and trim to the newest ``keep`` in one transaction."""
         check_append(account_id, entry, keep)
-        if self._db._postgresql and self._autocommit and self._function is not False:
+        if self._db._postgresql and self._db._autocommit_writes and self._function is not False:
 
             def call(connection: sa.Connection) -> bool:
                 if not self._function_ready(connection):
@@ -1863,7 +1962,7 @@ class SQLAlchemyPasswordHistoryStore(_Store):
                 if not _outside_read_committed(exc.__cause__):
                     raise
                 # The function refused before it wrote anything; never try this again.
-                self._autocommit = False
+                self._db._autocommit_writes = False
         self._db._write(lambda connection: self._append(connection, account_id, entry, keep))
 
     def _append(
@@ -2677,7 +2776,7 @@ class SQLAlchemyAccountWithHistory:
 
         if (
             self._db._postgresql
-            and self._history._autocommit
+            and self._db._autocommit_writes
             and not self._accounts._integer_id
             and (entry is None or self._history._function is not False)
         ):
@@ -2686,15 +2785,9 @@ class SQLAlchemyAccountWithHistory:
             account = replace(row.account, id=str(row.values[self._accounts._columns["id"].key]))
             queued = () if messages is None else check_messages(messages(account), self._outbox)
             made = None if entry is None else check_entry(entry(account))
-            try:
-                created = self._create_in_one(row, account, made, keep, queued)
-            except StorageError as exc:
-                if not _needs_read_committed(exc.__cause__):
-                    raise
-                self._history._autocommit = False
-            else:
-                if created is not None:
-                    return created
+            created = self._create_in_one(row, account, made, keep, queued)
+            if created is not None:
+                return created
         return self._accounts._write_checked(create)
 
     def _create_in_one(
@@ -2705,82 +2798,33 @@ class SQLAlchemyAccountWithHistory:
         keep: int,
         messages: Sequence[OutboxMessage],
     ) -> Account | None:
-        """``create_with_history`` as one autocommit statement; ``None``: no function.
+        """``create_with_history`` as one autocommit statement; ``None``: not done so.
 
-        ``WITH ins AS (INSERT INTO accounts (...) SELECT ... WHERE NOT EXISTS (SELECT 1
-        FROM accounts WHERE <any identifier matches>) RETURNING id), hist AS (SELECT
-        <history>_append(...) FROM ins), out AS (INSERT INTO outbox ... WHERE EXISTS
-        (SELECT 1 FROM ins)) SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM
-        hist), EXISTS (<the user name matches>), ...``: the check and the write in one
-        snapshot, which names the first identifier taken in the protocol's order, as
-        the transaction's ``SELECT`` does. A racing create that commits the identifier
-        after the snapshot makes the unique index refuse the row: the statement writes
-        nothing, and runs again (its check then names it). The notes on
-        :meth:`_replace_query` hold here too.
+        The account store's single ``INSERT`` (:meth:`SQLAlchemyAccountStore._create_in_one`)
+        with two more CTEs reading it: ``hist AS (SELECT <history>_append(...) FROM ins)``
+        and ``out AS (INSERT INTO outbox ... WHERE EXISTS (SELECT 1 FROM ins))``. The
+        notes on :meth:`_replace_query` hold here too.
         """
-        store, table = self._accounts, self._accounts._table
-        columns = [table.c[key] for key in row.values]
-        # Each value cast to its column's type (no driver guesses one); an insert default
-        # that is a SQL expression goes in as it is.
-        values: list[sa.ColumnElement[Any]] = [
-            value
-            if isinstance(value, sa.ColumnElement)
-            else sa.cast(sa.literal(value, column.type), column.type)
-            for column, value in zip(columns, row.values.values(), strict=True)
-        ]
-        present = [(field, value) for field, value in row.keys.items() if value is not None]
-        matches = [store._columns[_KEY_FIELDS[field]] == value for field, value in present]
-        taken = [sa.exists(sa.select(sa.literal(1)).select_from(table).where(m)) for m in matches]
-        source = sa.select(*values)
-        if matches:
-            source = source.where(
-                ~sa.exists(sa.select(sa.literal(1)).select_from(table).where(sa.or_(*matches)))
-            )
-        ins = (
-            sa.insert(table).from_select(columns, source).returning(store._columns["id"]).cte("ins")
-        )
-        counts: list[sa.ColumnElement[Any]] = [
-            sa.select(sa.func.count()).select_from(ins).scalar_subquery()
-        ]
-        arguments: dict[str, object] = {}
-        if entry is not None:
-            call = self._history._function_call()
-            hist = sa.select(call.label("appended")).select_from(ins).cte("hist")
-            counts.append(sa.select(sa.func.count()).select_from(hist).scalar_subquery())
-            arguments.update(self._history._function_arguments(account.id, entry, keep))
-        query = sa.select(*counts, *taken)
-        if messages and self._outbox is not None:
-            stored = sa.exists(sa.select(sa.literal(1)).select_from(ins))
-            query = query.add_cte(self._outbox._insert_when(len(messages), stored).cte("out"))
-            arguments.update(self._outbox._insert_arguments(messages))
 
-        def run(connection: sa.Connection) -> tuple[Any, ...] | None:
-            if entry is not None and not self._history._function_ready(connection):
-                return None
-            try:
-                return tuple(connection.execute(query, arguments).one())
-            except sa.exc.IntegrityError as exc:
-                raise _Clash(exc) from exc
+        def extend(ins: Any) -> _Extension:
+            counts: list[sa.ColumnElement[Any]] = []
+            ctes: list[Any] = []
+            arguments: dict[str, object] = {}
+            if entry is not None:
+                call = self._history._function_call()
+                hist = sa.select(call.label("appended")).select_from(ins).cte("hist")
+                counts.append(sa.select(sa.func.count()).select_from(hist).scalar_subquery())
+                arguments.update(self._history._function_arguments(account.id, entry, keep))
+            if messages and self._outbox is not None:
+                stored = sa.exists(sa.select(sa.literal(1)).select_from(ins))
+                ctes.append(self._outbox._insert_when(len(messages), stored).cte("out"))
+                arguments.update(self._outbox._insert_arguments(messages))
+            return counts, ctes, arguments
 
-        clash: _Clash | None = None
-        for _ in range(_CREATE_TRIES):
-            try:
-                result = self._db._single(run)
-            except _Clash as refused:
-                clash = refused
-                continue
-            if result is None:
-                return None
-            if result[0] == 1:
-                return account
-            flags = result[len(counts) :]
-            for (field, _), flag in zip(present, flags, strict=True):
-                if flag:
-                    raise DuplicateAccountError(field)
-            # Nothing inserted and nothing taken: cannot be; let the transaction decide.
-            return None
-        assert clash is not None
-        raise self._db._storage_error(clash.error) from clash.error
+        def ready(connection: sa.Connection) -> bool:
+            return entry is None or self._history._function_ready(connection)
+
+        return self._accounts._create_in_one(row, extend=extend, ready=ready)
 
     def replace_password(
         self,
@@ -2823,7 +2867,7 @@ class SQLAlchemyAccountWithHistory:
                 self._history._append(connection, account_id, entry, keep)
             return True
 
-        if self._db._postgresql and self._history._autocommit:
+        if self._db._postgresql and self._db._autocommit_writes:
 
             def in_one(connection: sa.Connection) -> bool | None:
                 if entry is not None and not self._history._function_ready(connection):
@@ -2843,7 +2887,7 @@ class SQLAlchemyAccountWithHistory:
                 if not _needs_read_committed(exc.__cause__):
                     raise
                 # Refused before anything was written; from now on, transactions.
-                self._history._autocommit = False
+                self._db._autocommit_writes = False
             else:
                 if done is not None:
                     return done
