@@ -33,8 +33,14 @@ from hypothesis.stateful import run_state_machine_as_test
 from sqlalchemy.dialects.postgresql import JSONB, REGCLASS
 
 from _servers import HOW_TO_ENABLE, require_server
-from kaspi_identity._errors import CorruptRecordError, DuplicateAccountError, StorageError
+from kaspi_identity._errors import (
+    AccountNotFoundError,
+    CorruptRecordError,
+    DuplicateAccountError,
+    StorageError,
+)
 from kaspi_identity.storage import (
+    Account,
     AccountStore,
     CodeAttempt,
     Contact,
@@ -1560,18 +1566,19 @@ class TestSingleStatements(OnBackend):
         engine.dispose()
 
     def test_contact_update_with_letters_is_one_statement(self) -> None:
-        """PostgreSQL: with_history.update_contact with messages sends one statement (the
-        UPDATE and the outbox inserts) in its transaction, however many letters; won, lost
-        or refused by a unique index, the letters go with the change or not at all."""
+        """PostgreSQL: with_history.update_contact with messages sends one autocommit
+        statement (the UPDATE and the outbox inserts), however many letters; won, lost or
+        refused by a unique index, the letters go with the change or not at all."""
         if self.backend.name != "postgresql":
             pytest.skip("SQLite runs each unit of work in BEGIN IMMEDIATE")
         engine = self.backend.engine_for_tests()
         with engine.connect() as connection:
             connection.execute(sa.select(sa.literal(1)))
-        sent: list[str] = []
+        sent: list[tuple[str, bool]] = []
 
         def record(connection: sa.Connection, cursor: Any, statement: str, *_: Any) -> None:
-            sent.append(statement.split(None, 1)[0].upper())
+            driver = connection.connection.dbapi_connection
+            sent.append((statement.split(None, 1)[0].upper(), bool(driver.autocommit)))  # type: ignore[union-attr]
 
         with sqlalchemy_storage(engine, metadata=self.backend.metadata, outbox=True) as storage:
             with_history, outbox = storage.with_history, storage.outbox
@@ -1603,7 +1610,7 @@ class TestSingleStatements(OnBackend):
                 )
                 assert written is not None
                 assert written.contact == contact
-                assert [s for s in sent if s != "BEGIN"] == ["WITH"]
+                assert sent == [("WITH", True)]
                 sent.clear()
                 lost = with_history.update_contact(
                     created.id,
@@ -1612,7 +1619,7 @@ class TestSingleStatements(OnBackend):
                     messages=letters[3:4],
                 )
                 assert lost is None
-                assert [s for s in sent if s != "BEGIN"] == ["WITH"]
+                assert sent == [("WITH", True)]
                 with pytest.raises(DuplicateAccountError):
                     with_history.update_contact(
                         created.id,
@@ -1630,6 +1637,192 @@ class TestSingleStatements(OnBackend):
     def _assert_one_transaction(trace: list[tuple[int, str]], statements: list[str]) -> None:
         assert {connection for connection, _ in trace} == {trace[0][0]}, trace
         assert [word for _, word in trace] == ["BEGIN", *statements, "COMMIT"]
+
+
+class TestPostgreSQLAccountStatements:
+    """PostgreSQL writes each account change as one autocommit statement."""
+
+    def test_account_writes_are_one_statement(self, postgresql: Backend) -> None:
+        """PostgreSQL: create, set_email and update_contact each send one autocommit
+        statement, won or refused (the refusal named from the same statement's snapshot):
+        a taken identifier, an unknown id, a stale stamp."""
+        postgresql.reset()
+        engine = postgresql.engine_for_tests()
+        sent: list[tuple[str, bool]] = []
+
+        def record(connection: sa.Connection, cursor: Any, statement: str, *_: Any) -> None:
+            driver = connection.connection.dbapi_connection
+            sent.append((statement.split(None, 1)[0].upper(), bool(driver.autocommit)))  # type: ignore[union-attr]
+
+        def one(word: str, call: Callable[[], object]) -> object:
+            sent.clear()
+            try:
+                return call()
+            finally:
+                assert sent == [(word, True)], sent
+
+        with sqlalchemy_storage(engine, metadata=postgresql.metadata) as storage:
+            accounts = storage.accounts
+            with engine.connect() as connection:
+                connection.execute(sa.select(sa.literal(1)))
+            sa.event.listen(engine, "before_cursor_execute", record)
+            try:
+                made = one(
+                    "WITH",
+                    lambda: accounts.create(
+                        NewAccount(username="aliya", email="a@example.kz", iin=IIN), now=T0
+                    ),
+                )
+                assert isinstance(made, Account)
+                for clash, field in (
+                    (NewAccount(username="ALIYA", email="a@example.kz"), "username"),
+                    (NewAccount(username="other", email="A@example.kz", iin=IIN), "email"),
+                    (NewAccount(username="other", iin=IIN), "iin"),
+                ):
+                    with pytest.raises(DuplicateAccountError) as caught:
+                        one("WITH", partial(accounts.create, clash, now=T0))
+                    assert caught.value.field == field
+                other = one(
+                    "WITH", lambda: accounts.create(NewAccount(email="b@example.kz"), now=T0)
+                )
+                assert isinstance(other, Account)
+                one("WITH", lambda: accounts.set_email(made.id, "c@example.kz", confirmed=True))
+                with pytest.raises(DuplicateAccountError) as caught:
+                    one("WITH", lambda: accounts.set_email(made.id, "B@example.kz"))
+                assert caught.value.field == "email"
+                with pytest.raises(AccountNotFoundError):
+                    one("WITH", lambda: accounts.set_email("f" * 32, "d@example.kz"))
+                current = accounts.get(made.id)
+                assert current is not None
+                assert (current.email, current.email_confirmed) == ("c@example.kz", True)
+                contact = dataclasses.replace(current.contact, email="e@example.kz")
+                written = one(
+                    "UPDATE",
+                    lambda: accounts.update_contact(
+                        made.id, expected_stamp=current.security_stamp, contact=contact
+                    ),
+                )
+                assert isinstance(written, Account)
+                assert written == accounts.get(made.id)
+                assert written.contact == contact
+                assert written.security_stamp != current.security_stamp
+                stale = one(
+                    "UPDATE",
+                    lambda: accounts.update_contact(
+                        made.id, expected_stamp=current.security_stamp, contact=current.contact
+                    ),
+                )
+                assert stale is None
+            finally:
+                sa.event.remove(engine, "before_cursor_execute", record)
+            assert accounts.get(made.id) == written
+            assert accounts.get(other.id) == other
+        engine.dispose()
+
+    def test_a_garbage_row_undoes_the_contact_change_and_its_letters(
+        self, postgresql: Backend
+    ) -> None:
+        """PostgreSQL's one statement commits before the row is decoded: garbage in a
+        column the change does not write undoes the change and deletes its letters, and
+        the address stays free for another account."""
+        postgresql.reset()
+        with sqlalchemy_storage(
+            postgresql.engine, metadata=postgresql.metadata, outbox=True
+        ) as storage:
+            with_history, outbox = storage.with_history, storage.outbox
+            assert with_history is not None
+            assert outbox is not None
+            seeded = storage.accounts.create(
+                NewAccount(username="aliya", email="a@example.kz", password_hash=HASH_A), now=T0
+            )
+            letter = OutboxMessage(
+                id="ab" * 16,
+                channel="email",
+                kind="email_changed",
+                to="a@example.kz",
+                language="kk",
+                payload="{}",
+                account_id=seeded.id,
+                created_at=T0,
+            )
+            for assignment in ("failed_logins = -1", "names = 'Aliya'", "language = ''"):
+                _set(postgresql, "accounts", "failed_logins = 0, names = '[]', language = 'kk'")
+                _set(postgresql, "accounts", assignment)
+                before = _rows(postgresql, "accounts")
+                with pytest.raises(CorruptRecordError):
+                    with_history.update_contact(
+                        seeded.id,
+                        expected_stamp=seeded.security_stamp,
+                        contact=dataclasses.replace(seeded.contact, email="new@example.kz"),
+                        messages=[letter],
+                    )
+                assert _rows(postgresql, "accounts") == before, assignment
+                assert outbox.list() == [], assignment
+            _set(postgresql, "accounts", "failed_logins = 0, names = '[]', language = 'kk'")
+            assert storage.accounts.create(NewAccount(email="new@example.kz"), now=T0)
+
+    def test_outside_read_committed_account_writes_open_transactions(
+        self, postgresql: Backend
+    ) -> None:
+        """A SERIALIZABLE server default: racing creates, set_email and contact updates
+        keep their promises (one winner each), whether a statement ran in autocommit or a
+        serialization failure turned the store to READ COMMITTED transactions."""
+        postgresql.reset()
+        engine = postgresql.engine_for_tests(
+            connect_args={"options": "-c default_transaction_isolation=serializable"},
+            pool_size=8,
+            max_overflow=40,
+        )
+        try:
+            with sqlalchemy_storage(engine, metadata=postgresql.metadata) as storage:
+                accounts = storage.accounts
+
+                def create(index: int) -> str:
+                    try:
+                        accounts.create(
+                            NewAccount(username="Aliya" if index % 2 else "ALIYA"), now=T0
+                        )
+                    except DuplicateAccountError as exc:
+                        return exc.field
+                    return "created"
+
+                outcomes: list[str] = []
+                _in_threads(16, lambda i: outcomes.append(create(i)))
+                assert sorted(outcomes) == ["created"] + ["username"] * 15
+                made = [
+                    accounts.create(NewAccount(email=f"u{i}@example.kz"), now=T0) for i in range(16)
+                ]
+                taken: list[int] = []
+
+                def take(index: int) -> None:
+                    try:
+                        accounts.set_email(made[index].id, "wanted@example.kz")
+                    except DuplicateAccountError:
+                        return
+                    taken.append(index)
+
+                _in_threads(16, take)
+                assert len(taken) == 1
+                owner = accounts.find_by_login("email", "wanted@example.kz")
+                assert owner is not None
+                assert owner.id == made[taken[0]].id
+                target = accounts.get(made[0].id)
+                assert target is not None
+                won: list[Account] = []
+
+                def change(index: int) -> None:
+                    contact = dataclasses.replace(target.contact, phone=f"+7702{index:07d}")
+                    result = accounts.update_contact(
+                        target.id, expected_stamp=target.security_stamp, contact=contact
+                    )
+                    if result is not None:
+                        won.append(result)
+
+                _in_threads(16, change)
+                assert len(won) == 1
+                assert accounts.get(target.id) == won[0]
+        finally:
+            engine.dispose()
 
 
 def _in_threads(count: int, action: Callable[[int], object]) -> None:

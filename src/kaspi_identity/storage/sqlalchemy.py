@@ -1023,11 +1023,18 @@ class _ContactSwap:
     keys: dict[str, str | None]
     statement: sa.Update
     returning: bool
-    #: What runs instead of ``statement`` (which it holds): a statement that also
-    #: enqueues letters, returning the same columns.
+    #: PostgreSQL: ``statement`` as one autocommit statement that returns, after the
+    #: account's columns, the values it overwrote (see ``_contact_write``).
+    single: sa.Update | None = None
+    #: What runs instead of ``single`` (which it holds): a statement that also enqueues
+    #: letters, returning the same columns.
     combined: sa.Select[Any] | None = None
     #: The parameters of ``combined``.
     arguments: dict[str, object] | None = None
+    #: The columns ``statement`` writes and the values it writes into them.
+    values: dict[str, object] | None = None
+    #: The ids of the letters ``combined`` enqueues.
+    letters: tuple[str, ...] = ()
 
 
 class SQLAlchemyAccountStore(_Store):
@@ -1457,32 +1464,45 @@ class SQLAlchemyAccountStore(_Store):
         def run(connection: sa.Connection) -> tuple[Any, ...] | None:
             if ready is not None and not ready(connection):
                 return None
+            return tuple(connection.execute(query, arguments).one())
+
+        result = self._in_one(run)
+        if result is None:
+            return None
+        if result[0] is not None:
+            return replace(row.account, id=str(result[0]))
+        for (field, _), flag in zip(present, result[1 + len(counts) :], strict=True):
+            if flag:
+                raise DuplicateAccountError(field)
+        return None
+
+    def _in_one(self, run: Callable[[sa.Connection], _T | None]) -> _T | None:
+        """Run ``run``, one autocommit statement that checks and writes; ``None``: not run.
+
+        A unique index refusing the row (a racer committed an identifier after the
+        statement's snapshot) wrote nothing: the statement runs again, and its check then
+        names the identifier; a refusal that persists raises StorageError. ``None`` when
+        ``run`` gives it, and when the server's default isolation refused the statement
+        (nothing written; from then on such writes are transactions).
+        """
+
+        def guarded(connection: sa.Connection) -> _T | None:
             try:
-                return tuple(connection.execute(query, arguments).one())
+                return run(connection)
             except sa.exc.IntegrityError as exc:
                 raise _Clash(exc) from exc
 
         clash: _Clash | None = None
         for _ in range(_CREATE_TRIES):
             try:
-                result = self._db._single(run)
+                return self._db._single(guarded)
             except _Clash as refused:
                 clash = refused
-                continue
             except StorageError as exc:
                 if not _needs_read_committed(exc.__cause__):
                     raise
-                # Refused before anything was written; from now on, transactions.
                 self._db._autocommit_writes = False
                 return None
-            if result is None:
-                return None
-            if result[0] is not None:
-                return replace(row.account, id=str(result[0]))
-            for (field, _), flag in zip(present, result[1 + len(counts) :], strict=True):
-                if flag:
-                    raise DuplicateAccountError(field)
-            return None
         assert clash is not None
         raise self._db._storage_error(clash.error) from clash.error
 
@@ -1558,9 +1578,33 @@ class SQLAlchemyAccountStore(_Store):
             .values(values)
         )
         returning = bool(self._db.engine.dialect.update_returning)
+        reads = [self._read(name) for name in self._read_fields]
+        single = None
         if returning:
-            statement = statement.returning(*(self._read(name) for name in self._read_fields))
-        return _ContactSwap(pk, keys, statement, returning)
+            if self._db._postgresql:
+                # UPDATE accounts SET ... FROM (SELECT id, <the columns written> FROM
+                # accounts WHERE id = :id AND security_stamp = :expected FOR UPDATE) AS
+                # old WHERE accounts.id = old.id RETURNING <the account>, old.<...>: the
+                # row lock taken by the subquery, whose WHERE a racer's commit is
+                # re-checked against, so the compare-and-set holds; what it overwrote
+                # comes back for the undo.
+                old = (
+                    sa.select(
+                        c["id"].label("o_id"),
+                        *(self._table.c[k].label(f"o_{i}") for i, k in enumerate(values)),
+                    )
+                    .where(c["id"] == pk, c["security_stamp"] == expected_stamp)
+                    .with_for_update()
+                    .subquery("old")
+                )
+                single = (
+                    sa.update(self._table)
+                    .where(c["id"] == old.c.o_id)
+                    .values(values)
+                    .returning(*reads, *(old.c[f"o_{i}"] for i in range(len(values))))
+                )
+            statement = statement.returning(*reads)
+        return _ContactSwap(pk, keys, statement, returning, single=single, values=values)
 
     def _swap_contact(self, connection: sa.Connection, swap: _ContactSwap) -> Account | None:
         """Run the contact ``UPDATE`` (inside the caller's transaction); read what it wrote.
@@ -1568,11 +1612,7 @@ class SQLAlchemyAccountStore(_Store):
         Raises _Clash when a unique index refused the e-mail or phone.
         """
         try:
-            result = (
-                connection.execute(swap.statement)
-                if swap.combined is None
-                else connection.execute(swap.combined, swap.arguments)
-            )
+            result = connection.execute(swap.statement)
             if swap.returning:
                 row = result.first()
                 return self._decode(None if row is None else tuple(row))
@@ -1586,19 +1626,96 @@ class SQLAlchemyAccountStore(_Store):
             return None
         return self._fetch(connection, self._columns["id"] == swap.pk)
 
-    def _run_contact(
-        self, swap: _ContactSwap, operation: Callable[[sa.Connection], Account | None]
+    def _contact_write(
+        self, swap: _ContactSwap, transaction: Callable[[sa.Connection], Account | None]
     ) -> Account | None:
+        """Run ``swap``: one autocommit statement where it can, else ``transaction``.
+
+        On PostgreSQL ``swap.single`` (or ``swap.combined`` over it) is the whole write:
+        one round trip. The row it returns is decoded after that statement committed; if
+        it is garbage (a column the change did not touch was hand-edited into something no
+        account can hold), the change is undone -- the columns it wrote set back to what
+        the statement says they held, where they still hold what it wrote, and its letters
+        deleted while no worker has claimed them -- and CorruptRecordError raised. That is
+        how the transaction leaves it, but for the moment between: then the row held the
+        new address (every read of a garbage row raises anyway) and a worker could have
+        claimed a letter.
+        """
+        single = swap.single
+        if single is not None and self._db._autocommit_writes:
+
+            def run(connection: sa.Connection) -> tuple[Any, ...] | None:
+                try:
+                    if swap.combined is None:
+                        row = connection.execute(single).first()
+                    else:
+                        row = connection.execute(swap.combined, swap.arguments).first()
+                except sa.exc.IntegrityError as exc:
+                    raise _Clash(exc) from exc
+                return None if row is None else tuple(row)
+
+            try:
+                result = self._run_contact(swap, run, single=True)
+            except StorageError as exc:
+                if not _needs_read_committed(exc.__cause__):
+                    raise
+                self._db._autocommit_writes = False  # nothing written; transactions now
+            else:
+                if result is None:
+                    return None
+                width = len(self._read_fields)
+                try:
+                    return self._decode(result[:width])
+                except (TypeError, ValueError) as exc:  # CorruptRecordError is a ValueError
+                    self._undo_swap(swap, result[width:])
+                    if isinstance(exc, CorruptRecordError):
+                        raise
+                    raise corrupt("account", "a time column cannot be read") from exc
+        return self._run_contact(swap, transaction)
+
+    def _undo_swap(self, swap: _ContactSwap, overwritten: tuple[Any, ...]) -> None:
+        """Set the columns a committed swap wrote back to ``overwritten`` (see above)."""
+        assert swap.values is not None
+        t, c = self._table, self._columns
+        still = [t.c[key].is_not_distinct_from(value) for key, value in swap.values.items()]
+        restore = (
+            sa.update(t)
+            .where(c["id"] == swap.pk, *still)
+            .values(dict(zip(swap.values, overwritten, strict=True)))
+        )
+        outbox = self._tables.outbox
+
+        def undo(connection: sa.Connection) -> None:
+            connection.execute(restore)
+            if swap.letters and outbox is not None:
+                connection.execute(
+                    sa.delete(outbox).where(
+                        outbox.c.id.in_(swap.letters),
+                        outbox.c.status == "pending",
+                        outbox.c.attempts == 0,
+                    )
+                )
+
+        self._db._write(undo)
+
+    def _run_contact(
+        self,
+        swap: _ContactSwap,
+        operation: Callable[[sa.Connection], _T],
+        *,
+        single: bool = False,
+    ) -> _T:
         """Run ``operation`` (the swap, and what goes with it) in one transaction.
 
-        When a unique index refuses the row, the identifiers are checked in one ``SELECT``
-        (e-mail first, then phone, as at create) to name the one another account has; if
-        none is taken any more (the other account let it go), the swap runs again.
+        ``single``: ``operation`` is one statement, run in autocommit. When a unique index
+        refuses the row, the identifiers are checked in one ``SELECT`` (e-mail first, then
+        phone, as at create) to name the one another account has; if none is taken any
+        more (the other account let it go), the swap runs again.
         """
         clash: _Clash | None = None
         for _ in range(_CREATE_TRIES):
             try:
-                return self._db._write(operation)
+                return (self._db._single if single else self._db._write)(operation)
             except _Clash as refused:
                 clash = refused
             taken = self._db._read(lambda c: self._first_taken(c, swap.keys, other_than=swap.pk))
@@ -1745,6 +1862,36 @@ class SQLAlchemyAccountStore(_Store):
             except sa.exc.IntegrityError as exc:
                 raise _Clash(exc) from exc
 
+        if self._db._postgresql and self._db._autocommit_writes:
+            # WITH upd AS (UPDATE accounts SET ... WHERE id = :id AND NOT EXISTS (<another
+            # account has the address>) RETURNING id) SELECT (SELECT count(*) FROM upd),
+            # EXISTS (<the id>), EXISTS (<another account has the address>): the check and
+            # the write in one snapshot, as create's statement.
+            other = self._table.alias("other")
+            taken = sa.exists(
+                sa.select(sa.literal(1))
+                .select_from(other)
+                .where(
+                    other.c[c["email_key"].key] == email.casefold(),
+                    other.c[c["id"].key] != pk,
+                )
+            )
+            upd = statement.where(~taken).returning(c["id"]).cte("upd")
+            found = sa.exists(
+                sa.select(sa.literal(1)).select_from(other).where(other.c[c["id"].key] == pk)
+            )
+            query = sa.select(
+                sa.select(sa.func.count()).select_from(upd).scalar_subquery(), found, taken
+            )
+            result = self._in_one(lambda connection: tuple(connection.execute(query).one()))
+            if result is not None:
+                if result[0] == 1:
+                    return
+                if not result[1]:
+                    raise AccountNotFoundError("no account has this id")
+                if result[2]:
+                    raise DuplicateAccountError("email")
+                # Deleted after the snapshot, or the like: the transaction decides.
         self._write_checked(update)
 
     def update_contact(
@@ -1776,7 +1923,7 @@ class SQLAlchemyAccountStore(_Store):
         )
         if swap is None:
             return None
-        return self._run_contact(swap, lambda connection: self._swap_contact(connection, swap))
+        return self._contact_write(swap, lambda connection: self._swap_contact(connection, swap))
 
     def mark_email_confirmed(self, account_id: str, *, email: str, now: datetime) -> bool:
         """Confirm the e-mail in one ``UPDATE ... WHERE email_key = :key``; see the protocol."""
@@ -2990,32 +3137,30 @@ class SQLAlchemyAccountWithHistory:
         queued = check_messages(messages, self._outbox)
         if swap is None:
             return None
+        planned = swap
 
         def update(connection: sa.Connection) -> Account | None:
-            account = self._accounts._swap_contact(connection, swap)
+            account = self._accounts._swap_contact(connection, planned)
             if account is not None:
                 self._enqueue(connection, queued)
             return account
 
-        if self._db._postgresql and queued and self._outbox is not None and swap.returning:
-            # The letters in the UPDATE's statement, so the transaction is three round trips
-            # (BEGIN, it, COMMIT) however many there are: WITH upd AS (UPDATE ... RETURNING
-            # ...), ins AS (INSERT INTO outbox ... SELECT ... WHERE EXISTS (SELECT 1 FROM
-            # upd)) SELECT * FROM upd. A unique index refusing the e-mail or phone fails the
-            # whole statement: no letter. Not one autocommit statement: the row it returns
-            # is checked before COMMIT, and garbage rolls the change back.
-            upd = swap.statement.cte("upd")
+        if swap.single is not None and queued and self._outbox is not None:
+            # The letters in the contact's one statement: WITH upd AS (UPDATE ...
+            # RETURNING ...), ins AS (INSERT INTO outbox ... SELECT ... WHERE EXISTS
+            # (SELECT 1 FROM upd)) SELECT * FROM upd -- one round trip however many there
+            # are. A unique index refusing the e-mail or phone fails the whole statement:
+            # no letter; a garbage row undoes both (see _contact_write).
+            upd = swap.single.cte("upd")
             changed = sa.exists(sa.select(sa.literal(1)).select_from(upd))
             insert = self._outbox._insert_when(len(queued), changed).cte("ins")
-            one = replace(
+            swap = replace(
                 swap,
                 combined=sa.select(*upd.c).add_cte(insert),
                 arguments=self._outbox._insert_arguments(queued),
+                letters=tuple(message.id for message in queued),
             )
-            return self._accounts._run_contact(
-                one, lambda connection: self._accounts._swap_contact(connection, one)
-            )
-        return self._accounts._run_contact(swap, update)
+        return self._accounts._contact_write(swap, update)
 
 
 def sqlalchemy_storage(

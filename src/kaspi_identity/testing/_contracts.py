@@ -407,6 +407,31 @@ class AccountStoreContract:
         assert caught.value.field == "email"
         assert accounts.get(other.id) == other
 
+    def test_racing_set_email_for_one_address(self, accounts: AccountStore) -> None:
+        """16 accounts setting one address (in different cases) at once: one gets it.
+
+        Every other one is DuplicateAccountError("email") and keeps its own address.
+        """
+        made = [accounts.create(NewAccount(email=f"user{i}@example.kz"), now=T0) for i in range(16)]
+
+        def take(index: int) -> str:
+            try:
+                accounts.set_email(
+                    made[index].id, "Wanted@example.kz" if index % 2 else "WANTED@example.kz"
+                )
+            except DuplicateAccountError as exc:
+                return exc.field
+            return "set"
+
+        outcomes = _race(16, take)
+        assert Counter(outcomes) == Counter({"set": 1, "email": 15})
+        owner = accounts.find_by_login("email", "wanted@example.kz")
+        assert owner is not None
+        assert owner.id == made[outcomes.index("set")].id
+        for index, account in enumerate(made):
+            if outcomes[index] == "email":
+                assert accounts.get(account.id) == account
+
     def test_set_email_unknown_account(self, accounts: AccountStore) -> None:
         """set_email() on an unknown id raises AccountNotFoundError."""
         with pytest.raises(AccountNotFoundError):
