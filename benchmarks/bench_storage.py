@@ -36,8 +36,9 @@ after a warm-up (connections and script cache); the SQLAlchemy stores' sweep of 
 rows (one statement every 256 writes of a store) is amortised into the figure.
 
 Then, on PostgreSQL, history appends per second through the function against the
-statements of a deployment without it, and ``with_history`` password changes per second
-as the one statement against the transaction it replaced (cells alternating).
+statements of a deployment without it, and the writes that are one statement (a
+``with_history`` password change, ``create``, ``set_email``, ``update_contact``) per second
+against the transaction each replaced (cells alternating).
 
 Run: ``python benchmarks/bench_storage.py [--quick] [--redis-url URL]`` (about 1 minute;
 ``--quick`` about 20 s). Start the server with ``eval "$(scripts/test-servers start)"``.

@@ -57,7 +57,7 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from types import TracebackType
@@ -1001,8 +1001,8 @@ def _names_column_problems(column: sa.Column[Any]) -> list[str]:
 
 
 #: What a unit of work adds to the account store's one-statement insert: the counts it
-#: selects, the CTEs it adds and their parameters (see ``_create_in_one``).
-_Extension = tuple[list[sa.ColumnElement[Any]], list[Any], dict[str, object]]
+#: selects and the CTEs it adds (see ``_create_in_one``).
+_Extension = tuple[list[sa.ColumnElement[Any]], list[Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -1011,30 +1011,23 @@ class _NewRow:
 
     keys: dict[str, str | None]
     values: dict[str, object]
-    statement: sa.Insert
     account: Account
 
 
 @dataclass(frozen=True, slots=True)
 class _ContactSwap:
-    """What :meth:`SQLAlchemyAccountStore.update_contact` runs, built before the transaction."""
+    """What :meth:`SQLAlchemyAccountStore.update_contact` writes, planned before it runs."""
 
     pk: object
     keys: dict[str, str | None]
-    statement: sa.Update
+    expected_stamp: str
+    #: The columns the change writes and the values it writes into them.
+    values: dict[str, object]
+    #: Whether an ``UPDATE`` can return the row it wrote (not SQLite before 3.35).
     returning: bool
-    #: PostgreSQL: ``statement`` as one autocommit statement that returns, after the
-    #: account's columns, the values it overwrote (see ``_contact_write``).
-    single: sa.Update | None = None
-    #: What runs instead of ``single`` (which it holds): a statement that also enqueues
-    #: letters, returning the same columns.
-    combined: sa.Select[Any] | None = None
-    #: The parameters of ``combined``.
-    arguments: dict[str, object] | None = None
-    #: The columns ``statement`` writes and the values it writes into them.
-    values: dict[str, object] | None = None
-    #: The ids of the letters ``combined`` enqueues.
-    letters: tuple[str, ...] = ()
+    #: The letters written with the change (the unit of work), on PostgreSQL in its one
+    #: statement.
+    letters: tuple[OutboxMessage, ...] = ()
 
 
 class SQLAlchemyAccountStore(_Store):
@@ -1102,6 +1095,10 @@ class SQLAlchemyAccountStore(_Store):
             else 0
         )
         self._names_json = isinstance(self._columns["names"].type, sa.JSON)
+        # The one-statement inserts and contact updates, built once per shape of call.
+        self._insert_queries: dict[Hashable, tuple[Any, int]] = {}
+        self._contact_queries: dict[Hashable, Any] = {}
+        self._email_query: Any = None
         self._read_fields = tuple(
             name
             for name in ACCOUNT_FIELDS
@@ -1390,7 +1387,7 @@ class SQLAlchemyAccountStore(_Store):
             account = replace(account, password_changed_at=None)
         if "phone_verified" not in c:  # as a read of the row will say
             account = replace(account, phone_verified=new.phone is not None)
-        return _NewRow(keys, values, sa.insert(self._table).values(values), account)
+        return _NewRow(keys, values, account)
 
     def _insert_row(self, connection: sa.Connection, row: _NewRow) -> Account:
         """Check the identifiers in order, insert ``row``; return the stored account.
@@ -1402,7 +1399,7 @@ class SQLAlchemyAccountStore(_Store):
         if taken is not None:
             raise DuplicateAccountError(taken)
         try:
-            result = connection.execute(row.statement)
+            result = connection.execute(sa.insert(self._table).values(row.values))
         except sa.exc.IntegrityError as exc:
             raise _Clash(exc) from exc
         id_key = self._columns["id"].key
@@ -1414,7 +1411,9 @@ class SQLAlchemyAccountStore(_Store):
         self,
         row: _NewRow,
         *,
+        shape: Hashable = (),
         extend: Callable[[Any], _Extension] | None = None,
+        arguments: Mapping[str, object] | None = None,
         ready: Callable[[sa.Connection], bool] | None = None,
     ) -> Account | None:
         """Insert ``row`` in one autocommit statement (PostgreSQL); ``None``: not done so.
@@ -1428,25 +1427,72 @@ class SQLAlchemyAccountStore(_Store):
         and runs again (its check then names it).
 
         ``extend(ins)`` gives what else the statement does once the row is in (the unit of
-        work's history and letters): counts to select, CTEs to add and their parameters.
-        ``ready(connection)`` ``False`` means the statement cannot run here (no history
-        function): ``None``, nothing written. ``None`` too when the server's default
-        isolation refused the statement (from then on creates are transactions), and in
-        the impossible case of nothing inserted and nothing taken: the caller runs the
-        transaction, which decides.
+        work's history and letters): the counts to select and the CTEs to add, over bind
+        parameters whose values are ``arguments``; ``shape`` tells apart the statements
+        ``extend`` builds. ``ready(connection)`` ``False`` means the statement cannot run
+        here (no history function): ``None``, nothing written. ``None`` too when the
+        server's default isolation refused the statement (from then on creates are
+        transactions), and in the impossible case of nothing inserted and nothing taken:
+        the caller runs the transaction, which decides.
+        """
+        present = tuple(field for field, value in row.keys.items() if value is not None)
+        expressions = tuple(k for k, v in row.values.items() if isinstance(v, sa.ColumnElement))
+        key = (tuple(row.values), expressions, present, shape)
+        built = self._insert_queries.get(key)
+        if built is None:
+            built = self._insert_query(row, present, extend)
+            if len(self._insert_queries) >= _SWEEP_EVERY:  # many shapes: start over
+                self._insert_queries.clear()
+            self._insert_queries[key] = built
+        query, counts = built
+        bound: dict[str, object] = {
+            f"a_{index}": value
+            for index, value in enumerate(row.values.values())
+            if not isinstance(value, sa.ColumnElement)
+        }
+        bound.update((f"k_{field}", row.keys[field]) for field in present)
+        bound.update(arguments or {})
+
+        def run(connection: sa.Connection) -> tuple[Any, ...] | None:
+            if ready is not None and not ready(connection):
+                return None
+            return tuple(connection.execute(query, bound).one())
+
+        result = self._in_one(run)
+        if result is None:
+            return None
+        if result[0] is not None:
+            return replace(row.account, id=str(result[0]))
+        for field, flag in zip(present, result[1 + counts :], strict=True):
+            if flag:
+                raise DuplicateAccountError(field)
+        return None
+
+    def _insert_query(
+        self,
+        row: _NewRow,
+        present: tuple[str, ...],
+        extend: Callable[[Any], _Extension] | None,
+    ) -> tuple[Any, int]:
+        """The statement of :meth:`_create_in_one` for one shape of row; its count columns.
+
+        Over bind parameters (``a_<i>`` the values, ``k_<field>`` the identifiers), each
+        cast to its column's type so that no driver guesses one; an insert default that is
+        a SQL expression goes in as it is. Built once per shape, so SQLAlchemy compiles it
+        once and psycopg prepares it.
         """
         table = self._table
         columns = [table.c[key] for key in row.values]
-        # Each value cast to its column's type (no driver guesses one); an insert default
-        # that is a SQL expression goes in as it is.
         values: list[sa.ColumnElement[Any]] = [
             value
             if isinstance(value, sa.ColumnElement)
-            else sa.cast(sa.literal(value, column.type), column.type)
-            for column, value in zip(columns, row.values.values(), strict=True)
+            else sa.cast(sa.bindparam(f"a_{index}", type_=column.type), column.type)
+            for index, (column, value) in enumerate(zip(columns, row.values.values(), strict=True))
         ]
-        present = [(field, value) for field, value in row.keys.items() if value is not None]
-        matches = [self._columns[_KEY_FIELDS[field]] == value for field, value in present]
+        matches = []
+        for field in present:
+            column = self._columns[_KEY_FIELDS[field]]
+            matches.append(column == sa.bindparam(f"k_{field}", type_=column.type))
         taken = [sa.exists(sa.select(sa.literal(1)).select_from(table).where(m)) for m in matches]
         source = sa.select(*values)
         if matches:
@@ -1455,26 +1501,12 @@ class SQLAlchemyAccountStore(_Store):
             )
         id_column = self._columns["id"]
         ins = sa.insert(table).from_select(columns, source).returning(id_column).cte("ins")
-        counts, ctes, arguments = ([], [], {}) if extend is None else extend(ins)
+        counts, ctes = ([], []) if extend is None else extend(ins)
         inserted = sa.select(ins.c[id_column.key]).scalar_subquery()
         query = sa.select(inserted, *counts, *taken)
         if ctes:
             query = query.add_cte(*ctes)
-
-        def run(connection: sa.Connection) -> tuple[Any, ...] | None:
-            if ready is not None and not ready(connection):
-                return None
-            return tuple(connection.execute(query, arguments).one())
-
-        result = self._in_one(run)
-        if result is None:
-            return None
-        if result[0] is not None:
-            return replace(row.account, id=str(result[0]))
-        for (field, _), flag in zip(present, result[1 + len(counts) :], strict=True):
-            if flag:
-                raise DuplicateAccountError(field)
-        return None
+        return query, len(counts)
 
     def _in_one(self, run: Callable[[sa.Connection], _T | None]) -> _T | None:
         """Run ``run``, one autocommit statement that checks and writes; ``None``: not run.
@@ -1572,39 +1604,76 @@ class SQLAlchemyAccountStore(_Store):
             for field, value in {**cleared, "grace_logins_used": 0}.items():
                 if field in c:
                     values[c[field].key] = value
+        returning = bool(self._db.engine.dialect.update_returning)
+        return _ContactSwap(pk, keys, expected_stamp, values, returning)
+
+    def _contact_statement(self, swap: _ContactSwap) -> sa.Update:
+        """The transaction's ``UPDATE ... WHERE id = :id AND security_stamp = :expected``."""
+        c = self._columns
         statement = (
             sa.update(self._table)
-            .where(c["id"] == pk, c["security_stamp"] == expected_stamp)
-            .values(values)
+            .where(c["id"] == swap.pk, c["security_stamp"] == swap.expected_stamp)
+            .values(swap.values)
         )
-        returning = bool(self._db.engine.dialect.update_returning)
-        reads = [self._read(name) for name in self._read_fields]
-        single = None
-        if returning:
-            if self._db._postgresql:
-                # UPDATE accounts SET ... FROM (SELECT id, <the columns written> FROM
-                # accounts WHERE id = :id AND security_stamp = :expected FOR UPDATE) AS
-                # old WHERE accounts.id = old.id RETURNING <the account>, old.<...>: the
-                # row lock taken by the subquery, whose WHERE a racer's commit is
-                # re-checked against, so the compare-and-set holds; what it overwrote
-                # comes back for the undo.
-                old = (
-                    sa.select(
-                        c["id"].label("o_id"),
-                        *(self._table.c[k].label(f"o_{i}") for i, k in enumerate(values)),
-                    )
-                    .where(c["id"] == pk, c["security_stamp"] == expected_stamp)
-                    .with_for_update()
-                    .subquery("old")
-                )
-                single = (
-                    sa.update(self._table)
-                    .where(c["id"] == old.c.o_id)
-                    .values(values)
-                    .returning(*reads, *(old.c[f"o_{i}"] for i in range(len(values))))
-                )
-            statement = statement.returning(*reads)
-        return _ContactSwap(pk, keys, statement, returning, single=single, values=values)
+        if swap.returning:
+            statement = statement.returning(*(self._read(name) for name in self._read_fields))
+        return statement
+
+    # One autocommit statement on PostgreSQL:
+    #
+    #   UPDATE accounts SET ... FROM (SELECT id, <the columns written> FROM accounts
+    #     WHERE id = :id AND security_stamp = :expected FOR UPDATE) AS old
+    #   WHERE accounts.id = old.id RETURNING <the account>, old.<the columns written>
+    #
+    # - The subquery takes the row lock. A racer's commit is waited for and the stamp
+    #   re-checked against the row it wrote (READ COMMITTED re-reads a locked row), so of
+    #   racers from one stamp one writes; the others match no row.
+    # - What the change overwrote comes back for the undo of a garbage row.
+    # - With letters (the unit of work): WITH upd AS (<that UPDATE>), ins AS (INSERT INTO
+    #   outbox ... SELECT ... WHERE EXISTS (SELECT 1 FROM upd)) SELECT * FROM upd. A unique
+    #   index refusing the e-mail or phone fails the whole statement: no letter.
+    def _contact_query(self, swap: _ContactSwap, outbox: SQLAlchemyOutboxStore | None) -> Any:
+        """The statement above over bind parameters, built once per shape of call."""
+        count = len(swap.letters) if outbox is not None else 0
+        shape = (tuple(swap.values), count)
+        query = self._contact_queries.get(shape)
+        if query is not None:
+            return query
+        t, c = self._table, self._columns
+        old = (
+            sa.select(
+                c["id"].label("o_id"),
+                *(t.c[key].label(f"o_{i}") for i, key in enumerate(swap.values)),
+            )
+            .where(
+                c["id"] == sa.bindparam("c_pk", type_=c["id"].type),
+                c["security_stamp"] == sa.bindparam("c_stamp", type_=c["security_stamp"].type),
+            )
+            .with_for_update()
+            .subquery("old")
+        )
+        query = (
+            sa.update(t)
+            .where(c["id"] == old.c.o_id)
+            .values(
+                {
+                    key: sa.bindparam(f"c_{i}", type_=t.c[key].type)
+                    for i, key in enumerate(swap.values)
+                }
+            )
+            .returning(
+                *(self._read(name) for name in self._read_fields),
+                *(old.c[f"o_{i}"] for i in range(len(swap.values))),
+            )
+        )
+        if count and outbox is not None:
+            upd = query.cte("upd")
+            changed = sa.exists(sa.select(sa.literal(1)).select_from(upd))
+            query = sa.select(*upd.c).add_cte(outbox._insert_when(count, changed).cte("ins"))
+        if len(self._contact_queries) >= _SWEEP_EVERY:
+            self._contact_queries.clear()
+        self._contact_queries[shape] = query
+        return query
 
     def _swap_contact(self, connection: sa.Connection, swap: _ContactSwap) -> Account | None:
         """Run the contact ``UPDATE`` (inside the caller's transaction); read what it wrote.
@@ -1612,7 +1681,7 @@ class SQLAlchemyAccountStore(_Store):
         Raises _Clash when a unique index refused the e-mail or phone.
         """
         try:
-            result = connection.execute(swap.statement)
+            result = connection.execute(self._contact_statement(swap))
             if swap.returning:
                 row = result.first()
                 return self._decode(None if row is None else tuple(row))
@@ -1627,29 +1696,33 @@ class SQLAlchemyAccountStore(_Store):
         return self._fetch(connection, self._columns["id"] == swap.pk)
 
     def _contact_write(
-        self, swap: _ContactSwap, transaction: Callable[[sa.Connection], Account | None]
+        self,
+        swap: _ContactSwap,
+        transaction: Callable[[sa.Connection], Account | None],
+        outbox: SQLAlchemyOutboxStore | None = None,
     ) -> Account | None:
         """Run ``swap``: one autocommit statement where it can, else ``transaction``.
 
-        On PostgreSQL ``swap.single`` (or ``swap.combined`` over it) is the whole write:
-        one round trip. The row it returns is decoded after that statement committed; if
-        it is garbage (a column the change did not touch was hand-edited into something no
-        account can hold), the change is undone -- the columns it wrote set back to what
-        the statement says they held, where they still hold what it wrote, and its letters
-        deleted while no worker has claimed them -- and CorruptRecordError raised. That is
-        how the transaction leaves it, but for the moment between: then the row held the
-        new address (every read of a garbage row raises anyway) and a worker could have
-        claimed a letter.
+        On PostgreSQL :meth:`_contact_query` (with ``swap.letters`` into ``outbox``) is the
+        whole write: one round trip. The row it returns is decoded after that statement
+        committed; if it is garbage (a column the change did not touch was hand-edited
+        into something no account can hold), the change is undone -- the columns it wrote
+        set back to what the statement says they held, where they still hold what it
+        wrote, and its letters deleted while no worker has claimed them -- and
+        CorruptRecordError raised. That is how the transaction leaves it, but for the
+        moment between: then the row held the new address (every read of a garbage row
+        raises anyway) and a worker could have claimed a letter.
         """
-        single = swap.single
-        if single is not None and self._db._autocommit_writes:
+        if self._db._postgresql and swap.returning and self._db._autocommit_writes:
+            query = self._contact_query(swap, outbox)
+            bound: dict[str, object] = {"c_pk": swap.pk, "c_stamp": swap.expected_stamp}
+            bound.update((f"c_{i}", value) for i, value in enumerate(swap.values.values()))
+            if swap.letters and outbox is not None:
+                bound.update(outbox._insert_arguments(swap.letters))
 
             def run(connection: sa.Connection) -> tuple[Any, ...] | None:
                 try:
-                    if swap.combined is None:
-                        row = connection.execute(single).first()
-                    else:
-                        row = connection.execute(swap.combined, swap.arguments).first()
+                    row = connection.execute(query, bound).first()
                 except sa.exc.IntegrityError as exc:
                     raise _Clash(exc) from exc
                 return None if row is None else tuple(row)
@@ -1667,15 +1740,19 @@ class SQLAlchemyAccountStore(_Store):
                 try:
                     return self._decode(result[:width])
                 except (TypeError, ValueError) as exc:  # CorruptRecordError is a ValueError
-                    self._undo_swap(swap, result[width:])
+                    self._undo_swap(swap, result[width:], outbox)
                     if isinstance(exc, CorruptRecordError):
                         raise
                     raise corrupt("account", "a time column cannot be read") from exc
         return self._run_contact(swap, transaction)
 
-    def _undo_swap(self, swap: _ContactSwap, overwritten: tuple[Any, ...]) -> None:
+    def _undo_swap(
+        self,
+        swap: _ContactSwap,
+        overwritten: tuple[Any, ...],
+        outbox: SQLAlchemyOutboxStore | None,
+    ) -> None:
         """Set the columns a committed swap wrote back to ``overwritten`` (see above)."""
-        assert swap.values is not None
         t, c = self._table, self._columns
         still = [t.c[key].is_not_distinct_from(value) for key, value in swap.values.items()]
         restore = (
@@ -1683,16 +1760,16 @@ class SQLAlchemyAccountStore(_Store):
             .where(c["id"] == swap.pk, *still)
             .values(dict(zip(swap.values, overwritten, strict=True)))
         )
-        outbox = self._tables.outbox
+        letters = outbox._table if outbox is not None and swap.letters else None
 
         def undo(connection: sa.Connection) -> None:
             connection.execute(restore)
-            if swap.letters and outbox is not None:
+            if letters is not None:
                 connection.execute(
-                    sa.delete(outbox).where(
-                        outbox.c.id.in_(swap.letters),
-                        outbox.c.status == "pending",
-                        outbox.c.attempts == 0,
+                    sa.delete(letters).where(
+                        letters.c.id.in_([message.id for message in swap.letters]),
+                        letters.c.status == "pending",
+                        letters.c.attempts == 0,
                     )
                 )
 
@@ -1832,11 +1909,35 @@ class SQLAlchemyAccountStore(_Store):
         return self._db._single(lambda c: c.execute(statement).rowcount == 1)
 
     def set_email(self, account_id: str, email: str, *, confirmed: bool = False) -> None:
-        """Set the e-mail, its confirmation flag and a fresh stamp; see the protocol."""
+        """Set the e-mail, its confirmation flag and a fresh stamp; see the protocol.
+
+        On PostgreSQL one autocommit statement (:meth:`_set_email_query`); elsewhere, or
+        once the server's default isolation refused it, a transaction that locks the row,
+        checks the address and updates.
+        """
         check_set_email(email, confirmed)
         pk = self._pk(account_id)
         if pk is None:
             raise AccountNotFoundError("no account has this id")
+        stamp = new_security_stamp()
+        if self._db._postgresql and self._db._autocommit_writes:
+            bound = {
+                "e_pk": pk,
+                "e_email": email,
+                "e_key": email.casefold(),
+                "e_confirmed": confirmed,
+                "e_stamp": stamp,
+            }
+            query = self._set_email_query()
+            result = self._in_one(lambda c: tuple(c.execute(query, bound).one()))
+            if result is not None:
+                if result[0] == 1:
+                    return
+                if not result[1]:
+                    raise AccountNotFoundError("no account has this id")
+                if result[2]:
+                    raise DuplicateAccountError("email")
+                # Deleted after the snapshot, or the like: the transaction decides.
         c = self._columns
         statement = (
             sa.update(self._table)
@@ -1846,7 +1947,7 @@ class SQLAlchemyAccountStore(_Store):
                     c["email"].key: email,
                     c["email_key"].key: email.casefold(),
                     c["email_confirmed"].key: confirmed,
-                    c["security_stamp"].key: new_security_stamp(),
+                    c["security_stamp"].key: stamp,
                 }
             )
         )
@@ -1862,37 +1963,51 @@ class SQLAlchemyAccountStore(_Store):
             except sa.exc.IntegrityError as exc:
                 raise _Clash(exc) from exc
 
-        if self._db._postgresql and self._db._autocommit_writes:
-            # WITH upd AS (UPDATE accounts SET ... WHERE id = :id AND NOT EXISTS (<another
-            # account has the address>) RETURNING id) SELECT (SELECT count(*) FROM upd),
-            # EXISTS (<the id>), EXISTS (<another account has the address>): the check and
-            # the write in one snapshot, as create's statement.
-            other = self._table.alias("other")
-            taken = sa.exists(
-                sa.select(sa.literal(1))
-                .select_from(other)
-                .where(
-                    other.c[c["email_key"].key] == email.casefold(),
-                    other.c[c["id"].key] != pk,
-                )
-            )
-            upd = statement.where(~taken).returning(c["id"]).cte("upd")
-            found = sa.exists(
-                sa.select(sa.literal(1)).select_from(other).where(other.c[c["id"].key] == pk)
-            )
-            query = sa.select(
-                sa.select(sa.func.count()).select_from(upd).scalar_subquery(), found, taken
-            )
-            result = self._in_one(lambda connection: tuple(connection.execute(query).one()))
-            if result is not None:
-                if result[0] == 1:
-                    return
-                if not result[1]:
-                    raise AccountNotFoundError("no account has this id")
-                if result[2]:
-                    raise DuplicateAccountError("email")
-                # Deleted after the snapshot, or the like: the transaction decides.
         self._write_checked(update)
+
+    def _set_email_query(self) -> Any:
+        """``set_email`` as one statement over bind parameters (built once).
+
+        ``WITH upd AS (UPDATE accounts SET ... WHERE id = :id AND NOT EXISTS (<another
+        account has the address>) RETURNING id) SELECT (SELECT count(*) FROM upd), EXISTS
+        (<the id>), EXISTS (<another account has the address>)``: the check and the write
+        in one snapshot, as create's statement.
+        """
+        if self._email_query is not None:
+            return self._email_query
+        t, c = self._table, self._columns
+        other = t.alias("other")
+        pk = sa.bindparam("e_pk", type_=c["id"].type)
+        key = sa.bindparam("e_key", type_=c["email_key"].type)
+        taken = sa.exists(
+            sa.select(sa.literal(1))
+            .select_from(other)
+            .where(other.c[c["email_key"].key] == key, other.c[c["id"].key] != pk)
+        )
+        upd = (
+            sa.update(t)
+            .where(c["id"] == pk, ~taken)
+            .values(
+                {
+                    c[field].key: sa.bindparam(f"e_{name}", type_=c[field].type)
+                    for field, name in (
+                        ("email", "email"),
+                        ("email_key", "key"),
+                        ("email_confirmed", "confirmed"),
+                        ("security_stamp", "stamp"),
+                    )
+                }
+            )
+            .returning(c["id"])
+            .cte("upd")
+        )
+        found = sa.exists(
+            sa.select(sa.literal(1)).select_from(other).where(other.c[c["id"].key] == pk)
+        )
+        self._email_query = sa.select(
+            sa.select(sa.func.count()).select_from(upd).scalar_subquery(), found, taken
+        )
+        return self._email_query
 
     def update_contact(
         self,
@@ -2956,22 +3071,31 @@ class SQLAlchemyAccountWithHistory:
         def extend(ins: Any) -> _Extension:
             counts: list[sa.ColumnElement[Any]] = []
             ctes: list[Any] = []
-            arguments: dict[str, object] = {}
             if entry is not None:
                 call = self._history._function_call()
                 hist = sa.select(call.label("appended")).select_from(ins).cte("hist")
                 counts.append(sa.select(sa.func.count()).select_from(hist).scalar_subquery())
-                arguments.update(self._history._function_arguments(account.id, entry, keep))
             if messages and self._outbox is not None:
                 stored = sa.exists(sa.select(sa.literal(1)).select_from(ins))
                 ctes.append(self._outbox._insert_when(len(messages), stored).cte("out"))
-                arguments.update(self._outbox._insert_arguments(messages))
-            return counts, ctes, arguments
+            return counts, ctes
+
+        arguments: dict[str, object] = {}
+        if entry is not None:
+            arguments.update(self._history._function_arguments(account.id, entry, keep))
+        if messages and self._outbox is not None:
+            arguments.update(self._outbox._insert_arguments(messages))
 
         def ready(connection: sa.Connection) -> bool:
             return entry is None or self._history._function_ready(connection)
 
-        return self._accounts._create_in_one(row, extend=extend, ready=ready)
+        return self._accounts._create_in_one(
+            row,
+            shape=(entry is not None, len(messages) if self._outbox is not None else 0),
+            extend=extend,
+            arguments=arguments,
+            ready=ready,
+        )
 
     def replace_password(
         self,
@@ -3145,22 +3269,9 @@ class SQLAlchemyAccountWithHistory:
                 self._enqueue(connection, queued)
             return account
 
-        if swap.single is not None and queued and self._outbox is not None:
-            # The letters in the contact's one statement: WITH upd AS (UPDATE ...
-            # RETURNING ...), ins AS (INSERT INTO outbox ... SELECT ... WHERE EXISTS
-            # (SELECT 1 FROM upd)) SELECT * FROM upd -- one round trip however many there
-            # are. A unique index refusing the e-mail or phone fails the whole statement:
-            # no letter; a garbage row undoes both (see _contact_write).
-            upd = swap.single.cte("upd")
-            changed = sa.exists(sa.select(sa.literal(1)).select_from(upd))
-            insert = self._outbox._insert_when(len(queued), changed).cte("ins")
-            swap = replace(
-                swap,
-                combined=sa.select(*upd.c).add_cte(insert),
-                arguments=self._outbox._insert_arguments(queued),
-                letters=tuple(message.id for message in queued),
-            )
-        return self._accounts._contact_write(swap, update)
+        if queued and self._outbox is not None:
+            swap = replace(swap, letters=queued)
+        return self._accounts._contact_write(swap, update, self._outbox)
 
 
 def sqlalchemy_storage(
