@@ -1101,6 +1101,29 @@ _BAD_ACCOUNTS_SQLITE = [
 _BAD_CODES = ["failures = 2", "failure_window = 0", "expires_at = NULL, failures = -1"]
 _BAD_CODES_SQLITE = ["code_hash = 'code'", "failures = 'x'", "expires_at = 'later'"]
 _BAD_LIMITS = ["window_length = 0", "hits = 0"]
+# Outbox garbage (each set on one row); the first four are due and pending.
+_BAD_OUTBOX = [
+    "payload = '[]'",
+    "channel = 'fax'",
+    "attempts = -1",
+    "language = ''",
+    "next_attempt_at = -900000000000000000",
+]
+_TICK = timedelta(microseconds=1)
+
+
+def _letter(index: int, created_at: datetime = T0) -> OutboxMessage:
+    """The ``index``-th queued letter (its id orders as ``index`` does)."""
+    return OutboxMessage(
+        id=f"{index:032x}",
+        channel="email",
+        kind="password_reset",
+        to=f"user{index}@example.kz",
+        language="kk",
+        payload='{"v": 1}',
+        account_id=f"acct-{index}",
+        created_at=created_at,
+    )
 _BAD_LIMITS_SQLITE = ["hits = 'lots'", "window_start = 2.5"]
 
 
@@ -1226,6 +1249,71 @@ class TestCorruptRows(OnBackend):
             with pytest.raises(CorruptRecordError):
                 storage.rate_limits.hit("ip:1", limit=1, window=HOUR, now=T0)
             assert _rows(self.backend, "rate_limits") == before, assignment
+
+    def _queue(self) -> Storage:
+        return sqlalchemy_storage(self.backend.engine, metadata=self.backend.metadata, outbox=True)
+
+    def test_a_bad_outbox_row_fails_the_claim_and_writes_nothing(self) -> None:
+        """One garbage row among the due ones: CorruptRecordError, every row as it was.
+
+        On PostgreSQL the claim is one autocommit statement that has leased the rows by the
+        time they are decoded: it puts them back before it raises.
+        """
+        with self._queue() as storage:
+            outbox = storage.outbox
+            assert outbox is not None
+            for assignment in _BAD_OUTBOX:
+                self.backend.reset()
+                for index in range(3):
+                    outbox.enqueue(_letter(index), now=T0 + index * _TICK)
+                _set(self.backend, "outbox", f"{assignment} WHERE id = '{_letter(1).id}'")
+                before = sorted(_rows(self.backend, "outbox"))
+                with pytest.raises(CorruptRecordError):
+                    outbox.claim(now=T0 + HOUR, lease=HOUR, limit=10)
+                assert sorted(_rows(self.backend, "outbox")) == before, assignment
+                if assignment.startswith("next_attempt_at"):
+                    continue  # the garbage row is now the first due
+                # Rows before the garbage one in due order are still claimed one by one.
+                (first,) = outbox.claim(now=T0 + HOUR, lease=HOUR, limit=1)
+                assert (first.id, first.attempts) == (_letter(0).id, 1)
+
+    def test_a_bad_outbox_row_fails_its_settle_and_writes_nothing(self) -> None:
+        """complete() and fail() of a garbage row: CorruptRecordError, the row as it was."""
+        with self._queue() as storage:
+            outbox = storage.outbox
+            assert outbox is not None
+            for assignment in _BAD_OUTBOX:
+                self.backend.reset()
+                outbox.enqueue(_letter(0), now=T0)
+                outbox.enqueue(_letter(1), now=T0)
+                outbox.claim(now=T0, lease=HOUR, limit=2)
+                _set(self.backend, "outbox", f"{assignment} WHERE id = '{_letter(0).id}'")
+                before = sorted(_rows(self.backend, "outbox"))
+                key = _letter(0).id
+                with pytest.raises(CorruptRecordError):
+                    outbox.complete(key, attempt=1, now=T0)
+                with pytest.raises(CorruptRecordError):
+                    outbox.fail(key, attempt=1, now=T0, retry_at=T0 + HOUR, error="X")
+                with pytest.raises(CorruptRecordError):
+                    outbox.fail(key, attempt=1, now=T0, retry_at=None, error="X")
+                assert sorted(_rows(self.backend, "outbox")) == before, assignment
+                assert outbox.complete(_letter(1).id, attempt=1, now=T0) is True
+
+    def test_an_attempt_count_at_its_limit_fails_the_claim(self) -> None:
+        """PostgreSQL: attempts at the column's maximum cannot count one more: StorageError,
+        nothing written (the other due rows are not leased either)."""
+        if self._sqlite:
+            pytest.skip("SQLite integers have no 32-bit limit")
+        with self._queue() as storage:
+            outbox = storage.outbox
+            assert outbox is not None
+            outbox.enqueue(_letter(0), now=T0)
+            outbox.enqueue(_letter(1), now=T0)
+            _set(self.backend, "outbox", f"attempts = 2147483647 WHERE id = '{_letter(1).id}'")
+            before = sorted(_rows(self.backend, "outbox"))
+            with pytest.raises(StorageError):
+                outbox.claim(now=T0, lease=HOUR, limit=10)
+            assert sorted(_rows(self.backend, "outbox")) == before
 
 
 class TestErrors:
