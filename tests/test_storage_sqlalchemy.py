@@ -28,7 +28,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from hypothesis.stateful import run_state_machine_as_test
 from sqlalchemy.dialects.postgresql import JSONB, REGCLASS
 
@@ -3234,3 +3235,64 @@ class TestOutboxOnPostgreSQL:
             engine.dispose()
             with postgresql.engine.begin() as connection:
                 connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS kaspi_test_rc_only ON {table}")
+
+
+_MINUTE = timedelta(minutes=1)
+_OUTBOX_STEP = st.one_of(
+    st.tuples(st.just("claim"), st.integers(0, 240), st.integers(1, 90), st.integers(1, 4)),
+    st.tuples(st.just("complete"), st.integers(0, 4), st.integers(1, 4), st.integers(0, 240)),
+    st.tuples(
+        st.just("fail"),
+        st.integers(0, 4),
+        st.integers(1, 4),
+        st.integers(0, 240),
+        st.none() | st.integers(-60, 120),
+        st.sampled_from(["SMTPError", "Refused"]),
+    ),
+    st.tuples(st.just("retry"), st.integers(0, 4), st.integers(0, 240)),
+)
+
+
+def _outbox_step(outbox: Any, step: tuple[Any, ...]) -> object:
+    """Run one generated step on ``outbox``; its answer."""
+    name, *args = step
+    if name == "claim":
+        at, lease, limit = args
+        return outbox.claim(now=T0 + at * _MINUTE, lease=lease * _MINUTE, limit=limit)
+    key = _letter(args[0]).id
+    if name == "complete":
+        return outbox.complete(key, attempt=args[1], now=T0 + args[2] * _MINUTE)
+    if name == "fail":
+        _, attempt, at, retry, error = args
+        retry_at = None if retry is None else T0 + (at + retry) * _MINUTE
+        return outbox.fail(
+            key, attempt=attempt, now=T0 + at * _MINUTE, retry_at=retry_at, error=error
+        )
+    return outbox.retry(key, now=T0 + args[1] * _MINUTE)
+
+
+class TestOutboxAgreesWithMemory:
+    @given(steps=st.lists(_OUTBOX_STEP, max_size=25))
+    @settings(
+        max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    def test_same_answers_as_the_memory_outbox(
+        self, postgresql: Backend, steps: list[tuple[Any, ...]]
+    ) -> None:
+        """Any sequence of claims and settles: PostgreSQL's one statements answer and store
+        what the memory reference's pure transitions do."""
+        postgresql.reset()
+        reference = memory_storage(outbox=True)
+        with sqlalchemy_storage(
+            postgresql.engine, metadata=postgresql.metadata, outbox=True
+        ) as storage:
+            stores = [reference.outbox, storage.outbox]
+            for outbox in stores:
+                assert outbox is not None
+                for index in range(5):
+                    outbox.enqueue(_letter(index), now=T0 + index * _TICK)
+            for step in steps:
+                expected, got = (_outbox_step(outbox, step) for outbox in stores)
+                assert got == expected, step
+            assert stores[1].list(limit=100) == stores[0].list(limit=100)  # type: ignore[union-attr]
+            assert stores[1]._autocommit is True  # type: ignore[union-attr]
