@@ -6,8 +6,10 @@ or other secret in clear). An :class:`OutboxEntry` is that message with its deli
 
 Every adapter loads an entry's :class:`OutboxState`, applies one of the pure transitions
 below and writes the result back in one atomic step, so all of them answer as the in-memory
-reference does. Times are integer microseconds since the Unix epoch, as the SQL adapters
-store them.
+reference does. Each transition's guard and values are stated once, as a :class:`Lease` or
+a :class:`Settlement`: the pure transitions apply them, and the SQLAlchemy adapter on
+PostgreSQL writes them in one guarded statement. Times are integer microseconds since the
+Unix epoch, as the SQL adapters store them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import json
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Final, Literal, get_args
+from typing import ClassVar, Final, Literal, get_args
 
 from ._checks import (
     from_microseconds,
@@ -353,19 +355,26 @@ class Lease:
     attempt, ``next_at = until`` (the lease's end) and ``updated_at = at``.
     """
 
+    #: The status a claimed entry has (and keeps).
+    STATUS: ClassVar[OutboxStatus] = "pending"
+    #: The attempts a claim counts.
+    STEP: ClassVar[int] = 1
+
     due_by: int
     until: int
     at: int
 
     def applies(self, status: object, next_at: int) -> bool:
         """Whether an entry of ``status``, due at ``next_at``, is claimed."""
-        return status == "pending" and next_at <= self.due_by
+        return status == self.STATUS and next_at <= self.due_by
 
     def apply(self, state: OutboxState) -> OutboxState | None:
         """The state after the claim; ``None`` if the entry is not due."""
         if not self.applies(state.status, state.next_at):
             return None
-        return replace(state, attempts=state.attempts + 1, next_at=self.until, updated_at=self.at)
+        return replace(
+            state, attempts=state.attempts + self.STEP, next_at=self.until, updated_at=self.at
+        )
 
 
 def lease_of(now: int, lease: int) -> Lease:

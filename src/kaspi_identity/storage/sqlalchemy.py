@@ -2373,10 +2373,12 @@ def _pg_hit(t: sa.Table) -> Any:
 class SQLAlchemyOutboxStore(_Store):
     """An :class:`~kaspi_identity.storage.OutboxStore` in ``<prefix>outbox``.
 
-    A claim selects due rows ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (concurrent workers
-    take different rows and never wait for each other) and inside ``BEGIN IMMEDIATE`` on
-    SQLite, and leases them in the same transaction. A settle reads its row ``FOR UPDATE``
-    and writes it back in one transaction.
+    On PostgreSQL every operation is one autocommit statement (one round trip): a claim
+    leases the due rows a ``FOR UPDATE SKIP LOCKED`` CTE picks (concurrent workers take
+    different rows and never wait for each other), a settle is one ``UPDATE`` guarded by
+    the transition's rule over its row read ``FOR UPDATE``. Where the server's default
+    isolation is not READ COMMITTED (a serialization failure), they run as the transactions
+    SQLite runs in ``BEGIN IMMEDIATE``: the due rows or the row read, then written back.
 
     Raises:
         ValueError: the database's metadata has no outbox table.
@@ -2508,10 +2510,12 @@ class SQLAlchemyOutboxStore(_Store):
     # One statement on PostgreSQL, autocommit, so one round trip:
     #
     #   WITH due AS (SELECT <every column> FROM outbox WHERE status = 'pending'
-    #                  AND next_attempt_at <= :at ORDER BY next_attempt_at, created_at, id
+    #                  AND next_attempt_at <= :now ORDER BY next_attempt_at, created_at, id
     #                  LIMIT :n FOR UPDATE SKIP LOCKED)
-    #   UPDATE outbox SET attempts = attempts + 1, next_attempt_at = :until, updated_at = :at
-    #     FROM due WHERE outbox.id = due.id RETURNING due.<every column>
+    #   UPDATE outbox SET attempts = attempts + 1, next_attempt_at = :now + :lease,
+    #     updated_at = :now FROM due WHERE outbox.id = due.id RETURNING due.<every column>
+    #
+    # (each value a parameter from the Lease rule, _outbox.py, as claim_state uses it).
     #
     # - SKIP LOCKED: racing claimers lock different rows and never wait for each other; a
     #   row is leased by the one statement that locked it, so each entry goes to exactly one.
@@ -2535,7 +2539,10 @@ class SQLAlchemyOutboxStore(_Store):
             t = self._table
             due = (
                 sa.select(*(t.c[name] for name in OUTBOX_COLUMNS))
-                .where(t.c.status == "pending", t.c.next_attempt_at <= _bigint("c_at"))
+                .where(
+                    t.c.status == sa.bindparam("c_status", type_=t.c.status.type),
+                    t.c.next_attempt_at <= _bigint("c_due"),
+                )
                 .order_by(t.c.next_attempt_at, t.c.created_at, t.c.id)
                 .limit(sa.bindparam("c_limit", type_=sa.Integer()))
                 .with_for_update(skip_locked=True)
@@ -2545,7 +2552,7 @@ class SQLAlchemyOutboxStore(_Store):
                 sa.update(t)
                 .where(t.c.id == due.c.id)
                 .values(
-                    attempts=t.c.attempts + 1,
+                    attempts=t.c.attempts + sa.bindparam("c_step", type_=sa.Integer()),
                     next_attempt_at=_bigint("c_until"),
                     updated_at=_bigint("c_at"),
                 )
@@ -2555,7 +2562,14 @@ class SQLAlchemyOutboxStore(_Store):
 
     def _claim_in_one(self, rule: Lease, count: int) -> list[OutboxEntry]:
         """``claim`` as the one autocommit statement of :meth:`_claim_query`."""
-        parameters = {"c_at": rule.at, "c_until": rule.until, "c_limit": count}
+        parameters = {
+            "c_status": rule.STATUS,
+            "c_due": rule.due_by,
+            "c_step": rule.STEP,
+            "c_until": rule.until,
+            "c_at": rule.at,
+            "c_limit": count,
+        }
         query = self._claim_query()
         rows = self._db._single(lambda c: [tuple(row) for row in c.execute(query, parameters)])
         changes = [(row, _leased(rule, row)) for row in rows]
