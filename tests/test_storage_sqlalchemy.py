@@ -3296,3 +3296,33 @@ class TestOutboxAgreesWithMemory:
                 assert got == expected, step
             assert stores[1].list(limit=100) == stores[0].list(limit=100)  # type: ignore[union-attr]
             assert stores[1]._autocommit is True  # type: ignore[union-attr]
+
+
+class TestOutboxPutBackFault:
+    def test_a_failed_put_back_still_raises_the_corrupt_row(
+        self, postgresql: Backend, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The connection drops before the put-back: CorruptRecordError all the same, a
+        warning, and the good rows stay leased until the lease ends (then claimed again)."""
+        postgresql.reset()
+        engine = postgresql.engine_for_tests(pool_size=2, max_overflow=2)
+        fault = Fault(postgresql, engine)
+        try:
+            with sqlalchemy_storage(engine, metadata=postgresql.metadata, outbox=True) as storage:
+                outbox = storage.outbox
+                assert outbox is not None
+                outbox.enqueue(_letter(0), now=T0)
+                outbox.enqueue(_letter(1), now=T0 + _TICK)
+                _set(postgresql, "outbox", f"payload = '[]' WHERE id = '{_letter(1).id}'")
+                fault.arm("UPDATE")
+                with pytest.raises(CorruptRecordError), caplog.at_level("WARNING"):
+                    outbox.claim(now=T0 + _TICK, lease=HOUR, limit=10)
+                assert fault.fired == 1
+                assert "were not put back" in caplog.text
+                assert outbox.claim(now=T0 + HOUR, lease=HOUR, limit=10) == []
+                with pytest.raises(CorruptRecordError):
+                    outbox.claim(now=T0 + HOUR + _TICK, lease=HOUR, limit=10)
+                (again,) = outbox.claim(now=T0 + HOUR + _TICK, lease=HOUR, limit=1)
+                assert (again.id, again.attempts) == (_letter(0).id, 2)
+        finally:
+            engine.dispose()

@@ -2600,7 +2600,16 @@ class SQLAlchemyOutboxStore(_Store):
                 n_updated=new.updated_at,
             )
             arguments.append({key: values[key] for key in _PUT_BACK_KEYS})
-        self._db._single(lambda c: c.execute(self._put_back_statement(), arguments))
+        try:
+            self._db._single(lambda c: c.execute(self._put_back_statement(), arguments))
+        except StorageError as exc:
+            # The corrupt row stays the caller's answer; the leases written run out instead.
+            _log.warning(
+                "%d outbox rows leased or settled over a corrupt row were not put back (%s);"
+                " a lease ends at its time, a settle stays written",
+                len(changes),
+                exc,
+            )
 
     def _put_back_statement(self) -> Any:
         if self._restore is None:
