@@ -28,7 +28,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from hypothesis.stateful import run_state_machine_as_test
 from sqlalchemy.dialects.postgresql import JSONB, REGCLASS
 
@@ -1107,6 +1108,31 @@ _BAD_ACCOUNTS_SQLITE = [
 _BAD_CODES = ["failures = 2", "failure_window = 0", "expires_at = NULL, failures = -1"]
 _BAD_CODES_SQLITE = ["code_hash = 'code'", "failures = 'x'", "expires_at = 'later'"]
 _BAD_LIMITS = ["window_length = 0", "hits = 0"]
+# Outbox garbage (each set on one row); the first four are due and pending.
+_BAD_OUTBOX = [
+    "payload = '[]'",
+    "channel = 'fax'",
+    "attempts = -1",
+    "language = ''",
+    "next_attempt_at = -900000000000000000",
+]
+_TICK = timedelta(microseconds=1)
+
+
+def _letter(index: int, created_at: datetime = T0) -> OutboxMessage:
+    """The ``index``-th queued letter (its id orders as ``index`` does)."""
+    return OutboxMessage(
+        id=f"{index:032x}",
+        channel="email",
+        kind="password_reset",
+        to=f"user{index}@example.kz",
+        language="kk",
+        payload='{"v": 1}',
+        account_id=f"acct-{index}",
+        created_at=created_at,
+    )
+
+
 _BAD_LIMITS_SQLITE = ["hits = 'lots'", "window_start = 2.5"]
 
 
@@ -1232,6 +1258,71 @@ class TestCorruptRows(OnBackend):
             with pytest.raises(CorruptRecordError):
                 storage.rate_limits.hit("ip:1", limit=1, window=HOUR, now=T0)
             assert _rows(self.backend, "rate_limits") == before, assignment
+
+    def _queue(self) -> Storage:
+        return sqlalchemy_storage(self.backend.engine, metadata=self.backend.metadata, outbox=True)
+
+    def test_a_bad_outbox_row_fails_the_claim_and_writes_nothing(self) -> None:
+        """One garbage row among the due ones: CorruptRecordError, every row as it was.
+
+        On PostgreSQL the claim is one autocommit statement that has leased the rows by the
+        time they are decoded: it puts them back before it raises.
+        """
+        with self._queue() as storage:
+            outbox = storage.outbox
+            assert outbox is not None
+            for assignment in _BAD_OUTBOX:
+                self.backend.reset()
+                for index in range(3):
+                    outbox.enqueue(_letter(index), now=T0 + index * _TICK)
+                _set(self.backend, "outbox", f"{assignment} WHERE id = '{_letter(1).id}'")
+                before = sorted(_rows(self.backend, "outbox"))
+                with pytest.raises(CorruptRecordError):
+                    outbox.claim(now=T0 + HOUR, lease=HOUR, limit=10)
+                assert sorted(_rows(self.backend, "outbox")) == before, assignment
+                if assignment.startswith("next_attempt_at"):
+                    continue  # the garbage row is now the first due
+                # Rows before the garbage one in due order are still claimed one by one.
+                (first,) = outbox.claim(now=T0 + HOUR, lease=HOUR, limit=1)
+                assert (first.id, first.attempts) == (_letter(0).id, 1)
+
+    def test_a_bad_outbox_row_fails_its_settle_and_writes_nothing(self) -> None:
+        """complete() and fail() of a garbage row: CorruptRecordError, the row as it was."""
+        with self._queue() as storage:
+            outbox = storage.outbox
+            assert outbox is not None
+            for assignment in _BAD_OUTBOX:
+                self.backend.reset()
+                outbox.enqueue(_letter(0), now=T0)
+                outbox.enqueue(_letter(1), now=T0)
+                outbox.claim(now=T0, lease=HOUR, limit=2)
+                _set(self.backend, "outbox", f"{assignment} WHERE id = '{_letter(0).id}'")
+                before = sorted(_rows(self.backend, "outbox"))
+                key = _letter(0).id
+                with pytest.raises(CorruptRecordError):
+                    outbox.complete(key, attempt=1, now=T0)
+                with pytest.raises(CorruptRecordError):
+                    outbox.fail(key, attempt=1, now=T0, retry_at=T0 + HOUR, error="X")
+                with pytest.raises(CorruptRecordError):
+                    outbox.fail(key, attempt=1, now=T0, retry_at=None, error="X")
+                assert sorted(_rows(self.backend, "outbox")) == before, assignment
+                assert outbox.complete(_letter(1).id, attempt=1, now=T0) is True
+
+    def test_an_attempt_count_at_its_limit_fails_the_claim(self) -> None:
+        """PostgreSQL: attempts at the column's maximum cannot count one more: StorageError,
+        nothing written (the other due rows are not leased either)."""
+        if self._sqlite:
+            pytest.skip("SQLite integers have no 32-bit limit")
+        with self._queue() as storage:
+            outbox = storage.outbox
+            assert outbox is not None
+            outbox.enqueue(_letter(0), now=T0)
+            outbox.enqueue(_letter(1), now=T0)
+            _set(self.backend, "outbox", f"attempts = 2147483647 WHERE id = '{_letter(1).id}'")
+            before = sorted(_rows(self.backend, "outbox"))
+            with pytest.raises(StorageError):
+                outbox.claim(now=T0, lease=HOUR, limit=10)
+            assert sorted(_rows(self.backend, "outbox")) == before
 
 
 class TestErrors:
@@ -3060,3 +3151,372 @@ def test_sqlite_write_lock_wait_is_bounded(tmp_path: Path, monkeypatch: pytest.M
         finally:
             database._write_lock.release()
         assert storage.rate_limits.hit("k", limit=1, window=timedelta(seconds=1), now=T0).allowed
+
+
+# -- the outbox on PostgreSQL: one statement per claim and per settle ------------------------
+
+_DUE = 200
+_CLAIM_BATCH = 7
+_OUTBOX_PROCESSES = 4
+_OUTBOX_THREADS = 4
+
+
+def _enqueue_due(storage: Storage, count: int) -> list[str]:
+    """Queue ``count`` letters, the i-th due at T0 + i microseconds; their ids in due order."""
+    outbox = storage.outbox
+    assert outbox is not None
+    for index in range(count):
+        outbox.enqueue(_letter(index), now=T0 + index * _TICK)
+    return [_letter(index).id for index in range(count)]
+
+
+def _claim_until_empty(storage: Storage) -> list[list[tuple[str, int]]]:
+    """Claim batches until a claim finds nothing; each batch as (id, attempts) pairs."""
+    outbox = storage.outbox
+    assert outbox is not None
+    batches = []
+    while batch := outbox.claim(now=T0 + HOUR, lease=HOUR, limit=_CLAIM_BATCH):
+        assert len(batch) <= _CLAIM_BATCH
+        batches.append([(entry.id, entry.attempts) for entry in batch])
+    return batches
+
+
+def _claims_in_process(url: str, schema: str, start: Any, results: Any) -> None:
+    """Child process: 4 threads claim batches until the queue has nothing due."""
+    engine = sa.create_engine(url, pool_size=_OUTBOX_THREADS, max_overflow=0)
+    storage = sqlalchemy_storage(engine, metadata=make_metadata(schema=schema), outbox=True)
+    local = threading.Barrier(_OUTBOX_THREADS)
+    batches: list[list[tuple[str, int]]] = []
+
+    def claim() -> None:
+        local.wait(timeout=60)
+        batches.extend(_claim_until_empty(storage))
+
+    threads = [threading.Thread(target=claim) for _ in range(_OUTBOX_THREADS)]
+    start.wait(timeout=120)
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    results.put(batches)
+    storage.close()
+    engine.dispose()
+
+
+def _check_claimed_once(batches: list[list[tuple[str, int]]], ids: list[str]) -> None:
+    """Every id claimed exactly once, at attempt 1; each batch in due order."""
+    claimed = [key for batch in batches for key, _ in batch]
+    assert sorted(claimed) == sorted(ids)
+    assert {attempts for batch in batches for _, attempts in batch} == {1}
+    position = {key: index for index, key in enumerate(ids)}
+    for batch in batches:
+        assert [key for key, _ in batch] == sorted(
+            (key for key, _ in batch), key=position.__getitem__
+        )
+
+
+class TestOutboxOnPostgreSQL:
+    """The outbox's one-statement claim and settles, where only a server shows them."""
+
+    @pytest.fixture
+    def storage(self, postgresql: Backend) -> Iterator[Storage]:
+        postgresql.reset()
+        with sqlalchemy_storage(
+            postgresql.engine, metadata=postgresql.metadata, outbox=True
+        ) as storage:
+            yield storage
+
+    @staticmethod
+    def _outbox(storage: Storage) -> Any:
+        outbox = storage.outbox
+        assert outbox is not None
+        return outbox
+
+    def test_threads_claim_each_message_once(self, storage: Storage) -> None:
+        """16 threads claim 200 due letters in batches: each once, attempts 1, in due order."""
+        ids = _enqueue_due(storage, _DUE)
+        batches: list[list[tuple[str, int]]] = []
+        _in_threads(16, lambda _: batches.extend(_claim_until_empty(storage)))
+        _check_claimed_once(batches, ids)
+        outbox = self._outbox(storage)
+        assert outbox.database._autocommit_writes is True  # READ COMMITTED: never fell back
+        assert {(e.attempts, e.next_attempt_at) for e in outbox.list(limit=1000)} == {
+            (1, T0 + 2 * HOUR)
+        }
+
+    def test_processes_claim_each_message_once(self, postgresql: Backend, storage: Storage) -> None:
+        """4 processes x 4 threads claim 200 due letters: each exactly once, attempts 1."""
+        ids = _enqueue_due(storage, _DUE)
+        schema = postgresql.metadata.schema
+        assert schema is not None
+        context = _forkserver()
+        start = context.Barrier(_OUTBOX_PROCESSES)
+        results = context.Queue()
+        processes = [
+            context.Process(
+                target=_claims_in_process, args=(postgresql.url, schema, start, results)
+            )
+            for _ in range(_OUTBOX_PROCESSES)
+        ]
+        for process in processes:
+            process.start()
+        batches = [batch for _ in processes for batch in results.get(timeout=300)]
+        for process in processes:
+            process.join(timeout=60)
+            assert process.exitcode == 0
+        _check_claimed_once(batches, ids)
+        assert self._outbox(storage).claim(now=T0 + HOUR, lease=HOUR, limit=10) == []
+        results.close()
+        results.join_thread()
+
+    def test_racing_settles_of_one_attempt(self, storage: Storage) -> None:
+        """16 threads complete or fail each of 20 claimed letters: one write per letter, and
+        its status is the winner's."""
+        outbox = self._outbox(storage)
+        ids = _enqueue_due(storage, 20)
+        assert len(outbox.claim(now=T0 + HOUR, lease=HOUR, limit=20)) == 20
+        won: list[tuple[str, str]] = []
+
+        def settle(index: int) -> None:
+            for key in ids if index % 4 < 2 else ids[::-1]:
+                if index % 2:
+                    if outbox.complete(key, attempt=1, now=T0 + HOUR):
+                        won.append((key, "sent"))
+                elif outbox.fail(key, attempt=1, now=T0 + HOUR, retry_at=None, error="X"):
+                    won.append((key, "dead"))
+
+        _in_threads(16, settle)
+        assert sorted(key for key, _ in won) == sorted(ids)
+        assert dict(won) == {entry.id: entry.status for entry in outbox.list(limit=100)}
+
+    def test_stale_and_unknown_settles_write_nothing(
+        self, postgresql: Backend, storage: Storage
+    ) -> None:
+        """A stale or future attempt, a wrong status, an unknown id: False, no row changed."""
+        outbox = self._outbox(storage)
+        (key,) = _enqueue_due(storage, 1)
+        outbox.claim(now=T0, lease=HOUR, limit=1)
+        outbox.claim(now=T0 + HOUR, lease=HOUR, limit=1)  # attempt 2: the first is stale
+        before = _rows(postgresql, "outbox")
+        for attempt in (1, 3):
+            assert outbox.complete(key, attempt=attempt, now=T0 + HOUR) is False
+            assert outbox.fail(key, attempt=attempt, now=T0, retry_at=None, error="X") is False
+        assert outbox.retry(key, now=T0 + HOUR) is False  # pending, not dead
+        assert outbox.complete("f" * 32, attempt=1, now=T0) is False
+        assert outbox.retry("f" * 32, now=T0) is False
+        assert _rows(postgresql, "outbox") == before
+
+    def test_fail_in_the_past_is_due_now_and_errors_are_kept(self, storage: Storage) -> None:
+        """fail() with a retry_at already past: due at now. A later complete or retry keeps
+        the error label; retry resets the attempts."""
+        outbox = self._outbox(storage)
+        (key,) = _enqueue_due(storage, 1)
+        outbox.claim(now=T0, lease=HOUR, limit=1)
+        now = T0 + 2 * HOUR
+        assert outbox.fail(key, attempt=1, now=now, retry_at=T0, error="SMTPError") is True
+        entry = outbox.get(key)
+        assert entry is not None
+        assert (entry.status, entry.attempts, entry.last_error) == ("pending", 1, "SMTPError")
+        assert (entry.next_attempt_at, entry.updated_at) == (now, now)
+        assert outbox.claim(now=now - _TICK, lease=HOUR, limit=1) == []
+        (again,) = outbox.claim(now=now, lease=HOUR, limit=1)
+        assert again.attempts == 2
+        assert outbox.fail(key, attempt=2, now=now, retry_at=None, error="Refused") is True
+        assert outbox.retry(key, now=now + HOUR) is True
+        entry = outbox.get(key)
+        assert entry is not None
+        assert (entry.status, entry.attempts, entry.last_error) == ("pending", 0, "Refused")
+        assert entry.next_attempt_at == now + HOUR
+        (third,) = outbox.claim(now=now + HOUR, lease=HOUR, limit=1)
+        assert outbox.complete(key, attempt=third.attempts, now=now + HOUR) is True
+        entry = outbox.get(key)
+        assert entry is not None
+        assert (entry.status, entry.attempts, entry.last_error) == ("sent", 1, "Refused")
+
+    @staticmethod
+    def _serializable(postgresql: Backend) -> sa.Engine:
+        """An engine on a server whose default isolation, for autocommit too, is SERIALIZABLE."""
+        return postgresql.engine_for_tests(
+            connect_args={"options": "-c default_transaction_isolation=serializable"},
+            pool_size=8,
+            max_overflow=40,
+        )
+
+    @staticmethod
+    def _wait_for_a_lock_wait(postgresql: Backend) -> None:
+        """Return once a statement on this schema's outbox waits for a row lock."""
+        probe = sa.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND position(:table in query) > 0"
+        )
+        table = postgresql.table("outbox").fullname
+        with postgresql.engine.connect() as connection:
+            for _ in range(600):
+                if connection.execute(probe, {"table": table}).scalar():
+                    return
+                connection.rollback()
+                threading.Event().wait(0.05)
+        raise AssertionError("no statement waited for the row lock")
+
+    def test_a_serialization_failure_switches_to_transactions(self, postgresql: Backend) -> None:
+        """SERIALIZABLE by default: a complete() whose row a racer changed and committed
+        meanwhile fails in its one statement (40001, nothing written); the store completes
+        in a READ COMMITTED transaction instead, and runs transactions from then on."""
+        postgresql.reset()
+        engine = self._serializable(postgresql)
+        try:
+            with sqlalchemy_storage(engine, metadata=postgresql.metadata, outbox=True) as storage:
+                outbox = self._outbox(storage)
+                (key,) = _enqueue_due(storage, 1)
+                assert len(outbox.claim(now=T0, lease=HOUR, limit=1)) == 1
+                # Alone, the statement met no conflict.
+                assert outbox.database._autocommit_writes is True
+                done: list[bool] = []
+                table = postgresql.table("outbox").fullname
+                with postgresql.engine.connect() as racer:
+                    racer.execute(
+                        sa.text(f"UPDATE {table} SET updated_at = updated_at WHERE id = :id"),  # noqa: S608
+                        {"id": key},
+                    )
+                    worker = threading.Thread(
+                        target=lambda: done.append(outbox.complete(key, attempt=1, now=T0))
+                    )
+                    worker.start()
+                    self._wait_for_a_lock_wait(postgresql)
+                    racer.commit()
+                worker.join(timeout=60)
+                assert done == [True]
+                assert outbox.database._autocommit_writes is False
+                entry = outbox.get(key)
+                assert entry is not None
+                assert (entry.status, entry.attempts) == ("sent", 1)
+                assert outbox.complete(key, attempt=1, now=T0) is False
+        finally:
+            engine.dispose()
+
+    def test_claims_outside_read_committed_run_as_transactions(self, postgresql: Backend) -> None:
+        """SERIALIZABLE by default, and a trigger that refuses (40001) any outbox UPDATE not
+        under READ COMMITTED: the first claim falls back to a transaction, and 16 racing
+        threads then still claim each of 200 letters exactly once."""
+        postgresql.reset()
+        schema = postgresql.metadata.schema
+        table = postgresql.table("outbox").fullname
+        with postgresql.engine.begin() as connection:
+            connection.exec_driver_sql(
+                f"CREATE OR REPLACE FUNCTION {schema}.kaspi_test_rc_only() RETURNS trigger"
+                " LANGUAGE plpgsql AS $$ BEGIN"
+                " IF current_setting('transaction_isolation') <> 'read committed' THEN"
+                " RAISE EXCEPTION 'not read committed' USING ERRCODE = '40001'; END IF;"
+                " RETURN NEW; END $$"
+            )
+            connection.exec_driver_sql(
+                f"CREATE TRIGGER kaspi_test_rc_only BEFORE UPDATE ON {table}"
+                f" FOR EACH ROW EXECUTE FUNCTION {schema}.kaspi_test_rc_only()"
+            )
+        engine = self._serializable(postgresql)
+        try:
+            with sqlalchemy_storage(engine, metadata=postgresql.metadata, outbox=True) as storage:
+                outbox = self._outbox(storage)
+                ids = _enqueue_due(storage, _DUE + 1)
+                (first,) = outbox.claim(now=T0 + HOUR, lease=HOUR, limit=1)
+                assert (first.id, first.attempts) == (ids[0], 1)
+                assert outbox.database._autocommit_writes is False
+                batches: list[list[tuple[str, int]]] = []
+                _in_threads(16, lambda _: batches.extend(_claim_until_empty(storage)))
+                _check_claimed_once(batches, ids[1:])
+                assert outbox.complete(ids[1], attempt=1, now=T0 + HOUR) is True
+        finally:
+            engine.dispose()
+            with postgresql.engine.begin() as connection:
+                connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS kaspi_test_rc_only ON {table}")
+
+
+_MINUTE = timedelta(minutes=1)
+_OUTBOX_STEP = st.one_of(
+    st.tuples(st.just("claim"), st.integers(0, 240), st.integers(1, 90), st.integers(1, 4)),
+    st.tuples(st.just("complete"), st.integers(0, 4), st.integers(1, 4), st.integers(0, 240)),
+    st.tuples(
+        st.just("fail"),
+        st.integers(0, 4),
+        st.integers(1, 4),
+        st.integers(0, 240),
+        st.none() | st.integers(-60, 120),
+        st.sampled_from(["SMTPError", "Refused"]),
+    ),
+    st.tuples(st.just("retry"), st.integers(0, 4), st.integers(0, 240)),
+)
+
+
+def _outbox_step(outbox: Any, step: tuple[Any, ...]) -> object:
+    """Run one generated step on ``outbox``; its answer."""
+    name, *args = step
+    if name == "claim":
+        at, lease, limit = args
+        return outbox.claim(now=T0 + at * _MINUTE, lease=lease * _MINUTE, limit=limit)
+    key = _letter(args[0]).id
+    if name == "complete":
+        return outbox.complete(key, attempt=args[1], now=T0 + args[2] * _MINUTE)
+    if name == "fail":
+        _, attempt, at, retry, error = args
+        retry_at = None if retry is None else T0 + (at + retry) * _MINUTE
+        return outbox.fail(
+            key, attempt=attempt, now=T0 + at * _MINUTE, retry_at=retry_at, error=error
+        )
+    return outbox.retry(key, now=T0 + args[1] * _MINUTE)
+
+
+class TestOutboxAgreesWithMemory:
+    @given(steps=st.lists(_OUTBOX_STEP, max_size=25))
+    @settings(
+        max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    def test_same_answers_as_the_memory_outbox(
+        self, postgresql: Backend, steps: list[tuple[Any, ...]]
+    ) -> None:
+        """Any sequence of claims and settles: PostgreSQL's one statements answer and store
+        what the memory reference's pure transitions do."""
+        postgresql.reset()
+        reference = memory_storage(outbox=True)
+        with sqlalchemy_storage(
+            postgresql.engine, metadata=postgresql.metadata, outbox=True
+        ) as storage:
+            stores = [reference.outbox, storage.outbox]
+            for outbox in stores:
+                assert outbox is not None
+                for index in range(5):
+                    outbox.enqueue(_letter(index), now=T0 + index * _TICK)
+            for step in steps:
+                expected, got = (_outbox_step(outbox, step) for outbox in stores)
+                assert got == expected, step
+            assert stores[1].list(limit=100) == stores[0].list(limit=100)  # type: ignore[union-attr]
+            assert stores[1].database._autocommit_writes is True  # type: ignore[union-attr]
+
+
+class TestOutboxPutBackFault:
+    def test_a_failed_put_back_still_raises_the_corrupt_row(
+        self, postgresql: Backend, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The connection drops before the put-back: CorruptRecordError all the same, a
+        warning, and the good rows stay leased until the lease ends (then claimed again)."""
+        postgresql.reset()
+        engine = postgresql.engine_for_tests(pool_size=2, max_overflow=2)
+        fault = Fault(postgresql, engine)
+        try:
+            with sqlalchemy_storage(engine, metadata=postgresql.metadata, outbox=True) as storage:
+                outbox = storage.outbox
+                assert outbox is not None
+                outbox.enqueue(_letter(0), now=T0)
+                outbox.enqueue(_letter(1), now=T0 + _TICK)
+                _set(postgresql, "outbox", f"payload = '[]' WHERE id = '{_letter(1).id}'")
+                fault.arm("UPDATE")
+                with pytest.raises(CorruptRecordError), caplog.at_level("WARNING"):
+                    outbox.claim(now=T0 + _TICK, lease=HOUR, limit=10)
+                assert fault.fired == 1
+                assert "were not put back" in caplog.text
+                assert outbox.claim(now=T0 + HOUR, lease=HOUR, limit=10) == []
+                with pytest.raises(CorruptRecordError):
+                    outbox.claim(now=T0 + HOUR + _TICK, lease=HOUR, limit=10)
+                (again,) = outbox.claim(now=T0 + HOUR + _TICK, lease=HOUR, limit=1)
+                assert (again.id, again.attempts) == (_letter(0).id, 2)
+        finally:
+            engine.dispose()

@@ -6,8 +6,10 @@ or other secret in clear). An :class:`OutboxEntry` is that message with its deli
 
 Every adapter loads an entry's :class:`OutboxState`, applies one of the pure transitions
 below and writes the result back in one atomic step, so all of them answer as the in-memory
-reference does. Times are integer microseconds since the Unix epoch, as the SQL adapters
-store them.
+reference does. Each transition's guard and values are stated once, as a :class:`Lease` or
+a :class:`Settlement`: the pure transitions apply them, and the SQLAlchemy adapter on
+PostgreSQL writes them in one guarded statement. Times are integer microseconds since the
+Unix epoch, as the SQL adapters store them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import json
 import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Final, Literal, get_args
+from typing import ClassVar, Final, Literal, get_args
 
 from ._checks import (
     from_microseconds,
@@ -35,11 +37,13 @@ __all__ = [
     "OUTBOX_COLUMNS",
     "OUTBOX_STATUSES",
     "PAYLOAD_MAX_LENGTH",
+    "Lease",
     "OutboxChannel",
     "OutboxEntry",
     "OutboxMessage",
     "OutboxState",
     "OutboxStatus",
+    "Settlement",
     "check_claim",
     "check_enqueue",
     "check_list",
@@ -49,13 +53,17 @@ __all__ = [
     "check_purge",
     "check_settle",
     "claim_state",
+    "complete_settlement",
     "complete_state",
     "decode_outbox",
     "entry_of",
+    "fail_settlement",
     "fail_state",
     "initial_state",
+    "lease_of",
     "outbox_row",
     "retry_at_microseconds",
+    "retry_settlement",
     "retry_state",
 ]
 
@@ -339,36 +347,128 @@ def initial_state(message: OutboxMessage, now: int) -> OutboxState:
     return OutboxState("pending" if message.deliver else "void", 0, now, now, None)
 
 
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A claim's rule, stated once for :func:`claim_state` and the SQL ``UPDATE``.
+
+    It applies to a ``pending`` entry due at or before ``due_by``, and writes one more
+    attempt, ``next_at = until`` (the lease's end) and ``updated_at = at``.
+    """
+
+    #: The status a claimed entry has (and keeps).
+    STATUS: ClassVar[OutboxStatus] = "pending"
+    #: The attempts a claim counts.
+    STEP: ClassVar[int] = 1
+
+    due_by: int
+    until: int
+    at: int
+
+    def applies(self, status: object, next_at: int) -> bool:
+        """Whether an entry of ``status``, due at ``next_at``, is claimed."""
+        return status == self.STATUS and next_at <= self.due_by
+
+    def apply(self, state: OutboxState) -> OutboxState | None:
+        """The state after the claim; ``None`` if the entry is not due."""
+        if not self.applies(state.status, state.next_at):
+            return None
+        return replace(
+            state, attempts=state.attempts + self.STEP, next_at=self.until, updated_at=self.at
+        )
+
+
+def lease_of(now: int, lease: int) -> Lease:
+    """The rule of a claim at ``now`` for ``lease`` microseconds."""
+    return Lease(now, now + lease, now)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settlement:
+    """A settle's rule (complete, fail, retry), stated once for transitions and SQL.
+
+    The pure transitions below apply it, and the SQL adapter's one ``UPDATE ... WHERE
+    <guard>`` on PostgreSQL writes its values. The guard: the entry's status is ``status``
+    and, unless ``attempt`` is ``None``, its attempts are ``attempt``. What it writes:
+    ``to``, ``next_at``, ``updated_at``; the ``attempts`` unless that is ``None`` (kept);
+    ``error`` if ``sets_error`` (else kept).
+    """
+
+    status: OutboxStatus
+    attempt: int | None
+    to: OutboxStatus
+    next_at: int
+    updated_at: int
+    attempts: int | None = None
+    sets_error: bool = False
+    error: str | None = None
+
+    def applies(self, status: object, attempts: object) -> bool:
+        """Whether an entry of ``status`` at ``attempts`` attempts is settled by this."""
+        return status == self.status and (self.attempt is None or attempts == self.attempt)
+
+    def apply(self, state: OutboxState) -> OutboxState | None:
+        """The state after the settle; ``None`` if the guard does not hold."""
+        if not self.applies(state.status, state.attempts):
+            return None
+        return OutboxState(
+            self.to,
+            state.attempts if self.attempts is None else self.attempts,
+            self.next_at,
+            self.updated_at,
+            self.error if self.sets_error else state.error,
+        )
+
+
+def complete_settlement(attempt: int, now: int) -> Settlement:
+    """A delivery confirmed by attempt ``attempt``: pending at that attempt -> sent."""
+    return Settlement(status="pending", attempt=attempt, to="sent", next_at=now, updated_at=now)
+
+
+def fail_settlement(attempt: int, now: int, retry_at: int | None, error: str | None) -> Settlement:
+    """Attempt ``attempt`` failed: due again at ``max(retry_at, now)``, or dead (``None``)."""
+    if retry_at is None:
+        to: OutboxStatus = "dead"
+        next_at = now
+    else:
+        to, next_at = "pending", max(retry_at, now)
+    return Settlement(
+        status="pending",
+        attempt=attempt,
+        to=to,
+        next_at=next_at,
+        updated_at=now,
+        sets_error=True,
+        error=error,
+    )
+
+
+def retry_settlement(now: int) -> Settlement:
+    """A dead entry made pending again, due ``now``, its attempts reset, its error kept."""
+    return Settlement(
+        status="dead", attempt=None, to="pending", next_at=now, updated_at=now, attempts=0
+    )
+
+
 def claim_state(state: OutboxState, now: int, lease: int) -> OutboxState | None:
     """The state after a claim at ``now``; ``None`` if the entry is not due."""
-    if state.status != "pending" or state.next_at > now:
-        return None
-    return replace(state, attempts=state.attempts + 1, next_at=now + lease, updated_at=now)
+    return lease_of(now, lease).apply(state)
 
 
 def complete_state(state: OutboxState, attempt: int, now: int) -> OutboxState | None:
     """The state after a delivery confirmed by attempt ``attempt``; ``None`` if stale."""
-    if state.status != "pending" or state.attempts != attempt:
-        return None
-    return replace(state, status="sent", next_at=now, updated_at=now)
+    return complete_settlement(attempt, now).apply(state)
 
 
 def fail_state(
     state: OutboxState, attempt: int, now: int, retry_at: int | None, error: str | None
 ) -> OutboxState | None:
     """The state after attempt ``attempt`` failed: retry at ``retry_at``, or dead (``None``)."""
-    if state.status != "pending" or state.attempts != attempt:
-        return None
-    if retry_at is None:
-        return replace(state, status="dead", next_at=now, updated_at=now, error=error)
-    return replace(state, next_at=max(retry_at, now), updated_at=now, error=error)
+    return fail_settlement(attempt, now, retry_at, error).apply(state)
 
 
 def retry_state(state: OutboxState, now: int) -> OutboxState | None:
     """A dead entry made pending again with its attempts reset; ``None`` if not dead."""
-    if state.status != "dead":
-        return None
-    return OutboxState("pending", 0, now, now, state.error)
+    return retry_settlement(now).apply(state)
 
 
 def retry_at_microseconds(value: object) -> int | None:

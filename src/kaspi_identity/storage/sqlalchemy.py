@@ -119,10 +119,12 @@ from ._logic import (
 from ._outbox import (
     MESSAGE_ID_LENGTH,
     OUTBOX_COLUMNS,
+    Lease,
     OutboxEntry,
     OutboxMessage,
     OutboxState,
     OutboxStatus,
+    Settlement,
     check_claim,
     check_enqueue,
     check_list,
@@ -131,15 +133,15 @@ from ._outbox import (
     check_messages_callable,
     check_purge,
     check_settle,
-    claim_state,
-    complete_state,
+    complete_settlement,
     decode_outbox,
     entry_of,
-    fail_state,
+    fail_settlement,
     initial_state,
+    lease_of,
     outbox_row,
     retry_at_microseconds,
-    retry_state,
+    retry_settlement,
 )
 from ._protocols import LoginKind, Storage
 from ._records import (
@@ -2732,10 +2734,12 @@ def _pg_hit(t: sa.Table) -> Any:
 class SQLAlchemyOutboxStore(_Store):
     """An :class:`~kaspi_identity.storage.OutboxStore` in ``<prefix>outbox``.
 
-    A claim selects due rows ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (concurrent workers
-    take different rows and never wait for each other) and inside ``BEGIN IMMEDIATE`` on
-    SQLite, and leases them in the same transaction. A settle reads its row ``FOR UPDATE``
-    and writes it back in one transaction.
+    On PostgreSQL every operation is one autocommit statement (one round trip): a claim
+    leases the due rows a ``FOR UPDATE SKIP LOCKED`` CTE picks (concurrent workers take
+    different rows and never wait for each other), a settle is one ``UPDATE`` guarded by
+    the transition's rule over its row read ``FOR UPDATE``. Where the server's default
+    isolation is not READ COMMITTED (a serialization failure), they run as the transactions
+    SQLite runs in ``BEGIN IMMEDIATE``: the due rows or the row read, then written back.
 
     Raises:
         ValueError: the database's metadata has no outbox table.
@@ -2756,6 +2760,11 @@ class SQLAlchemyOutboxStore(_Store):
         )
         self._by_id = self._select.where(table.c.id == sa.bindparam("row_id"))
         self._update = sa.update(table).where(table.c.id == sa.bindparam("row_id"))
+        # PostgreSQL's one-statement claim and settles (built when first used); they run
+        # while the database's _autocommit_writes holds.
+        self._claim_statement: Any = None
+        self._settle_queries: dict[tuple[bool, bool, bool], Any] = {}
+        self._restore: Any = None
 
     @staticmethod
     def _values(message: OutboxMessage, state: OutboxState) -> dict[str, object]:
@@ -2819,11 +2828,24 @@ class SQLAlchemyOutboxStore(_Store):
         return self._db._single(lambda c: c.execute(self._enqueue_one, values).first() is not None)
 
     def claim(self, *, now: datetime, lease: timedelta, limit: int) -> list[OutboxEntry]:
-        """Lease up to ``limit`` due pending entries in one transaction; see the protocol."""
+        """Lease up to ``limit`` due pending entries; see the protocol.
+
+        One autocommit statement on PostgreSQL (see :meth:`_claim_query`), else one
+        transaction.
+        """
         at, length, count = check_claim(now, lease, limit)
+        rule = lease_of(at, length)
+        if self._db._postgresql and self._db._autocommit_writes:
+            try:
+                return self._claim_in_one(rule, count)
+            except StorageError as exc:
+                if not _needs_read_committed(exc.__cause__):
+                    raise
+                # Refused before anything was written; from now on, transactions.
+                self._db._autocommit_writes = False
         t = self._table
         due = (
-            self._select.where(t.c.status == "pending", t.c.next_attempt_at <= at)
+            self._select.where(t.c.status == "pending", t.c.next_attempt_at <= rule.due_by)
             .order_by(t.c.next_attempt_at, t.c.created_at, t.c.id)
             .limit(count)
             .with_for_update(skip_locked=True)
@@ -2835,7 +2857,7 @@ class SQLAlchemyOutboxStore(_Store):
                 decoded = decode_outbox(tuple(row))
                 assert decoded is not None  # a row was read
                 message, state = decoded
-                new = claim_state(state, at, length)
+                new = rule.apply(state)
                 if new is None:
                     continue
                 connection.execute(self._update, {"row_id": message.id, **self._state_values(new)})
@@ -2844,13 +2866,147 @@ class SQLAlchemyOutboxStore(_Store):
 
         return self._db._write(claim)
 
-    def _settle(self, key: str, change: Callable[[OutboxState], OutboxState | None]) -> bool:
+    # One statement on PostgreSQL, autocommit, so one round trip:
+    #
+    #   WITH due AS (SELECT <every column> FROM outbox WHERE status = 'pending'
+    #                  AND next_attempt_at <= :now ORDER BY next_attempt_at, created_at, id
+    #                  LIMIT :n FOR UPDATE SKIP LOCKED)
+    #   UPDATE outbox SET attempts = attempts + 1, next_attempt_at = :now + :lease,
+    #     updated_at = :now FROM due WHERE outbox.id = due.id RETURNING due.<every column>
+    #
+    # (each value a parameter from the Lease rule, _outbox.py, as claim_state uses it).
+    #
+    # - SKIP LOCKED: racing claimers lock different rows and never wait for each other; a
+    #   row is leased by the one statement that locked it, so each entry goes to exactly one.
+    # - It returns the rows as they were before the lease; the entries are those rows with
+    #   the Lease rule applied in Python (the same values the SQL wrote), in the protocol's
+    #   order (earliest due first: RETURNING keeps no order).
+    # - A garbage row (one decode_outbox refuses) made the transaction raise and roll back,
+    #   so the queue stayed as it was. Here the statement has committed the leases by the
+    #   time the rows are decoded: a second statement puts every row it leased back as it
+    #   was (where nobody has changed it since), and the claim raises CorruptRecordError.
+    #   If that statement fails too, the leases run out and the entries are claimed again.
+    # - An attempts count that would overflow its column fails the whole statement
+    #   (nothing written, StorageError), as it failed the transaction.
+    # - Outside READ COMMITTED (the server's default isolation, which an autocommit
+    #   statement runs at) a row a racer changed after the snapshot is a serialization
+    #   failure (40001): nothing written; this claim and every later one run as a READ
+    #   COMMITTED transaction instead.
+    def _claim_query(self) -> Any:
+        """The statement above, over bind parameters, built once (psycopg prepares it)."""
+        if self._claim_statement is None:
+            t = self._table
+            due = (
+                sa.select(*(t.c[name] for name in OUTBOX_COLUMNS))
+                .where(
+                    t.c.status == sa.bindparam("c_status", type_=t.c.status.type),
+                    t.c.next_attempt_at <= _bigint("c_due"),
+                )
+                .order_by(t.c.next_attempt_at, t.c.created_at, t.c.id)
+                .limit(sa.bindparam("c_limit", type_=sa.Integer()))
+                .with_for_update(skip_locked=True)
+                .cte("due")
+            )
+            self._claim_statement = (
+                sa.update(t)
+                .where(t.c.id == due.c.id)
+                .values(
+                    attempts=t.c.attempts + sa.bindparam("c_step", type_=sa.Integer()),
+                    next_attempt_at=_bigint("c_until"),
+                    updated_at=_bigint("c_at"),
+                )
+                .returning(*(_raw(due.c[name]) for name in OUTBOX_COLUMNS))
+            )
+        return self._claim_statement
+
+    def _claim_in_one(self, rule: Lease, count: int) -> list[OutboxEntry]:
+        """``claim`` as the one autocommit statement of :meth:`_claim_query`."""
+        parameters = {
+            "c_status": rule.STATUS,
+            "c_due": rule.due_by,
+            "c_step": rule.STEP,
+            "c_until": rule.until,
+            "c_at": rule.at,
+            "c_limit": count,
+        }
+        query = self._claim_query()
+        rows = self._db._single(lambda c: [tuple(row) for row in c.execute(query, parameters)])
+        changes = [(row, _leased(rule, row)) for row in rows]
+        leased: list[tuple[tuple[int, datetime, str], OutboxEntry]] = []
+        try:
+            for row, new in changes:
+                decoded = decode_outbox(row)
+                assert decoded is not None  # a row was returned
+                message, was = decoded
+                due = (was.next_at, message.created_at, message.id)
+                leased.append((due, entry_of(message, new)))
+        except (CorruptRecordError, OverflowError):
+            self._put_back(changes)
+            raise
+        return [entry for _, entry in sorted(leased, key=lambda item: item[0])]
+
+    def _put_back(self, changes: Sequence[tuple[tuple[Any, ...], OutboxState]]) -> None:
+        """Write each row's old state back where it still holds the state written over it."""
+        if not changes:
+            return
+        arguments = []
+        for row, new in changes:
+            values = {f"o_{name}": value for name, value in zip(OUTBOX_COLUMNS, row, strict=True)}
+            values.update(
+                n_status=new.status,
+                n_attempts=new.attempts,
+                n_next=new.next_at,
+                n_updated=new.updated_at,
+            )
+            arguments.append({key: values[key] for key in _PUT_BACK_KEYS})
+        try:
+            self._db._single(lambda c: c.execute(self._put_back_statement(), arguments))
+        except StorageError as exc:
+            # The corrupt row stays the caller's answer; the leases written run out instead.
+            _log.warning(
+                "%d outbox rows leased or settled over a corrupt row were not put back (%s);"
+                " a lease ends at its time, a settle stays written",
+                len(changes),
+                exc,
+            )
+
+    def _put_back_statement(self) -> Any:
+        if self._restore is None:
+            t = self._table
+            self._restore = (
+                sa.update(t)
+                .where(
+                    t.c.id == sa.bindparam("o_id", type_=t.c.id.type),
+                    t.c.status == sa.bindparam("n_status", type_=t.c.status.type),
+                    t.c.attempts == sa.bindparam("n_attempts", type_=t.c.attempts.type),
+                    t.c.next_attempt_at == _bigint("n_next"),
+                    t.c.updated_at == _bigint("n_updated"),
+                )
+                .values(
+                    {
+                        name: sa.bindparam(f"o_{name}", type_=t.c[name].type)
+                        for name in _STATE_COLUMNS
+                    }
+                )
+            )
+        return self._restore
+
+    def _settle(self, key: str, rule: Settlement) -> bool:
+        """Apply ``rule`` to the entry ``key``: one autocommit statement on PostgreSQL."""
+        if self._db._postgresql and self._db._autocommit_writes:
+            try:
+                return self._settle_in_one(key, rule)
+            except StorageError as exc:
+                if not _needs_read_committed(exc.__cause__):
+                    raise
+                # Refused before anything was written; from now on, transactions.
+                self._db._autocommit_writes = False
         locked = self._by_id.with_for_update()
 
         def settle(connection: sa.Connection) -> bool:
             row = connection.execute(locked, {"row_id": key}).first()
             loaded = None if row is None else decode_outbox(tuple(row))
-            new = None if loaded is None else change(loaded[1])
+            new = None if loaded is None else rule.apply(loaded[1])
             if new is None:
                 return False
             connection.execute(self._update, {"row_id": key, **self._state_values(new)})
@@ -2858,10 +3014,92 @@ class SQLAlchemyOutboxStore(_Store):
 
         return self._db._write(settle)
 
+    # One statement on PostgreSQL, autocommit, so one round trip:
+    #
+    #   WITH old AS (SELECT <every column> FROM outbox WHERE id = :id FOR UPDATE),
+    #        upd AS (UPDATE outbox SET status = :to, next_attempt_at = :next,
+    #                  updated_at = :now [, attempts = :attempts] [, last_error = :error]
+    #                  FROM old WHERE outbox.id = old.id AND outbox.status = :status
+    #                  [AND outbox.attempts = :attempt] RETURNING outbox.id)
+    #   SELECT old.<every column>, (SELECT count(*) FROM upd) FROM old
+    #
+    # - The guard and the values are the Settlement rule's (_outbox.py), as the pure
+    #   transitions the other adapters run use them.
+    # - Racing settles of one entry queue on its row lock; the UPDATE re-checks the guard on
+    #   the row's newest version (READ COMMITTED), so exactly one of them writes.
+    # - The row comes back as it was, so a garbage row is seen as the transaction saw it:
+    #   CorruptRecordError, and if the guard held and the statement wrote, a second
+    #   statement first writes the old state back (as for claim).
+    # - Outside READ COMMITTED a racer's commit may be a serialization failure (40001):
+    #   nothing written, and the store runs transactions from then on.
+    def _settle_query(self, rule: Settlement) -> Any:
+        """The statement above for ``rule``'s shape, built once per shape (at most four)."""
+        shape = (rule.attempt is not None, rule.attempts is not None, rule.sets_error)
+        query = self._settle_queries.get(shape)
+        if query is not None:
+            return query
+        t = self._table
+        old = (
+            sa.select(*(t.c[name] for name in OUTBOX_COLUMNS))
+            .where(t.c.id == sa.bindparam("s_id", type_=t.c.id.type))
+            .with_for_update()
+            .cte("old")
+        )
+        guard = [t.c.id == old.c.id, t.c.status == sa.bindparam("s_status", type_=t.c.status.type)]
+        if rule.attempt is not None:
+            guard.append(t.c.attempts == sa.bindparam("s_attempt", type_=t.c.attempts.type))
+        values: dict[str, Any] = {
+            "status": sa.bindparam("s_to", type_=t.c.status.type),
+            "next_attempt_at": _bigint("s_next"),
+            "updated_at": _bigint("s_now"),
+        }
+        if rule.attempts is not None:
+            values["attempts"] = sa.bindparam("s_attempts", type_=t.c.attempts.type)
+        if rule.sets_error:
+            values["last_error"] = sa.bindparam("s_error", type_=t.c.last_error.type)
+        upd = sa.update(t).where(*guard).values(values).returning(t.c.id).cte("upd")
+        query = sa.select(
+            *(_raw(old.c[name]) for name in OUTBOX_COLUMNS),
+            sa.select(sa.func.count()).select_from(upd).scalar_subquery(),
+        ).select_from(old)
+        self._settle_queries[shape] = query
+        return query
+
+    def _settle_in_one(self, key: str, rule: Settlement) -> bool:
+        """A settle as the one autocommit statement of :meth:`_settle_query`."""
+        parameters: dict[str, object] = {
+            "s_id": key,
+            "s_status": rule.status,
+            "s_to": rule.to,
+            "s_next": rule.next_at,
+            "s_now": rule.updated_at,
+        }
+        if rule.attempt is not None:
+            parameters["s_attempt"] = rule.attempt
+        if rule.attempts is not None:
+            parameters["s_attempts"] = rule.attempts
+        if rule.sets_error:
+            parameters["s_error"] = rule.error
+        query = self._settle_query(rule)
+        found = self._db._single(lambda c: c.execute(query, parameters).first())
+        if found is None:
+            return False
+        row, written = tuple(found[:-1]), bool(found[-1] == 1)
+        try:
+            decode_outbox(row)  # the row as the transaction would have read it
+        except CorruptRecordError:
+            if written:
+                new = rule.apply(_raw_state(row))
+                assert new is not None  # the guard held in SQL
+                self._put_back([(row, new)])
+            raise
+        # The SQL guard is the rule's: it wrote exactly when the rule applies.
+        return written
+
     def complete(self, message_id: str, *, attempt: int, now: datetime) -> bool:
         """Mark the entry sent if ``attempt`` is its latest claim; see the protocol."""
         key, count, at, _ = check_settle(message_id, attempt, now)
-        return self._settle(key, lambda state: complete_state(state, count, at))
+        return self._settle(key, complete_settlement(count, at))
 
     def fail(
         self,
@@ -2875,7 +3113,7 @@ class SQLAlchemyOutboxStore(_Store):
         """Record a failed attempt; see the protocol."""
         key, count, at, label = check_settle(message_id, attempt, now, error)
         again = retry_at_microseconds(retry_at)
-        return self._settle(key, lambda state: fail_state(state, count, at, again, label))
+        return self._settle(key, fail_settlement(count, at, again, label))
 
     def get(self, message_id: str) -> OutboxEntry | None:
         """Return the entry with this id, or ``None``."""
@@ -2903,7 +3141,7 @@ class SQLAlchemyOutboxStore(_Store):
         """Make a dead entry pending again; see the protocol."""
         key = check_message_id(message_id)
         at = utc_microseconds(now)
-        return self._settle(key, lambda state: retry_state(state, at))
+        return self._settle(key, retry_settlement(at))
 
     def purge(
         self, *, before: datetime, statuses: tuple[OutboxStatus, ...] = ("sent", "void")
@@ -2913,6 +3151,28 @@ class SQLAlchemyOutboxStore(_Store):
         t = self._table
         statement = sa.delete(t).where(t.c.status.in_(chosen), t.c.updated_at < at)
         return int(self._db._single(lambda c: c.execute(statement).rowcount))
+
+
+#: The state columns a put-back writes, and the parameters of its statement.
+_STATE_COLUMNS = ("status", "attempts", "next_attempt_at", "updated_at", "last_error")
+_PUT_BACK_KEYS = (
+    "o_id",
+    *(f"o_{name}" for name in _STATE_COLUMNS),
+    *("n_status", "n_attempts", "n_next", "n_updated"),
+)
+
+
+def _raw_state(row: tuple[Any, ...]) -> OutboxState:
+    """A row's state columns as they are, unchecked (to compute what a statement wrote)."""
+    status, attempts, next_at, updated, error = row[8:13]
+    return OutboxState(status, attempts, next_at, updated, error)
+
+
+def _leased(rule: Lease, row: tuple[Any, ...]) -> OutboxState:
+    """The state the claim statement wrote over ``row``: the rule's, on its raw state."""
+    new = rule.apply(_raw_state(row))
+    assert new is not None  # the statement chose only due rows
+    return new
 
 
 class SQLAlchemyAccountWithHistory:
