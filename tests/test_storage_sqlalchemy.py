@@ -2930,6 +2930,33 @@ def _forkserver() -> Any:
     return context
 
 
+def _in_processes(
+    count: int, target: Callable[..., None], args: Callable[[int], tuple[Any, ...]], timeout: float
+) -> list[Any]:
+    """Run ``target(*args(index), start, results)`` in ``count`` processes of the fork server.
+
+    ``start`` is a barrier of ``count`` parties that releases them together, ``results``
+    the queue each puts one item on. Returns the items in the order they came, once every
+    process has exited with status 0.
+    """
+    context = _forkserver()
+    start = context.Barrier(count)
+    results = context.Queue()
+    processes = [
+        context.Process(target=target, args=(*args(index), start, results))
+        for index in range(count)
+    ]
+    for process in processes:
+        process.start()
+    items = [results.get(timeout=timeout) for _ in processes]
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    results.close()
+    results.join_thread()
+    return items
+
+
 class TestAcrossProcesses:
     def test_racing_processes(self, postgresql: Backend) -> None:
         """8 processes x 16 threads consume one id: one True; their CAS race: one winner."""
@@ -2940,27 +2967,12 @@ class TestAcrossProcesses:
             )
         schema = postgresql.metadata.schema
         assert schema is not None
-        context = _forkserver()
-        start = context.Barrier(_PROCESSES)
-        results = context.Queue()
-        processes = [
-            context.Process(
-                target=_race_in_process,
-                args=(postgresql.url, schema, account.id, start, results),
-            )
-            for _ in range(_PROCESSES)
-        ]
-        for process in processes:
-            process.start()
-        outcomes = [results.get(timeout=180) for _ in processes]
-        for process in processes:
-            process.join(timeout=60)
-            assert process.exitcode == 0
+        outcomes = _in_processes(
+            _PROCESSES, _race_in_process, lambda _: (postgresql.url, schema, account.id), 180
+        )
         assert sum(calls for calls, _, _ in outcomes) == _PROCESSES * _THREADS_PER_PROCESS
         assert sum(won for _, won, _ in outcomes) == 1
         assert sum(changed for _, _, changed in outcomes) == 1
-        results.close()
-        results.join_thread()
 
     def test_racing_code_attempts_and_hits(self, postgresql: Backend) -> None:
         """8 processes x 16 threads: exactly 37 wrong attempts count, exactly 53 hits pass.
@@ -2973,21 +2985,10 @@ class TestAcrossProcesses:
             storage.codes.put(PHONE, b"right", expires_at=T0 + HOUR, now=T0, failure_window=HOUR)
         schema = postgresql.metadata.schema
         assert schema is not None
-        context = _forkserver()
-        start = context.Barrier(_PROCESSES)
-        results = context.Queue()
-        processes = [
-            context.Process(
-                target=_codes_and_hits_in_process, args=(postgresql.url, schema, start, results)
-            )
-            for _ in range(_PROCESSES)
-        ]
-        for process in processes:
-            process.start()
-        outcomes = [item for _ in processes for item in results.get(timeout=180)]
-        for process in processes:
-            process.join(timeout=60)
-            assert process.exitcode == 0
+        batches = _in_processes(
+            _PROCESSES, _codes_and_hits_in_process, lambda _: (postgresql.url, schema), 180
+        )
+        outcomes = [item for batch in batches for item in batch]
         attempts = [attempt for attempt, _ in outcomes]
         assert len(outcomes) == _PROCESSES * _THREADS_PER_PROCESS
         assert attempts.count("MISMATCH") == _RACE_ATTEMPTS
@@ -3000,8 +3001,6 @@ class TestAcrossProcesses:
             )
             hit = storage.rate_limits.hit("ip:race", limit=_RACE_LIMIT, window=HOUR, now=T0)
             assert not hit.allowed
-        results.close()
-        results.join_thread()
 
     def test_racing_password_replacements(self, postgresql: Backend) -> None:
         """8 processes x 16 threads replace_password from one hash: one True, one new entry."""
@@ -3014,22 +3013,13 @@ class TestAcrossProcesses:
             storage.history.append(account.id, seeded, keep=6)
         schema = postgresql.metadata.schema
         assert schema is not None
-        context = _forkserver()
-        start = context.Barrier(_PROCESSES)
-        results = context.Queue()
-        processes = [
-            context.Process(
-                target=_replace_in_process,
-                args=(postgresql.url, schema, account.id, index, start, results),
-            )
-            for index in range(_PROCESSES)
-        ]
-        for process in processes:
-            process.start()
-        outcomes = [entry for _ in processes for entry in results.get(timeout=300)]
-        for process in processes:
-            process.join(timeout=60)
-            assert process.exitcode == 0
+        batches = _in_processes(
+            _PROCESSES,
+            _replace_in_process,
+            lambda index: (postgresql.url, schema, account.id, index),
+            300,
+        )
+        outcomes = [entry for batch in batches for entry in batch]
         assert len(outcomes) == _PROCESSES * _THREADS_PER_PROCESS
         winners = [(process, thread) for process, thread, changed in outcomes if changed]
         assert len(winners) == 1
@@ -3040,8 +3030,6 @@ class TestAcrossProcesses:
         assert stored.password_hash == _racer_hash(*winners[0])
         assert stored.security_stamp != account.security_stamp
         assert history == [_racer_entry(*winners[0]), seeded]
-        results.close()
-        results.join_thread()
 
     def test_racing_history_appends(self, postgresql: Backend) -> None:
         """8 processes x 16 threads x 3 appends, keep=6, half through the function and half
@@ -3099,22 +3087,13 @@ class TestAcrossProcesses:
             account = storage.accounts.create(NewAccount(username="aliya"), now=T0)
         schema = postgresql.metadata.schema
         assert schema is not None
-        context = _forkserver()
-        start = context.Barrier(_PROCESSES)
-        results = context.Queue()
-        processes = [
-            context.Process(
-                target=_reserve_in_process,
-                args=(postgresql.url, schema, account.id, index, start, results),
-            )
-            for index in range(_PROCESSES)
-        ]
-        for process in processes:
-            process.start()
-        won = [entry for _ in processes for entry in results.get(timeout=300)]
-        for process in processes:
-            process.join(timeout=60)
-            assert process.exitcode == 0
+        batches = _in_processes(
+            _PROCESSES,
+            _reserve_in_process,
+            lambda index: (postgresql.url, schema, account.id, index),
+            300,
+        )
+        won = [entry for batch in batches for entry in batch]
         racers = _PROCESSES * _THREADS_PER_PROCESS
         # Every racer won once, each count value went to exactly one of them ...
         assert len(won) == racers
@@ -3128,8 +3107,6 @@ class TestAcrossProcesses:
         last = next(now for seen, now, _ in won if seen == racers - 1)
         assert stored.last_failed_login_at == last
         assert stored.security_stamp == account.security_stamp
-        results.close()
-        results.join_thread()
 
 
 def test_sqlite_write_lock_wait_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -3249,25 +3226,12 @@ class TestOutboxOnPostgreSQL:
         ids = _enqueue_due(storage, _DUE)
         schema = postgresql.metadata.schema
         assert schema is not None
-        context = _forkserver()
-        start = context.Barrier(_OUTBOX_PROCESSES)
-        results = context.Queue()
-        processes = [
-            context.Process(
-                target=_claims_in_process, args=(postgresql.url, schema, start, results)
-            )
-            for _ in range(_OUTBOX_PROCESSES)
-        ]
-        for process in processes:
-            process.start()
-        batches = [batch for _ in processes for batch in results.get(timeout=300)]
-        for process in processes:
-            process.join(timeout=60)
-            assert process.exitcode == 0
+        per_process = _in_processes(
+            _OUTBOX_PROCESSES, _claims_in_process, lambda _: (postgresql.url, schema), 300
+        )
+        batches = [batch for batches in per_process for batch in batches]
         _check_claimed_once(batches, ids)
         assert self._outbox(storage).claim(now=T0 + HOUR, lease=HOUR, limit=10) == []
-        results.close()
-        results.join_thread()
 
     def test_racing_settles_of_one_attempt(self, storage: Storage) -> None:
         """16 threads complete or fail each of 20 claimed letters: one write per letter, and
