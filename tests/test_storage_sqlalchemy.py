@@ -168,6 +168,14 @@ class Backend:
     def tables(self) -> list[sa.Table]:
         return [*self.metadata.sorted_tables, self.users]
 
+    def serializable_engine(self) -> sa.Engine:
+        """An engine on a server whose default isolation, for autocommit too, is SERIALIZABLE."""
+        return self.engine_for_tests(
+            connect_args={"options": "-c default_transaction_isolation=serializable"},
+            pool_size=8,
+            max_overflow=40,
+        )
+
     def reset(self) -> None:
         """Empty every table, so each test starts from nothing."""
         with self.engine.begin() as connection:
@@ -1859,11 +1867,7 @@ class TestPostgreSQLAccountStatements:
         keep their promises (one winner each), whether a statement ran in autocommit or a
         serialization failure turned the store to READ COMMITTED transactions."""
         postgresql.reset()
-        engine = postgresql.engine_for_tests(
-            connect_args={"options": "-c default_transaction_isolation=serializable"},
-            pool_size=8,
-            max_overflow=40,
-        )
+        engine = postgresql.serializable_engine()
         try:
             with sqlalchemy_storage(engine, metadata=postgresql.metadata) as storage:
                 accounts = storage.accounts
@@ -2054,11 +2058,7 @@ class TestHistoryFunction:
         autocommit call (its statements would share one snapshot), the store appends in a
         READ COMMITTED transaction instead, and racing appends still keep at most keep."""
         postgresql.reset()
-        engine = postgresql.engine_for_tests(
-            connect_args={"options": "-c default_transaction_isolation=serializable"},
-            pool_size=8,
-            max_overflow=40,
-        )
+        engine = postgresql.serializable_engine()
         try:
             with engine.connect() as connection:
                 level = connection.exec_driver_sql("SHOW default_transaction_isolation")
@@ -2083,11 +2083,7 @@ class TestHistoryFunction:
         function's KI001, nothing written), the call runs as a READ COMMITTED transaction,
         and so does every later one: racing changes still have one winner, one entry."""
         postgresql.reset()
-        engine = postgresql.engine_for_tests(
-            connect_args={"options": "-c default_transaction_isolation=serializable"},
-            pool_size=8,
-            max_overflow=40,
-        )
+        engine = postgresql.serializable_engine()
         try:
             with sqlalchemy_storage(engine, metadata=postgresql.metadata) as storage:
                 with_history = storage.with_history
@@ -3298,15 +3294,6 @@ class TestOutboxOnPostgreSQL:
         assert (entry.status, entry.attempts, entry.last_error) == ("sent", 1, "Refused")
 
     @staticmethod
-    def _serializable(postgresql: Backend) -> sa.Engine:
-        """An engine on a server whose default isolation, for autocommit too, is SERIALIZABLE."""
-        return postgresql.engine_for_tests(
-            connect_args={"options": "-c default_transaction_isolation=serializable"},
-            pool_size=8,
-            max_overflow=40,
-        )
-
-    @staticmethod
     def _wait_for_a_lock_wait(postgresql: Backend) -> None:
         """Return once a statement on this schema's outbox waits for a row lock."""
         probe = sa.text(
@@ -3327,7 +3314,7 @@ class TestOutboxOnPostgreSQL:
         meanwhile fails in its one statement (40001, nothing written); the store completes
         in a READ COMMITTED transaction instead, and runs transactions from then on."""
         postgresql.reset()
-        engine = self._serializable(postgresql)
+        engine = postgresql.serializable_engine()
         try:
             with sqlalchemy_storage(engine, metadata=postgresql.metadata, outbox=True) as storage:
                 outbox = self._outbox(storage)
@@ -3377,7 +3364,7 @@ class TestOutboxOnPostgreSQL:
                 f"CREATE TRIGGER kaspi_test_rc_only BEFORE UPDATE ON {table}"
                 f" FOR EACH ROW EXECUTE FUNCTION {schema}.kaspi_test_rc_only()"
             )
-        engine = self._serializable(postgresql)
+        engine = postgresql.serializable_engine()
         try:
             with sqlalchemy_storage(engine, metadata=postgresql.metadata, outbox=True) as storage:
                 outbox = self._outbox(storage)

@@ -752,6 +752,18 @@ class SQLAlchemyDatabase:
                 self._write_lock = self._new_write_lock()
                 self._engine.dispose(close=False)
 
+    def _refused_isolation(self, error: StorageError) -> None:
+        """Re-raise a one-statement write's ``error``, unless isolation refused it.
+
+        The server's default isolation refuses such a statement with the history
+        function's KI001 or a serialization failure (40001); either way nothing was
+        written. Then every later such write on this database runs as a READ COMMITTED
+        transaction instead.
+        """
+        if not _needs_read_committed(error.__cause__):
+            raise error
+        self._autocommit_writes = False
+
     def _storage_error(self, exc: BaseException) -> StorageError:
         # Only the driver's first message line: SQLAlchemy's full text lists the bound
         # parameters (token ids, hashes) and PostgreSQL's DETAIL may quote row values.
@@ -1533,9 +1545,7 @@ class SQLAlchemyAccountStore(_Store):
             except _Clash as refused:
                 clash = refused
             except StorageError as exc:
-                if not _needs_read_committed(exc.__cause__):
-                    raise
-                self._db._autocommit_writes = False
+                self._db._refused_isolation(exc)
                 return None
         assert clash is not None
         raise self._db._storage_error(clash.error) from clash.error
@@ -1732,9 +1742,7 @@ class SQLAlchemyAccountStore(_Store):
             try:
                 result = self._run_contact(swap, run, single=True)
             except StorageError as exc:
-                if not _needs_read_committed(exc.__cause__):
-                    raise
-                self._db._autocommit_writes = False  # nothing written; transactions now
+                self._db._refused_isolation(exc)  # nothing written; transactions now
             else:
                 if result is None:
                     return None
@@ -2157,12 +2165,6 @@ def _has_history_function(connection: sa.Connection, table: sa.Table) -> bool:
     return bool(found.scalar())
 
 
-def _outside_read_committed(error: BaseException | None) -> bool:
-    """Whether ``error`` is the history function refusing a transaction's isolation level."""
-    original = getattr(error, "orig", None)
-    return getattr(original, "sqlstate", None) == _NOT_READ_COMMITTED
-
-
 def _needs_read_committed(error: BaseException | None) -> bool:
     """Whether a statement at the server's default isolation needed READ COMMITTED.
 
@@ -2223,10 +2225,7 @@ class SQLAlchemyPasswordHistoryStore(_Store):
                 if self._db._single(call):
                     return
             except StorageError as exc:
-                if not _outside_read_committed(exc.__cause__):
-                    raise
-                # The function refused before it wrote anything; never try this again.
-                self._db._autocommit_writes = False
+                self._db._refused_isolation(exc)  # nothing written; transactions now
         self._db._write(lambda connection: self._append(connection, account_id, entry, keep))
 
     def _append(
@@ -2839,10 +2838,7 @@ class SQLAlchemyOutboxStore(_Store):
             try:
                 return self._claim_in_one(rule, count)
             except StorageError as exc:
-                if not _needs_read_committed(exc.__cause__):
-                    raise
-                # Refused before anything was written; from now on, transactions.
-                self._db._autocommit_writes = False
+                self._db._refused_isolation(exc)  # nothing written; transactions now
         t = self._table
         due = (
             self._select.where(t.c.status == "pending", t.c.next_attempt_at <= rule.due_by)
@@ -2997,10 +2993,7 @@ class SQLAlchemyOutboxStore(_Store):
             try:
                 return self._settle_in_one(key, rule)
             except StorageError as exc:
-                if not _needs_read_committed(exc.__cause__):
-                    raise
-                # Refused before anything was written; from now on, transactions.
-                self._db._autocommit_writes = False
+                self._db._refused_isolation(exc)  # nothing written; transactions now
         locked = self._by_id.with_for_update()
 
         def settle(connection: sa.Connection) -> bool:
@@ -3415,10 +3408,7 @@ class SQLAlchemyAccountWithHistory:
             try:
                 done = self._db._single(in_one)
             except StorageError as exc:
-                if not _needs_read_committed(exc.__cause__):
-                    raise
-                # Refused before anything was written; from now on, transactions.
-                self._db._autocommit_writes = False
+                self._db._refused_isolation(exc)  # nothing written; transactions now
             else:
                 if done is not None:
                     return done
