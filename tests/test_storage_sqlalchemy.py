@@ -1568,10 +1568,6 @@ class TestSingleStatements(OnBackend):
             connection.execute(sa.select(sa.literal(1)))
         sent: list[tuple[str, bool]] = []
 
-        def record(connection: sa.Connection, cursor: Any, statement: str, *_: Any) -> None:
-            driver = connection.connection.dbapi_connection
-            sent.append((statement.split(None, 1)[0].upper(), bool(driver.autocommit)))  # type: ignore[union-attr]
-
         entry = HistoryEntry(password_hash=HASH_B, fingerprint=b"fp", created_at=T0)
         with sqlalchemy_storage(engine, metadata=self.backend.metadata, outbox=True) as storage:
             with_history = storage.with_history
@@ -1596,8 +1592,7 @@ class TestSingleStatements(OnBackend):
                 )
                 for i in range(5)
             ]
-            sa.event.listen(engine, "before_cursor_execute", record)
-            try:
+            with _recording(engine, sent):
                 cases: list[tuple[str, str, HistoryEntry | None, list[OutboxMessage], bool]] = [
                     (HASH_A, HASH_B, entry, letters[:2], True),
                     (HASH_A, HASH_B, entry, letters[2:3], False),  # lost: nothing written
@@ -1648,8 +1643,6 @@ class TestSingleStatements(OnBackend):
                         is won
                     )
                     assert sent == [("WITH", True)]
-            finally:
-                sa.event.remove(engine, "before_cursor_execute", record)
             assert storage.history.recent(account.id, 10) == [entry, entry]
             statuses = {e.message.id: e.status for e in outbox.list()}
             assert statuses == {
@@ -1675,10 +1668,6 @@ class TestSingleStatements(OnBackend):
             connection.execute(sa.select(sa.literal(1)))
         sent: list[tuple[str, bool]] = []
 
-        def record(connection: sa.Connection, cursor: Any, statement: str, *_: Any) -> None:
-            driver = connection.connection.dbapi_connection
-            sent.append((statement.split(None, 1)[0].upper(), bool(driver.autocommit)))  # type: ignore[union-attr]
-
         with sqlalchemy_storage(engine, metadata=self.backend.metadata, outbox=True) as storage:
             with_history, outbox = storage.with_history, storage.outbox
             assert with_history is not None
@@ -1699,8 +1688,7 @@ class TestSingleStatements(OnBackend):
                 for i in range(5)
             ]
             contact = dataclasses.replace(created.contact, email="c@example.kz")
-            sa.event.listen(engine, "before_cursor_execute", record)
-            try:
+            with _recording(engine, sent):
                 written = with_history.update_contact(
                     created.id,
                     expected_stamp=created.security_stamp,
@@ -1726,8 +1714,6 @@ class TestSingleStatements(OnBackend):
                         contact=dataclasses.replace(contact, email="B@example.kz"),
                         messages=letters[4:],
                     )
-            finally:
-                sa.event.remove(engine, "before_cursor_execute", record)
             assert {e.message for e in outbox.list()} == set(letters[:3])
             assert storage.accounts.get(created.id) == written
         engine.dispose()
@@ -1749,10 +1735,6 @@ class TestPostgreSQLAccountStatements:
         engine = postgresql.engine_for_tests()
         sent: list[tuple[str, bool]] = []
 
-        def record(connection: sa.Connection, cursor: Any, statement: str, *_: Any) -> None:
-            driver = connection.connection.dbapi_connection
-            sent.append((statement.split(None, 1)[0].upper(), bool(driver.autocommit)))  # type: ignore[union-attr]
-
         def one(word: str, call: Callable[[], object]) -> object:
             sent.clear()
             try:
@@ -1764,8 +1746,7 @@ class TestPostgreSQLAccountStatements:
             accounts = storage.accounts
             with engine.connect() as connection:
                 connection.execute(sa.select(sa.literal(1)))
-            sa.event.listen(engine, "before_cursor_execute", record)
-            try:
+            with _recording(engine, sent):
                 made = one(
                     "WITH",
                     lambda: accounts.create(
@@ -1812,8 +1793,6 @@ class TestPostgreSQLAccountStatements:
                     ),
                 )
                 assert stale is None
-            finally:
-                sa.event.remove(engine, "before_cursor_execute", record)
             assert accounts.get(made.id) == written
             assert accounts.get(other.id) == other
         engine.dispose()
@@ -1859,6 +1838,38 @@ class TestPostgreSQLAccountStatements:
                 assert outbox.list() == [], assignment
             _set(postgresql, "accounts", "failed_logins = 0, names = '[]', language = 'kk'")
             assert storage.accounts.create(NewAccount(email="new@example.kz"), now=T0)
+
+    def test_a_failed_undo_still_raises_the_corrupt_row(
+        self, postgresql: Backend, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The undo of a change over a garbage row fails as well: CorruptRecordError all the
+        same (not the undo's StorageError), and one warning that names no value."""
+        postgresql.reset()
+        with sqlalchemy_storage(postgresql.engine, metadata=postgresql.metadata) as storage:
+            seeded = storage.accounts.create(
+                NewAccount(username="aliya", email="a@example.kz", password_hash=HASH_A), now=T0
+            )
+            _set(postgresql, "accounts", "failed_logins = -1")
+            database = storage.accounts.database  # type: ignore[attr-defined]
+
+            def refuse(operation: object) -> None:
+                raise StorageError("PostgreSQL storage failed: the connection was cut")
+
+            monkeypatch.setattr(database, "_write", refuse)
+            with (
+                caplog.at_level("WARNING", logger="kaspi_identity.storage"),
+                pytest.raises(CorruptRecordError),
+            ):
+                storage.accounts.update_contact(
+                    seeded.id,
+                    expected_stamp=seeded.security_stamp,
+                    contact=dataclasses.replace(seeded.contact, email="new@example.kz"),
+                )
+            warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+            assert len(warnings) == 1
+            assert "not set back" in warnings[0]
+            assert "new@example.kz" not in warnings[0]
+            assert HASH_A not in warnings[0]
 
     def test_outside_read_committed_account_writes_open_transactions(
         self, postgresql: Backend
@@ -1918,6 +1929,21 @@ class TestPostgreSQLAccountStatements:
                 assert accounts.get(target.id) == won[0]
         finally:
             engine.dispose()
+
+
+@contextmanager
+def _recording(engine: sa.Engine, sent: list[tuple[str, bool]]) -> Iterator[None]:
+    """Append (first keyword, autocommit?) of each statement ``engine`` sends to ``sent``."""
+
+    def record(connection: sa.Connection, cursor: Any, statement: str, *_: Any) -> None:
+        driver = connection.connection.dbapi_connection
+        sent.append((statement.split(None, 1)[0].upper(), bool(driver.autocommit)))  # type: ignore[union-attr]
+
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
 
 
 def _in_threads(count: int, action: Callable[[int], object]) -> None:

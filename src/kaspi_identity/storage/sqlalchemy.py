@@ -1762,7 +1762,12 @@ class SQLAlchemyAccountStore(_Store):
         overwritten: tuple[Any, ...],
         outbox: SQLAlchemyOutboxStore | None,
     ) -> None:
-        """Set the columns a committed swap wrote back to ``overwritten`` (see above)."""
+        """Set the columns a committed swap wrote back to ``overwritten`` (see above).
+
+        If that fails too, a warning is logged and the caller still raises the garbage row's
+        CorruptRecordError (as the outbox's put-back does): the row keeps the change, and
+        every read of it raises until it is mended.
+        """
         t, c = self._table, self._columns
         still = [t.c[key].is_not_distinct_from(value) for key, value in swap.values.items()]
         restore = (
@@ -1783,7 +1788,12 @@ class SQLAlchemyAccountStore(_Store):
                     )
                 )
 
-        self._db._write(undo)
+        try:
+            self._db._write(undo)
+        except StorageError as exc:
+            _log.warning(
+                "a contact change written over a corrupt account row was not set back (%s)", exc
+            )
 
     def _run_contact(
         self,
